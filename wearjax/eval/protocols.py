@@ -1,0 +1,64 @@
+"""Inference protocols for heart rate (Lab-to-Wrist section 4).
+
+- standard: the true HR at the first second of every 60 s window is known;
+- generative: only the first observed second of the session is known; each window starts from
+  the previous window's last prediction, so errors are never reset.
+
+A protocol is described by which samples it gives the model (`given`); metrics are computed on
+the observed samples that were not given.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int
+
+PROTOCOLS = ("standard", "generative")
+
+
+def window_starts(
+    hr: Float[Array, " time"], mask: Bool[Array, " time"], window: int
+) -> tuple[Float[Array, " window"], Bool[Array, " window"]]:
+    """Each window's first-second HR and whether it was observed (standard protocol)."""
+    return hr.reshape(-1, window)[:, 0], mask.reshape(-1, window)[:, 0]
+
+
+def first_observed(
+    hr: Float[Array, " time"], mask: Bool[Array, " time"]
+) -> tuple[Float[Array, ""], Int[Array, ""]]:
+    """HR at the session's first observed second and that second's index (generative)."""
+    i = jnp.argmax(mask)
+    return hr[i], i
+
+
+def given_mask(
+    mask: Bool[Array, "*batch time"], window: int, protocol: str
+) -> Bool[Array, "*batch time"]:
+    """The samples a protocol hands to the model (excluded from its metrics)."""
+    t = jnp.broadcast_to(jnp.arange(mask.shape[-1]), mask.shape)
+    if protocol == "standard":
+        return mask & (t % window == 0)
+    if protocol == "generative":
+        first = jnp.argmax(mask, axis=-1)
+        return mask & (t == first[..., None])
+    raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
+
+
+def hold_baseline(
+    hr: Float[Array, " time"], mask: Bool[Array, " time"], window: int, protocol: str
+) -> Float[Array, " time"]:
+    """Baseline (a): the known HR held constant.
+
+    Standard: each window's first HR held over the window; a window whose first second is
+    missing holds the last known window start (or the session's first observed HR before any).
+    Generative: the session's first observed HR held over the whole session.
+    """
+    h0, _ = first_observed(hr, mask)
+    if protocol == "generative":
+        return jnp.full_like(hr, h0)
+    start, known = window_starts(hr, mask, window)
+    idx = jnp.where(known, jnp.arange(start.shape[0]), -1)
+    last = jax.lax.cummax(idx)
+    held = jnp.where(last >= 0, start[jnp.maximum(last, 0)], h0)
+    return jnp.repeat(held, window, total_repeat_length=hr.shape[0])

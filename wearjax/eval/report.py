@@ -1,0 +1,135 @@
+"""Tables, metrics.json, report.md and plots of the HR study."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from wearjax.eval.metrics import HR_ZONES
+
+LABELS = {
+    "baseline_hold": "Baseline: known HR held",
+    "baseline_linear": "Baseline: linear regression",
+}
+
+
+def model_label(name: str) -> str:
+    if name in LABELS:
+        return LABELS[name]
+    if name.startswith("kalman_"):
+        return f"Kalman ({name.removeprefix('kalman_').replace('x', ', ')})"
+    return name
+
+
+def _f(v: float) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+
+
+def table_1(results: dict) -> str:
+    """Markdown table in the layout of Lab-to-Wrist Table 1: MAE (bpm) per protocol,
+    overall, by HR zone and by stability."""
+    lo, hi = HR_ZONES
+    cols = [
+        ("mae", "MAE"),
+        ("rmse", "RMSE"),
+        ("pearson_r", "r"),
+        ("mae_low", f"<{lo:.0f}"),
+        ("mae_medium", f"{lo:.0f}-{hi:.0f}"),
+        ("mae_high", f">={hi:.0f}"),
+        ("mae_transition", "transition"),
+        ("mae_steady", "steady"),
+    ]
+    lines = []
+    for protocol in ("standard", "generative"):
+        lines.append(f"**{protocol.capitalize()} protocol** (bpm; HR zones by true HR)\n")
+        lines.append("| model | " + " | ".join(c[1] for c in cols) + " |")
+        lines.append("|---|" + "---:|" * len(cols))
+        for name, entry in results["models"].items():
+            m = entry[protocol]
+            lines.append(f"| {model_label(name)} | " + " | ".join(_f(m[k]) for k, _ in cols) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def cohort_line(results: dict) -> str:
+    c, f = results["cohort"], results["folds"]
+    return (
+        f"{c['n_runners']} runners, {c['n_sessions']} sessions, {c['hours']:.1f} h; "
+        f"leave-{f['runners_out']}-runners-out, {f['n_folds']} folds trained in one vmapped program"
+    )
+
+
+def write_outputs(results: dict, predictions: dict, out: Path, *, n_plots: int = 3) -> list[Path]:
+    """Write `metrics.json`, `report.md` and `plots/*.png`; returns the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "metrics.json", out / "report.md"]
+    (out / "metrics.json").write_text(json.dumps(_finite_or_none(results), indent=2))
+    plots = plot_sessions(predictions, out / "plots", n=n_plots)
+    written += plots
+    lines = ["# wearjax HR study", "", cohort_line(results), "", table_1(results)]
+    lines += ["", "Training time per model (s): "]
+    for name, entry in results["models"].items():
+        if "train_seconds" in entry:
+            lines.append(
+                f"- {model_label(name)}: train {entry['train_seconds']:.0f} s, "
+                f"predict {entry['eval_seconds']:.0f} s, {entry['epochs_run']} epochs, "
+                f"{entry['n_parameters']} parameters"
+            )
+    lines += ["", "## Sessions", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    return written
+
+
+def _finite_or_none(obj):
+    """JSON has no NaN: undefined metrics (an empty subset) are written as null."""
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite_or_none(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def plot_sessions(predictions: dict, folder: Path, *, n: int = 3) -> list[Path]:
+    """True vs predicted HR for `n` sessions (longest first), both protocols, with the
+    filter's 2-SD band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    models = [k for k in predictions if k.startswith("kalman_")]
+    if not models:
+        return []
+    model = models[0]
+    hr, mask = predictions["hr"], predictions["mask"]
+    order = np.argsort(-mask.sum(1))[:n]
+    paths = []
+    for s in order:
+        t = np.flatnonzero(mask[s])
+        end = t.max() + 1
+        fig, axes = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
+        for ax, protocol in zip(axes, ("standard", "generative"), strict=True):
+            pred = predictions[model][protocol][s, :end]
+            sd = np.sqrt(np.maximum(predictions[model][f"{protocol}_var"][s, :end], 0.0))
+            minutes = np.arange(end) / 60
+            ax.plot(t / 60, hr[s, t], ".", ms=1.5, color="0.3", label="true HR")
+            ax.fill_between(minutes, pred - 2 * sd, pred + 2 * sd, alpha=0.25, label="±2 SD")
+            ax.plot(minutes, pred, lw=1.2, label=f"{model_label(model)}")
+            hold = predictions["baseline_hold"][protocol][s, :end]
+            ax.plot(minutes, hold, lw=0.8, ls="--", label="known HR held")
+            ax.set_ylabel("HR (bpm)")
+            ax.set_title(f"session {s}, {protocol} protocol", fontsize=10)
+            ax.legend(fontsize=7, loc="lower right")
+        axes[-1].set_xlabel("time (min)")
+        fig.tight_layout()
+        path = folder / f"session_{s:03d}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        paths.append(path)
+    return paths

@@ -1,0 +1,149 @@
+"""Backbones shared by the dynamic models: an MLP encoder and a GRU stack run as one scan.
+
+The GRU follows the usual reset/update/candidate form (Cho et al. 2014, PyTorch's gate order):
+
+    r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
+    z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
+    n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+    h' = (1 - z) * n + z * h
+
+The input projections `W_i* x + b_i*` do not depend on the carry, so they are computed for all
+time steps with one matrix product before the scan; the scan body holds only the recurrent part.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+
+def dense(weight: Array, bias: Array, x: Array) -> Array:
+    """`x @ weight.T + bias` over any leading axes (bias broadcast explicitly)."""
+    y = x @ weight.T
+    return y + bias.reshape((1,) * (y.ndim - 1) + bias.shape)
+
+
+class Encoder(eqx.Module):
+    """Per-time-step MLP: Linear -> LeakyReLU -> Dropout, repeated; `[T, F] -> [T, H]`."""
+
+    layers: tuple[eqx.nn.Linear, ...]
+    dropout: eqx.nn.Dropout
+
+    def __init__(self, in_size: int, hidden: int, *, depth: int = 2, dropout: float = 0.1, key):
+        keys = jax.random.split(key, depth)
+        sizes = [in_size] + [hidden] * depth
+        self.layers = tuple(
+            eqx.nn.Linear(a, b, key=k) for a, b, k in zip(sizes[:-1], sizes[1:], keys, strict=True)
+        )
+        self.dropout = eqx.nn.Dropout(dropout)
+
+    def __call__(
+        self, x: Float[Array, "time feature"], *, key: PRNGKeyArray | None = None
+    ) -> Float[Array, "time hidden"]:
+        keys = (
+            (None,) * len(self.layers) if key is None else jax.random.split(key, len(self.layers))
+        )
+        for layer, k in zip(self.layers, keys, strict=True):
+            x = jax.nn.leaky_relu(dense(layer.weight, layer.bias, x))
+            x = self.dropout(x, key=k, inference=k is None)
+        return x
+
+
+class GRULayer(eqx.Module):
+    """One GRU layer over a whole sequence: `[T, I], h0 [H] -> hs [T, H]`."""
+
+    weight_ih: Float[Array, "3h i"]
+    weight_hh: Float[Array, "3h h"]
+    bias_ih: Float[Array, " 3h"]
+    bias_hh: Float[Array, " 3h"]
+
+    def __init__(self, in_size: int, hidden: int, *, key):
+        k1, k2, k3, k4 = jax.random.split(key, 4)
+        lim = hidden**-0.5
+        u = lambda k, shape: jax.random.uniform(k, shape, minval=-lim, maxval=lim)  # noqa: E731
+        self.weight_ih = u(k1, (3 * hidden, in_size))
+        self.weight_hh = u(k2, (3 * hidden, hidden))
+        self.bias_ih = u(k3, (3 * hidden,))
+        self.bias_hh = u(k4, (3 * hidden,))
+
+    @property
+    def hidden(self) -> int:
+        return self.weight_hh.shape[1]
+
+    def cell(self, xp: Float[Array, " 3h"], h: Float[Array, " h"]) -> Float[Array, " h"]:
+        """One step given the precomputed input projection `xp = W_ih x + b_ih`."""
+        hp = self.weight_hh @ h + self.bias_hh
+        xr, xz, xn = jnp.split(xp, 3)
+        hr, hz, hn = jnp.split(hp, 3)
+        r = jax.nn.sigmoid(xr + hr)
+        z = jax.nn.sigmoid(xz + hz)
+        n = jnp.tanh(xn + r * hn)
+        return (1.0 - z) * n + z * h
+
+    def __call__(
+        self, x: Float[Array, "time in"], h0: Float[Array, " hidden"]
+    ) -> Float[Array, "time hidden"]:
+        xp = dense(self.weight_ih, self.bias_ih, x)  # all time steps at once, outside the scan
+
+        def step(h, xp_t):
+            h = self.cell(xp_t, h)
+            return h, h
+
+        _, hs = jax.lax.scan(step, h0, xp)
+        return hs
+
+
+class GRUStack(eqx.Module):
+    """Stacked GRU layers; the state `[L, H]` is carried in and returned for the next window."""
+
+    layers: tuple[GRULayer, ...]
+
+    def __init__(self, in_size: int, hidden: int, n_layers: int, *, key):
+        keys = jax.random.split(key, n_layers)
+        self.layers = tuple(
+            GRULayer(in_size if i == 0 else hidden, hidden, key=k) for i, k in enumerate(keys)
+        )
+
+    def init_state(self, dtype=jnp.float32) -> Float[Array, "layer hidden"]:
+        return jnp.zeros((len(self.layers), self.layers[0].hidden), dtype)
+
+    def __call__(
+        self, x: Float[Array, "time in"], h0: Float[Array, "layer hidden"]
+    ) -> tuple[Float[Array, "time hidden"], Float[Array, "layer hidden"]]:
+        last = []
+        for i, layer in enumerate(self.layers):
+            x = layer(x, h0[i])
+            last.append(x[-1])
+        return x, jnp.stack(last)
+
+
+class Backbone(eqx.Module):
+    """Encoder + GRU stack: running features `[T, F]` -> temporal state `s_t [T, H]`.
+
+    `s_t = f_temp(e_t, s_{t-1})` with `e_t` the encoded features; the GRU state is carried from
+    one window into the next, so a session is one scan however many windows it has.
+    """
+
+    encoder: Encoder
+    gru: GRUStack
+
+    def __init__(self, n_features: int, hidden: int, n_layers: int, *, dropout=0.1, key):
+        k1, k2 = jax.random.split(key)
+        self.encoder = Encoder(n_features, hidden, dropout=dropout, key=k1)
+        self.gru = GRUStack(hidden, hidden, n_layers, key=k2)
+
+    @property
+    def hidden(self) -> int:
+        return self.gru.layers[0].hidden
+
+    def __call__(
+        self,
+        x: Float[Array, "time feature"],
+        state: Float[Array, "layer hidden"] | None = None,
+        *,
+        key: PRNGKeyArray | None = None,
+    ) -> tuple[Float[Array, "time hidden"], Float[Array, "layer hidden"]]:
+        state = self.gru.init_state(x.dtype) if state is None else state
+        return self.gru(self.encoder(x, key=key), state)

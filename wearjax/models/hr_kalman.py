@@ -1,0 +1,209 @@
+"""Neural Kalman model of heart rate during running (Lab-to-Wrist, appendix B.2).
+
+Backbone: features `x_t` -> MLP encoder -> GRU -> temporal state `s_t`, carried across windows.
+Per 60 s window, heads on the window-mean of `s_t` give the window's HR mean `mu_hat` and SD
+`sigma_hat` (bpm), the initial velocity and covariance. HR is filtered in normalised units
+`g = (h - mu_hat) / sigma_hat` with state `z = (g, g_dot)`:
+
+    z^- = f_tr(z, s_t)              = (g + g_dot, g_dot) + MLP(s_t, z)
+    y_t = f_obs(s_t)                 learned observation of g from the features
+    k   = f_gain(P + Q_t, R_t)       learned scalar gain
+    g  += k nu,  g_dot += 0.5 k nu,  P <- (P + Q_t) diag(1 - k, 1 - 0.5 k),  nu = y_t - g^-
+
+then `h = sigma_hat * g + mu_hat`, clipped to [HR_MIN, HR_MAX] bpm and |dh/dt| <= MAX_RATE.
+As published, measured HR enters only as each window's initial condition: under the standard
+protocol the first sample of every window, under the generative protocol the first second of the
+session (each later window starts from the previous window's last prediction).
+
+Everything that does not depend on the filter state (the GRU, the observation, the noises, the
+context half of f_tr) is computed for all seconds before the filter's scan.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
+
+from wearjax.filters.learned_gain import LearnedGainState, learned_gain_filter
+from wearjax.models.backbone import Backbone, dense
+
+HR_MIN, HR_MAX = 30.0, 230.0  # physiological clip, bpm
+MAX_RATE = 5.0  # bpm/s, larger than any HR change seen in running
+HR_CENTER, HR_SCALE, SD_SCALE = 140.0, 30.0, 5.0  # affine parameterisation of the HR heads
+VELOCITY_WEIGHT = 0.5  # the damped velocity update g_dot += 0.5 k nu
+
+
+class HRPrediction(NamedTuple):
+    """HR prediction of one session: `hr [T]` and filter variance `var [T]` (bpm, bpm^2), and
+    per-window `mu [N]`, `sigma [N]` (bpm)."""
+
+    hr: Float[Array, " time"]
+    var: Float[Array, " time"]
+    mu: Float[Array, " window"]
+    sigma: Float[Array, " window"]
+
+
+class Transition(eqx.Module):
+    """f_tr: constant-velocity prior plus a learned correction from (s_t, z)."""
+
+    context: eqx.nn.Linear
+    state: eqx.nn.Linear
+    out: eqx.nn.Linear
+
+    def __init__(self, hidden: int, width: int = 32, *, key):
+        k1, k2, k3 = jax.random.split(key, 3)
+        self.context = eqx.nn.Linear(hidden, width, key=k1)
+        self.state = eqx.nn.Linear(2, width, use_bias=False, key=k2)
+        out = eqx.nn.Linear(width, 2, key=k3)
+        self.out = eqx.tree_at(lambda m: m.weight, out, out.weight * 0.1)
+
+    def project(self, s: Float[Array, "time hidden"]) -> Float[Array, "time width"]:
+        """The part that depends only on s_t, computed for all seconds outside the scan."""
+        return dense(self.context.weight, self.context.bias, s)
+
+    def __call__(self, z: Float[Array, " 2"], context: Float[Array, " width"]):
+        a = jax.nn.leaky_relu(context + self.state.weight @ z)
+        prior = jnp.stack([z[0] + z[1], z[1]])
+        return prior + self.out.weight @ a + self.out.bias
+
+
+class Gain(eqx.Module):
+    """f_gain: a scalar gain in (0, 1) from the predicted covariance and observation noise."""
+
+    hidden: eqx.nn.Linear
+    out: eqx.nn.Linear
+
+    def __init__(self, width: int = 16, *, key):
+        k1, k2 = jax.random.split(key)
+        self.hidden = eqx.nn.Linear(3, width, key=k1)
+        self.out = eqx.nn.Linear(width, 1, key=k2)
+
+    def __call__(self, var_pred: Float[Array, " 2"], r: Float[Array, ""]) -> Float[Array, ""]:
+        u = jnp.log(jnp.concatenate([var_pred, r[None]]))
+        return jax.nn.sigmoid(self.out(jax.nn.tanh(self.hidden(u)))[0])
+
+
+class HRKalman(eqx.Module):
+    """GRU backbone + learned-gain Kalman filter; sizes as published: (128, 2) and (64, 3)."""
+
+    backbone: Backbone
+    window_head: eqx.nn.Linear
+    step_head: eqx.nn.Linear
+    transition: Transition
+    gain: Gain
+    window: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        n_features: int,
+        hidden: int = 128,
+        n_layers: int = 2,
+        *,
+        window: int = 60,
+        dropout: float = 0.1,
+        key: PRNGKeyArray,
+    ):
+        k = jax.random.split(key, 5)
+        self.backbone = Backbone(n_features, hidden, n_layers, dropout=dropout, key=k[0])
+        self.window_head = eqx.nn.Linear(hidden, 5, key=k[1])
+        self.step_head = eqx.nn.Linear(hidden, 4, key=k[2])
+        self.transition = Transition(hidden, key=k[3])
+        self.gain = Gain(key=k[4])
+        self.window = window
+
+    # -- pieces that do not depend on the filter state -------------------------------------
+    def _window_params(self, s: Float[Array, "window time hidden"]):
+        raw = jax.vmap(self.window_head)(s.mean(axis=1))
+        mu = HR_CENTER + HR_SCALE * raw[:, 0]
+        sigma = 0.5 + SD_SCALE * jax.nn.softplus(raw[:, 1])
+        gdot0 = raw[:, 2]
+        p0 = jax.nn.softplus(raw[:, 3:5]) + 1e-4
+        return mu, sigma, gdot0, p0
+
+    def _step_inputs(self, s: Float[Array, "window time hidden"]):
+        raw = dense(self.step_head.weight, self.step_head.bias, s)
+        y = raw[..., 0]
+        q = jax.nn.softplus(raw[..., 1:3]) + 1e-5
+        r = jax.nn.softplus(raw[..., 3]) + 1e-5
+        return y, q, r, self.transition.project(s)
+
+    def _filter_window(self, mu, sigma, gdot0, p0, y, q, r, ctx, h_init):
+        """Filter one window of W seconds from `h_init` (bpm); returns `hr [W]`, `var [W]`."""
+        bound = jnp.stack([(HR_MAX - mu) / sigma, MAX_RATE / sigma])
+        lower = jnp.stack([(HR_MIN - mu) / sigma, -MAX_RATE / sigma])
+        g0 = jnp.clip((h_init - mu) / sigma, lower[0], bound[0])
+        init = LearnedGainState(jnp.stack([g0, jnp.clip(gdot0, lower[1], bound[1])]), p0)
+        steps = learned_gain_filter(
+            init,
+            ctx[1:],
+            q[1:],
+            r[1:],
+            y[1:],
+            transition=self.transition,
+            gain=self.gain,
+            update_weights=jnp.asarray([1.0, VELOCITY_WEIGHT], y.dtype),
+            lower=lower,
+            upper=bound,
+        )
+        g = jnp.concatenate([g0[None], steps.mean[:, 0]])
+        pg = jnp.concatenate([p0[:1], steps.var[:, 0]])
+        return mu + sigma * g, sigma**2 * pg
+
+    def _encode(self, x, state, key):
+        t = x.shape[0]
+        if t % self.window:
+            raise ValueError(
+                f"session length {t} s is not a multiple of the {self.window} s window; "
+                "pad the cohort to a length bucket that is"
+            )
+        s, _ = self.backbone(x, state, key=key)
+        return s.reshape(t // self.window, self.window, s.shape[-1])
+
+    # -- protocols ---------------------------------------------------------------------------
+    def __call__(
+        self,
+        x: Float[Array, "time feature"],
+        hr_init: Float[Array, " window"],
+        init_mask: Bool[Array, " window"],
+        *,
+        state: Float[Array, "layer hidden"] | None = None,
+        key: PRNGKeyArray | None = None,
+    ) -> HRPrediction:
+        """Standard protocol: each window starts from its known first HR `hr_init` (bpm).
+
+        Where `init_mask` is False (that second was a dropout) the window starts from the
+        model's own window mean `mu_hat`. Windows are filtered in parallel (vmap).
+        """
+        s = self._encode(x, state, key)
+        mu, sigma, gdot0, p0 = self._window_params(s)
+        y, q, r, ctx = self._step_inputs(s)
+        h0 = jnp.where(init_mask, hr_init, mu)
+        hr, var = jax.vmap(self._filter_window)(mu, sigma, gdot0, p0, y, q, r, ctx, h0)
+        return HRPrediction(hr.reshape(-1), var.reshape(-1), mu, sigma)
+
+    def rollout(
+        self,
+        x: Float[Array, "time feature"],
+        hr0: Float[Array, ""],
+        *,
+        state: Float[Array, "layer hidden"] | None = None,
+    ) -> HRPrediction:
+        """Generative protocol: only `hr0`, the session's first second, is known.
+
+        One `lax.scan` over windows; each window starts from the last prediction of the one
+        before. The backbone runs over the whole session first (it does not depend on HR).
+        """
+        s = self._encode(x, state, None)
+        mu, sigma, gdot0, p0 = self._window_params(s)
+        y, q, r, ctx = self._step_inputs(s)
+
+        def body(h_last, per_window):
+            hr, var = self._filter_window(*per_window, h_last)
+            return hr[-1], (hr, var)
+
+        _, (hr, var) = jax.lax.scan(body, hr0, (mu, sigma, gdot0, p0, y, q, r, ctx))
+        return HRPrediction(hr.reshape(-1), var.reshape(-1), mu, sigma)
