@@ -13,12 +13,12 @@ from wearjax.errors import WearjaxError
 # Table-1-style study on the built-in synthetic cohort, about 15 minutes.
 DEMO_PRESETS = {
     "quick": dict(
-        n_runners=6, sessions_per_runner=4, min_minutes=20.0, max_minutes=40.0,
-        epochs=12, steps_per_epoch=25, batch_size=32,
+        n_runners=6, sessions_per_runner=4, min_minutes=20.0, max_minutes=30.0,
+        epochs=10, steps_per_epoch=20, batch_size=2,
     ),
     "full": dict(
         n_runners=12, sessions_per_runner=9, min_minutes=20.0, max_minutes=120.0,
-        epochs=30, steps_per_epoch=40, batch_size=32,
+        epochs=25, steps_per_epoch=20, batch_size=2,
     ),
 }  # fmt: skip
 

@@ -9,11 +9,15 @@ import pytest
 from tests.conftest import tree_allclose
 from wearjax.filters.learned_gain import LearnedGainState, learned_gain_step
 from wearjax.models.hr_kalman import (
-    HR_CENTER,
     HR_MAX,
     HR_MIN,
-    HR_SCALE,
     MAX_RATE,
+    MEAN_SCALE,
+    OBS_CENTER,
+    OBS_SCALE,
+    P0_SHIFT,
+    Q_SHIFT,
+    R_SHIFT,
     SD_SCALE,
     HRKalman,
 )
@@ -33,8 +37,11 @@ def _np(a):
     return np.asarray(a, np.float64)
 
 
-def numpy_standard(model: HRKalman, s: np.ndarray, h_init: np.ndarray) -> tuple:
-    """The model's filter, from backbone states `s [N, W, H]`, as plain float64 loops."""
+def numpy_standard(model: HRKalman, s: np.ndarray, h_init: np.ndarray, carry=False) -> tuple:
+    """The model's filter, from backbone states `s [N, W, H]`, as plain float64 loops.
+
+    `carry=True` is the generative protocol: window n > 0 starts from window n - 1's last
+    prediction and variance instead of `h_init[n]`."""
     wh, bh = _np(model.window_head.weight), _np(model.window_head.bias)
     sh, sb = _np(model.step_head.weight), _np(model.step_head.bias)
     tr = model.transition
@@ -43,24 +50,31 @@ def numpy_standard(model: HRKalman, s: np.ndarray, h_init: np.ndarray) -> tuple:
     g1, g1b = _np(model.gain.hidden.weight), _np(model.gain.hidden.bias)
     g2, g2b = _np(model.gain.out.weight), _np(model.gain.out.bias)
     hrs, vars_ = [], []
+    h_start, v_start = float(h_init[0]), 0.0
+    inflation = _softplus(float(model.carry_noise))
     for n in range(s.shape[0]):
+        if not carry:
+            h_start, v_start = float(h_init[n]), 0.0
+        extra = inflation if carry and n > 0 else 0.0
         raw = wh @ s[n].mean(0) + bh
-        mu = HR_CENTER + HR_SCALE * raw[0]
+        mu = h_start + MEAN_SCALE * raw[0]
         sigma = 0.5 + SD_SCALE * _softplus(raw[1])
         lo = np.array([(HR_MIN - mu) / sigma, -MAX_RATE / sigma])
         hi = np.array([(HR_MAX - mu) / sigma, MAX_RATE / sigma])
-        z = np.array([(h_init[n] - mu) / sigma, raw[2]])
+        z = np.array([(h_start - mu) / sigma, raw[2]])
         z = np.clip(z, lo, hi)
-        p = _softplus(raw[3:5]) + 1e-4
+        p = _softplus(raw[3:5] + P0_SHIFT) + 1e-4 + np.array([v_start / sigma**2 + extra, 0.0])
         out_h, out_v = [mu + sigma * z[0]], [sigma**2 * p[0]]
         for t in range(1, s.shape[1]):
             st = sh @ s[n, t] + sb
-            y, q, r = st[0], _softplus(st[1:3]) + 1e-5, _softplus(st[3]) + 1e-5
+            y = (OBS_CENTER + OBS_SCALE * st[0] - mu) / sigma
+            q, r = _softplus(st[1:3] + Q_SHIFT) + 1e-5, _softplus(st[3] + R_SHIFT) + 1e-5
             a = _leaky(tc @ s[n, t] + tcb + ts @ z)
             z_pred = np.array([z[0] + z[1], z[1]]) + to @ a + tob
             p_pred = p + q
             u = np.log(np.array([p_pred[0], p_pred[1], r]))
-            k = 1.0 / (1.0 + np.exp(-(g2 @ np.tanh(g1 @ u + g1b) + g2b)[0]))
+            logit = u[0] - u[2] + (g2 @ np.tanh(g1 @ u + g1b) + g2b)[0]
+            k = 1.0 / (1.0 + np.exp(-logit))
             nu = y - z_pred[0]
             z = z_pred + np.array([k, 0.5 * k]) * nu
             p = p_pred * np.array([1 - k, 1 - 0.5 * k])
@@ -69,6 +83,7 @@ def numpy_standard(model: HRKalman, s: np.ndarray, h_init: np.ndarray) -> tuple:
             out_v.append(sigma**2 * p[0])
         hrs.append(out_h)
         vars_.append(out_v)
+        h_start, v_start = out_h[-1], out_v[-1]
     return np.array(hrs).reshape(-1), np.array(vars_).reshape(-1)
 
 
@@ -82,7 +97,7 @@ def model_and_inputs(x64):
 
 def test_standard_matches_numpy_transcription(model_and_inputs):
     model, x, hr_init = model_and_inputs
-    pred = model(x, hr_init, jnp.ones(4, bool))
+    pred = model(x, hr_init)
     s, _ = model.backbone(x)
     ref_hr, ref_var = numpy_standard(model, np.asarray(s).reshape(4, W, -1), np.asarray(hr_init))
     np.testing.assert_allclose(pred.hr, ref_hr, rtol=1e-10, atol=1e-9)
@@ -91,28 +106,27 @@ def test_standard_matches_numpy_transcription(model_and_inputs):
     np.testing.assert_allclose(pred.hr.reshape(4, W)[:, 0], hr_init, rtol=1e-12)
 
 
-def test_missing_window_start_falls_back_to_window_mean(model_and_inputs):
-    model, x, hr_init = model_and_inputs
-    known = jnp.asarray([True, False, True, False])
-    pred = model(x, hr_init, known)
-    starts = pred.hr.reshape(4, W)[:, 0]
-    np.testing.assert_allclose(starts[1], pred.mu[1], rtol=1e-12)
-    np.testing.assert_allclose(starts[3], pred.mu[3], rtol=1e-12)
-
-
 def test_generative_scan_equals_python_loop_over_windows(model_and_inputs):
     model, x, _ = model_and_inputs
     hr0 = jnp.asarray(131.0)
     out = model.rollout(x, hr0)
-    # reference: feed each window the previous window's last prediction, one at a time
-    h_last, pieces = hr0, []
+    s_np = np.asarray(model.backbone(x)[0]).reshape(4, W, -1)
+    ref_hr, ref_var = numpy_standard(model, s_np, np.full(4, 131.0), carry=True)
+    np.testing.assert_allclose(out.hr, ref_hr, rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(out.var, ref_var, rtol=1e-10, atol=1e-12)
+    # reference: feed each window the previous window's last prediction and variance
+    s = model._encode(x, None, None)
+    per_window = (*model._window_params(s), *model._step_inputs(s))
+    h_last, v_last, pieces = hr0, jnp.asarray(0.0), []
     for n in range(4):
-        p = model(x, jnp.full(4, h_last), jnp.ones(4, bool))
-        piece = p.hr.reshape(4, W)[n]
-        pieces.append(piece)
-        h_last = piece[-1]
+        hr, var, _ = model._filter_window(*(a[n] for a in per_window), h_last, v_last)
+        pieces.append(hr)
+        h_last, v_last = hr[-1], var[-1]
     np.testing.assert_allclose(out.hr, np.concatenate(pieces), rtol=1e-12, atol=1e-10)
     assert float(out.hr[0]) == 131.0
+    std, gen = model.predict_protocols(x, jnp.full(4, 120.0), hr0)
+    np.testing.assert_allclose(gen.hr, out.hr, rtol=1e-12)
+    np.testing.assert_allclose(std.hr, model(x, jnp.full(4, 120.0)).hr, rtol=1e-12)
 
 
 def test_predictions_stay_in_physiological_range(x64):

@@ -107,7 +107,7 @@ def tiny_study():
 
 def test_vmapped_cross_validation_equals_sequential_folds(tiny_study):
     cfg, data, fold, test, init = tiny_study
-    sample, loss, validate = make_task(cfg)
+    sample, loss, validate = make_task(cfg, data.hr.shape[1])
     keys = jax.random.split(jax.random.key(1), test.shape[0])
     cv = cross_validate(init, loss, sample, validate, data, fold, cfg.train, keys)
     assert cv.n_traces == 1  # one compile for every epoch of every fold
@@ -121,7 +121,7 @@ def test_vmapped_cross_validation_equals_sequential_folds(tiny_study):
 
 def test_training_step_does_not_retrace_and_loss_falls(tiny_study):
     cfg, data, fold, test, init = tiny_study
-    sample, loss, validate = make_task(cfg)
+    sample, loss, validate = make_task(cfg, data.hr.shape[1])
     fold0 = jax.tree_util.tree_map(lambda a: a[0], fold)
     train = cfg.train._replace(epochs=8, steps_per_epoch=10, early_stopping_patience=100)
     res = fit(
@@ -134,7 +134,7 @@ def test_training_step_does_not_retrace_and_loss_falls(tiny_study):
 
 def test_stopped_fold_is_frozen(tiny_study):
     cfg, data, fold, test, init = tiny_study
-    sample, loss, validate = make_task(cfg)
+    sample, loss, validate = make_task(cfg, data.hr.shape[1])
     # patience 1 with a validation loss that cannot improve after the first epoch
     const = lambda model, data, fold: jnp.asarray(1.0)  # noqa: E731
     train = cfg.train._replace(epochs=4, early_stopping_patience=1)

@@ -28,7 +28,7 @@ from wearjax.data.folds import leave_k_runners_out, validation_runners
 from wearjax.data.types import Cohort
 from wearjax.data.windows import gather_windows, window_index
 from wearjax.eval.metrics import summarize
-from wearjax.eval.protocols import first_observed, given_mask, hold_baseline, window_starts
+from wearjax.eval.protocols import first_observed, given_mask, hold_baseline, standard_initial
 from wearjax.models.hr_kalman import HRKalman
 from wearjax.signal.features import Normalizer, fit_normalizer, running_features
 from wearjax.train.fit import TrainConfig, cross_validate
@@ -38,12 +38,13 @@ from wearjax.train.losses import hr_kalman_loss
 class HRStudyConfig(NamedTuple):
     sizes: tuple[tuple[int, int], ...] = ((128, 2), (64, 3))
     window: int = 60
-    segment_windows: int = 8
+    segment_windows: int | None = None  # None: train on whole sessions (no GRU-state mismatch)
     batch_size: int = 32
     runners_out: int = 3
     train: TrainConfig = TrainConfig(epochs=30, steps_per_epoch=40)
     seed: int = 0
     eval_batch: int = 8
+    generative_weight: float = 1.0  # weight of the generative rollout of each training segment
     ridge: float = 1e-3
 
 
@@ -74,17 +75,32 @@ def _segments(data: HRData, normalizer: Normalizer, session, start, width):
     return x, hr, mask
 
 
-def _standard_loss(model: HRKalman, x, hr, mask, keys):
+def _segment_loss(model: HRKalman, x, hr, mask, keys, generative_weight: float):
+    """Loss of both protocols on a batch of segments: standard + weight * generative, where
+    the generative rollout starts from the segment's first observed second."""
     w = model.window
-    call = lambda xi, hi, mi, ki: model(xi, *window_starts(hi, mi, w), key=ki)  # noqa: E731
-    pred = jax.vmap(call)(x, hr, mask, keys)
-    given = given_mask(mask, w, "standard")
-    return hr_kalman_loss(pred.hr, pred.mu, pred.sigma, hr, mask, given, w)
+
+    def call(xi, hi, mi, ki):
+        h0 = first_observed(hi, mi)[0]
+        return model.predict_protocols(xi, standard_initial(hi, mi, w), h0, key=ki)
+
+    std, gen = jax.vmap(call)(x, hr, mask, keys)
+    loss = hr_kalman_loss(std.hr, std.mu, std.sigma, hr, mask, given_mask(mask, w, "standard"), w)
+    if generative_weight:
+        given = given_mask(mask, w, "generative")
+        loss += generative_weight * hr_kalman_loss(gen.hr, gen.mu, gen.sigma, hr, mask, given, w)
+    return loss
 
 
-def make_task(config: HRStudyConfig):
-    """The (sample, loss, validate) triple of the HR Kalman model for `train.fit`."""
-    width = config.window * config.segment_windows
+def segment_width(config: HRStudyConfig, length: int) -> int:
+    """Seconds per training segment: whole (padded) sessions, or `segment_windows` windows."""
+    return length if config.segment_windows is None else config.window * config.segment_windows
+
+
+def make_task(config: HRStudyConfig, length: int):
+    """The (sample, loss, validate) triple of the HR Kalman model for `train.fit`, for a
+    cohort padded to `length` seconds."""
+    width = segment_width(config, length)
 
     def sample(data: HRData, fold: HRFold, key):
         n = data.train_session.shape[0]
@@ -93,16 +109,13 @@ def make_task(config: HRStudyConfig):
 
     def loss(model, batch, key):
         x, hr, mask = batch
-        return _standard_loss(model, x, hr, mask, jax.random.split(key, x.shape[0]))
+        keys = jax.random.split(key, x.shape[0])
+        return _segment_loss(model, x, hr, mask, keys, config.generative_weight)
 
     def validate(model, data: HRData, fold: HRFold):
         x, hr, mask = _segments(data, fold.normalizer, fold.val_session, fold.val_start, width)
         mask = mask & (fold.val_weight > 0)[:, None]
-        pred = jax.vmap(lambda xi, hi, mi: model(xi, *window_starts(hi, mi, model.window)))(
-            x, hr, mask
-        )
-        given = given_mask(mask, model.window, "standard")
-        return hr_kalman_loss(pred.hr, pred.mu, pred.sigma, hr, mask, given, model.window)
+        return _segment_loss(model, x, hr, mask, None, config.generative_weight)  # no dropout
 
     return sample, loss, validate
 
@@ -122,8 +135,10 @@ def prepare(cohort: Cohort, config: HRStudyConfig):
     runner = np.asarray(cohort.runner)
     train_sessions = train[:, runner]  # [K, S]
 
-    width = config.window * config.segment_windows
+    width = segment_width(config, cohort.x.shape[1])
     lengths = np.asarray(cohort.lengths)
+    if config.segment_windows is None:  # whole sessions, padding masked
+        lengths = np.full_like(lengths, cohort.x.shape[1])
     table = window_index(lengths, width, stride=config.window)
     t_sess = np.asarray(table.session)
     p = train_sessions[:, t_sess].astype(np.float32)
@@ -176,7 +191,7 @@ def _predict_folds(model, normalizer, features, hr, mask, idx, batch: int):
     def per_fold(model, normalizer, idx):
         def per_session(i):
             x = normalizer.apply(features[i])
-            std = model(x, *window_starts(hr[i], mask[i], model.window))
+            std = model(x, standard_initial(hr[i], mask[i], model.window))
             gen = model.rollout(x, first_observed(hr[i], mask[i])[0])
             return std.hr, std.var, gen.hr, gen.var
 
@@ -264,7 +279,7 @@ def run_hr_study(cohort: Cohort, config: HRStudyConfig, *, progress: bool = True
         "models": {},
     }
     predictions = {"hr": np.asarray(data.hr), "mask": mask, "scored": scored}
-    sample, loss, validate = make_task(config)
+    sample, loss, validate = make_task(config, cohort.x.shape[1])
     n_features = data.features.shape[-1]
     keys = jax.random.split(jax.random.key(config.seed), test.shape[0])
     for hidden, layers in config.sizes:

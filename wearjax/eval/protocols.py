@@ -20,8 +20,24 @@ PROTOCOLS = ("standard", "generative")
 def window_starts(
     hr: Float[Array, " time"], mask: Bool[Array, " time"], window: int
 ) -> tuple[Float[Array, " window"], Bool[Array, " window"]]:
-    """Each window's first-second HR and whether it was observed (standard protocol)."""
+    """Each window's first-second HR and whether it was observed."""
     return hr.reshape(-1, window)[:, 0], mask.reshape(-1, window)[:, 0]
+
+
+def standard_initial(
+    hr: Float[Array, " time"], mask: Bool[Array, " time"], window: int
+) -> Float[Array, " window"]:
+    """The initial HR of every window under the standard protocol.
+
+    A window whose first second was observed starts from it. One whose first second is a
+    dropout starts from the last observed window start before it, or, before any, from the
+    session's first observed HR. Only observed window starts count as given.
+    """
+    h0, _ = first_observed(hr, mask)
+    start, known = window_starts(hr, mask, window)
+    idx = jnp.where(known, jnp.arange(start.shape[0]), -1)
+    last = jax.lax.cummax(idx)
+    return jnp.where(last >= 0, start[jnp.maximum(last, 0)], h0)
 
 
 def first_observed(
@@ -50,15 +66,10 @@ def hold_baseline(
 ) -> Float[Array, " time"]:
     """Baseline (a): the known HR held constant.
 
-    Standard: each window's first HR held over the window; a window whose first second is
-    missing holds the last known window start (or the session's first observed HR before any).
+    Standard: each window's initial HR (`standard_initial`) held over the window.
     Generative: the session's first observed HR held over the whole session.
     """
-    h0, _ = first_observed(hr, mask)
     if protocol == "generative":
-        return jnp.full_like(hr, h0)
-    start, known = window_starts(hr, mask, window)
-    idx = jnp.where(known, jnp.arange(start.shape[0]), -1)
-    last = jax.lax.cummax(idx)
-    held = jnp.where(last >= 0, start[jnp.maximum(last, 0)], h0)
+        return jnp.full_like(hr, first_observed(hr, mask)[0])
+    held = standard_initial(hr, mask, window)
     return jnp.repeat(held, window, total_repeat_length=hr.shape[0])

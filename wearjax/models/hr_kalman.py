@@ -2,12 +2,18 @@
 
 Backbone: features `x_t` -> MLP encoder -> GRU -> temporal state `s_t`, carried across windows.
 Per 60 s window, heads on the window-mean of `s_t` give the window's HR mean `mu_hat` and SD
-`sigma_hat` (bpm), the initial velocity and covariance. HR is filtered in normalised units
+`sigma_hat` (bpm), the initial velocity and covariance. `mu_hat` is predicted as an offset from
+the window's initial HR `h_0` (known or carried over): `mu_hat = h_0 + 10 bpm * head`. The
+published text does not fix this parameterisation; the offset form keeps the decoder
+independent of a runner's absolute HR level, which features cannot reveal. The learned
+observation is an absolute HR target `a_t = 140 + 30 * f_obs(s_t)` bpm (the level the
+features call for), entered in the window's units `y_t = (a_t - mu_hat) / sigma_hat`, so the
+gain sets how fast HR relaxes toward it. HR is filtered in normalised units
 `g = (h - mu_hat) / sigma_hat` with state `z = (g, g_dot)`:
 
     z^- = f_tr(z, s_t)              = (g + g_dot, g_dot) + MLP(s_t, z)
-    y_t = f_obs(s_t)                 learned observation of g from the features
-    k   = f_gain(P + Q_t, R_t)       learned scalar gain
+    y_t = (a_t - mu_hat) / sigma_hat  learned observation, a_t = 140 + 30 f_obs(s_t) bpm
+    k   = f_gain(P + Q_t, R_t)       learned scalar gain: sigmoid(log P^-_g - log R + MLP)
     g  += k nu,  g_dot += 0.5 k nu,  P <- (P + Q_t) diag(1 - k, 1 - 0.5 k),  nu = y_t - g^-
 
 then `h = sigma_hat * g + mu_hat`, clipped to [HR_MIN, HR_MAX] bpm and |dh/dt| <= MAX_RATE.
@@ -26,14 +32,18 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, PRNGKeyArray
+from jaxtyping import Array, Float, PRNGKeyArray
 
 from wearjax.filters.learned_gain import LearnedGainState, learned_gain_filter
 from wearjax.models.backbone import Backbone, dense
 
 HR_MIN, HR_MAX = 30.0, 230.0  # physiological clip, bpm
 MAX_RATE = 5.0  # bpm/s, larger than any HR change seen in running
-HR_CENTER, HR_SCALE, SD_SCALE = 140.0, 30.0, 5.0  # affine parameterisation of the HR heads
+OBS_CENTER, OBS_SCALE = 140.0, 30.0  # bpm parameterisation of the absolute observation
+MEAN_SCALE, SD_SCALE = 10.0, 5.0  # bpm scales of the window mean (offset) and SD heads
+# Initial scales (added before softplus) of process noise, observation noise and initial
+# covariance: an untrained filter trusts a measured start (gain ~0.003/s) and learns from there.
+Q_SHIFT, R_SHIFT, P0_SHIFT = -8.0, 2.0, -5.0
 VELOCITY_WEIGHT = 0.5  # the damped velocity update g_dot += 0.5 k nu
 
 
@@ -59,7 +69,7 @@ class Transition(eqx.Module):
         self.context = eqx.nn.Linear(hidden, width, key=k1)
         self.state = eqx.nn.Linear(2, width, use_bias=False, key=k2)
         out = eqx.nn.Linear(width, 2, key=k3)
-        self.out = eqx.tree_at(lambda m: m.weight, out, out.weight * 0.1)
+        self.out = eqx.tree_at(lambda m: (m.weight, m.bias), out, (0.01 * out.weight, 0 * out.bias))
 
     def project(self, s: Float[Array, "time hidden"]) -> Float[Array, "time width"]:
         """The part that depends only on s_t, computed for all seconds outside the scan."""
@@ -72,7 +82,10 @@ class Transition(eqx.Module):
 
 
 class Gain(eqx.Module):
-    """f_gain: a scalar gain in (0, 1) from the predicted covariance and observation noise."""
+    """f_gain: a scalar gain in (0, 1) from the predicted covariance and observation noise.
+
+    A learned correction, starting at zero, to the logit of the scalar Kalman gain
+    P^-_g / (P^-_g + R): k = sigmoid(log P^-_g - log R + MLP(log P^-, log R))."""
 
     hidden: eqx.nn.Linear
     out: eqx.nn.Linear
@@ -80,11 +93,12 @@ class Gain(eqx.Module):
     def __init__(self, width: int = 16, *, key):
         k1, k2 = jax.random.split(key)
         self.hidden = eqx.nn.Linear(3, width, key=k1)
-        self.out = eqx.nn.Linear(width, 1, key=k2)
+        out = eqx.nn.Linear(width, 1, key=k2)
+        self.out = eqx.tree_at(lambda m: (m.weight, m.bias), out, (0.01 * out.weight, 0 * out.bias))
 
     def __call__(self, var_pred: Float[Array, " 2"], r: Float[Array, ""]) -> Float[Array, ""]:
         u = jnp.log(jnp.concatenate([var_pred, r[None]]))
-        return jax.nn.sigmoid(self.out(jax.nn.tanh(self.hidden(u)))[0])
+        return jax.nn.sigmoid(u[0] - u[2] + self.out(jax.nn.tanh(self.hidden(u)))[0])
 
 
 class HRKalman(eqx.Module):
@@ -95,6 +109,7 @@ class HRKalman(eqx.Module):
     step_head: eqx.nn.Linear
     transition: Transition
     gain: Gain
+    carry_noise: Float[Array, ""]  # softplus -> variance added to a carried start (g units)
     window: int = eqx.field(static=True)
 
     def __init__(
@@ -109,30 +124,48 @@ class HRKalman(eqx.Module):
     ):
         k = jax.random.split(key, 5)
         self.backbone = Backbone(n_features, hidden, n_layers, dropout=dropout, key=k[0])
-        self.window_head = eqx.nn.Linear(hidden, 5, key=k[1])
+        head = eqx.nn.Linear(hidden, 5, key=k[1])
+        # the mean offset and initial velocity start near zero: an untrained filter holds h_0
+        small = jnp.asarray([0.01, 1.0, 0.01, 1.0, 1.0])
+        self.window_head = eqx.tree_at(
+            lambda m: (m.weight, m.bias), head, (head.weight * small[:, None], head.bias * small)
+        )
         self.step_head = eqx.nn.Linear(hidden, 4, key=k[2])
         self.transition = Transition(hidden, key=k[3])
         self.gain = Gain(key=k[4])
+        self.carry_noise = jnp.zeros(())
         self.window = window
 
     # -- pieces that do not depend on the filter state -------------------------------------
     def _window_params(self, s: Float[Array, "window time hidden"]):
+        """Per window: mean offset from h_0 (bpm), SD (bpm), initial velocity and covariance."""
         raw = jax.vmap(self.window_head)(s.mean(axis=1))
-        mu = HR_CENTER + HR_SCALE * raw[:, 0]
+        offset = MEAN_SCALE * raw[:, 0]
         sigma = 0.5 + SD_SCALE * jax.nn.softplus(raw[:, 1])
         gdot0 = raw[:, 2]
-        p0 = jax.nn.softplus(raw[:, 3:5]) + 1e-4
-        return mu, sigma, gdot0, p0
+        p0 = jax.nn.softplus(raw[:, 3:5] + P0_SHIFT) + 1e-4
+        return offset, sigma, gdot0, p0
 
     def _step_inputs(self, s: Float[Array, "window time hidden"]):
         raw = dense(self.step_head.weight, self.step_head.bias, s)
-        y = raw[..., 0]
-        q = jax.nn.softplus(raw[..., 1:3]) + 1e-5
-        r = jax.nn.softplus(raw[..., 3]) + 1e-5
-        return y, q, r, self.transition.project(s)
+        a = OBS_CENTER + OBS_SCALE * raw[..., 0]
+        q = jax.nn.softplus(raw[..., 1:3] + Q_SHIFT) + 1e-5
+        r = jax.nn.softplus(raw[..., 3] + R_SHIFT) + 1e-5
+        return a, q, r, self.transition.project(s)
 
-    def _filter_window(self, mu, sigma, gdot0, p0, y, q, r, ctx, h_init):
-        """Filter one window of W seconds from `h_init` (bpm); returns `hr [W]`, `var [W]`."""
+    def _filter_window(self, offset, sigma, gdot0, p0, a, q, r, ctx, h_init, var_init, carried):
+        """Filter one window of W seconds from `h_init` (bpm); returns `hr [W]`, `var [W]`
+        and the window mean `mu_hat`.
+
+        A measured start (`carried` False, `var_init` 0) starts with the head's covariance. A
+        start carried over from the previous window adds that window's final variance
+        `var_init` (bpm^2) and a learned inflation `softplus(carry_noise)` for the model error
+        the filter cannot see, so the gain trusts the observation more after a carried start.
+        """
+        mu = h_init + offset
+        inflation = jnp.where(carried, jax.nn.softplus(self.carry_noise), 0.0)
+        p0 = p0.at[0].add(var_init / sigma**2 + inflation)
+        y = (a - mu) / sigma
         bound = jnp.stack([(HR_MAX - mu) / sigma, MAX_RATE / sigma])
         lower = jnp.stack([(HR_MIN - mu) / sigma, -MAX_RATE / sigma])
         g0 = jnp.clip((h_init - mu) / sigma, lower[0], bound[0])
@@ -151,7 +184,7 @@ class HRKalman(eqx.Module):
         )
         g = jnp.concatenate([g0[None], steps.mean[:, 0]])
         pg = jnp.concatenate([p0[:1], steps.var[:, 0]])
-        return mu + sigma * g, sigma**2 * pg
+        return mu + sigma * g, sigma**2 * pg, mu
 
     def _encode(self, x, state, key):
         t = x.shape[0]
@@ -168,22 +201,45 @@ class HRKalman(eqx.Module):
         self,
         x: Float[Array, "time feature"],
         hr_init: Float[Array, " window"],
-        init_mask: Bool[Array, " window"],
         *,
         state: Float[Array, "layer hidden"] | None = None,
         key: PRNGKeyArray | None = None,
     ) -> HRPrediction:
-        """Standard protocol: each window starts from its known first HR `hr_init` (bpm).
-
-        Where `init_mask` is False (that second was a dropout) the window starts from the
-        model's own window mean `mu_hat`. Windows are filtered in parallel (vmap).
-        """
+        """Standard protocol: each window starts from its first HR `hr_init` (bpm), given by
+        the protocol (`eval.protocols.standard_initial`). Windows are filtered in parallel."""
         s = self._encode(x, state, key)
-        mu, sigma, gdot0, p0 = self._window_params(s)
-        y, q, r, ctx = self._step_inputs(s)
-        h0 = jnp.where(init_mask, hr_init, mu)
-        hr, var = jax.vmap(self._filter_window)(mu, sigma, gdot0, p0, y, q, r, ctx, h0)
-        return HRPrediction(hr.reshape(-1), var.reshape(-1), mu, sigma)
+        per_window = (*self._window_params(s), *self._step_inputs(s))
+        hr, var, mu = jax.vmap(self._filter_window)(
+            *per_window, hr_init, jnp.zeros_like(hr_init), jnp.zeros(hr_init.shape, bool)
+        )
+        return HRPrediction(hr.reshape(-1), var.reshape(-1), mu, per_window[1])
+
+    def _rollout_windows(self, per_window, hr0):
+        def body(carry, w):
+            hr, var, mu = self._filter_window(*w, *carry)
+            return (hr[-1], var[-1], jnp.asarray(True)), (hr, var, mu)
+
+        init = (hr0, jnp.zeros_like(hr0), jnp.asarray(False))
+        _, (hr, var, mu) = jax.lax.scan(body, init, per_window)
+        return HRPrediction(hr.reshape(-1), var.reshape(-1), mu, per_window[1])
+
+    def predict_protocols(
+        self,
+        x: Float[Array, "time feature"],
+        hr_init: Float[Array, " window"],
+        hr0: Float[Array, ""],
+        *,
+        state: Float[Array, "layer hidden"] | None = None,
+        key: PRNGKeyArray | None = None,
+    ) -> tuple[HRPrediction, HRPrediction]:
+        """Standard and generative predictions from one backbone pass (used in training)."""
+        s = self._encode(x, state, key)
+        per_window = (*self._window_params(s), *self._step_inputs(s))
+        hr, var, mu = jax.vmap(self._filter_window)(
+            *per_window, hr_init, jnp.zeros_like(hr_init), jnp.zeros(hr_init.shape, bool)
+        )
+        standard = HRPrediction(hr.reshape(-1), var.reshape(-1), mu, per_window[1])
+        return standard, self._rollout_windows(per_window, hr0)
 
     def rollout(
         self,
@@ -195,15 +251,8 @@ class HRKalman(eqx.Module):
         """Generative protocol: only `hr0`, the session's first second, is known.
 
         One `lax.scan` over windows; each window starts from the last prediction of the one
-        before. The backbone runs over the whole session first (it does not depend on HR).
+        before, and from its variance: a carried start is uncertain, a measured one is not.
+        The backbone runs over the whole session first (it does not depend on HR).
         """
         s = self._encode(x, state, None)
-        mu, sigma, gdot0, p0 = self._window_params(s)
-        y, q, r, ctx = self._step_inputs(s)
-
-        def body(h_last, per_window):
-            hr, var = self._filter_window(*per_window, h_last)
-            return hr[-1], (hr, var)
-
-        _, (hr, var) = jax.lax.scan(body, hr0, (mu, sigma, gdot0, p0, y, q, r, ctx))
-        return HRPrediction(hr.reshape(-1), var.reshape(-1), mu, sigma)
+        return self._rollout_windows((*self._window_params(s), *self._step_inputs(s)), hr0)

@@ -1,0 +1,35 @@
+"""Protocols and the hold baseline against hand-computed values."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wearjax.eval.protocols import given_mask, hold_baseline, standard_initial
+
+W = 3
+HR = jnp.asarray([100.0, 101, 102, 110, 111, 112, 120, 121, 122, 130, 131, 132])
+
+
+def test_standard_initial_carries_the_last_observed_window_start():
+    mask = jnp.asarray([1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 1, 1], bool)
+    np.testing.assert_array_equal(standard_initial(HR, mask, W), [100.0, 100.0, 120.0, 120.0])
+    # a session whose first second is missing starts from its first observed HR
+    late = mask.at[0].set(False)
+    np.testing.assert_array_equal(standard_initial(HR, late, W), [101.0, 101.0, 120.0, 120.0])
+
+
+def test_given_masks_and_hold_baseline():
+    mask = jnp.asarray([0, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1], bool)
+    np.testing.assert_array_equal(
+        given_mask(mask, W, "standard"), [0, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0]
+    )
+    np.testing.assert_array_equal(
+        given_mask(mask, W, "generative"), [0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    )
+    np.testing.assert_array_equal(
+        hold_baseline(HR, mask, W, "standard"),
+        [101.0] * 3 + [110.0] * 3 + [120.0] * 3 + [130.0] * 3,
+    )
+    np.testing.assert_array_equal(hold_baseline(HR, mask, W, "generative"), [101.0] * 12)
+    with pytest.raises(ValueError, match="unknown protocol"):
+        given_mask(mask, W, "teacher")
