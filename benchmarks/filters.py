@@ -1,0 +1,156 @@
+"""Serial (`lax.scan`) vs parallel (`lax.associative_scan`) Kalman filter and RTS smoother.
+
+For T = 7200 steps (two hours at 1 Hz), state size D in {2, 4}, one observed channel (M = 1),
+10% of the steps masked, float32, and a batch of 1 series (one call) or 256 series (`vmap`,
+shared parameters): the steady-state wall time of one jitted call after compilation (median
+of up to `--reps` calls, each ended by `block_until_ready`) and the compile time
+(`jit(...).lower(...).compile()`). Prints a markdown table and writes it to `--out`.
+
+    python benchmarks/filters.py                      # ~5 min on 2 CPU cores
+    python benchmarks/filters.py --reps 3 --out /tmp/filters.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from wearjax.filters import (
+    LinearGaussianParams,
+    kalman_filter,
+    kalman_smoother,
+    parallel_kalman_filter,
+    parallel_kalman_smoother,
+)
+
+T = 7200
+STATE_SIZES = (2, 4)
+BATCHES = (1, 256)
+IMPLEMENTATIONS = {
+    ("filter", "serial"): kalman_filter,
+    ("filter", "parallel"): parallel_kalman_filter,
+    ("smoother", "serial"): kalman_smoother,
+    ("smoother", "parallel"): parallel_kalman_smoother,
+}
+# Stop repeating a configuration once its timed calls have taken this long (seconds).
+TIME_BUDGET_S = 8.0
+
+
+def model(d: int) -> LinearGaussianParams:
+    """A stable chain of D states (HR, its rate, ...) observed through the first one."""
+    f = 0.95 * np.eye(d) + 0.5 * np.eye(d, k=1)
+    h = np.zeros((1, d))
+    h[0, 0] = 1.0
+    return LinearGaussianParams(
+        m0=jnp.zeros(d),
+        P0=jnp.eye(d),
+        F=jnp.asarray(f, jnp.float32),
+        Q=0.1 * jnp.eye(d),
+        H=jnp.asarray(h, jnp.float32),
+        R=jnp.eye(1),
+    )
+
+
+def data(batch: int, seed: int = 0) -> tuple[jax.Array, jax.Array]:
+    rng = np.random.default_rng(seed)
+    ys = rng.normal(size=(batch, T, 1)).astype(np.float32)
+    mask = rng.random((batch, T)) > 0.1
+    return jnp.asarray(ys), jnp.asarray(mask)
+
+
+def measure(fn, params, ys, mask, reps: int) -> tuple[float, float, int]:
+    """(compile seconds, median steady-state seconds, number of timed calls)."""
+    start = time.perf_counter()
+    compiled = jax.jit(fn).lower(params, ys, mask).compile()
+    compile_s = time.perf_counter() - start
+    jax.block_until_ready(compiled(params, ys, mask))  # warm-up
+    times: list[float] = []
+    while len(times) < reps and (not times or sum(times) < TIME_BUDGET_S):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(params, ys, mask))
+        times.append(time.perf_counter() - start)
+    return compile_s, statistics.median(times), len(times)
+
+
+def run(reps: int) -> list[dict]:
+    rows = []
+    for (operation, implementation), fn in IMPLEMENTATIONS.items():
+        for d in STATE_SIZES:
+            for batch in BATCHES:
+                params = model(d)
+                ys, mask = data(batch)
+                if batch == 1:
+                    call, ys, mask = fn, ys[0], mask[0]
+                else:
+                    call = jax.vmap(fn, in_axes=(None, 0, 0))
+                compile_s, run_s, n = measure(call, params, ys, mask, reps)
+                row = dict(
+                    operation=operation,
+                    implementation=implementation,
+                    d=d,
+                    batch=batch,
+                    run_ms=1e3 * run_s,
+                    compile_s=compile_s,
+                    reps=n,
+                )
+                print(
+                    f"{operation:8s} {implementation:8s} D={d} batch={batch:3d}: "
+                    f"{row['run_ms']:9.1f} ms (median of {n}), compile {compile_s:5.1f} s",
+                    flush=True,
+                )
+                rows.append(row)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    by_key = {(r["operation"], r["implementation"], r["d"], r["batch"]): r for r in rows}
+    lines = [
+        "| operation | D | batch | serial run (ms) | parallel run (ms) | parallel / serial "
+        "| serial compile (s) | parallel compile (s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for operation in ("filter", "smoother"):
+        for d in STATE_SIZES:
+            for batch in BATCHES:
+                s = by_key[(operation, "serial", d, batch)]
+                p = by_key[(operation, "parallel", d, batch)]
+                lines.append(
+                    f"| {operation} | {d} | {batch} | {s['run_ms']:.1f} | {p['run_ms']:.1f} "
+                    f"| {p['run_ms'] / s['run_ms']:.1f}x | {s['compile_s']:.1f} "
+                    f"| {p['compile_s']:.1f} |"
+                )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5, help="timed calls per configuration")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "filters_cpu.md"
+    )
+    args = parser.parse_args()
+    rows = run(args.reps)
+    device = jax.devices()[0]
+    header = (
+        f"Kalman filter / RTS smoother, T = {T}, M = 1, float32, 10% masked. "
+        f"Backend {device.platform} ({platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores visible), jax {jax.__version__}. Run time: median of up to "
+        f"{args.reps} jitted calls after compilation; batch 256 is `vmap` over series."
+    )
+    text = f"{header}\n\n{table(rows)}\n"
+    print("\n" + text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,396 @@
+"""Serial Kalman filter and RTS smoother against the dense Gaussian posterior of the joint model.
+
+The reference forms the joint covariance of all states and observations with NumPy (float64)
+and conditions on the observed entries; it shares no code with the filters.
+"""
+
+import contextlib
+import functools
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.stats
+from jaxtyping import TypeCheckError
+
+from tests.conftest import tree_allclose
+from wearjax.errors import WearjaxDataError
+from wearjax.filters import LinearGaussianParams, kalman_filter, kalman_smoother
+
+TOL = {"rtol": 1e-8, "atol": 1e-8}
+
+
+# ---------------------------------------------------------------------------------------------
+# Random models and the dense reference.
+
+
+def random_model(seed, d, m, t, *, time_varying=False, offset=True):
+    """Stable random model as a dict of float64 NumPy arrays, plus observations and a mask."""
+    rng = np.random.default_rng(seed)
+
+    def stable(n_steps):
+        a = rng.normal(size=(n_steps, d, d))
+        radius = np.abs(np.linalg.eigvals(a)).max(axis=-1)
+        return 0.9 * a / radius[:, None, None]
+
+    def spd(n_steps, n, scale):
+        b = rng.normal(size=(n_steps, n, n))
+        return scale * (b @ np.swapaxes(b, -1, -2) / n + 0.3 * np.eye(n))
+
+    n_steps = t if time_varying else 1
+    model = {
+        "m0": rng.normal(size=d),
+        "P0": spd(1, d, 1.0)[0],
+        "F": stable(n_steps),
+        "Q": spd(n_steps, d, 0.3),
+        "H": rng.normal(size=(n_steps, m, d)),
+        "R": spd(n_steps, m, 0.5),
+        "b": rng.normal(size=(n_steps, d)) * 0.5,
+    }
+    if not time_varying:
+        model = {k: v[0] if k not in ("m0", "P0") else v for k, v in model.items()}
+    if not offset:
+        model["b"] = None
+    ys = rng.normal(size=(t, m)) * 2.0
+    mask = rng.random(t) > 0.3
+    mask[0] = False  # exercise the masked first step, where the prior is the prediction
+    return model, ys, mask
+
+
+def to_params(model, dtype=None):
+    def cast(x):
+        return None if x is None else jnp.asarray(x, dtype)
+
+    return LinearGaussianParams(**{k: cast(v) for k, v in model.items()})
+
+
+def at(x, t, core_ndim):
+    return x[t] if x.ndim == core_ndim + 1 else x
+
+
+def dense_joint(model, t_len):
+    """Means and covariances of the stacked states x [T*D] and observations y [T*M]."""
+    d = model["m0"].shape[0]
+    b = model["b"] if model["b"] is not None else np.zeros(d)
+    mu = [model["m0"]]
+    for t in range(t_len - 1):
+        mu.append(at(model["F"], t, 2) @ mu[-1] + at(b, t, 1))
+    cov = np.zeros((t_len, t_len, d, d))
+    cov[0, 0] = model["P0"]
+    for t in range(t_len - 1):
+        f = at(model["F"], t, 2)
+        for s in range(t + 1):
+            cov[t + 1, s] = f @ cov[t, s]
+            cov[s, t + 1] = cov[t + 1, s].T
+        cov[t + 1, t + 1] = f @ cov[t, t] @ f.T + at(model["Q"], t, 2)
+    sxx = cov.transpose(0, 2, 1, 3).reshape(t_len * d, t_len * d)
+    h = scipy.linalg.block_diag(*[at(model["H"], t, 2) for t in range(t_len)])
+    r = scipy.linalg.block_diag(*[at(model["R"], t, 2) for t in range(t_len)])
+    mx = np.concatenate(mu)
+    return mx, sxx, h @ mx, h @ sxx @ h.T + r, sxx @ h.T
+
+
+def dense_reference(model, ys, mask):
+    """Filtered, predicted and smoothed moments and the log-likelihood by dense conditioning."""
+    t_len, m = ys.shape
+    d = model["m0"].shape[0]
+    mx, sxx, my, syy, sxy = dense_joint(model, t_len)
+    y = ys.reshape(-1)
+
+    def posterior(observed_steps):
+        idx = np.array([t * m + j for t in observed_steps for j in range(m)], dtype=int)
+        if idx.size == 0:
+            mean, cov = mx, sxx
+        else:
+            gain = np.linalg.solve(syy[np.ix_(idx, idx)], sxy[:, idx].T).T
+            mean = mx + gain @ (y[idx] - my[idx])
+            cov = sxx - gain @ sxy[:, idx].T
+        blocks = [cov[t * d : (t + 1) * d, t * d : (t + 1) * d] for t in range(t_len)]
+        return mean.reshape(t_len, d), np.stack(blocks)
+
+    observed = np.flatnonzero(mask)
+    filtered = [posterior(observed[observed <= t]) for t in range(t_len)]
+    predicted = [posterior(observed[observed < t]) for t in range(t_len)]
+    smoothed = posterior(observed)
+    idx = np.array([t * m + j for t in observed for j in range(m)], dtype=int)
+    if idx.size == 0:
+        log_likelihood = 0.0
+    else:
+        log_likelihood = scipy.stats.multivariate_normal.logpdf(
+            y[idx], my[idx], syy[np.ix_(idx, idx)]
+        )
+    return {
+        "filtered_means": np.stack([f[0][t] for t, f in enumerate(filtered)]),
+        "filtered_covs": np.stack([f[1][t] for t, f in enumerate(filtered)]),
+        "predicted_means": np.stack([p[0][t] for t, p in enumerate(predicted)]),
+        "predicted_covs": np.stack([p[1][t] for t, p in enumerate(predicted)]),
+        "smoothed_means": smoothed[0],
+        "smoothed_covs": smoothed[1],
+        "log_likelihood": np.asarray(log_likelihood),
+    }
+
+
+def assert_matches_reference(filter_fn, smoother_fn, model, ys, mask):
+    ref = dense_reference(model, ys, mask)
+    params = to_params(model)
+    filtered = jax.jit(filter_fn)(params, jnp.asarray(ys), jnp.asarray(mask))
+    smoothed = jax.jit(smoother_fn)(params, jnp.asarray(ys), jnp.asarray(mask))
+    for name, value in filtered._asdict().items():
+        assert tree_allclose(value, ref[name], **TOL), name
+    for name, value in smoothed._asdict().items():
+        assert tree_allclose(value, ref[name], **TOL), name
+
+
+# (D, M, T, masked, time-varying, offset): the systems every implementation is checked on.
+CASES = [
+    (2, 1, 12, False, False, True),
+    (3, 2, 15, True, False, False),
+    (4, 2, 10, True, True, True),
+    (2, 1, 18, True, True, False),
+]
+
+
+@pytest.mark.parametrize("d, m, t, masked, time_varying, offset", CASES)
+def test_serial_matches_dense_posterior(x64, d, m, t, masked, time_varying, offset):
+    model, ys, mask = random_model(d * 100 + t, d, m, t, time_varying=time_varying, offset=offset)
+    if not masked:
+        mask = np.ones(t, bool)
+    assert_matches_reference(kalman_filter, kalman_smoother, model, ys, mask)
+
+
+def test_fully_masked_series_is_the_prior(x64):
+    model, ys, _ = random_model(0, 3, 2, 15, offset=False)
+    mask = np.zeros(15, bool)
+    assert_matches_reference(kalman_filter, kalman_smoother, model, ys, mask)
+    result = jax.jit(kalman_filter)(to_params(model), jnp.asarray(ys), jnp.asarray(mask))
+    assert float(result.log_likelihood) == 0.0
+
+
+def test_masked_step_is_the_pure_prediction(x64):
+    model, ys, mask = random_model(1, 3, 1, 10)
+    mask[:] = True
+    mask[4] = False
+    params = to_params(model)
+    filter_jit = jax.jit(kalman_filter)
+    result = filter_jit(params, jnp.asarray(ys), jnp.asarray(mask))
+    assert tree_allclose(result.filtered_means[4], result.predicted_means[4], rtol=0, atol=0)
+    assert tree_allclose(result.filtered_covs[4], result.predicted_covs[4], rtol=0, atol=0)
+    f, q, b = model["F"], model["Q"], model["b"]
+    m4, p4 = np.asarray(result.filtered_means[4]), np.asarray(result.filtered_covs[4])
+    assert tree_allclose(result.predicted_means[5], f @ m4 + b, **TOL)
+    assert tree_allclose(result.predicted_covs[5], f @ p4 @ f.T + q, **TOL)
+    # Whatever y_4 holds, NaN included, changes nothing.
+    ys_nan = ys.copy()
+    ys_nan[4] = np.nan
+    nan_result = filter_jit(params, jnp.asarray(ys_nan), jnp.asarray(mask))
+    assert tree_allclose(nan_result, result, rtol=0, atol=0)
+
+
+def test_nan_at_masked_steps_keeps_gradients_finite(x64):
+    model, ys, mask = random_model(2, 2, 1, 12)
+    ys[~mask] = np.nan
+    params = to_params(model)
+
+    def loss(p):
+        return kalman_smoother(p, jnp.asarray(ys), jnp.asarray(mask)).log_likelihood
+
+    grads = jax.jit(jax.grad(loss))(params)
+    assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree_util.tree_leaves(grads))
+
+
+def test_single_step(x64):
+    model, ys, _ = random_model(4, 2, 1, 1)
+    assert_matches_reference(kalman_filter, kalman_smoother, model, ys, np.ones(1, bool))
+
+
+# ---------------------------------------------------------------------------------------------
+# Transforms: grad against finite differences, vmap(grad), jit.
+
+
+def symmetric_direction(rng, x):
+    v = rng.normal(size=x.shape)
+    return 0.5 * (v + np.swapaxes(v, -1, -2)) if x.ndim >= 2 and x.shape[-1] == x.shape[-2] else v
+
+
+def weighted_outputs(fn, params, ys, mask, weights):
+    """A scalar that depends on every output of `fn`: log-likelihood, means and covariances."""
+    outputs = fn(params, ys, mask)
+    return sum(jnp.sum(w * x) for w, x in zip(weights, outputs, strict=True))
+
+
+def log_likelihood(fn, params, ys, mask):
+    return fn(params, ys, mask).log_likelihood
+
+
+# Module-level jitted transforms, keyed on the static filter function, so that the parallel
+# tests reuse the serial references compiled here.
+weighted_outputs_jit = jax.jit(weighted_outputs, static_argnums=0)
+weighted_outputs_grad = jax.jit(jax.grad(weighted_outputs, argnums=1), static_argnums=0)
+log_likelihood_grad = jax.jit(jax.grad(log_likelihood, argnums=1), static_argnums=0)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def batched_log_likelihood_grad(fn, params, ys, masks):
+    return jax.vmap(lambda y, m: jax.grad(log_likelihood, argnums=1)(fn, params, y, m))(ys, masks)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def batched_weighted_outputs_grad(fn, params, ys, masks, weights):
+    def grad_one(y, m):
+        return jax.grad(weighted_outputs, argnums=1)(fn, params, y, m, weights)
+
+    return jax.vmap(grad_one)(ys, masks)
+
+
+def gradient_case(fn):
+    """The model, data and output weights of the gradient tests."""
+    model, ys, mask = random_model(5, 3, 2, 10, time_varying=True)
+    rng = np.random.default_rng(0)
+    args = (to_params(model), jnp.asarray(ys), jnp.asarray(mask))
+    shapes = jax.eval_shape(fn, *args)
+    weights = [jnp.asarray(rng.normal(size=x.shape)) for x in shapes]
+    return model, args, weights
+
+
+@pytest.mark.parametrize("fn", [kalman_filter, kalman_smoother])
+def test_gradient_matches_finite_differences(x64, fn):
+    """Central differences along random symmetry-preserving directions in parameter space."""
+    model, (params, ys, mask), weights = gradient_case(fn)
+    grads = weighted_outputs_grad(fn, params, ys, mask, weights)
+    rng = np.random.default_rng(1)
+    eps = 1e-6
+    for _ in range(3):
+        direction = {k: symmetric_direction(rng, v) for k, v in model.items()}
+        plus = to_params({k: v + eps * direction[k] for k, v in model.items()})
+        minus = to_params({k: v - eps * direction[k] for k, v in model.items()})
+        f_plus = float(weighted_outputs_jit(fn, plus, ys, mask, weights))
+        f_minus = float(weighted_outputs_jit(fn, minus, ys, mask, weights))
+        analytic = sum(float(np.sum(np.asarray(getattr(grads, k)) * direction[k])) for k in model)
+        np.testing.assert_allclose(analytic, (f_plus - f_minus) / (2 * eps), rtol=1e-6, atol=1e-6)
+
+
+def vmap_case():
+    model, _, _ = random_model(6, 2, 1, 10)
+    rng = np.random.default_rng(6)
+    ys = jnp.asarray(rng.normal(size=(4, 10, 1)))
+    masks = jnp.asarray(rng.random((4, 10)) > 0.3)
+    return to_params(model), ys, masks
+
+
+def test_vmap_grad_matches_per_series(x64):
+    """vmap(grad) over a batch of series equals per-series grads; grad of the sum is their sum."""
+    params, ys, masks = vmap_case()
+    batched = batched_log_likelihood_grad(kalman_filter, params, ys, masks)
+    for i in range(4):
+        single = log_likelihood_grad(kalman_filter, params, ys[i], masks[i])
+        assert tree_allclose(jax.tree_util.tree_map(lambda g, i=i: g[i], batched), single, **TOL)
+
+    def total(p):
+        return jnp.sum(
+            jax.vmap(log_likelihood, in_axes=(None, None, 0, 0))(kalman_filter, p, ys, masks)
+        )
+
+    summed = jax.jit(jax.grad(total))(params)
+    assert tree_allclose(
+        summed, jax.tree_util.tree_map(lambda g: jnp.sum(g, axis=0), batched), **TOL
+    )
+
+
+def test_vmap_over_params(x64):
+    models = [random_model(s, 2, 1, 8)[0] for s in (7, 8, 9)]
+    _, ys, mask = random_model(7, 2, 1, 8)
+    stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *[to_params(m) for m in models])
+    batched = jax.jit(jax.vmap(kalman_smoother, in_axes=(0, None, None)))(
+        stacked, jnp.asarray(ys), jnp.asarray(mask)
+    )
+    smoother = jax.jit(kalman_smoother)
+    for i, model in enumerate(models):
+        single = smoother(to_params(model), jnp.asarray(ys), jnp.asarray(mask))
+        assert tree_allclose(jax.tree_util.tree_map(lambda x, i=i: x[i], batched), single, **TOL)
+
+
+def test_jit_matches_eager(x64):
+    model, ys, mask = random_model(10, 3, 2, 11, time_varying=True)
+    args = (to_params(model), jnp.asarray(ys), jnp.asarray(mask))
+    assert tree_allclose(jax.jit(kalman_smoother)(*args), kalman_smoother(*args), **TOL)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dtypes.
+
+
+def test_dtype_follows_inputs_and_float32_is_close(x64):
+    model, ys, mask = random_model(11, 3, 2, 15)
+    smoother = jax.jit(kalman_smoother)
+    ref = smoother(to_params(model), jnp.asarray(ys), jnp.asarray(mask))
+    low = smoother(to_params(model, jnp.float32), jnp.asarray(ys, jnp.float32), jnp.asarray(mask))
+    assert all(x.dtype == jnp.float32 for x in low)
+    assert all(x.dtype == jnp.float64 for x in ref)
+    assert tree_allclose(low, ref, rtol=1e-3, atol=1e-3)
+    # Mixed widths promote to the wider one.
+    mixed = jax.jit(kalman_filter)(
+        to_params(model), jnp.asarray(ys, jnp.float32), jnp.asarray(mask)
+    )
+    assert mixed.filtered_means.dtype == jnp.float64
+
+
+def test_default_float32_runs():
+    model, ys, mask = random_model(12, 2, 1, 10)
+    result = jax.jit(kalman_smoother)(to_params(model), jnp.asarray(ys), jnp.asarray(mask))
+    assert result.smoothed_means.dtype == jnp.float32
+    assert np.isfinite(np.asarray(result.log_likelihood))
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input.
+
+
+def _bad_inputs():
+    model, ys, mask = random_model(13, 2, 1, 6)
+    bad_f = dict(model, F=np.zeros((5, 2, 2)))
+    bad_h = dict(model, H=np.zeros((1, 3)))
+    bad_p0 = dict(model, P0=np.zeros((6, 2, 2)))
+    return [
+        (model, ys[:, 0], mask, "ys must have shape"),
+        (model, ys, mask[:-1], "mask must have shape"),
+        (model, ys, mask.astype(float), "mask must be boolean"),
+        (bad_f, ys, mask, "params.F"),
+        (bad_h, ys, mask, "params.H"),
+        (bad_p0, ys, mask, "params.P0"),
+        (dict(model, m0=np.zeros((2, 1))), ys, mask, "params.m0"),
+    ]
+
+
+@contextlib.contextmanager
+def raises_naming(argument, message):
+    """Our `WearjaxDataError` with `message`, or, when the tests run with jaxtyping's runtime
+    checks on, jaxtyping's error about `argument`, which it raises before our checks run."""
+    with pytest.raises((WearjaxDataError, TypeCheckError)) as info:
+        yield
+    if info.type is WearjaxDataError:
+        assert re.search(message, str(info.value)), str(info.value)
+    else:
+        assert argument in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("case", range(7))
+def test_bad_shapes_name_the_argument(x64, case):
+    model, ys, mask, message = _bad_inputs()[case]
+    argument = message.split()[0]
+    with raises_naming(argument, message):
+        kalman_filter(to_params(model), jnp.asarray(ys), jnp.asarray(mask))
+    with raises_naming(argument, message):
+        jax.jit(kalman_smoother)(to_params(model), jnp.asarray(ys), jnp.asarray(mask))
+
+
+def test_nan_where_observed_is_an_error(x64):
+    model, ys, mask = random_model(14, 2, 1, 6)
+    mask[:] = True
+    ys[3] = np.nan
+    args = (to_params(model), jnp.asarray(ys), jnp.asarray(mask))
+    with pytest.raises(RuntimeError, match="ys is NaN"):
+        kalman_filter(*args)
+    with pytest.raises(RuntimeError, match="ys is NaN"):
+        jax.jit(kalman_filter)(*args).log_likelihood.block_until_ready()

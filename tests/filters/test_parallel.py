@@ -1,0 +1,93 @@
+"""Parallel (associative-scan) filter and smoother against the dense posterior and serial scan."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tests.conftest import tree_allclose
+from tests.filters.test_linear import (
+    TOL,
+    assert_matches_reference,
+    batched_weighted_outputs_grad,
+    dense_reference,
+    gradient_case,
+    raises_naming,
+    random_model,
+    to_params,
+    weighted_outputs_grad,
+)
+from wearjax.filters import (
+    kalman_filter,
+    kalman_smoother,
+    parallel_kalman_filter,
+    parallel_kalman_smoother,
+)
+
+
+def long_masked_case():
+    """Deep enough for several levels of the combination tree, with dropout gaps."""
+    model, ys, _ = random_model(20, 3, 2, 40, offset=False)
+    mask = np.ones(40, bool)
+    for start, length in [(0, 3), (9, 8), (21, 1), (25, 6), (37, 3)]:
+        mask[start : start + length] = False
+    return model, ys, mask
+
+
+def test_parallel_matches_dense_posterior_and_serial(x64):
+    model, ys, mask = long_masked_case()
+    assert_matches_reference(parallel_kalman_filter, parallel_kalman_smoother, model, ys, mask)
+    args = (to_params(model), jnp.asarray(ys), jnp.asarray(mask))
+    assert tree_allclose(
+        jax.jit(parallel_kalman_filter)(*args), jax.jit(kalman_filter)(*args), **TOL
+    )
+    assert tree_allclose(
+        jax.jit(parallel_kalman_smoother)(*args), jax.jit(kalman_smoother)(*args), **TOL
+    )
+
+
+def test_parallel_smoother_time_varying_matches_dense_posterior(x64):
+    # The smoother's result holds the filtered moments and the log-likelihood too.
+    model, ys, mask = random_model(410, 4, 2, 10, time_varying=True)  # CASES[2]
+    ref = dense_reference(model, ys, mask)
+    result = jax.jit(parallel_kalman_smoother)(to_params(model), jnp.asarray(ys), jnp.asarray(mask))
+    for name, value in result._asdict().items():
+        assert tree_allclose(value, ref[name], **TOL), name
+
+
+def test_parallel_single_step(x64):
+    model, ys, _ = random_model(4, 2, 1, 1)
+    assert_matches_reference(
+        parallel_kalman_filter, parallel_kalman_smoother, model, ys, np.ones(1, bool)
+    )
+
+
+def test_parallel_vmap_grad_equals_serial_grad(x64):
+    """vmap(grad) of a scalar of every smoother output, against the serial gradient per series
+    (which test_linear checks against finite differences)."""
+    _, (params, ys, mask), weights = gradient_case(kalman_smoother)
+    rng = np.random.default_rng(7)
+    ys = jnp.stack([ys, ys + jnp.asarray(rng.normal(size=ys.shape)), -ys])
+    masks = jnp.stack([mask, ~mask, jnp.ones_like(mask)])
+    batched = batched_weighted_outputs_grad(parallel_kalman_smoother, params, ys, masks, weights)
+    for i in range(3):
+        single = weighted_outputs_grad(kalman_smoother, params, ys[i], masks[i], weights)
+        assert tree_allclose(jax.tree_util.tree_map(lambda g, i=i: g[i], batched), single, **TOL)
+
+
+def test_parallel_float32_is_close_to_float64(x64):
+    model, ys, mask = random_model(410, 4, 2, 10, time_varying=True)  # compiled above in float64
+    smoother = jax.jit(parallel_kalman_smoother)
+    ref = smoother(to_params(model), jnp.asarray(ys), jnp.asarray(mask))
+    low = smoother(to_params(model, jnp.float32), jnp.asarray(ys, jnp.float32), jnp.asarray(mask))
+    assert all(x.dtype == jnp.float32 for x in low)
+    assert tree_allclose(low, ref, rtol=1e-3, atol=1e-3)
+
+
+def test_parallel_bad_input_names_the_argument(x64):
+    model, ys, mask = random_model(24, 2, 1, 6)
+    with raises_naming("mask", "mask must have shape"):
+        parallel_kalman_smoother(to_params(model), jnp.asarray(ys), jnp.asarray(mask[:-1]))
+    with raises_naming("params.Q", "params.Q"):
+        parallel_kalman_filter(
+            to_params(dict(model, Q=np.eye(3))), jnp.asarray(ys), jnp.asarray(mask)
+        )
