@@ -9,10 +9,11 @@ Exact linear-Gaussian filtering and smoothing (`LinearGaussianParams`):
 The learned-gain filter of the HR and VO2 models (`learned_gain_step`, `learned_gain_filter`)
 takes any transition and gain callables, so it drops into a user's own Equinox model.
 
-All linear-Gaussian functions take `ys [T, M]` and an optional `mask [T]` (False = sensor dropout: the update is skipped)
-and return the filtered/smoothed means and covariances and the log-likelihood; they compose with
-`jit`, `grad` and `vmap`. Time convention: `x_0 ~ N(m0, P0)` is the state at the first
-observation, `y_t = H_t x_t + r_t`, `x_{t+1} = F_t x_t + b_t + q_t` (see `filters.linear`).
+All linear-Gaussian functions take `ys [T, M]` and an optional `mask [T]` (False = sensor
+dropout: the update is skipped) and return the filtered/smoothed means and covariances and
+the log-likelihood; they compose with `jit`, `grad` and `vmap`. Time convention:
+`x_0 ~ N(m0, P0)` is the state at the first observation, `y_t = H_t x_t + r_t`,
+`x_{t+1} = F_t x_t + b_t + q_t` (see `filters.linear`).
 """
 
 from wearjax.filters.learned_gain import (
