@@ -7,3 +7,20 @@ class WearjaxError(Exception):
 
 class WearjaxDataError(WearjaxError, ValueError):
     """Input data that cannot be used as given: wrong shape, NaN, unknown unit, too short."""
+
+
+class WearjaxFileError(WearjaxDataError):
+    """A file or folder that cannot be read as recordings.
+
+    `path` is the file (or folder) at fault, `problem` what is wrong with it and `fix` what to do;
+    the message joins the three.
+    """
+
+    def __init__(self, path, problem: str, fix: str):
+        self.path = path
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{path}: {problem}; {fix}")
+
+    def __reduce__(self):
+        return type(self), (self.path, self.problem, self.fix)

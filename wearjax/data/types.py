@@ -38,12 +38,13 @@ class Session(eqx.Module):
     likewise for VO2. `subject` holds the `SUBJECT_FIELDS` scalars (NaN when unknown).
     """
 
-    x: Float[np.ndarray, "time channel"]
-    hr: Float[np.ndarray, " time"]
-    vo2: Float[np.ndarray, " time"]
-    mask: Bool[np.ndarray, " time"]
-    vo2_mask: Bool[np.ndarray, " time"]
-    subject: Float[np.ndarray, " 4"]
+    # dimensions are checked by __check_init__, which names the field and the fix
+    x: Float[np.ndarray, "_time _channel"]
+    hr: Float[np.ndarray, " _time"]
+    vo2: Float[np.ndarray, " _time"]
+    mask: Bool[np.ndarray, " _time"]
+    vo2_mask: Bool[np.ndarray, " _time"]
+    subject: Float[np.ndarray, " _4"]
     runner: str = eqx.field(static=True)
     channels: tuple[str, ...] = eqx.field(static=True)
     source: str = eqx.field(static=True, default="")

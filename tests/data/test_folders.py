@@ -1,0 +1,161 @@
+"""Folders to cohorts: runners from subfolders or a manifest, skipped files, the parse cache."""
+
+import csv
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fit_tool", reason="writing test FIT files needs fit-tool (`test` extra)")
+
+from fit_tool.profile.profile_type import Gender, Sport  # noqa: E402
+
+from tests.data.test_fit import RUN, broken_fit_files, write_fit  # noqa: E402
+from wearjax.data import folders  # noqa: E402
+from wearjax.data.folders import load_folder, read_file  # noqa: E402
+from wearjax.data.types import stack_sessions  # noqa: E402
+from wearjax.errors import WearjaxFileError  # noqa: E402
+
+
+def _run(t_len, hr0, speed=3.0):
+    return [dict(t=t, heart_rate=hr0 + t % 7, enhanced_speed=speed) for t in range(t_len)]
+
+
+def _csv(path, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["timestamp", "heart_rate", "enhanced_speed", "cadence"])
+        w.writerows(rows)
+    return path
+
+
+def _mixed_folder(root):
+    """ann/: a FIT run and a CSV run; bob/: a multisport FIT, broken files and a note."""
+    (root / "ann").mkdir(parents=True)
+    (root / "bob").mkdir()
+    good = write_fit(root / "ann" / "a1.fit", _run(40, 120), RUN)
+    _csv(root / "ann" / "a2.csv", [[t, 130, 3.2, 85] for t in range(30)])
+    sessions = [(Sport.RUNNING, 0, 19), (Sport.CYCLING, 20, 39)]
+    profile = dict(height=1.7, weight=60.0, age=40, gender=Gender.FEMALE)
+    write_fit(root / "bob" / "b1.fit", _run(40, 140), sessions, profile)
+    broken = broken_fit_files(root / "bob", good.read_bytes())
+    (root / "bob" / "notes.txt").write_text("hello")
+    (root / ".hidden.fit").write_bytes(b"")
+    return broken
+
+
+def test_mixed_folder_loads_good_files_and_lists_skipped(tmp_path):
+    broken = _mixed_folder(tmp_path / "runs")
+    sessions, skipped = load_folder(tmp_path / "runs", cache_dir=tmp_path / "cache")
+    assert [(s.runner, s.workout) for s in sessions] == [
+        ("ann", "a1"),
+        ("ann", "a2"),
+        ("bob", "b1#1"),
+    ]
+    assert sessions[2].length == 20
+    np.testing.assert_allclose(sessions[2].subject, [1.7, 60.0, 40.0, 0.0], rtol=1e-6)
+    reasons = {s.path.name: s.reason for s in skipped}
+    assert set(reasons) == set(broken) | {"notes.txt"}
+    assert reasons["truncated.fit"].startswith("truncated FIT file")
+    assert reasons["flipped.fit"].startswith("corrupted FIT file")
+    assert reasons["empty.fit"].startswith("the file is empty")
+    assert reasons["text.fit"].startswith("not a FIT file")
+    assert reasons["notes.txt"].startswith("unsupported file type '.txt'")
+    cohort = stack_sessions([s for s in sessions if s.channels == sessions[0].channels], bucket=60)
+    assert cohort.runner_names == ("ann", "bob")
+
+
+def test_second_load_reads_the_cache_not_the_files(tmp_path, monkeypatch):
+    _mixed_folder(tmp_path / "runs")
+    cache = tmp_path / "cache"
+    first, skipped = load_folder(tmp_path / "runs", cache_dir=cache)
+    # Three parsed files and four broken ones (an empty file is never parsed).
+    assert len(list(cache.glob("*.npz"))) == 7
+
+    def parse(*args, **kwargs):
+        raise AssertionError("the parser ran on a cached file")
+
+    monkeypatch.setattr(folders, "read_file", parse)
+    second, skipped_again = load_folder(tmp_path / "runs", cache_dir=cache)
+    assert skipped_again == skipped
+    assert len(second) == len(first)
+    for a, b in zip(first, second, strict=True):
+        assert (a.runner, a.workout, a.source, a.channels) == (
+            b.runner,
+            b.workout,
+            b.source,
+            b.channels,
+        )
+        for name in ("x", "hr", "vo2", "mask", "vo2_mask", "subject"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    # A copy under another name and runner is found in the cache under its own names.
+    (tmp_path / "runs" / "cat").mkdir()
+    (tmp_path / "runs" / "cat" / "copy.fit").write_bytes(
+        (tmp_path / "runs" / "ann" / "a1.fit").read_bytes()
+    )
+    third, _ = load_folder(tmp_path / "runs", cache_dir=cache)
+    copy = next(s for s in third if s.runner == "cat")
+    assert copy.workout == "copy" and copy.source.endswith("copy.fit")
+    np.testing.assert_array_equal(copy.hr, first[0].hr)
+
+
+def test_manifest_names_runners_and_subjects(tmp_path):
+    root = tmp_path / "flat"
+    root.mkdir()
+    write_fit(root / "x.fit", _run(10, 120), RUN)
+    _csv(root / "y.csv", [[t, 125, 3.0, 85] for t in range(10)])
+    _csv(root / "z.csv", [[t, 125, 3.0, 85] for t in range(10)])
+    manifest = root / "manifest.csv"
+    manifest.write_text(
+        "file,runner,height_m,weight_kg,age_years,sex\n"
+        "x.fit,r1,1.80,75,30,M\ny.csv,r2,,,,F\nmissing.fit,r3,,,,\n"
+    )
+    sessions, skipped = load_folder(root, manifest=manifest, cache_dir=tmp_path / "cache")
+    assert [(s.runner, s.workout) for s in sessions] == [("r1", "x"), ("r2", "y")]
+    np.testing.assert_allclose(sessions[0].subject, [1.8, 75, 30, 1], rtol=1e-6)
+    np.testing.assert_array_equal(sessions[1].subject, [np.nan, np.nan, np.nan, 0])
+    reasons = {s.path.name: s.reason for s in skipped}
+    assert reasons == {
+        "z.csv": f"not listed in the manifest {manifest}",
+        "missing.fit": f"listed in the manifest {manifest} but missing",
+    }
+    bad = tmp_path / "bad_manifest.csv"
+    bad.write_text("path,athlete\nx.fit,r1\n")
+    with pytest.raises(WearjaxFileError, match=r"bad_manifest\.csv: manifest .*\['file', 'runner'"):
+        load_folder(root, manifest=bad, cache_dir=tmp_path / "cache")
+
+
+def test_files_in_the_folder_itself_belong_to_a_runner_named_after_it(tmp_path):
+    root = tmp_path / "kim"
+    root.mkdir()
+    write_fit(root / "run.fit", _run(10, 120), RUN)
+    (s,), skipped = load_folder(root, cache_dir=root / ".cache")
+    assert s.runner == "kim" and skipped == []
+
+
+def test_require_hr_skips_files_without_heart_rate(tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    write_fit(root / "hr.fit", _run(10, 120), RUN)
+    write_fit(root / "nohr.fit", [dict(t=t, enhanced_speed=3.0) for t in range(10)], RUN)
+    sessions, skipped = load_folder(root, cache_dir=tmp_path / "cache", require_hr=True)
+    assert [s.workout for s in sessions] == ["hr"]
+    assert [(s.path.name, s.reason) for s in skipped] == [
+        (
+            "nohr.fit",
+            "session 'nohr' has no heart rate; record with an HR sensor, or read with "
+            "require_hr=False to use it without HR",
+        )
+    ]
+
+
+def test_a_folder_with_nothing_usable_raises_naming_it(tmp_path):
+    root = tmp_path / "junk"
+    root.mkdir()
+    (root / "a.fit").write_text("not a fit file")
+    (root / "b.csv").write_bytes(b"")
+    with pytest.raises(WearjaxFileError, match=r"junk: no usable recording \(2 files skipped: a"):
+        load_folder(root, cache_dir=tmp_path / "cache")
+    with pytest.raises(WearjaxFileError, match=r"nowhere: not a folder"):
+        load_folder(tmp_path / "nowhere", cache_dir=tmp_path / "cache")
+    with pytest.raises(WearjaxFileError, match=r"a\.gpx: unsupported file type '\.gpx'"):
+        read_file(root / "a.gpx")

@@ -1,0 +1,288 @@
+"""The 1 Hz grid, field mapping, TCX and CSV readers, and the real running CSVs."""
+
+import csv
+import importlib.util
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wearjax.data.csv import read_cpet_csv, read_csv, read_running_csv
+from wearjax.data.folders import load_folder
+from wearjax.data.readers import Records, running_channels, to_session
+from wearjax.data.tcx import read_tcx
+from wearjax.errors import WearjaxFileError
+
+RUNNING_CSV = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "running-csv"
+
+
+def _grid(time, hr, max_gap_s=10.0, vo2=None, **channels):
+    records = Records(
+        time=np.asarray(time, float),
+        channels={k: np.asarray(v, float) for k, v in channels.items()},
+        hr=np.asarray(hr, float),
+        vo2=None if vo2 is None else np.asarray(vo2, float),
+    )
+    return to_session(records, path="mem", runner="r", workout="w", max_gap_s=max_gap_s)
+
+
+def test_grid_rounds_to_seconds_and_averages_within_one():
+    # 2 Hz samples at 0.0, 0.4, 1.0, 1.6 s: 0.4 joins 0 s; 1.6 rounds to 2 s.
+    s = _grid([100.0, 100.4, 101.0, 101.6], [100, 110, 120, 130], speed=[1, 2, 3, 4])
+    np.testing.assert_array_equal(s.hr, [105, 120, 130])
+    np.testing.assert_array_equal(s.x[:, 0], [1.5, 3, 4])
+    assert s.x.dtype == np.float32 and s.mask.dtype == bool and s.channels == ("speed",)
+
+
+def test_gap_threshold_is_inclusive_per_quantity():
+    nan = np.nan
+    # Records at 0, 3 (a 3 s gap) and 7 (a 4 s gap); speed is absent from the record at 3 s.
+    s = _grid([0, 3, 7], [100, 130, 170], max_gap_s=3.0, speed=[1.0, nan, 8.0], vo2=[1e3, nan, 2e3])
+    np.testing.assert_allclose(s.hr, [100, 110, 120, 130, nan, nan, nan, 170])
+    np.testing.assert_array_equal(s.mask, [1, 1, 1, 1, 0, 0, 0, 1])
+    # Speed's own observations are 7 s apart, more than 3 s: held, not interpolated.
+    np.testing.assert_array_equal(s.x[:, 0], [1, 1, 1, 1, 1, 1, 1, 8])
+    # VO2 is missing in the record at 3 s, so seconds 1-2 have no record pair with VO2.
+    np.testing.assert_array_equal(s.vo2_mask, [1, 0, 0, 0, 0, 0, 0, 1])
+    t = _grid([0, 3, 7], [100, 130, 170], max_gap_s=4.0, speed=[1.0, nan, 8.0])
+    np.testing.assert_allclose(t.hr, [100, 110, 120, 130, 140, 150, 160, 170])
+    np.testing.assert_array_equal(t.x[:, 0], [1, 1, 1, 1, 1, 1, 1, 8])
+
+
+def test_implausible_heart_rates_are_missing():
+    s = _grid(range(6), [0, 10, 120, 251, 255, 250], max_gap_s=1.0)
+    np.testing.assert_array_equal(s.mask, [0, 0, 1, 0, 0, 1])
+    np.testing.assert_array_equal(s.hr[s.mask], [120, 250])
+
+
+def test_channels_missing_at_the_edges_are_nan_and_absent_ones_dropped():
+    nan = np.nan
+    s = _grid([0, 1, 2, 3], [90] * 4, cadence=[nan, 80, 81, nan], altitude=[nan] * 4)
+    assert s.channels == ("cadence",)
+    np.testing.assert_array_equal(s.x[:, 0], [nan, 80, 81, nan])
+
+
+def test_to_session_rejects_records_without_time_and_absurd_spans():
+    with pytest.raises(WearjaxFileError, match="mem: no record has a timestamp"):
+        _grid([np.nan, np.nan], [100, 100])
+    with pytest.raises(WearjaxFileError, match="mem: records span 55.6 h.*corrupt"):
+        _grid([0, 2e5], [100, 100])
+
+
+def test_field_mapping_prefers_enhanced_and_converts_units():
+    nan = np.nan
+    fields = dict(
+        speed=np.array([3.0, 3.0]),
+        enhanced_speed=np.array([3.5, nan]),
+        altitude=np.array([10.0, 10.0]),
+        enhanced_altitude=np.array([nan, 12.0]),
+        cadence=np.array([170.0, 0.0]),
+        fractional_cadence=np.array([1.0, nan]),
+        stance_time=np.array([250.0, 250.0]),
+    )
+    out = running_channels(fields, path="mem", units={"cadence": "steps/min", "speed": "km/h"})
+    np.testing.assert_allclose(out["speed"], [3.5 / 3.6, 3.0 / 3.6])
+    np.testing.assert_allclose(out["altitude"], [10.0, 12.0])
+    np.testing.assert_allclose(out["cadence"], [85.5, 0.0])
+    # 250 ms over a stride of 60000 / 85.5 ms; no stride at zero cadence.
+    np.testing.assert_allclose(out["stance_time_percent"], [250 * 85.5 / 600, nan])
+    with pytest.raises(WearjaxFileError, match=r"mem: unknown unit 'furlong/s' for speed"):
+        running_channels(fields, path="mem", units={"speed": "furlong/s"})
+    with pytest.raises(WearjaxFileError, match=r"mem: units given for unknown channel 'power'"):
+        running_channels(fields, path="mem", units={"power": "W"})
+
+
+TCX = """<?xml version="1.0" encoding="UTF-8"?>
+<TrainingCenterDatabase xmlns="http://www.garmin.com/xmlschemas/TrainingCenterDatabase/v2"
+  xmlns:ns3="http://www.garmin.com/xmlschemas/ActivityExtension/v2">
+ <Activities>
+  <Activity Sport="Biking"><Id>2021-03-24T20:00:00Z</Id><Lap><Track>
+   <Trackpoint><Time>2021-03-24T20:00:00Z</Time><HeartRateBpm><Value>99</Value></HeartRateBpm>
+   </Trackpoint></Track></Lap></Activity>
+  <Activity Sport="Running"><Id>2021-03-24T21:40:55Z</Id><Lap StartTime="2021-03-24T21:40:55Z">
+   <Track>{points}</Track></Lap></Activity>
+ </Activities>
+</TrainingCenterDatabase>
+"""
+POINT = (
+    "<Trackpoint><Time>{time}</Time><AltitudeMeters>{alt}</AltitudeMeters>"
+    "<DistanceMeters>{dist}</DistanceMeters><HeartRateBpm><Value>{hr}</Value></HeartRateBpm>"
+    "<Extensions><ns3:TPX>{speed}<ns3:RunCadence>{cad}</ns3:RunCadence></ns3:TPX></Extensions>"
+    "</Trackpoint>"
+)
+
+
+def _tcx(path, with_speed=True, cadence=(84, 85, 86)):
+    times = ["2021-03-24T21:40:55.000Z", "2021-03-24T21:40:56.000Z", "2021-03-24T21:40:58.000Z"]
+    points = "".join(
+        POINT.format(
+            time=t,
+            alt=275.2 + i,
+            dist=10.0 * i if i < 2 else 26.0,
+            hr=140 + i,
+            speed=f"<ns3:Speed>{3.0 + i}</ns3:Speed>" if with_speed else "",
+            cad=c,
+        )
+        for i, (t, c) in enumerate(zip(times, cadence, strict=True))
+    )
+    path.write_text(TCX.format(points=points))
+    return path
+
+
+def test_tcx_running_activity(tmp_path):
+    (s,) = read_tcx(_tcx(tmp_path / "run.tcx"))
+    assert s.workout == "run#2" and s.channels == ("speed", "cadence", "altitude")
+    np.testing.assert_allclose(s.hr, [140, 141, 141.5, 142])
+    np.testing.assert_allclose(s.x[:, 0], [3.0, 4.0, 4.5, 5.0])
+    np.testing.assert_allclose(s.x[:, 1], [84, 85, 85.5, 86])
+    np.testing.assert_allclose(s.x[:, 2], [275.2, 276.2, 276.7, 277.2], rtol=1e-6)
+    # Without TPX speed: distance over time, 10 m in 1 s then 16 m in 2 s.
+    (d,) = read_tcx(_tcx(tmp_path / "nospeed.tcx", with_speed=False))
+    np.testing.assert_allclose(d.x[:, 0], [np.nan, 10.0, 9.0, 8.0])
+
+
+def test_tcx_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.tcx"
+    bad.write_text("<TrainingCenterDatabase><Activities>")
+    with pytest.raises(WearjaxFileError, match=r"bad\.tcx: not valid XML"):
+        read_tcx(bad)
+    gpx = tmp_path / "route.tcx"
+    gpx.write_text("<gpx><trk/></gpx>")
+    with pytest.raises(WearjaxFileError, match=r"route\.tcx: not a TCX file"):
+        read_tcx(gpx)
+    ride = tmp_path / "ride.tcx"
+    ride.write_text(TCX.format(points="").replace('"Running"', '"Other"'))
+    with pytest.raises(WearjaxFileError, match=r"ride\.tcx: no running activity.*Biking, Other"):
+        read_tcx(ride)
+    steps = _tcx(tmp_path / "steps.tcx", cadence=(168, 170, 172))
+    with pytest.raises(WearjaxFileError, match=r"steps\.tcx: median cadence 170.*steps/min"):
+        read_tcx(steps)
+    (s,) = read_tcx(steps, cadence_unit="steps/min")
+    np.testing.assert_allclose(s.x[:, 1], [84, 85, 85.5, 86])
+
+
+def _write_csv(path, header, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def test_running_csv_units_and_missing_values(tmp_path):
+    header = ["", "timestamp", "heart_rate", "speed", "cadence", "stance_time", "power"]
+    rows = [
+        [0, "2021-03-24 21:40:55+00:00", 150, 10.8, 170, 250, 21],
+        [1, "2021-03-24 21:40:56+00:00", 0, 12.6, "", 250, 21],
+        [2, "2021-03-24 21:40:57+00:00", "", 14.4, 174, "", 21],
+    ]
+    path = _write_csv(tmp_path / "run.csv", header, rows)
+    s = read_running_csv(path, units={"speed": "km/h", "cadence": "steps/min"})
+    assert s.channels == ("speed", "cadence", "stance_time_percent")
+    np.testing.assert_allclose(s.x[:, 0], [3.0, 3.5, 4.0], rtol=1e-6)
+    np.testing.assert_allclose(s.x[:, 1], [85, 86, 87])
+    # Stance time needs the same record's cadence: the record at 1 s has none.
+    np.testing.assert_allclose(s.x[:, 2], [250 * 85 / 600, np.nan, np.nan], rtol=1e-6)
+    np.testing.assert_array_equal(s.mask, [1, 0, 0])
+    with pytest.raises(WearjaxFileError, match=r"run\.csv: median cadence 172.*steps/min"):
+        read_running_csv(path, units={"speed": "km/h"})
+    with pytest.raises(WearjaxFileError, match=r"run\.csv: unknown unit 'spm' for cadence"):
+        read_running_csv(path, units={"cadence": "spm"})
+
+
+def test_csv_errors_name_the_file(tmp_path):
+    no_time = _write_csv(tmp_path / "no_time.csv", ["time_s", "heart_rate"], [[0, 120]])
+    with pytest.raises(WearjaxFileError, match=r"no_time\.csv: missing required columns"):
+        read_running_csv(no_time)
+    unknown = _write_csv(tmp_path / "unknown.csv", ["timestamp", "watts"], [[0, 200]])
+    with pytest.raises(WearjaxFileError, match=r"unknown\.csv: no heart rate or running column"):
+        read_running_csv(unknown)
+    bad = _write_csv(tmp_path / "bad.csv", ["timestamp", "heart_rate"], [[0, 120], [1, "high"]])
+    with pytest.raises(WearjaxFileError, match=r"bad\.csv: line 3, column 'heart_rate'"):
+        read_running_csv(bad)
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(WearjaxFileError, match=r"empty\.csv: the file is empty"):
+        read_csv(empty)
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"\xff\xfe\x00\x81")
+    with pytest.raises(WearjaxFileError, match=r"binary\.csv: not a text CSV"):
+        read_csv(binary)
+    no_hr = _write_csv(tmp_path / "no_hr.csv", ["timestamp", "speed"], [[0, 3.0], [1, 3.0]])
+    assert read_csv(no_hr).channels == ("speed",)
+    with pytest.raises(WearjaxFileError, match=r"no_hr\.csv: .*no heart rate"):
+        read_csv(no_hr, require_hr=True)
+
+
+CPET_HEADER = ["", "time", "VO2_I", "VCO2_I", "HR_I", "age", "height", "weight", "gender"]
+
+
+def test_cpet_csv(tmp_path):
+    rows = [[i, float(i), 1000 + 100 * i, 900, 100 + i, 32, 174, 88, -1] for i in range(4)]
+    rows[2][4] = 0  # a zero HR is missing
+    path = _write_csv(tmp_path / "ramp.csv", CPET_HEADER, rows)
+    s = read_csv(path)
+    assert s.channels == () and s.x.shape == (4, 0) and s.runner == "ramp"
+    np.testing.assert_array_equal(s.vo2, [1000, 1100, 1200, 1300])
+    np.testing.assert_array_equal(s.mask, [1, 1, 0, 1])
+    assert s.vo2_mask.all()
+    np.testing.assert_allclose(s.subject, [1.74, 88, 32, 1.0], rtol=1e-6)
+    missing = _write_csv(tmp_path / "novo2.csv", ["time", "HR_I", "VO2"], [[0, 100, 1000]])
+    with pytest.raises(WearjaxFileError, match=r"novo2\.csv: missing required columns \['VO2_I'\]"):
+        read_cpet_csv(missing)
+
+
+def _pyoxynet_tests() -> list[Path]:
+    spec = importlib.util.find_spec("pyoxynet")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    folder = Path(next(iter(spec.submodule_search_locations))) / "data_test"
+    return sorted(folder.glob("*_real_test_*.csv"))
+
+
+@pytest.mark.skipif(not _pyoxynet_tests(), reason="pyoxynet (the `data` extra) is not installed")
+def test_real_cpet_files():
+    for path in _pyoxynet_tests()[::10]:
+        s = read_cpet_csv(path)
+        assert s.vo2_mask.all() and 100 < np.median(s.vo2) < 6000
+        assert not s.mask.any() or 40 <= np.min(s.hr[s.mask]) <= np.max(s.hr[s.mask]) <= 220
+
+
+def _raw_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.skipif(
+    not RUNNING_CSV.is_dir(), reason=f"real running data not found at {RUNNING_CSV}"
+)
+def test_real_running_csvs(tmp_path):
+    sessions, skipped = load_folder(RUNNING_CSV, cache_dir=tmp_path, require_hr=True)
+    assert [s.path.name for s in skipped] == ["LICENSE"]
+    assert len(sessions) == 53 and {s.runner for s in sessions} == {"running-csv"}
+    for s in sessions:
+        assert s.channels == ("speed", "cadence", "altitude")
+        rows = _raw_rows(s.source)
+        times = [datetime.fromisoformat(r["timestamp"]).timestamp() for r in rows]
+        assert s.length == times[-1] - times[0] + 1 and 1679 <= s.length <= 6400
+        first = rows[0]
+        expected = [
+            float(first["enhanced_speed"]),
+            float(first["cadence"]) + float(first["fractional_cadence"]),
+            float(first["enhanced_altitude"]),
+        ]
+        np.testing.assert_allclose(s.x[0], expected, rtol=1e-6)
+        assert s.hr[0] == float(first["heart_rate"])
+        hr = s.hr[s.mask]
+        assert s.mask.mean() > 0.9 and 40 <= hr.min() and hr.max() <= 220
+        speed = s.x[:, 0]
+        assert 0 <= np.nanmin(speed) and np.nanmax(speed) <= 8
+        assert 1.5 < np.nanmedian(speed) < 6
+        assert 60 < np.nanmedian(s.x[:, 1]) < 100  # strides/min
+    # A 220 s pause in this run: HR masked, channels held at their value before it.
+    (s,) = [s for s in sessions if s.workout == "RUN_2021-07-21-09-57-29.fit"]
+    step = np.flatnonzero(np.diff(s.mask.astype(int)) == -1)
+    assert step.size == 1 and np.sum(~s.mask) == 219
+    gap = slice(step[0] + 1, step[0] + 220)
+    assert np.all(s.x[gap] == s.x[step[0]])

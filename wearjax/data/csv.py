@@ -1,0 +1,240 @@
+"""CSV recordings: FIT-to-CSV running exports and cardiopulmonary exercise tests (CPET).
+
+Running exports (e.g. `../shared/data/running-csv`) name their columns as FIT record fields:
+`timestamp` (required: ISO 8601, UTC when it names no zone, or seconds), `heart_rate` (bpm),
+`enhanced_speed`/`speed` (m/s), `enhanced_altitude`/`altitude` (m), `cadence` +
+`fractional_cadence` (strides/min), `stance_time_percent` (%) or `stance_time` (ms),
+`vertical_ratio` (%), `vertical_oscillation` (mm), `step_length` (mm) and `distance` (m, used
+for speed only when there is no speed column). Other columns are ignored. Declare other units
+with `units`, e.g. `{"cadence": "steps/min", "speed": "km/h"}` (see `UNIT_FACTORS`).
+
+CPET exports in pyoxynet's layout: `time` (s), `VO2_I` (mL/min) and `HR_I` (bpm) are required;
+`age` (years), `height` (m; values above 3 are taken as cm), `weight` (kg) and `gender`
+(pyoxynet's -1 = male, 1 = female, or M/F) fill the subject. They have no running channels.
+Grid conventions for both are those of `wearjax.data.readers`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from wearjax.data.readers import (
+    MAX_GAP_S,
+    Records,
+    check_cadence,
+    check_hr,
+    read_bytes,
+    running_channels,
+    speed_from_distance,
+    subject_vector,
+    to_session,
+)
+from wearjax.data.types import Session
+from wearjax.errors import WearjaxFileError
+
+RUNNING_COLUMNS = (
+    "heart_rate",
+    "speed",
+    "enhanced_speed",
+    "altitude",
+    "enhanced_altitude",
+    "cadence",
+    "fractional_cadence",
+    "stance_time",
+    "stance_time_percent",
+    "vertical_ratio",
+    "vertical_oscillation",
+    "step_length",
+    "distance",
+)
+CPET_COLUMNS = ("time", "VO2_I", "HR_I")
+
+
+def read_csv(
+    path: str | Path,
+    *,
+    runner: str | None = None,
+    max_gap_s: float = MAX_GAP_S,
+    require_hr: bool = False,
+) -> Session:
+    """A CPET export when the header has `VO2_I`, else a running export."""
+    header = read_bytes(path).split(b"\n", 1)[0]
+    reader = read_cpet_csv if b"VO2_I" in header else read_running_csv
+    return reader(path, runner=runner, max_gap_s=max_gap_s, require_hr=require_hr)
+
+
+def read_running_csv(
+    path: str | Path,
+    *,
+    runner: str | None = None,
+    max_gap_s: float = MAX_GAP_S,
+    require_hr: bool = False,
+    units: dict[str, str] | None = None,
+) -> Session:
+    """A FIT-to-CSV running export as one `Session` on a 1 Hz grid.
+
+    `runner` defaults to the file's stem; `require_hr` raises when there is no heart rate.
+    Raises `WearjaxFileError` for an empty file, a missing `timestamp` column, no known column,
+    an unreadable value, or unknown `units`.
+    """
+    path = Path(path)
+    header, rows = read_table(path)
+    _require(header, ("timestamp",), path, "name the time column 'timestamp'")
+    known = [c for c in RUNNING_COLUMNS if c in header]
+    if not known:
+        raise WearjaxFileError(
+            path,
+            f"no heart rate or running column (found {header})",
+            f"name the columns as FIT record fields: {list(RUNNING_COLUMNS)}",
+        )
+    time = _column(header, rows, "timestamp", path, parse=_seconds)
+    fields = {c: _column(header, rows, c, path) for c in known}
+    if "speed" not in fields and "enhanced_speed" not in fields and "distance" in fields:
+        fields["speed"] = speed_from_distance(time, fields["distance"])
+    channels = running_channels(fields, path=path, units=units)
+    if "cadence" in channels and (units or {}).get("cadence", "strides/min") == "strides/min":
+        check_cadence(channels["cadence"], path, 'pass units={"cadence": "steps/min"}')
+    session = to_session(
+        Records(time=time, channels=channels, hr=fields.get("heart_rate", time * np.nan)),
+        path=path,
+        runner=path.stem if runner is None else runner,
+        workout=path.stem,
+        max_gap_s=max_gap_s,
+    )
+    return check_hr(session, path) if require_hr else session
+
+
+def read_cpet_csv(
+    path: str | Path,
+    *,
+    runner: str | None = None,
+    max_gap_s: float = MAX_GAP_S,
+    require_hr: bool = False,
+) -> Session:
+    """A CPET export (pyoxynet layout) as one `Session` with HR and VO2 and no channels.
+
+    `runner` defaults to the file's stem (one subject per test). HR outside 20-250 bpm is
+    missing, so a test whose HR is all zero has no HR (and raises with `require_hr`).
+    """
+    path = Path(path)
+    header, rows = read_table(path)
+    _require(header, CPET_COLUMNS, path, "export the test with pyoxynet's column names")
+    time = _column(header, rows, "time", path)
+    subject = {}
+    for field, column in (("age_years", "age"), ("height_m", "height"), ("weight_kg", "weight")):
+        if column in header:
+            subject[field] = _first_finite(_column(header, rows, column, path))
+    if subject.get("height_m") is not None and subject["height_m"] > 3.0:
+        subject["height_m"] /= 100.0
+    if "gender" in header:
+        subject["sex_male"] = _sex(_cell(rows, header.index("gender")), path)
+    session = to_session(
+        Records(
+            time=time,
+            channels={},
+            hr=_column(header, rows, "HR_I", path),
+            vo2=_column(header, rows, "VO2_I", path),
+        ),
+        path=path,
+        runner=path.stem if runner is None else runner,
+        workout=path.stem,
+        subject=subject_vector(subject),
+        max_gap_s=max_gap_s,
+    )
+    return check_hr(session, path) if require_hr else session
+
+
+def read_table(path: str | Path) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a CSV file (UTF-8, optional BOM)."""
+    data = read_bytes(path)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise WearjaxFileError(
+            path, "not a text CSV file (not UTF-8)", "export the recording as UTF-8 CSV"
+        ) from err
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as err:
+        raise WearjaxFileError(path, f"not a readable CSV file ({err})", "export it again") from err
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if not rows:
+        raise WearjaxFileError(path, "the file has no lines", "export the recording again")
+    header = [cell.strip() for cell in rows[0]]
+    if len(rows) < 2:
+        raise WearjaxFileError(path, "the CSV has a header but no rows", "export it again")
+    return header, rows[1:]
+
+
+def _require(header: list[str], columns: tuple[str, ...], path: Path, fix: str) -> None:
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise WearjaxFileError(path, f"missing required columns {missing} (found {header})", fix)
+
+
+def _column(header, rows, name, path, parse=None) -> np.ndarray:
+    """A column as float64; empty cells NaN; an unreadable cell raises, naming its line."""
+    j = header.index(name)
+    parse = parse or float
+    out = np.full(len(rows), np.nan)
+    for i, row in enumerate(rows):
+        cell = row[j].strip() if j < len(row) else ""
+        if not cell:
+            continue
+        try:
+            out[i] = parse(cell)
+        except ValueError as err:
+            raise WearjaxFileError(
+                path,
+                f"line {i + 2}, column {name!r}: cannot read {cell!r} as a "
+                + ("time" if parse is _seconds else "number"),
+                "times are ISO 8601 (2021-03-24 21:40:55+00:00) or seconds; values are numbers"
+                if parse is _seconds
+                else "values must be numbers (empty for missing)",
+            ) from err
+    return out
+
+
+def _seconds(cell: str) -> float:
+    """Seconds of a cell: a number as is, else POSIX seconds of an ISO 8601 time (UTC default)."""
+    try:
+        return float(cell)
+    except ValueError:
+        moment = datetime.fromisoformat(cell)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _cell(rows: list[list[str]], j: int) -> str:
+    return next((r[j].strip() for r in rows if j < len(r) and r[j].strip()), "")
+
+
+def _first_finite(values: np.ndarray) -> float | None:
+    finite = values[np.isfinite(values)]
+    return float(finite[0]) if finite.size else None
+
+
+def _sex(cell: str, path: Path) -> float | None:
+    code = cell.strip().lower()
+    if code in ("", "nan"):
+        return None
+    if code in ("m", "male") or _maybe_float(code) == -1.0:
+        return 1.0
+    if code in ("f", "female") or _maybe_float(code) == 1.0:
+        return 0.0
+    raise WearjaxFileError(
+        path, f"unknown gender code {cell!r}", "use -1 (male), 1 (female), M or F"
+    )
+
+
+def _maybe_float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None

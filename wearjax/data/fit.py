@@ -1,0 +1,226 @@
+"""Garmin FIT activity files, read through the vendor's SDK (`garmin-fit-sdk`).
+
+Each running session of a file becomes one `Session` (conventions in `wearjax.data.readers`).
+Record fields and their units, as the SDK decodes them (scale and offset applied, 16-bit
+`speed`/`altitude` expanded into `enhanced_speed`/`enhanced_altitude` as the FIT profile's
+components prescribe, HR from `hr` messages merged into the records):
+
+- `enhanced_speed` (m/s), else `speed`; `enhanced_altitude` (m), else `altitude`;
+- `cadence` + `fractional_cadence`: strides/min (FIT's running cadence; steps/min / 2);
+- `stance_time_percent` (%), else `stance_time` (ms) over the stride time;
+- `vertical_ratio` (%), `vertical_oscillation` (mm), `step_length` (mm);
+- `heart_rate` (bpm; outside 20-250 bpm, e.g. 0, counts as missing).
+
+Multisport files: records are split by the `session` messages' start and end times and only
+sessions whose sport is running are kept. The subject's height, weight, age and sex come from
+the `user_profile` message when the file has one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from wearjax.data.readers import (
+    MAX_GAP_S,
+    Records,
+    check_cadence,
+    check_hr,
+    read_bytes,
+    running_channels,
+    subject_vector,
+    to_session,
+)
+from wearjax.data.types import Session
+from wearjax.errors import WearjaxFileError
+
+# Record fields the readers map onto canonical channels (see `running_channels`).
+RECORD_FIELDS = (
+    "speed",
+    "enhanced_speed",
+    "altitude",
+    "enhanced_altitude",
+    "cadence",
+    "fractional_cadence",
+    "stance_time",
+    "stance_time_percent",
+    "vertical_ratio",
+    "vertical_oscillation",
+    "step_length",
+)
+RUNNING = "running"
+
+
+def read_fit(
+    path: str | Path,
+    *,
+    runner: str | None = None,
+    max_gap_s: float = MAX_GAP_S,
+    require_hr: bool = False,
+    assume_running: bool = False,
+    cadence_unit: str = "strides/min",
+) -> list[Session]:
+    """The running sessions of a FIT activity file, one `Session` each, on a 1 Hz grid.
+
+    `runner` defaults to the file's stem. `require_hr` raises when a session has no heart rate.
+    A file without `session` or `sport` messages (a recording cut short) is read as one running
+    session only when `assume_running`. `cadence_unit="steps/min"` reads a device that breaks
+    the FIT convention. Raises `WearjaxFileError` (naming the file, the problem and the fix) for
+    an empty, non-FIT, truncated or corrupted file, or one with no running records.
+    """
+    path = Path(path)
+    messages = decode_fit(path)
+    records = messages.get("record_mesgs", [])
+    if not records:
+        raise WearjaxFileError(
+            path,
+            "the FIT file has no records (it is not an activity, or nothing was recorded)",
+            "pass an activity file that holds a recording",
+        )
+    time = _column(records, "timestamp")
+    fields = {name: _column(records, name) for name in RECORD_FIELDS if _has(records, name)}
+    channels = running_channels(fields, path=path, units={"cadence": cadence_unit})
+    hr = _column(records, "heart_rate")
+    subject = _subject(messages.get("user_profile_mesgs", []))
+    stem = path.stem
+    windows = _running_windows(messages, path, assume_running)
+    sessions = []
+    for name, start, end in windows:
+        inside = (time >= start) & (time <= end)
+        if not inside.any():
+            continue
+        part = Records(
+            time=time[inside],
+            channels={c: v[inside] for c, v in channels.items()},
+            hr=hr[inside],
+        )
+        if "cadence" in part.channels:
+            check_cadence(part.channels["cadence"], path, 'read it with cadence_unit="steps/min"')
+        session = to_session(
+            part,
+            path=path,
+            runner=stem if runner is None else runner,
+            workout=stem if name is None else f"{stem}#{name}",
+            subject=subject,
+            max_gap_s=max_gap_s,
+        )
+        sessions.append(check_hr(session, path) if require_hr else session)
+    if not sessions:
+        raise WearjaxFileError(
+            path,
+            "no record falls inside the file's running session",
+            "check the file on the device; its session and record times disagree",
+        )
+    return sessions
+
+
+def decode_fit(path: str | Path) -> dict[str, list[dict]]:
+    """All messages of a FIT file, decoded by the vendor's SDK, after checking the container.
+
+    Timestamps stay FIT seconds (since 1989-12-31 UTC); enums are strings (`"running"`).
+    """
+    try:
+        from garmin_fit_sdk import Decoder, Stream
+    except ImportError as err:
+        raise ImportError(
+            "reading FIT files needs Garmin's SDK: pip install 'wearjax[data]'"
+        ) from err
+
+    path = Path(path)
+    data = read_bytes(path)
+    if len(data) < 12 or data[0] not in (12, 14) or data[8:12] != b".FIT":
+        raise WearjaxFileError(
+            path,
+            "not a FIT file (its first bytes are not a FIT file header)",
+            "pass a .fit activity file as the device wrote it, or the reader for this format",
+        )
+    expected = data[0] + int.from_bytes(data[4:8], "little") + 2
+    if len(data) < expected:
+        raise WearjaxFileError(
+            path,
+            f"truncated FIT file: its header announces {expected} bytes, it has {len(data)}",
+            "copy the file from the device or the service again (the transfer was cut short)",
+        )
+    messages, errors = Decoder(Stream.from_byte_array(bytearray(data))).read(
+        convert_datetimes_to_dates=False
+    )
+    if errors:
+        problem = (
+            "corrupted FIT file (checksum mismatch)"
+            if "CRC" in str(errors[0])
+            else (f"corrupted FIT file ({errors[0]})")
+        )
+        raise WearjaxFileError(path, problem, "copy the file from the device or the service again")
+    return messages
+
+
+def _running_windows(
+    messages: dict[str, list[dict]], path: Path, assume_running: bool
+) -> list[tuple[int | None, float, float]]:
+    """(index, start, end) in FIT seconds of each running session; index None for a lone one."""
+    sessions = messages.get("session_mesgs", [])
+    if not sessions:
+        sports = {m.get("sport") for m in messages.get("sport_mesgs", [])}
+        if RUNNING in sports or assume_running:
+            return [(None, -np.inf, np.inf)]
+        if sports:
+            raise WearjaxFileError(
+                path,
+                f"no running session (sports: {', '.join(sorted(map(str, sports)))})",
+                "wearjax reads runs only; pass a running activity",
+            )
+        raise WearjaxFileError(
+            path,
+            "the file has no session message saying which sport it records",
+            "pass assume_running=True if it is a run (e.g. a recording cut short)",
+        )
+    windows = []
+    for k, s in enumerate(sessions, start=1):
+        if s.get("sport") != RUNNING:
+            continue
+        start, end, elapsed = s.get("start_time"), s.get("timestamp"), s.get("total_elapsed_time")
+        if start is None:
+            start = end - elapsed if end is not None and elapsed is not None else -np.inf
+        if elapsed is not None:
+            end = max(end if end is not None else -np.inf, start + elapsed)
+        end = np.inf if end is None else end
+        windows.append((k if len(sessions) > 1 else None, float(start), float(end)))
+    if not windows:
+        sports = sorted({str(s.get("sport")) for s in sessions})
+        raise WearjaxFileError(
+            path,
+            f"no running session (sports: {', '.join(sports)})",
+            "wearjax reads runs only; pass a running activity",
+        )
+    return windows
+
+
+def _has(records: list[dict], name: str) -> bool:
+    return any(r.get(name) is not None for r in records)
+
+
+def _column(records: list[dict], name: str) -> np.ndarray:
+    """One field over all records as float64, NaN where absent or not a scalar number."""
+    return np.array([_number(r.get(name)) for r in records], np.float64)
+
+
+def _number(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return np.nan
+    return float(value)
+
+
+def _subject(profiles: list[dict]) -> np.ndarray:
+    if not profiles:
+        return subject_vector()
+    p = profiles[0]
+    gender = p.get("gender")
+    return subject_vector(
+        {
+            "height_m": p.get("height"),
+            "weight_kg": p.get("weight"),
+            "age_years": p.get("age"),
+            "sex_male": {"male": 1.0, "female": 0.0}.get(gender) if gender else None,
+        }
+    )

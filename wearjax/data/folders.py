@@ -1,0 +1,306 @@
+"""Files and folders of recordings to sessions: reader dispatch, cohorts and a parse cache.
+
+`read_file` picks the reader by suffix (`.fit`, `.tcx`, `.csv`: CPET when the header has
+`VO2_I`). `load_folder` reads every recording under a folder into `Session`s, naming runners
+by subfolder (`folder/runner/file`; files directly in `folder` belong to a runner named after
+the folder) or by a manifest CSV with columns `file,runner[,height_m,weight_kg,age_years,sex]`
+(`file` relative to the folder; `sex` M/F). Files that cannot be used are listed as `Skipped`
+with the reason, and the load goes on. Parsed sessions are cached as `.npz` files keyed by the
+SHA-256 of the file's bytes and the reader settings, so a second load does not parse again.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from wearjax.data.csv import read_csv
+from wearjax.data.fit import read_fit
+from wearjax.data.readers import MAX_GAP_S, check_hr, read_bytes
+from wearjax.data.tcx import read_tcx
+from wearjax.data.types import SUBJECT_FIELDS, Session
+from wearjax.errors import WearjaxDataError, WearjaxFileError
+
+logger = logging.getLogger(__name__)
+
+SUFFIXES = (".fit", ".tcx", ".csv")
+CACHE_VERSION = 1
+"""Bumped whenever a reader's output changes, so stale cache entries are not used."""
+
+MANIFEST_COLUMNS = ("file", "runner")
+MANIFEST_SUBJECT = ("height_m", "weight_kg", "age_years", "sex")
+
+
+class Skipped(NamedTuple):
+    """A file `load_folder` could not use, and why."""
+
+    path: Path
+    reason: str
+
+
+def read_file(
+    path: str | Path,
+    *,
+    runner: str | None = None,
+    max_gap_s: float = MAX_GAP_S,
+    require_hr: bool = False,
+) -> list[Session]:
+    """The sessions of one recording, with the reader its suffix names."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    options = dict(runner=runner, max_gap_s=max_gap_s, require_hr=require_hr)
+    if suffix == ".fit":
+        return read_fit(path, **options)
+    if suffix == ".tcx":
+        return read_tcx(path, **options)
+    if suffix == ".csv":
+        return [read_csv(path, **options)]
+    raise _unsupported(path)
+
+
+def _unsupported(path: Path) -> WearjaxFileError:
+    return WearjaxFileError(
+        path,
+        f"unsupported file type {path.suffix or '(no suffix)'!r}",
+        f"wearjax reads {', '.join(SUFFIXES)} files",
+    )
+
+
+def default_cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/wearjax`, or `~/.cache/wearjax`."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "wearjax"
+
+
+def load_folder(
+    path: str | Path,
+    *,
+    manifest: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    require_hr: bool = False,
+    max_gap_s: float = MAX_GAP_S,
+) -> tuple[list[Session], list[Skipped]]:
+    """Every usable session under `path`, and the files skipped with their reasons.
+
+    Runners come from `manifest` when given (only the files it lists are read; manifest
+    subject values override those a file carries), else from subfolders. `cache_dir` defaults
+    to `default_cache_dir()`. With `require_hr`, files without heart rate are skipped. Raises
+    `WearjaxFileError` naming the folder when no session is usable, or the manifest when it
+    cannot be read.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise WearjaxFileError(folder, "not a folder", "pass the folder holding the recordings")
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    entries = _manifest(Path(manifest), folder) if manifest is not None else None
+    skipped: list[Skipped] = []
+    sessions: list[Session] = []
+    for file in _recordings(folder, exclude=(cache, Path(manifest) if manifest else None)):
+        rel = file.relative_to(folder).as_posix()
+        if entries is not None:
+            if rel not in entries:
+                skipped.append(Skipped(file, f"not listed in the manifest {manifest}"))
+                continue
+            runner, subject = entries.pop(rel)
+        else:
+            parts = file.relative_to(folder).parts
+            runner, subject = (parts[0] if len(parts) > 1 else folder.resolve().name), {}
+        try:
+            if file.suffix.lower() not in SUFFIXES:
+                raise _unsupported(file)
+            found = _cached_read(file, cache, max_gap_s=max_gap_s)
+            found = [_attach(s, file, runner, subject) for s in found]
+            if require_hr:
+                found = [check_hr(s, file) for s in found]
+        except WearjaxDataError as err:
+            reason = f"{err.problem}; {err.fix}" if isinstance(err, WearjaxFileError) else str(err)
+            skipped.append(Skipped(file, reason))
+            continue
+        sessions.extend(found)
+    for rel in entries or {}:
+        skipped.append(Skipped(folder / rel, f"listed in the manifest {manifest} but missing"))
+    for s in skipped:
+        logger.info("skipped %s: %s", s.path, s.reason)
+    if not sessions:
+        reasons = "; ".join(f"{s.path.name}: {s.reason}" for s in skipped[:5])
+        raise WearjaxFileError(
+            folder,
+            f"no usable recording ({len(skipped)} files skipped{': ' if reasons else ''}{reasons})",
+            f"add {', '.join(SUFFIXES)} running recordings, one subfolder per runner",
+        )
+    return sessions, skipped
+
+
+def _recordings(folder: Path, exclude: tuple[Path | None, ...]) -> list[Path]:
+    """Files under `folder`, sorted, without hidden ones or the cache and manifest."""
+    excluded = [p.resolve() for p in exclude if p is not None]
+    out = []
+    for file in sorted(folder.rglob("*")):
+        rel = file.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts) or not file.is_file():
+            continue
+        resolved = file.resolve()
+        if any(resolved == e or e in resolved.parents for e in excluded):
+            continue
+        out.append(file)
+    return out
+
+
+def _manifest(manifest: Path, folder: Path) -> dict[str, tuple[str, dict]]:
+    """Manifest rows: relative file path -> (runner, subject values)."""
+    text = read_bytes(manifest).decode("utf-8-sig", errors="replace")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    header = [h.strip() for h in (rows[0].keys() if rows else [])]
+    missing = [c for c in MANIFEST_COLUMNS if c not in header]
+    if not rows or missing:
+        raise WearjaxFileError(
+            manifest,
+            f"manifest has no rows or lacks columns {missing or list(MANIFEST_COLUMNS)}",
+            f"write a CSV with columns file,runner[,{','.join(MANIFEST_SUBJECT)}]",
+        )
+    entries = {}
+    for line, row in enumerate(rows, start=2):
+        row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+        subject = {}
+        try:
+            for field in MANIFEST_SUBJECT[:3]:
+                if row.get(field):
+                    subject[field] = float(row[field])
+        except ValueError as err:
+            raise WearjaxFileError(
+                manifest, f"line {line}: {err}", "subject values must be numbers"
+            ) from err
+        sex = row.get("sex", "").lower()
+        if sex:
+            if sex not in ("m", "male", "f", "female"):
+                raise WearjaxFileError(
+                    manifest, f"line {line}: unknown sex {row['sex']!r}", "use M or F"
+                )
+            subject["sex_male"] = 1.0 if sex.startswith("m") else 0.0
+        file = Path(row["file"])
+        if file.is_absolute():
+            if folder.resolve() not in file.resolve().parents:
+                raise WearjaxFileError(
+                    manifest, f"line {line}: {file} is outside {folder}", "list files in it"
+                )
+            file = file.resolve().relative_to(folder.resolve())
+        entries[file.as_posix()] = (row["runner"], subject)
+    return entries
+
+
+def _attach(session: Session, file: Path, runner: str, subject: dict) -> Session:
+    """The session with its runner, source, workout name and manifest subject values."""
+    values = np.array(session.subject, np.float32)
+    for i, field in enumerate(SUBJECT_FIELDS):
+        if field in subject:
+            values[i] = subject[field]
+    return Session(
+        x=session.x,
+        hr=session.hr,
+        vo2=session.vo2,
+        mask=session.mask,
+        vo2_mask=session.vo2_mask,
+        subject=values,
+        runner=runner,
+        channels=session.channels,
+        source=str(file),
+        workout=file.stem + session.workout,
+    )
+
+
+def _cached_read(file: Path, cache: Path, *, max_gap_s: float) -> list[Session]:
+    """Sessions of `file` from the cache, or parsed and stored there.
+
+    Cached sessions carry only the file's content: `workout` holds the suffix after the file's
+    stem (`""` or `"#2"`) and `runner`/`source` are filled in by the caller. A file's reading
+    error is cached too, and raised again naming the file.
+    """
+    digest = hashlib.sha256(read_bytes(file)).hexdigest()
+    settings = f"v{CACHE_VERSION}-gap{max_gap_s:g}-{file.suffix.lower().lstrip('.')}"
+    entry = cache / f"{digest}-{settings}.npz"
+    if entry.exists():
+        try:
+            stored = _load_entry(entry)
+        except (OSError, ValueError, KeyError) as err:
+            logger.warning("ignoring unreadable cache entry %s (%s)", entry, err)
+        else:
+            if isinstance(stored, tuple):
+                raise WearjaxFileError(file, *stored)
+            return stored
+    try:
+        sessions = read_file(file, max_gap_s=max_gap_s)
+    except WearjaxFileError as err:
+        if err.path == file:
+            _store_entry(entry, (err.problem, err.fix))
+        raise
+    parts = [
+        Session(
+            x=s.x,
+            hr=s.hr,
+            vo2=s.vo2,
+            mask=s.mask,
+            vo2_mask=s.vo2_mask,
+            subject=s.subject,
+            runner="",
+            channels=s.channels,
+            workout=s.workout.removeprefix(file.stem),
+        )
+        for s in sessions
+    ]
+    _store_entry(entry, parts)
+    return parts
+
+
+def _store_entry(entry: Path, content: list[Session] | tuple[str, str]) -> None:
+    """Write sessions, or an error's (problem, fix), to `entry` atomically; warn on failure."""
+    if isinstance(content, tuple):
+        arrays = {"error": np.array(content, dtype=np.str_)}
+    else:
+        arrays = {"n_sessions": np.array(len(content))}
+        for i, s in enumerate(content):
+            for name in ("x", "hr", "vo2", "mask", "vo2_mask", "subject"):
+                arrays[f"{i}/{name}"] = np.asarray(getattr(s, name))
+            arrays[f"{i}/channels"] = np.array(s.channels, dtype=np.str_)
+            arrays[f"{i}/workout"] = np.array(s.workout, dtype=np.str_)
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=entry.parent, suffix=".tmp")
+    except OSError as err:
+        logger.warning("cannot write cache entry %s (%s)", entry, err)
+        return
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, entry)
+    except OSError as err:
+        logger.warning("cannot write cache entry %s (%s)", entry, err)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _load_entry(entry: Path) -> list[Session] | tuple[str, str]:
+    with np.load(entry, allow_pickle=False) as z:
+        if "error" in z:
+            problem, fix = (str(v) for v in z["error"])
+            return problem, fix
+        return [
+            Session(
+                x=z[f"{i}/x"],
+                hr=z[f"{i}/hr"],
+                vo2=z[f"{i}/vo2"],
+                mask=z[f"{i}/mask"],
+                vo2_mask=z[f"{i}/vo2_mask"],
+                subject=z[f"{i}/subject"],
+                runner="",
+                channels=tuple(str(c) for c in z[f"{i}/channels"]),
+                workout=str(z[f"{i}/workout"]),
+            )
+            for i in range(int(z["n_sessions"]))
+        ]

@@ -1,0 +1,338 @@
+"""What every reader shares: vendor fields to canonical channels, and records to a 1 Hz grid.
+
+The format readers (`wearjax.data.fit`, `.tcx`, `.csv`) turn a file into `Records`: one row per
+record as the source wrote it, at irregular times, with channels already in the canonical units
+of `CHANNEL_UNITS`. `to_session` then puts them on a 1 Hz grid. Its conventions hold for every
+source:
+
+- **Grid.** Second k of a session is the first kept record's time plus k s; every record goes
+  to its nearest second. A session spans the first to the last kept record.
+- **Time order.** Records are taken in file order; a record whose timestamp is earlier than one
+  already kept (a clock stepping back) is dropped, so the kept records are sorted.
+- **Duplicates.** Records that land on the same second (a duplicated timestamp, or sub-second
+  samples) are averaged, quantity by quantity, over their finite values.
+- **Channels** are each filled from their own observations: linearly interpolated between
+  observations at most `max_gap_s` apart (10 s by default), held at the earlier value
+  (zero-order hold, nothing interpolated) across longer gaps such as a pause, NaN before the
+  first and after the last observation. A channel the source never observed in a session is
+  left out of `Session.channels`; FIT's invalid values (0xFF, 0xFFFF, ...) arrive absent.
+- **HR and VO2** are the targets: a record without a value, or with HR outside 20-250 bpm
+  (the sensor sentinels 0 and 255, dropouts), is missing (NaN, `mask` False) and never
+  filled. Seconds with no record at all are filled only inside a short gap: when the records
+  either side are at most `max_gap_s` apart and both have a value, linearly between them,
+  counting as observed (`mask` True; a device recording every few seconds). Across a longer
+  gap (a pause) HR and VO2 are NaN with `mask`/`vo2_mask` False.
+- **Cadence** is stored in strides/min (one stride = two steps; FIT's running cadence), with
+  FIT's `fractional_cadence` added. A source in steps/min is halved; a session declared in
+  strides/min whose median cadence exceeds 130 is refused as probably in steps/min.
+- **Stance time** is stored as a percentage of the stride: a source's percentage as is, else
+  stance time in ms over the stride time, `stance_ms / (60000 / cadence) * 100`, using the same
+  record's cadence in strides/min.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from jaxtyping import Float
+
+from wearjax.data.types import CHANNEL_UNITS, SUBJECT_FIELDS, Session
+from wearjax.errors import WearjaxFileError
+
+logger = logging.getLogger(__name__)
+
+MAX_GAP_S = 10.0
+"""Default longest gap (s) between observations that is interpolated; longer ones are masked."""
+
+MAX_SESSION_S = 48 * 3600
+"""Longest session accepted; a longer span means corrupt timestamps."""
+
+MAX_STRIDES_PER_MIN = 130.0
+"""Median running cadence above which a strides/min source is taken to be in steps/min."""
+
+HR_RANGE_BPM = (20.0, 250.0)
+"""Heart rates outside this range are missing: the sentinels 0 and 255, and sensor dropouts."""
+
+# Accepted source units per canonical channel, as factors to the canonical unit.
+UNIT_FACTORS: dict[str, dict[str, float]] = {
+    "speed": {"m/s": 1.0, "km/h": 1 / 3.6, "mph": 0.44704},
+    "cadence": {"strides/min": 1.0, "steps/min": 0.5},
+    "vertical_oscillation": {"mm": 1.0, "cm": 10.0},
+    "stance_time_percent": {"%": 1.0},
+    "vertical_ratio": {"%": 1.0},
+    "step_length": {"mm": 1.0, "cm": 10.0, "m": 1000.0},
+    "altitude": {"m": 1.0, "ft": 0.3048},
+}
+
+
+class Records(NamedTuple):
+    """Samples as a source wrote them: `time [R]` in seconds (any epoch), `channels` named as in
+    `CHANNEL_UNITS` and in its units, `hr [R]` in bpm and `vo2 [R]` in mL/min, NaN where absent.
+    """
+
+    time: Float[np.ndarray, " record"]
+    channels: dict[str, Float[np.ndarray, " record"]]
+    hr: Float[np.ndarray, " record"]
+    vo2: Float[np.ndarray, " record"] | None = None
+
+
+def unit_factors(units: Mapping[str, str] | None, path: str | Path) -> dict[str, float]:
+    """Factors taking each channel from the declared source `units` to `CHANNEL_UNITS`.
+
+    Channels not named in `units` are taken to be in their canonical units already.
+    """
+    units = dict(units or {})
+    factors = dict.fromkeys(CHANNEL_UNITS, 1.0)
+    for channel, unit in units.items():
+        if channel not in UNIT_FACTORS:
+            raise WearjaxFileError(
+                path,
+                f"units given for unknown channel {channel!r}",
+                f"name one of {sorted(UNIT_FACTORS)}",
+            )
+        if unit not in UNIT_FACTORS[channel]:
+            raise WearjaxFileError(
+                path,
+                f"unknown unit {unit!r} for {channel}",
+                f"use one of {sorted(UNIT_FACTORS[channel])}",
+            )
+        factors[channel] = UNIT_FACTORS[channel][unit]
+    return factors
+
+
+def running_channels(
+    fields: Mapping[str, Float[np.ndarray, " record"]],
+    *,
+    path: str | Path,
+    units: Mapping[str, str] | None = None,
+) -> dict[str, Float[np.ndarray, " record"]]:
+    """Canonical channels from FIT record field names (also the columns of FIT-to-CSV exports).
+
+    Per record: `enhanced_speed` (m/s) where finite, else `speed`; `enhanced_altitude` (m), else
+    `altitude`; `cadence` + `fractional_cadence` (strides/min); `stance_time_percent` (%), else
+    `stance_time` (ms) as a percentage of the stride; `vertical_ratio` (%);
+    `vertical_oscillation` (mm); `step_length` (mm). `units` declares sources in other units
+    (see `UNIT_FACTORS`). Channels with no field are left out.
+    """
+    factors = unit_factors(units, path)
+
+    def field(name: str) -> np.ndarray | None:
+        v = fields.get(name)
+        return None if v is None else np.asarray(v, np.float64)
+
+    def preferred(first: str, second: str) -> np.ndarray | None:
+        a, b = field(first), field(second)
+        if a is None or b is None:
+            return a if b is None else b
+        return np.where(np.isfinite(a), a, b)
+
+    out: dict[str, np.ndarray] = {}
+    speed = preferred("enhanced_speed", "speed")
+    if speed is not None:
+        out["speed"] = speed * factors["speed"]
+    cadence = field("cadence")
+    if cadence is not None:
+        fractional = field("fractional_cadence")
+        if fractional is not None:
+            cadence = cadence + np.nan_to_num(fractional, nan=0.0)
+        out["cadence"] = cadence * factors["cadence"]
+    for name in ("vertical_oscillation", "step_length", "vertical_ratio"):
+        v = field(name)
+        if v is not None:
+            out[name] = v * factors[name]
+    percent = field("stance_time_percent")
+    stance_ms = field("stance_time")
+    if stance_ms is not None and "cadence" in out:
+        strides = out["cadence"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            from_ms = np.where(strides > 0, stance_ms * strides / 600.0, np.nan)
+        percent = from_ms if percent is None else np.where(np.isfinite(percent), percent, from_ms)
+    if percent is not None:
+        out["stance_time_percent"] = percent
+    altitude = preferred("enhanced_altitude", "altitude")
+    if altitude is not None:
+        out["altitude"] = altitude * factors["altitude"]
+    return out
+
+
+def check_cadence(cadence: np.ndarray, path: str | Path, fix: str) -> None:
+    """Refuse a cadence in strides/min whose median is a step rate (see `MAX_STRIDES_PER_MIN`)."""
+    moving = cadence[np.isfinite(cadence) & (cadence > 0)]
+    if moving.size and np.median(moving) > MAX_STRIDES_PER_MIN:
+        raise WearjaxFileError(
+            path,
+            f"median cadence {np.median(moving):.0f} strides/min is a step rate, not a stride "
+            "rate (one stride = two steps)",
+            fix,
+        )
+
+
+def subject_vector(values: Mapping[str, float | None] | None = None) -> Float[np.ndarray, " 4"]:
+    """`SUBJECT_FIELDS` scalars from a mapping, NaN where absent."""
+    values = values or {}
+    return np.array(
+        [np.nan if values.get(f) is None else float(values[f]) for f in SUBJECT_FIELDS],
+        np.float32,
+    )
+
+
+def to_session(
+    records: Records,
+    *,
+    path: str | Path,
+    runner: str,
+    workout: str,
+    subject: Float[np.ndarray, " 4"] | None = None,
+    max_gap_s: float = MAX_GAP_S,
+) -> Session:
+    """Records on a 1 Hz grid as a `Session`, following the module's conventions.
+
+    Channels appear in `CHANNEL_UNITS` order. Raises `WearjaxFileError` when no record has a
+    timestamp or the records span more than `MAX_SESSION_S`.
+    """
+    t = np.asarray(records.time, np.float64)
+    n = t.shape[0]
+    finite = np.isfinite(t)
+    # A record is kept when no earlier record in the file is later than it.
+    latest_before = np.maximum.accumulate(np.concatenate([[-np.inf], np.where(finite, t, -np.inf)]))
+    keep = finite & (t >= latest_before[:-1])
+    if not keep.any():
+        raise WearjaxFileError(
+            path, "no record has a timestamp", "check that the file holds a recording"
+        )
+    dropped = int(finite.sum() - keep.sum())
+    if dropped:
+        logger.info("%s: dropped %d records whose timestamps go back in time", path, dropped)
+    t = t[keep]
+    second = np.floor(t - t[0] + 0.5).astype(np.int64)
+    length = int(second[-1]) + 1
+    if length > MAX_SESSION_S:
+        raise WearjaxFileError(
+            path,
+            f"records span {length / 3600:.1f} h, longer than {MAX_SESSION_S // 3600} h",
+            "the timestamps are probably corrupt; split or repair the recording",
+        )
+
+    recorded = np.flatnonzero(np.bincount(second, minlength=length))
+
+    def per_second(values: np.ndarray | None) -> np.ndarray:
+        if values is None:
+            return np.full(length, np.nan)
+        v = np.asarray(values, np.float64)
+        if v.shape != (n,):
+            raise WearjaxFileError(
+                path, f"a field has {v.shape} values for {n} records", "report this as a bug"
+            )
+        return _mean_per_second(v[keep], second, length)
+
+    hr_values = np.asarray(records.hr, np.float64)
+    low, high = HR_RANGE_BPM
+    hr_values = np.where((hr_values >= low) & (hr_values <= high), hr_values, np.nan)
+    hr = _fill_unrecorded(per_second(hr_values), recorded, max_gap_s)
+    vo2 = _fill_unrecorded(per_second(records.vo2), recorded, max_gap_s)
+    names = [c for c in CHANNEL_UNITS if c in records.channels]
+    columns = [_fill_channel(per_second(records.channels[c]), max_gap_s) for c in names]
+    present = [i for i, col in enumerate(columns) if np.isfinite(col).any()]
+    x = np.stack([columns[i] for i in present], axis=1) if present else np.zeros((length, 0))
+    return Session(
+        x=x.astype(np.float32),
+        hr=hr.astype(np.float32),
+        vo2=vo2.astype(np.float32),
+        mask=np.isfinite(hr),
+        vo2_mask=np.isfinite(vo2),
+        subject=subject_vector() if subject is None else np.asarray(subject, np.float32),
+        runner=runner,
+        channels=tuple(names[i] for i in present),
+        source=str(path),
+        workout=workout,
+    )
+
+
+def speed_from_distance(
+    time: Float[np.ndarray, " record"], distance: Float[np.ndarray, " record"]
+) -> Float[np.ndarray, " record"]:
+    """Speed (m/s) at each record: the change in cumulative distance (m) since the previous
+    record with a time and distance, over the time between them; NaN for the first record,
+    a time that does not advance, or a distance that goes back.
+    """
+    speed = np.full(time.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(time) & np.isfinite(distance))
+    if ok.size > 1:
+        dt = np.diff(time[ok])
+        dd = np.diff(distance[ok])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            speed[ok[1:]] = np.where((dt > 0) & (dd >= 0), dd / dt, np.nan)
+    return speed
+
+
+def check_hr(session: Session, path: str | Path) -> Session:
+    """The session itself, or a `WearjaxFileError` when it has no heart rate at all."""
+    if not np.any(session.mask):
+        raise WearjaxFileError(
+            path,
+            f"session {session.workout!r} has no heart rate",
+            "record with an HR sensor, or read with require_hr=False to use it without HR",
+        )
+    return session
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """The file's bytes; `WearjaxFileError` when it is missing, unreadable or empty."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise WearjaxFileError(
+            path, f"cannot be read ({err.strerror})", "check the path and its permissions"
+        ) from err
+    if not data:
+        raise WearjaxFileError(
+            path, "the file is empty (0 bytes)", "copy the recording again or remove the file"
+        )
+    return data
+
+
+def _mean_per_second(
+    values: Float[np.ndarray, " record"], second: np.ndarray, length: int
+) -> Float[np.ndarray, " time"]:
+    """Mean of the finite values landing on each second; NaN where none does."""
+    ok = np.isfinite(values)
+    total = np.bincount(second[ok], weights=values[ok], minlength=length)
+    count = np.bincount(second[ok], minlength=length)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def _fill_channel(v: Float[np.ndarray, " time"], max_gap_s: float) -> Float[np.ndarray, " time"]:
+    """Interpolate between observations at most `max_gap_s` apart; hold across longer gaps."""
+    seen = np.flatnonzero(np.isfinite(v))
+    if seen.size == 0:
+        return v
+    t = np.arange(v.shape[0])
+    before, after, inside = _neighbours(seen, t)
+    short = inside & (after - before <= max_gap_s)
+    return np.where(short, np.interp(t, seen, v[seen]), np.where(inside, v[before], np.nan))
+
+
+def _fill_unrecorded(
+    v: Float[np.ndarray, " time"], recorded: np.ndarray, max_gap_s: float
+) -> Float[np.ndarray, " time"]:
+    """Fill seconds without a record, linearly between the records either side, when those are
+    at most `max_gap_s` apart and both have a value; recorded seconds keep their value or NaN.
+    """
+    t = np.arange(v.shape[0])
+    before, after, inside = _neighbours(recorded, t)
+    va, vb = v[before], v[after]
+    fill = inside & np.isnan(v) & (after - before <= max_gap_s) & np.isfinite(va) & np.isfinite(vb)
+    span = np.maximum(after - before, 1)
+    return np.where(fill, va + (vb - va) * (t - before) / span, v)
+
+
+def _neighbours(seen: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each second: the last of the sorted `seen` seconds at or before it, the first at or
+    after it, and whether it lies between the first and last of them."""
+    before = seen[np.clip(np.searchsorted(seen, t, side="right") - 1, 0, seen.size - 1)]
+    after = seen[np.clip(np.searchsorted(seen, t, side="left"), 0, seen.size - 1)]
+    return before, after, (t >= seen[0]) & (t <= seen[-1])

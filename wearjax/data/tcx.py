@@ -1,0 +1,135 @@
+"""Garmin Training Center (TCX) files, read with `xml.etree`.
+
+Each `Activity` whose `Sport` is `Running` becomes one `Session` (conventions in
+`wearjax.data.readers`). Per `Trackpoint`: `Time` (ISO 8601; UTC when it names no zone),
+`HeartRateBpm/Value` (bpm), `AltitudeMeters` (m), and from the ActivityExtension v2 `TPX`
+element `Speed` (m/s) and `RunCadence` (strides/min, as Garmin writes it; `Cadence` of the
+trackpoint itself when there is no `RunCadence`). Without any `Speed`, speed is the change in
+`DistanceMeters` over the time between consecutive trackpoints.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+
+from wearjax.data.readers import (
+    MAX_GAP_S,
+    Records,
+    check_cadence,
+    check_hr,
+    read_bytes,
+    running_channels,
+    speed_from_distance,
+    to_session,
+)
+from wearjax.data.types import Session
+from wearjax.errors import WearjaxFileError
+
+# Trackpoint children (paths with any namespace) read into FIT-named fields.
+TRACKPOINT_FIELDS = {
+    "heart_rate": "{*}HeartRateBpm/{*}Value",
+    "enhanced_altitude": "{*}AltitudeMeters",
+    "distance": "{*}DistanceMeters",
+    "speed": "{*}Extensions/{*}TPX/{*}Speed",
+    "run_cadence": "{*}Extensions/{*}TPX/{*}RunCadence",
+    "cadence": "{*}Cadence",
+}
+
+
+def read_tcx(
+    path: str | Path,
+    *,
+    runner: str | None = None,
+    max_gap_s: float = MAX_GAP_S,
+    require_hr: bool = False,
+    cadence_unit: str = "strides/min",
+) -> list[Session]:
+    """The running activities of a TCX file, one `Session` each, on a 1 Hz grid.
+
+    `runner` defaults to the file's stem; `require_hr` raises when an activity has no heart
+    rate; `cadence_unit="steps/min"` reads an exporter that writes steps. Raises
+    `WearjaxFileError` for an empty file, invalid XML, a file that is not TCX, or one without a
+    running activity with trackpoints.
+    """
+    path = Path(path)
+    data = read_bytes(path)
+    try:
+        root = ET.parse(BytesIO(data)).getroot()
+    except ET.ParseError as err:
+        raise WearjaxFileError(
+            path, f"not valid XML ({err})", "export the activity as TCX again"
+        ) from err
+    if not root.tag.endswith("TrainingCenterDatabase"):
+        raise WearjaxFileError(
+            path,
+            f"not a TCX file (its root element is {root.tag!r})",
+            "pass a Garmin Training Center (.tcx) export",
+        )
+    activities = root.findall("{*}Activities/{*}Activity")
+    running = [
+        (k, a) for k, a in enumerate(activities, start=1) if a.get("Sport", "").lower() == "running"
+    ]
+    if not running:
+        sports = sorted({a.get("Sport", "?") for a in activities})
+        raise WearjaxFileError(
+            path,
+            f"no running activity (sports: {', '.join(sports) or 'none'})",
+            "wearjax reads runs only; pass a running activity",
+        )
+    stem = path.stem
+    sessions = []
+    for k, activity in running:
+        points = activity.findall("{*}Lap/{*}Track/{*}Trackpoint")
+        if not points:
+            continue
+        time = np.array([_seconds(p.findtext("{*}Time")) for p in points])
+        fields = {
+            name: np.array([_float(p.findtext(xpath)) for p in points])
+            for name, xpath in TRACKPOINT_FIELDS.items()
+        }
+        if np.isfinite(fields["run_cadence"]).any():
+            fields["cadence"] = fields["run_cadence"]
+        if not np.isfinite(fields["speed"]).any():
+            fields["speed"] = speed_from_distance(time, fields["distance"])
+        fields = {n: v for n, v in fields.items() if np.isfinite(v).any()}
+        channels = running_channels(fields, path=path, units={"cadence": cadence_unit})
+        if "cadence" in channels:
+            check_cadence(channels["cadence"], path, 'read it with cadence_unit="steps/min"')
+        session = to_session(
+            Records(time=time, channels=channels, hr=fields.get("heart_rate", time * np.nan)),
+            path=path,
+            runner=stem if runner is None else runner,
+            workout=stem if len(activities) == 1 else f"{stem}#{k}",
+            max_gap_s=max_gap_s,
+        )
+        sessions.append(check_hr(session, path) if require_hr else session)
+    if not sessions:
+        raise WearjaxFileError(
+            path, "its running activity has no trackpoints", "pass an activity with a track"
+        )
+    return sessions
+
+
+def _seconds(text: str | None) -> float:
+    """POSIX seconds of an ISO 8601 time (UTC when it names no zone); NaN when unreadable."""
+    if not text:
+        return np.nan
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return np.nan
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _float(text: str | None) -> float:
+    try:
+        return float(text) if text else np.nan
+    except ValueError:
+        return np.nan
