@@ -54,10 +54,10 @@ class Encoder(eqx.Module):
 class GRULayer(eqx.Module):
     """One GRU layer over a whole sequence: `[T, I], h0 [H] -> hs [T, H]`."""
 
-    weight_ih: Float[Array, "3h i"]
-    weight_hh: Float[Array, "3h h"]
-    bias_ih: Float[Array, " 3h"]
-    bias_hh: Float[Array, " 3h"]
+    weight_ih: Float[Array, "gates i"]
+    weight_hh: Float[Array, "gates h"]
+    bias_ih: Float[Array, " gates"]
+    bias_hh: Float[Array, " gates"]
 
     def __init__(self, in_size: int, hidden: int, *, key):
         k1, k2, k3, k4 = jax.random.split(key, 4)
@@ -72,7 +72,7 @@ class GRULayer(eqx.Module):
     def hidden(self) -> int:
         return self.weight_hh.shape[1]
 
-    def cell(self, xp: Float[Array, " 3h"], h: Float[Array, " h"]) -> Float[Array, " h"]:
+    def cell(self, xp: Float[Array, " gates"], h: Float[Array, " h"]) -> Float[Array, " h"]:
         """One step given the precomputed input projection `xp = W_ih x + b_ih`."""
         hp = self.weight_hh @ h + self.bias_hh
         xr, xz, xn = jnp.split(xp, 3)
