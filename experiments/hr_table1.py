@@ -1,6 +1,6 @@
 """HR Table 1 at full size: the demo's study with more runners and sessions, longer training.
 
-    python experiments/hr_table1.py [--runners 18] [--sessions 10] [--epochs 40] [--out DIR]
+    python experiments/hr_table1.py [--runners 15] [--sessions 8] [--epochs 30] [--out DIR]
 
 Writes `experiments/results/hr_table1.md` (the table the README quotes), `hr_table1.json` (all
 metrics, same schema as `wearjax demo`'s metrics.json) and plots, and prints the table.
@@ -25,11 +25,11 @@ from wearjax.train.fit import TrainConfig
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runners", type=int, default=18)
-    parser.add_argument("--sessions", type=int, default=10, help="sessions per runner")
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--steps", type=int, default=20, help="optimiser steps per epoch")
-    parser.add_argument("--batch", type=int, default=2, help="whole sessions per step")
+    parser.add_argument("--runners", type=int, default=15)
+    parser.add_argument("--sessions", type=int, default=8, help="sessions per runner")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=15, help="optimiser steps per epoch")
+    parser.add_argument("--batch", type=int, default=1, help="whole sessions per step")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()

@@ -9,16 +9,17 @@ from pathlib import Path
 
 from wearjax.errors import WearjaxError
 
-# Demo presets. Quick: a smoke run in about 2-3 minutes on 2 CPU cores; full: the default
-# Table-1-style study on the built-in synthetic cohort, about 15 minutes.
+# Demo presets. Quick: a smoke run in about 3 minutes on 2 CPU cores; full: the Table-1-style
+# study on 108 sessions of 20-60 min (training cost grows with the padded session length; the
+# 20-120 min cohort runs in experiments/hr_table1.py), about 10-15 minutes.
 DEMO_PRESETS = {
     "quick": dict(
         n_runners=6, sessions_per_runner=4, min_minutes=20.0, max_minutes=30.0,
         epochs=10, steps_per_epoch=20, batch_size=2,
     ),
     "full": dict(
-        n_runners=12, sessions_per_runner=9, min_minutes=20.0, max_minutes=120.0,
-        epochs=25, steps_per_epoch=20, batch_size=2,
+        n_runners=12, sessions_per_runner=9, min_minutes=20.0, max_minutes=60.0,
+        epochs=30, steps_per_epoch=15, batch_size=1,
     ),
 }  # fmt: skip
 
