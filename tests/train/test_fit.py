@@ -66,7 +66,7 @@ def test_schedule_matches_reduce_on_plateau(cooldown):
     assert [g[1] for g in got] == [r[1] for r in ref]
 
 
-def _tiny_cohort(n_runners=5, per_runner=2, length=144, seed=0):
+def _tiny_cohort(n_runners=4, per_runner=2, length=144, seed=0):
     rng = np.random.default_rng(seed)
     sessions = []
     for r in range(n_runners):

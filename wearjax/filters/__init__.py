@@ -21,6 +21,7 @@ from wearjax.filters.learned_gain import (
     LearnedGainStep,
     learned_gain_filter,
     learned_gain_step,
+    measurement_update,
 )
 from wearjax.filters.linear import (
     FilterResult,
@@ -37,6 +38,7 @@ __all__ = [
     "LearnedGainStep",
     "learned_gain_filter",
     "learned_gain_step",
+    "measurement_update",
     "LinearGaussianParams",
     "SmootherResult",
     "kalman_filter",

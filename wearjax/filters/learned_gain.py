@@ -15,6 +15,19 @@ process noise `q_t [D]`, observation noise `r_t` and an observation `y_t`:
 Where `observed[t]` is False the update is skipped (k = 0): the state is the prediction, so a
 sensor dropout is bridged by the learned dynamics. Optional `lower`/`upper` bounds clip the state
 (physiological range). `transition` and `gain` are any callables, e.g. `eqx.Module`s.
+
+Measured observations (optional). A direct measurement `m_t` of the first component (same units)
+with noise variance `R^m_t` is assimilated after the learned update by a second scalar update
+with the exact Kalman gain of the diagonal state and the same damped weights `w`:
+
+    k_m = p_0 / (p_0 + R^m_t)                    p, z: the state after the learned update
+    z  += w * k_m * (m_t - z_0)
+    p  *= 1 - w * k_m
+
+(`measurement_update`). Where `measured[t]` is False this update is skipped (k_m = 0) and the
+measurement's value is ignored, so a dropout of the measuring sensor (optical HR) is bridged by
+the learned dynamics; the bounds clip the state after both updates. Without a measurement the
+filter is exactly the one above.
 """
 
 from __future__ import annotations
@@ -30,6 +43,27 @@ from jaxtyping import Array, Bool, Float
 class LearnedGainState(NamedTuple):
     mean: Float[Array, " state"]
     var: Float[Array, " state"]
+
+
+def measurement_update(
+    state: LearnedGainState,
+    measurement: Float[Array, ""],
+    measured: Bool[Array, ""] | bool,
+    measurement_noise: Float[Array, ""],
+    update_weights: Float[Array, " state"],
+) -> LearnedGainState:
+    """Assimilate a direct measurement of the state's first component (module docstring).
+
+    `k_m = var[0] / (var[0] + measurement_noise)`, `mean += w k_m (measurement - mean[0])`,
+    `var *= 1 - w k_m`; the identity where `measured` is False, whatever `measurement` holds
+    there (NaN included: the innovation is masked before it is used).
+    """
+    zero = jnp.zeros((), state.var.dtype)
+    k = jnp.where(measured, state.var[0] / (state.var[0] + measurement_noise), zero)
+    nu = jnp.where(measured, measurement - state.mean[0], zero)
+    mean = state.mean + update_weights * (k * nu)
+    var = state.var * (1.0 - update_weights * k)
+    return LearnedGainState(mean, var)
 
 
 class LearnedGainStep(NamedTuple):
@@ -54,14 +88,28 @@ def learned_gain_step(
     update_weights: Float[Array, " state"],
     lower: Float[Array, " state"] | None = None,
     upper: Float[Array, " state"] | None = None,
+    measurement: Float[Array, ""] | None = None,
+    measured: Bool[Array, ""] | bool | None = None,
+    measurement_noise: Float[Array, ""] | float | None = None,
 ) -> LearnedGainStep:
-    """One predict/update step of the learned-gain filter (equations in the module docstring)."""
+    """One predict/update step of the learned-gain filter (equations in the module docstring).
+
+    With a `measurement` (and its `measurement_noise` variance), `measurement_update` follows
+    the learned update where `measured` (default True) holds. `gain` and `innovation` are those
+    of the learned update.
+    """
+    _check_measurement(measurement, measured, measurement_noise)
     mean_pred = transition(state.mean, context)
     var_pred = state.var + q
     k = jnp.where(observed, gain(var_pred, r), jnp.zeros((), var_pred.dtype))
     nu = y - mean_pred[0]
     mean = mean_pred + update_weights * (k * nu)
     var = var_pred * (1.0 - update_weights * k)
+    if measurement is not None:
+        measured = True if measured is None else measured
+        mean, var = measurement_update(
+            LearnedGainState(mean, var), measurement, measured, measurement_noise, update_weights
+        )
     if lower is not None or upper is not None:
         mean = jnp.clip(mean, lower, upper)
     return LearnedGainStep(mean, var, k, nu)
@@ -80,20 +128,29 @@ def learned_gain_filter(
     update_weights: Float[Array, " state"],
     lower: Float[Array, "time state"] | Float[Array, " state"] | None = None,
     upper: Float[Array, "time state"] | Float[Array, " state"] | None = None,
+    measurement: Float[Array, " time"] | None = None,
+    measured: Bool[Array, " time"] | None = None,
+    measurement_noise: Float[Array, " time"] | Float[Array, ""] | float | None = None,
 ) -> LearnedGainStep:
     """Run `learned_gain_step` over time with one `lax.scan`; returns stacked steps `[T, ...]`.
 
     `contexts` is a pytree with leading time axis. Everything that does not depend on the
     state (observations, noises, context projections) should be computed before the call.
-    Bounds may be constant `[D]` or per step `[T, D]`.
+    Bounds may be constant `[D]` or per step `[T, D]`. Optional measurements `[T]` of the first
+    component, assimilated where `measured [T]` (default: every step) with noise variance
+    `measurement_noise` (scalar or `[T]`; required with a measurement).
     """
+    _check_measurement(measurement, measured, measurement_noise)
     t = y.shape[0]
     observed = jnp.ones((t,), bool) if observed is None else observed
     lower = None if lower is None else jnp.broadcast_to(lower, (t, init.mean.shape[0]))
     upper = None if upper is None else jnp.broadcast_to(upper, (t, init.mean.shape[0]))
+    if measurement is not None:
+        measured = jnp.ones((t,), bool) if measured is None else measured
+        measurement_noise = jnp.broadcast_to(jnp.asarray(measurement_noise, init.var.dtype), (t,))
 
     def body(state, inputs):
-        c, q_t, r_t, y_t, o_t, lo, hi = inputs
+        c, q_t, r_t, y_t, o_t, lo, hi, m_t, mo_t, mr_t = inputs
         out = learned_gain_step(
             state,
             c,
@@ -106,8 +163,19 @@ def learned_gain_filter(
             update_weights=update_weights,
             lower=lo,
             upper=hi,
+            measurement=m_t,
+            measured=mo_t,
+            measurement_noise=mr_t,
         )
         return LearnedGainState(out.mean, out.var), out
 
-    _, steps = jax.lax.scan(body, init, (contexts, q, r, y, observed, lower, upper))
+    xs = (contexts, q, r, y, observed, lower, upper, measurement, measured, measurement_noise)
+    _, steps = jax.lax.scan(body, init, xs)
     return steps
+
+
+def _check_measurement(measurement, measured, measurement_noise) -> None:
+    if measurement is None and (measured is not None or measurement_noise is not None):
+        raise ValueError("`measured` and `measurement_noise` need a `measurement`")
+    if measurement is not None and measurement_noise is None:
+        raise ValueError("a `measurement` needs its `measurement_noise` (a variance)")

@@ -21,6 +21,14 @@ As published, measured HR enters only as each window's initial condition: under 
 protocol the first sample of every window, under the generative protocol the first second of the
 session (each later window starts from the previous window's last prediction).
 
+Through sensor dropouts (`assimilate`, not in the paper): the generative rollout, in which every
+second with a measured HR `h^m_t` is also assimilated, in window units `m_t = (h^m_t - mu_hat) /
+sigma_hat`, by a scalar Kalman update after the learned one (`filters.learned_gain`,
+`measurement_update`): `k_m = P_g / (P_g + R^m)`, `R^m = (measurement_sd / sigma_hat)^2`,
+`g += k_m (m_t - g)`, `g_dot += 0.5 k_m (m_t - g)`, `P <- P diag(1 - k_m, 1 - 0.5 k_m)`. Where the
+sensor drops out the learned dynamics bridge the gap from the last assimilated state. No extra
+parameters: a model trained by the HR study is used as it is.
+
 Everything that does not depend on the filter state (the GRU, the observation, the noises, the
 context half of f_tr) is computed for all seconds before the filter's scan.
 """
@@ -32,9 +40,13 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
-from wearjax.filters.learned_gain import LearnedGainState, learned_gain_filter
+from wearjax.filters.learned_gain import (
+    LearnedGainState,
+    learned_gain_filter,
+    measurement_update,
+)
 from wearjax.models.backbone import Backbone, dense
 
 HR_MIN, HR_MAX = 30.0, 230.0  # physiological clip, bpm
@@ -45,6 +57,11 @@ MEAN_SCALE, SD_SCALE = 10.0, 5.0  # bpm scales of the window mean (offset) and S
 # covariance: an untrained filter trusts a measured start (gain ~0.003/s) and learns from there.
 Q_SHIFT, R_SHIFT, P0_SHIFT = -8.0, 2.0, -5.0
 VELOCITY_WEIGHT = 0.5  # the damped velocity update g_dot += 0.5 k nu
+# SD of a measured (optical, wrist) HR sample in `assimilate`, bpm. Wrist optical HR agrees with
+# a chest strap to about 2-3 bpm during steady running, and its errors are correlated over tens
+# of seconds, which a per-second white-noise model overstates the information of: we take the
+# top of that range.
+MEASUREMENT_SD = 3.0
 
 
 class HRPrediction(NamedTuple):
@@ -71,7 +88,7 @@ class Transition(eqx.Module):
         out = eqx.nn.Linear(width, 2, key=k3)
         self.out = eqx.tree_at(lambda m: (m.weight, m.bias), out, (0.01 * out.weight, 0 * out.bias))
 
-    def project(self, s: Float[Array, "time hidden"]) -> Float[Array, "time width"]:
+    def project(self, s: Float[Array, "*batch hidden"]) -> Float[Array, "*batch width"]:
         """The part that depends only on s_t, computed for all seconds outside the scan."""
         return dense(self.context.weight, self.context.bias, s)
 
@@ -153,7 +170,23 @@ class HRKalman(eqx.Module):
         r = jax.nn.softplus(raw[..., 3] + R_SHIFT) + 1e-5
         return a, q, r, self.transition.project(s)
 
-    def _filter_window(self, offset, sigma, gdot0, p0, a, q, r, ctx, h_init, var_init, carried):
+    def _filter_window(
+        self,
+        offset,
+        sigma,
+        gdot0,
+        p0,
+        a,
+        q,
+        r,
+        ctx,
+        h_init,
+        var_init,
+        carried=None,
+        measurement=None,
+        measured=None,
+        measurement_noise=None,
+    ):
         """Filter one window of W seconds from `h_init` (bpm); returns `hr [W]`, `var [W]`
         and the window mean `mu_hat`.
 
@@ -161,7 +194,13 @@ class HRKalman(eqx.Module):
         start carried over from the previous window adds that window's final variance
         `var_init` (bpm^2) and a learned inflation `softplus(carry_noise)` for the model error
         the filter cannot see, so the gain trusts the observation more after a carried start.
+        `carried` defaults to `var_init > 0` (only a carried start has a variance).
+
+        Optional measured HR `measurement [W]` (bpm) is assimilated where `measured [W]`, with
+        noise variance `measurement_noise` (bpm^2): in every step, and at a carried start
+        (a measured start already is its measurement).
         """
+        carried = var_init > 0 if carried is None else carried
         mu = h_init + offset
         inflation = jnp.where(carried, jax.nn.softplus(self.carry_noise), 0.0)
         p0 = p0.at[0].add(var_init / sigma**2 + inflation)
@@ -170,6 +209,14 @@ class HRKalman(eqx.Module):
         lower = jnp.stack([(HR_MIN - mu) / sigma, -MAX_RATE / sigma])
         g0 = jnp.clip((h_init - mu) / sigma, lower[0], bound[0])
         init = LearnedGainState(jnp.stack([g0, jnp.clip(gdot0, lower[1], bound[1])]), p0)
+        weights = jnp.asarray([1.0, VELOCITY_WEIGHT], y.dtype)
+        extra = {}
+        if measurement is not None:
+            m = (measurement - mu) / sigma
+            noise = measurement_noise / sigma**2
+            mean0, var0 = measurement_update(init, m[0], measured[0] & carried, noise, weights)
+            init = LearnedGainState(jnp.clip(mean0, lower, bound), var0)
+            extra = dict(measurement=m[1:], measured=measured[1:], measurement_noise=noise)
         steps = learned_gain_filter(
             init,
             ctx[1:],
@@ -178,12 +225,13 @@ class HRKalman(eqx.Module):
             y[1:],
             transition=self.transition,
             gain=self.gain,
-            update_weights=jnp.asarray([1.0, VELOCITY_WEIGHT], y.dtype),
+            update_weights=weights,
             lower=lower,
             upper=bound,
+            **extra,
         )
-        g = jnp.concatenate([g0[None], steps.mean[:, 0]])
-        pg = jnp.concatenate([p0[:1], steps.var[:, 0]])
+        g = jnp.concatenate([init.mean[:1], steps.mean[:, 0]])
+        pg = jnp.concatenate([init.var[:1], steps.var[:, 0]])
         return mu + sigma * g, sigma**2 * pg, mu
 
     def _encode(self, x, state, key):
@@ -214,13 +262,22 @@ class HRKalman(eqx.Module):
         )
         return HRPrediction(hr.reshape(-1), var.reshape(-1), mu, per_window[1])
 
-    def _rollout_windows(self, per_window, hr0):
+    def _rollout_windows(self, per_window, hr0, measurements=None, measurement_noise=None):
+        """Generative scan over windows; optional `measurements = (hr [N, W], measured [N, W])`
+        are assimilated with noise variance `measurement_noise` (bpm^2)."""
+
         def body(carry, w):
-            hr, var, mu = self._filter_window(*w, *carry)
+            params, meas = w
+            extra = {}
+            if meas is not None:
+                extra = dict(
+                    measurement=meas[0], measured=meas[1], measurement_noise=measurement_noise
+                )
+            hr, var, mu = self._filter_window(*params, *carry, **extra)
             return (hr[-1], var[-1], jnp.asarray(True)), (hr, var, mu)
 
         init = (hr0, jnp.zeros_like(hr0), jnp.asarray(False))
-        _, (hr, var, mu) = jax.lax.scan(body, init, per_window)
+        _, (hr, var, mu) = jax.lax.scan(body, init, (per_window, measurements))
         return HRPrediction(hr.reshape(-1), var.reshape(-1), mu, per_window[1])
 
     def predict_protocols(
@@ -256,3 +313,27 @@ class HRKalman(eqx.Module):
         """
         s = self._encode(x, state, None)
         return self._rollout_windows((*self._window_params(s), *self._step_inputs(s)), hr0)
+
+    def assimilate(
+        self,
+        x: Float[Array, "time feature"],
+        hr: Float[Array, " time"],
+        measured: Bool[Array, " time"],
+        *,
+        measurement_sd: float | Float[Array, ""] = MEASUREMENT_SD,
+        state: Float[Array, "layer hidden"] | None = None,
+    ) -> HRPrediction:
+        """HR through sensor dropouts: the generative rollout with measured HR assimilated.
+
+        The first window starts from the first measured HR (as `rollout` from it), each later
+        one from the previous window's last prediction and variance; every second after the first
+        with `measured[t]` True assimilates `hr[t]` (bpm) as a measurement with SD `measurement_sd`
+        (bpm; default `MEASUREMENT_SD`, optical wrist HR). `hr` is ignored where not measured.
+        With only the first second measured this is `rollout(x, hr[0])`. One `lax.scan`.
+        """
+        s = self._encode(x, state, None)
+        per_window = (*self._window_params(s), *self._step_inputs(s))
+        n = s.shape[0]
+        measurements = (hr.reshape(n, self.window), measured.reshape(n, self.window))
+        noise = jnp.square(jnp.asarray(measurement_sd, hr.dtype))
+        return self._rollout_windows(per_window, hr[jnp.argmax(measured)], measurements, noise)
