@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import tree_allclose
+from tests.models.test_hr_kalman import _leaky, _np, _softplus
 from wearjax.models.hr_kalman import (
     HR_MAX,
     HR_MIN,
@@ -23,18 +24,6 @@ from wearjax.models.hr_kalman import (
 
 W = 12  # a short window keeps the NumPy loops quick
 N = 4
-
-
-def _softplus(x):
-    return np.logaddexp(0.0, x)
-
-
-def _leaky(x):
-    return np.where(x >= 0, x, 0.01 * x)
-
-
-def _np(a):
-    return np.asarray(a, np.float64)
 
 
 def numpy_assimilate(model: HRKalman, s, hr, measured, sd) -> tuple:
