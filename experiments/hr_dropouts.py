@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from wearjax.data.synthetic import simulate_cohort
-from wearjax.eval.hr_study import HRStudyConfig, make_task, prepare
+from wearjax.eval.hr_study import HRStudyConfig, held_out_table, make_task, prepare
 from wearjax.eval.metrics import mae
 from wearjax.eval.protocols import first_observed
 from wearjax.models.hr_kalman import MEASUREMENT_SD, HRKalman
@@ -84,18 +84,6 @@ def predict_folds(model, normalizer, features, hr, measured, idx, sds, batch: in
         return jax.lax.map(per_session, idx, batch_size=batch)
 
     return eqx.filter_vmap(per_fold)(model, normalizer, idx)
-
-
-def held_out_table(test: np.ndarray, runner: np.ndarray):
-    """Sessions held out by each fold, padded: index `[K, M]` and validity `[K, M]`."""
-    per_fold = [np.flatnonzero(test[k, runner]) for k in range(len(test))]
-    m = max(len(i) for i in per_fold)
-    idx = np.zeros((len(test), m), np.int32)
-    ok = np.zeros((len(test), m), bool)
-    for k, i in enumerate(per_fold):
-        idx[k, : len(i)] = i
-        ok[k, : len(i)] = True
-    return idx, ok
 
 
 def main() -> None:

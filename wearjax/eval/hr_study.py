@@ -172,7 +172,7 @@ def prepare(cohort: Cohort, config: HRStudyConfig):
     return data, fold, test, val, names
 
 
-def _test_table(test: np.ndarray, runner: np.ndarray):
+def held_out_table(test: np.ndarray, runner: np.ndarray):
     """Sessions held out by each fold, padded: index `[K, M]` and validity `[K, M]`."""
     per_fold = [np.flatnonzero(test[k, runner]) for k in range(len(test))]
     m = max(len(i) for i in per_fold)
@@ -202,7 +202,7 @@ def _predict_folds(model, normalizer, features, hr, mask, idx, batch: int):
 
 def predict_held_out(model, fold: HRFold, data: HRData, test, runner, batch=8):
     """Scatter each fold's held-out predictions back to `[S, T]` arrays per protocol."""
-    idx, ok = _test_table(test, runner)
+    idx, ok = held_out_table(test, runner)
     out = _predict_folds(
         model, fold.normalizer, data.features, data.hr, data.mask, jnp.asarray(idx), batch
     )
