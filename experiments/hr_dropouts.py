@@ -112,7 +112,7 @@ def main() -> None:
         max_minutes=args.max_minutes,
     )
     config = HRStudyConfig(
-        sizes=((64, 3),),
+        models=(("kalman", 64, 3),),
         train=TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps),
         batch_size=args.batch,
         seed=args.seed,
@@ -120,7 +120,7 @@ def main() -> None:
     data, fold, test, _, _ = prepare(cohort, config)
     sample, loss, validate = make_task(config, cohort.x.shape[1])
     n_features = data.features.shape[-1]
-    ((hidden, layers),) = config.sizes
+    ((_, hidden, layers),) = config.models
     fit = cross_validate(
         lambda k: HRKalman(n_features, hidden, layers, window=config.window, key=k),
         loss,

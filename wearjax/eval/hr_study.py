@@ -17,6 +17,7 @@ Used by `wearjax demo` and `experiments/hr_table1.py`. The steps:
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import NamedTuple
 
 import equinox as eqx
@@ -36,7 +37,8 @@ from wearjax.train.losses import hr_kalman_loss
 
 
 class HRStudyConfig(NamedTuple):
-    sizes: tuple[tuple[int, int], ...] = ((128, 2), (64, 3))
+    # (kind, hidden, GRU layers) of every model cross-validated; kinds are keys of HR_MODELS
+    models: tuple[tuple[str, int, int], ...] = (("kalman", 128, 2), ("kalman", 64, 3))
     window: int = 60
     segment_windows: int | None = None  # None: train on whole sessions (no GRU-state mismatch)
     batch_size: int = 32
@@ -46,6 +48,19 @@ class HRStudyConfig(NamedTuple):
     eval_batch: int = 8
     generative_weight: float = 1.0  # weight of the generative rollout of each training segment
     ridge: float = 1e-3
+
+
+# HR model kinds: constructors `(n_features, hidden, n_layers, *, window, key)` of models with
+# `window`, `__call__(x, hr_init)` (standard), `rollout(x, hr0)` (generative) and
+# `predict_protocols(x, hr_init, hr0, *, key)` returning `HRPrediction`s.
+HR_MODELS = {"kalman": HRKalman}
+
+
+def build_model(kind: str, n_features: int, hidden: int, n_layers: int, *, window: int, key):
+    """An HR model of kind `kind` (a key of `HR_MODELS`)."""
+    if kind not in HR_MODELS:
+        raise ValueError(f"unknown HR model {kind!r}: choose one of {sorted(HR_MODELS)}")
+    return HR_MODELS[kind](n_features, hidden, n_layers, window=window, key=key)
 
 
 class HRData(NamedTuple):
@@ -247,7 +262,7 @@ def _as_floats(d: dict) -> dict:
 
 
 def run_hr_study(cohort: Cohort, config: HRStudyConfig, *, progress: bool = True):
-    """Cross-validate the HR Kalman model in every size of `config.sizes`, evaluate both
+    """Cross-validate every HR model of `config.models`, evaluate both
     protocols and the baselines; returns `(results, predictions)` (see README: metrics.json)."""
     data, fold, test, val, names = prepare(cohort, config)
     runner = np.asarray(cohort.runner)
@@ -282,12 +297,12 @@ def run_hr_study(cohort: Cohort, config: HRStudyConfig, *, progress: bool = True
     sample, loss, validate = make_task(config, cohort.x.shape[1])
     n_features = data.features.shape[-1]
     keys = jax.random.split(jax.random.key(config.seed), test.shape[0])
-    for hidden, layers in config.sizes:
-        name = f"kalman_{hidden}x{layers}"
-        init = lambda k, h=hidden, n=layers: HRKalman(n_features, h, n, window=config.window, key=k)  # noqa: E731
+    for kind, hidden, layers in config.models:
+        name = f"{kind}_{hidden}x{layers}"
+        init = partial(build_model, kind, n_features, hidden, layers, window=config.window)
         t0 = time.perf_counter()
         fit = cross_validate(
-            init,
+            lambda k, init=init: init(key=k),
             loss,
             sample,
             validate,
