@@ -13,6 +13,11 @@ followed by the validation and the schedule updates, all in one jitted function 
 once; the Python loop runs over epochs only. Reduce-on-plateau and early stopping are pure
 state, so folds stop independently: a stopped fold's state is frozen by a mask while the others
 go on in the same vmapped program.
+
+Recipes other than the default one (reduce-on-plateau Adam) plug in through `EpochHooks`: a
+replacement optimiser, a step size and a gradient-clip norm that are functions of the epoch
+index (cosine warm restarts, a decaying clip), and a loss that receives the epoch index (a
+curriculum). The epoch index is traced state (`Schedule.epoch`), so none of them recompiles.
 """
 
 from __future__ import annotations
@@ -55,6 +60,22 @@ class Schedule(NamedTuple):
     bad_epochs: Int[Array, ""]
     stopped: Bool[Array, ""]
     epoch: Int[Array, ""]
+
+
+class EpochHooks(NamedTuple):
+    """Optional per-epoch pieces of a training recipe; `None` keeps the default behaviour.
+
+    `learning_rate(epoch) -> step size` replaces `config.learning_rate` (the plateau factor
+    `lr_scale` still multiplies it); `clip_norm(epoch) -> norm` clips the gradient's global norm
+    before the optimiser (use an optimiser without its own clip); `optimizer` replaces
+    `make_optimizer(config)`; with `loss_takes_epoch` the loss is called as
+    `loss(model, batch, key, epoch)`. `epoch` is an int32 scalar array counting from 0.
+    """
+
+    learning_rate: Callable[[Array], Array] | None = None
+    clip_norm: Callable[[Array], Array] | None = None
+    optimizer: optax.GradientTransformation | None = None
+    loss_takes_epoch: bool = False
 
 
 class TrainState(NamedTuple):
@@ -123,22 +144,38 @@ def _initial_state(params, optimizer, key) -> TrainState:
     return TrainState(params, params, opt_state, sched, key)
 
 
-def _make_epoch(static, sample, loss, validate, optimizer, config: TrainConfig, counter: list):
+def _make_epoch(
+    static,
+    sample,
+    loss,
+    validate,
+    optimizer,
+    config: TrainConfig,
+    counter: list,
+    hooks: EpochHooks | None = None,
+):
+    hooks = EpochHooks() if hooks is None else hooks
+
     def epoch(state: TrainState, fold, data):
         counter.append(1)  # runs only while tracing: counts compiles
+        e = state.schedule.epoch
+        call_loss = (lambda m, b, k: loss(m, b, k, e)) if hooks.loss_takes_epoch else loss
+        rate = config.learning_rate if hooks.learning_rate is None else hooks.learning_rate(e)
 
         def step(carry, _):
             params, opt_state, key = carry
             key, k_batch, k_loss = jax.random.split(key, 3)
             batch = sample(data, fold, k_batch)
             value, grads = jax.value_and_grad(
-                lambda p: loss(eqx.combine(p, static), batch, k_loss)
+                lambda p: call_loss(eqx.combine(p, static), batch, k_loss)
             )(params)
+            if hooks.clip_norm is not None:
+                grads = clip_by_global_norm(grads, hooks.clip_norm(e))
             # optax's Adam bias correction mixes its int step count with floats, which a user's
             # strict dtype promotion would reject; the rest of the step stays strict.
             with jax.numpy_dtype_promotion("standard"):
                 updates, opt_state = optimizer.update(grads, opt_state, params)
-            scale = -config.learning_rate * state.schedule.lr_scale
+            scale = -rate * state.schedule.lr_scale
             params = jax.tree_util.tree_map(lambda p, u: p + scale * u, params, updates)
             return (params, opt_state, key), value
 
@@ -162,10 +199,32 @@ def _make_epoch(static, sample, loss, validate, optimizer, config: TrainConfig, 
     return epoch
 
 
-def _run(params0, static, sample, loss, validate, data, fold, config, keys, batched, progress):
-    optimizer = make_optimizer(config)
+def clip_by_global_norm(tree, max_norm: Float[Array, ""]):
+    """`tree * min(1, max_norm / ||tree||)` with a traced `max_norm` (optax's clip takes a
+    Python float)."""
+    norm = optax.tree.norm(tree)
+    factor = jnp.where(norm > max_norm, max_norm / jnp.maximum(norm, 1e-30), 1.0)
+    return jax.tree_util.tree_map(lambda g: g * factor.astype(g.dtype), tree)
+
+
+def _run(
+    params0,
+    static,
+    sample,
+    loss,
+    validate,
+    data,
+    fold,
+    config,
+    keys,
+    batched,
+    progress,
+    hooks: EpochHooks | None = None,
+):
+    hooks = EpochHooks() if hooks is None else hooks
+    optimizer = make_optimizer(config) if hooks.optimizer is None else hooks.optimizer
     counter: list = []
-    epoch = _make_epoch(static, sample, loss, validate, optimizer, config, counter)
+    epoch = _make_epoch(static, sample, loss, validate, optimizer, config, counter, hooks)
     if batched:
         state = jax.vmap(lambda p, k: _initial_state(p, optimizer, k))(params0, keys)
         epoch_fn = jax.jit(jax.vmap(epoch, in_axes=(0, 0, None)))
@@ -208,10 +267,15 @@ def fit(
     key: PRNGKeyArray,
     *,
     progress: bool | str = False,
+    hooks: EpochHooks | None = None,
 ) -> FitResult:
-    """Train one model on one fold; returns the parameters with the best validation loss."""
+    """Train one model on one fold; returns the parameters with the best validation loss.
+
+    `hooks` (optional) replace pieces of the default recipe (`EpochHooks`)."""
     params, static = eqx.partition(model, eqx.is_inexact_array)
-    return _run(params, static, sample, loss, validate, data, fold, config, key, False, progress)
+    return _run(
+        params, static, sample, loss, validate, data, fold, config, key, False, progress, hooks
+    )
 
 
 def cross_validate(
@@ -226,12 +290,14 @@ def cross_validate(
     *,
     progress: bool | str = False,
     mesh: jax.sharding.Mesh | None = None,
+    hooks: EpochHooks | None = None,
 ) -> FitResult:
     """Initialise and train K models in one vmapped program; `folds` and `keys` lead with K.
 
     `init(key) -> model` builds a model; fold k uses `jax.random.split(keys[k])` for its
     initialisation and training, exactly as `fit` would on that fold alone. With a `mesh` that
     has an axis named "fold", the fold axis of parameters and fold data is sharded over it.
+    `hooks` (optional) replace pieces of the default recipe (`EpochHooks`).
     """
     pairs = jax.vmap(split_for_fold)(keys)
     init_keys, train_keys = pairs[0], pairs[1]
@@ -241,7 +307,18 @@ def cross_validate(
         spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("fold"))
         params, folds, train_keys = jax.device_put((params, folds, train_keys), spec)
     return _run(
-        params, static, sample, loss, validate, data, folds, config, train_keys, True, progress
+        params,
+        static,
+        sample,
+        loss,
+        validate,
+        data,
+        folds,
+        config,
+        train_keys,
+        True,
+        progress,
+        hooks,
     )
 
 
