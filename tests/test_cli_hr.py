@@ -1,0 +1,264 @@
+"""`wearjax fit hr`, `wearjax predict` and `wearjax cv hr` on recordings, as a user runs them;
+checkpoints; the CLI's one-line errors."""
+
+import csv
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests.conftest import tree_allclose
+from wearjax import checkpoint
+from wearjax.cli import main
+from wearjax.data import read_file
+from wearjax.errors import WearjaxFileError
+from wearjax.eval.hr_study import build_model
+from wearjax.signal.features import Normalizer
+
+REAL_CSV = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "running-csv"
+COLUMNS = ("timestamp", "heart_rate", "enhanced_speed", "cadence", "enhanced_altitude")
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    """Parsed recordings are cached under the test's own folder, not the user's home."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def write_run(path, seconds, seed, *, columns=COLUMNS):
+    """A CSV run: speed steps between easy and hard, HR relaxing toward a speed-driven level."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(seconds)
+    speed = np.where((t // 240) % 2 == 1, 3.8, 2.6) + 0.05 * rng.standard_normal(seconds)
+    level = 60 + 27 * speed
+    hr = np.empty(seconds)
+    hr[0] = 95.0
+    for i in range(1, seconds):  # the test's data maker, not model code
+        hr[i] = hr[i - 1] + (level[i] - hr[i - 1]) / 40
+    values = {
+        "timestamp": t,
+        "heart_rate": np.round(hr + rng.standard_normal(seconds)),
+        "enhanced_speed": speed,
+        "cadence": 80 + 4 * speed,
+        "enhanced_altitude": 100 + 5 * np.sin(t / 300),
+    }
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(columns)
+        w.writerows(zip(*(values[c] for c in columns), strict=True))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One quick `wearjax fit hr` on a folder of synthetic CSV runs (shared by the tests)."""
+    root = tmp_path_factory.mktemp("runs")
+    folder = root / "me"
+    folder.mkdir()
+    for i in range(4):
+        write_run(folder / f"run{i}.csv", 900 + 150 * i, seed=i)
+    (folder / "notes.txt").write_text("not a recording")
+    ckpt = root / "model.wjx"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
+        assert main(["fit", "hr", "--data", str(folder), "--out", str(ckpt), "--quick"]) == 0
+    return folder, ckpt
+
+
+def _one_line_error(capsys, code):
+    out = capsys.readouterr()
+    assert code == 2
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wearjax: "), out.err
+    assert "Traceback" not in out.err + out.out
+    return lines[0]
+
+
+def _predictions(path):
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    return {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
+
+
+def test_fit_then_predict_round_trip_on_synthetic_runs(trained, tmp_path, capsys):
+    folder, ckpt = trained
+    header = checkpoint.load_hr(ckpt).header
+    assert header["channels"] == ["speed", "cadence", "altitude"]
+    assert header["features"] == [
+        "pace_s_per_km",
+        "cadence_steps_per_min",
+        "altitude_m",
+        "altitude_gain_m",
+    ]
+    assert (header["kind"], header["hidden"], header["layers"]) == ("kalman", 32, 1)
+    assert header["data"]["sessions"] == 4 and len(header["data"]["validation_sessions"]) == 1
+
+    run = write_run(tmp_path / "new.csv", 1000, seed=9)  # not a multiple of the 60 s window
+    assert main(["predict", "--model", str(ckpt), str(run), "--out", str(tmp_path / "p")]) == 0
+    out = capsys.readouterr().out
+    assert "standard   MAE" in out and "generative MAE" in out
+    pred = _predictions(tmp_path / "p" / "new.csv")
+    assert len(pred["second"]) == 1000  # trimmed back from the 1020 s padding
+    for protocol in ("standard", "generative"):
+        assert np.all(np.isfinite(pred[f"{protocol}_bpm"]))
+        assert np.all((pred[f"{protocol}_bpm"] > 30) & (pred[f"{protocol}_bpm"] < 230))
+    assert pred["generative_bpm"][0] == pred["measured_hr_bpm"][0]
+    assert (tmp_path / "p" / "new.png").stat().st_size > 0
+
+
+def test_fit_lists_skipped_files_one_line_each(tmp_path, capsys):
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    write_run(folder / "a.csv", 700, seed=1)
+    write_run(folder / "b.csv", 700, seed=2)
+    (folder / "empty.csv").write_text("")
+    (folder / "watch.gpx").write_text("<gpx/>")
+    ckpt = tmp_path / "m.wjx"
+    argv = ["fit", "hr", "--data", str(folder), "--out", str(ckpt), "--quick"]
+    # training is not what this test checks: stop it after the recordings are read
+    from wearjax.eval import hr_recordings
+
+    def stop(sessions, *args, **kwargs):
+        assert len(sessions) == 2
+        raise WearjaxFileError(folder, "stopped by the test", "none")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(hr_recordings, "train_hr", stop)
+        code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 3 and all(line.startswith("wearjax: ") for line in err)
+    assert "skipped" in err[0] and "empty.csv" in err[0] and "empty" in err[0].split(":", 2)[2]
+    assert "watch.gpx" in err[1] and "unsupported" in err[1]
+
+
+def test_checkpoint_save_load_is_exact(tmp_path):
+    model = build_model("kalman", 4, 8, 2, window=60, key=jax.random.key(3))
+    norm = Normalizer(jnp.arange(4.0), jnp.full(4, 2.0))
+    header = dict(kind="kalman", hidden=8, layers=2, window=60, channels=["speed"])
+    header["features"] = ["a", "b", "c", "d"]
+    path = checkpoint.save_hr(tmp_path / "m.wjx", model, norm, header)
+    loaded = checkpoint.load_hr(path)
+    assert tree_allclose((loaded.model, loaded.normalizer), (model, norm), rtol=0, atol=0)
+    assert {k: loaded.header[k] for k in header} == header
+    assert loaded.header["version"] == checkpoint.VERSION
+
+
+def _corrupt(path: Path, tmp_path: Path) -> dict[str, Path]:
+    data = path.read_bytes()
+    first, _, payload = data.partition(b"\n")
+    flipped = bytearray(data)
+    flipped[-10] ^= 0xFF
+    header = json.loads(first)
+    header["version"] = checkpoint.VERSION + 1
+    files = {
+        "flipped": bytes(flipped),
+        "truncated": data[: len(data) - 100],
+        "version": json.dumps(header).encode() + b"\n" + payload,
+        "not": b"second,hr\n0,120\n",
+    }
+    out = {}
+    for name, content in files.items():
+        out[name] = tmp_path / f"{name}.wjx"
+        out[name].write_bytes(content)
+    return out
+
+
+def test_damaged_checkpoints_are_refused_naming_the_file(trained, tmp_path, capsys):
+    folder, ckpt = trained
+    problems = {
+        "flipped": "damaged",
+        "truncated": "damaged",
+        "version": "version",
+        "not": "not a wearjax checkpoint",
+    }
+    for name, path in _corrupt(ckpt, tmp_path).items():
+        with pytest.raises(WearjaxFileError, match=problems[name]) as err:
+            checkpoint.load_hr(path)
+        assert err.value.path == path
+        code = main(["predict", "--model", str(path), str(folder / "run0.csv")])
+        line = _one_line_error(capsys, code)
+        assert str(path) in line and problems[name] in line
+
+
+def test_predict_names_the_channel_the_file_lacks(trained, tmp_path, capsys):
+    _, ckpt = trained
+    run = write_run(tmp_path / "nocad.csv", 600, seed=5, columns=COLUMNS[:3] + COLUMNS[4:])
+    code = main(["predict", "--model", str(ckpt), str(run), "--out", str(tmp_path)])
+    line = _one_line_error(capsys, code)
+    assert "nocad.csv" in line and "'cadence'" in line
+
+
+def test_predict_without_hr_needs_hr0_and_runs_the_generative_protocol(trained, tmp_path, capsys):
+    _, ckpt = trained
+    run = write_run(tmp_path / "nohr.csv", 500, seed=6, columns=COLUMNS[:1] + COLUMNS[2:])
+    argv = ["predict", "--model", str(ckpt), str(run), "--out", str(tmp_path / "p")]
+    line = _one_line_error(capsys, main(argv))
+    assert "nohr.csv" in line and "--hr0" in line
+    assert main(argv + ["--hr0", "100"]) == 0
+    assert "standard   not run" in capsys.readouterr().out
+    pred = _predictions(tmp_path / "p" / "nohr.csv")
+    assert np.all(np.isnan(pred["standard_bpm"])) and np.all(np.isnan(pred["measured_hr_bpm"]))
+    assert pred["generative_bpm"][0] == 100 and np.all(np.isfinite(pred["generative_bpm"]))
+
+
+def test_training_on_a_file_without_hr_or_an_empty_folder_fails_in_one_line(tmp_path, capsys):
+    run = write_run(tmp_path / "nohr.csv", 300, seed=7, columns=COLUMNS[:1] + COLUMNS[2:])
+    out = str(tmp_path / "m.wjx")
+    line = _one_line_error(capsys, main(["fit", "hr", "--data", str(run), "--out", out]))
+    assert "nohr.csv" in line and "no heart rate" in line
+    (tmp_path / "empty").mkdir()
+    code = main(["fit", "hr", "--data", str(tmp_path / "empty"), "--out", out])
+    assert "no usable recording" in _one_line_error(capsys, code)
+    code = main(["cv", "hr", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "cv")])
+    assert "no usable recording" in _one_line_error(capsys, code)
+    assert not (tmp_path / "m.wjx").exists()
+
+
+def _real_runs(n: int) -> list[Path]:
+    if not REAL_CSV.is_dir():
+        pytest.skip(f"the shared running CSVs are not at {REAL_CSV}")
+    files = sorted(REAL_CSV.glob("*.csv"), key=lambda p: p.stat().st_size)
+    if len(files) < n:
+        pytest.skip(f"fewer than {n} running CSVs in {REAL_CSV}")
+    return files[:n]
+
+
+def test_fit_then_predict_round_trip_on_real_runs(tmp_path, capsys):
+    """Real exports have speed, cadence and altitude only: the models train on that subset."""
+    files = _real_runs(4)
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    for f in files[:3]:
+        (folder / f.name).symlink_to(f.resolve())
+    ckpt = tmp_path / "m.wjx"
+    assert main(["fit", "hr", "--data", str(folder), "--out", str(ckpt), "--quick"]) == 0
+    assert checkpoint.load_hr(ckpt).header["channels"] == ["speed", "cadence", "altitude"]
+    assert main(["predict", "--model", str(ckpt), str(files[3]), "--out", str(tmp_path)]) == 0
+    pred = _predictions(tmp_path / f"{files[3].stem}.csv")
+    assert len(pred["second"]) == read_file(files[3])[0].length  # one row per second
+    scored = np.isfinite(pred["measured_hr_bpm"])
+    for protocol, bound in (("standard", 15.0), ("generative", 40.0)):
+        err = np.abs(pred[f"{protocol}_bpm"] - pred["measured_hr_bpm"])[scored]
+        assert np.all(np.isfinite(pred[f"{protocol}_bpm"])) and np.mean(err) < bound
+    assert "standard   MAE" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_cv_hr_by_sessions_writes_metrics_and_report(tmp_path, capsys):
+    folder = tmp_path / "me"
+    folder.mkdir()
+    for i in range(5):
+        write_run(folder / f"run{i}.csv", 720, seed=10 + i)
+    out = tmp_path / "cv"
+    assert main(["cv", "hr", "--data", str(folder), "--quick", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "leave-1-sessions-out" in metrics["folds"]["how"]
+    assert metrics["folds"]["n_folds"] == 5
+    for protocol in ("standard", "generative"):
+        assert np.isfinite(metrics["models"]["kalman_32x1"][protocol]["mae"])
+    assert "leave-1-sessions-out" in (out / "report.md").read_text()
+    assert "Standard protocol" in capsys.readouterr().out

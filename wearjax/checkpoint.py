@@ -1,0 +1,166 @@
+"""Checkpoints: a trained model and everything needed to use it on a new recording, one file.
+
+Layout: one line of JSON (the header), then the bytes `eqx.tree_serialise_leaves` writes for
+the parameter pytree. The header names the format and its version, says how to rebuild the
+pytree's structure (for an HR model: kind, hidden size, GRU layers, window, feature count),
+records what the weights expect as input (raw channels, feature names) and how they were
+trained, and carries the SHA-256 of the weights so a damaged file is refused instead of loaded
+as wrong numbers.
+
+    save_hr(path, model, normalizer, header)   -> path
+    load_hr(path) -> HRCheckpoint(model, normalizer, header)
+
+`save`/`load` are the format itself for any pytree: `load` takes a function that builds a
+pytree of the right structure from the header (the weights it holds are replaced).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from wearjax.errors import WearjaxFileError
+
+FORMAT = "wearjax-checkpoint"
+VERSION = 1
+"""Bumped whenever the header or the pytree layout changes; older files are refused."""
+
+HR_FIELDS = ("kind", "hidden", "layers", "window", "features", "channels")
+"""Header fields an HR checkpoint must have: the model's constructor and its inputs."""
+
+_REFIT = "train it again with `wearjax fit hr`"
+
+
+def save(path: str | Path, header: dict, tree: Any) -> Path:
+    """Write `header` (JSON-serialisable) and the leaves of `tree` to `path`, atomically."""
+    path = Path(path)
+    buffer = io.BytesIO()
+    eqx.tree_serialise_leaves(buffer, tree)
+    payload = buffer.getvalue()
+    full = {
+        "format": FORMAT,
+        "version": VERSION,
+        **header,
+        "payload": {"bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()},
+    }
+    line = json.dumps(full, separators=(",", ":")).encode() + b"\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(line + payload)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def read_header(path: str | Path) -> tuple[dict, bytes]:
+    """The checked header of a checkpoint and its (checksum-verified) weight bytes.
+
+    Raises `WearjaxFileError` naming the file when it is missing, is not a wearjax checkpoint,
+    has another format version, or its weights are truncated or damaged.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise WearjaxFileError(
+            path, f"cannot read the checkpoint ({err.strerror})", "check the path"
+        ) from err
+    first, _, payload = data.partition(b"\n")
+    try:
+        header = json.loads(first.decode())
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise ValueError("no format field")
+    except (UnicodeDecodeError, ValueError) as err:
+        raise WearjaxFileError(
+            path,
+            "not a wearjax checkpoint (no checkpoint header)",
+            "pass a file `wearjax fit` wrote",
+        ) from err
+    if header.get("version") != VERSION:
+        raise WearjaxFileError(
+            path,
+            f"checkpoint format version {header.get('version')!r}; this wearjax reads "
+            f"version {VERSION}",
+            _REFIT,
+        )
+    expected = header.get("payload", {})
+    if len(payload) != expected.get("bytes") or (
+        hashlib.sha256(payload).hexdigest() != expected.get("sha256")
+    ):
+        raise WearjaxFileError(
+            path,
+            f"the weights are damaged ({len(payload)} bytes, checksum does not match the header)",
+            f"copy the file again or {_REFIT}",
+        )
+    return header, payload
+
+
+def load(path: str | Path, skeleton: Callable[[dict], Any]) -> tuple[dict, Any]:
+    """The header and the pytree of a checkpoint; `skeleton(header)` gives its structure."""
+    header, payload = read_header(path)
+    try:
+        like = skeleton(header)
+        tree = eqx.tree_deserialise_leaves(io.BytesIO(payload), like)
+    except (KeyError, TypeError, ValueError) as err:
+        raise WearjaxFileError(
+            path, f"the weights do not fit the model its header describes ({err})", _REFIT
+        ) from err
+    return header, tree
+
+
+class HRCheckpoint(NamedTuple):
+    """A trained HR model, the feature normaliser fitted with it, and the checkpoint header
+    (`kind`, `hidden`, `layers`, `window`, `features`, `channels`, training settings)."""
+
+    model: Any
+    normalizer: Any
+    header: dict
+
+
+def save_hr(path: str | Path, model, normalizer, header: dict) -> Path:
+    """Write an HR model and its normaliser; `header` must hold the `HR_FIELDS`."""
+    missing = [f for f in HR_FIELDS if f not in header]
+    if missing:
+        raise ValueError(f"an HR checkpoint header needs {missing}")
+    return save(path, {"model": "hr", **header}, (model, normalizer))
+
+
+def _hr_skeleton(header: dict):
+    from wearjax.eval.hr_study import HR_MODELS, build_model
+    from wearjax.signal.features import Normalizer
+
+    if header.get("model") != "hr" or any(f not in header for f in HR_FIELDS):
+        raise KeyError(f"not an HR model header (needs {list(HR_FIELDS)})")
+    if header["kind"] not in HR_MODELS:
+        raise KeyError(
+            f"model kind {header['kind']!r} is not in this wearjax (it has {sorted(HR_MODELS)})"
+        )
+    n = len(header["features"])
+    model = build_model(
+        header["kind"],
+        n,
+        int(header["hidden"]),
+        int(header["layers"]),
+        window=int(header["window"]),
+        key=jax.random.key(0),
+    )
+    return model, Normalizer(jnp.zeros(n), jnp.ones(n))
+
+
+def load_hr(path: str | Path) -> HRCheckpoint:
+    """An HR checkpoint written by `save_hr`; `WearjaxFileError` naming the file otherwise."""
+    header, (model, normalizer) = load(path, _hr_skeleton)
+    return HRCheckpoint(model, normalizer, header)

@@ -1,0 +1,328 @@
+"""HR models on a user's own recordings: cross-validation, training on every session, and
+prediction for one new recording with a checkpoint. Behind `wearjax cv hr`, `wearjax fit hr`
+and `wearjax predict`.
+
+- `read_recordings` reads a folder (`data.load_folder`, skipped files listed) or one file;
+  `shared_channels` keeps the raw channels every session has.
+- `cv_cohort` stacks sessions for `hr_study.run_hr_study`. With fewer than
+  `MIN_RUNNERS_FOR_RUNNER_FOLDS` runners every session becomes its own "runner", so
+  leave-k-runners-out becomes leave-k-sessions-out (a user with one watch has one runner).
+- `train_hr` trains one model on all sessions but a few held out for early stopping (the loss,
+  batches and validation of the HR study, through `train.fit.fit`); `checkpoint_header` says
+  what `wearjax.checkpoint.save_hr` stores with it.
+- `predict_hr` pads a session to a multiple of the model window, predicts both protocols and
+  trims the result back to the recording.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from wearjax.data.folders import Skipped, load_folder, read_file
+from wearjax.data.types import CHANNEL_UNITS, Cohort, Session, stack_sessions
+from wearjax.data.windows import window_index
+from wearjax.errors import WearjaxDataError
+from wearjax.eval.hr_study import (
+    HRData,
+    HRFold,
+    HRStudyConfig,
+    build_model,
+    make_task,
+    segment_width,
+)
+from wearjax.eval.metrics import summarize
+from wearjax.eval.protocols import first_observed, given_mask, standard_initial
+from wearjax.signal.features import feature_names, fit_normalizer, running_features
+from wearjax.train.fit import TrainConfig, fit, split_for_fold
+
+MIN_RUNNERS_FOR_RUNNER_FOLDS = 3
+"""Fewer runners than this: cross-validate by sessions (leave-k-sessions-out)."""
+
+SESSION_FOLDS = 5
+"""Folds of a session-wise cross-validation by default (k = ceil(sessions / 5))."""
+
+# Model sizes and training per preset. Full: the published sizes; training segments of
+# 10 windows (600 s), which keeps a CPU step affordable on hour-long real runs.
+PRESETS = {
+    "full": dict(
+        sizes=((128, 2), (64, 3)), segment_windows=10, batch_size=8,
+        train=TrainConfig(epochs=30, steps_per_epoch=20),
+    ),
+    "quick": dict(
+        sizes=((32, 1),), segment_windows=5, batch_size=4,
+        train=TrainConfig(epochs=4, steps_per_epoch=5, early_stopping_patience=4),
+    ),
+}  # fmt: skip
+
+
+def study_config(kind: str, quick: bool, *, seed: int = 0, runners_out: int = 3) -> HRStudyConfig:
+    """The `HRStudyConfig` of a preset for models of `kind`."""
+    p = PRESETS["quick" if quick else "full"]
+    return HRStudyConfig(
+        models=tuple((kind, h, layers) for h, layers in p["sizes"]),
+        segment_windows=p["segment_windows"],
+        batch_size=p["batch_size"],
+        runners_out=runners_out,
+        train=p["train"],
+        seed=seed,
+    )
+
+
+def read_recordings(path: str | Path, *, require_hr: bool) -> tuple[list[Session], list[Skipped]]:
+    """Sessions of a folder (with the files skipped and why) or of one file."""
+    path = Path(path)
+    if path.is_dir():
+        return load_folder(path, require_hr=require_hr)
+    sessions = read_file(path, require_hr=require_hr)
+    return [replace(s, source=s.source or str(path)) for s in sessions], []
+
+
+def select_channels(session: Session, channels: tuple[str, ...]) -> Session:
+    """The session with exactly `channels`, in that order; `WearjaxDataError` naming the
+    first channel the recording lacks."""
+    missing = [c for c in channels if c not in session.channels]
+    if missing:
+        raise WearjaxDataError(
+            f"{session.source or session.workout or 'recording'}: has no {missing[0]!r} channel "
+            f"(it has {list(session.channels)}), which the model needs (it was trained on "
+            f"{list(channels)}); record it, or train a model on the channels this file has"
+        )
+    cols = [session.channels.index(c) for c in channels]
+    return replace(session, x=np.asarray(session.x)[:, cols], channels=tuple(channels))
+
+
+def shared_channels(sessions: list[Session]) -> tuple[list[Session], list[str]]:
+    """Sessions restricted to the raw channels all of them have (canonical order), and one
+    note per channel dropped because some session lacks it."""
+    common = [c for c in CHANNEL_UNITS if all(c in s.channels for s in sessions)]
+    dropped = sorted({c for s in sessions for c in s.channels} - set(common))
+    notes = [
+        f"channel {c!r} dropped: {sum(c not in s.channels for s in sessions)} of "
+        f"{len(sessions)} sessions lack it"
+        for c in dropped
+    ]
+    feature_names(tuple(common))  # raises when no channel yields a feature
+    return [select_channels(s, tuple(common)) for s in sessions], notes
+
+
+def cv_cohort(
+    sessions: list[Session], window: int, held_out: int | None = None
+) -> tuple[Cohort, int, str]:
+    """A cohort for `run_hr_study`, the runners (or sessions) per test fold, and a sentence
+    saying how the folds are formed."""
+    runners = sorted({s.runner for s in sessions})
+    if len(runners) >= MIN_RUNNERS_FOR_RUNNER_FOLDS:
+        k = held_out or (3 if len(runners) >= 6 else 1)
+        return stack_sessions(sessions, bucket=window), k, f"leave-{k}-runners-out"
+    if len(sessions) < 3:
+        raise WearjaxDataError(
+            f"{len(sessions)} session(s) of {len(runners)} runner(s): cross-validation needs at "
+            "least 3 sessions (one to test, one to train, one to stop early)"
+        )
+    k = held_out or math.ceil(len(sessions) / SESSION_FOLDS)
+    k = min(k, len(sessions) - 2)
+    own = [replace(s, runner=f"{i:03d} {s.workout or s.runner}") for i, s in enumerate(sessions)]
+    note = (
+        f"{len(runners)} runner(s): cross-validated by sessions, each of the {len(sessions)} "
+        f"sessions its own 'runner', so leave-{k}-runners-out is leave-{k}-sessions-out"
+    )
+    return stack_sessions(own, bucket=window), k, note
+
+
+def _training_fold(cohort: Cohort, features, train: np.ndarray, val: np.ndarray, config):
+    """`HRData` and one `HRFold` training on sessions `train [S]`, validating on `val [S]`."""
+    mask = cohort.mask & cohort.valid
+    length = cohort.x.shape[1]
+    width = segment_width(config, length)
+    lengths = np.asarray(cohort.lengths)
+    if config.segment_windows is None:
+        lengths = np.full_like(lengths, length)
+    table = window_index(lengths, width, stride=config.window)
+    p = train[np.asarray(table.session)].astype(np.float32)
+    vtable = window_index(lengths, width, stride=width)
+    keep = val[np.asarray(vtable.session)]
+    if not p.sum() or not keep.any():
+        raise WearjaxDataError(
+            f"no training or validation segment of {width} s: sessions are too short"
+        )
+    normalizer = fit_normalizer(features, jnp.asarray(train)[:, None] & mask)
+    data = HRData(features, cohort.hr, mask, table.session, table.start)
+    fold = HRFold(
+        normalizer,
+        jnp.asarray(p / p.sum()),
+        vtable.session[keep],
+        vtable.start[keep],
+        jnp.ones(int(keep.sum()), jnp.float32),
+    )
+    return data, fold
+
+
+class FitHR(NamedTuple):
+    model: eqx.Module
+    normalizer: eqx.Module
+    header: dict
+
+
+def train_hr(
+    sessions: list[Session],
+    kind: str,
+    hidden: int,
+    layers: int,
+    config: HRStudyConfig,
+    *,
+    validation_fraction: float = 0.2,
+    progress: bool | str = False,
+) -> FitHR:
+    """Train one HR model on every session but a random `validation_fraction` (at least one)
+    held out for early stopping; returns the best model, its normaliser and the checkpoint
+    header. All sessions must share one channel list (`shared_channels`)."""
+    if len(sessions) < 2:
+        raise WearjaxDataError(
+            f"{len(sessions)} session with heart rate: training needs at least 2 (one is held "
+            "out for early stopping)"
+        )
+    cohort = stack_sessions(sessions, bucket=config.window)
+    features, names = running_features(cohort.x, cohort.channels, cohort.subject)
+    n = len(sessions)
+    n_val = max(1, round(validation_fraction * n))
+    val = np.zeros(n, bool)
+    val[np.random.default_rng(config.seed).choice(n, n_val, replace=False)] = True
+    data, fold = _training_fold(cohort, features, ~val, val, config)
+    init_key, train_key = split_for_fold(jax.random.key(config.seed))
+    model = build_model(kind, len(names), hidden, layers, window=config.window, key=init_key)
+    sample, loss, validate = make_task(config, cohort.x.shape[1])
+    result = fit(
+        model, loss, sample, validate, data, fold, config.train, train_key, progress=progress
+    )
+    header = {
+        "kind": kind,
+        "hidden": hidden,
+        "layers": layers,
+        "window": config.window,
+        "features": list(names),
+        "channels": list(cohort.channels),
+        "train": config.train._asdict(),
+        "study": {
+            "segment_windows": config.segment_windows,
+            "batch_size": config.batch_size,
+            "generative_weight": config.generative_weight,
+            "seed": config.seed,
+        },
+        "data": {
+            "sessions": n,
+            "hours": float(np.asarray(cohort.lengths).sum() / 3600),
+            "validation_sessions": [sessions[i].source for i in np.flatnonzero(val)],
+            "epochs_run": int(result.history["stopped"].shape[0]),
+            "best_validation_loss": float(np.min(result.history["val_loss"])),
+        },
+    }
+    return FitHR(result.model, fold.normalizer, header)
+
+
+class HRRecordingPrediction(NamedTuple):
+    """Per-second predictions `[T]` of one recording (bpm; NaN where a protocol could not
+    run), and per protocol the metrics over the seconds it did not give (empty without HR)."""
+
+    hr: np.ndarray  # measured HR, NaN where absent
+    standard: np.ndarray
+    standard_sd: np.ndarray
+    generative: np.ndarray
+    generative_sd: np.ndarray
+    metrics: dict[str, dict[str, float]]
+    hr0: float
+
+
+@eqx.filter_jit
+def _protocols(model, normalizer, features, hr, mask, hr0):
+    x = normalizer.apply(features)
+    std = model(x, standard_initial(hr, mask, model.window))
+    gen = model.rollout(x, hr0)
+    return std.hr, std.var, gen.hr, gen.var
+
+
+def predict_hr(
+    model, normalizer, header: dict, session: Session, *, hr0: float | None = None
+) -> HRRecordingPrediction:
+    """Both protocols for one recording with a trained model (`checkpoint.load_hr`).
+
+    The standard protocol needs measured HR (each window's first second); the generative one
+    only its first second, `hr0` (bpm) when given, else the first measured HR.
+    """
+    session = select_channels(session, tuple(header["channels"]))
+    cohort = stack_sessions([session], bucket=int(header["window"]))
+    features, names = running_features(cohort.x, cohort.channels, cohort.subject)
+    if list(names) != list(header["features"]):
+        raise WearjaxDataError(
+            f"{session.source}: features {list(names)} differ from the model's {header['features']}"
+        )
+    t = session.length
+    hr, mask = cohort.hr[0], cohort.mask[0] & cohort.valid[0]
+    has_hr = bool(jnp.any(mask))
+    if hr0 is None:
+        if not has_hr:
+            raise WearjaxDataError(
+                f"{session.source or 'recording'}: no heart rate in the file, so neither "
+                "protocol has a start; pass the HR at the first second with --hr0 BPM"
+            )
+        hr0 = float(first_observed(hr, mask)[0])
+    out = _protocols(model, normalizer, features[0], hr, mask, jnp.asarray(hr0, jnp.float32))
+    std, std_var, gen, gen_var = (np.asarray(a)[:t] for a in out)
+    metrics = {}
+    if has_hr:
+        for protocol, pred in (("standard", std), ("generative", gen)):
+            scored = mask & ~given_mask(mask, model.window, protocol)
+            padded = jnp.zeros(mask.shape, jnp.float32).at[:t].set(pred)
+            m = summarize(padded, hr, scored)
+            metrics[protocol] = {k: float(m[k]) for k in ("mae", "rmse", "pearson_r", "n")}
+    else:
+        std = std_var = np.full(t, np.nan, np.float32)
+    measured = np.where(np.asarray(mask)[:t], np.asarray(hr)[:t], np.nan)
+    sd = lambda v: np.sqrt(np.maximum(v, 0.0))  # noqa: E731
+    return HRRecordingPrediction(measured, std, sd(std_var), gen, sd(gen_var), metrics, hr0)
+
+
+def write_prediction(pred: HRRecordingPrediction, csv_path: Path, png_path: Path, title: str):
+    """Per-second CSV (second, measured and predicted HR with SD per protocol) and a plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = ("hr", "standard", "standard_sd", "generative", "generative_sd")
+    table = np.column_stack([np.arange(len(pred.hr))] + [getattr(pred, c) for c in columns])
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    np.savetxt(
+        csv_path,
+        table,
+        fmt=["%d"] + ["%.2f"] * len(columns),
+        delimiter=",",
+        header="second,measured_hr_bpm,standard_bpm,standard_sd_bpm,generative_bpm,"
+        "generative_sd_bpm",
+        comments="",
+    )
+    minutes = np.arange(len(pred.hr)) / 60
+    fig, axes = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
+    for ax, protocol in zip(axes, ("standard", "generative"), strict=True):
+        mean, sd = getattr(pred, protocol), getattr(pred, f"{protocol}_sd")
+        ax.plot(minutes, pred.hr, ".", ms=1.5, color="0.3", label="measured HR")
+        ax.fill_between(minutes, mean - 2 * sd, mean + 2 * sd, alpha=0.25, label="±2 SD")
+        ax.plot(minutes, mean, lw=1.2, label="predicted")
+        m = pred.metrics.get(protocol)
+        detail = f": MAE {m['mae']:.1f} bpm" if m else ""
+        ax.set_title(f"{title}, {protocol} protocol{detail}", fontsize=10)
+        ax.set_ylabel("HR (bpm)")
+        ax.legend(fontsize=7, loc="lower right")
+    axes[-1].set_xlabel("time (min)")
+    fig.tight_layout()
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png_path, dpi=90)
+    plt.close(fig)
+    return [csv_path, png_path]
