@@ -1,0 +1,141 @@
+"""VO2 model: one Kalman-clamp step against a float64 NumPy transcription, the scan against a
+loop of steps, the biGRU against its definition, and the loss against its formula."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wearjax.models.backbone import GRULayer
+from wearjax.models.vo2_kalman import (
+    VARIANTS,
+    BiGRU,
+    VO2Carry,
+    VO2StepInputs,
+    build_vo2_model,
+    vo2_kalman_step,
+)
+from wearjax.train.losses import vo2_kalman_loss, window_statistics
+from wearjax.train.schedules import CurriculumWeights
+
+
+def reference_step(v1, v2, p, obs, q, r, g, lo, hi, trend, direct, alpha):
+    """The module docstring's equations, line by line, in float64 NumPy."""
+    prior = v1 + trend * (v1 - v2)
+    p_pred = p + q
+    k = 1.0 / (1.0 + np.exp(-(np.log(p_pred) - np.log(r) + g)))
+    v_kf = prior + min(max(k * (obs - prior), lo), hi)
+    v = alpha * direct + (1 - alpha) * v_kf
+    return v, v_kf, (1 - k) * p_pred
+
+
+@pytest.mark.parametrize("clamped", ["none", "low", "high"])
+def test_kalman_clamp_step_matches_numpy(x64, clamped):
+    obs = {"none": 2.1, "low": 0.2, "high": 4.0}[clamped]
+    values = dict(
+        obs=obs,
+        q=0.003,
+        r=0.05,
+        gain_shift=0.3,
+        lo=-0.04,
+        hi=0.06,
+        trend=0.4,
+        direct=2.3,
+        alpha=0.25,
+    )
+    inputs = VO2StepInputs(**{k: jnp.asarray(v, jnp.float64) for k, v in values.items()})
+    carry = VO2Carry(*(jnp.asarray(v, jnp.float64) for v in (2.0, 1.95, 0.01)))
+    new, (v, v_kf, p) = jax.jit(vo2_kalman_step)(carry, inputs)
+    ref = reference_step(2.0, 1.95, 0.01, *values.values())
+    np.testing.assert_allclose([v, v_kf, p], ref, rtol=1e-12)
+    assert v.dtype == jnp.float64
+    np.testing.assert_allclose([new.v1, new.v2, new.var], [ref[0], 2.0, ref[2]], rtol=1e-12)
+    step = ref[1] - (2.0 + 0.4 * 0.05)
+    if clamped == "low":
+        np.testing.assert_allclose(step, -0.04, rtol=1e-12)
+    if clamped == "high":
+        np.testing.assert_allclose(step, 0.06, rtol=1e-12)
+
+
+def test_rollout_scan_equals_loop_of_steps_and_starts_at_v0():
+    model = build_vo2_model(3, (8, 2), key=jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (120, 3))
+    v0 = jnp.asarray(1500.0)
+    pred = eqx.filter_jit(model.rollout)(x, v0)
+    inputs = model.step_inputs(model.states(x, v0), v0)
+    carry = VO2Carry(v0 / 1000, v0 / 1000, jax.nn.softplus(model.log_p0))
+    out = [1.5]
+    for t in range(1, 120):
+        step_t = VO2StepInputs(*(a[t] for a in inputs))
+        carry, (v, _, _) = vo2_kalman_step(carry, step_t)
+        out.append(float(v))
+    np.testing.assert_allclose(np.asarray(pred.vo2), 1000 * np.asarray(out), rtol=1e-5)
+    assert pred.vo2[0] == v0
+    assert pred.mu.shape == (2,)
+    assert np.all(np.asarray(pred.sigma) > 0) and np.all(np.asarray(pred.delta95) > 0)
+
+
+def test_bigru_is_forward_and_reversed_layers():
+    gru = BiGRU(3, 4, 1, key=jax.random.key(2))
+    x = jax.random.normal(jax.random.key(3), (10, 3))
+    h0 = jnp.zeros(4)
+    fwd, bwd = gru.forward[0], gru.backward[0]
+    assert isinstance(fwd, GRULayer)
+    want = jnp.concatenate([fwd(x, h0), bwd(x[::-1], h0)[::-1]], axis=-1)
+    np.testing.assert_allclose(gru(x), want, rtol=1e-6)
+    # the backward direction sees the future: changing the last input moves the first output
+    y = gru(x.at[-1].add(1.0))
+    assert not np.allclose(y[0, 4:], want[0, 4:])
+    np.testing.assert_allclose(y[0, :4], want[0, :4])
+
+
+def test_variants_and_unknown_variant():
+    assert VARIANTS == {"128-4": (128, 4), "256-2": (256, 2)}
+    m = build_vo2_model(2, "128-4", key=jax.random.key(0))
+    assert len(m.gru.forward) == 4 and m.gru.forward[0].hidden == 128
+    with pytest.raises(ValueError, match="unknown VO2 variant"):
+        build_vo2_model(2, "64-1", key=jax.random.key(0))
+
+
+def test_loss_matches_formula():
+    rng = np.random.default_rng(0)
+    t, w = 130, 60
+    true = 1000 + np.cumsum(rng.normal(0, 10, (2, t)), axis=1)
+    pred = true + rng.normal(0, 30, (2, t))
+    mask = np.ones((2, t), bool)
+    mask[1, 100:] = False
+    given = np.zeros((2, t), bool)
+    given[:, 0] = True
+    starts = np.array([0, 30, 60], np.int32)
+    wp = tuple(rng.uniform(50, 1000, (3, 2, 3)))
+    weights = CurriculumWeights(jnp.asarray(0.7), jnp.asarray(0.3), jnp.asarray(0.15))
+    got = vo2_kalman_loss(
+        jnp.asarray(pred, jnp.float32),
+        tuple(jnp.asarray(a, jnp.float32) for a in wp),
+        jnp.asarray(true, jnp.float32),
+        jnp.asarray(mask),
+        jnp.asarray(given),
+        jnp.asarray(starts),
+        weights,
+        window=w,
+        first_weight=0.5,
+        second_weight=2.0,
+    )
+    p, y = pred / 1000, true / 1000
+    sc = mask & ~given
+    main = np.abs(p - y)[sc].mean()
+    m1 = mask[:, 1:] & mask[:, :-1]
+    d1 = np.abs(np.diff(p) - np.diff(y))[m1].mean()
+    m2 = m1[:, 1:] & m1[:, :-1]
+    d2 = np.abs(np.diff(p, 2) - np.diff(y, 2))[m2].mean()
+    aux = 0.0
+    ok = np.array([[mask[i, s : s + w].all() for s in starts] for i in range(2)])
+    win = np.stack([[y[i, s : s + w] for s in starts] for i in range(2)])
+    stats = (win.mean(-1), win.std(-1), np.percentile(np.abs(np.diff(win, axis=-1)), 95, axis=-1))
+    for hat, s in zip(wp, stats, strict=True):
+        aux += np.abs(hat / 1000 - s)[ok].mean()
+    want = 0.7 * main + 0.3 * (0.5 * d1 + 2.0 * d2) + 0.15 * aux
+    np.testing.assert_allclose(float(got), want, rtol=1e-4)
+    _, _, _, ok_got = window_statistics(jnp.asarray(y), jnp.asarray(mask), jnp.asarray(starts), w)
+    np.testing.assert_array_equal(np.asarray(ok_got), ok)

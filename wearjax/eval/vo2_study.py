@@ -1,0 +1,344 @@
+"""The VO2 study (Lab-to-Wrist section 5, Tables 2 and 4): subject-wise cross-validation of the
+dual-pathway VO2 model, all folds in one vmapped program, against two HR baselines; and HR -> VO2,
+the HR model's generative rollout feeding the VO2 model in one compiled function.
+
+The steps mirror `eval.hr_study`:
+
+1. per session, VO2 held over missing seconds and smoothed by Savitzky-Golay (15 s, order 3;
+   `signal.metabolic`), and the VO2 features of whatever signals the source has
+   (`metabolic_features`); one normaliser per fold, fitted on that fold's training subjects;
+2. training batches are whole sessions of training subjects; the auxiliary window statistics use
+   overlapping 60 s windows (`train_stride`); some training subjects per fold are held out for
+   early stopping (MAE of their whole-session rollouts);
+3. every session is then predicted whole, from its first second of VO2 only, by the model of the
+   fold that held its subject out (vmapped over folds, mapped over sessions);
+4. MAE (mL/min), RMSE and MAPE over the seconds after the first, pooled and per subject, and
+   for the baselines: (a) VO2 linear in HR, slope fitted on the training subjects, offset set by
+   the test session's first second: `v_0 + b (HR_t - HR_0)`; (b) `v_0 HR_t / HR_0`.
+
+The known first second `v_0` is the first second of the smoothed series (the value a lab would
+read off its first breaths); the model and both baselines get the same one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import partial
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from wearjax.data.folds import leave_k_runners_out, validation_runners
+from wearjax.data.types import Cohort
+from wearjax.eval.hr_study import held_out_table
+from wearjax.eval.metrics import bias, mae, mape, pearson_r, r2, rmse
+from wearjax.models.vo2_kalman import build_vo2_model
+from wearjax.signal.features import Normalizer, fit_normalizer
+from wearjax.signal.metabolic import (
+    hold_observed,
+    metabolic_feature_names,
+    metabolic_features,
+    savgol_smooth,
+)
+from wearjax.train.fit import EpochHooks, TrainConfig, cross_validate
+from wearjax.train.losses import vo2_kalman_loss
+from wearjax.train.schedules import cosine_warm_restarts, curriculum_weights, decaying_clip_norm
+
+logger = logging.getLogger(__name__)
+
+
+class VO2StudyConfig(NamedTuple):
+    variant: str | tuple[int, int] = "256-2"  # `models.vo2_kalman.VARIANTS` or (hidden, layers)
+    window: int = 60
+    train_stride: int = 30  # s between the overlapping windows of the auxiliary loss
+    batch_size: int = 8
+    subjects_out: int = 1  # leave-one-subject-out by default
+    validation_subjects: int = 1
+    # AdamW 4e-3 / 1e-5, cosine warm restarts (10, 2, 1e-6), clip 1 + 4 exp(-e/10), early stop 50
+    train: TrainConfig = TrainConfig(
+        learning_rate=4e-3,
+        weight_decay=1e-5,
+        plateau_patience=10**9,  # no reduce-on-plateau: the cosine schedule sets the rate
+        early_stopping_patience=50,
+        epochs=150,
+        steps_per_epoch=10,
+    )
+    min_learning_rate: float = 1e-6
+    restart_period: int = 10
+    restart_mult: int = 2
+    first_weight: float = 1.0  # alpha of the loss's first-difference term
+    second_weight: float = 1.0  # beta of its second-difference term
+    seed: int = 0
+    eval_batch: int = 8
+
+
+class VO2Data(NamedTuple):
+    """Arrays shared by all folds."""
+
+    features: jax.Array  # [S, T, F]
+    hr: jax.Array  # [S, T] held over dropouts (bpm)
+    vo2: jax.Array  # [S, T] smoothed (mL/min)
+    mask: jax.Array  # [S, T] VO2 observed inside the session
+    v0: jax.Array  # [S] the known first second (mL/min)
+
+
+class VO2Fold(NamedTuple):
+    """Per-fold arrays, stacked on a leading fold axis."""
+
+    normalizer: Normalizer
+    train_p: jax.Array  # [S] sampling probability of each session (0 outside training)
+    val_session: jax.Array  # [V] this fold's validation sessions (padded)
+    val_weight: jax.Array  # [V] 1 for real ones, 0 for padding
+
+
+def cohort_features(cohort: Cohort, window: int = 60):
+    """VO2 features of every session `[S, T, F]` and their names (`metabolic_features`)."""
+    has_hr = bool(np.any(np.asarray(cohort.mask)))
+    hr = cohort.hr if has_hr else None
+    hr_mask = cohort.mask if has_hr else None
+
+    def one(x, subject, h, m):
+        return metabolic_features(x, cohort.channels, subject, h, m, window=window)
+
+    f = jax.jit(jax.vmap(one))(cohort.x, cohort.subject, hr, hr_mask)
+    return f, metabolic_feature_names(cohort.channels, has_hr=has_hr)
+
+
+@jax.jit
+def smoothed_vo2(vo2, vo2_mask, lengths):
+    """VO2 held over unobserved seconds, then Savitzky-Golay smoothed per session."""
+    return jax.vmap(savgol_smooth)(hold_observed(vo2, vo2_mask), lengths)
+
+
+def prepare(cohort: Cohort, config: VO2StudyConfig):
+    """Features, smoothed targets, subject-wise folds and per-fold normalisers."""
+    if cohort.x.shape[1] % config.window:
+        raise ValueError(
+            f"cohort length {cohort.x.shape[1]} s is not a multiple of the {config.window} s "
+            "window: stack it with a bucket that is"
+        )
+    features, names = cohort_features(cohort, config.window)
+    mask = cohort.vo2_mask & cohort.valid
+    vo2 = smoothed_vo2(cohort.vo2, mask, cohort.lengths)
+    test = leave_k_runners_out(cohort.n_runners, config.subjects_out, seed=config.seed)
+    val = validation_runners(test, config.validation_subjects, seed=config.seed)
+    runner = np.asarray(cohort.runner)
+    train_sessions = (~test & ~val)[:, runner]
+    p = train_sessions.astype(np.float32)
+    p /= p.sum(1, keepdims=True)
+    val_idx, val_ok = held_out_table(val, runner)
+    weight = jnp.asarray(train_sessions)[:, :, None] & mask[None]
+    normalizer = jax.vmap(fit_normalizer, in_axes=(None, 0))(features, weight)
+    hr = hold_observed(cohort.hr, cohort.mask & cohort.valid)
+    data = VO2Data(features, hr, vo2, mask, vo2[:, 0])
+    fold = VO2Fold(
+        normalizer, jnp.asarray(p), jnp.asarray(val_idx), jnp.asarray(val_ok, jnp.float32)
+    )
+    return data, fold, test, val, names
+
+
+def _given(mask):
+    return mask & (jnp.arange(mask.shape[-1]) == 0)
+
+
+def make_task(config: VO2StudyConfig, length: int):
+    """(sample, loss, validate) for `train.fit` with `EpochHooks(loss_takes_epoch=True)`."""
+    starts = jnp.arange(0, length - config.window + 1, config.train_stride, dtype=jnp.int32)
+
+    def sessions(data: VO2Data, fold: VO2Fold, idx):
+        return (
+            fold.normalizer.apply(data.features[idx]),
+            data.vo2[idx],
+            data.mask[idx],
+            data.v0[idx],
+        )
+
+    def rollouts(model, x, v0, keys):
+        call = lambda xi, vi, ki: model.rollout(xi, vi, starts=starts, key=ki)  # noqa: E731
+        return jax.vmap(call)(x, v0, keys)
+
+    def sample(data: VO2Data, fold: VO2Fold, key):
+        i = jax.random.choice(key, data.v0.shape[0], (config.batch_size,), p=fold.train_p)
+        return sessions(data, fold, i)
+
+    def loss(model, batch, key, epoch):
+        x, vo2, mask, v0 = batch
+        pred = rollouts(model, x, v0, jax.random.split(key, x.shape[0]))
+        return vo2_kalman_loss(
+            pred.vo2,
+            (pred.mu, pred.sigma, pred.delta95),
+            vo2,
+            mask,
+            _given(mask),
+            starts,
+            curriculum_weights(epoch),
+            window=config.window,
+            first_weight=config.first_weight,
+            second_weight=config.second_weight,
+        )
+
+    def validate(model, data: VO2Data, fold: VO2Fold):
+        x, vo2, mask, v0 = sessions(data, fold, fold.val_session)
+        pred = jax.vmap(lambda xi, vi: model.rollout(xi, vi, starts=starts).vo2)(x, v0)
+        scored = mask & ~_given(mask) & (fold.val_weight > 0)[:, None]
+        return mae(pred, vo2, scored)
+
+    return sample, loss, validate
+
+
+def recipe_hooks(config: VO2StudyConfig) -> EpochHooks:
+    """AdamW (decoupled weight decay: the step applies `-lr (adam + wd p)`), cosine warm
+    restarts, the decaying clip and the epoch-aware (curriculum) loss."""
+    return EpochHooks(
+        learning_rate=partial(
+            cosine_warm_restarts,
+            max_lr=config.train.learning_rate,
+            min_lr=config.min_learning_rate,
+            t0=config.restart_period,
+            t_mult=config.restart_mult,
+        ),
+        clip_norm=decaying_clip_norm,
+        optimizer=optax.chain(
+            optax.scale_by_adam(), optax.add_decayed_weights(config.train.weight_decay)
+        ),
+        loss_takes_epoch=True,
+    )
+
+
+@eqx.filter_jit
+def _predict_folds(model, normalizer, features, v0, idx, batch: int):
+    """Whole-session rollouts of each fold's held-out sessions: `[K, M, T]`."""
+
+    def per_fold(model, normalizer, idx):
+        def per_session(i):
+            return model.rollout(normalizer.apply(features[i]), v0[i]).vo2
+
+        return jax.lax.map(per_session, idx, batch_size=batch)
+
+    return eqx.filter_vmap(per_fold)(model, normalizer, idx)
+
+
+def scatter_held_out(out, idx, ok, shape) -> np.ndarray:
+    """`[K, M, T]` fold outputs back to `[S, T]` by the held-out table."""
+    full = np.zeros(shape, np.float32)
+    full[idx[ok]] = np.asarray(out)[ok]
+    return full
+
+
+def predict_held_out(model, fold: VO2Fold, data: VO2Data, test, runner, batch=8) -> np.ndarray:
+    idx, ok = held_out_table(test, runner)
+    out = _predict_folds(model, fold.normalizer, data.features, data.v0, jnp.asarray(idx), batch)
+    return scatter_held_out(out, idx, ok, data.vo2.shape)
+
+
+def hr_baselines(data: VO2Data, train_weight, test, runner) -> dict[str, np.ndarray]:
+    """Baselines (a) `v_0 + b (HR_t - HR_0)` with `b` the per-fold least-squares slope of VO2 on
+    HR over the training subjects' seconds, and (b) `v_0 HR_t / HR_0`; each `[S, T]`."""
+
+    def slope(w):
+        w = w.astype(data.vo2.dtype)
+        n = jnp.sum(w)
+        h_mean = jnp.sum(w * data.hr) / n
+        v_mean = jnp.sum(w * data.vo2) / n
+        cov = jnp.sum(w * (data.hr - h_mean) * (data.vo2 - v_mean))
+        return cov / jnp.sum(w * (data.hr - h_mean) ** 2)
+
+    b = np.asarray(jax.lax.map(slope, train_weight))  # [K]
+    owner = np.argmax(test[:, runner], axis=0)
+    hr, v0 = np.asarray(data.hr), np.asarray(data.v0)[:, None]
+    h0 = hr[:, :1]
+    linear = v0 + b[owner][:, None] * (hr - h0)
+    ratio = v0 * hr / np.where(h0 > 0, h0, 1.0)
+    return {"baseline_linear_hr": linear, "baseline_hr_ratio": ratio}
+
+
+def _metrics(pred, true, mask) -> dict[str, float]:
+    fns = {"mae": mae, "rmse": rmse, "mape": mape, "bias": bias, "pearson_r": pearson_r, "r2": r2}
+    p, t, m = jnp.asarray(pred), jnp.asarray(true), jnp.asarray(mask)
+    return {k: float(f(p, t, m)) for k, f in fns.items()} | {"n": int(np.sum(mask))}
+
+
+def score(pred, data: VO2Data, scored, runner, runner_names) -> dict:
+    """Pooled metrics, per-subject MAE/RMSE/MAPE and their mean over subjects."""
+    true = np.asarray(data.vo2)
+    per = {}
+    for r, name in enumerate(runner_names):
+        m = scored & (runner == r)[:, None]
+        if m.any():
+            per[name] = {
+                k: v for k, v in _metrics(pred, true, m).items() if k in ("mae", "rmse", "mape")
+            }
+    out = _metrics(pred, true, scored)
+    out["subject_mean"] = {
+        k: float(np.mean([v[k] for v in per.values()])) for k in ("mae", "rmse", "mape")
+    }
+    out["per_subject"] = per
+    return out
+
+
+def train_vo2(data: VO2Data, fold: VO2Fold, config: VO2StudyConfig, *, progress=True):
+    """Cross-validate the VO2 model over the folds of `fold` (one vmapped program)."""
+    sample, loss, validate = make_task(config, data.vo2.shape[1])
+    n_features = data.features.shape[-1]
+    keys = jax.random.split(jax.random.key(config.seed), fold.train_p.shape[0])
+    init = partial(build_vo2_model, n_features, config.variant, window=config.window)
+    return cross_validate(
+        lambda k: init(key=k),
+        loss,
+        sample,
+        validate,
+        data,
+        fold,
+        config.train,
+        keys,
+        progress="vo2" if progress else False,
+        hooks=recipe_hooks(config),
+    )
+
+
+def run_vo2_study(cohort: Cohort, config: VO2StudyConfig, *, progress: bool = True):
+    """Cross-validate the VO2 model and score it and the baselines; returns
+    `(results, predictions)` (results as in `metrics.json`)."""
+    data, fold, test, val, names = prepare(cohort, config)
+    runner = np.asarray(cohort.runner)
+    mask = np.asarray(data.mask)
+    scored = mask & (np.arange(mask.shape[1]) > 0)[None, :]
+    t0 = time.perf_counter()
+    fit = train_vo2(data, fold, config, progress=progress)
+    train_s = time.perf_counter() - t0
+    pred = predict_held_out(fit.model, fold, data, test, runner, config.eval_batch)
+    results = {
+        "cohort": {
+            "n_subjects": cohort.n_runners,
+            "n_sessions": cohort.n_sessions,
+            "hours": float(np.asarray(cohort.lengths).sum() / 3600),
+            "features": list(names),
+        },
+        "folds": {"subjects_out": config.subjects_out, "n_folds": int(test.shape[0])},
+        "config": {
+            "variant": list(config.variant)
+            if isinstance(config.variant, tuple)
+            else config.variant,
+            "batch_size": config.batch_size,
+            "train_stride": config.train_stride,
+            **config.train._asdict(),
+        },
+        "models": {},
+    }
+    entry = score(pred, data, scored, runner, cohort.runner_names)
+    entry["train_seconds"] = train_s
+    entry["epochs_run"] = int(fit.history["stopped"].shape[0])
+    entry["n_traces"] = fit.n_traces
+    results["models"]["vo2_kalman"] = entry
+    predictions = {"vo2": np.asarray(data.vo2), "scored": scored, "vo2_kalman": pred}
+    if "hr_bpm" in names:
+        train_weight = jnp.asarray((~test)[:, runner])[:, :, None] & data.mask[None]
+        for name, p in hr_baselines(data, train_weight, test, runner).items():
+            results["models"][name] = score(p, data, scored, runner, cohort.runner_names)
+            predictions[name] = p
+    return results, predictions
