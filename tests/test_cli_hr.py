@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import tree_allclose
-from wearjax import checkpoint
+from wearjax import checkpoint, cli
 from wearjax.cli import main
 from wearjax.data import read_file
 from wearjax.errors import WearjaxFileError
@@ -262,3 +262,16 @@ def test_cv_hr_by_sessions_writes_metrics_and_report(tmp_path, capsys):
         assert np.isfinite(metrics["models"]["kalman_32x1"][protocol]["mae"])
     assert "leave-1-sessions-out" in (out / "report.md").read_text()
     assert "Standard protocol" in capsys.readouterr().out
+
+
+def test_cv_dispatches_to_every_hr_kind_and_to_the_vo2_study(tmp_path, monkeypatch):
+    from wearjax.eval import hr_study
+
+    for kind in hr_study.HR_MODELS:
+        args = cli._parser().parse_args(["cv", "hr", "--model", kind, "--data", "d", "--out", "o"])
+        assert args.model == kind
+    vo2_study = pytest.importorskip("wearjax.eval.vo2_study")
+    calls = []
+    monkeypatch.setattr(vo2_study, "cli_cv_vo2", lambda *a: calls.append(a) or 0)
+    assert main(["cv", "vo2", "--data", "pyoxynet", "--quick", "--out", str(tmp_path)]) == 0
+    assert calls == [("pyoxynet", True, tmp_path, 0)]
