@@ -165,7 +165,7 @@ class VO2Kalman(eqx.Module):
         # small initial heads: an untrained model holds v_0 with a moderate gain
         self.step_head = _small_head(2 * hidden, N_STEP_HEADS, 0.1, key=k[2])
         self.window_head = _small_head(2 * hidden, 3, 0.1, key=k[3])
-        self.log_p0 = jnp.asarray(P0_SHIFT)
+        self.log_p0 = jnp.zeros(()) + P0_SHIFT  # not weak-typed: training must not retrace
         self.window = window
 
     def states(

@@ -1,0 +1,152 @@
+"""VO2 study: HR -> VO2 as one compiled function, baselines against NumPy, the study's training
+traced once, the real pyoxynet tests (skipped when the package is absent), the CLI hook's error."""
+
+import importlib.util
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wearjax.data.types import SUBJECT_FIELDS, Session, stack_sessions
+from wearjax.errors import WearjaxError
+from wearjax.eval import vo2_study
+from wearjax.models.hr_kalman import HRKalman
+from wearjax.models.vo2_kalman import build_vo2_model
+from wearjax.signal.features import fit_normalizer, running_features
+from wearjax.signal.metabolic import metabolic_features
+
+HAS_PYOXYNET = importlib.util.find_spec("pyoxynet") is not None
+CHANNELS = ("speed", "cadence", "altitude")
+
+
+def toy_cohort(n_runners=3, t=120, seed=0):
+    rng = np.random.default_rng(seed)
+    sessions = []
+    for r in range(n_runners):
+        speed = 2.5 + 0.5 * np.sin(np.arange(t) / 20.0) + 0.1 * r
+        x = np.stack([speed, 80 + 3 * speed, 100 + np.cumsum(0.02 * speed)], axis=1)
+        hr = 100 + 20 * speed + rng.normal(0, 1, t)
+        vo2 = 300 + 600 * speed + rng.normal(0, 30, t)
+        subject = np.array([1.7 + 0.05 * r, 60.0 + 5 * r, 30.0 + r, r % 2], np.float32)
+        assert subject.shape == (len(SUBJECT_FIELDS),)
+        sessions.append(
+            Session(
+                x=x.astype(np.float32),
+                hr=hr.astype(np.float32),
+                vo2=vo2.astype(np.float32),
+                mask=np.ones(t, bool),
+                vo2_mask=np.ones(t, bool),
+                subject=subject,
+                runner=f"r{r}",
+                channels=CHANNELS,
+            )
+        )
+    return stack_sessions(sessions, bucket=60)
+
+
+def test_hr_to_vo2_is_one_compiled_function():
+    cohort = toy_cohort()
+    hr_feats, _ = running_features(cohort.x, cohort.channels, cohort.subject)
+    hr_model = HRKalman(hr_feats.shape[-1], 8, 1, key=jax.random.key(0))
+    hr_norm = fit_normalizer(hr_feats, cohort.mask)
+    vo2_feats, _ = vo2_study.cohort_features(cohort)
+    vo2_model = build_vo2_model(vo2_feats.shape[-1], (8, 1), key=jax.random.key(1))
+    vo2_norm = fit_normalizer(vo2_feats, cohort.mask)
+    traces = []
+
+    @eqx.filter_jit
+    def chain(i):
+        traces.append(1)
+        return vo2_study.hr_to_vo2(
+            hr_model, hr_norm, vo2_model, vo2_norm, hr_feats[i], cohort.x[i],
+            cohort.subject[i], cohort.hr[i], cohort.mask[i], cohort.valid[i], cohort.vo2[i, 0],
+            channels=cohort.channels,
+        )  # fmt: skip
+
+    outs = [chain(jnp.asarray(i)) for i in range(3)]
+    assert len(traces) == 1
+    # the same chain, step by step and eagerly
+    hr = hr_model.rollout(hr_norm.apply(hr_feats[2]), cohort.hr[2, 0]).hr
+    f = metabolic_features(cohort.x[2], CHANNELS, cohort.subject[2], hr, cohort.valid[2])
+    vo2 = vo2_model.rollout(vo2_norm.apply(f), cohort.vo2[2, 0]).vo2
+    np.testing.assert_allclose(outs[2][1], hr, rtol=1e-5)
+    np.testing.assert_allclose(outs[2][0], vo2, rtol=1e-4)
+    assert outs[2][0][0] == cohort.vo2[2, 0]
+    # and it lowers as a single program
+    assert "while" in chain.lower(jnp.asarray(0)).as_text()
+
+
+def test_baselines_match_numpy():
+    cohort = toy_cohort(n_runners=4)
+    cfg = vo2_study.VO2StudyConfig(subjects_out=2, validation_subjects=1)
+    data, fold, test, val, names = vo2_study.prepare(cohort, cfg)
+    runner = np.asarray(cohort.runner)
+    weight = jnp.asarray((~test)[:, runner])[:, :, None] & data.mask[None]
+    base = vo2_study.hr_baselines(data, weight, test, runner)
+    hr, vo2, v0 = (np.asarray(a, np.float64) for a in (data.hr, data.vo2, data.v0))
+    for s in range(4):
+        k = int(np.flatnonzero(test[:, runner[s]])[0])
+        train = ~test[k, runner]
+        slope = np.polyfit(hr[train].ravel(), vo2[train].ravel(), 1)[0]
+        np.testing.assert_allclose(
+            base["baseline_linear_hr"][s], v0[s] + slope * (hr[s] - hr[s, 0]), rtol=1e-3
+        )
+        np.testing.assert_allclose(
+            base["baseline_hr_ratio"][s], v0[s] * hr[s] / hr[s, 0], rtol=1e-5
+        )
+
+
+@pytest.mark.slow
+def test_study_trains_once_and_scores(tmp_path):
+    cohort = toy_cohort(n_runners=4)
+    cfg = vo2_study.VO2StudyConfig(
+        variant=(4, 1),
+        batch_size=2,
+        subjects_out=2,
+        validation_subjects=1,
+        train=vo2_study.VO2StudyConfig().train._replace(epochs=2, steps_per_epoch=2),
+    )
+    results, pred = vo2_study.run_vo2_study(cohort, cfg, progress=False)
+    entry = results["models"]["vo2_kalman"]
+    assert entry["n_traces"] == 1
+    assert set(results["models"]) == {"vo2_kalman", "baseline_linear_hr", "baseline_hr_ratio"}
+    assert len(entry["per_subject"]) == 4 and np.isfinite(entry["mape"])
+    np.testing.assert_allclose(pred["vo2_kalman"][:, 0], np.asarray(cohort.vo2)[:, 0], rtol=0.2)
+    table = vo2_study.write_report(results, tmp_path, "toy")
+    assert (tmp_path / "metrics.json").exists() and "MAPE" in table
+
+
+def test_cli_names_the_fix_when_pyoxynet_is_missing(monkeypatch, tmp_path):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pyoxynet" else real(name, *a)
+    )
+    with pytest.raises(WearjaxError, match=r"pip install wearjax\[data\]"):
+        vo2_study.cli_cv_vo2("pyoxynet", True, tmp_path)
+    with pytest.raises(WearjaxError, match="unknown VO2 data"):
+        vo2_study.cli_cv_vo2("treadmill", True, tmp_path)
+
+
+@pytest.mark.skipif(not HAS_PYOXYNET, reason="pyoxynet not installed: pip install wearjax[data]")
+def test_pyoxynet_ramp_tests_load():
+    from wearjax.data.pyoxynet import load_ramp_tests
+
+    sessions, skipped = load_ramp_tests()
+    assert len(sessions) + len(skipped) == 88
+    assert all("no heart rate" in s.reason for s in skipped)
+    assert len(skipped) >= 1
+    s = sessions[0]
+    assert s.channels == () and s.vo2_mask.all() and s.mask.any()
+    assert 1.4 < s.subject[SUBJECT_FIELDS.index("height_m")] < 2.2
+    cohort = vo2_study.load_cpet_cohort(limit=5)
+    assert cohort.x.shape[1] % 60 == 0 and cohort.n_runners == 5
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_PYOXYNET, reason="pyoxynet not installed: pip install wearjax[data]")
+def test_cli_quick_pyoxynet(tmp_path: Path):
+    assert vo2_study.cli_cv_vo2("pyoxynet", True, tmp_path) == 0
+    assert (tmp_path / "metrics.json").exists() and (tmp_path / "report.md").exists()
