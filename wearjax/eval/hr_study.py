@@ -1,5 +1,6 @@
-"""The heart-rate study behind Table 1: leave-k-runners-out cross-validation of the HR
-Kalman model (all folds in one vmapped program), both protocols, and two baselines.
+"""The heart-rate study behind Table 1: leave-k-runners-out cross-validation of the HR models
+(Kalman and neural ODE, all folds of a model in one vmapped program), both protocols, and two
+baselines.
 
 Used by `wearjax demo` and `experiments/hr_table1.py`. The steps:
 
@@ -31,6 +32,7 @@ from wearjax.data.windows import gather_windows, window_index
 from wearjax.eval.metrics import summarize
 from wearjax.eval.protocols import first_observed, given_mask, hold_baseline, standard_initial
 from wearjax.models.hr_kalman import HRKalman
+from wearjax.models.hr_ode import HRODE
 from wearjax.signal.features import Normalizer, fit_normalizer, running_features
 from wearjax.train.fit import TrainConfig, cross_validate
 from wearjax.train.losses import hr_kalman_loss
@@ -53,7 +55,18 @@ class HRStudyConfig(NamedTuple):
 # HR model kinds: constructors `(n_features, hidden, n_layers, *, window, key)` of models with
 # `window`, `__call__(x, hr_init)` (standard), `rollout(x, hr0)` (generative) and
 # `predict_protocols(x, hr_init, hr0, *, key)` returning `HRPrediction`s.
-HR_MODELS = {"kalman": HRKalman}
+HR_MODELS = {"kalman": HRKalman, "ode": HRODE}
+# Changes to `HRStudyConfig.train` per kind: the ODE's published recipe reduces the learning
+# rate on plateaus by 0.2 with a cooldown of 3 epochs down to 1e-6, and stops after 20 epochs
+# without improvement.
+TRAIN_OVERRIDES = {
+    "ode": dict(
+        plateau_factor=0.2,
+        plateau_cooldown=3,
+        min_learning_rate=1e-6,
+        early_stopping_patience=20,
+    )
+}
 
 
 def build_model(kind: str, n_features: int, hidden: int, n_layers: int, *, window: int, key):
@@ -90,7 +103,7 @@ def _segments(data: HRData, normalizer: Normalizer, session, start, width):
     return x, hr, mask
 
 
-def _segment_loss(model: HRKalman, x, hr, mask, keys, generative_weight: float):
+def _segment_loss(model, x, hr, mask, keys, generative_weight: float):
     """Loss of both protocols on a batch of segments: standard + weight * generative, where
     the generative rollout starts from the segment's first observed second."""
     w = model.window
@@ -113,7 +126,7 @@ def segment_width(config: HRStudyConfig, length: int) -> int:
 
 
 def make_task(config: HRStudyConfig, length: int):
-    """The (sample, loss, validate) triple of the HR Kalman model for `train.fit`, for a
+    """The (sample, loss, validate) triple of an HR model for `train.fit`, for a
     cohort padded to `length` seconds."""
     width = segment_width(config, length)
 
@@ -308,7 +321,7 @@ def run_hr_study(cohort: Cohort, config: HRStudyConfig, *, progress: bool = True
             validate,
             data,
             fold,
-            config.train,
+            config.train._replace(**TRAIN_OVERRIDES.get(kind, {})),
             keys,
             progress=name if progress else False,
         )

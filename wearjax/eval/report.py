@@ -13,14 +13,18 @@ from wearjax.eval.metrics import HR_ZONES
 LABELS = {
     "baseline_hold": "Baseline: known HR held",
     "baseline_linear": "Baseline: linear regression",
+    "personal_ode": "Personalised ODE",
 }
+# study names `{kind}_{hidden}x{layers}` of the HR models, by kind
+KIND_LABELS = {"kalman": "Kalman", "ode": "ODE"}
 
 
 def model_label(name: str) -> str:
     if name in LABELS:
         return LABELS[name]
-    if name.startswith("kalman_"):
-        return f"Kalman ({name.removeprefix('kalman_').replace('x', ', ')})"
+    kind, _, size = name.partition("_")
+    if kind in KIND_LABELS and size:
+        return f"{KIND_LABELS[kind]} ({size.replace('x', ', ')})"
     return name
 
 
@@ -103,7 +107,7 @@ def plot_sessions(predictions: dict, folder: Path, *, n: int = 3) -> list[Path]:
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
-    models = [k for k in predictions if k.startswith("kalman_")]
+    models = [k for k in predictions if k.partition("_")[0] in KIND_LABELS]
     if not models:
         return []
     model = models[0]

@@ -1,0 +1,267 @@
+"""The ODE models against float64 NumPy RK4 loops, finite differences, and each other's engine."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests.conftest import tree_allclose
+from wearjax.models import hr_ode
+from wearjax.models.hr_ode import HRODE
+from wearjax.models.hr_personal import BOUNDS, PersonalHRODE, PersonalParams, hr_field
+from wearjax.models.ode import solve
+
+
+def numpy_rk4(f, y0, u):
+    """Classical RK4 at 1 s with `u` linear between seconds: states at t = 0..T-1."""
+    ys = [np.asarray(y0, np.float64)]
+    for i in range(len(u) - 1):
+        y, a, b = ys[-1], u[i], u[i + 1]
+        m = 0.5 * (a + b)
+        k1 = f(i, y, a)
+        k2 = f(i + 0.5, y + 0.5 * k1, m)
+        k3 = f(i + 0.5, y + 0.5 * k2, m)
+        k4 = f(i + 1.0, y + k3, b)
+        ys.append(y + (k1 + 2 * k2 + 2 * k3 + k4) / 6)
+    return np.stack(ys)
+
+
+def numpy_personal_field(p):
+    """The personalised ODE's right-hand side, transcribed from the published equations."""
+
+    def f(t, y, intensity):
+        hr, demand = y
+        f_min = (max(hr - p["hr_min"], 0.5) / 60) ** p["alpha"]
+        f_max = (max(p["hr_max"] - hr, 0.5) / 60) ** p["beta"]
+        rho = p["recovery"] if demand < hr else 1.0
+        rate = min(np.exp(p["log_rate_hr"]) * f_min * f_max * rho / 60, 2.0)
+        restore = max(p["hr_min"] - hr, 0.0) - max(hr - p["hr_max"], 0.0)
+        d_demand = min(np.exp(p["log_rate_demand"]) / 60, 2.0) * (intensity - demand)
+        return np.array([rate * (demand - hr) + restore, d_demand])
+
+    return f
+
+
+PARAMS = dict(
+    log_rate_hr=1.2,
+    log_rate_demand=0.4,
+    alpha=0.7,
+    beta=1.6,
+    hr_min=55.0,
+    hr_max=185.0,
+    fatigue=0.1,
+    recovery=0.6,
+)
+
+
+def _as_params(values: dict) -> PersonalParams:
+    return PersonalParams(**{k: jnp.asarray(v, jnp.float64) for k, v in values.items()})
+
+
+def _f64(model):
+    return jax.tree_util.tree_map(
+        lambda a: a.astype(jnp.float64) if eqx.is_inexact_array(a) else a, model
+    )
+
+
+@pytest.mark.parametrize("engine", ["diffrax", "scan"])
+def test_personal_field_matches_numpy_rk4(x64, engine):
+    rng = np.random.default_rng(0)
+    # intensity steps between 90 and 175 bpm: HR rises and falls, crossing D both ways
+    intensity = np.repeat(rng.uniform(90, 175, 8), 25)
+    y0 = np.array([100.0, 100.0])
+    want = numpy_rk4(numpy_personal_field(PARAMS), y0, intensity)
+    got = solve(
+        hr_field, jnp.asarray(y0), jnp.asarray(intensity), _as_params(PARAMS), engine=engine
+    )
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("engine", ["diffrax", "scan"])
+def test_hr_ode_latent_matches_numpy_rk4(x64, engine):
+    d = np.random.default_rng(1).normal(size=61)
+    want = numpy_rk4(lambda t, g, dt: (dt - g) / hr_ode.TIME_UNIT, 0.7, d)
+    got = solve(hr_ode._relax, jnp.asarray(0.7), jnp.asarray(d), engine=engine)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, atol=1e-12)
+
+
+def test_solve_gradients_match_finite_differences(x64):
+    intensity = jnp.asarray(np.repeat([100.0, 160.0, 120.0], 40))
+    y0 = jnp.asarray([95.0, 101.0])  # D above HR: away from the switch of the recovery factor
+
+    def loss(values, y0):
+        ys = solve(hr_field, y0, intensity, _as_params(values))
+        return jnp.mean(jnp.square(ys[:, 0] - 130.0)) / 100.0
+
+    grads = jax.jit(jax.grad(loss, argnums=(0, 1)))(PARAMS, y0)
+    loss = jax.jit(loss)  # one compile for all the finite differences
+    eps = 1e-5
+    for name in ("log_rate_hr", "log_rate_demand", "alpha", "beta", "hr_max", "recovery"):
+        up = loss({**PARAMS, name: PARAMS[name] + eps}, y0)
+        down = loss({**PARAMS, name: PARAMS[name] - eps}, y0)
+        np.testing.assert_allclose(grads[0][name], (up - down) / (2 * eps), rtol=1e-5)
+    for i in range(2):
+        e = jnp.zeros(2, jnp.float64).at[i].set(eps)
+        fd = (loss(PARAMS, y0 + e) - loss(PARAMS, y0 - e)) / (2 * eps)
+        np.testing.assert_allclose(grads[1][i], fd, rtol=1e-5)
+
+
+def test_backsolve_adjoint_is_the_continuous_adjoint(x64):
+    """Backsolve integrates the adjoint ODE (as in the Lab-to-Wrist paper): its gradient is
+    that of the discrete solve up to the RK4 error of the backward solve."""
+    d = jnp.asarray(np.sin(np.arange(120) / 9.0))
+
+    def loss(scale, adjoint):
+        ys = solve(
+            lambda t, g, dt, a: a * dt - g / 60.0, jnp.asarray(0.3), d, scale, adjoint=adjoint
+        )
+        return jnp.sum(ys**2)
+
+    grad = jax.jit(jax.grad(loss), static_argnums=1)
+    exact = grad(jnp.asarray(0.05), "checkpoint")
+    backsolve = grad(jnp.asarray(0.05), "backsolve")
+    np.testing.assert_allclose(backsolve, exact, rtol=1e-4)
+
+
+def _session(n_windows=3, n_features=5, seed=0):
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.normal(size=(60 * n_windows, n_features)))
+    hr_init = jnp.asarray(rng.uniform(110, 160, n_windows))
+    return x, hr_init
+
+
+def test_hr_ode_windows_match_a_numpy_transcription(x64):
+    """Both protocols: each window solved from its start by the NumPy RK4 with the model's own
+    demand and window heads; the generative windows start where the previous one ended."""
+    model = _f64(HRODE(5, 16, 2, key=jax.random.key(0)))
+    model = eqx.tree_at(lambda m: m.demand.out.weight, model, model.demand.out.weight * 100)
+    x, hr_init = _session()
+    std, gen = eqx.filter_jit(model.predict_protocols)(x, hr_init, hr_init[0])
+    s_mean, d = model._encode(x, None, None)
+    s_mean, d = np.asarray(s_mean), np.asarray(d)
+
+    def window(k, h0):
+        raw = np.asarray(
+            model.window_head(jnp.concatenate([s_mean[k], jnp.asarray([(h0 - 140) / 30])]))
+        )
+        mu = h0 + 10 * raw[0]
+        sigma = 0.5 + 5 * np.log1p(np.exp(raw[1]))
+        g = numpy_rk4(lambda t, g, dt: (dt - g) / 60, (h0 - mu) / sigma, d[k])
+        return mu + sigma * g
+
+    want_std = np.concatenate([window(k, float(hr_init[k]))[:-1] for k in range(3)])
+    h, want_gen = float(hr_init[0]), []
+    for k in range(3):
+        hr = window(k, h)
+        want_gen.append(hr[:-1])
+        h = hr[-1]
+    np.testing.assert_allclose(np.asarray(std.hr), want_std, rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(gen.hr), np.concatenate(want_gen), rtol=1e-10)
+    assert np.ptp(want_std) > 1.0  # the demand moved HR: the comparison is not trivial
+
+
+def _personal(asymmetric=True):
+    return _f64(PersonalHRODE(3, 4, 8, asymmetric=asymmetric, key=jax.random.key(2)))
+
+
+def _activity(n=180, seed=3):
+    rng = np.random.default_rng(seed)
+    speed = np.repeat(rng.uniform(2.0, 4.5, n // 30), 30)
+    grade = np.repeat(rng.uniform(-0.05, 0.05, n // 30), 30)
+    return jnp.asarray(np.stack([speed, grade], -1))
+
+
+def test_personal_protocols_match_a_numpy_transcription(x64):
+    model = _personal()
+    e = model.embedding[1]
+    u = _activity()
+    hr_init = jnp.asarray([120.0, 150.0, 135.0])
+    p = model.params(e)
+    field = numpy_personal_field({k: float(v) for k, v in p._asdict().items()})
+    intensity = np.asarray(model.intensity(e, u, p))
+    ext = np.append(intensity, intensity[-1])
+
+    def run(reset):
+        y, out = np.array([hr_init[0], hr_init[0]], np.float64), []
+        for k in range(3):
+            if reset:
+                y = np.array([float(hr_init[k]), y[1]])
+            ys = numpy_rk4(field, y, ext[60 * k : 60 * k + 61])
+            out.append(ys[:-1, 0])
+            y = ys[-1]
+        return np.concatenate(out)
+
+    np.testing.assert_allclose(np.asarray(model.standard(e, u, hr_init).hr), run(True), rtol=1e-10)
+    np.testing.assert_allclose(
+        np.asarray(model.rollout(e, u, hr_init[0]).hr), run(False), rtol=1e-10
+    )
+
+
+def test_personal_parameters_stay_in_their_bounds(x64):
+    model = _personal()
+    # a decoder scaled up saturates: parameters must approach, not pass, their bounds
+    model = eqx.tree_at(lambda m: m.decoder.weight, model, 1e3 * model.decoder.weight)
+    e = jax.random.normal(jax.random.key(4), (256, 4), jnp.float64)
+    p = model.params(e)
+    for name, (lo, hi) in BOUNDS.items():
+        v = np.asarray(getattr(p, name))
+        assert np.all((v >= lo) & (v <= hi)), name
+        assert v.min() < lo + 0.01 * (hi - lo) and v.max() > hi - 0.01 * (hi - lo), name
+    i = np.asarray(model.intensity(e[0], _activity(), model.params(e[0])))
+    assert np.all((i >= 30.0) & (i <= 250.0 * 1.3))
+
+
+def test_published_form_has_no_recovery_factor(x64):
+    p = _personal(asymmetric=False).params(jnp.ones(4, jnp.float64))
+    np.testing.assert_array_equal(np.asarray(p.recovery), 1.0)
+
+
+@pytest.mark.parametrize("adjoint", ["checkpoint", "backsolve"])
+def test_engines_agree_on_trajectories_and_gradients(x64, adjoint):
+    """Diffrax and the scan path: same trajectories and parameter gradients to 1e-6, for both
+    models and both protocols."""
+    x, hr_init = _session()
+    u = _activity()
+    hr = jnp.asarray(np.linspace(120, 150, 180))
+    rtol = 1e-6 if adjoint == "checkpoint" else 1e-3  # backsolve: the continuous adjoint
+
+    def ode_loss(model):
+        std, gen = model.predict_protocols(x, hr_init, hr_init[0])
+        return jnp.mean(jnp.square(std.hr - hr) + jnp.square(gen.hr - hr))
+
+    def personal_loss(model):
+        e = model.embedding[0]
+        std, gen = model.standard(e, u, hr_init), model.rollout(e, u, hr_init[0])
+        return jnp.mean(jnp.square(std.hr - hr) + jnp.square(gen.hr - hr))
+
+    for model, loss in (
+        (_f64(HRODE(5, 16, 2, key=jax.random.key(0))), ode_loss),
+        (_personal(), personal_loss),
+    ):
+        scan = model.with_engine("scan")
+        dfx = model.with_engine("diffrax", adjoint)
+        value_and_grad = eqx.filter_jit(eqx.filter_value_and_grad(loss))
+        v_scan, g_scan = value_and_grad(scan)
+        v_dfx, g_dfx = value_and_grad(dfx)
+        assert np.isclose(v_scan, v_dfx, rtol=1e-12)
+        # (the static engine fields differ: compare the gradient arrays)
+        assert tree_allclose(jax.tree.leaves(g_scan), jax.tree.leaves(g_dfx), rtol=rtol, atol=1e-9)
+
+
+def test_model_gradient_matches_finite_differences(x64):
+    model = _f64(HRODE(5, 16, 2, key=jax.random.key(0)))
+    x, hr_init = _session()
+    hr = jnp.asarray(np.linspace(120, 150, 180))
+
+    def loss(w):
+        m = eqx.tree_at(lambda m: m.demand.out.weight, model, w)
+        return jnp.mean(jnp.square(m.rollout(x, hr_init[0]).hr - hr))
+
+    w = model.demand.out.weight
+    g = jax.jit(jax.grad(loss))(w)
+    loss = jax.jit(loss)
+    direction = jax.random.normal(jax.random.key(5), w.shape, jnp.float64)
+    eps = 1e-6
+    fd = (loss(w + eps * direction) - loss(w - eps * direction)) / (2 * eps)
+    np.testing.assert_allclose(jnp.sum(g * direction), fd, rtol=1e-6)

@@ -1,0 +1,200 @@
+"""Neural ODE model of heart rate during running (Lab-to-Wrist, appendix B.1).
+
+The same encoder + GRU backbone as the Kalman model (`hr_kalman.HRKalman`) gives the temporal
+state `s_t`, carried across windows. Per 60 s window, heads on the window-mean of `s_t` give the
+window's HR mean `mu_hat` and SD `sigma_hat` (bpm). A demand network gives `d_t = d(s_t)` for
+every second, and the latent HR `g` (in the window's units, `h = mu_hat + sigma_hat g`) follows
+
+    dg/dt = d(t) - g(t),        g(0) = (h_0 - mu_hat) / sigma_hat,
+
+with t in minutes, solved with classical RK4 at fixed 1 s steps (`models.ode`). The time unit is
+our reading of the published text, which does not state it: in seconds, g would follow d within
+about a second and the ODE would add nothing to a direct decoder (nor would the initial HR
+matter after a few seconds); in minutes the latent's time constant is 60 s, the order of heart
+rate kinetics (onset 20-45 s, recovery slower), and d can still move g quickly by sitting far
+from it. `mu_hat` is an offset from `h_0` given by a head on the window-mean state and on
+`(h_0 - 140) / 30`, so the model can pull an implausible carried start back (the generative
+protocol) while keeping the known level where the features say nothing about it.
+
+`d` is known at whole seconds (it depends only on `s_t`, so it is computed for all seconds before
+the solver runs); between seconds it is the straight line joining its two neighbours, so the RK4
+stages of the step from second i to i+1 see `d_i`, `(d_i + d_{i+1}) / 2` and `d_{i+1}`. HR is
+clipped to [HR_MIN, HR_MAX] bpm.
+
+Each window is solved over W steps, from its first second to the first second of the next
+window (the demand there is the next window's first; the last window repeats its last): the
+first W states are the window's prediction and the last is where the next window starts under
+the generative protocol, so a carried start is the ODE's own continuation (no one-second hold).
+Under the standard protocol the next window starts from its measured first second instead, and
+windows are solved in parallel (vmap).
+
+The model is deterministic: `HRPrediction.var` is zero.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from wearjax.models.backbone import Backbone, dense
+from wearjax.models.hr_kalman import (
+    HR_MAX,
+    HR_MIN,
+    MEAN_SCALE,
+    OBS_CENTER,
+    OBS_SCALE,
+    SD_SCALE,
+    HRPrediction,
+)
+from wearjax.models.ode import Adjoint, Engine, replace_static, solve
+
+
+class Demand(eqx.Module):
+    """d(s_t): a two-layer MLP on the temporal state, applied to all seconds at once."""
+
+    hidden: eqx.nn.Linear
+    out: eqx.nn.Linear
+
+    def __init__(self, in_size: int, width: int = 32, *, key):
+        k1, k2 = jax.random.split(key)
+        self.hidden = eqx.nn.Linear(in_size, width, key=k1)
+        out = eqx.nn.Linear(width, 1, key=k2)
+        # d starts near zero, so g relaxes to 0 and an untrained model holds h_0 (+ offset)
+        self.out = eqx.tree_at(lambda m: (m.weight, m.bias), out, (0.01 * out.weight, 0 * out.bias))
+
+    def __call__(self, s: Float[Array, "*batch hidden"]) -> Float[Array, " *batch"]:
+        a = jax.nn.leaky_relu(dense(self.hidden.weight, self.hidden.bias, s))
+        return dense(self.out.weight, self.out.bias, a)[..., 0]
+
+
+TIME_UNIT = 60.0  # seconds per unit of the ODE's time
+
+
+def _relax(t, g, d, args):
+    """The latent dynamics dg/dt = d - g, per second (t in minutes)."""
+    del t, args
+    return (d - g) / TIME_UNIT
+
+
+class HRODE(eqx.Module):
+    """GRU backbone + neural ODE decoder; sizes as published: (128, 2) and (64, 3).
+
+    `engine` ("diffrax" or "scan") and `adjoint` ("checkpoint" or "backsolve", Diffrax only)
+    choose how the ODE is solved; both engines give the same numbers (`models.ode`).
+    """
+
+    backbone: Backbone
+    window_head: eqx.nn.Linear
+    demand: Demand
+    window: int = eqx.field(static=True)
+    engine: Engine = eqx.field(static=True)
+    adjoint: Adjoint = eqx.field(static=True)
+
+    def __init__(
+        self,
+        n_features: int,
+        hidden: int = 128,
+        n_layers: int = 2,
+        *,
+        window: int = 60,
+        dropout: float = 0.1,
+        engine: Engine = "diffrax",
+        adjoint: Adjoint = "checkpoint",
+        key: PRNGKeyArray,
+    ):
+        k = jax.random.split(key, 3)
+        self.backbone = Backbone(n_features, hidden, n_layers, dropout=dropout, key=k[0])
+        head = eqx.nn.Linear(hidden + 1, 2, key=k[1])
+        # the mean offset starts near zero: an untrained model holds h_0
+        small = jnp.asarray([0.01, 1.0])
+        self.window_head = eqx.tree_at(
+            lambda m: (m.weight, m.bias), head, (head.weight * small[:, None], head.bias * small)
+        )
+        self.demand = Demand(hidden, key=k[2])
+        self.window = window
+        self.engine = engine
+        self.adjoint = adjoint
+
+    def with_engine(self, engine: Engine, adjoint: Adjoint | None = None) -> HRODE:
+        """The same model solved by another engine (and adjoint)."""
+        return replace_static(self, engine=engine, adjoint=adjoint or self.adjoint)
+
+    # -- pieces that do not depend on the ODE state ------------------------------------------
+    def _encode(self, x, state, key):
+        """Per window: the backbone state `[N, W, H]` and the demand `[N, W + 1]` (the last
+        column is the next window's first second; the last window repeats its last)."""
+        t = x.shape[0]
+        if t % self.window:
+            raise ValueError(
+                f"session length {t} s is not a multiple of the {self.window} s window; "
+                "pad the cohort to a length bucket that is"
+            )
+        s, _ = self.backbone(x, state, key=key)
+        s = s.reshape(t // self.window, self.window, s.shape[-1])
+        d = self.demand(s)  # [N, W]
+        after = jnp.concatenate([d[1:, :1], d[-1:, -1:]])
+        return s.mean(axis=1), jnp.concatenate([d, after], axis=1)
+
+    def _solve_window(self, s_mean, d, h_init):
+        """HR over one window and one second beyond (bpm, `[W + 1]`) from `h_init`, the
+        window mean `mu_hat` and SD `sigma_hat`."""
+        h_init = jnp.clip(h_init, HR_MIN, HR_MAX)
+        level = ((h_init - OBS_CENTER) / OBS_SCALE)[None]
+        raw = self.window_head(jnp.concatenate([s_mean, level]))
+        mu = h_init + MEAN_SCALE * raw[0]
+        sigma = 0.5 + SD_SCALE * jax.nn.softplus(raw[1])
+        g0 = (h_init - mu) / sigma
+        g = solve(_relax, g0, d, engine=self.engine, adjoint=self.adjoint)
+        return jnp.clip(mu + sigma * g, HR_MIN, HR_MAX), mu, sigma
+
+    def _standard(self, s_mean, d, hr_init) -> HRPrediction:
+        hr, mu, sigma = jax.vmap(self._solve_window)(s_mean, d, hr_init)
+        hr = hr[:, :-1].reshape(-1)
+        return HRPrediction(hr, jnp.zeros_like(hr), mu, sigma)
+
+    def _generative(self, s_mean, d, hr0) -> HRPrediction:
+        def body(h, w):
+            hr, mu, sigma = self._solve_window(*w, h)
+            return hr[-1], (hr[:-1], mu, sigma)
+
+        _, (hr, mu, sigma) = jax.lax.scan(body, hr0, (s_mean, d))
+        hr = hr.reshape(-1)
+        return HRPrediction(hr, jnp.zeros_like(hr), mu, sigma)
+
+    # -- protocols ---------------------------------------------------------------------------
+    def __call__(
+        self,
+        x: Float[Array, "time feature"],
+        hr_init: Float[Array, " window"],
+        *,
+        state: Float[Array, "layer hidden"] | None = None,
+        key: PRNGKeyArray | None = None,
+    ) -> HRPrediction:
+        """Standard protocol: each window starts from its first HR `hr_init` (bpm)."""
+        return self._standard(*self._encode(x, state, key), hr_init)
+
+    def rollout(
+        self,
+        x: Float[Array, "time feature"],
+        hr0: Float[Array, ""],
+        *,
+        state: Float[Array, "layer hidden"] | None = None,
+    ) -> HRPrediction:
+        """Generative protocol: only `hr0`, the session's first second, is known; one
+        `lax.scan` over windows, each starting where the previous one's ODE ended."""
+        return self._generative(*self._encode(x, state, None), hr0)
+
+    def predict_protocols(
+        self,
+        x: Float[Array, "time feature"],
+        hr_init: Float[Array, " window"],
+        hr0: Float[Array, ""],
+        *,
+        state: Float[Array, "layer hidden"] | None = None,
+        key: PRNGKeyArray | None = None,
+    ) -> tuple[HRPrediction, HRPrediction]:
+        """Standard and generative predictions from one backbone pass (used in training)."""
+        encoded = self._encode(x, state, key)
+        return self._standard(*encoded, hr_init), self._generative(*encoded, hr0)

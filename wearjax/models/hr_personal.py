@@ -1,0 +1,232 @@
+"""Personalised heart-rate ODE (Nazaret, Tonekaboni, Darnell, Ren, Sapiro & Miller 2023,
+"Modeling personalized heart rate response to exercise and environmental factors with
+wearables data", npj Digital Medicine 6:207).
+
+State `(HR, D)` in bpm, t in seconds:
+
+    dHR/dt = e^A f_min(HR) f_max(HR) (D - HR) / 60 + R [ (HRmin - HR)_+ - (HR - HRmax)_+ ]
+    dD/dt  = e^B (I(t) - D) / 60
+    f_min  = ((HR - HRmin) / 60)^alpha,    f_max = ((HRmax - HR) / 60)^beta
+
+HR relaxes towards the demand `D`, fastest mid-range and slower near either bound (the shape set
+by alpha and beta); outside [HRmin, HRmax] a hard restoring term of rate `R = RESTORE_RATE` pushes
+it back.
+
+wearjax's addition (`asymmetric=True`, the default): while HR falls (D < HR) its rate is
+multiplied by a per-runner factor rho in [0.2, 2]. In the published form the rate depends on the
+HR level only, so a rise and a recovery through the same HR range take about as long, whereas
+HR recovery after exercise is vagally mediated and slower than its onset (Imai et al. 1994,
+J Am Coll Cardiol 24:1529; the synthetic cohort's runners recover 1.4-2.2 times slower).
+`asymmetric=False` is the published model (rho = 1); `experiments/hr_personal_ode.py` compares
+the two. `D` relaxes towards the exercise intensity
+
+    I(t) = a(speed_t, grade_t; e) x fatigue(t),   fatigue(t) = 1 + phi t / 3600 s,
+
+where `a`, bounded to [30, 250] bpm, is a small activity network of speed, grade and the runner's
+embedding, and phi >= 0 a per-runner fatigue rate (HR drifting up at constant work).
+
+Each runner has an embedding `e` (learned for training runners, calibrated for new ones, see
+`eval.personal_study`), decoded linearly and squashed to the bounded parameters of `BOUNDS`:
+A, B in [-3, 5]; alpha, beta in [0.1, 3]; HRmin in [40, 90]; HRmax in [140, 210] bpm; phi in
+[0, 0.3] per hour; rho in [0.2, 2].
+
+Solved with RK4 at 1 s (`models.ode`, either engine). The published equations are in minutes; in
+seconds, a relaxation rate above 2.78 /s makes RK4 at 1 s unstable, so the two rates are capped at
+`MAX_RATE` = 2 /s (a time constant of 0.5 s, far quicker than any heart-rate response; only
+reached at A or B near their upper bounds). The intensity depends on the inputs and `e` only, so
+it is computed for all seconds before the solver runs; between seconds it is linear.
+
+Protocols as for the other HR models, over 60 s windows solved one after another (`lax.scan`):
+generative from the session's first second (D starts equal to HR, a runner at steady state);
+standard with HR reset to each window's measured first second and D carried on.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from wearjax.models.backbone import dense
+from wearjax.models.hr_kalman import HR_MAX, HR_MIN, HRPrediction
+from wearjax.models.ode import Adjoint, Engine, replace_static, solve
+
+# (low, high) of each decoded parameter, in `PersonalParams` order
+BOUNDS: dict[str, tuple[float, float]] = {
+    "log_rate_hr": (-3.0, 5.0),  # A
+    "log_rate_demand": (-3.0, 5.0),  # B
+    "alpha": (0.1, 3.0),
+    "beta": (0.1, 3.0),
+    "hr_min": (40.0, 90.0),
+    "hr_max": (140.0, 210.0),
+    "fatigue": (0.0, 0.3),  # phi, per hour
+    "recovery": (0.2, 2.0),  # rho, the HR rate's factor while HR falls (asymmetric model)
+}
+# where an untrained model (and a runner with e = 0) starts: time constants of about 50 s (HR)
+# and 20 s (demand), linear shape, typical HR bounds
+_START = {
+    "log_rate_hr": 0.0,
+    "log_rate_demand": 1.0,
+    "alpha": 1.0,
+    "beta": 1.0,
+    "hr_min": 60.0,
+    "hr_max": 190.0,
+    "fatigue": 0.05,
+    "recovery": 1.0,
+}
+DEMAND_BOUNDS = (30.0, 250.0)  # bpm, the activity network's range
+RESTORE_RATE = 1.0  # 1/s, the hard restoring term outside [HRmin, HRmax]
+MAX_RATE = 2.0  # 1/s, RK4 at 1 s is stable below 2.78
+_FLOOR = 0.5  # bpm: f_min, f_max are evaluated at least this far inside the bounds
+SPEED_CENTER, SPEED_SCALE, GRADE_SCALE = 3.0, 1.0, 0.1  # activity-network input scaling
+
+
+class PersonalParams(NamedTuple):
+    """One runner's ODE parameters (see `BOUNDS`)."""
+
+    log_rate_hr: Float[Array, "*runner"]
+    log_rate_demand: Float[Array, "*runner"]
+    alpha: Float[Array, "*runner"]
+    beta: Float[Array, "*runner"]
+    hr_min: Float[Array, "*runner"]
+    hr_max: Float[Array, "*runner"]
+    fatigue: Float[Array, "*runner"]
+    recovery: Float[Array, "*runner"]
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+def hr_field(t, y: Float[Array, " 2"], intensity: Float[Array, ""], p: PersonalParams):
+    """The right-hand side d(HR, D)/dt (bpm/s) of the personalised ODE; `p.recovery` multiplies
+    the HR rate while D < HR (pass 1 for the published, symmetric form)."""
+    del t
+    hr, demand = y[0], y[1]
+    f_min = (jnp.maximum(hr - p.hr_min, _FLOOR) / 60.0) ** p.alpha
+    f_max = (jnp.maximum(p.hr_max - hr, _FLOOR) / 60.0) ** p.beta
+    falling = jnp.where(demand < hr, p.recovery, 1.0)
+    rate = jnp.minimum(jnp.exp(p.log_rate_hr) * f_min * f_max * falling / 60.0, MAX_RATE)
+    restore = RESTORE_RATE * (jax.nn.relu(p.hr_min - hr) - jax.nn.relu(hr - p.hr_max))
+    d_hr = rate * (demand - hr) + restore
+    d_demand = jnp.minimum(jnp.exp(p.log_rate_demand) / 60.0, MAX_RATE) * (intensity - demand)
+    return jnp.stack([d_hr, d_demand])
+
+
+class PersonalHRODE(eqx.Module):
+    """Per-runner embeddings, their decoder and the activity network of the personalised ODE.
+
+    `embedding [R, E]` holds one row per runner of the cohort it was trained on; a runner it has
+    not seen is given a calibrated embedding (`eval.personal_study.calibrate`). Methods take the
+    embedding `e [E]` explicitly and the activity inputs `u [T, 2]`: speed (m/s) and grade
+    (rise/run), see `eval.personal_study.activity_inputs`.
+    """
+
+    embedding: Float[Array, "runner embed"]
+    decoder: eqx.nn.Linear
+    activity_hidden: eqx.nn.Linear
+    activity_out: eqx.nn.Linear
+    window: int = eqx.field(static=True)
+    asymmetric: bool = eqx.field(static=True)
+    engine: Engine = eqx.field(static=True)
+    adjoint: Adjoint = eqx.field(static=True)
+
+    def __init__(
+        self,
+        n_runners: int,
+        embed: int = 8,
+        width: int = 32,
+        *,
+        window: int = 60,
+        asymmetric: bool = True,
+        engine: Engine = "diffrax",
+        adjoint: Adjoint = "checkpoint",
+        key: PRNGKeyArray,
+    ):
+        k = jax.random.split(key, 4)
+        self.embedding = 0.01 * jax.random.normal(k[0], (n_runners, embed))
+        decoder = eqx.nn.Linear(embed, len(BOUNDS), key=k[1])
+        start = jnp.asarray(
+            [_logit((_START[n] - lo) / (hi - lo)) for n, (lo, hi) in BOUNDS.items()]
+        )
+        self.decoder = eqx.tree_at(
+            lambda m: (m.weight, m.bias), decoder, (0.1 * decoder.weight, start)
+        )
+        self.activity_hidden = eqx.nn.Linear(2 + embed, width, key=k[2])
+        self.activity_out = eqx.nn.Linear(width, 1, key=k[3])
+        self.window = window
+        self.asymmetric = asymmetric
+        self.engine = engine
+        self.adjoint = adjoint
+
+    def with_engine(self, engine: Engine, adjoint: Adjoint | None = None) -> PersonalHRODE:
+        """The same model solved by another engine (and adjoint)."""
+        return replace_static(self, engine=engine, adjoint=adjoint or self.adjoint)
+
+    def params(self, e: Float[Array, "*runner embed"]) -> PersonalParams:
+        """The bounded ODE parameters of embedding(s) `e`."""
+        raw = dense(self.decoder.weight, self.decoder.bias, e)
+        values = [
+            lo + (hi - lo) * jax.nn.sigmoid(raw[..., i])
+            for i, (lo, hi) in enumerate(BOUNDS.values())
+        ]
+        p = PersonalParams(*values)
+        return p if self.asymmetric else p._replace(recovery=jnp.ones_like(p.recovery))
+
+    def intensity(
+        self, e: Float[Array, " embed"], u: Float[Array, "time 2"], p: PersonalParams
+    ) -> Float[Array, " time"]:
+        """I(t) = a(speed, grade; e) x (1 + phi t / 3600) for every second (bpm)."""
+        scaled = jnp.stack([(u[:, 0] - SPEED_CENTER) / SPEED_SCALE, u[:, 1] / GRADE_SCALE], axis=-1)
+        z = jnp.concatenate([scaled, jnp.broadcast_to(e, (u.shape[0], e.shape[0]))], axis=-1)
+        h = jax.nn.leaky_relu(dense(self.activity_hidden.weight, self.activity_hidden.bias, z))
+        a = dense(self.activity_out.weight, self.activity_out.bias, h)[:, 0]
+        lo, hi = DEMAND_BOUNDS
+        hours = jnp.arange(u.shape[0], dtype=u.dtype) / 3600.0
+        return (lo + (hi - lo) * jax.nn.sigmoid(a)) * (1.0 + p.fatigue * hours)
+
+    def _run(self, e, u, starts, reset: bool) -> HRPrediction:
+        """Window by window: `starts [N]` are the windows' measured first HR (bpm); with `reset`
+        each window's HR starts there (standard), else only the first does (generative)."""
+        t = u.shape[0]
+        if t % self.window:
+            raise ValueError(
+                f"session length {t} s is not a multiple of the {self.window} s window; "
+                "pad the cohort to a length bucket that is"
+            )
+        p = self.params(e)
+        i = self.intensity(e, u, p).reshape(t // self.window, self.window)
+        after = jnp.concatenate([i[1:, :1], i[-1:, -1:]])
+        inputs = jnp.concatenate([i, after], axis=1)  # [N, W + 1]: each window's last step
+
+        def body(y, w):
+            inten, start = w
+            y0 = jnp.stack([start, y[1]]) if reset else y
+            ys = solve(hr_field, y0, inten, p, engine=self.engine, adjoint=self.adjoint)
+            return ys[-1], ys[:-1, 0]
+
+        y0 = jnp.stack([starts[0], starts[0]])
+        _, hr = jax.lax.scan(body, y0, (inputs, starts))
+        mu, sigma = hr.mean(axis=1), hr.std(axis=1)
+        hr = jnp.clip(hr.reshape(-1), HR_MIN, HR_MAX)
+        return HRPrediction(hr, jnp.zeros_like(hr), mu, sigma)
+
+    def standard(
+        self, e: Float[Array, " embed"], u: Float[Array, "time 2"], hr_init: Float[Array, " window"]
+    ) -> HRPrediction:
+        """Standard protocol: each window's HR starts from its first second `hr_init` (bpm)."""
+        return self._run(e, u, hr_init, reset=True)
+
+    def rollout(
+        self, e: Float[Array, " embed"], u: Float[Array, "time 2"], hr0: Float[Array, ""]
+    ) -> HRPrediction:
+        """Generative protocol: only the session's first HR `hr0` (bpm) is known."""
+        n = u.shape[0] // self.window
+        return self._run(e, u, jnp.broadcast_to(hr0, (n,)), reset=False)
+
+    def runner_embedding(self, runner: Int[Array, ""]) -> Float[Array, " embed"]:
+        return self.embedding[runner]
