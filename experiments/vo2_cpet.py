@@ -28,11 +28,18 @@ def main(argv=None) -> int:
     parser.add_argument("--hidden", type=int, help="biGRU width per direction (default 32)")
     parser.add_argument("--layers", type=int, help="biGRU layers (default 2)")
     parser.add_argument("--epochs", type=int)
+    parser.add_argument(
+        "--raw-first-second",
+        action="store_true",
+        help="give the raw first VO2 sample instead of the smoothed series' first second",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = cpet_config(args.quick, args.seed)
     hidden, layers = config.variant
     config = config._replace(variant=(args.hidden or hidden, args.layers or layers))
+    if args.raw_first_second:
+        config = config._replace(first_second="raw")
     if args.epochs:
         config = config._replace(train=config.train._replace(epochs=args.epochs))
     try:

@@ -16,8 +16,10 @@ The steps mirror `eval.hr_study`:
    for the baselines: (a) VO2 linear in HR, slope fitted on the training subjects, offset set by
    the test session's first second: `v_0 + b (HR_t - HR_0)`; (b) `v_0 HR_t / HR_0`.
 
-The known first second `v_0` is the first second of the smoothed series (the value a lab would
-read off its first breaths); the model and both baselines get the same one.
+The known first second `v_0` is by default the first second of the smoothed series (the
+Savitzky-Golay cubic fitted to the first 15 s: the value a lab would read off its first breaths);
+`first_second="raw"` uses the raw first sample instead. The model and both baselines get the
+same one.
 """
 
 from __future__ import annotations
@@ -78,6 +80,9 @@ class VO2StudyConfig(NamedTuple):
     second_weight: float = 1.0  # beta of its second-difference term
     seed: int = 0
     eval_batch: int = 8
+    # the known first second: of the smoothed series ("smoothed", a cubic fitted to the first
+    # 15 s, as a lab reads its first breaths) or the raw first sample ("raw")
+    first_second: str = "smoothed"
 
 
 class VO2Data(NamedTuple):
@@ -138,7 +143,12 @@ def prepare(cohort: Cohort, config: VO2StudyConfig):
     weight = jnp.asarray(train_sessions)[:, :, None] & mask[None]
     normalizer = jax.vmap(fit_normalizer, in_axes=(None, 0))(features, weight)
     hr = hold_observed(cohort.hr, cohort.mask & cohort.valid)
-    data = VO2Data(features, hr, vo2, mask, vo2[:, 0])
+    if config.first_second not in ("smoothed", "raw"):
+        raise ValueError(f"first_second must be 'smoothed' or 'raw', got {config.first_second!r}")
+    raw0 = hold_observed(cohort.vo2, mask)[:, 0]
+    data = VO2Data(
+        features, hr, vo2, mask, vo2[:, 0] if config.first_second == "smoothed" else raw0
+    )
     fold = VO2Fold(
         normalizer, jnp.asarray(p), jnp.asarray(val_idx), jnp.asarray(val_ok, jnp.float32)
     )
