@@ -22,7 +22,7 @@ HAS_PYOXYNET = importlib.util.find_spec("pyoxynet") is not None
 CHANNELS = ("speed", "cadence", "altitude")
 
 
-def toy_cohort(n_runners=3, t=120, seed=0):
+def toy_cohort(n_runners=3, t=60, seed=0):
     rng = np.random.default_rng(seed)
     sessions = []
     for r in range(n_runners):
@@ -150,3 +150,10 @@ def test_pyoxynet_ramp_tests_load():
 def test_cli_quick_pyoxynet(tmp_path: Path):
     assert vo2_study.cli_cv_vo2("pyoxynet", True, tmp_path) == 0
     assert (tmp_path / "metrics.json").exists() and (tmp_path / "report.md").exists()
+
+
+def test_prepare_refuses_sessions_without_vo2():
+    cohort = toy_cohort(n_runners=3)
+    cohort = eqx.tree_at(lambda c: c.vo2_mask, cohort, cohort.vo2_mask.at[1].set(False))
+    with pytest.raises(WearjaxError, match="no VO2"):
+        vo2_study.prepare(cohort, vo2_study.VO2StudyConfig())

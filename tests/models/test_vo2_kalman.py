@@ -60,19 +60,19 @@ def test_kalman_clamp_step_matches_numpy(x64, clamped):
 
 def test_rollout_scan_equals_loop_of_steps_and_starts_at_v0():
     model = build_vo2_model(3, (8, 2), key=jax.random.key(0))
-    x = jax.random.normal(jax.random.key(1), (120, 3))
+    x = jax.random.normal(jax.random.key(1), (60, 3))
     v0 = jnp.asarray(1500.0)
     pred = eqx.filter_jit(model.rollout)(x, v0)
     inputs = model.step_inputs(model.states(x, v0), v0)
     carry = VO2Carry(v0 / 1000, v0 / 1000, jax.nn.softplus(model.log_p0))
     out = [1.5]
-    for t in range(1, 120):
+    for t in range(1, 60):
         step_t = VO2StepInputs(*(a[t] for a in inputs))
         carry, (v, _, _) = vo2_kalman_step(carry, step_t)
         out.append(float(v))
     np.testing.assert_allclose(np.asarray(pred.vo2), 1000 * np.asarray(out), rtol=1e-5)
     assert pred.vo2[0] == v0
-    assert pred.mu.shape == (2,)
+    assert pred.mu.shape == (1,)
     assert np.all(np.asarray(pred.sigma) > 0) and np.all(np.asarray(pred.delta95) > 0)
 
 

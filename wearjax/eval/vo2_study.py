@@ -39,12 +39,14 @@ import optax
 
 from wearjax.data.folds import leave_k_runners_out, validation_runners
 from wearjax.data.types import Cohort
+from wearjax.errors import WearjaxDataError
 from wearjax.eval.hr_study import held_out_table
 from wearjax.eval.metrics import bias, mae, mape, pearson_r, r2, rmse
 from wearjax.eval.protocols import given_mask
 from wearjax.models.vo2_kalman import build_vo2_model
 from wearjax.signal.features import Normalizer, fit_normalizer
 from wearjax.signal.metabolic import (
+    SAVGOL_WINDOW,
     hold_observed,
     metabolic_feature_names,
     metabolic_features,
@@ -129,6 +131,17 @@ def prepare(cohort: Cohort, config: VO2StudyConfig):
         raise ValueError(
             f"cohort length {cohort.x.shape[1]} s is not a multiple of the {config.window} s "
             "window: stack it with a bucket that is"
+        )
+    lengths = np.asarray(cohort.lengths)
+    observed = np.asarray(cohort.vo2_mask & cohort.valid).sum(axis=1)
+    short = [
+        cohort.workouts[i] if cohort.workouts else str(i)
+        for i in np.flatnonzero((lengths < SAVGOL_WINDOW) | (observed == 0))
+    ]
+    if short:
+        raise WearjaxDataError(
+            f"sessions {short[:5]} have no VO2 or are shorter than the {SAVGOL_WINDOW} s "
+            "smoothing window: drop them before the VO2 study"
         )
     features, names = cohort_features(cohort, config.window)
     mask = cohort.vo2_mask & cohort.valid
