@@ -128,7 +128,7 @@ def smoothed_vo2(vo2, vo2_mask, lengths):
 def prepare(cohort: Cohort, config: VO2StudyConfig):
     """Features, smoothed targets, subject-wise folds and per-fold normalisers."""
     if cohort.x.shape[1] % config.window:
-        raise ValueError(
+        raise WearjaxDataError(
             f"cohort length {cohort.x.shape[1]} s is not a multiple of the {config.window} s "
             "window: stack it with a bucket that is"
         )
@@ -157,7 +157,9 @@ def prepare(cohort: Cohort, config: VO2StudyConfig):
     normalizer = jax.vmap(fit_normalizer, in_axes=(None, 0))(features, weight)
     hr = hold_observed(cohort.hr, cohort.mask & cohort.valid)
     if config.first_second not in ("smoothed", "raw"):
-        raise ValueError(f"first_second must be 'smoothed' or 'raw', got {config.first_second!r}")
+        raise WearjaxDataError(
+            f"first_second must be 'smoothed' or 'raw', got {config.first_second!r}"
+        )
     raw0 = hold_observed(cohort.vo2, mask)[:, 0]
     data = VO2Data(
         features, hr, vo2, mask, vo2[:, 0] if config.first_second == "smoothed" else raw0
