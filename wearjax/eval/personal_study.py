@@ -57,6 +57,7 @@ class PersonalConfig(NamedTuple):
     calibration_lr: float = 0.05
     eval_batch: int = 8
     asymmetric: bool = True  # see models.hr_personal: False is the published form
+    engine: str = "diffrax"  # or "scan": same numbers (models.ode)
 
 
 def activity_inputs(
@@ -79,7 +80,8 @@ def activity_inputs(
     t = jnp.arange(n)
     lo, hi = jnp.clip(t - half, 0, n - 1), jnp.clip(t + half, 0, n - 1)
     run = jnp.cumsum(speed, axis=-1)
-    distance = jnp.maximum(run[..., hi] - run[..., lo], (hi - lo).astype(speed.dtype))
+    span = jnp.broadcast_to((hi - lo).astype(speed.dtype), speed.shape)
+    distance = jnp.maximum(run[..., hi] - run[..., lo], span)
     grade = (alt[..., hi] - alt[..., lo]) / distance
     return jnp.stack([speed, grade], axis=-1)
 
@@ -238,6 +240,7 @@ def run_personal_study(
             config.width,
             window=study.window,
             asymmetric=config.asymmetric,
+            engine=config.engine,
             key=k,
         ),
         loss,
@@ -250,6 +253,7 @@ def run_personal_study(
         progress="personal_ode" if progress else False,
     )
     train_s = time.perf_counter() - t0
+    params = eqx.filter(fit.model, eqx.is_inexact_array)
     idx, ok = held_out_table(test, runner)
     cal = np.stack([calibration_sessions(runner, row) for row in idx])
     t0 = time.perf_counter()
@@ -275,6 +279,7 @@ def run_personal_study(
         epochs_run=int(fit.history["stopped"].shape[0]),
         best_val_loss=np.min(fit.history["val_loss"], axis=0).tolist(),
         n_traces=fit.n_traces,
+        n_parameters=sum(x.size for x in jax.tree_util.tree_leaves(params)) // len(test),
         calibration="each held-out session: embedding fitted on another session of its runner",
     )
     return PersonalResult(entry, preds, fit.model, embeddings, fold_of)
@@ -310,6 +315,7 @@ def response_halftimes(
     from wearjax.train.fit import fold_model
 
     rows = []
+    rollout = eqx.filter_jit(lambda m, e, u, h0: m.rollout(e, u, h0).hr)
     scored = np.flatnonzero(result.predictions["standard"].any(axis=1))
     for s in scored:
         r = int(runner[s])
@@ -318,7 +324,7 @@ def response_halftimes(
         )
         model = fold_model(result.model, int(result.fold_of[s]))
         u = jnp.stack([speed, jnp.zeros_like(speed)], axis=-1)
-        pred = np.asarray(model.rollout(jnp.asarray(result.embeddings[s]), u, hr_true[0]).hr)
+        pred = np.asarray(rollout(model, jnp.asarray(result.embeddings[s]), u, hr_true[0]))
         hr_true = np.asarray(hr_true)
         rows.append(
             {

@@ -91,6 +91,7 @@ class HRODE(eqx.Module):
     window: int = eqx.field(static=True)
     engine: Engine = eqx.field(static=True)
     adjoint: Adjoint = eqx.field(static=True)
+    checkpoints: int | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -102,6 +103,7 @@ class HRODE(eqx.Module):
         dropout: float = 0.1,
         engine: Engine = "diffrax",
         adjoint: Adjoint = "checkpoint",
+        checkpoints: int | None = None,
         key: PRNGKeyArray,
     ):
         k = jax.random.split(key, 3)
@@ -116,10 +118,19 @@ class HRODE(eqx.Module):
         self.window = window
         self.engine = engine
         self.adjoint = adjoint
+        self.checkpoints = checkpoints
 
-    def with_engine(self, engine: Engine, adjoint: Adjoint | None = None) -> HRODE:
-        """The same model solved by another engine (and adjoint)."""
-        return replace_static(self, engine=engine, adjoint=adjoint or self.adjoint)
+    def with_engine(
+        self, engine: Engine, adjoint: Adjoint | None = None, checkpoints: int | None = None
+    ) -> HRODE:
+        """The same model solved by another engine (adjoint, checkpoints: `models.ode.solve`)."""
+        return replace_static(
+            self, engine=engine, adjoint=adjoint or self.adjoint, checkpoints=checkpoints
+        )
+
+    @property
+    def _solver(self) -> dict:
+        return dict(engine=self.engine, adjoint=self.adjoint, checkpoints=self.checkpoints)
 
     # -- pieces that do not depend on the ODE state ------------------------------------------
     def _encode(self, x, state, key):
@@ -146,7 +157,7 @@ class HRODE(eqx.Module):
         mu = h_init + MEAN_SCALE * raw[0]
         sigma = 0.5 + SD_SCALE * jax.nn.softplus(raw[1])
         g0 = (h_init - mu) / sigma
-        g = solve(_relax, g0, d, engine=self.engine, adjoint=self.adjoint)
+        g = solve(_relax, g0, d, **self._solver)
         return jnp.clip(mu + sigma * g, HR_MIN, HR_MAX), mu, sigma
 
     def _standard(self, s_mean, d, hr_init) -> HRPrediction:

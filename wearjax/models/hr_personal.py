@@ -134,6 +134,7 @@ class PersonalHRODE(eqx.Module):
     asymmetric: bool = eqx.field(static=True)
     engine: Engine = eqx.field(static=True)
     adjoint: Adjoint = eqx.field(static=True)
+    checkpoints: int | None = eqx.field(static=True)
 
     def __init__(
         self,
@@ -145,6 +146,7 @@ class PersonalHRODE(eqx.Module):
         asymmetric: bool = True,
         engine: Engine = "diffrax",
         adjoint: Adjoint = "checkpoint",
+        checkpoints: int | None = None,
         key: PRNGKeyArray,
     ):
         k = jax.random.split(key, 4)
@@ -153,19 +155,26 @@ class PersonalHRODE(eqx.Module):
         start = jnp.asarray(
             [_logit((_START[n] - lo) / (hi - lo)) for n, (lo, hi) in BOUNDS.items()]
         )
-        self.decoder = eqx.tree_at(
-            lambda m: (m.weight, m.bias), decoder, (0.1 * decoder.weight, start)
-        )
+        self.decoder = eqx.tree_at(lambda m: (m.weight, m.bias), decoder, (decoder.weight, start))
         self.activity_hidden = eqx.nn.Linear(2 + embed, width, key=k[2])
         self.activity_out = eqx.nn.Linear(width, 1, key=k[3])
         self.window = window
         self.asymmetric = asymmetric
         self.engine = engine
         self.adjoint = adjoint
+        self.checkpoints = checkpoints
 
-    def with_engine(self, engine: Engine, adjoint: Adjoint | None = None) -> PersonalHRODE:
-        """The same model solved by another engine (and adjoint)."""
-        return replace_static(self, engine=engine, adjoint=adjoint or self.adjoint)
+    def with_engine(
+        self, engine: Engine, adjoint: Adjoint | None = None, checkpoints: int | None = None
+    ) -> PersonalHRODE:
+        """The same model solved by another engine (adjoint, checkpoints: `models.ode.solve`)."""
+        return replace_static(
+            self, engine=engine, adjoint=adjoint or self.adjoint, checkpoints=checkpoints
+        )
+
+    @property
+    def _solver(self) -> dict:
+        return dict(engine=self.engine, adjoint=self.adjoint, checkpoints=self.checkpoints)
 
     def params(self, e: Float[Array, "*runner embed"]) -> PersonalParams:
         """The bounded ODE parameters of embedding(s) `e`."""
@@ -206,7 +215,7 @@ class PersonalHRODE(eqx.Module):
         def body(y, w):
             inten, start = w
             y0 = jnp.stack([start, y[1]]) if reset else y
-            ys = solve(hr_field, y0, inten, p, engine=self.engine, adjoint=self.adjoint)
+            ys = solve(hr_field, y0, inten, p, **self._solver)
             return ys[-1], ys[:-1, 0]
 
         y0 = jnp.stack([starts[0], starts[0]])

@@ -1,0 +1,86 @@
+"""The personalised HR ODE study: inputs, calibration tables, half-times, one small run."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wearjax.data.synthetic import simulate_cohort
+from wearjax.eval.hr_study import HRStudyConfig
+from wearjax.eval.personal_study import (
+    GRADE_SPAN,
+    PersonalConfig,
+    activity_inputs,
+    calibration_sessions,
+    half_time,
+    response_halftimes,
+    run_personal_study,
+)
+from wearjax.train.fit import TrainConfig
+
+
+def test_grade_is_the_centred_rise_over_the_distance_run():
+    rng = np.random.default_rng(0)
+    speed = rng.uniform(2, 4, 200)
+    alt = np.cumsum(rng.normal(0, 0.3, 200)) + 100
+    x = jnp.asarray(np.stack([alt, speed], -1), jnp.float32)
+    got = np.asarray(activity_inputs(x, ("altitude", "speed")))
+    run = np.cumsum(speed)
+    for t in (0, 7, 100, 199):
+        lo, hi = max(t - GRADE_SPAN // 2, 0), min(t + GRADE_SPAN // 2, 199)
+        want = (alt[hi] - alt[lo]) / max(run[hi] - run[lo], hi - lo)
+        np.testing.assert_allclose(got[t], [speed[t], want], rtol=1e-4, atol=1e-6)
+    flat = np.asarray(activity_inputs(x[:, 1:], ("speed",)))
+    np.testing.assert_array_equal(flat[:, 1], 0.0)
+    with pytest.raises(ValueError, match="speed"):
+        activity_inputs(x[:, :1], ("altitude",))
+
+
+def test_each_session_is_calibrated_on_another_of_its_runner():
+    runner = np.array([0, 0, 0, 1, 1, 2])
+    np.testing.assert_array_equal(calibration_sessions(runner, np.arange(6)), [1, 2, 0, 4, 3, 5])
+
+
+def test_half_time_of_a_first_order_step():
+    tau, t = 30.0, np.arange(600.0)
+    hr = np.where(t < 100, 100.0, 150.0 - 50.0 * np.exp(-(t - 99) / tau))
+    assert half_time(hr, 100, 600) == pytest.approx(tau * math.log(2) - 1, abs=0.05)
+    falling = 250.0 - hr
+    assert half_time(falling, 100, 600) == pytest.approx(tau * math.log(2) - 1, abs=0.05)
+    assert math.isnan(half_time(np.full(50, 80.0), 10, 50))
+
+
+@pytest.mark.slow  # about a minute on 2 cores: compiles training and calibration
+def test_a_small_study_runs_as_one_program_and_predicts_every_session():
+    cohort, physiology = simulate_cohort(
+        jax.random.key(0),
+        n_runners=4,
+        sessions_per_runner=2,
+        min_minutes=6.0,
+        max_minutes=8.0,
+        return_physiology=True,
+    )
+    config = PersonalConfig(
+        batch_size=2,
+        train=TrainConfig(learning_rate=1e-2, epochs=2, steps_per_epoch=3),
+        calibration_steps=3,
+        engine="scan",  # the same numbers as Diffrax (tests/models/test_ode.py), faster to compile
+    )
+    result = run_personal_study(cohort, HRStudyConfig(runners_out=2), config, progress=False)
+    assert result.entry["n_traces"] == 1
+    for protocol in ("standard", "generative"):
+        assert math.isfinite(result.entry[protocol]["mae"])
+        assert result.entry[protocol]["mae"] < 40.0
+    mask = np.asarray(cohort.mask & cohort.valid)
+    pred = result.predictions["standard"]
+    assert np.all(pred[mask] > 0)  # every session was someone's held-out session
+    # the standard protocol restarts every window at its measured first second
+    starts = np.zeros_like(mask)
+    starts[:, ::60] = True
+    given = mask & starts
+    np.testing.assert_allclose(pred[given], np.asarray(cohort.hr)[given], atol=1e-3)
+    rows = response_halftimes(result, physiology, np.asarray(cohort.runner), n=600, step_down=400)
+    assert len(rows) == cohort.n_sessions
+    assert all(r["rise_true_s"] > 0 for r in rows)
