@@ -139,3 +139,31 @@ def test_loss_matches_formula():
     np.testing.assert_allclose(float(got), want, rtol=1e-4)
     _, _, _, ok_got = window_statistics(jnp.asarray(y), jnp.asarray(mask), jnp.asarray(starts), w)
     np.testing.assert_array_equal(np.asarray(ok_got), ok)
+
+
+def test_step_gradient_matches_finite_differences(x64):
+    """d v_t / d (obs, gain_shift, trend, alpha) inside the clamp, float64 central differences."""
+    base = dict(
+        obs=2.1,
+        q=0.003,
+        r=0.05,
+        gain_shift=0.3,
+        lo=-0.04,
+        hi=0.06,
+        trend=0.4,
+        direct=2.3,
+        alpha=0.25,
+    )
+    carry = VO2Carry(*(jnp.asarray(v, jnp.float64) for v in (2.0, 1.95, 0.01)))
+
+    def v_of(values):
+        inputs = VO2StepInputs(**{k: jnp.asarray(v, jnp.float64) for k, v in values.items()})
+        return vo2_kalman_step(carry, inputs)[1][0]
+
+    for name in ("obs", "gain_shift", "trend", "alpha"):
+        grad = jax.grad(lambda a, name=name: v_of(base | {name: a}))(jnp.asarray(base[name]))
+        eps = 1e-6
+        fd = (v_of(base | {name: base[name] + eps}) - v_of(base | {name: base[name] - eps})) / (
+            2 * eps
+        )
+        np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-9)
