@@ -143,7 +143,9 @@ def predict(checkpoint: Path, file: Path, out: Path, hr0: float | None = None) -
     from wearjax.eval.hr_recordings import predict_hr, read_recordings, write_prediction
 
     model, normalizer, header = load_hr(checkpoint)
-    sessions, _ = read_recordings(file, require_hr=False)
+    sessions, skipped = read_recordings(file, require_hr=False)
+    for s in skipped:
+        _say(f"skipped {s.path}: {s.reason}")
     for i, session in enumerate(sessions):
         pred = predict_hr(model, normalizer, header, session, hr0=hr0)
         name = file.stem if len(sessions) == 1 else f"{file.stem}-{i + 1}"
