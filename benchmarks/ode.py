@@ -7,7 +7,8 @@ one: every window starts where the previous ended), loss = mean squared HR error
   system per session; the ODE is nearly all the work;
 - `hr_ode`: the Lab-to-Wrist HR ODE's decoder (`models.hr_ode`), 60 windows x 60 steps per
   session, given the demand and window heads (the GRU backbone is left out: it is the same for
-  both engines and would hide them);
+  both engines and would hide them); `hr_ode standard`: the same under the standard protocol
+  (all windows of a session as one ODE with a state per window);
 - `hr_ode+gru`: the whole HR ODE (64, 3) with its backbone.
 
 Engines: `scan`, and Diffrax with recursive checkpointing (one checkpoint per step, the
@@ -28,6 +29,7 @@ import os
 import platform
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import equinox as eqx
@@ -92,7 +94,7 @@ def personal_case(batch, length, options):
     return loss, params
 
 
-def hr_decoder_case(batch, length, options):
+def hr_decoder_case(batch, length, options, protocol="generative"):
     model = _with(HRODE(8, 64, 3, key=jax.random.key(0)), options)
     rng = np.random.default_rng(1)
     n = length // model.window
@@ -102,7 +104,11 @@ def hr_decoder_case(batch, length, options):
 
     def loss(params):
         m = eqx.combine(params, static)
-        pred = jax.vmap(lambda s, di, h: m._generative(s, di, h[0]).hr)(s_mean, d, hr)
+        if protocol == "standard":
+            starts = hr[:, :: m.window]
+            pred = jax.vmap(lambda s, di, h: m._standard(s, di, h).hr)(s_mean, d, starts)
+        else:
+            pred = jax.vmap(lambda s, di, h: m._generative(s, di, h[0]).hr)(s_mean, d, hr)
         return jnp.mean(jnp.square(pred - hr))
 
     params, static = eqx.partition(model, eqx.is_inexact_array)
@@ -129,7 +135,12 @@ def _with(model, options):
     )
 
 
-CASES = {"personal": personal_case, "hr_ode": hr_decoder_case, "hr_ode+gru": hr_full_case}
+CASES = {
+    "personal": personal_case,
+    "hr_ode": hr_decoder_case,
+    "hr_ode standard": partial(hr_decoder_case, protocol="standard"),
+    "hr_ode+gru": hr_full_case,
+}
 
 
 def run_case(name, batch, length, options, reps):

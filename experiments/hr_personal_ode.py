@@ -67,6 +67,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results/hr_personal_ode"))
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--embedding-reg", type=float, default=PersonalConfig().embedding_reg)
+    parser.add_argument("--calibration-steps", type=int, default=PersonalConfig().calibration_steps)
     args = parser.parse_args(argv)
     p = PRESETS["quick" if args.quick else "full"]
     t0 = time.perf_counter()
@@ -79,7 +81,13 @@ def main(argv=None) -> int:
         return_physiology=True,
     )
     study = HRStudyConfig(seed=args.seed)
-    results = {"preset": "quick" if args.quick else "full", "cohort": p, "forms": {}}
+    results = {
+        "preset": "quick" if args.quick else "full",
+        "cohort": p,
+        "embedding_reg": args.embedding_reg,
+        "calibration_steps": args.calibration_steps,
+        "forms": {},
+    }
     runner = np.asarray(cohort.runner)
     for form, asymmetric in (("published", False), ("asymmetric", True)):
         base = PersonalConfig()
