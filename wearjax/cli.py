@@ -9,17 +9,18 @@ from pathlib import Path
 
 from wearjax.errors import WearjaxError
 
-# Demo presets. Quick: a smoke run in about 3 minutes on 2 CPU cores; full: the Table-1-style
-# study on 108 sessions of 20-60 min (training cost grows with the padded session length; the
-# 20-120 min cohort runs in experiments/hr_table1.py), about 10-15 minutes.
+# Demo presets: Table 1's four models (Kalman and ODE, (128, 2) and (64, 3)) and the
+# personalised ODE. Quick: a smoke run of several minutes on 2 CPU cores; full: the
+# Table-1-style study on 108 sessions of 20-60 min (training cost grows with the padded session
+# length; the 20-120 min cohort runs in experiments/hr_table1.py).
 DEMO_PRESETS = {
     "quick": dict(
         n_runners=6, sessions_per_runner=4, min_minutes=20.0, max_minutes=30.0,
-        epochs=10, steps_per_epoch=20, batch_size=2,
+        epochs=10, steps_per_epoch=20, batch_size=2, personal_epochs=10,
     ),
     "full": dict(
         n_runners=12, sessions_per_runner=9, min_minutes=20.0, max_minutes=60.0,
-        epochs=30, steps_per_epoch=15, batch_size=1,
+        epochs=30, steps_per_epoch=15, batch_size=1, personal_epochs=30,
     ),
 }  # fmt: skip
 
@@ -29,6 +30,7 @@ def demo(out: Path, quick: bool, seed: int = 0) -> int:
 
     from wearjax.data.synthetic import simulate_cohort
     from wearjax.eval.hr_study import HRStudyConfig, run_hr_study
+    from wearjax.eval.personal_study import PersonalConfig
     from wearjax.eval.report import cohort_line, table_1, write_outputs
     from wearjax.train.fit import TrainConfig
 
@@ -47,6 +49,7 @@ def demo(out: Path, quick: bool, seed: int = 0) -> int:
         train=TrainConfig(epochs=p["epochs"], steps_per_epoch=p["steps_per_epoch"]),
         batch_size=p["batch_size"],
         seed=seed,
+        personal=PersonalConfig(train=PersonalConfig().train._replace(epochs=p["personal_epochs"])),
     )
     results, predictions = run_hr_study(cohort, config, progress=True)
     results["demo"] = {"preset": "quick" if quick else "full", "seed": seed,
