@@ -183,6 +183,7 @@ def main(argv=None) -> int:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--few-checkpoints", type=int, default=16)
     parser.add_argument("--quick", action="store_true", help="batch 8 x 600 s, fewer reps")
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ode_cpu.md"))
     args = parser.parse_args(argv)
     if args.quick:
@@ -196,7 +197,7 @@ def main(argv=None) -> int:
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     print("\n".join(lines), flush=True)
-    for case in CASES:
+    for case in args.cases:
         base = None
         for label, options in engines(args.few_checkpoints).items():
             (cf, rf), (cb, rb) = run_case(case, args.batch, args.length, options, args.reps)

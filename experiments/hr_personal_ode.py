@@ -91,7 +91,12 @@ def main(argv=None) -> int:
     runner = np.asarray(cohort.runner)
     for form, asymmetric in (("published", False), ("asymmetric", True)):
         base = PersonalConfig()
-        config = base._replace(asymmetric=asymmetric, train=base.train._replace(epochs=p["epochs"]))
+        config = base._replace(
+            asymmetric=asymmetric,
+            train=base.train._replace(epochs=p["epochs"]),
+            embedding_reg=args.embedding_reg,
+            calibration_steps=args.calibration_steps,
+        )
         result = run_personal_study(cohort, study, config, progress=True)
         rows = response_halftimes(result, physiology, runner)
         runners = per_runner(rows)

@@ -36,9 +36,9 @@ seconds, a relaxation rate above 2.78 /s makes RK4 at 1 s unstable, so the two r
 reached at A or B near their upper bounds). The intensity depends on the inputs and `e` only, so
 it is computed for all seconds before the solver runs; between seconds it is linear.
 
-Protocols as for the other HR models, over 60 s windows solved one after another (`lax.scan`):
-generative from the session's first second (D starts equal to HR, a runner at steady state);
-standard with HR reset to each window's measured first second and D carried on.
+Protocols as for the other HR models: generative, one solve of the whole session from its first
+second (D starts equal to HR, a runner at steady state); standard, 60 s windows solved one after
+another (`lax.scan`) with HR reset to each window's measured first second and D carried on.
 """
 
 from __future__ import annotations
@@ -199,8 +199,10 @@ class PersonalHRODE(eqx.Module):
         return (lo + (hi - lo) * jax.nn.sigmoid(a)) * (1.0 + p.fatigue * hours)
 
     def _run(self, e, u, starts, reset: bool) -> HRPrediction:
-        """Window by window: `starts [N]` are the windows' measured first HR (bpm); with `reset`
-        each window's HR starts there (standard), else only the first does (generative)."""
+        """`starts [N]` are the windows' measured first HR (bpm). With `reset` (standard) each
+        window's HR starts there and D carries on: a `lax.scan` over windows, each solved up to
+        the next window's first second. Without (generative) only the first does, and the whole
+        session is one solve (the same numbers as chaining the windows, with one solver loop)."""
         t = u.shape[0]
         if t % self.window:
             raise ValueError(
@@ -208,18 +210,22 @@ class PersonalHRODE(eqx.Module):
                 "pad the cohort to a length bucket that is"
             )
         p = self.params(e)
-        i = self.intensity(e, u, p).reshape(t // self.window, self.window)
-        after = jnp.concatenate([i[1:, :1], i[-1:, -1:]])
-        inputs = jnp.concatenate([i, after], axis=1)  # [N, W + 1]: each window's last step
-
-        def body(y, w):
-            inten, start = w
-            y0 = jnp.stack([start, y[1]]) if reset else y
-            ys = solve(hr_field, y0, inten, p, **self._solver)
-            return ys[-1], ys[:-1, 0]
-
+        intensity = self.intensity(e, u, p)
         y0 = jnp.stack([starts[0], starts[0]])
-        _, hr = jax.lax.scan(body, y0, (inputs, starts))
+        if reset:
+            i = intensity.reshape(t // self.window, self.window)
+            after = jnp.concatenate([i[1:, :1], i[-1:, -1:]])
+            inputs = jnp.concatenate([i, after], axis=1)  # [N, W + 1]: each window's last step
+
+            def body(y, w):
+                inten, start = w
+                ys = solve(hr_field, jnp.stack([start, y[1]]), inten, p, **self._solver)
+                return ys[-1], ys[:-1, 0]
+
+            _, hr = jax.lax.scan(body, y0, (inputs, starts))
+        else:
+            hr = solve(hr_field, y0, intensity, p, **self._solver)[:, 0]
+            hr = hr.reshape(t // self.window, self.window)
         mu, sigma = hr.mean(axis=1), hr.std(axis=1)
         hr = jnp.clip(hr.reshape(-1), HR_MIN, HR_MAX)
         return HRPrediction(hr, jnp.zeros_like(hr), mu, sigma)
