@@ -3,7 +3,7 @@
 Batch 64 sessions x 3600 s (one hour at 1 Hz), float32, generative protocol (the sequential
 one: every window starts where the previous ended), loss = mean squared HR error:
 
-- `personal`: the personalised HR ODE (`models.hr_personal`), 3600 RK4 steps of the (HR, D)
+- `personal`: the personalised HR ODE (`models.hr_personalized`), 3600 RK4 steps of the (HR, D)
   system per session; the ODE is nearly all the work;
 - `hr_ode`: the Lab-to-Wrist HR ODE's decoder (`models.hr_ode`), 60 windows x 60 steps per
   session, given the demand and window heads (the GRU backbone is left out: it is the same for
@@ -39,7 +39,7 @@ import numpy as np
 import optax
 
 from wearjax.models.hr_ode import HRODE
-from wearjax.models.hr_personal import PersonalHRODE
+from wearjax.models.hr_personalized import PersonalHRODE
 
 TIME_BUDGET_S = 10.0  # stop repeating a configuration once its timed calls took this long
 

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 from tests.conftest import tree_allclose
-from wearjax import checkpoint, cli
+from wearjax import cli
 from wearjax.cli import main
 from wearjax.data import read_file
 from wearjax.errors import WearjaxFileError
 from wearjax.eval.hr_study import build_model
 from wearjax.signal.features import Normalizer
+from wearjax.train import checkpoints
 
 REAL_CSV = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "running-csv"
 COLUMNS = ("timestamp", "heart_rate", "enhanced_speed", "cadence", "enhanced_altitude")
@@ -85,7 +86,7 @@ def _predictions(path):
 
 def test_fit_then_predict_round_trip_on_synthetic_runs(trained, tmp_path, capsys):
     folder, ckpt = trained
-    header = checkpoint.load_hr(ckpt).header
+    header = checkpoints.load_hr(ckpt).header
     assert header["channels"] == ["speed", "cadence", "altitude"]
     assert header["features"] == [
         "pace_s_per_km",
@@ -140,11 +141,11 @@ def test_checkpoint_save_load_is_exact(tmp_path):
     norm = Normalizer(jnp.arange(4.0), jnp.full(4, 2.0))
     header = dict(kind="kalman", hidden=8, layers=2, window=60, channels=["speed"])
     header["features"] = ["a", "b", "c", "d"]
-    path = checkpoint.save_hr(tmp_path / "m.wjx", model, norm, header)
-    loaded = checkpoint.load_hr(path)
+    path = checkpoints.save_hr(tmp_path / "m.wjx", model, norm, header)
+    loaded = checkpoints.load_hr(path)
     assert tree_allclose((loaded.model, loaded.normalizer), (model, norm), rtol=0, atol=0)
     assert {k: loaded.header[k] for k in header} == header
-    assert loaded.header["version"] == checkpoint.VERSION
+    assert loaded.header["version"] == checkpoints.VERSION
 
 
 def _corrupt(path: Path, tmp_path: Path) -> dict[str, Path]:
@@ -153,7 +154,7 @@ def _corrupt(path: Path, tmp_path: Path) -> dict[str, Path]:
     flipped = bytearray(data)
     flipped[-10] ^= 0xFF
     header = json.loads(first)
-    header["version"] = checkpoint.VERSION + 1
+    header["version"] = checkpoints.VERSION + 1
     files = {
         "flipped": bytes(flipped),
         "truncated": data[: len(data) - 100],
@@ -177,7 +178,7 @@ def test_damaged_checkpoints_are_refused_naming_the_file(trained, tmp_path, caps
     }
     for name, path in _corrupt(ckpt, tmp_path).items():
         with pytest.raises(WearjaxFileError, match=problems[name]) as err:
-            checkpoint.load_hr(path)
+            checkpoints.load_hr(path)
         assert err.value.path == path
         code = main(["predict", "--model", str(path), str(folder / "run0.csv")])
         line = _one_line_error(capsys, code)
@@ -236,7 +237,7 @@ def test_fit_then_predict_round_trip_on_real_runs(tmp_path, capsys):
         (folder / f.name).symlink_to(f.resolve())
     ckpt = tmp_path / "m.wjx"
     assert main(["fit", "hr", "--data", str(folder), "--out", str(ckpt), "--quick"]) == 0
-    assert checkpoint.load_hr(ckpt).header["channels"] == ["speed", "cadence", "altitude"]
+    assert checkpoints.load_hr(ckpt).header["channels"] == ["speed", "cadence", "altitude"]
     assert main(["predict", "--model", str(ckpt), str(files[3]), "--out", str(tmp_path)]) == 0
     pred = _predictions(tmp_path / f"{files[3].stem}.csv")
     assert len(pred["second"]) == read_file(files[3])[0].length  # one row per second

@@ -120,8 +120,8 @@ def cv_vo2(data: str, quick: bool, out: Path, seed: int = 0) -> int:
 
 def fit_hr(kind: str, data: Path, quick: bool, out: Path, seed: int = 0) -> int:
     """`wearjax fit hr`: train one HR model on every session and write a checkpoint."""
-    from wearjax.checkpoint import save_hr
     from wearjax.eval.hr_recordings import study_config, train_hr
+    from wearjax.train.checkpoints import save_hr
 
     t0 = time.perf_counter()
     sessions = _recordings(data, require_hr=True)
@@ -142,8 +142,8 @@ def fit_hr(kind: str, data: Path, quick: bool, out: Path, seed: int = 0) -> int:
 
 def predict(checkpoint: Path, file: Path, out: Path, hr0: float | None = None) -> int:
     """`wearjax predict`: HR of one recording in both protocols, with errors where it has HR."""
-    from wearjax.checkpoint import load_hr
     from wearjax.eval.hr_recordings import predict_hr, read_recordings, write_prediction
+    from wearjax.train.checkpoints import load_hr
 
     model, normalizer, header = load_hr(checkpoint)
     sessions, skipped = read_recordings(file, require_hr=False)

@@ -14,7 +14,7 @@ from wearjax.data.types import SUBJECT_FIELDS, Session, stack_sessions
 from wearjax.errors import WearjaxError
 from wearjax.eval import vo2_study
 from wearjax.models.hr_kalman import HRKalman
-from wearjax.models.vo2_kalman import build_vo2_model
+from wearjax.models.vo2 import build_vo2_model
 from wearjax.signal.features import fit_normalizer, running_features
 from wearjax.signal.metabolic import metabolic_features
 

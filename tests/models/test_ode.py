@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import tree_allclose
 from wearjax.models import hr_ode
 from wearjax.models.hr_ode import HRODE
-from wearjax.models.hr_personal import BOUNDS, PersonalHRODE, PersonalParams, hr_field
+from wearjax.models.hr_personalized import BOUNDS, PersonalHRODE, PersonalParams, hr_field
 from wearjax.models.ode import solve
 
 

@@ -9,7 +9,7 @@ and `wearjax predict`.
   leave-k-runners-out becomes leave-k-sessions-out (a user with one watch has one runner).
 - `train_hr` trains one model on all sessions but a few held out for early stopping (the loss,
   batches and validation of the HR study, through `train.fit.fit`); `checkpoint_header` says
-  what `wearjax.checkpoint.save_hr` stores with it.
+  what `wearjax.train.checkpoints.save_hr` stores with it.
 - `predict_hr` pads a session to a multiple of the model window, predicts both protocols and
   trims the result back to the recording.
 """
@@ -251,7 +251,7 @@ def _protocols(model, normalizer, features, hr, mask, hr0):
 def predict_hr(
     model, normalizer, header: dict, session: Session, *, hr0: float | None = None
 ) -> HRRecordingPrediction:
-    """Both protocols for one recording with a trained model (`checkpoint.load_hr`).
+    """Both protocols for one recording with a trained model (`train.checkpoints.load_hr`).
 
     The standard protocol needs measured HR (each window's first second); the generative one
     only its first second, `hr0` (bpm) when given, else the first measured HR.

@@ -1,4 +1,4 @@
-"""The personalised HR ODE (`models.hr_personal`) in the HR study: training, calibration of new
+"""The personalised HR ODE (`models.hr_personalized`) in the HR study: training, calibration of new
 runners, both protocols, and the response speed of the fitted runners.
 
 Folds are those of `eval.hr_study` (leave-k-runners-out, one validation runner per fold), all
@@ -34,7 +34,7 @@ from wearjax.eval.hr_study import HRStudyConfig, held_out_table, prepare
 from wearjax.eval.metrics import summarize
 from wearjax.eval.protocols import first_observed, given_mask, standard_initial
 from wearjax.models.hr_kalman import HRPrediction
-from wearjax.models.hr_personal import PersonalHRODE
+from wearjax.models.hr_personalized import PersonalHRODE
 from wearjax.train.fit import TrainConfig, cross_validate
 
 GRADE_SPAN = 30  # s: grade is the altitude change over this centred span / distance covered
@@ -56,7 +56,7 @@ class PersonalConfig(NamedTuple):
     calibration_steps: int = 150
     calibration_lr: float = 0.05
     eval_batch: int = 8
-    asymmetric: bool = True  # see models.hr_personal: False is the published form
+    asymmetric: bool = True  # see models.hr_personalized: False is the published form
     engine: str = "diffrax"  # or "scan": same numbers (models.ode)
 
 

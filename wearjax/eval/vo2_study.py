@@ -43,7 +43,7 @@ from wearjax.errors import WearjaxDataError
 from wearjax.eval.hr_study import held_out_table
 from wearjax.eval.metrics import bias, mae, mape, pearson_r, r2, rmse
 from wearjax.eval.protocols import given_mask
-from wearjax.models.vo2_kalman import build_vo2_model
+from wearjax.models.vo2 import build_vo2_model
 from wearjax.signal.features import Normalizer, fit_normalizer
 from wearjax.signal.metabolic import (
     SAVGOL_WINDOW,
@@ -60,7 +60,7 @@ logger = logging.getLogger(__name__)
 
 
 class VO2StudyConfig(NamedTuple):
-    variant: str | tuple[int, int] = "256-2"  # `models.vo2_kalman.VARIANTS` or (hidden, layers)
+    variant: str | tuple[int, int] = "256-2"  # `models.vo2.VARIANTS` or (hidden, layers)
     window: int = 60
     train_stride: int = 30  # s between the overlapping windows of the auxiliary loss
     batch_size: int = 8

@@ -1,6 +1,6 @@
 """Fixed-step RK4 for ODEs driven by per-second inputs: one numerics, two engines.
 
-wearjax's ODE models (`hr_ode.HRODE`, `hr_personal.PersonalHRODE`) integrate
+wearjax's ODE models (`hr_ode.HRODE`, `hr_personalized.PersonalHRODE`) integrate
 
     dy/dt = f(t, y, u(t), args)
 

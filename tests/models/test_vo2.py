@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from wearjax.models.backbone import GRULayer
-from wearjax.models.vo2_kalman import (
+from wearjax.models.vo2 import (
     VARIANTS,
     BiGRU,
     VO2Carry,
