@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from wearjax.models import ode
 from wearjax.models.hr_ode import HRODE
 from wearjax.models.hr_personalized import PersonalHRODE
 
@@ -185,12 +186,20 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="batch 8 x 600 s, fewer reps")
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ode_cpu.md"))
+    parser.add_argument(
+        "--diffrax-chunk",
+        type=int,
+        default=ode.DIFFRAX_CHUNK,
+        help="steps per diffeqsolve on the Diffrax path (the length: one solve per session)",
+    )
     args = parser.parse_args(argv)
+    ode.DIFFRAX_CHUNK = args.diffrax_chunk  # read when the solve is traced
     if args.quick:
         args.batch, args.length, args.reps = 8, 600, 2
     lines = [
         f"batch {args.batch} x {args.length} s, float32, {platform.machine()}, "
-        f"{os.cpu_count()} CPU cores, jax {jax.__version__}, backend {jax.default_backend()}",
+        f"{os.cpu_count()} CPU cores, jax {jax.__version__}, backend {jax.default_backend()}, "
+        f"Diffrax solves of {args.diffrax_chunk} steps",
         "",
         "| model | engine | fwd run (ms) | fwd+bwd run (ms) | fwd+bwd / scan | fwd compile (s) "
         "| fwd+bwd compile (s) |",

@@ -10,7 +10,7 @@ from tests.conftest import tree_allclose
 from wearjax.models import hr_ode
 from wearjax.models.hr_ode import HRODE
 from wearjax.models.hr_personalized import BOUNDS, PersonalHRODE, PersonalParams, hr_field
-from wearjax.models.ode import solve
+from wearjax.models.ode import DIFFRAX_CHUNK, solve
 
 
 def numpy_rk4(f, y0, u):
@@ -83,6 +83,19 @@ def test_hr_ode_latent_matches_numpy_rk4(x64, engine):
     d = np.random.default_rng(1).normal(size=61)
     want = numpy_rk4(lambda t, g, dt: (dt - g) / hr_ode.TIME_UNIT, 0.7, d)
     got = solve(hr_ode._relax, jnp.asarray(0.7), jnp.asarray(d), engine=engine)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("engine", ["diffrax", "scan"])
+def test_time_dependent_field_over_several_diffrax_chunks(x64, engine):
+    """Diffrax solves `DIFFRAX_CHUNK` steps at a time: across chunk boundaries (two whole chunks
+    and a remainder here) the field must still see absolute time and the right inputs."""
+    n = 2 * DIFFRAX_CHUNK + 18
+    u = np.random.default_rng(2).normal(size=n)
+    want = numpy_rk4(lambda t, y, a: a * np.cos(t / 7.0) - y / 30.0, 0.4, u)
+    got = solve(
+        lambda t, y, a, _: a * jnp.cos(t / 7.0) - y / 30.0, jnp.asarray(0.4), u, engine=engine
+    )
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, atol=1e-12)
 
 

@@ -14,11 +14,12 @@ Two engines give the same numbers:
 
 - `"diffrax"`: `diffrax.diffeqsolve` with the classical RK4 tableau (`RK4`, which Diffrax does not
   ship), `ConstantStepSize` at 1 s, saving every step (`SaveAt(t0=True, steps=True)`,
-  `max_steps` = the number of steps, so nothing is padded), `throw=False`. Gradients through
+  `max_steps` = the number of steps, so nothing is padded), `throw=False`, one solve per
+  `DIFFRAX_CHUNK` steps in a `lax.scan` (see there why). Gradients through
   `RecursiveCheckpointAdjoint` (the default; `checkpoints=None` keeps one checkpoint per step, the
   fastest setting while the state fits in memory, or pass a number for Diffrax's O(n log n)
-  recomputation) or `BacksolveAdjoint` (the continuous adjoint of the Lab-to-Wrist paper, which
-  solves the adjoint ODE backwards with the same RK4).
+  recomputation within each chunk) or `BacksolveAdjoint` (the continuous adjoint of the
+  Lab-to-Wrist paper, which solves the adjoint ODE backwards with the same RK4).
 - `"scan"`: the same RK4 written as one `lax.scan`, with the stage inputs precomputed; reverse
   mode stores every stage.
 
@@ -115,34 +116,80 @@ def _scan_rk4(field: VectorField, y0: PyTree, u: PyTree, args) -> PyTree:
     return ys
 
 
-def _diffrax_rk4(
-    field: VectorField, y0: PyTree, u: PyTree, args, adjoint: Adjoint, checkpoints: int | None
+# Steps per `diffeqsolve` on the Diffrax path. The vector field reads the inputs by index
+# (`input_at`); reverse mode turns each read into an add into a cotangent the size of the inputs
+# it indexes, so one solve over a whole session costs O(T^2) in the backward pass (an hour at
+# 1 Hz: 8x the scan). Solving in chunks of this many steps, one after the other, indexes
+# chunk-sized inputs only and gives the same numbers (fixed steps: each chunk starts from the
+# previous chunk's last state).
+DIFFRAX_CHUNK = 60
+
+
+def _diffrax_solve(
+    field: VectorField,
+    y0: PyTree,
+    u: PyTree,
+    args,
+    start: Array,
+    adjoint: Adjoint,
+    checkpoints: int | None,
 ) -> PyTree:
+    """One `diffeqsolve` over `u` (leaves `[n, ...]`, n - 1 steps from time `start`); returns
+    the n - 1 states after `y0`."""
     n = jax.tree_util.tree_leaves(u)[0].shape[0]
     dtype = jax.tree_util.tree_leaves(y0)[0].dtype
     steps = n - 1
     if adjoint == "checkpoint":
-        adj = diffrax.RecursiveCheckpointAdjoint(checkpoints=checkpoints or steps)
+        adj = diffrax.RecursiveCheckpointAdjoint(checkpoints=min(checkpoints or steps, steps))
         saveat = diffrax.SaveAt(steps=True)
     else:  # backsolve needs the save times spelled out (it cannot save "at steps")
         adj = diffrax.BacksolveAdjoint(solver=RK4())
         saveat = diffrax.SaveAt(ts=jnp.arange(1, n, dtype=dtype))
-    term = diffrax.ODETerm(lambda t, y, a: field(t, y, input_at(a[0], t), a[1]))
-    sol = diffrax.diffeqsolve(
+    term = diffrax.ODETerm(lambda t, y, a: field(a[2] + t, y, input_at(a[0], t), a[1]))
+    return diffrax.diffeqsolve(
         term,
         RK4(),
         t0=jnp.zeros((), dtype),
         t1=jnp.asarray(steps, dtype),
         dt0=jnp.ones((), dtype),
         y0=y0,
-        args=(u, args),
+        args=(u, args, jnp.asarray(start, dtype)),
         saveat=saveat,
         stepsize_controller=diffrax.ConstantStepSize(),
         max_steps=steps,
         adjoint=adj,
         throw=False,
-    )
-    return sol.ys
+    ).ys
+
+
+def _diffrax_rk4(
+    field: VectorField, y0: PyTree, u: PyTree, args, adjoint: Adjoint, checkpoints: int | None
+) -> PyTree:
+    """All n - 1 steps as `DIFFRAX_CHUNK`-step solves in a `lax.scan`, the remainder last."""
+    n = jax.tree_util.tree_leaves(u)[0].shape[0]
+    dtype = jax.tree_util.tree_leaves(y0)[0].dtype
+    size = DIFFRAX_CHUNK
+    n_chunks, rest = divmod(n - 1, size)
+    if n - 1 <= size:
+        return _diffrax_solve(field, y0, u, args, jnp.zeros((), dtype), adjoint, checkpoints)
+    starts = jnp.arange(n_chunks) * size
+    # chunk k reads seconds k*size ... (k+1)*size: its own and the next chunk's first
+    index = starts[:, None] + jnp.arange(size + 1)[None, :]
+    chunks = jax.tree_util.tree_map(lambda a: a[index], u)
+
+    def one(y, chunk):
+        u_k, start = chunk
+        ys = _diffrax_solve(field, y, u_k, args, start.astype(dtype), adjoint, checkpoints)
+        return jax.tree_util.tree_map(lambda a: a[-1], ys), ys
+
+    y_end, ys = jax.lax.scan(one, y0, (chunks, starts))
+    ys = jax.tree_util.tree_map(lambda a: a.reshape(n_chunks * size, *a.shape[2:]), ys)
+    if rest == 0:
+        return ys
+    tail = jax.tree_util.tree_map(lambda a: a[n_chunks * size :], u)
+    start = jnp.asarray(n_chunks * size, dtype)
+    ys_tail = _diffrax_solve(field, y_end, tail, args, start, adjoint, checkpoints)
+    return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), ys, ys_tail)
 
 
 def solve(
