@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wearjax.data.synthetic import simulate_cohort
+from wearjax.data.synthetic import hr_step_response, simulate_cohort
 from wearjax.eval.hr_study import HRStudyConfig
 from wearjax.eval.personal_study import (
     GRADE_SPAN,
@@ -84,3 +84,11 @@ def test_a_small_study_runs_as_one_program_and_predicts_every_session():
     rows = response_halftimes(result, physiology, np.asarray(cohort.runner), n=600, step_down=400)
     assert len(rows) == cohort.n_sessions
     assert all(r["rise_true_s"] > 0 for r in rows)
+    # the simulator's HR at the low speed is constant, so its step response is HR itself
+    runner = rows[0]["runner"]
+    _, hr = hr_step_response(physiology, runner, step_up=300, step_down=400, n_time=600)
+    hr = np.asarray(hr)
+    assert rows[0]["rise_true_s"] == pytest.approx(half_time(hr, 300, 400), abs=1e-3)
+    assert rows[0]["recovery_true_s"] == pytest.approx(half_time(hr, 400, 600), abs=1e-3)
+    keys = ("rise_pred_s", "recovery_pred_s", "rise_pred_level_s", "recovery_pred_level_s")
+    assert all(math.isfinite(r[k]) for r in rows for k in keys)

@@ -308,6 +308,12 @@ def response_halftimes(
     and predicted by the fitted model of each held-out session's fold with the session's
     calibrated embedding (generative, from the simulator's first second), per held-out session.
 
+    A half-time is taken on the step response: HR minus the HR of the same run without the step
+    (the low speed throughout). For the simulator, whose HR at the low speed is constant, this is
+    HR itself; a model whose level drifts (the personalised ODE's fatigue raises its demand over
+    the run) would otherwise have the drift counted as response and its recovery shortened. The
+    half-times of HR itself are kept as `*_level_s`.
+
     `physiology` is the simulator's `RunnerPhysiology` of the cohort (`simulate_cohort(...,
     return_physiology=True)`); steps as in `data.synthetic.hr_step_response`.
     """
@@ -319,21 +325,26 @@ def response_halftimes(
     scored = np.flatnonzero(result.predictions["standard"].any(axis=1))
     for s in scored:
         r = int(runner[s])
-        speed, hr_true = hr_step_response(
-            physiology, r, step_up=step_up, step_down=step_down, n_time=n
-        )
+        steps = dict(step_up=step_up, step_down=step_down, n_time=n)
+        speed, hr_true = hr_step_response(physiology, r, **steps)
+        flat, hr_true_flat = hr_step_response(physiology, r, speed_high=speed[0], **steps)
         model = fold_model(result.model, int(result.fold_of[s]))
-        u = jnp.stack([speed, jnp.zeros_like(speed)], axis=-1)
-        pred = np.asarray(rollout(model, jnp.asarray(result.embeddings[s]), u, hr_true[0]))
-        hr_true = np.asarray(hr_true)
+        embedding = jnp.asarray(result.embeddings[s])
+        pred, pred_flat = (
+            np.asarray(rollout(model, embedding, jnp.stack([v, jnp.zeros_like(v)], -1), hr_true[0]))
+            for v in (speed, flat)
+        )
+        true = np.asarray(hr_true) - np.asarray(hr_true_flat)
         rows.append(
             {
                 "session": int(s),
                 "runner": r,
-                "rise_true_s": half_time(hr_true, step_up, step_down),
-                "rise_pred_s": half_time(pred, step_up, step_down),
-                "recovery_true_s": half_time(hr_true, step_down, n),
-                "recovery_pred_s": half_time(pred, step_down, n),
+                "rise_true_s": half_time(true, step_up, step_down),
+                "rise_pred_s": half_time(pred - pred_flat, step_up, step_down),
+                "recovery_true_s": half_time(true, step_down, n),
+                "recovery_pred_s": half_time(pred - pred_flat, step_down, n),
+                "rise_pred_level_s": half_time(pred, step_up, step_down),
+                "recovery_pred_level_s": half_time(pred, step_down, n),
             }
         )
     return rows
