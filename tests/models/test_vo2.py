@@ -30,20 +30,24 @@ def reference_step(v1, v2, p, obs, q, r, g, lo, hi, trend, direct, alpha):
     return v, v_kf, (1 - k) * p_pred
 
 
+# one second's head outputs (model units), inside the rate-of-change clamp for obs = 2.1
+STEP_VALUES = dict(
+    obs=2.1,
+    q=0.003,
+    r=0.05,
+    gain_shift=0.3,
+    lo=-0.04,
+    hi=0.06,
+    trend=0.4,
+    direct=2.3,
+    alpha=0.25,
+)
+
+
 @pytest.mark.parametrize("clamped", ["none", "low", "high"])
 def test_kalman_clamp_step_matches_numpy(x64, clamped):
     obs = {"none": 2.1, "low": 0.2, "high": 4.0}[clamped]
-    values = dict(
-        obs=obs,
-        q=0.003,
-        r=0.05,
-        gain_shift=0.3,
-        lo=-0.04,
-        hi=0.06,
-        trend=0.4,
-        direct=2.3,
-        alpha=0.25,
-    )
+    values = {**STEP_VALUES, "obs": obs}
     inputs = VO2StepInputs(**{k: jnp.asarray(v, jnp.float64) for k, v in values.items()})
     carry = VO2Carry(*(jnp.asarray(v, jnp.float64) for v in (2.0, 1.95, 0.01)))
     new, (v, v_kf, p) = jax.jit(vo2_kalman_step)(carry, inputs)
@@ -143,17 +147,7 @@ def test_loss_matches_formula():
 
 def test_step_gradient_matches_finite_differences(x64):
     """d v_t / d (obs, gain_shift, trend, alpha) inside the clamp, float64 central differences."""
-    base = dict(
-        obs=2.1,
-        q=0.003,
-        r=0.05,
-        gain_shift=0.3,
-        lo=-0.04,
-        hi=0.06,
-        trend=0.4,
-        direct=2.3,
-        alpha=0.25,
-    )
+    base = dict(STEP_VALUES)
     carry = VO2Carry(*(jnp.asarray(v, jnp.float64) for v in (2.0, 1.95, 0.01)))
 
     def v_of(values):
