@@ -7,11 +7,11 @@ calibrated for that session, through a step in speed on the flat (`data.syntheti
 hr_step_response`: 35 % -> 55 % of VO2R at 300 s, back at 900 s) and compare the half-times of
 its HR rise and recovery with the simulator's. A half-time is taken on the step response, HR
 minus the HR of the same run without the step, so that the model's fatigue drift is not counted
-as response (`eval.personal_study.response_halftimes`); the half-time of the HR level itself is
-reported beside it. Both forms: the published one (HR rate set by
-the HR level only) and wearjax's asymmetric one (a per-runner factor on the rate while HR falls).
+as response (`eval.personal_study.step_halftimes`); the half-time of the HR level itself is
+reported beside it. Both forms: the published one (HR rate set by the HR level only) and
+wearjax's asymmetric one (a per-runner factor on the rate while HR falls).
 
-    python experiments/hr_personal_ode.py --out results/hr_personal_ode [--quick]
+    python experiments/hr_personal_ode.py --out experiments/results/hr_personal_ode [--quick]
 
 writes `table.md` and `halftimes.json` (per held-out session, and per runner the median over
 its sessions).
@@ -69,7 +69,7 @@ def summary(runners: list[dict]) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("results/hr_personal_ode"))
+    parser.add_argument("--out", type=Path, default=Path("experiments/results/hr_personal_ode"))
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--embedding-reg", type=float, default=PersonalConfig().embedding_reg)

@@ -17,6 +17,7 @@ from wearjax.eval.personal_study import (
     half_time,
     response_halftimes,
     run_personal_study,
+    step_halftimes,
 )
 from wearjax.train.fit import TrainConfig
 
@@ -50,6 +51,21 @@ def test_half_time_of_a_first_order_step():
     falling = 250.0 - hr
     assert half_time(falling, 100, 600) == pytest.approx(tau * math.log(2) - 1, abs=0.05)
     assert math.isnan(half_time(np.full(50, 80.0), 10, 50))
+
+
+def test_step_halftimes_ignore_a_drift_both_runs_share():
+    """An asymmetric first-order step (tau 20 s up, 40 s down) on top of a drift of 6 bpm per
+    10 min: on the response the half-times are the exponentials' (tau ln 2, less the second the
+    step starts late); on the HR level the drift shortens the recovery."""
+    tau_on, tau_off, t = 20.0, 40.0, np.arange(1500.0)
+    up = np.where(t < 300, 0.0, 30.0 * (1.0 - np.exp(-(t - 299) / tau_on)))
+    top = 30.0 * (1.0 - np.exp(-(899 - 299) / tau_on))
+    step = np.where(t < 900, up, top * np.exp(-(t - 899) / tau_off))
+    drift = 100.0 + 0.01 * t
+    rise, recovery = step_halftimes(drift + step, drift, 300, 900)
+    assert rise == pytest.approx(tau_on * math.log(2) - 1, abs=0.05)
+    assert recovery == pytest.approx(tau_off * math.log(2) - 1, abs=0.05)
+    assert half_time(drift + step, 900, 1500) < recovery - 5.0
 
 
 @pytest.mark.slow  # about a minute on 2 cores: compiles training and calibration

@@ -1,5 +1,5 @@
-"""The personalised HR ODE (`models.hr_personalized`) in the HR study: training, calibration of new
-runners, both protocols, and the response speed of the fitted runners.
+"""The personalised HR ODE (`models.hr_personalized`) in the HR study: training, calibration of
+new runners, both protocols, and the response speed of the fitted runners.
 
 Folds are those of `eval.hr_study` (leave-k-runners-out, one validation runner per fold), all
 trained in one vmapped program (`train.fit.cross_validate`). Per fold:
@@ -301,6 +301,22 @@ def half_time(hr: Float[np.ndarray, " time"], start: int, end: int) -> float:
     return float(k - 1 + (-before) / (after - before))
 
 
+def step_halftimes(
+    hr: Float[np.ndarray, " time"],
+    hr_flat: Float[np.ndarray, " time"],
+    step_up: int,
+    step_down: int,
+) -> tuple[float, float]:
+    """Rise and recovery half-times (s) of the response to a step in speed up at `step_up` and
+    down at `step_down`: `half_time` of `hr - hr_flat`, where `hr_flat` is the same run without
+    the step, so a drift both runs share is not counted as response."""
+    response = np.asarray(hr, np.float64) - np.asarray(hr_flat, np.float64)
+    return (
+        half_time(response, step_up, step_down),
+        half_time(response, step_down, len(response)),
+    )
+
+
 def response_halftimes(
     result: PersonalResult, physiology, runner: np.ndarray, *, step_up=300, step_down=900, n=1800
 ) -> list[dict]:
@@ -334,15 +350,16 @@ def response_halftimes(
             np.asarray(rollout(model, embedding, jnp.stack([v, jnp.zeros_like(v)], -1), hr_true[0]))
             for v in (speed, flat)
         )
-        true = np.asarray(hr_true) - np.asarray(hr_true_flat)
+        rise_true, recovery_true = step_halftimes(hr_true, hr_true_flat, step_up, step_down)
+        rise_pred, recovery_pred = step_halftimes(pred, pred_flat, step_up, step_down)
         rows.append(
             {
                 "session": int(s),
                 "runner": r,
-                "rise_true_s": half_time(true, step_up, step_down),
-                "rise_pred_s": half_time(pred - pred_flat, step_up, step_down),
-                "recovery_true_s": half_time(true, step_down, n),
-                "recovery_pred_s": half_time(pred - pred_flat, step_down, n),
+                "rise_true_s": rise_true,
+                "rise_pred_s": rise_pred,
+                "recovery_true_s": recovery_true,
+                "recovery_pred_s": recovery_pred,
                 "rise_pred_level_s": half_time(pred, step_up, step_down),
                 "recovery_pred_level_s": half_time(pred, step_down, n),
             }

@@ -13,7 +13,7 @@ neighbouring seconds, so the classical RK4 step from second i to i+1 evaluates f
 Two engines give the same numbers:
 
 - `"diffrax"`: `diffrax.diffeqsolve` with the classical RK4 tableau (`RK4`, which Diffrax does not
-  ship), `ConstantStepSize` at 1 s, saving every step (`SaveAt(t0=True, steps=True)`,
+  ship), `ConstantStepSize` at 1 s, saving every step (`SaveAt(steps=True)`; `y0` is prepended,
   `max_steps` = the number of steps, so nothing is padded), `throw=False`, one solve per
   `DIFFRAX_CHUNK` steps in a `lax.scan` (see there why). Gradients through
   `RecursiveCheckpointAdjoint` (the default; `checkpoints=None` keeps one checkpoint per step, the
@@ -119,9 +119,9 @@ def _scan_rk4(field: VectorField, y0: PyTree, u: PyTree, args) -> PyTree:
 # Steps per `diffeqsolve` on the Diffrax path. The vector field reads the inputs by index
 # (`input_at`); reverse mode turns each read into an add into a cotangent the size of the inputs
 # it indexes, so one solve over a whole session costs O(T^2) in the backward pass (an hour at
-# 1 Hz: 8x the scan). Solving in chunks of this many steps, one after the other, indexes
-# chunk-sized inputs only and gives the same numbers (fixed steps: each chunk starts from the
-# previous chunk's last state).
+# 1 Hz: 8-17x the scan, `benchmarks/ode.py --diffrax-chunk 3600`). Solving in chunks of this
+# many steps, one after the other, indexes chunk-sized inputs only and gives the same numbers
+# (fixed steps: each chunk starts from the previous chunk's last state).
 DIFFRAX_CHUNK = 60
 
 
