@@ -74,6 +74,14 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--embedding-reg", type=float, default=PersonalConfig().embedding_reg)
     parser.add_argument("--calibration-steps", type=int, default=PersonalConfig().calibration_steps)
+    parser.add_argument("--learning-rate", type=float, default=PersonalConfig().train.learning_rate)
+    parser.add_argument("--epochs", type=int, default=None, help="default: the preset's")
+    parser.add_argument(
+        "--forms",
+        nargs="+",
+        choices=("published", "asymmetric"),
+        default=["published", "asymmetric"],
+    )
     args = parser.parse_args(argv)
     p = PRESETS["quick" if args.quick else "full"]
     t0 = time.perf_counter()
@@ -91,14 +99,17 @@ def main(argv=None) -> int:
         "cohort": p,
         "embedding_reg": args.embedding_reg,
         "calibration_steps": args.calibration_steps,
+        "learning_rate": args.learning_rate,
         "forms": {},
     }
     runner = np.asarray(cohort.runner)
-    for form, asymmetric in (("published", False), ("asymmetric", True)):
+    epochs = p["epochs"] if args.epochs is None else args.epochs
+    results["cohort"]["epochs"] = epochs
+    for form in args.forms:
         base = PersonalConfig()
         config = base._replace(
-            asymmetric=asymmetric,
-            train=base.train._replace(epochs=p["epochs"]),
+            asymmetric=form == "asymmetric",
+            train=base.train._replace(epochs=epochs, learning_rate=args.learning_rate),
             embedding_reg=args.embedding_reg,
             calibration_steps=args.calibration_steps,
         )
@@ -109,6 +120,7 @@ def main(argv=None) -> int:
             "standard_mae": result.entry["standard"]["mae"],
             "generative_mae": result.entry["generative"]["mae"],
             "train_seconds": result.entry["train_seconds"],
+            "best_epoch": result.entry["best_epoch"],
             "summary": summary(runners),
             "runners": runners,
             "sessions": rows,
@@ -140,15 +152,16 @@ def render(results: dict) -> str:
             ),
         ]
         lines.append(f"| {form} | " + " | ".join(cells) + " |")
-    lines += ["", "Per held-out runner (median over its sessions), asymmetric form:", ""]
-    lines.append("| runner | rise true / pred (s) | recovery true / pred / pred of level (s) |")
-    lines.append("|---:|---:|---:|")
-    for r in results["forms"]["asymmetric"]["runners"]:
-        lines.append(
+    for form, entry in results["forms"].items():
+        lines += ["", f"Per held-out runner (median over its sessions), {form} form:", ""]
+        lines.append("| runner | rise true / pred (s) | recovery true / pred / pred of level (s) |")
+        lines.append("|---:|---:|---:|")
+        lines += [
             f"| {r['runner']} | {r['rise_true_s']:.1f} / {r['rise_pred_s']:.1f} "
             f"| {r['recovery_true_s']:.1f} / {r['recovery_pred_s']:.1f} "
             f"/ {r['recovery_pred_level_s']:.1f} |"
-        )
+            for r in entry["runners"]
+        ]
     return "\n".join(lines) + "\n"
 
 

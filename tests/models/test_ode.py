@@ -9,7 +9,13 @@ import pytest
 from tests.conftest import tree_allclose
 from wearjax.models import hr_ode
 from wearjax.models.hr_ode import HRODE
-from wearjax.models.hr_personalized import BOUNDS, PersonalHRODE, PersonalParams, hr_field
+from wearjax.models.hr_personalized import (
+    BOUNDS,
+    PersonalHRODE,
+    PersonalParams,
+    asymmetric_hr_field,
+    hr_field,
+)
 from wearjax.models.ode import DIFFRAX_CHUNK, solve
 
 
@@ -27,15 +33,16 @@ def numpy_rk4(f, y0, u):
     return np.stack(ys)
 
 
-def numpy_personal_field(p):
-    """The personalised ODE's right-hand side, transcribed from the published equations."""
+def numpy_personal_field(p, asymmetric=True):
+    """The personalised ODE's right-hand side, transcribed from the published equations; with
+    `asymmetric`, HR falls (D < HR) at the unshaped rate rho e^A / 60."""
 
     def f(t, y, intensity):
         hr, demand = y
         f_min = (max(hr - p["hr_min"], 0.5) / 60) ** p["alpha"]
         f_max = (max(p["hr_max"] - hr, 0.5) / 60) ** p["beta"]
-        rho = p["recovery"] if demand < hr else 1.0
-        rate = min(np.exp(p["log_rate_hr"]) * f_min * f_max * rho / 60, 2.0)
+        shape = p["recovery"] if asymmetric and demand < hr else f_min * f_max
+        rate = min(np.exp(p["log_rate_hr"]) * shape / 60, 2.0)
         restore = max(p["hr_min"] - hr, 0.0) - max(hr - p["hr_max"], 0.0)
         d_demand = min(np.exp(p["log_rate_demand"]) / 60, 2.0) * (intensity - demand)
         return np.array([rate * (demand - hr) + restore, d_demand])
@@ -65,17 +72,31 @@ def _f64(model):
     )
 
 
+@pytest.mark.parametrize("asymmetric", [False, True])
 @pytest.mark.parametrize("engine", ["diffrax", "scan"])
-def test_personal_field_matches_numpy_rk4(x64, engine):
+def test_personal_field_matches_numpy_rk4(x64, engine, asymmetric):
     rng = np.random.default_rng(0)
     # intensity steps between 90 and 175 bpm: HR rises and falls, crossing D both ways
     intensity = np.repeat(rng.uniform(90, 175, 8), 25)
     y0 = np.array([100.0, 100.0])
-    want = numpy_rk4(numpy_personal_field(PARAMS), y0, intensity)
-    got = solve(
-        hr_field, jnp.asarray(y0), jnp.asarray(intensity), _as_params(PARAMS), engine=engine
-    )
+    want = numpy_rk4(numpy_personal_field(PARAMS, asymmetric), y0, intensity)
+    field = asymmetric_hr_field if asymmetric else hr_field
+    got = solve(field, jnp.asarray(y0), jnp.asarray(intensity), _as_params(PARAMS), engine=engine)
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, atol=1e-9)
+
+
+def test_the_two_forms_differ_only_while_hr_falls(x64):
+    p = _as_params(PARAMS)
+    rising, falling = jnp.asarray([120.0, 150.0]), jnp.asarray([150.0, 120.0])
+    for y in (rising, falling):
+        published = np.asarray(hr_field(0.0, y, 140.0, p))
+        asymmetric = np.asarray(asymmetric_hr_field(0.0, y, 140.0, p))
+        np.testing.assert_array_equal(published[1], asymmetric[1])  # the demand's equation
+        if y is rising:
+            np.testing.assert_array_equal(published, asymmetric)
+    # a fall at the unshaped rate rho e^A / 60: a mono-exponential towards D
+    want = PARAMS["recovery"] * np.exp(PARAMS["log_rate_hr"]) / 60.0 * (120.0 - 150.0)
+    assert float(asymmetric_hr_field(0.0, falling, 140.0, p)[0]) == pytest.approx(want, rel=1e-12)
 
 
 @pytest.mark.parametrize("engine", ["diffrax", "scan"])
@@ -99,18 +120,25 @@ def test_time_dependent_field_over_several_diffrax_chunks(x64, engine):
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, atol=1e-12)
 
 
-def test_solve_gradients_match_finite_differences(x64):
+@pytest.mark.parametrize("field", [hr_field, asymmetric_hr_field])
+def test_solve_gradients_match_finite_differences(x64, field):
+    # HR rises to 160, then falls towards 120: both branches of the asymmetric form (the field
+    # is continuous where D crosses HR, so the loss is differentiable there too)
     intensity = jnp.asarray(np.repeat([100.0, 160.0, 120.0], 40))
-    y0 = jnp.asarray([95.0, 101.0])  # D above HR: away from the switch of the recovery factor
+    y0 = jnp.asarray([95.0, 101.0])
 
     def loss(values, y0):
-        ys = solve(hr_field, y0, intensity, _as_params(values))
+        ys = solve(field, y0, intensity, _as_params(values))
         return jnp.mean(jnp.square(ys[:, 0] - 130.0)) / 100.0
 
     grads = jax.jit(jax.grad(loss, argnums=(0, 1)))(PARAMS, y0)
     loss = jax.jit(loss)  # one compile for all the finite differences
     eps = 1e-5
-    for name in ("log_rate_hr", "log_rate_demand", "alpha", "beta", "hr_max", "recovery"):
+    names = ["log_rate_hr", "log_rate_demand", "alpha", "beta", "hr_max"]
+    if field is asymmetric_hr_field:
+        names.append("recovery")
+        assert abs(grads[0]["recovery"]) > 1e-6  # the fall is in the loss
+    for name in names:
         up = loss({**PARAMS, name: PARAMS[name] + eps}, y0)
         down = loss({**PARAMS, name: PARAMS[name] - eps}, y0)
         np.testing.assert_allclose(grads[0][name], (up - down) / (2 * eps), rtol=1e-5)
@@ -185,13 +213,14 @@ def _activity(n=180, seed=3):
     return jnp.asarray(np.stack([speed, grade], -1))
 
 
-def test_personal_protocols_match_a_numpy_transcription(x64):
-    model = _personal()
+@pytest.mark.parametrize("asymmetric", [False, True])
+def test_personal_protocols_match_a_numpy_transcription(x64, asymmetric):
+    model = _personal(asymmetric)
     e = model.embedding[1]
     u = _activity()
     hr_init = jnp.asarray([120.0, 150.0, 135.0])
     p = model.params(e)
-    field = numpy_personal_field({k: float(v) for k, v in p._asdict().items()})
+    field = numpy_personal_field({k: float(v) for k, v in p._asdict().items()}, asymmetric)
     intensity = np.asarray(model.intensity(e, u, p))
     ext = np.append(intensity, intensity[-1])
 

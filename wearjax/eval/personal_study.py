@@ -278,6 +278,7 @@ def run_personal_study(
         eval_seconds=eval_s,
         epochs_run=int(fit.history["stopped"].shape[0]),
         best_val_loss=np.min(fit.history["val_loss"], axis=0).tolist(),
+        best_epoch=np.argmin(fit.history["val_loss"], axis=0).tolist(),
         n_traces=fit.n_traces,
         n_parameters=sum(x.size for x in jax.tree_util.tree_leaves(params)) // len(test),
         calibration="each held-out session: embedding fitted on another session of its runner",

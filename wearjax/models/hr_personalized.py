@@ -12,13 +12,23 @@ HR relaxes towards the demand `D`, fastest mid-range and slower near either boun
 by alpha and beta); outside [HRmin, HRmax] a hard restoring term of rate `R = RESTORE_RATE` pushes
 it back.
 
-wearjax's addition (`asymmetric=True`, the default): while HR falls (D < HR) its rate is
-multiplied by a per-runner factor rho in [0.2, 2]. In the published form the rate depends on the
-HR level only, so a rise and a recovery through the same HR range take about as long, whereas
-HR recovery after exercise is vagally mediated and slower than its onset (Imai et al. 1994,
-J Am Coll Cardiol 24:1529; the synthetic cohort's runners recover 1.4-2.2 times slower).
-`asymmetric=False` is the published model (rho = 1); `experiments/hr_personal_ode.py` compares
-the two. `D` relaxes towards the exercise intensity
+wearjax's asymmetric form (`asymmetric=True`, the default) changes how HR falls. While D < HR
+the rate is `rho e^A / 60`, with a per-runner recovery factor rho in [0.2, 2] and no level shape,
+so a recovery is mono-exponential towards D; rises keep the published shape:
+
+    dHR/dt = e^A f_min f_max (D - HR) / 60    while D >= HR,
+    dHR/dt = rho e^A (D - HR) / 60            while D < HR    (+ the restoring term).
+
+Two reasons. In the published form the rate depends on the HR level only, so a rise and a
+recovery through the same HR range take about as long, whereas HR recovery after exercise is
+vagally mediated and slower than its onset, and its early phase is described by a single
+exponential time constant (Imai et al. 1994, J Am Coll Cardiol 24:1529; the synthetic cohort's
+runners recover 1.4-2.2 times slower). And with the shape on falls too, the shape that slows a
+rise near HRmax also slows every recovery that starts there, and a fitted rho grows to undo it:
+`experiments/hr_personal_ode.py` measured recoveries from moderate HR 20-30 % too fast with the
+factor on the shaped rate, and within 20 % with this form. The field is continuous at D = HR,
+where both rates multiply zero. `asymmetric=False` is the published model; the experiment
+compares the two. `D` relaxes towards the exercise intensity
 
     I(t) = a(speed_t, grade_t; e) x fatigue(t),   fatigue(t) = 1 + phi t / 3600 s,
 
@@ -64,7 +74,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "hr_min": (40.0, 90.0),
     "hr_max": (140.0, 210.0),
     "fatigue": (0.0, 0.3),  # phi, per hour
-    "recovery": (0.2, 2.0),  # rho, the HR rate's factor while HR falls (asymmetric model)
+    "recovery": (0.2, 2.0),  # rho: HR falls at the rate rho e^A / 60 (asymmetric form)
 }
 # where an untrained model (and a runner with e = 0) starts: time constants of about 50 s (HR)
 # and 20 s (demand), linear shape, typical HR bounds
@@ -102,19 +112,32 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
-def hr_field(t, y: Float[Array, " 2"], intensity: Float[Array, ""], p: PersonalParams):
-    """The right-hand side d(HR, D)/dt (bpm/s) of the personalised ODE; `p.recovery` multiplies
-    the HR rate while D < HR (pass 1 for the published, symmetric form)."""
-    del t
+def _field(y: Float[Array, " 2"], intensity: Float[Array, ""], p: PersonalParams, asymmetric):
     hr, demand = y[0], y[1]
     f_min = (jnp.maximum(hr - p.hr_min, _FLOOR) / 60.0) ** p.alpha
     f_max = (jnp.maximum(p.hr_max - hr, _FLOOR) / 60.0) ** p.beta
-    falling = jnp.where(demand < hr, p.recovery, 1.0)
-    rate = jnp.minimum(jnp.exp(p.log_rate_hr) * f_min * f_max * falling / 60.0, MAX_RATE)
+    shape = f_min * f_max
+    if asymmetric:
+        shape = jnp.where(demand < hr, p.recovery, shape)
+    rate = jnp.minimum(jnp.exp(p.log_rate_hr) * shape / 60.0, MAX_RATE)
     restore = RESTORE_RATE * (jax.nn.relu(p.hr_min - hr) - jax.nn.relu(hr - p.hr_max))
     d_hr = rate * (demand - hr) + restore
     d_demand = jnp.minimum(jnp.exp(p.log_rate_demand) / 60.0, MAX_RATE) * (intensity - demand)
     return jnp.stack([d_hr, d_demand])
+
+
+def hr_field(t, y: Float[Array, " 2"], intensity: Float[Array, ""], p: PersonalParams):
+    """The right-hand side d(HR, D)/dt (bpm/s) of the published personalised ODE (`p.recovery`
+    is not used)."""
+    del t
+    return _field(y, intensity, p, asymmetric=False)
+
+
+def asymmetric_hr_field(t, y: Float[Array, " 2"], intensity: Float[Array, ""], p: PersonalParams):
+    """d(HR, D)/dt (bpm/s) of wearjax's asymmetric form: while D < HR the HR rate is
+    `p.recovery e^A / 60`, without the level shape."""
+    del t
+    return _field(y, intensity, p, asymmetric=True)
 
 
 class PersonalHRODE(eqx.Module):
@@ -176,6 +199,11 @@ class PersonalHRODE(eqx.Module):
     def _solver(self) -> dict:
         return dict(engine=self.engine, adjoint=self.adjoint, checkpoints=self.checkpoints)
 
+    @property
+    def field(self):
+        """The right-hand side this model integrates: `asymmetric_hr_field` or `hr_field`."""
+        return asymmetric_hr_field if self.asymmetric else hr_field
+
     def params(self, e: Float[Array, "*runner embed"]) -> PersonalParams:
         """The bounded ODE parameters of embedding(s) `e`."""
         raw = dense(self.decoder.weight, self.decoder.bias, e)
@@ -219,12 +247,12 @@ class PersonalHRODE(eqx.Module):
 
             def body(y, w):
                 inten, start = w
-                ys = solve(hr_field, jnp.stack([start, y[1]]), inten, p, **self._solver)
+                ys = solve(self.field, jnp.stack([start, y[1]]), inten, p, **self._solver)
                 return ys[-1], ys[:-1, 0]
 
             _, hr = jax.lax.scan(body, y0, (inputs, starts))
         else:
-            hr = solve(hr_field, y0, intensity, p, **self._solver)[:, 0]
+            hr = solve(self.field, y0, intensity, p, **self._solver)[:, 0]
             hr = hr.reshape(t // self.window, self.window)
         mu, sigma = hr.mean(axis=1), hr.std(axis=1)
         hr = jnp.clip(hr.reshape(-1), HR_MIN, HR_MAX)
