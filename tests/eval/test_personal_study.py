@@ -18,6 +18,7 @@ from wearjax.eval.personal_study import (
     response_halftimes,
     run_personal_study,
     step_halftimes,
+    training_halftimes,
 )
 from wearjax.train.fit import TrainConfig
 
@@ -108,3 +109,12 @@ def test_a_small_study_runs_as_one_program_and_predicts_every_session():
     assert rows[0]["recovery_true_s"] == pytest.approx(half_time(hr, 400, 600), abs=1e-3)
     keys = ("rise_pred_s", "recovery_pred_s", "rise_pred_level_s", "recovery_pred_level_s")
     assert all(math.isfinite(r[k]) for r in rows for k in keys)
+    # training runners: one row per (fold, runner it trained on), the truth shared across folds
+    trained = training_halftimes(result, physiology, n=600, step_down=400)
+    assert len(trained) == int(result.train_runners.sum())
+    assert {(r["fold"], r["runner"]) for r in trained} == set(
+        zip(*np.nonzero(result.train_runners), strict=True)
+    )
+    truth = {r["runner"]: r["rise_true_s"] for r in rows}
+    assert all(r["rise_true_s"] == pytest.approx(truth[r["runner"]]) for r in trained)
+    assert all(math.isfinite(r[k]) for r in trained for k in keys)

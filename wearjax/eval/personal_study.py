@@ -204,6 +204,7 @@ class PersonalResult(NamedTuple):
     model: PersonalHRODE  # stacked over folds
     embeddings: np.ndarray  # [S, E] calibrated embedding used for each session
     fold_of: np.ndarray  # [S] fold that held each session out
+    train_runners: np.ndarray  # [K, R] runners each fold trained on (with learned embeddings)
 
 
 def run_personal_study(
@@ -283,7 +284,7 @@ def run_personal_study(
         n_parameters=sum(x.size for x in jax.tree_util.tree_leaves(params)) // len(test),
         calibration="each held-out session: embedding fitted on another session of its runner",
     )
-    return PersonalResult(entry, preds, fit.model, embeddings, fold_of)
+    return PersonalResult(entry, preds, fit.model, embeddings, fold_of, ~test & ~val)
 
 
 def half_time(hr: Float[np.ndarray, " time"], start: int, end: int) -> float:
@@ -318,6 +319,37 @@ def step_halftimes(
     )
 
 
+def _step_rows(pairs, physiology, step_up: int, step_down: int, n: int) -> list[dict]:
+    """Half-time rows for `(model, embedding, runner, extra)` pairs: simulated and predicted."""
+    from wearjax.data.synthetic import hr_step_response
+
+    rows = []
+    rollout = eqx.filter_jit(lambda m, e, u, h0: m.rollout(e, u, h0).hr)
+    steps = dict(step_up=step_up, step_down=step_down, n_time=n)
+    for model, embedding, r, extra in pairs:
+        speed, hr_true = hr_step_response(physiology, r, **steps)
+        flat, hr_true_flat = hr_step_response(physiology, r, speed_high=speed[0], **steps)
+        pred, pred_flat = (
+            np.asarray(rollout(model, embedding, jnp.stack([v, jnp.zeros_like(v)], -1), hr_true[0]))
+            for v in (speed, flat)
+        )
+        rise_true, recovery_true = step_halftimes(hr_true, hr_true_flat, step_up, step_down)
+        rise_pred, recovery_pred = step_halftimes(pred, pred_flat, step_up, step_down)
+        rows.append(
+            {
+                **extra,
+                "runner": r,
+                "rise_true_s": rise_true,
+                "rise_pred_s": rise_pred,
+                "recovery_true_s": recovery_true,
+                "recovery_pred_s": recovery_pred,
+                "rise_pred_level_s": half_time(pred, step_up, step_down),
+                "recovery_pred_level_s": half_time(pred, step_down, n),
+            }
+        )
+    return rows
+
+
 def response_halftimes(
     result: PersonalResult, physiology, runner: np.ndarray, *, step_up=300, step_down=900, n=1800
 ) -> list[dict]:
@@ -334,35 +366,31 @@ def response_halftimes(
     `physiology` is the simulator's `RunnerPhysiology` of the cohort (`simulate_cohort(...,
     return_physiology=True)`); steps as in `data.synthetic.hr_step_response`.
     """
-    from wearjax.data.synthetic import hr_step_response
     from wearjax.train.fit import fold_model
 
-    rows = []
-    rollout = eqx.filter_jit(lambda m, e, u, h0: m.rollout(e, u, h0).hr)
     scored = np.flatnonzero(result.predictions["standard"].any(axis=1))
-    for s in scored:
-        r = int(runner[s])
-        steps = dict(step_up=step_up, step_down=step_down, n_time=n)
-        speed, hr_true = hr_step_response(physiology, r, **steps)
-        flat, hr_true_flat = hr_step_response(physiology, r, speed_high=speed[0], **steps)
-        model = fold_model(result.model, int(result.fold_of[s]))
-        embedding = jnp.asarray(result.embeddings[s])
-        pred, pred_flat = (
-            np.asarray(rollout(model, embedding, jnp.stack([v, jnp.zeros_like(v)], -1), hr_true[0]))
-            for v in (speed, flat)
+    pairs = (
+        (
+            fold_model(result.model, int(result.fold_of[s])),
+            jnp.asarray(result.embeddings[s]),
+            int(runner[s]),
+            {"session": int(s)},
         )
-        rise_true, recovery_true = step_halftimes(hr_true, hr_true_flat, step_up, step_down)
-        rise_pred, recovery_pred = step_halftimes(pred, pred_flat, step_up, step_down)
-        rows.append(
-            {
-                "session": int(s),
-                "runner": r,
-                "rise_true_s": rise_true,
-                "rise_pred_s": rise_pred,
-                "recovery_true_s": recovery_true,
-                "recovery_pred_s": recovery_pred,
-                "rise_pred_level_s": half_time(pred, step_up, step_down),
-                "recovery_pred_level_s": half_time(pred, step_down, n),
-            }
-        )
-    return rows
+        for s in scored
+    )
+    return _step_rows(pairs, physiology, step_up, step_down, n)
+
+
+def training_halftimes(
+    result: PersonalResult, physiology, *, step_up=300, step_down=900, n=1800
+) -> list[dict]:
+    """The rows of `response_halftimes` for every fold's training runners, each with the
+    embedding learned in training: how well the fit itself recovers response speed, before
+    any calibration of a new runner."""
+    from wearjax.train.fit import fold_model
+
+    pairs = []
+    for k, row in enumerate(result.train_runners):
+        model = fold_model(result.model, k)
+        pairs += [(model, model.embedding[r], int(r), {"fold": k}) for r in np.flatnonzero(row)]
+    return _step_rows(pairs, physiology, step_up, step_down, n)
