@@ -25,10 +25,10 @@ vagally mediated and slower than its onset, and its early phase is described by 
 exponential time constant (Imai et al. 1994, J Am Coll Cardiol 24:1529; the synthetic cohort's
 runners recover 1.4-2.2 times slower). And with the shape on falls too, the shape that slows a
 rise near HRmax also slows every recovery that starts there, and a fitted rho grows to undo it:
-`experiments/hr_personal_ode.py` measured recoveries from moderate HR 20-30 % too fast with the
-factor on the shaped rate, and within 20 % with this form. The field is continuous at D = HR,
-where both rates multiply zero. `asymmetric=False` is the published model; the experiment
-compares the two. `D` relaxes towards the exercise intensity
+`experiments/hr_personal_ode.py` measured recoveries from moderate HR 8-28 % too fast with the
+factor on the shaped rate, and within 11 % for every held-out runner with this form. The field
+is continuous at D = HR, where both rates multiply zero. `asymmetric=False` is the published
+model; the experiment compares the two. `D` relaxes towards the exercise intensity
 
     I(t) = a(speed_t, grade_t; e) x fatigue(t),   fatigue(t) = 1 + phi t / 3600 s,
 
