@@ -1,17 +1,21 @@
 """Files and folders of recordings to sessions: reader dispatch, cohorts and a parse cache.
 
-`read_file` picks the reader by suffix (`.fit`, `.tcx`, `.csv`: CPET when the header has
-`VO2_I`). `load_folder` reads every recording under a folder into `Session`s, naming runners
-by subfolder (`folder/runner/file`; files directly in `folder` belong to a runner named after
-the folder) or by a manifest CSV with columns `file,runner[,height_m,weight_kg,age_years,sex]`
-(`file` relative to the folder; `sex` M/F). Files that cannot be used are listed as `Skipped`
-with the reason, and the load goes on. Parsed sessions are cached as `.npz` files keyed by the
-SHA-256 of the file's bytes and the reader settings, so a second load does not parse again.
+`read_file` picks the reader by suffix (`.fit`, `.tcx`, `.npz` sampled signals, `.csv`: CPET
+when the header has `VO2_I`, sampled signals when it has a time column and a sensor column such
+as `ppg` or `acc_x`, else a running export). A sampled recording's reference-HR sidecar
+`NAME.hr.csv` is read with it, not on its own. `load_folder` reads every recording under a
+folder into `Session`s, naming runners by subfolder (`folder/runner/file`; files directly in
+`folder` belong to a runner named after the folder) or by a manifest CSV with columns
+`file,runner[,height_m,weight_kg,age_years,sex]` (`file` relative to the folder; `sex` M/F).
+Files that cannot be used are listed as `Skipped` with the reason, and the load goes on. Parsed
+sessions are cached as `.npz` files keyed by the SHA-256 of the file's bytes (and its sidecar's)
+and the reader settings, so a second load does not parse again.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import logging
@@ -25,14 +29,15 @@ import numpy as np
 from wearjax.data.csv import read_csv
 from wearjax.data.fit import read_fit
 from wearjax.data.readers import MAX_GAP_S, check_hr, read_bytes
+from wearjax.data.sampled import is_sampled_csv, is_sidecar, read_sampled, sidecar
 from wearjax.data.tcx import read_tcx
-from wearjax.data.types import SUBJECT_FIELDS, Session
+from wearjax.data.types import SUBJECT_FIELDS, Session, Signal
 from wearjax.errors import WearjaxDataError, WearjaxFileError
 
 logger = logging.getLogger(__name__)
 
-SUFFIXES = (".fit", ".tcx", ".csv")
-CACHE_VERSION = 1
+SUFFIXES = (".fit", ".tcx", ".csv", ".npz")
+CACHE_VERSION = 2
 """Bumped whenever a reader's output changes, so stale cache entries are not used."""
 
 MANIFEST_COLUMNS = ("file", "runner")
@@ -61,6 +66,8 @@ def read_file(
         return read_fit(path, **options)
     if suffix == ".tcx":
         return read_tcx(path, **options)
+    if suffix == ".npz" or (suffix == ".csv" and is_sampled_csv(path)):
+        return [read_sampled(path, runner=runner, require_hr=require_hr)]
     if suffix == ".csv":
         return [read_csv(path, **options)]
     raise _unsupported(path)
@@ -146,6 +153,8 @@ def _recordings(folder: Path, exclude: tuple[Path | None, ...]) -> list[Path]:
         rel = file.relative_to(folder)
         if any(part.startswith(".") for part in rel.parts) or not file.is_file():
             continue
+        if is_sidecar(file):
+            continue
         resolved = file.resolve()
         if any(resolved == e or e in resolved.parents for e in excluded):
             continue
@@ -201,15 +210,10 @@ def _attach(session: Session, file: Path, runner: str, subject: dict) -> Session
     for i, field in enumerate(SUBJECT_FIELDS):
         if field in subject:
             values[i] = subject[field]
-    return Session(
-        x=session.x,
-        hr=session.hr,
-        vo2=session.vo2,
-        mask=session.mask,
-        vo2_mask=session.vo2_mask,
+    return dataclasses.replace(
+        session,
         subject=values,
         runner=runner,
-        channels=session.channels,
         source=str(file),
         workout=file.stem + session.workout,
     )
@@ -222,7 +226,11 @@ def _cached_read(file: Path, cache: Path, *, max_gap_s: float) -> list[Session]:
     stem (`""` or `"#2"`) and `runner`/`source` are filled in by the caller. A file's reading
     error is cached too, and raised again naming the file.
     """
-    digest = hashlib.sha256(read_bytes(file)).hexdigest()
+    content = read_bytes(file)
+    side = sidecar(file)
+    if file.suffix.lower() in (".csv", ".npz") and side.is_file():
+        content += b"\0sidecar\0" + read_bytes(side)
+    digest = hashlib.sha256(content).hexdigest()
     settings = f"v{CACHE_VERSION}-gap{max_gap_s:g}-{file.suffix.lower().lstrip('.')}"
     entry = cache / f"{digest}-{settings}.npz"
     if entry.exists():
@@ -241,17 +249,7 @@ def _cached_read(file: Path, cache: Path, *, max_gap_s: float) -> list[Session]:
             _store_entry(entry, (err.problem, err.fix))
         raise
     parts = [
-        Session(
-            x=s.x,
-            hr=s.hr,
-            vo2=s.vo2,
-            mask=s.mask,
-            vo2_mask=s.vo2_mask,
-            subject=s.subject,
-            runner="",
-            channels=s.channels,
-            workout=s.workout.removeprefix(file.stem),
-        )
+        dataclasses.replace(s, runner="", source="", workout=s.workout.removeprefix(file.stem))
         for s in sessions
     ]
     _store_entry(entry, parts)
@@ -269,6 +267,17 @@ def _store_entry(entry: Path, content: list[Session] | tuple[str, str]) -> None:
                 arrays[f"{i}/{name}"] = np.asarray(getattr(s, name))
             arrays[f"{i}/channels"] = np.array(s.channels, dtype=np.str_)
             arrays[f"{i}/workout"] = np.array(s.workout, dtype=np.str_)
+            arrays[f"{i}/metadata"] = np.array(s.metadata, dtype=np.str_).reshape(-1, 2)
+            for kind in ("signals", "targets"):
+                named = getattr(s, kind)
+                arrays[f"{i}/{kind}"] = np.array(list(named), dtype=np.str_)
+                for j, signal in enumerate(named.values()):
+                    key = f"{i}/{kind}/{j}"
+                    arrays[f"{key}/values"] = np.asarray(signal.values)
+                    arrays[f"{key}/mask"] = np.asarray(signal.mask)
+                    arrays[f"{key}/rate_hz"] = np.array(signal.rate_hz)
+                    arrays[f"{key}/channels"] = np.array(signal.channels, dtype=np.str_)
+                    arrays[f"{key}/units"] = np.array(signal.units, dtype=np.str_)
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=entry.parent, suffix=".tmp")
@@ -301,6 +310,22 @@ def _load_entry(entry: Path) -> list[Session] | tuple[str, str]:
                 runner="",
                 channels=tuple(str(c) for c in z[f"{i}/channels"]),
                 workout=str(z[f"{i}/workout"]),
+                signals=_load_signals(z, f"{i}/signals"),
+                targets=_load_signals(z, f"{i}/targets"),
+                metadata=tuple((str(k), str(v)) for k, v in z[f"{i}/metadata"]),
             )
             for i in range(int(z["n_sessions"]))
         ]
+
+
+def _load_signals(z, prefix: str) -> dict[str, Signal]:
+    return {
+        str(name): Signal(
+            values=z[f"{prefix}/{j}/values"],
+            rate_hz=float(z[f"{prefix}/{j}/rate_hz"]),
+            mask=z[f"{prefix}/{j}/mask"],
+            channels=tuple(str(c) for c in z[f"{prefix}/{j}/channels"]),
+            units=tuple(str(u) for u in z[f"{prefix}/{j}/units"]),
+        )
+        for j, name in enumerate(z[prefix])
+    }

@@ -40,7 +40,7 @@ from typing import NamedTuple
 import numpy as np
 from jaxtyping import Float
 
-from wearjax.data.types import CHANNEL_UNITS, SUBJECT_FIELDS, Session
+from wearjax.data.types import CHANNEL_UNITS, SESSION_CHANNEL_UNITS, SUBJECT_FIELDS, Session
 from wearjax.errors import WearjaxFileError
 
 logger = logging.getLogger(__name__)
@@ -70,8 +70,9 @@ UNIT_FACTORS: dict[str, dict[str, float]] = {
 
 
 class Records(NamedTuple):
-    """Samples as a source wrote them: `time [R]` in seconds (any epoch), `channels` named as in
-    `CHANNEL_UNITS` and in its units, `hr [R]` in bpm and `vo2 [R]` in mL/min, NaN where absent.
+    """Samples as a source wrote them: `time [R]` in seconds (any epoch), `channels` named as
+    in `SESSION_CHANNEL_UNITS` and in its units, `hr [R]` in bpm and `vo2 [R]` in mL/min, NaN
+    where absent.
     """
 
     time: Float[np.ndarray, " record"]
@@ -191,8 +192,8 @@ def to_session(
 ) -> Session:
     """Records on a 1 Hz grid as a `Session`, following the module's conventions.
 
-    Channels appear in `CHANNEL_UNITS` order. Raises `WearjaxFileError` when no record has a
-    timestamp or the records span more than `MAX_SESSION_S`.
+    Channels appear in `SESSION_CHANNEL_UNITS` order. Raises `WearjaxFileError` when no record
+    has a timestamp or the records span more than `MAX_SESSION_S`.
     """
     t = np.asarray(records.time, np.float64)
     n = t.shape[0]
@@ -234,7 +235,7 @@ def to_session(
     hr_values = np.where((hr_values >= low) & (hr_values <= high), hr_values, np.nan)
     hr = _fill_unrecorded(per_second(hr_values), recorded, max_gap_s)
     vo2 = _fill_unrecorded(per_second(records.vo2), recorded, max_gap_s)
-    names = [c for c in CHANNEL_UNITS if c in records.channels]
+    names = [c for c in SESSION_CHANNEL_UNITS if c in records.channels]
     columns = [_fill_channel(per_second(records.channels[c]), max_gap_s) for c in names]
     present = [i for i, col in enumerate(columns) if np.isfinite(col).any()]
     x = np.stack([columns[i] for i in present], axis=1) if present else np.zeros((length, 0))

@@ -26,16 +26,83 @@ CHANNEL_UNITS: dict[str, str] = {
     "altitude": "m",
 }
 
+# Further 1 Hz input channels of a cardiopulmonary exercise test (CPET), beside speed and HR.
+CPET_CHANNEL_UNITS: dict[str, str] = {
+    "work_rate": "W",  # ergometer power or load
+    "vco2": "mL/min",  # CO2 output
+    "ve": "L/min",  # minute ventilation
+}
+
+# Every channel a `Session.x` may hold, in canonical order.
+SESSION_CHANNEL_UNITS: dict[str, str] = {**CHANNEL_UNITS, **CPET_CHANNEL_UNITS}
+
 # Per-session subject scalars, stored in `Cohort.subject` in this order.
 SUBJECT_FIELDS: tuple[str, ...] = ("height_m", "weight_kg", "age_years", "sex_male")
 
+# Names `Session.signal` gives the 1 Hz fields; `Session.signals` may not reuse them.
+BUILTIN_SIGNALS: tuple[str, ...] = ("running", "hr", "vo2")
+
+
+class Signal(eqx.Module):
+    """A regularly sampled signal: sample k is at `k / rate_hz` s from the session's start.
+
+    `values [T, C]` float (NaN where absent), `mask [T]` True where the sample is observed,
+    `channels` and `units` one name each per column, `rate_hz` samples per second.
+    """
+
+    values: Float[np.ndarray, "_time _channel"]
+    rate_hz: float = eqx.field(static=True, converter=float)
+    mask: Bool[np.ndarray, " _time"]
+    channels: tuple[str, ...] = eqx.field(static=True, converter=tuple)
+    units: tuple[str, ...] = eqx.field(static=True, converter=tuple)
+
+    def __check_init__(self):
+        values, mask, c = self.values, self.mask, len(self.channels)
+        if values.ndim != 2 or values.shape[1] != c:
+            raise WearjaxDataError(
+                f"Signal field 'values' has shape {values.shape}, expected [time, {c}] for "
+                f"channels {self.channels}; reshape one channel to [T, 1]"
+            )
+        if len(self.units) != c:
+            raise WearjaxDataError(
+                f"Signal field 'units' has {len(self.units)} entries for {c} channels "
+                f"{self.channels}; give one unit per channel ('' when unitless)"
+            )
+        if mask.shape != (values.shape[0],) or mask.dtype != np.bool_:
+            raise WearjaxDataError(
+                f"Signal field 'mask' is {mask.dtype}{list(mask.shape)}, expected "
+                f"bool[{values.shape[0]}] to match values; pass one bool per sample"
+            )
+        if not (np.isfinite(self.rate_hz) and self.rate_hz > 0):
+            raise WearjaxDataError(
+                f"Signal field 'rate_hz' is {self.rate_hz}, expected a positive number of "
+                "samples per second; pass the sensor's sampling rate"
+            )
+
+    @property
+    def length(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds the samples cover: `T / rate_hz`."""
+        return self.length / self.rate_hz
+
+    @property
+    def times_s(self) -> Float[np.ndarray, " time"]:
+        """Time of each sample in seconds from the session's start: `k / rate_hz`."""
+        return np.arange(self.length) / self.rate_hz
+
 
 class Session(eqx.Module):
-    """One recording on a 1 Hz grid.
+    """One recording: 1 Hz running channels and targets, plus named signals at any rate.
 
-    `x [T, C]` raw channels named by `channels` (units in `CHANNEL_UNITS`), `hr [T]` in bpm and
-    `vo2 [T]` in mL/min (NaN where absent), `mask [T]` True where HR is observed, `vo2_mask [T]`
-    likewise for VO2. `subject` holds the `SUBJECT_FIELDS` scalars (NaN when unknown).
+    `x [T, C]` raw channels named by `channels` (units in `SESSION_CHANNEL_UNITS`), `hr [T]` in
+    bpm and `vo2 [T]` in mL/min (NaN where absent), `mask [T]` True where HR is observed,
+    `vo2_mask [T]` likewise for VO2. `subject` holds the `SUBJECT_FIELDS` scalars (NaN when
+    unknown). `signals` holds further sensors at their own rates (e.g. "ppg" at 64 Hz, "acc"
+    at 32 Hz), `targets` reference series at any rate (e.g. "hr" at 0.5 Hz), and `metadata`
+    (key, value) notes of the reader, e.g. `("vo2_unit", "L/min")`.
     """
 
     # dimensions are checked by __check_init__, which names the field and the fix
@@ -49,30 +116,65 @@ class Session(eqx.Module):
     channels: tuple[str, ...] = eqx.field(static=True)
     source: str = eqx.field(static=True, default="")
     workout: str = eqx.field(static=True, default="")
+    signals: dict[str, Signal] = eqx.field(default_factory=dict)
+    targets: dict[str, Signal] = eqx.field(default_factory=dict)
+    metadata: tuple[tuple[str, str], ...] = eqx.field(static=True, default=())
 
     def __check_init__(self):
+        where = self.source or "session"
         t = self.x.shape[0]
         if self.x.ndim != 2 or self.x.shape[1] != len(self.channels):
             raise WearjaxDataError(
-                f"{self.source or 'session'}: x has shape {self.x.shape}, expected "
+                f"{where}: x has shape {self.x.shape}, expected "
                 f"[time, {len(self.channels)}] for channels {self.channels}"
             )
         for name in ("hr", "vo2", "mask", "vo2_mask"):
             if getattr(self, name).shape != (t,):
                 raise WearjaxDataError(
-                    f"{self.source or 'session'}: field {name!r} has shape "
+                    f"{where}: field {name!r} has shape "
                     f"{getattr(self, name).shape}, expected ({t},) to match x"
                 )
-        unknown = [c for c in self.channels if c not in CHANNEL_UNITS]
+        unknown = [c for c in self.channels if c not in SESSION_CHANNEL_UNITS]
         if unknown:
             raise WearjaxDataError(
-                f"{self.source or 'session'}: unknown channels {unknown}; "
-                f"known channels are {sorted(CHANNEL_UNITS)}"
+                f"{where}: unknown channels {unknown}; "
+                f"known channels are {sorted(SESSION_CHANNEL_UNITS)}"
+            )
+        for field in ("signals", "targets"):
+            for name, value in getattr(self, field).items():
+                if not isinstance(name, str) or not isinstance(value, Signal):
+                    raise WearjaxDataError(
+                        f"{where}: field {field!r} maps {name!r} to {type(value).__name__}; "
+                        "map signal names to Signal"
+                    )
+        reserved = sorted(set(self.signals) & set(BUILTIN_SIGNALS))
+        if reserved:
+            raise WearjaxDataError(
+                f"{where}: field 'signals' uses the built-in names {reserved}; "
+                f"rename them (the 1 Hz {', '.join(BUILTIN_SIGNALS)} fields own these names)"
             )
 
     @property
     def length(self) -> int:
         return int(self.x.shape[0])
+
+    def signal(self, name: str) -> Signal:
+        """The named signal: one of `signals`, or a built-in 1 Hz one: "running" (`x`, mask
+        True where every channel is finite), "hr" (bpm) or "vo2" (mL/min)."""
+        if name in self.signals:
+            return self.signals[name]
+        if name == "running":
+            units = tuple(SESSION_CHANNEL_UNITS[c] for c in self.channels)
+            mask = np.all(np.isfinite(self.x), axis=1)
+            return Signal(self.x, 1.0, mask, self.channels, units)
+        if name in ("hr", "vo2"):
+            values = np.asarray(getattr(self, name))
+            ok = np.asarray(self.mask if name == "hr" else self.vo2_mask) & np.isfinite(values)
+            return Signal(values[:, None], 1.0, ok, (name,), ("bpm" if name == "hr" else "mL/min",))
+        raise WearjaxDataError(
+            f"{self.source or 'session'}: no signal {name!r}; this session has "
+            f"{sorted([*BUILTIN_SIGNALS, *self.signals])}"
+        )
 
 
 class Cohort(eqx.Module):

@@ -1,0 +1,157 @@
+"""CPET exports with a lab's own column names and units, and folders of them."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wearjax.data.cpet import load_cpet_folder, read_cpet
+from wearjax.data.csv import read_cpet_csv
+from wearjax.errors import WearjaxDataError, WearjaxFileError
+
+N = 90  # seconds per test: above the 60 s minimum
+
+
+def _write(path, header, rows, sep=","):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [sep.join(header)] + [sep.join(str(v) for v in r) for r in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _ramp(n=N):
+    """Per second: VO2 in L/min, HR, VCO2 L/min, VE L/min, power W, speed km/h."""
+    t = np.arange(n)
+    return t, 1.0 + 0.02 * t, 90.0 + t, 0.9 + 0.02 * t, 20.0 + t, 5.0 * t, 7.2 + 0 * t
+
+
+def test_aliases_magnitude_units_and_clock_times(tmp_path):
+    t, vo2, hr, vco2, ve, watts, kmh = _ramp()
+    columns = (vo2, hr, vco2, ve, watts, kmh)
+    rows = [[f"{s // 60}:{s % 60:02d}", *(round(float(c[s]), 3) for c in columns)] for s in t]
+    header = ["t", "V'O2", "heart_rate", "VCO2_I", "VE", "watts", "Speed"]
+    s = read_cpet(_write(tmp_path / "ann.csv", header, rows))
+    np.testing.assert_allclose(s.vo2, vo2 * 1000, rtol=1e-6)  # L/min detected: median < 10
+    np.testing.assert_allclose(s.hr, hr)
+    assert s.channels == ("speed", "work_rate", "vco2", "ve")
+    expected = np.stack([kmh / 3.6, watts, vco2 * 1000, ve], axis=1)  # VE stays in L/min
+    np.testing.assert_allclose(s.x, expected, rtol=1e-6)
+    meta = dict(s.metadata)
+    assert meta["vo2_unit"] == "L/min" and meta["vo2_unit_basis"] == "detected (median 1.89 < 10)"
+    assert meta["speed_unit"] == "km/h" and meta["columns"].startswith("time=t, vo2=V'O2, hr=")
+    assert (s.runner, s.workout, s.length) == ("ann", "ann", N)
+    # Declared units win over the magnitude and the header.
+    declared = read_cpet(tmp_path / "ann.csv", vo2_unit="mL/min", units={"speed": "m/s"})
+    np.testing.assert_allclose(declared.vo2, vo2, rtol=1e-6)
+    np.testing.assert_allclose(declared.x[:, 0], kmh, rtol=1e-6)
+    assert dict(declared.metadata)["vo2_unit_basis"] == "declared"
+
+
+def test_user_columns_units_row_semicolons_and_decimal_commas(tmp_path):
+    t, vo2, hr, _, ve, watts, _ = _ramp()
+    rows = [["s", "ml/min", "1/min", "W", "ml/min", "kg"]]
+    rows += [[s, f"{vo2[s] * 1000:.1f}".replace(".", ","), hr[s], watts[s], ve[s] * 1000, 70]
+             for s in t]  # fmt: skip
+    header = ["Zeit", "VO2 abs", "HF", "Last", "VE", "Gewicht"]
+    path = _write(tmp_path / "lab" / "bob.csv", header, rows, sep=";")
+    columns = {"time": "Zeit", "vo2": "vo2 ABS", "hr": "HF", "work_rate": "Last",
+               "weight": "Gewicht"}  # fmt: skip
+    s = read_cpet(path, columns=columns)
+    np.testing.assert_allclose(s.vo2, vo2 * 1000, rtol=1e-6)
+    np.testing.assert_allclose(s.hr, hr)
+    assert s.channels == ("work_rate", "ve")  # VE found by its alias
+    np.testing.assert_allclose(s.x, np.stack([watts, ve], axis=1), rtol=1e-6)
+    assert s.subject[1] == 70.0 and np.isnan(s.subject[0])
+    meta = dict(s.metadata)
+    assert (meta["vo2_unit"], meta["vo2_unit_basis"]) == ("mL/min", "column header")
+
+
+def test_read_cpet_errors(tmp_path):
+    good = [[s, 1500, 120] for s in range(N)]
+
+    def fails(header, rows, message, **kwargs):
+        path = _write(tmp_path / "bad.csv", header, rows)
+        with pytest.raises(WearjaxFileError, match=r"bad\.csv: " + message):
+            read_cpet(path, **kwargs)
+
+    fails(["time", "HR"], [[0, 1]] * 3, r"no VO2 column \(found \['time', 'HR'\]\); name it VO2")
+    fails(["VO2", "HR"], [[0, 1]] * 3, r"no time column .*pass columns=\{'time': NAME\}")
+    fails(["time", "VO2 (ml/kg/min)", "HR"], good, r"column 'VO2 \(ml/kg/min\)' is in ml/kg/min "
+          r"\(relative to body mass\); export absolute VO2")  # fmt: skip
+    fails(["time", "VO2 [gal/h]", "HR"], good, r"unknown unit 'gal/h' of column 'VO2 \[gal/h\]'")
+    fails(["time", "VO2", "VO2_I"], good, r"columns \['VO2', 'VO2_I'\] all look like vo2; pass "
+          r"columns=\{'vo2': NAME\}")  # fmt: skip
+    fails(["time", "O2", "HR"], good, r"no column 'VO2x' \(columns maps vo2 to it; found",
+          columns={"vo2": "VO2x"})  # fmt: skip
+    fails(["time", "VO2", "HR"], [[0, 1500, 1], [1, 1500, "n/a"]], r"line 3, column 'HR': cannot")
+    fails(["time", "VO2", "HR"], good[:30], r"only 30 s of VO2, shorter than 60 s")
+    fails(["time", "VO2", "HR"], [[s, "", 120] for s in range(N)], r"no VO2 values")
+    fails(["time", "VO2", "Speed (furlong/h)"], good, r"unknown speed unit 'furlong/h'")
+    path = _write(tmp_path / "ok.csv", ["time", "VO2"], good)
+    for kwargs, message in [
+        (dict(columns={"oxygen": "O2"}), r"columns names unknown fields \['oxygen'\]"),
+        (dict(vo2_unit="ml/kg"), r"vo2_unit='ml/kg' is not a unit of VO2; use 'mL/min' or"),
+        (dict(units={"speed": "furlong"}), r"units=\{'speed': 'furlong'\} is not a speed unit"),
+    ]:
+        with pytest.raises(WearjaxDataError, match=message):
+            read_cpet(path, **kwargs)
+    assert read_cpet(path, min_length_s=10).length == N
+
+
+def test_folder_skips_unusable_files_and_keeps_shared_channels(tmp_path):
+    root = tmp_path / "cpet"
+    ramp = [[s, 2000 + s, 100 + s, 1800 + s, 40, 3 * s] for s in range(N)]
+    full = ["time", "VO2", "HR", "VCO2", "VE", "Power"]
+    _write(root / "s1" / "test.csv", full, ramp)
+    _write(root / "s2" / "test.csv", ["Time", "VO2", "HR", "VCO2", "Power"],
+           [r[:4] + r[5:] for r in ramp])  # fmt: skip
+    _write(root / "flat.csv", full, ramp)
+    _write(root / "short.csv", full, ramp[:20])
+    _write(root / "novo2.csv", ["time", "HR"], [[s, 100] for s in range(N)])
+    (root / "empty.csv").write_bytes(b"")
+    (root / "notes.xlsx").write_bytes(b"PK")
+    (root / ".hidden.csv").write_text("junk")
+    sessions, skipped = load_cpet_folder(root)
+    assert [(s.runner, s.workout) for s in sessions] == [
+        ("flat", "flat"),
+        ("s1", "test"),
+        ("s2", "test"),
+    ]
+    for s in sessions:
+        assert s.channels == ("work_rate", "vco2")
+        np.testing.assert_allclose(s.x, [[3 * t, 1800 + t] for t in range(N)])
+        np.testing.assert_allclose(s.vo2, 2000 + np.arange(N))
+    reasons = {s.path.name: s.reason for s in skipped}
+    assert reasons == {
+        "empty.csv": "the file is empty (0 bytes); copy the recording again or remove the file",
+        "notes.xlsx": "unsupported file type '.xlsx'",
+        "novo2.csv": "no VO2 column (found ['time', 'HR']); name it VO2 or pass "
+        "columns={'vo2': NAME}",
+        "short.csv": "only 20 s of VO2, shorter than 60 s; use complete tests, or lower "
+        "min_length_s",
+    }
+    junk = tmp_path / "junk"
+    _write(junk / "a.csv", ["time", "HR"], [[0, 1], [1, 1]])
+    with pytest.raises(WearjaxFileError, match=r"junk: no usable CPET test \(1 files skipped: a"):
+        load_cpet_folder(junk)
+    with pytest.raises(WearjaxFileError, match=r"nowhere: not a folder"):
+        load_cpet_folder(tmp_path / "nowhere")
+
+
+def _pyoxynet_tests() -> list[Path]:
+    spec = importlib.util.find_spec("pyoxynet")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    folder = Path(next(iter(spec.submodule_search_locations))) / "data_test"
+    return sorted(folder.glob("ramp_real_test_*.csv"))
+
+
+@pytest.mark.skipif(not _pyoxynet_tests(), reason="pyoxynet (the `data` extra) is not installed")
+def test_pyoxynet_files_read_as_by_the_pyoxynet_reader():
+    for path in _pyoxynet_tests()[::20]:
+        a, b = read_cpet(path), read_cpet_csv(path)
+        for name in ("hr", "vo2", "mask", "vo2_mask", "subject"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+        assert a.channels == ("vco2", "ve") and dict(a.metadata)["vo2_unit"] == "mL/min"
+        assert 100 < np.median(a.x[:, 0]) < 6000 and 5 < np.median(a.x[:, 1]) < 250

@@ -1,0 +1,210 @@
+"""Sampled-signal CSV and NPZ files: signals at their rates, reference HR, dispatch and cache."""
+
+import numpy as np
+import pytest
+
+from wearjax.data import folders
+from wearjax.data.folders import load_folder, read_file
+from wearjax.data.sampled import is_sampled_header, read_sampled
+from wearjax.errors import WearjaxFileError
+
+nan = np.nan
+
+
+def _write(path, header, rows):
+    lines = [",".join(header)] + [",".join("" if v is None else str(v) for v in r) for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _wrist_csv(path, seconds=10, rate=32):
+    """time printed to the millisecond, ppg, acc in z, x, y order, eda and a 0.5 Hz hr_ref."""
+    rows, expected = [], {"ppg": [], "acc": [], "eda": []}
+    for k in range(seconds * rate):
+        t = k / rate
+        ppg, acc = round(np.sin(t), 4), [round(0.1 * k, 1), -1.0, 0.5]  # x, y, z
+        ref = {0: 100, 2: 0, 4: 110, 8: 130}.get(t) if k % rate == 0 else None  # 0 is implausible
+        rows.append([f"{100 + t:.3f}", ppg, acc[2], acc[0], acc[1], k % 3, ref])
+        expected["ppg"].append([ppg])
+        expected["acc"].append(acc)
+        expected["eda"].append([k % 3])
+    _write(path, ["time", "ppg", "acc_z", "acc_x", "acc_y", "eda", "hr_ref"], rows)
+    return expected
+
+
+def test_csv_groups_channels_infers_the_rate_and_holds_the_reference(tmp_path):
+    expected = _wrist_csv(tmp_path / "wrist.csv")
+    s = read_sampled(tmp_path / "wrist.csv")
+    assert list(s.signals) == ["ppg", "acc", "eda"]
+    acc = s.signals["acc"]
+    assert (acc.rate_hz, acc.channels, acc.units) == (32.0, ("acc_x", "acc_y", "acc_z"), ("g",) * 3)
+    assert s.signals["eda"].units == ("",) and s.signals["ppg"].units == ("a.u.",)
+    for name, values in expected.items():
+        np.testing.assert_array_equal(s.signals[name].values, np.array(values, np.float32))
+        assert s.signals[name].mask.all()
+    ref = s.targets["hr"]
+    assert (ref.rate_hz, ref.channels, ref.units) == (0.5, ("hr",), ("bpm",))
+    np.testing.assert_array_equal(ref.values[:, 0], [100, 0, 110, nan, 130])
+    np.testing.assert_array_equal(ref.mask, [1, 0, 1, 0, 1])
+    # The 1 Hz HR holds each 2 s reference value over its two seconds.
+    np.testing.assert_array_equal(s.hr, [100, 100, nan, nan, 110, 110, nan, nan, 130, 130])
+    np.testing.assert_array_equal(s.mask, np.isfinite(s.hr))
+    assert s.x.shape == (10, 0) and s.channels == () and not s.vo2_mask.any()
+    assert (s.runner, s.workout, s.source) == ("wrist", "wrist", str(tmp_path / "wrist.csv"))
+    assert read_sampled(tmp_path / "wrist.csv", rate_hz=32).signals["ppg"].rate_hz == 32.0
+    with pytest.raises(WearjaxFileError, match=r"wrist\.csv: rate_hz=30 but the times are sampled "
+                       r"at 32 Hz; pass the file's true rate, or omit rate_hz"):  # fmt: skip
+        read_sampled(tmp_path / "wrist.csv", rate_hz=30)
+
+
+@pytest.mark.parametrize(
+    ("times", "message"),
+    [
+        ([0.0], r"a single sample, so no sampling rate; record more than one row"),
+        ([0.0, 0.5, 0.5, 1.0], r"duplicate timestamp 0.5 s at lines 3 and 4; drop the repeated"),
+        ([0.0, 0.5, 0.25, 1.0], r"timestamps go back in time at line 4 \(0.25 s after 0.5 s\)"),
+        (
+            [0.0, 0.5, 1.0, 1.5, 2.5, 3.0],
+            r"irregular sampling: the step to line 6 \(2.5 s\) is 1 s, the median step 0.5 s "
+            r"\(more than 1% apart\); resample to a regular grid, or split the file at gaps",
+        ),
+        ([0.0, 0.5, 1.0, 1.52, 2.0], r"irregular sampling: the step to line 5 \(1.52 s\)"),
+        ([0.0, None, 1.0], r"line 3 has no time; give every row a time"),
+    ],
+)
+def test_bad_time_columns_raise_one_line_errors(tmp_path, times, message):
+    path = _write(tmp_path / "bad.csv", ["time", "ppg"], [[t, 1.0] for t in times])
+    with pytest.raises(WearjaxFileError, match=r"bad\.csv: " + message):
+        read_sampled(path)
+
+
+def test_small_jitter_is_accepted(tmp_path):
+    times = [0.0, 0.5, 1.004, 1.5, 2.0]  # 0.8% of a step
+    s = read_sampled(_write(tmp_path / "ok.csv", ["t", "ppg"], [[t, 1.0] for t in times]))
+    assert s.signals["ppg"].rate_hz == 2.0 and s.length == 3
+
+
+def test_other_csv_errors(tmp_path):
+    def fails(name, header, rows, message, **kwargs):
+        path = _write(tmp_path / name, header, rows)
+        with pytest.raises(WearjaxFileError, match=message):
+            read_sampled(path, **kwargs)
+
+    fails("a.csv", ["ppg"], [[1], [2]], r"a\.csv: no time \(s\) column \(found \['ppg'\]\)")
+    fails("b.csv", ["time", "ppg"], [[0, 1], [1, "x"]], r"line 3, column 'ppg': cannot read 'x'")
+    fails("c.csv", ["time", "hr_ref"], [[0, 90], [1, 91]], r"c\.csv: no signal")
+    fails("d.csv", ["time", "ppg", "hr_ref"], [[0, 1, None], [0.5, 1, 90], [1, 1, None],
+          [1.5, 1, None], [2, 1, None], [2.5, 1, 91]], r"reference HR at 0.5 s is off the grid",
+          hr_rate_hz=1.0)  # fmt: skip
+    fails("e.csv", ["time", "ppg", "hr_ref"], [[0, 1, None], [1, 1, 90]],
+          r"cannot tell the reference HR's rate from its times; pass hr_rate_hz")  # fmt: skip
+    fails("f.csv", ["time", "ppg", "hr_ref", "HR"], [[0, 1, 2, 3], [1, 1, 2, 3]],
+          r"two reference HR columns \['hr_ref', 'HR'\]")  # fmt: skip
+    fails("g.csv", ["time", "vo2"], [[0, 1], [1, 1]], r"signal name 'vo2' is reserved")
+
+
+def test_npz_signals_at_several_rates_with_a_reference(tmp_path):
+    ppg = np.sin(np.arange(640) / 64.0)
+    acc = np.arange(960.0).reshape(320, 3)
+    hr = np.array([90.0, nan, 94.0, 96.0, 300.0])
+    gyro = {f"gyro_{a}": np.full(160, i, np.float32) for i, a in enumerate("zyx")}
+    np.savez(tmp_path / "sub.npz", ppg=ppg, ppg_rate_hz=64, acc=acc, acc_rate_hz=32.0,
+             **gyro, rate_hz=16, hr=hr, hr_rate_hz=0.5, time=np.arange(3))  # fmt: skip
+    s = read_sampled(tmp_path / "sub.npz", runner="ann")
+    assert {k: (v.rate_hz, v.channels) for k, v in s.signals.items()} == {
+        "ppg": (64.0, ("ppg",)),
+        "acc": (32.0, ("acc_x", "acc_y", "acc_z")),
+        "gyro": (16.0, ("gyro_x", "gyro_y", "gyro_z")),
+    }
+    np.testing.assert_array_equal(s.signals["ppg"].values[:, 0], ppg.astype(np.float32))
+    np.testing.assert_array_equal(s.signals["acc"].values, acc.astype(np.float32))
+    np.testing.assert_array_equal(s.signals["gyro"].values[0], [2, 1, 0])
+    np.testing.assert_array_equal(s.targets["hr"].mask, [1, 0, 1, 1, 0])  # NaN and 300 bpm
+    np.testing.assert_array_equal(s.hr, [90, 90, nan, nan, 94, 94, 96, 96, nan, nan])
+    assert s.runner == "ann" and s.length == 10
+    # The argument is the rate of signals without their own key.
+    np.savez(tmp_path / "plain.npz", ecg=np.zeros(50), resp=np.zeros(10), resp_rate_hz=1.0)
+    plain = read_sampled(tmp_path / "plain.npz", rate_hz=5)
+    assert plain.signals["ecg"].rate_hz == 5 and plain.signals["ecg"].units == ("mV",)
+    assert plain.length == 10 and not plain.mask.any() and plain.targets == {}
+
+
+def test_npz_errors(tmp_path):
+    def fails(message, **arrays):
+        np.savez(tmp_path / "bad.npz", **arrays)
+        with pytest.raises(WearjaxFileError, match=r"bad\.npz: " + message):
+            read_sampled(tmp_path / "bad.npz")
+
+    fails(r"no sampling rate for 'ppg'; store ppg_rate_hz in the file or pass rate_hz", ppg=[1, 2])
+    fails(r"array 'cube' is float64\[2, 2, 2\]", cube=np.zeros((2, 2, 2)), rate_hz=1)
+    fails(r"reference HR 'hr' of shape \[3\] without a rate; store hr as", ppg=[1.0], hr=[1, 2, 3],
+          rate_hz=1)  # fmt: skip
+    fails(r"signal 'acc': channels \['acc_x', 'acc_y'\] have \[2, 3\] samples", acc_x=[1, 2],
+          acc_y=[1, 2, 3], rate_hz=1)  # fmt: skip
+    fails(r"'rate_hz' is <U3\[\]; store the rate as a number", ppg=[1.0], rate_hz="abc")
+    (tmp_path / "bad.npz").write_bytes(b"not a zip archive")
+    with pytest.raises(WearjaxFileError, match=r"bad\.npz: not a readable NPZ archive"):
+        read_sampled(tmp_path / "bad.npz")
+
+
+def test_sidecar_reference_on_the_recordings_clock(tmp_path):
+    np.savez(tmp_path / "run.npz", ppg=np.zeros(64 * 8), rate_hz=64)
+    _write(tmp_path / "run.hr.csv", ["time", "hr"], [[0, 100], [2, 104], [6, 112]])
+    s = read_sampled(tmp_path / "run.npz")
+    np.testing.assert_array_equal(s.targets["hr"].values[:, 0], [100, 104, nan, 112])
+    np.testing.assert_array_equal(s.hr, [100, 100, 104, 104, nan, nan, 112, 112])
+    # A CSV recording's sidecar uses the CSV's clock (here starting at 1000 s).
+    rows = [[1000 + k / 4, 0.0] for k in range(16)]
+    _write(tmp_path / "walk.csv", ["time", "ppg"], rows)
+    _write(tmp_path / "walk.hr.csv", ["t", "HR"], [[1001, 80], [1002, 81], [1003, 82]])
+    np.testing.assert_array_equal(read_sampled(tmp_path / "walk.csv").hr, [nan, 80, 81, 82])
+    _write(tmp_path / "walk.hr.csv", ["t", "HR"], [[999, 80], [1000, 81]])
+    with pytest.raises(WearjaxFileError, match=r"walk\.hr\.csv: reference HR at -1 s is before"):
+        read_sampled(tmp_path / "walk.csv")
+    _write(tmp_path / "walk.hr.csv", ["t", "bpm"], [[1000, 80], [1001, 81]])
+    with pytest.raises(WearjaxFileError, match=r"walk\.hr\.csv: no reference HR column"):
+        read_sampled(tmp_path / "walk.csv")
+    _write(tmp_path / "both.csv", ["time", "ppg", "hr_ref"], [[0, 1, 80], [1, 1, 81]])
+    _write(tmp_path / "both.hr.csv", ["time", "hr"], [[0, 80]])
+    with pytest.raises(WearjaxFileError, match=r"both\.csv: reference HR given twice"):
+        read_sampled(tmp_path / "both.csv")
+
+
+def test_folders_dispatch_sampled_files_and_cache_their_signals(tmp_path, monkeypatch):
+    assert is_sampled_header(["Time", "ACC_X"]) and not is_sampled_header(["time", "VO2_I"])
+    root = tmp_path / "wrist"
+    (root / "ann").mkdir(parents=True)
+    (root / "bob").mkdir()
+    _wrist_csv(root / "ann" / "s1.csv")
+    np.savez(root / "bob" / "s2.npz", ppg=np.ones(128), rate_hz=64)
+    _write(root / "bob" / "s2.hr.csv", ["time", "hr"], [[0, 70], [1, 72]])
+    _write(root / "bob" / "cpet.csv", ["time", "VO2_I", "HR_I"], [[0, 1000, 100], [1, 1100, 101]])
+    cache = tmp_path / "cache"
+    sessions, skipped = load_folder(root, cache_dir=cache)
+    assert skipped == []  # the sidecar is read with its recording, not listed
+    assert [(s.runner, s.workout) for s in sessions] == [
+        ("ann", "s1"),
+        ("bob", "cpet"),
+        ("bob", "s2"),
+    ]
+    assert sessions[1].vo2.tolist() == [1000, 1100] and sessions[1].signals == {}
+    np.testing.assert_array_equal(sessions[2].hr, [70, 72])
+    assert read_file(root / "bob" / "s2.npz")[0].targets["hr"].rate_hz == 1.0
+
+    def parse(*args, **kwargs):
+        raise AssertionError("the parser ran on a cached file")
+
+    monkeypatch.setattr(folders, "read_file", parse)
+    again, _ = load_folder(root, cache_dir=cache)
+    for a, b in zip(sessions, again, strict=True):
+        assert (a.runner, a.source, a.metadata) == (b.runner, b.source, b.metadata)
+        for kind in ("signals", "targets"):
+            assert list(getattr(a, kind)) == list(getattr(b, kind))
+            for x, y in zip(getattr(a, kind).values(), getattr(b, kind).values(), strict=True):
+                assert (x.rate_hz, x.channels, x.units) == (y.rate_hz, y.channels, y.units)
+                np.testing.assert_array_equal(x.values, y.values)
+                np.testing.assert_array_equal(x.mask, y.mask)
+    # A changed sidecar is a different recording: parsed again.
+    _write(root / "bob" / "s2.hr.csv", ["time", "hr"], [[0, 80], [1, 82]])
+    with pytest.raises(AssertionError, match="the parser ran"):
+        load_folder(root, cache_dir=cache)

@@ -1,0 +1,392 @@
+"""Cardiopulmonary exercise tests (CPET) with any column names: a lab's own exports.
+
+**Columns** are named by `columns` (field -> the file's header, e.g. `{"vo2": "VO2 (ml/min)",
+"hr": "HR"}`), else found by the header convention: ignoring case, a unit in parentheses or
+brackets and every character but letters and digits, a header matches an alias of
+`CPET_ALIASES` (`VO2`, `VO2_I`, `V'O2`, `vo2 [L/min]` are all vo2; `HR_I`, `heart_rate` are hr;
+`power`, `watts`, `load` are work_rate). Fields: time (s, or m:ss / h:mm:ss; required), vo2
+(required), hr (bpm), vco2, ve, work_rate (W), speed, age (years), height (m; above 3 taken as
+cm), weight (kg), sex (M/F, or pyoxynet's -1 = male, 1 = female). Other columns are ignored. A
+units row under the header (text where VO2 numbers should be) gives the columns' units.
+
+**Units.** VO2 and VCO2 are stored in mL/min: `vo2_unit` ("mL/min" or "L/min", for both) when
+given, else the column's unit, else detected from the magnitude (median below 10 is L/min).
+VE is stored in L/min (a unit of mL/min, or a median above 500, is converted). Speed is stored
+in m/s: `units={"speed": ...}` when given, else the column's unit, else km/h (treadmills).
+VO2 relative to body mass (mL/kg/min) is refused. Each session's `metadata` records `vo2_unit`
+(the file's unit), `vo2_unit_basis` ("declared", "column header" or "detected (median ...)"),
+`speed_unit` when there is speed, and `columns` (field=header pairs used).
+
+Values are separated by `,`, `;` or tab (whichever the header line has most of); with `;` or tab
+a decimal comma is read as a point. Grid conventions are those of `wearjax.data.readers`;
+input channels go to `Session.x` under the names of `SESSION_CHANNEL_UNITS`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import logging
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from wearjax.data.csv import _first_finite, _sex
+from wearjax.data.folders import Skipped
+from wearjax.data.readers import (
+    MAX_GAP_S,
+    UNIT_FACTORS,
+    Records,
+    check_hr,
+    read_bytes,
+    subject_vector,
+    to_session,
+)
+from wearjax.data.types import Session
+from wearjax.errors import WearjaxDataError, WearjaxFileError
+
+logger = logging.getLogger(__name__)
+
+CPET_ALIASES: dict[str, tuple[str, ...]] = {
+    "time": ("time", "t", "times", "timesec", "seconds", "sec"),
+    "vo2": ("vo2", "vo2i", "vo2abs", "vo2absolute"),
+    "hr": ("hr", "hri", "heartrate", "hrbpm", "pulse"),
+    "vco2": ("vco2", "vco2i"),
+    "ve": ("ve", "vei", "vebtps"),
+    "work_rate": ("workrate", "power", "watts", "load", "wr", "poweri"),
+    "speed": ("speed", "speedi", "velocity"),
+    "age": ("age", "ageyears"),
+    "height": ("height", "heightm", "heightcm"),
+    "weight": ("weight", "weightkg", "mass", "bodymass"),
+    "sex": ("sex", "gender"),
+}
+CPET_SUFFIXES = (".csv", ".tsv", ".txt")
+MIN_LENGTH_S = 60.0
+"""Shortest span of VO2 (s) a test must have; `load_cpet_folder` skips shorter ones."""
+
+_VOLUME = {"mlmin": 1.0, "lmin": 1000.0}  # to mL/min
+_SPEED = {"ms": "m/s", "kmh": "km/h", "mph": "mph"}
+
+
+def read_cpet(
+    path: str | Path,
+    *,
+    columns: Mapping[str, str] | None = None,
+    vo2_unit: str | None = None,
+    units: Mapping[str, str] | None = None,
+    runner: str | None = None,
+    max_gap_s: float = MAX_GAP_S,
+    min_length_s: float = MIN_LENGTH_S,
+    require_hr: bool = False,
+) -> Session:
+    """A CPET export with any column names as one `Session` (module docstring).
+
+    `x` holds the input channels found (speed, work_rate, vco2, ve); `hr` and `vo2` the
+    targets. `runner` defaults to the file's stem. Raises `WearjaxFileError` for a file
+    without time or VO2, an unreadable value, an unknown unit, or under `min_length_s` s of VO2.
+    """
+    path = Path(path)
+    declared = _check_options(columns, vo2_unit, units)
+    header, rows, comma = _read_rows(path)
+    found = _match(header, columns or {}, path)
+    for field, example in (("time", "time"), ("vo2", "VO2")):
+        if field not in found:
+            raise WearjaxFileError(
+                path,
+                f"no {field.upper() if field == 'vo2' else field} column (found {header})",
+                f"name it {example} or pass columns={{{field!r}: NAME}}",
+            )
+    unit_of = {field: _split(header[j])[1] for field, j in found.items()}
+    first_line = 2
+    if not _is_number(_at(rows[0], found["vo2"]), comma):  # a units row under the header
+        for field, j in found.items():
+            unit_of[field] = unit_of[field] or _at(rows[0], j)
+        rows, first_line = rows[1:], 3
+        if not rows:
+            raise WearjaxFileError(path, "the CSV has a header but no rows", "export it again")
+
+    def column(field: str, parse=float) -> np.ndarray:
+        return _values(rows, found[field], header[found[field]], path, comma, first_line, parse)
+
+    vo2_column = header[found["vo2"]]
+    vo2, vo2_source, basis = _volume(column("vo2"), declared, unit_of["vo2"], vo2_column, path)
+    channels: dict[str, np.ndarray] = {}
+    metadata = [("vo2_unit", vo2_source), ("vo2_unit_basis", basis)]
+    if "speed" in found:
+        unit = (units or {}).get("speed") or _SPEED.get(_norm_unit(unit_of["speed"]), "")
+        if unit_of["speed"] and not unit:
+            raise WearjaxFileError(
+                path,
+                f"unknown speed unit {unit_of['speed']!r}",
+                f"use one of {sorted(UNIT_FACTORS['speed'])}",
+            )
+        unit = unit or "km/h"
+        channels["speed"] = column("speed") * UNIT_FACTORS["speed"][unit]
+        metadata.append(("speed_unit", unit))
+    if "work_rate" in found:
+        channels["work_rate"] = column("work_rate")
+    if "vco2" in found:
+        name = header[found["vco2"]]
+        channels["vco2"] = _volume(column("vco2"), declared, unit_of["vco2"], name, path)[0]
+    if "ve" in found:
+        ve = column("ve")
+        factor = _VOLUME.get(_norm_unit(unit_of["ve"]))
+        if factor is None:
+            positive = ve[np.isfinite(ve) & (ve > 0)]
+            factor = 1.0 if positive.size and np.median(positive) > 500 else 1000.0
+        channels["ve"] = ve * factor / 1000.0
+    subject = {}
+    for field, name in (("age_years", "age"), ("height_m", "height"), ("weight_kg", "weight")):
+        if name in found:
+            subject[field] = _first_finite(column(name))
+    if subject.get("height_m") is not None and subject["height_m"] > 3.0:
+        subject["height_m"] /= 100.0
+    if "sex" in found:
+        j = found["sex"]
+        subject["sex_male"] = _sex(next((c for r in rows if (c := _at(r, j))), ""), path)
+    session = to_session(
+        Records(
+            time=column("time", _clock),
+            channels=channels,
+            hr=column("hr") if "hr" in found else np.full(len(rows), np.nan),
+            vo2=vo2,
+        ),
+        path=path,
+        runner=path.stem if runner is None else runner,
+        workout=path.stem,
+        subject=subject_vector(subject),
+        max_gap_s=max_gap_s,
+    )
+    seen = np.flatnonzero(session.vo2_mask)
+    if seen.size == 0:
+        raise WearjaxFileError(path, "no VO2 values", "check the VO2 column of the export")
+    span = int(seen[-1] - seen[0] + 1)
+    if span < min_length_s:
+        raise WearjaxFileError(
+            path,
+            f"only {span} s of VO2, shorter than {min_length_s:g} s",
+            "use complete tests, or lower min_length_s",
+        )
+    used = ", ".join(f"{field}={header[j]}" for field, j in found.items())
+    session = dataclasses.replace(session, metadata=(*metadata, ("columns", used)))
+    return check_hr(session, path) if require_hr else session
+
+
+def load_cpet_folder(
+    path: str | Path,
+    columns: Mapping[str, str] | None = None,
+    vo2_unit: str | None = None,
+    *,
+    units: Mapping[str, str] | None = None,
+    max_gap_s: float = MAX_GAP_S,
+    min_length_s: float = MIN_LENGTH_S,
+    require_hr: bool = False,
+) -> tuple[list[Session], list[Skipped]]:
+    """Every usable CPET test under `path` (`read_cpet`), and the files skipped with reasons.
+
+    Runners are subfolder names (`folder/subject/test.csv`), else file stems (one subject per
+    test). Sessions keep the input channels every usable test has, in `SESSION_CHANNEL_UNITS`
+    order. Raises `WearjaxFileError` naming the folder when no test is usable.
+    """
+    _check_options(columns, vo2_unit, units)
+    folder = Path(path)
+    if not folder.is_dir():
+        raise WearjaxFileError(folder, "not a folder", "pass the folder holding the CPET exports")
+    sessions: list[Session] = []
+    skipped: list[Skipped] = []
+    for file in sorted(folder.rglob("*")):
+        rel = file.relative_to(folder)
+        if any(p.startswith(".") for p in rel.parts) or not file.is_file():
+            continue
+        if file.suffix.lower() not in CPET_SUFFIXES:
+            skipped.append(Skipped(file, f"unsupported file type {file.suffix or '(none)'!r}"))
+            continue
+        runner = rel.parts[0] if len(rel.parts) > 1 else file.stem
+        try:
+            sessions.append(
+                read_cpet(
+                    file,
+                    columns=columns,
+                    vo2_unit=vo2_unit,
+                    units=units,
+                    runner=runner,
+                    max_gap_s=max_gap_s,
+                    min_length_s=min_length_s,
+                    require_hr=require_hr,
+                )
+            )
+        except WearjaxDataError as err:
+            reason = f"{err.problem}; {err.fix}" if isinstance(err, WearjaxFileError) else str(err)
+            skipped.append(Skipped(file, reason))
+    for s in skipped:
+        logger.info("skipped %s: %s", s.path, s.reason)
+    if not sessions:
+        reasons = "; ".join(f"{s.path.name}: {s.reason}" for s in skipped[:5])
+        raise WearjaxFileError(
+            folder,
+            f"no usable CPET test ({len(skipped)} files skipped{': ' if reasons else ''}{reasons})",
+            "add CSV exports with a time and a VO2 column, or name them with columns=",
+        )
+    common = tuple(c for c in sessions[0].channels if all(c in s.channels for s in sessions))
+    for s in sessions:
+        if s.channels != common:
+            logger.info("%s: dropping channels %s that other tests lack", s.source,
+                        [c for c in s.channels if c not in common])  # fmt: skip
+    sessions = [
+        dataclasses.replace(s, x=s.x[:, [s.channels.index(c) for c in common]], channels=common)
+        for s in sessions
+    ]
+    return sessions, skipped
+
+
+def _check_options(columns, vo2_unit, units) -> str | None:
+    """The declared VO2 unit, canonical ("mL/min", "L/min") or None; raises on bad options."""
+    unknown = sorted(set(columns or {}) - set(CPET_ALIASES))
+    if unknown:
+        raise WearjaxDataError(
+            f"columns names unknown fields {unknown}; use fields of {sorted(CPET_ALIASES)}"
+        )
+    for channel, unit in (units or {}).items():
+        if channel != "speed" or unit not in UNIT_FACTORS["speed"]:
+            raise WearjaxDataError(
+                f"units={{{channel!r}: {unit!r}}} is not a speed unit; "
+                f"pass units={{'speed': one of {sorted(UNIT_FACTORS['speed'])}}}"
+            )
+    if vo2_unit is None:
+        return None
+    unit = {"mlmin": "mL/min", "lmin": "L/min"}.get(_norm_unit(vo2_unit))
+    if unit is None:
+        raise WearjaxDataError(
+            f"vo2_unit={vo2_unit!r} is not a unit of VO2; use 'mL/min' or 'L/min'"
+        )
+    return unit
+
+
+def _volume(values, declared, unit, column, path) -> tuple[np.ndarray, str, str]:
+    """A gas volume rate (VO2, VCO2) in mL/min, the file's unit and how it was chosen."""
+    if declared:
+        name, basis = declared, "declared"
+    elif unit:
+        key = _norm_unit(unit)
+        if "kg" in key:
+            raise WearjaxFileError(
+                path,
+                f"column {column!r} is in {unit} (relative to body mass)",
+                "export absolute VO2 in mL/min or L/min",
+            )
+        if key not in _VOLUME:
+            raise WearjaxFileError(
+                path, f"unknown unit {unit!r} of column {column!r}", "pass vo2_unit='mL/min'"
+            )
+        name, basis = ("L/min" if key == "lmin" else "mL/min"), "column header"
+    else:
+        positive = values[np.isfinite(values) & (values > 0)]
+        median = float(np.median(positive)) if positive.size else float("nan")
+        name = "L/min" if median < 10 else "mL/min"
+        basis = f"detected (median {median:.3g} {'<' if name == 'L/min' else '>='} 10)"
+    return values * _VOLUME[_norm_unit(name)], name, basis
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[list[str]], bool]:
+    """Header, rows and whether a decimal comma is used; any delimiter of `,`, `;`, tab."""
+    data = read_bytes(path)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("cp1252", errors="replace")
+    first = text.split("\n", 1)[0]
+    delimiter = max((",", ";", "\t"), key=first.count)
+    try:
+        rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    except csv.Error as err:
+        raise WearjaxFileError(path, f"not a readable CSV file ({err})", "export it again") from err
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if len(rows) < 2:
+        raise WearjaxFileError(path, "the CSV has no rows under a header", "export the test again")
+    return [cell.strip() for cell in rows[0]], rows[1:], delimiter != ","
+
+
+def _split(cell: str) -> tuple[str, str]:
+    """A header cell as (normalised name, unit): `"V'O2 (L/min)"` -> `("vo2", "L/min")`."""
+    match = re.fullmatch(r"(.*?)\s*[\(\[]([^\)\]]*)[\)\]]\s*", cell)
+    name, unit = (match.group(1), match.group(2).strip()) if match else (cell, "")
+    return re.sub(r"[^a-z0-9]", "", name.lower()), unit
+
+
+def _norm_unit(unit: str) -> str:
+    """`"ml/min"`, `"mL·min-1"`, `"ml min^-1"` -> `"mlmin"`; `"km/h"` -> `"kmh"`."""
+    u = unit.lower().replace("min-1", "min").replace("min^-1", "min").replace("h-1", "h")
+    return re.sub(r"[^a-z]", "", u)
+
+
+def _match(header: list[str], columns: Mapping[str, str], path: Path) -> dict[str, int]:
+    """Field -> column index, from `columns` first, then the aliases."""
+    found: dict[str, int] = {}
+    for field, name in columns.items():
+        exact = [j for j, h in enumerate(header) if h == name.strip()]
+        loose = [j for j, h in enumerate(header) if h.lower() == name.strip().lower()]
+        if not (exact or loose):
+            raise WearjaxFileError(
+                path,
+                f"no column {name!r} (columns maps {field} to it; found {header})",
+                "correct the name in columns=",
+            )
+        found[field] = (exact or loose)[0]
+    taken = set(found.values())
+    for field, aliases in CPET_ALIASES.items():
+        if field in found:
+            continue
+        hits = [j for j, h in enumerate(header) if j not in taken and _split(h)[0] in aliases]
+        if len(hits) > 1:
+            raise WearjaxFileError(
+                path,
+                f"columns {[header[j] for j in hits]} all look like {field}",
+                f"pass columns={{{field!r}: NAME}}",
+            )
+        if hits:
+            found[field] = hits[0]
+    return found
+
+
+def _at(row: list[str], j: int) -> str:
+    return row[j].strip() if j < len(row) else ""
+
+
+def _is_number(cell: str, comma: bool) -> bool:
+    try:
+        float(cell.replace(",", ".") if comma else cell)
+    except ValueError:
+        return not cell  # an empty cell is a missing number
+    return True
+
+
+def _values(rows, j, name, path, comma, first_line, parse) -> np.ndarray:
+    """Column j as float64; empty cells NaN; an unreadable cell raises, naming its line."""
+    out = np.full(len(rows), np.nan)
+    for i, row in enumerate(rows):
+        cell = _at(row, j)
+        if not cell:
+            continue
+        try:
+            out[i] = parse(cell.replace(",", ".") if comma else cell)
+        except ValueError as err:
+            raise WearjaxFileError(
+                path,
+                f"line {i + first_line}, column {name!r}: cannot read {cell!r}",
+                "times are seconds or m:ss; values are numbers (empty for missing)",
+            ) from err
+    return out
+
+
+def _clock(cell: str) -> float:
+    """Seconds of `"83.5"`, `"1:23.5"` (m:ss) or `"0:01:23"` (h:mm:ss)."""
+    parts = cell.split(":")
+    if len(parts) > 3:
+        raise ValueError(cell)
+    seconds = 0.0
+    for part in parts:
+        seconds = seconds * 60.0 + float(part)
+    return seconds

@@ -1,0 +1,129 @@
+"""Sampling times: the rate of a regular time column, and reference values on a rate's grid.
+
+`sampling_rate` accepts times within 1% of a step (or the column's printed resolution) of
+`t0 + k / rate`; `reference_hr` places sparse reference values (one per 8 s window every 2 s,
+with gaps) at `k / rate` seconds from the recording's start. Both raise `WearjaxFileError`
+naming the file, the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from wearjax.data.readers import HR_RANGE_BPM
+from wearjax.data.types import Signal
+from wearjax.errors import WearjaxFileError
+
+MAX_JITTER = 0.01
+"""Largest deviation of a sample time from the regular grid, as a fraction of the step."""
+
+
+def sampling_rate(time: np.ndarray, decimals: int | None, rate_hz: float | None, path) -> float:
+    """The sampling rate of `time [T]` seconds (one row per sample), checked to be regular."""
+    if time.size < 2:
+        raise WearjaxFileError(
+            path, "a single sample, so no sampling rate", "record more than one row"
+        )
+    bad = np.flatnonzero(~np.isfinite(time))
+    if bad.size:
+        raise WearjaxFileError(path, f"line {bad[0] + 2} has no time", "give every row a time")
+    dt = np.diff(time)
+    back = np.flatnonzero(dt <= 0)
+    if back.size:
+        i = back[0]
+        if dt[i] == 0:
+            problem = f"duplicate timestamp {time[i]:g} s at lines {i + 2} and {i + 3}"
+            raise WearjaxFileError(path, problem, "drop the repeated rows")
+        problem = (
+            f"timestamps go back in time at line {i + 3} ({time[i + 1]:g} s after {time[i]:g} s)"
+        )
+        raise WearjaxFileError(path, problem, "sort the rows by time")
+    resolution = 10.0**-decimals if decimals else 0.0  # times are printed rounded to this
+
+    def fits(rate: float) -> bool:
+        offset = time - time[0] - np.arange(time.size) / rate
+        tolerance = max(MAX_JITTER / rate, resolution) * (1 + 1e-6)
+        return bool(np.all(np.abs(offset - np.median(offset)) <= tolerance))
+
+    mean_step = (time[-1] - time[0]) / (time.size - 1)
+    inferred = next((r for r in _candidates(1.0 / mean_step) if fits(r)), None)
+    if inferred is None:
+        step = np.median(dt)
+        bad = np.flatnonzero(np.abs(dt - step) > max(MAX_JITTER * step, resolution) * (1 + 1e-6))
+        where = (
+            f"the step to line {bad[0] + 3} ({time[bad[0] + 1]:g} s) is {dt[bad[0]]:.6g} s, the "
+            f"median step {step:.6g} s"
+            if bad.size
+            else "the times drift off every regular grid"
+        )
+        raise WearjaxFileError(
+            path,
+            f"irregular sampling: {where} (more than 1% apart)",
+            "resample to a regular grid, or split the file at gaps",
+        )
+    if rate_hz is not None and (
+        abs(inferred - rate_hz) > MAX_JITTER * rate_hz or not fits(rate_hz)
+    ):
+        raise WearjaxFileError(
+            path,
+            f"rate_hz={rate_hz:g} but the times are sampled at {inferred:g} Hz",
+            "pass the file's true rate, or omit rate_hz to infer it",
+        )
+    return inferred if rate_hz is None else float(rate_hz)
+
+
+def _candidates(rate: float) -> list[float]:
+    """`rate` rounded to 0, 1, ... 6 decimals where within 1% of it, then `rate` itself."""
+    rounded = [round(rate, d) for d in range(7)]
+    return [r for r in rounded if r > 0 and abs(r - rate) <= MAX_JITTER * rate] + [rate]
+
+
+def reference_hr(times, values, hr_rate_hz, path) -> Signal | None:
+    """Reference HR values at `times [R]` s from the start on a grid of `1 / hr_rate_hz` s."""
+    ok = np.isfinite(values) & np.isfinite(times)
+    if not ok.any():
+        return None
+    t, v = times[ok], values[ok]
+
+    def off_grid(rate: float) -> np.ndarray:
+        k = t * rate
+        return np.flatnonzero(np.abs(k - np.floor(k + 0.5)) > MAX_JITTER)
+
+    if hr_rate_hz is None:  # the shortest step, rounded where the times allow
+        steps = np.diff(np.sort(t))
+        if not np.any(steps > 0):
+            raise WearjaxFileError(
+                path, "cannot tell the reference HR's rate from its times", "pass hr_rate_hz"
+            )
+        raw = 1.0 / steps[steps > 0].min()
+        hr_rate_hz = next(r for r in _candidates(raw) if r == raw or not off_grid(r).size)
+    index = np.floor(t * hr_rate_hz + 0.5).astype(np.int64)
+    off = off_grid(hr_rate_hz)
+    if off.size:
+        raise WearjaxFileError(
+            path,
+            f"reference HR at {t[off[0]]:g} s is off the grid of {1 / hr_rate_hz:g} s steps",
+            "give reference times as multiples of 1 / hr_rate_hz from the recording's start",
+        )
+    if index.min() < 0:
+        raise WearjaxFileError(
+            path,
+            f"reference HR at {t[np.argmin(index)]:g} s is before the recording starts",
+            "put the reference on the recording's clock",
+        )
+    if np.unique(index).size < index.size:
+        raise WearjaxFileError(
+            path, "two reference HR values at one time", "keep one value per time"
+        )
+    out = np.full(index.max() + 1, np.nan)
+    out[index] = v
+    return reference_signal(out, hr_rate_hz, path)
+
+
+def reference_signal(hr: np.ndarray, rate: float, path) -> Signal:
+    low, high = HR_RANGE_BPM
+    with np.errstate(invalid="ignore"):
+        mask = np.isfinite(hr) & (hr >= low) & (hr <= high)
+    if not (np.isfinite(rate) and rate > 0):
+        raise WearjaxFileError(path, f"hr_rate_hz is {rate}", "give a positive rate in Hz")
+    return Signal(hr[:, None].astype(np.float32), rate, mask, ("hr",), ("bpm",))
