@@ -88,7 +88,7 @@ def personal_case(batch, length, options):
 
     def loss(params):
         m = eqx.combine(params, static)
-        pred = jax.vmap(lambda e, ui, h: m.rollout(e, ui, h[0]).hr)(m.embedding, u, hr)
+        pred = jax.vmap(lambda e, ui, h: m.for_runner(e).rollout(ui, h[0]).hr)(m.embedding, u, hr)
         return jnp.mean(jnp.square(pred - hr))
 
     params, static = eqx.partition(_with(model, options), eqx.is_inexact_array)
@@ -107,9 +107,9 @@ def hr_decoder_case(batch, length, options, protocol="generative"):
         m = eqx.combine(params, static)
         if protocol == "standard":
             starts = hr[:, :: m.window]
-            pred = jax.vmap(lambda s, di, h: m._standard(s, di, h).hr)(s_mean, d, starts)
+            pred = jax.vmap(lambda s, di, h: m.standard((s, di), h).hr)(s_mean, d, starts)
         else:
-            pred = jax.vmap(lambda s, di, h: m._generative(s, di, h[0]).hr)(s_mean, d, hr)
+            pred = jax.vmap(lambda s, di, h: m.generative((s, di), h[0]).hr)(s_mean, d, hr)
         return jnp.mean(jnp.square(pred - hr))
 
     params, static = eqx.partition(model, eqx.is_inexact_array)
@@ -151,7 +151,7 @@ def run_case(name, batch, length, options, reps):
 
 def train_step_compile(kind: str, engine: str, length: int = 1800, batch: int = 8) -> float:
     """Seconds to compile one HR-study training step (both protocols' loss, gradient, Adam)."""
-    from wearjax.eval.hr_study import _segment_loss, build_model
+    from wearjax.tasks.hr import _segment_loss, build_model
 
     model = build_model(kind, 8, 64, 3, window=60, key=jax.random.key(0))
     if kind == "ode":

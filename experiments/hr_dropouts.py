@@ -23,17 +23,17 @@ import sys
 import time
 from pathlib import Path
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wearjax.data.synthetic import simulate_cohort
-from wearjax.eval.hr_study import HRStudyConfig, held_out_table, make_task, prepare
-from wearjax.eval.metrics import mae
-from wearjax.eval.protocols import first_observed
-from wearjax.models.hr_kalman import MEASUREMENT_SD, HRKalman
-from wearjax.train.fit import TrainConfig, cross_validate
+from wearjax.cv import fit_folds, predict_held_out
+from wearjax.data import simulate_cohort
+from wearjax.eval import first_observed, mae
+from wearjax.models import HRKalman
+from wearjax.models.hr_kalman import MEASUREMENT_SD
+from wearjax.tasks.hr import HRStudyConfig, make_task, prepare
+from wearjax.train import TrainConfig
 
 GAP_BINS = ((1, 3), (3, 6), (6, 10))  # gap length [lo, hi) in minutes
 
@@ -66,24 +66,14 @@ def hold_last(hr: jax.Array, measured: jax.Array) -> jax.Array:
     return jnp.where(last >= 0, hr[jnp.maximum(last, 0)], first_observed(hr, measured)[0])
 
 
-@eqx.filter_jit
-def predict_folds(model, normalizer, features, hr, measured, idx, sds, batch: int):
-    """Rollout HR and variance `[K, M, T]` and assimilation HR and variance
-    `[K, M, len(sds), T]` of every fold's held-out sessions (folds vmapped, sessions mapped in
-    batches)."""
-
-    def per_fold(model, normalizer, idx):
-        def per_session(i):
-            x = normalizer.apply(features[i])
-            gen = model.rollout(x, first_observed(hr[i], measured[i])[0])
-            assim = jax.vmap(
-                lambda sd: model.assimilate(x, hr[i], measured[i], measurement_sd=sd)[:2]
-            )(sds)
-            return gen.hr, gen.var, *assim
-
-        return jax.lax.map(per_session, idx, batch_size=batch)
-
-    return eqx.filter_vmap(per_fold)(model, normalizer, idx)
+def predict_session(model, fold, data, i):
+    """Rollout HR and variance `[T]` and assimilation HR and variance `[len(sds), T]` of
+    session `i` (`cv.predict_held_out`); `data = (features, hr, measured, sds)`."""
+    features, hr, measured, sds = data
+    x = fold.normalizer.apply(features[i])
+    gen = model.rollout(x, first_observed(hr[i], measured[i])[0])
+    assim = jax.vmap(lambda sd: model.assimilate(x, hr[i], measured[i], measurement_sd=sd)[:2])(sds)
+    return gen.hr, gen.var, *assim
 
 
 def main() -> None:
@@ -117,19 +107,16 @@ def main() -> None:
         batch_size=args.batch,
         seed=args.seed,
     )
-    data, fold, test, _, _ = prepare(cohort, config)
-    sample, loss, validate = make_task(config, cohort.x.shape[1])
+    data, fold, split, _ = prepare(cohort, config)
     n_features = data.features.shape[-1]
     ((_, hidden, layers),) = config.models
-    fit = cross_validate(
+    fit = fit_folds(
         lambda k: HRKalman(n_features, hidden, layers, window=config.window, key=k),
-        loss,
-        sample,
-        validate,
+        make_task(config, cohort.x.shape[1]),
         data,
         fold,
-        config.train,
-        jax.random.split(jax.random.key(config.seed), test.shape[0]),
+        config.train.recipe(),
+        jax.random.split(jax.random.key(config.seed), split.n_folds),
         progress=f"kalman_{hidden}x{layers}",
     )
     train_s = time.perf_counter() - t0
@@ -141,25 +128,18 @@ def main() -> None:
     observed = np.asarray(data.mask)
     gap, gap_len = inject_gaps(np.asarray(cohort.lengths), observed.shape[1], args.gap_seed)
     measured = observed & ~gap
-    runner = np.asarray(cohort.runner)
-    idx, ok = held_out_table(test, runner)
     sds = jnp.asarray(args.sds, data.hr.dtype)
-    preds = predict_folds(
+    t = observed.shape[1]
+    gen_full, gen_var, assim_full, assim_var = predict_held_out(
+        predict_session,
         fit.model,
-        fold.normalizer,
-        data.features,
-        data.hr,
-        jnp.asarray(measured),
-        jnp.asarray(idx),
-        sds,
-        config.eval_batch,
+        fold,
+        (data.features, data.hr, jnp.asarray(measured), sds),
+        split,
+        batch=config.eval_batch,
     )
-    s, t = observed.shape
-    gen_full, gen_var, assim_full, assim_var = (
-        np.zeros(np.asarray(p).shape[2:-1] + (s, t), np.float32) for p in preds
-    )
-    for full, p in zip((gen_full, gen_var, assim_full, assim_var), preds, strict=True):
-        full[..., idx[ok], :] = np.moveaxis(np.asarray(p)[ok], 0, -2)
+    # [S, len(sds), T] -> [len(sds), S, T]
+    assim_full, assim_var = np.moveaxis(assim_full, 1, 0), np.moveaxis(assim_var, 1, 0)
     hold = np.asarray(jax.vmap(hold_last)(data.hr, jnp.asarray(measured)))
     eval_s = time.perf_counter() - t1
 
@@ -243,7 +223,7 @@ def main() -> None:
             f"{cohort.n_runners} runners, {cohort.n_sessions} sessions of "
             f"{args.min_minutes:g}-{args.max_minutes:g} min "
             f"({np.asarray(cohort.lengths).sum() / 3600:.1f} h); Kalman ({hidden}, {layers}), "
-            f"leave-{config.runners_out}-runners-out, {test.shape[0]} folds, {args.epochs} "
+            f"leave-{config.runners_out}-runners-out, {split.n_folds} folds, {args.epochs} "
             f"epochs x {args.steps} steps ({val_loss.shape[0]} run; early stopping kept "
             f"epoch {kept} of the folds). {n_gaps} dropouts of 1-10 min injected into the "
             f"held-out sessions (gap seed {args.gap_seed}), {scored_in.sum() / 3600:.1f} h of "

@@ -7,7 +7,7 @@ calibrated for that session, through a step in speed on the flat (`data.syntheti
 hr_step_response`: 35 % -> 55 % of VO2R at 300 s, back at 900 s) and compare the half-times of
 its HR rise and recovery with the simulator's. A half-time is taken on the step response, HR
 minus the HR of the same run without the step, so that the model's fatigue drift is not counted
-as response (`eval.personal_study.step_halftimes`); the half-time of the HR level itself is
+as response (`eval.halftimes.step_halftimes`); the half-time of the HR level itself is
 reported beside it. The same half-times for every fold's training runners, with the embeddings
 learned in training, separate what the fit recovers from what calibrating a new runner adds.
 Both forms: the published one (HR rate set by the HR level only) and wearjax's asymmetric one
@@ -29,14 +29,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from wearjax.data.synthetic import simulate_cohort
-from wearjax.eval.hr_study import HRStudyConfig
-from wearjax.eval.personal_study import (
-    PersonalConfig,
-    response_halftimes,
-    run_personal_study,
-    training_halftimes,
-)
+from wearjax.data import simulate_cohort
+from wearjax.eval import response_halftimes, training_halftimes
+from wearjax.tasks import HRStudyConfig, PersonalConfig, run_personal_study
 
 PRESETS = {
     "quick": dict(n_runners=6, sessions=4, min_minutes=20.0, max_minutes=30.0, epochs=5),

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import jax
 
-from wearjax.data.synthetic import simulate_cohort
-from wearjax.eval.hr_study import HRStudyConfig, run_hr_study
-from wearjax.eval.report import cohort_line, table_1, write_outputs
-from wearjax.train.fit import TrainConfig
+from wearjax.data import simulate_cohort
+from wearjax.eval import cohort_line, table_1, write_outputs
+from wearjax.tasks import HRStudyConfig, run_hr_study
+from wearjax.train import TrainConfig
 
 
 def main() -> None:

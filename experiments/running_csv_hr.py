@@ -6,7 +6,7 @@
 The 53 exports in ../shared/data/running-csv (one runner, 2021; speed, cadence and altitude,
 no running dynamics) are cross-validated by sessions: each session is its own "runner", so
 leave-k-runners-out is leave-k-sessions-out (`eval.hr_recordings.cv_cohort`), k = ceil(53 / 5)
-for 5 folds trained in one vmapped program per model. Every kind in `hr_study.HR_MODELS` is
+for 5 folds trained in one vmapped program per model. Every kind in `tasks.HR_MODELS` is
 cross-validated unless `--models` names some; both protocols, with the two baselines. Writes
 `running_csv_hr.md` (the table the README quotes), `running_csv_hr.json` and
 `running_csv_hr/` (metrics.json, report.md, plots), and prints the table. Skips, saying so,
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import jax
 
-from wearjax.eval.hr_recordings import cv_cohort, read_recordings, shared_channels
-from wearjax.eval.hr_study import HR_MODELS, HRStudyConfig, run_hr_study
-from wearjax.eval.report import cohort_line, table_1, write_outputs
-from wearjax.train.fit import TrainConfig
+from wearjax.eval import cohort_line, table_1, write_outputs
+from wearjax.tasks import HR_MODELS, HRStudyConfig, cv_cohort, read_recordings, run_hr_study
+from wearjax.tasks.hr_recordings import shared_channels
+from wearjax.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "running-csv"

@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 
 from wearjax.errors import WearjaxError
-from wearjax.eval.vo2_study import cpet_config, load_cpet_cohort, run_vo2_study, write_report
+from wearjax.eval import write_report
+from wearjax.tasks import run_vo2_study
+from wearjax.tasks.presets import cpet_config, load_cpet_cohort
 
 
 def main(argv=None) -> int:

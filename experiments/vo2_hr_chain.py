@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from wearjax.eval.vo2_study import cli_cv_vo2
+from wearjax.cli import main as wearjax
 
 
 def main(argv=None) -> int:
@@ -22,7 +22,9 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    return cli_cv_vo2("synthetic", args.quick, args.out, args.seed)
+    quick = ["--quick"] if args.quick else []
+    return wearjax(["cv", "vo2", "--data", "synthetic", "--out", str(args.out), "--seed",
+                    str(args.seed), *quick])  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Test-wide JAX settings: strict dtype and rank promotion, as the anchors do."""
 
+import chex
 import jax
-import numpy as np
 import pytest
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
@@ -20,12 +20,9 @@ def x64():
 
 
 def tree_allclose(a, b, *, rtol=1e-5, atol=1e-8):
-    """True when two pytrees have the same structure and allclose leaves."""
-    la, ta = jax.tree_util.tree_flatten(a)
-    lb, tb = jax.tree_util.tree_flatten(b)
-    if ta != tb:
+    """True when two pytrees have the same structure and allclose leaves (chex's check)."""
+    try:
+        chex.assert_trees_all_close(a, b, rtol=rtol, atol=atol)
+    except AssertionError:
         return False
-    return all(
-        np.allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
-        for x, y in zip(la, lb, strict=True)
-    )
+    return True

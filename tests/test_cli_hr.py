@@ -15,8 +15,8 @@ from wearjax import cli
 from wearjax.cli import main
 from wearjax.data import read_file
 from wearjax.errors import WearjaxFileError
-from wearjax.eval.hr_study import build_model
 from wearjax.signal.features import Normalizer
+from wearjax.tasks.hr import build_model
 from wearjax.train import checkpoints
 
 REAL_CSV = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "running-csv"
@@ -94,7 +94,8 @@ def test_fit_then_predict_round_trip_on_synthetic_runs(trained, tmp_path, capsys
         "altitude_m",
         "altitude_gain_m",
     ]
-    assert (header["kind"], header["hidden"], header["layers"]) == ("kalman", 32, 1)
+    assert (header["task"], header["kind"]) == ("hr", "hr_kalman")
+    assert header["init"] == {"n_features": 4, "hidden": 32, "n_layers": 1, "window": 60}
     assert header["data"]["sessions"] == 4 and len(header["data"]["validation_sessions"]) == 1
 
     run = write_run(tmp_path / "new.csv", 1000, seed=9)  # not a multiple of the 60 s window
@@ -120,7 +121,7 @@ def test_fit_lists_skipped_files_one_line_each(tmp_path, capsys):
     ckpt = tmp_path / "m.wjx"
     argv = ["fit", "hr", "--data", str(folder), "--out", str(ckpt), "--quick"]
     # training is not what this test checks: stop it after the recordings are read
-    from wearjax.eval import hr_recordings
+    from wearjax.tasks import hr_recordings
 
     def stop(sessions, *args, **kwargs):
         assert len(sessions) == 2
@@ -139,13 +140,22 @@ def test_fit_lists_skipped_files_one_line_each(tmp_path, capsys):
 def test_checkpoint_save_load_is_exact(tmp_path):
     model = build_model("kalman", 4, 8, 2, window=60, key=jax.random.key(3))
     norm = Normalizer(jnp.arange(4.0), jnp.full(4, 2.0))
-    header = dict(kind="kalman", hidden=8, layers=2, window=60, channels=["speed"])
+    init = dict(n_features=4, hidden=8, n_layers=2, window=60)
+    header = dict(task="hr", kind="hr_kalman", init=init, window=60, channels=["speed"])
     header["features"] = ["a", "b", "c", "d"]
     path = checkpoints.save_hr(tmp_path / "m.wjx", model, norm, header)
     loaded = checkpoints.load_hr(path)
     assert tree_allclose((loaded.model, loaded.normalizer), (model, norm), rtol=0, atol=0)
     assert {k: loaded.header[k] for k in header} == header
     assert loaded.header["version"] == checkpoints.VERSION
+    # a checkpoint of the previous format (kind/hidden/layers, no task or init) names versions
+    first, _, payload = path.read_bytes().partition(b"\n")
+    old = json.loads(first)
+    old.update(version=1, kind="kalman", hidden=8, layers=2)
+    del old["task"], old["init"]
+    (tmp_path / "old.wjx").write_bytes(json.dumps(old).encode() + b"\n" + payload)
+    with pytest.raises(WearjaxFileError, match="format version 1.*reads version 2"):
+        checkpoints.load_hr(tmp_path / "old.wjx")
 
 
 def _corrupt(path: Path, tmp_path: Path) -> dict[str, Path]:
@@ -265,14 +275,17 @@ def test_cv_hr_by_sessions_writes_metrics_and_report(tmp_path, capsys):
     assert "Standard protocol" in capsys.readouterr().out
 
 
-def test_cv_dispatches_to_every_hr_kind_and_to_the_vo2_study(tmp_path, monkeypatch):
-    from wearjax.eval import hr_study
+def test_cli_is_built_from_the_task_table(tmp_path, monkeypatch):
+    from wearjax.tasks import HR_MODELS, commands
 
-    for kind in hr_study.HR_MODELS:
+    for kind in HR_MODELS:
         args = cli._parser().parse_args(["cv", "hr", "--model", kind, "--data", "d", "--out", "o"])
-        assert args.model == kind
-    vo2_study = pytest.importorskip("wearjax.eval.vo2_study")
-    calls = []
-    monkeypatch.setattr(vo2_study, "cli_cv_vo2", lambda *a: calls.append(a) or 0)
-    assert main(["cv", "vo2", "--data", "pyoxynet", "--quick", "--out", str(tmp_path)]) == 0
-    assert calls == [("pyoxynet", True, tmp_path, 0)]
+        assert args.model == kind and args.run is commands.TASKS["hr"]["cv"].run
+    for task, table in commands.TASKS.items():
+        for command, entry in table.items():
+            args = cli._parser().parse_args([command, task, "--data", "d", "--out", "o"])
+            assert args.run is entry.run
+    args = cli._parser().parse_args(["cv", "vo2", "--data", "pyoxynet", "--quick", "--out", "o"])
+    assert (args.data, args.quick, args.seed) == ("pyoxynet", True, 0)
+    with pytest.raises(SystemExit):
+        cli._parser().parse_args(["fit", "vo2", "--data", "d", "--out", "o"])

@@ -115,8 +115,7 @@ def test_generative_scan_equals_python_loop_over_windows(model_and_inputs):
     np.testing.assert_allclose(out.hr, ref_hr, rtol=1e-10, atol=1e-9)
     np.testing.assert_allclose(out.var, ref_var, rtol=1e-10, atol=1e-12)
     # reference: feed each window the previous window's last prediction and variance
-    s = model._encode(x, None, None)
-    per_window = (*model._window_params(s), *model._step_inputs(s))
+    per_window = model.encode(x)
     h_last, v_last, pieces = hr0, jnp.asarray(0.0), []
     for n in range(4):
         hr, var, _ = model._filter_window(*(a[n] for a in per_window), h_last, v_last)

@@ -179,7 +179,7 @@ def test_hr_ode_windows_match_a_numpy_transcription(x64):
     model = eqx.tree_at(lambda m: m.demand.out.weight, model, model.demand.out.weight * 100)
     x, hr_init = _session()
     std, gen = eqx.filter_jit(model.predict_protocols)(x, hr_init, hr_init[0])
-    s_mean, d = model._encode(x, None, None)
+    s_mean, d = model.encode(x)
     s_mean, d = np.asarray(s_mean), np.asarray(d)
 
     def window(k, h0):
@@ -234,10 +234,9 @@ def test_personal_protocols_match_a_numpy_transcription(x64, asymmetric):
             y = ys[-1]
         return np.concatenate(out)
 
-    np.testing.assert_allclose(np.asarray(model.standard(e, u, hr_init).hr), run(True), rtol=1e-10)
-    np.testing.assert_allclose(
-        np.asarray(model.rollout(e, u, hr_init[0]).hr), run(False), rtol=1e-10
-    )
+    runner = model.for_runner(e)
+    np.testing.assert_allclose(np.asarray(runner(u, hr_init).hr), run(True), rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(runner.rollout(u, hr_init[0]).hr), run(False), rtol=1e-10)
 
 
 def test_personal_parameters_stay_in_their_bounds(x64):
@@ -274,7 +273,7 @@ def test_engines_agree_on_trajectories_and_gradients(x64, adjoint):
 
     def personal_loss(model):
         e = model.embedding[0]
-        std, gen = model.standard(e, u, hr_init), model.rollout(e, u, hr_init[0])
+        std, gen = model.for_runner(e).predict_protocols(u, hr_init, hr_init[0])
         return jnp.mean(jnp.square(std.hr - hr) + jnp.square(gen.hr - hr))
 
     for model, loss in (

@@ -16,7 +16,7 @@ from wearjax.models.vo2 import (
     build_vo2_model,
     vo2_kalman_step,
 )
-from wearjax.train.losses import vo2_kalman_loss, window_statistics
+from wearjax.tasks.losses import vo2_kalman_loss, window_statistics
 from wearjax.train.schedules import CurriculumWeights
 
 

@@ -1,4 +1,4 @@
-"""The personalised HR ODE study: inputs, calibration tables, half-times, one small run."""
+"""The personalised HR ODE task: inputs, calibration tables, half-times, one small run."""
 
 import math
 
@@ -8,19 +8,15 @@ import numpy as np
 import pytest
 
 from wearjax.data.synthetic import hr_step_response, simulate_cohort
-from wearjax.eval.hr_study import HRStudyConfig
-from wearjax.eval.personal_study import (
+from wearjax.eval.halftimes import half_time, response_halftimes, step_halftimes, training_halftimes
+from wearjax.tasks.hr import HRStudyConfig, run_personal_study
+from wearjax.tasks.hr_personal import (
     GRADE_SPAN,
     PersonalConfig,
     activity_inputs,
     calibration_sessions,
-    half_time,
-    response_halftimes,
-    run_personal_study,
-    step_halftimes,
-    training_halftimes,
 )
-from wearjax.train.fit import TrainConfig
+from wearjax.train.loop import TrainConfig
 
 
 def test_grade_is_the_centred_rise_over_the_distance_run():

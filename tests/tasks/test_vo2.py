@@ -10,13 +10,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from wearjax.cli import main as wearjax
 from wearjax.data.types import SUBJECT_FIELDS, Session, stack_sessions
 from wearjax.errors import WearjaxError
-from wearjax.eval import vo2_study
-from wearjax.models.hr_kalman import HRKalman
-from wearjax.models.vo2 import build_vo2_model
+from wearjax.eval.report import write_report
+from wearjax.models import HRKalman, build_vo2_model
 from wearjax.signal.features import fit_normalizer, running_features
 from wearjax.signal.metabolic import metabolic_features
+from wearjax.tasks import presets, vo2_chain
+from wearjax.tasks import vo2 as vo2_study
 
 HAS_PYOXYNET = importlib.util.find_spec("pyoxynet") is not None
 CHANNELS = ("speed", "cadence", "altitude")
@@ -60,7 +62,7 @@ def test_hr_to_vo2_is_one_compiled_function():
     @eqx.filter_jit
     def chain(i):
         traces.append(1)
-        return vo2_study.hr_to_vo2(
+        return vo2_chain.hr_to_vo2(
             hr_model, hr_norm, vo2_model, vo2_norm, hr_feats[i], cohort.x[i],
             cohort.subject[i], cohort.hr[i], cohort.mask[i], cohort.valid[i], cohort.vo2[i, 0],
             channels=cohort.channels,
@@ -82,14 +84,14 @@ def test_hr_to_vo2_is_one_compiled_function():
 def test_baselines_match_numpy():
     cohort = toy_cohort(n_runners=4)
     cfg = vo2_study.VO2StudyConfig(subjects_out=2, validation_subjects=1)
-    data, fold, test, val, names = vo2_study.prepare(cohort, cfg)
-    runner = np.asarray(cohort.runner)
-    weight = jnp.asarray((~test)[:, runner])[:, :, None] & data.mask[None]
-    base = vo2_study.hr_baselines(data, weight, test, runner)
+    data, fold, split, names = vo2_study.prepare(cohort, cfg)
+    test = split.test
+    weight = jnp.asarray(~test)[:, :, None] & data.mask[None]
+    base = vo2_study.hr_baselines(data, weight, split.owner)
     hr, vo2, v0 = (np.asarray(a, np.float64) for a in (data.hr, data.vo2, data.v0))
     for s in range(4):
-        k = int(np.flatnonzero(test[:, runner[s]])[0])
-        train = ~test[k, runner]
+        k = int(np.flatnonzero(test[:, s])[0])
+        train = ~test[k]
         slope = np.polyfit(hr[train].ravel(), vo2[train].ravel(), 1)[0]
         np.testing.assert_allclose(
             base["baseline_linear_hr"][s], v0[s] + slope * (hr[s] - hr[s, 0]), rtol=1e-3
@@ -115,7 +117,7 @@ def test_study_trains_once_and_scores(tmp_path):
     assert set(results["models"]) == {"vo2_kalman", "baseline_linear_hr", "baseline_hr_ratio"}
     assert len(entry["per_subject"]) == 4 and np.isfinite(entry["mape"])
     np.testing.assert_allclose(pred["vo2_kalman"][:, 0], np.asarray(cohort.vo2)[:, 0], rtol=0.2)
-    table = vo2_study.write_report(results, tmp_path, "toy")
+    table = write_report(results, tmp_path, "toy")
     assert (tmp_path / "metrics.json").exists() and "MAPE" in table
 
 
@@ -125,9 +127,8 @@ def test_cli_names_the_fix_when_pyoxynet_is_missing(monkeypatch, tmp_path):
         importlib.util, "find_spec", lambda name, *a: None if name == "pyoxynet" else real(name, *a)
     )
     with pytest.raises(WearjaxError, match=r"pip install wearjax\[data\]"):
-        vo2_study.cli_cv_vo2("pyoxynet", True, tmp_path)
-    with pytest.raises(WearjaxError, match="unknown VO2 data"):
-        vo2_study.cli_cv_vo2("treadmill", True, tmp_path)
+        presets.load_cpet_cohort(5)
+    assert wearjax(["cv", "vo2", "--data", "pyoxynet", "--quick", "--out", str(tmp_path)]) == 2
 
 
 @pytest.mark.skipif(not HAS_PYOXYNET, reason="pyoxynet not installed: pip install wearjax[data]")
@@ -141,14 +142,14 @@ def test_pyoxynet_ramp_tests_load():
     s = sessions[0]
     assert s.channels == () and s.vo2_mask.all() and s.mask.any()
     assert 1.4 < s.subject[SUBJECT_FIELDS.index("height_m")] < 2.2
-    cohort = vo2_study.load_cpet_cohort(limit=5)
+    cohort = presets.load_cpet_cohort(limit=5)
     assert cohort.x.shape[1] % 60 == 0 and cohort.n_runners == 5
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_PYOXYNET, reason="pyoxynet not installed: pip install wearjax[data]")
 def test_cli_quick_pyoxynet(tmp_path: Path):
-    assert vo2_study.cli_cv_vo2("pyoxynet", True, tmp_path) == 0
+    assert wearjax(["cv", "vo2", "--data", "pyoxynet", "--quick", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "metrics.json").exists() and (tmp_path / "report.md").exists()
 
 

@@ -1,23 +1,19 @@
-"""The fit loop: schedules against their definitions, no retracing, vmapped CV == sequential."""
+"""The training loop: reduce-on-plateau and early stopping against torch's definitions, a toy
+least-squares task with a known answer, `trainable`, no retracing, vmapped folds == sequential."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from tests.conftest import tree_allclose
+from wearjax.cv import fit_folds, fold_model
 from wearjax.data.types import CHANNEL_UNITS, Session, stack_sessions
-from wearjax.eval.hr_study import HRStudyConfig, make_task, prepare
-from wearjax.models.hr_kalman import HRKalman
-from wearjax.train.fit import (
-    Schedule,
-    TrainConfig,
-    cross_validate,
-    fit,
-    fold_model,
-    split_for_fold,
-    update_schedule,
-)
+from wearjax.models import HRKalman
+from wearjax.tasks.hr import HRStudyConfig, make_task, prepare
+from wearjax.train.loop import Recipe, Task, TrainConfig, fit, fit_steps, plateau, split_for_fold
 
 
 def reference_schedule(vals, cfg: TrainConfig):
@@ -45,8 +41,22 @@ def reference_schedule(vals, cfg: TrainConfig):
     return out
 
 
+def scripted_task(vals):
+    """A task whose parameter `t` counts epochs (loss -t, identity direction, step 1, one step
+    per epoch) and whose validation loss is `vals[t]`: the loop sees a scripted sequence."""
+    vals = jnp.asarray(vals, jnp.float32)
+
+    def loss(model, batch, key, epoch):
+        return -model["t"], ()
+
+    def validate(model, data, fold):
+        return vals[jnp.round(model["t"]).astype(jnp.int32) - 1]
+
+    return Task(lambda data, fold, key: None, loss, validate)
+
+
 @pytest.mark.parametrize("cooldown", [0, 2])
-def test_schedule_matches_reduce_on_plateau(cooldown):
+def test_plateau_and_early_stopping_match_torch(cooldown):
     cfg = TrainConfig(
         plateau_patience=2,
         plateau_cooldown=cooldown,
@@ -55,15 +65,81 @@ def test_schedule_matches_reduce_on_plateau(cooldown):
         early_stopping_patience=6,
     )
     vals = [5.0, 4.0, 4.0, 3.9999, 4.1, 4.0, 3.0, 3.0, 3.0, 3.0, 2.0] + [2.5] * 8
-    f, i = jnp.zeros(()), jnp.zeros((), jnp.int32)
-    s = Schedule(f + 1, f + jnp.inf, i, i, f + jnp.inf, i, jnp.zeros((), bool), i)
-    got = []
-    for v in vals:
-        s = update_schedule(s, jnp.asarray(v), cfg)
-        got.append((float(s.lr_scale), bool(s.stopped)))
     ref = reference_schedule(vals, cfg)
-    np.testing.assert_allclose([g[0] for g in got], [r[0] for r in ref], rtol=1e-6)
-    assert [g[1] for g in got] == [r[1] for r in ref]
+    # the plateau transformation alone, fed one validation loss per epoch
+    transform = plateau(0.5, 2, cooldown=cooldown, min_scale=1e-4 / cfg.learning_rate)
+    scales = []
+    with jax.numpy_dtype_promotion("standard"):  # optax's int counters
+        state = transform.init(jnp.zeros(()))
+        for v in vals:
+            _, state = transform.update(jnp.zeros(()), state, value=jnp.asarray(v))
+            scales.append(float(state.scale))
+    np.testing.assert_allclose(scales, [r[0] for r in ref], rtol=1e-6)
+    # early stopping in the loop: a counter parameter replays the sequence; no plateau, so
+    # the counter steps by exactly 1 per epoch
+    recipe = Recipe(optax.identity(), 1.0, early_stopping_patience=6, epochs=len(vals),
+                    steps_per_epoch=1)  # fmt: skip
+    res = fit({"t": jnp.zeros(())}, scripted_task(vals), None, None, recipe, jax.random.key(0))
+    stopped = [r[1] for r in ref]
+    n_run = stopped.index(True) + 1 if True in stopped else len(vals)
+    assert res.history["stopped"].tolist() == stopped[:n_run]
+    np.testing.assert_allclose(res.history["val_loss"], vals[:n_run])
+    assert float(res.model["t"]) == 1 + int(np.argmin(vals[:n_run]))  # the best epoch's params
+
+
+class Linear(eqx.Module):
+    w: jax.Array
+    b: jax.Array
+
+
+def least_squares(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3)).astype(np.float32)
+    y = (x @ np.array([1.5, -2.0, 0.5]) + 0.7 + rng.normal(0, 0.1, n)).astype(np.float32)
+    return jnp.asarray(x), jnp.asarray(y)
+
+
+def mse_task():
+    def loss(m, batch, key, epoch):
+        x, y = batch
+        r = x @ m.w + m.b - y
+        return jnp.mean(r**2), {"max_abs": jnp.max(jnp.abs(r))}
+
+    return Task(lambda data, fold, key: data, loss, lambda m, data, fold: loss(m, data, 0, 0)[0])
+
+
+def test_least_squares_reaches_the_normal_equations():
+    x, y = least_squares()
+    design = np.concatenate([np.asarray(x, np.float64), np.ones((len(x), 1))], axis=1)
+    coef = np.linalg.lstsq(design, np.asarray(y, np.float64), rcond=None)[0]
+    start = Linear(jnp.zeros(3), jnp.zeros(()))
+    recipe = TrainConfig(learning_rate=0.05, weight_decay=0.0, clip_norm=100.0, epochs=40,
+                         steps_per_epoch=25).recipe()  # fmt: skip
+    res = fit(start, mse_task(), (x, y), None, recipe, jax.random.key(0))
+    np.testing.assert_allclose(res.model.w, coef[:3], atol=2e-3)
+    np.testing.assert_allclose(res.model.b, coef[3], atol=2e-3)
+    assert res.n_traces == 1
+    assert res.history["aux_max_abs"].shape == res.history["train_loss"].shape
+
+
+def test_trainable_fits_only_what_it_selects():
+    """With the weights frozen at w0, the best bias is the mean residual of y - x w0."""
+    x, y = least_squares()
+    w0 = jnp.asarray([1.0, -1.0, 0.0])
+    start = Linear(w0, jnp.zeros(()))
+    only_b = Linear(False, True)
+    recipe = Recipe(optax.scale_by_adam(), 0.05, epochs=1, steps_per_epoch=600)
+    expected = float(np.mean(np.asarray(y) - np.asarray(x) @ np.asarray(w0)))
+    res = fit(start, mse_task(), (x, y), None, recipe, jax.random.key(0), trainable=only_b)
+    np.testing.assert_array_equal(res.model.w, w0)
+    np.testing.assert_allclose(res.model.b, expected, atol=1e-3)
+    # the same loop inside another traced function gives the same model
+    inner = jax.jit(
+        lambda s: fit_steps(
+            s, mse_task(), (x, y), None, recipe, jax.random.key(0), trainable=only_b
+        )  # fmt: skip
+    )(start)
+    assert tree_allclose(inner, res.model, rtol=1e-6)
 
 
 def _tiny_cohort(n_runners=4, per_runner=2, length=144, seed=0):
@@ -100,45 +176,43 @@ def tiny_study():
         runners_out=2,
         train=TrainConfig(epochs=3, steps_per_epoch=3, early_stopping_patience=2),
     )
-    data, fold, test, val, names = prepare(cohort, cfg)
+    data, fold, split, names = prepare(cohort, cfg)
     init = lambda k: HRKalman(len(names), 8, 1, window=12, key=k)  # noqa: E731
-    return cfg, data, fold, test, init
+    return cfg, data, fold, split, init
 
 
 def test_vmapped_cross_validation_equals_sequential_folds(tiny_study):
-    cfg, data, fold, test, init = tiny_study
-    sample, loss, validate = make_task(cfg, data.hr.shape[1])
-    keys = jax.random.split(jax.random.key(1), test.shape[0])
-    cv = cross_validate(init, loss, sample, validate, data, fold, cfg.train, keys)
+    cfg, data, fold, split, init = tiny_study
+    task = make_task(cfg, data.hr.shape[1])
+    keys = jax.random.split(jax.random.key(1), split.n_folds)
+    cv = fit_folds(init, task, data, fold, cfg.train.recipe(), keys)
     assert cv.n_traces == 1  # one compile for every epoch of every fold
-    for k in range(test.shape[0]):
+    for k in range(split.n_folds):
         k_init, k_train = split_for_fold(keys[k])
         fold_k = jax.tree_util.tree_map(lambda a, k=k: a[k], fold)
-        one = fit(init(k_init), loss, sample, validate, data, fold_k, cfg.train, k_train)
+        one = fit(init(k_init), task, data, fold_k, cfg.train.recipe(), k_train)
         assert tree_allclose(fold_model(cv.model, k), one.model, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(cv.history["val_loss"][:, k], one.history["val_loss"], rtol=1e-4)
 
 
 def test_training_step_does_not_retrace_and_loss_falls(tiny_study):
-    cfg, data, fold, test, init = tiny_study
-    sample, loss, validate = make_task(cfg, data.hr.shape[1])
+    cfg, data, fold, split, init = tiny_study
+    task = make_task(cfg, data.hr.shape[1])
     fold0 = jax.tree_util.tree_map(lambda a: a[0], fold)
     train = cfg.train._replace(epochs=8, steps_per_epoch=10, early_stopping_patience=100)
-    res = fit(
-        init(jax.random.key(0)), loss, sample, validate, data, fold0, train, jax.random.key(1)
-    )
+    res = fit(init(jax.random.key(0)), task, data, fold0, train.recipe(), jax.random.key(1))
     assert res.n_traces == 1
     assert res.history["train_loss"].shape == (8,)
     assert res.history["val_loss"][-1] < res.history["val_loss"][0]
 
 
 def test_stopped_fold_is_frozen(tiny_study):
-    cfg, data, fold, test, init = tiny_study
-    sample, loss, validate = make_task(cfg, data.hr.shape[1])
+    cfg, data, fold, split, init = tiny_study
+    task = make_task(cfg, data.hr.shape[1])
     # patience 1 with a validation loss that cannot improve after the first epoch
-    const = lambda model, data, fold: jnp.asarray(1.0)  # noqa: E731
+    const = task._replace(validate=lambda model, data, fold: jnp.asarray(1.0))
     train = cfg.train._replace(epochs=4, early_stopping_patience=1)
-    keys = jax.random.split(jax.random.key(2), test.shape[0])
-    cv = cross_validate(init, loss, sample, const, data, fold, train, keys)
+    keys = jax.random.split(jax.random.key(2), split.n_folds)
+    cv = fit_folds(init, const, data, fold, train.recipe(), keys)
     assert cv.history["stopped"].shape[0] == 2  # stopped after epoch 2: all folds frozen
     assert np.all(cv.history["stopped"][-1])

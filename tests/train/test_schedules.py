@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from wearjax.train.fit import EpochHooks, TrainConfig, clip_by_global_norm, fit
-from wearjax.train.schedules import cosine_warm_restarts, curriculum_weights, decaying_clip_norm
+from wearjax.train.loop import Recipe, Task, clip_by_global_norm, fit
+from wearjax.train.schedules import curriculum_weights, decaying_clip_norm, sgdr
 
 
 def reference_sgdr(epochs, max_lr, min_lr, t0, t_mult):
@@ -23,10 +23,10 @@ def reference_sgdr(epochs, max_lr, min_lr, t0, t_mult):
     return np.array(out)
 
 
-def test_cosine_warm_restarts_matches_loop():
+def test_sgdr_matches_loop():
     for t0, t_mult in ((10, 2), (3, 3), (5, 1)):
         e = jnp.arange(200, dtype=jnp.int32)
-        got = jax.vmap(lambda i, t0=t0, m=t_mult: cosine_warm_restarts(i, t0=t0, t_mult=m))(e)
+        got = jax.vmap(sgdr(4e-3, 1e-6, t0, t_mult, 200))(e)
         ref = reference_sgdr(200, 4e-3, 1e-6, t0, t_mult)
         np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-5, atol=1e-9)
 
@@ -49,31 +49,23 @@ def test_clip_by_global_norm_traced_norm():
     np.testing.assert_allclose(same["a"], 3.0)
 
 
-def test_hooks_pass_epoch_and_replace_rate():
+def test_recipe_passes_epoch_and_schedules_the_rate():
     """The loss sees the epoch index; a zero step size leaves the parameters alone."""
     model = eqx.nn.Linear(2, 1, key=jax.random.key(0))
 
     def loss(m, batch, key, epoch):
-        return epoch.astype(jnp.float32) + 0.0 * jnp.sum(m.weight)
+        return epoch.astype(jnp.float32) + 0.0 * jnp.sum(m.weight), ()
 
-    hooks = EpochHooks(
+    recipe = Recipe(
+        optimizer=optax.chain(optax.scale_by_adam(), optax.add_decayed_weights(1e-5)),
         learning_rate=lambda e: jnp.zeros(()),
         clip_norm=decaying_clip_norm,
-        optimizer=optax.chain(optax.scale_by_adam(), optax.add_decayed_weights(1e-5)),
-        loss_takes_epoch=True,
+        early_stopping_patience=100,
+        epochs=4,
+        steps_per_epoch=2,
     )
-    cfg = TrainConfig(epochs=4, steps_per_epoch=2, early_stopping_patience=100)
-    res = fit(
-        model,
-        loss,
-        lambda d, f, k: None,
-        lambda m, d, f: jnp.zeros(()),
-        None,
-        None,
-        cfg,
-        jax.random.key(1),
-        hooks=hooks,
-    )
+    task = Task(lambda d, f, k: None, loss, lambda m, d, f: jnp.zeros(()))
+    res = fit(model, task, None, None, recipe, jax.random.key(1))
     np.testing.assert_allclose(res.history["train_loss"], [0.0, 1.0, 2.0, 3.0])
     np.testing.assert_allclose(res.model.weight, model.weight)
     assert res.n_traces == 1

@@ -225,7 +225,7 @@ def _speed_at(vo2max, economy, intensity, grade):
 
 def speed_at_intensity(
     physiology: RunnerPhysiology, intensity: ArrayLike, grade: ArrayLike = 0.0
-) -> Float[Array, "*runner"]:
+) -> Float[Array, "*shape"]:
     """Speed (m/s) at which the ACSM demand is `intensity` x VO2R on an uphill `grade`."""
     p = physiology
     return _speed_at(p.vo2max, p.economy, jnp.asarray(intensity), jnp.asarray(grade))

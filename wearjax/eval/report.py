@@ -137,3 +137,46 @@ def plot_sessions(predictions: dict, folder: Path, *, n: int = 3) -> list[Path]:
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+# -- VO2 tables -------------------------------------------------------------------------------
+
+VO2_LABELS = {
+    "vo2_kalman": "VO2 Kalman (dual pathway)",
+    "vo2_kalman_true_hr": "VO2 Kalman, true HR",
+    "vo2_kalman_rolled_hr": "VO2 Kalman, HR rolled out by the HR model",
+    "baseline_linear_hr": "(a) linear HR-VO2, first-second offset",
+    "baseline_hr_ratio": "(b) first-second VO2 x HR ratio",
+}
+
+
+def report_table(results: dict) -> str:
+    """Markdown table of every model's pooled and per-subject-mean MAE, RMSE, MAPE."""
+    lines = [
+        "| model | MAE (mL/min) | RMSE (mL/min) | MAPE (%) | subject-mean MAE | subject-mean "
+        "MAPE (%) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, m in results["models"].items():
+        s = m["subject_mean"]
+        lines.append(
+            f"| {VO2_LABELS.get(name, name)} | {m['mae']:.0f} | {m['rmse']:.0f} | "
+            f"{m['mape']:.1f} | {s['mae']:.0f} | {s['mape']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_report(results: dict, out: Path, title: str) -> str:
+    """`out/metrics.json` and `out/report.md`; returns the markdown table."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = report_table(results)
+    c = results["cohort"]
+    head = (
+        f"# {title}\n\n{c['n_subjects']} subjects, {c['n_sessions']} sessions, "
+        f"{c['hours']:.1f} h; {results['folds']['n_folds']} subject-wise folds; features: "
+        f"{', '.join(c['features'])}. Only the first second of VO2 is known; metrics over the "
+        "seconds after it, against Savitzky-Golay-smoothed VO2.\n\n"
+    )
+    (out / "report.md").write_text(head + table)
+    return table

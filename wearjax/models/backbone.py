@@ -54,8 +54,8 @@ class Encoder(eqx.Module):
 class GRULayer(eqx.Module):
     """One GRU layer over a whole sequence: `[T, I], h0 [H] -> hs [T, H]`."""
 
-    weight_ih: Float[Array, "gates i"]
-    weight_hh: Float[Array, "gates h"]
+    weight_ih: Float[Array, "gates in"]
+    weight_hh: Float[Array, "gates hidden"]
     bias_ih: Float[Array, " gates"]
     bias_hh: Float[Array, " gates"]
 
@@ -72,7 +72,9 @@ class GRULayer(eqx.Module):
     def hidden(self) -> int:
         return self.weight_hh.shape[1]
 
-    def cell(self, xp: Float[Array, " gates"], h: Float[Array, " h"]) -> Float[Array, " h"]:
+    def cell(
+        self, xp: Float[Array, " gates"], h: Float[Array, " hidden"]
+    ) -> Float[Array, " hidden"]:
         """One step given the precomputed input projection `xp = W_ih x + b_ih`."""
         hp = self.weight_hh @ h + self.bias_hh
         xr, xz, xn = jnp.split(xp, 3)

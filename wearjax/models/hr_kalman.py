@@ -35,8 +35,6 @@ context half of f_tr) is computed for all seconds before the filter's scan.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -48,6 +46,7 @@ from wearjax.filters.learned_gain import (
     measurement_update,
 )
 from wearjax.models.backbone import Backbone, dense
+from wearjax.models.hr_base import AbstractHRModel, HRPrediction, check_window
 
 HR_MIN, HR_MAX = 30.0, 230.0  # physiological clip, bpm
 MAX_RATE = 5.0  # bpm/s, larger than any HR change seen in running
@@ -62,16 +61,6 @@ VELOCITY_WEIGHT = 0.5  # the damped velocity update g_dot += 0.5 k nu
 # of seconds, which a per-second white-noise model overstates the information of: we take the
 # top of that range.
 MEASUREMENT_SD = 3.0
-
-
-class HRPrediction(NamedTuple):
-    """HR prediction of one session: `hr [T]` and filter variance `var [T]` (bpm, bpm^2), and
-    per-window `mu [N]`, `sigma [N]` (bpm)."""
-
-    hr: Float[Array, " time"]
-    var: Float[Array, " time"]
-    mu: Float[Array, " window"]
-    sigma: Float[Array, " window"]
 
 
 class Transition(eqx.Module):
@@ -118,7 +107,7 @@ class Gain(eqx.Module):
         return jax.nn.sigmoid(u[0] - u[2] + self.out(jax.nn.tanh(self.hidden(u)))[0])
 
 
-class HRKalman(eqx.Module):
+class HRKalman(AbstractHRModel):
     """GRU backbone + learned-gain Kalman filter; sizes as published: (128, 2) and (64, 3)."""
 
     backbone: Backbone
@@ -234,33 +223,26 @@ class HRKalman(eqx.Module):
         pg = jnp.concatenate([init.var[:1], steps.var[:, 0]])
         return mu + sigma * g, sigma**2 * pg, mu
 
-    def _encode(self, x, state, key):
+    # -- protocols (AbstractHRModel) ---------------------------------------------------------
+    def encode(self, x: Float[Array, "time feature"], *, key: PRNGKeyArray | None = None):
+        """Per window: the heads' window parameters and every second's filter inputs."""
         t = x.shape[0]
-        if t % self.window:
-            raise ValueError(
-                f"session length {t} s is not a multiple of the {self.window} s window; "
-                "pad the cohort to a length bucket that is"
-            )
-        s, _ = self.backbone(x, state, key=key)
-        return s.reshape(t // self.window, self.window, s.shape[-1])
+        check_window(t, self.window)
+        s, _ = self.backbone(x, None, key=key)
+        s = s.reshape(t // self.window, self.window, s.shape[-1])
+        return (*self._window_params(s), *self._step_inputs(s))
 
-    # -- protocols ---------------------------------------------------------------------------
-    def __call__(
-        self,
-        x: Float[Array, "time feature"],
-        hr_init: Float[Array, " window"],
-        *,
-        state: Float[Array, "layer hidden"] | None = None,
-        key: PRNGKeyArray | None = None,
-    ) -> HRPrediction:
-        """Standard protocol: each window starts from its first HR `hr_init` (bpm), given by
-        the protocol (`eval.protocols.standard_initial`). Windows are filtered in parallel."""
-        s = self._encode(x, state, key)
-        per_window = (*self._window_params(s), *self._step_inputs(s))
+    def standard(self, encoded, hr_init: Float[Array, " window"]) -> HRPrediction:
+        """Each window filtered from its measured first HR; windows in parallel."""
         hr, var, mu = jax.vmap(self._filter_window)(
-            *per_window, hr_init, jnp.zeros_like(hr_init), jnp.zeros(hr_init.shape, bool)
+            *encoded, hr_init, jnp.zeros_like(hr_init), jnp.zeros(hr_init.shape, bool)
         )
-        return HRPrediction(hr.reshape(-1), var.reshape(-1), mu, per_window[1])
+        return HRPrediction(hr.reshape(-1), var.reshape(-1), mu, encoded[1])
+
+    def generative(self, encoded, hr0: Float[Array, ""]) -> HRPrediction:
+        """One `lax.scan` over windows; each starts from the last prediction of the one before,
+        and from its variance: a carried start is uncertain, a measured one is not."""
+        return self._rollout_windows(encoded, hr0)
 
     def _rollout_windows(self, per_window, hr0, measurements=None, measurement_noise=None):
         """Generative scan over windows; optional `measurements = (hr [N, W], measured [N, W])`
@@ -280,40 +262,6 @@ class HRKalman(eqx.Module):
         _, (hr, var, mu) = jax.lax.scan(body, init, (per_window, measurements))
         return HRPrediction(hr.reshape(-1), var.reshape(-1), mu, per_window[1])
 
-    def predict_protocols(
-        self,
-        x: Float[Array, "time feature"],
-        hr_init: Float[Array, " window"],
-        hr0: Float[Array, ""],
-        *,
-        state: Float[Array, "layer hidden"] | None = None,
-        key: PRNGKeyArray | None = None,
-    ) -> tuple[HRPrediction, HRPrediction]:
-        """Standard and generative predictions from one backbone pass (used in training)."""
-        s = self._encode(x, state, key)
-        per_window = (*self._window_params(s), *self._step_inputs(s))
-        hr, var, mu = jax.vmap(self._filter_window)(
-            *per_window, hr_init, jnp.zeros_like(hr_init), jnp.zeros(hr_init.shape, bool)
-        )
-        standard = HRPrediction(hr.reshape(-1), var.reshape(-1), mu, per_window[1])
-        return standard, self._rollout_windows(per_window, hr0)
-
-    def rollout(
-        self,
-        x: Float[Array, "time feature"],
-        hr0: Float[Array, ""],
-        *,
-        state: Float[Array, "layer hidden"] | None = None,
-    ) -> HRPrediction:
-        """Generative protocol: only `hr0`, the session's first second, is known.
-
-        One `lax.scan` over windows; each window starts from the last prediction of the one
-        before, and from its variance: a carried start is uncertain, a measured one is not.
-        The backbone runs over the whole session first (it does not depend on HR).
-        """
-        s = self._encode(x, state, None)
-        return self._rollout_windows((*self._window_params(s), *self._step_inputs(s)), hr0)
-
     def assimilate(
         self,
         x: Float[Array, "time feature"],
@@ -321,7 +269,6 @@ class HRKalman(eqx.Module):
         measured: Bool[Array, " time"],
         *,
         measurement_sd: float | Float[Array, ""] = MEASUREMENT_SD,
-        state: Float[Array, "layer hidden"] | None = None,
     ) -> HRPrediction:
         """HR through sensor dropouts: the generative rollout with measured HR assimilated.
 
@@ -331,9 +278,8 @@ class HRKalman(eqx.Module):
         (bpm; default `MEASUREMENT_SD`, optical wrist HR). `hr` is ignored where not measured.
         With only the first second measured this is `rollout(x, hr[0])`. One `lax.scan`.
         """
-        s = self._encode(x, state, None)
-        per_window = (*self._window_params(s), *self._step_inputs(s))
-        n = s.shape[0]
+        per_window = self.encode(x)
+        n = x.shape[0] // self.window
         measurements = (hr.reshape(n, self.window), measured.reshape(n, self.window))
         noise = jnp.square(jnp.asarray(measurement_sd, hr.dtype))
         return self._rollout_windows(per_window, hr[jnp.argmax(measured)], measurements, noise)

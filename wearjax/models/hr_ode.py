@@ -39,6 +39,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from wearjax.models.backbone import Backbone, dense
+from wearjax.models.hr_base import AbstractHRModel, HRPrediction, check_window
 from wearjax.models.hr_kalman import (
     HR_MAX,
     HR_MIN,
@@ -46,7 +47,6 @@ from wearjax.models.hr_kalman import (
     OBS_CENTER,
     OBS_SCALE,
     SD_SCALE,
-    HRPrediction,
 )
 from wearjax.models.ode import Adjoint, Engine, replace_static, solve
 
@@ -78,7 +78,7 @@ def _relax(t, g, d, args):
     return (d - g) / TIME_UNIT
 
 
-class HRODE(eqx.Module):
+class HRODE(AbstractHRModel):
     """GRU backbone + neural ODE decoder; sizes as published: (128, 2) and (64, 3).
 
     `engine` ("diffrax" or "scan") and `adjoint` ("checkpoint" or "backsolve", Diffrax only)
@@ -133,16 +133,12 @@ class HRODE(eqx.Module):
         return dict(engine=self.engine, adjoint=self.adjoint, checkpoints=self.checkpoints)
 
     # -- pieces that do not depend on the ODE state ------------------------------------------
-    def _encode(self, x, state, key):
-        """Per window: the backbone state `[N, W, H]` and the demand `[N, W + 1]` (the last
+    def encode(self, x: Float[Array, "time feature"], *, key: PRNGKeyArray | None = None):
+        """Per window: the mean backbone state `[N, H]` and the demand `[N, W + 1]` (the last
         column is the next window's first second; the last window repeats its last)."""
         t = x.shape[0]
-        if t % self.window:
-            raise ValueError(
-                f"session length {t} s is not a multiple of the {self.window} s window; "
-                "pad the cohort to a length bucket that is"
-            )
-        s, _ = self.backbone(x, state, key=key)
+        check_window(t, self.window)
+        s, _ = self.backbone(x, None, key=key)
         s = s.reshape(t // self.window, self.window, s.shape[-1])
         d = self.demand(s)  # [N, W]
         after = jnp.concatenate([d[1:, :1], d[-1:, -1:]])
@@ -164,15 +160,19 @@ class HRODE(eqx.Module):
         g = solve(_relax, g0, d, **self._solver)
         return jnp.clip(mu + sigma * g, HR_MIN, HR_MAX), mu, sigma
 
-    def _standard(self, s_mean, d, hr_init) -> HRPrediction:
+    def standard(self, encoded, hr_init: Float[Array, " window"]) -> HRPrediction:
         """All windows as one ODE with a state per window (their starts are all known), which
         Diffrax solves faster than a vmap of per-window solves."""
+        s_mean, d = encoded
         mu, sigma, g0 = jax.vmap(self._frame)(s_mean, hr_init)
         g = solve(_relax, g0, d.T, **self._solver)  # [W + 1, N]
         hr = jnp.clip(mu[:, None] + sigma[:, None] * g[:-1].T, HR_MIN, HR_MAX).reshape(-1)
         return HRPrediction(hr, jnp.zeros_like(hr), mu, sigma)
 
-    def _generative(self, s_mean, d, hr0) -> HRPrediction:
+    def generative(self, encoded, hr0: Float[Array, ""]) -> HRPrediction:
+        """One `lax.scan` over windows, each starting where the previous one's ODE ended."""
+        s_mean, d = encoded
+
         def body(h, w):
             hr, mu, sigma = self._solve_window(*w, h)
             return hr[-1], (hr[:-1], mu, sigma)
@@ -180,39 +180,3 @@ class HRODE(eqx.Module):
         _, (hr, mu, sigma) = jax.lax.scan(body, hr0, (s_mean, d))
         hr = hr.reshape(-1)
         return HRPrediction(hr, jnp.zeros_like(hr), mu, sigma)
-
-    # -- protocols ---------------------------------------------------------------------------
-    def __call__(
-        self,
-        x: Float[Array, "time feature"],
-        hr_init: Float[Array, " window"],
-        *,
-        state: Float[Array, "layer hidden"] | None = None,
-        key: PRNGKeyArray | None = None,
-    ) -> HRPrediction:
-        """Standard protocol: each window starts from its first HR `hr_init` (bpm)."""
-        return self._standard(*self._encode(x, state, key), hr_init)
-
-    def rollout(
-        self,
-        x: Float[Array, "time feature"],
-        hr0: Float[Array, ""],
-        *,
-        state: Float[Array, "layer hidden"] | None = None,
-    ) -> HRPrediction:
-        """Generative protocol: only `hr0`, the session's first second, is known; one
-        `lax.scan` over windows, each starting where the previous one's ODE ended."""
-        return self._generative(*self._encode(x, state, None), hr0)
-
-    def predict_protocols(
-        self,
-        x: Float[Array, "time feature"],
-        hr_init: Float[Array, " window"],
-        hr0: Float[Array, ""],
-        *,
-        state: Float[Array, "layer hidden"] | None = None,
-        key: PRNGKeyArray | None = None,
-    ) -> tuple[HRPrediction, HRPrediction]:
-        """Standard and generative predictions from one backbone pass (used in training)."""
-        encoded = self._encode(x, state, key)
-        return self._standard(*encoded, hr_init), self._generative(*encoded, hr0)

@@ -62,7 +62,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from wearjax.models.backbone import dense
-from wearjax.models.hr_kalman import HR_MAX, HR_MIN, HRPrediction
+from wearjax.models.hr_base import AbstractHRModel, HRPrediction, check_window
+from wearjax.models.hr_kalman import HR_MAX, HR_MIN
 from wearjax.models.ode import Adjoint, Engine, replace_static, solve
 
 # (low, high) of each decoded parameter, in `PersonalParams` order
@@ -112,7 +113,9 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
-def _field(y: Float[Array, " 2"], intensity: Float[Array, ""], p: PersonalParams, asymmetric):
+def _field(
+    y: Float[Array, " 2"], intensity: Float[Array, ""] | float, p: PersonalParams, asymmetric
+):
     hr, demand = y[0], y[1]
     f_min = (jnp.maximum(hr - p.hr_min, _FLOOR) / 60.0) ** p.alpha
     f_max = (jnp.maximum(p.hr_max - hr, _FLOOR) / 60.0) ** p.beta
@@ -126,14 +129,16 @@ def _field(y: Float[Array, " 2"], intensity: Float[Array, ""], p: PersonalParams
     return jnp.stack([d_hr, d_demand])
 
 
-def hr_field(t, y: Float[Array, " 2"], intensity: Float[Array, ""], p: PersonalParams):
+def hr_field(t, y: Float[Array, " 2"], intensity: Float[Array, ""] | float, p: PersonalParams):
     """The right-hand side d(HR, D)/dt (bpm/s) of the published personalised ODE (`p.recovery`
     is not used)."""
     del t
     return _field(y, intensity, p, asymmetric=False)
 
 
-def asymmetric_hr_field(t, y: Float[Array, " 2"], intensity: Float[Array, ""], p: PersonalParams):
+def asymmetric_hr_field(
+    t, y: Float[Array, " 2"], intensity: Float[Array, ""] | float, p: PersonalParams
+):
     """d(HR, D)/dt (bpm/s) of wearjax's asymmetric form: while D < HR the HR rate is
     `p.recovery e^A / 60`, without the level shape."""
     del t
@@ -226,19 +231,12 @@ class PersonalHRODE(eqx.Module):
         hours = jnp.arange(u.shape[0], dtype=u.dtype) / 3600.0
         return (lo + (hi - lo) * jax.nn.sigmoid(a)) * (1.0 + p.fatigue * hours)
 
-    def _run(self, e, u, starts, reset: bool) -> HRPrediction:
+    def _run(self, p: PersonalParams, intensity, starts, reset: bool) -> HRPrediction:
         """`starts [N]` are the windows' measured first HR (bpm). With `reset` (standard) each
         window's HR starts there and D carries on: a `lax.scan` over windows, each solved up to
         the next window's first second. Without (generative) only the first does, and the whole
         session is one solve (the same numbers as chaining the windows, with one solver loop)."""
-        t = u.shape[0]
-        if t % self.window:
-            raise ValueError(
-                f"session length {t} s is not a multiple of the {self.window} s window; "
-                "pad the cohort to a length bucket that is"
-            )
-        p = self.params(e)
-        intensity = self.intensity(e, u, p)
+        t = intensity.shape[0]
         y0 = jnp.stack([starts[0], starts[0]])
         if reset:
             i = intensity.reshape(t // self.window, self.window)
@@ -258,18 +256,33 @@ class PersonalHRODE(eqx.Module):
         hr = jnp.clip(hr.reshape(-1), HR_MIN, HR_MAX)
         return HRPrediction(hr, jnp.zeros_like(hr), mu, sigma)
 
-    def standard(
-        self, e: Float[Array, " embed"], u: Float[Array, "time 2"], hr_init: Float[Array, " window"]
-    ) -> HRPrediction:
-        """Standard protocol: each window's HR starts from its first second `hr_init` (bpm)."""
-        return self._run(e, u, hr_init, reset=True)
-
-    def rollout(
-        self, e: Float[Array, " embed"], u: Float[Array, "time 2"], hr0: Float[Array, ""]
-    ) -> HRPrediction:
-        """Generative protocol: only the session's first HR `hr0` (bpm) is known."""
-        n = u.shape[0] // self.window
-        return self._run(e, u, jnp.broadcast_to(hr0, (n,)), reset=False)
+    def for_runner(self, e: Float[Array, " embed"]) -> PersonalRunner:
+        """The HR model (`AbstractHRModel`) of one runner with embedding `e`."""
+        return PersonalRunner(model=self, e=e, window=self.window)
 
     def runner_embedding(self, runner: Int[Array, ""]) -> Float[Array, " embed"]:
         return self.embedding[runner]
+
+
+class PersonalRunner(AbstractHRModel):
+    """The personalised ODE of one runner: `x = u [T, 2]`, speed (m/s) and grade (rise/run)."""
+
+    model: PersonalHRODE
+    e: Float[Array, " embed"]
+    window: int = eqx.field(static=True)
+
+    def encode(self, x: Float[Array, "time 2"], *, key: PRNGKeyArray | None = None):
+        """The runner's bounded ODE parameters and the intensity of every second."""
+        del key  # deterministic
+        check_window(x.shape[0], self.window)
+        p = self.model.params(self.e)
+        return p, self.model.intensity(self.e, x, p)
+
+    def standard(self, encoded, hr_init: Float[Array, " window"]) -> HRPrediction:
+        """Each window's HR starts from its first second `hr_init` (bpm); D carries on."""
+        return self.model._run(*encoded, hr_init, reset=True)
+
+    def generative(self, encoded, hr0: Float[Array, ""]) -> HRPrediction:
+        """Only the session's first HR `hr0` (bpm) is known: one solve of the whole session."""
+        n = encoded[1].shape[0] // self.window
+        return self.model._run(*encoded, jnp.broadcast_to(hr0, (n,)), reset=False)

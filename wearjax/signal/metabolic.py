@@ -106,17 +106,27 @@ def savgol_smooth(
     return jnp.where(t < n, y, jnp.zeros((), x.dtype))
 
 
+# Laboratory channels (`data.CPET_CHANNEL_UNITS`) as VO2 features: name and scale to O(1).
+_CPET_FEATURES = {"work_rate": ("work_rate_hw", 100.0), "vco2": ("vco2_l_min", 1000.0),
+                  "ve": ("ve_10l_min", 10.0)}  # fmt: skip
 # Subject fields (`SUBJECT_FIELDS` names) used as time-constant VO2 features.
 _SUBJECT_FEATURES = ("age_years", "sex_male", "height_m", "weight_kg")
 GRADE_SPAN_S = 15  # s over which grade is rise over run (altitude is too noisy per second)
 MIN_RUN_M = 5.0  # m: below this run over GRADE_SPAN_S the grade is 0 (standing still)
 
 
+def _running(channels) -> tuple[str, ...]:
+    """The running channels of `channels` (the rest are laboratory channels or unknown)."""
+    return tuple(c for c in channels if c not in _CPET_FEATURES)
+
+
 def metabolic_feature_names(channels: tuple[str, ...], *, has_hr: bool = True) -> tuple[str, ...]:
     """Names of the `metabolic_features` of a source with these raw channels (and HR)."""
     names = ["hr_bpm"] if has_hr else []
-    if channels:
-        names += list(feature_names(tuple(channels)))
+    running = _running(channels)
+    if running:
+        names += list(feature_names(running))
+    names += [_CPET_FEATURES[c][0] for c in channels if c in _CPET_FEATURES]
     if "speed" in channels:
         names.append("distance_km")
         if "altitude" in channels:
@@ -138,7 +148,8 @@ def metabolic_features(
 
     Columns (names from `metabolic_feature_names`, in this order): HR in bpm, held over
     dropouts (`hold_observed`; omitted when `hr` is None); the running features of
-    `signal.features.running_features` (pace, cadence, ... for the channels present);
+    `signal.features.running_features` (pace, cadence, ... for the running channels present);
+    work rate, VCO2 and VE of laboratory files, scaled to O(1) (`_CPET_FEATURES`);
     cumulative distance in km and grade (rise over run across `GRADE_SPAN_S` s) when speed (and
     altitude) exist; the 60 s window index and elapsed minutes; age, sex, height and weight.
     Pure `jax.numpy`: `hr` may be a model's prediction inside a jitted chain.
@@ -148,9 +159,13 @@ def metabolic_features(
     columns: list[Array] = []
     if hr is not None:
         columns.append(hold_observed(hr, hr_mask).astype(dtype))
-    if channels:
-        f, _ = running_features(x, tuple(channels), subject)
+    running = _running(channels)
+    if running:
+        f, _ = running_features(x[:, [channels.index(c) for c in running]], running, subject)
         columns.extend(f[:, i] for i in range(f.shape[1]))
+    for c in channels:
+        if c in _CPET_FEATURES:
+            columns.append(x[:, channels.index(c)] / _CPET_FEATURES[c][1])
     if "speed" in channels:
         distance = jnp.cumsum(x[:, channels.index("speed")])
         columns.append(distance / 1000.0)

@@ -1,17 +1,17 @@
-"""The heart-rate study behind Table 1: leave-k-runners-out cross-validation of the HR models
-(Kalman and neural ODE, all folds of a model in one vmapped program), both protocols, and two
-baselines.
+"""The heart-rate task (Table 1 of Lab-to-Wrist): leave-k-runners-out cross-validation of the HR
+models (Kalman and neural ODE, all folds of a model in one vmapped program; the personalised
+ODE as a peer kind, `tasks.hr_personal`), both protocols, and two baselines.
 
-Used by `wearjax demo` and `experiments/hr_table1.py`. The steps:
+Used by `wearjax demo`, `wearjax cv hr` and `experiments/hr_table1.py`. The steps:
 
 1. features from raw channels (`signal.features`), one normaliser per fold fitted on that
    fold's training runners only (vmapped);
 2. training batches are segments of `segment_windows` consecutive 60 s windows drawn from the
    training runners (the GRU state carries across the segment's windows; the standard protocol
    gives each window its first HR); one runner per fold is held out of training for early
-   stopping;
+   stopping (`train.loop` through `cv.fit_folds`);
 3. every session is then predicted whole by the model of the fold that held its runner out,
-   under both protocols, vmapped over folds and mapped over sessions;
+   under both protocols (`cv.predict_held_out`);
 4. pooled metrics (`eval.metrics.summarize`) over the seconds each protocol did not give.
 """
 
@@ -26,16 +26,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wearjax.data.folds import leave_k_runners_out, validation_runners
+from wearjax import models
+from wearjax.cv import Split, fit_folds, padded_table, predict_held_out
 from wearjax.data.types import Cohort
 from wearjax.data.windows import gather_windows, window_index
 from wearjax.eval.metrics import summarize
 from wearjax.eval.protocols import first_observed, given_mask, hold_baseline, standard_initial
-from wearjax.models.hr_kalman import HRKalman
-from wearjax.models.hr_ode import HRODE
 from wearjax.signal.features import Normalizer, fit_normalizer, running_features
-from wearjax.train.fit import TrainConfig, cross_validate
-from wearjax.train.losses import hr_kalman_loss
+from wearjax.tasks import hr_personal
+from wearjax.tasks.losses import hr_kalman_loss
+from wearjax.train.loop import Task, TrainConfig
 
 
 class HRStudyConfig(NamedTuple):
@@ -47,7 +47,7 @@ class HRStudyConfig(NamedTuple):
         ("ode", 128, 2),
         ("ode", 64, 3),
     )
-    # `eval.personal_study.PersonalConfig` to cross-validate the personalised HR ODE on the same
+    # `tasks.hr_personal.PersonalConfig` to cross-validate the personalised HR ODE on the same
     # folds as a peer model ("personal_ode"), or None. Needs several sessions per runner.
     personal: Any = None
     window: int = 60
@@ -61,10 +61,9 @@ class HRStudyConfig(NamedTuple):
     ridge: float = 1e-3
 
 
-# HR model kinds: constructors `(n_features, hidden, n_layers, *, window, key)` of models with
-# `window`, `__call__(x, hr_init)` (standard), `rollout(x, hr0)` (generative) and
-# `predict_protocols(x, hr_init, hr0, *, key)` returning `HRPrediction`s.
-HR_MODELS = {"kalman": HRKalman, "ode": HRODE}
+# HR model kinds of this task and their `models.REGISTRY` kinds: `AbstractHRModel`s built from
+# `(n_features, hidden, n_layers, *, window, key)`.
+HR_MODELS = {"kalman": "hr_kalman", "ode": "hr_ode"}
 # Changes to `HRStudyConfig.train` per kind: the ODE's published recipe reduces the learning
 # rate on plateaus by 0.2 with a cooldown of 3 epochs down to 1e-6, and stops after 20 epochs
 # without improvement.
@@ -82,7 +81,10 @@ def build_model(kind: str, n_features: int, hidden: int, n_layers: int, *, windo
     """An HR model of kind `kind` (a key of `HR_MODELS`)."""
     if kind not in HR_MODELS:
         raise ValueError(f"unknown HR model {kind!r}: choose one of {sorted(HR_MODELS)}")
-    return HR_MODELS[kind](n_features, hidden, n_layers, window=window, key=key)
+    return models.build(
+        HR_MODELS[kind], n_features=n_features, hidden=hidden, n_layers=n_layers, window=window,
+        key=key,
+    )  # fmt: skip
 
 
 class HRData(NamedTuple):
@@ -134,9 +136,8 @@ def segment_width(config: HRStudyConfig, length: int) -> int:
     return length if config.segment_windows is None else config.window * config.segment_windows
 
 
-def make_task(config: HRStudyConfig, length: int):
-    """The (sample, loss, validate) triple of an HR model for `train.fit`, for a
-    cohort padded to `length` seconds."""
+def make_task(config: HRStudyConfig, length: int) -> Task:
+    """The `Task` of an HR model for a cohort padded to `length` seconds."""
     width = segment_width(config, length)
 
     def sample(data: HRData, fold: HRFold, key):
@@ -144,17 +145,17 @@ def make_task(config: HRStudyConfig, length: int):
         i = jax.random.choice(key, n, (config.batch_size,), p=fold.train_p)
         return _segments(data, fold.normalizer, data.train_session[i], data.train_start[i], width)
 
-    def loss(model, batch, key):
+    def loss(model, batch, key, epoch):
         x, hr, mask = batch
         keys = jax.random.split(key, x.shape[0])
-        return _segment_loss(model, x, hr, mask, keys, config.generative_weight)
+        return _segment_loss(model, x, hr, mask, keys, config.generative_weight), ()
 
     def validate(model, data: HRData, fold: HRFold):
         x, hr, mask = _segments(data, fold.normalizer, fold.val_session, fold.val_start, width)
         mask = mask & (fold.val_weight > 0)[:, None]
         return _segment_loss(model, x, hr, mask, None, config.generative_weight)  # no dropout
 
-    return sample, loss, validate
+    return Task(sample, loss, validate)
 
 
 def prepare(cohort: Cohort, config: HRStudyConfig):
@@ -166,11 +167,8 @@ def prepare(cohort: Cohort, config: HRStudyConfig):
         )
     features, names = running_features(cohort.x, cohort.channels, cohort.subject)
     mask = cohort.mask & cohort.valid
-    test = leave_k_runners_out(cohort.n_runners, config.runners_out, seed=config.seed)
-    val = validation_runners(test, seed=config.seed)
-    train = ~test & ~val
-    runner = np.asarray(cohort.runner)
-    train_sessions = train[:, runner]  # [K, S]
+    split = Split.by_subject(cohort.runner, cohort.n_runners, config.runners_out, seed=config.seed)
+    train_sessions = split.train  # [K, S]
 
     width = segment_width(config, cohort.x.shape[1])
     lengths = np.asarray(cohort.lengths)
@@ -188,13 +186,7 @@ def prepare(cohort: Cohort, config: HRStudyConfig):
 
     vtable = window_index(lengths, width, stride=width)
     v_sess, v_start = np.asarray(vtable.session), np.asarray(vtable.start)
-    per_fold = [np.flatnonzero(val[k, runner[v_sess]]) for k in range(len(test))]
-    n_val = max(1, max(len(i) for i in per_fold))
-    val_idx = np.zeros((len(test), n_val), np.int32)
-    val_w = np.zeros((len(test), n_val), np.float32)
-    for k, idx in enumerate(per_fold):
-        val_idx[k, : len(idx)] = idx
-        val_w[k, : len(idx)] = 1.0
+    val_idx, val_ok = padded_table(split.validation[:, v_sess])
 
     weight = jnp.asarray(train_sessions)[:, :, None] & mask[None]
     normalizer = jax.vmap(fit_normalizer, in_axes=(None, 0))(features, weight)
@@ -204,54 +196,22 @@ def prepare(cohort: Cohort, config: HRStudyConfig):
         jnp.asarray(p),
         jnp.asarray(v_sess[val_idx]),
         jnp.asarray(v_start[val_idx]),
-        jnp.asarray(val_w),
+        jnp.asarray(val_ok, jnp.float32),
     )
-    return data, fold, test, val, names
+    return data, fold, split, names
 
 
-def held_out_table(test: np.ndarray, runner: np.ndarray):
-    """Sessions held out by each fold, padded: index `[K, M]` and validity `[K, M]`."""
-    per_fold = [np.flatnonzero(test[k, runner]) for k in range(len(test))]
-    m = max(len(i) for i in per_fold)
-    idx = np.zeros((len(test), m), np.int32)
-    ok = np.zeros((len(test), m), bool)
-    for k, i in enumerate(per_fold):
-        idx[k, : len(i)] = i
-        ok[k, : len(i)] = True
-    return idx, ok
-
-
-@eqx.filter_jit
-def _predict_folds(model, normalizer, features, hr, mask, idx, batch: int):
-    """Both protocols for the held-out sessions of every fold: `[K, M, T]` arrays."""
-
-    def per_fold(model, normalizer, idx):
-        def per_session(i):
-            x = normalizer.apply(features[i])
-            std = model(x, standard_initial(hr[i], mask[i], model.window))
-            gen = model.rollout(x, first_observed(hr[i], mask[i])[0])
-            return std.hr, std.var, gen.hr, gen.var
-
-        return jax.lax.map(per_session, idx, batch_size=batch)
-
-    return eqx.filter_vmap(per_fold)(model, normalizer, idx)
-
-
-def predict_held_out(model, fold: HRFold, data: HRData, test, runner, batch=8):
-    """Scatter each fold's held-out predictions back to `[S, T]` arrays per protocol."""
-    idx, ok = held_out_table(test, runner)
-    out = _predict_folds(
-        model, fold.normalizer, data.features, data.hr, data.mask, jnp.asarray(idx), batch
-    )
-    s, t = data.hr.shape
-    result = {}
-    for name, arr in zip(
-        ("standard", "standard_var", "generative", "generative_var"), out, strict=True
-    ):
-        full = np.zeros((s, t), np.float32)
-        full[idx[ok]] = np.asarray(arr)[ok]
-        result[name] = full
-    return result
+def predict(model, fold: HRFold, data: HRData, i) -> dict[str, jax.Array]:
+    """Both protocols for session `i` (`cv.predict_held_out`): HR and variance `[T]` each."""
+    x = fold.normalizer.apply(data.features[i])
+    std = model(x, standard_initial(data.hr[i], data.mask[i], model.window))
+    gen = model.rollout(x, first_observed(data.hr[i], data.mask[i])[0])
+    return {
+        "standard": std.hr,
+        "standard_var": std.var,
+        "generative": gen.hr,
+        "generative_var": gen.var,
+    }
 
 
 @jax.jit
@@ -265,7 +225,7 @@ def _linear_fit(features, hr, weight, ridge):
     return jnp.linalg.solve(xtx + reg, xty)
 
 
-def linear_baseline(data: HRData, fold: HRFold, train_weight, test, runner, ridge):
+def linear_baseline(data: HRData, fold: HRFold, split: Split, ridge: float) -> np.ndarray:
     """Baseline (b): HR regressed linearly on the (normalised) features of each second,
     fitted per fold on its training runners; the same prediction serves both protocols."""
 
@@ -274,27 +234,29 @@ def linear_baseline(data: HRData, fold: HRFold, train_weight, test, runner, ridg
         beta = _linear_fit(f, data.hr, w, ridge)
         return beta[0] + f @ beta[1:]
 
+    train_weight = jnp.asarray(split.train)[:, :, None] & data.mask[None]
     preds = jax.lax.map(lambda a: one(*a), (fold.normalizer, train_weight))  # [K, S, T]
-    owner = np.argmax(test[:, runner], axis=0)  # fold that held each session out
-    return np.asarray(preds)[owner, np.arange(len(runner))]
+    owner = np.maximum(split.owner, 0)  # fold that held each session out
+    return np.asarray(preds)[owner, np.arange(len(owner))]
 
 
 def _as_floats(d: dict) -> dict:
     return {k: float(v) for k, v in d.items()}
 
 
-def run_hr_study(cohort: Cohort, config: HRStudyConfig, *, progress: bool = True):
-    """Cross-validate every HR model of `config.models`, evaluate both
-    protocols and the baselines; returns `(results, predictions)` (see README: metrics.json)."""
-    data, fold, test, val, names = prepare(cohort, config)
-    runner = np.asarray(cohort.runner)
-    mask = np.asarray(data.mask)
-    given = {
-        p: np.asarray(given_mask(data.mask, config.window, p)) for p in ("standard", "generative")
+def score_protocols(pred: dict, hr, scored: dict, summarize_jit=None) -> dict:
+    """Pooled metrics (`eval.metrics.summarize`) of each protocol's `[S, T]` prediction."""
+    summarize_jit = summarize_jit or jax.jit(summarize)
+    return {
+        p: _as_floats(summarize_jit(jnp.asarray(pred[p]), hr, jnp.asarray(scored[p])))
+        for p in ("standard", "generative")
     }
-    scored = {p: mask & ~given[p] for p in given}
-    summarize_jit = jax.jit(summarize)
-    results = {
+
+
+def _header(cohort: Cohort, config: HRStudyConfig, split: Split, names) -> dict:
+    runner = np.asarray(cohort.runner)
+    runners_of = lambda m: [sorted(set(runner[row].tolist())) for row in m]  # noqa: E731
+    return {
         "cohort": {
             "n_runners": cohort.n_runners,
             "n_sessions": cohort.n_sessions,
@@ -303,9 +265,9 @@ def run_hr_study(cohort: Cohort, config: HRStudyConfig, *, progress: bool = True
         },
         "folds": {
             "runners_out": config.runners_out,
-            "n_folds": int(test.shape[0]),
-            "test_runners": [np.flatnonzero(r).tolist() for r in test],
-            "validation_runners": [np.flatnonzero(r).tolist() for r in val],
+            "n_folds": split.n_folds,
+            "test_runners": runners_of(split.test),
+            "validation_runners": runners_of(split.validation),
         },
         "config": {
             "window": config.window,
@@ -315,71 +277,96 @@ def run_hr_study(cohort: Cohort, config: HRStudyConfig, *, progress: bool = True
         },
         "models": {},
     }
-    predictions = {"hr": np.asarray(data.hr), "mask": mask, "scored": scored}
-    sample, loss, validate = make_task(config, cohort.x.shape[1])
+
+
+def cross_validate_kind(
+    cohort: Cohort, config: HRStudyConfig, kind: str, hidden: int, layers: int, prepared=None,
+    *, progress: bool = True,
+):  # fmt: skip
+    """Cross-validate one (kind, size) on `prepare`'s folds; returns `(entry, predictions,
+    fit)` with the metrics entry of `metrics.json` and the `[S, T]` predictions."""
+    data, fold, split, _ = prepared or prepare(cohort, config)
+    scored = scored_masks(data.mask, config.window)
+    name = f"{kind}_{hidden}x{layers}"
     n_features = data.features.shape[-1]
-    keys = jax.random.split(jax.random.key(config.seed), test.shape[0])
-    for kind, hidden, layers in config.models:
-        name = f"{kind}_{hidden}x{layers}"
-        init = partial(build_model, kind, n_features, hidden, layers, window=config.window)
-        t0 = time.perf_counter()
-        fit = cross_validate(
-            lambda k, init=init: init(key=k),
-            loss,
-            sample,
-            validate,
-            data,
-            fold,
-            config.train._replace(**TRAIN_OVERRIDES.get(kind, {})),
-            keys,
-            progress=name if progress else False,
-        )
-        train_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        pred = predict_held_out(fit.model, fold, data, test, runner, config.eval_batch)
-        eval_s = time.perf_counter() - t0
-        entry = {
-            p: _as_floats(summarize_jit(jnp.asarray(pred[p]), data.hr, jnp.asarray(scored[p])))
-            for p in ("standard", "generative")
-        }
-        stopped = fit.history["stopped"]
-        entry["train_seconds"] = train_s
-        entry["eval_seconds"] = eval_s
-        entry["epochs_run"] = int(stopped.shape[0])
-        entry["best_val_loss"] = np.min(fit.history["val_loss"], axis=0).tolist()
-        entry["n_traces"] = fit.n_traces
-        entry["n_parameters"] = int(
-            sum(
-                x.size
-                for x in jax.tree_util.tree_leaves(eqx.filter(fit.model, eqx.is_inexact_array))
-            )
-            // test.shape[0]
-        )
-        results["models"][name] = entry
-        predictions[name] = pred
+    init = partial(build_model, kind, n_features, hidden, layers, window=config.window)
+    keys = jax.random.split(jax.random.key(config.seed), split.n_folds)
+    t0 = time.perf_counter()
+    fit = fit_folds(
+        lambda k: init(key=k),
+        make_task(config, cohort.x.shape[1]),
+        data,
+        fold,
+        config.train._replace(**TRAIN_OVERRIDES.get(kind, {})).recipe(),
+        keys,
+        progress=name if progress else False,
+    )
+    train_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pred = predict_held_out(predict, fit.model, fold, data, split, batch=config.eval_batch)
+    eval_s = time.perf_counter() - t0
+    entry = score_protocols(pred, data.hr, scored)
+    params = jax.tree_util.tree_leaves(eqx.filter(fit.model, eqx.is_inexact_array))
+    entry.update(
+        train_seconds=train_s,
+        eval_seconds=eval_s,
+        epochs_run=int(fit.history["stopped"].shape[0]),
+        best_val_loss=np.min(fit.history["val_loss"], axis=0).tolist(),
+        n_traces=fit.n_traces,
+        n_parameters=int(sum(x.size for x in params) // split.n_folds),
+    )
+    return entry, pred, fit
 
-    if config.personal is not None:
-        from wearjax.eval.personal_study import run_personal_study
 
-        personal = run_personal_study(cohort, config, config.personal, progress=progress)
-        results["models"]["personal_ode"] = personal.entry
-        predictions["personal_ode"] = personal.predictions
+def scored_masks(mask, window: int) -> dict[str, np.ndarray]:
+    """Per protocol, the observed seconds it did not give: what its metrics cover."""
+    m = np.asarray(mask)
+    return {p: m & ~np.asarray(given_mask(mask, window, p)) for p in ("standard", "generative")}
 
-    train_weight = jnp.asarray((~test & ~val)[:, runner])[:, :, None] & data.mask[None]
-    lin = linear_baseline(data, fold, train_weight, test, runner, config.ridge)
+
+def baselines(data: HRData, fold: HRFold, split: Split, config: HRStudyConfig) -> dict:
+    """Baseline predictions per protocol: (a) the known HR held, (b) linear regression."""
+    lin = linear_baseline(data, fold, split, config.ridge)
     hold = {
         p: np.asarray(
             jax.vmap(lambda h, m, p=p: hold_baseline(h, m, config.window, p))(data.hr, data.mask)
         )
         for p in ("standard", "generative")
     }
-    for name, pred in (
-        ("baseline_hold", hold),
-        ("baseline_linear", {"standard": lin, "generative": lin}),
-    ):
-        results["models"][name] = {
-            p: _as_floats(summarize_jit(jnp.asarray(pred[p]), data.hr, jnp.asarray(scored[p])))
-            for p in ("standard", "generative")
-        }
+    return {"baseline_hold": hold, "baseline_linear": {"standard": lin, "generative": lin}}
+
+
+def run_personal_study(cohort: Cohort, study: HRStudyConfig, config=None, *, progress=True):
+    """The personalised ODE (`tasks.hr_personal`) cross-validated on this task's folds."""
+    _, _, split, _ = prepare(cohort, study)
+    return hr_personal.run_personal(
+        cohort, split, study.window, study.seed, config, progress=progress
+    )
+
+
+def run_hr_study(cohort: Cohort, config: HRStudyConfig, *, progress: bool = True):
+    """Cross-validate every HR model of `config.models` (and the personalised ODE when
+    `config.personal` is set), evaluate both protocols and the baselines; returns
+    `(results, predictions)` (see README: metrics.json)."""
+    prepared = prepare(cohort, config)
+    data, fold, split, names = prepared
+    scored = scored_masks(data.mask, config.window)
+    results = _header(cohort, config, split, names)
+    predictions = {"hr": np.asarray(data.hr), "mask": np.asarray(data.mask), "scored": scored}
+    for kind, hidden, layers in config.models:
+        entry, pred, _ = cross_validate_kind(
+            cohort, config, kind, hidden, layers, prepared, progress=progress
+        )
+        results["models"][f"{kind}_{hidden}x{layers}"] = entry
+        predictions[f"{kind}_{hidden}x{layers}"] = pred
+    if config.personal is not None:
+        personal = hr_personal.run_personal(
+            cohort, split, config.window, config.seed, config.personal, progress=progress
+        )
+        results["models"]["personal_ode"] = personal.entry
+        predictions["personal_ode"] = personal.predictions
+    summarize_jit = jax.jit(summarize)
+    for name, pred in baselines(data, fold, split, config).items():
+        results["models"][name] = score_protocols(pred, data.hr, scored, summarize_jit)
         predictions[name] = pred
     return results, predictions

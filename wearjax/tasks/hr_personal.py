@@ -1,8 +1,8 @@
-"""The personalised HR ODE (`models.hr_personalized`) in the HR study: training, calibration of
-new runners, both protocols, and the response speed of the fitted runners.
+"""The personalised HR ODE (`models.hr_personalized`), a peer kind of the HR task: training,
+calibration of new runners, both protocols.
 
-Folds are those of `eval.hr_study` (leave-k-runners-out, one validation runner per fold), all
-trained in one vmapped program (`train.fit.cross_validate`). Per fold:
+Folds are those of `tasks.hr` (leave-k-runners-out, one validation runner per fold), all
+trained in one vmapped program (`cv.fit_folds`). Per fold:
 
 1. training on the training runners' whole sessions: the model's shared networks and one
    embedding per training runner minimise an L2 loss on normalised HR, `((HR_hat - HR) /
@@ -12,7 +12,8 @@ trained in one vmapped program (`train.fit.cross_validate`). Per fold:
 3. a held-out runner has no learned embedding. As in Nazaret et al. (2023), where the
    embedding summarises a runner's past workouts, each held-out session is predicted with an
    embedding calibrated on one *other* session of the same runner (the next one of that runner,
-   cyclically): `calibration_steps` Adam steps on `e` alone (shared networks frozen), same loss.
+   cyclically): `calibration_steps` Adam steps on `e` alone (shared networks frozen), same loss,
+   through the same training loop (`train.loop.fit_steps` with `trainable` the embedding).
    This model therefore sees one more session of a new runner than the other models, which see
    none: its table row is a different information setting, stated in the report.
 """
@@ -29,13 +30,13 @@ import numpy as np
 import optax
 from jaxtyping import Array, Bool, Float, Int
 
+from wearjax.cv import Split, fit_folds, padded_table, predict_held_out
 from wearjax.data.types import Cohort
-from wearjax.eval.hr_study import HRStudyConfig, held_out_table, prepare
 from wearjax.eval.metrics import summarize
 from wearjax.eval.protocols import first_observed, given_mask, standard_initial
-from wearjax.models.hr_kalman import HRPrediction
+from wearjax.models.hr_base import HRPrediction
 from wearjax.models.hr_personalized import PersonalHRODE
-from wearjax.train.fit import TrainConfig, cross_validate
+from wearjax.train.loop import Recipe, Task, TrainConfig, fit_steps
 
 GRADE_SPAN = 30  # s: grade is the altitude change over this centred span / distance covered
 
@@ -91,6 +92,7 @@ class PersonalData(NamedTuple):
     hr: Float[Array, "session time"]
     mask: Bool[Array, "session time"]
     runner: Int[Array, " session"]
+    calibration: Int[Array, " session"]  # the session each one's embedding is calibrated on
 
 
 class PersonalFold(NamedTuple):
@@ -101,9 +103,9 @@ class PersonalFold(NamedTuple):
 
 
 def _predict(model: PersonalHRODE, e, u, hr, mask) -> tuple[HRPrediction, HRPrediction]:
-    std = model.standard(e, u, standard_initial(hr, mask, model.window))
-    gen = model.rollout(e, u, first_observed(hr, mask)[0])
-    return std, gen
+    return model.for_runner(e).predict_protocols(
+        u, standard_initial(hr, mask, model.window), first_observed(hr, mask)[0]
+    )
 
 
 def session_loss(model: PersonalHRODE, e, u, hr, mask, hr_sd) -> Float[Array, ""]:
@@ -117,19 +119,19 @@ def session_loss(model: PersonalHRODE, e, u, hr, mask, hr_sd) -> Float[Array, ""
     return total
 
 
-def make_task(config: PersonalConfig):
-    """The (sample, loss, validate) triple of the personalised ODE for `train.fit`."""
+def make_task(config: PersonalConfig) -> Task:
+    """The `Task` of the personalised ODE: shared networks and training runners' embeddings."""
 
     def sample(data: PersonalData, fold: PersonalFold, key):
         i = jax.random.choice(key, data.hr.shape[0], (config.batch_size,), p=fold.train_p)
         return data.inputs[i], data.hr[i], data.mask[i], data.runner[i], fold.hr_sd
 
-    def loss(model: PersonalHRODE, batch, key):
-        del key  # deterministic model
+    def loss(model: PersonalHRODE, batch, key, epoch):
+        del key, epoch  # deterministic model, no curriculum
         u, hr, mask, runner, hr_sd = batch
         e = model.embedding[runner]
         per = jax.vmap(lambda *a: session_loss(model, *a, hr_sd))(e, u, hr, mask)
-        return jnp.mean(per) + config.embedding_reg * jnp.mean(jnp.sum(e**2, axis=-1))
+        return jnp.mean(per) + config.embedding_reg * jnp.mean(jnp.sum(e**2, axis=-1)), ()
 
     def validate(model: PersonalHRODE, data: PersonalData, fold: PersonalFold):
         zero = jnp.zeros(model.embedding.shape[-1], data.hr.dtype)
@@ -139,36 +141,42 @@ def make_task(config: PersonalConfig):
         )
         return jnp.sum(per * fold.val_weight) / jnp.maximum(jnp.sum(fold.val_weight), 1.0)
 
-    return sample, loss, validate
+    return Task(sample, loss, validate)
 
 
 def _session(data: PersonalData, i):
     return data.inputs[i], data.hr[i], data.mask[i]
 
 
+class Calibration(eqx.Module):
+    """A runner's embedding `e` to fit, beside the frozen population model."""
+
+    model: PersonalHRODE
+    e: Float[Array, " embed"]
+
+
 def calibrate(
     model: PersonalHRODE, u, hr, mask, hr_sd, config: PersonalConfig
 ) -> Float[Array, " embed"]:
     """An embedding for a runner the model has not seen, fitted on one of their sessions with
-    the shared networks frozen: `calibration_steps` Adam steps from e = 0 (one `lax.scan`)."""
-    opt = optax.adam(config.calibration_lr)
-    e0 = jnp.zeros(model.embedding.shape[-1], hr.dtype)
+    the shared networks frozen: `calibration_steps` Adam steps from e = 0, one epoch of the
+    shared training loop (`train.loop.fit_steps`) with only `e` trainable."""
+    start = Calibration(model, jnp.zeros(model.embedding.shape[-1], hr.dtype))
+    trainable = eqx.tree_at(lambda c: c.e, jax.tree_util.tree_map(lambda _: False, start), True)
 
-    def objective(e):
-        reg = config.embedding_reg * jnp.sum(e**2)
-        return session_loss(model, e, u, hr, mask, hr_sd) + reg
+    def loss(c: Calibration, batch, key, epoch):
+        reg = config.embedding_reg * jnp.sum(c.e**2)
+        return session_loss(c.model, c.e, *batch) + reg, ()
 
-    def step(carry, _):
-        e, state = carry
-        g = jax.grad(objective)(e)
-        with jax.numpy_dtype_promotion("standard"):  # optax's int step count
-            updates, state = opt.update(g, state, e)
-        return (e + updates, state), None
-
-    with jax.numpy_dtype_promotion("standard"):
-        state0 = opt.init(e0)
-    (e, _), _ = jax.lax.scan(step, (e0, state0), None, length=config.calibration_steps)
-    return e
+    task = Task(lambda data, fold, key: data, loss, lambda c, data, fold: jnp.zeros(()))
+    recipe = Recipe(
+        optax.scale_by_adam(),
+        config.calibration_lr,
+        epochs=1,
+        steps_per_epoch=config.calibration_steps,
+    )
+    key = jax.random.key(0)  # unused: the loss is deterministic
+    return fit_steps(start, task, (u, hr, mask, hr_sd), None, recipe, key, trainable=trainable).e
 
 
 def calibration_sessions(runner: np.ndarray, sessions: np.ndarray) -> np.ndarray:
@@ -181,21 +189,16 @@ def calibration_sessions(runner: np.ndarray, sessions: np.ndarray) -> np.ndarray
     return out
 
 
-@eqx.filter_jit
-def _held_out(model, data: PersonalData, fold: PersonalFold, idx, cal, config: PersonalConfig):
-    """Calibrate on `cal`, predict `idx` (both `[K, M]`), every fold: `[K, M, T]` arrays and the
-    embeddings `[K, M, E]`."""
+def _held_out_predict(config: PersonalConfig):
+    """`predict(model, fold, data, i)` for `cv.predict_held_out`: calibrate an embedding on
+    session i's calibration session, then both protocols of session i."""
 
-    def per_fold(model, fold, idx, cal):
-        def per_session(pair):
-            i, c = pair
-            e = calibrate(model, *_session(data, c), fold.hr_sd, config)
-            std, gen = _predict(model, e, *_session(data, i))
-            return std.hr, gen.hr, e
+    def predict(model, fold: PersonalFold, data: PersonalData, i):
+        e = calibrate(model, *_session(data, data.calibration[i]), fold.hr_sd, config)
+        std, gen = _predict(model, e, *_session(data, i))
+        return {"standard": std.hr, "generative": gen.hr, "embedding": e}
 
-        return jax.lax.map(per_session, (idx, cal), batch_size=config.eval_batch)
-
-    return eqx.filter_vmap(per_fold)(model, fold, idx, cal)
+    return predict
 
 
 class PersonalResult(NamedTuple):
@@ -207,71 +210,65 @@ class PersonalResult(NamedTuple):
     train_runners: np.ndarray  # [K, R] runners each fold trained on (with learned embeddings)
 
 
-def run_personal_study(
+def run_personal(
     cohort: Cohort,
-    study: HRStudyConfig,
+    split: Split,
+    window: int,
+    seed: int,
     config: PersonalConfig | None = None,
     *,
     progress=True,
 ) -> PersonalResult:
-    """Cross-validate the personalised ODE on the folds of `hr_study` (same seed, same
-    held-out runners) and evaluate both protocols on every session."""
+    """Cross-validate the personalised ODE on `split` (the HR task's folds) and evaluate both
+    protocols on every held-out session."""
     config = PersonalConfig() if config is None else config
-    hr_data, _, test, val, _ = prepare(cohort, study)
     runner = np.asarray(cohort.runner)
-    mask = hr_data.mask
-    data = PersonalData(activity_inputs(cohort.x, cohort.channels), cohort.hr, mask, cohort.runner)
-    train = (~test & ~val)[:, runner]  # [K, S]
-    p = train.astype(np.float32)
-    p /= p.sum(1, keepdims=True)
-    val_idx, val_ok = held_out_table(val, runner)
+    mask = cohort.mask & cohort.valid
+    cal = calibration_sessions(runner, np.arange(len(runner)))
+    data = PersonalData(
+        activity_inputs(cohort.x, cohort.channels), cohort.hr, mask, cohort.runner,
+        jnp.asarray(cal, jnp.int32),
+    )  # fmt: skip
+    val_idx, val_ok = padded_table(split.validation)
     hr = np.asarray(cohort.hr)
     m = np.asarray(mask)
-    hr_sd = np.asarray([hr[t][m[t]].std() for t in train], np.float32)
+    hr_sd = np.asarray([hr[t][m[t]].std() for t in split.train], np.float32)
     fold = PersonalFold(
-        jnp.asarray(p), jnp.asarray(val_idx), jnp.asarray(val_ok, jnp.float32), jnp.asarray(hr_sd)
+        jnp.asarray(split.sampling_weights()),
+        jnp.asarray(val_idx),
+        jnp.asarray(val_ok, jnp.float32),
+        jnp.asarray(hr_sd),
     )
-    sample, loss, validate = make_task(config)
-    keys = jax.random.split(jax.random.key(study.seed + 1), len(test))
+    keys = jax.random.split(jax.random.key(seed + 1), split.n_folds)
     t0 = time.perf_counter()
-    fit = cross_validate(
+    fit = fit_folds(
         lambda k: PersonalHRODE(
             cohort.n_runners,
             config.embed,
             config.width,
-            window=study.window,
+            window=window,
             asymmetric=config.asymmetric,
             engine=config.engine,
             key=k,
         ),
-        loss,
-        sample,
-        validate,
+        make_task(config),
         data,
         fold,
-        config.train,
+        config.train.recipe(),
         keys,
         progress="personal_ode" if progress else False,
     )
     train_s = time.perf_counter() - t0
     params = eqx.filter(fit.model, eqx.is_inexact_array)
-    idx, ok = held_out_table(test, runner)
-    cal = np.stack([calibration_sessions(runner, row) for row in idx])
     t0 = time.perf_counter()
-    std, gen, emb = _held_out(fit.model, data, fold, jnp.asarray(idx), jnp.asarray(cal), config)
+    out = predict_held_out(
+        _held_out_predict(config), fit.model, fold, data, split, batch=config.eval_batch
+    )
     eval_s = time.perf_counter() - t0
-    s, t = hr.shape
-    preds = {}
-    for name, arr in (("standard", std), ("generative", gen)):
-        full = np.zeros((s, t), np.float32)
-        full[idx[ok]] = np.asarray(arr)[ok]
-        preds[name] = full
-    embeddings = np.zeros((s, emb.shape[-1]), np.float32)
-    embeddings[idx[ok]] = np.asarray(emb)[ok]
-    fold_of = np.argmax(test[:, runner], axis=0)
+    preds = {p: out[p] for p in ("standard", "generative")}
     entry = {}
     for protocol in ("standard", "generative"):
-        scored = m & ~np.asarray(given_mask(mask, study.window, protocol))
+        scored = m & ~np.asarray(given_mask(mask, window, protocol))
         metrics = jax.jit(summarize)(jnp.asarray(preds[protocol]), cohort.hr, jnp.asarray(scored))
         entry[protocol] = {k: float(v) for k, v in metrics.items()}
     entry.update(
@@ -281,116 +278,10 @@ def run_personal_study(
         best_val_loss=np.min(fit.history["val_loss"], axis=0).tolist(),
         best_epoch=np.argmin(fit.history["val_loss"], axis=0).tolist(),
         n_traces=fit.n_traces,
-        n_parameters=sum(x.size for x in jax.tree_util.tree_leaves(params)) // len(test),
+        n_parameters=sum(x.size for x in jax.tree_util.tree_leaves(params)) // split.n_folds,
         calibration="each held-out session: embedding fitted on another session of its runner",
     )
-    return PersonalResult(entry, preds, fit.model, embeddings, fold_of, ~test & ~val)
-
-
-def half_time(hr: Float[np.ndarray, " time"], start: int, end: int) -> float:
-    """Seconds after `start` until HR has covered half of its change from `hr[start - 1]` to
-    `hr[end - 1]` (linear between seconds); NaN if it never does."""
-    base, final = float(hr[start - 1]), float(hr[end - 1])
-    target = base + 0.5 * (final - base)
-    progress = (hr[start:end] - target) * np.sign(final - base)
-    crossed = np.flatnonzero(progress >= 0)
-    if final == base or not len(crossed):
-        return float("nan")
-    k = int(crossed[0])
-    if k == 0:
-        return 0.0
-    before, after = progress[k - 1], progress[k]
-    return float(k - 1 + (-before) / (after - before))
-
-
-def step_halftimes(
-    hr: Float[np.ndarray, " time"],
-    hr_flat: Float[np.ndarray, " time"],
-    step_up: int,
-    step_down: int,
-) -> tuple[float, float]:
-    """Rise and recovery half-times (s) of the response to a step in speed up at `step_up` and
-    down at `step_down`: `half_time` of `hr - hr_flat`, where `hr_flat` is the same run without
-    the step, so a drift both runs share is not counted as response."""
-    response = np.asarray(hr, np.float64) - np.asarray(hr_flat, np.float64)
-    return (
-        half_time(response, step_up, step_down),
-        half_time(response, step_down, len(response)),
-    )
-
-
-def _step_rows(pairs, physiology, step_up: int, step_down: int, n: int) -> list[dict]:
-    """Half-time rows for `(model, embedding, runner, extra)` pairs: simulated and predicted."""
-    from wearjax.data.synthetic import hr_step_response
-
-    rows = []
-    rollout = eqx.filter_jit(lambda m, e, u, h0: m.rollout(e, u, h0).hr)
-    steps = dict(step_up=step_up, step_down=step_down, n_time=n)
-    for model, embedding, r, extra in pairs:
-        speed, hr_true = hr_step_response(physiology, r, **steps)
-        flat, hr_true_flat = hr_step_response(physiology, r, speed_high=speed[0], **steps)
-        pred, pred_flat = (
-            np.asarray(rollout(model, embedding, jnp.stack([v, jnp.zeros_like(v)], -1), hr_true[0]))
-            for v in (speed, flat)
-        )
-        rise_true, recovery_true = step_halftimes(hr_true, hr_true_flat, step_up, step_down)
-        rise_pred, recovery_pred = step_halftimes(pred, pred_flat, step_up, step_down)
-        rows.append(
-            {
-                **extra,
-                "runner": r,
-                "rise_true_s": rise_true,
-                "rise_pred_s": rise_pred,
-                "recovery_true_s": recovery_true,
-                "recovery_pred_s": recovery_pred,
-                "rise_pred_level_s": half_time(pred, step_up, step_down),
-                "recovery_pred_level_s": half_time(pred, step_down, n),
-            }
-        )
-    return rows
-
-
-def response_halftimes(
-    result: PersonalResult, physiology, runner: np.ndarray, *, step_up=300, step_down=900, n=1800
-) -> list[dict]:
-    """Rise and recovery half-times of HR after a step in speed on the flat, simulated (truth)
-    and predicted by the fitted model of each held-out session's fold with the session's
-    calibrated embedding (generative, from the simulator's first second), per held-out session.
-
-    A half-time is taken on the step response: HR minus the HR of the same run without the step
-    (the low speed throughout). For the simulator, whose HR at the low speed is constant, this is
-    HR itself; a model whose level drifts (the personalised ODE's fatigue raises its demand over
-    the run) would otherwise have the drift counted as response and its recovery shortened. The
-    half-times of HR itself are kept as `*_level_s`.
-
-    `physiology` is the simulator's `RunnerPhysiology` of the cohort (`simulate_cohort(...,
-    return_physiology=True)`); steps as in `data.synthetic.hr_step_response`.
-    """
-    from wearjax.train.fit import fold_model
-
-    scored = np.flatnonzero(result.predictions["standard"].any(axis=1))
-    pairs = (
-        (
-            fold_model(result.model, int(result.fold_of[s])),
-            jnp.asarray(result.embeddings[s]),
-            int(runner[s]),
-            {"session": int(s)},
-        )
-        for s in scored
-    )
-    return _step_rows(pairs, physiology, step_up, step_down, n)
-
-
-def training_halftimes(
-    result: PersonalResult, physiology, *, step_up=300, step_down=900, n=1800
-) -> list[dict]:
-    """The rows of `response_halftimes` for every fold's training runners, each with the
-    embedding learned in training: how well the fit itself recovers response speed, before
-    any calibration of a new runner."""
-    from wearjax.train.fit import fold_model
-
-    pairs = []
-    for k, row in enumerate(result.train_runners):
-        model = fold_model(result.model, k)
-        pairs += [(model, model.embedding[r], int(r), {"fold": k}) for r in np.flatnonzero(row)]
-    return _step_rows(pairs, physiology, step_up, step_down, n)
+    train_runners = np.zeros((split.n_folds, cohort.n_runners), bool)
+    for k, row in enumerate(split.train):
+        train_runners[k, runner[row]] = True
+    return PersonalResult(entry, preds, fit.model, out["embedding"], split.owner, train_runners)

@@ -4,7 +4,7 @@ and `wearjax predict`.
 
 - `read_recordings` reads a folder (`data.load_folder`, skipped files listed) or one file;
   `shared_channels` keeps the raw channels every session has.
-- `cv_cohort` stacks sessions for `hr_study.run_hr_study`. With fewer than
+- `cv_cohort` stacks sessions for `tasks.hr.run_hr_study`. With fewer than
   `MIN_RUNNERS_FOR_RUNNER_FOLDS` runners every session becomes its own "runner", so
   leave-k-runners-out becomes leave-k-sessions-out (a user with one watch has one runner).
 - `train_hr` trains one model on all sessions but a few held out for early stopping (the loss,
@@ -30,7 +30,11 @@ from wearjax.data.folders import Skipped, load_folder, read_file
 from wearjax.data.types import CHANNEL_UNITS, Cohort, Session, stack_sessions
 from wearjax.data.windows import window_index
 from wearjax.errors import WearjaxDataError
-from wearjax.eval.hr_study import (
+from wearjax.eval.metrics import summarize
+from wearjax.eval.protocols import first_observed, given_mask, standard_initial
+from wearjax.signal.features import feature_names, fit_normalizer, running_features
+from wearjax.tasks.hr import (
+    HR_MODELS,
     HRData,
     HRFold,
     HRStudyConfig,
@@ -38,42 +42,13 @@ from wearjax.eval.hr_study import (
     make_task,
     segment_width,
 )
-from wearjax.eval.metrics import summarize
-from wearjax.eval.protocols import first_observed, given_mask, standard_initial
-from wearjax.signal.features import feature_names, fit_normalizer, running_features
-from wearjax.train.fit import TrainConfig, fit, split_for_fold
+from wearjax.train.loop import fit, split_for_fold
 
 MIN_RUNNERS_FOR_RUNNER_FOLDS = 3
 """Fewer runners than this: cross-validate by sessions (leave-k-sessions-out)."""
 
 SESSION_FOLDS = 5
 """Folds of a session-wise cross-validation by default (k = ceil(sessions / 5))."""
-
-# Model sizes and training per preset. Full: the published sizes; training segments of
-# 10 windows (600 s), which keeps a CPU step affordable on hour-long real runs.
-PRESETS = {
-    "full": dict(
-        sizes=((128, 2), (64, 3)), segment_windows=10, batch_size=8,
-        train=TrainConfig(epochs=30, steps_per_epoch=20),
-    ),
-    "quick": dict(
-        sizes=((32, 1),), segment_windows=5, batch_size=4,
-        train=TrainConfig(epochs=4, steps_per_epoch=5, early_stopping_patience=4),
-    ),
-}  # fmt: skip
-
-
-def study_config(kind: str, quick: bool, *, seed: int = 0, runners_out: int = 3) -> HRStudyConfig:
-    """The `HRStudyConfig` of a preset for models of `kind`."""
-    p = PRESETS["quick" if quick else "full"]
-    return HRStudyConfig(
-        models=tuple((kind, h, layers) for h, layers in p["sizes"]),
-        segment_windows=p["segment_windows"],
-        batch_size=p["batch_size"],
-        runners_out=runners_out,
-        train=p["train"],
-        seed=seed,
-    )
 
 
 def read_recordings(path: str | Path, *, require_hr: bool) -> tuple[list[Session], list[Skipped]]:
@@ -198,14 +173,17 @@ def train_hr(
     data, fold = _training_fold(cohort, features, ~val, val, config)
     init_key, train_key = split_for_fold(jax.random.key(config.seed))
     model = build_model(kind, len(names), hidden, layers, window=config.window, key=init_key)
-    sample, loss, validate = make_task(config, cohort.x.shape[1])
-    result = fit(
-        model, loss, sample, validate, data, fold, config.train, train_key, progress=progress
-    )
+    task = make_task(config, cohort.x.shape[1])
+    result = fit(model, task, data, fold, config.train.recipe(), train_key, progress=progress)
     header = {
-        "kind": kind,
-        "hidden": hidden,
-        "layers": layers,
+        "task": "hr",
+        "kind": HR_MODELS[kind],
+        "init": {
+            "n_features": len(names),
+            "hidden": hidden,
+            "n_layers": layers,
+            "window": config.window,
+        },
         "window": config.window,
         "features": list(names),
         "channels": list(cohort.channels),

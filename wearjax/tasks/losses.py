@@ -1,4 +1,5 @@
-"""Training losses. Masked averages come from `wearjax.eval.metrics`, the one place they live."""
+"""Training losses of the HR and VO2 tasks (Lab-to-Wrist appendix B). Masked averages come from
+`wearjax.eval.metrics`, the one place they live."""
 
 from __future__ import annotations
 

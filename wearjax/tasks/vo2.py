@@ -1,8 +1,8 @@
-"""The VO2 study (Lab-to-Wrist section 5, Tables 2 and 4): subject-wise cross-validation of the
-dual-pathway VO2 model, all folds in one vmapped program, against two HR baselines; and HR -> VO2,
-the HR model's generative rollout feeding the VO2 model in one compiled function.
+"""The VO2 task (Lab-to-Wrist section 5, Table 2): subject-wise cross-validation of the
+dual-pathway VO2 model, all folds in one vmapped program, against two HR baselines. HR -> VO2
+(Table 4) is `tasks.vo2_chain`.
 
-The steps mirror `eval.hr_study`:
+The steps mirror `tasks.hr`:
 
 1. per session, VO2 held over missing seconds and smoothed by Savitzky-Golay (15 s, order 3;
    `signal.metabolic`), and the VO2 features of whatever signals the source has
@@ -24,26 +24,21 @@ same one.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from functools import partial
-from pathlib import Path
 from typing import NamedTuple
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from wearjax.data.folds import leave_k_runners_out, validation_runners
+from wearjax import models
+from wearjax.cv import Split, fit_folds, padded_table, predict_held_out
 from wearjax.data.types import Cohort
 from wearjax.errors import WearjaxDataError
-from wearjax.eval.hr_study import held_out_table
 from wearjax.eval.metrics import bias, mae, mape, pearson_r, r2, rmse
-from wearjax.eval.protocols import given_mask
-from wearjax.models.vo2 import build_vo2_model
 from wearjax.signal.features import Normalizer, fit_normalizer
 from wearjax.signal.metabolic import (
     SAVGOL_WINDOW,
@@ -52,9 +47,9 @@ from wearjax.signal.metabolic import (
     metabolic_features,
     savgol_smooth,
 )
-from wearjax.train.fit import EpochHooks, TrainConfig, cross_validate
-from wearjax.train.losses import vo2_kalman_loss
-from wearjax.train.schedules import cosine_warm_restarts, curriculum_weights, decaying_clip_norm
+from wearjax.tasks.losses import vo2_kalman_loss
+from wearjax.train.loop import Recipe, Task, TrainConfig
+from wearjax.train.schedules import curriculum_weights, decaying_clip_norm, sgdr
 
 logger = logging.getLogger(__name__)
 
@@ -146,14 +141,13 @@ def prepare(cohort: Cohort, config: VO2StudyConfig):
     features, names = cohort_features(cohort, config.window)
     mask = cohort.vo2_mask & cohort.valid
     vo2 = smoothed_vo2(cohort.vo2, mask, cohort.lengths)
-    test = leave_k_runners_out(cohort.n_runners, config.subjects_out, seed=config.seed)
-    val = validation_runners(test, config.validation_subjects, seed=config.seed)
-    runner = np.asarray(cohort.runner)
-    train_sessions = (~test & ~val)[:, runner]
-    p = train_sessions.astype(np.float32)
-    p /= p.sum(1, keepdims=True)
-    val_idx, val_ok = held_out_table(val, runner)
-    weight = jnp.asarray(train_sessions)[:, :, None] & mask[None]
+    split = Split.by_subject(
+        cohort.runner, cohort.n_runners, config.subjects_out,
+        n_validation=config.validation_subjects, seed=config.seed,
+    )  # fmt: skip
+    p = split.sampling_weights()
+    val_idx, val_ok = padded_table(split.validation)
+    weight = jnp.asarray(split.train)[:, :, None] & mask[None]
     normalizer = jax.vmap(fit_normalizer, in_axes=(None, 0))(features, weight)
     hr = hold_observed(cohort.hr, cohort.mask & cohort.valid)
     if config.first_second not in ("smoothed", "raw"):
@@ -167,7 +161,7 @@ def prepare(cohort: Cohort, config: VO2StudyConfig):
     fold = VO2Fold(
         normalizer, jnp.asarray(p), jnp.asarray(val_idx), jnp.asarray(val_ok, jnp.float32)
     )
-    return data, fold, test, val, names
+    return data, fold, split, names
 
 
 def _given(mask):
@@ -175,8 +169,8 @@ def _given(mask):
     return mask & (jnp.broadcast_to(jnp.arange(mask.shape[-1]), mask.shape) == 0)
 
 
-def make_task(config: VO2StudyConfig, length: int):
-    """(sample, loss, validate) for `train.fit` with `EpochHooks(loss_takes_epoch=True)`."""
+def make_task(config: VO2StudyConfig, length: int) -> Task:
+    """The VO2 `Task`; its loss weights follow the curriculum of the epoch."""
     starts = jnp.arange(0, length - config.window + 1, config.train_stride, dtype=jnp.int32)
 
     def sessions(data: VO2Data, fold: VO2Fold, idx):
@@ -198,7 +192,7 @@ def make_task(config: VO2StudyConfig, length: int):
     def loss(model, batch, key, epoch):
         x, vo2, mask, v0 = batch
         pred = rollouts(model, x, v0, jax.random.split(key, x.shape[0]))
-        return vo2_kalman_loss(
+        value = vo2_kalman_loss(
             pred.vo2,
             (pred.mu, pred.sigma, pred.delta95),
             vo2,
@@ -210,6 +204,7 @@ def make_task(config: VO2StudyConfig, length: int):
             first_weight=config.first_weight,
             second_weight=config.second_weight,
         )
+        return value, ()
 
     def validate(model, data: VO2Data, fold: VO2Fold):
         x, vo2, mask, v0 = sessions(data, fold, fold.val_session)
@@ -217,55 +212,36 @@ def make_task(config: VO2StudyConfig, length: int):
         scored = mask & ~_given(mask) & (fold.val_weight > 0)[:, None]
         return mae(pred, vo2, scored)
 
-    return sample, loss, validate
+    return Task(sample, loss, validate)
 
 
-def recipe_hooks(config: VO2StudyConfig) -> EpochHooks:
+def recipe(config: VO2StudyConfig) -> Recipe:
     """AdamW (decoupled weight decay: the step applies `-lr (adam + wd p)`), cosine warm
-    restarts, the decaying clip and the epoch-aware (curriculum) loss."""
-    return EpochHooks(
-        learning_rate=partial(
-            cosine_warm_restarts,
-            max_lr=config.train.learning_rate,
-            min_lr=config.min_learning_rate,
-            t0=config.restart_period,
-            t_mult=config.restart_mult,
-        ),
-        clip_norm=decaying_clip_norm,
+    restarts (`optax.sgdr_schedule`), the decaying clip; early stopping, no plateau."""
+    return Recipe(
         optimizer=optax.chain(
             optax.scale_by_adam(), optax.add_decayed_weights(config.train.weight_decay)
         ),
-        loss_takes_epoch=True,
+        learning_rate=sgdr(
+            config.train.learning_rate,
+            config.min_learning_rate,
+            config.restart_period,
+            config.restart_mult,
+            config.train.epochs,
+        ),
+        clip_norm=decaying_clip_norm,
+        early_stopping_patience=config.train.early_stopping_patience,
+        epochs=config.train.epochs,
+        steps_per_epoch=config.train.steps_per_epoch,
     )
 
 
-@eqx.filter_jit
-def _predict_folds(model, normalizer, features, v0, idx, batch: int):
-    """Whole-session rollouts of each fold's held-out sessions: `[K, M, T]`."""
-
-    def per_fold(model, normalizer, idx):
-        def per_session(i):
-            return model.rollout(normalizer.apply(features[i]), v0[i]).vo2
-
-        return jax.lax.map(per_session, idx, batch_size=batch)
-
-    return eqx.filter_vmap(per_fold)(model, normalizer, idx)
+def predict(model, fold: VO2Fold, data: VO2Data, i) -> jax.Array:
+    """Whole-session rollout of session `i` from its first second (`cv.predict_held_out`)."""
+    return model.rollout(fold.normalizer.apply(data.features[i]), data.v0[i]).vo2
 
 
-def scatter_held_out(out, idx, ok, shape) -> np.ndarray:
-    """`[K, M, T]` fold outputs back to `[S, T]` by the held-out table."""
-    full = np.zeros(shape, np.float32)
-    full[idx[ok]] = np.asarray(out)[ok]
-    return full
-
-
-def predict_held_out(model, fold: VO2Fold, data: VO2Data, test, runner, batch=8) -> np.ndarray:
-    idx, ok = held_out_table(test, runner)
-    out = _predict_folds(model, fold.normalizer, data.features, data.v0, jnp.asarray(idx), batch)
-    return scatter_held_out(out, idx, ok, data.vo2.shape)
-
-
-def hr_baselines(data: VO2Data, train_weight, test, runner) -> dict[str, np.ndarray]:
+def hr_baselines(data: VO2Data, train_weight, owner: np.ndarray) -> dict[str, np.ndarray]:
     """Baselines (a) `v_0 + b (HR_t - HR_0)` with `b` the per-fold least-squares slope of VO2 on
     HR over the training subjects' seconds, and (b) `v_0 HR_t / HR_0`; each `[S, T]`."""
 
@@ -278,7 +254,7 @@ def hr_baselines(data: VO2Data, train_weight, test, runner) -> dict[str, np.ndar
         return cov / jnp.sum(w * (data.hr - h_mean) ** 2)
 
     b = np.asarray(jax.lax.map(slope, train_weight))  # [K]
-    owner = np.argmax(test[:, runner], axis=0)
+    owner = np.maximum(owner, 0)  # the fold that tests each session
     hr, v0 = np.asarray(data.hr), np.asarray(data.v0)[:, None]
     h0 = hr[:, :1]
     linear = v0 + b[owner][:, None] * (hr - h0)
@@ -312,25 +288,21 @@ def score(pred, data: VO2Data, scored, runner, runner_names) -> dict:
 
 def train_vo2(data: VO2Data, fold: VO2Fold, config: VO2StudyConfig, *, progress=True):
     """Cross-validate the VO2 model over the folds of `fold` (one vmapped program)."""
-    sample, loss, validate = make_task(config, data.vo2.shape[1])
     n_features = data.features.shape[-1]
     keys = jax.random.split(jax.random.key(config.seed), fold.train_p.shape[0])
-    init = partial(build_vo2_model, n_features, config.variant, window=config.window)
-    return cross_validate(
+    init = partial(models.build_vo2_model, n_features, config.variant, window=config.window)
+    return fit_folds(
         lambda k: init(key=k),
-        loss,
-        sample,
-        validate,
+        make_task(config, data.vo2.shape[1]),
         data,
         fold,
-        config.train,
+        recipe(config),
         keys,
         progress="vo2" if progress else False,
-        hooks=recipe_hooks(config),
     )
 
 
-def _results_skeleton(cohort: Cohort, names, test, subjects_out: int, config: dict) -> dict:
+def results_skeleton(cohort: Cohort, names, split: Split, subjects_out: int, config: dict) -> dict:
     """The `metrics.json` header: cohort, folds, config; `models` to be filled."""
     return {
         "cohort": {
@@ -339,21 +311,21 @@ def _results_skeleton(cohort: Cohort, names, test, subjects_out: int, config: di
             "hours": float(np.asarray(cohort.lengths).sum() / 3600),
             "features": list(names),
         },
-        "folds": {"subjects_out": subjects_out, "n_folds": int(test.shape[0])},
+        "folds": {"subjects_out": subjects_out, "n_folds": split.n_folds},
         "config": config,
         "models": {},
     }
 
 
-def _score_baselines(results, predictions, data: VO2Data, test, runner, scored, names) -> None:
+def score_baselines(results, predictions, data: VO2Data, split: Split, runner, scored, names):
     """Score both HR baselines into `results["models"]` (training subjects: all but the test)."""
-    train_weight = jnp.asarray((~test)[:, runner])[:, :, None] & data.mask[None]
-    for name, p in hr_baselines(data, train_weight, test, runner).items():
+    train_weight = jnp.asarray(~split.test)[:, :, None] & data.mask[None]
+    for name, p in hr_baselines(data, train_weight, split.owner).items():
         results["models"][name] = score(p, data, scored, runner, names)
         predictions[name] = p
 
 
-def _scored(data: VO2Data) -> np.ndarray:
+def scored_mask(data: VO2Data) -> np.ndarray:
     """Observed seconds after the first (the given one)."""
     mask = np.asarray(data.mask)
     return mask & (np.arange(mask.shape[1]) > 0)[None, :]
@@ -362,13 +334,13 @@ def _scored(data: VO2Data) -> np.ndarray:
 def run_vo2_study(cohort: Cohort, config: VO2StudyConfig, *, progress: bool = True):
     """Cross-validate the VO2 model and score it and the baselines; returns
     `(results, predictions)` (results as in `metrics.json`)."""
-    data, fold, test, val, names = prepare(cohort, config)
+    data, fold, split, names = prepare(cohort, config)
     runner = np.asarray(cohort.runner)
-    scored = _scored(data)
+    scored = scored_mask(data)
     t0 = time.perf_counter()
     fit = train_vo2(data, fold, config, progress=progress)
     train_s = time.perf_counter() - t0
-    pred = predict_held_out(fit.model, fold, data, test, runner, config.eval_batch)
+    pred = predict_held_out(predict, fit.model, fold, data, split, batch=config.eval_batch)
     variant = list(config.variant) if isinstance(config.variant, tuple) else config.variant
     run_config = {
         "variant": variant,
@@ -376,7 +348,7 @@ def run_vo2_study(cohort: Cohort, config: VO2StudyConfig, *, progress: bool = Tr
         "train_stride": config.train_stride,
         **config.train._asdict(),
     }
-    results = _results_skeleton(cohort, names, test, config.subjects_out, run_config)
+    results = results_skeleton(cohort, names, split, config.subjects_out, run_config)
     entry = score(pred, data, scored, runner, cohort.runner_names)
     entry["train_seconds"] = train_s
     entry["epochs_run"] = int(fit.history["stopped"].shape[0])
@@ -384,273 +356,5 @@ def run_vo2_study(cohort: Cohort, config: VO2StudyConfig, *, progress: bool = Tr
     results["models"]["vo2_kalman"] = entry
     predictions = {"vo2": np.asarray(data.vo2), "scored": scored, "vo2_kalman": pred}
     if "hr_bpm" in names:
-        _score_baselines(results, predictions, data, test, runner, scored, cohort.runner_names)
+        score_baselines(results, predictions, data, split, runner, scored, cohort.runner_names)
     return results, predictions
-
-
-MODEL_LABELS = {
-    "vo2_kalman": "VO2 Kalman (dual pathway)",
-    "vo2_kalman_true_hr": "VO2 Kalman, true HR",
-    "vo2_kalman_rolled_hr": "VO2 Kalman, HR rolled out by the HR model",
-    "baseline_linear_hr": "(a) linear HR-VO2, first-second offset",
-    "baseline_hr_ratio": "(b) first-second VO2 x HR ratio",
-}
-
-
-def report_table(results: dict) -> str:
-    """Markdown table of every model's pooled and per-subject-mean MAE, RMSE, MAPE."""
-    lines = [
-        "| model | MAE (mL/min) | RMSE (mL/min) | MAPE (%) | subject-mean MAE | subject-mean "
-        "MAPE (%) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, m in results["models"].items():
-        s = m["subject_mean"]
-        lines.append(
-            f"| {MODEL_LABELS.get(name, name)} | {m['mae']:.0f} | {m['rmse']:.0f} | "
-            f"{m['mape']:.1f} | {s['mae']:.0f} | {s['mape']:.1f} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def write_report(results: dict, out: Path, title: str) -> str:
-    """`out/metrics.json` and `out/report.md`; returns the markdown table."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
-    table = report_table(results)
-    c = results["cohort"]
-    head = (
-        f"# {title}\n\n{c['n_subjects']} subjects, {c['n_sessions']} sessions, "
-        f"{c['hours']:.1f} h; {results['folds']['n_folds']} subject-wise folds; features: "
-        f"{', '.join(c['features'])}. Only the first second of VO2 is known; metrics over the "
-        "seconds after it, against Savitzky-Golay-smoothed VO2.\n\n"
-    )
-    (out / "report.md").write_text(head + table)
-    return table
-
-
-def cpet_config(quick: bool = False, seed: int = 0, **changes) -> VO2StudyConfig:
-    """The settings of the pyoxynet ramp-test study (`experiments/vo2_cpet.py`).
-
-    Ten subject-wise folds (leave 9 of 87 subjects out, 4 more per fold for early stopping) and
-    a (32, 2) biGRU: the published (256, 2) and (128, 4) do not train 10 folds in 15 minutes on
-    two CPU cores (pass `variant=` for them). 70 epochs end the third cosine cycle.
-    `quick` is a smoke run of a few steps.
-    """
-    base = VO2StudyConfig()
-    config = VO2StudyConfig(
-        variant=(32, 2),
-        batch_size=4,
-        subjects_out=9,
-        validation_subjects=4,
-        train=base.train._replace(epochs=70, steps_per_epoch=8),
-        seed=seed,
-    )
-    if quick:
-        config = config._replace(
-            variant=(8, 1),
-            subjects_out=10,
-            validation_subjects=2,
-            train=base.train._replace(epochs=2, steps_per_epoch=3),
-        )
-    return config._replace(**changes)
-
-
-def load_cpet_cohort(limit: int | None = None) -> Cohort:
-    """pyoxynet's ramp tests (`data.pyoxynet`) as a cohort padded to whole minutes."""
-    from wearjax.data.pyoxynet import load_ramp_tests
-    from wearjax.data.types import stack_sessions
-
-    sessions, skipped = load_ramp_tests(limit)
-    for s in skipped:
-        logger.info("skipped %s: %s", s.path.name, s.reason)
-    return stack_sessions(sessions, bucket=60)
-
-
-# -- HR -> VO2 (Table 4): the HR model's generative rollout feeds the VO2 model ---------------
-
-
-def hr_to_vo2(
-    hr_model,
-    hr_normalizer: Normalizer,
-    vo2_model,
-    vo2_normalizer: Normalizer,
-    hr_features,
-    x,
-    subject,
-    hr,
-    hr_mask,
-    valid,
-    v0,
-    *,
-    channels: tuple[str, ...],
-    window: int = 60,
-):
-    """VO2 of one session from HR rolled out by the HR model: returns `(vo2 [T], hr [T])`.
-
-    The HR model starts from the session's first observed HR and rolls out over the whole
-    session (`rollout`, generative); its HR replaces the measured one in the VO2 features
-    (`metabolic_features`, held past the session's end like measured HR), and the VO2 model
-    rolls out from the first second of VO2. Pure: jit it whole (`hr_to_vo2_jit`), one program.
-    """
-    h0 = hr[jnp.argmax(hr_mask)]
-    hr_pred = hr_model.rollout(hr_normalizer.apply(hr_features), h0).hr
-    features = metabolic_features(x, channels, subject, hr_pred, valid, window=window)
-    return vo2_model.rollout(vo2_normalizer.apply(features), v0).vo2, hr_pred
-
-
-hr_to_vo2_jit = eqx.filter_jit(hr_to_vo2)
-
-
-@eqx.filter_jit
-def _chain_folds(hr_model, hr_norm, vo2_model, vo2_norm, hr_feats, cohort, vo2_feats, v0, idx):
-    """Per fold, per held-out session: VO2 from true HR and from rolled-out HR, and that HR."""
-    valid = cohort.valid
-    chain = partial(hr_to_vo2, channels=cohort.channels, window=vo2_model.window)
-
-    def per_fold(hr_model, hr_norm, vo2_model, vo2_norm, idx):
-        def per_session(i):
-            true_hr = vo2_model.rollout(vo2_norm.apply(vo2_feats[i]), v0[i]).vo2
-            args = (cohort.x[i], cohort.subject[i], cohort.hr[i], cohort.mask[i], valid[i], v0[i])
-            rolled, hr_pred = chain(hr_model, hr_norm, vo2_model, vo2_norm, hr_feats[i], *args)
-            return true_hr, rolled, hr_pred
-
-        return jax.lax.map(per_session, idx)
-
-    return eqx.filter_vmap(per_fold)(hr_model, hr_norm, vo2_model, vo2_norm, idx)
-
-
-class HRToVO2Config(NamedTuple):
-    """Synthetic HR -> VO2 study; sizes chosen to run in ~5 min on two CPU cores."""
-
-    n_runners: int = 6
-    sessions_per_runner: int = 3
-    min_minutes: float = 15.0
-    max_minutes: float = 30.0
-    hr_model: tuple[int, int] = (32, 1)  # HR Kalman (hidden, layers)
-    hr_train: TrainConfig = TrainConfig(epochs=20, steps_per_epoch=8)
-    hr_batch: int = 4
-    vo2: VO2StudyConfig = VO2StudyConfig(
-        variant=(16, 2),
-        batch_size=4,
-        train=VO2StudyConfig().train._replace(epochs=30, steps_per_epoch=8),
-    )
-    seed: int = 0
-
-
-def synthetic_config(quick: bool = False, seed: int = 0) -> HRToVO2Config:
-    """Settings of the synthetic HR -> VO2 study; `quick`: a smoke run of a few steps."""
-    config = HRToVO2Config(seed=seed, vo2=HRToVO2Config().vo2._replace(seed=seed))
-    if quick:
-        config = config._replace(
-            n_runners=3,
-            sessions_per_runner=2,
-            min_minutes=10.0,
-            max_minutes=12.0,
-            hr_model=(8, 1),
-            hr_train=TrainConfig(epochs=2, steps_per_epoch=2),
-            vo2=config.vo2._replace(
-                variant=(8, 1), train=config.vo2.train._replace(epochs=2, steps_per_epoch=2)
-            ),
-        )
-    return config
-
-
-def run_hr_to_vo2(config: HRToVO2Config, *, progress: bool = True):
-    """Leave-one-runner-out on a synthetic cohort: the HR Kalman model and the VO2 model are
-    cross-validated on the same folds, then every session's VO2 is predicted by its fold's
-    models from true HR and from HR rolled out by the HR model (`hr_to_vo2`).
-    Returns `(results, predictions)`."""
-    from wearjax.data.synthetic import simulate_cohort
-    from wearjax.eval import hr_study
-
-    cohort = simulate_cohort(
-        jax.random.key(config.seed),
-        config.n_runners,
-        config.sessions_per_runner,
-        min_minutes=config.min_minutes,
-        max_minutes=config.max_minutes,
-    )
-    vo2_cfg = config.vo2._replace(subjects_out=1, validation_subjects=1, seed=config.seed)
-    kind_size = ("kalman", *config.hr_model)
-    hr_cfg = hr_study.HRStudyConfig(
-        models=(kind_size,),
-        runners_out=1,
-        train=config.hr_train,
-        batch_size=config.hr_batch,
-        seed=config.seed,
-    )
-    hr_data, hr_fold, hr_test, _, _ = hr_study.prepare(cohort, hr_cfg)
-    data, fold, test, val, names = prepare(cohort, vo2_cfg)
-    if not np.array_equal(hr_test, test):
-        raise RuntimeError("the HR and VO2 studies must hold out the same runners per fold")
-    t0 = time.perf_counter()
-    sample, loss, validate = hr_study.make_task(hr_cfg, cohort.x.shape[1])
-    keys = jax.random.split(jax.random.key(config.seed), test.shape[0])
-    kind, hidden, layers = kind_size
-    n_hr = hr_data.features.shape[-1]
-    init = partial(hr_study.build_model, kind, n_hr, hidden, layers, window=hr_cfg.window)
-    hr_fit = cross_validate(
-        lambda k: init(key=k),
-        loss,
-        sample,
-        validate,
-        hr_data,
-        hr_fold,
-        hr_cfg.train,
-        keys,
-        progress="hr" if progress else False,
-    )
-    vo2_fit = train_vo2(data, fold, vo2_cfg, progress=progress)
-    train_s = time.perf_counter() - t0
-    runner = np.asarray(cohort.runner)
-    idx, ok = held_out_table(test, runner)
-    out = _chain_folds(
-        hr_fit.model,
-        hr_fold.normalizer,
-        vo2_fit.model,
-        fold.normalizer,
-        hr_data.features,
-        cohort,
-        data.features,
-        data.v0,
-        jnp.asarray(idx),
-    )
-    shape = data.vo2.shape
-    true_hr, rolled, hr_pred = (scatter_held_out(o, idx, ok, shape) for o in out)
-    scored = _scored(data)
-    run_config = {"hr_model": list(config.hr_model), "vo2_variant": list(vo2_cfg.variant)}
-    results = _results_skeleton(cohort, names, test, 1, run_config)
-    results["train_seconds"] = train_s
-    predictions = {"vo2": np.asarray(data.vo2), "scored": scored, "hr_rollout": hr_pred}
-    for name, p in (("vo2_kalman_true_hr", true_hr), ("vo2_kalman_rolled_hr", rolled)):
-        results["models"][name] = score(p, data, scored, runner, cohort.runner_names)
-        predictions[name] = p
-    _score_baselines(results, predictions, data, test, runner, scored, cohort.runner_names)
-    hr_scored = np.asarray(cohort.mask & cohort.valid) & ~np.asarray(
-        given_mask(cohort.mask, hr_cfg.window, "generative")
-    )
-    results["hr_rollout"] = _metrics(hr_pred, np.asarray(cohort.hr), hr_scored)
-    return results, predictions
-
-
-def cli_cv_vo2(data: str, quick: bool, out: Path, seed: int = 0) -> int:
-    """`wearjax cv vo2 --data {synthetic,pyoxynet} [--quick] --out DIR`: run the VO2 study,
-    write `DIR/metrics.json` and `DIR/report.md`, print the table; returns 0.
-
-    Raises `WearjaxError` for unknown `data`, and when pyoxynet is not installed (naming
-    `pip install wearjax[data]`)."""
-    from wearjax.errors import WearjaxError
-
-    out = Path(out)
-    if data == "pyoxynet":
-        cohort = load_cpet_cohort(30 if quick else None)
-        results, _ = run_vo2_study(cohort, cpet_config(quick, seed))
-        title = "VO2 on pyoxynet's ramp tests"
-    elif data == "synthetic":
-        results, _ = run_hr_to_vo2(synthetic_config(quick, seed))
-        title = "HR -> VO2 on the synthetic cohort"
-    else:
-        raise WearjaxError(f"unknown VO2 data {data!r}: choose 'synthetic' or 'pyoxynet'")
-    print(write_report(results, out, title))
-    return 0

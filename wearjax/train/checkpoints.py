@@ -2,7 +2,8 @@
 
 Layout: one line of JSON (the header), then the bytes `eqx.tree_serialise_leaves` writes for
 the parameter pytree. The header names the format and its version, says how to rebuild the
-pytree's structure (for an HR model: kind, hidden size, GRU layers, window, feature count),
+pytree's structure (the task, the `models.REGISTRY` kind and the keyword arguments it was
+built with),
 records what the weights expect as input (raw channels, feature names) and how they were
 trained, and carries the SHA-256 of the weights so a damaged file is refused instead of loaded
 as wrong numbers.
@@ -29,13 +30,16 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from wearjax import models
 from wearjax.errors import WearjaxFileError
+from wearjax.signal.features import Normalizer
 
 FORMAT = "wearjax-checkpoint"
-VERSION = 1
-"""Bumped whenever the header or the pytree layout changes; older files are refused."""
-
-HR_FIELDS = ("kind", "hidden", "layers", "window", "features", "channels")
+VERSION = 2
+"""Bumped whenever the header or the pytree layout changes; older files are refused with a
+message naming both versions. Version 2 stores the task, the `models.REGISTRY` kind and the
+`init` arguments the model was built with."""
+HR_FIELDS = ("task", "kind", "init", "window", "features", "channels")
 """Header fields an HR checkpoint must have: the model's constructor and its inputs."""
 
 _REFIT = "train it again with `wearjax fit hr`"
@@ -123,7 +127,7 @@ def load(path: str | Path, skeleton: Callable[[dict], Any]) -> tuple[dict, Any]:
 
 class HRCheckpoint(NamedTuple):
     """A trained HR model, the feature normaliser fitted with it, and the checkpoint header
-    (`kind`, `hidden`, `layers`, `window`, `features`, `channels`, training settings)."""
+    (`task`, `kind`, `init`, `window`, `features`, `channels`, training settings)."""
 
     model: Any
     normalizer: Any
@@ -135,28 +139,18 @@ def save_hr(path: str | Path, model, normalizer, header: dict) -> Path:
     missing = [f for f in HR_FIELDS if f not in header]
     if missing:
         raise ValueError(f"an HR checkpoint header needs {missing}")
-    return save(path, {"model": "hr", **header}, (model, normalizer))
+    return save(path, header, (model, normalizer))
 
 
 def _hr_skeleton(header: dict):
-    from wearjax.eval.hr_study import HR_MODELS, build_model
-    from wearjax.signal.features import Normalizer
-
-    if header.get("model") != "hr" or any(f not in header for f in HR_FIELDS):
+    if header.get("task") != "hr" or any(f not in header for f in HR_FIELDS):
         raise KeyError(f"not an HR model header (needs {list(HR_FIELDS)})")
-    if header["kind"] not in HR_MODELS:
-        raise KeyError(
-            f"model kind {header['kind']!r} is not in this wearjax (it has {sorted(HR_MODELS)})"
-        )
+    kind = header["kind"]
+    if kind not in models.REGISTRY or models.REGISTRY[kind].family != "hr":
+        hr_kinds = sorted(k for k, v in models.REGISTRY.items() if v.family == "hr")
+        raise KeyError(f"model kind {kind!r} is not in this wearjax (it has {hr_kinds})")
     n = len(header["features"])
-    model = build_model(
-        header["kind"],
-        n,
-        int(header["hidden"]),
-        int(header["layers"]),
-        window=int(header["window"]),
-        key=jax.random.key(0),
-    )
+    model = models.build(kind, **header["init"], key=jax.random.key(0))
     return model, Normalizer(jnp.zeros(n), jnp.ones(n))
 
 

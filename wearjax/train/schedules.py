@@ -1,9 +1,9 @@
 """Per-epoch schedules of the Lab-to-Wrist VO2 recipe (appendix B.5), as functions of the epoch.
 
 Each takes the epoch index `e` (an int32 scalar array from 0, or a Python int) and returns a
-scalar, so it plugs into `train.fit.EpochHooks` and runs inside the jitted epoch:
+scalar, so it plugs into a `train.loop.Recipe` and runs inside the jitted epoch:
 
-- `cosine_warm_restarts`: SGDR (Loshchilov & Hutter 2017, eq. 5), as
+- `sgdr`: SGDR (Loshchilov & Hutter 2017, eq. 5), as
   `torch.optim.lr_scheduler.CosineAnnealingWarmRestarts` stepped once per epoch:
   `lr = min + (max - min) (1 + cos(pi T_cur / T_i)) / 2`, restart periods `T_i = T0 Tmult^i`;
 - `decaying_clip_norm`: gradient-clip norm `1 + 4 exp(-e / 10)`;
@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
+import optax
 from jaxtyping import Array, Float, Int
 
 
@@ -23,28 +25,25 @@ def _epoch(e: Int[Array, ""] | int) -> Float[Array, ""]:
     return jnp.asarray(e).astype(jnp.result_type(float))
 
 
-def cosine_warm_restarts(
-    e: Int[Array, ""] | int,
-    *,
-    max_lr: float = 4e-3,
-    min_lr: float = 1e-6,
-    t0: int = 10,
-    t_mult: int = 2,
-) -> Float[Array, ""]:
-    """Learning rate of epoch `e` under cosine annealing with warm restarts (module docstring)."""
+def sgdr(max_lr: float, min_lr: float, t0: int, t_mult: int, epochs: int):
+    """Cosine annealing with warm restarts of the epoch (module docstring) as an optax schedule
+    (`optax.sgdr_schedule`), with enough cycles to cover `epochs`."""
     if t0 < 1 or t_mult < 1:
         raise ValueError(f"need t0 >= 1 and t_mult >= 1, got t0={t0}, t_mult={t_mult}")
-    ef = _epoch(e)
-    if t_mult == 1:
-        cycle = jnp.floor(ef / t0)
-        start, period = cycle * t0, jnp.full_like(ef, float(t0))
-    else:
-        # cycles start at t0 (t_mult^i - 1) / (t_mult - 1); the +0.5 guards the log's rounding
-        cycle = jnp.floor(jnp.log((ef + 0.5) * (t_mult - 1) / t0 + 1) / jnp.log(float(t_mult)))
-        start = t0 * (t_mult**cycle - 1) / (t_mult - 1)
-        period = t0 * t_mult**cycle
-    t_cur = ef - start
-    return min_lr + (max_lr - min_lr) * (1 + jnp.cos(jnp.pi * t_cur / period)) / 2
+    cycles, total, period = [], 0, t0
+    while total < max(epochs, 1):
+        cycles.append(
+            dict(init_value=max_lr, peak_value=max_lr, warmup_steps=0, decay_steps=period,
+                 end_value=min_lr)
+        )  # fmt: skip
+        total, period = total + period, period * t_mult
+    schedule = optax.sgdr_schedule(cycles)
+
+    def rate(e):
+        with jax.numpy_dtype_promotion("standard"):  # optax mixes the int count with floats
+            return jnp.asarray(schedule(e), jnp.result_type(float))
+
+    return rate
 
 
 def decaying_clip_norm(e: Int[Array, ""] | int) -> Float[Array, ""]:

@@ -1,0 +1,162 @@
+"""The one cross-validation runner: folds as masks, all folds trained in one vmapped program,
+every held-out session predicted by the model of the fold that held it out.
+
+- `Split`: boolean `[K, S]` masks of test, validation and training sessions per fold, from
+  subject-wise folds (`Split.by_subject`) or given directly; `owner` names the fold that tests
+  each session, `held_out_table` lists them padded to `[K, M]`;
+- `fit_folds`: init + `train.fit` vmapped over folds (sharded over a mesh axis "fold" when a
+  mesh is given), traced once for all epochs and folds;
+- `predict_held_out`: `predict(model, fold, data, i) -> pytree` vmapped over folds, batched
+  over each fold's held-out sessions (`lax.map`), scattered back to `[S, ...]` per leaf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Bool, PRNGKeyArray
+
+from wearjax.data.folds import leave_k_runners_out, validation_runners
+from wearjax.errors import WearjaxDataError
+from wearjax.train.loop import (
+    FitResult,
+    Recipe,
+    Task,
+    fold_model,
+    init_state,
+    make_epoch,
+    run_epochs,
+    split_for_fold,
+)
+
+__all__ = [
+    "Split",
+    "fit_folds",
+    "fold_model",
+    "padded_table",
+    "predict_held_out",
+    "scatter",
+]
+
+
+class Split(NamedTuple):
+    """Which sessions each of K folds tests, validates (early stopping) and trains on."""
+
+    test: Bool[np.ndarray, "fold session"]
+    validation: Bool[np.ndarray, "fold session"]
+    train: Bool[np.ndarray, "fold session"]
+
+    @classmethod
+    def by_subject(
+        cls, subject, n_subjects: int, k_out: int, *, n_validation: int = 1, seed: int = 0
+    ) -> Split:
+        """Leave-`k_out`-subjects-out folds over sessions whose subject index is `subject [S]`
+        (`data.folds`); `n_validation` other subjects per fold for early stopping."""
+        test = leave_k_runners_out(n_subjects, k_out, seed=seed)
+        val = validation_runners(test, n_validation, seed=seed)
+        subject = np.asarray(subject)
+        return cls(test[:, subject], val[:, subject], (~test & ~val)[:, subject])
+
+    @property
+    def n_folds(self) -> int:
+        return int(self.test.shape[0])
+
+    @property
+    def owner(self) -> np.ndarray:
+        """`[S]` the fold that tests each session (-1: none)."""
+        return np.where(self.test.any(0), np.argmax(self.test, axis=0), -1)
+
+    def sampling_weights(self) -> np.ndarray:
+        """`[K, S]` float32 probability of drawing each training session."""
+        p = self.train.astype(np.float32)
+        empty = p.sum(1) == 0
+        if np.any(empty):
+            raise WearjaxDataError(
+                f"folds {np.flatnonzero(empty).tolist()} have no training session: "
+                "hold fewer subjects out"
+            )
+        return p / p.sum(1, keepdims=True)
+
+    def held_out_table(self, which: str = "test") -> tuple[np.ndarray, np.ndarray]:
+        """Sessions of each fold's `which` mask, padded: index `[K, M]` and validity `[K, M]`."""
+        return padded_table(getattr(self, which))
+
+
+def padded_table(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the True entries of each row of `mask [K, S]`, padded with 0: `[K, M]`
+    indices and `[K, M]` validity (M >= 1)."""
+    per_fold = [np.flatnonzero(row) for row in np.asarray(mask)]
+    m = max(1, max(len(i) for i in per_fold))
+    idx = np.zeros((len(per_fold), m), np.int32)
+    ok = np.zeros((len(per_fold), m), bool)
+    for k, i in enumerate(per_fold):
+        idx[k, : len(i)] = i
+        ok[k, : len(i)] = True
+    return idx, ok
+
+
+def fit_folds(
+    init: Callable[[PRNGKeyArray], Any],
+    task: Task,
+    data,
+    folds,
+    recipe: Recipe,
+    keys: PRNGKeyArray,
+    *,
+    trainable=eqx.is_inexact_array,
+    progress: bool | str = False,
+    mesh: jax.sharding.Mesh | None = None,
+) -> FitResult:
+    """Initialise and train K models in one vmapped program; `folds` and `keys` lead with K.
+
+    Fold k initialises with `split_for_fold(keys[k])[0]` and trains with `[1]`, exactly as
+    `train.fit` would on that fold alone. With a `mesh` that has an axis named "fold", the
+    fold axis of parameters and fold data is sharded over it.
+    """
+    pairs = jax.vmap(split_for_fold)(keys)
+    init_keys, train_keys = pairs[0], pairs[1]
+    static = eqx.partition(init(init_keys[0]), trainable)[1]
+    params = jax.vmap(lambda k: eqx.partition(init(k), trainable)[0])(init_keys)
+    if mesh is not None:
+        spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("fold"))
+        params, folds, train_keys = jax.device_put((params, folds, train_keys), spec)
+    counter: list = []
+    epoch = jax.jit(jax.vmap(make_epoch(task, recipe, static, counter), in_axes=(0, 0, None)))
+    state = jax.vmap(lambda p, k: init_state(p, recipe, k))(params, train_keys)
+    state, history = run_epochs(epoch, state, folds, data, recipe.epochs, progress)
+    return FitResult(eqx.combine(state.best_params, static), history, len(counter))
+
+
+@eqx.filter_jit
+def _predict_tables(predict, model, folds, data, idx, batch: int | None):
+    def per_fold(model, fold, idx):
+        return jax.lax.map(lambda i: predict(model, fold, data, i), idx, batch_size=batch)
+
+    return eqx.filter_vmap(per_fold)(model, folds, idx)
+
+
+def predict_held_out(
+    predict: Callable, model, folds, data, split: Split, *, batch: int | None = 8, which="test"
+):
+    """Every session of `split.<which>` predicted by its fold's model.
+
+    `predict(model, fold, data, i)` returns a pytree of arrays for session `i` (a traced index
+    into `data`, shared by all folds and passed as an argument, not a constant); the result
+    has the same pytree of numpy arrays `[S, ...]`, zero for sessions no fold holds out."""
+    idx, ok = split.held_out_table(which)
+    out = _predict_tables(predict, model, folds, data, jnp.asarray(idx), batch)
+    n = split.test.shape[1]
+    return jax.tree_util.tree_map(lambda a: scatter(a, idx, ok, n), out)
+
+
+def scatter(out, idx: np.ndarray, ok: np.ndarray, n_sessions: int) -> np.ndarray:
+    """`[K, M, ...]` per-fold outputs back to `[S, ...]` by the held-out table."""
+    out = np.asarray(out)
+    full = np.zeros((n_sessions,) + out.shape[2:], out.dtype)
+    full[idx[ok]] = out[ok]
+    return full

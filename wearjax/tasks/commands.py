@@ -1,0 +1,238 @@
+"""The command-line face of each task: `TASKS[task][command]` is a `Command` whose `arguments`
+adds its options to an argparse parser and whose `run(args)` does the work and returns the exit
+code. `wearjax.cli` builds its sub-commands from this table (`wearjax cv TASK`, `wearjax fit
+TASK`) beside `demo` and `predict`; a new task adds its entries here.
+
+Every problem is one line on stderr (`say`); skipped files are listed and the work goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+from wearjax.errors import WearjaxError
+
+
+class Command(NamedTuple):
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def say(line: str) -> None:
+    """One line on stderr per problem: a message never spans lines."""
+    print("wearjax: " + " ".join(str(line).split()), file=sys.stderr)
+
+
+# -- demo ------------------------------------------------------------------------------------
+
+
+def demo(args) -> int:
+    """`wearjax demo`: simulate a cohort, cross-validate the HR models, print Table 1."""
+    import jax
+
+    from wearjax.data.synthetic import simulate_cohort
+    from wearjax.eval.report import cohort_line, table_1, write_outputs
+    from wearjax.tasks.hr import run_hr_study
+    from wearjax.tasks.presets import demo_config
+
+    t0 = time.perf_counter()
+    cohort_args, config = demo_config(args.quick, args.seed)
+    cohort = simulate_cohort(jax.random.key(args.seed), **cohort_args)
+    print(f"simulated {cohort.n_sessions} sessions of {cohort.n_runners} runners "
+          f"in {time.perf_counter() - t0:.1f} s")  # fmt: skip
+    results, predictions = run_hr_study(cohort, config, progress=True)
+    results["demo"] = {"preset": "quick" if args.quick else "full", "seed": args.seed,
+                       "seconds": time.perf_counter() - t0}  # fmt: skip
+    written = write_outputs(results, predictions, args.out)
+    print()
+    print(cohort_line(results))
+    print()
+    print(table_1(results))
+    print(f"wrote {', '.join(str(w) for w in written)}")
+    print(f"total {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+# -- HR on the user's recordings -------------------------------------------------------------
+
+
+def _recordings(data: Path, *, require_hr: bool):
+    """Sessions of a folder or file, on the raw channels all of them share; each skipped file
+    and dropped channel is reported on its own line."""
+    from wearjax.tasks.hr_recordings import read_recordings, shared_channels
+
+    sessions, skipped = read_recordings(data, require_hr=require_hr)
+    for s in skipped:
+        say(f"skipped {s.path}: {s.reason}")
+    sessions, notes = shared_channels(sessions)
+    for note in notes:
+        say(note)
+    return sessions
+
+
+def _hr_arguments(p: argparse.ArgumentParser) -> None:
+    from wearjax.tasks.hr import HR_MODELS
+
+    p.add_argument("--model", choices=sorted(HR_MODELS), default="kalman", help="HR model kind")
+    p.add_argument("--data", type=Path, required=True, help="a folder of recordings, or a file")
+
+
+def cv_hr(args) -> int:
+    """`wearjax cv hr`: cross-validate HR models of one kind on the user's recordings."""
+    from wearjax.eval.report import cohort_line, table_1, write_outputs
+    from wearjax.tasks.hr import run_hr_study
+    from wearjax.tasks.hr_recordings import cv_cohort
+    from wearjax.tasks.presets import recordings_config
+
+    t0 = time.perf_counter()
+    sessions = _recordings(args.data, require_hr=True)
+    config = recordings_config(args.model, args.quick, seed=args.seed)
+    cohort, k, folds = cv_cohort(sessions, config.window)
+    config = config._replace(runners_out=k)
+    print(f"read {len(sessions)} sessions ({', '.join(cohort.channels)}); {folds}")
+    results, predictions = run_hr_study(cohort, config, progress=True)
+    results["folds"]["how"] = folds
+    results["cv"] = {"data": str(args.data), "kind": args.model, "quick": args.quick,
+                     "seed": args.seed, "seconds": time.perf_counter() - t0}  # fmt: skip
+    written = write_outputs(results, predictions, args.out)
+    report = args.out / "report.md"
+    title, _, rest = report.read_text().partition("\n")
+    report.write_text(f"{title}\n\nData: `{args.data}`. Folds: {folds}.\n{rest}")
+    print()
+    print(cohort_line(results))
+    print()
+    print(table_1(results))
+    print(f"wrote {', '.join(str(w) for w in written)}")
+    return 0
+
+
+def fit_hr(args) -> int:
+    """`wearjax fit hr`: train one HR model on every session and write a checkpoint."""
+    from wearjax.tasks.hr_recordings import train_hr
+    from wearjax.tasks.presets import recordings_config
+    from wearjax.train.checkpoints import save_hr
+
+    t0 = time.perf_counter()
+    sessions = _recordings(args.data, require_hr=True)
+    config = recordings_config(args.model, args.quick, seed=args.seed)
+    hidden, layers = config.models[0][1:]
+    print(f"training {args.model} ({hidden}, {layers}) on {len(sessions)} sessions "
+          f"({', '.join(sessions[0].channels)})")  # fmt: skip
+    trained = train_hr(sessions, args.model, hidden, layers, config, progress=args.model)
+    path = save_hr(args.out, trained.model, trained.normalizer, trained.header)
+    d = trained.header["data"]
+    print(
+        f"{d['epochs_run']} epochs, best validation loss {d['best_validation_loss']:.3f} on "
+        f"{len(d['validation_sessions'])} held-out sessions; {time.perf_counter() - t0:.0f} s"
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+def predict(args) -> int:
+    """`wearjax predict`: HR of one recording in both protocols, with errors where it has HR."""
+    from wearjax.tasks.hr_recordings import predict_hr, read_recordings, write_prediction
+    from wearjax.train.checkpoints import load_hr
+
+    model, normalizer, header = load_hr(args.model)
+    sessions, skipped = read_recordings(args.file, require_hr=False)
+    for s in skipped:
+        say(f"skipped {s.path}: {s.reason}")
+    file, out = args.file, args.out
+    for i, session in enumerate(sessions):
+        pred = predict_hr(model, normalizer, header, session, hr0=args.hr0)
+        name = file.stem if len(sessions) == 1 else f"{file.stem}-{i + 1}"
+        print(f"{name}: {len(pred.hr)} s, generative start {pred.hr0:.0f} bpm")
+        for protocol in ("standard", "generative"):
+            m = pred.metrics.get(protocol)
+            if m:
+                print(f"  {protocol:<10} MAE {m['mae']:5.2f} bpm  RMSE {m['rmse']:5.2f} bpm  "
+                      f"r {m['pearson_r']:.2f}  over {m['n']:.0f} s")  # fmt: skip
+            elif protocol == "standard":
+                print("  standard   not run: the file has no heart rate to start each window")
+        written = write_prediction(pred, out / f"{name}.csv", out / f"{name}.png", name)
+        print(f"  wrote {', '.join(str(w) for w in written)}")
+    return 0
+
+
+# -- VO2 -------------------------------------------------------------------------------------
+
+
+def _vo2_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        default="synthetic",
+        help="'synthetic' (HR -> VO2 on the simulated cohort), 'pyoxynet' (its real ramp "
+        "tests) or a folder of your CPET CSV files",
+    )
+    p.add_argument(
+        "--columns",
+        default=None,
+        help="your files' column names, e.g. 'vo2=VO2 (ml/min),hr=HR,work_rate=Load'",
+    )
+    p.add_argument(
+        "--vo2-unit",
+        choices=("mL/min", "L/min"),
+        default=None,
+        help="unit of your VO2 column (default: detected from its magnitude)",
+    )
+
+
+def _parse_columns(text: str | None) -> dict[str, str] | None:
+    if not text:
+        return None
+    pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+    bad = [p[0] for p in pairs if len(p) != 2 or not p[1].strip()]
+    if bad:
+        raise WearjaxError(
+            f"--columns: {bad[0]!r} is not NAME=COLUMN; write e.g. 'vo2=VO2 (ml/min),hr=HR'"
+        )
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def cv_vo2(args) -> int:
+    """`wearjax cv vo2 --data {synthetic,pyoxynet,FOLDER}`: the VO2 task's cross-validation;
+    writes `DIR/metrics.json` and `DIR/report.md` and prints the table."""
+    from wearjax.eval.report import write_report
+    from wearjax.tasks import presets
+    from wearjax.tasks.vo2 import run_vo2_study
+    from wearjax.tasks.vo2_chain import run_hr_to_vo2
+
+    data = str(args.data)
+    if data == "pyoxynet":
+        cohort = presets.load_cpet_cohort(30 if args.quick else None)
+        results, _ = run_vo2_study(cohort, presets.cpet_config(args.quick, args.seed))
+        title = "VO2 on pyoxynet's ramp tests"
+    elif data == "synthetic":
+        results, _ = run_hr_to_vo2(presets.synthetic_config(args.quick, args.seed))
+        title = "HR -> VO2 on the synthetic cohort"
+    else:
+        cohort, unit_note = presets.load_cpet_folder_cohort(
+            Path(data), columns=_parse_columns(args.columns), vo2_unit=args.vo2_unit, say=say
+        )
+        print(unit_note)
+        config = presets.folder_config(cohort.n_runners, args.quick, args.seed)
+        results, _ = run_vo2_study(cohort, config)
+        results["data"] = {"folder": data, "vo2_unit": unit_note}
+        title = f"VO2 on {data}"
+    print(write_report(results, args.out, title))
+    return 0
+
+
+TASKS: dict[str, dict[str, Command]] = {
+    "hr": {
+        "cv": Command("HR models on your recordings, both protocols", _hr_arguments, cv_hr),
+        "fit": Command("an HR model on all your recordings; writes a checkpoint", _hr_arguments,
+                       fit_hr),
+    },
+    "vo2": {
+        "cv": Command("the VO2 model: synthetic, pyoxynet or your CPET files", _vo2_arguments,
+                      cv_vo2),
+    },
+}  # fmt: skip

@@ -1,0 +1,332 @@
+"""The one training loop: a `Task` (what to learn) trained by a `Recipe` (how).
+
+A task is three pure functions:
+
+    sample(data, fold, key) -> batch                 draw one training batch
+    loss(model, batch, key, epoch) -> (value, aux)   training loss (key for dropout; epoch for
+                                                     curricula), aux a pytree of scalars
+    validate(model, data, fold) -> scalar            early-stopping criterion
+
+`data` is shared by all folds (cohort arrays, passed as an argument so it never becomes a
+compile-time constant); `fold` is a pytree of per-fold arrays (training weights, normalisers),
+stacked on a leading axis for cross-validation (`wearjax.cv`). One epoch is a `lax.scan` over
+optimiser steps followed by validation and the per-epoch bookkeeping, all in one jitted
+function traced once; the Python loop runs over epochs only. The recipe's schedules (learning
+rate and clip norm as optax schedules of the epoch, reduce-on-plateau as
+`optax.contrib.reduce_on_plateau` state stepped once per epoch with the validation loss) and
+early stopping are pure state, so vmapped folds stop independently: a stopped fold is frozen
+by a mask while the others go on.
+
+`trainable` (a filter spec as in `eqx.partition`) selects what trains: the whole model, a
+linear probe, or a runner's embedding with the networks frozen (`fit_steps` runs the same
+epoch inside another traced function).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+
+
+class Task(NamedTuple):
+    """What to learn: `sample(data, fold, key)`, `loss(model, batch, key, epoch) -> (value,
+    aux)` and `validate(model, data, fold) -> scalar` (lower is better)."""
+
+    sample: Callable
+    loss: Callable
+    validate: Callable
+
+
+class Recipe(NamedTuple):
+    """How to learn it.
+
+    `optimizer` gives the update direction without the step size (e.g. clip, weight decay,
+    Adam moments); the step applies `-learning_rate(epoch) * plateau_scale` to it.
+    `learning_rate` is a float or an optax schedule of the epoch index; `clip_norm`, if set, an
+    optax schedule of the epoch clipping the gradient's global norm before the optimiser;
+    `plateau` an `optax.contrib.reduce_on_plateau` fed the validation loss once per epoch.
+    """
+
+    optimizer: optax.GradientTransformation
+    learning_rate: float | Callable[[Array], Array] = 1e-3
+    clip_norm: Callable[[Array], Array] | None = None
+    plateau: optax.GradientTransformationExtraArgs | None = None
+    early_stopping_patience: int = 20
+    epochs: int = 100
+    steps_per_epoch: int = 50
+
+
+class TrainConfig(NamedTuple):
+    """Settings of the default recipe (the Lab-to-Wrist HR Kalman one): clipped, L2-decayed
+    Adam with reduce-on-plateau (torch's `ReduceLROnPlateau` semantics) and early stopping."""
+
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-5  # L2 added to the gradient before Adam, as torch.optim.Adam
+    clip_norm: float = 1.0
+    plateau_factor: float = 0.5
+    plateau_patience: int = 10
+    plateau_cooldown: int = 0
+    plateau_threshold: float = 1e-4  # relative improvement that resets the plateau counter
+    min_learning_rate: float = 0.0
+    early_stopping_patience: int = 20
+    epochs: int = 100
+    steps_per_epoch: int = 50
+
+    def recipe(self) -> Recipe:
+        return Recipe(
+            optimizer=optax.chain(
+                optax.clip_by_global_norm(self.clip_norm),
+                optax.add_decayed_weights(self.weight_decay),
+                optax.scale_by_adam(),
+            ),
+            learning_rate=self.learning_rate,
+            plateau=plateau(
+                self.plateau_factor,
+                self.plateau_patience,
+                cooldown=self.plateau_cooldown,
+                threshold=self.plateau_threshold,
+                min_scale=self.min_learning_rate / self.learning_rate,
+            ),
+            early_stopping_patience=self.early_stopping_patience,
+            epochs=self.epochs,
+            steps_per_epoch=self.steps_per_epoch,
+        )
+
+
+def plateau(
+    factor: float,
+    patience: int,
+    *,
+    cooldown: int = 0,
+    threshold: float = 1e-4,
+    min_scale: float = 0.0,
+) -> optax.GradientTransformationExtraArgs:
+    """`optax.contrib.reduce_on_plateau` with torch's patience: the scale drops after
+    `patience` epochs without relative improvement `threshold`, i.e. on the next bad one."""
+    return optax.contrib.reduce_on_plateau(
+        factor=factor,
+        patience=patience + 1,
+        rtol=threshold,
+        atol=0.0,
+        cooldown=cooldown,
+        accumulation_size=1,
+        min_scale=min_scale,
+    )
+
+
+class EarlyStopping(NamedTuple):
+    best_val: Float[Array, ""]
+    bad_epochs: Int[Array, ""]
+    stopped: Bool[Array, ""]
+
+
+class TrainState(NamedTuple):
+    """Everything training carries from one epoch to the next (per fold)."""
+
+    params: Any
+    best_params: Any
+    opt_state: Any
+    plateau_state: Any
+    stop: EarlyStopping
+    epoch: Int[Array, ""]
+    key: PRNGKeyArray
+
+
+class FitResult(NamedTuple):
+    """The best model by validation loss (stacked over folds for cross-validation), the
+    per-epoch history `{train_loss, val_loss, lr_scale, stopped, aux...}` (`[epochs(, K)]`)
+    and how often the epoch was traced."""
+
+    model: Any
+    history: dict[str, np.ndarray]
+    n_traces: int
+
+
+def _strict_off():
+    # optax's int step counts mix with floats, which strict dtype promotion would reject
+    return jax.numpy_dtype_promotion("standard")
+
+
+def init_state(params, recipe: Recipe, key: PRNGKeyArray) -> TrainState:
+    """Initial training state of one fold for trainable `params`."""
+    f = jnp.zeros((), jnp.result_type(float))
+    with _strict_off():
+        opt_state = recipe.optimizer.init(params)
+        plateau_state = None if recipe.plateau is None else recipe.plateau.init(params)
+    stop = EarlyStopping(f + jnp.inf, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
+    return TrainState(params, params, opt_state, plateau_state, stop, jnp.zeros((), jnp.int32), key)
+
+
+def plateau_scale(state: TrainState) -> Float[Array, ""]:
+    """The reduce-on-plateau factor on the learning rate (1 without a plateau schedule)."""
+    if state.plateau_state is None:
+        return jnp.ones((), jnp.result_type(float))
+    return state.plateau_state.scale
+
+
+def clip_by_global_norm(tree, max_norm: Float[Array, ""]):
+    """`tree * min(1, max_norm / ||tree||)` with a traced `max_norm`."""
+    norm = optax.tree.norm(tree)
+    factor = jnp.where(norm > max_norm, max_norm / jnp.maximum(norm, 1e-30), 1.0)
+    return jax.tree_util.tree_map(lambda g: g * factor.astype(g.dtype), tree)
+
+
+def _schedule(value, epoch):
+    return value(epoch) if callable(value) else value
+
+
+def make_epoch(task: Task, recipe: Recipe, static, counter: list | None = None):
+    """`epoch(state, fold, data) -> (state, (train_loss, val_loss, aux))`: one pure epoch.
+
+    `static` is the frozen part of the model (`eqx.partition`); `counter` (a list) gets one
+    entry per trace."""
+
+    def epoch(state: TrainState, fold, data):
+        if counter is not None:
+            counter.append(1)  # runs only while tracing: counts compiles
+        e = state.epoch
+        rate = _schedule(recipe.learning_rate, e)
+        scale = -rate * plateau_scale(state)
+
+        def step(carry, _):
+            params, opt_state, key = carry
+            key, k_batch, k_loss = jax.random.split(key, 3)
+            batch = task.sample(data, fold, k_batch)
+            (value, aux), grads = jax.value_and_grad(
+                lambda p: task.loss(eqx.combine(p, static), batch, k_loss, e), has_aux=True
+            )(params)
+            if recipe.clip_norm is not None:
+                grads = clip_by_global_norm(grads, recipe.clip_norm(e))
+            with _strict_off():
+                updates, opt_state = recipe.optimizer.update(grads, opt_state, params)
+            params = jax.tree_util.tree_map(lambda p, u: p + scale * u, params, updates)
+            return (params, opt_state, key), (value, aux)
+
+        (params, opt_state, key), (losses, aux) = jax.lax.scan(
+            step, (state.params, state.opt_state, state.key), None, length=recipe.steps_per_epoch
+        )
+        val = task.validate(eqx.combine(params, static), data, fold)
+        val = jnp.where(jnp.isfinite(val), val, jnp.inf)
+        plateau_state = state.plateau_state
+        if recipe.plateau is not None:
+            with _strict_off():
+                _, plateau_state = recipe.plateau.update(params, plateau_state, params, value=val)
+        improved = val < state.stop.best_val
+        bad = jnp.where(improved, 0, state.stop.bad_epochs + 1)
+        stop = EarlyStopping(
+            jnp.where(improved, val, state.stop.best_val),
+            bad,
+            state.stop.stopped | (bad >= recipe.early_stopping_patience),
+        )
+        best = jax.tree_util.tree_map(
+            lambda new, old: jnp.where(improved, new, old), params, state.best_params
+        )
+        new = TrainState(params, best, opt_state, plateau_state, stop, e + 1, key)
+        # a fold that had already stopped keeps its state: only its key moves on
+        frozen = state._replace(key=key)
+        out = jax.tree_util.tree_map(lambda a, b: jnp.where(state.stop.stopped, a, b), frozen, new)
+        aux = jax.tree_util.tree_map(lambda a: jnp.mean(a, axis=0), aux)
+        return out, (jnp.mean(losses), val, aux)
+
+    return epoch
+
+
+def run_epochs(
+    epoch_fn, state: TrainState, fold, data, epochs: int, progress: bool | str = False
+) -> tuple[TrainState, dict[str, np.ndarray]]:
+    """Call a jitted epoch until `epochs` or every fold has stopped; returns the final state
+    and the history."""
+    history: dict[str, list] = {"train_loss": [], "val_loss": [], "lr_scale": [], "stopped": []}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=epochs, desc=progress if isinstance(progress, str) else "fit")
+    for _ in range(epochs):
+        state, (train_loss, val, aux) = epoch_fn(state, fold, data)
+        history["train_loss"].append(np.asarray(train_loss))
+        history["val_loss"].append(np.asarray(val))
+        history["lr_scale"].append(np.asarray(plateau_scale(state)))
+        for name, value in _flat_aux(aux).items():
+            history.setdefault(name, []).append(np.asarray(value))
+        stopped = np.asarray(state.stop.stopped)
+        history["stopped"].append(stopped)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(train=f"{np.mean(train_loss):.3f}", val=f"{np.mean(val):.3f}")
+        if np.all(stopped):
+            break
+    if bar is not None:
+        bar.close()
+    return state, {k: np.stack(v) for k, v in history.items()}
+
+
+def _flat_aux(aux) -> dict:
+    if aux is None or aux == ():
+        return {}
+    if isinstance(aux, dict):
+        return {f"aux_{k}": v for k, v in aux.items()}
+    return {"aux": aux}
+
+
+def fit(
+    model,
+    task: Task,
+    data,
+    fold,
+    recipe: Recipe,
+    key: PRNGKeyArray,
+    *,
+    trainable=eqx.is_inexact_array,
+    progress: bool | str = False,
+) -> FitResult:
+    """Train the `trainable` part of `model` on one fold; returns the model with the best
+    validation loss (the frozen part unchanged)."""
+    params, static = eqx.partition(model, trainable)
+    counter: list = []
+    epoch = jax.jit(make_epoch(task, recipe, static, counter))
+    state, history = run_epochs(
+        epoch, init_state(params, recipe, key), fold, data, recipe.epochs, progress
+    )
+    return FitResult(eqx.combine(state.best_params, static), history, len(counter))
+
+
+def fit_steps(
+    model, task: Task, data, fold, recipe: Recipe, key: PRNGKeyArray, *, trainable
+) -> Any:
+    """`fit` as a pure function for use inside another traced function (e.g. calibrating an
+    embedding per held-out session inside a vmapped prediction): `recipe.epochs` epochs in a
+    `lax.scan`, no early stopping across calls; returns the best model."""
+    params, static = eqx.partition(model, trainable)
+    epoch = make_epoch(task, recipe, static)
+    state, _ = jax.lax.scan(
+        lambda s, _: (epoch(s, fold, data)[0], None),
+        init_state(params, recipe, key),
+        None,
+        length=recipe.epochs,
+    )
+    return eqx.combine(state.best_params, static)
+
+
+def without_aux(loss: Callable) -> Callable:
+    """Adapt `loss(model, batch, key) -> value` to the `Task` signature (no epoch, no aux)."""
+    return lambda model, batch, key, epoch: (loss(model, batch, key), ())
+
+
+def fold_model(stacked, k: int):
+    """The model of fold k from a stacked (cross-validated) model."""
+    params, static = eqx.partition(stacked, eqx.is_inexact_array)
+    return eqx.combine(jax.tree_util.tree_map(lambda p: p[k], params), static)
+
+
+def split_for_fold(key: PRNGKeyArray):
+    """The (init, train) keys a fold key is split into (`cv.fit_folds` does the same)."""
+    k = jax.random.split(key)
+    return k[0], k[1]
