@@ -1,8 +1,14 @@
 """Test-wide JAX settings: strict dtype and rank promotion, as the anchors do."""
 
+import contextlib
+import re
+
 import chex
 import jax
 import pytest
+from jaxtyping import TypeCheckError
+
+from wearjax.errors import WearjaxDataError
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -26,3 +32,15 @@ def tree_allclose(a, b, *, rtol=1e-5, atol=1e-8):
     except AssertionError:
         return False
     return True
+
+
+@contextlib.contextmanager
+def raises_naming(argument, message):
+    """Our `WearjaxDataError` with `message`, or, when the tests run with jaxtyping's runtime
+    checks on, jaxtyping's error about `argument`, which it raises before our checks run."""
+    with pytest.raises((WearjaxDataError, TypeCheckError)) as info:
+        yield
+    if info.type is WearjaxDataError:
+        assert re.search(message, str(info.value)), str(info.value)
+    else:
+        assert argument in str(info.value), str(info.value)

@@ -19,7 +19,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Bool, PRNGKeyArray
+from jaxtyping import Array, Bool, Key, PRNGKeyArray
 
 from wearjax.data.folds import leave_k_runners_out, validation_runners
 from wearjax.errors import WearjaxDataError
@@ -106,7 +106,7 @@ def fit_folds(
     data,
     folds,
     recipe: Recipe,
-    keys: PRNGKeyArray,
+    keys: Key[Array, " fold"],
     *,
     trainable=eqx.is_inexact_array,
     progress: bool | str = False,

@@ -4,19 +4,15 @@ The reference forms the joint covariance of all states and observations with Num
 and conditions on the observed entries; it shares no code with the filters.
 """
 
-import contextlib
 import functools
-import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
-from jaxtyping import TypeCheckError
 
-from tests.conftest import tree_allclose
-from wearjax.errors import WearjaxDataError
+from tests.conftest import raises_naming, tree_allclose
 from wearjax.filters import LinearGaussianParams, kalman_filter, kalman_smoother
 
 TOL = {"rtol": 1e-8, "atol": 1e-8}
@@ -361,18 +357,6 @@ def _bad_inputs():
         (bad_p0, ys, mask, "params.P0"),
         (dict(model, m0=np.zeros((2, 1))), ys, mask, "params.m0"),
     ]
-
-
-@contextlib.contextmanager
-def raises_naming(argument, message):
-    """Our `WearjaxDataError` with `message`, or, when the tests run with jaxtyping's runtime
-    checks on, jaxtyping's error about `argument`, which it raises before our checks run."""
-    with pytest.raises((WearjaxDataError, TypeCheckError)) as info:
-        yield
-    if info.type is WearjaxDataError:
-        assert re.search(message, str(info.value)), str(info.value)
-    else:
-        assert argument in str(info.value), str(info.value)
 
 
 @pytest.mark.parametrize("case", range(7))

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from wearjax.data.csv import _first_finite, _sex
-from wearjax.data.folders import Skipped
+from wearjax.data.folders import Skipped, check_usable, skip_reason
 from wearjax.data.readers import (
     MAX_GAP_S,
     UNIT_FACTORS,
@@ -219,17 +219,11 @@ def load_cpet_folder(
                 )
             )
         except WearjaxDataError as err:
-            reason = f"{err.problem}; {err.fix}" if isinstance(err, WearjaxFileError) else str(err)
-            skipped.append(Skipped(file, reason))
-    for s in skipped:
-        logger.info("skipped %s: %s", s.path, s.reason)
-    if not sessions:
-        reasons = "; ".join(f"{s.path.name}: {s.reason}" for s in skipped[:5])
-        raise WearjaxFileError(
-            folder,
-            f"no usable CPET test ({len(skipped)} files skipped{': ' if reasons else ''}{reasons})",
-            "add CSV exports with a time and a VO2 column, or name them with columns=",
-        )
+            skipped.append(Skipped(file, skip_reason(err)))
+    check_usable(
+        folder, sessions, skipped, "CPET test",
+        "add CSV exports with a time and a VO2 column, or name them with columns=",
+    )  # fmt: skip
     common = tuple(c for c in sessions[0].channels if all(c in s.channels for s in sessions))
     for s in sessions:
         if s.channels != common:

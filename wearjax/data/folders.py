@@ -127,22 +127,34 @@ def load_folder(
             if require_hr:
                 found = [check_hr(s, file) for s in found]
         except WearjaxDataError as err:
-            reason = f"{err.problem}; {err.fix}" if isinstance(err, WearjaxFileError) else str(err)
-            skipped.append(Skipped(file, reason))
+            skipped.append(Skipped(file, skip_reason(err)))
             continue
         sessions.extend(found)
     for rel in entries or {}:
         skipped.append(Skipped(folder / rel, f"listed in the manifest {manifest} but missing"))
+    check_usable(
+        folder, sessions, skipped, "recording",
+        f"add {', '.join(SUFFIXES)} running recordings, one subfolder per runner",
+    )  # fmt: skip
+    return sessions, skipped
+
+
+def skip_reason(err: WearjaxDataError) -> str:
+    """The one-line reason a file is skipped: a file error's problem and fix, or the error."""
+    return f"{err.problem}; {err.fix}" if isinstance(err, WearjaxFileError) else str(err)
+
+
+def check_usable(folder: Path, sessions: list, skipped: list[Skipped], what: str, fix: str):
+    """Log each skipped file; raise `WearjaxFileError` naming the folder when none is usable."""
     for s in skipped:
         logger.info("skipped %s: %s", s.path, s.reason)
     if not sessions:
         reasons = "; ".join(f"{s.path.name}: {s.reason}" for s in skipped[:5])
         raise WearjaxFileError(
             folder,
-            f"no usable recording ({len(skipped)} files skipped{': ' if reasons else ''}{reasons})",
-            f"add {', '.join(SUFFIXES)} running recordings, one subfolder per runner",
+            f"no usable {what} ({len(skipped)} files skipped{': ' if reasons else ''}{reasons})",
+            fix,
         )
-    return sessions, skipped
 
 
 def _recordings(folder: Path, exclude: tuple[Path | None, ...]) -> list[Path]:

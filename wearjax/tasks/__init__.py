@@ -9,7 +9,13 @@ baselines and tables, run through the one trainer and cross-validation runner.
 
 from wearjax.tasks.hr import HR_MODELS, HRStudyConfig, run_hr_study, run_personal_study
 from wearjax.tasks.hr_personal import PersonalConfig, PersonalResult
-from wearjax.tasks.hr_recordings import cv_cohort, predict_hr, read_recordings, train_hr
+from wearjax.tasks.hr_recordings import (
+    cv_cohort,
+    predict_hr,
+    read_recordings,
+    shared_channels,
+    train_hr,
+)
 from wearjax.tasks.vo2 import VO2StudyConfig, run_vo2_study
 from wearjax.tasks.vo2_chain import HRToVO2Config, hr_to_vo2, run_hr_to_vo2
 
@@ -28,5 +34,6 @@ __all__ = [
     "run_hr_to_vo2",
     "run_personal_study",
     "run_vo2_study",
+    "shared_channels",
     "train_hr",
 ]

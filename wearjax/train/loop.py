@@ -164,8 +164,9 @@ def init_state(params, recipe: Recipe, key: PRNGKeyArray) -> TrainState:
     return TrainState(params, params, opt_state, plateau_state, stop, jnp.zeros((), jnp.int32), key)
 
 
-def plateau_scale(state: TrainState) -> Float[Array, ""]:
-    """The reduce-on-plateau factor on the learning rate (1 without a plateau schedule)."""
+def plateau_scale(state: TrainState) -> Float[Array, "*fold"]:
+    """The reduce-on-plateau factor on the learning rate (1 without a plateau schedule); per
+    fold for a stacked state."""
     if state.plateau_state is None:
         return jnp.ones((), jnp.result_type(float))
     return state.plateau_state.scale
