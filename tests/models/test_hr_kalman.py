@@ -118,7 +118,8 @@ def test_generative_scan_equals_python_loop_over_windows(model_and_inputs):
     per_window = model.encode(x)
     h_last, v_last, pieces = hr0, jnp.asarray(0.0), []
     for n in range(4):
-        hr, var, _ = model._filter_window(*(a[n] for a in per_window), h_last, v_last)
+        window = jax.tree_util.tree_map(lambda a, n=n: a[n], per_window)
+        hr, var, _ = model._filter_window(window, h_last, v_last)
         pieces.append(hr)
         h_last, v_last = hr[-1], var[-1]
     np.testing.assert_allclose(out.hr, np.concatenate(pieces), rtol=1e-12, atol=1e-10)

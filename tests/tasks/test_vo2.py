@@ -2,6 +2,7 @@
 traced once, the real pyoxynet tests (skipped when the package is absent), the CLI hook's error."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import equinox as eqx
@@ -158,3 +159,46 @@ def test_prepare_refuses_sessions_without_vo2():
     cohort = eqx.tree_at(lambda c: c.vo2_mask, cohort, cohort.vo2_mask.at[1].set(False))
     with pytest.raises(WearjaxError, match="no VO2"):
         vo2_study.prepare(cohort, vo2_study.VO2StudyConfig())
+
+
+def write_cpet_folder(folder: Path, n_subjects=6, seconds=300):
+    """Ramp tests of a lab's own export: VO2 in L/min rising with the load, its own names."""
+    rng = np.random.default_rng(0)
+    for i in range(n_subjects):
+        t = np.arange(seconds)
+        load = 50 + 0.5 * t
+        fitness = 1 + 0.1 * i
+        vo2 = (0.5 + 0.011 * load / fitness) * (1 - np.exp(-(t + 20) / 40))
+        vo2 = vo2 + rng.normal(0, 0.03, seconds)
+        hr = 80 + 0.45 * load / fitness + rng.normal(0, 1.5, seconds)
+        path = folder / f"subject{i}" / "ramp.csv"
+        path.parent.mkdir(parents=True)
+        rows = ["Zeit;VO2 abs;HF;Last"] + [f"{s};{vo2[s]:.3f};{hr[s]:.0f};{load[s]:.0f}" for s in t]
+        path.write_text("\n".join(rows) + "\n")
+    (folder / "notes.txt").write_text("not a test")
+
+
+def test_cli_cv_vo2_on_a_folder_of_lab_files(tmp_path, capsys):
+    folder = tmp_path / "cpet"
+    write_cpet_folder(folder)
+    out = tmp_path / "out"
+    argv = ["cv", "vo2", "--data", str(folder), "--columns", "time=Zeit,vo2=VO2 abs,hr=HF,"
+            "work_rate=Last", "--quick", "--out", str(out)]  # fmt: skip
+    assert wearjax(argv) == 0
+    captured = capsys.readouterr()
+    assert "6 tests of 6 subjects; VO2 read as L/min (detected) in 6, reported in mL/min" in (
+        captured.out
+    )
+    assert "inputs: hr, work_rate" in captured.out
+    assert "notes.txt" in captured.err and captured.err.startswith("wearjax: skipped")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"vo2_kalman", "baseline_linear_hr", "baseline_hr_ratio"}
+    assert metrics["cohort"]["features"][:2] == ["hr_bpm", "work_rate_hw"]
+    # VO2 is reported in mL/min whatever the files used (an error under 5 would be L/min), and
+    # on these ramps the model follows VO2 better than the linear HR baseline
+    model, linear = metrics["models"]["vo2_kalman"], metrics["models"]["baseline_linear_hr"]
+    assert 5 < model["mae"] < linear["mae"]
+    assert metrics["folds"]["n_folds"] == 6
+    # a bad --columns value is one line and exit code 2
+    assert wearjax(["cv", "vo2", "--data", str(folder), "--columns", "vo2", "--out", str(out)]) == 2
+    assert "is not NAME=COLUMN" in capsys.readouterr().err

@@ -35,6 +35,8 @@ context half of f_tr) is computed for all seconds before the filter's scan.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -61,6 +63,29 @@ VELOCITY_WEIGHT = 0.5  # the damped velocity update g_dot += 0.5 k nu
 # of seconds, which a per-second white-noise model overstates the information of: we take the
 # top of that range.
 MEASUREMENT_SD = 3.0
+
+
+class WindowInputs(NamedTuple):
+    """Everything the filter of a window needs that does not depend on HR (`encode`); a
+    leading axis of windows `[N, ...]` where stacked."""
+
+    offset: Float[Array, "*window"]  # mean offset from the window's initial HR (bpm)
+    sigma: Float[Array, "*window"]  # window SD (bpm)
+    gdot0: Float[Array, "*window"]  # initial velocity (window units)
+    p0: Float[Array, "*window 2"]  # initial covariance (window units)
+    target: Float[Array, "*window time"]  # absolute observation a_t (bpm)
+    q: Float[Array, "*window time 2"]  # process noise
+    r: Float[Array, "*window time"]  # observation noise
+    context: Float[Array, "*window time width"]  # f_tr's context projection of s_t
+
+
+class Measurements(NamedTuple):
+    """Measured HR of a window to assimilate: `hr [W]` (bpm, ignored where not `measured`),
+    `measured [W]` and the measurement noise variance `noise` (bpm^2)."""
+
+    hr: Float[Array, "*window time"]
+    measured: Bool[Array, "*window time"]
+    noise: Float[Array, ""]
 
 
 class Transition(eqx.Module):
@@ -143,7 +168,7 @@ class HRKalman(AbstractHRModel):
         self.window = window
 
     # -- pieces that do not depend on the filter state -------------------------------------
-    def _window_params(self, s: Float[Array, "window time hidden"]):
+    def _window_params(self, s: Float[Array, "window time hidden"]) -> tuple:
         """Per window: mean offset from h_0 (bpm), SD (bpm), initial velocity and covariance."""
         raw = jax.vmap(self.window_head)(s.mean(axis=1))
         offset = MEAN_SCALE * raw[:, 0]
@@ -161,20 +186,11 @@ class HRKalman(AbstractHRModel):
 
     def _filter_window(
         self,
-        offset,
-        sigma,
-        gdot0,
-        p0,
-        a,
-        q,
-        r,
-        ctx,
-        h_init,
-        var_init,
-        carried=None,
-        measurement=None,
-        measured=None,
-        measurement_noise=None,
+        w: WindowInputs,
+        h_init: Float[Array, ""],
+        var_init: Float[Array, ""],
+        carried: Bool[Array, ""] | None = None,
+        measurements: Measurements | None = None,
     ):
         """Filter one window of W seconds from `h_init` (bpm); returns `hr [W]`, `var [W]`
         and the window mean `mu_hat`.
@@ -185,10 +201,10 @@ class HRKalman(AbstractHRModel):
         the filter cannot see, so the gain trusts the observation more after a carried start.
         `carried` defaults to `var_init > 0` (only a carried start has a variance).
 
-        Optional measured HR `measurement [W]` (bpm) is assimilated where `measured [W]`, with
-        noise variance `measurement_noise` (bpm^2): in every step, and at a carried start
-        (a measured start already is its measurement).
+        Optional `measurements` are assimilated where measured, in every step, and at a carried
+        start (a measured start already is its measurement).
         """
+        offset, sigma, gdot0, p0, a, q, r, ctx = w
         carried = var_init > 0 if carried is None else carried
         mu = h_init + offset
         inflation = jnp.where(carried, jax.nn.softplus(self.carry_noise), 0.0)
@@ -200,9 +216,10 @@ class HRKalman(AbstractHRModel):
         init = LearnedGainState(jnp.stack([g0, jnp.clip(gdot0, lower[1], bound[1])]), p0)
         weights = jnp.asarray([1.0, VELOCITY_WEIGHT], y.dtype)
         extra = {}
-        if measurement is not None:
-            m = (measurement - mu) / sigma
-            noise = measurement_noise / sigma**2
+        if measurements is not None:
+            m = (measurements.hr - mu) / sigma
+            noise = measurements.noise / sigma**2
+            measured = measurements.measured
             mean0, var0 = measurement_update(init, m[0], measured[0] & carried, noise, weights)
             init = LearnedGainState(jnp.clip(mean0, lower, bound), var0)
             extra = dict(measurement=m[1:], measured=measured[1:], measurement_noise=noise)
@@ -230,37 +247,33 @@ class HRKalman(AbstractHRModel):
         check_window(t, self.window)
         s, _ = self.backbone(x, None, key=key)
         s = s.reshape(t // self.window, self.window, s.shape[-1])
-        return (*self._window_params(s), *self._step_inputs(s))
+        return WindowInputs(*self._window_params(s), *self._step_inputs(s))
 
     def standard(self, encoded, hr_init: Float[Array, " window"]) -> HRPrediction:
         """Each window filtered from its measured first HR; windows in parallel."""
         hr, var, mu = jax.vmap(self._filter_window)(
-            *encoded, hr_init, jnp.zeros_like(hr_init), jnp.zeros(hr_init.shape, bool)
+            encoded, hr_init, jnp.zeros_like(hr_init), jnp.zeros(hr_init.shape, bool)
         )
-        return HRPrediction(hr.reshape(-1), var.reshape(-1), mu, encoded[1])
+        return HRPrediction(hr.reshape(-1), var.reshape(-1), mu, encoded.sigma)
 
     def generative(self, encoded, hr0: Float[Array, ""]) -> HRPrediction:
         """One `lax.scan` over windows; each starts from the last prediction of the one before,
         and from its variance: a carried start is uncertain, a measured one is not."""
         return self._rollout_windows(encoded, hr0)
 
-    def _rollout_windows(self, per_window, hr0, measurements=None, measurement_noise=None):
-        """Generative scan over windows; optional `measurements = (hr [N, W], measured [N, W])`
-        are assimilated with noise variance `measurement_noise` (bpm^2)."""
+    def _rollout_windows(
+        self, per_window: WindowInputs, hr0, measurements: Measurements | None = None
+    ) -> HRPrediction:
+        """Generative scan over windows, assimilating `measurements` (`[N, W]`) if given."""
 
         def body(carry, w):
             params, meas = w
-            extra = {}
-            if meas is not None:
-                extra = dict(
-                    measurement=meas[0], measured=meas[1], measurement_noise=measurement_noise
-                )
-            hr, var, mu = self._filter_window(*params, *carry, **extra)
+            hr, var, mu = self._filter_window(params, *carry, measurements=meas)
             return (hr[-1], var[-1], jnp.asarray(True)), (hr, var, mu)
 
         init = (hr0, jnp.zeros_like(hr0), jnp.asarray(False))
         _, (hr, var, mu) = jax.lax.scan(body, init, (per_window, measurements))
-        return HRPrediction(hr.reshape(-1), var.reshape(-1), mu, per_window[1])
+        return HRPrediction(hr.reshape(-1), var.reshape(-1), mu, per_window.sigma)
 
     def assimilate(
         self,
@@ -280,6 +293,10 @@ class HRKalman(AbstractHRModel):
         """
         per_window = self.encode(x)
         n = x.shape[0] // self.window
-        measurements = (hr.reshape(n, self.window), measured.reshape(n, self.window))
         noise = jnp.square(jnp.asarray(measurement_sd, hr.dtype))
-        return self._rollout_windows(per_window, hr[jnp.argmax(measured)], measurements, noise)
+        measurements = Measurements(
+            hr.reshape(n, self.window),
+            measured.reshape(n, self.window),
+            jnp.broadcast_to(noise, (n,)),
+        )
+        return self._rollout_windows(per_window, hr[jnp.argmax(measured)], measurements)
