@@ -3,7 +3,7 @@
 The synthetic cohort's runners have known HR kinetics (onset time constant 20-45 s, recovery
 1.4-2.2 times slower). We cross-validate the personalised ODE (`eval.personal_study`,
 leave-3-runners-out), then for every held-out session drive the fitted model, with the embedding
-calibrated for that session, through a step in speed on the flat (`data.synthetic.
+calibrated for that session, through a step in speed on the flat (`data.physiology.
 hr_step_response`: 35 % -> 55 % of VO2R at 300 s, back at 900 s) and compare the half-times of
 its HR rise and recovery with the simulator's. A half-time is taken on the step response, HR
 minus the HR of the same run without the step, so that the model's fatigue drift is not counted

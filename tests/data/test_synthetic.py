@@ -6,20 +6,18 @@ import numpy as np
 import pytest
 
 from tests.conftest import tree_allclose
-from wearjax.data.synthetic import (
+from wearjax.data.physiology import (
     DRIFT_INTENSITY,
     HR_KNEE,
     REST_VO2,
     VO2_KNEE,
-    WORKOUTS,
     RunnerPhysiology,
     heart_rate_response,
     hr_step_response,
-    simulate_cohort,
-    simulate_session,
     speed_at_intensity,
     vo2_response,
 )
+from wearjax.data.synthetic import WORKOUTS, simulate_cohort, simulate_session
 from wearjax.data.types import CHANNEL_UNITS, SUBJECT_FIELDS, Cohort
 
 CHANNEL = {name: i for i, name in enumerate(CHANNEL_UNITS)}

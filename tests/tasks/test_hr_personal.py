@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wearjax.data.synthetic import hr_step_response, simulate_cohort
+from wearjax.data.physiology import hr_step_response
+from wearjax.data.synthetic import simulate_cohort
 from wearjax.eval.halftimes import half_time, response_halftimes, step_halftimes, training_halftimes
 from wearjax.tasks.hr import HRStudyConfig, run_personal_study
 from wearjax.tasks.hr_personal import (

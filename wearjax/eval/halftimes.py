@@ -9,13 +9,13 @@ from __future__ import annotations
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Float
+from jaxtyping import ArrayLike, Float
 
-from wearjax.data.synthetic import hr_step_response
+from wearjax.data.physiology import hr_step_response
 from wearjax.train.loop import fold_model
 
 
-def half_time(hr: Float[np.ndarray, " time"], start: int, end: int) -> float:
+def half_time(hr: Float[ArrayLike, " time"], start: int, end: int) -> float:
     """Seconds after `start` until HR has covered half of its change from `hr[start - 1]` to
     `hr[end - 1]` (linear between seconds); NaN if it never does."""
     base, final = float(hr[start - 1]), float(hr[end - 1])
@@ -32,8 +32,8 @@ def half_time(hr: Float[np.ndarray, " time"], start: int, end: int) -> float:
 
 
 def step_halftimes(
-    hr: Float[np.ndarray, " time"],
-    hr_flat: Float[np.ndarray, " time"],
+    hr: Float[ArrayLike, " time"],
+    hr_flat: Float[ArrayLike, " time"],
     step_up: int,
     step_down: int,
 ) -> tuple[float, float]:
@@ -90,7 +90,7 @@ def response_halftimes(
     half-times of HR itself are kept as `*_level_s`.
 
     `physiology` is the simulator's `RunnerPhysiology` of the cohort (`simulate_cohort(...,
-    return_physiology=True)`); steps as in `data.synthetic.hr_step_response`.
+    return_physiology=True)`); steps as in `data.physiology.hr_step_response`.
     """
     scored = np.flatnonzero(result.predictions["standard"].any(axis=1))
     pairs = (
