@@ -24,6 +24,7 @@ from pathlib import Path
 
 import jax
 
+from wearjax.cv import Split
 from wearjax.eval import cohort_line, table_1, write_outputs
 from wearjax.tasks import HR_MODELS, HRStudyConfig, cv_cohort, read_recordings, run_hr_study
 from wearjax.tasks.hr_recordings import shared_channels
@@ -44,6 +45,12 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=8, help="training segments per step")
     parser.add_argument("--segment-windows", type=int, default=10, help="60 s windows a segment")
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument(
+        "--split",
+        choices=("sessions", "chronological"),
+        default="sessions",
+        help="random session-wise folds, or train on the earliest runs and test the last 20%%",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="(32, 1), 3 epochs of 5 steps")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
@@ -72,13 +79,22 @@ def main() -> int:
     cohort, k, folds = cv_cohort(sessions, config.window, held_out=k)
     config = config._replace(runners_out=k)
     print(f"{len(sessions)} sessions ({', '.join(cohort.channels)}); {folds}")
-    results, predictions = run_hr_study(cohort, config)
+    split = None
+    if args.split == "chronological":  # file names start with the run's date and time
+        split = Split.chronological([s.source for s in sessions], test_fraction=0.2)
+        folds = (
+            f"chronological: trained on the {int(split.train.sum())} earliest sessions, "
+            f"{int(split.validation.sum())} next for early stopping, tested on the last "
+            f"{int(split.test.sum())}"
+        )
+    results, predictions = run_hr_study(cohort, config, split=split)
     seconds = time.perf_counter() - t0
     results["folds"]["how"] = folds
     results["experiment"] = {**vars(args), "data": str(args.data), "out": str(args.out),
                              "size": list(args.size), "seconds": seconds}  # fmt: skip
     results["machine"] = {"platform": platform.platform(), "devices": str(jax.devices())}
-    written = write_outputs(results, predictions, args.out / "running_csv_hr")
+    name = "running_csv_hr" + ("" if args.split == "sessions" else f"_{args.split}")
+    written = write_outputs(results, predictions, args.out / name)
     command = "python experiments/running_csv_hr.py " + shlex.join(sys.argv[1:])
     table = (
         "# HR on real runs (running-csv, one runner)\n\n"
@@ -88,12 +104,10 @@ def main() -> int:
         f"windows, {args.epochs} epochs x {args.steps} steps of {args.batch} segments.\n\n"
         f"{table_1(results)}"
     )
-    (args.out / "running_csv_hr.md").write_text(table)
-    (args.out / "running_csv_hr.json").write_text(
-        (args.out / "running_csv_hr" / "metrics.json").read_text()
-    )
+    (args.out / f"{name}.md").write_text(table)
+    (args.out / f"{name}.json").write_text((args.out / name / "metrics.json").read_text())
     print(table)
-    print("wrote", args.out / "running_csv_hr.md", *written)
+    print("wrote", args.out / f"{name}.md", *written)
     return 0
 
 

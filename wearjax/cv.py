@@ -62,6 +62,23 @@ class Split(NamedTuple):
         subject = np.asarray(subject)
         return cls(test[:, subject], val[:, subject], (~test & ~val)[:, subject])
 
+    @classmethod
+    def chronological(cls, order, *, test_fraction: float = 0.2, n_validation: int = 1) -> Split:
+        """One fold that trains on the past and tests on the future: sessions sorted by `order
+        [S]` (start times, or any sortable key), the last `test_fraction` tested, the
+        `n_validation` sessions before them held out for early stopping, the rest trained on."""
+        rank = np.argsort(np.argsort(np.asarray(order), kind="stable"), kind="stable")
+        n = len(rank)
+        n_test = max(1, round(test_fraction * n))
+        if n - n_test - n_validation < 1:
+            raise WearjaxDataError(
+                f"{n} sessions: a chronological split of {n_test} test and {n_validation} "
+                "validation sessions leaves none to train on; lower test_fraction"
+            )
+        test = rank >= n - n_test
+        val = (rank >= n - n_test - n_validation) & ~test
+        return cls(test[None], val[None], (~test & ~val)[None])
+
     @property
     def n_folds(self) -> int:
         return int(self.test.shape[0])

@@ -217,3 +217,29 @@ def test_float64(x64):
         value = fn(p, t, m)
         assert value.dtype == jnp.float64
         assert np.isclose(float(value), HAND[name], rtol=1e-12)
+
+
+def test_predictive_scores_match_scipy_and_a_numerical_crps():
+    from scipy import integrate, stats
+
+    from wearjax.eval.metrics import predictive_scores
+
+    rng = np.random.default_rng(0)
+    pred = rng.normal(140, 10, 50)
+    sd = rng.uniform(1, 8, 50)
+    true = pred + sd * rng.normal(0, 1.3, 50)
+    mask = rng.uniform(size=50) > 0.2
+    got = predictive_scores(*(jnp.asarray(a) for a in (pred, sd**2, true, mask)))
+    m = mask
+    np.testing.assert_allclose(got["nll"], -stats.norm.logpdf(true, pred, sd)[m].mean(), rtol=1e-5)
+    np.testing.assert_allclose(got["mean_sd"], sd[m].mean(), rtol=1e-6)
+    inside = np.abs(true - pred) <= 2 * sd
+    np.testing.assert_allclose(got["coverage_2sd"], inside[m].mean(), rtol=1e-6)
+
+    def crps(mu, s, y):  # the definition: integral of (F(x) - 1{x >= y})^2 dx
+        f = lambda x: (stats.norm.cdf(x, mu, s) - (x >= y)) ** 2  # noqa: E731
+        lo, hi = min(mu, y) - 12 * s, max(mu, y) + 12 * s
+        return integrate.quad(f, lo, y, limit=200)[0] + integrate.quad(f, y, hi, limit=200)[0]
+
+    ref = np.mean([crps(pred[i], sd[i], true[i]) for i in np.flatnonzero(m)])
+    np.testing.assert_allclose(got["crps"], ref, rtol=1e-4)

@@ -220,3 +220,36 @@ def summarize(
         out[f"mae_{name}"] = mae(pred, true, m)
         out[f"n_{name}"] = jnp.sum(m)
     return out
+
+
+def predictive_scores(
+    pred: Float[Array, "*shape"],
+    var: Float[Array, "*shape"],
+    true: Float[Array, "*shape"],
+    mask: Bool[Array, "*shape"],
+    *,
+    var_floor: float = 1e-6,
+) -> dict[str, Float[Array, ""]]:
+    """Calibration of a Gaussian predictive distribution N(pred, var) over the mask.
+
+    `coverage_2sd`: share of true values within pred +- 2 SD (0.954 for a calibrated
+    Gaussian); `mean_sd`: mean predictive SD; `nll`: mean Gaussian negative log-likelihood;
+    `crps`: mean continuous ranked probability score of the Gaussian (Gneiting & Raftery 2007,
+    eq. 21: `sd [z (2 Phi(z) - 1) + 2 phi(z) - 1 / sqrt(pi)]`, `z = (true - pred) / sd`), in the
+    units of `true`. `var` is floored at `var_floor` so a zero variance gives finite scores.
+    """
+    v = jnp.maximum(var, var_floor)
+    sd = jnp.sqrt(v)
+    z = (true - pred) / sd
+    w = mask.astype(pred.dtype)
+    n = jnp.maximum(jnp.sum(w), 1.0)
+    nll = 0.5 * (jnp.log(2 * jnp.pi * v) + z**2)
+    pdf = jnp.exp(-0.5 * z**2) / jnp.sqrt(2 * jnp.pi)
+    cdf = 0.5 * (1 + jax.scipy.special.erf(z / jnp.sqrt(2.0)))
+    crps = sd * (z * (2 * cdf - 1) + 2 * pdf - 1 / jnp.sqrt(jnp.pi))
+    return {
+        "coverage_2sd": jnp.sum(jnp.where(jnp.abs(z) <= 2.0, w, 0.0)) / n,
+        "mean_sd": jnp.sum(w * sd) / n,
+        "nll": jnp.sum(w * nll) / n,
+        "crps": jnp.sum(w * crps) / n,
+    }

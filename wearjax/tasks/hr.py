@@ -30,7 +30,7 @@ from wearjax import models
 from wearjax.cv import Split, fit_folds, padded_table, predict_held_out
 from wearjax.data.types import Cohort
 from wearjax.data.windows import gather_windows, window_index
-from wearjax.eval.metrics import summarize
+from wearjax.eval.metrics import predictive_scores, summarize
 from wearjax.eval.protocols import first_observed, given_mask, hold_baseline, standard_initial
 from wearjax.signal.features import Normalizer, fit_normalizer, running_features
 from wearjax.tasks import hr_personal
@@ -158,8 +158,9 @@ def make_task(config: HRStudyConfig, length: int) -> Task:
     return Task(sample, loss, validate)
 
 
-def prepare(cohort: Cohort, config: HRStudyConfig):
-    """Features, folds, per-fold normalisers and segment tables for one cohort."""
+def prepare(cohort: Cohort, config: HRStudyConfig, split: Split | None = None):
+    """Features, folds (leave-`runners_out`-runners-out unless a `split` is given), per-fold
+    normalisers and segment tables for one cohort."""
     if cohort.x.shape[1] % config.window:
         raise ValueError(
             f"cohort length {cohort.x.shape[1]} s is not a multiple of the {config.window} s "
@@ -167,7 +168,10 @@ def prepare(cohort: Cohort, config: HRStudyConfig):
         )
     features, names = running_features(cohort.x, cohort.channels, cohort.subject)
     mask = cohort.mask & cohort.valid
-    split = Split.by_subject(cohort.runner, cohort.n_runners, config.runners_out, seed=config.seed)
+    if split is None:
+        split = Split.by_subject(
+            cohort.runner, cohort.n_runners, config.runners_out, seed=config.seed
+        )
     train_sessions = split.train  # [K, S]
 
     width = segment_width(config, cohort.x.shape[1])
@@ -245,12 +249,18 @@ def _as_floats(d: dict) -> dict:
 
 
 def score_protocols(pred: dict, hr, scored: dict, summarize_jit=None) -> dict:
-    """Pooled metrics (`eval.metrics.summarize`) of each protocol's `[S, T]` prediction."""
+    """Pooled metrics (`eval.metrics.summarize`) of each protocol's `[S, T]` prediction, and
+    the calibration of its band (`predictive_scores`) where `pred` has a `{protocol}_var`."""
     summarize_jit = summarize_jit or jax.jit(summarize)
-    return {
-        p: _as_floats(summarize_jit(jnp.asarray(pred[p]), hr, jnp.asarray(scored[p])))
-        for p in ("standard", "generative")
-    }
+    out = {}
+    for p in ("standard", "generative"):
+        out[p] = _as_floats(summarize_jit(jnp.asarray(pred[p]), hr, jnp.asarray(scored[p])))
+        if f"{p}_var" in pred:  # models that return a variance: its calibration
+            scores = predictive_scores(
+                jnp.asarray(pred[p]), jnp.asarray(pred[f"{p}_var"]), hr, jnp.asarray(scored[p])
+            )
+            out[p].update(_as_floats(scores))
+    return out
 
 
 def _header(cohort: Cohort, config: HRStudyConfig, split: Split, names) -> dict:
@@ -286,7 +296,7 @@ def cross_validate_kind(
     """Cross-validate one (kind, size) on `prepare`'s folds; returns `(entry, predictions,
     fit)` with the metrics entry of `metrics.json` and the `[S, T]` predictions."""
     data, fold, split, _ = prepared or prepare(cohort, config)
-    scored = scored_masks(data.mask, config.window)
+    scored = scored_masks(data.mask, config.window, split)
     name = f"{kind}_{hidden}x{layers}"
     n_features = data.features.shape[-1]
     init = partial(build_model, kind, n_features, hidden, layers, window=config.window)
@@ -318,9 +328,10 @@ def cross_validate_kind(
     return entry, pred, fit
 
 
-def scored_masks(mask, window: int) -> dict[str, np.ndarray]:
-    """Per protocol, the observed seconds it did not give: what its metrics cover."""
-    m = np.asarray(mask)
+def scored_masks(mask, window: int, split: Split) -> dict[str, np.ndarray]:
+    """Per protocol, the observed seconds it did not give, in the sessions some fold tests:
+    what its metrics cover."""
+    m = np.asarray(mask) & split.test.any(axis=0)[:, None]
     return {p: m & ~np.asarray(given_mask(mask, window, p)) for p in ("standard", "generative")}
 
 
@@ -344,13 +355,15 @@ def run_personal_study(cohort: Cohort, study: HRStudyConfig, config=None, *, pro
     )
 
 
-def run_hr_study(cohort: Cohort, config: HRStudyConfig, *, progress: bool = True):
+def run_hr_study(
+    cohort: Cohort, config: HRStudyConfig, *, split: Split | None = None, progress: bool = True
+):
     """Cross-validate every HR model of `config.models` (and the personalised ODE when
-    `config.personal` is set), evaluate both protocols and the baselines; returns
-    `(results, predictions)` (see README: metrics.json)."""
-    prepared = prepare(cohort, config)
+    `config.personal` is set) on `split` (default: leave-`runners_out`-runners-out), evaluate
+    both protocols and the baselines; returns `(results, predictions)` (README: metrics.json)."""
+    prepared = prepare(cohort, config, split)
     data, fold, split, names = prepared
-    scored = scored_masks(data.mask, config.window)
+    scored = scored_masks(data.mask, config.window, split)
     results = _header(cohort, config, split, names)
     predictions = {"hr": np.asarray(data.hr), "mask": np.asarray(data.mask), "scored": scored}
     for kind, hidden, layers in config.models:

@@ -115,19 +115,20 @@ def load_cpet_cohort(limit: int | None = None) -> Cohort:
 
 
 def synthetic_config(quick: bool = False, seed: int = 0) -> HRToVO2Config:
-    """Settings of the synthetic HR -> VO2 study; `quick`: a smoke run of a few steps."""
+    """Settings of the synthetic HR -> VO2 study. `quick` (about a minute on 2 cores): 6 runners
+    x 2 sessions of 12-18 min, an HR (16, 1) model for 6 epochs and the VO2 model for 30. At
+    seed 0 the VO2 model beats the linear HR baseline (13.6% against 16.9% MAPE from rolled-out
+    HR); at seed 1 the two are level (22.5% against 22.3%): the cohort is small."""
     config = HRToVO2Config(seed=seed, vo2=HRToVO2Config().vo2._replace(seed=seed))
     if quick:
         config = config._replace(
-            n_runners=3,
+            n_runners=6,
             sessions_per_runner=2,
-            min_minutes=10.0,
-            max_minutes=12.0,
-            hr_model=(8, 1),
-            hr_train=TrainConfig(epochs=2, steps_per_epoch=2),
-            vo2=config.vo2._replace(
-                variant=(8, 1), train=config.vo2.train._replace(epochs=2, steps_per_epoch=2)
-            ),
+            min_minutes=12.0,
+            max_minutes=18.0,
+            hr_model=(16, 1),
+            hr_train=TrainConfig(epochs=6, steps_per_epoch=8),
+            vo2=config.vo2._replace(train=config.vo2.train._replace(epochs=30, steps_per_epoch=8)),
         )
     return config
 

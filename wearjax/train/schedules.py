@@ -26,18 +26,16 @@ def _epoch(e: Int[Array, ""] | int) -> Float[Array, ""]:
 
 
 def sgdr(max_lr: float, min_lr: float, t0: int, t_mult: int, epochs: int):
-    """Cosine annealing with warm restarts of the epoch (module docstring) as an optax schedule
-    (`optax.sgdr_schedule`), with enough cycles to cover `epochs`."""
+    """Cosine annealing with warm restarts of the epoch (module docstring): optax cosine
+    decays joined at the restarts (`optax.join_schedules`), enough cycles to cover `epochs`."""
     if t0 < 1 or t_mult < 1:
         raise ValueError(f"need t0 >= 1 and t_mult >= 1, got t0={t0}, t_mult={t_mult}")
-    cycles, total, period = [], 0, t0
+    cycles, boundaries, total, period = [], [], 0, t0
     while total < max(epochs, 1):
-        cycles.append(
-            dict(init_value=max_lr, peak_value=max_lr, warmup_steps=0, decay_steps=period,
-                 end_value=min_lr)
-        )  # fmt: skip
+        cycles.append(optax.cosine_decay_schedule(max_lr, period, alpha=min_lr / max_lr))
         total, period = total + period, period * t_mult
-    schedule = optax.sgdr_schedule(cycles)
+        boundaries.append(total)
+    schedule = optax.join_schedules(cycles, boundaries[:-1])
 
     def rate(e):
         with jax.numpy_dtype_promotion("standard"):  # optax mixes the int count with floats

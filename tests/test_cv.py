@@ -1,0 +1,59 @@
+"""The cross-validation runner: folds as masks, held-out tables, prediction scattered back."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wearjax.cv import Split, padded_table, predict_held_out
+from wearjax.data.folds import leave_k_runners_out
+from wearjax.errors import WearjaxDataError
+
+
+def test_held_out_table_lists_each_folds_test_sessions_once():
+    test = leave_k_runners_out(5, 2, seed=0)  # folds of 2, 2 and 1 runners
+    runner = np.array([0, 1, 1, 2, 3, 4, 4, 4])
+    idx, ok = padded_table(test[:, runner])
+    for k in range(test.shape[0]):
+        assert sorted(idx[k][ok[k]].tolist()) == np.flatnonzero(test[k, runner]).tolist()
+    assert sorted(idx[ok].tolist()) == list(range(len(runner)))  # every session exactly once
+
+
+def test_split_by_subject_partitions_every_fold():
+    subject = np.array([0, 0, 1, 2, 2, 3, 4, 5, 5, 5])
+    split = Split.by_subject(subject, 6, 2, n_validation=1, seed=3)
+    both = split.test.astype(int) + split.validation + split.train
+    assert np.all(both == 1)  # each session in exactly one role per fold
+    for k in range(split.n_folds):  # roles are per subject, never split across one
+        for role in (split.test, split.validation, split.train):
+            for s in np.unique(subject):
+                assert len(set(role[k, subject == s].tolist())) == 1
+    np.testing.assert_array_equal(split.test.sum(0), 1)  # every session tested once
+    np.testing.assert_array_equal(split.owner, np.argmax(split.test, axis=0))
+    np.testing.assert_allclose(split.sampling_weights().sum(1), 1.0)
+
+
+def test_chronological_split_trains_on_the_past():
+    order = np.array([5, 1, 9, 3, 7, 2, 8, 4, 6, 0])  # e.g. start times
+    split = Split.chronological(order, test_fraction=0.3, n_validation=2)
+    assert split.n_folds == 1
+    np.testing.assert_array_equal(np.flatnonzero(split.test[0]), [2, 4, 6])  # 9, 7, 8
+    np.testing.assert_array_equal(np.flatnonzero(split.validation[0]), [0, 8])  # 5, 6
+    assert order[split.train[0]].max() < order[split.validation[0]].min()
+    assert (split.owner[split.test[0]] == 0).all() and (split.owner[~split.test[0]] == -1).all()
+    with pytest.raises(WearjaxDataError, match="leaves none to train on"):
+        Split.chronological(np.arange(3), test_fraction=0.5, n_validation=1)
+
+
+def test_predict_held_out_scatters_each_fold_prediction_to_its_sessions():
+    subject = np.array([0, 1, 1, 2, 3, 3])
+    split = Split.by_subject(subject, 4, 1, seed=0)
+    model = {"w": jnp.arange(split.n_folds, dtype=jnp.float32)}  # fold k predicts k + x
+    data = jnp.arange(6, dtype=jnp.float32) * 10
+
+    def predict(model, fold, data, i):
+        return {"y": model["w"] + data[i] + jnp.zeros(3), "fold": fold}
+
+    out = predict_held_out(predict, model, jnp.arange(split.n_folds), data, split, batch=2)
+    expected = split.owner + 10.0 * np.arange(6)
+    np.testing.assert_allclose(out["y"], np.repeat(expected[:, None], 3, axis=1))
+    np.testing.assert_array_equal(out["fold"], split.owner)
