@@ -36,7 +36,7 @@ where `a`, bounded to [30, 250] bpm, is a small activity network of speed, grade
 embedding, and phi >= 0 a per-runner fatigue rate (HR drifting up at constant work).
 
 Each runner has an embedding `e` (learned for training runners, calibrated for new ones, see
-`eval.personal_study`), decoded linearly and squashed to the bounded parameters of `BOUNDS`:
+`tasks.hr_personal`), decoded linearly and squashed to the bounded parameters of `BOUNDS`:
 A, B in [-3, 5]; alpha, beta in [0.1, 3]; HRmin in [40, 90]; HRmax in [140, 210] bpm; phi in
 [0, 0.3] per hour; rho in [0.2, 2].
 
@@ -149,9 +149,9 @@ class PersonalHRODE(eqx.Module):
     """Per-runner embeddings, their decoder and the activity network of the personalised ODE.
 
     `embedding [R, E]` holds one row per runner of the cohort it was trained on; a runner it has
-    not seen is given a calibrated embedding (`eval.personal_study.calibrate`). Methods take the
-    embedding `e [E]` explicitly and the activity inputs `u [T, 2]`: speed (m/s) and grade
-    (rise/run), see `eval.personal_study.activity_inputs`.
+    not seen is given a calibrated embedding (`tasks.hr_personal.calibrate`). `for_runner(e)`
+    is one runner's `AbstractHRModel`, whose inputs are the activity inputs `u [T, 2]`: speed
+    (m/s) and grade (rise/run), see `tasks.hr_personal.activity_inputs`.
     """
 
     embedding: Float[Array, "runner embed"]

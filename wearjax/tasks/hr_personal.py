@@ -202,7 +202,7 @@ def _held_out_predict(config: PersonalConfig):
 
 
 class PersonalResult(NamedTuple):
-    entry: dict  # metrics, as an `hr_study` results entry
+    entry: dict  # metrics, as a `tasks.hr` results entry
     predictions: dict  # "standard", "generative": [S, T]
     model: PersonalHRODE  # stacked over folds
     embeddings: np.ndarray  # [S, E] calibrated embedding used for each session

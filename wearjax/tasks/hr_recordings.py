@@ -8,7 +8,7 @@ and `wearjax predict`.
   `MIN_RUNNERS_FOR_RUNNER_FOLDS` runners every session becomes its own "runner", so
   leave-k-runners-out becomes leave-k-sessions-out (a user with one watch has one runner).
 - `train_hr` trains one model on all sessions but a few held out for early stopping (the loss,
-  batches and validation of the HR study, through `train.fit.fit`); `checkpoint_header` says
+  batches and validation of the HR task, through `train.fit`); `checkpoint_header` says
   what `wearjax.train.checkpoints.save_hr` stores with it.
 - `predict_hr` pads a session to a multiple of the model window, predicts both protocols and
   trims the result back to the recording.
