@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import pytest
 
@@ -33,3 +34,38 @@ def test_quick_demo_writes_metrics_and_beats_the_baselines(tmp_path, capsys):
 def test_cli_reports_errors_in_one_line(capsys):
     with pytest.raises(SystemExit):
         main(["nonsense"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["cv", "hr", "--data", "{tmp}/none", "--out", "{tmp}/o"], "--data .*none: no such file"),
+        (["cv", "vo2", "--data", "{tmp}/none", "--out", "{tmp}/o"], "--data .*none: no such"),
+        (["fit", "hr", "--data", "{tmp}", "--out", "{tmp}"], "is a folder; pass the checkpoint"),
+        (["cv", "hr", "--data", "{tmp}", "--out", "{tmp}/file"], "is a file; pass a folder"),
+        (["predict", "--model", "{tmp}/file", "{tmp}/none.csv"], "recording .*none.csv: no such"),
+        (["predict", "--model", "{tmp}/none", "{tmp}/file"], "--model .*none: no such"),
+        (["predict", "--model", "{tmp}/file", "{tmp}/file", "--hr0", "nan"], "--hr0 nan: give"),
+        (["predict", "--model", "{tmp}/file", "{tmp}/file", "--hr0", "-50"], "--hr0 -50.0: give"),
+    ],
+)
+def test_bad_arguments_are_one_line_before_any_work(tmp_path, capsys, argv, message):
+    (tmp_path / "file").write_text("x")
+    code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("wearjax: ")
+    assert re.search(message, err[0]), err[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys, tmp_path):
+    from wearjax.tasks import commands
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(commands.TASKS["vo2"], "cv", commands.TASKS["vo2"]["cv"]._replace(
+        run=interrupted))  # fmt: skip
+    assert main(["cv", "vo2", "--data", "synthetic", "--out", str(tmp_path / "o")]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "interrupted" in err[0]

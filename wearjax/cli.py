@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from wearjax.errors import WearjaxError
-from wearjax.tasks.commands import TASKS, demo, predict, say
+from wearjax.tasks.commands import TASKS, check_arguments, demo, predict, say
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,7 +49,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        check_arguments(args, args.command)
         return args.run(args)
+    except KeyboardInterrupt:
+        say("interrupted; nothing was written after the last file named above")
+        return 130
     except WearjaxError as err:
         say(str(err))
         return 2

@@ -29,6 +29,38 @@ def say(line: str) -> None:
     print("wearjax: " + " ".join(str(line).split()), file=sys.stderr)
 
 
+HR0_RANGE = (25.0, 250.0)  # bpm: a first-second HR outside this is a typo, not a runner
+BUILT_IN_DATA = ("synthetic", "pyoxynet")
+
+
+def check_arguments(args: argparse.Namespace, command: str) -> None:
+    """Refuse bad paths and values before any work starts, one line each (`WearjaxError`):
+    a `--data` or recording that does not exist, an `--out` of the wrong kind, `--hr0` that is
+    not a finite HR."""
+    import math
+
+    for name in ("data", "file", "model"):
+        path = getattr(args, name, None)
+        if isinstance(path, Path) or (name == "data" and path not in (None, *BUILT_IN_DATA)):
+            if not Path(path).exists():
+                label = "recording" if name == "file" else f"--{name}"
+                raise WearjaxError(f"{label} {path}: no such file or folder; check the path")
+    out = getattr(args, "out", None)
+    if out is not None:
+        out = Path(out)
+        wants_file = command == "fit"
+        if wants_file and out.is_dir():
+            raise WearjaxError(f"--out {out} is a folder; pass the checkpoint file to write")
+        if not wants_file and out.exists() and not out.is_dir():
+            raise WearjaxError(f"--out {out} is a file; pass a folder for the outputs")
+    hr0 = getattr(args, "hr0", None)
+    if hr0 is not None and not (math.isfinite(hr0) and HR0_RANGE[0] <= hr0 <= HR0_RANGE[1]):
+        lo, hi = HR0_RANGE
+        raise WearjaxError(
+            f"--hr0 {hr0}: give the HR at the first second in bpm, {lo:.0f}-{hi:.0f}"
+        )
+
+
 # -- demo ------------------------------------------------------------------------------------
 
 
