@@ -9,7 +9,7 @@ pytest.importorskip("fit_tool", reason="writing test FIT files needs fit-tool (`
 
 from fit_tool.profile.profile_type import Gender, Sport  # noqa: E402
 
-from tests.data.test_fit import RUN, broken_fit_files, write_fit  # noqa: E402
+from tests.data.test_garmin_fit import RUN, broken_fit_files, write_fit  # noqa: E402
 from wearjax.data import folders  # noqa: E402
 from wearjax.data.folders import load_folder, read_file  # noqa: E402
 from wearjax.data.types import stack_sessions  # noqa: E402

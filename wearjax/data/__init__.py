@@ -2,9 +2,9 @@
 
 from wearjax.data.cpet import load_cpet_folder, read_cpet
 from wearjax.data.csv import read_cpet_csv, read_csv, read_running_csv
-from wearjax.data.fit import read_fit
 from wearjax.data.folders import Skipped, load_folder, read_file
 from wearjax.data.folds import leave_k_runners_out, validation_runners
+from wearjax.data.garmin_fit import read_fit
 from wearjax.data.sampled import read_sampled
 from wearjax.data.signals import SignalStack, per_second, stack_signal, stack_signals
 from wearjax.data.synthetic import simulate_cohort

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from wearjax.data.csv import read_csv
-from wearjax.data.fit import read_fit
+from wearjax.data.garmin_fit import read_fit
 from wearjax.data.readers import MAX_GAP_S, check_hr, read_bytes
 from wearjax.data.sampled import is_sampled_csv, is_sidecar, read_sampled, sidecar
 from wearjax.data.tcx import read_tcx

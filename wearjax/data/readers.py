@@ -1,9 +1,9 @@
 """What every reader shares: vendor fields to canonical channels, and records to a 1 Hz grid.
 
-The format readers (`wearjax.data.fit`, `.tcx`, `.csv`) turn a file into `Records`: one row per
-record as the source wrote it, at irregular times, with channels already in the canonical units
-of `CHANNEL_UNITS`. `to_session` then puts them on a 1 Hz grid. Its conventions hold for every
-source:
+The format readers (`wearjax.data.garmin_fit`, `.tcx`, `.csv`) turn a file into `Records`: one
+row per record as the source wrote it, at irregular times, with channels already in the
+canonical units of `CHANNEL_UNITS`. `to_session` then puts them on a 1 Hz grid. Its conventions
+hold for every source:
 
 - **Grid.** Second k of a session is the first kept record's time plus k s; every record goes
   to its nearest second. A session spans the first to the last kept record.

@@ -255,7 +255,7 @@ def score_protocols(pred: dict, hr, scored: dict, summarize_jit=None) -> dict:
     out = {}
     for p in ("standard", "generative"):
         out[p] = _as_floats(summarize_jit(jnp.asarray(pred[p]), hr, jnp.asarray(scored[p])))
-        if f"{p}_var" in pred:  # models that return a variance: its calibration
+        if np.any(pred.get(f"{p}_var", 0.0) > 0):  # a model with a variance: its calibration
             scores = predictive_scores(
                 jnp.asarray(pred[p]), jnp.asarray(pred[f"{p}_var"]), hr, jnp.asarray(scored[p])
             )

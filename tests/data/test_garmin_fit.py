@@ -17,7 +17,7 @@ from fit_tool.profile.messages.session_message import SessionMessage  # noqa: E4
 from fit_tool.profile.messages.user_profile_message import UserProfileMessage  # noqa: E402
 from fit_tool.profile.profile_type import FileType, Gender, Manufacturer, Sport  # noqa: E402
 
-from wearjax.data.fit import read_fit  # noqa: E402
+from wearjax.data.garmin_fit import read_fit  # noqa: E402
 from wearjax.errors import WearjaxFileError  # noqa: E402
 
 T0_MS = 1_600_000_000_000  # 2020-09-13 12:26:40 UTC, in fit-tool's milliseconds since 1970
