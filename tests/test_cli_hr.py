@@ -289,3 +289,18 @@ def test_cli_is_built_from_the_task_table(tmp_path, monkeypatch):
     assert (args.data, args.quick, args.seed) == ("pyoxynet", True, 0)
     with pytest.raises(SystemExit):
         cli._parser().parse_args(["fit", "vo2", "--data", "d", "--out", "o"])
+
+
+def test_predict_on_a_folder_names_outputs_by_file_and_skips_a_bad_one(trained, tmp_path, capsys):
+    _, ckpt = trained
+    folder = tmp_path / "new"
+    folder.mkdir()
+    write_run(folder / "tuesday.csv", 600, seed=8)
+    write_run(folder / "nocad.csv", 600, seed=9, columns=COLUMNS[:3] + COLUMNS[4:])
+    write_run(folder / "thursday.csv", 660, seed=10)
+    out = tmp_path / "p"
+    assert main(["predict", "--model", str(ckpt), str(folder), "--out", str(out)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "skipped" in err[0] and "nocad.csv" in err[0] and "'cadence'" in err[0]
+    assert sorted(p.name for p in out.glob("*.csv")) == ["thursday.csv", "tuesday.csv"]
+    assert len(_predictions(out / "thursday.csv")["generative_bpm"]) == 660

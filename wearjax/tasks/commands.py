@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from wearjax.errors import WearjaxError
+from wearjax.errors import WearjaxDataError, WearjaxError
 
 
 class Command(NamedTuple):
@@ -177,9 +177,17 @@ def predict(args) -> int:
     for s in skipped:
         say(f"skipped {s.path}: {s.reason}")
     file, out = args.file, args.out
-    for i, session in enumerate(sessions):
-        pred = predict_hr(model, normalizer, header, session, hr0=args.hr0)
-        name = file.stem if len(sessions) == 1 else f"{file.stem}-{i + 1}"
+    done, used = 0, set()
+    for session in sessions:
+        try:
+            pred = predict_hr(model, normalizer, header, session, hr0=args.hr0)
+        except WearjaxDataError as err:  # one unusable recording of a folder: say so, go on
+            if not file.is_dir():
+                raise
+            say(f"skipped {session.source}: {err}")
+            continue
+        done += 1
+        name = _output_name(session, file, used)
         print(f"{name}: {len(pred.hr)} s, generative start {pred.hr0:.0f} bpm")
         for protocol in ("standard", "generative"):
             m = pred.metrics.get(protocol)
@@ -190,7 +198,21 @@ def predict(args) -> int:
                 print("  standard   not run: the file has no heart rate to start each window")
         written = write_prediction(pred, out / f"{name}.csv", out / f"{name}.png", name)
         print(f"  wrote {', '.join(str(w) for w in written)}")
+    if not done:
+        raise WearjaxError(f"{file}: no recording could be predicted (each reason above)")
     return 0
+
+
+def _output_name(session, file: Path, used: set[str]) -> str:
+    """Output file stem of a predicted session: its own file's stem, numbered when a file
+    holds several sessions; `used` collects the names given."""
+    stem = Path(session.source).stem if session.source else file.stem
+    name, k = stem, 1
+    while name in used:
+        k += 1
+        name = f"{stem}-{k}"
+    used.add(name)
+    return name
 
 
 # -- VO2 -------------------------------------------------------------------------------------
