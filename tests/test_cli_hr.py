@@ -304,3 +304,59 @@ def test_predict_on_a_folder_names_outputs_by_file_and_skips_a_bad_one(trained, 
     assert len(err) == 1 and "skipped" in err[0] and "nocad.csv" in err[0] and "'cadence'" in err[0]
     assert sorted(p.name for p in out.glob("*.csv")) == ["thursday.csv", "tuesday.csv"]
     assert len(_predictions(out / "thursday.csv")["generative_bpm"]) == 660
+
+
+def _fit_process(folder, out, env, *extra):
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "wearjax.cli", "fit", "hr", "--data", str(folder), "--out",
+            str(out), "--quick", *extra]  # fmt: skip
+    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _interrupt_after_first_save(proc, state_file, sig):
+    import time
+
+    deadline = time.monotonic() + 300
+    while not state_file.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be interrupted"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    return proc, err.decode()
+
+
+@pytest.mark.slow
+def test_killed_or_interrupted_training_resumes_to_the_same_model(tmp_path):
+    """SIGKILL mid-run and Ctrl-C (SIGINT) mid-run, each resumed with --resume, give the same
+    weights as an uninterrupted run, bit for bit."""
+    import os
+    import signal
+
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    for i in range(4):
+        write_run(folder / f"run{i}.csv", 900 + 150 * i, seed=i)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    whole = _fit_process(folder, tmp_path / "whole.wjx", env)
+    whole.communicate(timeout=600)
+    assert whole.returncode == 0
+    reference = checkpoints.load_hr(tmp_path / "whole.wjx")
+    for sig, expected_code in ((signal.SIGINT, 130), (signal.SIGKILL, -signal.SIGKILL)):
+        out = tmp_path / f"{sig.name}.wjx"
+        state = Path(f"{out}.state")
+        proc, stderr = _interrupt_after_first_save(_fit_process(folder, out, env), state, sig)
+        assert proc.returncode == expected_code
+        if sig == signal.SIGINT:
+            err = stderr.strip().splitlines()
+            assert err[-1].startswith("wearjax: interrupted after epoch") and "--resume" in err[-1]
+            assert "Traceback" not in "\n".join(err)
+        assert state.exists() and not out.exists()
+        resumed = _fit_process(folder, out, env, "--resume")
+        _, stderr = resumed.communicate(timeout=600)
+        assert resumed.returncode == 0, stderr.decode()
+        got = checkpoints.load_hr(out)
+        assert tree_allclose((got.model, got.normalizer), (reference.model, reference.normalizer),
+                             rtol=0, atol=0)  # fmt: skip
+        assert not state.exists()

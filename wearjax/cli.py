@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from wearjax.errors import WearjaxError
+from wearjax.errors import TrainingInterrupted, WearjaxError
 from wearjax.tasks.commands import TASKS, check_arguments, demo, predict, say
 
 
@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_arguments(args, args.command)
         return args.run(args)
+    except TrainingInterrupted as err:
+        say(f"{err}; run the same command with --resume to continue")
+        return 130
     except KeyboardInterrupt:
         say("interrupted; nothing was written after the last file named above")
         return 130

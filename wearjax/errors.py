@@ -24,3 +24,8 @@ class WearjaxFileError(WearjaxDataError):
 
     def __reduce__(self):
         return type(self), (self.path, self.problem, self.fix)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training, after the state of the last finished epoch was saved; the
+    message says where and how to resume."""

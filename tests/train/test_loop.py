@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import tree_allclose
 from wearjax.cv import fit_folds, fold_model
 from wearjax.data.types import CHANNEL_UNITS, Session, stack_sessions
+from wearjax.errors import TrainingInterrupted, WearjaxFileError
 from wearjax.models import HRKalman
 from wearjax.tasks.hr import HRStudyConfig, make_task, prepare
 from wearjax.train.loop import Recipe, Task, TrainConfig, fit, fit_steps, plateau, split_for_fold
@@ -216,3 +217,47 @@ def test_stopped_fold_is_frozen(tiny_study):
     cv = fit_folds(init, const, data, fold, train.recipe(), keys)
     assert cv.history["stopped"].shape[0] == 2  # stopped after epoch 2: all folds frozen
     assert np.all(cv.history["stopped"][-1])
+
+
+def test_resumed_training_equals_an_uninterrupted_run_bit_for_bit(tmp_path):
+    x, y = least_squares()
+    start = Linear(jnp.zeros(3), jnp.zeros(()))
+    cfg = TrainConfig(learning_rate=0.05, clip_norm=100.0, epochs=6, steps_per_epoch=5,
+                      plateau_patience=1)  # fmt: skip
+    key = jax.random.key(4)
+    whole = fit(start, mse_task(), (x, y), None, cfg.recipe(), key)
+    state_file = tmp_path / "run.state"
+    run = {"task": "toy", "train": cfg._asdict()}
+    first = cfg._replace(epochs=3).recipe()
+    fit(start, mse_task(), (x, y), None, first, key, state_file=state_file, run=run)
+    resumed = fit(start, mse_task(), (x, y), None, cfg.recipe(), key, state_file=state_file,
+                  resume=True, run=run)  # fmt: skip
+    for a, b in zip(jax.tree.leaves(whole.model), jax.tree.leaves(resumed.model), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for name in whole.history:
+        np.testing.assert_array_equal(whole.history[name], resumed.history[name])
+    # other data, or other settings, are refused naming what differs
+    with pytest.raises(WearjaxFileError, match="field 'fingerprint' differs"):
+        fit(start, mse_task(), (x, 2 * y), None, cfg.recipe(), key, state_file=state_file,
+            resume=True, run=run)  # fmt: skip
+    with pytest.raises(WearjaxFileError, match="field 'task' differs"):
+        fit(start, mse_task(), (x, y), None, cfg.recipe(), key, state_file=state_file,
+            resume=True, run={**run, "task": "other"})  # fmt: skip
+
+
+def test_ctrl_c_saves_the_last_finished_epoch():
+    from wearjax.train.loop import init_state, run_epochs
+
+    calls, saved = [], []
+
+    def epoch(state, fold, data):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return state._replace(epoch=state.epoch + 1), (jnp.ones(()), jnp.ones(()), ())
+
+    state = init_state({"w": jnp.zeros(())}, Recipe(optax.identity()), jax.random.key(0))
+    with pytest.raises(TrainingInterrupted, match="interrupted after epoch 2"):
+        run_epochs(epoch, state, None, None, 10, on_epoch=lambda s, h: saved.append((s, h)))
+    last_state, history = saved[-1]
+    assert int(last_state.epoch) == 2 and len(history["train_loss"]) == 2

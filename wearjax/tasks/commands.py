@@ -115,6 +115,15 @@ def _hr_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="a folder of recordings, or a file")
 
 
+def _fit_hr_arguments(p: argparse.ArgumentParser) -> None:
+    _hr_arguments(p)
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from OUT.state (same data and settings)",
+    )
+
+
 def cv_hr(args) -> int:
     """`wearjax cv hr`: cross-validate HR models of one kind on the user's recordings."""
     from wearjax.eval.report import cohort_line, table_1, write_outputs
@@ -156,8 +165,16 @@ def fit_hr(args) -> int:
     hidden, layers = config.models[0][1:]
     print(f"training {args.model} ({hidden}, {layers}) on {len(sessions)} sessions "
           f"({', '.join(sessions[0].channels)})")  # fmt: skip
-    trained = train_hr(sessions, args.model, hidden, layers, config, progress=args.model)
+    state_file = Path(f"{args.out}.state")
+    if args.resume and not state_file.exists():
+        raise WearjaxError(f"--resume: no training state at {state_file}; run without --resume")
+    print(f"saving the training state every epoch to {state_file} (resume with --resume)")
+    trained = train_hr(
+        sessions, args.model, hidden, layers, config, progress=args.model,
+        state_file=state_file, resume=args.resume,
+    )  # fmt: skip
     path = save_hr(args.out, trained.model, trained.normalizer, trained.header)
+    state_file.unlink(missing_ok=True)  # the run is complete: the checkpoint holds the model
     d = trained.header["data"]
     print(
         f"{d['epochs_run']} epochs, best validation loss {d['best_validation_loss']:.3f} on "
@@ -282,8 +299,8 @@ def cv_vo2(args) -> int:
 TASKS: dict[str, dict[str, Command]] = {
     "hr": {
         "cv": Command("HR models on your recordings, both protocols", _hr_arguments, cv_hr),
-        "fit": Command("an HR model on all your recordings; writes a checkpoint", _hr_arguments,
-                       fit_hr),
+        "fit": Command("an HR model on all your recordings; writes a checkpoint",
+                       _fit_hr_arguments, fit_hr),
     },
     "vo2": {
         "cv": Command("the VO2 model: synthetic, pyoxynet or your CPET files", _vo2_arguments,

@@ -155,10 +155,14 @@ def train_hr(
     *,
     validation_fraction: float = 0.2,
     progress: bool | str = False,
+    state_file: str | Path | None = None,
+    resume: bool = False,
 ) -> FitHR:
     """Train one HR model on every session but a random `validation_fraction` (at least one)
     held out for early stopping; returns the best model, its normaliser and the checkpoint
-    header. All sessions must share one channel list (`shared_channels`)."""
+    header. All sessions must share one channel list (`shared_channels`). With a
+    `state_file` the training state is saved every epoch and on Ctrl-C, and `resume` continues
+    from it (`train.fit`)."""
     if len(sessions) < 2:
         raise WearjaxDataError(
             f"{len(sessions)} session with heart rate: training needs at least 2 (one is held "
@@ -174,7 +178,12 @@ def train_hr(
     init_key, train_key = split_for_fold(jax.random.key(config.seed))
     model = build_model(kind, len(names), hidden, layers, window=config.window, key=init_key)
     task = make_task(config, cohort.x.shape[1])
-    result = fit(model, task, data, fold, config.train.recipe(), train_key, progress=progress)
+    run = {"task": "hr", "kind": kind, "hidden": hidden, "layers": layers,
+           "train": config.train._asdict(), "sessions": [x.source for x in sessions]}  # fmt: skip
+    result = fit(
+        model, task, data, fold, config.train.recipe(), train_key, progress=progress,
+        state_file=state_file, resume=resume, run=run,
+    )  # fmt: skip
     header = {
         "task": "hr",
         "kind": HR_MODELS[kind],

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from wearjax import models
 from wearjax.errors import WearjaxFileError
@@ -63,6 +64,8 @@ def save(path: str | Path, header: dict, tree: Any) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(line + payload)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before it replaces the previous file
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -158,3 +161,55 @@ def load_hr(path: str | Path) -> HRCheckpoint:
     """An HR checkpoint written by `save_hr`; `WearjaxFileError` naming the file otherwise."""
     header, (model, normalizer) = load(path, _hr_skeleton)
     return HRCheckpoint(model, normalizer, header)
+
+
+# -- the whole training state, for resuming ---------------------------------------------------
+
+
+def fingerprint(*trees) -> str:
+    """SHA-256 of the structure and bytes of the arrays of `trees` (the data a run trains on)."""
+    digest = hashlib.sha256()
+    for tree in trees:
+        leaves, treedef = jax.tree_util.tree_flatten(tree)
+        digest.update(str(treedef).encode())
+        for leaf in leaves:
+            if isinstance(leaf, jax.Array | np.ndarray):
+                a = np.asarray(leaf)
+                digest.update(f"{a.dtype}{a.shape}".encode())
+                digest.update(np.ascontiguousarray(a).tobytes())
+    return digest.hexdigest()
+
+
+def _storable(state):
+    return state._replace(key=jax.random.key_data(state.key))
+
+
+def save_training_state(path: str | Path, state, history: dict, header: dict) -> Path:
+    """Write a `train.loop.TrainState` and the history so far, atomically; `header` says what
+    run it belongs to (checked on resume) and is covered by the file's checksum."""
+    record = {k: np.asarray(v).tolist() for k, v in history.items()}
+    return save(path, {**header, "state": "training", "history": record}, _storable(state))
+
+
+def load_training_state(path: str | Path, like, header: dict) -> tuple[Any, dict]:
+    """The `TrainState` and history saved by `save_training_state`; `like` is a state of the
+    same structure (a fresh `init_state`). Every field of `header` must match the file's:
+    a mismatch is one `WearjaxFileError` naming the field."""
+    saved, payload = read_header(path)
+    if saved.get("state") != "training":
+        raise WearjaxFileError(path, "not a training state", "pass the .state file training wrote")
+    for field, value in header.items():
+        if saved.get(field) != json.loads(json.dumps(value)):
+            raise WearjaxFileError(
+                path,
+                f"field {field!r} differs from this run's ({saved.get(field)!r} there)",
+                "resume with the same data and settings, or start again without --resume",
+            )
+    try:
+        stored = eqx.tree_deserialise_leaves(io.BytesIO(payload), _storable(like))
+    except (KeyError, TypeError, ValueError) as err:
+        raise WearjaxFileError(path, f"the state does not fit this model ({err})", _REFIT) from err
+    state = stored._replace(key=jax.random.wrap_key_data(stored.key))
+    history = {k: [np.asarray(v, np.float32 if k != "stopped" else bool) for v in values]
+               for k, values in saved["history"].items()}  # fmt: skip
+    return state, history

@@ -25,6 +25,7 @@ epoch inside another traced function).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -33,6 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+
+from wearjax.errors import TrainingInterrupted
 
 
 class Task(NamedTuple):
@@ -240,32 +243,65 @@ def make_epoch(task: Task, recipe: Recipe, static, counter: list | None = None):
 
 
 def run_epochs(
-    epoch_fn, state: TrainState, fold, data, epochs: int, progress: bool | str = False
+    epoch_fn,
+    state: TrainState,
+    fold,
+    data,
+    epochs: int,
+    progress: bool | str = False,
+    *,
+    history: dict | None = None,
+    on_epoch: Callable[[TrainState, dict], None] | None = None,
+    every: int = 1,
 ) -> tuple[TrainState, dict[str, np.ndarray]]:
-    """Call a jitted epoch until `epochs` or every fold has stopped; returns the final state
-    and the history."""
-    history: dict[str, list] = {"train_loss": [], "val_loss": [], "lr_scale": [], "stopped": []}
+    """Call a jitted epoch until `epochs` have run (counting those in a resumed `history`) or
+    every fold has stopped; returns the final state and the history. `on_epoch(state,
+    history)` runs every `every` epochs, at the end, and on Ctrl-C (with the state of the last
+    finished epoch) before the interrupt goes on."""
+    names = ("train_loss", "val_loss", "lr_scale", "stopped")
+    history = {k: list(v) for k, v in (history or {k: [] for k in names}).items()}
+    done = len(history["train_loss"])
+    finished = done > 0 and bool(np.all(history["stopped"][-1]))
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=epochs, desc=progress if isinstance(progress, str) else "fit")
-    for _ in range(epochs):
-        state, (train_loss, val, aux) = epoch_fn(state, fold, data)
-        history["train_loss"].append(np.asarray(train_loss))
-        history["val_loss"].append(np.asarray(val))
-        history["lr_scale"].append(np.asarray(plateau_scale(state)))
-        for name, value in _flat_aux(aux).items():
-            history.setdefault(name, []).append(np.asarray(value))
-        stopped = np.asarray(state.stop.stopped)
-        history["stopped"].append(stopped)
+        desc = progress if isinstance(progress, str) else "fit"
+        bar = tqdm(total=epochs, initial=done, desc=desc)
+    # `saved` is the last consistent (state, history) pair, replaced by one assignment, so a
+    # Ctrl-C between two statements never pairs an epoch's state with another's history
+    saved = (state, history)
+    try:
+        for i in range(done, epochs if not finished else done):
+            new, (train_loss, val, aux) = epoch_fn(saved[0], fold, data)
+            row = {
+                "train_loss": np.asarray(train_loss),
+                "val_loss": np.asarray(val),
+                "lr_scale": np.asarray(plateau_scale(new)),
+                **{name: np.asarray(v) for name, v in _flat_aux(aux).items()},
+                "stopped": np.asarray(new.stop.stopped),
+            }
+            saved = (new, {k: [*saved[1].get(k, []), v] for k, v in row.items()})
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(train=f"{np.mean(train_loss):.3f}", val=f"{np.mean(val):.3f}")
+            last = bool(np.all(row["stopped"])) or i + 1 == epochs
+            if on_epoch is not None and ((i + 1) % every == 0 or last):
+                on_epoch(*saved)
+            if np.all(row["stopped"]):
+                break
+    except KeyboardInterrupt:
+        if on_epoch is None:
+            raise
+        on_epoch(*saved)
+        n = len(saved[1]["train_loss"])
+        raise TrainingInterrupted(
+            f"interrupted after epoch {n}; the training state is saved"
+        ) from None
+    finally:
         if bar is not None:
-            bar.update(1)
-            bar.set_postfix(train=f"{np.mean(train_loss):.3f}", val=f"{np.mean(val):.3f}")
-        if np.all(stopped):
-            break
-    if bar is not None:
-        bar.close()
+            bar.close()
+    state, history = saved
     return state, {k: np.stack(v) for k, v in history.items()}
 
 
@@ -287,15 +323,38 @@ def fit(
     *,
     trainable=eqx.is_inexact_array,
     progress: bool | str = False,
+    state_file: str | Path | None = None,
+    resume: bool = False,
+    every: int = 1,
+    run: dict | None = None,
 ) -> FitResult:
     """Train the `trainable` part of `model` on one fold; returns the model with the best
-    validation loss (the frozen part unchanged)."""
+    validation loss (the frozen part unchanged).
+
+    With a `state_file`, the whole training state (parameters, best parameters, optimiser and
+    schedule state, early stopping, epoch, key) and the history are written there atomically
+    every `every` epochs, at the end and on Ctrl-C; `resume` continues from it and reaches
+    the same parameters as an uninterrupted run, bit for bit. The file records `run` (the
+    caller's settings) and a fingerprint of the data and the initial model; resuming with
+    other ones is refused naming the field."""
+    from wearjax.train.checkpoints import fingerprint, load_training_state, save_training_state
+
     params, static = eqx.partition(model, trainable)
     counter: list = []
     epoch = jax.jit(make_epoch(task, recipe, static, counter))
-    state, history = run_epochs(
-        epoch, init_state(params, recipe, key), fold, data, recipe.epochs, progress
-    )
+    state, history, on_epoch = init_state(params, recipe, key), None, None
+    if state_file is not None:
+        header = {**(run or {}), "fingerprint": fingerprint(data, fold, params)}
+        if resume:
+            state, history = load_training_state(state_file, state, header)
+        on_epoch = lambda s, h: save_training_state(state_file, s, h, header)  # noqa: E731
+    try:
+        state, history = run_epochs(
+            epoch, state, fold, data, recipe.epochs, progress,
+            history=history, on_epoch=on_epoch, every=every,
+        )  # fmt: skip
+    except TrainingInterrupted as err:
+        raise TrainingInterrupted(f"{err} in {state_file}") from None
     return FitResult(eqx.combine(state.best_params, static), history, len(counter))
 
 
