@@ -170,6 +170,8 @@ def _corrupt(path: Path, tmp_path: Path) -> dict[str, Path]:
         "truncated": data[: len(data) - 100],
         "version": json.dumps(header).encode() + b"\n" + payload,
         "not": b"second,hr\n0,120\n",
+        # one digit of the window changed in the header: valid JSON, intact weights
+        "edited": first.replace(b'"window":60', b'"window":30', 1) + b"\n" + payload,
     }
     out = {}
     for name, content in files.items():
@@ -185,6 +187,7 @@ def test_damaged_checkpoints_are_refused_naming_the_file(trained, tmp_path, caps
         "truncated": "damaged",
         "version": "version",
         "not": "not a wearjax checkpoint",
+        "edited": "the header does not match its checksum",
     }
     for name, path in _corrupt(ckpt, tmp_path).items():
         with pytest.raises(WearjaxFileError, match=problems[name]) as err:

@@ -87,9 +87,11 @@ def calibration_table(results: dict) -> str:
 
 def cohort_line(results: dict) -> str:
     c, f = results["cohort"], results["folds"]
+    how = "chronological" if f.get("how", "").startswith("chronological") else None
+    how = how or f"leave-{f['runners_out']}-runners-out"
     return (
         f"{c['n_runners']} runners, {c['n_sessions']} sessions, {c['hours']:.1f} h; "
-        f"leave-{f['runners_out']}-runners-out, {f['n_folds']} folds trained in one vmapped program"
+        f"{how}, {f['n_folds']} folds trained in one vmapped program"
     )
 
 

@@ -58,6 +58,7 @@ def save(path: str | Path, header: dict, tree: Any) -> Path:
         **header,
         "payload": {"bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()},
     }
+    full["header_sha256"] = _header_digest(full)
     line = json.dumps(full, separators=(",", ":")).encode() + b"\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
@@ -103,6 +104,13 @@ def read_header(path: str | Path) -> tuple[dict, bytes]:
             f"version {VERSION}",
             _REFIT,
         )
+    if header.get("header_sha256") != _header_digest(header):
+        raise WearjaxFileError(
+            path,
+            "the header does not match its checksum (edited or damaged): its settings cannot be "
+            "trusted",
+            f"copy the file again or {_REFIT}",
+        )
     expected = header.get("payload", {})
     if len(payload) != expected.get("bytes") or (
         hashlib.sha256(payload).hexdigest() != expected.get("sha256")
@@ -113,6 +121,12 @@ def read_header(path: str | Path) -> tuple[dict, bytes]:
             f"copy the file again or {_REFIT}",
         )
     return header, payload
+
+
+def _header_digest(header: dict) -> str:
+    """SHA-256 of the header's canonical JSON, without its own checksum field."""
+    rest = {k: v for k, v in header.items() if k != "header_sha256"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
 
 
 def load(path: str | Path, skeleton: Callable[[dict], Any]) -> tuple[dict, Any]:
