@@ -30,8 +30,8 @@ from wearjax.train.loop import (
     fold_model,
     init_state,
     make_epoch,
-    run_epochs,
     split_for_fold,
+    train_epochs,
 )
 
 __all__ = [
@@ -128,12 +128,17 @@ def fit_folds(
     trainable=eqx.is_inexact_array,
     progress: bool | str = False,
     mesh: jax.sharding.Mesh | None = None,
+    state_file=None,
+    resume: bool = False,
+    every: int = 1,
+    run: dict | None = None,
 ) -> FitResult:
     """Initialise and train K models in one vmapped program; `folds` and `keys` lead with K.
 
     Fold k initialises with `split_for_fold(keys[k])[0]` and trains with `[1]`, exactly as
     `train.fit` would on that fold alone. With a `mesh` that has an axis named "fold", the
-    fold axis of parameters and fold data is sharded over it.
+    fold axis of parameters and fold data is sharded over it. `state_file`, `resume`, `every`
+    and `run` save and resume the whole training state of all folds, as in `train.fit`.
     """
     pairs = jax.vmap(split_for_fold)(keys)
     init_keys, train_keys = pairs[0], pairs[1]
@@ -145,7 +150,10 @@ def fit_folds(
     counter: list = []
     epoch = jax.jit(jax.vmap(make_epoch(task, recipe, static, counter), in_axes=(0, 0, None)))
     state = jax.vmap(lambda p, k: init_state(p, recipe, k))(params, train_keys)
-    state, history = run_epochs(epoch, state, folds, data, recipe.epochs, progress)
+    state, history = train_epochs(
+        epoch, state, folds, data, recipe.epochs, progress,
+        state_file=state_file, resume=resume, every=every, run=run, fingerprint_of=params,
+    )  # fmt: skip
     return FitResult(eqx.combine(state.best_params, static), history, len(counter))
 
 

@@ -261,3 +261,19 @@ def test_ctrl_c_saves_the_last_finished_epoch():
         run_epochs(epoch, state, None, None, 10, on_epoch=lambda s, h: saved.append((s, h)))
     last_state, history = saved[-1]
     assert int(last_state.epoch) == 2 and len(history["train_loss"]) == 2
+
+
+def test_cross_validation_resumes_bit_for_bit(tiny_study, tmp_path):
+    cfg, data, fold, split, init = tiny_study
+    task = make_task(cfg, data.hr.shape[1])
+    train = cfg.train._replace(epochs=4, steps_per_epoch=2, early_stopping_patience=100)
+    keys = jax.random.split(jax.random.key(5), split.n_folds)
+    whole = fit_folds(init, task, data, fold, train.recipe(), keys)
+    state_file = tmp_path / "cv.state"
+    fit_folds(init, task, data, fold, train._replace(epochs=2).recipe(), keys,
+              state_file=state_file)  # fmt: skip
+    resumed = fit_folds(init, task, data, fold, train.recipe(), keys, state_file=state_file,
+                        resume=True)  # fmt: skip
+    for a, b in zip(jax.tree.leaves(whole.model), jax.tree.leaves(resumed.model), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(whole.history["val_loss"], resumed.history["val_loss"])

@@ -337,25 +337,39 @@ def fit(
     the same parameters as an uninterrupted run, bit for bit. The file records `run` (the
     caller's settings) and a fingerprint of the data and the initial model; resuming with
     other ones is refused naming the field."""
-    from wearjax.train.checkpoints import fingerprint, load_training_state, save_training_state
-
     params, static = eqx.partition(model, trainable)
     counter: list = []
     epoch = jax.jit(make_epoch(task, recipe, static, counter))
-    state, history, on_epoch = init_state(params, recipe, key), None, None
+    state = init_state(params, recipe, key)
+    state, history = train_epochs(
+        epoch, state, fold, data, recipe.epochs, progress,
+        state_file=state_file, resume=resume, every=every, run=run, fingerprint_of=params,
+    )  # fmt: skip
+    return FitResult(eqx.combine(state.best_params, static), history, len(counter))
+
+
+def train_epochs(
+    epoch_fn, state: TrainState, fold, data, epochs: int, progress: bool | str = False, *,
+    state_file=None, resume: bool = False, every: int = 1, run: dict | None = None,
+    fingerprint_of=None,
+):  # fmt: skip
+    """`run_epochs` with the training state saved to (and resumed from) `state_file` (see
+    `fit`); `fingerprint_of` (the initial parameters) joins the data in the fingerprint."""
+    from wearjax.train.checkpoints import fingerprint, load_training_state, save_training_state
+
+    history, on_epoch = None, None
     if state_file is not None:
-        header = {**(run or {}), "fingerprint": fingerprint(data, fold, params)}
+        header = {**(run or {}), "fingerprint": fingerprint(data, fold, fingerprint_of)}
         if resume:
             state, history = load_training_state(state_file, state, header)
         on_epoch = lambda s, h: save_training_state(state_file, s, h, header)  # noqa: E731
     try:
-        state, history = run_epochs(
-            epoch, state, fold, data, recipe.epochs, progress,
+        return run_epochs(
+            epoch_fn, state, fold, data, epochs, progress,
             history=history, on_epoch=on_epoch, every=every,
         )  # fmt: skip
     except TrainingInterrupted as err:
         raise TrainingInterrupted(f"{err} in {state_file}") from None
-    return FitResult(eqx.combine(state.best_params, static), history, len(counter))
 
 
 def fit_steps(
