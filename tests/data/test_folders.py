@@ -15,6 +15,8 @@ from wearjax.data.folders import load_folder, read_file  # noqa: E402
 from wearjax.data.types import stack_sessions  # noqa: E402
 from wearjax.errors import WearjaxFileError  # noqa: E402
 
+LONG = 90  # seconds per recording: above the 60 s minimum session length
+
 
 def _run(t_len, hr0, speed=3.0):
     return [dict(t=t, heart_rate=hr0 + t % 7, enhanced_speed=speed) for t in range(t_len)]
@@ -32,11 +34,11 @@ def _mixed_folder(root):
     """ann/: a FIT run and a CSV run; bob/: a multisport FIT, broken files and a note."""
     (root / "ann").mkdir(parents=True)
     (root / "bob").mkdir()
-    good = write_fit(root / "ann" / "a1.fit", _run(40, 120), RUN)
-    _csv(root / "ann" / "a2.csv", [[t, 130, 3.2, 85] for t in range(30)])
-    sessions = [(Sport.RUNNING, 0, 19), (Sport.CYCLING, 20, 39)]
+    good = write_fit(root / "ann" / "a1.fit", _run(LONG, 120), RUN)
+    _csv(root / "ann" / "a2.csv", [[t, 130, 3.2, 85] for t in range(LONG)])
+    sessions = [(Sport.RUNNING, 0, LONG - 1), (Sport.CYCLING, LONG, 2 * LONG - 1)]
     profile = dict(height=1.7, weight=60.0, age=40, gender=Gender.FEMALE)
-    write_fit(root / "bob" / "b1.fit", _run(40, 140), sessions, profile)
+    write_fit(root / "bob" / "b1.fit", _run(2 * LONG, 140), sessions, profile)
     broken = broken_fit_files(root / "bob", good.read_bytes())
     (root / "bob" / "notes.txt").write_text("hello")
     (root / ".hidden.fit").write_bytes(b"")
@@ -51,7 +53,7 @@ def test_mixed_folder_loads_good_files_and_lists_skipped(tmp_path):
         ("ann", "a2"),
         ("bob", "b1#1"),
     ]
-    assert sessions[2].length == 20
+    assert sessions[2].length == LONG
     np.testing.assert_allclose(sessions[2].subject, [1.7, 60.0, 40.0, 0.0], rtol=1e-6)
     reasons = {s.path.name: s.reason for s in skipped}
     assert set(reasons) == set(broken) | {"notes.txt"}
@@ -62,6 +64,34 @@ def test_mixed_folder_loads_good_files_and_lists_skipped(tmp_path):
     assert reasons["notes.txt"].startswith("unsupported file type '.txt'")
     cohort = stack_sessions([s for s in sessions if s.channels == sessions[0].channels], bucket=60)
     assert cohort.runner_names == ("ann", "bob")
+
+
+def test_short_and_reversed_files_are_skipped_with_their_reasons(tmp_path):
+    root = tmp_path / "runs"
+    root.mkdir()
+    for name in ("long1", "long2", "long3"):
+        _csv(root / f"{name}.csv", [[t, 130 + t % 5, 3.0, 85] for t in range(300)])
+    _csv(root / "short.csv", [[t, 130, 3.0, 85] for t in range(30)])
+    _csv(root / "reversed.csv", [[t, 130, 3.0, 85] for t in range(299, -1, -1)])
+    for _ in range(2):  # parsed, then from the cache
+        sessions, skipped = load_folder(root, cache_dir=tmp_path / "cache")
+        assert [(s.workout, s.length) for s in sessions] == [
+            ("long1", 300),
+            ("long2", 300),
+            ("long3", 300),
+        ]
+        assert [(s.path.name, s.reason) for s in skipped] == [
+            (
+                "reversed.csv",
+                "timestamps are not increasing: 299 of 299 steps between records go backwards; "
+                "sort the rows by time or export again",
+            ),
+            (
+                "short.csv",
+                "the recording spans 30 s (30 records); need at least 60 s; use a longer "
+                "recording, or check that its timestamps advance",
+            ),
+        ]
 
 
 def test_second_load_reads_the_cache_not_the_files(tmp_path, monkeypatch):
@@ -101,9 +131,9 @@ def test_second_load_reads_the_cache_not_the_files(tmp_path, monkeypatch):
 def test_manifest_names_runners_and_subjects(tmp_path):
     root = tmp_path / "flat"
     root.mkdir()
-    write_fit(root / "x.fit", _run(10, 120), RUN)
-    _csv(root / "y.csv", [[t, 125, 3.0, 85] for t in range(10)])
-    _csv(root / "z.csv", [[t, 125, 3.0, 85] for t in range(10)])
+    write_fit(root / "x.fit", _run(LONG, 120), RUN)
+    _csv(root / "y.csv", [[t, 125, 3.0, 85] for t in range(LONG)])
+    _csv(root / "z.csv", [[t, 125, 3.0, 85] for t in range(LONG)])
     manifest = root / "manifest.csv"
     manifest.write_text(
         "file,runner,height_m,weight_kg,age_years,sex\n"
@@ -127,7 +157,7 @@ def test_manifest_names_runners_and_subjects(tmp_path):
 def test_files_in_the_folder_itself_belong_to_a_runner_named_after_it(tmp_path):
     root = tmp_path / "kim"
     root.mkdir()
-    write_fit(root / "run.fit", _run(10, 120), RUN)
+    write_fit(root / "run.fit", _run(LONG, 120), RUN)
     (s,), skipped = load_folder(root, cache_dir=root / ".cache")
     assert s.runner == "kim" and skipped == []
 
@@ -135,8 +165,8 @@ def test_files_in_the_folder_itself_belong_to_a_runner_named_after_it(tmp_path):
 def test_require_hr_skips_files_without_heart_rate(tmp_path):
     root = tmp_path / "runs"
     root.mkdir()
-    write_fit(root / "hr.fit", _run(10, 120), RUN)
-    write_fit(root / "nohr.fit", [dict(t=t, enhanced_speed=3.0) for t in range(10)], RUN)
+    write_fit(root / "hr.fit", _run(LONG, 120), RUN)
+    write_fit(root / "nohr.fit", [dict(t=t, enhanced_speed=3.0) for t in range(LONG)], RUN)
     sessions, skipped = load_folder(root, cache_dir=tmp_path / "cache", require_hr=True)
     assert [s.workout for s in sessions] == ["hr"]
     assert [(s.path.name, s.reason) for s in skipped] == [

@@ -65,13 +65,19 @@ def _channel(session, name):
     return np.asarray(session.x[:, session.channels.index(name)])
 
 
+def read_short(path, **kwargs):
+    """`read_fit` of the files written here, seconds long: the 60 s minimum session length is
+    tested in `test_readers` (`MIN_LENGTH_S`)."""
+    return read_fit(path, min_length_s=0, **kwargs)
+
+
 def test_plain_and_enhanced_speed_and_altitude(tmp_path):
     plain = [dict(t=t, heart_rate=120, speed=3.0, altitude=100.0) for t in range(3)]
     enhanced = [
         dict(t=t, heart_rate=120, enhanced_speed=3.25, enhanced_altitude=1234.4)
         for t in range(3, 6)
     ]
-    (s,) = read_fit(write_fit(tmp_path / "a.fit", plain + enhanced, RUN))
+    (s,) = read_short(write_fit(tmp_path / "a.fit", plain + enhanced, RUN))
     assert s.channels == ("speed", "altitude")
     np.testing.assert_allclose(_channel(s, "speed"), [3.0] * 3 + [3.25] * 3, rtol=1e-6)
     np.testing.assert_allclose(_channel(s, "altitude"), [100.0] * 3 + [1234.4] * 3, rtol=1e-6)
@@ -85,7 +91,7 @@ def test_running_dynamics_fields_in_canonical_units(tmp_path):
     records = [dict(t=0, **ms, **dynamics), dict(t=1, **ms, **dynamics)]
     records.append(dict(t=2, heart_rate=150, cadence=90, stance_time_percent=33.0, **dynamics))
     path = write_fit(tmp_path / "dyn.fit", records, RUN)
-    (s,) = read_fit(path, runner="ada")
+    (s,) = read_short(path, runner="ada")
     assert s.channels == (
         "cadence",
         "vertical_oscillation",
@@ -110,7 +116,7 @@ def test_duplicate_and_backward_timestamps(tmp_path):
         dict(t=t, heart_rate=h, enhanced_speed=v)
         for t, h, v in zip(times, hrs, speeds, strict=True)
     ]
-    (s,) = read_fit(write_fit(tmp_path / "dup.fit", records, RUN))
+    (s,) = read_short(write_fit(tmp_path / "dup.fit", records, RUN))
     # The two records at 2 s are averaged; the one stepping back to 1 s after 3 s is dropped.
     np.testing.assert_array_equal(s.hr, [100, 101, 104, 103, 104, 105])
     np.testing.assert_allclose(_channel(s, "speed"), [3.0, 3.0, 3.5, 3.0, 3.0, 3.0])
@@ -120,7 +126,7 @@ def test_pause_is_masked_and_held_short_gap_interpolated(tmp_path):
     before = [dict(t=t, heart_rate=120 + t, enhanced_speed=3.0) for t in range(5)]
     short = [dict(t=8, heart_rate=130, enhanced_speed=6.0)]  # 4 s after t=4: interpolated
     after = [dict(t=t, heart_rate=100, enhanced_speed=2.0) for t in range(30, 33)]  # pause
-    (s,) = read_fit(write_fit(tmp_path / "pause.fit", before + short + after, RUN))
+    (s,) = read_short(write_fit(tmp_path / "pause.fit", before + short + after, RUN))
     assert s.length == 33
     np.testing.assert_allclose(s.hr[4:9], [124, 125.5, 127, 128.5, 130])
     np.testing.assert_allclose(_channel(s, "speed")[4:9], [3.0, 3.75, 4.5, 5.25, 6.0])
@@ -139,23 +145,23 @@ def test_missing_hr_and_sentinels_are_masked(tmp_path):
     ]
     records.append(dict(t=8, heart_rate=128, enhanced_speed=3.0))  # no records at 6 and 7 s
     path = write_fit(tmp_path / "hr.fit", records, RUN)
-    (s,) = read_fit(path)
+    (s,) = read_short(path)
     np.testing.assert_array_equal(s.mask, [1, 0, 0, 0, 1, 1, 1, 1, 1])
     np.testing.assert_allclose(s.hr[s.mask], [120, 124, 125, 126, 127, 128])
     no_hr = write_fit(
         tmp_path / "no_hr.fit", [dict(t=t, enhanced_speed=3.0) for t in range(4)], RUN
     )
-    (s,) = read_fit(no_hr)
+    (s,) = read_short(no_hr)
     assert not s.mask.any()
     with pytest.raises(WearjaxFileError, match=r"no_hr\.fit.*no heart rate"):
-        read_fit(no_hr, require_hr=True)
+        read_short(no_hr, require_hr=True)
 
 
 def test_multisport_keeps_running_sessions(tmp_path):
     records = [dict(t=t, heart_rate=100 + t, enhanced_speed=3.0) for t in range(15)]
     sessions = [(Sport.RUNNING, 0, 4), (Sport.CYCLING, 5, 9), (Sport.RUNNING, 10, 14)]
     profile = dict(height=1.8, weight=70.5, age=33, gender=Gender.MALE)
-    first, second = read_fit(write_fit(tmp_path / "multi.fit", records, sessions, profile))
+    first, second = read_short(write_fit(tmp_path / "multi.fit", records, sessions, profile))
     assert (first.workout, second.workout) == ("multi#1", "multi#3")
     np.testing.assert_array_equal(first.hr, [100, 101, 102, 103, 104])
     np.testing.assert_array_equal(second.hr, [110, 111, 112, 113, 114])
@@ -166,26 +172,43 @@ def test_files_without_running_session(tmp_path):
     records = [dict(t=t, heart_rate=100, enhanced_speed=5.0) for t in range(3)]
     ride = write_fit(tmp_path / "ride.fit", records, [(Sport.CYCLING, 0, 2)])
     with pytest.raises(WearjaxFileError, match=r"ride\.fit: no running session \(sports: cycling"):
-        read_fit(ride)
+        read_short(ride)
     bare = write_fit(tmp_path / "bare.fit", records)
     with pytest.raises(WearjaxFileError, match=r"bare\.fit.*no session.*assume_running=True"):
-        read_fit(bare)
-    (s,) = read_fit(bare, assume_running=True)
+        read_short(bare)
+    (s,) = read_short(bare, assume_running=True)
     assert s.length == 3
     empty = write_fit(tmp_path / "empty_activity.fit", [])
     with pytest.raises(WearjaxFileError, match=r"empty_activity\.fit: the FIT file has no records"):
-        read_fit(empty)
+        read_short(empty)
 
 
 def test_step_rate_cadence_is_refused(tmp_path):
     records = [dict(t=t, heart_rate=150, cadence=172) for t in range(3)]
     path = write_fit(tmp_path / "spm.fit", records, RUN)
     with pytest.raises(WearjaxFileError, match=r"spm\.fit.*step rate.*steps/min"):
-        read_fit(path)
-    (s,) = read_fit(path, cadence_unit="steps/min")
+        read_short(path)
+    (s,) = read_short(path, cadence_unit="steps/min")
     np.testing.assert_array_equal(s.x[:, 0], 86.0)
     with pytest.raises(WearjaxFileError, match=r"spm\.fit: unknown unit 'rpm' for cadence"):
-        read_fit(path, cadence_unit="rpm")
+        read_short(path, cadence_unit="rpm")
+
+
+def test_reversed_and_short_sessions_are_refused_short_parts_left_out(tmp_path):
+    records = [dict(t=t, heart_rate=120, enhanced_speed=3.0) for t in range(100)]
+    reversed_fit = write_fit(tmp_path / "rev.fit", records[::-1], RUN)
+    with pytest.raises(WearjaxFileError, match=r"rev\.fit: timestamps are not increasing: 99 of"):
+        read_fit(reversed_fit)
+    short = write_fit(tmp_path / "short.fit", records[:30], RUN)
+    with pytest.raises(WearjaxFileError, match=r"short\.fit: the recording spans 30 s"):
+        read_fit(short)
+    # A multisport file keeps its long running session and leaves out the 20 s one.
+    sessions = [(Sport.RUNNING, 0, 19), (Sport.RUNNING, 20, 99)]
+    (s,) = read_fit(write_fit(tmp_path / "two.fit", records, sessions))
+    assert (s.workout, s.length) == ("two#2", 80)
+    fast = [dict(t=t, heart_rate=120, enhanced_speed=15.0) for t in range(100)]
+    with pytest.raises(WearjaxFileError, match=r"fast\.fit: median speed .* looks like km/h"):
+        read_fit(write_fit(tmp_path / "fast.fit", fast, RUN))
 
 
 def broken_fit_files(folder, good: bytes) -> dict[str, Path]:

@@ -17,14 +17,22 @@ from wearjax.errors import WearjaxFileError
 RUNNING_CSV = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "running-csv"
 
 
-def _grid(time, hr, max_gap_s=10.0, vo2=None, **channels):
+def _grid(time, hr, max_gap_s=10.0, vo2=None, min_length_s=0, **channels):
+    """A session of hand-written records, seconds long (no minimum length unless given)."""
     records = Records(
         time=np.asarray(time, float),
         channels={k: np.asarray(v, float) for k, v in channels.items()},
         hr=np.asarray(hr, float),
         vo2=None if vo2 is None else np.asarray(vo2, float),
     )
-    return to_session(records, path="mem", runner="r", workout="w", max_gap_s=max_gap_s)
+    return to_session(
+        records,
+        path="mem",
+        runner="r",
+        workout="w",
+        max_gap_s=max_gap_s,
+        min_length_s=min_length_s,
+    )
 
 
 def test_grid_rounds_to_seconds_and_averages_within_one():
@@ -119,7 +127,7 @@ def _tcx(path, with_speed=True, cadence=(84, 85, 86)):
         POINT.format(
             time=t,
             alt=275.2 + i,
-            dist=10.0 * i if i < 2 else 26.0,
+            dist=4.0 * i if i < 2 else 11.0,
             hr=140 + i,
             speed=f"<ns3:Speed>{3.0 + i}</ns3:Speed>" if with_speed else "",
             cad=c,
@@ -131,15 +139,15 @@ def _tcx(path, with_speed=True, cadence=(84, 85, 86)):
 
 
 def test_tcx_running_activity(tmp_path):
-    (s,) = read_tcx(_tcx(tmp_path / "run.tcx"))
+    (s,) = read_tcx(_tcx(tmp_path / "run.tcx"), min_length_s=0)
     assert s.workout == "run#2" and s.channels == ("speed", "cadence", "altitude")
     np.testing.assert_allclose(s.hr, [140, 141, 141.5, 142])
     np.testing.assert_allclose(s.x[:, 0], [3.0, 4.0, 4.5, 5.0])
     np.testing.assert_allclose(s.x[:, 1], [84, 85, 85.5, 86])
     np.testing.assert_allclose(s.x[:, 2], [275.2, 276.2, 276.7, 277.2], rtol=1e-6)
-    # Without TPX speed: distance over time, 10 m in 1 s then 16 m in 2 s.
-    (d,) = read_tcx(_tcx(tmp_path / "nospeed.tcx", with_speed=False))
-    np.testing.assert_allclose(d.x[:, 0], [np.nan, 10.0, 9.0, 8.0])
+    # Without TPX speed: distance over time, 4 m in 1 s then 7 m in 2 s.
+    (d,) = read_tcx(_tcx(tmp_path / "nospeed.tcx", with_speed=False), min_length_s=0)
+    np.testing.assert_allclose(d.x[:, 0], [np.nan, 4.0, 3.75, 3.5])
 
 
 def test_tcx_errors_name_the_file(tmp_path):
@@ -158,7 +166,7 @@ def test_tcx_errors_name_the_file(tmp_path):
     steps = _tcx(tmp_path / "steps.tcx", cadence=(168, 170, 172))
     with pytest.raises(WearjaxFileError, match=r"steps\.tcx: median cadence 170.*steps/min"):
         read_tcx(steps)
-    (s,) = read_tcx(steps, cadence_unit="steps/min")
+    (s,) = read_tcx(steps, cadence_unit="steps/min", min_length_s=0)
     np.testing.assert_allclose(s.x[:, 1], [84, 85, 85.5, 86])
 
 
@@ -178,7 +186,7 @@ def test_running_csv_units_and_missing_values(tmp_path):
         [2, "2021-03-24 21:40:57+00:00", "", 14.4, 174, "", 21],
     ]
     path = _write_csv(tmp_path / "run.csv", header, rows)
-    s = read_running_csv(path, units={"speed": "km/h", "cadence": "steps/min"})
+    s = read_running_csv(path, units={"speed": "km/h", "cadence": "steps/min"}, min_length_s=0)
     assert s.channels == ("speed", "cadence", "stance_time_percent")
     np.testing.assert_allclose(s.x[:, 0], [3.0, 3.5, 4.0], rtol=1e-6)
     np.testing.assert_allclose(s.x[:, 1], [85, 86, 87])
@@ -210,9 +218,85 @@ def test_csv_errors_name_the_file(tmp_path):
     with pytest.raises(WearjaxFileError, match=r"binary\.csv: not a text CSV"):
         read_csv(binary)
     no_hr = _write_csv(tmp_path / "no_hr.csv", ["timestamp", "speed"], [[0, 3.0], [1, 3.0]])
-    assert read_csv(no_hr).channels == ("speed",)
+    assert read_csv(no_hr, min_length_s=0).channels == ("speed",)
     with pytest.raises(WearjaxFileError, match=r"no_hr\.csv: .*no heart rate"):
-        read_csv(no_hr, require_hr=True)
+        read_csv(no_hr, require_hr=True, min_length_s=0)
+
+
+RUN_HEADER = ["timestamp", "heart_rate", "enhanced_speed"]
+
+
+def _run_rows(seconds, hr=140.0, speed=3.0, t0=1_600_000_000):
+    return [[t0 + t, hr, speed] for t in range(seconds)]
+
+
+def test_timestamps_backwards_equal_or_too_short_are_refused(tmp_path):
+    def refused(name, rows, message):
+        path = _write_csv(tmp_path / name, RUN_HEADER, rows)
+        with pytest.raises(WearjaxFileError, match=message) as err:
+            read_running_csv(path)
+        assert "\n" not in str(err.value)
+
+    rows = _run_rows(120)
+    back = r"timestamps are not increasing: {} of {} steps between records go backwards; sort "
+    refused("reversed.csv", rows[::-1], r"reversed\.csv: " + back.format(119, 119))
+    # Mostly backwards: blocks of 3 rows in order, the blocks newest first.
+    blocks = [row for k in range(117, -1, -3) for row in rows[k : k + 3]]
+    refused("blocks.csv", blocks, r"blocks\.csv: " + back.format(39, 119) + "the rows by time")
+    same = [[rows[0][0], 140, 3.0]] * 100
+    refused(
+        "same.csv", same, r"same\.csv: the recording spans 1 s \(100 records\); need at least 60"
+    )
+    refused(
+        "one.csv", rows[:1], r"one\.csv: the recording spans 1 s \(1 record\); need at least 60"
+    )
+    refused("short.csv", rows[:30], r"short\.csv: the recording spans 30 s \(30 records\); need")
+    # A clock stepping back once still reads: the records it steps back over are dropped.
+    once = rows[:60] + rows[50:]
+    s = read_running_csv(_write_csv(tmp_path / "once.csv", RUN_HEADER, once))
+    assert s.length == 120 and s.mask.all()
+    assert read_running_csv(tmp_path / "short.csv", min_length_s=30).length == 30
+
+
+def test_heart_rates_out_of_range_are_masked_counted_and_logged(tmp_path, caplog):
+    rows = _run_rows(100)
+    for k, hr in ((10, 24), (11, 25), (20, 0), (30, 250), (31, 251), (40, 300)):
+        rows[k][1] = hr
+    path = _write_csv(tmp_path / "hr.csv", RUN_HEADER, rows)
+    with caplog.at_level("WARNING", logger="wearjax.data.readers"):
+        s = read_running_csv(path)
+    assert np.flatnonzero(~s.mask).tolist() == [10, 20, 31, 40]
+    assert s.hr[11] == 25 and s.hr[30] == 250
+    assert dict(s.metadata) == {"hr_out_of_range": "4"}
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert str(path) in message and "4 heart rates outside 25-250 bpm are masked" in message
+    ok = _write_csv(tmp_path / "ok.csv", RUN_HEADER, _run_rows(60))
+    assert read_running_csv(ok).metadata == ()
+
+
+def test_negative_speed_and_speed_in_km_per_h_are_refused(tmp_path):
+    rows = _run_rows(100)
+    rows[5][2] = -1.5
+    negative = _write_csv(tmp_path / "neg.csv", RUN_HEADER, rows)
+    with pytest.raises(WearjaxFileError, match=r"neg\.csv: field 'enhanced_speed' has 1 negative "
+                       r"speeds \(lowest -1\.5\); speed cannot be negative"):  # fmt: skip
+        read_running_csv(negative)
+    kmh = _write_csv(tmp_path / "kmh.csv", RUN_HEADER, _run_rows(100, speed=14.4))
+    message = (
+        r"kmh\.csv: median speed while moving is 14\.4 m/s \(52 km/h\), faster than any runner "
+        r"\(above 8 m/s\): it looks like km/h; export speed in m/s, or read the file with "
+        r'units=\{"speed": "km/h"\}'
+    )
+    with pytest.raises(WearjaxFileError, match=message):
+        read_running_csv(kmh)
+    np.testing.assert_allclose(read_running_csv(kmh, units={"speed": "km/h"}).x[:, 0], 4.0)
+    # Standing still (speed 0) before and after does not hide the unit.
+    rows = _run_rows(100, speed=14.4)
+    for row in rows[:30] + rows[-30:]:
+        row[2] = 0.0
+    with pytest.raises(WearjaxFileError, match=r"stops\.csv: median speed while moving is 14\.4"):
+        read_running_csv(_write_csv(tmp_path / "stops.csv", RUN_HEADER, rows))
 
 
 CPET_HEADER = ["", "time", "VO2_I", "VCO2_I", "HR_I", "age", "height", "weight", "gender"]
@@ -222,7 +306,7 @@ def test_cpet_csv(tmp_path):
     rows = [[i, float(i), 1000 + 100 * i, 900, 100 + i, 32, 174, 88, -1] for i in range(4)]
     rows[2][4] = 0  # a zero HR is missing
     path = _write_csv(tmp_path / "ramp.csv", CPET_HEADER, rows)
-    s = read_csv(path)
+    s = read_csv(path, min_length_s=0)
     assert s.channels == () and s.x.shape == (4, 0) and s.runner == "ramp"
     np.testing.assert_array_equal(s.vo2, [1000, 1100, 1200, 1300])
     np.testing.assert_array_equal(s.mask, [1, 1, 0, 1])

@@ -178,7 +178,8 @@ def test_folders_dispatch_sampled_files_and_cache_their_signals(tmp_path, monkey
     _wrist_csv(root / "ann" / "s1.csv")
     np.savez(root / "bob" / "s2.npz", ppg=np.ones(128), rate_hz=64)
     _write(root / "bob" / "s2.hr.csv", ["time", "hr"], [[0, 70], [1, 72]])
-    _write(root / "bob" / "cpet.csv", ["time", "VO2_I", "HR_I"], [[0, 1000, 100], [1, 1100, 101]])
+    cpet = [[t, 1000 + 100 * t, 100 + t] for t in range(60)]  # the 60 s minimum
+    _write(root / "bob" / "cpet.csv", ["time", "VO2_I", "HR_I"], cpet)
     cache = tmp_path / "cache"
     sessions, skipped = load_folder(root, cache_dir=cache)
     assert skipped == []  # the sidecar is read with its recording, not listed
@@ -187,7 +188,7 @@ def test_folders_dispatch_sampled_files_and_cache_their_signals(tmp_path, monkey
         ("bob", "cpet"),
         ("bob", "s2"),
     ]
-    assert sessions[1].vo2.tolist() == [1000, 1100] and sessions[1].signals == {}
+    assert sessions[1].vo2.tolist() == [r[1] for r in cpet] and sessions[1].signals == {}
     np.testing.assert_array_equal(sessions[2].hr, [70, 72])
     assert read_file(root / "bob" / "s2.npz")[0].targets["hr"].rate_hz == 1.0
 

@@ -46,6 +46,7 @@ from wearjax.data.readers import (
     to_session,
 )
 from wearjax.data.types import Session
+from wearjax.data.validate import MIN_LENGTH_S, check_speed
 from wearjax.errors import WearjaxDataError, WearjaxFileError
 
 logger = logging.getLogger(__name__)
@@ -64,8 +65,7 @@ CPET_ALIASES: dict[str, tuple[str, ...]] = {
     "sex": ("sex", "gender"),
 }
 CPET_SUFFIXES = (".csv", ".tsv", ".txt")
-MIN_LENGTH_S = 60.0
-"""Shortest span of VO2 (s) a test must have; `load_cpet_folder` skips shorter ones."""
+# MIN_LENGTH_S (60 s, shared with the running readers): the shortest span of VO2 a test must have.
 
 _VOLUME = {"mlmin": 1.0, "lmin": 1000.0}  # to mL/min
 _SPEED = {"ms": "m/s", "kmh": "km/h", "mph": "mph"}
@@ -124,7 +124,10 @@ def read_cpet(
                 f"use one of {sorted(UNIT_FACTORS['speed'])}",
             )
         unit = unit or "km/h"
-        channels["speed"] = column("speed") * UNIT_FACTORS["speed"][unit]
+        raw = column("speed")
+        channels["speed"] = raw * UNIT_FACTORS["speed"][unit]
+        fix = f'declare the speed unit with units={{"speed": ...}} (read as {unit})'
+        check_speed({"speed": raw}, channels["speed"], path, unit=unit, fix=fix)
         metadata.append(("speed_unit", unit))
     if "work_rate" in found:
         channels["work_rate"] = column("work_rate")
@@ -159,6 +162,7 @@ def read_cpet(
         workout=path.stem,
         subject=subject_vector(subject),
         max_gap_s=max_gap_s,
+        min_length_s=0,  # the span of VO2 is checked below, against min_length_s
     )
     seen = np.flatnonzero(session.vo2_mask)
     if seen.size == 0:
@@ -171,7 +175,9 @@ def read_cpet(
             "use complete tests, or lower min_length_s",
         )
     used = ", ".join(f"{field}={header[j]}" for field, j in found.items())
-    session = dataclasses.replace(session, metadata=(*metadata, ("columns", used)))
+    session = dataclasses.replace(
+        session, metadata=(*session.metadata, *metadata, ("columns", used))
+    )
     return check_hr(session, path) if require_hr else session
 
 

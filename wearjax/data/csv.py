@@ -6,7 +6,9 @@ Running exports (e.g. `../shared/data/running-csv`) name their columns as FIT re
 `fractional_cadence` (strides/min), `stance_time_percent` (%) or `stance_time` (ms),
 `vertical_ratio` (%), `vertical_oscillation` (mm), `step_length` (mm) and `distance` (m, used
 for speed only when there is no speed column). Other columns are ignored. Declare other units
-with `units`, e.g. `{"cadence": "steps/min", "speed": "km/h"}` (see `UNIT_FACTORS`).
+with `units`, e.g. `{"cadence": "steps/min", "speed": "km/h"}` (see `UNIT_FACTORS`). Rows must
+run forward in time and span at least `min_length_s` (60 s); negative speeds, and speeds whose
+moving median is above 8 m/s (km/h read as m/s), are refused (`wearjax.data.validate`).
 
 CPET exports in pyoxynet's layout: `time` (s), `VO2_I` (mL/min) and `HR_I` (bpm) are required;
 `age` (years), `height` (m; values above 3 are taken as cm), `weight` (kg) and `gender`
@@ -26,7 +28,6 @@ import numpy as np
 from wearjax.data.readers import (
     MAX_GAP_S,
     Records,
-    check_cadence,
     check_hr,
     read_bytes,
     running_channels,
@@ -35,6 +36,7 @@ from wearjax.data.readers import (
     to_session,
 )
 from wearjax.data.types import Session
+from wearjax.data.validate import MIN_LENGTH_S, check_cadence, check_speed
 from wearjax.errors import WearjaxFileError
 
 RUNNING_COLUMNS = (
@@ -61,11 +63,14 @@ def read_csv(
     runner: str | None = None,
     max_gap_s: float = MAX_GAP_S,
     require_hr: bool = False,
+    min_length_s: float = MIN_LENGTH_S,
 ) -> Session:
     """A CPET export when the header has `VO2_I`, else a running export."""
     header = read_bytes(path).split(b"\n", 1)[0]
     reader = read_cpet_csv if b"VO2_I" in header else read_running_csv
-    return reader(path, runner=runner, max_gap_s=max_gap_s, require_hr=require_hr)
+    return reader(
+        path, runner=runner, max_gap_s=max_gap_s, require_hr=require_hr, min_length_s=min_length_s
+    )
 
 
 def read_running_csv(
@@ -75,12 +80,14 @@ def read_running_csv(
     max_gap_s: float = MAX_GAP_S,
     require_hr: bool = False,
     units: dict[str, str] | None = None,
+    min_length_s: float = MIN_LENGTH_S,
 ) -> Session:
     """A FIT-to-CSV running export as one `Session` on a 1 Hz grid.
 
     `runner` defaults to the file's stem; `require_hr` raises when there is no heart rate.
     Raises `WearjaxFileError` for an empty file, a missing `timestamp` column, no known column,
-    an unreadable value, or unknown `units`.
+    an unreadable value, unknown `units`, rows out of time order, a recording shorter than
+    `min_length_s`, negative speeds, or speed in km/h read as m/s.
     """
     path = Path(path)
     header, rows = read_table(path)
@@ -97,6 +104,13 @@ def read_running_csv(
     if "speed" not in fields and "enhanced_speed" not in fields and "distance" in fields:
         fields["speed"] = speed_from_distance(time, fields["distance"])
     channels = running_channels(fields, path=path, units=units)
+    check_speed(
+        fields,
+        channels.get("speed"),
+        path,
+        unit=(units or {}).get("speed", "m/s"),
+        fix='export speed in m/s, or read the file with units={"speed": "km/h"} (read_running_csv)',
+    )
     if "cadence" in channels and (units or {}).get("cadence", "strides/min") == "strides/min":
         check_cadence(channels["cadence"], path, 'pass units={"cadence": "steps/min"}')
     session = to_session(
@@ -105,6 +119,7 @@ def read_running_csv(
         runner=path.stem if runner is None else runner,
         workout=path.stem,
         max_gap_s=max_gap_s,
+        min_length_s=min_length_s,
     )
     return check_hr(session, path) if require_hr else session
 
@@ -115,11 +130,13 @@ def read_cpet_csv(
     runner: str | None = None,
     max_gap_s: float = MAX_GAP_S,
     require_hr: bool = False,
+    min_length_s: float = MIN_LENGTH_S,
 ) -> Session:
     """A CPET export (pyoxynet layout) as one `Session` with HR and VO2 and no channels.
 
-    `runner` defaults to the file's stem (one subject per test). HR outside 20-250 bpm is
-    missing, so a test whose HR is all zero has no HR (and raises with `require_hr`).
+    `runner` defaults to the file's stem (one subject per test). HR outside 25-250 bpm is
+    missing, so a test whose HR is all zero has no HR (and raises with `require_hr`). A test
+    shorter than `min_length_s` is refused.
     """
     path = Path(path)
     header, rows = read_table(path)
@@ -145,6 +162,7 @@ def read_cpet_csv(
         workout=path.stem,
         subject=subject_vector(subject),
         max_gap_s=max_gap_s,
+        min_length_s=min_length_s,
     )
     return check_hr(session, path) if require_hr else session
 

@@ -9,15 +9,18 @@ components prescribe, HR from `hr` messages merged into the records):
 - `cadence` + `fractional_cadence`: strides/min (FIT's running cadence; steps/min / 2);
 - `stance_time_percent` (%), else `stance_time` (ms) over the stride time;
 - `vertical_ratio` (%), `vertical_oscillation` (mm), `step_length` (mm);
-- `heart_rate` (bpm; outside 20-250 bpm, e.g. 0, counts as missing).
+- `heart_rate` (bpm; outside 25-250 bpm, e.g. 0, counts as missing).
 
 Multisport files: records are split by the `session` messages' start and end times and only
-sessions whose sport is running are kept. The subject's height, weight, age and sex come from
+sessions whose sport is running are kept; one that cannot be used (out of time order, shorter
+than `min_length_s`: `wearjax.data.validate`) is left out when another can, else the file
+raises its error. The subject's height, weight, age and sex come from
 the `user_profile` message when the file has one.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +28,6 @@ import numpy as np
 from wearjax.data.readers import (
     MAX_GAP_S,
     Records,
-    check_cadence,
     check_hr,
     read_bytes,
     running_channels,
@@ -33,7 +35,10 @@ from wearjax.data.readers import (
     to_session,
 )
 from wearjax.data.types import Session
+from wearjax.data.validate import MIN_LENGTH_S, SPEED_FIELDS, check_cadence, check_speed
 from wearjax.errors import WearjaxFileError
+
+logger = logging.getLogger(__name__)
 
 # Record fields the readers map onto canonical channels (see `running_channels`).
 RECORD_FIELDS = (
@@ -60,6 +65,7 @@ def read_fit(
     require_hr: bool = False,
     assume_running: bool = False,
     cadence_unit: str = "strides/min",
+    min_length_s: float = MIN_LENGTH_S,
 ) -> list[Session]:
     """The running sessions of a FIT activity file, one `Session` each, on a 1 Hz grid.
 
@@ -86,6 +92,7 @@ def read_fit(
     stem = path.stem
     windows = _running_windows(messages, path, assume_running)
     sessions = []
+    refused: list[tuple[str, WearjaxFileError]] = []
     for name, start, end in windows:
         inside = (time >= start) & (time <= end)
         if not inside.any():
@@ -95,17 +102,30 @@ def read_fit(
             channels={c: v[inside] for c, v in channels.items()},
             hr=hr[inside],
         )
+        speeds = {n: v[inside] for n, v in fields.items() if n in SPEED_FIELDS}
+        fix = "FIT speed is in m/s: copy the file from the device again"
+        check_speed(speeds, part.channels.get("speed"), path, unit="m/s", fix=fix)
         if "cadence" in part.channels:
             check_cadence(part.channels["cadence"], path, 'read it with cadence_unit="steps/min"')
-        session = to_session(
-            part,
-            path=path,
-            runner=stem if runner is None else runner,
-            workout=stem if name is None else f"{stem}#{name}",
-            subject=subject,
-            max_gap_s=max_gap_s,
-        )
+        workout = stem if name is None else f"{stem}#{name}"
+        try:
+            session = to_session(
+                part,
+                path=path,
+                runner=stem if runner is None else runner,
+                workout=workout,
+                subject=subject,
+                max_gap_s=max_gap_s,
+                min_length_s=min_length_s,
+            )
+        except WearjaxFileError as err:
+            refused.append((workout, err))
+            continue
         sessions.append(check_hr(session, path) if require_hr else session)
+    if refused and not sessions:
+        raise refused[0][1]
+    for workout, err in refused:
+        logger.warning("%s: left out running session %s: %s", path, workout, err.problem)
     if not sessions:
         raise WearjaxFileError(
             path,

@@ -8,7 +8,9 @@ hold for every source:
 - **Grid.** Second k of a session is the first kept record's time plus k s; every record goes
   to its nearest second. A session spans the first to the last kept record.
 - **Time order.** Records are taken in file order; a record whose timestamp is earlier than one
-  already kept (a clock stepping back) is dropped, so the kept records are sorted.
+  already kept (a clock stepping back) is dropped, so the kept records are sorted. Timestamps
+  that mostly go backwards are refused (`wearjax.data.validate.check_time_order`).
+- **Length.** A session shorter than `min_length_s` (`MIN_LENGTH_S`, 60 s) is refused.
 - **Duplicates.** Records that land on the same second (a duplicated timestamp, or sub-second
   samples) are averaged, quantity by quantity, over their finite values.
 - **Channels** are each filled from their own observations: linearly interpolated between
@@ -16,15 +18,19 @@ hold for every source:
   (zero-order hold, nothing interpolated) across longer gaps such as a pause, NaN before the
   first and after the last observation. A channel the source never observed in a session is
   left out of `Session.channels`; FIT's invalid values (0xFF, 0xFFFF, ...) arrive absent.
-- **HR and VO2** are the targets: a record without a value, or with HR outside 20-250 bpm
+- **HR and VO2** are the targets: a record without a value, or with HR outside 25-250 bpm
   (the sensor sentinels 0 and 255, dropouts), is missing (NaN, `mask` False) and never
-  filled. Seconds with no record at all are filled only inside a short gap: when the records
-  either side are at most `max_gap_s` apart and both have a value, linearly between them,
-  counting as observed (`mask` True; a device recording every few seconds). Across a longer
-  gap (a pause) HR and VO2 are NaN with `mask`/`vo2_mask` False.
+  filled; how many HR values were out of range is logged as a warning and kept in
+  `Session.metadata` as `hr_out_of_range`. Seconds with no record at all are filled only
+  inside a short gap: when the records either side are at most `max_gap_s` apart and both
+  have a value, linearly between them, counting as observed (`mask` True; a device recording
+  every few seconds). Across a longer gap (a pause) HR and VO2 are NaN with `mask`/`vo2_mask`
+  False.
 - **Cadence** is stored in strides/min (one stride = two steps; FIT's running cadence), with
   FIT's `fractional_cadence` added. A source in steps/min is halved; a session declared in
   strides/min whose median cadence exceeds 130 is refused as probably in steps/min.
+- **Speed** is in m/s; negative speeds, and a median moving speed above 8 m/s (km/h read as
+  m/s), are refused (`wearjax.data.validate.check_speed`).
 - **Stance time** is stored as a percentage of the stride: a source's percentage as is, else
   stance time in ms over the stride time, `stance_ms / (60000 / cadence) * 100`, using the same
   record's cadence in strides/min.
@@ -41,6 +47,7 @@ import numpy as np
 from jaxtyping import Float
 
 from wearjax.data.types import CHANNEL_UNITS, SESSION_CHANNEL_UNITS, SUBJECT_FIELDS, Session
+from wearjax.data.validate import MIN_LENGTH_S, check_length, check_time_order
 from wearjax.errors import WearjaxFileError
 
 logger = logging.getLogger(__name__)
@@ -51,10 +58,7 @@ MAX_GAP_S = 10.0
 MAX_SESSION_S = 48 * 3600
 """Longest session accepted; a longer span means corrupt timestamps."""
 
-MAX_STRIDES_PER_MIN = 130.0
-"""Median running cadence above which a strides/min source is taken to be in steps/min."""
-
-HR_RANGE_BPM = (20.0, 250.0)
+HR_RANGE_BPM = (25.0, 250.0)
 """Heart rates outside this range are missing: the sentinels 0 and 255, and sensor dropouts."""
 
 # Accepted source units per canonical channel, as factors to the canonical unit.
@@ -160,18 +164,6 @@ def running_channels(
     return out
 
 
-def check_cadence(cadence: np.ndarray, path: str | Path, fix: str) -> None:
-    """Refuse a cadence in strides/min whose median is a step rate (see `MAX_STRIDES_PER_MIN`)."""
-    moving = cadence[np.isfinite(cadence) & (cadence > 0)]
-    if moving.size and np.median(moving) > MAX_STRIDES_PER_MIN:
-        raise WearjaxFileError(
-            path,
-            f"median cadence {np.median(moving):.0f} strides/min is a step rate, not a stride "
-            "rate (one stride = two steps)",
-            fix,
-        )
-
-
 def subject_vector(values: Mapping[str, float | None] | None = None) -> Float[np.ndarray, " 4"]:
     """`SUBJECT_FIELDS` scalars from a mapping, NaN where absent."""
     values = values or {}
@@ -189,15 +181,18 @@ def to_session(
     workout: str,
     subject: Float[np.ndarray, " 4"] | None = None,
     max_gap_s: float = MAX_GAP_S,
+    min_length_s: float = MIN_LENGTH_S,
 ) -> Session:
     """Records on a 1 Hz grid as a `Session`, following the module's conventions.
 
     Channels appear in `SESSION_CHANNEL_UNITS` order. Raises `WearjaxFileError` when no record
-    has a timestamp or the records span more than `MAX_SESSION_S`.
+    has a timestamp, the timestamps mostly go backwards, or the records span more than
+    `MAX_SESSION_S` or less than `min_length_s`.
     """
     t = np.asarray(records.time, np.float64)
     n = t.shape[0]
     finite = np.isfinite(t)
+    check_time_order(t, path)
     # A record is kept when no earlier record in the file is later than it.
     latest_before = np.maximum.accumulate(np.concatenate([[-np.inf], np.where(finite, t, -np.inf)]))
     keep = finite & (t >= latest_before[:-1])
@@ -217,6 +212,7 @@ def to_session(
             f"records span {length / 3600:.1f} h, longer than {MAX_SESSION_S // 3600} h",
             "the timestamps are probably corrupt; split or repair the recording",
         )
+    check_length(length, int(keep.sum()), path, min_length_s)
 
     recorded = np.flatnonzero(np.bincount(second, minlength=length))
 
@@ -232,7 +228,15 @@ def to_session(
 
     hr_values = np.asarray(records.hr, np.float64)
     low, high = HR_RANGE_BPM
-    hr_values = np.where((hr_values >= low) & (hr_values <= high), hr_values, np.nan)
+    in_range = (hr_values >= low) & (hr_values <= high)
+    out_of_range = int(np.sum(np.isfinite(hr_values) & ~in_range))
+    metadata = (("hr_out_of_range", str(out_of_range)),) if out_of_range else ()
+    if out_of_range:
+        logger.warning(
+            "%s: %d heart rates outside %g-%g bpm are masked (not used)",
+            path, out_of_range, low, high,
+        )  # fmt: skip
+    hr_values = np.where(in_range, hr_values, np.nan)
     hr = _fill_unrecorded(per_second(hr_values), recorded, max_gap_s)
     vo2 = _fill_unrecorded(per_second(records.vo2), recorded, max_gap_s)
     names = [c for c in SESSION_CHANNEL_UNITS if c in records.channels]
@@ -250,6 +254,7 @@ def to_session(
         channels=tuple(names[i] for i in present),
         source=str(path),
         workout=workout,
+        metadata=metadata,
     )
 
 

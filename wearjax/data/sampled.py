@@ -17,7 +17,7 @@ samples are masked. Units are labels by convention (`SIGNAL_UNITS`, or `units`),
 a CSV column `hr_ref` (or `hr`), NaN where absent; or a sidecar `NAME.hr.csv` with columns
 `time,hr` on the recording's clock (seconds from the start for NPZ). Value k belongs to the
 time `k / hr_rate_hz` from the start (the rate inferred from the median step between reference
-times unless given). NaN and HR outside 20-250 bpm are masked. The 1 Hz `Session.hr` is the
+times unless given). NaN and HR outside 25-250 bpm are masked. The 1 Hz `Session.hr` is the
 reference per second (`signals.per_second`). The 1 Hz running channels are empty:
 `x [T1, 0]` with T1 = ceil(duration in s).
 """

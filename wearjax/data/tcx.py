@@ -5,11 +5,14 @@ Each `Activity` whose `Sport` is `Running` becomes one `Session` (conventions in
 `HeartRateBpm/Value` (bpm), `AltitudeMeters` (m), and from the ActivityExtension v2 `TPX`
 element `Speed` (m/s) and `RunCadence` (strides/min, as Garmin writes it; `Cadence` of the
 trackpoint itself when there is no `RunCadence`). Without any `Speed`, speed is the change in
-`DistanceMeters` over the time between consecutive trackpoints.
+`DistanceMeters` over the time between consecutive trackpoints. An activity that cannot be used
+(out of time order, shorter than `min_length_s`: `wearjax.data.validate`) is left out when the
+file has another that can; a file without any raises that activity's error.
 """
 
 from __future__ import annotations
 
+import logging
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from io import BytesIO
@@ -20,7 +23,6 @@ import numpy as np
 from wearjax.data.readers import (
     MAX_GAP_S,
     Records,
-    check_cadence,
     check_hr,
     read_bytes,
     running_channels,
@@ -28,7 +30,10 @@ from wearjax.data.readers import (
     to_session,
 )
 from wearjax.data.types import Session
+from wearjax.data.validate import MIN_LENGTH_S, check_cadence, check_speed
 from wearjax.errors import WearjaxFileError
+
+logger = logging.getLogger(__name__)
 
 # Trackpoint children (paths with any namespace) read into FIT-named fields.
 TRACKPOINT_FIELDS = {
@@ -48,6 +53,7 @@ def read_tcx(
     max_gap_s: float = MAX_GAP_S,
     require_hr: bool = False,
     cadence_unit: str = "strides/min",
+    min_length_s: float = MIN_LENGTH_S,
 ) -> list[Session]:
     """The running activities of a TCX file, one `Session` each, on a 1 Hz grid.
 
@@ -83,6 +89,7 @@ def read_tcx(
         )
     stem = path.stem
     sessions = []
+    refused: list[tuple[str, WearjaxFileError]] = []
     for k, activity in running:
         points = activity.findall("{*}Lap/{*}Track/{*}Trackpoint")
         if not points:
@@ -98,16 +105,28 @@ def read_tcx(
             fields["speed"] = speed_from_distance(time, fields["distance"])
         fields = {n: v for n, v in fields.items() if np.isfinite(v).any()}
         channels = running_channels(fields, path=path, units={"cadence": cadence_unit})
+        fix = "TCX speed is in m/s: export the activity again"
+        check_speed(fields, channels.get("speed"), path, unit="m/s", fix=fix)
         if "cadence" in channels:
             check_cadence(channels["cadence"], path, 'read it with cadence_unit="steps/min"')
-        session = to_session(
-            Records(time=time, channels=channels, hr=fields.get("heart_rate", time * np.nan)),
-            path=path,
-            runner=stem if runner is None else runner,
-            workout=stem if len(activities) == 1 else f"{stem}#{k}",
-            max_gap_s=max_gap_s,
-        )
+        workout = stem if len(activities) == 1 else f"{stem}#{k}"
+        try:
+            session = to_session(
+                Records(time=time, channels=channels, hr=fields.get("heart_rate", time * np.nan)),
+                path=path,
+                runner=stem if runner is None else runner,
+                workout=workout,
+                max_gap_s=max_gap_s,
+                min_length_s=min_length_s,
+            )
+        except WearjaxFileError as err:
+            refused.append((workout, err))
+            continue
         sessions.append(check_hr(session, path) if require_hr else session)
+    if refused and not sessions:
+        raise refused[0][1]
+    for workout, err in refused:
+        logger.warning("%s: left out running activity %s: %s", path, workout, err.problem)
     if not sessions:
         raise WearjaxFileError(
             path, "its running activity has no trackpoints", "pass an activity with a track"

@@ -1,0 +1,120 @@
+"""Checks that refuse a recording the readers cannot use, each with the reason and the fix.
+
+They run on a file's records before the 1 Hz grid is built (see `wearjax.data.readers`), so a
+bad file fails at once with a one-line `WearjaxFileError` (and a folder load skips it, giving
+the reason) instead of becoming a session that later yields NaN metrics:
+
+- **Time order** (`check_time_order`): a clock stepping back now and then is tolerated (those
+  records are dropped), but timestamps that mostly go back, e.g. rows written newest first,
+  are refused.
+- **Length** (`check_length`): a session shorter than `MIN_LENGTH_S` (one row, or every row at
+  the same time) is refused; CPET tests apply the same minimum to their span of VO2.
+- **Speed** (`check_speed`): negative speeds, and a moving median above `MAX_SPEED_MS`
+  (speed in km/h read as m/s).
+- **Cadence** (`check_cadence`): a median in strides/min above `MAX_STRIDES_PER_MIN` (a step
+  rate read as a stride rate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from jaxtyping import Float
+
+from wearjax.errors import WearjaxFileError
+
+MIN_LENGTH_S = 60.0
+"""Shortest session (s on the 1 Hz grid) a reader accepts: one model window (60 s). Shorter
+recordings (a single row, equal timestamps, a run stopped at once) hold nothing to learn or
+score; pass `min_length_s` to a reader to accept them."""
+
+MAX_SPEED_MS = 8.0
+"""Median moving speed (m/s; 29 km/h) above which a running speed is taken to be in km/h: a
+whole session faster than a world-record marathon pace (5.7 m/s) by a margin, while any run of
+8 km/h or more exported in km/h lands above it."""
+
+MAX_STRIDES_PER_MIN = 130.0
+"""Median running cadence above which a strides/min source is taken to be in steps/min."""
+
+SPEED_FIELDS = ("enhanced_speed", "speed")
+"""Source fields holding speed, checked for negative values."""
+
+
+def check_time_order(time: Float[np.ndarray, " record"], path: str | Path) -> None:
+    """Refuse timestamps that go back at least as often as they go forward, or that would leave
+    fewer than half the timestamped records once each record earlier than one before it is
+    dropped. NaN timestamps are ignored."""
+    t = time[np.isfinite(time)]
+    step = np.diff(t)
+    back = int(np.sum(step < 0))
+    if back == 0:
+        return
+    kept = int(np.sum(t >= np.maximum.accumulate(t)))
+    if back >= np.sum(step > 0) or 2 * kept < t.size:
+        raise WearjaxFileError(
+            path,
+            f"timestamps are not increasing: {back} of {step.size} steps between records go "
+            "backwards",
+            "sort the rows by time or export again",
+        )
+
+
+def check_length(length: int, records: int, path: str | Path, min_length_s: float) -> None:
+    """Refuse a session of `length` s (from `records` records) shorter than `min_length_s`."""
+    if length < min_length_s:
+        raise WearjaxFileError(
+            path,
+            f"the recording spans {length} s ({records} record{'s' * (records != 1)}); need at "
+            f"least {min_length_s:g} s",
+            "use a longer recording, or check that its timestamps advance",
+        )
+
+
+def check_speed(
+    fields: Mapping[str, Float[np.ndarray, " record"]],
+    speed: Float[np.ndarray, " record"] | None,
+    path: str | Path,
+    *,
+    unit: str,
+    fix: str,
+) -> None:
+    """Refuse negative values in a source speed field (`SPEED_FIELDS` of `fields`), and a
+    `speed` (m/s, read from `unit`) whose median over moving records exceeds `MAX_SPEED_MS`;
+    `fix` says how to read such a file."""
+    for name in SPEED_FIELDS:
+        values = fields.get(name)
+        if values is None:
+            continue
+        negative = values[values < 0]
+        if negative.size:
+            raise WearjaxFileError(
+                path,
+                f"field {name!r} has {negative.size} negative speeds (lowest {negative.min():g})",
+                "speed cannot be negative: export the recording again, or leave those values empty",
+            )
+    if speed is None:
+        return
+    moving = speed[np.isfinite(speed) & (speed > 0)]
+    median = float(np.median(moving)) if moving.size else 0.0
+    if median > MAX_SPEED_MS:
+        looks = "it looks like km/h" if unit == "m/s" else f"check that it is in {unit}"
+        raise WearjaxFileError(
+            path,
+            f"median speed while moving is {median:.1f} m/s ({3.6 * median:.0f} km/h), faster "
+            f"than any runner (above {MAX_SPEED_MS:g} m/s): {looks}",
+            fix,
+        )
+
+
+def check_cadence(cadence: Float[np.ndarray, " record"], path: str | Path, fix: str) -> None:
+    """Refuse a cadence in strides/min whose median is a step rate (see `MAX_STRIDES_PER_MIN`)."""
+    moving = cadence[np.isfinite(cadence) & (cadence > 0)]
+    if moving.size and np.median(moving) > MAX_STRIDES_PER_MIN:
+        raise WearjaxFileError(
+            path,
+            f"median cadence {np.median(moving):.0f} strides/min is a step rate, not a stride "
+            "rate (one stride = two steps)",
+            fix,
+        )
