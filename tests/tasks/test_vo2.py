@@ -202,3 +202,16 @@ def test_cli_cv_vo2_on_a_folder_of_lab_files(tmp_path, capsys):
     # a bad --columns value is one line and exit code 2
     assert wearjax(["cv", "vo2", "--data", str(folder), "--columns", "vo2", "--out", str(out)]) == 2
     assert "is not NAME=COLUMN" in capsys.readouterr().err
+
+
+def test_folder_folds_are_sized_to_the_folder():
+    assert (
+        presets.folder_config(87).subjects_out,
+        presets.folder_config(87).validation_subjects,
+    ) == (9, 4)
+    assert (
+        presets.folder_config(6).subjects_out,
+        presets.folder_config(6).validation_subjects,
+    ) == (1, 1)
+    with pytest.raises(WearjaxError, match="3 subject\\(s\\): subject-wise cross-validation needs"):
+        presets.folder_config(3)

@@ -27,6 +27,7 @@ import numpy as np
 
 from wearjax.data.readers import (
     MAX_GAP_S,
+    RECORD_FIELDS,
     Records,
     check_hr,
     read_bytes,
@@ -39,21 +40,8 @@ from wearjax.data.types import Session
 from wearjax.data.validate import MIN_LENGTH_S, check_cadence, check_speed
 from wearjax.errors import WearjaxFileError
 
-RUNNING_COLUMNS = (
-    "heart_rate",
-    "speed",
-    "enhanced_speed",
-    "altitude",
-    "enhanced_altitude",
-    "cadence",
-    "fractional_cadence",
-    "stance_time",
-    "stance_time_percent",
-    "vertical_ratio",
-    "vertical_oscillation",
-    "step_length",
-    "distance",
-)
+RUNNING_COLUMNS = ("heart_rate", *RECORD_FIELDS, "distance")
+"""Running-CSV columns: FIT record field names (the watch exports), HR and distance."""
 CPET_COLUMNS = ("time", "VO2_I", "HR_I")
 
 

@@ -20,6 +20,7 @@ the `user_profile` message when the file has one.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -27,12 +28,13 @@ import numpy as np
 
 from wearjax.data.readers import (
     MAX_GAP_S,
+    RECORD_FIELDS,
     Records,
-    check_hr,
     read_bytes,
     running_channels,
     subject_vector,
     to_session,
+    usable_parts,
 )
 from wearjax.data.types import Session
 from wearjax.data.validate import MIN_LENGTH_S, SPEED_FIELDS, check_cadence, check_speed
@@ -40,20 +42,6 @@ from wearjax.errors import WearjaxFileError
 
 logger = logging.getLogger(__name__)
 
-# Record fields the readers map onto canonical channels (see `running_channels`).
-RECORD_FIELDS = (
-    "speed",
-    "enhanced_speed",
-    "altitude",
-    "enhanced_altitude",
-    "cadence",
-    "fractional_cadence",
-    "stance_time",
-    "stance_time_percent",
-    "vertical_ratio",
-    "vertical_oscillation",
-    "step_length",
-)
 RUNNING = "running"
 
 
@@ -91,8 +79,7 @@ def read_fit(
     subject = _subject(messages.get("user_profile_mesgs", []))
     stem = path.stem
     windows = _running_windows(messages, path, assume_running)
-    sessions = []
-    refused: list[tuple[str, WearjaxFileError]] = []
+    attempts = []
     for name, start, end in windows:
         inside = (time >= start) & (time <= end)
         if not inside.any():
@@ -108,24 +95,12 @@ def read_fit(
         if "cadence" in part.channels:
             check_cadence(part.channels["cadence"], path, 'read it with cadence_unit="steps/min"')
         workout = stem if name is None else f"{stem}#{name}"
-        try:
-            session = to_session(
-                part,
-                path=path,
-                runner=stem if runner is None else runner,
-                workout=workout,
-                subject=subject,
-                max_gap_s=max_gap_s,
-                min_length_s=min_length_s,
-            )
-        except WearjaxFileError as err:
-            refused.append((workout, err))
-            continue
-        sessions.append(check_hr(session, path) if require_hr else session)
-    if refused and not sessions:
-        raise refused[0][1]
-    for workout, err in refused:
-        logger.warning("%s: left out running session %s: %s", path, workout, err.problem)
+        build = functools.partial(
+            to_session, part, path=path, runner=stem if runner is None else runner,
+            workout=workout, subject=subject, max_gap_s=max_gap_s, min_length_s=min_length_s,
+        )  # fmt: skip
+        attempts.append((workout, build))
+    sessions = usable_parts(path, attempts, require_hr=require_hr, what="running session")
     if not sessions:
         raise WearjaxFileError(
             path,

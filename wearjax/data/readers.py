@@ -58,6 +58,22 @@ MAX_GAP_S = 10.0
 MAX_SESSION_S = 48 * 3600
 """Longest session accepted; a longer span means corrupt timestamps."""
 
+# FIT record fields the readers map onto canonical channels (see `running_channels`); running
+# CSV exports use the same names.
+RECORD_FIELDS = (
+    "speed",
+    "enhanced_speed",
+    "altitude",
+    "enhanced_altitude",
+    "cadence",
+    "fractional_cadence",
+    "stance_time",
+    "stance_time_percent",
+    "vertical_ratio",
+    "vertical_oscillation",
+    "step_length",
+)
+
 HR_RANGE_BPM = (25.0, 250.0)
 """Heart rates outside this range are missing: the sentinels 0 and 255, and sensor dropouts."""
 
@@ -342,3 +358,26 @@ def _neighbours(seen: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray
     before = seen[np.clip(np.searchsorted(seen, t, side="right") - 1, 0, seen.size - 1)]
     after = seen[np.clip(np.searchsorted(seen, t, side="left"), 0, seen.size - 1)]
     return before, after, (t >= seen[0]) & (t <= seen[-1])
+
+
+def usable_parts(path: str | Path, attempts, *, require_hr: bool, what: str) -> list[Session]:
+    """The sessions of a file with several parts (FIT sessions, TCX activities).
+
+    `attempts` are `(workout, build)` pairs, `build()` giving the part's `Session` or raising
+    `WearjaxFileError` (`to_session`'s refusals). A refused part is left out with a warning
+    naming it; when no part is usable the first refusal is raised, so a one-part file fails
+    with its own reason. With `require_hr`, sessions go through `check_hr`.
+    """
+    sessions, refused = [], []
+    for workout, build in attempts:
+        try:
+            session = build()
+        except WearjaxFileError as err:
+            refused.append((workout, err))
+            continue
+        sessions.append(check_hr(session, path) if require_hr else session)
+    if refused and not sessions:
+        raise refused[0][1]
+    for workout, err in refused:
+        logger.warning("%s: left out %s %s: %s", path, what, workout, err.problem)
+    return sessions

@@ -12,6 +12,7 @@ file has another that can; a file without any raises that activity's error.
 
 from __future__ import annotations
 
+import functools
 import logging
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
@@ -23,11 +24,11 @@ import numpy as np
 from wearjax.data.readers import (
     MAX_GAP_S,
     Records,
-    check_hr,
     read_bytes,
     running_channels,
     speed_from_distance,
     to_session,
+    usable_parts,
 )
 from wearjax.data.types import Session
 from wearjax.data.validate import MIN_LENGTH_S, check_cadence, check_speed
@@ -88,8 +89,7 @@ def read_tcx(
             "wearjax reads runs only; pass a running activity",
         )
     stem = path.stem
-    sessions = []
-    refused: list[tuple[str, WearjaxFileError]] = []
+    attempts = []
     for k, activity in running:
         points = activity.findall("{*}Lap/{*}Track/{*}Trackpoint")
         if not points:
@@ -110,23 +110,13 @@ def read_tcx(
         if "cadence" in channels:
             check_cadence(channels["cadence"], path, 'read it with cadence_unit="steps/min"')
         workout = stem if len(activities) == 1 else f"{stem}#{k}"
-        try:
-            session = to_session(
-                Records(time=time, channels=channels, hr=fields.get("heart_rate", time * np.nan)),
-                path=path,
-                runner=stem if runner is None else runner,
-                workout=workout,
-                max_gap_s=max_gap_s,
-                min_length_s=min_length_s,
-            )
-        except WearjaxFileError as err:
-            refused.append((workout, err))
-            continue
-        sessions.append(check_hr(session, path) if require_hr else session)
-    if refused and not sessions:
-        raise refused[0][1]
-    for workout, err in refused:
-        logger.warning("%s: left out running activity %s: %s", path, workout, err.problem)
+        records = Records(time=time, channels=channels, hr=fields.get("heart_rate", time * np.nan))
+        build = functools.partial(
+            to_session, records, path=path, runner=stem if runner is None else runner,
+            workout=workout, max_gap_s=max_gap_s, min_length_s=min_length_s,
+        )  # fmt: skip
+        attempts.append((workout, build))
+    sessions = usable_parts(path, attempts, require_hr=require_hr, what="running activity")
     if not sessions:
         raise WearjaxFileError(
             path, "its running activity has no trackpoints", "pass an activity with a track"
