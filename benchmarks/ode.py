@@ -99,17 +99,21 @@ def hr_decoder_case(batch, length, options, protocol="generative"):
     model = _with(HRODE(8, 64, 3, key=jax.random.key(0)), options)
     rng = np.random.default_rng(1)
     n = length // model.window
-    s_mean = jnp.asarray(rng.normal(size=(batch, n, 64)).astype(np.float32))
-    d = jnp.asarray(rng.normal(size=(batch, n, model.window + 1)).astype(np.float32))
+    s_start = jnp.asarray(rng.normal(size=(batch, n, 64)).astype(np.float32))
+    per_second = lambda scale, shift: jnp.asarray(  # noqa: E731
+        (shift + scale * rng.normal(size=(batch, n, model.window + 1))).astype(np.float32)
+    )
+    # what `encode` gives the decoder: demand, level (bpm) and rate per second
+    encoded = (s_start, per_second(1.0, 0.0), per_second(10.0, 140.0), per_second(0.1, 1.0))
     _, hr = _inputs(batch, length)
 
     def loss(params):
         m = eqx.combine(params, static)
         if protocol == "standard":
             starts = hr[:, :: m.window]
-            pred = jax.vmap(lambda s, di, h: m.standard((s, di), h).hr)(s_mean, d, starts)
+            pred = jax.vmap(lambda e, h: m.standard(e, h).hr)(encoded, starts)
         else:
-            pred = jax.vmap(lambda s, di, h: m.generative((s, di), h[0]).hr)(s_mean, d, hr)
+            pred = jax.vmap(lambda e, h: m.generative(e, h[0]).hr)(encoded, hr)
         return jnp.mean(jnp.square(pred - hr))
 
     params, static = eqx.partition(model, eqx.is_inexact_array)

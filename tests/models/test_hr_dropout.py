@@ -30,7 +30,8 @@ def numpy_assimilate(model: HRKalman, s, hr, measured, sd) -> tuple:
     """`assimilate` from backbone states `s [N, W, H]` as plain float64 loops.
 
     Copied from tests/models/test_hr_kalman.py's `numpy_standard` (generative carry) and
-    extended: after the learned update of every second, and at every carried window start,
+    extended: the observation's offset follows the last measured HR; after the learned update
+    of every second, and at every carried window start,
     a measured HR is assimilated with k_m = P_g / (P_g + (sd / sigma)^2), weights (1, 0.5)."""
     wh, bh = _np(model.window_head.weight), _np(model.window_head.bias)
     sh, sb = _np(model.step_head.weight), _np(model.step_head.bias)
@@ -44,6 +45,16 @@ def numpy_assimilate(model: HRKalman, s, hr, measured, sd) -> tuple:
     h_start, v_start = float(hr.reshape(-1)[np.argmax(measured.reshape(-1))]), 0.0
     inflation = _softplus(float(model.carry_noise))
     hrs, vars_ = [], []
+    tau = np.exp(float(model.log_anchor_time))
+    level = (OBS_CENTER + OBS_SCALE * (s @ sh[0] + sb[0])).reshape(-1)  # a_t
+    flat_hr, flat_measured = hr.reshape(-1), measured.reshape(-1)
+
+    def offset(n, t):
+        """The last measured HR's offset from a (the first measured one before any)."""
+        now = n * W + t
+        before = [i for i in range(now + 1) if flat_measured[i]]
+        k = before[-1] if before else int(np.argmax(flat_measured))
+        return np.exp(-abs(now - k) / tau) * (flat_hr[k] - level[k])
 
     def measure(z, p, n, t, mu, sigma, lo, hi):
         if not measured[n, t]:
@@ -54,7 +65,7 @@ def numpy_assimilate(model: HRKalman, s, hr, measured, sd) -> tuple:
 
     for n in range(N):
         extra = inflation if n > 0 else 0.0
-        raw = wh @ s[n].mean(0) + bh
+        raw = wh @ s[n, 0] + bh
         mu = h_start + MEAN_SCALE * raw[0]
         sigma = 0.5 + SD_SCALE * _softplus(raw[1])
         lo = np.array([(HR_MIN - mu) / sigma, -MAX_RATE / sigma])
@@ -66,7 +77,7 @@ def numpy_assimilate(model: HRKalman, s, hr, measured, sd) -> tuple:
         out_h, out_v = [mu + sigma * z[0]], [sigma**2 * p[0]]
         for t in range(1, W):
             st = sh @ s[n, t] + sb
-            y = (OBS_CENTER + OBS_SCALE * st[0] - mu) / sigma
+            y = (OBS_CENTER + OBS_SCALE * st[0] + offset(n, t) - mu) / sigma
             q, r = _softplus(st[1:3] + Q_SHIFT) + 1e-5, _softplus(st[3] + R_SHIFT) + 1e-5
             a = _leaky(tc @ s[n, t] + tcb + ts @ z)
             z_pred = np.array([z[0] + z[1], z[1]]) + to @ a + tob

@@ -102,8 +102,11 @@ def test_the_two_forms_differ_only_while_hr_falls(x64):
 @pytest.mark.parametrize("engine", ["diffrax", "scan"])
 def test_hr_ode_latent_matches_numpy_rk4(x64, engine):
     d = np.random.default_rng(1).normal(size=61)
-    want = numpy_rk4(lambda t, g, dt: (dt - g) / hr_ode.TIME_UNIT, 0.7, d)
-    got = solve(hr_ode._relax, jnp.asarray(0.7), jnp.asarray(d), engine=engine)
+    rate = np.exp(np.random.default_rng(2).uniform(-2, 2, size=61))
+    want = numpy_rk4(
+        lambda t, g, u: u[1] * (u[0] - g) / hr_ode.TIME_UNIT, 0.7, np.stack([d, rate], -1)
+    )
+    got = solve(hr_ode._relax, jnp.asarray(0.7), (jnp.asarray(d), jnp.asarray(rate)), engine=engine)
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, atol=1e-12)
 
 
@@ -177,24 +180,36 @@ def test_hr_ode_windows_match_a_numpy_transcription(x64):
     demand and window heads; the generative windows start where the previous one ended."""
     model = _f64(HRODE(5, 16, 2, key=jax.random.key(0)))
     model = eqx.tree_at(lambda m: m.demand.out.weight, model, model.demand.out.weight * 100)
+    model = eqx.tree_at(lambda m: m.level.weight, model, model.level.weight * 100)
+    model = eqx.tree_at(lambda m: m.rate.weight, model, jnp.ones_like(model.rate.weight))
     x, hr_init = _session()
     std, gen = eqx.filter_jit(model.predict_protocols)(x, hr_init, hr_init[0])
-    s_mean, d = model.encode(x)
-    s_mean, d = np.asarray(s_mean), np.asarray(d)
+    s_start, d, _, rate = model.encode(x)
+    s_start, d, rate = np.asarray(s_start), np.asarray(d), np.asarray(rate)
+    s = np.asarray(model.backbone(x)[0])
+    level = 140 + 30 * (s @ np.asarray(model.level.weight)[0] + float(model.level.bias[0]))
+    level = np.append(level, level[-1])  # the last window's one second beyond repeats its last
+    tau = np.exp(float(model.log_anchor_time))
 
-    def window(k, h0):
-        raw = np.asarray(
-            model.window_head(jnp.concatenate([s_mean[k], jnp.asarray([(h0 - 140) / 30])]))
-        )
-        mu = h0 + 10 * raw[0]
-        sigma = 0.5 + 5 * np.log1p(np.exp(raw[1]))
-        g = numpy_rk4(lambda t, g, dt: (dt - g) / 60, (h0 - mu) / sigma, d[k])
+    def window(k, h0, known_hr, known_at):
+        """Window k from h0; the target A_t + b_t, b_t fading from the known HR's offset."""
+        t = 60 * k + np.arange(61)
+        target = level[t] + np.exp(-(t - known_at) / tau) * (known_hr - level[known_at])
+        raw = np.asarray(model.window_head(jnp.asarray(s_start[k])))
+        sigma = 0.5 + 5 * np.log1p(np.exp(raw[0]))
+        mu = target[0]
+        demand = d[k] + (target - mu) / sigma
+        u = np.stack([demand, rate[k]], -1)
+        g = numpy_rk4(lambda t, g, u: u[1] * (u[0] - g) / 60, (h0 - mu) / sigma, u)
         return mu + sigma * g
 
-    want_std = np.concatenate([window(k, float(hr_init[k]))[:-1] for k in range(3)])
+    # standard: each window's known start; generative: the session's first second
+    want_std = np.concatenate(
+        [window(k, float(hr_init[k]), float(hr_init[k]), 60 * k)[:-1] for k in range(3)]
+    )
     h, want_gen = float(hr_init[0]), []
     for k in range(3):
-        hr = window(k, h)
+        hr = window(k, h, float(hr_init[0]), 0)
         want_gen.append(hr[:-1])
         h = hr[-1]
     np.testing.assert_allclose(np.asarray(std.hr), want_std, rtol=1e-10)

@@ -149,3 +149,15 @@ class Backbone(eqx.Module):
     ) -> tuple[Float[Array, "time hidden"], Float[Array, "layer hidden"]]:
         state = self.gru.init_state(x.dtype) if state is None else state
         return self.gru(self.encoder(x, key=key), state)
+
+    def step(
+        self, x_t: Float[Array, " feature"], state: Float[Array, "layer hidden"]
+    ) -> tuple[Float[Array, " hidden"], Float[Array, "layer hidden"]]:
+        """One second as `__call__` computes it inside a sequence (no dropout): `s_t` and the
+        new GRU state, for models that run one second at a time."""
+        h = self.encoder(x_t[None])[0]
+        new = []
+        for layer, h_prev in zip(self.gru.layers, state, strict=True):
+            h = layer.cell(dense(layer.weight_ih, layer.bias_ih, h), h_prev)
+            new.append(h)
+        return h, jnp.stack(new)

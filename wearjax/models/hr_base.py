@@ -11,10 +11,12 @@ share one pass over the inputs (`encode` does not depend on HR).
 from __future__ import annotations
 
 import abc
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import equinox as eqx
-from jaxtyping import Array, Float, PRNGKeyArray
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 
 class HRPrediction(NamedTuple):
@@ -31,6 +33,9 @@ class AbstractHRModel(eqx.Module):
     """An HR model: `window` seconds per protocol window; `encode`, `standard`, `generative`."""
 
     window: eqx.AbstractVar[int]
+    # whether `HRPrediction.var` is the model's own predictive variance (the Kalman filter's);
+    # deterministic models return zeros
+    has_variance: ClassVar[bool] = False
 
     @abc.abstractmethod
     def encode(self, x: Float[Array, "time feature"], *, key: PRNGKeyArray | None = None) -> Any:
@@ -60,6 +65,35 @@ class AbstractHRModel(eqx.Module):
         """Generative protocol: only `hr0`, the session's first second (bpm), is known."""
         return self.generative(self.encode(x), hr0)
 
+    @abc.abstractmethod
+    def init_stream(self, hr0: Float[Array, ""]) -> Any:
+        """The state of a stream that starts at second 0 with the known HR `hr0` (bpm)."""
+
+    @abc.abstractmethod
+    def step(
+        self, state: Any, x_t: Float[Array, " feature"], hr_t: Float[Array, ""] | None = None
+    ) -> tuple[Any, Float[Array, ""], Float[Array, ""]]:
+        """One second, as a watch runs the model: the inputs `x_t` of second t and its
+        measured HR `hr_t` (bpm; None or NaN where there is none) -> `(state, hr, var)` of
+        second t. Causal: second t uses seconds <= t only. `run_stream` says what it equals."""
+
+    def run_stream(
+        self, x: Float[Array, "time feature"], hr0: Float[Array, ""], hr=None
+    ) -> HRPrediction:
+        """`step` over a whole session in one `lax.scan` (`hr [T]`, NaN where not measured;
+        None: only `hr0`). With `hr` None it equals `rollout(x, hr0)`; with measured HR, the
+        model's own use of it (`HRKalman.assimilate`; the ODEs restart from it, so HR at every
+        window start gives the standard protocol). `mu`, `sigma` are left empty."""
+        hr = jnp.full(x.shape[:1], jnp.nan, x.dtype) if hr is None else hr
+
+        def body(state, inputs):
+            state, h, v = self.step(state, *inputs)
+            return state, (h, v)
+
+        _, (h, v) = jax.lax.scan(body, self.init_stream(hr0), (x, hr))
+        empty = jnp.zeros((0,), x.dtype)
+        return HRPrediction(h, v, empty, empty)
+
     def predict_protocols(
         self,
         x: Float[Array, "time feature"],
@@ -80,3 +114,39 @@ def check_window(length: int, window: int) -> None:
             f"session length {length} s is not a multiple of the {window} s window; "
             "pad the cohort to a length bucket that is"
         )
+
+
+def known_offset(
+    level: Float[Array, " time"],
+    hr: Float[Array, " time"],
+    known: Bool[Array, " time"],
+    timescale: Float[Array, ""],
+) -> Float[Array, " time"]:
+    """How far measured HR sat from the level the features call for, carried from the last
+    second HR was known and fading with the time since it:
+
+        b_t = exp(-(t - k_t) / timescale) (hr_{k_t} - level_{k_t}),   k_t = last known second <= t
+
+    (before the first known second, `k_t` is that second). This is how an HR model holds a
+    runner's own level: at a known second its target is the measured HR, and a runner whose HR
+    runs above the cohort's at a given effort keeps that offset for about `timescale` seconds
+    (learned). With `level` constant and `timescale` long against the time since the known
+    second it is the known HR held; far from any known second it is the level alone: the two
+    baselines are its limits."""
+    t = jnp.arange(level.shape[0])
+    last = jax.lax.cummax(jnp.where(known, t, -1))
+    k = jnp.where(last >= 0, last, jnp.argmax(known))
+    return jnp.exp(-jnp.abs(t - k).astype(level.dtype) / timescale) * (hr[k] - level[k])
+
+
+def measured_hr(hr_t: Float[Array, ""] | None, dtype) -> tuple[Array, Array]:
+    """A stream's measured HR of one second: `(hr, measured)`, NaN and None meaning none."""
+    if hr_t is None:
+        return jnp.asarray(jnp.nan, dtype), jnp.asarray(False)
+    hr_t = jnp.asarray(hr_t, dtype)
+    return hr_t, jnp.isfinite(hr_t)
+
+
+def faded_offset(offset, since, timescale):
+    """`known_offset`'s fading, one second at a time: `exp(-since / timescale) offset`."""
+    return jnp.exp(-since / timescale) * offset

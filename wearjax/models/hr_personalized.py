@@ -62,9 +62,9 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from wearjax.models.backbone import dense
-from wearjax.models.hr_base import AbstractHRModel, HRPrediction, check_window
+from wearjax.models.hr_base import AbstractHRModel, HRPrediction, check_window, measured_hr
 from wearjax.models.hr_kalman import HR_MAX, HR_MIN
-from wearjax.models.ode import Adjoint, Engine, replace_static, solve
+from wearjax.models.ode import Adjoint, Engine, replace_static, rk4_step, solve
 
 # (low, high) of each decoded parameter, in `PersonalParams` order
 BOUNDS: dict[str, tuple[float, float]] = {
@@ -220,15 +220,16 @@ class PersonalHRODE(eqx.Module):
         return p if self.asymmetric else p._replace(recovery=jnp.ones_like(p.recovery))
 
     def intensity(
-        self, e: Float[Array, " embed"], u: Float[Array, "time 2"], p: PersonalParams
+        self, e: Float[Array, " embed"], u: Float[Array, "time 2"], p: PersonalParams, start=0
     ) -> Float[Array, " time"]:
-        """I(t) = a(speed, grade; e) x (1 + phi t / 3600) for every second (bpm)."""
+        """I(t) = a(speed, grade; e) x (1 + phi t / 3600) for every second (bpm); `u`'s first
+        row is second `start` of the session."""
         scaled = jnp.stack([(u[:, 0] - SPEED_CENTER) / SPEED_SCALE, u[:, 1] / GRADE_SCALE], axis=-1)
         z = jnp.concatenate([scaled, jnp.broadcast_to(e, (u.shape[0], e.shape[0]))], axis=-1)
         h = jax.nn.leaky_relu(dense(self.activity_hidden.weight, self.activity_hidden.bias, z))
         a = dense(self.activity_out.weight, self.activity_out.bias, h)[:, 0]
         lo, hi = DEMAND_BOUNDS
-        hours = jnp.arange(u.shape[0], dtype=u.dtype) / 3600.0
+        hours = (start + jnp.arange(u.shape[0], dtype=u.dtype)) / 3600.0
         return (lo + (hi - lo) * jax.nn.sigmoid(a)) * (1.0 + p.fatigue * hours)
 
     def _run(self, p: PersonalParams, intensity, starts, reset: bool) -> HRPrediction:
@@ -264,6 +265,15 @@ class PersonalHRODE(eqx.Module):
         return self.embedding[runner]
 
 
+class PersonalStream(NamedTuple):
+    """`PersonalRunner.step`'s state: second count, `(HR, D)` (bpm) and the previous second's
+    intensity (bpm)."""
+
+    t: Int[Array, ""]
+    y: Float[Array, " 2"]
+    intensity: Float[Array, ""]
+
+
 class PersonalRunner(AbstractHRModel):
     """The personalised ODE of one runner: `x = u [T, 2]`, speed (m/s) and grade (rise/run)."""
 
@@ -286,3 +296,26 @@ class PersonalRunner(AbstractHRModel):
         """Only the session's first HR `hr0` (bpm) is known: one solve of the whole session."""
         n = encoded[1].shape[0] // self.window
         return self.model._run(*encoded, jnp.broadcast_to(hr0, (n,)), reset=False)
+
+    def init_stream(self, hr0: Float[Array, ""]) -> PersonalStream:
+        hr0 = jnp.asarray(hr0, self.e.dtype)  # the parameters' dtype, not weak
+        return PersonalStream(jnp.asarray(0), jnp.stack([hr0, hr0]), jnp.zeros((), hr0.dtype))
+
+    def step(
+        self, state: PersonalStream, x_t: Float[Array, " 2"], hr_t: Float[Array, ""] | None = None
+    ) -> tuple[PersonalStream, Float[Array, ""], Float[Array, ""]]:
+        """One second (`AbstractHRModel.step`): the RK4 step from the previous second; a
+        measured `hr_t` resets HR and D carries on, as the standard protocol does at a window
+        start. From `init_stream(hr0)` the stream equals `rollout(x, hr0)` with nothing measured
+        and the standard protocol with HR measured at every window start. Variance zero."""
+        dtype = state.y.dtype
+        hr_t, measured = measured_hr(hr_t, dtype)
+        t = state.t.astype(dtype)
+        p = self.model.params(self.e)
+        now = self.model.intensity(self.e, x_t[None], p, start=t)[0]
+        mid = 0.5 * (state.intensity + now)
+        y = rk4_step(self.model.field, t - 1, state.y, state.intensity, mid, now, p)
+        y = jnp.where(state.t == 0, state.y, y)
+        y = y.at[0].set(jnp.where(measured & (state.t > 0), hr_t, y[0]))
+        hr = jnp.clip(y[0], HR_MIN, HR_MAX)
+        return PersonalStream(state.t + 1, y, now), hr, jnp.zeros((), dtype)

@@ -93,6 +93,18 @@ def _axpy(a: float | Array, x: PyTree, y: PyTree) -> PyTree:
     return jax.tree_util.tree_map(lambda xi, yi: yi + a * xi, x, y)
 
 
+def rk4_step(field: VectorField, t, y: PyTree, a: PyTree, m: PyTree, b: PyTree, args) -> PyTree:
+    """One classical RK4 step of 1 s from `t`: inputs `a` at its start, `m` halfway, `b` at its
+    end (the `"scan"` engine's step, and the streaming models' one second)."""
+    k1 = field(t, y, a, args)
+    k2 = field(t + 0.5, _axpy(0.5, k1, y), m, args)
+    k3 = field(t + 0.5, _axpy(0.5, k2, y), m, args)
+    k4 = field(t + 1.0, _axpy(1.0, k3, y), b, args)
+    return jax.tree_util.tree_map(
+        lambda yi, a1, a2, a3, a4: yi + (a1 + 2.0 * a2 + 2.0 * a3 + a4) / 6.0, y, k1, k2, k3, k4
+    )
+
+
 def _scan_rk4(field: VectorField, y0: PyTree, u: PyTree, args) -> PyTree:
     first = jax.tree_util.tree_map(lambda a: a[:-1], u)
     last = jax.tree_util.tree_map(lambda a: a[1:], u)
@@ -102,14 +114,7 @@ def _scan_rk4(field: VectorField, y0: PyTree, u: PyTree, args) -> PyTree:
     times = jnp.arange(n - 1, dtype=dtype)
 
     def step(y, inputs):
-        t, a, m, b = inputs
-        k1 = field(t, y, a, args)
-        k2 = field(t + 0.5, _axpy(0.5, k1, y), m, args)
-        k3 = field(t + 0.5, _axpy(0.5, k2, y), m, args)
-        k4 = field(t + 1.0, _axpy(1.0, k3, y), b, args)
-        y = jax.tree_util.tree_map(
-            lambda yi, a1, a2, a3, a4: yi + (a1 + 2.0 * a2 + 2.0 * a3 + a4) / 6.0, y, k1, k2, k3, k4
-        )
+        y = rk4_step(field, *inputs[:1], y, *inputs[1:], args)
         return y, y
 
     _, ys = jax.lax.scan(step, y0, (times, first, middle, last))

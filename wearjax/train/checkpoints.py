@@ -36,10 +36,11 @@ from wearjax.errors import WearjaxFileError
 from wearjax.signal.features import Normalizer
 
 FORMAT = "wearjax-checkpoint"
-VERSION = 2
+VERSION = 3
 """Bumped whenever the header or the pytree layout changes; older files are refused with a
 message naming both versions. Version 2 stores the task, the `models.REGISTRY` kind and the
-`init` arguments the model was built with."""
+`init` arguments the model was built with; version 3 holds the HR models with the anchored
+target (`log_anchor_time`) and the ODE's level and rate heads."""
 HR_FIELDS = ("task", "kind", "init", "window", "features", "channels")
 """Header fields an HR checkpoint must have: the model's constructor and its inputs."""
 
