@@ -109,6 +109,27 @@ def test_fit_then_predict_round_trip_on_synthetic_runs(trained, tmp_path, capsys
         assert np.all((pred[f"{protocol}_bpm"] > 30) & (pred[f"{protocol}_bpm"] < 230))
     assert pred["generative_bpm"][0] == pred["measured_hr_bpm"][0]
     assert (tmp_path / "p" / "new.png").stat().st_size > 0
+    # the band is calibrated on the held-out session and stored in the checkpoint
+    for protocol in ("standard", "generative"):
+        coef = header["calibration"][protocol]
+        assert set(coef) == {"model", "floor", "growth"}
+        assert all(np.isfinite(v) and v >= 0 for v in coef.values())
+        assert np.all(pred[f"{protocol}_sd_bpm"] > 0)
+
+
+def test_calibrated_band_is_the_stored_formula():
+    """`predict`'s SD: sqrt(model var_model + floor + growth h H / (h + H)), h the seconds
+    since the model started from a known HR (NumPy against `_band`)."""
+    from wearjax.eval.calibration import GROWTH_TIME
+    from wearjax.tasks.hr_recordings import _band
+
+    coef = {"model": 2.0, "floor": 3.0, "growth": 0.01}
+    var = np.linspace(0.0, 4.0, 150)
+    header = {"window": 60, "calibration": {"standard": coef, "generative": coef}}
+    for protocol, h in (("standard", np.arange(150) % 60.0), ("generative", np.arange(150.0))):
+        want = 2.0 * var + 3.0 + 0.01 * h * GROWTH_TIME / (h + GROWTH_TIME)
+        np.testing.assert_allclose(_band(header, protocol, var), want, rtol=1e-6)
+    np.testing.assert_array_equal(_band({"window": 60}, "standard", var), var)  # the model's own
 
 
 def test_fit_lists_skipped_files_one_line_each(tmp_path, capsys):
@@ -154,7 +175,9 @@ def test_checkpoint_save_load_is_exact(tmp_path):
     old.update(version=1, kind="kalman", hidden=8, layers=2)
     del old["task"], old["init"]
     (tmp_path / "old.wjx").write_bytes(json.dumps(old).encode() + b"\n" + payload)
-    with pytest.raises(WearjaxFileError, match="format version 1.*reads version 2"):
+    with pytest.raises(
+        WearjaxFileError, match=f"format version 1.*reads version {checkpoints.VERSION}"
+    ):
         checkpoints.load_hr(tmp_path / "old.wjx")
 
 

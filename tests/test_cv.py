@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wearjax.cv import Split, padded_table, predict_held_out
+from wearjax.cv import Split, padded_table, predict_held_out, predict_per_fold
 from wearjax.data.folds import leave_k_runners_out
 from wearjax.errors import WearjaxDataError
 
@@ -57,3 +57,22 @@ def test_predict_held_out_scatters_each_fold_prediction_to_its_sessions():
     expected = split.owner + 10.0 * np.arange(6)
     np.testing.assert_allclose(out["y"], np.repeat(expected[:, None], 3, axis=1))
     np.testing.assert_array_equal(out["fold"], split.owner)
+
+
+def test_predict_per_fold_keeps_sessions_that_several_folds_validate_on():
+    """Validation sessions may belong to several folds: each fold's own prediction is kept."""
+    subject = np.arange(8)
+    split = Split.by_subject(subject, 8, 2, n_validation=2, seed=1)
+    model = {"w": 100.0 * jnp.arange(split.n_folds, dtype=jnp.float32)}
+    data = jnp.arange(8, dtype=jnp.float32)
+
+    def predict(model, fold, data, i):
+        return model["w"] + data[i]
+
+    out, idx, ok = predict_per_fold(
+        predict, model, jnp.arange(split.n_folds), data, split, which="validation"
+    )
+    assert out.shape == idx.shape == ok.shape
+    for k in range(split.n_folds):
+        assert set(idx[k][ok[k]]) == set(np.flatnonzero(split.validation[k]))
+        np.testing.assert_allclose(out[k][ok[k]], 100.0 * k + idx[k][ok[k]])

@@ -40,6 +40,7 @@ __all__ = [
     "fold_model",
     "padded_table",
     "predict_held_out",
+    "predict_per_fold",
     "scatter",
 ]
 
@@ -173,10 +174,19 @@ def predict_held_out(
     `predict(model, fold, data, i)` returns a pytree of arrays for session `i` (a traced index
     into `data`, shared by all folds and passed as an argument, not a constant); the result
     has the same pytree of numpy arrays `[S, ...]`, zero for sessions no fold holds out."""
-    idx, ok = split.held_out_table(which)
-    out = _predict_tables(predict, model, folds, data, jnp.asarray(idx), batch)
+    out, idx, ok = predict_per_fold(predict, model, folds, data, split, batch=batch, which=which)
     n = split.test.shape[1]
     return jax.tree_util.tree_map(lambda a: scatter(a, idx, ok, n), out)
+
+
+def predict_per_fold(
+    predict: Callable, model, folds, data, split: Split, *, batch: int | None = 8, which="test"
+):
+    """As `predict_held_out`, without scattering back to sessions (a session may sit in the
+    `which` mask of several folds, e.g. validation): the pytree of `[K, M, ...]` outputs and
+    the table `(idx, ok)` (`Split.held_out_table`)."""
+    idx, ok = split.held_out_table(which)
+    return _predict_tables(predict, model, folds, data, jnp.asarray(idx), batch), idx, ok
 
 
 def scatter(out, idx: np.ndarray, ok: np.ndarray, n_sessions: int) -> np.ndarray:

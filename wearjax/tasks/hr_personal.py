@@ -32,10 +32,11 @@ from jaxtyping import Array, Bool, Float, Int
 
 from wearjax.cv import Split, fit_folds, padded_table, predict_held_out
 from wearjax.data.types import Cohort
-from wearjax.eval.metrics import summarize
+from wearjax.eval.metrics import predictive_scores, summarize
 from wearjax.eval.protocols import first_observed, given_mask, standard_initial
 from wearjax.models.hr_base import HRPrediction
 from wearjax.models.hr_personalized import PersonalHRODE
+from wearjax.tasks.hr_bands import calibrate_bands
 from wearjax.train.loop import Recipe, Task, TrainConfig, fit_steps
 
 GRADE_SPAN = 30  # s: grade is the altitude change over this centred span / distance covered
@@ -264,12 +265,20 @@ def run_personal(
     out = predict_held_out(
         _held_out_predict(config), fit.model, fold, data, split, batch=config.eval_batch
     )
-    eval_s = time.perf_counter() - t0
     preds = {p: out[p] for p in ("standard", "generative")}
+    preds = calibrate_bands(
+        _held_out_predict(config), fit.model, fold, data, split, window, preds,
+        batch=config.eval_batch,
+    )  # fmt: skip
+    eval_s = time.perf_counter() - t0
     entry = {}
     for protocol in ("standard", "generative"):
-        scored = m & ~np.asarray(given_mask(mask, window, protocol))
-        metrics = jax.jit(summarize)(jnp.asarray(preds[protocol]), cohort.hr, jnp.asarray(scored))
+        scored = jnp.asarray(m & ~np.asarray(given_mask(mask, window, protocol)))
+        pred = jnp.asarray(preds[protocol])
+        metrics = jax.jit(summarize)(pred, cohort.hr, scored)
+        metrics.update(
+            predictive_scores(pred, jnp.asarray(preds[f"{protocol}_var"]), cohort.hr, scored)
+        )
         entry[protocol] = {k: float(v) for k, v in metrics.items()}
     entry.update(
         train_seconds=train_s,

@@ -30,8 +30,9 @@ from wearjax.data.folders import Skipped, load_folder, read_file
 from wearjax.data.types import CHANNEL_UNITS, Cohort, Session, stack_sessions
 from wearjax.data.windows import window_index
 from wearjax.errors import WearjaxDataError
+from wearjax.eval.calibration import Calibration, fit_calibration
 from wearjax.eval.metrics import summarize
-from wearjax.eval.protocols import first_observed, given_mask, standard_initial
+from wearjax.eval.protocols import PROTOCOLS, first_observed, given_mask, standard_initial
 from wearjax.signal.features import feature_names, fit_normalizer, running_features
 from wearjax.tasks.hr import (
     HR_MODELS,
@@ -42,6 +43,7 @@ from wearjax.tasks.hr import (
     make_task,
     segment_width,
 )
+from wearjax.tasks.hr_bands import horizons
 from wearjax.train.loop import fit, split_for_fold
 
 MIN_RUNNERS_FOR_RUNNER_FOLDS = 3
@@ -163,6 +165,8 @@ def train_hr(
     header. All sessions must share one channel list (`shared_channels`). With a
     `state_file` the training state is saved every epoch and on Ctrl-C, and `resume` continues
     from it (`train.fit`)."""
+    if kind not in HR_MODELS:  # a checkpoint names a registry kind (HR_VARIANTS have none)
+        raise ValueError(f"unknown HR model {kind!r}: choose one of {sorted(HR_MODELS)}")
     if len(sessions) < 2:
         raise WearjaxDataError(
             f"{len(sessions)} session with heart rate: training needs at least 2 (one is held "
@@ -211,7 +215,35 @@ def train_hr(
             "best_validation_loss": float(np.min(result.history["val_loss"])),
         },
     }
+    header["calibration"] = _calibrate(
+        result.model, fold.normalizer, features[val], cohort.hr[val], data.mask[val]
+    )
     return FitHR(result.model, fold.normalizer, header)
+
+
+def _calibrate(model, normalizer, features, hr, mask) -> dict[str, dict[str, float]]:
+    """The predictive band of each protocol (`eval.calibration`), fitted on the held-out
+    sessions `[V, T, ...]`: the checkpoint's `calibration`, which `predict_hr` applies."""
+    h0 = jax.vmap(lambda h, m: first_observed(h, m)[0])(hr, mask)
+    out = jax.vmap(_protocols, in_axes=(None, None, 0, 0, 0, 0))(
+        model, normalizer, features, hr, mask, h0
+    )
+    cal, horizon = {}, horizons(mask.shape, model.window)
+    for protocol, pred, var in zip(PROTOCOLS, out[::2], out[1::2], strict=True):
+        given = given_mask(mask, model.window, protocol)
+        c = fit_calibration(pred, var, hr, mask & ~given, horizon[protocol])
+        cal[protocol] = {k: float(v) for k, v in c._asdict().items()}
+    return cal
+
+
+def _band(header: dict, protocol: str, var) -> np.ndarray:
+    """The calibrated variance `[T]` of a protocol's prediction (the model's own without
+    calibration in the header)."""
+    coef = header.get("calibration", {}).get(protocol)
+    if coef is None:
+        return np.asarray(var)
+    horizon = horizons(var.shape, int(header["window"]))[protocol]
+    return np.asarray(Calibration(**coef).variance(jnp.asarray(var), horizon))
 
 
 class HRRecordingPrediction(NamedTuple):
@@ -261,7 +293,9 @@ def predict_hr(
             )
         hr0 = float(first_observed(hr, mask)[0])
     out = _protocols(model, normalizer, features[0], hr, mask, jnp.asarray(hr0, jnp.float32))
-    std, std_var, gen, gen_var = (np.asarray(a)[:t] for a in out)
+    std, std_var, gen, gen_var = (np.asarray(a) for a in out)
+    std_var, gen_var = _band(header, "standard", std_var), _band(header, "generative", gen_var)
+    std, std_var, gen, gen_var = (a[:t] for a in (std, std_var, gen, gen_var))
     metrics = {}
     if has_hr:
         for protocol, pred in (("standard", std), ("generative", gen)):
