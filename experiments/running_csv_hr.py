@@ -27,6 +27,7 @@ import jax
 from wearjax.cv import Split
 from wearjax.eval import cohort_line, table_1, write_outputs
 from wearjax.tasks import HR_MODELS, HRStudyConfig, cv_cohort, read_recordings, run_hr_study
+from wearjax.tasks.hr import HR_VARIANTS
 from wearjax.tasks.hr_recordings import shared_channels
 from wearjax.train import TrainConfig
 
@@ -37,8 +38,9 @@ DATA = ROOT / ".." / "shared" / "data" / "running-csv"
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA, help="folder of running CSVs")
-    parser.add_argument("--models", nargs="+", choices=sorted(HR_MODELS), default=None,
-                        help="HR model kinds (default: every kind in HR_MODELS)")  # fmt: skip
+    parser.add_argument("--models", nargs="+", choices=sorted(HR_MODELS) + sorted(HR_VARIANTS),
+                        default=None, help="HR model kinds (default: every kind in HR_MODELS; "
+                        "HR_VARIANTS measure a choice)")  # fmt: skip
     parser.add_argument("--size", nargs=2, type=int, default=(64, 3), metavar=("HIDDEN", "LAYERS"))
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--steps", type=int, default=10, help="optimiser steps per epoch")
@@ -52,6 +54,11 @@ def main() -> int:
         help="random session-wise folds, or train on the earliest runs and test the last 20%%",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default="running_csv_hr", help="name of the outputs")
+    parser.add_argument(
+        "--crps-weight", type=float, default=HRStudyConfig().crps_weight,
+        help="weight of the CRPS term in the Kalman model's loss",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="(32, 1), 3 epochs of 5 steps")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
@@ -74,6 +81,7 @@ def main() -> int:
         batch_size=args.batch,
         train=TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps),
         seed=args.seed,
+        crps_weight=args.crps_weight,
     )
     k = -(-len(sessions) // args.folds)
     cohort, k, folds = cv_cohort(sessions, config.window, held_out=k)
@@ -81,10 +89,15 @@ def main() -> int:
     print(f"{len(sessions)} sessions ({', '.join(cohort.channels)}); {folds}")
     split = None
     if args.split == "chronological":  # file names start with the run's date and time
-        split = Split.chronological([s.source for s in sessions], test_fraction=0.2)
+        split = Split.chronological(
+            [s.source for s in sessions],
+            test_fraction=0.2,
+            n_validation=max(1, len(sessions) // 10),  # as the session folds (tasks.hr)
+        )
         folds = (
             f"chronological: trained on the {int(split.train.sum())} earliest sessions, "
-            f"{int(split.validation.sum())} next for early stopping, tested on the last "
+            f"{int(split.validation.sum())} next for early stopping and calibration, tested on "
+            f"the last "
             f"{int(split.test.sum())}"
         )
     results, predictions = run_hr_study(cohort, config, split=split)
@@ -93,11 +106,11 @@ def main() -> int:
     results["experiment"] = {**vars(args), "data": str(args.data), "out": str(args.out),
                              "size": list(args.size), "seconds": seconds}  # fmt: skip
     results["machine"] = {"platform": platform.platform(), "devices": str(jax.devices())}
-    name = "running_csv_hr" + ("" if args.split == "sessions" else f"_{args.split}")
+    name = args.name + ("" if args.split == "sessions" else f"_{args.split}")
     written = write_outputs(results, predictions, args.out / name)
     command = "python experiments/running_csv_hr.py " + shlex.join(sys.argv[1:])
     table = (
-        "# HR on real runs (running-csv, one runner)\n\n"
+        f"# HR on real runs ({args.data.name}, one runner)\n\n"
         f"Command: `{command.strip()}`; {seconds / 60:.0f} min on "
         f"{jax.devices()[0].platform} ({len(jax.devices())} device).\n\n"
         f"{cohort_line(results)}. {folds}; training segments of {args.segment_windows} "

@@ -1,0 +1,132 @@
+"""The shared running CSVs written as FIT and TCX files, so the HR study runs on the formats
+watches export.
+
+    python experiments/running_csv_as_fit_tcx.py [--data ../shared/data/running-csv] --out DIR
+    python experiments/running_csv_hr.py --data DIR/fit --out ...
+    python experiments/running_csv_hr.py --data DIR/tcx --out ...
+
+Each CSV row (a FIT export, one per second) becomes a FIT `record` message, written with the
+independent encoder `fit-tool` (the `test` extra) and read back by the vendor's SDK
+(`wearjax.data.garmin_fit`), and a TCX `Trackpoint` (Garmin's TrainingCenterDatabase v2 with
+the ActivityExtension `Speed` and `RunCadence`). Fields: time, heart rate, cadence (strides/min)
++ fractional cadence, distance, enhanced altitude and speed. Rows with a missing value keep the
+others (the field is left out of that record, as a watch does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from datetime import datetime
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / ".." / "shared" / "data" / "running-csv"
+FIELDS = ("heart_rate", "cadence", "fractional_cadence", "distance", "enhanced_altitude",
+          "enhanced_speed")  # fmt: skip
+
+
+def _rows(path: Path) -> list[dict]:
+    """`(epoch ms, {field: value})` per CSV row with a timestamp; missing values dropped."""
+    out = []
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            t = datetime.fromisoformat(row["timestamp"])
+            values = {}
+            for name in FIELDS:
+                text = row.get(name, "")
+                if text not in ("", "nan") and math.isfinite(float(text)):
+                    values[name] = float(text)
+            out.append((round(t.timestamp() * 1000), values))
+    return out
+
+
+def write_fit(rows: list, path: Path) -> None:
+    from fit_tool.fit_file_builder import FitFileBuilder
+    from fit_tool.profile.messages.file_id_message import FileIdMessage
+    from fit_tool.profile.messages.record_message import RecordMessage
+    from fit_tool.profile.messages.session_message import SessionMessage
+    from fit_tool.profile.profile_type import FileType, Manufacturer, Sport
+
+    builder = FitFileBuilder(auto_define=True)
+    file_id = FileIdMessage()
+    ids = dict(type=FileType.ACTIVITY, manufacturer=Manufacturer.GARMIN.value, product=0,
+               serial_number=1, time_created=rows[0][0])  # fmt: skip
+    for name, value in ids.items():
+        setattr(file_id, name, value)
+    builder.add(file_id)
+    for ms, values in rows:
+        record = RecordMessage()
+        record.timestamp = ms
+        for name, value in values.items():
+            setattr(record, name, round(value) if name == "heart_rate" else value)
+        builder.add(record)
+    session = SessionMessage()
+    session.timestamp = rows[-1][0]
+    session.start_time = rows[0][0]
+    session.total_elapsed_time = (rows[-1][0] - rows[0][0]) / 1000
+    session.sport = Sport.RUNNING
+    builder.add(session)
+    path.write_bytes(builder.build().to_bytes())
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000).astimezone().isoformat()
+
+
+def write_tcx(rows: list, path: Path) -> None:
+    points = []
+    for ms, v in rows:
+        parts = [f"<Time>{_iso(ms)}</Time>"]
+        if "enhanced_altitude" in v:
+            parts.append(f"<AltitudeMeters>{v['enhanced_altitude']:.3f}</AltitudeMeters>")
+        if "distance" in v:
+            parts.append(f"<DistanceMeters>{v['distance']:.2f}</DistanceMeters>")
+        if "heart_rate" in v:
+            parts.append(f"<HeartRateBpm><Value>{round(v['heart_rate'])}</Value></HeartRateBpm>")
+        ext = []
+        if "enhanced_speed" in v:
+            ext.append(f"<ns3:Speed>{v['enhanced_speed']:.3f}</ns3:Speed>")
+        if "cadence" in v:
+            cadence = v["cadence"] + v.get("fractional_cadence", 0.0)
+            ext.append(f"<ns3:RunCadence>{round(cadence)}</ns3:RunCadence>")
+        if ext:
+            parts.append(f"<Extensions><ns3:TPX>{''.join(ext)}</ns3:TPX></Extensions>")
+        points.append(f"<Trackpoint>{''.join(parts)}</Trackpoint>")
+    start = escape(_iso(rows[0][0]))
+    path.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<TrainingCenterDatabase xmlns="http://www.garmin.com/xmlschemas/'
+        'TrainingCenterDatabase/v2" xmlns:ns3="http://www.garmin.com/xmlschemas/'
+        'ActivityExtension/v2"><Activities><Activity Sport="Running">'
+        f'<Id>{start}</Id><Lap StartTime="{start}"><Track>'
+        + "".join(points)
+        + "</Track></Lap></Activity></Activities></TrainingCenterDatabase>\n"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    files = sorted(args.data.glob("*.csv"))
+    if not files:
+        print(f"skipped: no running CSVs at {args.data}")
+        return 0
+    for kind in ("fit", "tcx"):
+        (args.out / kind).mkdir(parents=True, exist_ok=True)
+    for path in files:
+        rows = _rows(path)
+        stem = path.name.removesuffix(".csv").removesuffix(".fit")
+        write_fit(rows, args.out / "fit" / f"{stem}.fit")
+        write_tcx(rows, args.out / "tcx" / f"{stem}.tcx")
+    print(f"wrote {len(files)} FIT and {len(files)} TCX files under {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
