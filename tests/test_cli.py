@@ -20,12 +20,13 @@ def test_quick_demo_writes_metrics_and_beats_the_baselines(tmp_path, capsys):
             assert math.isfinite(models[name][protocol]["mae"])
     for name in trained:
         assert models[name]["n_traces"] == 1
-        # every model beats the linear baseline in the standard protocol and holding the
-        # first HR in the generative one
-        assert models[name]["standard"]["mae"] < models["baseline_linear"]["standard"]["mae"]
-        assert models[name]["generative"]["mae"] < models["baseline_hold"]["generative"]["mae"]
-    for name in ("kalman_128x2", "kalman_64x3", "personal_ode"):
-        assert models[name]["standard"]["mae"] < models["baseline_hold"]["standard"]["mae"]
+        # every model beats both baselines in both protocols
+        for protocol in ("standard", "generative"):
+            for baseline in ("baseline_hold", "baseline_linear"):
+                assert models[name][protocol]["mae"] < models[baseline][protocol]["mae"]
+        # the band, calibrated on one validation runner per fold, covers 90% or more of true
+        # HR in the standard protocol (measured 96.6-98.4%; the generative one: 81-100%)
+        assert models[name]["standard"]["coverage_2sd"] > 0.9
     assert (tmp_path / "report.md").exists()
     assert len(list((tmp_path / "plots").glob("*.png"))) == 3
     assert "Standard protocol" in capsys.readouterr().out
