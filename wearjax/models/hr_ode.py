@@ -28,7 +28,7 @@ generative protocol it is the session's first second: the offset fades and the t
 to the level. An earlier form, `mu_hat` an offset from the window's (carried) start and `d`
 alone setting the target, made every window's target relative to the last one's prediction:
 errors added up window after window like a random walk and the generative rollout drifted
-(14.8 bpm MAE on the shared real runs, twice the Kalman model's); and `d`, which does not see
+(14.8 bpm MAE on the shared real runs, 2.4 times the Kalman model's); and `d`, which does not see
 the known HR, could not say "stay where you are" in steady running.
 
 `d` is known at whole seconds (it depends only on `s_t`, so it is computed for all seconds before

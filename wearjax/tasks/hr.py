@@ -8,8 +8,9 @@ Used by `wearjax demo`, `wearjax cv hr` and `experiments/hr_table1.py`. The step
    fold's training runners only (vmapped);
 2. training batches are segments of `segment_windows` consecutive 60 s windows drawn from the
    training runners (the GRU state carries across the segment's windows; the standard protocol
-   gives each window its first HR); one runner per fold is held out of training for early
-   stopping (`train.loop` through `cv.fit_folds`);
+   gives each window its first HR); a tenth of the runners per fold (at least one) is held out
+   of training for early stopping (`train.loop` through `cv.fit_folds`) and for calibrating
+   the predictive band (`tasks.hr_bands`);
 3. every session is then predicted whole by the model of the fold that held its runner out,
    under both protocols (`cv.predict_held_out`);
 4. pooled metrics (`eval.metrics.summarize`) over the seconds each protocol did not give.
@@ -69,7 +70,7 @@ class HRStudyConfig(NamedTuple):
     generative_weight: float = 1.0  # weight of the generative rollout of each training segment
     # weight of the CRPS of the model's predictive distribution N(hr, var), added to each
     # protocol's loss for a model with a variance (the Kalman filter; `eval.metrics.gaussian_crps`).
-    # On the shared runs it moved MAE by under 0.1 bpm and trains the filter's variance, which
+    # On the shared runs it moved MAE by 0.1 bpm at most and trains the filter's variance, which
     # sets how much `HRKalman.assimilate` trusts a measurement (experiments/results).
     crps_weight: float = 1.0
     ridge: float = 1e-3
