@@ -2,8 +2,9 @@
 
 A filter's own variance describes the noise its equations assume, not the errors it makes on a
 new runner (trained by MAE alone, the HR Kalman model's +-2 SD band covered 13-16% of true HR
-on the shared runs), and a deterministic model (the HR ODE) has none. Each fold therefore fits, on its own validation
-sessions (never its test sessions), a predictive variance of the form
+on the shared runs), and a deterministic model (the HR ODE) has none. Each fold therefore
+fits, on its own validation sessions (never its test sessions), a predictive variance of the
+form
 
     s^2(t) = kappa^2 (a v(t) + b + c h(t) H / (h(t) + H)),        H = GROWTH_TIME
 
