@@ -36,6 +36,7 @@ from wearjax.cv import predict_held_out, predict_per_fold
 from wearjax.data import simulate_cohort
 from wearjax.eval import first_observed, mae
 from wearjax.eval.calibration import fit_calibration, seconds_since
+from wearjax.models.hr_base import last_known
 from wearjax.models.hr_kalman import MEASUREMENT_SD
 from wearjax.tasks import cv_cohort, read_recordings
 from wearjax.tasks.hr import HRStudyConfig, cross_validate_kind, prepare
@@ -68,9 +69,7 @@ def inject_gaps(lengths: np.ndarray, n_time: int, seed: int, *, margin: int = 12
 
 def hold_last(hr: jax.Array, measured: jax.Array) -> jax.Array:
     """The last measured HR at or before every second (the first measured one before it)."""
-    t = jnp.arange(hr.shape[0])
-    last = jax.lax.cummax(jnp.where(measured, t, -1))
-    return jnp.where(last >= 0, hr[jnp.maximum(last, 0)], first_observed(hr, measured)[0])
+    return hr[last_known(measured)]
 
 
 def predict_session(model, fold, data, i):

@@ -222,7 +222,7 @@ def test_float64(x64):
 def test_predictive_scores_match_scipy_and_a_numerical_crps():
     from scipy import integrate, stats
 
-    from wearjax.eval.metrics import predictive_scores
+    from wearjax.eval.metrics import gaussian_crps, predictive_scores
 
     rng = np.random.default_rng(0)
     pred = rng.normal(140, 10, 50)
@@ -243,3 +243,6 @@ def test_predictive_scores_match_scipy_and_a_numerical_crps():
 
     ref = np.mean([crps(pred[i], sd[i], true[i]) for i in np.flatnonzero(m)])
     np.testing.assert_allclose(got["crps"], ref, rtol=1e-4)
+    # as the variance vanishes the CRPS is the absolute error: a loss that extends the MAE
+    tiny = gaussian_crps(jnp.asarray(pred), jnp.full(pred.shape, 1e-8), jnp.asarray(true))
+    np.testing.assert_allclose(tiny, np.abs(pred - true), atol=2e-3)

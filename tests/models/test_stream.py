@@ -172,3 +172,13 @@ def test_gradients_stay_finite_with_nan_where_nothing_was_measured():
     grads = eqx.filter_grad(loss)(model)
     leaves = jax.tree_util.tree_leaves(eqx.filter(grads, eqx.is_inexact_array))
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
+
+
+def test_loading_something_else_is_refused_naming_the_file(tmp_path):
+    from wearjax.errors import WearjaxFileError
+    from wearjax.models.stream import load_stream
+
+    np.savez(tmp_path / "weights.npz", w=np.zeros(3))
+    for path in (tmp_path / "none.npz", tmp_path / "weights.npz"):
+        with pytest.raises(WearjaxFileError, match=f"{path.name}.*write_stream"):
+            load_stream(path)

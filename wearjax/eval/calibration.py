@@ -28,6 +28,8 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Bool, Float
 
+from wearjax.models.hr_base import last_known
+
 GROWTH_TIME = 600.0  # seconds over which the horizon term levels off
 COVERAGE = 0.95
 Z = 1.959964  # the Gaussian's two-sided 95% quantile
@@ -55,9 +57,7 @@ def _variance(coef, var, horizon):
 
 def seconds_since(known: Bool[Array, " time"]) -> Float[Array, " time"]:
     """Seconds since the last `known` second (counted from the first known one before it)."""
-    t = jnp.arange(known.shape[0])
-    last = jax.lax.cummax(jnp.where(known, t, -1))
-    return jnp.abs(t - jnp.where(last >= 0, last, jnp.argmax(known))).astype(jnp.float32)
+    return jnp.abs(jnp.arange(known.shape[0]) - last_known(known)).astype(jnp.float32)
 
 
 def fit_calibration(

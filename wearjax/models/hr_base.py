@@ -133,10 +133,17 @@ def known_offset(
     (learned). With `level` constant and `timescale` long against the time since the known
     second it is the known HR held; far from any known second it is the level alone: the two
     baselines are its limits."""
-    t = jnp.arange(level.shape[0])
+    k = last_known(known)
+    since = jnp.abs(jnp.arange(level.shape[0]) - k).astype(level.dtype)
+    return faded_offset(hr[k] - level[k], since, timescale)
+
+
+def last_known(known: Bool[Array, " time"]) -> Array:
+    """For every second, the index of the last `known` second at or before it; before the
+    first known second, that second's index (one cumulative max, no loop)."""
+    t = jnp.arange(known.shape[0])
     last = jax.lax.cummax(jnp.where(known, t, -1))
-    k = jnp.where(last >= 0, last, jnp.argmax(known))
-    return jnp.exp(-jnp.abs(t - k).astype(level.dtype) / timescale) * (hr[k] - level[k])
+    return jnp.where(last >= 0, last, jnp.argmax(known))
 
 
 def measured_hr(hr_t: Float[Array, ""] | None, dtype) -> tuple[Array, Array]:

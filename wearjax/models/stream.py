@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wearjax.errors import WearjaxFileError
+
 
 def export_stream(
     model, n_features: int, dtype=jnp.float32, platforms: tuple[str, ...] | None = None
@@ -58,9 +60,17 @@ def write_stream(
 
 
 def load_stream(path: str | Path) -> tuple[Callable, Callable]:
-    """The `(init, step)` programs of a file `write_stream` wrote."""
-    with np.load(Path(path)) as blobs:
-        init, step = (
-            jax.export.deserialize(bytearray(blobs[k].tobytes())) for k in ("init", "step")
-        )
+    """The `(init, step)` programs of a file `write_stream` wrote; anything else is refused
+    naming the file."""
+    path = Path(path)
+    fix = "pass a file `wearjax.models.stream.write_stream` wrote"
+    try:
+        with np.load(path) as blobs:
+            init, step = (
+                jax.export.deserialize(bytearray(blobs[k].tobytes())) for k in ("init", "step")
+            )
+    except FileNotFoundError as err:
+        raise WearjaxFileError(path, "no such file", fix) from err
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise WearjaxFileError(path, f"not an exported HR stream ({err})", fix) from err
     return init.call, step.call
