@@ -1,0 +1,115 @@
+"""Labelled windows of inertial (and other) channels for activity recognition.
+
+`IMUSet` holds equal-length windows `x [N, T, C]` with a class per window, the subject and
+source recording of each, the channel names and the channels of each modality. Readers:
+
+- `basic_motions()`: aeon's BasicMotions (a smartwatch's accelerometer and gyroscope at
+  10 Hz, 10 s per recording, 4 classes: standing, walking, running, badminton; four
+  participants, the official 40/40 train/test split, kept in `official_train`);
+- `watch()`: seglearn's `watch` set (a smartwatch's accelerometer and gyroscope at 50 Hz, 140
+  recordings of 7 shoulder exercises by 10 subjects), each recording cut into windows of
+  `window_s` seconds every `hop_s` seconds; a recording shorter than one window is skipped
+  with a warning.
+
+Both read the files the packages ship (`pip install wearjax[data]`); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+import numpy as np
+
+from wearjax.errors import WearjaxDataError
+
+logger = logging.getLogger(__name__)
+
+IMU_MODALITIES = {"acc": (0, 1, 2), "gyro": (3, 4, 5)}
+
+
+class IMUSet(NamedTuple):
+    x: np.ndarray  # [N, T, C] float32
+    y: np.ndarray  # [N] int32 class index
+    subject: np.ndarray  # [N] int32, 0..n_subjects-1 (-1: unknown)
+    recording: np.ndarray  # [N] int32 source recording of each window
+    classes: tuple[str, ...]
+    channels: tuple[str, ...]
+    modalities: dict[str, tuple[int, ...]]  # modality -> channel indices
+    rate: float  # Hz
+    official_train: np.ndarray | None = None  # [N] bool, where the set has an official split
+
+    @property
+    def n_subjects(self) -> int:
+        return int(self.subject.max()) + 1
+
+
+def check_windows(x: np.ndarray, name: str) -> np.ndarray:
+    """`x` as float32, or a clear error if any value is not finite."""
+    x = np.asarray(x, np.float32)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        n = int(bad.any(axis=(1, 2)).sum())
+        raise WearjaxDataError(
+            f"{name}: {n} windows hold NaN or inf values; drop or interpolate them first"
+        )
+    return x
+
+
+def windows(series: np.ndarray, length: int, hop: int) -> np.ndarray:
+    """Windows `[W, length, C]` of `series [T, C]` every `hop` samples (W may be 0)."""
+    n = 0 if len(series) < length else 1 + (len(series) - length) // hop
+    idx = np.arange(n)[:, None] * hop + np.arange(length)[None]
+    return series[idx]
+
+
+def _require(module: str):
+    try:
+        return __import__(module, fromlist=["datasets"])
+    except ImportError as err:
+        raise WearjaxDataError(
+            f"this dataset ships with the {module} package: pip install 'wearjax[data]'"
+        ) from err
+
+
+def basic_motions() -> IMUSet:
+    """aeon's BasicMotions, train then test (`official_train` marks the official 40)."""
+    datasets = _require("aeon.datasets")
+    parts = [datasets.load_basic_motions(split=s) for s in ("train", "test")]
+    x = np.concatenate([p[0] for p in parts]).transpose(0, 2, 1)  # [N, 100, 6]
+    labels = np.concatenate([p[1] for p in parts])
+    classes = ("standing", "walking", "running", "badminton")
+    y = np.asarray([classes.index(str(v).lower()) for v in labels], np.int32)
+    n = len(y)
+    return IMUSet(
+        check_windows(x, "BasicMotions"), y, np.full(n, -1, np.int32), np.arange(n, dtype=np.int32),
+        classes, ("acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"), dict(IMU_MODALITIES),
+        10.0, np.arange(n) < len(parts[0][1]),
+    )  # fmt: skip
+
+
+def watch(window_s: float = 4.0, hop_s: float = 2.0) -> IMUSet:
+    """seglearn's `watch` set cut into windows (module docstring); subjects renumbered 0..9."""
+    datasets = _require("seglearn.datasets")
+    d = datasets.load_watch()
+    rate = 50.0
+    length, hop = round(window_s * rate), round(hop_s * rate)
+    _, subject_index = np.unique(np.asarray(d["subject"]), return_inverse=True)
+    xs, ys, subjects, recordings = [], [], [], []
+    for i, (series, label) in enumerate(zip(d["X"], d["y"], strict=True)):
+        w = windows(np.asarray(series, np.float32), length, hop)
+        if len(w) == 0:
+            logger.warning(
+                "watch recording %d: %d samples, shorter than one window; skipped", i, len(series)
+            )
+            continue
+        xs.append(w)
+        ys += [int(label)] * len(w)
+        subjects += [int(subject_index[i])] * len(w)
+        recordings += [i] * len(w)
+    return IMUSet(
+        check_windows(np.concatenate(xs), "watch"), np.asarray(ys, np.int32),
+        np.asarray(subjects, np.int32), np.asarray(recordings, np.int32),
+        tuple(str(c).lower() for c in d["y_labels"]),
+        ("acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"), dict(IMU_MODALITIES), rate,
+    )  # fmt: skip
