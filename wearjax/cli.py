@@ -1,5 +1,5 @@
-"""The `wearjax` command: `demo`, `predict`, and `cv TASK` / `fit TASK` for every task in
-`wearjax.tasks.commands.TASKS`."""
+"""The `wearjax` command: `demo`, `predict`, and `cv TASK` / `fit TASK` / `report TASK` for
+every task in `wearjax.tasks.commands.TASKS`."""
 
 from __future__ import annotations
 
@@ -20,9 +20,13 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(run=demo)
 
-    helps = {"cv": "cross-validate a task's models", "fit": "train a model on all your data"}
-    outs = {"cv": "output folder", "fit": "checkpoint file to write"}
-    for command in ("cv", "fit"):
+    helps = {
+        "cv": "cross-validate a task's models",
+        "fit": "train a model on all your data",
+        "report": "run a task's study on its built-in datasets and write the report",
+    }
+    outs = {"cv": "output folder", "fit": "checkpoint file to write", "report": "output folder"}
+    for command in ("cv", "fit", "report"):
         tasks = sub.add_parser(command, help=helps[command]).add_subparsers(
             dest="task", required=True
         )

@@ -296,6 +296,28 @@ def cv_vo2(args) -> int:
     return 0
 
 
+# -- activity recognition ---------------------------------------------------------------------
+
+
+def _har_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--epochs", type=int, help="training epochs (default: 25 quick, 60 full)")
+
+
+def report_har(args) -> int:
+    """`wearjax report har`: the activity-recognition study and the edge report."""
+    from wearjax.tasks.har_study import har_study, markdown_table
+
+    metrics = har_study(args.out, quick=args.quick, epochs=args.epochs, progress=True)
+    print(markdown_table(metrics))
+    e = metrics["edge"]
+    print(
+        f"edge (cmd, BasicMotions): {e['parameters']} parameters, {e['flops_per_window']:.3g} "
+        f"FLOPs/window, {e['latency_ms_batch1_median']:.2f} ms/window at batch 1, int8 accuracy "
+        f"change {e['accuracy_change_int8']:+.3f}; written to {args.out}"
+    )
+    return 0
+
+
 TASKS: dict[str, dict[str, Command]] = {
     "hr": {
         "cv": Command("HR models on your recordings, both protocols", _hr_arguments, cv_hr),
@@ -305,5 +327,9 @@ TASKS: dict[str, dict[str, Command]] = {
     "vo2": {
         "cv": Command("the VO2 model: synthetic, pyoxynet or your CPET files", _vo2_arguments,
                       cv_vo2),
+    },
+    "har": {
+        "report": Command("activity recognition on BasicMotions and seglearn's watch set, "
+                          "baselines, ablations and the edge report", _har_arguments, report_har),
     },
 }  # fmt: skip

@@ -1,0 +1,85 @@
+"""The activity task end to end on windows whose class sets the frequency of motion: trained
+folds and seeds in one program, per-fold normalisers, the edge report's export round trip in a
+fresh process and its int8 weights."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wearjax.cv import Split
+from wearjax.data.imu import IMU_MODALITIES, IMUSet
+from wearjax.tasks.har import HARConfig, make_folds, normalise, official_split, run, subject_split
+from wearjax.tasks.har_edge import edge_report, quantize_int8
+
+
+def _windows(n=120, t=40, seed=0) -> IMUSet:
+    """Class c moves at (c + 1) x 0.06 cycles per sample on every axis, with a random phase,
+    gain per axis and noise; six subjects; every third triplet in the 'official' training set."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    time = np.arange(t)[None, :, None]
+    phase = rng.uniform(0, 2 * np.pi, (n, 1, 6))
+    gain = rng.uniform(1.0, 2.0, (n, 1, 6))
+    x = gain * np.sin(2 * np.pi * 0.06 * (y[:, None, None] + 1) * time + phase)
+    x = x + 0.1 * rng.normal(size=x.shape) + np.asarray([0, 0, 9.8, 0, 0, 0])
+    return IMUSet(
+        x.astype(np.float32), y.astype(np.int32), (np.arange(n) // 3 % 6).astype(np.int32),
+        np.arange(n, dtype=np.int32), ("a", "b", "c"), tuple(f"ch{i}" for i in range(6)),
+        dict(IMU_MODALITIES), 20.0, np.arange(n) // 3 % 3 == 0,
+    )  # fmt: skip
+
+
+def _config(variant="cmd", seeds=1, epochs=15):
+    c = HARConfig(width=16, latent=8, heads=2, batch_size=16, seeds=seeds).variant(variant)
+    return c._replace(train=c.train._replace(epochs=epochs, steps_per_epoch=10, learning_rate=3e-3))
+
+
+def test_normalisers_are_each_folds_training_statistics():
+    w = _windows()
+    split = subject_split(w, subjects_out=2)
+    folds = make_folds(w, split)
+    for k in range(split.n_folds):
+        x = w.x[split.train[k]].reshape(-1, 6).astype(np.float64)
+        np.testing.assert_allclose(folds.mean[k], x.mean(0), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(folds.sd[k], x.std(0), rtol=1e-4)
+    off = official_split(w)
+    assert off.n_folds == 1 and not np.any(off.test & off.train)
+    np.testing.assert_array_equal(off.validation, off.train)
+
+
+@pytest.mark.parametrize("variant,seeds", [("cmd", 2), ("cnn", 1), ("acc_only", 1)])
+def test_every_variant_learns_the_motion_frequencies(variant, seeds):
+    w = _windows()
+    result = run(w, subject_split(w, subjects_out=3), _config(variant, seeds=seeds))
+    assert result.accuracy.shape == (2 * seeds,)  # seeds x 2 folds in one program
+    assert np.all(result.accuracy > 0.85), result.accuracy  # chance: 0.33
+    assert np.all(result.macro_f1 > 0.85)
+    if variant == "cmd":  # gradient modulation acted on some step
+        assert np.min(result.history["aux_k_min"]) < 1
+
+
+def test_the_edge_report_round_trips_and_int8_keeps_the_accuracy(tmp_path):
+    w = _windows()
+    split = Split(*(m for m in official_split(w)))
+    result = run(w, split, _config())
+    model, fold = result.one(0)
+    test = split.test[0]
+    x = np.asarray(normalise(jnp.asarray(w.x[test]), fold))
+    report = edge_report(model, x, w.y[test], tmp_path, repeats=5)
+    assert report["export"]["reload_max_abs_diff"] == 0.0  # the same program, another process
+    assert (tmp_path / "har_model.jaxexport").exists()
+    assert report["parameters"] > 0 and report["flops_per_window"] > 0
+    assert report["int8_bytes"] < report["float32_bytes"] / 2
+    assert abs(report["accuracy_change_int8"]) <= 0.05  # the stated tolerance
+    assert report["accuracy_float32"] > 0.9
+
+
+def test_int8_weights_are_within_half_a_step_of_the_float_ones():
+    w = jax.random.normal(jax.random.key(0), (6, 9))
+    model = {"w": w, "b": jnp.ones(6)}
+    q, nbytes = quantize_int8(model)
+    step = jnp.max(jnp.abs(w), axis=1, keepdims=True) / 127
+    assert bool(jnp.all(jnp.abs(q["w"] - w) <= step / 2 + 1e-7))
+    np.testing.assert_array_equal(q["b"], model["b"])  # vectors stay float32
+    assert nbytes == 6 * 9 + 6 * 4 + 6 * 4

@@ -1,0 +1,119 @@
+"""The activity-recognition study behind `wearjax har report` and `experiments/har.py`: every
+variant and baseline on each dataset's folds, accuracy and macro-F1 as mean +- SD over seeds
+(official split) or over folds x seeds (leave-subjects-out), and the edge report of the full
+model.
+
+- BasicMotions (`data.imu.basic_motions`): the official 40/40 split, `seeds` seeds.
+- seglearn `watch` (`data.imu.watch`, 4 s windows every 2 s): leave-2-subjects-out, 5 folds.
+- the synthetic wrist-IMU set (`data.imu_synthetic`: 10 subjects x 5 activities x 24 windows of
+  8 s at 25 Hz): leave-2-subjects-out, 5 folds.
+
+`quick` runs BasicMotions alone with the full model, the CNN and both baselines, fewer epochs,
+one seed: a smoke run of a few minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+from wearjax.data.imu import IMUSet, basic_motions, watch
+from wearjax.data.imu_synthetic import simulate_activities
+from wearjax.eval.classification import accuracy, macro_f1
+from wearjax.tasks.har import VARIANTS, HARConfig, normalise, official_split, run, subject_split
+from wearjax.tasks.har_baselines import BASELINES, baseline_predictions
+from wearjax.tasks.har_edge import edge_report
+
+logger = logging.getLogger(__name__)
+
+QUICK_VARIANTS = ("cmd", "cnn")
+
+
+def _summary(acc: np.ndarray, f1: np.ndarray, seconds: float) -> dict:
+    acc, f1 = np.asarray(acc, float), np.asarray(f1, float)
+    sd = lambda a: float(a.std(ddof=1)) if a.size > 1 else 0.0  # noqa: E731
+    return {
+        "accuracy_mean": float(acc.mean()), "accuracy_sd": sd(acc),
+        "macro_f1_mean": float(f1.mean()), "macro_f1_sd": sd(f1),
+        "n": int(acc.size), "seconds": round(seconds, 1),
+    }  # fmt: skip
+
+
+def _baseline_scores(name, windows: IMUSet, split) -> tuple[np.ndarray, np.ndarray]:
+    pred = jnp.asarray(baseline_predictions(name, windows, split))
+    y = jnp.broadcast_to(jnp.asarray(windows.y), pred.shape)
+    test = jnp.asarray(split.test)
+    n = len(windows.classes)
+    acc = [float(accuracy(p, t, m)) for p, t, m in zip(pred, y, test, strict=True)]
+    f1 = [float(macro_f1(p, t, m, n)) for p, t, m in zip(pred, y, test, strict=True)]
+    return np.asarray(acc), np.asarray(f1)
+
+
+def datasets(quick: bool) -> dict:
+    """Name -> (windows, split, seeds) of the study."""
+    bm = basic_motions()
+    out = {"basic_motions": (bm, official_split(bm), 1 if quick else 3)}
+    if not quick:
+        w = watch()
+        out["watch"] = (w, subject_split(w), 1)
+        s = simulate_activities()
+        out["synthetic"] = (s, subject_split(s), 1)
+    return out
+
+
+def har_study(
+    out: str | Path, *, quick: bool = False, variants=None, epochs: int | None = None,
+    progress=False,
+) -> dict:  # fmt: skip
+    """Run the study (module docstring), write `out/metrics.json` and `out/edge/`; return the
+    metrics."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    variants = tuple(variants or (QUICK_VARIANTS if quick else VARIANTS))
+    base = HARConfig()
+    epochs = epochs or (25 if quick else base.train.epochs)
+    metrics: dict = {"config": {"quick": quick, "epochs": epochs, "variants": list(variants)}}
+    edge_source = None
+    for name, (windows, split, seeds) in datasets(quick).items():
+        table = {}
+        for variant in variants:
+            config = base.variant(variant)._replace(seeds=seeds)
+            config = config._replace(train=config.train._replace(epochs=epochs))
+            logger.info("%s: %s, %d folds x %d seeds", name, variant, split.n_folds, seeds)
+            t0 = time.perf_counter()
+            result = run(windows, split, config, progress=progress and f"{name} {variant}")
+            table[variant] = _summary(result.accuracy, result.macro_f1, time.perf_counter() - t0)
+            if variant == "cmd" and edge_source is None:
+                edge_source = (result, windows, split)
+        for baseline in BASELINES:
+            t0 = time.perf_counter()
+            acc, f1 = _baseline_scores(baseline, windows, split)
+            table[baseline] = _summary(acc, f1, time.perf_counter() - t0)
+        metrics[name] = table
+    if edge_source is not None:
+        result, windows, split = edge_source
+        model, fold = result.one(0)
+        test = split.test[0]
+        x = np.asarray(normalise(jnp.asarray(windows.x[test]), fold))
+        metrics["edge"] = edge_report(model, x, windows.y[test], out / "edge")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def markdown_table(metrics: dict) -> str:
+    """Accuracy and macro-F1 (mean +- SD) per dataset and model."""
+    rows = ["| dataset | model | accuracy | macro-F1 | n |", "|---|---|---:|---:|---:|"]
+    for name, table in metrics.items():
+        if name in ("config", "edge"):
+            continue
+        for model, m in table.items():
+            rows.append(
+                f"| {name} | {model} | {m['accuracy_mean']:.3f} +- {m['accuracy_sd']:.3f} "
+                f"| {m['macro_f1_mean']:.3f} +- {m['macro_f1_sd']:.3f} | {m['n']} |"
+            )
+    return "\n".join(rows)
