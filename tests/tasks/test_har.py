@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from wearjax.cv import Split
-from wearjax.data.imu import IMU_MODALITIES, IMUSet
+from wearjax.data.imu import IMU_MODALITIES, LabelledWindows
 from wearjax.tasks.har import HARConfig, make_folds, normalise, official_split, run, subject_split
 from wearjax.tasks.har_edge import edge_report, quantize_int8
 
 
-def _windows(n=120, t=40, seed=0) -> IMUSet:
+def _windows(n=120, t=40, seed=0) -> LabelledWindows:
     """Class c moves at (c + 1) x 0.06 cycles per sample on every axis, with a random phase,
     gain per axis and noise; six subjects; every third triplet in the 'official' training set."""
     rng = np.random.default_rng(seed)
@@ -23,7 +23,7 @@ def _windows(n=120, t=40, seed=0) -> IMUSet:
     gain = rng.uniform(1.0, 2.0, (n, 1, 6))
     x = gain * np.sin(2 * np.pi * 0.06 * (y[:, None, None] + 1) * time + phase)
     x = x + 0.1 * rng.normal(size=x.shape) + np.asarray([0, 0, 9.8, 0, 0, 0])
-    return IMUSet(
+    return LabelledWindows(
         x.astype(np.float32), y.astype(np.int32), (np.arange(n) // 3 % 6).astype(np.int32),
         np.arange(n, dtype=np.int32), ("a", "b", "c"), tuple(f"ch{i}" for i in range(6)),
         dict(IMU_MODALITIES), 20.0, np.arange(n) // 3 % 3 == 0,

@@ -1,6 +1,6 @@
 """Labelled windows of inertial (and other) channels for activity recognition.
 
-`IMUSet` holds equal-length windows `x [N, T, C]` with a class per window, the subject and
+`LabelledWindows` holds equal-length windows `x [N, T, C]` with a class per window, the subject and
 source recording of each, the channel names and the channels of each modality. Readers:
 
 - `basic_motions()`: aeon's BasicMotions (a smartwatch's accelerometer and gyroscope at
@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 IMU_MODALITIES = {"acc": (0, 1, 2), "gyro": (3, 4, 5)}
 
 
-class IMUSet(NamedTuple):
+class LabelledWindows(NamedTuple):
     x: np.ndarray  # [N, T, C] float32
     y: np.ndarray  # [N] int32 class index
     subject: np.ndarray  # [N] int32, 0..n_subjects-1 (-1: unknown)
@@ -72,7 +72,7 @@ def _require(module: str):
         ) from err
 
 
-def basic_motions() -> IMUSet:
+def basic_motions() -> LabelledWindows:
     """aeon's BasicMotions, train then test (`official_train` marks the official 40)."""
     datasets = _require("aeon.datasets")
     parts = [datasets.load_basic_motions(split=s) for s in ("train", "test")]
@@ -81,14 +81,14 @@ def basic_motions() -> IMUSet:
     classes = ("standing", "walking", "running", "badminton")
     y = np.asarray([classes.index(str(v).lower()) for v in labels], np.int32)
     n = len(y)
-    return IMUSet(
+    return LabelledWindows(
         check_windows(x, "BasicMotions"), y, np.full(n, -1, np.int32), np.arange(n, dtype=np.int32),
         classes, ("acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"), dict(IMU_MODALITIES),
         10.0, np.arange(n) < len(parts[0][1]),
     )  # fmt: skip
 
 
-def watch(window_s: float = 4.0, hop_s: float = 2.0) -> IMUSet:
+def watch(window_s: float = 4.0, hop_s: float = 2.0) -> LabelledWindows:
     """seglearn's `watch` set cut into windows (module docstring); subjects renumbered 0..9."""
     datasets = _require("seglearn.datasets")
     d = datasets.load_watch()
@@ -107,7 +107,7 @@ def watch(window_s: float = 4.0, hop_s: float = 2.0) -> IMUSet:
         ys += [int(label)] * len(w)
         subjects += [int(subject_index[i])] * len(w)
         recordings += [i] * len(w)
-    return IMUSet(
+    return LabelledWindows(
         check_windows(np.concatenate(xs), "watch"), np.asarray(ys, np.int32),
         np.asarray(subjects, np.int32), np.asarray(recordings, np.int32),
         tuple(str(c).lower() for c in d["y_labels"]),

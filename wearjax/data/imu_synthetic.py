@@ -26,14 +26,14 @@ forward and a step-up surge every other step.
 
 The values are chosen to be plausible for a wrist sensor, not fitted to a dataset; walking and
 stairs, easy run and intervals overlap on purpose. Vectorised over
-windows (NumPy); `simulate_activities` returns an `IMUSet` to split by subject.
+windows (NumPy); `simulate_activities` returns an `LabelledWindows` to split by subject.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from wearjax.data.imu import IMU_MODALITIES, IMUSet
+from wearjax.data.imu import IMU_MODALITIES, LabelledWindows
 
 ACTIVITIES = ("standing", "walking", "easy_run", "intervals", "stairs")
 G = 9.81
@@ -64,7 +64,7 @@ def simulate_activities(
     rate: float = 25.0,
     window_s: float = 8.0,
     seed: int = 0,
-) -> IMUSet:
+) -> LabelledWindows:
     """`windows_per_activity` windows of every activity for each of `n_subjects` subjects."""
     rng = np.random.default_rng(seed)
     k = len(ACTIVITIES)
@@ -134,7 +134,7 @@ def simulate_activities(
     acc += noise_sd[:, None, None] * rng.normal(size=acc.shape)
     gyro += 0.1 * noise_sd[:, None, None] * rng.normal(size=gyro.shape)
     x = np.concatenate([acc, gyro], axis=-1).astype(np.float32)
-    return IMUSet(
+    return LabelledWindows(
         x, y.astype(np.int32), subject.astype(np.int32), np.arange(n, dtype=np.int32),
         ACTIVITIES, ("acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"),
         dict(IMU_MODALITIES), float(rate),

@@ -16,6 +16,8 @@ import logging
 import re
 from pathlib import Path
 
+import numpy as np
+
 from wearjax.data.csv import read_cpet_csv
 from wearjax.data.folders import Skipped
 from wearjax.data.types import Session
@@ -66,3 +68,49 @@ def load_ramp_tests(limit: int | None = None) -> tuple[list[Session], list[Skipp
             logger.warning("skipping %s: %s", path.name, err)
             skipped.append(Skipped(path, str(err)))
     return sessions, skipped
+
+
+DOMAINS = ("moderate", "heavy", "severe")  # the files' `domain` column: -1, 0, 1
+DOMAIN_CHANNELS = ("HR_I", "VO2_I", "VCO2_I", "VE_I")
+
+
+def domain_windows(window_s: int = 60, hop_s: int = 15):
+    """Windows `[N, window_s, 4]` of HR, VO2, VCO2 and VE (1 Hz) from every ramp test with HR,
+    labelled with the metabolic intensity domain (moderate / heavy / severe, set by experts in
+    the files' `domain` column) at the window's last second, one subject per test. A test
+    without HR, without the columns, or shorter than one window is skipped with its reason.
+    Returns a `data.imu.LabelledWindows` and the skipped files."""
+    from wearjax.data.imu import LabelledWindows, check_windows, windows
+
+    files = sorted(pyoxynet_data_folder().glob("ramp_real_test_*.csv"), key=_test_number)
+    xs, ys, subjects, skipped = [], [], [], []
+    for path in files:
+        with path.open() as f:
+            names = [n.strip() for n in f.readline().split(",")]
+        values = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+        table = {n: values[:, i] for i, n in enumerate(names) if i < values.shape[1]}
+        missing = [c for c in (*DOMAIN_CHANNELS, "domain") if c not in table]
+        reason = None
+        if missing:
+            reason = f"no column {missing[0]}"
+        elif len(values) < window_s:
+            reason = f"{len(values)} s, shorter than one {window_s} s window"
+        elif not np.any(table["HR_I"] > 25):
+            reason = "no heart rate (all zero)"
+        if reason:
+            logger.warning("skipping %s: %s", path.name, reason)
+            skipped.append(Skipped(path, reason))
+            continue
+        series = np.stack([table[c] for c in DOMAIN_CHANNELS], axis=-1)
+        w = windows(series, window_s, hop_s)
+        end = np.arange(len(w)) * hop_s + window_s - 1
+        keep = np.all(np.isfinite(w), axis=(1, 2))
+        xs.append(w[keep])
+        ys.append(table["domain"][end][keep].astype(np.int32) + 1)
+        subjects += [len(xs) - 1] * int(keep.sum())
+    x = check_windows(np.concatenate(xs), "pyoxynet domain windows")
+    windows_set = LabelledWindows(
+        x, np.concatenate(ys), np.asarray(subjects, np.int32), np.asarray(subjects, np.int32),
+        DOMAINS, ("hr", "vo2", "vco2", "ve"), {"cardiac": (0,), "metabolic": (1, 2, 3)}, 1.0,
+    )  # fmt: skip
+    return windows_set, skipped

@@ -30,7 +30,7 @@ def say(line: str) -> None:
 
 
 HR0_RANGE = (25.0, 250.0)  # bpm: a first-second HR outside this is a typo, not a runner
-BUILT_IN_DATA = ("synthetic", "pyoxynet")
+BUILT_IN_DATA = ("synthetic", "pyoxynet", "pyoxynet_domain", "basic_motions", "watch")
 
 
 def check_arguments(args: argparse.Namespace, command: str) -> None:
@@ -39,7 +39,7 @@ def check_arguments(args: argparse.Namespace, command: str) -> None:
     not a finite HR."""
     import math
 
-    for name in ("data", "file", "model"):
+    for name in ("data", "file", "model", "encoder"):
         path = getattr(args, name, None)
         if isinstance(path, Path) or (name == "data" and path not in (None, *BUILT_IN_DATA)):
             if not Path(path).exists():
@@ -318,6 +318,77 @@ def report_har(args) -> int:
     return 0
 
 
+# -- the channel-aware transformer ------------------------------------------------------------
+
+PROBE_DATA = ("pyoxynet_domain", "basic_motions", "watch")
+
+
+def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--size", choices=("tiny", "small", "base"), default="small")
+    p.add_argument("--epochs", type=int, help="pretraining epochs (default 30; quick 4)")
+
+
+def fit_pretrain(args) -> int:
+    """`wearjax fit pretrain`: masked pretraining on the synthetic 1 Hz corpus; writes the
+    encoder checkpoint."""
+    from wearjax.tasks.pretrain import PretrainConfig, pretrain, save_encoder, synthetic_corpus
+
+    config = PretrainConfig(size="tiny" if args.quick else args.size, seed=args.seed)
+    epochs = args.epochs or (4 if args.quick else config.train.epochs)
+    config = config._replace(train=config.train._replace(epochs=epochs))
+    corpus = synthetic_corpus(seed=args.seed)
+    say(f"pretraining {config.size} on {corpus.x.shape[0]} windows; compiling first")
+    result = pretrain(corpus, config, progress="pretraining")
+    save_encoder(args.out, result.model, config)
+    say(f"best validation loss {min(result.history['val_loss']):.4f}; wrote {args.out}")
+    return 0
+
+
+def _probe_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--encoder", type=Path, required=True, help="checkpoint of `fit pretrain`")
+    p.add_argument("--data", choices=PROBE_DATA, required=True, help="the labelled windows")
+
+
+def cv_probe(args) -> int:
+    """`wearjax cv probe`: frozen-encoder logistic probe with subject-wise (or the official)
+    folds, beside the statistical-feature probe; writes metrics.json."""
+    import json
+
+    import numpy as np
+
+    from wearjax.data.imu import basic_motions, watch
+    from wearjax.data.pyoxynet import domain_windows
+    from wearjax.tasks.har import official_split, subject_split
+    from wearjax.tasks.har_baselines import statistical_features
+    from wearjax.tasks.pretrain import load_encoder
+    from wearjax.tasks.probe import embed_windows, probe_scores
+
+    model, header = load_encoder(args.encoder)
+    if args.data == "pyoxynet_domain":
+        w = domain_windows()[0]
+        split = subject_split(w, -(-w.n_subjects // 5), seed=args.seed)
+    elif args.data == "basic_motions":
+        w = basic_motions()
+        split = official_split(w)
+    else:
+        w = watch()
+        split = subject_split(w, seed=args.seed)
+    rows = {
+        "encoder": probe_scores(embed_windows(model, w, header), w, split),
+        "statistical features": probe_scores(statistical_features(w), w, split),
+    }
+    metrics = {
+        name: {"accuracy": float(np.mean(a)), "accuracy_sd": float(np.std(a)),
+               "macro_f1": float(np.mean(f)), "macro_f1_sd": float(np.std(f))}
+        for name, (a, f) in rows.items()
+    }  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "metrics.json").write_text(json.dumps({args.data: metrics}, indent=2))
+    for name, m in metrics.items():
+        print(f"{args.data} {name}: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
+    return 0
+
+
 TASKS: dict[str, dict[str, Command]] = {
     "hr": {
         "cv": Command("HR models on your recordings, both protocols", _hr_arguments, cv_hr),
@@ -327,6 +398,14 @@ TASKS: dict[str, dict[str, Command]] = {
     "vo2": {
         "cv": Command("the VO2 model: synthetic, pyoxynet or your CPET files", _vo2_arguments,
                       cv_vo2),
+    },
+    "pretrain": {
+        "fit": Command("masked pretraining of the channel-aware transformer; writes the encoder",
+                       _pretrain_arguments, fit_pretrain),
+    },
+    "probe": {
+        "cv": Command("linear probe of a pretrained encoder on labelled windows",
+                      _probe_arguments, cv_probe),
     },
     "har": {
         "report": Command("activity recognition on BasicMotions and seglearn's watch set, "

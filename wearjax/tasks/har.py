@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 from wearjax.cv import Split, fit_folds, padded_table, predict_per_fold
-from wearjax.data.imu import IMUSet
+from wearjax.data.imu import LabelledWindows
 from wearjax.eval.classification import accuracy, macro_f1
 from wearjax.models.har import (
     ConvNet,
@@ -87,19 +87,19 @@ class HARFold(NamedTuple):
     val_ok: jax.Array  # [V] bool
 
 
-def official_split(windows: IMUSet) -> Split:
+def official_split(windows: LabelledWindows) -> Split:
     """One fold: the official test windows tested, the official training windows trained on
     and used as the validation set."""
     train = np.asarray(windows.official_train)[None]
     return Split(~train, train.copy(), train.copy())
 
 
-def subject_split(windows: IMUSet, subjects_out: int = 2, seed: int = 0) -> Split:
+def subject_split(windows: LabelledWindows, subjects_out: int = 2, seed: int = 0) -> Split:
     """Leave-`subjects_out`-subjects-out folds, one other subject per fold validating."""
     return Split.by_subject(windows.subject, windows.n_subjects, subjects_out, seed=seed)
 
 
-def make_folds(windows: IMUSet, split: Split) -> HARFold:
+def make_folds(windows: LabelledWindows, split: Split) -> HARFold:
     """Per-fold normalisers and sampling tables `[K, ...]`."""
     w = split.train.astype(np.float64)[:, :, None]  # [K, N, 1]
     per_window = windows.x.astype(np.float64).mean(1)  # [N, C]
@@ -113,7 +113,7 @@ def make_folds(windows: IMUSet, split: Split) -> HARFold:
     )  # fmt: skip
 
 
-def build_model(config: HARConfig, windows: IMUSet, key) -> eqx.Module:
+def build_model(config: HARConfig, windows: LabelledWindows, key) -> eqx.Module:
     n_classes = len(windows.classes)
     if config.model == "cnn":
         return ConvNet(windows.x.shape[2], n_classes, dropout=config.dropout, key=key)
@@ -202,7 +202,7 @@ class HARResult(NamedTuple):
         return jax.tree_util.tree_map(take, self.model), jax.tree_util.tree_map(take, self.folds)
 
 
-def run(windows: IMUSet, split: Split, config: HARConfig, *, progress=False) -> HARResult:
+def run(windows: LabelledWindows, split: Split, config: HARConfig, *, progress=False) -> HARResult:
     """Train `config.seeds` copies of every fold of `split` in one vmapped program and score
     each fold's test windows: accuracy and macro-F1 per (seed, fold)."""
     s = config.seeds

@@ -4,8 +4,8 @@
   with a ridge classifier whose penalty is chosen by leave-one-out CV (`RidgeClassifierCV`,
   alphas 1e-3..1e3), the field's strong, cheap time-series classifier;
 - statistical features (per channel and for each modality's magnitude: mean, SD, min, max,
-  10/50/90th percentiles, mean absolute first difference) with a standardised multinomial
-  logistic regression.
+  10/50/90th percentiles, mean absolute first difference, and the frequency of the largest
+  spectral peak above 0 Hz) with a standardised multinomial logistic regression.
 
 Scikit-learn and aeon fit one fold at a time (their estimators are not vmappable); the loop
 is over a handful of folds of an external baseline, not inside wearjax's models.
@@ -16,20 +16,22 @@ from __future__ import annotations
 import numpy as np
 
 from wearjax.cv import Split
-from wearjax.data.imu import IMUSet
+from wearjax.data.imu import LabelledWindows
 from wearjax.errors import WearjaxDataError
 
 BASELINES = ("minirocket", "stats_logistic")
 
 
-def statistical_features(windows: IMUSet) -> np.ndarray:
+def statistical_features(windows: LabelledWindows) -> np.ndarray:
     """`[N, F]` features of every window (module docstring)."""
     x = windows.x.astype(np.float64)
     mags = [np.linalg.norm(x[:, :, list(ch)], axis=-1) for ch in windows.modalities.values()]
     series = np.concatenate([x, np.stack(mags, axis=-1)], axis=-1)  # [N, T, C + M]
     q = np.percentile(series, [10, 50, 90], axis=1)  # [3, N, C']
+    spectrum = np.abs(np.fft.rfft(series - series.mean(1, keepdims=True), axis=1))[:, 1:]
+    peak = (1 + np.argmax(spectrum, axis=1)) * windows.rate / series.shape[1]  # Hz
     parts = [series.mean(1), series.std(1), series.min(1), series.max(1), *q,
-             np.abs(np.diff(series, axis=1)).mean(1)]  # fmt: skip
+             np.abs(np.diff(series, axis=1)).mean(1), peak]  # fmt: skip
     return np.concatenate(parts, axis=1)
 
 
@@ -55,7 +57,9 @@ def _estimator(name: str, seed: int):
     raise ValueError(f"unknown HAR baseline {name!r}: choose one of {BASELINES}")
 
 
-def baseline_predictions(name: str, windows: IMUSet, split: Split, seed: int = 0) -> np.ndarray:
+def baseline_predictions(
+    name: str, windows: LabelledWindows, split: Split, seed: int = 0
+) -> np.ndarray:
     """`[K, N]` predicted class of every window by each fold's baseline (-1 off its test set);
     each fold fits on its training and validation windows."""
     inputs = windows.x.transpose(0, 2, 1) if name == "minirocket" else statistical_features(windows)

@@ -22,7 +22,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from wearjax.data.imu import IMUSet, basic_motions, watch
+from wearjax.data.imu import LabelledWindows, basic_motions, watch
 from wearjax.data.imu_synthetic import simulate_activities
 from wearjax.eval.classification import accuracy, macro_f1
 from wearjax.tasks.har import VARIANTS, HARConfig, normalise, official_split, run, subject_split
@@ -44,7 +44,7 @@ def _summary(acc: np.ndarray, f1: np.ndarray, seconds: float) -> dict:
     }  # fmt: skip
 
 
-def _baseline_scores(name, windows: IMUSet, split) -> tuple[np.ndarray, np.ndarray]:
+def _baseline_scores(name, windows: LabelledWindows, split) -> tuple[np.ndarray, np.ndarray]:
     pred = jnp.asarray(baseline_predictions(name, windows, split))
     y = jnp.broadcast_to(jnp.asarray(windows.y), pred.shape)
     test = jnp.asarray(split.test)

@@ -1,0 +1,198 @@
+"""Masked pretraining of the channel-aware transformer (`models.transformer`) through the one
+trainer, and its pretraining corpus.
+
+A sample is a window of `C` channels at the nominal rate (`x [C, T]`, channels that are padding
+marked by `ok [C]`). Inside the jitted loss the window goes through `signal.cwt.scalogram` at
+the configured scales, a mask hides patches of each channel, the encoder sees the grid with
+masked patches replaced by its mask token, and the decoder reconstructs each channel's raw
+(standardised) signal. The loss is the MSE over time columns weighted by the fraction of the
+column's patches that were masked, so unmasked columns do not count (NormWear's "MSE on the
+masked part" on a fixed-shape grid). One channel per window also has its levels (mean and SD,
+`signal.cwt.levels`) hidden; their MSE, from that channel's [CLS] token, is added with weight
+`level_weight`.
+
+Masks (`patch_mask`), with `mask_ratio` of the patches hidden: `random` (any patches, exactly
+`round(ratio P)` per channel), `time` (whole time columns), `scale` (whole scale rows), `mixed`
+(one of the three, drawn per sample).
+
+The default corpus (`synthetic_corpus`) is 1 Hz physiology: 60 s windows of four channels drawn
+from HR, VO2 and the running channels of the simulated cohort (no real recording is used, so
+probes on real data never see their test subjects during pretraining).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from wearjax.data.imu import windows
+from wearjax.data.synthetic import simulate_cohort
+from wearjax.models.transformer import PATCH, build_transformer
+from wearjax.signal.cwt import levels, scale_grid, scalogram, signal_planes
+from wearjax.signal.metabolic import hold_observed
+from wearjax.train import checkpoints
+from wearjax.train.loop import Task, TrainConfig, fit
+
+MASKINGS = ("random", "time", "scale", "mixed")
+
+
+class PretrainConfig(NamedTuple):
+    size: str = "small"
+    nominal_rate: float = 1.0  # Hz
+    low_hz: float = 1 / 60
+    high_hz: float = 0.5
+    n_scales: int = 65
+    mask_ratio: float = 0.8
+    masking: str = "mixed"
+    level_weight: float = 0.1  # the hidden levels' MSE beside the signal's
+    batch_size: int = 16
+    seed: int = 0
+    train: TrainConfig = TrainConfig(
+        learning_rate=5e-4, weight_decay=1e-5, epochs=30, steps_per_epoch=40,
+        early_stopping_patience=10,
+    )  # fmt: skip
+
+    @property
+    def freqs(self) -> np.ndarray:
+        return scale_grid(self.low_hz, self.high_hz, self.n_scales)
+
+    def header(self) -> dict:
+        """What a checkpoint of the encoder records (enough to rebuild and to feed it)."""
+        return {
+            "kind": "transformer", "size": self.size, "nominal_rate": self.nominal_rate,
+            "low_hz": self.low_hz, "high_hz": self.high_hz, "n_scales": self.n_scales,
+        }  # fmt: skip
+
+
+class Corpus(NamedTuple):
+    x: jax.Array  # [N, C, T] windows at the nominal rate
+    ok: jax.Array  # [N, C] False: a padded channel
+
+
+class CorpusFold(NamedTuple):
+    train_p: jax.Array  # [N]
+    val_idx: jax.Array  # [V]
+
+
+def synthetic_corpus(
+    n_runners: int = 12, sessions: int = 6, *, window_s: int = 60, hop_s: int = 30,
+    n_channels: int = 4, seed: int = 0,
+) -> Corpus:  # fmt: skip
+    """Windows of `n_channels` 1 Hz channels (HR, VO2 and the running channels, a random
+    subset per window) from a simulated cohort (module docstring)."""
+    cohort = simulate_cohort(
+        jax.random.key(seed), n_runners=n_runners, sessions_per_runner=sessions,
+        min_minutes=20.0, max_minutes=40.0,
+    )  # fmt: skip
+    hr = np.asarray(hold_observed(cohort.hr, cohort.mask & cohort.valid))
+    vo2 = np.asarray(hold_observed(cohort.vo2, cohort.vo2_mask & cohort.valid))
+    series = np.concatenate([hr[..., None], vo2[..., None], np.asarray(cohort.x)], axis=-1)
+    rng = np.random.default_rng(seed)
+    out = []
+    for s, length in enumerate(np.asarray(cohort.lengths)):  # data preparation, once
+        out.append(windows(series[s, :length], window_s, hop_s))
+    w = np.concatenate(out)  # [N, T, F]
+    pick = np.argsort(rng.random((len(w), w.shape[2])), axis=1)[:, :n_channels]
+    x = np.take_along_axis(w, pick[:, None, :], axis=2).transpose(0, 2, 1)
+    return Corpus(jnp.asarray(x, jnp.float32), jnp.ones(x.shape[:2], bool))
+
+
+def patch_mask(key, rows: int, cols: int, ratio: float, kind: str) -> jax.Array:
+    """`[rows * cols]` bool, True where a patch is hidden (module docstring)."""
+
+    def exact(k, n):  # exactly round(ratio n) of n, uniformly
+        ranks = jnp.argsort(jnp.argsort(jax.random.uniform(k, (n,))))
+        return ranks < round(ratio * n)
+
+    k_kind, k_r, k_t, k_s = jax.random.split(key, 4)
+    masks = jnp.stack([
+        exact(k_r, rows * cols),
+        jnp.broadcast_to(exact(k_t, cols)[None, :], (rows, cols)).reshape(-1),
+        jnp.broadcast_to(exact(k_s, rows)[:, None], (rows, cols)).reshape(-1),
+    ])  # fmt: skip
+    if kind == "mixed":
+        return masks[jax.random.randint(k_kind, (), 0, 3)]
+    if kind not in MASKINGS:
+        raise ValueError(f"unknown masking {kind!r}: choose one of {MASKINGS}")
+    return masks[MASKINGS.index(kind)]
+
+
+def masked_loss(model, x, ok, key, config: PretrainConfig):
+    """The masked-reconstruction MSE of a batch `x [B, C, T]` (module docstring)."""
+    r = config.nominal_rate
+    planes = scalogram(x, r, r, config.freqs)  # [B, C, 3, S, T]
+    rows, cols = planes.shape[-2] // PATCH[0], planes.shape[-1] // PATCH[1]
+    b, c = x.shape[:2]
+    keys = jax.random.split(key, (b, c))
+    mask = jax.vmap(
+        jax.vmap(lambda k: patch_mask(k, rows, cols, config.mask_ratio, config.masking))
+    )(keys)
+    module = model.module
+    lv = levels(x, r, r)  # [B, C, 2]
+    k_hide = jax.random.fold_in(key, 1)
+    score = jnp.where(ok, jax.random.uniform(k_hide, ok.shape), -1.0)
+    hide = jax.nn.one_hot(jnp.argmax(score, axis=1), c, dtype=bool) & ok  # one channel each
+    tokens = jax.vmap(
+        lambda p, m, o, v, h: module.encode(p, m, channel_ok=o, levels=v, hide_levels=h)
+    )(planes, mask, ok, lv, hide)
+    recon = jax.vmap(lambda t: module.reconstruct(t, rows, cols))(tokens)  # [B, C, cols*9]
+    target = signal_planes(x, r, r)[:, :, 0, : cols * PATCH[1]]
+    hidden = mask.reshape(b, c, rows, cols).mean(axis=2)  # masked fraction per column
+    w = jnp.repeat(hidden, PATCH[1], axis=-1) * ok[..., None].astype(hidden.dtype)
+    signal_mse = jnp.sum(w * jnp.square(recon - target)) / jnp.maximum(jnp.sum(w), 1e-6)
+    guess = module.level_head(tokens[:, :, 0])  # [B, C, 2] from each [CLS] token
+    h = hide.astype(lv.dtype)
+    level_mse = jnp.sum(h[..., None] * jnp.square(guess - lv)) / jnp.maximum(2.0 * jnp.sum(h), 1.0)
+    return signal_mse + config.level_weight * level_mse
+
+
+def make_task(config: PretrainConfig) -> Task:
+    def sample(data: Corpus, fold: CorpusFold, key):
+        i = jax.random.choice(key, data.x.shape[0], (config.batch_size,), p=fold.train_p)
+        return data.x[i], data.ok[i]
+
+    def loss(model, batch, key, epoch):
+        x, ok = batch
+        return masked_loss(model, x, ok, key, config), ()
+
+    def validate(model, data: Corpus, fold: CorpusFold):
+        x, ok = data.x[fold.val_idx], data.ok[fold.val_idx]
+        return masked_loss(model, x, ok, jax.random.key(0), config)  # the same masks each epoch
+
+    return Task(sample, loss, validate)
+
+
+def corpus_fold(n: int, n_validation: int, seed: int = 0) -> CorpusFold:
+    """A random `n_validation` windows for early stopping, the rest trained on."""
+    rng = np.random.default_rng(seed)
+    val = rng.choice(n, n_validation, replace=False)
+    p = np.ones(n, np.float32)
+    p[val] = 0
+    return CorpusFold(jnp.asarray(p / p.sum()), jnp.asarray(np.sort(val)))
+
+
+def pretrain(corpus: Corpus, config: PretrainConfig, *, progress=False, n_validation: int = 64):
+    """Train the encoder of `config.size` on `corpus`; the `train.FitResult`."""
+    k_init, k_train = jax.random.split(jax.random.key(config.seed))
+    model = build_transformer(config.size, key=k_init)
+    fold = corpus_fold(corpus.x.shape[0], min(n_validation, corpus.x.shape[0] // 5), config.seed)
+    return fit(
+        model, make_task(config), corpus, fold, config.train.recipe(), k_train, progress=progress
+    )
+
+
+def save_encoder(path, model, config: PretrainConfig):
+    """The pretrained encoder in one checkpoint file (`train.checkpoints`: JSON header with the
+    size, nominal rate and scales, then the weights)."""
+    return checkpoints.save(path, config.header(), model)
+
+
+def load_encoder(path):
+    """`(model, header)` of a checkpoint written by `save_encoder`."""
+    header, model = checkpoints.load(
+        path, lambda h: build_transformer(h["size"], key=jax.random.key(0))
+    )
+    return model, header

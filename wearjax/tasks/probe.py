@@ -1,0 +1,65 @@
+"""Linear probes of a frozen encoder (`models.transformer`) on labelled windows.
+
+Each window `[T, C]` goes through `signal.cwt.scalogram` at the encoder's nominal rate and
+scales (resampled from the window's own rate), the frozen encoder embeds every channel (its
+[CLS] token and the mean of its patch tokens, with the channel's levels) and the channels are
+concatenated, in the dataset's channel order. A
+standardised multinomial logistic regression is fitted per fold on the fold's training and
+validation windows and scored on its test windows (accuracy, macro-F1). The statistical-feature
+baseline (`tasks.har_baselines.statistical_features`) and MiniRocket go through the same folds.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from wearjax.cv import Split
+from wearjax.data.imu import LabelledWindows
+from wearjax.eval.classification import accuracy, macro_f1
+from wearjax.signal.cwt import levels, scale_grid, scalogram
+
+
+def embed_windows(model, windows: LabelledWindows, header: dict, *, batch: int = 64) -> np.ndarray:
+    """`[N, C * 2 width]` frozen embeddings of every window (module docstring); `header` is the
+    encoder's (`PretrainConfig.header()`: nominal rate and scales)."""
+    freqs = scale_grid(header["low_hz"], header["high_hz"], header["n_scales"])
+    rate, nominal = float(windows.rate), float(header["nominal_rate"])
+
+    @eqx.filter_jit
+    def run(model, x):
+        def one(xi):  # [C, T]
+            planes = scalogram(xi, rate, nominal, freqs)
+            return model.embed(planes, levels=levels(xi, rate, nominal)).reshape(-1)
+
+        return jax.lax.map(one, x, batch_size=batch)
+
+    return np.asarray(run(model, jnp.asarray(windows.x.transpose(0, 2, 1))))
+
+
+def probe_scores(features: np.ndarray, windows: LabelledWindows, split: Split, *, c: float = 1.0):
+    """Accuracy and macro-F1 `[K]` of a logistic probe on `features [N, F]` per fold."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pred = np.full(split.test.shape, -1, np.int64)
+    for k in range(split.n_folds):  # scikit-learn fits one fold at a time
+        fit_on = split.train[k] | split.validation[k]
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
+        model.fit(features[fit_on], windows.y[fit_on])
+        pred[k, split.test[k]] = model.predict(features[split.test[k]])
+    return scores(pred, windows, split)
+
+
+def scores(pred: np.ndarray, windows: LabelledWindows, split: Split):
+    """Accuracy and macro-F1 `[K]` of predicted classes `[K, N]` on each fold's test set."""
+    p = jnp.asarray(pred)
+    y = jnp.broadcast_to(jnp.asarray(windows.y), p.shape)
+    test = jnp.asarray(split.test)
+    n = len(windows.classes)
+    acc = np.asarray(jax.vmap(accuracy)(p, y, test))
+    f1 = np.asarray(jax.vmap(lambda a, b, m: macro_f1(a, b, m, n))(p, y, test))
+    return acc, f1
