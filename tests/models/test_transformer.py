@@ -53,3 +53,14 @@ def test_base_size_parameter_count():
     print(f"base: {n:,} parameters (encoder and decoder)")
     assert 120e6 < n < 140e6  # NormWear's base: about 135M with its decoder
     assert n_parameters("tiny") < 1e5
+
+
+def test_masked_patches_keep_their_place_on_the_grid():
+    """Masked tokens differ by position, so the decoder can give two masked columns different
+    signals."""
+    x = _planes(1)
+    mask = jnp.ones((1, 13 * 10), bool)
+    tokens = MODEL.encode(x, mask)
+    assert float(jnp.max(jnp.abs(tokens[0, 1] - tokens[0, 2]))) > 1e-3
+    recon = MODEL.module.reconstruct(tokens, 13, 10)
+    assert float(jnp.max(jnp.abs(recon[0, :9] - recon[0, 9:18]))) > 1e-4

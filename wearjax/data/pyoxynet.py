@@ -97,6 +97,8 @@ def domain_windows(window_s: int = 60, hop_s: int = 15):
             reason = f"{len(values)} s, shorter than one {window_s} s window"
         elif not np.any(table["HR_I"] > 25):
             reason = "no heart rate (all zero)"
+        elif not np.all(np.isin(table["domain"], (-1, 0, 1))):
+            reason = "a domain label outside -1, 0, 1"
         if reason:
             logger.warning("skipping %s: %s", path.name, reason)
             skipped.append(Skipped(path, reason))
@@ -108,6 +110,8 @@ def domain_windows(window_s: int = 60, hop_s: int = 15):
         xs.append(w[keep])
         ys.append(table["domain"][end][keep].astype(np.int32) + 1)
         subjects += [len(xs) - 1] * int(keep.sum())
+    if not xs:
+        raise WearjaxDataError("no usable pyoxynet test for domain windows: " + skipped[0].reason)
     x = check_windows(np.concatenate(xs), "pyoxynet domain windows")
     windows_set = LabelledWindows(
         x, np.concatenate(ys), np.asarray(subjects, np.int32), np.asarray(subjects, np.int32),

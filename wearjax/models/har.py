@@ -154,7 +154,9 @@ def modulation(
     p = jax.nn.softmax(logits, axis=-1)
     score = jnp.sum(jnp.take_along_axis(p, y[:, None, None], axis=-1)[..., 0], axis=0)  # [M]
     m = score.shape[0]
-    others = (jnp.sum(score) - score) / max(m - 1, 1)
+    if m == 1:  # one modality: nothing to balance
+        return jnp.ones(1, logits.dtype)
+    others = (jnp.sum(score) - score) / (m - 1)
     rho = score / others
     return jnp.where(rho > 1, 1 - jnp.tanh(alpha * rho), 1.0)
 

@@ -28,8 +28,9 @@ signal and its two differences through the CWT at `S` scales). Per channel:
 - **Decoder** (pretraining): a light block over each channel's tokens, then per time column
   the tokens averaged over scale rows and mapped to the column's 9 raw-signal samples.
 
-Masking (`MaskedPretraining` in `tasks.pretrain`) replaces masked patch tokens by a learned
-mask token before the blocks (fixed shapes; the encoder sees the grid, SimMIM-style).
+Masking (`tasks.pretrain`) replaces masked patch embeddings by a learned mask token before the
+positions are added (fixed shapes; every masked token keeps its place on the grid,
+SimMIM-style).
 
 `ChannelTransformer` is the NNX module; `NNXModel` is the adapter the trainer sees: an
 `eqx.Module` with the static `graphdef` and the `nnx.State` (a pytree of arrays), merged on
@@ -117,16 +118,25 @@ class ChannelTransformer(nnx.Module):
         return scales // PATCH[0], time // PATCH[1]
 
     def tokens(
-        self, planes: Float[Array, "channel 3 scale time"]
+        self,
+        planes: Float[Array, "channel 3 scale time"],
+        mask: Bool[Array, "channel patch"] | None = None,
     ) -> Float[Array, "channel patch width"]:
-        """Patch tokens with positions, before [CLS] and the blocks."""
+        """Patch tokens (masked ones replaced by the mask token) with their grid positions,
+        before [CLS] and the blocks: a masked patch keeps its place on the grid."""
         rows, cols = self.grid(planes.shape[2], planes.shape[3])
+        if rows == 0 or cols == 0:
+            raise ValueError(
+                f"a {planes.shape[2]} x {planes.shape[3]} scalogram is smaller than one "
+                f"{PATCH[0]} x {PATCH[1]} patch: give at least {PATCH[0]} scales and "
+                f"{PATCH[1]} samples at the nominal rate"
+            )
         x = jnp.moveaxis(planes, 1, -1)  # [C, S, T, 3] (NHWC)
         t = self.patch(x[:, : rows * PATCH[0], : cols * PATCH[1]])
-        return (
-            t.reshape(t.shape[0], rows * cols, self.width)
-            + grid_positions(rows, cols, self.width)[None]
-        )
+        t = t.reshape(t.shape[0], rows * cols, self.width)
+        if mask is not None:
+            t = jnp.where(mask[..., None], self.mask_token[...][None, None], t)
+        return t + grid_positions(rows, cols, self.width)[None]
 
     def encode(
         self,
@@ -144,9 +154,7 @@ class ChannelTransformer(nnx.Module):
         (`signal.cwt.levels`: the mean and SD the scalogram's standardisation removes) are
         embedded into each channel's [CLS] token; where `hide_levels` is True a learned token
         stands in for them (pretraining predicts them back, `level_head`)."""
-        t = self.tokens(planes)
-        if mask is not None:
-            t = jnp.where(mask[..., None], self.mask_token[...][None, None], t)
+        t = self.tokens(planes, mask)
         cls = jnp.broadcast_to(self.cls[...][None, None], (t.shape[0], 1, self.width))
         if levels is not None:
             lv = self.level(levels)
@@ -164,9 +172,11 @@ class ChannelTransformer(nnx.Module):
                 fused += 1
         return self.norm(t)
 
-    def embed(self, planes, *, fuse: bool = True, levels=None) -> Float[Array, "channel width2"]:
+    def embed(
+        self, planes, *, fuse: bool = True, channel_ok=None, levels=None
+    ) -> Float[Array, "channel width2"]:
         """Each channel's [CLS] token and the mean of its patch tokens, concatenated."""
-        t = self.encode(planes, fuse=fuse, levels=levels)
+        t = self.encode(planes, fuse=fuse, channel_ok=channel_ok, levels=levels)
         return jnp.concatenate([t[:, 0], t[:, 1:].mean(axis=1)], axis=-1)
 
     def reconstruct(self, tokens: Float[Array, "channel tokens width"], rows: int, cols: int):
@@ -191,11 +201,13 @@ class NNXModel(eqx.Module):
     def module(self) -> ChannelTransformer:
         return nnx.merge(self.graphdef, self.state)
 
-    def encode(self, planes, mask=None, *, fuse: bool = True, channel_ok=None, levels=None):
-        return self.module.encode(planes, mask, fuse=fuse, channel_ok=channel_ok, levels=levels)
+    def encode(self, planes, mask=None, **options):
+        """`ChannelTransformer.encode` (options: fuse, channel_ok, levels, hide_levels)."""
+        return self.module.encode(planes, mask, **options)
 
-    def embed(self, planes, *, fuse: bool = True, levels=None):
-        return self.module.embed(planes, fuse=fuse, levels=levels)
+    def embed(self, planes, **options):
+        """`ChannelTransformer.embed` (options: fuse, channel_ok, levels)."""
+        return self.module.embed(planes, **options)
 
 
 def build_transformer(size: str = "small", *, key, **changes) -> NNXModel:

@@ -47,9 +47,19 @@ def resample(
     return jnp.fft.irfft(spectrum, n=m, axis=-1) * (m / n)
 
 
+MAX_FRACTION = 0.25  # highest scale, as a fraction of the rate: a Ricker width of 0.9 samples
+
+
 def wavelet_width(freqs_hz, rate: float, wavelet: str = "ricker") -> np.ndarray:
-    """Width `a` (Ricker) or scale `s` (Morlet), in samples, of each frequency (Hz)."""
+    """Width `a` (Ricker) or scale `s` (Morlet), in samples, of each frequency (Hz). Above a
+    quarter of the rate a sampled Ricker wavelet is narrower than a sample and no longer band
+    pass (its response peaks at Nyquist whatever the scale), so such frequencies are refused."""
     f = np.asarray(freqs_hz, np.float64)
+    if np.any(f > MAX_FRACTION * rate + 1e-12) or np.any(f <= 0):
+        raise ValueError(
+            f"wavelet frequencies must lie in (0, {MAX_FRACTION * rate:g}] Hz at {rate:g} Hz "
+            f"(a quarter of the rate); got {f.min():g}-{f.max():g} Hz"
+        )
     if wavelet == "ricker":
         return math.sqrt(2.0) * rate / (2 * math.pi * f)
     if wavelet == "morlet":

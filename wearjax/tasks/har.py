@@ -10,8 +10,11 @@ the training windows' mean and SD; training windows are augmented by a random ga
 (x0.9-1.1), Gaussian noise (0.05 SD) and a random circular shift in time.
 
 Variants (`VARIANTS`): `cmd` (disentanglement + gradient modulation), the ablations
-`no_disentangle`, `no_modulation`, `acc_only`, `gyro_only` (one modality: neither term applies),
-and the plain 1-D CNN baseline `cnn`.
+`no_disentangle`, `no_modulation`, `acc_only`, `gyro_only` (one modality: no alignment and no
+modulation; the orthogonality term still keeps its shared and specific parts apart), and the
+plain 1-D CNN baseline `cnn`. The baselines (`tasks.har_baselines`) fit on the training and
+validation windows; the neural models train on the training windows and stop early on the
+validation ones.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import optax
 
 from wearjax.cv import Split, fit_folds, padded_table, predict_per_fold
 from wearjax.data.imu import LabelledWindows
+from wearjax.errors import WearjaxDataError
 from wearjax.eval.classification import accuracy, macro_f1
 from wearjax.models.har import (
     ConvNet,
@@ -96,6 +100,11 @@ def official_split(windows: LabelledWindows) -> Split:
 
 def subject_split(windows: LabelledWindows, subjects_out: int = 2, seed: int = 0) -> Split:
     """Leave-`subjects_out`-subjects-out folds, one other subject per fold validating."""
+    if windows.n_subjects < subjects_out + 2:
+        raise WearjaxDataError(
+            f"{windows.n_subjects} subjects known: a subject split needs at least "
+            f"{subjects_out + 2}; use the dataset's official split"
+        )
     return Split.by_subject(windows.subject, windows.n_subjects, subjects_out, seed=seed)
 
 

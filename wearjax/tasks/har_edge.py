@@ -86,11 +86,13 @@ def reload_check(path: Path, x: np.ndarray, expected: np.ndarray) -> float:
     tmp = path.parent
     np.save(tmp / "reload_input.npy", np.asarray(x, np.float32))
     out = tmp / "reload_output.npy"
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-c", _RELOAD, str(path), str(tmp / "reload_input.npy"), str(out)],
-        check=True,
         capture_output=True,
+        text=True,
     )
+    if done.returncode:
+        raise RuntimeError(f"reloading {path} in a fresh process failed: {done.stderr[-2000:]}")
     got = np.load(out)
     for f in (tmp / "reload_input.npy", out):
         f.unlink()
@@ -111,7 +113,10 @@ def edge_report(model, x: np.ndarray, y: np.ndarray, out_dir: str | Path, *, rep
     x = np.asarray(x, np.float32)
     fn = _logits_fn(model)
     one = jnp.asarray(x[0])
-    compiled = fn.lower(one).compile()
+    # FLOPs and memory of the program with the weights as arguments (not folded constants)
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    with_weights = jax.jit(lambda p, xi: eqx.combine(p, static)(xi).logits)
+    compiled = with_weights.lower(params, one).compile()
     memory = compiled.memory_analysis()
     peak = None
     if memory is not None:

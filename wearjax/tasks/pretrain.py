@@ -13,7 +13,9 @@ masked part" on a fixed-shape grid). One channel per window also has its levels 
 
 Masks (`patch_mask`), with `mask_ratio` of the patches hidden: `random` (any patches, exactly
 `round(ratio P)` per channel), `time` (whole time columns), `scale` (whole scale rows), `mixed`
-(one of the three, drawn per sample).
+(one of the three, drawn per channel of each sample). The scalogram is computed from the whole
+signal, so the widest wavelets (support up to the window) carry some of a masked column's
+content into unmasked ones, as in NormWear; the target is the raw signal of masked columns.
 
 The default corpus (`synthetic_corpus`) is 1 Hz physiology: 60 s windows of four channels drawn
 from HR, VO2 and the running channels of the simulated cohort (no real recording is used, so
@@ -43,7 +45,7 @@ class PretrainConfig(NamedTuple):
     size: str = "small"
     nominal_rate: float = 1.0  # Hz
     low_hz: float = 1 / 60
-    high_hz: float = 0.5
+    high_hz: float = 0.25  # a quarter of the rate (signal.cwt.MAX_FRACTION)
     n_scales: int = 65
     mask_ratio: float = 0.8
     masking: str = "mixed"

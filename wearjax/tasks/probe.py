@@ -11,6 +11,8 @@ baseline (`tasks.har_baselines.statistical_features`) and MiniRocket go through 
 
 from __future__ import annotations
 
+import logging
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -18,8 +20,12 @@ import numpy as np
 
 from wearjax.cv import Split
 from wearjax.data.imu import LabelledWindows
+from wearjax.errors import WearjaxDataError
 from wearjax.eval.classification import accuracy, macro_f1
+from wearjax.models.transformer import PATCH
 from wearjax.signal.cwt import levels, scale_grid, scalogram
+
+logger = logging.getLogger(__name__)
 
 
 def embed_windows(model, windows: LabelledWindows, header: dict, *, batch: int = 64) -> np.ndarray:
@@ -27,6 +33,18 @@ def embed_windows(model, windows: LabelledWindows, header: dict, *, batch: int =
     encoder's (`PretrainConfig.header()`: nominal rate and scales)."""
     freqs = scale_grid(header["low_hz"], header["high_hz"], header["n_scales"])
     rate, nominal = float(windows.rate), float(header["nominal_rate"])
+    samples = round(windows.x.shape[1] * nominal / rate)
+    if samples < PATCH[1]:
+        raise WearjaxDataError(
+            f"windows of {windows.x.shape[1] / rate:g} s give {samples} samples at the encoder's "
+            f"{nominal:g} Hz, fewer than one {PATCH[1]}-sample patch: use longer windows or an "
+            "encoder pretrained at a higher rate"
+        )
+    if rate > 4 * nominal:
+        logger.warning(
+            "the encoder sees these %g Hz windows at %g Hz: content above %g Hz is lost",
+            rate, nominal, header["high_hz"],
+        )  # fmt: skip
 
     @eqx.filter_jit
     def run(model, x):
