@@ -28,11 +28,17 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="BasicMotions, two models, 1 seed")
     parser.add_argument("--epochs", type=int, help="training epochs (default 60; quick 25)")
     parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS))
+    parser.add_argument("--resume", action="store_true", help="keep what an earlier run wrote")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         metrics = har_study(
-            args.out, quick=args.quick, variants=args.variants, epochs=args.epochs, progress=True
+            args.out,
+            quick=args.quick,
+            variants=args.variants,
+            epochs=args.epochs,
+            progress=True,
+            resume=args.resume,
         )
     except WearjaxError as err:
         print(f"har: {err}", file=sys.stderr)

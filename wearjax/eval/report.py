@@ -60,7 +60,7 @@ def table_1(results: dict) -> str:
 
 
 def calibration_table(results: dict) -> str:
-    """Markdown table of every model's +-2 SD band, calibrated on validation runners
+    """Markdown table of every model's +-2 SD band, calibrated on held-out residuals
     (`eval.calibration`): coverage of true HR (a calibrated Gaussian covers 95.4%), mean
     predictive SD, Gaussian NLL and CRPS, and the coverage of the model's own variance (none
     for the deterministic ODEs)."""
@@ -72,7 +72,8 @@ def calibration_table(results: dict) -> str:
     if not rows:
         return ""
     lines = [
-        "**Uncertainty band** (+-2 SD, calibrated on validation runners; coverage of true HR, "
+        "**Uncertainty band** (+-2 SD, calibrated on the other folds' test sessions, or with one "
+        "fold on its validation sessions; coverage of true HR, "
         "target 93-97%; mean SD, CRPS in bpm; last column: the model's own variance)\n",
         "| model | protocol | coverage | mean SD | NLL | CRPS | own coverage |",
         "|---|---|---:|---:|---:|---:|---:|",

@@ -68,40 +68,53 @@ def datasets(quick: bool) -> dict:
 
 def har_study(
     out: str | Path, *, quick: bool = False, variants=None, epochs: int | None = None,
-    progress=False,
+    progress=False, resume: bool = False,
 ) -> dict:  # fmt: skip
     """Run the study (module docstring), write `out/metrics.json` and `out/edge/`; return the
-    metrics."""
+    metrics. `out/metrics.json` is rewritten after every model, so an interrupted study keeps
+    what it finished; `resume` skips the entries an earlier run with the same settings wrote
+    (the full model on BasicMotions is trained again when the edge report is missing)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     variants = tuple(variants or (QUICK_VARIANTS if quick else VARIANTS))
     base = HARConfig()
     epochs = epochs or (25 if quick else base.train.epochs)
     metrics: dict = {"config": {"quick": quick, "epochs": epochs, "variants": list(variants)}}
+    path = out / "metrics.json"
+    if resume and path.exists():
+        earlier = json.loads(path.read_text())
+        if earlier.get("config") == metrics["config"]:
+            metrics = earlier
     edge_source = None
     for name, (windows, split, seeds) in datasets(quick).items():
-        table = {}
+        table = metrics.setdefault(name, {})
         for variant in variants:
+            needed_for_edge = variant == "cmd" and edge_source is None and "edge" not in metrics
+            if variant in table and not needed_for_edge:
+                continue
             config = base.variant(variant)._replace(seeds=seeds)
             config = config._replace(train=config.train._replace(epochs=epochs))
             logger.info("%s: %s, %d folds x %d seeds", name, variant, split.n_folds, seeds)
             t0 = time.perf_counter()
             result = run(windows, split, config, progress=progress and f"{name} {variant}")
             table[variant] = _summary(result.accuracy, result.macro_f1, time.perf_counter() - t0)
-            if variant == "cmd" and edge_source is None:
+            path.write_text(json.dumps(metrics, indent=2))
+            if needed_for_edge:
                 edge_source = (result, windows, split)
         for baseline in BASELINES:
+            if baseline in table:
+                continue
             t0 = time.perf_counter()
             acc, f1 = _baseline_scores(baseline, windows, split)
             table[baseline] = _summary(acc, f1, time.perf_counter() - t0)
-        metrics[name] = table
+            path.write_text(json.dumps(metrics, indent=2))
     if edge_source is not None:
         result, windows, split = edge_source
         model, fold = result.one(0)
         test = split.test[0]
         x = np.asarray(normalise(jnp.asarray(windows.x[test]), fold))
         metrics["edge"] = edge_report(model, x, windows.y[test], out / "edge")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    path.write_text(json.dumps(metrics, indent=2))
     return metrics
 
 
