@@ -307,9 +307,13 @@ def test_cli_is_built_from_the_task_table(tmp_path, monkeypatch):
     for kind in HR_MODELS:
         args = cli._parser().parse_args(["cv", "hr", "--model", kind, "--data", "d", "--out", "o"])
         assert args.model == kind and args.run is commands.TASKS["hr"]["cv"].run
+    required = {  # the smallest valid command line of each task
+        "hr": ["--data", "d"], "vo2": ["--data", "d"], "pretrain": [], "har": [],
+        "probe": ["--encoder", "e.wjx", "--data", "basic_motions"],
+    }  # fmt: skip
     for task, table in commands.TASKS.items():
         for command, entry in table.items():
-            args = cli._parser().parse_args([command, task, "--data", "d", "--out", "o"])
+            args = cli._parser().parse_args([command, task, *required[task], "--out", "o"])
             assert args.run is entry.run
     args = cli._parser().parse_args(["cv", "vo2", "--data", "pyoxynet", "--quick", "--out", "o"])
     assert (args.data, args.quick, args.seed) == ("pyoxynet", True, 0)
