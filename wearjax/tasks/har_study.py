@@ -24,10 +24,10 @@ import numpy as np
 
 from wearjax.data.imu import LabelledWindows, basic_motions, watch
 from wearjax.data.imu_synthetic import simulate_activities
-from wearjax.eval.classification import accuracy, macro_f1
 from wearjax.tasks.har import VARIANTS, HARConfig, normalise, official_split, run, subject_split
 from wearjax.tasks.har_baselines import BASELINES, baseline_predictions
 from wearjax.tasks.har_edge import edge_report
+from wearjax.tasks.probe import scores
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +45,7 @@ def _summary(acc: np.ndarray, f1: np.ndarray, seconds: float) -> dict:
 
 
 def _baseline_scores(name, windows: LabelledWindows, split) -> tuple[np.ndarray, np.ndarray]:
-    pred = jnp.asarray(baseline_predictions(name, windows, split))
-    y = jnp.broadcast_to(jnp.asarray(windows.y), pred.shape)
-    test = jnp.asarray(split.test)
-    n = len(windows.classes)
-    acc = [float(accuracy(p, t, m)) for p, t, m in zip(pred, y, test, strict=True)]
-    f1 = [float(macro_f1(p, t, m, n)) for p, t, m in zip(pred, y, test, strict=True)]
-    return np.asarray(acc), np.asarray(f1)
+    return scores(baseline_predictions(name, windows, split), windows, split)
 
 
 def datasets(quick: bool) -> dict:
