@@ -373,6 +373,11 @@ def cv_probe(args) -> int:
     else:
         w = watch()
         split = subject_split(w, seed=args.seed)
+    if w.rate > 4 * header["nominal_rate"]:
+        say(
+            f"the encoder works at {header['nominal_rate']:g} Hz; these {w.rate:g} Hz windows lose "
+            f"everything above {header['high_hz']:g} Hz (pretrain at a higher rate for them)"
+        )
     rows = {
         "encoder": probe_scores(embed_windows(model, w, header), w, split),
         "statistical features": probe_scores(statistical_features(w), w, split),

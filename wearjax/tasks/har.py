@@ -39,7 +39,7 @@ from wearjax.models.har import (
     orthogonality_loss,
     scale_gradient,
 )
-from wearjax.train.loop import Recipe, Task, TrainConfig
+from wearjax.train.loop import Task, TrainConfig
 
 VARIANTS = {
     "cmd": {},
@@ -221,7 +221,7 @@ def run(windows: LabelledWindows, split: Split, config: HARConfig, *, progress=F
     keys = jax.random.split(jax.random.key(config.seed), big.n_folds)
     fit = fit_folds(
         lambda key: build_model(config, windows, key), make_task(config), data, folds,
-        _recipe(config.train), keys, progress=progress,
+        config.train.recipe(), keys, progress=progress,
     )  # fmt: skip
     logits, idx, ok = predict_per_fold(predict, fit.model, folds, data, big, batch=256)
     pred, y, ok_j = jnp.argmax(logits, -1), data.y[jnp.asarray(idx)], jnp.asarray(ok)
@@ -229,7 +229,3 @@ def run(windows: LabelledWindows, split: Split, config: HARConfig, *, progress=F
     acc = np.asarray(jax.vmap(accuracy)(pred, y, ok_j))
     f1 = np.asarray(jax.vmap(lambda p, t, m: macro_f1(p, t, m, n_classes))(pred, y, ok_j))
     return HARResult(acc, f1, np.asarray(logits), idx, ok, fit.history, fit.model, folds)
-
-
-def _recipe(train: TrainConfig) -> Recipe:
-    return train.recipe()
