@@ -61,6 +61,18 @@ def mape(
     return _mean(100 * jnp.abs(pred - true) / jnp.where(mask, jnp.abs(true), 1), mask, n)
 
 
+def within(
+    pred: Float[Array, "*shape"],
+    true: Float[Array, "*shape"],
+    mask: Bool[Array, "*shape"],
+    tolerance: float = 5.0,
+) -> Float[Array, ""]:
+    """Fraction (0-1) of samples with |pred - true| <= `tolerance` over the mask."""
+    pred, true, mask, n = _prepare(pred, true, mask)
+    hit = (jnp.abs(pred - true) <= tolerance).astype(pred.dtype)
+    return _mean(hit, mask, n)
+
+
 def bias(
     pred: Float[Array, "*shape"], true: Float[Array, "*shape"], mask: Bool[Array, "*shape"]
 ) -> Float[Array, ""]:

@@ -15,6 +15,7 @@ from wearjax.models.hr_kalman import HRKalman
 from wearjax.models.hr_ode import HRODE
 from wearjax.models.hr_personalized import PersonalHRODE, PersonalRunner
 from wearjax.models.ode import solve
+from wearjax.models.virtual import VirtualSensing
 from wearjax.models.vo2 import VARIANTS as VO2_VARIANTS
 from wearjax.models.vo2 import VO2Kalman, VO2Prediction, build_vo2_model
 
@@ -31,6 +32,7 @@ REGISTRY: dict[str, ModelSpec] = {
     "hr_ode": ModelSpec(HRODE, "hr"),
     "hr_personal_ode": ModelSpec(PersonalHRODE, "hr"),
     "vo2_kalman": ModelSpec(VO2Kalman, "vo2"),
+    "virtual_sensing": ModelSpec(VirtualSensing, "virtual"),
 }
 
 
@@ -53,6 +55,7 @@ __all__ = [
     "PersonalRunner",
     "VO2Kalman",
     "VO2Prediction",
+    "VirtualSensing",
     "build",
     "build_vo2_model",
     "solve",

@@ -394,6 +394,27 @@ def cv_probe(args) -> int:
     return 0
 
 
+# -- virtual sensing ---------------------------------------------------------------------------
+
+
+def _virtual_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        default="synthetic",
+        help="synthetic, or a folder of sampled-signal "
+        "recordings (acc_x/y/z, ppg, a reference HR; one subfolder per subject)",
+    )
+    p.add_argument("--epochs", type=int, help="training epochs (default 40; quick 12)")
+    p.add_argument("--subjects-out", type=int, default=1, help="subjects held out per fold")
+
+
+def cv_virtual(args) -> int:
+    """`wearjax cv virtual` (`tasks.virtual_study.cv_command`)."""
+    from wearjax.tasks.virtual_study import cv_command
+
+    return cv_command(args, say)
+
+
 TASKS: dict[str, dict[str, Command]] = {
     "hr": {
         "cv": Command("HR models on your recordings, both protocols", _hr_arguments, cv_hr),
@@ -411,6 +432,10 @@ TASKS: dict[str, dict[str, Command]] = {
     "probe": {
         "cv": Command("linear probe of a pretrained encoder on labelled windows",
                       _probe_arguments, cv_probe),
+    },
+    "virtual": {
+        "cv": Command("HR from wrist ACC, virtual PPG, PPG and fusion, with references",
+                      _virtual_arguments, cv_virtual),
     },
     "har": {
         "report": Command("activity recognition on BasicMotions and seglearn's watch set, "

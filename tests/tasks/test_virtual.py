@@ -1,0 +1,152 @@
+"""The virtual-sensing task: spectra on the model's grid, reference HR per window, the ACC ->
+PPG reconstruction learning in a small run, and `wearjax cv virtual` on folders of files."""
+
+import json
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wearjax.cli import main
+from wearjax.errors import WearjaxDataError
+from wearjax.models.virtual import GRID_HZ
+from wearjax.tasks.virtual import (
+    HOP_S,
+    WINDOW_S,
+    VirtualConfig,
+    WristRecording,
+    device_data,
+    grid_spectra,
+    make_folds,
+    make_task,
+    spectral_sessions,
+    split_sessions,
+)
+from wearjax.train.loop import fit
+
+
+def _recording(seed: int, subject: str, seconds: int = 120, rate: float = 25.0, ppg=True):
+    """A wrist-like recording: PPG pulses at a varying HR, ACC with a swing at 1.4 Hz, a step
+    bounce at 2.8 Hz and a weak beat component."""
+    rng = np.random.default_rng(seed)
+    hr = 110 + 40 * np.sin(np.arange(seconds) / 40.0 + seed)
+    t = np.arange(int(seconds * rate)) / rate
+    phase = np.cumsum(np.interp(t, np.arange(seconds), hr) / 60) / rate
+    pulse = np.sin(2 * np.pi * phase) + 0.4 * np.sin(4 * np.pi * phase + 1.0)
+    swing = np.sin(2 * np.pi * 1.4 * t + seed)
+    acc = np.stack(
+        [swing, np.sin(2 * np.pi * 2.8 * t), 0.05 * np.sin(2 * np.pi * phase)], axis=1
+    ) + 0.05 * rng.normal(size=(t.size, 3))
+    p = (pulse + 0.5 * swing + 0.1 * rng.normal(size=t.size), rate) if ppg else None
+    return WristRecording(f"rec{seed}", subject, (acc, rate), p, (hr, 1.0))
+
+
+@pytest.mark.parametrize("rate", [25.0, 64.0, 128.0])
+def test_grid_spectra_put_a_sinusoid_at_its_frequency_whatever_the_rate(rate):
+    t = np.arange(int(40 * rate)) / rate
+    x = np.stack([np.sin(2 * np.pi * 1.9 * t), np.sin(2 * np.pi * 3.1 * t)])
+    spec = grid_spectra(x, rate)  # [W, F, 2]
+    assert spec.shape == (1 + int((40 - WINDOW_S) / HOP_S), len(GRID_HZ), 2)
+    step = GRID_HZ[1] - GRID_HZ[0]
+    for c, f in enumerate((1.9, 3.1)):
+        peaks = GRID_HZ[np.argmax(spec[:, :, c], axis=1)]
+        assert np.all(np.abs(peaks - f) <= step)
+    np.testing.assert_allclose(spec.max(axis=1), 1.0, rtol=1e-5)
+
+
+def test_reference_hr_per_window_and_ppg_presence_against_a_loop():
+    rec = _recording(0, "a")
+    ppg, rate = rec.ppg
+    ppg = ppg.copy()
+    ppg[1000:1100] = np.nan  # a 4 s PPG dropout at 40-44 s
+    hr = rec.hr[0].copy()
+    hr[50:70] = np.nan
+    s = spectral_sessions([rec._replace(ppg=(ppg, rate), hr=(hr, 1.0))])
+    for w in range(s.ok.shape[1]):
+        lo = w * HOP_S
+        values = hr[int(lo) : int(lo + WINDOW_S)]
+        values = values[np.isfinite(values)]
+        assert s.ok[0, w] == (values.size > 0)
+        if values.size:
+            np.testing.assert_allclose(s.hr[0, w], values.mean(), rtol=1e-5)
+        covered = np.isfinite(ppg[int(lo * rate) : int((lo + WINDOW_S) * rate)]).all()
+        assert s.ppg_ok[0, w] == covered
+
+
+def test_a_session_shorter_than_one_window_is_named():
+    rec = _recording(0, "a", seconds=6)
+    with pytest.raises(WearjaxDataError, match="rec0.*shorter than one 8 s window"):
+        spectral_sessions([rec])
+
+
+def test_the_acc_to_ppg_reconstruction_improves_with_training():
+    s = spectral_sessions([_recording(i, f"subject{i % 4}") for i in range(8)])
+    split = split_sessions(s, 1)
+    config = VirtualConfig(width=8, latent=2, batch_size=8)
+    config = config._replace(train=config.train._replace(epochs=6, steps_per_epoch=10))
+    data = device_data(s)
+    fold = jax.tree_util.tree_map(lambda a: a[0], make_folds(s, split))
+    from wearjax.tasks.virtual import build
+
+    def recon_error(model):
+        feats = jax.vmap(lambda a: model.features(a, None)["ppg_hat"])(data.acc)
+        w = data.ppg_ok.astype(jnp.float32)[..., None, None]
+        return float(jnp.sum(jnp.square(feats - data.ppg) * w) / jnp.sum(w) / len(GRID_HZ))
+
+    model = build(config, "virtual", jax.random.key(0))
+    before = recon_error(model)
+    trained = fit(model, make_task(config, "virtual"), data, fold, config.train.recipe(),
+                  jax.random.key(1)).model  # fmt: skip
+    after = recon_error(trained)
+    assert after < 0.7 * before, (before, after)
+    assert eqx.tree_equal(
+        jax.tree_util.tree_structure(model), jax.tree_util.tree_structure(trained)
+    )
+
+
+def _write_folder(root, ppg: bool):
+    for i in range(4):
+        rec = _recording(i, f"subject{i}", ppg=ppg)
+        acc, rate = rec.acc
+        folder = root / rec.subject
+        folder.mkdir(parents=True)
+        cols = {"time": np.arange(len(acc)) / rate, "acc_x": acc[:, 0], "acc_y": acc[:, 1],
+                "acc_z": acc[:, 2]}  # fmt: skip
+        if ppg:
+            cols["ppg"] = rec.ppg[0]
+        lines = [",".join(cols)]
+        lines += [",".join(f"{v:.4f}" for v in row) for row in zip(*cols.values(), strict=True)]
+        (folder / "run.csv").write_text("\n".join(lines) + "\n")
+        hr = rec.hr[0]
+        side = ["time,hr"] + [f"{t:.1f},{h:.2f}" for t, h in enumerate(hr)]
+        (folder / "run.hr.csv").write_text("\n".join(side) + "\n")
+    (root / "subject0" / "short.csv").write_text("time,acc_x,acc_y,acc_z\n0,0,0,1\n0.04,0,0,1\n")
+
+
+def test_cv_virtual_on_a_folder_without_ppg_runs_acc_only(tmp_path, capsys):
+    _write_folder(tmp_path / "data", ppg=False)
+    code = main(["cv", "virtual", "--data", str(tmp_path / "data"), "--quick", "--epochs", "1",
+                 "--out", str(tmp_path / "out")])  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "only the ACC-only setting runs" in err and "short.csv" in err
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert "acc_only" in metrics and "virtual" not in metrics and "troika" not in metrics
+    assert metrics["data"]["subjects"] == 4 and np.isfinite(metrics["acc_only"]["raw"]["mae"])
+    assert (tmp_path / "out" / "plots" / "hr_tracks.png").is_file()
+
+
+@pytest.mark.slow
+def test_cv_virtual_on_a_folder_with_ppg_runs_every_setting(tmp_path):
+    _write_folder(tmp_path / "data", ppg=True)
+    code = main(["cv", "virtual", "--data", str(tmp_path / "data"), "--quick", "--epochs", "2",
+                 "--out", str(tmp_path / "out")])  # fmt: skip
+    assert code == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    for name in ("acc_only", "virtual", "ppg_only", "fusion", "troika", "ppg_peak"):
+        assert np.isfinite(metrics[name]["raw"]["mae"]), name
+    assert (tmp_path / "out" / "plots" / "spectra.png").is_file()
+    # the clean PPG's peak is the HR: the non-learned tracker finds it
+    assert metrics["ppg_peak"]["raw"]["mae"] < 5.0

@@ -1,0 +1,289 @@
+"""Virtual sensing: heart rate from wrist spectra, with a cross-modal VAE that turns
+accelerometer spectra into PPG-like ones (after Fedorin et al., ICASSP 2026; the same group's
+Information Fusion 2025 paper pairs a small attention denoiser with an offline VAE that
+reconstructs the PPG spectrum from ACC).
+
+Inputs are sequences of `L` short-time magnitude spectra on one fixed frequency grid
+(`GRID_HZ`: 64 bins over 0.5-4 Hz, 30-240 bpm, 3.3 bpm apart, whatever the sensor's rate;
+`signal.spectra` makes them): ACC `a [L, F, 3]` (one spectrum per axis) and PPG `p [L, F, 1]`,
+each normalised per window to a peak of 1. (An 8 s Hann window resolves about 0.25 Hz, so
+the grid is finer than what the spectra can separate.)
+
+- **Shared encoder** (`SpectralEncoder`): a per-bin linear map of each modality's channels to
+  `width` features (ACC and PPG have their own; the fused input is their sum, which is the linear
+  map of the concatenated channels), then residual 2-D convolutions over (window, frequency),
+  shared by both modalities, causal in the windows (a window sees itself and the two before
+  it): `h [L, F, width]`.
+- **Cross-modal VAE** (`CrossModalVAE`): per (window, bin) a diagonal Gaussian posterior
+  `q(z | h)` with `latent` dimensions; decoders map `z` to the PPG spectrum and the ACC spectra.
+  Trained in both directions: ACC and PPG each go through the shared encoder into the one latent
+  space, and each latent reconstructs both modalities (ACC -> PPG is the virtual PPG), with the
+  KL term to `N(0, I)` annealed in over the first epochs (`tasks.virtual`). At inference only
+  ACC is given and `z` is the posterior mean.
+- **Attention refinement** (`Refiner`): self-attention over the frequency bins of each window
+  (sine-cosine positions of the bin), then causal attention over the windows at each bin (a
+  window attends to itself and earlier ones only, so an estimate never waits for the future,
+  as on a watch, and padding after a session's end changes nothing), pre-norm residual, and a
+  sigmoid gate per (window, bin) that can switch off the motion components; the gate is returned
+  so reports can show what it suppressed.
+- **HR head** (`HRHead`): logits per bin, a softmax over the grid as the predictive
+  distribution of HR in each window; its mean is the estimate and its variance (plus the bin's
+  quantisation variance, step^2 / 12) the measurement noise the Kalman tracker uses.
+
+Settings (`SETTINGS`, the information settings of the published table): `acc_only` (encoder on
+ACC, refiner, head: direct regression from ACC spectra), `virtual` (ACC -> VAE latent ->
+refiner -> head; PPG only as a training target), `ppg_only`, `fusion` (PPG + ACC).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
+
+from wearjax.filters.linear import LinearGaussianParams, kalman_filter
+from wearjax.models.backbone import dense
+from wearjax.models.har import time_positions
+
+SETTINGS = ("acc_only", "virtual", "ppg_only", "fusion")
+GRID_HZ = np.linspace(0.5, 4.0, 64)  # the model's frequency grid (Hz)
+GRID_BPM = 60.0 * GRID_HZ
+BIN_BPM = float(GRID_BPM[1] - GRID_BPM[0])
+PRIOR = (float(GRID_BPM.mean()), 100.0)  # the tracker's prior HR: mean and SD (bpm)
+
+
+class VirtualOutput(NamedTuple):
+    hr: Float[Array, " window"]  # bpm, mean of the predictive distribution
+    var: Float[Array, " window"]  # bpm^2
+    logits: Float[Array, "window freq"]
+    gate: Float[Array, "window freq"]  # the refiner's gate (1 = kept)
+    virtual_ppg: Float[Array, "window freq"]  # decoded PPG spectrum (zeros without a VAE)
+
+
+def _linear(layer: eqx.nn.Linear, x: Array) -> Array:
+    return dense(layer.weight, layer.bias, x)
+
+
+class SpectralEncoder(eqx.Module):
+    """Per-bin input maps (one per modality) and a shared residual conv trunk."""
+
+    acc_in: eqx.nn.Linear
+    ppg_in: eqx.nn.Linear
+    convs: tuple[eqx.nn.Conv2d, ...]
+
+    def __init__(self, width: int, *, depth: int = 2, key: PRNGKeyArray):
+        k = jax.random.split(key, depth + 2)
+        self.acc_in = eqx.nn.Linear(3, width, key=k[0])
+        self.ppg_in = eqx.nn.Linear(1, width, key=k[1])
+        self.convs = tuple(
+            eqx.nn.Conv2d(width, width, (3, 5), padding=((2, 0), (2, 2)), key=ki) for ki in k[2:]
+        )
+
+    def embed(self, acc: Array | None, ppg: Array | None) -> Float[Array, "window freq width"]:
+        parts = []
+        if acc is not None:
+            parts.append(_linear(self.acc_in, acc))
+        if ppg is not None:
+            parts.append(_linear(self.ppg_in, ppg))
+        return sum(parts[1:], parts[0])
+
+    def __call__(self, acc: Array | None = None, ppg: Array | None = None):
+        h = jnp.moveaxis(self.embed(acc, ppg), -1, 0)  # [width, L, F]
+        for conv in self.convs:
+            h = h + jax.nn.gelu(conv(h))
+        return jnp.moveaxis(h, 0, -1)
+
+
+class CrossModalVAE(eqx.Module):
+    """Diagonal-Gaussian posterior per (window, bin) and decoders to PPG and ACC spectra."""
+
+    posterior: eqx.nn.Linear  # width -> 2 latent
+    expand: eqx.nn.Linear  # latent -> width
+    to_ppg: eqx.nn.Linear  # width -> 1
+    to_acc: eqx.nn.Linear  # width -> 3
+
+    def __init__(self, width: int, latent: int, *, key: PRNGKeyArray):
+        k = jax.random.split(key, 4)
+        self.posterior = eqx.nn.Linear(width, 2 * latent, key=k[0])
+        self.expand = eqx.nn.Linear(latent, width, key=k[1])
+        self.to_ppg = eqx.nn.Linear(width, 1, key=k[2])
+        self.to_acc = eqx.nn.Linear(width, 3, key=k[3])
+
+    def encode(self, h: Array) -> tuple[Array, Array]:
+        """Posterior mean and log-variance `[L, F, latent]` each."""
+        mu, logvar = jnp.split(_linear(self.posterior, h), 2, axis=-1)
+        return mu, jnp.clip(logvar, -10.0, 10.0)
+
+    def features(self, z: Array) -> Float[Array, "window freq width"]:
+        """The decoder's hidden features of `z`: what the refiner and the decoders read."""
+        return jax.nn.gelu(_linear(self.expand, z))
+
+    def decode(self, u: Array) -> tuple[Array, Array]:
+        """PPG `[L, F, 1]` and ACC `[L, F, 3]` spectra from the features `u`."""
+        return _linear(self.to_ppg, u), _linear(self.to_acc, u)
+
+
+def gaussian_kl(mu: Array, logvar: Array, weights: Array | None = None) -> Float[Array, ""]:
+    """`KL(N(mu, exp(logvar)) || N(0, 1))` summed over the last axis, averaged over the rest
+    (weighted by `weights`, shaped as `mu` without its last axis, when given)."""
+    kl = 0.5 * jnp.sum(jnp.exp(logvar) + jnp.square(mu) - 1.0 - logvar, axis=-1)
+    if weights is None:
+        return jnp.mean(kl)
+    w = weights.astype(kl.dtype)
+    return jnp.sum(kl * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+def reparameterise(mu: Array, logvar: Array, key: PRNGKeyArray | None) -> Array:
+    """A posterior draw `mu + exp(logvar / 2) * eps`; the mean when `key` is None."""
+    if key is None:
+        return mu
+    return mu + jnp.exp(0.5 * logvar) * jax.random.normal(key, mu.shape, mu.dtype)
+
+
+class Refiner(eqx.Module):
+    """Attention over frequency (per window), over windows (per bin), then a sigmoid gate."""
+
+    norms: tuple[eqx.nn.LayerNorm, eqx.nn.LayerNorm]
+    over_freq: eqx.nn.MultiheadAttention
+    over_time: eqx.nn.MultiheadAttention
+    gate: eqx.nn.Linear
+
+    def __init__(self, width: int, heads: int, *, key: PRNGKeyArray):
+        k = jax.random.split(key, 3)
+        self.norms = (eqx.nn.LayerNorm(width), eqx.nn.LayerNorm(width))
+        self.over_freq = eqx.nn.MultiheadAttention(heads, width, key=k[0])
+        self.over_time = eqx.nn.MultiheadAttention(heads, width, key=k[1])
+        self.gate = eqx.nn.Linear(width, 1, key=k[2])
+
+    def __call__(self, u: Float[Array, "window freq width"]) -> tuple[Array, Array]:
+        n_win, n_freq, width = u.shape
+        norm = lambda i, y: jax.vmap(jax.vmap(self.norms[i]))(y)  # noqa: E731
+        y = norm(0, u) + time_positions(n_freq, width)[None]
+        u = u + jax.vmap(lambda a: self.over_freq(a, a, a))(y)
+        y = jnp.swapaxes(norm(1, u), 0, 1) + time_positions(n_win, width)[None]  # [F, L, w]
+        causal = jnp.tril(jnp.ones((n_win, n_win), bool))
+        u = u + jnp.swapaxes(jax.vmap(lambda a: self.over_time(a, a, a, causal))(y), 0, 1)
+        g = jax.nn.sigmoid(_linear(self.gate, u))  # [L, F, 1]
+        return u * g, g[..., 0]
+
+
+class HRHead(eqx.Module):
+    """Logits per bin -> HR mean and variance of the softmax over `GRID_BPM`."""
+
+    out: eqx.nn.Linear
+
+    def __init__(self, width: int, *, key: PRNGKeyArray):
+        self.out = eqx.nn.Linear(width, 1, key=key)
+
+    def __call__(self, r: Array) -> tuple[Array, Array, Array]:
+        logits = _linear(self.out, r)[..., 0]  # [L, F]
+        return (*moments(logits), logits)
+
+
+def moments(logits: Float[Array, "window freq"]) -> tuple[Array, Array]:
+    """Mean and variance (bpm, bpm^2) of the distribution `softmax(logits)` over `GRID_BPM`,
+    the variance including the bins' quantisation (`BIN_BPM^2 / 12`)."""
+    p = jax.nn.softmax(logits, axis=-1)
+    grid = jnp.asarray(GRID_BPM, logits.dtype).reshape(1, -1)
+    mean = jnp.sum(p * grid, axis=-1)
+    var = jnp.sum(p * jnp.square(grid - mean[:, None]), axis=-1)
+    return mean, var + BIN_BPM**2 / 12.0
+
+
+class VirtualSensing(eqx.Module):
+    """One information setting's model (module docstring). `__call__` is inference: it reads
+    only the modalities its setting allows."""
+
+    encoder: SpectralEncoder
+    vae: CrossModalVAE | None
+    refiner: Refiner
+    head: HRHead
+    setting: str = eqx.field(static=True)
+
+    def __init__(self, setting: str = "virtual", *, width: int = 16, latent: int = 4,
+                 depth: int = 2, heads: int = 2, key: PRNGKeyArray):  # fmt: skip
+        if setting not in SETTINGS:
+            raise ValueError(f"unknown setting {setting!r}: choose one of {SETTINGS}")
+        k = jax.random.split(key, 4)
+        self.setting = setting
+        self.encoder = SpectralEncoder(width, depth=depth, key=k[0])
+        self.vae = CrossModalVAE(width, latent, key=k[1]) if setting == "virtual" else None
+        self.refiner = Refiner(width, heads, key=k[2])
+        self.head = HRHead(width, key=k[3])
+
+    @property
+    def uses_acc(self) -> bool:
+        return self.setting != "ppg_only"
+
+    @property
+    def uses_ppg(self) -> bool:
+        return self.setting in ("ppg_only", "fusion")
+
+    def inference_parameters(self) -> int:
+        """Parameters the HR estimate uses: without the unused modality's input map and the
+        VAE's decoders (training targets; the virtual PPG they draw is for inspection)."""
+        enc = self.encoder
+        parts = [enc.convs, self.refiner, self.head]
+        parts += [enc.acc_in] if self.uses_acc else []
+        parts += [enc.ppg_in] if self.setting in ("ppg_only", "fusion") else []
+        parts += [self.vae.posterior, self.vae.expand] if self.vae is not None else []
+        leaves = jax.tree_util.tree_leaves(eqx.filter(parts, eqx.is_inexact_array))
+        return int(sum(a.size for a in leaves))
+
+    def features(self, acc: Array | None, ppg: Array | None, key=None) -> dict:
+        """Encoder output and, for the VAE, the posterior, its draw and decoded spectra."""
+        h = self.encoder(acc, ppg)
+        if self.vae is None:
+            return {"u": h}
+        mu, logvar = self.vae.encode(h)
+        u = self.vae.features(reparameterise(mu, logvar, key))
+        ppg_hat, acc_hat = self.vae.decode(u)
+        return {"u": u, "mu": mu, "logvar": logvar, "ppg_hat": ppg_hat, "acc_hat": acc_hat}
+
+    def hr(self, u: Array) -> tuple[Array, Array, Array, Array]:
+        r, gate = self.refiner(u)
+        mean, var, logits = self.head(r)
+        return mean, var, logits, gate
+
+    def __call__(
+        self, acc: Float[Array, "window freq 3"], ppg: Float[Array, "window freq 1"]
+    ) -> VirtualOutput:
+        f = self.features(acc if self.uses_acc else None, ppg if self.uses_ppg else None)
+        mean, var, logits, gate = self.hr(f["u"])
+        virtual = f["ppg_hat"][..., 0] if "ppg_hat" in f else jnp.zeros_like(logits)
+        return VirtualOutput(mean, var, logits, gate, virtual)
+
+
+def soft_target(hr: Float[Array, "*batch"], sd_bpm: float = 3.0) -> Array:
+    """A Gaussian of `sd_bpm` around each true HR over `GRID_BPM`, normalised: the head's
+    cross-entropy target (a distribution, so the head's spread means something)."""
+    grid = jnp.asarray(GRID_BPM, hr.dtype).reshape((1,) * hr.ndim + (-1,))
+    return jax.nn.softmax(-0.5 * jnp.square((grid - hr[..., None]) / sd_bpm), axis=-1)
+
+
+def track(
+    hr: Float[Array, " window"],
+    var: Float[Array, " window"],
+    ok: Bool[Array, " window"],
+    q: Float[Array, ""] | float,
+) -> tuple[Array, Array]:
+    """A random-walk Kalman filter over per-window estimates: state HR (bpm), transition
+    variance `q` per hop, each estimate observed with its predicted variance `var` (windows
+    where `ok` is False are skipped), from a flat prior (`PRIOR`: the grid's middle, SD 100
+    bpm). Built on `filters.kalman_filter`; returns the filtered mean and variance per window,
+    as a watch would report them online."""
+    dtype = hr.dtype
+    params = LinearGaussianParams(
+        m0=jnp.full((1,), PRIOR[0], dtype),
+        P0=jnp.full((1, 1), PRIOR[1] ** 2, dtype),
+        F=jnp.ones((1, 1), dtype),
+        Q=(jnp.zeros((), dtype) + q).reshape(1, 1),
+        H=jnp.ones((1, 1), dtype),
+        R=var.reshape(-1, 1, 1),
+    )
+    res = kalman_filter(params, hr.reshape(-1, 1), ok)
+    return res.filtered_means[:, 0], res.filtered_covs[:, 0, 0]

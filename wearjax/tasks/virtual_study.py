@@ -1,0 +1,239 @@
+"""The virtual-sensing study behind `wearjax cv virtual` and `experiments/virtual_sensing.py`:
+every information setting the data allow, the non-learned references, metrics, cost, plots.
+
+- Data: the simulated wrist sessions (`data.wrist_synthetic`: PPG, ACC and gyro driven by the
+  synthetic cohort's HR and cadence, motion severity drawn per session) or a folder of
+  sampled-signal recordings (`data.sampled`; one subject per subfolder) with a reference HR.
+  Without PPG in any file only `acc_only` runs.
+- Folds: leave-one-subject-out (`subjects_out` to change it), one other subject validating.
+- Metrics per setting, raw per-window estimates and Kalman-tracked (`tasks.virtual`): MAE,
+  RMSE, % of windows within 5 bpm, Pearson r, pooled over held-out windows; MAE mean +- SD over
+  folds; MAE per motion-severity band (light < 0.6 <= moderate < 1.5 <= heavy) when known.
+  Windows without a reference HR are excluded; PPG settings are scored on every window (a
+  PPG dropout is their problem to bridge).
+- References on the same windows: `troika` (PPG with ACC-peak removal and peak tracking,
+  `signal.peaks`), `ppg_peak` (PPG peak tracking alone), `train_mean` (each fold's mean
+  training HR: what a model knows without the signal).
+- Cost per model: parameters used at inference (the VAE's decoders and the unused modality's
+  input map left out) and the median CPU time of one update (a jitted block of `context`
+  windows at batch 1, the newest window's estimate, recomputed every 2 s on a watch).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from wearjax.cv import Split
+from wearjax.eval import metrics as M
+from wearjax.models.virtual import GRID_HZ, SETTINGS
+from wearjax.signal.peaks import track_peak, troika_hr
+from wearjax.tasks.virtual import (
+    SpectralSessions,
+    VirtualConfig,
+    WristRecording,
+    run_setting,
+    spectral_sessions,
+    split_sessions,
+)
+
+SEVERITY_BANDS = {"light": (0.0, 0.6), "moderate": (0.6, 1.5), "heavy": (1.5, np.inf)}
+REFERENCES = ("troika", "ppg_peak", "train_mean")
+
+
+def synthetic_sessions(quick: bool = False, seed: int = 0) -> SpectralSessions:
+    """The simulated wrist set: 10 subjects x 3 sessions of 10 min at 25 Hz (quick: 6 x 2 of
+    6 min), severity log-uniform in 0.3-2.5 per session."""
+    from wearjax.data.wrist_synthetic import simulate_wrist
+
+    n, per, minutes = (6, 2, 6.0) if quick else (10, 3, 10.0)
+    w = simulate_wrist(n, per, minutes=minutes, seed=seed)
+    return spectral_sessions([
+        WristRecording(
+            f"s{i:03d}_{w.workouts[i]}", f"subject{int(w.subject[i]):02d}", (w.acc[i], w.rate),
+            (np.where(w.ppg_ok[i], w.ppg[i], np.nan), w.rate), (w.hr[i], 1.0),
+            float(w.severity[i]),
+        )
+        for i in range(len(w.subject))
+    ])  # fmt: skip
+
+
+def folder_sessions(folder: Path) -> tuple[SpectralSessions, list]:
+    """Recordings under `folder` with an `acc` signal and a reference HR; others skipped with
+    their reason (returned with the reader's own skips)."""
+    from wearjax.data.folders import Skipped, load_folder
+
+    sessions, skipped = load_folder(folder)
+    recs = []
+    for s in sessions:
+        acc, ppg, ref = s.signals.get("acc"), s.signals.get("ppg"), s.targets.get("hr")
+        why = ("no acc_x/acc_y/acc_z signal" if acc is None or acc.values.shape[1] != 3
+               else "no reference HR (hr_ref column, hr array or NAME.hr.csv)" if ref is None
+               else None)  # fmt: skip
+        if why is None and acc.duration_s < 8.0:
+            why = f"{acc.duration_s:.1f} s long, shorter than one 8 s window"
+        if why is not None:
+            skipped.append(Skipped(Path(s.source), why))
+            continue
+        a = np.where(acc.mask[:, None], acc.values, 0.0)
+        p = None if ppg is None else (np.where(ppg.mask, ppg.values[:, 0], np.nan), ppg.rate_hz)
+        hr = np.where(ref.mask, ref.values[:, 0], np.nan)
+        recs.append(WristRecording(Path(s.source).stem, s.runner, (a, acc.rate_hz), p,
+                                   (hr, ref.rate_hz)))  # fmt: skip
+    if not recs:
+        from wearjax.errors import WearjaxFileError
+
+        raise WearjaxFileError(
+            folder, "no recording with acc_x/y/z and a reference HR",
+            "add sampled-signal CSV/NPZ files with acc_x, acc_y, acc_z and hr_ref",
+        )  # fmt: skip
+    return spectral_sessions(recs), skipped
+
+
+def _scores(pred, s: SpectralSessions, split: Split) -> dict:
+    owner = split.owner
+    tested = s.ok & (owner >= 0)[:, None]
+    true = jnp.asarray(s.hr)
+    p = jnp.asarray(np.nan_to_num(pred))
+    out = {
+        "mae": float(M.mae(p, true, jnp.asarray(tested))),
+        "rmse": float(M.rmse(p, true, jnp.asarray(tested))),
+        "within_5": float(M.within(p, true, jnp.asarray(tested), 5.0)),
+        "pearson_r": float(M.pearson_r(p, true, jnp.asarray(tested))),
+    }
+    folds = [float(M.mae(p, true, jnp.asarray(tested & (owner == k)[:, None])))
+             for k in range(split.n_folds)]  # fmt: skip
+    out["mae_fold_mean"] = float(np.nanmean(folds))
+    out["mae_fold_sd"] = float(np.nanstd(folds, ddof=1)) if len(folds) > 1 else 0.0
+    if np.isfinite(s.severity).all():
+        for band, (lo, hi) in SEVERITY_BANDS.items():
+            rows = (s.severity >= lo) & (s.severity < hi)
+            m = jnp.asarray(tested & rows[:, None])
+            out[f"mae_{band}"] = float(M.mae(p, true, m)) if rows.any() else float("nan")
+    return out
+
+
+def references(s: SpectralSessions, split: Split) -> dict[str, np.ndarray]:
+    """Per-window HR `[S, W]` of the non-learned references."""
+    grid = np.asarray(GRID_HZ)
+    raw = s.acc * s.acc_scale[:, :, None, :]  # un-normalised: a quiet axis stays quiet
+    acc = jnp.moveaxis(jnp.asarray(raw), -1, -2)  # [S, W, 3, F]
+    ppg = jnp.asarray(s.ppg[..., 0])
+    ok = jnp.asarray(s.ppg_ok)
+    out = {}
+    if s.has_ppg:
+        out["troika"] = np.asarray(
+            jax.vmap(lambda p, a, o: troika_hr(p, a, grid, ok=o))(ppg, acc, ok)
+        )
+        out["ppg_peak"] = np.asarray(jax.vmap(lambda p, o: track_peak(p, grid, ok=o))(ppg, ok))
+    w = split.train[:, :, None] & s.ok[None]
+    mean = (w * s.hr[None]).sum((1, 2)) / np.maximum(w.sum((1, 2)), 1)  # [K]
+    owner = np.maximum(split.owner, 0)
+    out["train_mean"] = np.broadcast_to(mean[owner][:, None], s.hr.shape).copy()
+    return out
+
+
+def latency_ms(model, s: SpectralSessions, context: int, repeats: int = 50) -> float:
+    """Median wall time (ms) of one jitted block of `context` windows: what a watch computes
+    at each 2 s update to give the newest window's estimate."""
+    acc = jnp.asarray(s.acc[0, :context])
+    ppg = jnp.asarray(s.ppg[0, :context])
+    f = jax.jit(lambda a, p: model(a, p).hr)
+    f(acc, ppg).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f(acc, ppg).block_until_ready()
+        times.append(time.perf_counter() - t0)
+    return 1000.0 * float(np.median(times))
+
+
+def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out: int = 1,
+          settings=None, progress=False) -> dict:  # fmt: skip
+    """Every setting the data allow and the references on one split; writes
+    `out/metrics.json`, `out/table.md` and plots; returns the metrics."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    split = split_sessions(s, subjects_out, seed=config.seed)
+    allowed = SETTINGS if s.has_ppg else ("acc_only",)
+    settings = [x for x in (settings or SETTINGS) if x in allowed]
+    metrics: dict = {"data": {"sessions": len(s.names), "subjects": len(s.subjects),
+                              "windows": int(s.ok.sum()), "folds": split.n_folds}}  # fmt: skip
+    tracks: dict = {}
+    first = None
+    for name in settings:
+        t0 = time.perf_counter()
+        r = run_setting(s, split, config, name, progress=progress and f"{name}")
+        seconds = time.perf_counter() - t0
+        one = jax.tree_util.tree_map(lambda a: a[0] if hasattr(a, "ndim") and a.ndim else a,
+                                     r.model)  # fmt: skip
+        metrics[name] = {
+            "raw": _scores(r.hr, s, split), "tracked": _scores(r.tracked, s, split),
+            "parameters": one.inference_parameters(),
+            "latency_ms_per_update": latency_ms(one, s, config.context),
+            "epochs": len(r.history.get("val_loss", [])), "seconds": round(seconds, 1),
+        }  # fmt: skip
+        tracks[name] = r.tracked
+        if name == "virtual":
+            first = one
+    for name, hr in references(s, split).items():
+        metrics[name] = {"raw": _scores(hr, s, split)}
+        tracks[name] = hr
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out / "table.md").write_text(markdown_table(metrics) + "\n")
+    from wearjax.tasks.virtual_plots import plot_session
+
+    plot_session(s, split, tracks, first, config.context, out / "plots")
+    return metrics
+
+
+def markdown_table(metrics: dict) -> str:
+    rows = [
+        "| setting | MAE (bpm) | MAE over folds | RMSE | within 5 bpm | r | MAE light / "
+        "moderate / heavy | params | ms/update |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in (*SETTINGS, *REFERENCES):
+        if name not in metrics:
+            continue
+        m = metrics[name]
+        for kind in ("raw", "tracked"):
+            if kind not in m:
+                continue
+            x = m[kind]
+            bands = " / ".join(f"{x.get(f'mae_{b}', float('nan')):.2f}" for b in SEVERITY_BANDS)
+            label = name if kind == "raw" else f"{name} + Kalman"
+            cost = (f"{m['parameters']:,} | {m['latency_ms_per_update']:.2f}"
+                    if "parameters" in m else "- | -")  # fmt: skip
+            rows.append(
+                f"| {label} | {x['mae']:.2f} | {x['mae_fold_mean']:.2f} +- {x['mae_fold_sd']:.2f}"
+                f" | {x['rmse']:.2f} | {100 * x['within_5']:.1f}% | {x['pearson_r']:.3f} | "
+                f"{bands} | {cost} |"
+            )
+    return "\n".join(rows)
+
+
+def cv_command(args, say) -> int:
+    """`wearjax cv virtual`: every information setting the data allow, the references, the
+    table and plots; `say` prints one line on stderr."""
+    if args.data == "synthetic":
+        sessions = synthetic_sessions(args.quick, seed=args.seed)
+    else:
+        sessions, skipped = folder_sessions(Path(args.data))
+        for s in skipped:
+            say(f"skipped {s.path}: {s.reason}")
+        if not sessions.has_ppg:
+            say("no PPG in these recordings: only the ACC-only setting runs")
+    config = VirtualConfig(seed=args.seed)
+    epochs = args.epochs or (12 if args.quick else config.train.epochs)
+    config = config._replace(train=config.train._replace(epochs=epochs))
+    say(f"{len(sessions.names)} sessions of {len(sessions.subjects)} subjects; compiling first")
+    metrics = study(sessions, config, args.out, subjects_out=args.subjects_out, progress=True)
+    print(markdown_table(metrics))
+    say(f"wrote {args.out}/metrics.json, table.md and plots/")
+    return 0
