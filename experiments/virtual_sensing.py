@@ -5,9 +5,10 @@ simulated wrist sessions, leave-one-subject-out.
     python experiments/virtual_sensing.py --out experiments/results/virtual_sensing
     python experiments/virtual_sensing.py --quick --out /tmp/virtual_quick
 
-Full: 10 subjects x 3 sessions of 10 min at 25 Hz, 10 folds; quick: 6 x 2 of 6 min, 6 folds,
-12 epochs. Writes `metrics.json`, `table.md` and `plots/` under `--out` (`wearjax cv virtual`
-runs the same study).
+Full: 10 subjects x 3 sessions of 10 min at 25 Hz, leave-2-subjects-out (5 folds), 40 epochs;
+quick: 6 x 2 of 6 min, leave-one-out (6 folds), 12 epochs. `--bcg` scales the heart's trace in
+the simulated ACC (1: the simulator's default). Writes `metrics.json`, `table.md` and `plots/`
+under `--out` (`wearjax cv virtual` runs the same study).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 from pathlib import Path
 
 from wearjax.errors import WearjaxError
-from wearjax.models.virtual import SETTINGS
+from wearjax.models.virtual import ABLATIONS, SETTINGS
 from wearjax.tasks.virtual import VirtualConfig
 from wearjax.tasks.virtual_study import markdown_table, study, synthetic_sessions
 
@@ -27,15 +28,21 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--quick", action="store_true", help="6 subjects, 12 epochs")
     parser.add_argument("--epochs", type=int, help="training epochs (default 40; quick 12)")
-    parser.add_argument("--settings", nargs="+", choices=SETTINGS)
+    parser.add_argument("--settings", nargs="+", choices=SETTINGS + ABLATIONS)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--bcg", type=float, default=1.0, help="scale of the heart's trace in the ACC"
+    )
+    parser.add_argument("--subjects-out", type=int, help="per fold (default 2; quick 1)")
     args = parser.parse_args(argv)
     config = VirtualConfig(seed=args.seed)
     epochs = args.epochs or (12 if args.quick else config.train.epochs)
     config = config._replace(train=config.train._replace(epochs=epochs))
     try:
-        sessions = synthetic_sessions(args.quick, seed=args.seed)
-        metrics = study(sessions, config, args.out, settings=args.settings, progress=True)
+        sessions = synthetic_sessions(args.quick, seed=args.seed, bcg=args.bcg)
+        out = args.subjects_out or (1 if args.quick else 2)
+        metrics = study(sessions, config, args.out, subjects_out=out, settings=args.settings,
+                        progress=True)  # fmt: skip
     except WearjaxError as err:
         print(f"virtual_sensing: {err}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from wearjax.models.virtual import (
+    ABLATIONS,
     BIN_BPM,
     GRID_BPM,
     PRIOR,
@@ -105,7 +106,7 @@ def test_tracker_equals_a_float64_kalman_loop(x64):
     assert np.abs(np.asarray(mean) - truth).mean() < np.abs(hr - truth).mean()
 
 
-@pytest.mark.parametrize("setting", SETTINGS)
+@pytest.mark.parametrize("setting", SETTINGS + ABLATIONS)
 def test_each_setting_reads_only_its_modalities(setting):
     model = VirtualSensing(setting, width=8, latent=2, key=jax.random.key(0))
     k = jax.random.split(jax.random.key(1), 4)
@@ -117,7 +118,7 @@ def test_each_setting_reads_only_its_modalities(setting):
     assert np.all(np.asarray(out.var) > 0)
     same_without_ppg = np.allclose(np.asarray(model(acc, ppg2).hr), np.asarray(out.hr))
     same_without_acc = np.allclose(np.asarray(model(acc2, ppg).hr), np.asarray(out.hr))
-    assert same_without_ppg == (setting in ("acc_only", "virtual"))
+    assert same_without_ppg == (setting in ("acc_only", "acc_refined", "virtual"))
     assert same_without_acc == (setting == "ppg_only")
     assert (np.abs(np.asarray(out.virtual_ppg)).sum() > 0) == (setting == "virtual")
 

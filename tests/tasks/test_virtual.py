@@ -131,9 +131,14 @@ def test_cv_virtual_on_a_folder_without_ppg_runs_acc_only(tmp_path, capsys):
                  "--out", str(tmp_path / "out")])  # fmt: skip
     assert code == 0
     err = capsys.readouterr().err
-    assert "only the ACC-only setting runs" in err and "short.csv" in err
+    assert "only the ACC-only settings run" in err and "short.csv" in err
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert "acc_only" in metrics and "virtual" not in metrics and "troika" not in metrics
+    assert (
+        "acc_only" in metrics
+        and "acc_refined" in metrics
+        and "virtual" not in metrics
+        and "troika" not in metrics
+    )
     assert metrics["data"]["subjects"] == 4 and np.isfinite(metrics["acc_only"]["raw"]["mae"])
     assert (tmp_path / "out" / "plots" / "hr_tracks.png").is_file()
 
@@ -150,3 +155,25 @@ def test_cv_virtual_on_a_folder_with_ppg_runs_every_setting(tmp_path):
     assert (tmp_path / "out" / "plots" / "spectra.png").is_file()
     # the clean PPG's peak is the HR: the non-learned tracker finds it
     assert metrics["ppg_peak"]["raw"]["mae"] < 5.0
+
+
+def test_choose_q_takes_the_validation_mae_minimiser(x64):
+    from wearjax.eval.metrics import mae
+    from wearjax.models.virtual import track
+    from wearjax.tasks.virtual import Q_FACTORS, choose_q
+
+    rng = np.random.default_rng(4)
+    truth = 120 + np.cumsum(rng.normal(0, 2.0, (2, 3, 80)), axis=-1)  # [K, V, W]
+    var = rng.uniform(4, 200, truth.shape)
+    hr = truth + rng.normal(size=truth.shape) * np.sqrt(var)
+    valid = np.ones(truth.shape, bool)
+    ok = rng.random(truth.shape) > 0.1
+    q0 = np.asarray([0.5, 3.0])
+    got = np.asarray(choose_q(*map(jnp.asarray, (hr, var, valid, truth, ok, q0))))
+    for k in range(2):
+        errors = []
+        for f in Q_FACTORS:
+            m = [track(jnp.asarray(hr[k, v]), jnp.asarray(var[k, v]), jnp.asarray(valid[k, v]),
+                       q0[k] * f)[0] for v in range(3)]  # fmt: skip
+            errors.append(float(mae(jnp.stack(m), jnp.asarray(truth[k]), jnp.asarray(ok[k]))))
+        assert got[k] == q0[k] * Q_FACTORS[int(np.argmin(errors))]

@@ -30,9 +30,12 @@ the grid is finer than what the spectra can separate.)
   distribution of HR in each window; its mean is the estimate and its variance (plus the bin's
   quantisation variance, step^2 / 12) the measurement noise the Kalman tracker uses.
 
-Settings (`SETTINGS`, the information settings of the published table): `acc_only` (encoder on
-ACC, refiner, head: direct regression from ACC spectra), `virtual` (ACC -> VAE latent ->
-refiner -> head; PPG only as a training target), `ppg_only`, `fusion` (PPG + ACC).
+Settings (`SETTINGS`, the information settings of the published table): `acc_only` (direct
+regression from ACC spectra: the encoder, then `RegressionHead`, an MLP on each window's
+flattened features), `virtual` (ACC -> VAE latent -> refiner -> head; PPG only as a training
+target), `ppg_only`, `fusion` (PPG + ACC). The ablation `acc_refined` (ACC -> encoder ->
+refiner -> head, no VAE, no PPG) separates what the architecture gives from what the
+cross-modal training gives.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from wearjax.models.backbone import dense
 from wearjax.models.har import time_positions
 
 SETTINGS = ("acc_only", "virtual", "ppg_only", "fusion")
+ABLATIONS = ("acc_refined",)  # ACC through the refiner and the distributional head, no VAE
 GRID_HZ = np.linspace(0.5, 4.0, 64)  # the model's frequency grid (Hz)
 GRID_BPM = 60.0 * GRID_HZ
 BIN_BPM = float(GRID_BPM[1] - GRID_BPM[0])
@@ -194,26 +198,46 @@ def moments(logits: Float[Array, "window freq"]) -> tuple[Array, Array]:
     return mean, var + BIN_BPM**2 / 12.0
 
 
+class RegressionHead(eqx.Module):
+    """Direct regression of each window's HR from its flattened spectral features: an MLP to a
+    Gaussian's mean and log-SD, given as logits over `GRID_BPM` (`-(g - mean)^2 / 2 sd^2`),
+    so it shares the distributional head's loss and moments."""
+
+    mlp: eqx.nn.MLP
+
+    def __init__(self, width: int, *, hidden: int = 32, key: PRNGKeyArray):
+        self.mlp = eqx.nn.MLP(width * len(GRID_HZ), 2, hidden, 1, jax.nn.gelu, key=key)
+
+    def __call__(self, r: Array) -> tuple[Array, Array, Array]:
+        out = jax.vmap(self.mlp)(r.reshape(r.shape[0], -1))  # [L, 2]
+        mean = 130.0 + 40.0 * out[:, 0]
+        sd = 1.0 + 10.0 * jnp.exp(jnp.clip(out[:, 1], -5.0, 3.0))
+        grid = jnp.asarray(GRID_BPM, r.dtype).reshape(1, -1)
+        logits = -0.5 * jnp.square((grid - mean[:, None]) / sd[:, None])
+        return (*moments(logits), logits)
+
+
 class VirtualSensing(eqx.Module):
     """One information setting's model (module docstring). `__call__` is inference: it reads
     only the modalities its setting allows."""
 
     encoder: SpectralEncoder
     vae: CrossModalVAE | None
-    refiner: Refiner
-    head: HRHead
+    refiner: Refiner | None
+    head: HRHead | RegressionHead
     setting: str = eqx.field(static=True)
 
     def __init__(self, setting: str = "virtual", *, width: int = 16, latent: int = 4,
                  depth: int = 2, heads: int = 2, key: PRNGKeyArray):  # fmt: skip
-        if setting not in SETTINGS:
-            raise ValueError(f"unknown setting {setting!r}: choose one of {SETTINGS}")
+        if setting not in SETTINGS + ABLATIONS:
+            raise ValueError(f"unknown setting {setting!r}: choose one of {SETTINGS + ABLATIONS}")
         k = jax.random.split(key, 4)
         self.setting = setting
         self.encoder = SpectralEncoder(width, depth=depth, key=k[0])
         self.vae = CrossModalVAE(width, latent, key=k[1]) if setting == "virtual" else None
-        self.refiner = Refiner(width, heads, key=k[2])
-        self.head = HRHead(width, key=k[3])
+        direct = setting == "acc_only"
+        self.refiner = None if direct else Refiner(width, heads, key=k[2])
+        self.head = RegressionHead(width, key=k[3]) if direct else HRHead(width, key=k[3])
 
     @property
     def uses_acc(self) -> bool:
@@ -245,6 +269,8 @@ class VirtualSensing(eqx.Module):
         return {"u": u, "mu": mu, "logvar": logvar, "ppg_hat": ppg_hat, "acc_hat": acc_hat}
 
     def hr(self, u: Array) -> tuple[Array, Array, Array, Array]:
+        if self.refiner is None:
+            return (*self.head(u), jnp.ones(u.shape[:2], u.dtype))
         r, gate = self.refiner(u)
         mean, var, logits = self.head(r)
         return mean, var, logits, gate

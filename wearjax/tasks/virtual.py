@@ -19,11 +19,11 @@ latent, only in windows with PPG) and the two KL terms (each over the windows it
 has), weighted by `kl_weight x min(1, epoch / kl_warmup)`: KL
 annealing. Early stopping on the validation subjects' cross-entropy of the inference path.
 
-Tracking (`track_sessions`): the per-window estimates go through `models.virtual.track` (a
+Tracking: the per-window estimates go through `models.virtual.track` (a
 random-walk Kalman filter, `filters.kalman_filter`) with the head's variance as measurement
 noise over every window of the session (never told where the reference is) and a transition
-variance per fold: the mean squared change of the reference HR between
-consecutive windows of the fold's training sessions.
+variance per fold chosen on its validation sessions (`choose_q`: the training sessions' mean
+squared HR change between windows times 1, 4, ..., 256, the one with the lowest tracked MAE).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import numpy as np
 
 from wearjax.cv import Split, fit_folds, padded_table, predict_per_fold, scatter
 from wearjax.errors import WearjaxDataError
+from wearjax.eval.metrics import mae
 from wearjax.models.virtual import (
     GRID_HZ,
     VirtualSensing,
@@ -318,6 +319,27 @@ class SettingResult(NamedTuple):
     folds: VirtualFold  # [K]
 
 
+Q_FACTORS = (1.0, 4.0, 16.0, 64.0, 256.0)
+
+
+@jax.jit
+def choose_q(hr, var, valid, true, ok, q0):
+    """Per fold, the transition variance among `q0 x Q_FACTORS` whose tracked estimates of the
+    validation sessions (`[K, V, W]`) have the lowest MAE: the filter is as smooth as held-out
+    data say it should be (the training sessions' own HR steps, `q0`, ignore how noisy the
+    estimates are)."""
+
+    def fold(hr, var, valid, true, ok, q0):
+        def mae_for(q):
+            m, _ = jax.vmap(track, in_axes=(0, 0, 0, None))(hr, var, valid, q)
+            return mae(m, true, ok)
+
+        grid = q0 * jnp.asarray(Q_FACTORS, q0.dtype)
+        return grid[jnp.argmin(jax.vmap(mae_for)(grid))]
+
+    return jax.vmap(fold)(hr, var, valid, true, ok, q0)
+
+
 def run_setting(s: SpectralSessions, split: Split, config: VirtualConfig, setting: str, *,
                 progress=False) -> SettingResult:  # fmt: skip
     """Train `setting`'s model on every fold of `split` in one vmapped program and predict the
@@ -332,9 +354,14 @@ def run_setting(s: SpectralSessions, split: Split, config: VirtualConfig, settin
 
     def per_session(model, fold, data, i):
         out = predict(model, fold, data, i, context=config.context)
-        mean, var = track(out.hr, out.var, data.valid[i], fold.q)
-        return out.hr, out.var, mean, var
+        return out.hr, out.var
 
-    outs, idx, ok = predict_per_fold(per_session, fit.model, folds, data, split, batch=4)
-    full = [scatter(a, idx, ok, len(s.names)) for a in outs]
+    (hr, var), idx, ok = predict_per_fold(per_session, fit.model, folds, data, split, batch=4)
+    val, vidx, vok = predict_per_fold(
+        per_session, fit.model, folds, data, split, batch=4, which="validation"
+    )
+    q = choose_q(*val, data.valid[vidx], data.hr[vidx], data.ok[vidx] & vok[..., None], folds.q)
+    folds = folds._replace(q=q)
+    tracked = jax.vmap(jax.vmap(track, in_axes=(0, 0, 0, None)))(hr, var, data.valid[idx], q)
+    full = [scatter(a, idx, ok, len(s.names)) for a in (hr, var, *tracked)]
     return SettingResult(*full, fit.history, fit.model, folds)
