@@ -177,3 +177,37 @@ def test_choose_q_takes_the_validation_mae_minimiser(x64):
                        q0[k] * f)[0] for v in range(3)]  # fmt: skip
             errors.append(float(mae(jnp.stack(m), jnp.asarray(truth[k]), jnp.asarray(ok[k]))))
         assert got[k] == q0[k] * Q_FACTORS[int(np.argmin(errors))]
+
+
+def test_fit_virtual_then_predict_a_file_without_ppg(tmp_path, capsys):
+    _write_folder(tmp_path / "data", ppg=True)
+    model = tmp_path / "virtual.wjx"
+    code = main(["fit", "virtual", "--data", str(tmp_path / "data"), "--setting", "virtual",
+                 "--quick", "--epochs", "1", "--out", str(model)])  # fmt: skip
+    assert code == 0 and model.is_file()
+    # the same recording without its PPG column: the virtual model needs only the ACC
+    rec = _recording(7, "subject9", ppg=False)
+    acc, rate = rec.acc
+    lines = ["time,acc_x,acc_y,acc_z,hr_ref"]
+    hr = np.repeat(rec.hr[0], int(rate))
+    lines += [f"{k / rate:.2f},{a[0]:.4f},{a[1]:.4f},{a[2]:.4f},{h:.2f}"
+              for k, (a, h) in enumerate(zip(acc, hr, strict=True))]  # fmt: skip
+    (tmp_path / "new.csv").write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    code = main(["predict", "--model", str(model), str(tmp_path / "new.csv"),
+                 "--out", str(tmp_path / "pred")])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "new: 57 windows (virtual); hr MAE" in out
+    table = np.genfromtxt(tmp_path / "pred" / "new.csv", delimiter=",", names=True)
+    assert table.dtype.names == ("start_s", "hr", "sd", "hr_tracked", "sd_tracked", "hr_reference")
+    assert len(table) == 57 and np.all(np.isfinite(table["hr"])) and np.all(table["sd"] > 0)
+    np.testing.assert_allclose(table["start_s"], np.arange(57) * HOP_S)
+    # a PPG-only checkpoint refuses a file without PPG, naming it
+    with pytest.raises(WearjaxDataError, match="needs a ppg column"):
+        from wearjax.data.sampled import read_sampled
+        from wearjax.models.virtual import VirtualSensing
+        from wearjax.tasks.virtual_io import predict_recording
+
+        m = VirtualSensing("ppg_only", width=8, key=jax.random.key(0))
+        predict_recording(m, {"context": 16, "q": 1.0}, read_sampled(tmp_path / "new.csv"))

@@ -187,8 +187,12 @@ def fit_hr(args) -> int:
 def predict(args) -> int:
     """`wearjax predict`: HR of one recording in both protocols, with errors where it has HR."""
     from wearjax.tasks.hr_recordings import predict_hr, read_recordings, write_prediction
-    from wearjax.train.checkpoints import load_hr
+    from wearjax.train.checkpoints import load_hr, read_header
 
+    if read_header(args.model)[0].get("task") == "virtual":  # HR per window from wrist spectra
+        from wearjax.tasks.virtual_io import predict_command
+
+        return predict_command(args, say)
     model, normalizer, header = load_hr(args.model)
     sessions, skipped = read_recordings(args.file, require_hr=False)
     for s in skipped:
@@ -350,54 +354,18 @@ def _probe_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cv_probe(args) -> int:
-    """`wearjax cv probe`: frozen-encoder logistic probe with subject-wise (or the official)
-    folds, beside the statistical-feature probe; writes metrics.json."""
-    import json
+    """`wearjax cv probe` (`tasks.probe.probe_command`)."""
+    from wearjax.tasks.probe import probe_command
 
-    import numpy as np
-
-    from wearjax.data.imu import basic_motions, watch
-    from wearjax.data.pyoxynet import domain_windows
-    from wearjax.tasks.har import official_split, subject_split
-    from wearjax.tasks.har_baselines import statistical_features
-    from wearjax.tasks.pretrain import load_encoder
-    from wearjax.tasks.probe import embed_windows, probe_scores
-
-    model, header = load_encoder(args.encoder)
-    if args.data == "pyoxynet_domain":
-        w = domain_windows()[0]
-        split = subject_split(w, -(-w.n_subjects // 5), seed=args.seed)
-    elif args.data == "basic_motions":
-        w = basic_motions()
-        split = official_split(w)
-    else:
-        w = watch()
-        split = subject_split(w, seed=args.seed)
-    if w.rate > 4 * header["nominal_rate"]:
-        say(
-            f"the encoder works at {header['nominal_rate']:g} Hz; these {w.rate:g} Hz windows lose "
-            f"everything above {header['high_hz']:g} Hz (pretrain at a higher rate for them)"
-        )
-    rows = {
-        "encoder": probe_scores(embed_windows(model, w, header), w, split),
-        "statistical features": probe_scores(statistical_features(w), w, split),
-    }
-    metrics = {
-        name: {"accuracy": float(np.mean(a)), "accuracy_sd": float(np.std(a)),
-               "macro_f1": float(np.mean(f)), "macro_f1_sd": float(np.std(f))}
-        for name, (a, f) in rows.items()
-    }  # fmt: skip
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "metrics.json").write_text(json.dumps({args.data: metrics}, indent=2))
-    for name, m in metrics.items():
-        print(f"{args.data} {name}: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
-    return 0
+    return probe_command(args, say)
 
 
 # -- virtual sensing ---------------------------------------------------------------------------
 
 
 def _virtual_arguments(p: argparse.ArgumentParser) -> None:
+    from wearjax.models.virtual import ABLATIONS, SETTINGS
+
     p.add_argument(
         "--data",
         default="synthetic",
@@ -405,14 +373,20 @@ def _virtual_arguments(p: argparse.ArgumentParser) -> None:
         "recordings (acc_x/y/z, ppg, a reference HR; one subfolder per subject)",
     )
     p.add_argument("--epochs", type=int, help="training epochs (default 40; quick 12)")
-    p.add_argument("--subjects-out", type=int, default=1, help="subjects held out per fold")
+    p.add_argument("--subjects-out", type=int, default=1, help="cv: subjects held out per fold")
+    p.add_argument(
+        "--setting",
+        choices=SETTINGS + ABLATIONS,
+        help="fit: the one to train "
+        "(default virtual); cv: run only this one (default: every one the data allow)",
+    )
 
 
-def cv_virtual(args) -> int:
-    """`wearjax cv virtual` (`tasks.virtual_study.cv_command`)."""
-    from wearjax.tasks.virtual_study import cv_command
+def virtual(args) -> int:
+    """`wearjax cv virtual` (`tasks.virtual_study`) and `fit virtual` (`tasks.virtual_io`)."""
+    from wearjax.tasks import virtual_io, virtual_study
 
-    return cv_command(args, say)
+    return (virtual_study.cv_command if args.command == "cv" else virtual_io.fit_command)(args, say)
 
 
 TASKS: dict[str, dict[str, Command]] = {
@@ -435,7 +409,9 @@ TASKS: dict[str, dict[str, Command]] = {
     },
     "virtual": {
         "cv": Command("HR from wrist ACC, virtual PPG, PPG and fusion, with references",
-                      _virtual_arguments, cv_virtual),
+                      _virtual_arguments, virtual),
+        "fit": Command("a virtual-sensing model on all your recordings; writes a checkpoint",
+                       _virtual_arguments, virtual),
     },
     "har": {
         "report": Command("activity recognition on BasicMotions and seglearn's watch set, "

@@ -81,3 +81,46 @@ def scores(pred: np.ndarray, windows: LabelledWindows, split: Split):
     acc = np.asarray(jax.vmap(accuracy)(p, y, test))
     f1 = np.asarray(jax.vmap(lambda a, b, m: macro_f1(a, b, m, n))(p, y, test))
     return acc, f1
+
+
+def probe_command(args, say) -> int:
+    """`wearjax cv probe`: frozen-encoder logistic probe with subject-wise (or the official)
+    folds, beside the statistical-feature probe; writes metrics.json. `say` prints one line
+    on stderr."""
+    import json
+
+    from wearjax.data.imu import basic_motions, watch
+    from wearjax.data.pyoxynet import domain_windows
+    from wearjax.tasks.har import official_split, subject_split
+    from wearjax.tasks.har_baselines import statistical_features
+    from wearjax.tasks.pretrain import load_encoder
+
+    model, header = load_encoder(args.encoder)
+    if args.data == "pyoxynet_domain":
+        w = domain_windows()[0]
+        split = subject_split(w, -(-w.n_subjects // 5), seed=args.seed)
+    elif args.data == "basic_motions":
+        w = basic_motions()
+        split = official_split(w)
+    else:
+        w = watch()
+        split = subject_split(w, seed=args.seed)
+    if w.rate > 4 * header["nominal_rate"]:
+        say(
+            f"the encoder works at {header['nominal_rate']:g} Hz; these {w.rate:g} Hz windows lose "
+            f"everything above {header['high_hz']:g} Hz (pretrain at a higher rate for them)"
+        )
+    rows = {
+        "encoder": probe_scores(embed_windows(model, w, header), w, split),
+        "statistical features": probe_scores(statistical_features(w), w, split),
+    }
+    metrics = {
+        name: {"accuracy": float(np.mean(a)), "accuracy_sd": float(np.std(a)),
+               "macro_f1": float(np.mean(f)), "macro_f1_sd": float(np.std(f))}
+        for name, (a, f) in rows.items()
+    }  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "metrics.json").write_text(json.dumps({args.data: metrics}, indent=2))
+    for name, m in metrics.items():
+        print(f"{args.data} {name}: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
+    return 0

@@ -28,6 +28,7 @@ squared HR change between windows times 1, 4, ..., 256, the one with the lowest 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 import equinox as eqx
@@ -119,6 +120,30 @@ class WristRecording(NamedTuple):
     ppg: tuple[np.ndarray, float] | None
     hr: tuple[np.ndarray, float]
     severity: float = float("nan")
+
+
+def wrist_recording(session, *, require_reference: bool = True) -> WristRecording:
+    """A sampled-signal `Session` (`data.sampled`) as a `WristRecording`: its `acc` (three
+    axes), `ppg` if present and reference HR (NaN throughout when absent and not required).
+    `WearjaxDataError` with the reason when it cannot be used."""
+    acc, ppg = session.signals.get("acc"), session.signals.get("ppg")
+    ref = session.targets.get("hr")
+    name = Path(session.source).stem if session.source else session.workout
+    if acc is None or acc.values.shape[1] != 3:
+        raise WearjaxDataError(f"{name}: no acc_x/acc_y/acc_z signal; add the three ACC axes")
+    if ref is None and require_reference:
+        raise WearjaxDataError(
+            f"{name}: no reference HR; add an hr_ref column, an hr array or NAME.hr.csv"
+        )
+    if acc.duration_s < WINDOW_S:
+        raise WearjaxDataError(
+            f"{name}: {acc.duration_s:.1f} s long, shorter than one {WINDOW_S:.0f} s window"
+        )
+    a = np.where(acc.mask[:, None], acc.values, 0.0)
+    p = None if ppg is None else (np.where(ppg.mask, ppg.values[:, 0], np.nan), ppg.rate_hz)
+    hr = (np.full(int(acc.duration_s) + 1, np.nan), 1.0) if ref is None else (
+        np.where(ref.mask, ref.values[:, 0], np.nan), ref.rate_hz)  # fmt: skip
+    return WristRecording(name, session.runner, (a, acc.rate_hz), p, hr)
 
 
 def _window_means(values: np.ndarray, ok: np.ndarray, rate: float, w: int):

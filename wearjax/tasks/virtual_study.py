@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from wearjax.cv import Split
+from wearjax.errors import WearjaxDataError, WearjaxFileError
 from wearjax.eval import metrics as M
 from wearjax.models.virtual import ABLATIONS, GRID_HZ, SETTINGS
 from wearjax.signal.peaks import track_peak, troika_hr
@@ -40,6 +41,7 @@ from wearjax.tasks.virtual import (
     run_setting,
     spectral_sessions,
     split_sessions,
+    wrist_recording,
 )
 
 SEVERITY_BANDS = {"light": (0.0, 0.6), "moderate": (0.6, 1.5), "heavy": (1.5, np.inf)}
@@ -72,23 +74,11 @@ def folder_sessions(folder: Path) -> tuple[SpectralSessions, list]:
     sessions, skipped = load_folder(folder)
     recs = []
     for s in sessions:
-        acc, ppg, ref = s.signals.get("acc"), s.signals.get("ppg"), s.targets.get("hr")
-        why = ("no acc_x/acc_y/acc_z signal" if acc is None or acc.values.shape[1] != 3
-               else "no reference HR (hr_ref column, hr array or NAME.hr.csv)" if ref is None
-               else None)  # fmt: skip
-        if why is None and acc.duration_s < 8.0:
-            why = f"{acc.duration_s:.1f} s long, shorter than one 8 s window"
-        if why is not None:
-            skipped.append(Skipped(Path(s.source), why))
-            continue
-        a = np.where(acc.mask[:, None], acc.values, 0.0)
-        p = None if ppg is None else (np.where(ppg.mask, ppg.values[:, 0], np.nan), ppg.rate_hz)
-        hr = np.where(ref.mask, ref.values[:, 0], np.nan)
-        recs.append(WristRecording(Path(s.source).stem, s.runner, (a, acc.rate_hz), p,
-                                   (hr, ref.rate_hz)))  # fmt: skip
+        try:
+            recs.append(wrist_recording(s, require_reference=True))
+        except WearjaxDataError as err:
+            skipped.append(Skipped(Path(s.source), str(err)))
     if not recs:
-        from wearjax.errors import WearjaxFileError
-
         raise WearjaxFileError(
             folder, "no recording with acc_x/y/z and a reference HR",
             "add sampled-signal CSV/NPZ files with acc_x, acc_y, acc_z and hr_ref",
@@ -236,7 +226,9 @@ def cv_command(args, say) -> int:
     epochs = args.epochs or (12 if args.quick else config.train.epochs)
     config = config._replace(train=config.train._replace(epochs=epochs))
     say(f"{len(sessions.names)} sessions of {len(sessions.subjects)} subjects; compiling first")
-    metrics = study(sessions, config, args.out, subjects_out=args.subjects_out, progress=True)
+    chosen = [args.setting] if args.setting else None
+    metrics = study(sessions, config, args.out, subjects_out=args.subjects_out,
+                    settings=chosen, progress=True)  # fmt: skip
     print(markdown_table(metrics))
     say(f"wrote {args.out}/metrics.json, table.md and plots/")
     return 0

@@ -1,0 +1,189 @@
+"""A virtual-sensing model for your own files: `wearjax fit virtual` trains one setting on every
+subject (one held out for early stopping and for the tracker's smoothness) and writes a
+checkpoint; `wearjax predict` with that checkpoint gives HR per 8 s window (every 2 s) of a
+sampled-signal recording, raw and Kalman-tracked, with the reference's errors when the file
+has one.
+
+The checkpoint (`train.checkpoints` format) holds the model and, in its header, the setting,
+its constructor arguments, the context length, the tracker's transition variance and the
+spectra's window, hop and grid, so a file at any rate is turned into the inputs the model was
+trained on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from wearjax import models
+from wearjax.cv import Split, fit_folds, padded_table
+from wearjax.errors import WearjaxDataError, WearjaxError
+from wearjax.eval import metrics as M
+from wearjax.models.virtual import GRID_HZ, track
+from wearjax.tasks.virtual import (
+    HOP_S,
+    WINDOW_S,
+    SpectralSessions,
+    VirtualConfig,
+    build,
+    choose_q,
+    device_data,
+    make_folds,
+    make_task,
+    predict,
+    spectral_sessions,
+    wrist_recording,
+)
+from wearjax.train import checkpoints
+from wearjax.train.loop import fold_model
+
+KIND = "virtual_sensing"
+
+
+def fit_split(s: SpectralSessions) -> Split:
+    """One fold: the last subject validates (or, with one subject, its last session), the
+    rest trains; nothing is tested."""
+    if len(s.names) < 2:
+        raise WearjaxDataError("one session: training needs another one to stop early on")
+    last = np.arange(len(s.names)) == len(s.names) - 1
+    val = (s.subject == s.subject.max()) if len(s.subjects) > 1 else last
+    return Split(np.zeros((1, len(s.names)), bool), val[None], ~val[None])
+
+
+def fit_model(s: SpectralSessions, config: VirtualConfig, setting: str, *, progress=False):
+    """The trained model of `setting` and its tracker's transition variance."""
+    split = fit_split(s)
+    folds = make_folds(s, split)
+    data = device_data(s)
+    fit = fit_folds(
+        lambda key: build(config, setting, key), make_task(config, setting), data, folds,
+        config.train.recipe(), jax.random.split(jax.random.key(config.seed), 1),
+        progress=progress,
+    )  # fmt: skip
+    vidx, vok = (jnp.asarray(a) for a in padded_table(split.validation))
+    model = fold_model(fit.model, 0)
+
+    def session(i):
+        out = predict(model, None, data, i, context=config.context)
+        return out.hr, out.var
+
+    hr, var = jax.vmap(session)(vidx[0])
+    ok = data.ok[vidx[0]] & vok[0][:, None]
+    q = choose_q(hr[None], var[None], data.valid[vidx[0]][None], data.hr[vidx[0]][None],
+                 ok[None], folds.q)  # fmt: skip
+    return model, float(q[0])
+
+
+def save_virtual(path, model, q: float, config: VirtualConfig, setting: str) -> Path:
+    header = {
+        "task": "virtual", "kind": KIND,
+        "init": {"setting": setting, "width": config.width, "latent": config.latent,
+                 "depth": config.depth, "heads": config.heads},
+        "context": config.context, "q": q, "window_s": WINDOW_S, "hop_s": HOP_S,
+        "grid_hz": [float(GRID_HZ[0]), float(GRID_HZ[-1]), len(GRID_HZ)],
+    }  # fmt: skip
+    return checkpoints.save(path, header, model)
+
+
+def _skeleton(header: dict):
+    if header.get("task") != "virtual" or header.get("kind") != KIND:
+        raise KeyError("not a virtual-sensing checkpoint (task 'virtual')")
+    grid = [float(GRID_HZ[0]), float(GRID_HZ[-1]), len(GRID_HZ)]
+    if header.get("grid_hz") != grid or header.get("window_s") != WINDOW_S:
+        raise KeyError(f"spectra {header.get('grid_hz')} / {header.get('window_s')} s differ "
+                       f"from this wearjax's {grid} / {WINDOW_S} s")  # fmt: skip
+    return models.build(KIND, **header["init"], key=jax.random.key(0))
+
+
+def load_virtual(path) -> tuple[object, dict]:
+    header, model = checkpoints.load(path, _skeleton)
+    return model, header
+
+
+def predict_recording(model, header: dict, session) -> dict:
+    """Per-window HR of one sampled-signal session: columns and metrics where it has a
+    reference."""
+    rec = wrist_recording(session, require_reference=False)
+    if model.uses_ppg and rec.ppg is None:
+        raise WearjaxDataError(
+            f"{rec.name}: the model ({model.setting}) needs a ppg column the file lacks; use "
+            "an acc_only or virtual checkpoint"
+        )
+    s = spectral_sessions([rec])
+    data = device_data(s)
+    out = predict(model, None, data, 0, context=header["context"])
+    mean, var = track(out.hr, out.var, data.valid[0], header["q"])
+    n = int(s.n_windows[0])
+    cols = {
+        "start_s": np.arange(n) * HOP_S, "hr": np.asarray(out.hr)[:n],
+        "sd": np.sqrt(np.asarray(out.var)[:n]), "hr_tracked": np.asarray(mean)[:n],
+        "sd_tracked": np.sqrt(np.asarray(var)[:n]),
+        "hr_reference": np.where(s.ok[0, :n], s.hr[0, :n], np.nan),
+    }  # fmt: skip
+    metrics = {}
+    ok = jnp.asarray(s.ok[0, :n])
+    if bool(ok.any()):
+        for key in ("hr", "hr_tracked"):
+            p = jnp.asarray(cols[key])
+            ref = jnp.asarray(s.hr[0, :n])
+            metrics[key] = {"mae": float(M.mae(p, ref, ok)), "rmse": float(M.rmse(p, ref, ok)),
+                            "windows": int(ok.sum())}  # fmt: skip
+    return {"name": rec.name, "columns": cols, "metrics": metrics}
+
+
+def fit_command(args, say) -> int:
+    """`wearjax fit virtual`."""
+    from wearjax.tasks.virtual_study import folder_sessions, synthetic_sessions
+
+    if args.data == "synthetic":
+        s = synthetic_sessions(args.quick, seed=args.seed)
+    else:
+        s, skipped = folder_sessions(Path(args.data))
+        for sk in skipped:
+            say(f"skipped {sk.path}: {sk.reason}")
+    if args.setting in ("ppg_only", "fusion", "virtual") and not s.has_ppg:
+        raise WearjaxError(f"--setting {args.setting} needs PPG in the files; use acc_only")
+    config = VirtualConfig(seed=args.seed)
+    epochs = args.epochs or (12 if args.quick else config.train.epochs)
+    config = config._replace(train=config.train._replace(epochs=epochs))
+    say(f"training {args.setting} on {len(s.names)} sessions of {len(s.subjects)} subjects")
+    model, q = fit_model(s, config, args.setting, progress=args.setting)
+    save_virtual(args.out, model, q, config, args.setting)
+    say(f"wrote {args.out}")
+    return 0
+
+
+def predict_command(args, say) -> int:
+    """`wearjax predict` with a virtual-sensing checkpoint: one CSV per recording."""
+    from wearjax.tasks.hr_recordings import read_recordings
+
+    model, header = load_virtual(args.model)
+    sessions, skipped = read_recordings(args.file, require_hr=False)
+    for sk in skipped:
+        say(f"skipped {sk.path}: {sk.reason}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    done = 0
+    for session in sessions:
+        try:
+            pred = predict_recording(model, header, session)
+        except WearjaxDataError as err:
+            if not Path(args.file).is_dir():
+                raise
+            say(f"skipped {session.source}: {err}")
+            continue
+        cols = pred["columns"]
+        path = args.out / f"{pred['name']}.csv"
+        table = np.stack(list(cols.values()), axis=1)
+        np.savetxt(path, table, delimiter=",", header=",".join(cols), comments="", fmt="%.3f")
+        line = f"{pred['name']}: {len(cols['hr'])} windows ({model.setting})"
+        for key, m in pred["metrics"].items():
+            line += f"; {key} MAE {m['mae']:.2f} bpm over {m['windows']} windows"
+        print(line)
+        print(f"  wrote {path}")
+        done += 1
+    if not done:
+        raise WearjaxError(f"{args.file}: no recording could be predicted (each reason above)")
+    return 0
