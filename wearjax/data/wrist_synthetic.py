@@ -357,3 +357,33 @@ def simulate_wrist(
         workouts=tuple(workouts),
         rate=float(rate),
     )
+
+
+def hr_windows(
+    n_subjects: int = 8,
+    sessions_per_subject: int = 2,
+    *,
+    minutes: float = 6.0,
+    window_s: float = 8.0,
+    seed: int = 1,
+):
+    """Labelled windows for an HR-regression probe: non-overlapping `window_s` windows of PPG
+    and ACC x/y/z at 25 Hz without a PPG dropout, as `imu.LabelledWindows` (one class, "hr"),
+    and the mean reference HR of each window (bpm)."""
+    from wearjax.data.imu import LabelledWindows
+
+    w = simulate_wrist(n_subjects, sessions_per_subject, minutes=minutes, seed=seed)
+    n = round(window_s * w.rate)
+    k = w.ppg.shape[1] // n
+    series = np.concatenate([w.ppg[..., None], w.acc], axis=-1)[:, : k * n]
+    x = series.reshape(-1, n, 4)
+    whole = w.ppg_ok[:, : k * n].reshape(-1, n).all(axis=1)
+    sec = round(window_s)
+    hr = w.hr[:, : k * sec].reshape(-1, sec).mean(axis=1)
+    session = np.repeat(np.arange(len(w.subject)), k)
+    out = LabelledWindows(
+        x[whole].astype(np.float32), np.zeros(int(whole.sum()), np.int32),
+        w.subject[session][whole].astype(np.int32), session[whole].astype(np.int32), ("hr",),
+        ("ppg", "acc_x", "acc_y", "acc_z"), {"ppg": (0,), "acc": (1, 2, 3)}, float(w.rate),
+    )  # fmt: skip
+    return out, hr[whole].astype(np.float32)

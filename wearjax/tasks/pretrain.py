@@ -102,6 +102,31 @@ def synthetic_corpus(
     return Corpus(jnp.asarray(x, jnp.float32), jnp.ones(x.shape[:2], bool))
 
 
+WRIST = PretrainConfig(nominal_rate=25.0, low_hz=0.25, high_hz=6.25, n_scales=25)
+"""The wrist-rate encoder's settings: 25 Hz, 25 scales over 0.25-6.25 Hz (15-375 per minute:
+breathing to the step rate's second harmonic), 8 s windows (`wrist_corpus`)."""
+
+
+def wrist_corpus(n_subjects: int = 8, sessions: int = 2, *, minutes: float = 10.0,
+                 window_s: float = 8.0, seed: int = 0) -> Corpus:  # fmt: skip
+    """Non-overlapping `window_s` windows of the simulated wrist (`data.wrist_synthetic` at
+    25 Hz): PPG, ACC x/y/z and gyro x/y/z, four of them per window at random (PPG dropouts
+    cut out). Severity is drawn per session over light to heavy."""
+    from wearjax.data.wrist_synthetic import simulate_wrist
+
+    w = simulate_wrist(n_subjects, sessions, minutes=minutes, rate=WRIST.nominal_rate, seed=seed)
+    n = round(window_s * w.rate)
+    k = w.ppg.shape[1] // n
+    series = np.concatenate([w.ppg[..., None], w.acc, w.gyro], axis=-1)[:, : k * n]
+    x = series.reshape(-1, k, n, 7).reshape(-1, n, 7)  # [S k, T, 7]
+    whole = w.ppg_ok[:, : k * n].reshape(-1, n).all(axis=1)
+    x = x[whole]
+    rng = np.random.default_rng(seed)
+    pick = np.argsort(rng.random((len(x), 7)), axis=1)[:, :4]
+    x = np.take_along_axis(x, pick[:, None, :], axis=2).transpose(0, 2, 1)
+    return Corpus(jnp.asarray(x, jnp.float32), jnp.ones(x.shape[:2], bool))
+
+
 def patch_mask(key, rows: int, cols: int, ratio: float, kind: str) -> jax.Array:
     """`[rows * cols]` bool, True where a patch is hidden (module docstring)."""
 

@@ -72,6 +72,23 @@ def probe_scores(features: np.ndarray, windows: LabelledWindows, split: Split, *
     return scores(pred, windows, split)
 
 
+def ridge_scores(features: np.ndarray, target: np.ndarray, split: Split) -> np.ndarray:
+    """MAE `[K]` of a standardised ridge regression (its penalty chosen by leave-one-out over
+    1e-3..1e3, `RidgeCV`) on `features [N, F]`, fitted per fold on its training and validation
+    windows and scored on its test windows."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    out = np.zeros(split.n_folds)
+    for k in range(split.n_folds):  # scikit-learn fits one fold at a time
+        fit_on = split.train[k] | split.validation[k]
+        model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+        model.fit(features[fit_on], target[fit_on])
+        out[k] = np.mean(np.abs(model.predict(features[split.test[k]]) - target[split.test[k]]))
+    return out
+
+
 def scores(pred: np.ndarray, windows: LabelledWindows, split: Split):
     """Accuracy and macro-F1 `[K]` of predicted classes `[K, N]` on each fold's test set."""
     p = jnp.asarray(pred)
