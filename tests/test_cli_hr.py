@@ -99,6 +99,12 @@ def test_fit_then_predict_round_trip_on_synthetic_runs(trained, tmp_path, capsys
     assert header["data"]["sessions"] == 4 and len(header["data"]["validation_sessions"]) == 1
 
     run = write_run(tmp_path / "new.csv", 1000, seed=9)  # not a multiple of the 60 s window
+    rows = run.read_text().splitlines()
+    for k in range(401, 521):  # a 2 min gap in the measured HR (row 0 is the header)
+        cells = rows[k].split(",")
+        cells[COLUMNS.index("heart_rate")] = ""
+        rows[k] = ",".join(cells)
+    run.write_text("\n".join(rows) + "\n")
     assert main(["predict", "--model", str(ckpt), str(run), "--out", str(tmp_path / "p")]) == 0
     out = capsys.readouterr().out
     assert "standard   MAE" in out and "generative MAE" in out
@@ -108,6 +114,14 @@ def test_fit_then_predict_round_trip_on_synthetic_runs(trained, tmp_path, capsys
         assert np.all(np.isfinite(pred[f"{protocol}_bpm"]))
         assert np.all((pred[f"{protocol}_bpm"] > 30) & (pred[f"{protocol}_bpm"] < 230))
     assert pred["generative_bpm"][0] == pred["measured_hr_bpm"][0]
+    # the gaps in the measured HR are marked: seconds since it was last measured
+    measured = np.isfinite(pred["measured_hr_bpm"])
+    expected = [0.0 if m else np.nan for m in measured]
+    for k in range(1, len(expected)):
+        if not measured[k] and np.isfinite(expected[k - 1]):
+            expected[k] = expected[k - 1] + 1
+    np.testing.assert_array_equal(pred["since_measured_s"], expected)
+    assert pred["since_measured_s"][519] == 120.0
     assert (tmp_path / "p" / "new.png").stat().st_size > 0
     # the band is calibrated on the held-out session and stored in the checkpoint
     for protocol in ("standard", "generative"):

@@ -310,23 +310,35 @@ def predict_hr(
     return HRRecordingPrediction(measured, std, sd(std_var), gen, sd(gen_var), metrics, hr0)
 
 
+def seconds_since_measured(hr: np.ndarray) -> np.ndarray:
+    """Per second, the seconds since HR was last measured (0 where it is; NaN before the first
+    measurement): a gap in the sensor's HR shows as a rising count."""
+    t = np.arange(len(hr))
+    last = np.maximum.accumulate(np.where(np.isfinite(hr), t, -1))
+    return np.where(last >= 0, t - last, np.nan)
+
+
 def write_prediction(pred: HRRecordingPrediction, csv_path: Path, png_path: Path, title: str):
-    """Per-second CSV (second, measured and predicted HR with SD per protocol) and a plot."""
+    """Per-second CSV (second, measured and predicted HR with SD per protocol, seconds since
+    HR was last measured, which marks the sensor's gaps) and a plot."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     columns = ("hr", "standard", "standard_sd", "generative", "generative_sd")
-    table = np.column_stack([np.arange(len(pred.hr))] + [getattr(pred, c) for c in columns])
+    table = np.column_stack(
+        [np.arange(len(pred.hr))] + [getattr(pred, c) for c in columns]
+        + [seconds_since_measured(pred.hr)]
+    )  # fmt: skip
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     np.savetxt(
         csv_path,
         table,
-        fmt=["%d"] + ["%.2f"] * len(columns),
+        fmt=["%d"] + ["%.2f"] * len(columns) + ["%.0f"],
         delimiter=",",
         header="second,measured_hr_bpm,standard_bpm,standard_sd_bpm,generative_bpm,"
-        "generative_sd_bpm",
+        "generative_sd_bpm,since_measured_s",
         comments="",
     )
     minutes = np.arange(len(pred.hr)) / 60
