@@ -211,3 +211,18 @@ def test_fit_virtual_then_predict_a_file_without_ppg(tmp_path, capsys):
 
         m = VirtualSensing("ppg_only", width=8, key=jax.random.key(0))
         predict_recording(m, {"context": 16, "q": 1.0}, read_sampled(tmp_path / "new.csv"))
+
+
+def test_predict_is_the_streaming_estimate_of_each_window():
+    from wearjax.models.virtual import VirtualSensing
+    from wearjax.tasks.virtual import predict
+
+    s = spectral_sessions([_recording(1, "a", seconds=60)])  # 27 windows
+    data = device_data(s)
+    model = VirtualSensing("fusion", width=8, latent=2, key=jax.random.key(0))
+    context = 8
+    got = np.asarray(predict(model, None, data, 0, context=context).hr)
+    for w in range(s.n_windows[0]):  # what a watch computes at window w: the last 8 windows
+        lo = max(0, w - context + 1)
+        out = model(data.acc[0, lo : w + 1], data.ppg[0, lo : w + 1])
+        np.testing.assert_allclose(got[w], float(out.hr[-1]), rtol=1e-5)

@@ -9,9 +9,10 @@ by their maximum per window and channel: the peak's position carries HR, while t
 changes with skin contact, arm and motion severity. Reference HR per window is the mean of the
 reference series over the window. Sessions are padded to the longest one's window count.
 
-Training samples are `context` consecutive windows of a training session; a session is
-predicted in consecutive blocks of `context` windows (vmapped), the last block padded after
-the session's end (the models are causal in the windows, so padding changes nothing). The
+Training samples are `context` consecutive windows of a training session. A held-out session
+is predicted as a watch would stream it: each window by the model run on it and the
+`context - 1` windows before it (`predict`; the models are causal, so windows after it never
+matter); early stopping uses the cheaper consecutive blocks (`predict_blocks`). The
 loss is the cross-entropy of the head's distribution against a Gaussian of `target_sd` bpm
 around the true HR (`models.virtual.soft_target`); for `virtual` it adds the four
 reconstructions (ACC and PPG latents each decoding both spectra; PPG targets, and the PPG
@@ -309,7 +310,7 @@ def make_task(config: VirtualConfig, setting: str) -> Task:
 
     def validate(model, data: VirtualData, fold: VirtualFold):
         def session(i):
-            logits = predict(model, fold, data, i, context=L).logits
+            logits = predict_blocks(model, data, i, context=L).logits
             return _ce(logits, data.hr[i], data.ok[i], config.target_sd)
 
         ce = jax.vmap(session)(fold.val_idx)
@@ -319,12 +320,29 @@ def make_task(config: VirtualConfig, setting: str) -> Task:
     return Task(sample, loss, validate)
 
 
-def predict(model: VirtualSensing, fold, data: VirtualData, i, *, context: int = 16):
-    """The model's `VirtualOutput` over every window of session `i` (blocks of `context`)."""
+def predict_blocks(model: VirtualSensing, data: VirtualData, i, *, context: int = 16):
+    """The model's `VirtualOutput` over every window of session `i` in consecutive blocks of
+    `context` windows: cheap (each window computed once) but a block's first windows have
+    little history. Used for early stopping."""
     acc, ppg = _blocks(data.acc[i], context), _blocks(data.ppg[i], context)
     out = jax.vmap(model)(acc, ppg)
     n = data.acc.shape[1]
     return jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[2:])[:n], out)
+
+
+def predict(model: VirtualSensing, fold, data: VirtualData, i, *, context: int = 16):
+    """The model's `VirtualOutput` over every window of session `i`, each window as a watch
+    would get it at its time: the model run on that window and the `context - 1` before it
+    (fewer at the session's start), the last output kept. The models are causal, so this is
+    exactly the streaming estimate."""
+    n = data.acc.shape[1]
+    w = jnp.arange(n)
+    start = jnp.clip(w - context + 1, 0, max(n - context, 0))
+    idx = jnp.minimum(start[:, None] + jnp.arange(context)[None], n - 1)  # [W, context]
+    out = jax.vmap(model)(data.acc[i][idx], data.ppg[i][idx])
+    pos = jnp.minimum(w - start, context - 1)
+    return jax.tree_util.tree_map(lambda a: jnp.take_along_axis(
+        a, pos.reshape((n, 1) + (1,) * (a.ndim - 2)), axis=1)[:, 0], out)  # fmt: skip
 
 
 def build(config: VirtualConfig, setting: str, key) -> VirtualSensing:
