@@ -125,6 +125,7 @@ def _write_folder(root, ppg: bool):
     (root / "subject0" / "short.csv").write_text("time,acc_x,acc_y,acc_z\n0,0,0,1\n0.04,0,0,1\n")
 
 
+@pytest.mark.slow
 def test_cv_virtual_on_a_folder_without_ppg_runs_acc_only(tmp_path, capsys):
     _write_folder(tmp_path / "data", ppg=False)
     code = main(["cv", "virtual", "--data", str(tmp_path / "data"), "--quick", "--epochs", "1",
@@ -179,6 +180,7 @@ def test_choose_q_takes_the_validation_mae_minimiser(x64):
         assert got[k] == q0[k] * Q_FACTORS[int(np.argmin(errors))]
 
 
+@pytest.mark.slow
 def test_fit_virtual_then_predict_a_file_without_ppg(tmp_path, capsys):
     _write_folder(tmp_path / "data", ppg=True)
     model = tmp_path / "virtual.wjx"
