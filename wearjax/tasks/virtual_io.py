@@ -136,19 +136,12 @@ def predict_recording(model, header: dict, session) -> dict:
 
 def fit_command(args, say) -> int:
     """`wearjax fit virtual`."""
-    from wearjax.tasks.virtual_study import folder_sessions, synthetic_sessions
+    from wearjax.tasks.virtual_study import command_inputs
 
-    if args.data == "synthetic":
-        s = synthetic_sessions(args.quick, seed=args.seed)
-    else:
-        s, skipped = folder_sessions(Path(args.data))
-        for sk in skipped:
-            say(f"skipped {sk.path}: {sk.reason}")
+    s, config = command_inputs(args, say)
+    args.setting = args.setting or "virtual"
     if args.setting in ("ppg_only", "fusion", "virtual") and not s.has_ppg:
         raise WearjaxError(f"--setting {args.setting} needs PPG in the files; use acc_only")
-    config = VirtualConfig(seed=args.seed)
-    epochs = args.epochs or (12 if args.quick else config.train.epochs)
-    config = config._replace(train=config.train._replace(epochs=epochs))
     say(f"training {args.setting} on {len(s.names)} sessions of {len(s.subjects)} subjects")
     model, q = fit_model(s, config, args.setting, progress=args.setting)
     save_virtual(args.out, model, q, config, args.setting)

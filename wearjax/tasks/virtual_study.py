@@ -209,22 +209,26 @@ def markdown_table(metrics: dict) -> str:
     return "\n".join(rows)
 
 
-def cv_command(args, say) -> int:
-    """`wearjax cv virtual`: every information setting the data allow, the references, the
-    table and plots; `say` prints one line on stderr."""
+def command_inputs(args, say) -> tuple[SpectralSessions, VirtualConfig]:
+    """The sessions `--data` names (skipped files said, one line each) and the config the
+    command's options give (`--epochs`, `--quick`, `--seed`)."""
     if args.data == "synthetic":
         sessions = synthetic_sessions(args.quick, seed=args.seed)
     else:
         sessions, skipped = folder_sessions(Path(args.data))
         for s in skipped:
             say(f"skipped {s.path}: {s.reason}")
-        if not sessions.has_ppg:
-            say(
-                "no PPG in these recordings: only the ACC-only settings run (acc_only, acc_refined)"
-            )
     config = VirtualConfig(seed=args.seed)
     epochs = args.epochs or (12 if args.quick else config.train.epochs)
-    config = config._replace(train=config.train._replace(epochs=epochs))
+    return sessions, config._replace(train=config.train._replace(epochs=epochs))
+
+
+def cv_command(args, say) -> int:
+    """`wearjax cv virtual`: every information setting the data allow, the references, the
+    table and plots; `say` prints one line on stderr."""
+    sessions, config = command_inputs(args, say)
+    if not sessions.has_ppg:
+        say("no PPG in these recordings: only the ACC-only settings run (acc_only, acc_refined)")
     say(f"{len(sessions.names)} sessions of {len(sessions.subjects)} subjects; compiling first")
     chosen = [args.setting] if args.setting else None
     metrics = study(sessions, config, args.out, subjects_out=args.subjects_out,
