@@ -323,7 +323,7 @@ def test_cli_is_built_from_the_task_table(tmp_path, monkeypatch):
         assert args.model == kind and args.run is commands.TASKS["hr"]["cv"].run
     required = {  # the smallest valid command line of each task
         "hr": ["--data", "d"], "vo2": ["--data", "d"], "pretrain": [], "har": [],
-        "probe": ["--encoder", "e.wjx", "--data", "basic_motions"],
+        "probe": ["--encoder", "e.wjx", "--data", "basic_motions"], "virtual": [],
     }  # fmt: skip
     for task, table in commands.TASKS.items():
         for command, entry in table.items():

@@ -126,7 +126,7 @@ def test_each_setting_reads_only_its_modalities(setting):
 def test_any_number_of_windows():
     model = VirtualSensing("virtual", width=8, latent=2, key=jax.random.key(0))
     f = len(GRID_BPM)
-    for n in (1, 5, 33):
+    for n in (1, 33):
         out = model(jnp.zeros((n, f, 3)), jnp.zeros((n, f, 1)))
         assert out.hr.shape == (n,) and np.all(np.isfinite(np.asarray(out.hr)))
 

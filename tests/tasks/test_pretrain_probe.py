@@ -82,6 +82,7 @@ def test_wrist_corpus_and_hr_windows_line_up_with_the_simulator():
         assert sim.ppg_ok[s, 200 * j : 200 * j + 200].all()
 
 
+@pytest.mark.slow
 def test_wrist_rate_masked_loss_is_finite_and_differentiable():
     from wearjax.models.transformer import build_transformer
     from wearjax.tasks.pretrain import WRIST, masked_loss, wrist_corpus
