@@ -75,6 +75,15 @@ def test_reference_hr_per_window_and_ppg_presence_against_a_loop():
         assert s.ppg_ok[0, w] == covered
 
 
+def test_a_rate_whose_hop_is_not_whole_samples_is_named():
+    rec = _recording(0, "a", seconds=30, rate=31.25)  # a 2 s hop is 62.5 samples
+    with pytest.raises(WearjaxDataError, match="'rec0': acc is sampled at 31.25 Hz.*resample"):
+        spectral_sessions([rec])
+    hr, _ = _recording(0, "a").hr
+    with pytest.raises(WearjaxDataError, match="hr is sampled at 0.25 Hz"):
+        spectral_sessions([_recording(0, "a")._replace(hr=(hr[::4], 0.25))])
+
+
 def test_a_session_shorter_than_one_window_is_named():
     rec = _recording(0, "a", seconds=6)
     with pytest.raises(WearjaxDataError, match="rec0.*shorter than one 8 s window"):

@@ -93,9 +93,22 @@ class SpectralSessions(NamedTuple):
         return self.valid.sum(1)
 
 
+def check_rate(rate: float, what: str) -> None:
+    """Streams align window by window only when the 2 s hop is a whole number of samples
+    (a rounded hop drifts: at 31.25 Hz by about 5 s over 300 windows); `WearjaxDataError`
+    naming the stream otherwise."""
+    hop = HOP_S * rate
+    if hop < 1 or abs(hop - round(hop)) > 1e-6 * hop:
+        raise WearjaxDataError(
+            f"{what} is sampled at {rate:g} Hz: a {HOP_S:g} s hop is {hop:g} samples, which "
+            f"does not align the windows; resample it to a multiple of {1 / HOP_S:g} Hz"
+        )
+
+
 def grid_spectra(x: np.ndarray, rate: float, *, scale: bool = False):
     """`x [C, N]` samples -> `[W, F, C]` spectra on `GRID_HZ`, each window and channel peak 1
     (and, with `scale`, the maxima `[W, C]` they were divided by)."""
+    check_rate(rate, "a signal")
     mag, freqs = band_spectra(jnp.asarray(x, jnp.float32), rate, window_s=WINDOW_S, hop_s=HOP_S)
     interp = jax.vmap(jax.vmap(lambda row: jnp.interp(jnp.asarray(GRID_HZ), freqs, row)))
     raw = interp(mag)  # [C, W, F]
@@ -148,6 +161,7 @@ def wrist_recording(session, *, require_reference: bool = True) -> WristRecordin
 
 
 def _window_means(values: np.ndarray, ok: np.ndarray, rate: float, w: int):
+    check_rate(rate, "the reference HR")
     mean, seen = window_mean(
         jnp.asarray(np.where(ok, values, 0.0), jnp.float32), rate, WINDOW_S, HOP_S,
         mask=jnp.asarray(ok),
@@ -164,6 +178,9 @@ def spectral_sessions(recordings: list[WristRecording]) -> SpectralSessions:
     accs, scales, ppgs, hrs, oks, pok = [], [], [], [], [], []
     for rec in recordings:
         a, rate = rec.acc
+        for stream, r in (("acc", rate), ("ppg", rec.ppg and rec.ppg[1]), ("hr", rec.hr[1])):
+            if r:
+                check_rate(r, f"session {rec.name!r}: {stream}")
         spec, scale = grid_spectra(np.asarray(a, np.float32).T, rate, scale=True)
         w = spec.shape[0]
         if w == 0:

@@ -97,8 +97,8 @@ def _scores(pred, s: SpectralSessions, split: Split) -> dict:
         "within_5": float(M.within(p, true, jnp.asarray(tested), 5.0)),
         "pearson_r": float(M.pearson_r(p, true, jnp.asarray(tested))),
     }
-    folds = [float(M.mae(p, true, jnp.asarray(tested & (owner == k)[:, None])))
-             for k in range(split.n_folds)]  # fmt: skip
+    per_fold = tested[None] & (owner[None, :, None] == np.arange(split.n_folds)[:, None, None])
+    folds = np.asarray(jax.vmap(lambda m: M.mae(p, true, m))(jnp.asarray(per_fold)))
     out["mae_fold_mean"] = float(np.nanmean(folds))
     out["mae_fold_sd"] = float(np.nanstd(folds, ddof=1)) if len(folds) > 1 else 0.0
     if np.isfinite(s.severity).all():
