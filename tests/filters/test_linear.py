@@ -4,6 +4,7 @@ The reference forms the joint covariance of all states and observations with Num
 and conditions on the observed entries; it shares no code with the filters.
 """
 
+import dataclasses
 import functools
 
 import jax
@@ -13,7 +14,13 @@ import pytest
 import scipy.stats
 
 from tests.conftest import raises_naming, tree_allclose
-from wearjax.filters import LinearGaussianParams, kalman_filter, kalman_smoother
+from wearjax.errors import WearjaxDataError
+from wearjax.filters import (
+    LinearGaussianParams,
+    kalman_filter,
+    kalman_smoother,
+    parallel_kalman_smoother,
+)
 
 TOL = {"rtol": 1e-8, "atol": 1e-8}
 
@@ -369,12 +376,62 @@ def test_bad_shapes_name_the_argument(x64, case):
         jax.jit(kalman_smoother)(to_params(model), jnp.asarray(ys), jnp.asarray(mask))
 
 
-def test_nan_where_observed_is_an_error(x64):
+def _bad_values():
+    """(field, how it is spoiled, message start): each gives NaN or garbage if let through."""
+
+    def spoil(name, value):
+        return lambda p, ys: (dataclasses.replace(p, **{name: value(getattr(p, name))}), ys)
+
+    def observation(value):
+        def f(p, ys):
+            ys = np.array(ys)
+            ys[3] = value
+            return p, jnp.asarray(ys)
+
+        return f
+
+    negative = lambda a: a.at[0, 0].set(-1.0)  # noqa: E731
+    return [
+        ("ys", observation(np.nan), "ys is not finite"),
+        ("ys", observation(np.inf), "ys is not finite"),
+        ("R", spoil("R", lambda a: a.at[0, 0].set(jnp.nan)), "params.R must be"),
+        ("R", spoil("R", lambda a: jnp.zeros_like(a)), "params.R must be"),
+        ("Q", spoil("Q", negative), "params.Q must be"),
+        ("P0", spoil("P0", negative), "params.P0 must be"),
+        ("P0", spoil("P0", lambda a: jnp.array([[1.0, 2.0], [2.0, 1.0]])), "params.P0 must be"),
+        ("F", spoil("F", lambda a: a.at[1, 0].set(jnp.inf)), "params.F is not finite"),
+        ("m0", spoil("m0", lambda a: a.at[0].set(jnp.nan)), "params.m0 is not finite"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(9))
+def test_bad_values_are_refused_naming_the_field(x64, case):
+    """Eagerly a `WearjaxDataError` naming the field; under `jit` and `vmap` Equinox's runtime
+    error carrying the same one-line message. Never NaN results."""
+    field, spoil, message = _bad_values()[case]
     model, ys, mask = random_model(14, 2, 1, 6)
     mask[:] = True
-    ys[3] = np.nan
-    args = (to_params(model), jnp.asarray(ys), jnp.asarray(mask))
-    with pytest.raises(RuntimeError, match="ys is NaN"):
-        kalman_filter(*args)
-    with pytest.raises(RuntimeError, match="ys is NaN"):
-        jax.jit(kalman_filter)(*args).log_likelihood.block_until_ready()
+    params, ys = spoil(to_params(model), jnp.asarray(ys))
+    mask = jnp.asarray(mask)
+    assert "\n" not in message
+    with pytest.raises(WearjaxDataError, match=message):
+        kalman_filter(params, ys, mask)
+    with pytest.raises(WearjaxDataError, match=message):
+        parallel_kalman_smoother(params, ys, mask)
+    with pytest.raises(RuntimeError, match=message):
+        jax.jit(kalman_smoother)(params, ys, mask).smoothed_means.block_until_ready()
+    batched = jax.tree_util.tree_map(lambda a: jnp.stack([a, a]), (params, ys, mask))
+    with pytest.raises(RuntimeError, match=message):
+        jax.vmap(kalman_filter)(*batched).log_likelihood.block_until_ready()
+
+
+def test_singular_state_noise_and_inf_at_masked_steps_are_accepted(x64):
+    """A noiseless state component (Q singular) and P0 = 0 are valid models; inf where the
+    mask is False is ignored like NaN."""
+    model, ys, mask = random_model(15, 2, 1, 8)
+    params = dataclasses.replace(
+        to_params(model), Q=jnp.diag(jnp.array([0.0, 0.3])), P0=jnp.zeros((2, 2))
+    )
+    ys[~mask] = np.inf
+    result = kalman_filter(params, jnp.asarray(ys), jnp.asarray(mask))
+    assert np.isfinite(np.asarray(result.log_likelihood))
