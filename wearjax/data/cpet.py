@@ -46,7 +46,7 @@ from wearjax.data.readers import (
     to_session,
 )
 from wearjax.data.types import Session
-from wearjax.data.validate import MIN_LENGTH_S, check_speed
+from wearjax.data.validate import MIN_LENGTH_S, check_magnitude, check_speed
 from wearjax.errors import WearjaxDataError, WearjaxFileError
 
 logger = logging.getLogger(__name__)
@@ -109,7 +109,10 @@ def read_cpet(
             raise WearjaxFileError(path, "the CSV has a header but no rows", "export it again")
 
     def column(field: str, parse=float) -> np.ndarray:
-        return _values(rows, found[field], header[found[field]], path, comma, first_line, parse)
+        name = header[found[field]]
+        values = _values(rows, found[field], name, path, comma, first_line, parse)
+        check_magnitude(values, f"column {name!r}", path)  # before unit factors overflow it
+        return values
 
     vo2_column = header[found["vo2"]]
     vo2, vo2_source, basis = _volume(column("vo2"), declared, unit_of["vo2"], vo2_column, path)
@@ -160,7 +163,7 @@ def read_cpet(
         path=path,
         runner=path.stem if runner is None else runner,
         workout=path.stem,
-        subject=subject_vector(subject),
+        subject=subject_vector(subject, path=path),
         max_gap_s=max_gap_s,
         min_length_s=0,  # the span of VO2 is checked below, against min_length_s
     )

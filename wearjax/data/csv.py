@@ -148,7 +148,7 @@ def read_cpet_csv(
         path=path,
         runner=path.stem if runner is None else runner,
         workout=path.stem,
-        subject=subject_vector(subject),
+        subject=subject_vector(subject, path=path),
         max_gap_s=max_gap_s,
         min_length_s=min_length_s,
     )

@@ -47,7 +47,7 @@ import numpy as np
 from jaxtyping import Float
 
 from wearjax.data.types import CHANNEL_UNITS, SESSION_CHANNEL_UNITS, SUBJECT_FIELDS, Session
-from wearjax.data.validate import MIN_LENGTH_S, check_length, check_time_order
+from wearjax.data.validate import MIN_LENGTH_S, check_length, check_magnitude, check_time_order
 from wearjax.errors import WearjaxFileError
 
 logger = logging.getLogger(__name__)
@@ -143,7 +143,10 @@ def running_channels(
 
     def field(name: str) -> np.ndarray | None:
         v = fields.get(name)
-        return None if v is None else np.asarray(v, np.float64)
+        if v is None:
+            return None
+        check_magnitude(v, f"field {name!r}", path)  # before unit factors could overflow it
+        return np.asarray(v, np.float64)
 
     def preferred(first: str, second: str) -> np.ndarray | None:
         a, b = field(first), field(second)
@@ -159,7 +162,7 @@ def running_channels(
     if cadence is not None:
         fractional = field("fractional_cadence")
         if fractional is not None:
-            cadence = cadence + np.nan_to_num(fractional, nan=0.0)
+            cadence = cadence + np.where(np.isnan(fractional), 0.0, fractional)  # inf stays inf
         out["cadence"] = cadence * factors["cadence"]
     for name in ("vertical_oscillation", "step_length", "vertical_ratio"):
         v = field(name)
@@ -180,9 +183,15 @@ def running_channels(
     return out
 
 
-def subject_vector(values: Mapping[str, float | None] | None = None) -> Float[np.ndarray, " 4"]:
-    """`SUBJECT_FIELDS` scalars from a mapping, NaN where absent."""
+def subject_vector(
+    values: Mapping[str, float | None] | None = None, *, path: str | Path = "subject"
+) -> Float[np.ndarray, " 4"]:
+    """`SUBJECT_FIELDS` scalars from a mapping, NaN where absent; a value beyond float32's range
+    raises `WearjaxFileError` naming `path`."""
     values = values or {}
+    for f in SUBJECT_FIELDS:
+        if values.get(f) is not None:
+            check_magnitude(values[f], f"subject {f}", path)
     return np.array(
         [np.nan if values.get(f) is None else float(values[f]) for f in SUBJECT_FIELDS],
         np.float32,
@@ -220,19 +229,22 @@ def to_session(
     if dropped:
         logger.info("%s: dropped %d records whose timestamps go back in time", path, dropped)
     t = t[keep]
-    second = np.floor(t - t[0] + 0.5).astype(np.int64)
-    length = int(second[-1]) + 1
-    if length > MAX_SESSION_S:
+    with np.errstate(over="ignore"):  # times near 1e308 s overflow to inf: refused just below
+        offset = t - t[0]
+    # checked in float first: an absurd span (1e20 s) would overflow the integer grid
+    length = int(np.floor(offset[-1] + 0.5)) + 1 if offset[-1] <= MAX_SESSION_S else None
+    if length is None or length > MAX_SESSION_S:
         raise WearjaxFileError(
             path,
-            f"records span {length / 3600:.1f} h, longer than {MAX_SESSION_S // 3600} h",
+            f"records span {(offset[-1] + 1) / 3600:.3g} h, longer than {MAX_SESSION_S // 3600} h",
             "the timestamps are probably corrupt; split or repair the recording",
         )
+    second = np.floor(offset + 0.5).astype(np.int64)
     check_length(length, int(keep.sum()), path, min_length_s)
 
     recorded = np.flatnonzero(np.bincount(second, minlength=length))
 
-    def per_second(values: np.ndarray | None) -> np.ndarray:
+    def per_second(values: np.ndarray | None, name: str) -> np.ndarray:
         if values is None:
             return np.full(length, np.nan)
         v = np.asarray(values, np.float64)
@@ -240,6 +252,7 @@ def to_session(
             raise WearjaxFileError(
                 path, f"a field has {v.shape} values for {n} records", "report this as a bug"
             )
+        check_magnitude(v[keep], name, path)
         return _mean_per_second(v[keep], second, length)
 
     hr_values = np.asarray(records.hr, np.float64)
@@ -253,10 +266,10 @@ def to_session(
             path, out_of_range, low, high,
         )  # fmt: skip
     hr_values = np.where(in_range, hr_values, np.nan)
-    hr = _fill_unrecorded(per_second(hr_values), recorded, max_gap_s)
-    vo2 = _fill_unrecorded(per_second(records.vo2), recorded, max_gap_s)
+    hr = _fill_unrecorded(per_second(hr_values, "heart rate"), recorded, max_gap_s)
+    vo2 = _fill_unrecorded(per_second(records.vo2, "VO2"), recorded, max_gap_s)
     names = [c for c in SESSION_CHANNEL_UNITS if c in records.channels]
-    columns = [_fill_channel(per_second(records.channels[c]), max_gap_s) for c in names]
+    columns = [_fill_channel(per_second(records.channels[c], c), max_gap_s) for c in names]
     present = [i for i, col in enumerate(columns) if np.isfinite(col).any()]
     x = np.stack([columns[i] for i in present], axis=1) if present else np.zeros((length, 0))
     return Session(

@@ -29,16 +29,18 @@ import io
 import math
 import re
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from wearjax.data.csv import read_table
-from wearjax.data.readers import check_hr, read_bytes, subject_vector
+from wearjax.data.readers import MAX_SESSION_S, check_hr, read_bytes, subject_vector
 from wearjax.data.signals import per_second
 from wearjax.data.timing import reference_hr, reference_signal, sampling_rate
 from wearjax.data.types import BUILTIN_SIGNALS, Session, Signal
+from wearjax.data.validate import check_magnitude
 from wearjax.errors import WearjaxFileError
 
 TIME_COLUMNS = ("time", "t", "time_s")
@@ -64,7 +66,11 @@ def is_sampled_header(header: list[str]) -> bool:
 def is_sampled_csv(path: str | Path) -> bool:
     """True when the CSV's first line is a sampled-signal header (`is_sampled_header`)."""
     line = read_bytes(path).split(b"\n", 1)[0].decode("utf-8-sig", errors="replace")
-    return is_sampled_header(next(csv.reader([line]), []))
+    try:
+        header = next(csv.reader([line]), [])
+    except csv.Error:  # e.g. a lone carriage return: not a sampled header; the CSV reader says
+        return False
+    return is_sampled_header(header)
 
 
 def sidecar(path: str | Path) -> Path:
@@ -118,7 +124,15 @@ def read_sampled(
         raise WearjaxFileError(
             path, "no signal (only time or reference columns)", "add ppg, acc_x/y/z, ... columns"
         )
-    duration = max(s.duration_s for s in signals.values())
+    name, longest = max(signals.items(), key=lambda item: item[1].duration_s)
+    duration = longest.duration_s
+    if duration > MAX_SESSION_S:  # a rate of 1e-8 Hz would ask for years of 1 Hz grid
+        raise WearjaxFileError(
+            path,
+            f"signal {name!r} spans {duration / 3600:.3g} h ({longest.length} samples at "
+            f"{longest.rate_hz:g} Hz), longer than {MAX_SESSION_S // 3600} h",
+            "check its sampling rate (NAME_rate_hz, rate_hz or the time column), or split it",
+        )
     length = max(1, math.ceil(duration - 1e-9))
     hr = np.full(length, np.nan, np.float32)
     if reference is not None:
@@ -165,18 +179,24 @@ def _read_npz(path, rate_hz, hr_rate_hz, units):
     try:
         with np.load(io.BytesIO(read_bytes(path)), allow_pickle=False) as z:
             arrays = {k: np.asarray(z[k]) for k in z.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, AttributeError, TypeError) as err:
+    except (
+        ValueError, OSError, EOFError, zipfile.BadZipFile, AttributeError, TypeError, zlib.error
+    ) as err:  # fmt: skip
         raise WearjaxFileError(
             path, f"not a readable NPZ archive ({err})", "save it with numpy.savez"
         ) from err
     rates: dict[str, float] = {}
     for key in [k for k in arrays if k == "rate_hz" or k.endswith("_rate_hz")]:
         value = arrays.pop(key)
-        if value.size != 1 or not np.issubdtype(value.dtype, np.number):
+        if value.size != 1 or value.dtype.kind not in "iuf":
             raise WearjaxFileError(
                 path, f"{key!r} is {value.dtype}{list(value.shape)}", "store the rate as a number"
             )
         rates[key] = float(value.reshape(()))
+        if not (np.isfinite(rates[key]) and rates[key] > 0):
+            raise WearjaxFileError(
+                path, f"{key!r} is {rates[key]:g}", "store the rate as a positive number of Hz"
+            )
     for key in [k for k in arrays if k.lower() in TIME_COLUMNS]:
         arrays.pop(key)  # NPZ samples are regular from t = 0 (documented), so time is ignored
 
@@ -215,7 +235,8 @@ def _read_npz(path, rate_hz, hr_rate_hz, units):
 
 
 def _numeric(a: np.ndarray, key: str, path: Path) -> np.ndarray:
-    if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_) or a.ndim not in (1, 2):
+    # real numbers only: complex would drop its imaginary part, timedelta64 is not a signal
+    if a.dtype.kind not in "biuf" or a.ndim not in (1, 2):
         raise WearjaxFileError(
             path,
             f"array {key!r} is {a.dtype}{list(a.shape)}",
@@ -269,6 +290,8 @@ def _signals(
                 f"signal {name!r}: channels {channels} have {lengths} samples",
                 "store a signal's channels with the same number of samples",
             )
+        for key, _, a in cols:
+            check_magnitude(a, f"signal {name!r} ({key})", path)
         values = np.stack([a for _, _, a in cols], axis=1).astype(np.float32)
         unit = units.get(name, SIGNAL_UNITS.get(name, ""))
         out[name] = Signal(

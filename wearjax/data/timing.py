@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from wearjax.data.readers import HR_RANGE_BPM
+from wearjax.data.readers import HR_RANGE_BPM, MAX_SESSION_S
 from wearjax.data.types import Signal
 from wearjax.errors import WearjaxFileError
 
 MAX_JITTER = 0.01
 """Largest deviation of a sample time from the regular grid, as a fraction of the step."""
+
+MAX_REFERENCE_HZ = 1000.0
+"""A reference-HR grid may hold up to `MAX_SESSION_S` seconds at this rate (an ECG-rate `hr_ref`
+column); a longer one (times 1e-9 s apart, a corrupt time) would not fit in memory."""
 
 
 def sampling_rate(time: np.ndarray, decimals: int | None, rate_hz: float | None, path) -> float:
@@ -27,7 +31,9 @@ def sampling_rate(time: np.ndarray, decimals: int | None, rate_hz: float | None,
     bad = np.flatnonzero(~np.isfinite(time))
     if bad.size:
         raise WearjaxFileError(path, f"line {bad[0] + 2} has no time", "give every row a time")
-    dt = np.diff(time)
+    with np.errstate(over="ignore"):  # times near 1e308 s overflow to inf: refused below
+        dt = np.diff(time)
+        span = time[-1] - time[0]
     back = np.flatnonzero(dt <= 0)
     if back.size:
         i = back[0]
@@ -38,6 +44,12 @@ def sampling_rate(time: np.ndarray, decimals: int | None, rate_hz: float | None,
             f"timestamps go back in time at line {i + 3} ({time[i + 1]:g} s after {time[i]:g} s)"
         )
         raise WearjaxFileError(path, problem, "sort the rows by time")
+    if not span <= MAX_SESSION_S:
+        raise WearjaxFileError(
+            path,
+            f"the times span {span / 3600:.3g} h, longer than {MAX_SESSION_S // 3600} h",
+            "times are seconds: check the time column, or split the recording",
+        )
     resolution = 10.0**-decimals if decimals else 0.0  # times are printed rounded to this
 
     def fits(rate: float) -> bool:
@@ -84,6 +96,14 @@ def reference_hr(times, values, hr_rate_hz, path) -> Signal | None:
     if not ok.any():
         return None
     t, v = times[ok], values[ok]
+    far = t[np.argmax(np.abs(t))]
+    if abs(far) > MAX_SESSION_S:  # its grid would not fit in memory (or an int64)
+        raise WearjaxFileError(
+            path,
+            f"reference HR at {far:g} s is more than {MAX_SESSION_S // 3600} h "
+            f"{'before' if far < 0 else 'after'} the recording's start",
+            "put the reference on the recording's clock (seconds; the recording's own times)",
+        )
 
     def off_grid(rate: float) -> np.ndarray:
         k = t * rate
@@ -95,8 +115,21 @@ def reference_hr(times, values, hr_rate_hz, path) -> Signal | None:
             raise WearjaxFileError(
                 path, "cannot tell the reference HR's rate from its times", "pass hr_rate_hz"
             )
-        raw = 1.0 / steps[steps > 0].min()
+        with np.errstate(over="ignore"):  # a step of 1e-320 s: no rate
+            raw = 1.0 / steps[steps > 0].min()
+        if not np.isfinite(raw):
+            raise WearjaxFileError(
+                path, "cannot tell the reference HR's rate from its times", "pass hr_rate_hz"
+            )
         hr_rate_hz = next(r for r in _candidates(raw) if r == raw or not off_grid(r).size)
+    if t.max() * hr_rate_hz > MAX_SESSION_S * MAX_REFERENCE_HZ:  # a grid too long to hold
+        raise WearjaxFileError(
+            path,
+            f"reference HR at {t.max():g} s lies {t.max() * hr_rate_hz:.3g} values into a grid "
+            f"of {hr_rate_hz:g} Hz, longer than {MAX_SESSION_S // 3600} h at "
+            f"{MAX_REFERENCE_HZ:g} Hz",
+            "pass the reference's true hr_rate_hz, or check its times",
+        )
     index = np.floor(t * hr_rate_hz + 0.5).astype(np.int64)
     off = off_grid(hr_rate_hz)
     if off.size:
@@ -126,4 +159,6 @@ def reference_signal(hr: np.ndarray, rate: float, path) -> Signal:
         mask = np.isfinite(hr) & (hr >= low) & (hr <= high)
     if not (np.isfinite(rate) and rate > 0):
         raise WearjaxFileError(path, f"hr_rate_hz is {rate}", "give a positive rate in Hz")
-    return Signal(hr[:, None].astype(np.float32), rate, mask, ("hr",), ("bpm",))
+    with np.errstate(over="ignore"):  # HR beyond float32 is out of range, so masked: inf
+        values = hr[:, None].astype(np.float32)
+    return Signal(values, rate, mask, ("hr",), ("bpm",))

@@ -13,6 +13,8 @@ the reason) instead of becoming a session that later yields NaN metrics:
   (speed in km/h read as m/s).
 - **Cadence** (`check_cadence`): a median in strides/min above `MAX_STRIDES_PER_MIN` (a step
   rate read as a stride rate).
+- **Magnitude** (`check_magnitude`): a finite value beyond float32's range (`FLOAT32_MAX`), which
+  a session would store as inf: a corrupt cell such as `1e39`.
 """
 
 from __future__ import annotations
@@ -41,13 +43,17 @@ MAX_STRIDES_PER_MIN = 130.0
 SPEED_FIELDS = ("enhanced_speed", "speed")
 """Source fields holding speed, checked for negative values."""
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""Largest magnitude a session stores (its arrays are float32, about 3.4e38)."""
+
 
 def check_time_order(time: Float[np.ndarray, " record"], path: str | Path) -> None:
     """Refuse timestamps that go back at least as often as they go forward, or that would leave
     fewer than half the timestamped records once each record earlier than one before it is
     dropped. NaN timestamps are ignored."""
     t = time[np.isfinite(time)]
-    step = np.diff(t)
+    with np.errstate(over="ignore"):  # -1e308 then 1e308: a step of inf, still forward
+        step = np.diff(t)
     back = int(np.sum(step < 0))
     if back == 0:
         return
@@ -117,4 +123,17 @@ def check_cadence(cadence: Float[np.ndarray, " record"], path: str | Path, fix: 
             f"median cadence {np.median(moving):.0f} strides/min is a step rate, not a stride "
             "rate (one stride = two steps)",
             fix,
+        )
+
+
+def check_magnitude(values, name: str, path: str | Path) -> None:
+    """Refuse finite `values` beyond `FLOAT32_MAX`: stored as float32 they would become inf (a
+    value no sensor reports; a corrupt cell). NaN and inf are left to the caller (missing)."""
+    v = np.asarray(values, np.float64).reshape(-1)
+    big = np.flatnonzero(np.isfinite(v) & (np.abs(v) > FLOAT32_MAX))
+    if big.size:
+        raise WearjaxFileError(
+            path,
+            f"{name} holds {v[big[0]]:g}, beyond the range of a float32 session (3.4e38)",
+            "the value is corrupt: export the recording again, or leave that value empty",
         )

@@ -95,6 +95,14 @@ def sd_diff(
     return jnp.where(n > 1, jnp.sqrt(var), jnp.nan)
 
 
+def _varies(x: Array, mask: Array) -> Array:
+    """True when `x` takes more than one value over the mask. Exact: a rounding residue in a
+    float32 mean would make a constant look like it varies by one unit in the last place."""
+    hi = jnp.max(jnp.where(mask, x, -jnp.inf))
+    lo = jnp.min(jnp.where(mask, x, jnp.inf))
+    return hi > lo
+
+
 def pearson_r(
     pred: Float[Array, "*shape"], true: Float[Array, "*shape"], mask: Bool[Array, "*shape"]
 ) -> Float[Array, ""]:
@@ -103,7 +111,8 @@ def pearson_r(
     p = jnp.where(mask, pred - _mean(pred, mask, n), 0)
     t = jnp.where(mask, true - _mean(true, mask, n), 0)
     denom = jnp.sqrt(jnp.sum(p**2)) * jnp.sqrt(jnp.sum(t**2))
-    return jnp.where(denom > 0, jnp.sum(p * t) / jnp.where(denom > 0, denom, 1), jnp.nan)
+    ok = (denom > 0) & _varies(pred, mask) & _varies(true, mask)
+    return jnp.where(ok, jnp.sum(p * t) / jnp.where(ok, denom, 1), jnp.nan)
 
 
 def r2(
@@ -116,7 +125,8 @@ def r2(
     pred, true, mask, n = _prepare(pred, true, mask)
     ss_res = jnp.sum((pred - true) ** 2)
     ss_tot = jnp.sum(jnp.where(mask, true - _mean(true, mask, n), 0) ** 2)
-    return jnp.where(ss_tot > 0, 1 - ss_res / jnp.where(ss_tot > 0, ss_tot, 1), jnp.nan)
+    ok = (ss_tot > 0) & _varies(true, mask)
+    return jnp.where(ok, 1 - ss_res / jnp.where(ok, ss_tot, 1), jnp.nan)
 
 
 def zone_masks(
@@ -248,20 +258,21 @@ def predictive_scores(
     Gaussian); `mean_sd`: mean predictive SD; `nll`: mean Gaussian negative log-likelihood;
     `crps`: mean continuous ranked probability score of the Gaussian (Gneiting & Raftery 2007,
     eq. 21: `sd [z (2 Phi(z) - 1) + 2 phi(z) - 1 / sqrt(pi)]`, `z = (true - pred) / sd`), in the
-    units of `true`. `var` is floored at `var_floor` so a zero variance gives finite scores.
+    units of `true`. `var` is floored at `var_floor` so a zero variance gives finite scores;
+    values outside the mask (NaN included) are ignored.
     """
     v = jnp.maximum(var, var_floor)
     sd = jnp.sqrt(v)
     z = (true - pred) / sd
-    w = mask.astype(pred.dtype)
-    n = jnp.maximum(jnp.sum(w), 1.0)
+    n = jnp.maximum(jnp.sum(mask.astype(pred.dtype)), 1.0)
     nll = 0.5 * (jnp.log(2 * jnp.pi * v) + z**2)
     crps = gaussian_crps(pred, var, true, var_floor=var_floor)
+    total = lambda x: jnp.sum(jnp.where(mask, x, 0.0))  # noqa: E731  (NaN outside the mask is ignored)
     return {
-        "coverage_2sd": jnp.sum(jnp.where(jnp.abs(z) <= 2.0, w, 0.0)) / n,
-        "mean_sd": jnp.sum(w * sd) / n,
-        "nll": jnp.sum(w * nll) / n,
-        "crps": jnp.sum(w * crps) / n,
+        "coverage_2sd": total((jnp.abs(z) <= 2.0).astype(pred.dtype)) / n,
+        "mean_sd": total(sd) / n,
+        "nll": total(nll) / n,
+        "crps": total(crps) / n,
     }
 
 
