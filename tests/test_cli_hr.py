@@ -278,6 +278,7 @@ def _real_runs(n: int) -> list[Path]:
     return files[:n]
 
 
+@pytest.mark.slow
 def test_fit_then_predict_round_trip_on_real_runs(tmp_path, capsys):
     """Real exports have speed, cadence and altitude only: the models train on that subset."""
     files = _real_runs(4)

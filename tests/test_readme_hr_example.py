@@ -5,6 +5,8 @@ import math
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.test_cli_hr import write_run
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -16,6 +18,7 @@ def readme_block() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
+@pytest.mark.slow
 def test_readme_hr_example_runs(tmp_path, capsys):
     runs = tmp_path / "runs"
     runs.mkdir()

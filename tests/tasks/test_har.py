@@ -48,7 +48,14 @@ def test_normalisers_are_each_folds_training_statistics():
     np.testing.assert_array_equal(off.validation, off.train)
 
 
-@pytest.mark.parametrize("variant,seeds", [("cmd", 2), ("cnn", 1), ("acc_only", 1)])
+@pytest.mark.parametrize(
+    "variant,seeds",
+    [
+        ("cmd", 2),
+        pytest.param("cnn", 1, marks=pytest.mark.slow),
+        pytest.param("acc_only", 1, marks=pytest.mark.slow),
+    ],
+)
 def test_every_variant_learns_the_motion_frequencies(variant, seeds):
     w = _windows()
     result = run(w, subject_split(w, subjects_out=3), _config(variant, seeds=seeds))
@@ -59,6 +66,7 @@ def test_every_variant_learns_the_motion_frequencies(variant, seeds):
         assert np.min(result.history["aux_k_min"]) < 1
 
 
+@pytest.mark.slow
 def test_the_edge_report_round_trips_and_int8_keeps_the_accuracy(tmp_path):
     w = _windows()
     split = Split(*(m for m in official_split(w)))

@@ -35,6 +35,7 @@ def _corpus(n=96, c=3, t=60, seed=0):
     return Corpus(jnp.asarray(x, jnp.float32), jnp.ones((n, c), bool))
 
 
+@pytest.mark.slow
 def test_masked_pretraining_loss_falls():
     config = PretrainConfig(size="tiny", batch_size=8)
     config = config._replace(

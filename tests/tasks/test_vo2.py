@@ -178,6 +178,7 @@ def write_cpet_folder(folder: Path, n_subjects=6, seconds=300):
     (folder / "notes.txt").write_text("not a test")
 
 
+@pytest.mark.slow
 def test_cli_cv_vo2_on_a_folder_of_lab_files(tmp_path, capsys):
     folder = tmp_path / "cpet"
     write_cpet_folder(folder)
