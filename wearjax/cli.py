@@ -11,6 +11,24 @@ from wearjax.errors import TrainingInterrupted, WearjaxError
 from wearjax.tasks.commands import TASKS, check_arguments, demo, predict, say
 
 
+def _mesh(text: str) -> tuple[int, int]:
+    try:
+        sizes = tuple(int(n) for n in text.lower().split("x"))
+    except ValueError:
+        sizes = ()
+    if len(sizes) not in (1, 2) or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give FOLDS or FOLDSxDATA, e.g. 4 or 4x2")
+    return sizes if len(sizes) == 2 else (sizes[0], 1)
+
+
+def _mesh_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--mesh", type=_mesh, metavar="FOLDSxDATA",
+        help="shard training over a device mesh: folds over FOLDS devices, each batch over DATA "
+        "(e.g. 4x2 on 8 devices; on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=8)",
+    )  # fmt: skip
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wearjax", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -18,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", type=Path, default=Path("wearjax-demo"), help="output folder")
     d.add_argument("--quick", action="store_true", help="small cohort, short training")
     d.add_argument("--seed", type=int, default=0)
+    _mesh_argument(d)
     d.set_defaults(run=demo)
 
     helps = {
@@ -39,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--quick", action="store_true", help="small models, short training")
             p.add_argument("--out", type=Path, required=True, help=outs[command])
             p.add_argument("--seed", type=int, default=0)
+            _mesh_argument(p)
             p.set_defaults(run=c.run)
 
     p = sub.add_parser("predict", help="predict HR of one recording with a checkpoint")
@@ -54,7 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         check_arguments(args, args.command)
-        return args.run(args)
+        if getattr(args, "mesh", None) is None:
+            return args.run(args)
+        import jax
+
+        from wearjax.cv import make_mesh
+
+        with jax.set_mesh(make_mesh(*args.mesh)):
+            return args.run(args)
     except TrainingInterrupted as err:
         say(f"{err}; run the same command with --resume to continue")
         return 130

@@ -4,8 +4,9 @@ every held-out session predicted by the model of the fold that held it out.
 - `Split`: boolean `[K, S]` masks of test, validation and training sessions per fold, from
   subject-wise folds (`Split.by_subject`) or given directly; `owner` names the fold that tests
   each session, `held_out_table` lists them padded to `[K, M]`;
-- `fit_folds`: init + `train.fit` vmapped over folds (sharded over a mesh axis "fold" when a
-  mesh is given), traced once for all epochs and folds;
+- `fit_folds`: init + `train.fit` vmapped over folds, traced once for all epochs and folds;
+  on a device mesh (`make_mesh`, given or set with `jax.set_mesh`), folds are sharded over its
+  "fold" axis and each training batch over its "data" axis;
 - `predict_held_out`: `predict(model, fold, data, i) -> pytree` vmapped over folds, batched
   over each fold's held-out sessions (`lax.map`), scattered back to `[S, ...]` per leaf.
 """
@@ -13,12 +14,14 @@ every held-out session predicted by the model of the fold that held it out.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Bool, Key, PRNGKeyArray
 
 from wearjax.data.folds import leave_k_runners_out, validation_runners
@@ -38,6 +41,7 @@ __all__ = [
     "Split",
     "fit_folds",
     "fold_model",
+    "make_mesh",
     "padded_table",
     "predict_held_out",
     "predict_per_fold",
@@ -137,25 +141,92 @@ def fit_folds(
     """Initialise and train K models in one vmapped program; `folds` and `keys` lead with K.
 
     Fold k initialises with `split_for_fold(keys[k])[0]` and trains with `[1]`, exactly as
-    `train.fit` would on that fold alone. With a `mesh` that has an axis named "fold", the
-    fold axis of parameters and fold data is sharded over it. `state_file`, `resume`, `every`
+    `train.fit` would on that fold alone. On a `mesh` (default: the one set by `jax.set_mesh`,
+    if it has a "fold" axis), the fold axis of parameters and fold data is sharded over "fold",
+    the data is replicated and each step's batch is split over "data" (`make_mesh`); the results
+    equal the unsharded run's up to float rounding. `state_file`, `resume`, `every`
     and `run` save and resume the whole training state of all folds, as in `train.fit`.
     """
     pairs = jax.vmap(split_for_fold)(keys)
     init_keys, train_keys = pairs[0], pairs[1]
     static = eqx.partition(init(init_keys[0]), trainable)[1]
     params = jax.vmap(lambda k: eqx.partition(init(k), trainable)[0])(init_keys)
+    mesh = mesh if mesh is not None else current_mesh()
+    shard_batch = None
     if mesh is not None:
-        spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("fold"))
-        params, folds, train_keys = jax.device_put((params, folds, train_keys), spec)
+        check_mesh(mesh, len(keys))
+        by_fold = jax.sharding.NamedSharding(mesh, P("fold"))
+        params, folds, train_keys = place((params, folds, train_keys), by_fold)
+        data = place(data, jax.sharding.NamedSharding(mesh, P()))
+        shard_batch = partial(split_over_data, mesh)
     counter: list = []
-    epoch = jax.jit(jax.vmap(make_epoch(task, recipe, static, counter), in_axes=(0, 0, None)))
+    epoch_fn = make_epoch(task, recipe, static, counter, shard_batch=shard_batch)
+    epoch = jax.jit(
+        jax.vmap(epoch_fn, in_axes=(0, 0, None), spmd_axis_name="fold" if mesh else None)
+    )
     state = jax.vmap(lambda p, k: init_state(p, recipe, k))(params, train_keys)
     state, history = train_epochs(
         epoch, state, folds, data, recipe.epochs, progress,
         state_file=state_file, resume=resume, every=every, run=run, fingerprint_of=params,
     )  # fmt: skip
     return FitResult(eqx.combine(state.best_params, static), history, len(counter))
+
+
+def make_mesh(folds: int = 1, data: int = 1, *, devices=None) -> jax.sharding.Mesh:
+    """A `("fold", "data")` device mesh of `folds x data` devices (default: the first ones of
+    `jax.devices()`, which spans every process after `jax.distributed.initialize`), with
+    automatic sharding propagation."""
+    devices = list(jax.devices() if devices is None else devices)
+    if folds * data > len(devices):
+        raise WearjaxDataError(
+            f"a mesh of {folds} x {data} devices needs {folds * data}, but {len(devices)} are "
+            f"visible; on CPU, set XLA_FLAGS=--xla_force_host_platform_device_count=N"
+        )
+    auto = (jax.sharding.AxisType.Auto,) * 2
+    return jax.make_mesh(
+        (folds, data), ("fold", "data"), axis_types=auto, devices=devices[: folds * data]
+    )
+
+
+def place(tree, sharding):
+    """`jax.device_put` of the array leaves of `tree` (other leaves stay as they are)."""
+    is_array = lambda a: isinstance(a, jax.Array | np.ndarray)  # noqa: E731
+    return jax.tree_util.tree_map(lambda a: jax.device_put(a, sharding) if is_array(a) else a, tree)
+
+
+def current_mesh() -> jax.sharding.Mesh | None:
+    """The mesh set with `jax.set_mesh`, if it has a "fold" axis (else None)."""
+    mesh = jax.sharding.get_mesh()
+    return None if mesh.empty or "fold" not in mesh.axis_names else mesh
+
+
+def check_mesh(mesh: jax.sharding.Mesh, n_folds: int) -> None:
+    names = set(mesh.axis_names)
+    if not names <= {"fold", "data"} or "fold" not in names:
+        raise WearjaxDataError(
+            f"the mesh has axes {tuple(mesh.axis_names)}; cross-validation shards over "
+            f'"fold" and, optionally, "data" (cv.make_mesh)'
+        )
+    if n_folds % mesh.shape["fold"]:
+        raise WearjaxDataError(
+            f"{n_folds} folds cannot be split evenly over {mesh.shape['fold']} devices on the "
+            f'mesh\'s "fold" axis; choose a fold axis size that divides {n_folds}'
+        )
+
+
+def split_over_data(mesh: jax.sharding.Mesh, batch):
+    """Each leaf of a training batch split over the mesh's "data" axis along its leading
+    (batch) axis, where that axis divides evenly; other leaves stay as they are."""
+    n = mesh.shape.get("data", 1)
+    if n == 1:
+        return batch
+
+    def place(a):
+        if a.ndim == 0 or a.shape[0] % n:
+            return a
+        return jax.lax.with_sharding_constraint(a, jax.sharding.NamedSharding(mesh, P("data")))
+
+    return jax.tree_util.tree_map(place, batch)
 
 
 @eqx.filter_jit

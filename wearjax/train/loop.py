@@ -186,11 +186,14 @@ def _schedule(value, epoch):
     return value(epoch) if callable(value) else value
 
 
-def make_epoch(task: Task, recipe: Recipe, static, counter: list | None = None):
+def make_epoch(
+    task: Task, recipe: Recipe, static, counter: list | None = None, *, shard_batch=None
+):
     """`epoch(state, fold, data) -> (state, (train_loss, val_loss, aux))`: one pure epoch.
 
     `static` is the frozen part of the model (`eqx.partition`); `counter` (a list) gets one
-    entry per trace."""
+    entry per trace; `shard_batch` (optional) places each sampled batch, e.g. split over a
+    mesh's "data" axis (`cv.fit_folds`)."""
 
     def epoch(state: TrainState, fold, data):
         if counter is not None:
@@ -203,6 +206,8 @@ def make_epoch(task: Task, recipe: Recipe, static, counter: list | None = None):
             params, opt_state, key = carry
             key, k_batch, k_loss = jax.random.split(key, 3)
             batch = task.sample(data, fold, k_batch)
+            if shard_batch is not None:
+                batch = shard_batch(batch)
             (value, aux), grads = jax.value_and_grad(
                 lambda p: task.loss(eqx.combine(p, static), batch, k_loss, e), has_aux=True
             )(params)

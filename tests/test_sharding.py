@@ -1,0 +1,61 @@
+"""Cross-validation sharded over a device mesh equals the unsharded run: 8 virtual CPU devices
+in a subprocess (the device count is fixed when JAX starts), folds over the mesh's "fold" axis
+and each training batch over its "data" axis."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    import numpy as np
+    from wearjax.cv import make_mesh
+    from wearjax.data.synthetic import simulate_cohort
+    from wearjax.tasks.hr import HRStudyConfig, run_hr_study
+    from wearjax.train.loop import TrainConfig
+
+    assert len(jax.devices()) == 8
+    cohort = simulate_cohort(
+        jax.random.key(0), n_runners=4, sessions_per_runner=2, min_minutes=6, max_minutes=8
+    )
+    config = HRStudyConfig(
+        models=(("kalman", 16, 1), ("ode", 16, 1)), train=TrainConfig(epochs=2, steps_per_epoch=3),
+        batch_size=4, runners_out=1, seed=0,
+    )
+    out = {}
+    for name, shape in (("single", None), ("fold4_data2", (4, 2))):
+        if shape is None:
+            results, pred = run_hr_study(cohort, config, progress=False)
+        else:
+            with jax.set_mesh(make_mesh(*shape)):
+                results, pred = run_hr_study(cohort, config, progress=False)
+        out[name] = {
+            m: {p: results["models"][m][p]["mae"] for p in ("standard", "generative")}
+            for m in ("kalman_16x1", "ode_16x1")
+        }
+        out[name + "_pred"] = np.asarray(pred["kalman_16x1"]["generative"]).tolist()
+    print(json.dumps(out))
+    """
+)
+
+
+@pytest.mark.slow
+def test_sharded_cross_validation_equals_the_unsharded_run():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    run = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=900
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    for mesh in ("fold4_data2",):
+        for model, maes in out["single"].items():
+            for protocol, mae in maes.items():
+                assert abs(out[mesh][model][protocol] - mae) < 1e-3 * mae, (mesh, model, protocol)
+        np.testing.assert_allclose(out[mesh + "_pred"], out["single_pred"], rtol=1e-4, atol=1e-3)
