@@ -243,6 +243,20 @@ def test_predict_names_the_channel_the_file_lacks(trained, tmp_path, capsys):
     assert "nocad.csv" in line and "'cadence'" in line
 
 
+def test_masked_out_of_range_hr_is_printed_not_only_logged(trained, tmp_path, capsys):
+    _, ckpt = trained
+    run = write_run(tmp_path / "spiky.csv", 600, seed=7)
+    rows = run.read_text().splitlines()
+    for k in (50, 51, 300):  # three implausible readings (row 0 is the header)
+        cells = rows[k].split(",")
+        cells[COLUMNS.index("heart_rate")] = "300"
+        rows[k] = ",".join(cells)
+    run.write_text("\n".join(rows) + "\n")
+    assert main(["predict", "--model", str(ckpt), str(run), "--out", str(tmp_path / "p")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"wearjax: {run}: 3 heart rates outside 25-250 bpm masked (not used)"]
+
+
 def test_predict_without_hr_needs_hr0_and_runs_the_generative_protocol(trained, tmp_path, capsys):
     _, ckpt = trained
     run = write_run(tmp_path / "nohr.csv", 500, seed=6, columns=COLUMNS[:1] + COLUMNS[2:])

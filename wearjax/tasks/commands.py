@@ -102,10 +102,20 @@ def _recordings(data: Path, *, require_hr: bool):
     sessions, skipped = read_recordings(data, require_hr=require_hr)
     for s in skipped:
         say(f"skipped {s.path}: {s.reason}")
+    reader_notes(sessions)
     sessions, notes = shared_channels(sessions)
     for note in notes:
         say(note)
     return sessions
+
+
+def reader_notes(sessions) -> None:
+    """One line per session for each reader note that changes what the models see (today:
+    heart rates outside 25-250 bpm, masked), which the readers otherwise only log."""
+    for s in sessions:
+        n = dict(s.metadata).get("hr_out_of_range")
+        if n is not None:
+            say(f"{s.source or s.workout}: {n} heart rates outside 25-250 bpm masked (not used)")
 
 
 def _hr_arguments(p: argparse.ArgumentParser) -> None:
@@ -197,6 +207,7 @@ def predict(args) -> int:
     sessions, skipped = read_recordings(args.file, require_hr=False)
     for s in skipped:
         say(f"skipped {s.path}: {s.reason}")
+    reader_notes(sessions)
     file, out = args.file, args.out
     done, used = 0, set()
     for session in sessions:
