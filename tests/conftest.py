@@ -1,6 +1,7 @@
 """Test-wide JAX settings: strict dtype and rank promotion, as the anchors do."""
 
 import contextlib
+import os
 import re
 
 import chex
@@ -10,6 +11,8 @@ from jaxtyping import TypeCheckError
 
 from wearjax.errors import WearjaxDataError
 
+# the CLI's persistent compilation cache stays off in tests (no files in the user's home)
+os.environ.setdefault("WEARJAX_CACHE", "off")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 

@@ -4,6 +4,7 @@ every task in `wearjax.tasks.commands.TASKS`."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -70,8 +71,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def compilation_cache() -> None:
+    """Keep XLA's compiled programs between runs (JAX's persistent compilation cache) in
+    `$WEARJAX_CACHE` (default `~/.cache/wearjax/xla`; `off` disables it): a second run of the
+    same command skips most compiling."""
+    where = os.environ.get("WEARJAX_CACHE", str(Path.home() / ".cache" / "wearjax" / "xla"))
+    if where.lower() in ("", "0", "off", "none"):
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", where)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    compilation_cache()
     try:
         check_arguments(args, args.command)
         if getattr(args, "mesh", None) is None:

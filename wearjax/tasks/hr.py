@@ -18,6 +18,7 @@ Used by `wearjax demo`, `wearjax cv hr` and `experiments/hr_table1.py`. The step
 
 from __future__ import annotations
 
+import sys
 import time
 from functools import partial
 from typing import Any, NamedTuple
@@ -331,6 +332,8 @@ def cross_validate_kind(
     )
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
+    if progress:
+        print(f"{name}: predicting the held-out sessions, calibrating the band", file=sys.stderr)
     pred = predict_held_out(predict, fit.model, fold, data, split, batch=config.eval_batch)
     pred = calibrate_bands(
         predict, fit.model, fold, data, split, config.window, pred, batch=config.eval_batch

@@ -20,6 +20,7 @@ trained in one vmapped program (`cv.fit_folds`). Per fold:
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import NamedTuple
 
@@ -262,6 +263,12 @@ def run_personal(
     train_s = time.perf_counter() - t0
     params = eqx.filter(fit.model, eqx.is_inexact_array)
     t0 = time.perf_counter()
+    if progress:
+        print(
+            f"personal_ode: calibrating an embedding per held-out session "
+            f"({config.calibration_steps} steps each) and predicting it",
+            file=sys.stderr, flush=True,
+        )  # fmt: skip
     out = predict_held_out(
         _held_out_predict(config), fit.model, fold, data, split, batch=config.eval_batch
     )

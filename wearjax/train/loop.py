@@ -272,7 +272,8 @@ def run_epochs(
         from tqdm.auto import tqdm
 
         desc = progress if isinstance(progress, str) else "fit"
-        bar = tqdm(total=epochs, initial=done, desc=desc)
+        # the first call compiles the epoch (seconds to a minute on a CPU): say so on the bar
+        bar = tqdm(total=epochs, initial=done, desc=f"{desc} (compiling)")
     # `saved` is the last consistent (state, history) pair, replaced by one assignment, so a
     # Ctrl-C between two statements never pairs an epoch's state with another's history
     saved = (state, history)
@@ -288,6 +289,8 @@ def run_epochs(
             }
             saved = (new, {k: [*saved[1].get(k, []), v] for k, v in row.items()})
             if bar is not None:
+                if i == done:
+                    bar.set_description(desc)
                 bar.update(1)
                 bar.set_postfix(train=f"{np.mean(train_loss):.3f}", val=f"{np.mean(val):.3f}")
             last = bool(np.all(row["stopped"])) or i + 1 == epochs
