@@ -257,6 +257,24 @@ def test_masked_out_of_range_hr_is_printed_not_only_logged(trained, tmp_path, ca
     assert err == [f"wearjax: {run}: 3 heart rates outside 25-250 bpm masked (not used)"]
 
 
+def test_unit_options_named_by_the_errors_are_cli_options(trained, tmp_path, capsys):
+    """A run with speed in km/h and cadence in steps/min is refused naming --speed-unit, then
+    read as declared by --speed-unit and --cadence-unit."""
+    _, ckpt = trained
+    run = write_run(tmp_path / "kmh.csv", 600, seed=11)
+    rows = [r.split(",") for r in run.read_text().splitlines()]
+    i, j = COLUMNS.index("enhanced_speed"), COLUMNS.index("cadence")
+    for r in rows[1:]:
+        r[i], r[j] = f"{3.6 * float(r[i]):.4f}", f"{2 * float(r[j]):.1f}"
+    run.write_text("\n".join(",".join(r) for r in rows) + "\n")
+    argv = ["predict", "--model", str(ckpt), str(run), "--out", str(tmp_path / "p")]
+    line = _one_line_error(capsys, main(argv))
+    assert "km/h" in line and "--speed-unit km/h" in line
+    assert main([*argv, "--speed-unit", "km/h", "--cadence-unit", "steps/min"]) == 0
+    pred = _predictions(tmp_path / "p" / "kmh.csv")
+    assert np.all(np.isfinite(pred["generative_bpm"]))
+
+
 def test_predict_without_hr_needs_hr0_and_runs_the_generative_protocol(trained, tmp_path, capsys):
     _, ckpt = trained
     run = write_run(tmp_path / "nohr.csv", 500, seed=6, columns=COLUMNS[:1] + COLUMNS[2:])

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from wearjax.errors import TrainingInterrupted, WearjaxError
-from wearjax.tasks.commands import TASKS, check_arguments, demo, predict, say
+from wearjax.tasks.commands import TASKS, check_arguments, demo, predict, say, unit_arguments
 
 
 def _mesh(text: str) -> tuple[int, int]:
@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("file", type=Path, help="a FIT, TCX or CSV recording, or a folder of them")
     p.add_argument("--out", type=Path, default=Path("wearjax-predict"), help="output folder")
     p.add_argument("--hr0", type=float, help="HR (bpm) at the first second, for files without HR")
+    unit_arguments(p)
     p.set_defaults(run=predict)
     return parser
 

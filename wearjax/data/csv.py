@@ -52,11 +52,16 @@ def read_csv(
     max_gap_s: float = MAX_GAP_S,
     require_hr: bool = False,
     min_length_s: float = MIN_LENGTH_S,
+    units: dict[str, str] | None = None,
 ) -> Session:
-    """A CPET export when the header has `VO2_I`, else a running export."""
+    """A CPET export when the header has `VO2_I`, else a running export (read with `units`)."""
     header = read_bytes(path).split(b"\n", 1)[0]
-    reader = read_cpet_csv if b"VO2_I" in header else read_running_csv
-    return reader(
+    if b"VO2_I" not in header:
+        return read_running_csv(
+            path, runner=runner, max_gap_s=max_gap_s, require_hr=require_hr,
+            min_length_s=min_length_s, units=units,
+        )  # fmt: skip
+    return read_cpet_csv(
         path, runner=runner, max_gap_s=max_gap_s, require_hr=require_hr, min_length_s=min_length_s
     )
 
@@ -97,10 +102,12 @@ def read_running_csv(
         channels.get("speed"),
         path,
         unit=(units or {}).get("speed", "m/s"),
-        fix='export speed in m/s, or read the file with units={"speed": "km/h"} (read_running_csv)',
+        fix='export speed in m/s, or read the file with units={"speed": "km/h"} (read_running_csv; '
+        "--speed-unit km/h on the command line)",
     )
     if "cadence" in channels and (units or {}).get("cadence", "strides/min") == "strides/min":
-        check_cadence(channels["cadence"], path, 'pass units={"cadence": "steps/min"}')
+        fix = 'pass units={"cadence": "steps/min"} (--cadence-unit steps/min on the command line)'
+        check_cadence(channels["cadence"], path, fix)
     session = to_session(
         Records(time=time, channels=channels, hr=fields.get("heart_rate", time * np.nan)),
         path=path,

@@ -57,19 +57,23 @@ def read_file(
     runner: str | None = None,
     max_gap_s: float = MAX_GAP_S,
     require_hr: bool = False,
+    units: dict[str, str] | None = None,
 ) -> list[Session]:
-    """The sessions of one recording, with the reader its suffix names."""
+    """The sessions of one recording, with the reader its suffix names. `units` declares a
+    running export's units (`{"speed": "km/h", "cadence": "steps/min"}`; FIT and TCX speed is
+    always m/s, so only their cadence unit applies)."""
     path = Path(path)
     suffix = path.suffix.lower()
     options = dict(runner=runner, max_gap_s=max_gap_s, require_hr=require_hr)
+    cadence = (units or {}).get("cadence", "strides/min")
     if suffix == ".fit":
-        return read_fit(path, **options)
+        return read_fit(path, **options, cadence_unit=cadence)
     if suffix == ".tcx":
-        return read_tcx(path, **options)
+        return read_tcx(path, **options, cadence_unit=cadence)
     if suffix == ".npz" or (suffix == ".csv" and is_sampled_csv(path)):
         return [read_sampled(path, runner=runner, require_hr=require_hr)]
     if suffix == ".csv":
-        return [read_csv(path, **options)]
+        return [read_csv(path, **options, units=units)]
     raise _unsupported(path)
 
 
@@ -93,12 +97,14 @@ def load_folder(
     cache_dir: str | Path | None = None,
     require_hr: bool = False,
     max_gap_s: float = MAX_GAP_S,
+    units: dict[str, str] | None = None,
 ) -> tuple[list[Session], list[Skipped]]:
     """Every usable session under `path`, and the files skipped with their reasons.
 
     Runners come from `manifest` when given (only the files it lists are read; manifest
     subject values override those a file carries), else from subfolders. `cache_dir` defaults
-    to `default_cache_dir()`. With `require_hr`, files without heart rate are skipped. Raises
+    to `default_cache_dir()`. With `require_hr`, files without heart rate are skipped; `units`
+    as for `read_file`. Raises
     `WearjaxFileError` naming the folder when no session is usable, or the manifest when it
     cannot be read.
     """
@@ -122,7 +128,7 @@ def load_folder(
         try:
             if file.suffix.lower() not in SUFFIXES:
                 raise _unsupported(file)
-            found = _cached_read(file, cache, max_gap_s=max_gap_s)
+            found = _cached_read(file, cache, max_gap_s=max_gap_s, units=units)
             found = [_attach(s, file, runner, subject) for s in found]
             if require_hr:
                 found = [check_hr(s, file) for s in found]
@@ -231,7 +237,9 @@ def _attach(session: Session, file: Path, runner: str, subject: dict) -> Session
     )
 
 
-def _cached_read(file: Path, cache: Path, *, max_gap_s: float) -> list[Session]:
+def _cached_read(
+    file: Path, cache: Path, *, max_gap_s: float, units: dict[str, str] | None = None
+) -> list[Session]:
     """Sessions of `file` from the cache, or parsed and stored there.
 
     Cached sessions carry only the file's content: `workout` holds the suffix after the file's
@@ -244,6 +252,9 @@ def _cached_read(file: Path, cache: Path, *, max_gap_s: float) -> list[Session]:
         content += b"\0sidecar\0" + read_bytes(side)
     digest = hashlib.sha256(content).hexdigest()
     settings = f"v{CACHE_VERSION}-gap{max_gap_s:g}-{file.suffix.lower().lstrip('.')}"
+    if units:  # read with other units: another entry ("/" cannot be in a file name)
+        declared = "-".join(f"{k}={v}" for k, v in sorted(units.items()))
+        settings += "-" + declared.replace("/", "per")
     entry = cache / f"{digest}-{settings}.npz"
     if entry.exists():
         try:
@@ -255,7 +266,7 @@ def _cached_read(file: Path, cache: Path, *, max_gap_s: float) -> list[Session]:
                 raise WearjaxFileError(file, *stored)
             return stored
     try:
-        sessions = read_file(file, max_gap_s=max_gap_s)
+        sessions = read_file(file, max_gap_s=max_gap_s, units=units)
     except WearjaxFileError as err:
         if err.path == file:
             _store_entry(entry, (err.problem, err.fix))

@@ -37,7 +37,13 @@ from wearjax.data.readers import (
     usable_parts,
 )
 from wearjax.data.types import Session
-from wearjax.data.validate import MIN_LENGTH_S, SPEED_FIELDS, check_cadence, check_speed
+from wearjax.data.validate import (
+    CADENCE_UNIT_FIX,
+    MIN_LENGTH_S,
+    SPEED_FIELDS,
+    check_cadence,
+    check_speed,
+)
 from wearjax.errors import WearjaxFileError
 
 logger = logging.getLogger(__name__)
@@ -93,7 +99,7 @@ def read_fit(
         fix = "FIT speed is in m/s: copy the file from the device again"
         check_speed(speeds, part.channels.get("speed"), path, unit="m/s", fix=fix)
         if "cadence" in part.channels:
-            check_cadence(part.channels["cadence"], path, 'read it with cadence_unit="steps/min"')
+            check_cadence(part.channels["cadence"], path, CADENCE_UNIT_FIX)
         workout = stem if name is None else f"{stem}#{name}"
         build = functools.partial(
             to_session, part, path=path, runner=stem if runner is None else runner,

@@ -31,7 +31,7 @@ from wearjax.data.readers import (
     usable_parts,
 )
 from wearjax.data.types import Session
-from wearjax.data.validate import MIN_LENGTH_S, check_cadence, check_speed
+from wearjax.data.validate import CADENCE_UNIT_FIX, MIN_LENGTH_S, check_cadence, check_speed
 from wearjax.errors import WearjaxFileError
 
 logger = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def read_tcx(
         fix = "TCX speed is in m/s: export the activity again"
         check_speed(fields, channels.get("speed"), path, unit="m/s", fix=fix)
         if "cadence" in channels:
-            check_cadence(channels["cadence"], path, 'read it with cadence_unit="steps/min"')
+            check_cadence(channels["cadence"], path, CADENCE_UNIT_FIX)
         workout = stem if len(activities) == 1 else f"{stem}#{k}"
         records = Records(time=time, channels=channels, hr=fields.get("heart_rate", time * np.nan))
         build = functools.partial(

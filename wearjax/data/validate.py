@@ -43,6 +43,11 @@ MAX_STRIDES_PER_MIN = 130.0
 SPEED_FIELDS = ("enhanced_speed", "speed")
 """Source fields holding speed, checked for negative values."""
 
+CADENCE_UNIT_FIX = (
+    'read it with cadence_unit="steps/min" (--cadence-unit steps/min on the command line)'
+)
+"""The fix a FIT or TCX reader names for a cadence in steps/min read as strides/min."""
+
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 """Largest magnitude a session stores (its arrays are float32, about 3.4e38)."""
 

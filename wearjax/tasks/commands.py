@@ -94,12 +94,30 @@ def demo(args) -> int:
 # -- HR on the user's recordings -------------------------------------------------------------
 
 
-def _recordings(data: Path, *, require_hr: bool):
+def units(args) -> dict[str, str] | None:
+    """The units `--speed-unit` / `--cadence-unit` declare for the recordings (None: defaults)."""
+    declared = {k: getattr(args, f"{k}_unit") for k in ("speed", "cadence")}
+    return {k: v for k, v in declared.items() if v is not None} or None
+
+
+def unit_arguments(p: argparse.ArgumentParser) -> None:
+    """`--speed-unit` and `--cadence-unit`, the reader options the unit errors name."""
+    p.add_argument(
+        "--speed-unit", choices=("m/s", "km/h"),
+        help="speed unit of CSV runs (default m/s; FIT and TCX are always m/s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--cadence-unit", choices=("strides/min", "steps/min"),
+        help="cadence unit of the recordings (default strides/min, as FIT records it)",
+    )  # fmt: skip
+
+
+def _recordings(data: Path, *, require_hr: bool, units: dict[str, str] | None = None):
     """Sessions of a folder or file, on the raw channels all of them share; each skipped file
     and dropped channel is reported on its own line."""
     from wearjax.tasks.hr_recordings import read_recordings, shared_channels
 
-    sessions, skipped = read_recordings(data, require_hr=require_hr)
+    sessions, skipped = read_recordings(data, require_hr=require_hr, units=units)
     for s in skipped:
         say(f"skipped {s.path}: {s.reason}")
     reader_notes(sessions)
@@ -110,8 +128,7 @@ def _recordings(data: Path, *, require_hr: bool):
 
 
 def reader_notes(sessions) -> None:
-    """One line per session for each reader note that changes what the models see (today:
-    heart rates outside 25-250 bpm, masked), which the readers otherwise only log."""
+    """One line per session for a reader note that changes what the models see (masked HR)."""
     for s in sessions:
         n = dict(s.metadata).get("hr_out_of_range")
         if n is not None:
@@ -123,6 +140,7 @@ def _hr_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--model", choices=sorted(HR_MODELS), default="kalman", help="HR model kind")
     p.add_argument("--data", type=Path, required=True, help="a folder of recordings, or a file")
+    unit_arguments(p)
 
 
 def _fit_hr_arguments(p: argparse.ArgumentParser) -> None:
@@ -142,7 +160,7 @@ def cv_hr(args) -> int:
     from wearjax.tasks.presets import recordings_config
 
     t0 = time.perf_counter()
-    sessions = _recordings(args.data, require_hr=True)
+    sessions = _recordings(args.data, require_hr=True, units=units(args))
     config = recordings_config(args.model, args.quick, seed=args.seed)
     cohort, k, folds = cv_cohort(sessions, config.window)
     config = config._replace(runners_out=k)
@@ -170,7 +188,7 @@ def fit_hr(args) -> int:
     from wearjax.train.checkpoints import save_hr
 
     t0 = time.perf_counter()
-    sessions = _recordings(args.data, require_hr=True)
+    sessions = _recordings(args.data, require_hr=True, units=units(args))
     config = recordings_config(args.model, args.quick, seed=args.seed)
     hidden, layers = config.models[0][1:]
     print(f"training {args.model} ({hidden}, {layers}) on {len(sessions)} sessions "
@@ -204,7 +222,7 @@ def predict(args) -> int:
 
         return predict_command(args, say)
     model, normalizer, header = load_hr(args.model)
-    sessions, skipped = read_recordings(args.file, require_hr=False)
+    sessions, skipped = read_recordings(args.file, require_hr=False, units=units(args))
     for s in skipped:
         say(f"skipped {s.path}: {s.reason}")
     reader_notes(sessions)

@@ -53,12 +53,15 @@ SESSION_FOLDS = 5
 """Folds of a session-wise cross-validation by default (k = ceil(sessions / 5))."""
 
 
-def read_recordings(path: str | Path, *, require_hr: bool) -> tuple[list[Session], list[Skipped]]:
-    """Sessions of a folder (with the files skipped and why) or of one file."""
+def read_recordings(
+    path: str | Path, *, require_hr: bool, units: dict[str, str] | None = None
+) -> tuple[list[Session], list[Skipped]]:
+    """Sessions of a folder (with the files skipped and why) or of one file; `units` as for
+    `data.read_file`."""
     path = Path(path)
     if path.is_dir():
-        return load_folder(path, require_hr=require_hr)
-    sessions = read_file(path, require_hr=require_hr)
+        return load_folder(path, require_hr=require_hr, units=units)
+    sessions = read_file(path, require_hr=require_hr, units=units)
     return [replace(s, source=s.source or str(path)) for s in sessions], []
 
 
