@@ -43,7 +43,7 @@ def calibrate_bands(
     in `pred` (`{protocol}` and, optionally, `{protocol}_var` `[S, T]`, each session predicted
     by its own fold). `data` has `hr` and `mask` `[S, T]`. Returns `pred` with `{protocol}_var`
     calibrated and the model's own variance (zeros when it has none) as
-    `{protocol}_var_model`."""
+    `{protocol}_var_model`. A session no fold tests has no band: its variance is NaN."""
     horizon = horizons(data.mask.shape, window)
     owner = split.owner
     fit = jax.jit(jax.vmap(fit_calibration, in_axes=(None, None, None, 0, None)))
@@ -68,5 +68,6 @@ def calibrate_bands(
         cal = jax.tree_util.tree_map(lambda c: c[np.maximum(owner, 0)][:, None], cal)
         own = np.asarray(pred.get(f"{p}_var", np.zeros_like(pred[p])))
         out[f"{p}_var_model"] = own
-        out[f"{p}_var"] = np.asarray(cal.variance(jnp.asarray(own), horizon[p]))
+        var = np.asarray(cal.variance(jnp.asarray(own), horizon[p]))
+        out[f"{p}_var"] = np.where((owner >= 0)[:, None], var, np.nan)  # no fold tests it
     return out
