@@ -273,7 +273,9 @@ def test_published_form_has_no_recovery_factor(x64):
     np.testing.assert_array_equal(np.asarray(p.recovery), 1.0)
 
 
-@pytest.mark.parametrize("adjoint", ["checkpoint", "backsolve"])
+@pytest.mark.parametrize(
+    "adjoint", ["checkpoint", pytest.param("backsolve", marks=pytest.mark.slow)]
+)
 def test_engines_agree_on_trajectories_and_gradients(x64, adjoint):
     """Diffrax and the scan path: same trajectories and parameter gradients to 1e-6, for both
     models and both protocols."""

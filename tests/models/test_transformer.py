@@ -5,6 +5,7 @@ channels, and the base size's parameter count (abstractly, nothing allocated).""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from wearjax.models.transformer import build_transformer, n_parameters
 
@@ -16,6 +17,7 @@ def _planes(c, t=90, s=65, seed=0):
 MODEL = build_transformer("tiny", key=jax.random.key(0))
 
 
+@pytest.mark.slow
 def test_one_set_of_weights_runs_on_any_channel_count_and_length():
     for c in (1, 3, 7):
         for t in (54, 100):  # 100 is not a multiple of the 9-step patch: the tail is cropped

@@ -225,6 +225,7 @@ def test_fit_virtual_then_predict_a_file_without_ppg(tmp_path, capsys):
         predict_recording(m, {"context": 16, "q": 1.0}, read_sampled(tmp_path / "new.csv"))
 
 
+@pytest.mark.slow
 def test_predict_is_the_streaming_estimate_of_each_window():
     from wearjax.models.virtual import VirtualSensing
     from wearjax.tasks.virtual import predict

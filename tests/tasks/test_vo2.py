@@ -50,6 +50,7 @@ def toy_cohort(n_runners=3, t=60, seed=0):
     return stack_sessions(sessions, bucket=60)
 
 
+@pytest.mark.slow
 def test_hr_to_vo2_is_one_compiled_function():
     cohort = toy_cohort()
     hr_feats, _ = running_features(cohort.x, cohort.channels, cohort.subject)
