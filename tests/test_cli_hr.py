@@ -424,7 +424,7 @@ def test_killed_or_interrupted_training_resumes_to_the_same_model(tmp_path):
         out = tmp_path / f"{sig.name}.wjx"
         state = Path(f"{out}.state")
         proc, stderr = _interrupt_after_first_save(_fit_process(folder, out, env), state, sig)
-        assert proc.returncode == expected_code
+        assert proc.returncode == expected_code, stderr[-2000:]
         if sig == signal.SIGINT:
             err = stderr.strip().splitlines()
             assert err[-1].startswith("wearjax: interrupted after epoch") and "--resume" in err[-1]

@@ -263,6 +263,34 @@ def test_ctrl_c_saves_the_last_finished_epoch():
     assert int(last_state.epoch) == 2 and len(history["train_loss"]) == 2
 
 
+def test_a_real_sigint_finishes_the_running_epoch_then_saves_and_stops():
+    """SIGINT sent to the process during epoch 3 (as Ctrl-C is) lets that epoch finish, saves
+    it and stops: the interrupt never lands inside library code; the handler is restored."""
+    import os
+    import signal
+    import threading
+
+    from wearjax.train.loop import init_state, run_epochs
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers can only be set on the main thread")
+    calls, saved = [], []
+    before = signal.getsignal(signal.SIGINT)
+
+    def epoch(state, fold, data):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return state._replace(epoch=state.epoch + 1), (jnp.ones(()), jnp.ones(()), ())
+
+    state = init_state({"w": jnp.zeros(())}, Recipe(optax.identity()), jax.random.key(0))
+    with pytest.raises(TrainingInterrupted, match="interrupted after epoch 3"):
+        run_epochs(epoch, state, None, None, 10, on_epoch=lambda s, h: saved.append((s, h)))
+    last_state, history = saved[-1]
+    assert int(last_state.epoch) == 3 and len(history["train_loss"]) == 3
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_cross_validation_resumes_bit_for_bit(tiny_study, tmp_path):
     cfg, data, fold, split, init = tiny_study
     task = make_task(cfg, data.hr.shape[1])

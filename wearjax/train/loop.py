@@ -24,6 +24,8 @@ epoch inside another traced function).
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -277,6 +279,7 @@ def run_epochs(
     # `saved` is the last consistent (state, history) pair, replaced by one assignment, so a
     # Ctrl-C between two statements never pairs an epoch's state with another's history
     saved = (state, history)
+    restore = _defer_ctrl_c() if on_epoch is not None else None
     try:
         for i in range(done, epochs if not finished else done):
             new, (train_loss, val, aux) = epoch_fn(saved[0], fold, data)
@@ -298,6 +301,8 @@ def run_epochs(
                 on_epoch(*saved)
             if np.all(row["stopped"]):
                 break
+            if restore is not None and restore.requested:
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
         if on_epoch is None:
             raise
@@ -307,10 +312,35 @@ def run_epochs(
             f"interrupted after epoch {n}; the training state is saved"
         ) from None
     finally:
+        if restore is not None:
+            restore()
         if bar is not None:
             bar.close()
     state, history = saved
     return state, {k: np.stack(v) for k, v in history.items()}
+
+
+def _defer_ctrl_c():
+    """While training with a state file, a first Ctrl-C (SIGINT) only sets a flag that the
+    loop reads after the running epoch, so the interrupt never lands inside a library call or
+    a finaliser (where Python would swallow it); a second one interrupts at once. Returns a
+    callable that restores the previous handler, with its `requested` flag; None off the main
+    thread, where handlers cannot be set."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if restore.requested:
+            raise KeyboardInterrupt
+        restore.requested = True
+
+    def restore():
+        signal.signal(signal.SIGINT, previous)
+
+    restore.requested = False
+    signal.signal(signal.SIGINT, handler)
+    return restore
 
 
 def _flat_aux(aux) -> dict:
