@@ -37,10 +37,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
-import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float
 
 from wearjax.errors import WearjaxDataError
+from wearjax.filters.checks import check_values
 
 
 def _as_array_or_none(x: ArrayLike | None) -> Array | None:
@@ -163,67 +163,6 @@ def prepare_inputs(
     cast["P0"], cast["Q"], cast["R"] = (symmetrise(cast[n]) for n in ("P0", "Q", "R"))
     params = LinearGaussianParams(m0=m0.astype(dtype), **cast)
     return check_values(params, ys, mask)
-
-
-# Value checks. Concrete inputs are checked in NumPy and raise `WearjaxDataError`; traced ones
-# (under `jit`, `vmap`, `grad`) through `eqx.error_if`, which raises when the program runs with
-# the same one-line message. A covariance may be singular (a noiseless state component), so
-# P0 and Q need only be positive semi-definite, to a rounding tolerance; R must be positive
-# definite, as the innovation covariance needs it wherever H P H^T is singular.
-
-_OBSERVED = (
-    "ys is not finite (NaN or inf) at a step where mask is True; "
-    "set mask[t] = False where y_t is missing"
-)
-
-
-def _covariance_message(name: str, strict: bool) -> str:
-    need = "positive definite" if strict else "symmetric positive semi-definite"
-    return (
-        f"params.{name} must be a finite {need} covariance (every eigenvalue "
-        f"{'> 0' if strict else '>= 0'}); build it as L @ L.T + eps * I or from variances"
-    )
-
-
-def _bad_covariance(a, strict: bool, xp):
-    """True where a covariance (or any of a stack) is not finite or has a negative (or, with
-    `strict`, non-positive) eigenvalue beyond rounding; `xp` is numpy or jax.numpy."""
-    finite = xp.all(xp.isfinite(a))
-    safe = xp.where(xp.isfinite(a), a, 0.0)
-    eig = xp.linalg.eigvalsh(0.5 * (safe + xp.swapaxes(safe, -1, -2)))
-    scale = xp.max(xp.abs(eig), axis=-1, keepdims=True)
-    tol = 64 * xp.finfo(eig.dtype).eps * scale
-    low = eig <= tol if strict else eig < -tol
-    return xp.logical_not(finite) | xp.any(low)
-
-
-def check_values(params: LinearGaussianParams, ys: Array, mask: Array):
-    """Finite observations where `mask` is True; finite m0, F, H, b; covariances as above."""
-
-    def observed_not_finite(xp, y, m):
-        return xp.any(xp.logical_not(xp.isfinite(y)) & m[:, None])
-
-    def not_finite(xp, a, _):
-        return xp.logical_not(xp.all(xp.isfinite(a)))
-
-    checks = [(ys, observed_not_finite, _OBSERVED)]
-    for name in ("m0", "F", "H", "b"):
-        message = f"params.{name} is not finite (NaN or inf); check how it was built"
-        checks.append((getattr(params, name), not_finite, message))
-    for name, strict in (("P0", False), ("Q", False), ("R", True)):
-        bad = lambda xp, a, _, strict=strict: _bad_covariance(a, strict, xp)  # noqa: E731
-        checks.append((getattr(params, name), bad, _covariance_message(name, strict)))
-
-    leaves = jax.tree_util.tree_leaves((ys, mask, params))
-    if not any(isinstance(x, jax.core.Tracer) for x in leaves):
-        m = np.asarray(mask)
-        for value, bad, message in checks:
-            if bad(np, np.asarray(value, np.float64), m):
-                raise WearjaxDataError(message)
-        return params, ys, mask
-    for value, bad, message in checks:
-        ys = eqx.error_if(ys, bad(jnp, jax.lax.stop_gradient(value), mask), message)
-    return params, ys, mask
 
 
 def is_time_varying(params: LinearGaussianParams, name: str) -> bool:
