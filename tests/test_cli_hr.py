@@ -133,17 +133,26 @@ def test_fit_then_predict_round_trip_on_synthetic_runs(trained, tmp_path, capsys
 
 def test_calibrated_band_is_the_stored_formula():
     """`predict`'s SD: sqrt(model var_model + floor + growth h H / (h + H)), h the seconds
-    since the model started from a known HR (NumPy against `_band`)."""
+    since the model started from a known HR (NumPy against `_band`), counted through a gap
+    that hides a window start."""
     from wearjax.eval.calibration import GROWTH_TIME
     from wearjax.tasks.hr_recordings import _band
 
     coef = {"model": 2.0, "floor": 3.0, "growth": 0.01}
     var = np.linspace(0.0, 4.0, 150)
     header = {"window": 60, "calibration": {"standard": coef, "generative": coef}}
-    for protocol, h in (("standard", np.arange(150) % 60.0), ("generative", np.arange(150.0))):
+    t = np.arange(150.0)
+    full, gap = np.ones(150, bool), (t < 55) | (t > 70)  # the gap hides the start at 60 s
+    cases = (
+        ("standard", full, t % 60),
+        ("standard", gap, np.where(t < 120, t, t % 60)),  # the window at 60 s starts from 0 s
+        ("generative", gap, t),
+    )
+    for protocol, mask, h in cases:
         want = 2.0 * var + 3.0 + 0.01 * h * GROWTH_TIME / (h + GROWTH_TIME)
-        np.testing.assert_allclose(_band(header, protocol, var), want, rtol=1e-6)
-    np.testing.assert_array_equal(_band({"window": 60}, "standard", var), var)  # the model's own
+        np.testing.assert_allclose(_band(header, protocol, var, mask), want, rtol=1e-6)
+    own = _band({"window": 60}, "standard", var, full)
+    np.testing.assert_array_equal(own, var)  # the model's own
 
 
 def test_fit_lists_skipped_files_one_line_each(tmp_path, capsys):

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from wearjax.cv import Split
-from wearjax.eval.calibration import fit_calibration
+from wearjax.eval.calibration import Calibration, fit_calibration
 from wearjax.eval.protocols import given_mask
 from wearjax.tasks.hr_bands import calibrate_bands, horizons
 
@@ -63,7 +63,7 @@ def test_a_fold_calibrates_on_the_other_folds_test_sessions_never_its_own():
     sd = jnp.asarray([2.0, 2.0, 50.0, 10.0, 10.0, 50.0])
     split = _split(tests=([0, 1], [3, 4]), vals=([2], [5]))
     pred, out = _run(split, data, sd)
-    horizon = horizons((S, T), W)
+    horizon = horizons(data.mask, W)
     for tested, used in (([0, 1], [3, 4]), ([3, 4], [0, 1])):  # per fold
         for p in PROTOCOLS:
             rows = jnp.asarray(used)
@@ -93,6 +93,26 @@ def test_the_band_covers_95_percent_of_errors_like_the_validation_ones():
 
 
 def test_horizons_restart_at_each_window_and_at_the_session_start():
-    h = horizons((2, 150), W)
+    h = horizons(jnp.ones((2, 150), bool), W)
     np.testing.assert_array_equal(h["standard"][1], np.arange(150) % W)
     np.testing.assert_array_equal(h["generative"][0], np.arange(150))
+
+
+def test_standard_horizon_keeps_growing_through_a_gap_that_hides_window_starts():
+    """HR missing from second 100 to 400 (window starts 120-360 unobserved): the standard
+    protocol starts those windows from the HR at second 60 (`standard_initial`), so the
+    horizon counts from 60 until the next observed window start (420). Before the first
+    observed second it counts from that second."""
+    t = np.arange(600)
+    mask = (t < 100) | (t > 400)
+    h = np.asarray(horizons(jnp.asarray(mask), W)["standard"])
+    expected = np.where(t < 60, t, np.where(t < 420, t - 60, t % W))
+    np.testing.assert_array_equal(h, expected)
+    late = np.asarray(horizons(jnp.asarray(t >= 75), W)["standard"])  # first HR at 75 s
+    np.testing.assert_array_equal(late[75:120], t[75:120] - 75)
+    np.testing.assert_array_equal(late[:75], 0)
+    np.testing.assert_array_equal(late[120:], t[120:] % W)
+    # the calibrated SD grows through the gap instead of restarting every window
+    cal = Calibration(jnp.float32(1.0), jnp.float32(1.0), jnp.float32(0.5))
+    sd = np.sqrt(np.asarray(cal.variance(jnp.zeros(600), jnp.asarray(h))))
+    assert np.all(np.diff(sd[60:420]) > 0) and sd[419] > 1.5 * sd[59]  # 10.6 vs 5.3 bpm

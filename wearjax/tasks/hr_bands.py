@@ -26,12 +26,23 @@ from wearjax.eval.calibration import fit_calibration
 from wearjax.eval.protocols import PROTOCOLS, given_mask
 
 
-def horizons(shape: tuple[int, ...], window: int) -> dict[str, jax.Array]:
-    """Per protocol, the seconds since the model last started from a known HR, `shape` (`[...,
-    T]`): the window's first second (standard), the session's (generative: the rollout starts
-    at second 0 from the first measured HR)."""
-    t = jnp.broadcast_to(jnp.arange(shape[-1], dtype=jnp.float32), shape)
-    return {"standard": t % window, "generative": t}
+def horizons(mask: jax.typing.ArrayLike, window: int) -> dict[str, jax.Array]:
+    """Per protocol, the seconds since the model last started from a known HR, `[..., T]`
+    like `mask`. Standard: since the start of the window whose HR the window actually starts
+    from (`standard_initial`): its own first second when observed, else the last observed
+    window start before it, else the session's first observed second, so the band keeps
+    growing through a gap that hides window starts. Generative: since the session's first
+    second (the rollout starts there from the first measured HR)."""
+    mask = jnp.asarray(mask, bool)
+    n = mask.shape[-1]
+    t = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), mask.shape)
+    starts = jnp.arange(0, n, window, dtype=jnp.int32)
+    known = jnp.where(mask[..., ::window], jnp.broadcast_to(starts, mask[..., ::window].shape), -1)
+    last = jax.lax.cummax(known, axis=known.ndim - 1)
+    first = jnp.argmax(mask, axis=-1).astype(jnp.int32)[..., None]
+    origin = jnp.repeat(jnp.where(last >= 0, last, first), window, axis=-1)[..., :n]
+    standard = jnp.maximum(t - origin, 0).astype(jnp.float32)
+    return {"standard": standard, "generative": t.astype(jnp.float32)}
 
 
 def calibrate_bands(
@@ -44,7 +55,7 @@ def calibrate_bands(
     by its own fold). `data` has `hr` and `mask` `[S, T]`. Returns `pred` with `{protocol}_var`
     calibrated and the model's own variance (zeros when it has none) as
     `{protocol}_var_model`. A session no fold tests has no band: its variance is NaN."""
-    horizon = horizons(data.mask.shape, window)
+    horizon = horizons(data.mask, window)
     owner = split.owner
     fit = jax.jit(jax.vmap(fit_calibration, in_axes=(None, None, None, 0, None)))
     if split.n_folds > 1:  # the other folds' test sessions

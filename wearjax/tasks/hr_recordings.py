@@ -231,7 +231,7 @@ def _calibrate(model, normalizer, features, hr, mask) -> dict[str, dict[str, flo
     out = jax.vmap(_protocols, in_axes=(None, None, 0, 0, 0, 0))(
         model, normalizer, features, hr, mask, h0
     )
-    cal, horizon = {}, horizons(mask.shape, model.window)
+    cal, horizon = {}, horizons(mask, model.window)
     for protocol, pred, var in zip(PROTOCOLS, out[::2], out[1::2], strict=True):
         given = given_mask(mask, model.window, protocol)
         c = fit_calibration(pred, var, hr, mask & ~given, horizon[protocol])
@@ -239,13 +239,13 @@ def _calibrate(model, normalizer, features, hr, mask) -> dict[str, dict[str, flo
     return cal
 
 
-def _band(header: dict, protocol: str, var) -> np.ndarray:
+def _band(header: dict, protocol: str, var, mask) -> np.ndarray:
     """The calibrated variance `[T]` of a protocol's prediction (the model's own without
-    calibration in the header)."""
+    calibration in the header); `mask` `[T]` marks the measured HR (`horizons`)."""
     coef = header.get("calibration", {}).get(protocol)
     if coef is None:
         return np.asarray(var)
-    horizon = horizons(var.shape, int(header["window"]))[protocol]
+    horizon = horizons(mask, int(header["window"]))[protocol]
     return np.asarray(Calibration(**coef).variance(jnp.asarray(var), horizon))
 
 
@@ -297,7 +297,8 @@ def predict_hr(
         hr0 = float(first_observed(hr, mask)[0])
     out = _protocols(model, normalizer, features[0], hr, mask, jnp.asarray(hr0, jnp.float32))
     std, std_var, gen, gen_var = (np.asarray(a) for a in out)
-    std_var, gen_var = _band(header, "standard", std_var), _band(header, "generative", gen_var)
+    std_var = _band(header, "standard", std_var, mask)
+    gen_var = _band(header, "generative", gen_var, mask)
     std, std_var, gen, gen_var = (a[:t] for a in (std, std_var, gen, gen_var))
     metrics = {}
     if has_hr:
