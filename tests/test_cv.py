@@ -76,3 +76,17 @@ def test_predict_per_fold_keeps_sessions_that_several_folds_validate_on():
     for k in range(split.n_folds):
         assert set(idx[k][ok[k]]) == set(np.flatnonzero(split.validation[k]))
         np.testing.assert_allclose(out[k][ok[k]], 100.0 * k + idx[k][ok[k]])
+
+
+def test_even_batches_pad_to_whole_batches_of_at_most_the_given_size():
+    """`lax.map` compiles a remainder batch separately; `even_batches` avoids one by padding
+    the held-out table with its last column to whole batches no larger than asked."""
+    from wearjax.cv import even_batches
+
+    for m, batch, size, width in ((12, 8, 6, 12), (13, 8, 7, 14), (5, 8, 8, 5), (9, None, None, 9)):
+        table = np.resize(np.arange(2 * m, dtype=np.int32), (2, m))
+        padded, got = even_batches(table, batch)
+        assert got == size and padded.shape == (2, width)
+        np.testing.assert_array_equal(padded[:, :m], table)
+        np.testing.assert_array_equal(padded[:, m:], np.repeat(table[:, -1:], width - m, axis=1))
+        assert size is None or m <= size or width % size == 0

@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent(
     import json, sys
     import jax
     import numpy as np
-    from wearjax.cv import make_mesh
+    from wearjax.cv import default_mesh, make_mesh, spread_folds
     from wearjax.data.synthetic import simulate_cohort
     from wearjax.tasks.hr import HRStudyConfig, run_hr_study
     from wearjax.train.loop import TrainConfig
@@ -29,10 +29,18 @@ SCRIPT = textwrap.dedent(
         models=(("kalman", 16, 1), ("ode", 16, 1)), train=TrainConfig(epochs=2, steps_per_epoch=3),
         batch_size=4, runners_out=1, seed=0,
     )
+    # the CLI's default: folds over as many CPU devices as divide their number
+    assert default_mesh(4) is None  # only inside spread_folds
+    with spread_folds():
+        assert default_mesh(5) is None and default_mesh(6).shape["fold"] == 2
+        assert dict(default_mesh(4).shape) == {"fold": 4, "data": 1}
     out = {}
-    for name, shape in (("single", None), ("fold4_data2", (4, 2))):
+    for name, shape in (("single", None), ("fold4_data2", (4, 2)), ("spread", "cpus")):
         if shape is None:
             results, pred = run_hr_study(cohort, config, progress=False)
+        elif shape == "cpus":
+            with spread_folds():
+                results, pred = run_hr_study(cohort, config, progress=False)
         else:
             with jax.set_mesh(make_mesh(*shape)):
                 results, pred = run_hr_study(cohort, config, progress=False)
@@ -54,7 +62,7 @@ def test_sharded_cross_validation_equals_the_unsharded_run():
     )
     assert run.returncode == 0, run.stderr[-3000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
-    for mesh in ("fold4_data2",):
+    for mesh in ("fold4_data2", "spread"):
         for model, maes in out["single"].items():
             for protocol, mae in maes.items():
                 assert abs(out[mesh][model][protocol] - mae) < 1e-3 * mae, (mesh, model, protocol)

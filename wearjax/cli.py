@@ -85,17 +85,36 @@ def compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
+def cpu_devices() -> None:
+    """One JAX CPU device per usable core (`jax_num_cpu_devices`), unless the user chose a
+    count (`XLA_FLAGS=--xla_force_host_platform_device_count`) or JAX has already started:
+    training spreads its folds over them (`cv.spread_folds`). Other platforms are unaffected."""
+    import jax
+
+    if "device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    try:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        jax.config.update("jax_num_cpu_devices", cores or os.cpu_count() or 1)
+    except RuntimeError:  # the backend is already initialised (e.g. called from Python)
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     compilation_cache()
     try:
         check_arguments(args, args.command)
-        if getattr(args, "mesh", None) is None:
+        if not hasattr(args, "mesh"):
             return args.run(args)
         import jax
 
-        from wearjax.cv import make_mesh
+        from wearjax.cv import make_mesh, spread_folds
 
+        if args.mesh is None:
+            cpu_devices()
+            with spread_folds():
+                return args.run(args)
         with jax.set_mesh(make_mesh(*args.mesh)):
             return args.run(args)
     except TrainingInterrupted as err:

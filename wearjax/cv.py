@@ -13,6 +13,9 @@ every held-out session predicted by the model of the fold that held it out.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import math
 from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
@@ -149,9 +152,11 @@ def fit_folds(
     """
     pairs = jax.vmap(split_for_fold)(keys)
     init_keys, train_keys = pairs[0], pairs[1]
-    static = eqx.partition(init(init_keys[0]), trainable)[1]
-    params = jax.vmap(lambda k: eqx.partition(init(k), trainable)[0])(init_keys)
-    mesh = mesh if mesh is not None else current_mesh()
+    static = _static_part(init, init_keys[0], trainable)
+    # one compiled program for every fold's initialisation (eagerly, each random draw of each
+    # shape compiles on its own: seconds per model); the same numbers
+    params = jax.jit(jax.vmap(lambda k: eqx.partition(init(k), trainable)[0]))(init_keys)
+    mesh = mesh if mesh is not None else default_mesh(len(keys))
     shard_batch = None
     if mesh is not None:
         check_mesh(mesh, len(keys))
@@ -161,15 +166,29 @@ def fit_folds(
         shard_batch = partial(split_over_data, mesh)
     counter: list = []
     epoch_fn = make_epoch(task, recipe, static, counter, shard_batch=shard_batch)
+    # every output leads with the fold axis: pinning it sharded keeps one compile per shape
     epoch = jax.jit(
-        jax.vmap(epoch_fn, in_axes=(0, 0, None), spmd_axis_name="fold" if mesh else None)
+        jax.vmap(epoch_fn, in_axes=(0, 0, None), spmd_axis_name="fold" if mesh else None),
+        out_shardings=by_fold if mesh is not None else None,
     )
     state = jax.vmap(lambda p, k: init_state(p, recipe, k))(params, train_keys)
+    if mesh is not None:
+        state = place(state, by_fold)
     state, history = train_epochs(
         epoch, state, folds, data, recipe.epochs, progress,
         state_file=state_file, resume=resume, every=every, run=run, fingerprint_of=params,
     )  # fmt: skip
     return FitResult(eqx.combine(state.best_params, static), history, len(counter))
+
+
+def _static_part(init, key, trainable):
+    """The frozen part of `init(key)`, from its shapes alone when it holds no array (the
+    usual case: only the trainable part is computed); else from a real initialisation."""
+    static = eqx.partition(eqx.filter_eval_shape(init, key), trainable)[1]
+    leaves = jax.tree_util.tree_leaves(static)
+    if any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in leaves):
+        static = eqx.partition(init(key), trainable)[1]
+    return static
 
 
 def make_mesh(folds: int = 1, data: int = 1, *, devices=None) -> jax.sharding.Mesh:
@@ -192,6 +211,33 @@ def place(tree, sharding):
     """`jax.device_put` of the array leaves of `tree` (other leaves stay as they are)."""
     is_array = lambda a: isinstance(a, jax.Array | np.ndarray)  # noqa: E731
     return jax.tree_util.tree_map(lambda a: jax.device_put(a, sharding) if is_array(a) else a, tree)
+
+
+_SPREAD = contextvars.ContextVar("wearjax_spread_folds", default=False)
+
+
+@contextlib.contextmanager
+def spread_folds():
+    """Inside it, `fit_folds` without a mesh spreads the folds over the CPU devices (the CLI
+    makes one per core, `jax_num_cpu_devices`): each device runs its folds on its own thread,
+    where one device would run the small per-second operations of all folds on one core."""
+    token = _SPREAD.set(True)
+    try:
+        yield
+    finally:
+        _SPREAD.reset(token)
+
+
+def default_mesh(n_folds: int) -> jax.sharding.Mesh | None:
+    """The mesh `fit_folds` uses when none is given: the one set with `jax.set_mesh`; else,
+    inside `spread_folds` on CPU, the folds over as many devices as divide their number
+    (none when that is one)."""
+    mesh = current_mesh()
+    if mesh is not None or not _SPREAD.get():
+        return mesh
+    devices = jax.devices()
+    k = math.gcd(n_folds, len(devices))
+    return make_mesh(k, 1, devices=devices) if devices[0].platform == "cpu" and k > 1 else None
 
 
 def current_mesh() -> jax.sharding.Mesh | None:
@@ -237,6 +283,19 @@ def _predict_tables(predict, model, folds, data, idx, batch: int | None):
     return eqx.filter_vmap(per_fold)(model, folds, idx)
 
 
+def even_batches(idx: np.ndarray, batch: int | None) -> tuple[np.ndarray, int | None]:
+    """`idx [K, M]` padded (with its last column) to whole batches of at most `batch`, and
+    that batch size: `lax.map` compiles the body a second time for a remainder, so M = 12 at
+    `batch` 8 runs as two batches of 6 rather than 8 + 4."""
+    m = idx.shape[1]
+    if batch is None or m <= batch:
+        return idx, batch
+    n = -(-m // batch)
+    size = -(-m // n)
+    pad = np.repeat(idx[:, -1:], n * size - m, axis=1)
+    return np.concatenate([idx, pad], axis=1), size
+
+
 def predict_held_out(
     predict: Callable, model, folds, data, split: Split, *, batch: int | None = 8, which="test"
 ):
@@ -257,7 +316,9 @@ def predict_per_fold(
     `which` mask of several folds, e.g. validation): the pytree of `[K, M, ...]` outputs and
     the table `(idx, ok)` (`Split.held_out_table`)."""
     idx, ok = split.held_out_table(which)
-    return _predict_tables(predict, model, folds, data, jnp.asarray(idx), batch), idx, ok
+    padded, batch = even_batches(idx, batch)
+    out = _predict_tables(predict, model, folds, data, jnp.asarray(padded), batch)
+    return jax.tree_util.tree_map(lambda a: a[:, : idx.shape[1]], out), idx, ok
 
 
 def scatter(out, idx: np.ndarray, ok: np.ndarray, n_sessions: int) -> np.ndarray:

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 # length; the 20-120 min cohort runs in experiments/hr_table1.py).
 DEMO = {
     "quick": dict(
-        n_runners=6, sessions_per_runner=4, min_minutes=20.0, max_minutes=30.0,
+        n_runners=6, sessions_per_runner=4, min_minutes=15.0, max_minutes=20.0,
         epochs=10, steps_per_epoch=20, batch_size=2, personal_epochs=10,
     ),
     "full": dict(
