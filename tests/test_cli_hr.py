@@ -129,6 +129,11 @@ def test_fit_then_predict_round_trip_on_synthetic_runs(trained, tmp_path, capsys
         assert set(coef) == {"model", "floor", "growth"}
         assert all(np.isfinite(v) and v >= 0 for v in coef.values())
         assert np.all(pred[f"{protocol}_sd_bpm"] > 0)
+    # the gap (400-519 s) hides the window starts at 420 and 480 s: the standard band keeps
+    # widening from the start at 360 s instead of restarting at 420 s (`hr_bands.horizons`)
+    if header["calibration"]["standard"]["growth"] > 0:
+        sd = pred["standard_sd_bpm"]
+        assert sd[519] > sd[419] and sd[479] > sd[419]
 
 
 def test_calibrated_band_is_the_stored_formula():
