@@ -34,10 +34,17 @@ def standard_initial(
     session's first observed HR. Only observed window starts count as given.
     """
     h0, _ = first_observed(hr, mask)
-    start, known = window_starts(hr, mask, window)
-    idx = jnp.where(known, jnp.arange(start.shape[0]), -1)
-    last = jax.lax.cummax(idx)
+    start, _ = window_starts(hr, mask, window)
+    last = starting_window(mask, window)
     return jnp.where(last >= 0, start[jnp.maximum(last, 0)], h0)
+
+
+def starting_window(mask: Bool[Array, " time"], window: int) -> Int[Array, " window"]:
+    """Per window, the index of the window whose observed first second the standard protocol
+    starts it from (itself, or the last one before it); -1 before any (`standard_initial`
+    then starts from the session's first observed HR)."""
+    known = mask[::window]  # each window's first second (a last partial window included)
+    return jax.lax.cummax(jnp.where(known, jnp.arange(known.shape[0]), -1))
 
 
 def first_observed(

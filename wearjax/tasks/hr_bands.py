@@ -16,6 +16,7 @@ sessions, and says so in its docstring.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +24,7 @@ import numpy as np
 
 from wearjax.cv import Split, predict_per_fold
 from wearjax.eval.calibration import fit_calibration
-from wearjax.eval.protocols import PROTOCOLS, given_mask
+from wearjax.eval.protocols import PROTOCOLS, given_mask, starting_window
 
 
 def horizons(mask: jax.typing.ArrayLike, window: int) -> dict[str, jax.Array]:
@@ -34,15 +35,19 @@ def horizons(mask: jax.typing.ArrayLike, window: int) -> dict[str, jax.Array]:
     growing through a gap that hides window starts. Generative: since the session's first
     second (the rollout starts there from the first measured HR)."""
     mask = jnp.asarray(mask, bool)
-    n = mask.shape[-1]
-    t = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32), mask.shape)
-    starts = jnp.arange(0, n, window, dtype=jnp.int32)
-    known = jnp.where(mask[..., ::window], jnp.broadcast_to(starts, mask[..., ::window].shape), -1)
-    last = jax.lax.cummax(known, axis=known.ndim - 1)
-    first = jnp.argmax(mask, axis=-1).astype(jnp.int32)[..., None]
-    origin = jnp.repeat(jnp.where(last >= 0, last, first), window, axis=-1)[..., :n]
-    standard = jnp.maximum(t - origin, 0).astype(jnp.float32)
-    return {"standard": standard, "generative": t.astype(jnp.float32)}
+    t = jnp.arange(mask.shape[-1], dtype=jnp.int32)
+
+    @partial(jnp.vectorize, signature="(t)->(t)")
+    def standard(m):
+        last = starting_window(m, window)
+        origin = jnp.where(last >= 0, last * window, jnp.argmax(m))  # first observed second
+        return jnp.maximum(t - jnp.repeat(origin, window)[: t.shape[0]], 0)
+
+    generative = jnp.broadcast_to(t, mask.shape)
+    return {
+        "standard": standard(mask).astype(jnp.float32),
+        "generative": generative.astype(jnp.float32),
+    }
 
 
 def calibrate_bands(

@@ -61,8 +61,8 @@ class PersonalConfig(NamedTuple):
     eval_batch: int = 8
     asymmetric: bool = True  # see models.hr_personalized: False is the published form
     # "scan" or "diffrax": the same RK4 steps (models.ode; tested to agree). The scan is the
-    # default here: 1.6x faster per gradient on this 2-state ODE (benchmarks/ode.py), 2.6x on
-    # the held-out calibrations of `wearjax demo --quick`
+    # default here: 1.6x faster per gradient on this 2-state ODE (benchmarks/ode.py), 3.3x on
+    # the held-out calibrations of `wearjax demo --quick` (benchmarks/demo_quick.py)
     engine: str = "scan"
 
 
