@@ -11,6 +11,11 @@ cross-validated unless `--models` names some; both protocols, with the two basel
 `running_csv_hr.md` (the table the README quotes), `running_csv_hr.json` and
 `running_csv_hr/` (metrics.json, report.md, plots), and prints the table. Skips, saying so,
 when the data folder is absent.
+
+`--split chronological` trains on the past and tests the future: one fold (the last 20%), or
+with `--chronological-folds K` forward chaining over the last K blocks, each fold's band
+calibrated on the earlier folds' test blocks; then the tables score every fold but the first
+(the calibration fold) and a per-fold table follows.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import jax
 from wearjax.cv import Split
 from wearjax.eval import cohort_line, table_1, write_outputs
 from wearjax.tasks import HR_MODELS, HRStudyConfig, cv_cohort, read_recordings, run_hr_study
-from wearjax.tasks.hr import HR_VARIANTS
+from wearjax.tasks.hr import HR_VARIANTS, score_protocols
 from wearjax.tasks.hr_recordings import shared_channels
 from wearjax.train import TrainConfig
 
@@ -53,6 +58,11 @@ def main() -> int:
         default="sessions",
         help="random session-wise folds, or train on the earliest runs and test the last 20%%",
     )
+    parser.add_argument(
+        "--chronological-folds", type=int, default=1,
+        help="forward-chaining folds of the chronological split: each tests the next 20%% "
+        "block and calibrates its band on the earlier folds' test blocks",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="running_csv_hr", help="name of the outputs")
     parser.add_argument(
@@ -93,20 +103,36 @@ def main() -> int:
             [s.source for s in sessions],
             test_fraction=0.2,
             n_validation=max(1, len(sessions) // 10),  # as the session folds (tasks.hr)
+            n_folds=args.chronological_folds,
         )
+        trained, tested = split.train.sum(1), split.test.sum(1)
         folds = (
-            f"chronological: trained on the {int(split.train.sum())} earliest sessions, "
-            f"{int(split.validation.sum())} next for early stopping and calibration, tested on "
-            f"the last "
-            f"{int(split.test.sum())}"
+            f"chronological: trained on the {int(trained[-1])} earliest sessions, "
+            f"{int(split.validation[-1].sum())} next for early stopping and calibration, "
+            f"tested on the last {int(tested[-1])}"
         )
+        if split.n_folds > 1:
+            folds = (
+                f"chronological, {split.n_folds} forward-chaining folds: each tests the next "
+                f"{int(tested[0])} sessions, trained on all earlier ones "
+                f"({', '.join(str(int(n)) for n in trained)}) but the "
+                f"{int(split.validation[0].sum())} just before them (early stopping); each "
+                "band calibrated on the earlier folds' test sessions. Scored: the last "
+                f"{split.n_folds - 1} folds ({int(tested[1:].sum())} sessions); the first is "
+                "the calibration fold (no earlier fold to calibrate its own band on; per fold "
+                "below)"
+            )
     results, predictions = run_hr_study(cohort, config, split=split)
     seconds = time.perf_counter() - t0
+    if split is not None and split.n_folds > 1:
+        score_calibrated_folds(results, predictions, split)
     results["folds"]["how"] = folds
     results["experiment"] = {**vars(args), "data": str(args.data), "out": str(args.out),
                              "size": list(args.size), "seconds": seconds}  # fmt: skip
     results["machine"] = {"platform": platform.platform(), "devices": str(jax.devices())}
     name = args.name + ("" if args.split == "sessions" else f"_{args.split}")
+    if args.split == "chronological" and args.chronological_folds > 1:
+        name += f"_{args.chronological_folds}folds"
     written = write_outputs(results, predictions, args.out / name)
     command = "python experiments/running_csv_hr.py " + shlex.join(sys.argv[1:])
     table = (
@@ -117,11 +143,56 @@ def main() -> int:
         f"windows, {args.epochs} epochs x {args.steps} steps of {args.batch} segments.\n\n"
         f"{table_1(results)}"
     )
+    if split is not None and split.n_folds > 1:
+        table += "\n\n" + per_fold_table(predictions, split)
     (args.out / f"{name}.md").write_text(table)
     (args.out / f"{name}.json").write_text((args.out / name / "metrics.json").read_text())
     print(table)
     print("wrote", args.out / f"{name}.md", *written)
     return 0
+
+
+MODEL_FREE = ("hr", "mask", "scored")  # entries of the predictions that are not a model's
+
+
+def score_calibrated_folds(results: dict, predictions: dict, split: Split) -> None:
+    """Score only the folds after the first of a forward-chaining split: fold 0 has no earlier
+    fold to calibrate its band on (it falls back to its validation sessions, which early
+    stopping chose the epoch on); its test sessions are the later folds' calibration data.
+    Replaces each model's metrics in `results` (timings and training facts stay)."""
+    later = split.test[1:].any(0)[:, None]
+    scored = {p: m & later for p, m in predictions["scored"].items()}
+    for name, pred in predictions.items():
+        if name not in MODEL_FREE:
+            results["models"][name].update(score_protocols(pred, predictions["hr"], scored))
+
+
+def per_fold_table(predictions: dict, split: Split) -> str:
+    """MAE and band coverage of every model on each fold's test sessions (forward chaining:
+    later folds trained on more of the past)."""
+    hr = predictions["hr"]
+    lines = [
+        "Per fold (MAE std / gen in bpm; band coverage std / gen):",
+        "",
+        "| model | " + " | ".join(f"fold {k}" for k in range(split.n_folds)) + " |",
+        "|---|" + "---:|" * split.n_folds,
+    ]
+    for name, pred in predictions.items():
+        if name in MODEL_FREE:
+            continue
+        cells = []
+        for k in range(split.n_folds):
+            scored = {
+                p: m & split.test[k][:, None] for p, m in predictions["scored"].items()
+            }  # fmt: skip
+            e = score_protocols(pred, hr, scored)
+            cell = f"{e['standard']['mae']:.2f} / {e['generative']['mae']:.2f}"
+            if "coverage_2sd" in e["generative"]:
+                cover = (100 * e[p]["coverage_2sd"] for p in ("standard", "generative"))
+                cell += " ({:.1f}% / {:.1f}%)".format(*cover)
+            cells.append(cell)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -71,3 +71,25 @@ def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys, tmp_path):
     assert main(["cv", "vo2", "--data", "synthetic", "--out", str(tmp_path / "o")]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "interrupted" in err[0]
+
+
+@pytest.mark.parametrize(
+    ("xla_flags", "expected"),
+    [("", "cores"), ("--xla_force_host_platform_device_count=3", 3)],
+)
+def test_the_cli_makes_one_cpu_device_per_core_unless_the_user_set_a_count(xla_flags, expected):
+    """`cli.cpu_devices` (run by every training command without --mesh) gives JAX one CPU
+    device per usable core, so the folds can spread over them; a count set in XLA_FLAGS wins."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, jax; from wearjax.cli import cpu_devices; cpu_devices(); "
+        "print(len(jax.devices()), len(os.sched_getaffinity(0)))"
+    )
+    env = {**os.environ, "XLA_FLAGS": xla_flags, "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    devices, cores = (int(n) for n in out.stdout.split())
+    assert devices == (cores if expected == "cores" else expected)

@@ -374,27 +374,36 @@ def _check_table_round_trips(split: Split) -> None:
     order=st.lists(st.integers(0, 20), min_size=1, max_size=25),
     test_fraction=st.floats(0.0, 0.9),
     n_validation=st.integers(0, 3),
+    n_folds=st.integers(1, 3),
 )
 def test_chronological_split_trains_on_the_past_tests_on_the_future(
-    order, test_fraction, n_validation
+    order, test_fraction, n_validation, n_folds
 ):
     n = len(order)
     n_test = max(1, round(test_fraction * n))
-    if n - n_test - n_validation < 1:
+    kwargs = dict(test_fraction=test_fraction, n_validation=n_validation, n_folds=n_folds)
+    if n - n_folds * n_test - n_validation < 1:
         with pytest.raises(WearjaxDataError, match="leaves none to train on"):
-            Split.chronological(order, test_fraction=test_fraction, n_validation=n_validation)
+            Split.chronological(order, **kwargs)
         return
-    split = Split.chronological(order, test_fraction=test_fraction, n_validation=n_validation)
-    # the reference: sessions sorted by (order, position), cut into train | validation | test
+    split = Split.chronological(order, **kwargs)
+    assert split.n_folds == n_folds
+    # the reference: sessions sorted by (order, position); fold k tests the k-th of the last
+    # n_folds blocks, validates on the n_validation before it and trains on all earlier ones
     ranked = sorted(range(n), key=lambda s: (order[s], s))
-    expected = ["train"] * (n - n_test - n_validation) + ["validation"] * n_validation
-    expected += ["test"] * n_test
-    role = {s: r for s, r in zip(ranked, expected, strict=True)}
-    for which in ("test", "validation", "train"):
-        assert np.flatnonzero(getattr(split, which)[0]).tolist() == sorted(
-            s for s in range(n) if role[s] == which
-        )
-    assert split.owner.tolist() == [0 if role[s] == "test" else -1 for s in range(n)]
+    for k in range(n_folds):
+        first = n - (n_folds - k) * n_test
+        expected = {
+            "test": ranked[first : first + n_test],
+            "validation": ranked[first - n_validation : first],
+            "train": ranked[: first - n_validation],
+        }
+        for which, sessions in expected.items():
+            assert np.flatnonzero(getattr(split, which)[k]).tolist() == sorted(sessions)
+    owner = {s: k for k in range(n_folds) for s in np.flatnonzero(split.test[k])}
+    assert split.owner.tolist() == [owner.get(s, -1) for s in range(n)]
+    # a fold's band draws on the folds before it only
+    np.testing.assert_array_equal(split.calibrate_from, np.tril(np.ones((n_folds,) * 2), -1))
     _check_table_round_trips(split)
 
 

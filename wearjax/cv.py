@@ -53,11 +53,15 @@ __all__ = [
 
 
 class Split(NamedTuple):
-    """Which sessions each of K folds tests, validates (early stopping) and trains on."""
+    """Which sessions each of K folds tests, validates (early stopping) and trains on, and
+    whose held-out residuals calibrate its band (`tasks.hr_bands`): `calibrate_from[k, j]`
+    says fold k calibrates on fold j's test sessions; None means every other fold's. A fold
+    with no such fold calibrates on its own validation sessions."""
 
     test: Bool[np.ndarray, "fold session"]
     validation: Bool[np.ndarray, "fold session"]
     train: Bool[np.ndarray, "fold session"]
+    calibrate_from: Bool[np.ndarray, "fold fold"] | None = None
 
     @classmethod
     def by_subject(
@@ -71,21 +75,30 @@ class Split(NamedTuple):
         return cls(test[:, subject], val[:, subject], (~test & ~val)[:, subject])
 
     @classmethod
-    def chronological(cls, order, *, test_fraction: float = 0.2, n_validation: int = 1) -> Split:
-        """One fold that trains on the past and tests on the future: sessions sorted by `order
-        [S]` (start times, or any sortable key), the last `test_fraction` tested, the
-        `n_validation` sessions before them held out for early stopping, the rest trained on."""
+    def chronological(
+        cls, order, *, test_fraction: float = 0.2, n_validation: int = 1, n_folds: int = 1
+    ) -> Split:
+        """Folds that train on the past and test on the future (forward chaining): sessions
+        sorted by `order [S]` (start times, or any sortable key), the last `n_folds` blocks of
+        `test_fraction` of them tested, one block per fold in time order; each fold holds out
+        the `n_validation` sessions before its block for early stopping and trains on all
+        earlier ones. Fold k's band is calibrated on the test blocks of the folds before it
+        (residuals of models that never saw them, all from k's past); the first fold, which
+        has none, on its validation sessions."""
         rank = np.argsort(np.argsort(np.asarray(order), kind="stable"), kind="stable")
         n = len(rank)
         n_test = max(1, round(test_fraction * n))
-        if n - n_test - n_validation < 1:
+        if n_folds < 1 or n - n_folds * n_test - n_validation < 1:
             raise WearjaxDataError(
-                f"{n} sessions: a chronological split of {n_test} test and {n_validation} "
-                "validation sessions leaves none to train on; lower test_fraction"
+                f"{n} sessions: a chronological split of {n_folds} fold(s) of {n_test} test and "
+                f"{n_validation} validation sessions leaves none to train on; lower "
+                "test_fraction or the number of folds"
             )
-        test = rank >= n - n_test
-        val = (rank >= n - n_test - n_validation) & ~test
-        return cls(test[None], val[None], (~test & ~val)[None])
+        start = n - (n_folds - np.arange(n_folds)[:, None]) * n_test  # [K, 1] first test rank
+        test = (rank >= start) & (rank < start + n_test)
+        val = (rank >= start - n_validation) & (rank < start)
+        train = rank < start - n_validation
+        return cls(test, val, train, np.tri(n_folds, k=-1, dtype=bool))
 
     @property
     def n_folds(self) -> int:

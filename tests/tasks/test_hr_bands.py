@@ -1,6 +1,6 @@
 """Cross-fitted calibrated bands: with several folds, each calibrates on the other folds' test
-sessions, never its own; with one fold, on its validation sessions; and the band covers about
-95% of errors like those."""
+sessions, never its own (a chronological fold: the earlier folds' only); with one fold, on its
+validation sessions; and the band covers about 95% of errors like those."""
 
 from typing import NamedTuple
 
@@ -55,6 +55,18 @@ def _run(split, data, sd):
     return pred, out
 
 
+def _calibrated_on(used, tested, pred, data, protocol):
+    """The band variance of sessions `tested` when calibrated on sessions `used` alone."""
+    horizon = horizons(data.mask, W)[protocol]
+    rows = jnp.asarray(used)
+    mask = data.mask[rows]
+    cal = fit_calibration(
+        jnp.asarray(pred[protocol][used]), jnp.zeros((len(used), T)), data.hr[rows],
+        mask & ~given_mask(mask, W, protocol), horizon[rows],
+    )  # fmt: skip
+    return cal.variance(jnp.zeros((len(tested), T)), horizon[jnp.asarray(tested)])
+
+
 def test_a_fold_calibrates_on_the_other_folds_test_sessions_never_its_own():
     """Fold 0 tests sessions 0-1 (error SD 2), fold 1 tests 3-4 (SD 10): each fold's band is
     `fit_calibration` on the *other* fold's test sessions, so fold 0's is the wide one. The
@@ -63,20 +75,33 @@ def test_a_fold_calibrates_on_the_other_folds_test_sessions_never_its_own():
     sd = jnp.asarray([2.0, 2.0, 50.0, 10.0, 10.0, 50.0])
     split = _split(tests=([0, 1], [3, 4]), vals=([2], [5]))
     pred, out = _run(split, data, sd)
-    horizon = horizons(data.mask, W)
     for tested, used in (([0, 1], [3, 4]), ([3, 4], [0, 1])):  # per fold
         for p in PROTOCOLS:
-            rows = jnp.asarray(used)
-            mask = data.mask[rows]
-            cal = fit_calibration(
-                jnp.asarray(pred[p][used]), jnp.zeros((len(used), T)), data.hr[rows],
-                mask & ~given_mask(mask, W, p), horizon[p][rows],
-            )  # fmt: skip
-            want = cal.variance(jnp.zeros((len(tested), T)), horizon[p][jnp.asarray(tested)])
+            want = _calibrated_on(used, tested, pred, data, p)
             np.testing.assert_allclose(out[f"{p}_var"][tested], want, rtol=1e-4)
             assert np.all(out[f"{p}_var_model"][tested] == 0)  # the "model" has no variance
     sd0, sd1 = (np.sqrt(np.median(out["standard_var"][i])) for i in ([0, 1], [3, 4]))
     np.testing.assert_allclose([sd0, sd1], [10.0, 2.0], rtol=0.15)
+
+
+def test_a_chronological_fold_calibrates_on_the_earlier_folds_only():
+    """Forward chaining over 6 sessions in time order: fold 0 tests session 3 (validation 2),
+    fold 1 tests 4 (validation 3), fold 2 tests 5 (validation 4). Fold 0 has no earlier fold
+    and calibrates on its validation session, fold 1 on fold 0's test session, fold 2 on those
+    of folds 0 and 1: never on a later session."""
+    data = _data(2)
+    sd = jnp.asarray([50.0, 50.0, 3.0, 6.0, 12.0, 50.0])
+    split = Split.chronological(np.arange(S), test_fraction=1 / 6, n_validation=1, n_folds=3)
+    np.testing.assert_array_equal(split.owner, [-1, -1, -1, 0, 1, 2])
+    pred, out = _run(split, data, sd)
+    for tested, used in (([3], [2]), ([4], [3]), ([5], [3, 4])):
+        for p in PROTOCOLS:
+            want = _calibrated_on(used, tested, pred, data, p)
+            np.testing.assert_allclose(out[f"{p}_var"][tested], want, rtol=1e-4)
+    for tested, expected_sd in ((3, 3.0), (4, 6.0)):
+        got = np.sqrt(np.median(out["standard_var"][tested]))
+        np.testing.assert_allclose(got, expected_sd, rtol=0.15)
+    assert np.all(np.isnan(out["standard_var"][:3]))  # untested sessions: no band
 
 
 def test_the_band_covers_95_percent_of_errors_like_the_validation_ones():

@@ -9,8 +9,9 @@ runners (generative band 76-86%, target 93-97%): a fold's own validation runner 
 draw of a new runner's level offset (a variance estimated from one draw is usually too small),
 and every fold's validation sessions, pooled, are the ones early stopping chose the epoch on,
 so their errors are smaller than a new runner's. Test residuals of the other folds are neither.
-A single-fold split (chronological) has no other fold: it calibrates on its own validation
-sessions, and says so in its docstring.
+A chronological split (`Split.chronological`) calibrates each fold on the test sessions of
+the folds before it, so a band never uses the future; its first fold, and a single-fold split,
+have no such fold and calibrate on their own validation sessions (the weaker choice above).
 """
 
 from __future__ import annotations
@@ -54,36 +55,54 @@ def calibrate_bands(
     predict: Callable, model, fold, data, split: Split, window: int, pred: dict, *, batch=8
 ) -> dict:
     """Per fold and protocol, `fit_calibration` on out-of-sample residuals (the module
-    docstring: the other folds' test sessions, or with one fold its validation sessions
-    predicted by `predict`, as for `cv.predict_held_out`), applied to the fold's test sessions
+    docstring: the test sessions of the folds `split.calibrate_from` names, by default every
+    other fold; a fold with none, its validation sessions predicted by `predict`, as for
+    `cv.predict_held_out`), applied to the fold's test sessions
     in `pred` (`{protocol}` and, optionally, `{protocol}_var` `[S, T]`, each session predicted
     by its own fold). `data` has `hr` and `mask` `[S, T]`. Returns `pred` with `{protocol}_var`
     calibrated and the model's own variance (zeros when it has none) as
     `{protocol}_var_model`. A session no fold tests has no band: its variance is NaN."""
     horizon = horizons(data.mask, window)
     owner = split.owner
-    fit = jax.jit(jax.vmap(fit_calibration, in_axes=(None, None, None, 0, None)))
-    if split.n_folds > 1:  # the other folds' test sessions
-        source = {k: jnp.asarray(v) for k, v in pred.items()}
-        hr, mask, h = data.hr, data.mask & jnp.asarray(owner >= 0)[:, None], horizon
-        usable = (owner[None, :] >= 0) & (owner[None, :] != np.arange(split.n_folds)[:, None])
-    else:  # one fold: its validation sessions
+    k = split.n_folds
+    sources = split.calibrate_from
+    sources = ~np.eye(k, dtype=bool) if sources is None else np.asarray(sources, bool)
+    # [K, S]: fold k calibrates on session s when a fold it draws on tests s
+    usable = (owner >= 0)[None, :] & sources[:, np.maximum(owner, 0)]
+    rows = {p: (jnp.asarray(pred[p]), _model_var(pred, p)) for p in PROTOCOLS}
+    hr, mask, h = data.hr, data.mask, horizon
+    lacking = ~usable.any(1)
+    if lacking.any():  # those folds calibrate on their own validation sessions
         val, idx, ok = predict_per_fold(
             predict, model, fold, data, split, batch=batch, which="validation"
         )
-        idx, ok = idx.reshape(-1), ok.reshape(-1)
-        source = {k: v.reshape((-1,) + v.shape[2:]) for k, v in val.items()}
-        hr, mask = data.hr[idx], data.mask[idx] & jnp.asarray(ok)[:, None]
-        h = {p: horizon[p][idx] for p in PROTOCOLS}
-        usable = np.ones((1, len(idx)), bool)
+        m = idx.shape[1]
+        own = np.zeros((k, k * m), bool)
+        own[np.repeat(np.arange(k), m), np.arange(k * m)] = (lacking[:, None] & ok).reshape(-1)
+        usable = np.concatenate([usable, own], axis=1)
+        idx = jnp.asarray(idx.reshape(-1))
+        flat = {key: v.reshape((-1,) + v.shape[2:]) for key, v in val.items()}
+        extra = {p: (flat[p], _model_var(flat, p)) for p in PROTOCOLS}
+        rows = {
+            p: tuple(jnp.concatenate(pair) for pair in zip(rows[p], extra[p], strict=True))
+            for p in PROTOCOLS
+        }
+        hr, mask = jnp.concatenate([hr, data.hr[idx]]), jnp.concatenate([mask, data.mask[idx]])
+        h = {p: jnp.concatenate([horizon[p], horizon[p][idx]]) for p in PROTOCOLS}
+    fit = jax.jit(jax.vmap(fit_calibration, in_axes=(None, None, None, 0, None)))
     out = dict(pred)
     for p in PROTOCOLS:
         scored = mask & ~given_mask(mask, window, p)
-        var = source.get(f"{p}_var", jnp.zeros_like(source[p]))
-        cal = fit(source[p], var, hr, scored[None] & jnp.asarray(usable)[:, :, None], h[p])
+        cal = fit(*rows[p], hr, scored[None] & jnp.asarray(usable)[:, :, None], h[p])
         cal = jax.tree_util.tree_map(lambda c: c[np.maximum(owner, 0)][:, None], cal)
         own = np.asarray(pred.get(f"{p}_var", np.zeros_like(pred[p])))
         out[f"{p}_var_model"] = own
         var = np.asarray(cal.variance(jnp.asarray(own), horizon[p]))
         out[f"{p}_var"] = np.where((owner >= 0)[:, None], var, np.nan)  # no fold tests it
     return out
+
+
+def _model_var(pred: dict, protocol: str):
+    """The model's own variance of a protocol's predictions, zeros for a deterministic one."""
+    var = pred.get(f"{protocol}_var")
+    return jnp.zeros_like(jnp.asarray(pred[protocol])) if var is None else jnp.asarray(var)
