@@ -11,6 +11,13 @@ independent encoder `fit-tool` (the `test` extra) and read back by the vendor's 
 the ActivityExtension `Speed` and `RunCadence`). Fields: time, heart rate, cadence (strides/min)
 + fractional cadence, distance, enhanced altitude and speed. Rows with a missing value keep the
 others (the field is left out of that record, as a watch does).
+
+`--dynamics` also writes `DIR/fit_dynamics`: the same FIT files with running-dynamics fields a
+chest or foot pod would add (step length, vertical oscillation, vertical ratio, stance time and
+its percentage), *derived* from each second's speed and cadence plus noise (`dynamics`: not
+measured, so they carry no information beyond speed and cadence), and without the
+`user_profile` message (no height). It checks that the HR study copes with a watch that
+records every channel the model reads, and with a height it does not know.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "running-csv"
@@ -42,6 +51,27 @@ def _rows(path: Path) -> list[dict]:
                     values[name] = float(text)
             out.append((round(t.timestamp() * 1000), values))
     return out
+
+
+def dynamics(values: dict, rng) -> dict:
+    """Running-dynamics fields of one second, in FIT units, from its speed (m/s) and cadence
+    (strides/min); none while standing or walking slowly (no foot-pod reading). Textbook
+    shapes, not a fitted model: step length = speed / step rate; vertical oscillation 8-9 cm
+    falling with speed; stance 300 ms at 3 m/s, shorter when faster, about 40% of the stride (mm, %, ms)."""
+    v, c = values.get("enhanced_speed"), values.get("cadence")
+    if v is None or c is None or v < 1.5 or c < 60:
+        return {}
+    stride_s = 60.0 / c  # one stride = two steps
+    step_mm = 1000.0 * v * stride_s / 2.0
+    vo_mm = max(50.0, 85.0 - 4.0 * (v - 3.0) + rng.normal(0.0, 3.0))
+    stance_ms = max(150.0, 300.0 - 30.0 * (v - 3.0) + rng.normal(0.0, 8.0))
+    return {
+        "step_length": step_mm,
+        "vertical_oscillation": vo_mm,
+        "vertical_ratio": 100.0 * vo_mm / step_mm,
+        "stance_time": stance_ms,
+        "stance_time_percent": 100.0 * stance_ms / (1000.0 * stride_s),  # of the stride
+    }
 
 
 def write_fit(rows: list, path: Path) -> None:
@@ -112,19 +142,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--dynamics", action="store_true", help="also write DIR/fit_dynamics (see the docstring)"
+    )
     args = parser.parse_args()
     files = sorted(args.data.glob("*.csv"))
     if not files:
         print(f"skipped: no running CSVs at {args.data}")
         return 0
-    for kind in ("fit", "tcx"):
+    kinds = ("fit", "tcx", "fit_dynamics") if args.dynamics else ("fit", "tcx")
+    for kind in kinds:
         (args.out / kind).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
     for path in files:
         rows = _rows(path)
         stem = path.name.removesuffix(".csv").removesuffix(".fit")
         write_fit(rows, args.out / "fit" / f"{stem}.fit")
         write_tcx(rows, args.out / "tcx" / f"{stem}.tcx")
-    print(f"wrote {len(files)} FIT and {len(files)} TCX files under {args.out}")
+        if args.dynamics:
+            rows = [(ms, {**v, **dynamics(v, rng)}) for ms, v in rows]
+            write_fit(rows, args.out / "fit_dynamics" / f"{stem}.fit")
+    print(f"wrote {len(files)} files of each of {', '.join(kinds)} under {args.out}")
     return 0
 
 

@@ -45,6 +45,7 @@ def write_run(path, seconds, seed, *, columns=COLUMNS):
         "enhanced_speed": speed,
         "cadence": 80 + 4 * speed,
         "enhanced_altitude": 100 + 5 * np.sin(t / 300),
+        "vertical_oscillation": 95 - 4 * speed + rng.standard_normal(seconds),  # mm
     }
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -247,6 +248,27 @@ def test_damaged_checkpoints_are_refused_naming_the_file(trained, tmp_path, caps
         code = main(["predict", "--model", str(path), str(folder / "run0.csv")])
         line = _one_line_error(capsys, code)
         assert str(path) in line and problems[name] in line
+
+
+@pytest.mark.slow
+def test_runs_with_vertical_oscillation_and_no_height_train_and_predict(tmp_path, capsys):
+    """Vertical oscillation is scaled by the runner's height, which a CSV (and many FIT files)
+    does not carry: training and prediction fill it and say so instead of stopping."""
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    columns = COLUMNS + ("vertical_oscillation",)
+    for i in range(3):
+        write_run(folder / f"run{i}.csv", 900, seed=20 + i, columns=columns)
+    ckpt = tmp_path / "model.wjx"
+    assert main(["fit", "hr", "--data", str(folder), "--out", str(ckpt), "--quick"]) == 0
+    said = capsys.readouterr()
+    assert "height unknown in 3 of 3 session(s)" in said.out + said.err
+    header = checkpoints.load_hr(ckpt).header
+    assert "vertical_oscillation_per_height" in header["features"]
+    assert header["height_m"] == pytest.approx(1.75)
+    run = write_run(tmp_path / "new.csv", 700, seed=30, columns=columns)
+    assert main(["predict", "--model", str(ckpt), str(run), "--out", str(tmp_path / "p")]) == 0
+    assert np.all(np.isfinite(_predictions(tmp_path / "p" / "new.csv")["generative_bpm"]))
 
 
 def test_predict_names_the_channel_the_file_lacks(trained, tmp_path, capsys):

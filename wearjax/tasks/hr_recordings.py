@@ -3,7 +3,8 @@ prediction for one new recording with a checkpoint. Behind `wearjax cv hr`, `wea
 and `wearjax predict`.
 
 - `read_recordings` reads a folder (`data.load_folder`, skipped files listed) or one file;
-  `shared_channels` keeps the raw channels every session has.
+  `shared_channels` keeps the raw channels every session has, and gives a session without
+  a runner height one (`fill_heights`) when vertical oscillation needs it.
 - `cv_cohort` stacks sessions for `tasks.hr.run_hr_study`. With fewer than
   `MIN_RUNNERS_FOR_RUNNER_FOLDS` runners every session becomes its own "runner", so
   leave-k-runners-out becomes leave-k-sessions-out (a user with one watch has one runner).
@@ -16,6 +17,7 @@ and `wearjax predict`.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from wearjax.data.folders import Skipped, load_folder, read_file
-from wearjax.data.types import CHANNEL_UNITS, Cohort, Session, stack_sessions
+from wearjax.data.types import CHANNEL_UNITS, SUBJECT_FIELDS, Cohort, Session, stack_sessions
 from wearjax.data.windows import window_index
 from wearjax.errors import WearjaxDataError
 from wearjax.eval.calibration import Calibration, fit_calibration
@@ -46,11 +48,19 @@ from wearjax.tasks.hr import (
 from wearjax.tasks.hr_bands import horizons
 from wearjax.train.loop import fit, split_for_fold
 
+logger = logging.getLogger(__name__)
+
 MIN_RUNNERS_FOR_RUNNER_FOLDS = 3
 """Fewer runners than this: cross-validate by sessions (leave-k-sessions-out)."""
 
 SESSION_FOLDS = 5
 """Folds of a session-wise cross-validation by default (k = ceil(sessions / 5))."""
+
+REFERENCE_HEIGHT_M = 1.75
+"""Height that scales vertical oscillation when no session of a cohort knows its runner's
+(a constant: after standardisation the feature is then the vertical oscillation itself)."""
+
+_HEIGHT = SUBJECT_FIELDS.index("height_m")
 
 
 def read_recordings(
@@ -90,7 +100,42 @@ def shared_channels(sessions: list[Session]) -> tuple[list[Session], list[str]]:
         for c in dropped
     ]
     feature_names(tuple(common))  # raises when no channel yields a feature
-    return [select_channels(s, tuple(common)) for s in sessions], notes
+    sessions, filled = fill_heights([select_channels(s, tuple(common)) for s in sessions])
+    return sessions, notes + filled
+
+
+def fill_heights(
+    sessions: list[Session], fallback: float | None = None
+) -> tuple[list[Session], list[str]]:
+    """Give every session a height when vertical oscillation (scaled by height) is among its
+    channels: a session whose height is unknown (NaN or <= 0; many watch files carry no user
+    profile) takes the median of the known ones, else `fallback` (a model's training height),
+    else `REFERENCE_HEIGHT_M`. Returns the sessions and a note saying what was filled."""
+    unknown = [
+        i
+        for i, s in enumerate(sessions)
+        if "vertical_oscillation" in s.channels and not np.asarray(s.subject)[_HEIGHT] > 0
+    ]
+    if not unknown:
+        return sessions, []
+    known = [float(s.subject[_HEIGHT]) for s in sessions if np.asarray(s.subject)[_HEIGHT] > 0]
+    if known:
+        height, source = float(np.median(known)), "the median of the known heights"
+    elif fallback is not None:
+        height, source = float(fallback), "the height the model was trained with"
+    else:
+        height, source = REFERENCE_HEIGHT_M, "a reference height"
+    out = list(sessions)
+    for i in unknown:
+        subject = np.array(out[i].subject, np.float32)
+        subject[_HEIGHT] = height
+        out[i] = replace(out[i], subject=subject)
+    note = (
+        f"runner height unknown in {len(unknown)} of {len(sessions)} session(s): vertical "
+        f"oscillation scaled by {height:.2f} m ({source}); set the height in the watch's "
+        "user profile for per-runner scaling"
+    )
+    return out, [note]
 
 
 def cv_cohort(
@@ -203,6 +248,8 @@ def train_hr(
         "window": config.window,
         "features": list(names),
         "channels": list(cohort.channels),
+        # the height vertical oscillation of a recording without one is scaled by
+        "height_m": float(np.median(np.asarray(cohort.subject)[:, _HEIGHT])),
         "train": config.train._asdict(),
         "study": {
             "segment_windows": config.segment_windows,
@@ -279,6 +326,9 @@ def predict_hr(
     only its first second, `hr0` (bpm) when given, else the first measured HR.
     """
     session = select_channels(session, tuple(header["channels"]))
+    [session], notes = fill_heights([session], header.get("height_m"))
+    for note in notes:
+        logger.warning("%s: %s", session.source or "recording", note)
     cohort = stack_sessions([session], bucket=int(header["window"]))
     features, names = running_features(cohort.x, cohort.channels, cohort.subject)
     if list(names) != list(header["features"]):
