@@ -182,3 +182,42 @@ def test_loading_something_else_is_refused_naming_the_file(tmp_path):
     for path in (tmp_path / "none.npz", tmp_path / "weights.npz"):
         with pytest.raises(WearjaxFileError, match=f"{path.name}.*write_stream"):
             load_stream(path)
+
+
+@pytest.mark.slow  # three float64 gradients per model: ~80 s on 2 cores
+@pytest.mark.parametrize(
+    ("name", "build", "inputs"),
+    [
+        ("kalman", lambda: _f64(_kalman()), lambda: _session()[0]),
+        ("ode, scan", lambda: _f64(_ode("scan")), lambda: _session()[0]),
+        ("personalised ode", _personal_runner, _activity),
+    ],
+)
+def test_checkpointed_stream_has_the_rollouts_values_and_gradient(x64, name, build, inputs):
+    """`run_stream(checkpoint_every=W)` rematerialises each chunk in the backward pass (the
+    memory of a gradient through a 2 h session: `benchmarks/memory.py`); its values and its
+    gradient are those of the whole-session rollout (float64)."""
+    model, x, (_, hr) = build(), inputs(), _session()
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+
+    def loss(p, how):
+        m = eqx.combine(p, static)
+        if how == "rollout":
+            pred = m.rollout(x, hr[0])
+        else:
+            pred = m.run_stream(x, hr[0], checkpoint_every=how)
+        return jnp.mean(jnp.abs(pred.hr - hr)), pred.hr
+
+    grads, values = {}, {}
+    value_and_grad = jax.jit(jax.value_and_grad(loss, has_aux=True), static_argnums=1)
+    for how in ("rollout", W, 20):  # chunks at and between window starts
+        (_, values[how]), grads[how] = value_and_grad(params, how)
+    for how in (W, 20):
+        np.testing.assert_allclose(values[how], values["rollout"], rtol=1e-10)
+        for a, b in zip(
+            jax.tree.leaves(grads[how]), jax.tree.leaves(grads["rollout"]), strict=True
+        ):
+            np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-10)
+    assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grads["rollout"])) > 1e-4
+    with pytest.raises(ValueError, match="not a multiple"):
+        model.run_stream(x, hr[0], checkpoint_every=7)

@@ -78,19 +78,40 @@ class AbstractHRModel(eqx.Module):
         second t. Causal: second t uses seconds <= t only. `run_stream` says what it equals."""
 
     def run_stream(
-        self, x: Float[Array, "time feature"], hr0: Float[Array, ""], hr=None
+        self,
+        x: Float[Array, "time feature"],
+        hr0: Float[Array, ""],
+        hr=None,
+        *,
+        checkpoint_every: int | None = None,
     ) -> HRPrediction:
         """`step` over a whole session in one `lax.scan` (`hr [T]`, NaN where not measured;
         None: only `hr0`). With `hr` None it equals `rollout(x, hr0)`; with measured HR, the
         model's own use of it (`HRKalman.assimilate`; the ODEs restart from it, so HR at every
-        window start gives the standard protocol). `mu`, `sigma` are left empty."""
+        window start gives the standard protocol). `mu`, `sigma` are left empty.
+
+        `checkpoint_every=C` (a divisor of T) bounds the memory of a gradient through a long
+        session: the scan runs over chunks of C seconds, each rematerialised in the backward
+        pass (`jax.checkpoint`), so only the stream state at chunk boundaries and one chunk's
+        intermediates are kept (O(T / C + C) instead of O(T)), for about one more forward
+        pass of compute. The values are the same."""
         hr = jnp.full(x.shape[:1], jnp.nan, x.dtype) if hr is None else hr
 
         def body(state, inputs):
             state, h, v = self.step(state, *inputs)
             return state, (h, v)
 
-        _, (h, v) = jax.lax.scan(body, self.init_stream(hr0), (x, hr))
+        state = self.init_stream(hr0)
+        if checkpoint_every is None:
+            _, (h, v) = jax.lax.scan(body, state, (x, hr))
+        else:
+            check_window(x.shape[0], checkpoint_every)
+            chunks = jax.tree_util.tree_map(
+                lambda a: a.reshape((-1, checkpoint_every) + a.shape[1:]), (x, hr)
+            )
+            chunk = jax.checkpoint(lambda s, c: jax.lax.scan(body, s, c))
+            _, (h, v) = jax.lax.scan(chunk, state, chunks)
+            h, v = h.reshape(-1), v.reshape(-1)
         empty = jnp.zeros((0,), x.dtype)
         return HRPrediction(h, v, empty, empty)
 

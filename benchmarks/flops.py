@@ -1,0 +1,192 @@
+"""How close a batch-1024 generative rollout comes to this CPU's matrix-product rate.
+
+The FLOPs of each HR model's rollout come from XLA's cost analysis
+(`compiled.cost_analysis()["flops"]`) of its one-second program (`model.step`, vmapped over
+the batch), times the seconds: XLA counts a loop body once whatever its trip count, so its
+count of the whole rollout program (also reported) misses most of the recurrent work. The
+CPU's rate is that of a large float32 matrix product (`jnp.dot`, 2048 x 2048, all cores). The
+fraction reached is `flops / time / rate`.
+
+    python benchmarks/flops.py                       # batch 1024 x 600 s, ~3 min on 2 cores
+    python benchmarks/flops.py --batch 1024 --seconds 7200
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from wearjax.models.hr_personalized import PersonalHRODE
+from wearjax.tasks.hr import build_model
+
+W = 60
+
+
+def matmul_rate(n: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of an `n x n` float32 matrix product (median of `repeats`)."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    dot = jax.jit(jnp.dot)
+    jax.block_until_ready(dot(a, a))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(dot(a, a))
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / float(np.median(times)) / 1e9
+
+
+def compiled_rollout(model, batch: int, seconds: int, n_in: int):
+    params, static = eqx.partition(model, eqx.is_array)
+
+    def rollout(p, x, hr0):
+        return jax.vmap(eqx.combine(p, static).rollout)(x, hr0).hr
+
+    x = jax.ShapeDtypeStruct((batch, seconds, n_in), jnp.float32)
+    hr0 = jax.ShapeDtypeStruct((batch,), jnp.float32)
+    return params, jax.jit(rollout).lower(params, x, hr0).compile()
+
+
+def flops(model, batch: int, seconds: int, n_in: int) -> tuple[float, float]:
+    """FLOPs of a rollout of `seconds`: XLA's count of the one-second program (`step`, which
+    computes what a second of the rollout does; `run_stream` equals `rollout`) times the
+    seconds. Also XLA's count of the whole rollout program, which counts each loop body once
+    whatever its trip count (so it misses most of the recurrent work)."""
+    params, static = eqx.partition(model, eqx.is_array)
+
+    def step(p, state, x_t):
+        return eqx.combine(p, static).step(state, x_t)
+
+    hr0 = jnp.full((batch,), 120.0, jnp.float32)
+    state = jax.vmap(model.init_stream)(hr0)
+    x_t = jax.ShapeDtypeStruct((batch, n_in), jnp.float32)
+    one = jax.jit(jax.vmap(step, in_axes=(None, 0, 0))).lower(params, state, x_t).compile()
+    whole = compiled_rollout(model, batch, seconds, n_in)[1]
+    return one.cost_analysis()["flops"] * seconds, whole.cost_analysis()["flops"]
+
+
+def models(key) -> dict:
+    k1, k2, k3 = jax.random.split(key, 3)
+    return {
+        "Kalman (128, 2)": (build_model("kalman", 4, 128, 2, window=W, key=k1), 4),
+        "ODE (128, 2)": (build_model("ode", 4, 128, 2, window=W, key=k2), 4),
+        "personalised ODE": (
+            PersonalHRODE(16, 8, 32, window=W, engine="scan", key=k3).for_runner(jnp.zeros(8)),
+            2,
+        ),
+    }
+
+
+def _median_time(fn, *args, repeats: int = 3) -> float:
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def gru_breakdown(batch: int, seconds: int, hidden: int = 128) -> list[str]:
+    """Milliseconds per second of session of one GRU layer's scan at `batch`: the recurrent
+    matrix product alone, then the whole cell (gates and the per-step slice of the input
+    projection computed before the scan): where a rollout's time goes."""
+    key = jax.random.split(jax.random.key(2), 2)
+    w = 0.05 * jax.random.normal(key[0], (3 * hidden, hidden), jnp.float32)
+    xp = jax.random.normal(key[1], (seconds, batch, 3 * hidden), jnp.float32)
+
+    def matmul_only(h, x):
+        return jnp.tanh(h @ w[:hidden].T)
+
+    def cell(h, x):
+        hr, hz, hn = jnp.split(h @ w.T, 3, -1)
+        xr, xz, xn = jnp.split(x, 3, -1)
+        r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
+        return (1 - z) * jnp.tanh(xn + r * hn) + z * h
+
+    def cell_per_gate(h, x):  # the same cell on per-gate arrays: no slicing in the loop
+        (wr, wz, wn), (xr, xz, xn) = jnp.split(w, 3), x
+        r, z = jax.nn.sigmoid(xr + h @ wr.T), jax.nn.sigmoid(xz + h @ wz.T)
+        return (1 - z) * jnp.tanh(xn + r * (h @ wn.T)) + z * h
+
+    per_gate = tuple(jnp.split(xp, 3, -1))  # three contiguous [T, B, H] projections
+    rows = []
+    cases = [
+        ("recurrent product alone", matmul_only, hidden, xp),
+        ("whole GRU cell (wearjax: one [B, 3H] projection per step, sliced)", cell, 3 * hidden, xp),
+        ("whole GRU cell, projections stored per gate", cell_per_gate, 3 * hidden, per_gate),
+    ]
+    for name, step, width, xs in cases:
+        run = jax.jit(
+            lambda xs, step=step: jax.lax.scan(
+                lambda h, x: (step(h, x), h), jnp.zeros((batch, hidden)), xs
+            )[1]
+        )
+        per = _median_time(run, xs) / seconds
+        gflops = 2 * batch * hidden * width / per / 1e9
+        rows.append(f"| {name} | {1e3 * per:.3f} | {gflops:.0f} |")
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch", type=int, default=1024)
+    parser.add_argument("--seconds", type=int, default=600)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/flops_cpu.md"))
+    args = parser.parse_args()
+    rate = matmul_rate()
+    print(f"matrix product: {rate:.1f} GFLOP/s", flush=True)
+    b, t = args.batch, args.seconds
+    rows = [
+        "| model | GFLOP per rollout | XLA's count of the rollout program | run (s) | GFLOP/s "
+        "| of the matmul rate | within 3x of the bound |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, (model, n_in) in models(jax.random.key(0)).items():
+        total, counted = flops(model, b, t, n_in)
+        params, run = compiled_rollout(model, b, t, n_in)
+        x = jax.random.normal(jax.random.key(1), (b, t, n_in), jnp.float32)
+        hr0 = jnp.full((b,), 120.0, jnp.float32)
+        seconds = _median_time(run, params, x, hr0)
+        achieved = total / seconds / 1e9
+        fraction = achieved / rate
+        rows.append(
+            f"| {name} | {total / 1e9:.1f} | {counted / 1e9:.1f} | {seconds:.2f} | "
+            f"{achieved:.1f} | {100 * fraction:.0f}% | {'yes' if fraction >= 1 / 3 else 'no'} |"
+        )
+        print(rows[-1], flush=True)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    machine = f"{platform.machine()}, {cores} CPU cores, jax {jax.__version__}"
+    text = "\n".join([
+        "# A batch of generative rollouts against the CPU's matrix-product rate",
+        "",
+        f"`python benchmarks/flops.py --batch {b} --seconds {t}`; {machine}; matrix product "
+        f"(2048 x 2048, float32): {rate:.1f} GFLOP/s. FLOPs from XLA's cost analysis; run: "
+        "median of 3 after a warm-up, float32.",
+        "",
+        *rows,
+        "",
+        f"One GRU layer (hidden 128) at batch {b}, per second of session, recurrent part only "
+        "(the input projection is computed before the scan):",
+        "",
+        "| scan body | ms per second | GFLOP/s of its matrix product |",
+        "|---|---:|---:|",
+        *gru_breakdown(b, t),
+        "",
+    ])  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
