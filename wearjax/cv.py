@@ -44,10 +44,12 @@ __all__ = [
     "Split",
     "fit_folds",
     "fold_model",
+    "gather_processes",
     "make_mesh",
     "padded_table",
     "predict_held_out",
     "predict_per_fold",
+    "process_folds",
     "scatter",
 ]
 
@@ -99,6 +101,12 @@ class Split(NamedTuple):
         val = (rank >= start - n_validation) & (rank < start)
         train = rank < start - n_validation
         return cls(test, val, train, np.tri(n_folds, k=-1, dtype=bool))
+
+    def take(self, folds) -> Split:
+        """The split restricted to the folds `folds` (indices), e.g. one process's share."""
+        folds = np.asarray(folds)
+        sources = None if self.calibrate_from is None else self.calibrate_from[np.ix_(folds, folds)]
+        return Split(self.test[folds], self.validation[folds], self.train[folds], sources)
 
     @property
     def n_folds(self) -> int:
@@ -248,9 +256,41 @@ def default_mesh(n_folds: int) -> jax.sharding.Mesh | None:
     mesh = current_mesh()
     if mesh is not None or not _SPREAD.get():
         return mesh
-    devices = jax.devices()
+    devices = jax.local_devices()  # a process spreads its own folds over its own devices
     k = math.gcd(n_folds, len(devices))
     return make_mesh(k, 1, devices=devices) if devices[0].platform == "cpu" and k > 1 else None
+
+
+def process_folds(n_folds: int) -> np.ndarray:
+    """The folds this process trains: all of them in a single process; after
+    `jax.distributed.initialize` with P processes, the i-th contiguous share of `n_folds / P`
+    (the fold count must be a multiple of P). Each process trains its share as one vmapped
+    program on its own devices, and `gather_processes` assembles the held-out outputs."""
+    p, i = jax.process_count(), jax.process_index()
+    if p == 1:
+        return np.arange(n_folds)
+    if n_folds % p:
+        raise WearjaxDataError(
+            f"{n_folds} folds cannot be shared evenly by {p} processes: choose a number of "
+            "held-out runners that gives a multiple of the process count"
+        )
+    k = n_folds // p
+    return np.arange(i * k, (i + 1) * k)
+
+
+def gather_processes(tree):
+    """Every process's per-session outputs `[S, ...]` (zeros where its folds do not test a
+    session) summed over processes, on every process (`process_allgather`, CPU collectives
+    on CPU); unchanged in a single process. Each session is tested by one fold, so the sum is
+    the assembled cross-validation."""
+    if jax.process_count() == 1:
+        return tree
+    from jax.experimental import multihost_utils
+
+    def gather(a):
+        return np.asarray(multihost_utils.process_allgather(np.asarray(a))).sum(axis=0)
+
+    return jax.tree_util.tree_map(gather, tree)
 
 
 def current_mesh() -> jax.sharding.Mesh | None:

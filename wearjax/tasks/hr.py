@@ -29,9 +29,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from wearjax import models
-from wearjax.cv import Split, fit_folds, padded_table, predict_held_out
+from wearjax.cv import (
+    Split,
+    fit_folds,
+    gather_processes,
+    padded_table,
+    predict_held_out,
+    process_folds,
+)
 from wearjax.data.types import Cohort
 from wearjax.data.windows import gather_windows, window_index
+from wearjax.errors import WearjaxDataError
 from wearjax.eval.metrics import gaussian_crps, predictive_scores, summarize
 from wearjax.eval.protocols import (
     first_observed,
@@ -318,6 +326,15 @@ def cross_validate_kind(
     n_features = data.features.shape[-1]
     init = partial(build_model, kind, n_features, hidden, layers, window=config.window)
     keys = jax.random.split(jax.random.key(config.seed), split.n_folds)
+    # this process's folds (all of them unless jax.distributed runs several processes)
+    local = process_folds(split.n_folds)
+    if len(local) < split.n_folds and split.calibrate_from is not None:
+        raise WearjaxDataError(
+            "a chronological split calibrates each fold on the earlier folds' models: run it "
+            "in one process"
+        )
+    whole, split = split, split.take(local)
+    fold, keys = jax.tree_util.tree_map(lambda a: a[local], fold), keys[local]
     t0 = time.perf_counter()
     fit = fit_folds(
         lambda k: init(key=k),
@@ -335,6 +352,8 @@ def cross_validate_kind(
     if progress:
         print(f"{name}: predicting the held-out sessions, calibrating the band", file=sys.stderr)
     pred = predict_held_out(predict, fit.model, fold, data, split, batch=config.eval_batch)
+    if len(local) < whole.n_folds:  # every process's held-out predictions, assembled
+        pred, split = gather_processes(pred), whole
     pred = calibrate_bands(
         predict, fit.model, fold, data, split, config.window, pred, batch=config.eval_batch
     )
@@ -345,11 +364,19 @@ def cross_validate_kind(
         train_seconds=train_s,
         eval_seconds=eval_s,
         epochs_run=int(fit.history["stopped"].shape[0]),
-        best_val_loss=np.min(fit.history["val_loss"], axis=0).tolist(),
+        best_val_loss=_all_folds(np.min(fit.history["val_loss"], axis=0), local, whole),
         n_traces=fit.n_traces,
-        n_parameters=int(sum(x.size for x in params) // split.n_folds),
+        n_parameters=int(sum(x.size for x in params) // len(local)),
     )
     return entry, pred, fit
+
+
+def _all_folds(values: np.ndarray, local: np.ndarray, split: Split) -> list:
+    """Per-fold values of this process's folds `local`, completed with the other processes'
+    (`gather_processes` of a fold-indexed array)."""
+    full = np.zeros(split.n_folds, values.dtype)
+    full[local] = values
+    return np.asarray(gather_processes(full) if len(local) < split.n_folds else full).tolist()
 
 
 def scored_masks(mask, window: int, split: Split) -> dict[str, np.ndarray]:
