@@ -57,7 +57,8 @@ def dynamics(values: dict, rng) -> dict:
     """Running-dynamics fields of one second, in FIT units, from its speed (m/s) and cadence
     (strides/min); none while standing or walking slowly (no foot-pod reading). Textbook
     shapes, not a fitted model: step length = speed / step rate; vertical oscillation 8-9 cm
-    falling with speed; stance 300 ms at 3 m/s, shorter when faster, about 40% of the stride (mm, %, ms)."""
+    falling with speed; stance 300 ms at 3 m/s, shorter when faster, about 40% of the stride
+    (mm, %, ms)."""
     v, c = values.get("enhanced_speed"), values.get("cadence")
     if v is None or c is None or v < 1.5 or c < 60:
         return {}
