@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-import jax
+from common import cores, machine, write_results
 
 WORKER = textwrap.dedent(
     """
@@ -88,7 +87,7 @@ def main() -> int:
     parser.add_argument("--model", default="kalman_128x2", help="KIND_HxL of the fold timing")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/demo_quick_cpu.md"))
     args = parser.parse_args()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    n = cores()
     rows = [
         "| configuration | first epoch (s) | other epochs, median (s) | train (s) | eval (s) | "
         "generative MAE |",
@@ -96,9 +95,9 @@ def main() -> int:
     ]
     cases = [
         (f"{args.model}, 1 device", 1, "folds", args.model),
-        (f"{args.model}, {cores} devices (folds spread)", cores, "folds", args.model),
-        ("personalised ODE, diffrax engine", cores, "personal", "diffrax"),
-        ("personalised ODE, scan engine", cores, "personal", "scan"),
+        (f"{args.model}, {n} devices (folds spread)", n, "folds", args.model),
+        ("personalised ODE, diffrax engine", n, "personal", "diffrax"),
+        ("personalised ODE, scan engine", n, "personal", "scan"),
     ]
     for name, devices, what, arg in cases:
         r = run(devices, what, arg)
@@ -107,22 +106,14 @@ def main() -> int:
             f"{r['eval']:.1f} | {r['generative_mae']:.2f} |"
         )
         print(rows[-1], flush=True)
-    machine = f"{platform.machine()}, {cores} CPU cores, jax {jax.__version__}"
-    text = "\n".join(
-        [
-            "# The quick demo's costs",
-            "",
-            f"`python benchmarks/demo_quick.py --model {args.model}`; {machine}. The quick "
-            "demo's cohort (6 runners, 24 sessions) and settings, 2 folds; one run each, on a "
-            "shared machine.",
-            "",
-            *rows,
-            "",
-        ]
+    write_results(
+        args.out,
+        "The quick demo's costs",
+        f"`python benchmarks/demo_quick.py --model {args.model}`; {machine()}. The quick "
+        "demo's cohort (6 runners, 24 sessions) and settings, 2 folds; one run each, on a "
+        "shared machine.",
+        rows,
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"wrote {args.out}")
     return 0
 
 

@@ -14,8 +14,6 @@ fraction reached is `flops / time / rate`.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -24,11 +22,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from wearjax.models.hr_personalized import PersonalHRODE
-from wearjax.tasks.hr import build_model
-
-W = 60
+from common import hr_models, machine, write_results
 
 
 def matmul_rate(n: int = 2048, repeats: int = 10) -> float:
@@ -71,18 +65,6 @@ def flops(model, batch: int, seconds: int, n_in: int) -> tuple[float, float]:
     one = jax.jit(jax.vmap(step, in_axes=(None, 0, 0))).lower(params, state, x_t).compile()
     whole = compiled_rollout(model, batch, seconds, n_in)[1]
     return one.cost_analysis()["flops"] * seconds, whole.cost_analysis()["flops"]
-
-
-def models(key) -> dict:
-    k1, k2, k3 = jax.random.split(key, 3)
-    return {
-        "Kalman (128, 2)": (build_model("kalman", 4, 128, 2, window=W, key=k1), 4),
-        "ODE (128, 2)": (build_model("ode", 4, 128, 2, window=W, key=k2), 4),
-        "personalised ODE": (
-            PersonalHRODE(16, 8, 32, window=W, engine="scan", key=k3).for_runner(jnp.zeros(8)),
-            2,
-        ),
-    }
 
 
 def _median_time(fn, *args, repeats: int = 3) -> float:
@@ -150,7 +132,7 @@ def main() -> int:
         "| of the matmul rate | within 3x of the bound |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
-    for name, (model, n_in) in models(jax.random.key(0)).items():
+    for name, (model, n_in) in hr_models(jax.random.key(0)).items():
         total, counted = flops(model, b, t, n_in)
         params, run = compiled_rollout(model, b, t, n_in)
         x = jax.random.normal(jax.random.key(1), (b, t, n_in), jnp.float32)
@@ -163,28 +145,22 @@ def main() -> int:
             f"{achieved:.1f} | {100 * fraction:.0f}% | {'yes' if fraction >= 1 / 3 else 'no'} |"
         )
         print(rows[-1], flush=True)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    machine = f"{platform.machine()}, {cores} CPU cores, jax {jax.__version__}"
-    text = "\n".join([
-        "# A batch of generative rollouts against the CPU's matrix-product rate",
-        "",
-        f"`python benchmarks/flops.py --batch {b} --seconds {t}`; {machine}; matrix product "
+    write_results(
+        args.out,
+        "A batch of generative rollouts against the CPU's matrix-product rate",
+        f"`python benchmarks/flops.py --batch {b} --seconds {t}`; {machine()}; matrix product "
         f"(2048 x 2048, float32): {rate:.1f} GFLOP/s. FLOPs from XLA's cost analysis; run: "
         "median of 3 after a warm-up, float32.",
-        "",
-        *rows,
-        "",
-        f"One GRU layer (hidden 128) at batch {b}, per second of session, recurrent part only "
-        "(the input projection is computed before the scan):",
-        "",
-        "| scan body | ms per second | GFLOP/s of its matrix product |",
-        "|---|---:|---:|",
-        *gru_breakdown(b, t),
-        "",
-    ])  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"wrote {args.out}")
+        rows,
+        [
+            f"One GRU layer (hidden 128) at batch {b}, per second of session, recurrent part "
+            "only (the input projection is computed before the scan):",
+            "",
+            "| scan body | ms per second | GFLOP/s of its matrix product |",
+            "|---|---:|---:|",
+            *gru_breakdown(b, t),
+        ],
+    )
     return 0
 
 

@@ -14,7 +14,6 @@ neural ODE at the published sizes, and the personalised ODE (scan engine, its de
 from __future__ import annotations
 
 import argparse
-import platform
 import resource
 import sys
 import time
@@ -23,23 +22,9 @@ from pathlib import Path
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-
-from wearjax.models.hr_personalized import PersonalHRODE
-from wearjax.tasks.hr import build_model
+from common import hr_models, machine, write_results
 
 GB = 1024**3
-
-
-def models(key) -> dict:
-    k1, k2, k3 = jax.random.split(key, 3)
-    return {
-        "Kalman (128, 2)": (build_model("kalman", 4, 128, 2, window=60, key=k1), 4),
-        "ODE (128, 2)": (build_model("ode", 4, 128, 2, window=60, key=k2), 4),
-        "personalised ODE": (
-            PersonalHRODE(16, 8, 32, window=60, engine="scan", key=k3).for_runner(jnp.zeros(8)),
-            2,
-        ),
-    }
 
 
 def gradient(model, x, hr, checkpoint_every):
@@ -72,9 +57,9 @@ def main() -> int:
     if args.run:
         rows = [rows[0] + " run once |", rows[1] + "---|"]
     b, t = args.batch, args.seconds
-    cases = [(name, mode) for name in models(jax.random.key(0)) for mode in (None, 60)]
+    cases = [(name, mode) for name in hr_models(jax.random.key(0)) for mode in (None, 60)]
     for name, every in cases:
-        model, n_in = models(jax.random.key(0))[name]
+        model, n_in = hr_models(jax.random.key(0))[name]
         x = jax.ShapeDtypeStruct((b, t, n_in), jnp.float32)
         hr = jax.ShapeDtypeStruct((b, t), jnp.float32)
         params, static = eqx.partition(model, eqx.is_array)
@@ -98,20 +83,14 @@ def main() -> int:
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
             rows[-1] += f" {seconds:.2f} s; process peak RSS so far {rss:.2f} GB |"
         print(rows[-1], flush=True)
-    machine = f"{platform.machine()}, jax {jax.__version__}"
-    text = "\n".join([
-        "# Peak memory of the gradient through a generative rollout",
-        "",
+    write_results(
+        args.out,
+        "Peak memory of the gradient through a generative rollout",
         f"`python benchmarks/memory.py --batch {b} --seconds {t}{' --run' * args.run}`; "
-        f"{machine}. XLA's buffer "
-        f"assignment of the compiled gradient (batch {b} x {t} s, float32).",
-        "",
-        *rows,
-        "",
-    ])  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"wrote {args.out}")
+        f"{machine()}. XLA's buffer assignment of the compiled gradient (batch {b} x {t} s, "
+        "float32).",
+        rows,
+    )
     return 0
 
 
