@@ -182,6 +182,7 @@ def tiny_study():
     return cfg, data, fold, split, init
 
 
+@pytest.mark.slow  # ~60 s on 2 cores: keeps the fast suite under 10 minutes
 def test_vmapped_cross_validation_equals_sequential_folds(tiny_study):
     cfg, data, fold, split, init = tiny_study
     task = make_task(cfg, data.hr.shape[1])
@@ -291,6 +292,7 @@ def test_a_real_sigint_finishes_the_running_epoch_then_saves_and_stops():
     assert signal.getsignal(signal.SIGINT) is before
 
 
+@pytest.mark.slow  # ~60 s on 2 cores: keeps the fast suite under 10 minutes
 def test_cross_validation_resumes_bit_for_bit(tiny_study, tmp_path):
     cfg, data, fold, split, init = tiny_study
     task = make_task(cfg, data.hr.shape[1])
