@@ -1,5 +1,6 @@
 """The cross-validation runner: folds as masks, held-out tables, prediction scattered back."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -90,3 +91,22 @@ def test_even_batches_pad_to_whole_batches_of_at_most_the_given_size():
         np.testing.assert_array_equal(padded[:, :m], table)
         np.testing.assert_array_equal(padded[:, m:], np.repeat(table[:, -1:], width - m, axis=1))
         assert size is None or m <= size or width % size == 0
+
+
+def test_a_process_takes_its_contiguous_share_of_the_folds(monkeypatch):
+    """Under jax.distributed with 2 processes, process 1 trains folds 2-3 of 4 (the split
+    restricted to them, calibration sources included); 5 folds cannot be shared."""
+    from wearjax.cv import process_folds
+
+    assert process_folds(4).tolist() == [0, 1, 2, 3]  # one process: every fold
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(jax, "process_index", lambda: 1)
+    assert process_folds(4).tolist() == [2, 3]
+    with pytest.raises(WearjaxDataError, match="5 folds cannot be shared evenly by 2"):
+        process_folds(5)
+    split = Split.chronological(np.arange(10), test_fraction=0.2, n_validation=1, n_folds=4)
+    part = split.take([2, 3])
+    np.testing.assert_array_equal(part.test, split.test[2:])
+    np.testing.assert_array_equal(part.train, split.train[2:])
+    np.testing.assert_array_equal(part.calibrate_from, [[False, False], [True, False]])
+    assert Split(split.test, split.validation, split.train).take([1]).calibrate_from is None

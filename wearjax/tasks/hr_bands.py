@@ -95,7 +95,7 @@ def calibrate_bands(
         scored = mask & ~given_mask(mask, window, p)
         cal = fit(*rows[p], hr, scored[None] & jnp.asarray(usable)[:, :, None], h[p])
         cal = jax.tree_util.tree_map(lambda c: c[np.maximum(owner, 0)][:, None], cal)
-        own = np.asarray(pred.get(f"{p}_var", np.zeros_like(pred[p])))
+        own = np.asarray(_model_var(pred, p))
         out[f"{p}_var_model"] = own
         var = np.asarray(cal.variance(jnp.asarray(own), horizon[p]))
         out[f"{p}_var"] = np.where((owner >= 0)[:, None], var, np.nan)  # no fold tests it
