@@ -31,9 +31,11 @@ import jax
 
 from wearjax.cv import Split
 from wearjax.eval import cohort_line, table_1, write_outputs
+from wearjax.signal.features import DEVICE_FEATURES
 from wearjax.tasks import HR_MODELS, HRStudyConfig, cv_cohort, read_recordings, run_hr_study
 from wearjax.tasks.hr import HR_VARIANTS, score_protocols
 from wearjax.tasks.hr_recordings import shared_channels
+from wearjax.tasks.presets import NORMALISE
 from wearjax.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +71,11 @@ def main() -> int:
         "--crps-weight", type=float, default=HRStudyConfig().crps_weight,
         help="weight of the CRPS term in the Kalman model's loss",
     )  # fmt: skip
+    parser.add_argument(
+        "--normalise", choices=NORMALISE, default="fold",
+        help="'session': the device-dependent features (here altitude_m) standardised per "
+        "session before the fold's normaliser (`wearjax cv hr --normalise`)",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="(32, 1), 3 epochs of 5 steps")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
@@ -92,6 +99,7 @@ def main() -> int:
         train=TrainConfig(epochs=args.epochs, steps_per_epoch=args.steps),
         seed=args.seed,
         crps_weight=args.crps_weight,
+        session_relative=DEVICE_FEATURES if args.normalise == "session" else (),
     )
     k = -(-len(sessions) // args.folds)
     cohort, k, folds = cv_cohort(sessions, config.window, held_out=k)

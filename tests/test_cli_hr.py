@@ -253,7 +253,9 @@ def test_damaged_checkpoints_are_refused_naming_the_file(trained, tmp_path, caps
 @pytest.mark.slow
 def test_runs_with_vertical_oscillation_and_no_height_train_and_predict(tmp_path, capsys):
     """Vertical oscillation is scaled by the runner's height, which a CSV (and many FIT files)
-    does not carry: training and prediction fill it and say so instead of stopping."""
+    does not carry: training and prediction fill it and say so instead of stopping. The CLI's
+    default `--normalise session` is recorded in the checkpoint and applied by `predict`: the
+    same run through another watch gets the same prediction."""
     folder = tmp_path / "runs"
     folder.mkdir()
     columns = COLUMNS + ("vertical_oscillation",)
@@ -266,9 +268,14 @@ def test_runs_with_vertical_oscillation_and_no_height_train_and_predict(tmp_path
     header = checkpoints.load_hr(ckpt).header
     assert "vertical_oscillation_per_height" in header["features"]
     assert header["height_m"] == pytest.approx(1.75)
+    assert header["session_relative"] == ["vertical_oscillation_per_height", "altitude_m"]
     run = write_run(tmp_path / "new.csv", 700, seed=30, columns=columns)
-    assert main(["predict", "--model", str(ckpt), str(run), "--out", str(tmp_path / "p")]) == 0
-    assert np.all(np.isfinite(_predictions(tmp_path / "p" / "new.csv")["generative_bpm"]))
+    other = _another_watch(run, tmp_path / "new_other.csv")
+    for f in (run, other):
+        assert main(["predict", "--model", str(ckpt), str(f), "--out", str(tmp_path / "p")]) == 0
+    a, b = (_predictions(tmp_path / "p" / f"{n}.csv") for n in ("new", "new_other"))
+    assert np.all(np.isfinite(a["generative_bpm"]))
+    assert np.allclose(a["generative_bpm"], b["generative_bpm"], atol=1e-2)
 
 
 def test_predict_names_the_channel_the_file_lacks(trained, tmp_path, capsys):
@@ -473,3 +480,43 @@ def test_killed_or_interrupted_training_resumes_to_the_same_model(tmp_path):
         assert tree_allclose((got.model, got.normalizer), (reference.model, reference.normalizer),
                              rtol=0, atol=0)  # fmt: skip
         assert not state.exists()
+
+
+def _another_watch(path, out):
+    """The run `path` as another device reports it: vertical oscillation x 1.3, altitude
+    + 120 m (another estimation method, another altimeter calibration)."""
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["vertical_oscillation"] = str(1.3 * float(r["vertical_oscillation"]))
+        r["enhanced_altitude"] = str(float(r["enhanced_altitude"]) + 120.0)
+    with open(out, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return out
+
+
+def test_predict_with_session_relative_features_reads_another_watch_alike(tmp_path):
+    """A checkpoint whose device features are standardised per session predicts a run the
+    same way whatever offset and scale the device puts on them; one with the fold's
+    normaliser alone does not (untrained weights: the invariance is the inputs', not
+    learned)."""
+    from wearjax.tasks.hr_recordings import predict_hr
+
+    columns = COLUMNS + ("vertical_oscillation",)
+    [run] = read_file(write_run(tmp_path / "a.csv", 600, seed=3, columns=columns))
+    [other] = read_file(_another_watch(tmp_path / "a.csv", tmp_path / "b.csv"))
+    names = ["pace_s_per_km", "cadence_steps_per_min", "vertical_oscillation_per_height",
+             "altitude_m", "altitude_gain_m"]  # fmt: skip
+    model = build_model("kalman", len(names), 8, 1, window=60, key=jax.random.key(0))
+    header = {"window": 60, "features": names, "channels": list(run.channels), "height_m": 1.75}
+    normalizer = Normalizer(jnp.zeros(len(names)), jnp.ones(len(names)))
+    gen = {}
+    for relative in ([], ["vertical_oscillation_per_height", "altitude_m"]):
+        h = {**header, "session_relative": relative}
+        a, b = (predict_hr(model, normalizer, h, s) for s in (run, other))
+        gen[bool(relative)] = np.abs(a.generative - b.generative).max()
+        if relative:
+            assert np.allclose(a.standard, b.standard, atol=1e-3)
+    assert gen[True] < 1e-3 < gen[False]

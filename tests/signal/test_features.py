@@ -9,10 +9,12 @@ import pytest
 from tests.conftest import tree_allclose
 from wearjax.errors import WearjaxDataError
 from wearjax.signal.features import (
+    DEVICE_FEATURES,
     Normalizer,
     feature_names,
     fit_normalizer,
     running_features,
+    session_relative,
 )
 
 CHANNELS = (
@@ -183,3 +185,52 @@ def test_height_check_is_eager_only():
     column = names.index("vertical_oscillation_per_height")
     assert not np.isfinite(np.asarray(f[:, column])).any()
     assert np.isfinite(np.delete(np.asarray(f), column, axis=1)).all()
+
+
+def _sessions(seed=5):
+    """Four sessions of 40 s of the seven features, with padding after each session's end."""
+    rng = np.random.default_rng(seed)
+    names = feature_names(CHANNELS)
+    f = rng.normal(size=(4, 40, len(names))) * rng.uniform(0.5, 3, len(names)) + 10
+    valid = np.arange(40)[None] < np.array([40, 25, 33, 12])[:, None]
+    f[~valid] = 0.0  # padding
+    return f, valid, names
+
+
+def test_session_relative_matches_a_float64_loop():
+    f, valid, names = _sessions()
+    relative = ("stance_fraction", "altitude_m", "not_in_this_source")
+    out = np.asarray(session_relative(jnp.asarray(f, jnp.float32), jnp.asarray(valid), names,
+                                      relative))  # fmt: skip
+    expected = f.copy()
+    for s in range(f.shape[0]):  # reference: one session and one feature at a time
+        for j, name in enumerate(names):
+            if name in relative:
+                x = f[s, valid[s], j]
+                expected[s, :, j] = (f[s, :, j] - x.mean()) / x.std()
+    assert np.allclose(out[valid], expected[valid], rtol=1e-4, atol=1e-4)
+    untouched = [j for j, n in enumerate(names) if n not in relative]
+    assert np.array_equal(out[..., untouched], f[..., untouched].astype(np.float32))
+    same = jnp.asarray(f)
+    assert session_relative(same, jnp.asarray(valid), names, ()) is same  # nothing asked
+
+
+def test_session_relative_cancels_each_session_own_device_offset_and_scale():
+    # Another watch per session: a positive scale and an offset on every device feature.
+    f, valid, names = _sessions()
+    rng = np.random.default_rng(0)
+    cols = np.array([n in DEVICE_FEATURES for n in names])
+    scale = np.where(cols, rng.uniform(0.5, 2.0, (4, 1, len(names))), 1.0)
+    shift = np.where(cols, rng.uniform(-100, 100, (4, 1, len(names))), 0.0)
+    a = session_relative(jnp.asarray(f), jnp.asarray(valid), names, DEVICE_FEATURES)
+    b = session_relative(jnp.asarray(f * scale + shift), jnp.asarray(valid), names, DEVICE_FEATURES)
+    assert np.allclose(np.asarray(a)[valid], np.asarray(b)[valid], atol=2e-4)
+    # the fold-wide normaliser alone sees the watches
+    assert not np.allclose(f[valid], (f * scale + shift)[valid], atol=1.0)
+
+
+def test_session_relative_refuses_a_session_without_valid_seconds():
+    f, valid, names = _sessions()
+    valid[2] = False
+    with pytest.raises(WearjaxDataError, match="no valid second"):
+        session_relative(jnp.asarray(f), jnp.asarray(valid), names, ("altitude_m",))

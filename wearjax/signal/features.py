@@ -220,3 +220,50 @@ def fit_normalizer(
     std = jnp.sqrt(jnp.sum(w[..., None] * centred**2, axis=axes) / total)
     std = jnp.where(std > STD_FLOOR_REL * (1 + jnp.abs(mean)), std, 1)
     return Normalizer(mean=mean, std=std)
+
+
+# Features whose level and scale depend on the device and how it is worn more than on the
+# runner's effort: another watch, pod or strap reports vertical oscillation, stance time,
+# vertical ratio and step length by its own method, and barometric altitude has its own offset.
+# Pace and cadence are counted the same way by every device; the altitude gain is relative
+# already. `session_relative` can take these to each session's own level and scale.
+DEVICE_FEATURES: tuple[str, ...] = (
+    "vertical_oscillation_per_height",
+    "stance_fraction",
+    "vertical_ratio",
+    "step_length_m",
+    "altitude_m",
+)
+
+
+def session_relative(
+    features: Float[Array, "*batch time feature"],
+    valid: Bool[Array, "*batch time"],
+    names: tuple[str, ...],
+    relative: tuple[str, ...],
+) -> Float[Array, "*batch time feature"]:
+    """Features `relative` standardised by each session's own mean and SD over its `valid`
+    seconds (`fit_normalizer` per session); the other features unchanged.
+
+    What it buys: a device's offset and scale on those features cancel, so a model trained on
+    one watch reads another's. What it costs: the session's level of each such feature (a
+    session standing higher, or bouncing more, than the others) is gone, and the statistics
+    need the whole session (a stream must take them from earlier recordings). Inputs only:
+    heart rate never enters. Names in `relative` that `names` lacks are ignored (a source
+    without that channel); a constant feature is only centred (`STD_FLOOR_REL`).
+    """
+    columns = np.asarray([n in relative for n in names])
+    if not columns.any():
+        return features
+    features, valid = jnp.asarray(features), jnp.asarray(valid)
+    if valid.shape != features.shape[:-1]:
+        raise WearjaxDataError(
+            f"valid has shape {valid.shape}, expected {features.shape[:-1]} (features "
+            f"{features.shape} without the feature axis)"
+        )
+    flat = features.reshape(-1, *features.shape[-2:])
+    if not np.all(np.asarray(jnp.any(valid.reshape(flat.shape[:2]), axis=-1))):
+        raise WearjaxDataError("session_relative: a session has no valid second")
+    own = jax.vmap(fit_normalizer)(flat, valid.reshape(flat.shape[:2]))
+    standardised = jax.vmap(Normalizer.apply)(own, flat).reshape(features.shape)
+    return jnp.where(jnp.asarray(columns), standardised, features)

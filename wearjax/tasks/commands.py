@@ -137,9 +137,17 @@ def reader_notes(sessions) -> None:
 
 def _hr_arguments(p: argparse.ArgumentParser) -> None:
     from wearjax.tasks.hr import HR_MODELS
+    from wearjax.tasks.presets import DEFAULT_NORMALISE, NORMALISE
 
     p.add_argument("--model", choices=sorted(HR_MODELS), default="kalman", help="HR model kind")
     p.add_argument("--data", type=Path, required=True, help="a folder of recordings, or a file")
+    p.add_argument(
+        "--normalise", choices=NORMALISE, default=DEFAULT_NORMALISE,
+        help="'session': standardise the device-dependent running dynamics (vertical "
+        "oscillation, stance time, vertical ratio, step length, altitude) by each recording's "
+        "own mean and SD, so another watch's offsets cancel; 'fold': the training folds' "
+        f"statistics only (default {DEFAULT_NORMALISE})",
+    )  # fmt: skip
     unit_arguments(p)
 
 
@@ -161,7 +169,7 @@ def cv_hr(args) -> int:
 
     t0 = time.perf_counter()
     sessions = _recordings(args.data, require_hr=True, units=units(args))
-    config = recordings_config(args.model, args.quick, seed=args.seed)
+    config = recordings_config(args.model, args.quick, seed=args.seed, normalise=args.normalise)
     cohort, k, folds = cv_cohort(sessions, config.window)
     config = config._replace(runners_out=k)
     print(f"read {len(sessions)} sessions ({', '.join(cohort.channels)}); {folds}")
@@ -189,7 +197,7 @@ def fit_hr(args) -> int:
 
     t0 = time.perf_counter()
     sessions = _recordings(args.data, require_hr=True, units=units(args))
-    config = recordings_config(args.model, args.quick, seed=args.seed)
+    config = recordings_config(args.model, args.quick, seed=args.seed, normalise=args.normalise)
     hidden, layers = config.models[0][1:]
     print(f"training {args.model} ({hidden}, {layers}) on {len(sessions)} sessions "
           f"({', '.join(sessions[0].channels)})")  # fmt: skip

@@ -46,7 +46,12 @@ from wearjax.eval.protocols import (
     given_mask,
     standard_initial,
 )
-from wearjax.signal.features import Normalizer, fit_normalizer, running_features
+from wearjax.signal.features import (
+    Normalizer,
+    fit_normalizer,
+    running_features,
+    session_relative,
+)
 from wearjax.tasks import hr_personal
 from wearjax.tasks.hr_bands import calibrate_bands
 from wearjax.tasks.hr_baselines import baselines
@@ -83,6 +88,9 @@ class HRStudyConfig(NamedTuple):
     # sets how much `HRKalman.assimilate` trusts a measurement (experiments/results).
     crps_weight: float = 1.0
     ridge: float = 1e-3
+    # features standardised by each session's own statistics before the fold's normaliser
+    # (`signal.features.session_relative`; e.g. `DEVICE_FEATURES`); () keeps the published inputs
+    session_relative: tuple[str, ...] = ()
 
 
 # HR model kinds of this task and their `models.REGISTRY` kinds: `AbstractHRModel`s built from
@@ -201,6 +209,13 @@ def make_task(config: HRStudyConfig, length: int) -> Task:
     return Task(sample, loss, validate)
 
 
+def model_features(cohort: Cohort, relative: tuple[str, ...] = ()):
+    """The model's inputs `[S, T, F]` and their names: `running_features`, with the features
+    `relative` taken to each session's own level and scale (`session_relative`)."""
+    features, names = running_features(cohort.x, cohort.channels, cohort.subject)
+    return session_relative(features, cohort.valid, names, tuple(relative)), names
+
+
 def prepare(cohort: Cohort, config: HRStudyConfig, split: Split | None = None):
     """Features, folds (leave-`runners_out`-runners-out unless a `split` is given), per-fold
     normalisers and segment tables for one cohort."""
@@ -209,7 +224,7 @@ def prepare(cohort: Cohort, config: HRStudyConfig, split: Split | None = None):
             f"cohort length {cohort.x.shape[1]} s is not a multiple of the {config.window} s "
             "window: stack it with a bucket that is"
         )
-    features, names = running_features(cohort.x, cohort.channels, cohort.subject)
+    features, names = model_features(cohort, config.session_relative)
     mask = cohort.mask & cohort.valid
     if split is None:
         n_val = config.n_validation or max(1, cohort.n_runners // 10)
@@ -308,6 +323,7 @@ def _header(cohort: Cohort, config: HRStudyConfig, split: Split, names) -> dict:
             "window": config.window,
             "segment_windows": config.segment_windows,
             "batch_size": config.batch_size,
+            "session_relative": [n for n in names if n in config.session_relative],
             **config.train._asdict(),
         },
         "models": {},

@@ -35,7 +35,7 @@ from wearjax.errors import WearjaxDataError
 from wearjax.eval.calibration import Calibration, fit_calibration
 from wearjax.eval.metrics import summarize
 from wearjax.eval.protocols import PROTOCOLS, first_observed, given_mask, standard_initial
-from wearjax.signal.features import feature_names, fit_normalizer, running_features
+from wearjax.signal.features import feature_names, fit_normalizer
 from wearjax.tasks.hr import (
     HR_MODELS,
     HRData,
@@ -43,6 +43,7 @@ from wearjax.tasks.hr import (
     HRStudyConfig,
     build_model,
     make_task,
+    model_features,
     segment_width,
 )
 from wearjax.tasks.hr_bands import horizons
@@ -221,7 +222,7 @@ def train_hr(
             "out for early stopping)"
         )
     cohort = stack_sessions(sessions, bucket=config.window)
-    features, names = running_features(cohort.x, cohort.channels, cohort.subject)
+    features, names = model_features(cohort, config.session_relative)
     n = len(sessions)
     n_val = max(1, round(validation_fraction * n))
     val = np.zeros(n, bool)
@@ -247,6 +248,8 @@ def train_hr(
         },
         "window": config.window,
         "features": list(names),
+        # features standardised by each session's own statistics (`session_relative`)
+        "session_relative": [n for n in names if n in config.session_relative],
         "channels": list(cohort.channels),
         # the height vertical oscillation of a recording without one is scaled by
         "height_m": float(np.median(np.asarray(cohort.subject)[:, _HEIGHT])),
@@ -330,7 +333,7 @@ def predict_hr(
     for note in notes:
         logger.warning("%s: %s", session.source or "recording", note)
     cohort = stack_sessions([session], bucket=int(header["window"]))
-    features, names = running_features(cohort.x, cohort.channels, cohort.subject)
+    features, names = model_features(cohort, tuple(header.get("session_relative", ())))
     if list(names) != list(header["features"]):
         raise WearjaxDataError(
             f"{session.source}: features {list(names)} differ from the model's {header['features']}"
