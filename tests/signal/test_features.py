@@ -199,7 +199,7 @@ def _sessions(seed=5):
 
 def test_session_relative_matches_a_float64_loop():
     f, valid, names = _sessions()
-    relative = ("stance_fraction", "altitude_m", "not_in_this_source")
+    relative = ("stance_fraction", "altitude_m")
     out = np.asarray(session_relative(jnp.asarray(f, jnp.float32), jnp.asarray(valid), names,
                                       relative))  # fmt: skip
     expected = f.copy()
@@ -213,6 +213,9 @@ def test_session_relative_matches_a_float64_loop():
     assert np.array_equal(out[..., untouched], f[..., untouched].astype(np.float32))
     same = jnp.asarray(f)
     assert session_relative(same, jnp.asarray(valid), names, ()) is same  # nothing asked
+    # a source without altitude: the name is a feature, just not this source's
+    speed_only = jnp.asarray(f[..., :1])
+    assert session_relative(speed_only, jnp.asarray(valid), names[:1], relative) is speed_only
 
 
 def test_session_relative_cancels_each_session_own_device_offset_and_scale():
@@ -225,8 +228,11 @@ def test_session_relative_cancels_each_session_own_device_offset_and_scale():
     a = session_relative(jnp.asarray(f), jnp.asarray(valid), names, DEVICE_FEATURES)
     b = session_relative(jnp.asarray(f * scale + shift), jnp.asarray(valid), names, DEVICE_FEATURES)
     assert np.allclose(np.asarray(a)[valid], np.asarray(b)[valid], atol=2e-4)
-    # the fold-wide normaliser alone sees the watches
-    assert not np.allclose(f[valid], (f * scale + shift)[valid], atol=1.0)
+    # the fold-wide normaliser alone does not: fitted on each cohort, it leaves the watches in
+    fold = [fit_normalizer(jnp.asarray(g), jnp.asarray(valid)).apply(jnp.asarray(g))
+            for g in (f, f * scale + shift)]  # fmt: skip
+    off = np.abs(np.asarray(fold[0]) - np.asarray(fold[1]))[valid][:, cols]
+    assert off.max() > 0.5
 
 
 def test_session_relative_refuses_a_session_without_valid_seconds():
@@ -234,3 +240,14 @@ def test_session_relative_refuses_a_session_without_valid_seconds():
     valid[2] = False
     with pytest.raises(WearjaxDataError, match="no valid second"):
         session_relative(jnp.asarray(f), jnp.asarray(valid), names, ("altitude_m",))
+
+
+@pytest.mark.parametrize(
+    ("relative", "message"),
+    [("altitude_m", "tuple of feature names|relative"), (("altitude",), "unknown features")],
+)
+def test_session_relative_refuses_a_string_or_an_unknown_name(relative, message):
+    f, valid, names = _sessions()
+    # a string: caught by the jaxtyping annotation when runtime checking is on, else by ours
+    with pytest.raises((WearjaxDataError, TypeError), match=message):
+        session_relative(jnp.asarray(f), jnp.asarray(valid), names, relative)

@@ -250,8 +250,17 @@ def session_relative(
     session standing higher, or bouncing more, than the others) is gone, and the statistics
     need the whole session (a stream must take them from earlier recordings). Inputs only:
     heart rate never enters. Names in `relative` that `names` lacks are ignored (a source
-    without that channel); a constant feature is only centred (`STD_FLOOR_REL`).
+    without that channel); a name that is no feature at all raises; a constant feature is only
+    centred (`STD_FLOOR_REL`).
     """
+    if isinstance(relative, str) or not all(isinstance(n, str) for n in relative):
+        raise WearjaxDataError(f"session_relative: pass a tuple of feature names, got {relative!r}")
+    known = {n for group in FEATURE_NAMES.values() for n in group}
+    unknown = sorted(set(relative) - known)
+    if unknown:
+        raise WearjaxDataError(
+            f"session_relative: unknown features {unknown}; known features are {sorted(known)}"
+        )
     columns = np.asarray([n in relative for n in names])
     if not columns.any():
         return features

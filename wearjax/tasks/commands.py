@@ -160,6 +160,17 @@ def _fit_hr_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def normalisation_line(config) -> str:
+    """How the HR inputs are normalised (`--normalise`), in one line."""
+    if not config.session_relative:
+        return "Normalisation: the training folds' statistics (--normalise fold)"
+    return (
+        "Normalisation: device features standardised per recording where present ("
+        + ", ".join(config.session_relative)
+        + "; --normalise session), then the training folds' statistics"
+    )
+
+
 def cv_hr(args) -> int:
     """`wearjax cv hr`: cross-validate HR models of one kind on the user's recordings."""
     from wearjax.eval.report import cohort_line, table_1, write_outputs
@@ -173,6 +184,7 @@ def cv_hr(args) -> int:
     cohort, k, folds = cv_cohort(sessions, config.window)
     config = config._replace(runners_out=k)
     print(f"read {len(sessions)} sessions ({', '.join(cohort.channels)}); {folds}")
+    print(normalisation_line(config))
     results, predictions = run_hr_study(cohort, config, progress=True)
     results["folds"]["how"] = folds
     results["cv"] = {"data": str(args.data), "kind": args.model, "quick": args.quick,
@@ -180,7 +192,9 @@ def cv_hr(args) -> int:
     written = write_outputs(results, predictions, args.out)
     report = args.out / "report.md"
     title, _, rest = report.read_text().partition("\n")
-    report.write_text(f"{title}\n\nData: `{args.data}`. Folds: {folds}.\n{rest}")
+    report.write_text(
+        f"{title}\n\nData: `{args.data}`. Folds: {folds}. {normalisation_line(config)}.\n{rest}"
+    )
     print()
     print(cohort_line(results))
     print()
@@ -201,6 +215,7 @@ def fit_hr(args) -> int:
     hidden, layers = config.models[0][1:]
     print(f"training {args.model} ({hidden}, {layers}) on {len(sessions)} sessions "
           f"({', '.join(sessions[0].channels)})")  # fmt: skip
+    print(normalisation_line(config))
     state_file = Path(f"{args.out}.state")
     if args.resume and not state_file.exists():
         raise WearjaxError(f"--resume: no training state at {state_file}; run without --resume")

@@ -4,8 +4,9 @@ ODE as a peer kind, `tasks.hr_personal`), both protocols, and two baselines.
 
 Used by `wearjax demo`, `wearjax cv hr` and `experiments/hr_table1.py`. The steps:
 
-1. features from raw channels (`signal.features`), one normaliser per fold fitted on that
-   fold's training runners only (vmapped);
+1. features from raw channels (`signal.features`; with `session_relative`, the device
+   features standardised by each session's own statistics first), one normaliser per fold
+   fitted on that fold's training runners only (vmapped);
 2. training batches are segments of `segment_windows` consecutive 60 s windows drawn from the
    training runners (the GRU state carries across the segment's windows; the standard protocol
    gives each window its first HR); a tenth of the runners per fold (at least one) is held out
@@ -213,7 +214,8 @@ def model_features(cohort: Cohort, relative: tuple[str, ...] = ()):
     """The model's inputs `[S, T, F]` and their names: `running_features`, with the features
     `relative` taken to each session's own level and scale (`session_relative`)."""
     features, names = running_features(cohort.x, cohort.channels, cohort.subject)
-    return session_relative(features, cohort.valid, names, tuple(relative)), names
+    relative = relative if isinstance(relative, str) else tuple(relative)  # a str is refused
+    return session_relative(features, cohort.valid, names, relative), names
 
 
 def prepare(cohort: Cohort, config: HRStudyConfig, split: Split | None = None):

@@ -65,7 +65,7 @@ HR_RECORDINGS = {
 # (`signal.features.DEVICE_FEATURES`) standardised per session first. The CLI's default is
 # "session": on synthetic runners each wearing another watch it cut the generative MAE from
 # 11.55 / 10.08 to 8.64 / 8.29 bpm (Kalman / ODE, experiments/hr_watch_shift.py); on the
-# shared runs, one watch, it moved MAEs by 0.2 bpm at most (README, "Another watch").
+# shared runs, one watch, it moved MAEs by -0.43 to +0.2 bpm (README, "Another watch").
 NORMALISE = ("fold", "session")
 DEFAULT_NORMALISE = "session"
 
