@@ -28,7 +28,14 @@ from wearjax.cv import Split
 from wearjax.data.pyoxynet import domain_windows
 from wearjax.models.transformer import build_transformer, n_parameters
 from wearjax.tasks.har_baselines import baseline_predictions, statistical_features
-from wearjax.tasks.pretrain import PretrainConfig, pretrain, save_encoder, synthetic_corpus
+from wearjax.tasks.pretrain import (
+    PretrainConfig,
+    cpet_corpus,
+    join_corpora,
+    pretrain,
+    save_encoder,
+    synthetic_corpus,
+)
 from wearjax.tasks.probe import embed_windows, probe_scores, scores
 
 
@@ -47,6 +54,12 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny encoder, a few epochs")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--corpus", choices=("synthetic", "cpet", "both"), default="synthetic",
+        help="pretraining corpus: the simulated cohort's 1 Hz physiology, pyoxynet's real "
+        "resting-to-exercise tests (HR, VO2, VCO2, VE; other subjects than the probed ramp "
+        "tests, labels unused), or both",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -55,7 +68,11 @@ def main(argv=None) -> int:
     config = config._replace(train=config.train._replace(epochs=epochs))
 
     t0 = time.perf_counter()
-    corpus = synthetic_corpus(seed=args.seed)
+    parts = {"synthetic": (synthetic_corpus,), "cpet": (cpet_corpus,),
+             "both": (synthetic_corpus, cpet_corpus)}[args.corpus]  # fmt: skip
+    corpus = join_corpora(*(
+        make(seed=args.seed) if make is synthetic_corpus else make() for make in parts
+    ))  # fmt: skip
     fit = pretrain(corpus, config, progress="pretraining")
     pretrain_s = time.perf_counter() - t0
     random_model = build_transformer(
@@ -83,7 +100,7 @@ def main(argv=None) -> int:
     history = fit.history
     metrics = {
         "pretraining": {
-            "size": config.size, "parameters": n_parameters(config.size),
+            "size": config.size, "parameters": n_parameters(config.size), "corpus": args.corpus,
             "windows": int(corpus.x.shape[0]), "epochs_run": int(len(history["val_loss"])),
             "seconds": round(pretrain_s, 1),
             "train_loss_first_last": [float(history["train_loss"][i]) for i in (0, -1)],

@@ -217,3 +217,40 @@ def test_folder_folds_are_sized_to_the_folder():
     ) == (1, 1)
     with pytest.raises(WearjaxError, match="3 subject\\(s\\): subject-wise cross-validation needs"):
         presets.folder_config(3)
+
+
+@pytest.mark.skipif(not HAS_PYOXYNET, reason="pyoxynet not installed: pip install wearjax[data]")
+def test_resting_tests_are_other_subjects_than_the_ramp_tests():
+    """The CPET pretraining corpus (`tasks.pretrain.cpet_corpus`) comes from the resting tests;
+    the metabolic-domain probe is scored on the ramp tests: no subject in both (age, height,
+    weight, sex), and its windows are HR, VO2, VCO2 and VE without a missing value."""
+    from wearjax.data.pyoxynet import (
+        DOMAIN_CHANNELS,
+        domain_windows,
+        pyoxynet_data_folder,
+        resting_series,
+    )
+    from wearjax.tasks.pretrain import cpet_corpus
+
+    def subjects(pattern):
+        out = set()
+        for path in pyoxynet_data_folder().glob(pattern):
+            with path.open() as f:
+                names = f.readline().strip().split(",")
+            row = np.loadtxt(path, delimiter=",", skiprows=1, max_rows=1)
+            out.add(
+                tuple(float(row[names.index(k)]) for k in ("age", "height", "weight", "gender"))
+            )
+        return out
+
+    ramp, resting = subjects("ramp_real_test_*.csv"), subjects("resting_real_test_*.csv")
+    assert len(ramp) > 80 and len(resting) > 40 and not ramp & resting
+    series, skipped = resting_series()
+    assert len(series) + len(skipped) == 50 and all("no heart rate" in s.reason for s in skipped)
+    assert all(x.shape[1] == len(DOMAIN_CHANNELS) for x in series)
+    corpus = cpet_corpus()
+    assert corpus.x.shape[1:] == (4, 60) and bool(np.all(np.isfinite(corpus.x)))
+    hr, vo2 = np.asarray(corpus.x[:, 0]), np.asarray(corpus.x[:, 1])
+    assert 40 < np.median(hr) < 200 and 300 < np.median(vo2) < 5000  # bpm, mL/min
+    probed, _ = domain_windows()  # the probe's windows: 87 ramp tests with HR
+    assert probed.x.shape == (3483, 60, 4) and probed.n_subjects == 87

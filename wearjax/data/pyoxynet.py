@@ -74,6 +74,49 @@ DOMAINS = ("moderate", "heavy", "severe")  # the files' `domain` column: -1, 0, 
 DOMAIN_CHANNELS = ("HR_I", "VO2_I", "VCO2_I", "VE_I")
 
 
+def _read_test(path: Path, window_s: int, skipped: list[Skipped]) -> dict | None:
+    """The columns of one test by name, or None (its reason logged and appended to `skipped`)
+    when it lacks a column of `DOMAIN_CHANNELS` or `domain`, is shorter than `window_s`, has no
+    heart rate, or a domain label outside -1, 0, 1."""
+    with path.open() as f:
+        names = [n.strip() for n in f.readline().split(",")]
+    values = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    table = {n: values[:, i] for i, n in enumerate(names) if i < values.shape[1]}
+    missing = [c for c in (*DOMAIN_CHANNELS, "domain") if c not in table]
+    reason = None
+    if missing:
+        reason = f"no column {missing[0]}"
+    elif len(values) < window_s:
+        reason = f"{len(values)} s, shorter than one {window_s} s window"
+    elif not np.any(table["HR_I"] > 25):
+        reason = "no heart rate (all zero)"
+    elif not np.all(np.isin(table["domain"], (-1, 0, 1))):
+        reason = "a domain label outside -1, 0, 1"
+    if reason:
+        logger.warning("skipping %s: %s", path.name, reason)
+        skipped.append(Skipped(path, reason))
+        return None
+    return table
+
+
+def resting_series(window_s: int = 60) -> tuple[list[np.ndarray], list[Skipped]]:
+    """HR, VO2, VCO2 and VE `[T, 4]` (1 Hz, `DOMAIN_CHANNELS` order) of pyoxynet's 50
+    `resting_real_test_*.csv` files, unlabelled use only (a pretraining corpus): tests from
+    rest into exercise of other subjects than the ramp tests (no age, height, weight and sex in
+    common with any of them). Unusable files are skipped as `domain_windows` skips them."""
+    files = sorted(pyoxynet_data_folder().glob("resting_real_test_*.csv"), key=_test_number)
+    series, skipped = [], []
+    for path in files:
+        table = _read_test(path, window_s, skipped)
+        if table is not None:
+            series.append(np.stack([table[c] for c in DOMAIN_CHANNELS], axis=-1))
+    if not series:
+        raise PyoxynetMissing(
+            f"no usable resting_real_test_*.csv in pyoxynet's data: {INSTALL_HINT}"
+        )
+    return series, skipped
+
+
 def domain_windows(window_s: int = 60, hop_s: int = 15):
     """Windows `[N, window_s, 4]` of HR, VO2, VCO2 and VE (1 Hz) from every ramp test with HR,
     labelled with the metabolic intensity domain (moderate / heavy / severe, set by experts in
@@ -85,23 +128,8 @@ def domain_windows(window_s: int = 60, hop_s: int = 15):
     files = sorted(pyoxynet_data_folder().glob("ramp_real_test_*.csv"), key=_test_number)
     xs, ys, subjects, skipped = [], [], [], []
     for path in files:
-        with path.open() as f:
-            names = [n.strip() for n in f.readline().split(",")]
-        values = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
-        table = {n: values[:, i] for i, n in enumerate(names) if i < values.shape[1]}
-        missing = [c for c in (*DOMAIN_CHANNELS, "domain") if c not in table]
-        reason = None
-        if missing:
-            reason = f"no column {missing[0]}"
-        elif len(values) < window_s:
-            reason = f"{len(values)} s, shorter than one {window_s} s window"
-        elif not np.any(table["HR_I"] > 25):
-            reason = "no heart rate (all zero)"
-        elif not np.all(np.isin(table["domain"], (-1, 0, 1))):
-            reason = "a domain label outside -1, 0, 1"
-        if reason:
-            logger.warning("skipping %s: %s", path.name, reason)
-            skipped.append(Skipped(path, reason))
+        table = _read_test(path, window_s, skipped)
+        if table is None:
             continue
         series = np.stack([table[c] for c in DOMAIN_CHANNELS], axis=-1)
         w = windows(series, window_s, hop_s)

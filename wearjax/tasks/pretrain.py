@@ -19,7 +19,9 @@ content into unmasked ones, as in NormWear; the target is the raw signal of mask
 
 The default corpus (`synthetic_corpus`) is 1 Hz physiology: 60 s windows of four channels drawn
 from HR, VO2 and the running channels of the simulated cohort (no real recording is used, so
-probes on real data never see their test subjects during pretraining).
+probes on real data never see their test subjects during pretraining). `cpet_corpus` adds real
+metabolic windows (HR, VO2, VCO2, VE) from pyoxynet's resting-to-exercise tests, whose subjects
+are not among the ramp tests the metabolic-domain probe is scored on; `join_corpora` joins them.
 """
 
 from __future__ import annotations
@@ -100,6 +102,23 @@ def synthetic_corpus(
     pick = np.argsort(rng.random((len(w), w.shape[2])), axis=1)[:, :n_channels]
     x = np.take_along_axis(w, pick[:, None, :], axis=2).transpose(0, 2, 1)
     return Corpus(jnp.asarray(x, jnp.float32), jnp.ones(x.shape[:2], bool))
+
+
+def cpet_corpus(*, window_s: int = 60, hop_s: int = 30) -> Corpus:
+    """Windows of HR, VO2, VCO2 and VE (1 Hz) from pyoxynet's real resting-to-exercise tests
+    (`data.pyoxynet.resting_series`: other subjects than the ramp tests the metabolic-domain
+    probe is scored on; their labels are not used). Windows with a missing value are left out."""
+    from wearjax.data.pyoxynet import resting_series
+
+    series, _ = resting_series(window_s)
+    w = np.concatenate([windows(x, window_s, hop_s) for x in series])  # [N, T, 4]
+    w = w[np.all(np.isfinite(w), axis=(1, 2))].transpose(0, 2, 1)
+    return Corpus(jnp.asarray(w, jnp.float32), jnp.ones(w.shape[:2], bool))
+
+
+def join_corpora(*corpora: Corpus) -> Corpus:
+    """One corpus of several with the same channel count and window length."""
+    return Corpus(*(jnp.concatenate(parts) for parts in zip(*corpora, strict=True)))
 
 
 WRIST = PretrainConfig(nominal_rate=25.0, low_hz=0.25, high_hz=6.25, n_scales=25)
