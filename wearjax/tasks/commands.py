@@ -288,68 +288,20 @@ def _output_name(session, file: Path, used: set[str]) -> str:
     return name
 
 
-# -- VO2 -------------------------------------------------------------------------------------
+# -- VO2 (the command lives in tasks.vo2_cli) -------------------------------------------------
 
 
 def _vo2_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--data",
-        default="synthetic",
-        help="'synthetic' (HR -> VO2 on the simulated cohort), 'pyoxynet' (its real ramp "
-        "tests) or a folder of your CPET CSV files",
-    )
-    p.add_argument(
-        "--columns",
-        default=None,
-        help="your files' column names, e.g. 'vo2=VO2 (ml/min),hr=HR,work_rate=Load'",
-    )
-    p.add_argument(
-        "--vo2-unit",
-        choices=("mL/min", "L/min"),
-        default=None,
-        help="unit of your VO2 column (default: detected from its magnitude)",
-    )
+    from wearjax.tasks.vo2_cli import arguments
 
-
-def _parse_columns(text: str | None) -> dict[str, str] | None:
-    if not text:
-        return None
-    pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
-    bad = [p[0] for p in pairs if len(p) != 2 or not p[1].strip()]
-    if bad:
-        raise WearjaxError(
-            f"--columns: {bad[0]!r} is not NAME=COLUMN; write e.g. 'vo2=VO2 (ml/min),hr=HR'"
-        )
-    return {k.strip(): v.strip() for k, v in pairs}
+    arguments(p)
 
 
 def cv_vo2(args) -> int:
-    """`wearjax cv vo2 --data {synthetic,pyoxynet,FOLDER}`: the VO2 task's cross-validation;
-    writes `DIR/metrics.json` and `DIR/report.md` and prints the table."""
-    from wearjax.eval.report import write_report
-    from wearjax.tasks import presets
-    from wearjax.tasks.vo2 import run_vo2_study
-    from wearjax.tasks.vo2_chain import run_hr_to_vo2
+    """`wearjax cv vo2` (`tasks.vo2_cli.cv_command`)."""
+    from wearjax.tasks.vo2_cli import cv_command
 
-    data = str(args.data)
-    if data == "pyoxynet":
-        cohort = presets.load_cpet_cohort(30 if args.quick else None)
-        results, _ = run_vo2_study(cohort, presets.cpet_config(args.quick, args.seed))
-        title = "VO2 on pyoxynet's ramp tests"
-    elif data == "synthetic":
-        results, _ = run_hr_to_vo2(presets.synthetic_config(args.quick, args.seed))
-        title = "HR -> VO2 on the synthetic cohort"
-    else:
-        cohort, unit_note = presets.load_cpet_folder_cohort(
-            Path(data), columns=_parse_columns(args.columns), vo2_unit=args.vo2_unit, say=say
-        )
-        print(unit_note)
-        config = presets.folder_config(cohort.n_runners, args.quick, args.seed)
-        results, _ = run_vo2_study(cohort, config)
-        results["data"] = {"folder": data, "vo2_unit": unit_note}
-        title = f"VO2 on {data}"
-    print(write_report(results, args.out, title))
-    return 0
+    return cv_command(args, say)
 
 
 # -- activity recognition ---------------------------------------------------------------------
