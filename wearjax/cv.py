@@ -205,9 +205,17 @@ def fit_folds(
 def _static_part(init, key, trainable):
     """The frozen part of `init(key)`, from its shapes alone when it holds no array (the
     usual case: only the trainable part is computed); else from a real initialisation."""
-    static = eqx.partition(eqx.filter_eval_shape(init, key), trainable)[1]
-    leaves = jax.tree_util.tree_leaves(static)
-    if any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in leaves):
+    # shapes stand in for arrays as zero-memory views, so that `trainable` sees arrays
+    shapes = jax.tree_util.tree_map(
+        lambda a: (
+            np.broadcast_to(np.zeros((), a.dtype), a.shape)
+            if isinstance(a, jax.ShapeDtypeStruct)
+            else a
+        ),
+        eqx.filter_eval_shape(init, key),
+    )
+    static = eqx.partition(shapes, trainable)[1]
+    if any(eqx.is_array(leaf) for leaf in jax.tree_util.tree_leaves(static)):
         static = eqx.partition(init(key), trainable)[1]
     return static
 

@@ -307,3 +307,22 @@ def test_cross_validation_resumes_bit_for_bit(tiny_study, tmp_path):
     for a, b in zip(jax.tree.leaves(whole.model), jax.tree.leaves(resumed.model), strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(whole.history["val_loss"], resumed.history["val_loss"])
+
+
+def test_static_part_from_shapes_alone_unless_something_frozen_is_an_array():
+    """The frozen part of a model comes from its shapes (no eager initialisation, whose every
+    random draw compiles on its own) unless the frozen part holds arrays, which need values."""
+    from wearjax.cv import _static_part
+
+    concrete = []
+
+    def init(key):
+        concrete.append(not isinstance(key, jax.core.Tracer))
+        return Linear(jax.random.normal(key, (3,)), jnp.zeros(()))
+
+    static = _static_part(init, jax.random.key(0), eqx.is_inexact_array)
+    assert concrete == [False]  # traced for its shapes only
+    assert jax.tree_util.tree_leaves(static) == []
+    static = _static_part(init, jax.random.key(0), Linear(False, True))  # the bias trains
+    assert concrete[-1] is True  # the frozen weight needs its values
+    np.testing.assert_array_equal(static.w, init(jax.random.key(0)).w)
