@@ -57,17 +57,38 @@ def embed_windows(model, windows: LabelledWindows, header: dict, *, batch: int =
     return np.asarray(run(model, jnp.asarray(windows.x.transpose(0, 2, 1))))
 
 
-def probe_scores(features: np.ndarray, windows: LabelledWindows, split: Split, *, c: float = 1.0):
-    """Accuracy and macro-F1 `[K]` of a logistic probe on `features [N, F]` per fold."""
+PROBE_CS = np.logspace(-3, 2, 6)
+"""The logistic probe's inverse penalties, chosen per fold by an inner subject-wise CV."""
+
+
+def probe_scores(
+    features: np.ndarray, windows: LabelledWindows, split: Split, *, cs=PROBE_CS, inner: int = 4
+):
+    """Accuracy and macro-F1 `[K]` of a logistic probe on `features [N, F]` per fold.
+
+    The penalty is chosen per fold from `cs` by `inner`-fold cross-validation grouped by
+    subject on the fold's training and validation windows (never its test subjects), as the
+    ridge probe chooses its own (`ridge_scores`): a fixed penalty favours whichever feature set
+    happens to suit it, and a 1,000-dimensional embedding needs another than 40 statistics.
+    Where the fold's windows hold fewer than `inner` subjects (an official split without
+    subject ids), the inner folds are stratified by class instead."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     pred = np.full(split.test.shape, -1, np.int64)
     for k in range(split.n_folds):  # scikit-learn fits one fold at a time
-        fit_on = split.train[k] | split.validation[k]
-        model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
-        model.fit(features[fit_on], windows.y[fit_on])
+        fit_on = np.flatnonzero(split.train[k] | split.validation[k])
+        x, y, groups = features[fit_on], windows.y[fit_on], windows.subject[fit_on]
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=float(cs[0]), max_iter=5000))
+        if len(cs) > 1:
+            if len(np.unique(groups)) >= inner:
+                folds = list(GroupKFold(inner).split(x, y, groups))
+            else:
+                folds = list(StratifiedKFold(inner, shuffle=True, random_state=0).split(x, y))
+            model = GridSearchCV(model, {"logisticregression__C": list(cs)}, cv=folds)
+        model.fit(x, y)
         pred[k, split.test[k]] = model.predict(features[split.test[k]])
     return scores(pred, windows, split)
 
