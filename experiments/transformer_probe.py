@@ -60,10 +60,16 @@ def main(argv=None) -> int:
         "resting-to-exercise tests (HR, VO2, VCO2, VE; other subjects than the probed ramp "
         "tests, labels unused), or both",
     )  # fmt: skip
+    parser.add_argument(
+        "--hide-channel", action="store_true",
+        help="hide every patch of one channel per window (PretrainConfig.hide_channel)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
-    config = PretrainConfig(size="tiny" if args.quick else "small", seed=args.seed)
+    config = PretrainConfig(
+        size="tiny" if args.quick else "small", seed=args.seed, hide_channel=args.hide_channel
+    )
     epochs = args.epochs or (4 if args.quick else config.train.epochs)
     config = config._replace(train=config.train._replace(epochs=epochs))
 
@@ -101,6 +107,7 @@ def main(argv=None) -> int:
     metrics = {
         "pretraining": {
             "size": config.size, "parameters": n_parameters(config.size), "corpus": args.corpus,
+            "hide_channel": config.hide_channel,
             "windows": int(corpus.x.shape[0]), "epochs_run": int(len(history["val_loss"])),
             "seconds": round(pretrain_s, 1),
             "train_loss_first_last": [float(history["train_loss"][i]) for i in (0, -1)],

@@ -138,3 +138,19 @@ def test_logistic_probe_chooses_its_penalty_on_the_training_subjects():
     chosen = probe_scores(features, w, split)[0].mean()
     assert chosen > max(fixed[PROBE_CS[0]], fixed[PROBE_CS[-1]]) + 0.02
     assert chosen > max(fixed.values()) - 0.02
+
+
+def test_hide_channel_hides_every_patch_of_the_hidden_levels_channel_only():
+    from wearjax.tasks.pretrain import batch_masks
+
+    ok = jnp.asarray([[True, True, True, False]] * 5)
+    plain = PretrainConfig(mask_ratio=0.5, masking="random")
+    mask, hide = batch_masks(jax.random.key(0), ok, 3, 4, plain)
+    mask_h, hide_h = batch_masks(jax.random.key(0), ok, 3, 4, plain._replace(hide_channel=True))
+    np.testing.assert_array_equal(hide, hide_h)
+    assert np.all(np.asarray(hide).sum(1) == 1) and not np.any(np.asarray(hide)[:, 3])
+    np.testing.assert_array_equal(np.asarray(mask_h)[np.asarray(hide)], True)
+    np.testing.assert_array_equal(
+        np.asarray(mask_h)[~np.asarray(hide)], np.asarray(mask)[~np.asarray(hide)]
+    )
+    assert np.all(np.asarray(mask).sum(-1) == 6)  # without it, half of every channel's patches

@@ -9,7 +9,9 @@ masked patches replaced by its mask token, and the decoder reconstructs each cha
 column's patches that were masked, so unmasked columns do not count (NormWear's "MSE on the
 masked part" on a fixed-shape grid). One channel per window also has its levels (mean and SD,
 `signal.cwt.levels`) hidden; their MSE, from that channel's [CLS] token, is added with weight
-`level_weight`.
+`level_weight`. With `hide_channel`, that channel's patches are all hidden as well, so its
+signal and levels can only come from the other channels, through the liaison fusion: the
+relations between channels (ventilation against CO2 output, HR against VO2) become the task.
 
 Masks (`patch_mask`), with `mask_ratio` of the patches hidden: `random` (any patches, exactly
 `round(ratio P)` per channel), `time` (whole time columns), `scale` (whole scale rows), `mixed`
@@ -52,6 +54,7 @@ class PretrainConfig(NamedTuple):
     mask_ratio: float = 0.8
     masking: str = "mixed"
     level_weight: float = 0.1  # the hidden levels' MSE beside the signal's
+    hide_channel: bool = False  # hide all of the hidden-levels channel's patches too
     batch_size: int = 16
     seed: int = 0
     train: TrainConfig = TrainConfig(
@@ -166,21 +169,31 @@ def patch_mask(key, rows: int, cols: int, ratio: float, kind: str) -> jax.Array:
     return masks[MASKINGS.index(kind)]
 
 
+def batch_masks(key, ok, rows: int, cols: int, config: PretrainConfig):
+    """`(mask [B, C, rows * cols], hide [B, C])`: each channel's hidden patches (`patch_mask`)
+    and the one real channel per window whose levels are hidden (all of its patches too, with
+    `config.hide_channel`)."""
+    b, c = ok.shape
+    keys = jax.random.split(key, (b, c))
+    mask = jax.vmap(
+        jax.vmap(lambda k: patch_mask(k, rows, cols, config.mask_ratio, config.masking))
+    )(keys)
+    score = jnp.where(ok, jax.random.uniform(jax.random.fold_in(key, 1), ok.shape), -1.0)
+    hide = jax.nn.one_hot(jnp.argmax(score, axis=1), c, dtype=bool) & ok  # one channel each
+    if config.hide_channel:
+        mask = mask | hide[..., None]
+    return mask, hide
+
+
 def masked_loss(model, x, ok, key, config: PretrainConfig):
     """The masked-reconstruction MSE of a batch `x [B, C, T]` (module docstring)."""
     r = config.nominal_rate
     planes = scalogram(x, r, r, config.freqs)  # [B, C, 3, S, T]
     rows, cols = planes.shape[-2] // PATCH[0], planes.shape[-1] // PATCH[1]
     b, c = x.shape[:2]
-    keys = jax.random.split(key, (b, c))
-    mask = jax.vmap(
-        jax.vmap(lambda k: patch_mask(k, rows, cols, config.mask_ratio, config.masking))
-    )(keys)
+    mask, hide = batch_masks(key, ok, rows, cols, config)
     module = model.module
     lv = levels(x, r, r)  # [B, C, 2]
-    k_hide = jax.random.fold_in(key, 1)
-    score = jnp.where(ok, jax.random.uniform(k_hide, ok.shape), -1.0)
-    hide = jax.nn.one_hot(jnp.argmax(score, axis=1), c, dtype=bool) & ok  # one channel each
     tokens = jax.vmap(
         lambda p, m, o, v, h: module.encode(p, m, channel_ok=o, levels=v, hide_levels=h)
     )(planes, mask, ok, lv, hide)
