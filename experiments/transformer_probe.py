@@ -81,6 +81,7 @@ def main(argv=None) -> int:
     ))  # fmt: skip
     fit = pretrain(corpus, config, progress="pretraining")
     pretrain_s = time.perf_counter() - t0
+    save_encoder(args.out / "encoder.wjx", fit.model, config)  # before probing: nothing lost
     random_model = build_transformer(
         config.size, key=jax.random.split(jax.random.key(args.seed))[0]
     )
@@ -118,7 +119,6 @@ def main(argv=None) -> int:
             "skipped": [f"{s.path.name}: {s.reason}" for s in skipped], "probes": table,
         },
     }  # fmt: skip
-    save_encoder(args.out / "encoder.wjx", fit.model, config)
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     rows = ["| probe | accuracy | macro-F1 |", "|---|---:|---:|"]
     for name, m in table.items():
