@@ -36,7 +36,7 @@ from wearjax.tasks.pretrain import (
     save_encoder,
     synthetic_corpus,
 )
-from wearjax.tasks.probe import embed_windows, probe_scores, scores
+from wearjax.tasks.probe import PROBE_CS, embed_windows, probe_scores, scores
 
 
 def _row(acc, f1, seconds=None) -> dict:
@@ -64,6 +64,10 @@ def main(argv=None) -> int:
         "--hide-channel", action="store_true",
         help="hide every patch of one channel per window (PretrainConfig.hide_channel)",
     )  # fmt: skip
+    parser.add_argument(
+        "--fixed-c", type=float,
+        help="a fixed logistic penalty instead of the inner CV's choice (earlier rounds: 1)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -86,6 +90,7 @@ def main(argv=None) -> int:
         config.size, key=jax.random.split(jax.random.key(args.seed))[0]
     )
 
+    cs = PROBE_CS if args.fixed_c is None else [args.fixed_c]
     w, skipped = domain_windows()
     split = Split.by_subject(w.subject, w.n_subjects, -(-w.n_subjects // 5), seed=args.seed)
     table = {}
@@ -95,10 +100,10 @@ def main(argv=None) -> int:
     ):
         t = time.perf_counter()
         features = embed_windows(model, w, config.header())
-        table[name] = _row(*probe_scores(features, w, split), time.perf_counter() - t)
+        table[name] = _row(*probe_scores(features, w, split, cs=cs), time.perf_counter() - t)
     t = time.perf_counter()
     table["statistical features"] = _row(
-        *probe_scores(statistical_features(w), w, split), time.perf_counter() - t
+        *probe_scores(statistical_features(w), w, split, cs=cs), time.perf_counter() - t
     )
     t = time.perf_counter()
     table["MiniRocket"] = _row(
