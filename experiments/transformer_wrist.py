@@ -34,7 +34,7 @@ from wearjax.models.transformer import build_transformer
 from wearjax.tasks.har import official_split, subject_split
 from wearjax.tasks.har_baselines import statistical_features
 from wearjax.tasks.pretrain import WRIST, pretrain, save_encoder, wrist_corpus
-from wearjax.tasks.probe import embed_windows, probe_scores, ridge_scores
+from wearjax.tasks.probe import PROBE_CS, embed_windows, probe_scores, ridge_scores
 
 
 def _stats(values) -> dict:
@@ -49,7 +49,12 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny encoder, a few epochs")
     parser.add_argument("--epochs", type=int, help="pretraining epochs (default 20; quick 3)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--fixed-c", type=float,
+        help="a fixed logistic penalty instead of the inner CV's choice (earlier rounds: 1)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    cs = PROBE_CS if args.fixed_c is None else [args.fixed_c]
     args.out.mkdir(parents=True, exist_ok=True)
     config = WRIST._replace(size="tiny" if args.quick else "small", seed=args.seed)
     epochs = args.epochs or (3 if args.quick else 20)
@@ -92,8 +97,10 @@ def main(argv=None) -> int:
         sets["watch"] = (watch(), None)
     for name, (w, _) in sets.items():
         s = official_split(w) if name == "basic_motions" else subject_split(w, seed=args.seed)
-        table = {m: probe_scores(embed_windows(e, w, header), w, s) for m, e in encoders.items()}
-        table["statistical features"] = probe_scores(statistical_features(w), w, s)
+        table = {
+            m: probe_scores(embed_windows(e, w, header), w, s, cs=cs) for m, e in encoders.items()
+        }
+        table["statistical features"] = probe_scores(statistical_features(w), w, s, cs=cs)
         metrics[name] = {m: {"accuracy": _stats(a), "macro_f1": _stats(f)}
                          for m, (a, f) in table.items()}  # fmt: skip
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
