@@ -122,6 +122,7 @@ def main(argv=None) -> int:
         "metabolic_domain": {
             "windows": int(len(w.y)), "subjects": w.n_subjects, "folds": split.n_folds,
             "skipped": [f"{s.path.name}: {s.reason}" for s in skipped], "probes": table,
+            "probe_penalty": "inner CV" if args.fixed_c is None else args.fixed_c,
         },
     }  # fmt: skip
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))

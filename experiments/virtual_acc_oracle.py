@@ -23,17 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from wearjax.data.wrist_synthetic import simulate_wrist
-from wearjax.signal.spectra import HOP_S, WINDOW_S, band_spectra
+from wearjax.signal.spectra import HOP_S, WINDOW_S, band_spectra, window_mean
 
 GUARD_HZ = 0.3  # half-width of the band removed around each gait harmonic
 HARMONICS = np.arange(1, 9)
-
-
-def window_means(series: np.ndarray, n_windows: int) -> np.ndarray:
-    """`[S, W]` means of a 1 Hz series `[S, N1]` over each 8 s window, hop 2 s."""
-    starts = np.arange(n_windows) * round(HOP_S)
-    idx = starts[:, None] + np.arange(round(WINDOW_S))[None]
-    return series[:, idx].mean(-1)
 
 
 def oracle_table(bcg: float, seed: int = 0) -> dict:
@@ -49,8 +42,8 @@ def oracle_table(bcg: float, seed: int = 0) -> dict:
     # each centred window is its own one-window signal
     mag, freqs = band_spectra(centred, w.rate, window_s=WINDOW_S, hop_s=WINDOW_S)
     power = np.asarray(jnp.square(mag[..., 0, :]).sum(axis=1))  # [S, W, F]
-    hr = window_means(w.hr, frames) / 60.0  # Hz
-    stride = window_means(w.cadence, frames) / 120.0  # steps/min -> strides/s
+    hr = np.asarray(window_mean(jnp.asarray(w.hr), 1.0)[0])[:, :frames] / 60.0  # Hz
+    stride = np.asarray(window_mean(jnp.asarray(w.cadence), 1.0)[0])[:, :frames] / 120.0
     gait = np.abs(
         freqs[None, None, None] - HARMONICS[:, None, None, None] * stride[None, ..., None]
     )

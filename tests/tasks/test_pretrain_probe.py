@@ -154,3 +154,26 @@ def test_hide_channel_hides_every_patch_of_the_hidden_levels_channel_only():
         np.asarray(mask_h)[~np.asarray(hide)], np.asarray(mask)[~np.asarray(hide)]
     )
     assert np.all(np.asarray(mask).sum(-1) == 6)  # without it, half of every channel's patches
+
+
+def test_logistic_probe_on_too_few_windows_falls_back_to_a_fixed_penalty(caplog):
+    """No subject ids and 3 windows of a class: no 4 inner folds can be drawn, so the probe
+    says so and fits C = 1, the same predictions as asking for C = 1."""
+    from wearjax.cv import Split
+    from wearjax.data.imu import LabelledWindows
+    from wearjax.tasks.probe import probe_scores
+
+    rng = np.random.default_rng(2)
+    y = np.asarray([0] * 3 + [1] * 9, np.int32)
+    features = rng.normal(size=(12, 5)) + y[:, None]
+    w = LabelledWindows(
+        np.zeros((12, 4, 1), np.float32), y, np.full(12, -1, np.int32),
+        np.arange(12, dtype=np.int32), ("a", "b"), ("x",), {"x": (0,)}, 1.0,
+    )  # fmt: skip
+    test = np.zeros((1, 12), bool)
+    test[0, [0, 5]] = True
+    split = Split(test, np.zeros_like(test), ~test)
+    with caplog.at_level("WARNING", logger="wearjax.tasks.probe"):
+        chosen = probe_scores(features, w, split)
+    assert "uses C = 1" in caplog.text
+    np.testing.assert_array_equal(chosen[0], probe_scores(features, w, split, cs=[1.0])[0])

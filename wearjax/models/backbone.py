@@ -11,12 +11,13 @@ The input projections `W_i* x + b_i*` do not depend on the carry, so they are co
 time steps with one matrix product before the scan; the scan body holds only the recurrent part.
 
 A sequence runs with those projections split per gate before the scan: three contiguous `[T, H]`
-arrays, so a step reads whole rows instead of slicing one `[3H]` row three ways, which doubled
-the rollout's speed on CPU (`benchmarks/flops.py`). Its values are bit-identical to the sliced
-layout, but a gradient taken through it sums the bias cotangent in another order (1 ulp), which
-would move every trained figure by seed-level noise. So derivatives are taken through the sliced
-layout (a `custom_jvp` whose rule is the sliced scan's own JVP): trained weights are unchanged
-bit for bit, and only rollouts that are not differentiated take the faster path.
+arrays, so a step reads whole rows instead of slicing one `[3H]` row three ways: 2.6x faster
+per step and 1.5x per whole rollout at batch 1024 on CPU (`benchmarks/flops.py`). Its values
+are bit-identical to the sliced layout, but a gradient taken through it sums the bias cotangent
+in another order (1 ulp), which would move every trained figure by seed-level noise. So
+derivatives are taken through the sliced layout (a `custom_jvp` whose rule is the sliced scan's
+own JVP): trained weights are unchanged bit for bit, and only rollouts that are not
+differentiated take the faster path.
 """
 
 from __future__ import annotations

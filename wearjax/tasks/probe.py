@@ -5,7 +5,8 @@ scales (resampled from the window's own rate), the frozen encoder embeds every c
 [CLS] token and the mean of its patch tokens, with the channel's levels) and the channels are
 concatenated, in the dataset's channel order. A
 standardised multinomial logistic regression is fitted per fold on the fold's training and
-validation windows and scored on its test windows (accuracy, macro-F1). The statistical-feature
+validation windows, its penalty chosen by an inner subject-wise CV on those windows
+(`probe_scores`), and scored on its test windows (accuracy, macro-F1). The statistical-feature
 baseline (`tasks.har_baselines.statistical_features`) and MiniRocket go through the same folds.
 """
 
@@ -72,7 +73,8 @@ def probe_scores(
     ridge probe chooses its own (`ridge_scores`): a fixed penalty favours whichever feature set
     happens to suit it, and a 1,000-dimensional embedding needs another than 40 statistics.
     Where the fold's windows hold fewer than `inner` subjects (an official split without
-    subject ids), the inner folds are stratified by class instead."""
+    subject ids), the inner folds are stratified by class instead; where a class has fewer
+    than `inner` windows even for that, the probe falls back to C = 1 and says so."""
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
     from sklearn.model_selection import GroupKFold, StratifiedKFold
     from sklearn.pipeline import make_pipeline
@@ -83,8 +85,15 @@ def probe_scores(
         fit_on = np.flatnonzero(split.train[k] | split.validation[k])
         x, y, groups = features[fit_on], windows.y[fit_on], windows.subject[fit_on]
         probe = LogisticRegression(C=float(cs[0]), max_iter=5000)
-        if len(cs) > 1:
-            if len(np.unique(groups)) >= inner:
+        by_subject = len(np.unique(groups)) >= inner
+        if len(cs) > 1 and not by_subject and np.bincount(y).min(initial=0) < inner:
+            logger.warning(
+                "fold %d: too few subjects and windows per class for %d inner folds; the "
+                "logistic probe uses C = 1", k, inner,
+            )  # fmt: skip
+            probe = LogisticRegression(C=1.0, max_iter=5000)
+        elif len(cs) > 1:
+            if by_subject:
                 folds = list(GroupKFold(inner).split(x, y, groups))
             else:
                 folds = list(StratifiedKFold(inner, shuffle=True, random_state=0).split(x, y))
