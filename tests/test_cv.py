@@ -1,5 +1,7 @@
 """The cross-validation runner: folds as masks, held-out tables, prediction scattered back."""
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -110,3 +112,59 @@ def test_a_process_takes_its_contiguous_share_of_the_folds(monkeypatch):
     np.testing.assert_array_equal(part.train, split.train[2:])
     np.testing.assert_array_equal(part.calibrate_from, [[False, False], [True, False]])
     assert Split(split.test, split.validation, split.train).take([1]).calibrate_from is None
+
+
+def _family(name: str):
+    """A builder of one model family that `fit_folds` initialises (small sizes: the random draws
+    and their transforms are what matters, not the sizes)."""
+    from wearjax.models.har import ConvNet, HARModel
+    from wearjax.models.hr_personalized import PersonalHRODE
+    from wearjax.models.vo2 import build_vo2_model
+    from wearjax.tasks.hr import build_model
+    from wearjax.tasks.virtual import VirtualConfig, build
+
+    return {
+        "kalman": partial(build_model, "kalman", 7, 16, 2, window=60),
+        "ode": partial(build_model, "ode", 7, 16, 2, window=60),
+        "personal": lambda key: PersonalHRODE(6, 8, 32, window=60, asymmetric=True, key=key),
+        "vo2": partial(build_vo2_model, 5, (16, 2), window=60),
+        "har": lambda key: HARModel(
+            ((0, 1, 2), (3, 4, 5)),
+            4,
+            width=16,
+            latent=8,
+            patch=10,
+            depth=1,
+            heads=2,
+            dropout=0.1,
+            key=key,
+        ),  # fmt: skip
+        "cnn": lambda key: ConvNet(6, 4, dropout=0.1, key=key),
+        "virtual": partial(build, VirtualConfig(), "virtual"),
+        "fusion": partial(build, VirtualConfig(), "fusion"),
+    }[name]
+
+
+# one family in the fast suite; the others (5-15 s each on 2 cores) in the slow one
+@pytest.mark.parametrize(
+    "family",
+    ["kalman"]
+    + [
+        pytest.param(f, marks=pytest.mark.slow)
+        for f in ("ode", "personal", "vo2", "har", "cnn", "virtual", "fusion")
+    ],
+)
+def test_initialiser_compiled_cheaply_gives_the_same_bits(family):
+    """`cv.initialise` compiles with `INIT_COMPILER_OPTIONS`: every family's parameters must
+    equal, bit for bit, those of XLA's default compile (otherwise every trained figure moves)."""
+    import equinox as eqx
+
+    from wearjax.cv import initialise
+
+    keys = jax.random.split(jax.random.key(3), 2)
+    init = lambda k: _family(family)(key=k)  # noqa: E731
+    trainable = lambda k: eqx.partition(init(k), eqx.is_inexact_array)[0]  # noqa: E731
+    cheap, default = initialise(init, keys), jax.jit(jax.vmap(trainable))(keys)
+    assert jax.tree.structure(cheap) == jax.tree.structure(default)
+    for a, b in zip(jax.tree.leaves(cheap), jax.tree.leaves(default), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
