@@ -147,9 +147,10 @@ def padded_table(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 # The initialiser runs once per fit, so its compile time is all it costs: LLVM's optimisation
-# level 1 (of 0-3; XLA's default is 2) compiles it 1.4-2.5x faster (an HR GRU model's pair of
-# folds: 4.2-5.9 s -> 2.0-3.1 s), with the same bits (tests/test_cv.py checks every model
-# family). Level 0 would save a little more but moves parameters by an ulp (no FMA contraction).
+# level 1 (of 0-3; XLA's default is 2) compiles the demo's HR models' initialisers 1.5-1.8x
+# faster (benchmarks/compile_demo.py), with the same bits (tests/test_cv.py checks every model
+# family). Level 0 would save more but rounds the uniform draws differently (no fused
+# multiply-add), which would move every trained figure.
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
