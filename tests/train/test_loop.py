@@ -208,6 +208,7 @@ def test_training_step_does_not_retrace_and_loss_falls(tiny_study):
     assert res.history["val_loss"][-1] < res.history["val_loss"][0]
 
 
+@pytest.mark.slow  # ~30 s on 2 cores: keeps the fast suite under 10 minutes
 def test_stopped_fold_is_frozen(tiny_study):
     cfg, data, fold, split, init = tiny_study
     task = make_task(cfg, data.hr.shape[1])
