@@ -8,9 +8,10 @@ initialiser at a cheaper LLVM level (`cv.INIT_COMPILER_OPTIONS`) saves.
    of the whole study.
 2. For each HR model of the demo, its fold initialiser compiled with XLA's defaults and with
    `INIT_COMPILER_OPTIONS` in the same process (same bits asserted), and the number of
-   fusions XLA emits for it (each fusion is one kernel for LLVM to compile).
+   fusions XLA emits for it (each fusion is one kernel for LLVM to compile; the LLVM level
+   does not change XLA's own fusion passes).
 
-    python benchmarks/compile_demo.py          # ~5 min on 2 cores
+    python benchmarks/compile_demo.py          # ~4 min on 2 cores
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import equinox as eqx
 import jax
 import numpy as np
 from common import cores, machine, write_results
@@ -65,8 +65,7 @@ def initialisers() -> list[str]:
     keys = jax.vmap(cv.split_for_fold)(jax.random.split(jax.random.key(0), 2))[0]
     for kind, hidden, layers in demo_config(True, 0)[1].models:
         init = lambda k, a=(kind, 7, hidden, layers): build_model(*a, window=60, key=k)  # noqa: E731
-        program = jax.jit(jax.vmap(lambda k, i=init: eqx.partition(i(k), eqx.is_inexact_array)[0]))
-        lowered = program.lower(keys)
+        lowered = cv.init_program(init).lower(keys)  # the program `cv.initialise` compiles
         times, outs = [], []
         for options in (None, cv.INIT_COMPILER_OPTIONS):
             t = time.perf_counter()

@@ -114,6 +114,9 @@ def test_a_process_takes_its_contiguous_share_of_the_folds(monkeypatch):
     assert Split(split.test, split.validation, split.train).take([1]).calibrate_from is None
 
 
+HAR_SIZE = dict(width=16, latent=8, patch=10, depth=1, heads=2, dropout=0.1)
+
+
 def _family(name: str):
     """A builder of one model family that `fit_folds` initialises (small sizes: the random draws
     and their transforms are what matters, not the sizes)."""
@@ -128,17 +131,7 @@ def _family(name: str):
         "ode": partial(build_model, "ode", 7, 16, 2, window=60),
         "personal": lambda key: PersonalHRODE(6, 8, 32, window=60, asymmetric=True, key=key),
         "vo2": partial(build_vo2_model, 5, (16, 2), window=60),
-        "har": lambda key: HARModel(
-            ((0, 1, 2), (3, 4, 5)),
-            4,
-            width=16,
-            latent=8,
-            patch=10,
-            depth=1,
-            heads=2,
-            dropout=0.1,
-            key=key,
-        ),  # fmt: skip
+        "har": lambda key: HARModel(((0, 1, 2), (3, 4, 5)), 4, key=key, **HAR_SIZE),
         "cnn": lambda key: ConvNet(6, 4, dropout=0.1, key=key),
         "virtual": partial(build, VirtualConfig(), "virtual"),
         "fusion": partial(build, VirtualConfig(), "fusion"),
@@ -157,14 +150,11 @@ def _family(name: str):
 def test_initialiser_compiled_cheaply_gives_the_same_bits(family):
     """`cv.initialise` compiles with `INIT_COMPILER_OPTIONS`: every family's parameters must
     equal, bit for bit, those of XLA's default compile (otherwise every trained figure moves)."""
-    import equinox as eqx
-
-    from wearjax.cv import initialise
+    from wearjax.cv import init_program, initialise
 
     keys = jax.random.split(jax.random.key(3), 2)
     init = lambda k: _family(family)(key=k)  # noqa: E731
-    trainable = lambda k: eqx.partition(init(k), eqx.is_inexact_array)[0]  # noqa: E731
-    cheap, default = initialise(init, keys), jax.jit(jax.vmap(trainable))(keys)
+    cheap, default = initialise(init, keys), init_program(init)(keys)
     assert jax.tree.structure(cheap) == jax.tree.structure(default)
     for a, b in zip(jax.tree.leaves(cheap), jax.tree.leaves(default), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

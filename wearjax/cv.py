@@ -154,11 +154,17 @@ def padded_table(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
+def init_program(init: Callable[[PRNGKeyArray], Any], trainable=eqx.is_inexact_array):
+    """`keys [K] -> the trainable part of init(keys[k])`, stacked over folds, jitted: one
+    program for every fold (eagerly, each random draw of each shape would compile on its own:
+    seconds per model)."""
+    return jax.jit(jax.vmap(lambda k: eqx.partition(init(k), trainable)[0]))
+
+
 def initialise(init: Callable[[PRNGKeyArray], Any], keys: Key[Array, " fold"],
                trainable=eqx.is_inexact_array):  # fmt: skip
-    """The trainable part of `init(keys[k])` for every fold, stacked: one compiled program
-    (eagerly, each random draw of each shape would compile on its own: seconds per model)."""
-    program = jax.jit(jax.vmap(lambda k: eqx.partition(init(k), trainable)[0]))
+    """`init_program(init, trainable)(keys)`, compiled with `INIT_COMPILER_OPTIONS`."""
+    program = init_program(init, trainable)
     return program.lower(keys).compile(compiler_options=INIT_COMPILER_OPTIONS)(keys)
 
 
