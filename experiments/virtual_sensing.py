@@ -2,12 +2,15 @@
 VAE (virtual PPG), beside PPG alone, PPG + ACC fusion and the non-learned references, on the
 simulated wrist sessions, leave-one-subject-out.
 
-    python experiments/virtual_sensing.py --out experiments/results/virtual_sensing
+    python experiments/virtual_sensing.py --out experiments/results/virtual_sensing_db
     python experiments/virtual_sensing.py --quick --out /tmp/virtual_quick
+    python experiments/virtual_sensing.py --linear --out experiments/results/virtual_sensing
 
 Full: 10 subjects x 3 sessions of 10 min at 25 Hz, leave-2-subjects-out (5 folds), 40 epochs;
 quick: 6 x 2 of 6 min, leave-one-out (6 folds), 12 epochs. `--bcg` scales the heart's trace in
-the simulated ACC (1: the simulator's default). Writes `metrics.json`, `table.md` and `plots/`
+the simulated ACC (1: the simulator's default). The models read spectra in decibels under each
+window's peak (`models.virtual.compress`); `--linear` gives them the linear spectra of earlier
+rounds (`experiments/results/virtual_sensing`). Writes `metrics.json`, `table.md` and `plots/`
 under `--out` (`wearjax cv virtual` runs the same study).
 """
 
@@ -18,7 +21,7 @@ import sys
 from pathlib import Path
 
 from wearjax.errors import WearjaxError
-from wearjax.models.virtual import ABLATIONS, SETTINGS
+from wearjax.models.virtual import ABLATIONS, FLOOR_DB, SETTINGS
 from wearjax.tasks.virtual import VirtualConfig
 from wearjax.tasks.virtual_study import markdown_table, study, synthetic_sessions
 
@@ -34,8 +37,11 @@ def main(argv=None) -> int:
         "--bcg", type=float, default=1.0, help="scale of the heart's trace in the ACC"
     )
     parser.add_argument("--subjects-out", type=int, help="per fold (default 2; quick 1)")
+    parser.add_argument(
+        "--linear", action="store_true", help="linear spectra as inputs (earlier rounds' table)"
+    )
     args = parser.parse_args(argv)
-    config = VirtualConfig(seed=args.seed)
+    config = VirtualConfig(seed=args.seed, floor_db=None if args.linear else FLOOR_DB)
     epochs = args.epochs or (12 if args.quick else config.train.epochs)
     config = config._replace(train=config.train._replace(epochs=epochs))
     try:

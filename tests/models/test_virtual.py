@@ -9,10 +9,12 @@ import pytest
 from wearjax.models.virtual import (
     ABLATIONS,
     BIN_BPM,
+    FLOOR_DB,
     GRID_BPM,
     PRIOR,
     SETTINGS,
     VirtualSensing,
+    compress,
     gaussian_kl,
     moments,
     reparameterise,
@@ -62,6 +64,16 @@ def test_moments_against_a_loop(x64):
         v = sum(pi * (g - m) ** 2 for pi, g in zip(p, GRID_BPM, strict=True))
         np.testing.assert_allclose(float(mean[k]), m, rtol=1e-12)
         np.testing.assert_allclose(float(var[k]), v + BIN_BPM**2 / 12, rtol=1e-12)
+
+
+def test_compress_is_decibels_under_the_peak_with_a_floor():
+    # peak-normalised magnitudes: 1, -20 dB, -40 dB, -60 dB (the floor), under it, none
+    spec = jnp.asarray([1.0, 0.1, 0.01, 10.0 ** (-FLOOR_DB / 20.0), 1e-5, 0.0])
+    got = np.asarray(compress(spec))
+    db = 20.0 * np.log10(np.array([1.0, 0.1, 0.01, 10.0 ** (-FLOOR_DB / 20.0)]))
+    np.testing.assert_allclose(got[:4], 1.0 + db / FLOOR_DB, atol=1e-6)
+    assert got[4] == 0.0 and got[5] == 0.0  # under the floor, and a missing spectrum (padding)
+    assert np.all(np.diff(got[:5]) <= 0)  # monotone: the peak keeps its place
 
 
 def test_soft_target_is_a_distribution_peaking_at_the_hr():

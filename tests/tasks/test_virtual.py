@@ -11,7 +11,7 @@ import pytest
 
 from wearjax.cli import main
 from wearjax.errors import WearjaxDataError
-from wearjax.models.virtual import GRID_HZ
+from wearjax.models.virtual import FLOOR_DB, GRID_HZ
 from wearjax.tasks.virtual import (
     HOP_S,
     WINDOW_S,
@@ -96,7 +96,7 @@ def test_the_acc_to_ppg_reconstruction_improves_with_training():
     split = split_sessions(s, 1)
     config = VirtualConfig(width=8, latent=2, batch_size=8)
     config = config._replace(train=config.train._replace(epochs=6, steps_per_epoch=10))
-    data = device_data(s)
+    data = device_data(s, floor_db=FLOOR_DB)
     fold = jax.tree_util.tree_map(lambda a: a[0], make_folds(s, split))
     from wearjax.tasks.virtual import build
 
@@ -215,11 +215,20 @@ def test_fit_virtual_then_predict_a_file_without_ppg(tmp_path, capsys):
     assert table.dtype.names == ("start_s", "hr", "sd", "hr_tracked", "sd_tracked", "hr_reference")
     assert len(table) == 57 and np.all(np.isfinite(table["hr"])) and np.all(table["sd"] > 0)
     np.testing.assert_allclose(table["start_s"], np.arange(57) * HOP_S)
+    # the input scale travels with the checkpoint; one without it was trained on linear spectra
+    from wearjax.data.sampled import read_sampled
+    from wearjax.tasks.virtual_io import load_virtual, predict_recording
+
+    trained, header = load_virtual(model)
+    assert header["floor_db"] == FLOOR_DB
+    got = predict_recording(trained, header, read_sampled(tmp_path / "new.csv"))["columns"]
+    np.testing.assert_allclose(got["hr"], table["hr"], atol=0.01)
+    older = {k: v for k, v in header.items() if k != "floor_db"}
+    linear = predict_recording(trained, older, read_sampled(tmp_path / "new.csv"))["columns"]
+    assert not np.allclose(linear["hr"], got["hr"])
     # a PPG-only checkpoint refuses a file without PPG, naming it
     with pytest.raises(WearjaxDataError, match="needs a ppg column"):
-        from wearjax.data.sampled import read_sampled
         from wearjax.models.virtual import VirtualSensing
-        from wearjax.tasks.virtual_io import predict_recording
 
         m = VirtualSensing("ppg_only", width=8, key=jax.random.key(0))
         predict_recording(m, {"context": 16, "q": 1.0}, read_sampled(tmp_path / "new.csv"))
@@ -231,7 +240,7 @@ def test_predict_is_the_streaming_estimate_of_each_window():
     from wearjax.tasks.virtual import predict
 
     s = spectral_sessions([_recording(1, "a", seconds=40)])  # 17 windows
-    data = device_data(s)
+    data = device_data(s, floor_db=FLOOR_DB)
     model = VirtualSensing("fusion", width=8, latent=2, key=jax.random.key(0))
     context = 4
     got = np.asarray(predict(model, None, data, 0, context=context).hr)

@@ -6,8 +6,11 @@ Data to arrays (`spectral_sessions`): each session's ACC axes and PPG become ban
 spectra (`signal.spectra`, Hann, 8 s windows every 2 s, 0.5-4 Hz), linearly interpolated onto
 the model's grid (`models.virtual.GRID_HZ`, so files at any rate share one model) and divided
 by their maximum per window and channel: the peak's position carries HR, while the amplitude
-changes with skin contact, arm and motion severity. Reference HR per window is the mean of the
-reference series over the window. Sessions are padded to the longest one's window count.
+changes with skin contact, arm and motion severity. The models read them in decibels under
+that peak (`device_data`, `models.virtual.compress`, floor `VirtualConfig.floor_db`): the
+heart's trace in a running wrist's ACC lies about 50 dB under the gait's lines, a fraction of
+a percent of the peak on a linear scale. Reference HR per window is the mean of the reference
+series over the window. Sessions are padded to the longest one's window count.
 
 Training samples are `context` consecutive windows of a training session. A held-out session
 is predicted as a watch would stream it: each window by the model run on it and the
@@ -41,8 +44,10 @@ from wearjax.cv import Split, fit_folds, padded_table, predict_per_fold, scatter
 from wearjax.errors import WearjaxDataError
 from wearjax.eval.metrics import mae
 from wearjax.models.virtual import (
+    FLOOR_DB,
     GRID_HZ,
     VirtualSensing,
+    compress,
     gaussian_kl,
     soft_target,
     track,
@@ -65,6 +70,7 @@ class VirtualConfig(NamedTuple):
     recon_weight: float = 1.0
     kl_weight: float = 0.01
     kl_warmup: int = 10  # epochs of KL annealing
+    floor_db: float | None = FLOOR_DB  # the spectra's decibel floor (`compress`); None: linear
     seed: int = 0
     train: TrainConfig = TrainConfig(
         learning_rate=2e-3, weight_decay=1e-4, epochs=40, steps_per_epoch=25,
@@ -220,8 +226,8 @@ def spectral_sessions(recordings: list[WristRecording]) -> SpectralSessions:
 
 
 class VirtualData(NamedTuple):
-    acc: jax.Array  # [S, W, F, 3]
-    ppg: jax.Array  # [S, W, F, 1]
+    acc: jax.Array  # [S, W, F, 3] spectra as the models read them (`device_data`)
+    ppg: jax.Array  # [S, W, F, 1] likewise
     hr: jax.Array  # [S, W]
     ok: jax.Array  # [S, W]
     ppg_ok: jax.Array  # [S, W]
@@ -229,9 +235,12 @@ class VirtualData(NamedTuple):
     n_windows: jax.Array  # [S]
 
 
-def device_data(s: SpectralSessions) -> VirtualData:
+def device_data(s: SpectralSessions, *, floor_db: float | None) -> VirtualData:
+    """The sessions as the models see them: spectra on the decibel scale (`compress`)."""
     return VirtualData(
-        jnp.asarray(s.acc), jnp.asarray(s.ppg), jnp.asarray(s.hr), jnp.asarray(s.ok),
+        compress(jnp.asarray(s.acc), floor_db), compress(jnp.asarray(s.ppg), floor_db),
+        jnp.asarray(s.hr),
+        jnp.asarray(s.ok),
         jnp.asarray(s.ppg_ok), jnp.asarray(s.valid), jnp.asarray(s.n_windows, jnp.int32),
     )  # fmt: skip
 
@@ -405,7 +414,7 @@ def run_setting(s: SpectralSessions, split: Split, config: VirtualConfig, settin
     """Train `setting`'s model on every fold of `split` in one vmapped program and predict the
     held-out sessions, raw and tracked."""
     folds = make_folds(s, split)
-    data = device_data(s)
+    data = device_data(s, floor_db=config.floor_db)
     keys = jax.random.split(jax.random.key(config.seed), split.n_folds)
     fit = fit_folds(
         lambda key: build(config, setting, key), make_task(config, setting), data, folds,

@@ -5,8 +5,9 @@ sampled-signal recording, raw and Kalman-tracked, with the reference's errors wh
 has one.
 
 The checkpoint (`train.checkpoints` format) holds the model and, in its header, the setting,
-its constructor arguments, the context length, the tracker's transition variance and the
-spectra's window, hop and grid, so a file at any rate is turned into the inputs the model was
+its constructor arguments, the context length, the tracker's transition variance, the
+spectra's decibel floor (`floor_db`; absent in checkpoints of linear-input models) and their
+window, hop and grid, so a file at any rate is turned into the inputs the model was
 trained on.
 """
 
@@ -57,7 +58,7 @@ def fit_model(s: SpectralSessions, config: VirtualConfig, setting: str, *, progr
     """The trained model of `setting` and its tracker's transition variance."""
     split = fit_split(s)
     folds = make_folds(s, split)
-    data = device_data(s)
+    data = device_data(s, floor_db=config.floor_db)
     fit = fit_folds(
         lambda key: build(config, setting, key), make_task(config, setting), data, folds,
         config.train.recipe(), jax.random.split(jax.random.key(config.seed), 1),
@@ -82,7 +83,8 @@ def save_virtual(path, model, q: float, config: VirtualConfig, setting: str) -> 
         "task": "virtual", "kind": KIND,
         "init": {"setting": setting, "width": config.width, "latent": config.latent,
                  "depth": config.depth, "heads": config.heads},
-        "context": config.context, "q": q, "window_s": WINDOW_S, "hop_s": HOP_S,
+        "context": config.context, "q": q, "floor_db": config.floor_db,
+        "window_s": WINDOW_S, "hop_s": HOP_S,
         "grid_hz": [float(GRID_HZ[0]), float(GRID_HZ[-1]), len(GRID_HZ)],
     }  # fmt: skip
     return checkpoints.save(path, header, model)
@@ -113,7 +115,7 @@ def predict_recording(model, header: dict, session) -> dict:
             "an acc_only or virtual checkpoint"
         )
     s = spectral_sessions([rec])
-    data = device_data(s)
+    data = device_data(s, floor_db=header.get("floor_db"))  # absent: a linear-input checkpoint
     out = predict(model, None, data, 0, context=header["context"])
     mean, var = track(out.hr, out.var, data.valid[0], header["q"])
     n = int(s.n_windows[0])

@@ -1,6 +1,6 @@
-"""Plots of the virtual-sensing study: for one held-out session (fold 0's most severe), the raw
-ACC and PPG spectra, the virtual PPG the VAE decodes from ACC and the refiner's gate, with
-the true HR drawn over them, and every setting's HR track."""
+"""Plots of the virtual-sensing study: for one held-out session (fold 0's most severe), the
+ACC and PPG spectra as the models see them, the virtual PPG the VAE decodes from ACC and the
+refiner's gate, with the true HR drawn over them, and every setting's HR track."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ def _session(s: SpectralSessions, split: Split) -> int:
 
 
 def plot_session(
-    s: SpectralSessions, split: Split, tracks: dict, model, context: int, folder: Path
+    s: SpectralSessions, split: Split, tracks: dict, model, config, folder: Path
 ) -> list[Path]:
     """Writes `folder/spectra.png` (when `model` is the virtual setting's fold-0 model) and
-    `folder/hr_tracks.png`; returns the paths."""
+    `folder/hr_tracks.png`; returns the paths. `config`: the study's `VirtualConfig`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -39,10 +39,11 @@ def plot_session(
     written = []
     title = f"{s.names[i]} (severity {s.severity[i]:.2f})"
     if model is not None:
-        out = predict(model, None, device_data(s), i, context=context)
+        data = device_data(s, floor_db=config.floor_db)  # the spectra as the models see them
+        out = predict(model, None, data, i, context=config.context)
         panels = [
-            ("ACC spectrum (max over axes)", s.acc[i, :n].max(-1)),
-            ("PPG spectrum", s.ppg[i, :n, :, 0]),
+            ("ACC spectrum (max over axes)", np.asarray(data.acc[i, :n]).max(-1)),
+            ("PPG spectrum", np.asarray(data.ppg[i, :n, :, 0])),
             ("virtual PPG (decoded from ACC)", np.asarray(out.virtual_ppg)[:n]),
             ("refiner gate", np.asarray(out.gate)[:n]),
         ]

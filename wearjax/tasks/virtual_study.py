@@ -32,7 +32,7 @@ import numpy as np
 from wearjax.cv import Split
 from wearjax.errors import WearjaxDataError, WearjaxFileError
 from wearjax.eval import metrics as M
-from wearjax.models.virtual import ABLATIONS, GRID_HZ, SETTINGS
+from wearjax.models.virtual import ABLATIONS, GRID_HZ, SETTINGS, compress
 from wearjax.signal.peaks import track_peak, troika_hr
 from wearjax.tasks.virtual import (
     SpectralSessions,
@@ -129,12 +129,13 @@ def references(s: SpectralSessions, split: Split) -> dict[str, np.ndarray]:
     return out
 
 
-def latency_ms(model, s: SpectralSessions, context: int, repeats: int = 50) -> float:
-    """Median wall time (ms) of one jitted block of `context` windows: what a watch computes
-    at each 2 s update to give the newest window's estimate."""
-    acc = jnp.asarray(s.acc[0, :context])
-    ppg = jnp.asarray(s.ppg[0, :context])
-    f = jax.jit(lambda a, p: model(a, p).hr)
+def latency_ms(model, s: SpectralSessions, config: VirtualConfig, repeats: int = 50) -> float:
+    """Median wall time (ms) of one jitted block of `config.context` windows from linear
+    spectra (their decibel scale included): what a watch computes at each 2 s update to give
+    the newest window's estimate."""
+    acc = jnp.asarray(s.acc[0, : config.context])
+    ppg = jnp.asarray(s.ppg[0, : config.context])
+    f = jax.jit(lambda a, p: model(compress(a, config.floor_db), compress(p, config.floor_db)).hr)
     f(acc, ppg).block_until_ready()
     times = []
     for _ in range(repeats):
@@ -154,7 +155,8 @@ def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out
     allowed = SETTINGS + ABLATIONS if s.has_ppg else ("acc_only", "acc_refined")
     settings = [x for x in (settings or SETTINGS + ABLATIONS) if x in allowed]
     metrics: dict = {"data": {"sessions": len(s.names), "subjects": len(s.subjects),
-                              "windows": int(s.ok.sum()), "folds": split.n_folds}}  # fmt: skip
+                              "windows": int(s.ok.sum()), "folds": split.n_folds,
+                              "floor_db": config.floor_db}}  # fmt: skip
     tracks: dict = {}
     first = None
     for name in settings:
@@ -166,7 +168,7 @@ def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out
         metrics[name] = {
             "raw": _scores(r.hr, s, split), "tracked": _scores(r.tracked, s, split),
             "parameters": one.inference_parameters(),
-            "latency_ms_per_update": latency_ms(one, s, config.context),
+            "latency_ms_per_update": latency_ms(one, s, config),
             "epochs": len(r.history.get("val_loss", [])), "seconds": round(seconds, 1),
         }  # fmt: skip
         tracks[name] = r.tracked
@@ -179,7 +181,7 @@ def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out
     (out / "table.md").write_text(markdown_table(metrics) + "\n")
     from wearjax.tasks.virtual_plots import plot_session
 
-    plot_session(s, split, tracks, first, config.context, out / "plots")
+    plot_session(s, split, tracks, first, config, out / "plots")
     return metrics
 
 
