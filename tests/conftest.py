@@ -3,10 +3,12 @@
 import contextlib
 import os
 import re
+from pathlib import Path
 
 import chex
 import jax
 import pytest
+from jax.experimental.compilation_cache import compilation_cache
 from jaxtyping import TypeCheckError
 
 from wearjax.errors import WearjaxDataError
@@ -15,6 +17,31 @@ from wearjax.errors import WearjaxDataError
 os.environ.setdefault("WEARJAX_CACHE", "off")
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# JAX's persistent compilation cache, shared by every test process of this checkout (the two
+# pytest-xdist workers, then the slow suite): most of the suite's time is XLA compiling, and the
+# same programs (an initialiser's random draws, a model's step at one shape) recur across
+# processes. Small programs are kept too: they are the ones that recur. `WEARJAX_TEST_XLA_CACHE`
+# moves it, `off` disables it.
+_XLA_CACHE = os.environ.get(
+    "WEARJAX_TEST_XLA_CACHE", str(Path(__file__).resolve().parents[1] / ".xla-cache-tests")
+)
+if _XLA_CACHE.lower() not in ("", "0", "off", "none"):
+    jax.config.update("jax_compilation_cache_dir", _XLA_CACHE)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+@pytest.fixture
+def no_persistent_cache():
+    """Compile from scratch in one test (for tests of what compiling gives), then restore."""
+    previous = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    compilation_cache.reset_cache()
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_compilation_cache", previous)
+        compilation_cache.reset_cache()
 
 
 @pytest.fixture

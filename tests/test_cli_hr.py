@@ -447,6 +447,7 @@ def _interrupt_after_first_save(proc, state_file, sig):
     return proc, err.decode()
 
 
+@pytest.mark.heavy  # ~5 min on 2 cores
 @pytest.mark.slow
 def test_killed_or_interrupted_training_resumes_to_the_same_model(tmp_path):
     """SIGKILL mid-run and Ctrl-C (SIGINT) mid-run, each resumed with --resume, give the same

@@ -15,7 +15,8 @@ from wearjax.tasks.hr import HRStudyConfig, run_hr_study
 from wearjax.tasks.hr_personal import PersonalConfig
 from wearjax.train.loop import TrainConfig
 
-pytestmark = pytest.mark.slow
+# compiled afresh each time: the persistent cache would hand the second run the first's programs
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_persistent_cache")]
 
 
 def _without_timings(tree):
@@ -42,6 +43,7 @@ def _demo_pipeline(seed: int):
     return run_hr_study(cohort, config, progress=False)
 
 
+@pytest.mark.heavy  # three demo pipelines, compiled afresh: ~9 min on 2 cores
 def test_demo_pipeline_is_deterministic():
     first, first_pred = _demo_pipeline(3)
     jax.clear_caches()

@@ -54,6 +54,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.heavy  # ~7 min on 2 cores
 @pytest.mark.slow
 def test_sharded_cross_validation_equals_the_unsharded_run():
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from tests.conftest import tree_allclose
 from tests.filters.test_linear import (
@@ -61,6 +62,7 @@ def test_parallel_single_step(x64):
     )
 
 
+@pytest.mark.slow  # ~25 s on 2 cores
 def test_parallel_vmap_grad_equals_serial_grad(x64):
     """vmap(grad) of a scalar of every smoother output, against the serial gradient per series
     (which test_linear checks against finite differences)."""

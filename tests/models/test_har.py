@@ -65,6 +65,7 @@ def _model(key=0, channels=((0, 1, 2), (3, 4, 5))):
                     key=jax.random.key(key))  # fmt: skip
 
 
+@pytest.mark.slow  # ~40 s on 2 cores: compiles two gradients of the model
 def test_each_encoder_gets_its_gradient_times_its_coefficient():
     """With modulation, modality u's encoder gradient is k_u times the unmodulated one; the
     heads' gradient is unchanged."""
@@ -78,9 +79,10 @@ def test_each_encoder_gets_its_gradient_times_its_coefficient():
         out, _ = forward(model, x, y, jax.random.key(1), alpha)
         return jnp.mean(out.logits[jnp.arange(8), y] - jax.nn.logsumexp(out.logits, -1))
 
-    _, k = forward(model, x, y, jax.random.key(1), 5.0)
-    g_mod = eqx.filter_grad(lambda m: loss(m, 5.0))(model)
-    g_plain = eqx.filter_grad(lambda m: loss(m, 0.0))(model)
+    grad = eqx.filter_jit(eqx.filter_grad(loss))  # one program each way, not op by op
+    _, k = eqx.filter_jit(forward)(model, x, y, jax.random.key(1), 5.0)
+    g_mod = grad(model, 5.0)
+    g_plain = grad(model, 0.0)
     assert np.min(k) < 1
     for u in range(2):
         a = jax.tree_util.tree_leaves(g_mod.encoders[u])
@@ -120,6 +122,7 @@ def test_modality_shares_sum_to_the_fused_head():
     np.testing.assert_allclose(model.head(z), out.logits, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # ~25 s on 2 cores
 def test_any_window_length_and_the_cnn_baseline_share_the_call():
     model = _model()
     for t in (8, 23, 100):  # not a multiple of the patch: the tail is dropped

@@ -147,6 +147,7 @@ def test_tiny_noise_tracks_the_measurements(model_and_inputs):
     assert np.all(np.asarray(out.var)[1:] < 1e-3)  # the first second is the initial condition
 
 
+@pytest.mark.slow  # ~30 s on 2 cores
 def test_jit_vmap_and_gradient_in_measurement_sd(x64):
     model = HRKalman(3, hidden=6, n_layers=1, window=W, key=jax.random.key(7))
     x = jax.random.normal(jax.random.key(8), (2, 2 * W, 3))

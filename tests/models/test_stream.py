@@ -52,6 +52,7 @@ def _at_window_starts(hr):
     return jnp.where(jnp.arange(hr.shape[0]) % W == 0, hr, jnp.nan)
 
 
+@pytest.mark.slow  # ~25 s on 2 cores
 def test_kalman_stream_is_the_rollout_and_the_assimilation(x64):
     model = _f64(_kalman())
     x, hr = _session()
@@ -66,6 +67,7 @@ def test_kalman_stream_is_the_rollout_and_the_assimilation(x64):
     assert np.abs(np.asarray(assim.hr - rollout.hr)).max() > 1.0  # the measurements mattered
 
 
+@pytest.mark.slow  # ~25 s on 2 cores
 def test_float32_stream_within_1e5_of_the_scan():
     model = _kalman()
     x, hr = _session(dtype=jnp.float32)
@@ -87,7 +89,13 @@ def _activity():
 @pytest.mark.parametrize(
     ("name", "build", "inputs", "moved"),
     [
-        ("ode, diffrax", lambda: _f64(_ode("diffrax")), lambda: _session()[0], 2.0),
+        pytest.param(  # ~25 s on 2 cores
+            "ode, diffrax",
+            lambda: _f64(_ode("diffrax")),
+            lambda: _session()[0],
+            2.0,
+            marks=pytest.mark.slow,
+        ),
         ("ode, scan", lambda: _f64(_ode("scan")), lambda: _session()[0], 2.0),
         ("personalised ode", _personal_runner, _activity, 1.0),
     ],
@@ -156,6 +164,7 @@ def test_exported_stream_reloads_in_a_fresh_process(tmp_path, kind):
     np.testing.assert_allclose(out[:, 1], want.var, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # ~35 s on 2 cores
 def test_gradients_stay_finite_with_nan_where_nothing_was_measured():
     """Unmeasured seconds may hold NaN (a stream's "no HR"): the forward pass masks them, and
     so must the backward pass."""

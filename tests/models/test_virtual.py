@@ -86,6 +86,7 @@ def test_soft_target_is_a_distribution_peaking_at_the_hr():
         assert GRID_BPM[np.argmax(t[k])] == nearest
 
 
+@pytest.mark.slow  # ~25 s on 2 cores
 def test_the_refiner_is_causal_in_the_windows():
     model = VirtualSensing("fusion", width=8, latent=2, key=jax.random.key(0))
     k = jax.random.split(jax.random.key(1), 3)
@@ -135,6 +136,7 @@ def test_each_setting_reads_only_its_modalities(setting):
     assert (np.abs(np.asarray(out.virtual_ppg)).sum() > 0) == (setting == "virtual")
 
 
+@pytest.mark.slow  # ~25 s on 2 cores
 def test_any_number_of_windows():
     model = VirtualSensing("virtual", width=8, latent=2, key=jax.random.key(0))
     f = len(GRID_BPM)

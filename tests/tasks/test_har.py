@@ -51,7 +51,7 @@ def test_normalisers_are_each_folds_training_statistics():
 @pytest.mark.parametrize(
     "variant,seeds",
     [
-        ("cmd", 2),
+        pytest.param("cmd", 2, marks=pytest.mark.slow),  # each ~50 s on 2 cores
         pytest.param("cnn", 1, marks=pytest.mark.slow),
         pytest.param("acc_only", 1, marks=pytest.mark.slow),
     ],

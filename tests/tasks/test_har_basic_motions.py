@@ -9,6 +9,7 @@ import pytest
 from wearjax.cli import main
 
 
+@pytest.mark.heavy  # ~7 min on 2 cores
 @pytest.mark.slow
 def test_quick_har_report_on_basic_motions(tmp_path):
     pytest.importorskip("aeon")

@@ -154,6 +154,7 @@ def test_cv_virtual_on_a_folder_without_ppg_runs_acc_only(tmp_path, capsys):
     assert (tmp_path / "out" / "plots" / "hr_tracks.png").is_file()
 
 
+@pytest.mark.heavy  # ~6 min on 2 cores
 @pytest.mark.slow
 def test_cv_virtual_on_a_folder_with_ppg_runs_every_setting(tmp_path):
     _write_folder(tmp_path / "data", ppg=True)
