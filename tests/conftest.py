@@ -22,7 +22,8 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # pytest-xdist workers, then the slow suite): most of the suite's time is XLA compiling, and the
 # same programs (an initialiser's random draws, a model's step at one shape) recur across
 # processes. Small programs are kept too: they are the ones that recur. `WEARJAX_TEST_XLA_CACHE`
-# moves it, `off` disables it.
+# moves it, `off` disables it. It is not pruned (about 90 MB after both suites): JAX's size cap
+# (`jax_compilation_cache_max_size`) needs the `filelock` package, which the project does not use.
 _XLA_CACHE = os.environ.get(
     "WEARJAX_TEST_XLA_CACHE", str(Path(__file__).resolve().parents[1] / ".xla-cache-tests")
 )
