@@ -65,6 +65,14 @@ def main(argv=None) -> int:
         help="hide every patch of one channel per window (PretrainConfig.hide_channel)",
     )  # fmt: skip
     parser.add_argument(
+        "--level-weight", type=float, default=PretrainConfig.level_weight,
+        help="weight of the hidden levels' MSE beside the signal's (PretrainConfig.level_weight)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--level-targets", choices=("hidden", "all"), default="hidden",
+        help="whose levels the [CLS] tokens predict in pretraining (PretrainConfig.level_targets)",
+    )  # fmt: skip
+    parser.add_argument(
         "--fixed-c", type=float,
         help="a fixed logistic penalty instead of the inner CV's choice (earlier rounds: 1)",
     )  # fmt: skip
@@ -72,7 +80,11 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
     config = PretrainConfig(
-        size="tiny" if args.quick else "small", seed=args.seed, hide_channel=args.hide_channel
+        size="tiny" if args.quick else "small",
+        seed=args.seed,
+        hide_channel=args.hide_channel,
+        level_weight=args.level_weight,
+        level_targets=args.level_targets,
     )
     epochs = args.epochs or (4 if args.quick else config.train.epochs)
     config = config._replace(train=config.train._replace(epochs=epochs))
@@ -113,7 +125,8 @@ def main(argv=None) -> int:
     metrics = {
         "pretraining": {
             "size": config.size, "parameters": n_parameters(config.size), "corpus": args.corpus,
-            "hide_channel": config.hide_channel,
+            "hide_channel": config.hide_channel, "level_weight": config.level_weight,
+            "level_targets": config.level_targets,
             "windows": int(corpus.x.shape[0]), "epochs_run": int(len(history["val_loss"])),
             "seconds": round(pretrain_s, 1),
             "train_loss_first_last": [float(history["train_loss"][i]) for i in (0, -1)],

@@ -177,3 +177,37 @@ def test_logistic_probe_on_too_few_windows_falls_back_to_a_fixed_penalty(caplog)
         chosen = probe_scores(features, w, split)
     assert "uses C = 1" in caplog.text
     np.testing.assert_array_equal(chosen[0], probe_scores(features, w, split, cs=[1.0])[0])
+
+
+@pytest.mark.slow
+def test_level_targets_all_scores_every_real_channels_levels_from_its_cls_token():
+    """`level_targets="all"`: the level term is the MSE of every real channel's levels (padding
+    left out) from its own [CLS] token, checked against a float64 NumPy computation."""
+    from wearjax.models.transformer import PATCH, build_transformer
+    from wearjax.signal.cwt import levels, scalogram
+    from wearjax.tasks.pretrain import batch_masks, masked_loss
+
+    data = _corpus(n=4, c=3, t=45)
+    ok = jnp.asarray([[True, True, False]] * 4)
+    config = PretrainConfig(size="tiny", level_targets="all", level_weight=1.0)
+    model = build_transformer("tiny", key=jax.random.key(3))
+    key = jax.random.key(5)
+    with_levels = masked_loss(model, data.x, ok, key, config)
+    signal_only = masked_loss(model, data.x, ok, key, config._replace(level_weight=0.0))
+
+    planes = scalogram(data.x, 1.0, 1.0, config.freqs)
+    rows, cols = planes.shape[-2] // PATCH[0], planes.shape[-1] // PATCH[1]
+    mask, hide = batch_masks(key, ok, rows, cols, config)
+    lv = levels(data.x, 1.0, 1.0)
+    module = model.module
+    cls = jax.vmap(
+        lambda p, m, o, v, h: module.encode(p, m, channel_ok=o, levels=v, hide_levels=h)[:, 0]
+    )(planes, mask, ok, lv, hide)
+    w = np.asarray(module.level_head.kernel[...], np.float64)
+    b = np.asarray(module.level_head.bias[...], np.float64)
+    guess = np.asarray(cls, np.float64) @ w + b  # [B, C, 2]
+    err = (guess - np.asarray(lv, np.float64)) ** 2
+    expected = err[np.asarray(ok)].mean()
+    np.testing.assert_allclose(float(with_levels - signal_only), expected, rtol=1e-4)
+    with pytest.raises(ValueError, match="level_targets"):
+        masked_loss(model, data.x, ok, key, config._replace(level_targets="some"))

@@ -9,9 +9,12 @@ masked patches replaced by its mask token, and the decoder reconstructs each cha
 column's patches that were masked, so unmasked columns do not count (NormWear's "MSE on the
 masked part" on a fixed-shape grid). One channel per window also has its levels (mean and SD,
 `signal.cwt.levels`) hidden; their MSE, from that channel's [CLS] token, is added with weight
-`level_weight`. With `hide_channel`, that channel's patches are all hidden as well, so its
-signal and levels can only come from the other channels, through the liaison fusion: the
-relations between channels (ventilation against CO2 output, HR against VO2) become the task.
+`level_weight`; with `level_targets="all"` every real channel's [CLS] token predicts its own
+levels as well (the visible ones from their input, the hidden one through the fusion), so the
+encoder's output keeps them where a linear probe can read them. With `hide_channel`, that
+channel's patches are all hidden as well, so its signal and levels can only come from the
+other channels, through the liaison fusion: the relations between channels (ventilation
+against CO2 output, HR against VO2) become the task.
 
 Masks (`patch_mask`), with `mask_ratio` of the patches hidden: `random` (any patches, exactly
 `round(ratio P)` per channel), `time` (whole time columns), `scale` (whole scale rows), `mixed`
@@ -43,6 +46,7 @@ from wearjax.train import checkpoints
 from wearjax.train.loop import Task, TrainConfig, fit
 
 MASKINGS = ("random", "time", "scale", "mixed")
+LEVEL_TARGETS = ("hidden", "all")
 
 
 class PretrainConfig(NamedTuple):
@@ -55,6 +59,7 @@ class PretrainConfig(NamedTuple):
     masking: str = "mixed"
     level_weight: float = 0.1  # the hidden levels' MSE beside the signal's
     hide_channel: bool = False  # hide all of the hidden-levels channel's patches too
+    level_targets: str = "hidden"  # "all": every channel's [CLS] predicts its levels too
     batch_size: int = 16
     seed: int = 0
     train: TrainConfig = TrainConfig(
@@ -203,7 +208,11 @@ def masked_loss(model, x, ok, key, config: PretrainConfig):
     w = jnp.repeat(hidden, PATCH[1], axis=-1) * ok[..., None].astype(hidden.dtype)
     signal_mse = jnp.sum(w * jnp.square(recon - target)) / jnp.maximum(jnp.sum(w), 1e-6)
     guess = module.level_head(tokens[:, :, 0])  # [B, C, 2] from each [CLS] token
-    h = hide.astype(lv.dtype)
+    if config.level_targets not in LEVEL_TARGETS:
+        raise ValueError(
+            f"unknown level_targets {config.level_targets!r}: choose one of {LEVEL_TARGETS}"
+        )
+    h = (hide if config.level_targets == "hidden" else ok).astype(lv.dtype)
     level_mse = jnp.sum(h[..., None] * jnp.square(guess - lv)) / jnp.maximum(2.0 * jnp.sum(h), 1.0)
     return signal_mse + config.level_weight * level_mse
 

@@ -1,0 +1,78 @@
+"""Where the metabolic-domain information lives (issue 17): the same logistic probe and the same
+subject-wise folds as `experiments/transformer_probe.py`, on small hand-made feature sets of
+pyoxynet's real CPET windows (60 s of HR, VO2, VCO2 and VE, moderate / heavy / severe):
+
+- `levels`: `asinh` of each channel's mean and SD (`signal.cwt.levels`, what the transformer's
+  tokeniser standardises away and feeds to each channel's [CLS] token), 8 numbers;
+- `levels + slopes`: with each channel's least-squares slope over the window;
+- `levels + log ratios`: with the six log ratios of the channels' means (VE / VCO2, ...);
+- `statistical features` (`tasks.har_baselines.statistical_features`), alone and with levels.
+
+    python experiments/metabolic_levels.py --out experiments/results/metabolic_levels  # ~2 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from wearjax.cv import Split
+from wearjax.data.pyoxynet import domain_windows
+from wearjax.signal.cwt import levels
+from wearjax.tasks.har_baselines import statistical_features
+from wearjax.tasks.probe import probe_scores
+
+
+def feature_sets(x: np.ndarray) -> dict[str, np.ndarray]:
+    """Named `[N, F]` feature sets of windows `x [N, T, C]` (module docstring)."""
+    lv = np.asarray(levels(x.transpose(0, 2, 1), 1.0, 1.0)).reshape(len(x), -1)
+    t = np.arange(x.shape[1], dtype=np.float64) - (x.shape[1] - 1) / 2
+    slopes = np.einsum("t,ntc->nc", t, x) / np.sum(t**2)  # least squares over each window
+    logm = np.log(np.maximum(x.mean(axis=1), 1e-3))
+    c = x.shape[2]
+    ratios = np.stack([logm[:, i] - logm[:, j] for i in range(c) for j in range(i + 1, c)], -1)
+    return {
+        "levels": lv,
+        "levels + slopes": np.concatenate([lv, slopes], -1),
+        "levels + log ratios": np.concatenate([lv, ratios], -1),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    w, _ = domain_windows()
+    split = Split.by_subject(w.subject, w.n_subjects, -(-w.n_subjects // 5), seed=args.seed)
+    sets = feature_sets(w.x)
+    stats = statistical_features(w)
+    sets["statistical features"] = stats
+    sets["statistical features + levels"] = np.concatenate([stats, sets["levels"]], -1)
+    table = {}
+    rows = ["| features | count | accuracy | macro-F1 |", "|---|---:|---:|---:|"]
+    for name, features in sets.items():
+        acc, f1 = probe_scores(features, w, split)
+        table[name] = {
+            "features": int(features.shape[1]),
+            "accuracy_mean": float(np.mean(acc)), "accuracy_sd": float(np.std(acc, ddof=1)),
+            "macro_f1_mean": float(np.mean(f1)), "macro_f1_sd": float(np.std(f1, ddof=1)),
+        }  # fmt: skip
+        m = table[name]
+        acc_text = f"{m['accuracy_mean']:.3f} +- {m['accuracy_sd']:.3f}"
+        f1_text = f"{m['macro_f1_mean']:.3f} +- {m['macro_f1_sd']:.3f}"
+        rows.append(f"| {name} | {m['features']} | {acc_text} | {f1_text} |")
+        print(rows[-1], flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    meta = {"windows": int(len(w.y)), "subjects": w.n_subjects, "folds": split.n_folds}
+    (args.out / "metrics.json").write_text(json.dumps({**meta, "probes": table}, indent=2))
+    (args.out / "table.md").write_text("\n".join(rows) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
