@@ -8,7 +8,7 @@ pyoxynet's real CPET windows (60 s of HR, VO2, VCO2 and VE, moderate / heavy / s
 - `levels + log ratios`: with the six log ratios of the channels' means (VE / VCO2, ...);
 - `statistical features` (`tasks.har_baselines.statistical_features`), alone and with levels.
 
-    python experiments/metabolic_levels.py --out experiments/results/metabolic_levels  # ~2 min
+    python experiments/metabolic_levels.py --out experiments/results/metabolic_levels  # ~3 min
 """
 
 from __future__ import annotations

@@ -211,3 +211,5 @@ def test_level_targets_all_scores_every_real_channels_levels_from_its_cls_token(
     np.testing.assert_allclose(float(with_levels - signal_only), expected, rtol=1e-4)
     with pytest.raises(ValueError, match="level_targets"):
         masked_loss(model, data.x, ok, key, config._replace(level_targets="some"))
+    with pytest.raises(ValueError, match="choose one of"):  # before anything is trained
+        pretrain(data, config._replace(masking="diagonal"))

@@ -208,10 +208,7 @@ def masked_loss(model, x, ok, key, config: PretrainConfig):
     w = jnp.repeat(hidden, PATCH[1], axis=-1) * ok[..., None].astype(hidden.dtype)
     signal_mse = jnp.sum(w * jnp.square(recon - target)) / jnp.maximum(jnp.sum(w), 1e-6)
     guess = module.level_head(tokens[:, :, 0])  # [B, C, 2] from each [CLS] token
-    if config.level_targets not in LEVEL_TARGETS:
-        raise ValueError(
-            f"unknown level_targets {config.level_targets!r}: choose one of {LEVEL_TARGETS}"
-        )
+    check_config(config)
     h = (hide if config.level_targets == "hidden" else ok).astype(lv.dtype)
     level_mse = jnp.sum(h[..., None] * jnp.square(guess - lv)) / jnp.maximum(2.0 * jnp.sum(h), 1.0)
     return signal_mse + config.level_weight * level_mse
@@ -242,8 +239,20 @@ def corpus_fold(n: int, n_validation: int, seed: int = 0) -> CorpusFold:
     return CorpusFold(jnp.asarray(p / p.sum()), jnp.asarray(np.sort(val)))
 
 
+def check_config(config: PretrainConfig) -> None:
+    """Refuse a masking or level-target setting the loss does not know, naming the choices."""
+    if config.masking not in MASKINGS:
+        raise ValueError(f"unknown masking {config.masking!r}: choose one of {MASKINGS}")
+    if config.level_targets not in LEVEL_TARGETS:
+        raise ValueError(
+            f"unknown level_targets {config.level_targets!r}: choose one of {LEVEL_TARGETS}"
+        )
+
+
 def pretrain(corpus: Corpus, config: PretrainConfig, *, progress=False, n_validation: int = 64):
-    """Train the encoder of `config.size` on `corpus`; the `train.FitResult`."""
+    """Train the encoder of `config.size` on `corpus`; the `train.FitResult`. The settings are
+    checked (`check_config`) before anything is built."""
+    check_config(config)
     k_init, k_train = jax.random.split(jax.random.key(config.seed))
     model = build_transformer(config.size, key=k_init)
     fold = corpus_fold(corpus.x.shape[0], min(n_validation, corpus.x.shape[0] // 5), config.seed)
