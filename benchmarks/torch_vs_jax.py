@@ -27,6 +27,9 @@ and would leave most of the computation idle. Per model:
   generative rollout; dropout off in both), backward, Adam update (optax / `torch.optim`).
 - agreement, asserted: the first rollout configuration's predictions (to `OUT_RTOL` of the
   largest |value|) and the training step's first gradient (to `GRAD_RTOL`), float32.
+- the bound, for the GRU models at the largest of `--batches` (64; `ceiling_rows`): the ratio
+  over PyTorch that a
+  rollout running every one of its FLOPs at this CPU's large-matrix-product rate would show.
 
 Each time is the median of up to 5 calls that fit `--budget` seconds after a warm-up call (one
 call when it takes longer than the budget). PyTorch runs with `torch.set_num_threads(2)`
@@ -77,6 +80,7 @@ def _sibling(name: str):
 
 
 torch_refs = _sibling("torch_refs")
+THROUGHPUT: dict = {}  # (model, batch) -> (wearjax, torch) session-seconds per second
 
 MODELS = ("kalman", "ode", "personal", "vo2")
 LABELS = {
@@ -360,6 +364,7 @@ def run_model(name, sizes, opts, print_line) -> tuple[str, list[str], list[str]]
             check["out"] = (batch, length, *compare(ours, theirs))
         torch_per_second = run_t / (batch * length)
         work = batch * length
+        THROUGHPUT[name, batch] = (work / run_j, work / run_t)
         row = (
             f"| {label} | {batch} | {length} | {work / run_j:,.0f} | {work / run_t:,.0f} "
             f"| {run_t / run_j:.1f}x | {compile_s:.1f} |"
@@ -388,6 +393,41 @@ def run_model(name, sizes, opts, print_line) -> tuple[str, list[str], list[str]]
     return check_row, rollout_rows, train_rows
 
 
+def ceiling_rows(names, batch: int, rates: list[float]) -> list[str]:
+    """How far a GRU model's rollout ratio at `batch` could go on this CPU: XLA's FLOPs per
+    session-second (`flops.flops`: the one-second program at `batch`) and the rate of a large
+    float32 matrix product (`flops.matmul_rate`: the fastest of `rates`, measured before the
+    rollouts, and of two more after them), both in this run; a rollout running every FLOP at
+    that rate would reach `rate / FLOPs` session-seconds per second, which over PyTorch's
+    measured throughput is the largest ratio any wearjax rollout could show."""
+    flops_mod = _sibling("flops")
+    rates = [*rates, flops_mod.matmul_rate(), flops_mod.matmul_rate()]
+    rate = max(rates)
+    rows = [
+        f"What the target asks of the CPU at batch {batch}: XLA's FLOPs per session-second, "
+        f"the rate of a 2048 x 2048 float32 matrix product in this run ({rate:.0f} GFLOP/s, "
+        f"the fastest of {len(rates)} measurements: "
+        f"{', '.join(f'{r:.0f}' for r in rates)}), and the ratio over PyTorch a rollout would "
+        "show if every FLOP ran at that rate (the bound), against the measured one.",
+        "",
+        "| model | kFLOP per session-second | wearjax GFLOP/s | of the matmul rate | "
+        "ratio measured | ratio at the matmul rate (bound) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in names:
+        if (name, batch) not in THROUGHPUT or name not in ("kalman", "ode"):
+            continue
+        ours, theirs = THROUGHPUT[name, batch]
+        window = 60  # the shortest rollout the models take; the count is per second
+        per = flops_mod.flops(build(name), batch, window, N_FEATURES[name])[0] / window / batch
+        gflops = ours * per / 1e9
+        rows.append(
+            f"| {LABELS[name]} | {per / 1e3:.0f} | {gflops:.0f} | {100 * gflops / rate:.0f}% | "
+            f"{ours / theirs:.1f}x | {rate * 1e9 / per / theirs:.1f}x |"
+        )
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
@@ -412,6 +452,7 @@ def main(argv=None) -> int:
         opts.train, opts.budget = (8, 120), 1.0
     torch.set_num_threads(opts.torch_threads)
     t_start = time.perf_counter()
+    rates = [_sibling("flops").matmul_rate()]
     command = " ".join(["python benchmarks/torch_vs_jax.py", *argv])
     header = [
         "# wearjax (JAX) vs PyTorch references, CPU",
@@ -458,8 +499,11 @@ def main(argv=None) -> int:
         check.append(c)
         rollout += r
         train += t
+    # the largest batch of full length; the matrix-product rate once before the rollouts too
+    bound = ceiling_rows(opts.models, max(opts.batches), rates)
     footer = [f"Whole run: {(time.perf_counter() - t_start) / 60:.1f} min."]
-    body = check + [""] + rollout + [""] + train + [""] + footer
+    body = check + [""] + rollout + [""] + train + [""] + (bound + [""] if bound else [])
+    body += footer
     print("\n" + "\n".join(body), flush=True)
     opts.out.parent.mkdir(parents=True, exist_ok=True)
     opts.out.write_text("\n".join(header + body) + "\n")

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from wearjax.models.backbone import Backbone, Encoder, GRUStack
 
@@ -62,11 +63,15 @@ def test_encoder_dropout_only_with_a_key():
     np.testing.assert_allclose(enc(x), ref, rtol=1e-6)
 
 
-def test_per_gate_rollout_equals_the_sliced_layout_bit_for_bit():
+@pytest.mark.parametrize("unroll", [1, 8])
+def test_per_gate_rollout_equals_the_sliced_layout_bit_for_bit(unroll, monkeypatch):
     """Rollouts run with the projections stored per gate; values and gradients must equal the
     sliced layout's exactly (float32, batched as training runs it), so that no trained or
-    evaluated figure moves."""
+    evaluated figure moves; also with the rollout's scan unrolled (`ROLLOUT_UNROLL`)."""
+    from wearjax.models import backbone
     from wearjax.models.backbone import _sequence_sliced
+
+    monkeypatch.setattr(backbone, "ROLLOUT_UNROLL", unroll)
 
     layer = GRUStack(6, 16, 1, key=jax.random.key(0)).layers[0]
     x = jax.random.normal(jax.random.key(1), (8, 50, 6))

@@ -113,6 +113,13 @@ def _sequence_sliced(layer: GRULayer, x, h0):
     return jax.lax.scan(step, h0, xp)[1]
 
 
+# Seconds per iteration of the rollout's scan (`lax.scan`'s `unroll`). Any value gives the
+# values of 1 bit for bit (`tests/models/test_backbone.py`); on 2 CPU cores 2-16 ran at 0.76-1.14x
+# the speed of 1 at batch 1, 64 and 1024, none faster across the board, and compiled slower
+# (`benchmarks/unroll.py`), so the loop stays rolled.
+ROLLOUT_UNROLL = 1
+
+
 @jax.custom_jvp
 def _sequence(layer: GRULayer, x, h0):
     """The same values with the projections stored per gate (no slicing inside the loop)."""
@@ -122,7 +129,7 @@ def _sequence(layer: GRULayer, x, h0):
         h = layer.gates(*xp_t, h)
         return h, h
 
-    return jax.lax.scan(step, h0, per_gate)[1]
+    return jax.lax.scan(step, h0, per_gate, unroll=ROLLOUT_UNROLL)[1]
 
 
 @_sequence.defjvp
