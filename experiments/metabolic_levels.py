@@ -2,8 +2,8 @@
 subject-wise folds as `experiments/transformer_probe.py`, on small hand-made feature sets of
 pyoxynet's real CPET windows (60 s of HR, VO2, VCO2 and VE, moderate / heavy / severe):
 
-- `levels`: `asinh` of each channel's mean and SD (`signal.cwt.levels`, what the transformer's
-  tokeniser standardises away and feeds to each channel's [CLS] token), 8 numbers;
+- `levels`: `asinh` of each channel's mean and SD (`tasks.probe.channel_levels`, what the
+  transformer's tokeniser standardises away and feeds to each channel's [CLS] token), 8 numbers;
 - `levels + slopes`: with each channel's least-squares slope over the window;
 - `levels + log ratios`: with the six log ratios of the channels' means (VE / VCO2, ...);
 - `statistical features` (`tasks.har_baselines.statistical_features`), alone and with levels.
@@ -22,14 +22,13 @@ import numpy as np
 
 from wearjax.cv import Split
 from wearjax.data.pyoxynet import domain_windows
-from wearjax.signal.cwt import levels
 from wearjax.tasks.har_baselines import statistical_features
-from wearjax.tasks.probe import probe_scores
+from wearjax.tasks.probe import channel_levels, probe_scores
 
 
 def feature_sets(x: np.ndarray) -> dict[str, np.ndarray]:
     """Named `[N, F]` feature sets of windows `x [N, T, C]` (module docstring)."""
-    lv = np.asarray(levels(x.transpose(0, 2, 1), 1.0, 1.0)).reshape(len(x), -1)
+    lv = channel_levels(x)
     t = np.arange(x.shape[1], dtype=np.float64) - (x.shape[1] - 1) / 2
     slopes = np.einsum("t,ntc->nc", t, x) / np.sum(t**2)  # least squares over each window
     logm = np.log(np.maximum(x.mean(axis=1), 1e-3))

@@ -136,13 +136,14 @@ def scores(pred: np.ndarray, windows: LabelledWindows, split: Split):
     return acc, f1
 
 
-def channel_levels(windows: LabelledWindows) -> np.ndarray:
-    """`[N, 2C]`: `asinh` of each channel's mean and SD over the window (`signal.cwt.levels`),
+def channel_levels(x: np.ndarray) -> np.ndarray:
+    """`[N, 2C]` from windows `x [N, T, C]`: `asinh` of each channel's mean and SD over the
+    window (`signal.cwt.levels`),
     the numbers the encoder's tokeniser standardises away and hands to each channel's [CLS]
     token. On pyoxynet's metabolic domains these 8 numbers alone outscore every encoder probe
     (`experiments/metabolic_levels.py`), so the CLI reports them beside the encoder."""
-    x = jnp.asarray(windows.x, jnp.float32).transpose(0, 2, 1)  # [N, C, T]
-    return np.asarray(levels(x, 1.0, 1.0)).reshape(len(x), -1)
+    per_channel = jnp.asarray(x, jnp.float32).transpose(0, 2, 1)  # [N, C, T]
+    return np.asarray(levels(per_channel, 1.0, 1.0)).reshape(len(x), -1)
 
 
 def probe_command(args, say) -> int:
@@ -175,7 +176,7 @@ def probe_command(args, say) -> int:
     rows = {
         "encoder": probe_scores(embed_windows(model, w, header), w, split),
         "statistical features": probe_scores(statistical_features(w), w, split),
-        "channel levels": probe_scores(channel_levels(w), w, split),
+        "channel levels": probe_scores(channel_levels(w.x), w, split),
     }
     metrics = {
         name: {"accuracy": float(np.mean(a)), "accuracy_sd": float(np.std(a)),
