@@ -5,13 +5,16 @@ simulated wrist sessions, leave-one-subject-out.
     python experiments/virtual_sensing.py --out experiments/results/virtual_sensing_db
     python experiments/virtual_sensing.py --quick --out /tmp/virtual_quick
     python experiments/virtual_sensing.py --linear --out experiments/results/virtual_sensing
+    python experiments/virtual_sensing.py --references-only \
+        --out experiments/results/virtual_references
 
 Full: 10 subjects x 3 sessions of 10 min at 25 Hz, leave-2-subjects-out (5 folds), 40 epochs;
 quick: 6 x 2 of 6 min, leave-one-out (6 folds), 12 epochs. `--bcg` scales the heart's trace in
 the simulated ACC (1: the simulator's default). The models read spectra in decibels under each
 window's peak (`models.virtual.compress`); `--linear` gives them the linear spectra of earlier
-rounds (`experiments/results/virtual_sensing`). Writes `metrics.json`, `table.md` and `plots/`
-under `--out` (`wearjax cv virtual` runs the same study).
+rounds (`experiments/results/virtual_sensing`). `--references-only` skips the learned settings
+and scores the references alone (20 s: no training) on the same data and folds. Writes
+`metrics.json`, `table.md` and `plots/` under `--out` (`wearjax cv virtual` runs the same study).
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="6 subjects, 12 epochs")
     parser.add_argument("--epochs", type=int, help="training epochs (default 40; quick 12)")
     parser.add_argument("--settings", nargs="+", choices=SETTINGS + ABLATIONS)
+    parser.add_argument(
+        "--references-only", action="store_true", help="no learned setting, the references only"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--bcg", type=float, default=1.0, help="scale of the heart's trace in the ACC"
@@ -47,7 +53,8 @@ def main(argv=None) -> int:
     try:
         sessions = synthetic_sessions(args.quick, seed=args.seed, bcg=args.bcg)
         out = args.subjects_out or (1 if args.quick else 2)
-        metrics = study(sessions, config, args.out, subjects_out=out, settings=args.settings,
+        chosen = () if args.references_only else args.settings
+        metrics = study(sessions, config, args.out, subjects_out=out, settings=chosen,
                         progress=True)  # fmt: skip
     except WearjaxError as err:
         print(f"virtual_sensing: {err}", file=sys.stderr)

@@ -147,6 +147,7 @@ def test_cv_virtual_on_a_folder_without_ppg_runs_acc_only(tmp_path, capsys):
     assert (
         "acc_only" in metrics
         and "acc_refined" in metrics
+        and "acc_ridge" in metrics
         and "virtual" not in metrics
         and "troika" not in metrics
     )
@@ -167,6 +168,22 @@ def test_cv_virtual_on_a_folder_with_ppg_runs_every_setting(tmp_path):
     assert (tmp_path / "out" / "plots" / "spectra.png").is_file()
     # the clean PPG's peak is the HR: the non-learned tracker finds it
     assert metrics["ppg_peak"]["raw"]["mae"] < 5.0
+
+
+def test_acc_ridge_reference_learns_hr_from_acc_without_seeing_the_tested_subject():
+    from wearjax.tasks.virtual_study import references
+
+    # the ACC's third axis carries the beat, so a linear read of its spectra finds the HR
+    s = spectral_sessions([_recording(i, f"sub{i}", seconds=240) for i in range(6)])
+    split = split_sessions(s, 1)
+    tested = s.ok & (split.owner >= 0)[:, None]
+    r = references(s, split)
+    mae = {k: np.abs(v - s.hr)[tested].mean() for k, v in r.items()}
+    assert mae["acc_ridge"] < 0.6 * mae["train_mean"], mae
+    # relabelling session 0 moves every fold's fit except the one that tests it
+    moved = references(s._replace(hr=np.where(np.arange(6)[:, None] == 0, s.hr + 30, s.hr)), split)
+    np.testing.assert_array_equal(moved["acc_ridge"][0], r["acc_ridge"][0])
+    assert np.abs(moved["acc_ridge"][1:] - r["acc_ridge"][1:]).max() > 0.1
 
 
 def test_choose_q_takes_the_validation_mae_minimiser(x64):

@@ -12,8 +12,10 @@ every information setting the data allow, the non-learned references, metrics, c
   Windows without a reference HR are excluded; PPG settings are scored on every window (a
   PPG dropout is their problem to bridge).
 - References on the same windows: `troika` (PPG with ACC-peak removal and peak tracking,
-  `signal.peaks`), `ppg_peak` (PPG peak tracking alone), `train_mean` (each fold's mean
-  training HR: what a model knows without the signal).
+  `signal.peaks`), `ppg_peak` (PPG peak tracking alone), `acc_ridge` (a linear ridge
+  regression on each window's ACC spectra as the models read them, `eval.ridge`: the linear
+  form of direct regression), `train_mean` (each fold's mean training HR: what a model knows
+  without the signal).
 - Cost per model: parameters used at inference (the VAE's decoders and the unused modality's
   input map left out) and the median CPU time of one update (a jitted block of `context`
   windows at batch 1, the newest window's estimate, recomputed every 2 s on a watch).
@@ -32,7 +34,8 @@ import numpy as np
 from wearjax.cv import Split
 from wearjax.errors import WearjaxDataError, WearjaxFileError
 from wearjax.eval import metrics as M
-from wearjax.models.virtual import ABLATIONS, GRID_HZ, SETTINGS, compress
+from wearjax.eval.ridge import fold_ridge
+from wearjax.models.virtual import ABLATIONS, FLOOR_DB, GRID_HZ, SETTINGS, compress
 from wearjax.signal.peaks import track_peak, troika_hr
 from wearjax.tasks.virtual import (
     SpectralSessions,
@@ -45,7 +48,7 @@ from wearjax.tasks.virtual import (
 )
 
 SEVERITY_BANDS = {"light": (0.0, 0.6), "moderate": (0.6, 1.5), "heavy": (1.5, np.inf)}
-REFERENCES = ("troika", "ppg_peak", "train_mean")
+REFERENCES = ("troika", "ppg_peak", "acc_ridge", "train_mean")
 
 
 def synthetic_sessions(quick: bool = False, seed: int = 0, bcg: float = 1.0) -> SpectralSessions:
@@ -109,8 +112,11 @@ def _scores(pred, s: SpectralSessions, split: Split) -> dict:
     return out
 
 
-def references(s: SpectralSessions, split: Split) -> dict[str, np.ndarray]:
-    """Per-window HR `[S, W]` of the non-learned references."""
+def references(
+    s: SpectralSessions, split: Split, floor_db: float | None = FLOOR_DB
+) -> dict[str, np.ndarray]:
+    """Per-window HR `[S, W]` of the references (module docstring); `floor_db`: the decibel
+    scale of the spectra the ridge reads, the models' (`VirtualConfig.floor_db`)."""
     grid = np.asarray(GRID_HZ)
     raw = s.acc * s.acc_scale[:, :, None, :]  # un-normalised: a quiet axis stays quiet
     acc = jnp.moveaxis(jnp.asarray(raw), -1, -2)  # [S, W, 3, F]
@@ -122,9 +128,12 @@ def references(s: SpectralSessions, split: Split) -> dict[str, np.ndarray]:
             jax.vmap(lambda p, a, o: troika_hr(p, a, grid, ok=o))(ppg, acc, ok)
         )
         out["ppg_peak"] = np.asarray(jax.vmap(lambda p, o: track_peak(p, grid, ok=o))(ppg, ok))
+    acc_db = np.asarray(compress(jnp.asarray(s.acc), floor_db)).reshape(s.acc.shape[:2] + (-1,))
+    fitted = fold_ridge(acc_db, s.hr, s.ok, split.train | split.validation, s.subject)
+    owner = np.maximum(split.owner, 0)
+    out["acc_ridge"] = fitted.pred[owner, np.arange(len(owner))].astype(np.float32)
     w = split.train[:, :, None] & s.ok[None]
     mean = (w * s.hr[None]).sum((1, 2)) / np.maximum(w.sum((1, 2)), 1)  # [K]
-    owner = np.maximum(split.owner, 0)
     out["train_mean"] = np.broadcast_to(mean[owner][:, None], s.hr.shape).copy()
     return out
 
@@ -153,7 +162,7 @@ def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out
     out.mkdir(parents=True, exist_ok=True)
     split = split_sessions(s, subjects_out, seed=config.seed)
     allowed = SETTINGS + ABLATIONS if s.has_ppg else ("acc_only", "acc_refined")
-    settings = [x for x in (settings or SETTINGS + ABLATIONS) if x in allowed]
+    settings = [x for x in (SETTINGS + ABLATIONS if settings is None else settings) if x in allowed]
     metrics: dict = {"data": {"sessions": len(s.names), "subjects": len(s.subjects),
                               "windows": int(s.ok.sum()), "folds": split.n_folds,
                               "floor_db": config.floor_db}}  # fmt: skip
@@ -174,7 +183,7 @@ def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out
         tracks[name] = r.tracked
         if name == "virtual":
             first = one
-    for name, hr in references(s, split).items():
+    for name, hr in references(s, split, config.floor_db).items():
         metrics[name] = {"raw": _scores(hr, s, split)}
         tracks[name] = hr
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
