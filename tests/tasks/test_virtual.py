@@ -170,7 +170,7 @@ def test_cv_virtual_on_a_folder_with_ppg_runs_every_setting(tmp_path):
     assert metrics["ppg_peak"]["raw"]["mae"] < 5.0
 
 
-def test_acc_ridge_reference_learns_hr_from_acc_without_seeing_the_tested_subject():
+def test_acc_references_learn_hr_from_acc_without_seeing_the_tested_subject():
     from wearjax.tasks.virtual_study import references
 
     # the ACC's third axis carries the beat, so a linear read of its spectra finds the HR
@@ -182,8 +182,9 @@ def test_acc_ridge_reference_learns_hr_from_acc_without_seeing_the_tested_subjec
     assert mae["acc_ridge"] < 0.6 * mae["train_mean"], mae
     # relabelling session 0 moves every fold's fit except the one that tests it
     moved = references(s._replace(hr=np.where(np.arange(6)[:, None] == 0, s.hr + 30, s.hr)), split)
-    np.testing.assert_array_equal(moved["acc_ridge"][0], r["acc_ridge"][0])
-    assert np.abs(moved["acc_ridge"][1:] - r["acc_ridge"][1:]).max() > 0.1
+    for name in ("acc_ridge", "acc_gait"):
+        np.testing.assert_array_equal(moved[name][0], r[name][0])
+        assert np.abs(moved[name][1:] - r[name][1:]).max() > 0.1
 
 
 def test_choose_q_takes_the_validation_mae_minimiser(x64):

@@ -14,8 +14,10 @@ every information setting the data allow, the non-learned references, metrics, c
 - References on the same windows: `troika` (PPG with ACC-peak removal and peak tracking,
   `signal.peaks`), `ppg_peak` (PPG peak tracking alone), `acc_ridge` (a linear ridge
   regression on each window's ACC spectra as the models read them, `eval.ridge`: the linear
-  form of direct regression), `train_mean` (each fold's mean training HR: what a model knows
-  without the signal).
+  form of direct regression), `acc_gait` (a linear ridge regression on the cadence the ACC
+  shows, `signal.gait.stride_hz`, and its first-order lags of 10 s to 4 min,
+  `signal.gait.lagged`: a kinetic model of HR from the gait alone), `train_mean` (each
+  fold's mean training HR: what a model knows without the signal).
 - Cost per model: parameters used at inference (the VAE's decoders and the unused modality's
   input map left out) and the median CPU time of one update (a jitted block of `context`
   windows at batch 1, the newest window's estimate, recomputed every 2 s on a watch).
@@ -36,8 +38,10 @@ from wearjax.errors import WearjaxDataError, WearjaxFileError
 from wearjax.eval import metrics as M
 from wearjax.eval.ridge import fold_ridge
 from wearjax.models.virtual import ABLATIONS, FLOOR_DB, GRID_HZ, SETTINGS, compress
+from wearjax.signal.gait import lagged, stride_hz
 from wearjax.signal.peaks import track_peak, troika_hr
 from wearjax.tasks.virtual import (
+    HOP_S,
     SpectralSessions,
     VirtualConfig,
     WristRecording,
@@ -48,7 +52,7 @@ from wearjax.tasks.virtual import (
 )
 
 SEVERITY_BANDS = {"light": (0.0, 0.6), "moderate": (0.6, 1.5), "heavy": (1.5, np.inf)}
-REFERENCES = ("troika", "ppg_peak", "acc_ridge", "train_mean")
+REFERENCES = ("troika", "ppg_peak", "acc_ridge", "acc_gait", "train_mean")
 
 
 def synthetic_sessions(quick: bool = False, seed: int = 0, bcg: float = 1.0) -> SpectralSessions:
@@ -132,6 +136,10 @@ def references(
     fitted = fold_ridge(acc_db, s.hr, s.ok, split.train | split.validation, s.subject)
     owner = np.maximum(split.owner, 0)
     out["acc_ridge"] = fitted.pred[owner, np.arange(len(owner))].astype(np.float32)
+    cadence = 120.0 * stride_hz(jnp.square(acc).sum(-2), grid)  # steps/min [S, W]
+    gait = jnp.concatenate([cadence[..., None], lagged(cadence, HOP_S)], axis=-1)
+    fitted = fold_ridge(np.asarray(gait), s.hr, s.ok, split.train | split.validation, s.subject)
+    out["acc_gait"] = fitted.pred[owner, np.arange(len(owner))].astype(np.float32)
     w = split.train[:, :, None] & s.ok[None]
     mean = (w * s.hr[None]).sum((1, 2)) / np.maximum(w.sum((1, 2)), 1)  # [K]
     out["train_mean"] = np.broadcast_to(mean[owner][:, None], s.hr.shape).copy()
