@@ -13,7 +13,8 @@ quick: 6 x 2 of 6 min, leave-one-out (6 folds), 12 epochs. `--bcg` scales the he
 the simulated ACC (1: the simulator's default). The models read spectra in decibels under each
 window's peak (`models.virtual.compress`); `--linear` gives them the linear spectra of earlier
 rounds (`experiments/results/virtual_sensing`). `--references-only` skips the learned settings
-and scores the references alone (20 s: no training) on the same data and folds. Writes
+and scores the references alone (20 s: no training) on the same data and folds. `--gait` gives
+the models that read ACC the gait prior (`models.virtual.GaitPrior`). Writes
 `metrics.json`, `table.md` and `plots/` under `--out` (`wearjax cv virtual` runs the same study).
 """
 
@@ -38,6 +39,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--references-only", action="store_true", help="no learned setting, the references only"
     )
+    parser.add_argument(
+        "--gait", action="store_true", help="the gait prior in the ACC settings' models"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--bcg", type=float, default=1.0, help="scale of the heart's trace in the ACC"
@@ -47,7 +51,9 @@ def main(argv=None) -> int:
         "--linear", action="store_true", help="linear spectra as inputs (earlier rounds' table)"
     )
     args = parser.parse_args(argv)
-    config = VirtualConfig(seed=args.seed, floor_db=None if args.linear else FLOOR_DB)
+    config = VirtualConfig(
+        seed=args.seed, floor_db=None if args.linear else FLOOR_DB, gait=args.gait
+    )
     epochs = args.epochs or (12 if args.quick else config.train.epochs)
     config = config._replace(train=config.train._replace(epochs=epochs))
     try:

@@ -156,3 +156,45 @@ def test_inference_parameters_leave_out_what_inference_does_not_run():
     virtual = VirtualSensing("virtual", width=width, latent=2, key=key)
     decoders = (width + 1) + (3 * width + 3)  # to_ppg, to_acc
     assert virtual.inference_parameters() == count(virtual) - (2 * width) - decoders
+
+
+@pytest.mark.parametrize("setting", ("acc_only", "acc_refined"))
+def test_the_gait_prior_multiplies_the_heads_distribution(setting):
+    from wearjax.models.virtual import N_GAIT
+
+    key = jax.random.key(0)
+    plain = VirtualSensing(setting, width=8, latent=2, key=key)
+    model = VirtualSensing(setting, width=8, latent=2, gait=True, key=key)
+    # the other parts start as in a model without the prior
+    for a, b in zip(jax.tree_util.tree_leaves(plain), jax.tree_util.tree_leaves(
+            eqx_filter_without(model)), strict=True):  # fmt: skip
+        np.testing.assert_array_equal(a, b)
+    f = len(GRID_BPM)
+    rng = np.random.default_rng(0)
+    acc = jnp.asarray(rng.uniform(size=(5, f, 3)), jnp.float32)
+    gait = jnp.asarray(150 + 20 * rng.uniform(size=(5, N_GAIT)), jnp.float32)
+    out, base = model(acc, jnp.zeros((5, f, 1)), gait), plain(acc, jnp.zeros((5, f, 1)))
+    # by hand: a Gaussian over the grid, mean and log-SD linear in the standardised features
+    w, b = np.asarray(model.gait_prior.linear.weight), np.asarray(model.gait_prior.linear.bias)
+    lin = (np.asarray(gait, np.float64) - 160.0) / 20.0 @ w.T + b
+    mean, sd = 130 + 40 * lin[:, 0], 1 + 10 * np.exp(np.clip(lin[:, 1], -5, 3))
+    prior = -0.5 * ((GRID_BPM[None] - mean[:, None]) / sd[:, None]) ** 2
+    np.testing.assert_allclose(out.logits, np.asarray(base.logits) + prior, rtol=1e-5, atol=1e-4)
+    logits = np.asarray(out.logits, np.float64)
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    np.testing.assert_allclose(out.hr, p @ GRID_BPM, rtol=1e-5)
+    with pytest.raises(ValueError, match="gait features"):
+        model(acc, jnp.zeros((5, f, 1)))
+
+
+def eqx_filter_without(model):
+    """The model's arrays without its gait prior's."""
+    import equinox as eqx
+
+    return eqx.tree_at(lambda m: m.gait_prior, model, None, is_leaf=lambda x: x is None)
+
+
+def test_ppg_only_takes_no_gait_prior():
+    model = VirtualSensing("ppg_only", width=8, latent=2, gait=True, key=jax.random.key(0))
+    assert model.gait_prior is None

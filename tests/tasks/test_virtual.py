@@ -214,7 +214,7 @@ def test_fit_virtual_then_predict_a_file_without_ppg(tmp_path, capsys):
     _write_folder(tmp_path / "data", ppg=True)
     model = tmp_path / "virtual.wjx"
     code = main(["fit", "virtual", "--data", str(tmp_path / "data"), "--setting", "virtual",
-                 "--quick", "--epochs", "1", "--out", str(model)])  # fmt: skip
+                 "--gait", "--quick", "--epochs", "1", "--out", str(model)])  # fmt: skip
     assert code == 0 and model.is_file()
     # the same recording without its PPG column: the virtual model needs only the ACC
     rec = _recording(7, "subject9", ppg=False)
@@ -239,7 +239,7 @@ def test_fit_virtual_then_predict_a_file_without_ppg(tmp_path, capsys):
     from wearjax.tasks.virtual_io import load_virtual, predict_recording
 
     trained, header = load_virtual(model)
-    assert header["floor_db"] == FLOOR_DB
+    assert header["floor_db"] == FLOOR_DB and trained.gait_prior is not None
     got = predict_recording(trained, header, read_sampled(tmp_path / "new.csv"))["columns"]
     np.testing.assert_allclose(got["hr"], table["hr"], atol=0.01)
     older = {k: v for k, v in header.items() if k != "floor_db"}
@@ -260,11 +260,12 @@ def test_predict_is_the_streaming_estimate_of_each_window():
 
     s = spectral_sessions([_recording(1, "a", seconds=40)])  # 17 windows
     data = device_data(s, floor_db=FLOOR_DB)
-    model = VirtualSensing("fusion", width=8, latent=2, key=jax.random.key(0))
+    model = VirtualSensing("fusion", width=8, latent=2, gait=True, key=jax.random.key(0))
     context = 4
     got = np.asarray(predict(model, None, data, 0, context=context).hr)
-    last = eqx.filter_jit(lambda m, a, p: m(a, p).hr[-1])
+    last = eqx.filter_jit(lambda m, a, p, g: m(a, p, g).hr[-1])
     for w in range(s.n_windows[0]):  # what a watch computes at window w: the last 4 windows
         lo = max(0, w - context + 1)
-        expected = last(model, data.acc[0, lo : w + 1], data.ppg[0, lo : w + 1])
+        window = slice(lo, w + 1)
+        expected = last(model, data.acc[0, window], data.ppg[0, window], data.gait[0, window])
         np.testing.assert_allclose(got[w], float(expected), rtol=1e-5)

@@ -31,6 +31,13 @@ is finer than what the spectra can separate.)
   distribution of HR in each window; its mean is the estimate and its variance (plus the bin's
   quantisation variance, step^2 / 12) the measurement noise the Kalman tracker uses.
 
+- **Gait prior** (`GaitPrior`, with `gait=True`, for the settings that read ACC): the cadence
+  the ACC shows and its first-order lags of 10 s to 4 min (`signal.gait`, computed causally
+  over the whole session before the model, `N_GAIT` numbers per window) map linearly to a
+  Gaussian over the grid, whose log density is added to the head's logits (a product of the
+  two: the spectra's evidence and the gait's). HR lags a change of pace by a minute or two,
+  longer than the `L` windows the model sees; on a watch the lags are five running averages.
+
 Settings (`SETTINGS`, the information settings of the published table): `acc_only` (direct
 regression from ACC spectra: the encoder, then `RegressionHead`, an MLP on each window's
 flattened features), `virtual` (ACC -> VAE latent -> refiner -> head; PPG only as a training
@@ -60,6 +67,8 @@ GRID_BPM = 60.0 * GRID_HZ
 BIN_BPM = float(GRID_BPM[1] - GRID_BPM[0])
 PRIOR = (float(GRID_BPM.mean()), 100.0)  # the tracker's prior HR: mean and SD (bpm)
 FLOOR_DB = 60.0  # the input scale's floor below each window's peak
+N_GAIT = 6  # cadence and its five lags (`signal.gait.LAGS_S`)
+GAIT_CENTRE, GAIT_SCALE = 160.0, 20.0  # steps/min: the gait features' standardisation
 
 
 def compress(spec: Float[Array, "*shape"], floor_db: float | None = FLOOR_DB) -> Array:
@@ -232,6 +241,23 @@ class RegressionHead(eqx.Module):
         return (*moments(logits), logits)
 
 
+class GaitPrior(eqx.Module):
+    """Gait features `[L, N_GAIT]` (steps/min) -> logits over `GRID_BPM` of a Gaussian whose
+    mean and log-SD are linear in them."""
+
+    linear: eqx.nn.Linear
+
+    def __init__(self, *, key: PRNGKeyArray):
+        self.linear = eqx.nn.Linear(N_GAIT, 2, key=key)
+
+    def __call__(self, gait: Float[Array, "window gait"]) -> Float[Array, "window freq"]:
+        out = _linear(self.linear, (gait - GAIT_CENTRE) / GAIT_SCALE)  # [L, 2]
+        mean = 130.0 + 40.0 * out[:, 0]
+        sd = 1.0 + 10.0 * jnp.exp(jnp.clip(out[:, 1], -5.0, 3.0))
+        grid = jnp.asarray(GRID_BPM, gait.dtype).reshape(1, -1)
+        return -0.5 * jnp.square((grid - mean[:, None]) / sd[:, None])
+
+
 class VirtualSensing(eqx.Module):
     """One information setting's model (module docstring). `__call__` is inference: it reads
     only the modalities its setting allows."""
@@ -240,10 +266,12 @@ class VirtualSensing(eqx.Module):
     vae: CrossModalVAE | None
     refiner: Refiner | None
     head: HRHead | RegressionHead
+    gait_prior: GaitPrior | None
     setting: str = eqx.field(static=True)
 
     def __init__(self, setting: str = "virtual", *, width: int = 16, latent: int = 4,
-                 depth: int = 2, heads: int = 2, key: PRNGKeyArray):  # fmt: skip
+                 depth: int = 2, heads: int = 2, gait: bool = False,
+                 key: PRNGKeyArray):  # fmt: skip
         if setting not in SETTINGS + ABLATIONS:
             raise ValueError(f"unknown setting {setting!r}: choose one of {SETTINGS + ABLATIONS}")
         k = jax.random.split(key, 4)
@@ -253,6 +281,9 @@ class VirtualSensing(eqx.Module):
         direct = setting == "acc_only"
         self.refiner = None if direct else Refiner(width, heads, key=k[2])
         self.head = RegressionHead(width, key=k[3]) if direct else HRHead(width, key=k[3])
+        with_gait = gait and setting != "ppg_only"  # its key folded in: the other parts
+        # start as they do in a model without it
+        self.gait_prior = GaitPrior(key=jax.random.fold_in(key, 4)) if with_gait else None
 
     @property
     def uses_acc(self) -> bool:
@@ -266,7 +297,7 @@ class VirtualSensing(eqx.Module):
         """Parameters the HR estimate uses: without the unused modality's input map and the
         VAE's decoders (training targets; the virtual PPG they draw is for inspection)."""
         enc = self.encoder
-        parts = [enc.convs, self.refiner, self.head]
+        parts = [enc.convs, self.refiner, self.head, self.gait_prior]
         parts += [enc.acc_in] if self.uses_acc else []
         parts += [enc.ppg_in] if self.setting in ("ppg_only", "fusion") else []
         parts += [self.vae.posterior, self.vae.expand] if self.vae is not None else []
@@ -283,18 +314,29 @@ class VirtualSensing(eqx.Module):
         ppg_hat, acc_hat = self.vae.decode(u)
         return {"u": u, "mu": mu, "logvar": logvar, "ppg_hat": ppg_hat, "acc_hat": acc_hat}
 
-    def hr(self, u: Array) -> tuple[Array, Array, Array, Array]:
+    def hr(self, u: Array, gait: Array | None = None) -> tuple[Array, Array, Array, Array]:
+        """HR mean, variance, logits and gate from features `u`; with a gait prior, `gait`
+        `[L, N_GAIT]` is required and its logits are added to the head's."""
         if self.refiner is None:
-            return (*self.head(u), jnp.ones(u.shape[:2], u.dtype))
-        r, gate = self.refiner(u)
+            r, gate = u, jnp.ones(u.shape[:2], u.dtype)
+        else:
+            r, gate = self.refiner(u)
         mean, var, logits = self.head(r)
+        if self.gait_prior is not None:
+            if gait is None:
+                raise ValueError("this model has a gait prior: pass the gait features")
+            logits = logits + self.gait_prior(gait)
+            mean, var = moments(logits)
         return mean, var, logits, gate
 
     def __call__(
-        self, acc: Float[Array, "window freq 3"], ppg: Float[Array, "window freq 1"]
+        self,
+        acc: Float[Array, "window freq 3"],
+        ppg: Float[Array, "window freq 1"],
+        gait: Float[Array, "window gait"] | None = None,
     ) -> VirtualOutput:
         f = self.features(acc if self.uses_acc else None, ppg if self.uses_ppg else None)
-        mean, var, logits, gate = self.hr(f["u"])
+        mean, var, logits, gate = self.hr(f["u"], gait)
         virtual = f["ppg_hat"][..., 0] if "ppg_hat" in f else jnp.zeros_like(logits)
         return VirtualOutput(mean, var, logits, gate, virtual)
 

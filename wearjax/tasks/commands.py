@@ -384,6 +384,11 @@ def _virtual_arguments(p: argparse.ArgumentParser) -> None:
         help="fit: the one to train "
         "(default virtual); cv: run only this one (default: every one the data allow)",
     )
+    p.add_argument(
+        "--gait",
+        action="store_true",
+        help="add the gait prior (cadence from the ACC and its lags) to the models that read ACC",
+    )
 
 
 def virtual(args) -> int:

@@ -52,6 +52,7 @@ from wearjax.models.virtual import (
     soft_target,
     track,
 )
+from wearjax.signal.gait import lagged, stride_hz
 from wearjax.signal.spectra import band_spectra, normalise, window_mean
 from wearjax.train.loop import Task, TrainConfig
 
@@ -71,6 +72,7 @@ class VirtualConfig(NamedTuple):
     kl_weight: float = 0.01
     kl_warmup: int = 10  # epochs of KL annealing
     floor_db: float | None = FLOOR_DB  # the spectra's decibel floor (`compress`); None: linear
+    gait: bool = False  # the gait prior (`models.virtual.GaitPrior`) in the ACC settings
     seed: int = 0
     train: TrainConfig = TrainConfig(
         learning_rate=2e-3, weight_decay=1e-4, epochs=40, steps_per_epoch=25,
@@ -228,6 +230,7 @@ def spectral_sessions(recordings: list[WristRecording]) -> SpectralSessions:
 class VirtualData(NamedTuple):
     acc: jax.Array  # [S, W, F, 3] spectra as the models read them (`device_data`)
     ppg: jax.Array  # [S, W, F, 1] likewise
+    gait: jax.Array  # [S, W, N_GAIT] cadence (steps/min) and its lags (`gait_features`)
     hr: jax.Array  # [S, W]
     ok: jax.Array  # [S, W]
     ppg_ok: jax.Array  # [S, W]
@@ -235,11 +238,21 @@ class VirtualData(NamedTuple):
     n_windows: jax.Array  # [S]
 
 
+def gait_features(s: SpectralSessions) -> jax.Array:
+    """`[S, W, N_GAIT]`: the cadence each window's ACC shows (`signal.gait.stride_hz` on its
+    power summed over the axes, in steps/min) and its first-order lags (`signal.gait.lagged`),
+    causal over each whole session."""
+    power = jnp.square(jnp.asarray(s.acc) * jnp.asarray(s.acc_scale)[:, :, None, :]).sum(-1)
+    cadence = 120.0 * stride_hz(power, GRID_HZ)  # [S, W]
+    return jnp.concatenate([cadence[..., None], lagged(cadence, HOP_S)], axis=-1)
+
+
 def device_data(s: SpectralSessions, *, floor_db: float | None) -> VirtualData:
-    """The sessions as the models see them: spectra on the decibel scale (`compress`)."""
+    """The sessions as the models see them: spectra on the decibel scale (`compress`) and the
+    gait features."""
     return VirtualData(
         compress(jnp.asarray(s.acc), floor_db), compress(jnp.asarray(s.ppg), floor_db),
-        jnp.asarray(s.hr),
+        gait_features(s), jnp.asarray(s.hr),
         jnp.asarray(s.ok),
         jnp.asarray(s.ppg_ok), jnp.asarray(s.valid), jnp.asarray(s.n_windows, jnp.int32),
     )  # fmt: skip
@@ -303,17 +316,17 @@ def make_task(config: VirtualConfig, setting: str) -> Task:
         start = jnp.floor(jax.random.uniform(k2, (config.batch_size,)) * hi).astype(jnp.int32)
         w = start[:, None] + jnp.arange(L)[None]  # [B, L]
         take = lambda a: a[i[:, None], w]  # noqa: E731
-        arrays = (data.acc, data.ppg, data.hr, data.ok, data.ppg_ok, data.valid)
+        arrays = (data.acc, data.ppg, data.gait, data.hr, data.ok, data.ppg_ok, data.valid)
         return tuple(take(a) for a in arrays)
 
-    def one_loss(model, acc, ppg, hr, ok, ppg_ok, valid, key, beta):
+    def one_loss(model, acc, ppg, gait, hr, ok, ppg_ok, valid, key, beta):
         if setting != "virtual":
-            return _ce(model(acc, ppg).logits, hr, ok, config.target_sd), {}
+            return _ce(model(acc, ppg, gait).logits, hr, ok, config.target_sd), {}
         ka, kp = jax.random.split(key)
         fa = model.features(acc, None, ka)
         fp = model.features(None, ppg, kp)
-        ce_a = _ce(model.hr(fa["u"])[2], hr, ok, config.target_sd)
-        ce_p = _ce(model.hr(fp["u"])[2], hr, ok & ppg_ok, config.target_sd)
+        ce_a = _ce(model.hr(fa["u"], gait)[2], hr, ok, config.target_sd)
+        ce_p = _ce(model.hr(fp["u"], gait)[2], hr, ok & ppg_ok, config.target_sd)
         recon = (
             _mse(fa["ppg_hat"], ppg, ppg_ok) + _mse(fp["ppg_hat"], ppg, ppg_ok)
             + _mse(fa["acc_hat"], acc, valid) + _mse(fp["acc_hat"], acc, ppg_ok)
@@ -325,13 +338,13 @@ def make_task(config: VirtualConfig, setting: str) -> Task:
         return total, {"ce_ppg": ce_p, "recon": recon, "kl": kl}
 
     def loss(model, batch, key, epoch):
-        acc, ppg, hr, ok, ppg_ok, valid = batch
+        acc, ppg, gait, hr, ok, ppg_ok, valid = batch
         beta = config.kl_weight * jnp.minimum(
             1.0, jnp.asarray(epoch, jnp.float32) / max(config.kl_warmup, 1)
         )
         keys = jax.random.split(key, hr.shape[0])
         per = jax.vmap(lambda *a: one_loss(model, *a, beta))
-        value, aux = per(acc, ppg, hr, ok, ppg_ok, valid, keys)
+        value, aux = per(acc, ppg, gait, hr, ok, ppg_ok, valid, keys)
         return jnp.mean(value), jax.tree_util.tree_map(jnp.mean, aux)
 
     def validate(model, data: VirtualData, fold: VirtualFold):
@@ -351,7 +364,7 @@ def predict_blocks(model: VirtualSensing, data: VirtualData, i, *, context: int 
     `context` windows: cheap (each window computed once) but a block's first windows have
     little history. Used for early stopping."""
     acc, ppg = _blocks(data.acc[i], context), _blocks(data.ppg[i], context)
-    out = jax.vmap(model)(acc, ppg)
+    out = jax.vmap(model)(acc, ppg, _blocks(data.gait[i], context))
     n = data.acc.shape[1]
     return jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[2:])[:n], out)
 
@@ -365,7 +378,7 @@ def predict(model: VirtualSensing, fold, data: VirtualData, i, *, context: int =
     w = jnp.arange(n)
     start = jnp.clip(w - context + 1, 0, max(n - context, 0))
     idx = jnp.minimum(start[:, None] + jnp.arange(context)[None], n - 1)  # [W, context]
-    out = jax.vmap(model)(data.acc[i][idx], data.ppg[i][idx])
+    out = jax.vmap(model)(data.acc[i][idx], data.ppg[i][idx], data.gait[i][idx])
     pos = jnp.minimum(w - start, context - 1)
     return jax.tree_util.tree_map(lambda a: jnp.take_along_axis(
         a, pos.reshape((n, 1) + (1,) * (a.ndim - 2)), axis=1)[:, 0], out)  # fmt: skip
@@ -374,7 +387,7 @@ def predict(model: VirtualSensing, fold, data: VirtualData, i, *, context: int =
 def build(config: VirtualConfig, setting: str, key) -> VirtualSensing:
     return VirtualSensing(
         setting, width=config.width, latent=config.latent, depth=config.depth,
-        heads=config.heads, key=key,
+        heads=config.heads, gait=config.gait, key=key,
     )  # fmt: skip
 
 

@@ -82,7 +82,7 @@ def save_virtual(path, model, q: float, config: VirtualConfig, setting: str) -> 
     header = {
         "task": "virtual", "kind": KIND,
         "init": {"setting": setting, "width": config.width, "latent": config.latent,
-                 "depth": config.depth, "heads": config.heads},
+                 "depth": config.depth, "heads": config.heads, "gait": config.gait},
         "context": config.context, "q": q, "floor_db": config.floor_db,
         "window_s": WINDOW_S, "hop_s": HOP_S,
         "grid_hz": [float(GRID_HZ[0]), float(GRID_HZ[-1]), len(GRID_HZ)],

@@ -37,14 +37,13 @@ from wearjax.cv import Split
 from wearjax.errors import WearjaxDataError, WearjaxFileError
 from wearjax.eval import metrics as M
 from wearjax.eval.ridge import fold_ridge
-from wearjax.models.virtual import ABLATIONS, FLOOR_DB, GRID_HZ, SETTINGS, compress
-from wearjax.signal.gait import lagged, stride_hz
+from wearjax.models.virtual import ABLATIONS, FLOOR_DB, GRID_HZ, N_GAIT, SETTINGS, compress
 from wearjax.signal.peaks import track_peak, troika_hr
 from wearjax.tasks.virtual import (
-    HOP_S,
     SpectralSessions,
     VirtualConfig,
     WristRecording,
+    gait_features,
     run_setting,
     spectral_sessions,
     split_sessions,
@@ -136,9 +135,8 @@ def references(
     fitted = fold_ridge(acc_db, s.hr, s.ok, split.train | split.validation, s.subject)
     owner = np.maximum(split.owner, 0)
     out["acc_ridge"] = fitted.pred[owner, np.arange(len(owner))].astype(np.float32)
-    cadence = 120.0 * stride_hz(jnp.square(acc).sum(-2), grid)  # steps/min [S, W]
-    gait = jnp.concatenate([cadence[..., None], lagged(cadence, HOP_S)], axis=-1)
-    fitted = fold_ridge(np.asarray(gait), s.hr, s.ok, split.train | split.validation, s.subject)
+    gait = np.asarray(gait_features(s))
+    fitted = fold_ridge(gait, s.hr, s.ok, split.train | split.validation, s.subject)
     out["acc_gait"] = fitted.pred[owner, np.arange(len(owner))].astype(np.float32)
     w = split.train[:, :, None] & s.ok[None]
     mean = (w * s.hr[None]).sum((1, 2)) / np.maximum(w.sum((1, 2)), 1)  # [K]
@@ -152,12 +150,17 @@ def latency_ms(model, s: SpectralSessions, config: VirtualConfig, repeats: int =
     the newest window's estimate."""
     acc = jnp.asarray(s.acc[0, : config.context])
     ppg = jnp.asarray(s.ppg[0, : config.context])
-    f = jax.jit(lambda a, p: model(compress(a, config.floor_db), compress(p, config.floor_db)).hr)
-    f(acc, ppg).block_until_ready()
+    gait = jnp.full((config.context, N_GAIT), 160.0)  # running averages: a few operations
+
+    @jax.jit
+    def f(a, p, g):
+        return model(compress(a, config.floor_db), compress(p, config.floor_db), g).hr
+
+    f(acc, ppg, gait).block_until_ready()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        f(acc, ppg).block_until_ready()
+        f(acc, ppg, gait).block_until_ready()
         times.append(time.perf_counter() - t0)
     return 1000.0 * float(np.median(times))
 
@@ -237,7 +240,7 @@ def command_inputs(args, say) -> tuple[SpectralSessions, VirtualConfig]:
         sessions, skipped = folder_sessions(Path(args.data))
         for s in skipped:
             say(f"skipped {s.path}: {s.reason}")
-    config = VirtualConfig(seed=args.seed)
+    config = VirtualConfig(seed=args.seed, gait=args.gait)
     epochs = args.epochs or (12 if args.quick else config.train.epochs)
     return sessions, config._replace(train=config.train._replace(epochs=epochs))
 
