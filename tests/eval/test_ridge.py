@@ -63,3 +63,16 @@ def test_fold_ridge_chooses_and_refits_as_a_grouped_search_does():
         assert out.penalty[k] == alpha
         ref = _sklearn(xs, ys, alpha).predict(x.reshape(-1, x.shape[-1]))
         np.testing.assert_allclose(out.pred[k].reshape(-1), ref, rtol=0, atol=1e-7)
+
+
+def test_a_fold_without_labelled_windows_or_a_nan_feature_is_named():
+    from wearjax.errors import WearjaxDataError
+
+    x, y, ok, group = _problem(3)
+    fit_on = np.ones((2, len(x)), bool)
+    fit_on[1] = False
+    with pytest.raises(WearjaxDataError, match="fold 1 has no labelled window"):
+        ridge.fold_ridge(x, y, ok, fit_on, group)
+    x[0, np.argmax(ok[0]), 1] = np.nan
+    with pytest.raises(WearjaxDataError, match="not finite"):
+        ridge.fold_ridge(x, y, ok, np.ones((2, len(x)), bool), group)

@@ -167,7 +167,7 @@ def test_the_gait_prior_multiplies_the_heads_distribution(setting):
     model = VirtualSensing(setting, width=8, latent=2, gait=True, key=key)
     # the other parts start as in a model without the prior
     for a, b in zip(jax.tree_util.tree_leaves(plain), jax.tree_util.tree_leaves(
-            eqx_filter_without(model)), strict=True):  # fmt: skip
+            _without_gait_prior(model)), strict=True):  # fmt: skip
         np.testing.assert_array_equal(a, b)
     f = len(GRID_BPM)
     rng = np.random.default_rng(0)
@@ -188,7 +188,7 @@ def test_the_gait_prior_multiplies_the_heads_distribution(setting):
         model(acc, jnp.zeros((5, f, 1)))
 
 
-def eqx_filter_without(model):
+def _without_gait_prior(model):
     """The model's arrays without its gait prior's."""
     import equinox as eqx
 

@@ -42,3 +42,10 @@ def test_lags_equal_a_float64_loop():
         for t in range(x.shape[-1]):
             m = m + a * (x[..., t] - m)
             np.testing.assert_allclose(out[..., t, j], m, rtol=1e-5)
+
+
+def test_bad_lags_and_search_ranges_are_refused():
+    with pytest.raises(ValueError, match="time constants"):
+        lagged(jnp.ones((3, 5)), 2.0, (10.0, 0.0))
+    with pytest.raises(ValueError, match="0 < lo < hi"):
+        stride_hz(jnp.ones((2, 64)), np.linspace(0.5, 4.0, 64), lo=2.0, hi=1.0)

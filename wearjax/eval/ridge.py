@@ -17,6 +17,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from wearjax.errors import WearjaxDataError
+
 PENALTIES = np.logspace(-2, 5, 15)
 """The penalties searched per fold (on standardised features, summed squared error)."""
 
@@ -94,6 +96,15 @@ def fold_ridge(
     (a fold's training and validation sessions), its penalty the one with the least squared
     error over leave-one-group-out folds of those sessions (`group [S]`: each session's
     subject), then refitted on all of them. `x [S, W, F]`, `y [S, W]`, `ok [S, W]`."""
+    windows = (np.asarray(fit_on, bool) & ok.any(1)[None]).sum(1)  # sessions with a label
+    if (windows == 0).any():
+        raise WearjaxDataError(
+            f"fold {int(np.argmax(windows == 0))} has no labelled window to fit the ridge on: "
+            "give each fold training sessions with a reference HR"
+        )
+    if not (np.isfinite(x[ok]).all() and np.isfinite(y[ok]).all()):
+        raise WearjaxDataError("the ridge's features or targets are not finite in a labelled "
+                               "window: mask those windows out (ok=False)")  # fmt: skip
     stats = session_stats(x, y, ok)
     fit_on = np.asarray(fit_on, np.float64)
     groups = np.unique(group)

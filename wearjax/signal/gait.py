@@ -36,6 +36,8 @@ def stride_hz(
     """Stride frequency (Hz) of each spectrum `power [..., F]` (power, not dB, on `freqs`; the
     ACC's axes summed beforehand), from candidates `lo`..`hi` every `step` Hz (module
     docstring). A step line beyond `freqs[-1]` counts as zero."""
+    if not 0 < lo < hi:
+        raise ValueError(f"the stride's search range needs 0 < lo < hi, got {lo} and {hi}")
     power = jnp.asarray(power)
     f0 = jnp.asarray(np.arange(lo, hi + step / 2, step), power.dtype)
     grid = jnp.asarray(freqs, power.dtype)
@@ -55,6 +57,8 @@ def lagged(
 ) -> Float[Array, "*batch window lag"]:
     """First-order lags of `x` along its last axis (windows `hop_s` apart), one per time
     constant in `taus_s` (module docstring)."""
+    if min(taus_s, default=0.0) <= 0 or hop_s <= 0:
+        raise ValueError(f"lags need time constants and a hop > 0, got {taus_s} and {hop_s}")
     x = jnp.asarray(x)
     xs = jnp.moveaxis(x, -1, 0)  # [W, ...]
     a = 1.0 - jnp.exp(-hop_s / jnp.asarray(taus_s, x.dtype))
