@@ -14,7 +14,8 @@ the simulated ACC (1: the simulator's default). The models read spectra in decib
 window's peak (`models.virtual.compress`); `--linear` gives them the linear spectra of earlier
 rounds (`experiments/results/virtual_sensing`). `--references-only` skips the learned settings
 and scores the references alone (20 s: no training) on the same data and folds. `--gait` gives
-the models that read ACC the gait prior (`models.virtual.GaitPrior`). Writes
+the models that read ACC the gait prior (`models.virtual.GaitPrior`). `--context` sets how many
+windows (2 s apart) the models see, in training samples and in prediction. Writes
 `metrics.json`, `table.md` and `plots/` under `--out` (`wearjax cv virtual` runs the same study).
 """
 
@@ -48,12 +49,17 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--subjects-out", type=int, help="per fold (default 2; quick 1)")
     parser.add_argument(
+        "--context", type=int, default=16, help="windows the models see (default 16: 38 s)"
+    )
+    parser.add_argument("--batch-size", type=int, default=16, help="training samples per step")
+    parser.add_argument(
         "--linear", action="store_true", help="linear spectra as inputs (earlier rounds' table)"
     )
     args = parser.parse_args(argv)
     config = VirtualConfig(
-        seed=args.seed, floor_db=None if args.linear else FLOOR_DB, gait=args.gait
-    )
+        seed=args.seed, floor_db=None if args.linear else FLOOR_DB, gait=args.gait,
+        context=args.context, batch_size=args.batch_size,
+    )  # fmt: skip
     epochs = args.epochs or (12 if args.quick else config.train.epochs)
     config = config._replace(train=config.train._replace(epochs=epochs))
     try:

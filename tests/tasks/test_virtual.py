@@ -152,6 +152,12 @@ def test_cv_virtual_on_a_folder_without_ppg_runs_acc_only(tmp_path, capsys):
         and "troika" not in metrics
     )
     assert metrics["data"]["subjects"] == 4 and np.isfinite(metrics["acc_only"]["raw"]["mae"])
+    # the saved per-window predictions give back the table's MAE without retraining
+    saved = np.load(tmp_path / "out" / "predictions.npz")
+    for name in ("acc_only", "acc_ridge"):
+        tested = saved["ok"] & (saved["test_fold"] >= 0)[:, None]
+        err = np.abs(saved[f"{name}/hr"] - saved["hr"])[tested]
+        assert np.isclose(err.mean(), metrics[name]["raw"]["mae"], rtol=1e-5), name
     assert (tmp_path / "out" / "plots" / "hr_tracks.png").is_file()
 
 
@@ -254,9 +260,14 @@ def test_fit_virtual_then_predict_a_file_without_ppg(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_predict_is_the_streaming_estimate_of_each_window():
+@pytest.mark.parametrize("chunked", [False, True])
+def test_predict_is_the_streaming_estimate_of_each_window(chunked, monkeypatch):
     from wearjax.models.virtual import VirtualSensing
+    from wearjax.tasks import virtual
     from wearjax.tasks.virtual import predict
+
+    if chunked:  # blocks of 4 windows run 2 at a time (a long context's memory bound)
+        monkeypatch.setattr(virtual, "PREDICT_WINDOWS", 8)
 
     s = spectral_sessions([_recording(1, "a", seconds=40)])  # 17 windows
     data = device_data(s, floor_db=FLOOR_DB)

@@ -5,8 +5,8 @@ of a leave-subjects-out split in one vmapped program.
 Data to arrays (`spectral_sessions`): each session's ACC axes and PPG become band magnitude
 spectra (`signal.spectra`, Hann, 8 s windows every 2 s, 0.5-4 Hz), linearly interpolated onto
 the model's grid (`models.virtual.GRID_HZ`, so files at any rate share one model) and divided
-by their maximum per window and channel: the peak's position carries HR, while the amplitude
-changes with skin contact, arm and motion severity. The models read them in decibels under
+by their maximum per window and channel (the peak's position carries HR; the amplitude
+changes with skin contact, arm and motion). The models read them in decibels under
 that peak (`device_data`, `models.virtual.compress`, floor `VirtualConfig.floor_db`): the
 heart's trace in a running wrist's ACC lies about 50 dB under the gait's lines, a fraction of
 a percent of the peak on a linear scale. Reference HR per window is the mean of the reference
@@ -14,17 +14,17 @@ series over the window. Sessions are padded to the longest one's window count.
 
 Training samples are `context` consecutive windows of a training session. A held-out session
 is predicted as a watch would stream it: each window by the model run on it and the
-`context - 1` windows before it (`predict`; the models are causal, so windows after it never
-matter); early stopping uses the cheaper consecutive blocks (`predict_blocks`). The
-loss is the cross-entropy of the head's distribution against a Gaussian of `target_sd` bpm
-around the true HR (`models.virtual.soft_target`); for `virtual` it adds the four
-reconstructions (ACC and PPG latents each decoding both spectra; PPG targets, and the PPG
-latent, only in windows with PPG) and the two KL terms (each over the windows its modality
-has), weighted by `kl_weight x min(1, epoch / kl_warmup)`: KL
-annealing. Early stopping on the validation subjects' cross-entropy of the inference path.
+`context - 1` windows before it (`predict`; the models are causal); early stopping uses the
+cheaper consecutive blocks (`predict_blocks`). The loss is the cross-entropy of the head's
+distribution against a Gaussian of `target_sd` bpm around the true HR
+(`models.virtual.soft_target`); for `virtual` it adds the four reconstructions (ACC and PPG
+latents each decoding both spectra; PPG targets, and the PPG latent, only in windows with PPG)
+and the two KL terms (each over the windows its modality has), weighted by
+`kl_weight x min(1, epoch / kl_warmup)`: KL annealing. Early stopping on the validation
+subjects' cross-entropy of the inference path.
 
-Tracking: the per-window estimates go through `models.virtual.track` (a
-random-walk Kalman filter, `filters.kalman_filter`) with the head's variance as measurement
+Tracking: the per-window estimates go through `models.virtual.track` (a random-walk Kalman
+filter, `filters.kalman_filter`) with the head's variance as measurement
 noise over every window of the session (never told where the reference is) and a transition
 variance per fold chosen on its validation sessions (`choose_q`: the training sessions' mean
 squared HR change between windows times 1, 4, ..., 256, the one with the lowest tracked MAE).
@@ -58,6 +58,7 @@ from wearjax.train.loop import Task, TrainConfig
 
 WINDOW_S = 8.0
 HOP_S = 2.0
+PREDICT_WINDOWS = 8192  # windows (blocks x context) `predict` runs at once per session
 
 
 class VirtualConfig(NamedTuple):
@@ -205,10 +206,7 @@ def spectral_sessions(recordings: list[WristRecording]) -> SpectralSessions:
             p, p_rate = rec.ppg
             valid = np.isfinite(p)
             p_spec = grid_spectra(np.where(valid, p, 0.0).astype(np.float32)[None], p_rate)
-            n = min(w, len(p_spec))
-            padded = np.zeros((w, len(GRID_HZ), 1), np.float32)
-            padded[:n] = p_spec[:n]
-            ppgs.append(padded)
+            ppgs.append(_pad([p_spec[:w]], w)[0].astype(np.float32))
             frac, _ = _window_means(valid.astype(np.float32), np.ones(len(p), bool), p_rate, w)
             pok.append(frac > 1.0 - 1e-6)  # every sample of the window valid
         values, hr_rate = rec.hr
@@ -378,7 +376,10 @@ def predict(model: VirtualSensing, fold, data: VirtualData, i, *, context: int =
     w = jnp.arange(n)
     start = jnp.clip(w - context + 1, 0, max(n - context, 0))
     idx = jnp.minimum(start[:, None] + jnp.arange(context)[None], n - 1)  # [W, context]
-    out = jax.vmap(model)(data.acc[i][idx], data.ppg[i][idx], data.gait[i][idx])
+    blocks = (data.acc[i][idx], data.ppg[i][idx], data.gait[i][idx])
+    chunk = max(1, PREDICT_WINDOWS // context)  # blocks at once: memory bounded for any n
+    out = (jax.vmap(model)(*blocks) if n <= chunk
+           else jax.lax.map(lambda b: model(*b), blocks, batch_size=chunk))  # fmt: skip
     pos = jnp.minimum(w - start, context - 1)
     return jax.tree_util.tree_map(lambda a: jnp.take_along_axis(
         a, pos.reshape((n, 1) + (1,) * (a.ndim - 2)), axis=1)[:, 0], out)  # fmt: skip

@@ -168,7 +168,10 @@ def latency_ms(model, s: SpectralSessions, config: VirtualConfig, repeats: int =
 def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out: int = 1,
           settings=None, progress=False) -> dict:  # fmt: skip
     """Every setting the data allow and the references on one split; writes
-    `out/metrics.json`, `out/table.md` and plots; returns the metrics."""
+    `out/metrics.json`, `out/table.md`, plots and `out/predictions.npz` (per window: the
+    reference HR and its masks, the fold that tests each session (-1: none), and per setting
+    `NAME/hr`, `NAME/var`, `NAME/tracked`, `NAME/tracked_var`, so later analyses need no
+    retraining); returns the metrics."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     split = split_sessions(s, subjects_out, seed=config.seed)
@@ -178,6 +181,8 @@ def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out
                               "windows": int(s.ok.sum()), "folds": split.n_folds,
                               "floor_db": config.floor_db}}  # fmt: skip
     tracks: dict = {}
+    saved = {"hr": s.hr, "ok": s.ok, "valid": s.valid, "subject": s.subject,
+             "test_fold": np.asarray(split.owner)}  # fmt: skip
     first = None
     for name in settings:
         t0 = time.perf_counter()
@@ -192,11 +197,15 @@ def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out
             "epochs": len(r.history.get("val_loss", [])), "seconds": round(seconds, 1),
         }  # fmt: skip
         tracks[name] = r.tracked
+        saved.update({f"{name}/{k}": np.asarray(getattr(r, k))
+                      for k in ("hr", "var", "tracked", "tracked_var")})  # fmt: skip
         if name == "virtual":
             first = one
     for name, hr in references(s, split, config.floor_db).items():
         metrics[name] = {"raw": _scores(hr, s, split)}
         tracks[name] = hr
+        saved[f"{name}/hr"] = np.asarray(hr)
+    np.savez_compressed(out / "predictions.npz", **saved)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (out / "table.md").write_text(markdown_table(metrics) + "\n")
     from wearjax.tasks.virtual_plots import plot_session
