@@ -15,8 +15,10 @@ window's peak (`models.virtual.compress`); `--linear` gives them the linear spec
 rounds (`experiments/results/virtual_sensing`). `--references-only` skips the learned settings
 and scores the references alone (20 s: no training) on the same data and folds. `--gait` gives
 the models that read ACC the gait prior (`models.virtual.GaitPrior`). `--context` sets how many
-windows (2 s apart) the models see, in training samples and in prediction. Writes
-`metrics.json`, `table.md` and `plots/` under `--out` (`wearjax cv virtual` runs the same study).
+windows (2 s apart) the models see, in training samples and in prediction, `--batch-size` how
+many samples a step takes. Writes `metrics.json`, `table.md`, `plots/` and `predictions.npz`
+(every window's estimates: `experiments/virtual_gait_tracker.py` reads them) under `--out`
+(`wearjax cv virtual` runs the same study).
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ def main(argv=None) -> int:
         "--linear", action="store_true", help="linear spectra as inputs (earlier rounds' table)"
     )
     args = parser.parse_args(argv)
+    if args.context < 1 or args.batch_size < 1:
+        parser.error("--context and --batch-size must be at least 1")
     config = VirtualConfig(
         seed=args.seed, floor_db=None if args.linear else FLOOR_DB, gait=args.gait,
         context=args.context, batch_size=args.batch_size,

@@ -126,10 +126,9 @@ def grid_spectra(x: np.ndarray, rate: float, *, scale: bool = False):
 
 
 def _pad(arrays: list[np.ndarray], n: int) -> np.ndarray:
-    out = np.zeros((len(arrays), n) + arrays[0].shape[1:], arrays[0].dtype)
-    for i, a in enumerate(arrays):
-        out[i, : len(a)] = a
-    return out
+    return np.stack(
+        [np.concatenate([a, np.zeros((n - len(a),) + a.shape[1:], a.dtype)]) for a in arrays]
+    )
 
 
 class WristRecording(NamedTuple):
@@ -246,13 +245,11 @@ def gait_features(s: SpectralSessions) -> jax.Array:
 
 
 def device_data(s: SpectralSessions, *, floor_db: float | None) -> VirtualData:
-    """The sessions as the models see them: spectra on the decibel scale (`compress`) and the
-    gait features."""
+    """The sessions as the models see them: decibel spectra (`compress`), gait features."""
     return VirtualData(
         compress(jnp.asarray(s.acc), floor_db), compress(jnp.asarray(s.ppg), floor_db),
-        gait_features(s), jnp.asarray(s.hr),
-        jnp.asarray(s.ok),
-        jnp.asarray(s.ppg_ok), jnp.asarray(s.valid), jnp.asarray(s.n_windows, jnp.int32),
+        gait_features(s), jnp.asarray(s.hr), jnp.asarray(s.ok), jnp.asarray(s.ppg_ok),
+        jnp.asarray(s.valid), jnp.asarray(s.n_windows, jnp.int32),
     )  # fmt: skip
 
 
@@ -368,18 +365,21 @@ def predict_blocks(model: VirtualSensing, data: VirtualData, i, *, context: int 
 
 
 def predict(model: VirtualSensing, fold, data: VirtualData, i, *, context: int = 16):
-    """The model's `VirtualOutput` over every window of session `i`, each window as a watch
-    would get it at its time: the model run on that window and the `context - 1` before it
-    (fewer at the session's start), the last output kept. The models are causal, so this is
-    exactly the streaming estimate."""
+    """The model's `VirtualOutput` over every window of session `i` as a watch streams it: the
+    model run on the window and the `context - 1` before it (fewer at the session's start),
+    the last output kept (the models are causal, so this is exact)."""
     n = data.acc.shape[1]
     w = jnp.arange(n)
     start = jnp.clip(w - context + 1, 0, max(n - context, 0))
     idx = jnp.minimum(start[:, None] + jnp.arange(context)[None], n - 1)  # [W, context]
-    blocks = (data.acc[i][idx], data.ppg[i][idx], data.gait[i][idx])
-    chunk = max(1, PREDICT_WINDOWS // context)  # blocks at once: memory bounded for any n
-    out = (jax.vmap(model)(*blocks) if n <= chunk
-           else jax.lax.map(lambda b: model(*b), blocks, batch_size=chunk))  # fmt: skip
+    chunk = max(1, PREDICT_WINDOWS // context)  # blocks at once, per session and fold
+    if n <= chunk:
+        out = jax.vmap(model)(data.acc[i][idx], data.ppg[i][idx], data.gait[i][idx])
+    else:  # equal chunks (one compile), gathered in the loop: memory bounded for any n
+        size = -(-n // -(-n // chunk))
+        rows = jnp.concatenate([idx, jnp.repeat(idx[-1:], -(-n // size) * size - n, axis=0)])
+        run = lambda r: model(data.acc[i][r], data.ppg[i][r], data.gait[i][r])  # noqa: E731
+        out = jax.tree_util.tree_map(lambda a: a[:n], jax.lax.map(run, rows, batch_size=size))
     pos = jnp.minimum(w - start, context - 1)
     return jax.tree_util.tree_map(lambda a: jnp.take_along_axis(
         a, pos.reshape((n, 1) + (1,) * (a.ndim - 2)), axis=1)[:, 0], out)  # fmt: skip

@@ -21,6 +21,8 @@ every information setting the data allow, the non-learned references, metrics, c
 - Cost per model: parameters used at inference (the VAE's decoders and the unused modality's
   input map left out) and the median CPU time of one update (a jitted block of `context`
   windows at batch 1, the newest window's estimate, recomputed every 2 s on a watch).
+- Kept: every window's estimates per setting and reference (`predictions.npz`, `study`), so
+  later analyses (`experiments/virtual_gait_tracker.py`) need no retraining.
 """
 
 from __future__ import annotations
@@ -168,10 +170,10 @@ def latency_ms(model, s: SpectralSessions, config: VirtualConfig, repeats: int =
 def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out: int = 1,
           settings=None, progress=False) -> dict:  # fmt: skip
     """Every setting the data allow and the references on one split; writes
-    `out/metrics.json`, `out/table.md`, plots and `out/predictions.npz` (per window: the
-    reference HR and its masks, the fold that tests each session (-1: none), and per setting
-    `NAME/hr`, `NAME/var`, `NAME/tracked`, `NAME/tracked_var`, so later analyses need no
-    retraining); returns the metrics."""
+    `out/metrics.json`, `out/table.md`, plots and `out/predictions.npz` (the reference HR and
+    its masks per window, per session its subject, severity, name and testing fold (-1: none),
+    per learned setting `NAME/hr`, `NAME/var`, `NAME/tracked`, `NAME/tracked_var` and per
+    reference `NAME/hr`, so later analyses need no retraining); returns the metrics."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     split = split_sessions(s, subjects_out, seed=config.seed)
@@ -179,9 +181,11 @@ def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out
     settings = [x for x in (SETTINGS + ABLATIONS if settings is None else settings) if x in allowed]
     metrics: dict = {"data": {"sessions": len(s.names), "subjects": len(s.subjects),
                               "windows": int(s.ok.sum()), "folds": split.n_folds,
-                              "floor_db": config.floor_db}}  # fmt: skip
+                              "floor_db": config.floor_db, "context": config.context,
+                              "batch_size": config.batch_size, "gait": config.gait}}  # fmt: skip
     tracks: dict = {}
-    saved = {"hr": s.hr, "ok": s.ok, "valid": s.valid, "subject": s.subject,
+    saved = {"hr": s.hr, "ok": s.ok, "valid": s.valid, "ppg_ok": s.ppg_ok, "subject": s.subject,
+             "severity": s.severity, "names": np.asarray(s.names),
              "test_fold": np.asarray(split.owner)}  # fmt: skip
     first = None
     for name in settings:
