@@ -128,6 +128,7 @@ def main(argv=None) -> int:
     n_folds = int(owner.max()) + 1
     tested = saved["ok"] & (owner >= 0)[:, None]
     rows = ["| estimate | MAE (bpm) | MAE over folds |", "|---|---:|---:|"]
+    notes = []
 
     def row(name, pred):
         pooled, folds = _maes(pred, true, tested, owner, n_folds)
@@ -145,7 +146,11 @@ def main(argv=None) -> int:
         row(f"{setting} + gait + Kalman", out["fused"])
         var = np.round(out["var_gait"], 1).tolist()
         print(f"{setting}: gait variance per fold {var} bpm^2", file=sys.stderr)
-    table = "\n".join(rows)
+        err, own = saved[f"{setting}/hr"] - true, saved[f"{setting}/var"]
+        mse = np.mean(np.square(err[tested]))
+        notes.append(f"{setting}: predicted variance {own[tested].mean():.0f} bpm^2 on average "
+                     f"against a mean squared error of {mse:.0f}")  # fmt: skip
+    table = "\n".join(rows) + "\n\n" + "\n".join(notes)
     (args.study / "gait_tracker.md").write_text(table + "\n")
     print(table)
     return 0
