@@ -16,9 +16,11 @@ rounds (`experiments/results/virtual_sensing`). `--references-only` skips the le
 and scores the references alone (20 s: no training) on the same data and folds. `--gait` gives
 the models that read ACC the gait prior (`models.virtual.GaitPrior`). `--context` sets how many
 windows (2 s apart) the models see, in training samples and in prediction, `--batch-size` how
-many samples a step takes. Writes `metrics.json`, `table.md`, `plots/` and `predictions.npz`
-(every window's estimates: `experiments/virtual_gait_tracker.py` reads them) under `--out`
-(`wearjax cv virtual` runs the same study).
+many samples a step takes, `--subjects` how many subjects are simulated (more subjects to
+train on, with `--subjects-out` keeping the fold count). Writes `metrics.json`, `table.md`,
+`plots/` and `predictions.npz` (every window's estimates:
+`experiments/virtual_gait_tracker.py` reads them) under `--out` (`wearjax cv virtual` runs
+the same study).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--bcg", type=float, default=1.0, help="scale of the heart's trace in the ACC"
     )
+    parser.add_argument("--subjects", type=int, help="simulated subjects (default 10; quick 6)")
     parser.add_argument("--subjects-out", type=int, help="per fold (default 2; quick 1)")
     parser.add_argument(
         "--context", type=int, default=16, help="windows the models see (default 16: 38 s)"
@@ -60,6 +63,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.context < 1 or args.batch_size < 1:
         parser.error("--context and --batch-size must be at least 1")
+    if args.subjects is not None and args.subjects < 2:
+        parser.error("--subjects must be at least 2 (one to train on, one to test)")
     config = VirtualConfig(
         seed=args.seed, floor_db=None if args.linear else FLOOR_DB, gait=args.gait,
         context=args.context, batch_size=args.batch_size,
@@ -67,7 +72,9 @@ def main(argv=None) -> int:
     epochs = args.epochs or (12 if args.quick else config.train.epochs)
     config = config._replace(train=config.train._replace(epochs=epochs))
     try:
-        sessions = synthetic_sessions(args.quick, seed=args.seed, bcg=args.bcg)
+        sessions = synthetic_sessions(
+            args.quick, seed=args.seed, bcg=args.bcg, subjects=args.subjects
+        )
         out = args.subjects_out or (1 if args.quick else 2)
         chosen = () if args.references_only else args.settings
         metrics = study(sessions, config, args.out, subjects_out=out, settings=chosen,

@@ -56,13 +56,16 @@ SEVERITY_BANDS = {"light": (0.0, 0.6), "moderate": (0.6, 1.5), "heavy": (1.5, np
 REFERENCES = ("troika", "ppg_peak", "acc_ridge", "acc_gait", "train_mean")
 
 
-def synthetic_sessions(quick: bool = False, seed: int = 0, bcg: float = 1.0) -> SpectralSessions:
+def synthetic_sessions(
+    quick: bool = False, seed: int = 0, bcg: float = 1.0, subjects: int | None = None
+) -> SpectralSessions:
     """The simulated wrist set: 10 subjects x 3 sessions of 10 min at 25 Hz (quick: 6 x 2 of
-    6 min), severity log-uniform in 0.3-2.5 per session, the heart's trace in the ACC scaled
-    by `bcg` (`data.wrist_synthetic`)."""
+    6 min; `subjects` sets the count), severity log-uniform in 0.3-2.5 per session, the
+    heart's trace in the ACC scaled by `bcg` (`data.wrist_synthetic`)."""
     from wearjax.data.wrist_synthetic import simulate_wrist
 
     n, per, minutes = (6, 2, 6.0) if quick else (10, 3, 10.0)
+    n = subjects or n
     w = simulate_wrist(n, per, minutes=minutes, bcg=bcg, seed=seed)
     return spectral_sessions([
         WristRecording(
