@@ -34,6 +34,7 @@ def long_masked_case():
     return model, ys, mask
 
 
+@pytest.mark.slow  # 1-1.5 min on 2 cores: keeps the fast suite under 10 min
 def test_parallel_matches_dense_posterior_and_serial(x64):
     model, ys, mask = long_masked_case()
     assert_matches_reference(parallel_kalman_filter, parallel_kalman_smoother, model, ys, mask)

@@ -176,6 +176,7 @@ def test_cv_virtual_on_a_folder_with_ppg_runs_every_setting(tmp_path):
     assert metrics["ppg_peak"]["raw"]["mae"] < 5.0
 
 
+@pytest.mark.slow  # 1-1.5 min on 2 cores: keeps the fast suite under 10 min
 def test_acc_references_learn_hr_from_acc_without_seeing_the_tested_subject():
     from wearjax.tasks.virtual_study import references
 
