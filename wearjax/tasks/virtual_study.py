@@ -65,7 +65,12 @@ def synthetic_sessions(
     from wearjax.data.wrist_synthetic import simulate_wrist
 
     n, per, minutes = (6, 2, 6.0) if quick else (10, 3, 10.0)
-    n = subjects or n
+    if subjects is not None:
+        if subjects < 2:
+            raise ValueError(
+                f"need at least 2 subjects (one to train on, one to test), got {subjects}"
+            )
+        n = subjects
     w = simulate_wrist(n, per, minutes=minutes, bcg=bcg, seed=seed)
     return spectral_sessions([
         WristRecording(
