@@ -281,3 +281,16 @@ def test_predict_is_the_streaming_estimate_of_each_window(chunked, monkeypatch):
         window = slice(lo, w + 1)
         expected = last(model, data.acc[0, window], data.ppg[0, window], data.gait[0, window])
         np.testing.assert_allclose(got[w], float(expected), rtol=1e-5)
+
+
+def test_synthetic_sessions_simulates_the_subjects_asked_for():
+    from wearjax.tasks.virtual_study import synthetic_sessions
+
+    with pytest.raises(ValueError, match="at least 2 subjects"):
+        synthetic_sessions(quick=True, subjects=1)
+    s = synthetic_sessions(quick=True, subjects=3)
+    # quick: 2 sessions of 6 min per subject, each subject's sessions under its own name
+    assert len(s.subjects) == 3 and len(s.names) == 6
+    np.testing.assert_array_equal(np.bincount(s.subject), [2, 2, 2])
+    assert s.has_ppg and np.isfinite(s.severity).all()
+    assert int(s.n_windows.max()) == int((6 * 60 - WINDOW_S) // HOP_S) + 1
