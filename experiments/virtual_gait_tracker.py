@@ -15,7 +15,9 @@ the table has a control: the same procedure without the gait measurement (`track
 as above"), next to the study's own tracked row. The filter treats the gait ridge's errors as
 independent between windows, though they persist for minutes (its lags reach 4 min), and the
 two measurements as uncorrelated, though both come from the ACC: it trusts the gait more than
-it should.
+it should. A second combination needs no noise model: per fold, the least-squares line of the
+true HR on the model's estimate and the gait ridge's (`stack`), fitted on the other folds'
+sessions (the same second-order leak) and applied to the fold's own.
 
     python experiments/virtual_gait_tracker.py --study experiments/results/virtual_sensing_ctx128
 """
@@ -102,6 +104,26 @@ def fuse(saved: dict, setting: str) -> dict:
     }
 
 
+def stack(saved: dict, setting: str) -> np.ndarray:
+    """`[S, W]`: per fold, the least-squares line `a + b x setting + c x gait` fitted on the
+    other folds' tested windows (where both gave an estimate), applied to the fold's own
+    sessions (the model's estimate alone where the gait gave none)."""
+    true, owner = saved["hr"], saved["test_fold"]
+    n_folds = int(owner.max()) + 1
+    tested = saved["ok"] & (owner >= 0)[:, None]
+    model, gait = np.nan_to_num(saved[f"{setting}/hr"]), saved["acc_gait/hr"]
+    seen = np.isfinite(gait)
+    design = np.stack([np.ones_like(model), model, np.nan_to_num(gait)], -1)  # [S, W, 3]
+    # per fold k, the normal equations over the other folds' windows, solved as one batch
+    other = (owner[None] != np.arange(n_folds)[:, None]) & (owner >= 0)[None]  # [K, S]
+    w = (other[:, :, None] & (tested & seen)[None]).astype(float)  # [K, S, W]
+    gram = np.einsum("ksw,swi,swj->kij", w, design, design)
+    rhs = np.einsum("ksw,swi,sw->ki", w, design, true)
+    coef = np.linalg.solve(gram, rhs[..., None])[..., 0]  # [K, 3]
+    own = coef[np.maximum(owner, 0)]  # [S, 3]
+    return np.where(seen, np.einsum("swi,si->sw", design, own), model)
+
+
 def _choose(tracked, true, tested, other, owner):
     """Per fold, the q (of `tracked [K, Q, S, W]`) with the lowest MAE on the other folds'
     sessions; each session's track under its own fold's choice `[S, W]`."""
@@ -144,6 +166,7 @@ def main(argv=None) -> int:
         row(f"{setting} + Kalman", saved[f"{setting}/tracked"])
         row(f"{setting} + Kalman, q as above", out["control"])
         row(f"{setting} + gait + Kalman", out["fused"])
+        row(f"{setting} + gait, stacked", stack(saved, setting))
         var = np.round(out["var_gait"], 1).tolist()
         print(f"{setting}: gait variance per fold {var} bpm^2", file=sys.stderr)
         err, own = saved[f"{setting}/hr"] - true, saved[f"{setting}/var"]
