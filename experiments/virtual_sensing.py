@@ -7,6 +7,8 @@ simulated wrist sessions, leave-one-subject-out.
     python experiments/virtual_sensing.py --linear --out experiments/results/virtual_sensing
     python experiments/virtual_sensing.py --references-only \
         --out experiments/results/virtual_references
+    python experiments/virtual_sensing.py --bcg 5 --settings acc_only virtual acc_refined \
+        --out experiments/results/virtual_sensing_bcg5_db
 
 Full: 10 subjects x 3 sessions of 10 min at 25 Hz, leave-2-subjects-out (5 folds), 40 epochs;
 quick: 6 x 2 of 6 min, leave-one-out (6 folds), 12 epochs. `--bcg` scales the heart's trace in
