@@ -9,6 +9,8 @@ simulated wrist sessions, leave-one-subject-out.
         --out experiments/results/virtual_references
     python experiments/virtual_sensing.py --bcg 5 --settings acc_only virtual acc_refined \
         --out experiments/results/virtual_sensing_bcg5_db
+    python experiments/virtual_sensing.py --bcg 5 --labelled 2 --settings acc_only virtual \
+        acc_refined --out experiments/results/virtual_sensing_bcg5_labelled2
 
 Full: 10 subjects x 3 sessions of 10 min at 25 Hz, leave-2-subjects-out (5 folds), 40 epochs;
 quick: 6 x 2 of 6 min, leave-one-out (6 folds), 12 epochs. `--bcg` scales the heart's trace in
@@ -19,8 +21,10 @@ and scores the references alone (20 s: no training) on the same data and folds. 
 the models that read ACC the gait prior (`models.virtual.GaitPrior`). `--context` sets how many
 windows (2 s apart) the models see, in training samples and in prediction, `--batch-size` how
 many samples a step takes, `--subjects` how many subjects are simulated (more subjects to
-train on, with `--subjects-out` keeping the fold count). Writes `metrics.json`, `table.md`,
-`plots/` and `predictions.npz` (every window's estimates:
+train on, with `--subjects-out` keeping the fold count). `--labelled N` keeps the reference HR
+of only N training subjects per fold (`VirtualConfig.labelled`): the settings that learn from
+HR alone train on those; virtual PPG also on the others' PPG and ACC, without their HR.
+Writes `metrics.json`, `table.md`, `plots/` and `predictions.npz` (every window's estimates:
 `experiments/virtual_gait_tracker.py` reads them) under `--out` (`wearjax cv virtual` runs
 the same study).
 """
@@ -62,14 +66,19 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--linear", action="store_true", help="linear spectra as inputs (earlier rounds' table)"
     )
+    parser.add_argument(
+        "--labelled", type=int, help="training subjects per fold whose HR is used (default all)"
+    )
     args = parser.parse_args(argv)
     if args.context < 1 or args.batch_size < 1:
         parser.error("--context and --batch-size must be at least 1")
+    if args.labelled is not None and args.labelled < 1:
+        parser.error("--labelled must be at least 1")
     if args.subjects is not None and args.subjects < 2:
         parser.error("--subjects must be at least 2 (one to train on, one to test)")
     config = VirtualConfig(
         seed=args.seed, floor_db=None if args.linear else FLOOR_DB, gait=args.gait,
-        context=args.context, batch_size=args.batch_size,
+        context=args.context, batch_size=args.batch_size, labelled=args.labelled,
     )  # fmt: skip
     epochs = args.epochs or (12 if args.quick else config.train.epochs)
     config = config._replace(train=config.train._replace(epochs=epochs))

@@ -13,16 +13,18 @@ from wearjax.cli import main
 from wearjax.errors import WearjaxDataError
 from wearjax.models.virtual import FLOOR_DB, GRID_HZ
 from wearjax.tasks.virtual import (
-    HOP_S,
-    WINDOW_S,
     VirtualConfig,
-    WristRecording,
     device_data,
-    grid_spectra,
     make_folds,
     make_task,
-    spectral_sessions,
     split_sessions,
+)
+from wearjax.tasks.virtual_data import (
+    HOP_S,
+    WINDOW_S,
+    WristRecording,
+    grid_spectra,
+    spectral_sessions,
 )
 from wearjax.train.loop import fit
 
@@ -294,3 +296,32 @@ def test_synthetic_sessions_simulates_the_subjects_asked_for():
     np.testing.assert_array_equal(np.bincount(s.subject), [2, 2, 2])
     assert s.has_ppg and np.isfinite(s.severity).all()
     assert int(s.n_windows.max()) == int((6 * 60 - WINDOW_S) // HOP_S) + 1
+
+
+def test_label_scarce_folds_hide_the_hr_of_all_but_the_chosen_training_subjects():
+    s = spectral_sessions([_recording(i, f"sub{i % 6}", seconds=30) for i in range(12)])
+    split = split_sessions(s, 1)
+    full = make_folds(s, split)
+    assert np.asarray(full.labelled).all()
+    folds = make_folds(s, split, labelled=2, seed=3)
+    labelled = np.asarray(folds.labelled)
+    for k in range(split.n_folds):  # a check per fold against the masks, not model code
+        kept = np.unique(s.subject[split.train[k] & labelled[k]])
+        assert len(kept) == 2 and set(kept) <= set(s.subject[split.train[k]])
+        assert labelled[k][~split.train[k]].all()  # validation and test keep their HR
+    np.testing.assert_array_equal(labelled, np.asarray(make_folds(s, split, 2, seed=3).labelled))
+    with pytest.raises(ValueError, match="at least 1 labelled"):
+        make_folds(s, split, labelled=0)
+
+    data = device_data(s, floor_db=FLOOR_DB)
+    fold = jax.tree_util.tree_map(lambda a: a[0], folds)
+    config = VirtualConfig(batch_size=64, context=4)
+    unlabelled = split.train[0] & ~labelled[0]
+    for setting, draws_unlabelled in (("acc_refined", False), ("virtual", True)):
+        batch = make_task(config, setting).sample(data, fold, jax.random.key(1))
+        hr, ok = np.asarray(batch[3]), np.asarray(batch[4])
+        # a sampled block whose reference HR the loss may not read has every window masked
+        rows = np.isin(hr, s.hr[unlabelled]).all(1) & (hr > 0).all(1)
+        assert rows.any() == draws_unlabelled
+        assert not ok[rows].any()
+        assert ok[~rows].sum() > 0

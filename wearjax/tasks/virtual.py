@@ -2,15 +2,9 @@
 information settings (`models.virtual.SETTINGS`), trained by the one trainer with every fold
 of a leave-subjects-out split in one vmapped program.
 
-Data to arrays (`spectral_sessions`): each session's ACC axes and PPG become band magnitude
-spectra (`signal.spectra`, Hann, 8 s windows every 2 s, 0.5-4 Hz), linearly interpolated onto
-the model's grid (`models.virtual.GRID_HZ`, so files at any rate share one model) and divided
-by their maximum per window and channel (the peak's position carries HR; the amplitude
-changes with skin contact, arm and motion). The models read them in decibels under
-that peak (`device_data`, `models.virtual.compress`, floor `VirtualConfig.floor_db`): the
-heart's trace in a running wrist's ACC lies about 50 dB under the gait's lines, a fraction of
-a percent of the peak on a linear scale. Reference HR per window is the mean of the reference
-series over the window. Sessions are padded to the longest one's window count.
+Data to arrays: `tasks.virtual_data` (spectra on the model's grid, each window's peak 1;
+reference HR per window). The models read the spectra in decibels under that peak
+(`device_data`, `models.virtual.compress`, floor `VirtualConfig.floor_db`).
 
 Training samples are `context` consecutive windows of a training session. A held-out session
 is predicted as a watch would stream it: each window by the model run on it and the
@@ -32,7 +26,6 @@ squared HR change between windows times 1, 4, ..., 256, the one with the lowest 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import NamedTuple
 
 import equinox as eqx
@@ -53,11 +46,9 @@ from wearjax.models.virtual import (
     track,
 )
 from wearjax.signal.gait import lagged, stride_hz
-from wearjax.signal.spectra import band_spectra, normalise, window_mean
+from wearjax.tasks.virtual_data import HOP_S, SpectralSessions
 from wearjax.train.loop import Task, TrainConfig
 
-WINDOW_S = 8.0
-HOP_S = 2.0
 PREDICT_WINDOWS = 8192  # windows (blocks x context) `predict` runs at once per session
 
 
@@ -74,153 +65,12 @@ class VirtualConfig(NamedTuple):
     kl_warmup: int = 10  # epochs of KL annealing
     floor_db: float | None = FLOOR_DB  # the spectra's decibel floor (`compress`); None: linear
     gait: bool = False  # the gait prior (`models.virtual.GaitPrior`) in the ACC settings
+    labelled: int | None = None  # training subjects per fold whose reference HR the loss
+    # reads (None: all); `virtual` also trains on the others' PPG and ACC (`make_folds`)
     seed: int = 0
     train: TrainConfig = TrainConfig(
         learning_rate=2e-3, weight_decay=1e-4, epochs=40, steps_per_epoch=25,
         early_stopping_patience=12, plateau_patience=5,
-    )  # fmt: skip
-
-
-class SpectralSessions(NamedTuple):
-    """Per-window spectra of S sessions on `GRID_HZ`, padded to W windows."""
-
-    acc: np.ndarray  # [S, W, F, 3]
-    ppg: np.ndarray  # [S, W, F, 1] (zeros where a session has no PPG)
-    acc_scale: np.ndarray  # [S, W, 3] each ACC spectrum's maximum before normalising
-    valid: np.ndarray  # [S, W] bool: a window of the session (False for padding)
-    hr: np.ndarray  # [S, W] reference HR per window (bpm; 0 where not ok)
-    ok: np.ndarray  # [S, W] bool: a window of the session with a reference HR
-    ppg_ok: np.ndarray  # [S, W] bool: PPG present over the whole window
-    subject: np.ndarray  # [S] int subject index
-    subjects: tuple[str, ...]  # subject names
-    severity: np.ndarray  # [S] motion severity (NaN when unknown)
-    names: tuple[str, ...]  # [S] session names
-    has_ppg: bool
-
-    @property
-    def n_windows(self) -> np.ndarray:
-        return self.valid.sum(1)
-
-
-def check_rate(rate: float, what: str) -> None:
-    """Streams align window by window only when the 2 s hop is a whole number of samples
-    (a rounded hop drifts: at 31.25 Hz by about 5 s over 300 windows); `WearjaxDataError`
-    naming the stream otherwise."""
-    hop = HOP_S * rate
-    if hop < 1 or abs(hop - round(hop)) > 1e-6 * hop:
-        raise WearjaxDataError(
-            f"{what} is sampled at {rate:g} Hz: a {HOP_S:g} s hop is {hop:g} samples, which "
-            f"does not align the windows; resample it to a multiple of {1 / HOP_S:g} Hz"
-        )
-
-
-def grid_spectra(x: np.ndarray, rate: float, *, scale: bool = False):
-    """`x [C, N]` samples -> `[W, F, C]` spectra on `GRID_HZ`, each window and channel peak 1
-    (and, with `scale`, the maxima `[W, C]` they were divided by)."""
-    check_rate(rate, "a signal")
-    mag, freqs = band_spectra(jnp.asarray(x, jnp.float32), rate, window_s=WINDOW_S, hop_s=HOP_S)
-    interp = jax.vmap(jax.vmap(lambda row: jnp.interp(jnp.asarray(GRID_HZ), freqs, row)))
-    raw = interp(mag)  # [C, W, F]
-    spec = np.asarray(jnp.moveaxis(normalise(raw, axis=-1), 0, -1))
-    return (spec, np.asarray(jnp.max(raw, axis=-1)).T) if scale else spec
-
-
-def _pad(arrays: list[np.ndarray], n: int) -> np.ndarray:
-    return np.stack(
-        [np.concatenate([a, np.zeros((n - len(a),) + a.shape[1:], a.dtype)]) for a in arrays]
-    )
-
-
-class WristRecording(NamedTuple):
-    """One session's samples: `acc = (values [N, 3], rate_hz)`, `ppg = (values [N], rate_hz)`
-    or None (NaN where a PPG sample is missing), reference `hr = (values, rate_hz)` (NaN where
-    absent)."""
-
-    name: str
-    subject: str
-    acc: tuple[np.ndarray, float]
-    ppg: tuple[np.ndarray, float] | None
-    hr: tuple[np.ndarray, float]
-    severity: float = float("nan")
-
-
-def wrist_recording(session, *, require_reference: bool = True) -> WristRecording:
-    """A sampled-signal `Session` (`data.sampled`) as a `WristRecording`: its `acc` (three
-    axes), `ppg` if present and reference HR (NaN throughout when absent and not required).
-    `WearjaxDataError` with the reason when it cannot be used."""
-    acc, ppg = session.signals.get("acc"), session.signals.get("ppg")
-    ref = session.targets.get("hr")
-    name = Path(session.source).stem if session.source else session.workout
-    if acc is None or acc.values.shape[1] != 3:
-        raise WearjaxDataError(f"{name}: no acc_x/acc_y/acc_z signal; add the three ACC axes")
-    if ref is None and require_reference:
-        raise WearjaxDataError(
-            f"{name}: no reference HR; add an hr_ref column, an hr array or NAME.hr.csv"
-        )
-    if acc.duration_s < WINDOW_S:
-        raise WearjaxDataError(
-            f"{name}: {acc.duration_s:.1f} s long, shorter than one {WINDOW_S:.0f} s window"
-        )
-    a = np.where(acc.mask[:, None], acc.values, 0.0)
-    p = None if ppg is None else (np.where(ppg.mask, ppg.values[:, 0], np.nan), ppg.rate_hz)
-    hr = (np.full(int(acc.duration_s) + 1, np.nan), 1.0) if ref is None else (
-        np.where(ref.mask, ref.values[:, 0], np.nan), ref.rate_hz)  # fmt: skip
-    return WristRecording(name, session.runner, (a, acc.rate_hz), p, hr)
-
-
-def _window_means(values: np.ndarray, ok: np.ndarray, rate: float, w: int):
-    check_rate(rate, "the reference HR")
-    mean, seen = window_mean(
-        jnp.asarray(np.where(ok, values, 0.0), jnp.float32), rate, WINDOW_S, HOP_S,
-        mask=jnp.asarray(ok),
-    )  # fmt: skip
-    m, s = np.zeros(w, np.float32), np.zeros(w, bool)
-    k = min(w, len(mean))
-    m[:k], s[:k] = np.asarray(mean)[:k], np.asarray(seen)[:k]
-    return m, s
-
-
-def spectral_sessions(recordings: list[WristRecording]) -> SpectralSessions:
-    """Recordings to `SpectralSessions` (module docstring): spectra on the grid, reference HR
-    per window, and whether the PPG is present over each whole window."""
-    accs, scales, ppgs, hrs, oks, pok = [], [], [], [], [], []
-    for rec in recordings:
-        a, rate = rec.acc
-        for stream, r in (("acc", rate), ("ppg", rec.ppg and rec.ppg[1]), ("hr", rec.hr[1])):
-            if r:
-                check_rate(r, f"session {rec.name!r}: {stream}")
-        spec, scale = grid_spectra(np.asarray(a, np.float32).T, rate, scale=True)
-        w = spec.shape[0]
-        if w == 0:
-            raise WearjaxDataError(
-                f"session {rec.name!r} is {len(a) / rate:.1f} s long, shorter than one "
-                f"{WINDOW_S:.0f} s window; drop it or record longer"
-            )
-        accs.append(spec)
-        scales.append(scale)
-        if rec.ppg is None:
-            ppgs.append(np.zeros((w, len(GRID_HZ), 1), np.float32))
-            pok.append(np.zeros(w, bool))
-        else:
-            p, p_rate = rec.ppg
-            valid = np.isfinite(p)
-            p_spec = grid_spectra(np.where(valid, p, 0.0).astype(np.float32)[None], p_rate)
-            ppgs.append(_pad([p_spec[:w]], w)[0].astype(np.float32))
-            frac, _ = _window_means(valid.astype(np.float32), np.ones(len(p), bool), p_rate, w)
-            pok.append(frac > 1.0 - 1e-6)  # every sample of the window valid
-        values, hr_rate = rec.hr
-        values = np.asarray(values, np.float32)
-        m, seen = _window_means(values, np.isfinite(values) & (values > 0), hr_rate, w)
-        hrs.append(np.where(seen, m, 0.0).astype(np.float32))
-        oks.append(seen)
-    n = max(len(a) for a in accs)
-    subjects = sorted({r.subject for r in recordings})
-    return SpectralSessions(
-        acc=_pad(accs, n), ppg=_pad(ppgs, n), acc_scale=_pad(scales, n),
-        valid=_pad([np.ones(len(a), bool) for a in accs], n), hr=_pad(hrs, n), ok=_pad(oks, n),
-        ppg_ok=_pad(pok, n), subject=np.asarray([subjects.index(r.subject) for r in recordings]),
-        subjects=tuple(subjects), severity=np.asarray([r.severity for r in recordings], float),
-        names=tuple(r.name for r in recordings), has_ppg=any(r.ppg is not None for r in recordings),
     )  # fmt: skip
 
 
@@ -258,16 +108,34 @@ class VirtualFold(NamedTuple):
     val_idx: jax.Array  # [V] validation sessions (padded)
     val_ok: jax.Array  # [V]
     q: jax.Array  # [] the tracker's transition variance (bpm^2 per hop)
+    labelled: jax.Array  # [S] bool: the loss may read the session's reference HR
 
 
-def make_folds(s: SpectralSessions, split: Split) -> VirtualFold:
-    steps = np.square(np.diff(s.hr, axis=1)) * (s.ok[:, 1:] & s.ok[:, :-1])
-    n_steps = (s.ok[:, 1:] & s.ok[:, :-1]).sum(1)
-    q = (split.train * steps.sum(1)).sum(1) / np.maximum((split.train * n_steps).sum(1), 1)
+def make_folds(s: SpectralSessions, split: Split, labelled: int | None = None,
+               seed: int = 0) -> VirtualFold:  # fmt: skip
+    """Per fold: sampling weights, validation sessions, the tracker's starting q (the mean
+    squared HR step of the labelled training sessions) and which sessions are labelled: all,
+    or with `labelled`, only those of that many training subjects per fold, drawn with `seed`
+    (label-scarce training: the settings that learn from HR alone sample only labelled
+    sessions; `virtual` samples every training session and learns from the unlabelled ones
+    through the VAE's reconstructions)."""
+    known = np.ones_like(split.train)
+    if labelled is not None:
+        if labelled < 1:
+            raise ValueError(f"need at least 1 labelled training subject, got {labelled}")
+        of = s.subject[None, :, None] == np.arange(len(s.subjects))[None, None]  # [1, S, N]
+        trains = (split.train[:, :, None] & of).any(1)  # [K, N]
+        draw = np.where(trains, np.random.default_rng(seed).random(trains.shape), np.inf)
+        keep = (np.argsort(np.argsort(draw, axis=1), axis=1) < labelled) & trains
+        known = keep[:, s.subject] | ~split.train
+    pairs = s.ok[:, 1:] & s.ok[:, :-1]
+    steps = (np.square(np.diff(s.hr, axis=1)) * pairs).sum(1)
+    w = split.train & known
+    q = (w * steps).sum(1) / np.maximum((w * pairs.sum(1)).sum(1), 1)
     val_idx, val_ok = padded_table(split.validation)
     return VirtualFold(
         jnp.asarray(split.sampling_weights()), jnp.asarray(val_idx), jnp.asarray(val_ok),
-        jnp.asarray(np.maximum(q, 0.25), jnp.float32),
+        jnp.asarray(np.maximum(q, 0.25), jnp.float32), jnp.asarray(known),
     )  # fmt: skip
 
 
@@ -306,13 +174,16 @@ def make_task(config: VirtualConfig, setting: str) -> Task:
 
     def sample(data: VirtualData, fold: VirtualFold, key):
         k1, k2 = jax.random.split(key)
-        i = jax.random.choice(k1, data.hr.shape[0], (config.batch_size,), p=fold.train_p)
+        p = fold.train_p if setting == "virtual" else jnp.where(fold.labelled, fold.train_p, 0)
+        i = jax.random.choice(k1, data.hr.shape[0], (config.batch_size,), p=p)
         hi = (jnp.maximum(data.n_windows[i] - L, 0) + 1).astype(jnp.float32)
         start = jnp.floor(jax.random.uniform(k2, (config.batch_size,)) * hi).astype(jnp.int32)
         w = start[:, None] + jnp.arange(L)[None]  # [B, L]
         take = lambda a: a[i[:, None], w]  # noqa: E731
-        arrays = (data.acc, data.ppg, data.gait, data.hr, data.ok, data.ppg_ok, data.valid)
-        return tuple(take(a) for a in arrays)
+        ok = take(data.ok) & fold.labelled[i][:, None]
+        acc, ppg, gait, hr, ppg_ok, valid = (take(a) for a in (
+            data.acc, data.ppg, data.gait, data.hr, data.ppg_ok, data.valid))  # fmt: skip
+        return acc, ppg, gait, hr, ok, ppg_ok, valid
 
     def one_loss(model, acc, ppg, gait, hr, ok, ppg_ok, valid, key, beta):
         if setting != "virtual":
@@ -427,7 +298,7 @@ def run_setting(s: SpectralSessions, split: Split, config: VirtualConfig, settin
                 progress=False) -> SettingResult:  # fmt: skip
     """Train `setting`'s model on every fold of `split` in one vmapped program and predict the
     held-out sessions, raw and tracked."""
-    folds = make_folds(s, split)
+    folds = make_folds(s, split, config.labelled, config.seed)
     data = device_data(s, floor_db=config.floor_db)
     keys = jax.random.split(jax.random.key(config.seed), split.n_folds)
     fit = fit_folds(

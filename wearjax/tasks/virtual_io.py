@@ -25,9 +25,6 @@ from wearjax.errors import WearjaxDataError, WearjaxError
 from wearjax.eval import metrics as M
 from wearjax.models.virtual import GRID_HZ, track
 from wearjax.tasks.virtual import (
-    HOP_S,
-    WINDOW_S,
-    SpectralSessions,
     VirtualConfig,
     build,
     choose_q,
@@ -35,6 +32,11 @@ from wearjax.tasks.virtual import (
     make_folds,
     make_task,
     predict,
+)
+from wearjax.tasks.virtual_data import (
+    HOP_S,
+    WINDOW_S,
+    SpectralSessions,
     spectral_sessions,
     wrist_recording,
 )

@@ -10,7 +10,8 @@ import numpy as np
 
 from wearjax.cv import Split
 from wearjax.models.virtual import GRID_BPM
-from wearjax.tasks.virtual import HOP_S, WINDOW_S, SpectralSessions, device_data, predict
+from wearjax.tasks.virtual import device_data, predict
+from wearjax.tasks.virtual_data import HOP_S, WINDOW_S, SpectralSessions
 
 
 def _session(s: SpectralSessions, split: Split) -> int:

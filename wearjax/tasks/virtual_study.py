@@ -41,14 +41,11 @@ from wearjax.eval import metrics as M
 from wearjax.eval.ridge import fold_ridge
 from wearjax.models.virtual import ABLATIONS, FLOOR_DB, GRID_HZ, N_GAIT, SETTINGS, compress
 from wearjax.signal.peaks import track_peak, troika_hr
-from wearjax.tasks.virtual import (
+from wearjax.tasks.virtual import VirtualConfig, gait_features, run_setting, split_sessions
+from wearjax.tasks.virtual_data import (
     SpectralSessions,
-    VirtualConfig,
     WristRecording,
-    gait_features,
-    run_setting,
     spectral_sessions,
-    split_sessions,
     wrist_recording,
 )
 
@@ -190,7 +187,8 @@ def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out
     metrics: dict = {"data": {"sessions": len(s.names), "subjects": len(s.subjects),
                               "windows": int(s.ok.sum()), "folds": split.n_folds,
                               "floor_db": config.floor_db, "context": config.context,
-                              "batch_size": config.batch_size, "gait": config.gait}}  # fmt: skip
+                              "batch_size": config.batch_size, "gait": config.gait,
+                              "labelled": config.labelled}}  # fmt: skip
     tracks: dict = {}
     saved = {"hr": s.hr, "ok": s.ok, "valid": s.valid, "ppg_ok": s.ppg_ok, "subject": s.subject,
              "severity": s.severity, "names": np.asarray(s.names),
