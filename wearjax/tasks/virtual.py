@@ -15,7 +15,10 @@ distribution against a Gaussian of `target_sd` bpm around the true HR
 latents each decoding both spectra; PPG targets, and the PPG latent, only in windows with PPG)
 and the two KL terms (each over the windows its modality has), weighted by
 `kl_weight x min(1, epoch / kl_warmup)`: KL annealing. Early stopping on the validation
-subjects' cross-entropy of the inference path.
+subjects' cross-entropy of the inference path. Label-scarce training
+(`VirtualConfig.labelled`): per fold only that many training subjects' reference HR enters
+the loss (`make_folds`); the settings that learn from HR alone sample only their sessions,
+`virtual` every training session (the others teach it through the reconstructions alone).
 
 Tracking: the per-window estimates go through `models.virtual.track` (a random-walk Kalman
 filter, `filters.kalman_filter`) with the head's variance as measurement
