@@ -15,9 +15,9 @@ the table has a control: the same procedure without the gait measurement (`track
 as above"), next to the study's own tracked row. The filter treats the gait ridge's errors as
 independent between windows, though they persist for minutes (its lags reach 4 min), and the
 two measurements as uncorrelated, though both come from the ACC: it trusts the gait more than
-it should. A second combination needs no noise model: per fold, the least-squares line of the
-true HR on the model's estimate and the gait ridge's (`stack`), fitted on the other folds'
-sessions (the same second-order leak) and applied to the fold's own.
+it should. A second combination needs no noise model: per fold, a ridge regression of the true HR
+on the model's estimate and the gait ridge's (`stack`, `eval.ridge.fold_ridge`), fitted on the
+other folds' sessions (the same second-order leak) and applied to the fold's own.
 
     python experiments/virtual_gait_tracker.py --study experiments/results/virtual_sensing_ctx128
 """
@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wearjax.eval.ridge import fold_ridge
 from wearjax.filters.linear import LinearGaussianParams, kalman_filter
 from wearjax.models.virtual import PRIOR, track
 from wearjax.tasks.virtual import Q_FACTORS
@@ -105,23 +106,20 @@ def fuse(saved: dict, setting: str) -> dict:
 
 
 def stack(saved: dict, setting: str) -> np.ndarray:
-    """`[S, W]`: per fold, the least-squares line `a + b x setting + c x gait` fitted on the
-    other folds' tested windows (where both gave an estimate), applied to the fold's own
-    sessions (the model's estimate alone where the gait gave none)."""
+    """`[S, W]`: per fold, a linear regression of the true HR on the model's estimate and the
+    gait ridge's (`eval.ridge.fold_ridge`, its penalty chosen by leave-one-subject-out), fitted
+    on the other folds' tested windows where both gave an estimate and applied to the fold's
+    own sessions (the model's estimate alone where the gait gave none)."""
     true, owner = saved["hr"], saved["test_fold"]
     n_folds = int(owner.max()) + 1
-    tested = saved["ok"] & (owner >= 0)[:, None]
     model, gait = np.nan_to_num(saved[f"{setting}/hr"]), saved["acc_gait/hr"]
     seen = np.isfinite(gait)
-    design = np.stack([np.ones_like(model), model, np.nan_to_num(gait)], -1)  # [S, W, 3]
-    # per fold k, the normal equations over the other folds' windows, solved as one batch
+    tested = saved["ok"] & (owner >= 0)[:, None] & seen
     other = (owner[None] != np.arange(n_folds)[:, None]) & (owner >= 0)[None]  # [K, S]
-    w = (other[:, :, None] & (tested & seen)[None]).astype(float)  # [K, S, W]
-    gram = np.einsum("ksw,swi,swj->kij", w, design, design)
-    rhs = np.einsum("ksw,swi,sw->ki", w, design, true)
-    coef = np.linalg.solve(gram, rhs[..., None])[..., 0]  # [K, 3]
-    own = coef[np.maximum(owner, 0)]  # [S, 3]
-    return np.where(seen, np.einsum("swi,si->sw", design, own), model)
+    x = np.stack([model, np.nan_to_num(gait)], -1)  # [S, W, 2]
+    fitted = fold_ridge(x, true, tested, other, saved["subject"])
+    own = fitted.pred[np.maximum(owner, 0), np.arange(len(owner))]
+    return np.where(seen, own, model)
 
 
 def _choose(tracked, true, tested, other, owner):
