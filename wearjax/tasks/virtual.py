@@ -116,12 +116,12 @@ class VirtualFold(NamedTuple):
 
 def make_folds(s: SpectralSessions, split: Split, labelled: int | None = None,
                seed: int = 0) -> VirtualFold:  # fmt: skip
-    """Per fold: sampling weights, validation sessions, the tracker's starting q (the mean
-    squared HR step of the labelled training sessions) and which sessions are labelled: all,
-    or with `labelled`, only those of that many training subjects per fold, drawn with `seed`
-    (label-scarce training: the settings that learn from HR alone sample only labelled
-    sessions; `virtual` samples every training session and learns from the unlabelled ones
-    through the VAE's reconstructions)."""
+    """Per fold: sampling weights, validation sessions, the tracker's starting q (the mean squared
+    HR step of the labelled training sessions) and which sessions are labelled: all, or with
+    `labelled`, only those of that many training subjects per fold (all of a fold's when it has
+    fewer), drawn with `seed` (label-scarce training: the settings that learn from HR alone
+    sample only labelled sessions; `virtual` samples every training session and learns from the
+    unlabelled ones through the VAE's reconstructions)."""
     known = np.ones_like(split.train)
     if labelled is not None:
         if labelled < 1:
