@@ -53,6 +53,10 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--gait", action="store_true", help="the gait prior in the ACC settings' models"
     )
+    parser.add_argument(
+        "--gait-ridge", action="store_true",
+        help="the residual gait prior: a ridge on the gait fitted first, the model on top",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--bcg", type=float, default=1.0, help="scale of the heart's trace in the ACC"
@@ -78,7 +82,8 @@ def main(argv=None) -> int:
         parser.error("--subjects must be at least 2 (one to train on, one to test)")
     config = VirtualConfig(
         seed=args.seed, floor_db=None if args.linear else FLOOR_DB, gait=args.gait,
-        context=args.context, batch_size=args.batch_size, labelled=args.labelled,
+        gait_ridge=args.gait_ridge, context=args.context, batch_size=args.batch_size,
+        labelled=args.labelled,
     )  # fmt: skip
     epochs = args.epochs or (12 if args.quick else config.train.epochs)
     config = config._replace(train=config.train._replace(epochs=epochs))

@@ -63,6 +63,7 @@ def test_fold_ridge_chooses_and_refits_as_a_grouped_search_does():
         assert out.penalty[k] == alpha
         ref = _sklearn(xs, ys, alpha).predict(x.reshape(-1, x.shape[-1]))
         np.testing.assert_allclose(out.pred[k].reshape(-1), ref, rtol=0, atol=1e-7)
+        np.testing.assert_allclose(out.intercept[k] + x @ out.weights[k], out.pred[k], atol=1e-9)
 
 
 def test_a_fold_without_labelled_windows_or_a_nan_feature_is_named():

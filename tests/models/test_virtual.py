@@ -198,3 +198,31 @@ def _without_gait_prior(model):
 def test_ppg_only_takes_no_gait_prior():
     model = VirtualSensing("ppg_only", width=8, latent=2, gait=True, key=jax.random.key(0))
     assert model.gait_prior is None
+
+
+def test_the_residual_gait_prior_starts_at_the_ridge_and_never_trains_its_fit():
+    import equinox as eqx
+
+    from wearjax.models.virtual import N_GAIT, with_gait_coef
+
+    model = VirtualSensing("acc_refined", width=8, latent=2, gait_ridge=True, key=jax.random.key(0))
+    rng = np.random.default_rng(1)
+    coef = np.concatenate([[40.0], rng.uniform(0.05, 0.2, N_GAIT)])
+    model = with_gait_coef(model, jnp.asarray(coef, jnp.float32))
+    gait = jnp.asarray(150 + 20 * rng.uniform(size=(5, N_GAIT)), jnp.float32)
+    # by hand: the learned part starts at zero, so the prior is N(ridge, 11^2) over the grid
+    ridge = coef[0] + np.asarray(gait, np.float64) @ coef[1:]
+    expected = -0.5 * ((GRID_BPM[None] - ridge[:, None]) / 11.0) ** 2
+    np.testing.assert_allclose(model.gait_prior(gait), expected, rtol=1e-5, atol=1e-3)
+    f = len(GRID_BPM)
+    acc = jnp.asarray(rng.uniform(size=(5, f, 3)), jnp.float32)
+
+    def loss(m):
+        return jnp.sum(m(acc, jnp.zeros((5, f, 1)), gait).hr)
+
+    grads = eqx.filter_grad(loss)(model)
+    np.testing.assert_array_equal(grads.gait_prior.coef, 0.0)  # the fit is not trained
+    assert np.abs(np.asarray(grads.gait_prior.linear.weight)).sum() > 0  # the correction is
+    # a model without the residual prior is left as it is
+    plain = VirtualSensing("acc_refined", width=8, latent=2, gait=True, key=jax.random.key(0))
+    assert with_gait_coef(plain, jnp.asarray(coef)) is plain and plain.gait_prior.coef is None

@@ -223,7 +223,7 @@ def test_fit_virtual_then_predict_a_file_without_ppg(tmp_path, capsys):
     _write_folder(tmp_path / "data", ppg=True)
     model = tmp_path / "virtual.wjx"
     code = main(["fit", "virtual", "--data", str(tmp_path / "data"), "--setting", "virtual",
-                 "--gait", "--quick", "--epochs", "1", "--out", str(model)])  # fmt: skip
+                 "--gait-ridge", "--quick", "--epochs", "1", "--out", str(model)])  # fmt: skip
     assert code == 0 and model.is_file()
     # the same recording without its PPG column: the virtual model needs only the ACC
     rec = _recording(7, "subject9", ppg=False)
@@ -249,6 +249,13 @@ def test_fit_virtual_then_predict_a_file_without_ppg(tmp_path, capsys):
 
     trained, header = load_virtual(model)
     assert header["floor_db"] == FLOOR_DB and trained.gait_prior is not None
+    # the checkpoint holds the gait ridge fitted on the training subjects, not its start
+    from wearjax.tasks.virtual_io import fit_split
+    from wearjax.tasks.virtual_study import folder_sessions
+
+    s = folder_sessions(tmp_path / "data")[0]
+    fitted = make_folds(s, fit_split(s), gait_ridge=True).gait_coef[0]
+    np.testing.assert_allclose(trained.gait_prior.coef, fitted, rtol=1e-6)
     got = predict_recording(trained, header, read_sampled(tmp_path / "new.csv"))["columns"]
     np.testing.assert_allclose(got["hr"], table["hr"], atol=0.01)
     older = {k: v for k, v in header.items() if k != "floor_db"}
@@ -325,3 +332,31 @@ def test_label_scarce_folds_hide_the_hr_of_all_but_the_chosen_training_subjects(
         assert rows.any() == draws_unlabelled
         assert not ok[rows].any()
         assert ok[~rows].sum() > 0
+
+
+def test_the_gait_ridge_is_fitted_on_each_folds_labelled_training_sessions_only():
+    from wearjax.eval.ridge import fold_ridge
+    from wearjax.tasks.virtual import gait_features
+
+    s = spectral_sessions([_recording(i, f"sub{i % 6}", seconds=60) for i in range(12)])
+    split = split_sessions(s, 1)
+    folds = make_folds(s, split, labelled=3, seed=2, gait_ridge=True)
+    coef = np.asarray(folds.gait_coef, np.float64)
+    labelled = np.asarray(folds.labelled)
+    gait = np.asarray(gait_features(s), np.float64)
+    for k in range(split.n_folds):
+        fit_on = split.train[k] & labelled[k]
+        # the fit's estimate is the ridge's prediction of every window
+        one = fold_ridge(gait, s.hr, s.ok, fit_on[None], s.subject)
+        np.testing.assert_allclose(coef[k, 0] + gait @ coef[k, 1:], one.pred[0], atol=1e-3)
+    # moving the HR of a fold's unlabelled, validation or test sessions leaves its fit as it is;
+    # moving a labelled training session's moves it
+    k = 0
+    other = ~(split.train[k] & labelled[k])
+    moved = s._replace(hr=np.where(other[:, None], s.hr + 25.0, s.hr))
+    again = np.asarray(make_folds(moved, split, 3, seed=2, gait_ridge=True).gait_coef)
+    np.testing.assert_allclose(again[k], coef[k], rtol=1e-5, atol=1e-4)
+    moved = s._replace(hr=np.where(~other[:, None], s.hr + 25.0, s.hr))
+    again = np.asarray(make_folds(moved, split, 3, seed=2, gait_ridge=True).gait_coef)
+    assert abs(again[k, 0] - coef[k, 0]) > 1.0
+    assert not np.asarray(make_folds(s, split).gait_coef).any()  # off: zeros

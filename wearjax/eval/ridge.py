@@ -86,6 +86,8 @@ def squared_error(stats: Stats, intercept: np.ndarray, weights: np.ndarray) -> n
 class FoldRidge(NamedTuple):
     pred: np.ndarray  # [K, S, W] each fold's prediction of every window
     penalty: np.ndarray  # [K] the penalty each fold chose
+    intercept: np.ndarray  # [K] each fold's fit on the raw features: y = intercept + x w
+    weights: np.ndarray  # [K, F]
 
 
 def fold_ridge(
@@ -118,4 +120,4 @@ def fold_ridge(
     a = np.take_along_axis(a, best[:, None], 1)[:, 0]
     w = np.take_along_axis(w, best[:, None, None], 1)[:, 0]
     pred = a[:, None, None] + np.einsum("swf,kf->ksw", np.asarray(x, np.float64), w)
-    return FoldRidge(pred, penalties[best])
+    return FoldRidge(pred, penalties[best], a, w)

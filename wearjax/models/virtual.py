@@ -37,6 +37,9 @@ is finer than what the spectra can separate.)
   Gaussian over the grid, whose log density is added to the head's logits (a product of the
   two: the spectra's evidence and the gait's). HR lags a change of pace by a minute or two,
   longer than the `L` windows the model sees; on a watch the lags are five running averages.
+  With `gait_ridge=True` the prior is residual: its mean is a ridge of HR on those features
+  fitted per fold before training (`tasks.virtual.make_folds`, kept in the model, not trained)
+  plus a learned linear part that starts at zero, so training starts from the ridge's estimate.
 
 Settings (`SETTINGS`, the information settings of the published table): `acc_only` (direct
 regression from ACC spectra: the encoder, then `RegressionHead`, an MLP on each window's
@@ -243,19 +246,40 @@ class RegressionHead(eqx.Module):
 
 class GaitPrior(eqx.Module):
     """Gait features `[L, N_GAIT]` (steps/min) -> logits over `GRID_BPM` of a Gaussian whose
-    mean and log-SD are linear in them."""
+    mean and log-SD are linear in them. With `residual`, the mean is a fitted ridge's HR
+    (`coef`: intercept and weights on the raw features, fitted before training and written in
+    by the task, never trained) plus the linear part, which starts at zero: the model starts
+    from the ridge's estimate and learns what the spectra add to it."""
 
     linear: eqx.nn.Linear
+    coef: Array | None
 
-    def __init__(self, *, key: PRNGKeyArray):
+    def __init__(self, *, residual: bool = False, key: PRNGKeyArray):
         self.linear = eqx.nn.Linear(N_GAIT, 2, key=key)
+        self.coef = None
+        if residual:
+            self.linear = jax.tree_util.tree_map(jnp.zeros_like, self.linear)
+            self.coef = jnp.zeros(N_GAIT + 1).at[0].set(GRID_BPM.mean())
 
     def __call__(self, gait: Float[Array, "window gait"]) -> Float[Array, "window freq"]:
         out = _linear(self.linear, (gait - GAIT_CENTRE) / GAIT_SCALE)  # [L, 2]
-        mean = 130.0 + 40.0 * out[:, 0]
+        if self.coef is None:
+            mean = 130.0 + 40.0 * out[:, 0]
+        else:
+            coef = jax.lax.stop_gradient(self.coef)
+            mean = coef[0] + gait @ coef[1:] + 40.0 * out[:, 0]
         sd = 1.0 + 10.0 * jnp.exp(jnp.clip(out[:, 1], -5.0, 3.0))
         grid = jnp.asarray(GRID_BPM, gait.dtype).reshape(1, -1)
         return -0.5 * jnp.square((grid - mean[:, None]) / sd[:, None])
+
+
+def with_gait_coef(model: VirtualSensing, coef: Float[Array, " coef"]) -> VirtualSensing:
+    """`model` with its residual gait prior's ridge set to `coef` (unchanged without one)."""
+    if model.gait_prior is None or model.gait_prior.coef is None:
+        return model
+    return eqx.tree_at(
+        lambda m: m.gait_prior.coef, model, jnp.asarray(coef, model.gait_prior.coef.dtype)
+    )
 
 
 class VirtualSensing(eqx.Module):
@@ -271,7 +295,7 @@ class VirtualSensing(eqx.Module):
 
     def __init__(self, setting: str = "virtual", *, width: int = 16, latent: int = 4,
                  depth: int = 2, heads: int = 2, gait: bool = False,
-                 key: PRNGKeyArray):  # fmt: skip
+                 gait_ridge: bool = False, key: PRNGKeyArray):  # fmt: skip
         if setting not in SETTINGS + ABLATIONS:
             raise ValueError(f"unknown setting {setting!r}: choose one of {SETTINGS + ABLATIONS}")
         k = jax.random.split(key, 4)
@@ -281,9 +305,11 @@ class VirtualSensing(eqx.Module):
         direct = setting == "acc_only"
         self.refiner = None if direct else Refiner(width, heads, key=k[2])
         self.head = RegressionHead(width, key=k[3]) if direct else HRHead(width, key=k[3])
-        with_gait = gait and setting != "ppg_only"  # its key folded in: the other parts
-        # start as they do in a model without it
-        self.gait_prior = GaitPrior(key=jax.random.fold_in(key, 4)) if with_gait else None
+        with_gait = (gait or gait_ridge) and setting != "ppg_only"  # its key folded in: the
+        # other parts start as they do in a model without it
+        self.gait_prior = (
+            GaitPrior(residual=gait_ridge, key=jax.random.fold_in(key, 4)) if with_gait else None
+        )
 
     @property
     def uses_acc(self) -> bool:

@@ -389,6 +389,12 @@ def _virtual_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="add the gait prior (cadence from the ACC and its lags) to the models that read ACC",
     )
+    p.add_argument(
+        "--gait-ridge",
+        action="store_true",
+        help="the residual gait prior: a ridge of HR on the gait fitted first, the models "
+        "learning what the spectra add to it",
+    )
 
 
 def virtual(args) -> int:

@@ -39,14 +39,17 @@ import numpy as np
 from wearjax.cv import Split, fit_folds, padded_table, predict_per_fold, scatter
 from wearjax.errors import WearjaxDataError
 from wearjax.eval.metrics import mae
+from wearjax.eval.ridge import fold_ridge
 from wearjax.models.virtual import (
     FLOOR_DB,
     GRID_HZ,
+    N_GAIT,
     VirtualSensing,
     compress,
     gaussian_kl,
     soft_target,
     track,
+    with_gait_coef,
 )
 from wearjax.signal.gait import lagged, stride_hz
 from wearjax.tasks.virtual_data import HOP_S, SpectralSessions
@@ -68,6 +71,9 @@ class VirtualConfig(NamedTuple):
     kl_warmup: int = 10  # epochs of KL annealing
     floor_db: float | None = FLOOR_DB  # the spectra's decibel floor (`compress`); None: linear
     gait: bool = False  # the gait prior (`models.virtual.GaitPrior`) in the ACC settings
+    # the residual gait prior: its mean is a ridge of HR on the gait features fitted per fold
+    # on the labelled training sessions before training (`make_folds`), plus a learned part
+    gait_ridge: bool = False
     labelled: int | None = None  # training subjects per fold whose reference HR the loss
     # reads (None: all); `virtual` also trains on the others' PPG and ACC (`make_folds`)
     seed: int = 0
@@ -112,16 +118,19 @@ class VirtualFold(NamedTuple):
     val_ok: jax.Array  # [V]
     q: jax.Array  # [] the tracker's transition variance (bpm^2 per hop)
     labelled: jax.Array  # [S] bool: the loss may read the session's reference HR
+    gait_coef: jax.Array  # [N_GAIT + 1] the gait ridge's intercept and weights (zeros: none)
 
 
 def make_folds(s: SpectralSessions, split: Split, labelled: int | None = None,
-               seed: int = 0) -> VirtualFold:  # fmt: skip
+               seed: int = 0, gait_ridge: bool = False) -> VirtualFold:  # fmt: skip
     """Per fold: sampling weights, validation sessions, the tracker's starting q (the mean squared
     HR step of the labelled training sessions) and which sessions are labelled: all, or with
     `labelled`, only those of that many training subjects per fold (all of a fold's when it has
     fewer), drawn with `seed` (label-scarce training: the settings that learn from HR alone
     sample only labelled sessions; `virtual` samples every training session and learns from the
-    unlabelled ones through the VAE's reconstructions)."""
+    unlabelled ones through the VAE's reconstructions). With `gait_ridge`, each fold's ridge of
+    HR on the gait features (`gait_features`; `eval.ridge.fold_ridge`, its penalty chosen by
+    leave-one-subject-out) fitted on its labelled training sessions."""
     known = np.ones_like(split.train)
     if labelled is not None:
         if labelled < 1:
@@ -136,9 +145,14 @@ def make_folds(s: SpectralSessions, split: Split, labelled: int | None = None,
     w = split.train & known
     q = (w * steps).sum(1) / np.maximum((w * pairs.sum(1)).sum(1), 1)
     val_idx, val_ok = padded_table(split.validation)
+    coef = np.zeros((split.n_folds, N_GAIT + 1))
+    if gait_ridge:
+        fitted = fold_ridge(np.asarray(gait_features(s)), s.hr, s.ok, w, s.subject)
+        coef = np.concatenate([fitted.intercept[:, None], fitted.weights], axis=1)
     return VirtualFold(
         jnp.asarray(split.sampling_weights()), jnp.asarray(val_idx), jnp.asarray(val_ok),
         jnp.asarray(np.maximum(q, 0.25), jnp.float32), jnp.asarray(known),
+        jnp.asarray(coef, jnp.float32),
     )  # fmt: skip
 
 
@@ -186,7 +200,7 @@ def make_task(config: VirtualConfig, setting: str) -> Task:
         ok = take(data.ok) & fold.labelled[i][:, None]
         acc, ppg, gait, hr, ppg_ok, valid = (take(a) for a in (
             data.acc, data.ppg, data.gait, data.hr, data.ppg_ok, data.valid))  # fmt: skip
-        return acc, ppg, gait, hr, ok, ppg_ok, valid
+        return acc, ppg, gait, hr, ok, ppg_ok, valid, fold.gait_coef
 
     def one_loss(model, acc, ppg, gait, hr, ok, ppg_ok, valid, key, beta):
         if setting != "virtual":
@@ -207,7 +221,8 @@ def make_task(config: VirtualConfig, setting: str) -> Task:
         return total, {"ce_ppg": ce_p, "recon": recon, "kl": kl}
 
     def loss(model, batch, key, epoch):
-        acc, ppg, gait, hr, ok, ppg_ok, valid = batch
+        acc, ppg, gait, hr, ok, ppg_ok, valid, coef = batch
+        model = with_gait_coef(model, coef)
         beta = config.kl_weight * jnp.minimum(
             1.0, jnp.asarray(epoch, jnp.float32) / max(config.kl_warmup, 1)
         )
@@ -217,6 +232,8 @@ def make_task(config: VirtualConfig, setting: str) -> Task:
         return jnp.mean(value), jax.tree_util.tree_map(jnp.mean, aux)
 
     def validate(model, data: VirtualData, fold: VirtualFold):
+        model = with_gait_coef(model, fold.gait_coef)
+
         def session(i):
             logits = predict_blocks(model, data, i, context=L).logits
             return _ce(logits, data.hr[i], data.ok[i], config.target_sd)
@@ -262,7 +279,7 @@ def predict(model: VirtualSensing, fold, data: VirtualData, i, *, context: int =
 def build(config: VirtualConfig, setting: str, key) -> VirtualSensing:
     return VirtualSensing(
         setting, width=config.width, latent=config.latent, depth=config.depth,
-        heads=config.heads, gait=config.gait, key=key,
+        heads=config.heads, gait=config.gait, gait_ridge=config.gait_ridge, key=key,
     )  # fmt: skip
 
 
@@ -301,13 +318,14 @@ def run_setting(s: SpectralSessions, split: Split, config: VirtualConfig, settin
                 progress=False) -> SettingResult:  # fmt: skip
     """Train `setting`'s model on every fold of `split` in one vmapped program and predict the
     held-out sessions, raw and tracked."""
-    folds = make_folds(s, split, config.labelled, config.seed)
+    folds = make_folds(s, split, config.labelled, config.seed, config.gait_ridge)
     data = device_data(s, floor_db=config.floor_db)
     keys = jax.random.split(jax.random.key(config.seed), split.n_folds)
     fit = fit_folds(
         lambda key: build(config, setting, key), make_task(config, setting), data, folds,
         config.train.recipe(), keys, progress=progress,
     )  # fmt: skip
+    fit = fit._replace(model=with_gait_coef(fit.model, folds.gait_coef))  # [K] models, [K] fits
 
     def per_session(model, fold, data, i):
         out = predict(model, fold, data, i, context=config.context)

@@ -23,7 +23,7 @@ from wearjax import models
 from wearjax.cv import Split, fit_folds, padded_table
 from wearjax.errors import WearjaxDataError, WearjaxError
 from wearjax.eval import metrics as M
-from wearjax.models.virtual import GRID_HZ, track
+from wearjax.models.virtual import GRID_HZ, track, with_gait_coef
 from wearjax.tasks.virtual import (
     VirtualConfig,
     build,
@@ -59,7 +59,7 @@ def fit_split(s: SpectralSessions) -> Split:
 def fit_model(s: SpectralSessions, config: VirtualConfig, setting: str, *, progress=False):
     """The trained model of `setting` and its tracker's transition variance."""
     split = fit_split(s)
-    folds = make_folds(s, split)
+    folds = make_folds(s, split, gait_ridge=config.gait_ridge)
     data = device_data(s, floor_db=config.floor_db)
     fit = fit_folds(
         lambda key: build(config, setting, key), make_task(config, setting), data, folds,
@@ -67,7 +67,7 @@ def fit_model(s: SpectralSessions, config: VirtualConfig, setting: str, *, progr
         progress=progress,
     )  # fmt: skip
     vidx, vok = (jnp.asarray(a) for a in padded_table(split.validation))
-    model = fold_model(fit.model, 0)
+    model = with_gait_coef(fold_model(fit.model, 0), folds.gait_coef[0])
 
     def session(i):
         out = predict(model, None, data, i, context=config.context)
@@ -84,7 +84,8 @@ def save_virtual(path, model, q: float, config: VirtualConfig, setting: str) -> 
     header = {
         "task": "virtual", "kind": KIND,
         "init": {"setting": setting, "width": config.width, "latent": config.latent,
-                 "depth": config.depth, "heads": config.heads, "gait": config.gait},
+                 "depth": config.depth, "heads": config.heads, "gait": config.gait,
+                 "gait_ridge": config.gait_ridge},
         "context": config.context, "q": q, "floor_db": config.floor_db,
         "window_s": WINDOW_S, "hop_s": HOP_S,
         "grid_hz": [float(GRID_HZ[0]), float(GRID_HZ[-1]), len(GRID_HZ)],

@@ -188,6 +188,7 @@ def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out
                               "windows": int(s.ok.sum()), "folds": split.n_folds,
                               "floor_db": config.floor_db, "context": config.context,
                               "batch_size": config.batch_size, "gait": config.gait,
+                              "gait_ridge": config.gait_ridge,
                               "labelled": config.labelled}}  # fmt: skip
     tracks: dict = {}
     saved = {"hr": s.hr, "ok": s.ok, "valid": s.valid, "ppg_ok": s.ppg_ok, "subject": s.subject,
@@ -259,7 +260,7 @@ def command_inputs(args, say) -> tuple[SpectralSessions, VirtualConfig]:
         sessions, skipped = folder_sessions(Path(args.data))
         for s in skipped:
             say(f"skipped {s.path}: {s.reason}")
-    config = VirtualConfig(seed=args.seed, gait=args.gait)
+    config = VirtualConfig(seed=args.seed, gait=args.gait, gait_ridge=args.gait_ridge)
     epochs = args.epochs or (12 if args.quick else config.train.epochs)
     return sessions, config._replace(train=config.train._replace(epochs=epochs))
 
