@@ -77,3 +77,22 @@ def test_a_fold_without_labelled_windows_or_a_nan_feature_is_named():
     x[0, np.argmax(ok[0]), 1] = np.nan
     with pytest.raises(WearjaxDataError, match="not finite"):
         ridge.fold_ridge(x, y, ok, np.ones((2, len(x)), bool), group)
+
+
+def test_a_fold_fitted_on_one_subject_searches_over_its_sessions():
+    from sklearn.model_selection import LeaveOneGroupOut
+
+    x, y, ok, group = _problem(4)
+    fit_on = np.zeros((2, len(x)), bool)
+    fit_on[0, :2] = True  # one subject, two sessions
+    fit_on[1, 2:] = True
+    out = ridge.fold_ridge(x, y, ok, fit_on, group)
+    xs, ys = x[:2][ok[:2]], y[:2][ok[:2]]
+    sessions = np.repeat([0, 1], ok[:2].sum(1))
+    sse = [sum(np.sum((_sklearn(xs[tr], ys[tr], alpha).predict(xs[te]) - ys[te]) ** 2)
+               for tr, te in LeaveOneGroupOut().split(xs, ys, sessions))
+           for alpha in ridge.PENALTIES]  # fmt: skip
+    assert out.penalty[0] == ridge.PENALTIES[np.argmin(sse)]
+    # by subject for a fold with several (the result of the by-subject test above)
+    alone = ridge.fold_ridge(x, y, ok, fit_on[1:], group)
+    assert out.penalty[1] == alone.penalty[0]

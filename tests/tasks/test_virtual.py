@@ -219,11 +219,12 @@ def test_choose_q_takes_the_validation_mae_minimiser(x64):
 
 
 @pytest.mark.slow
-def test_fit_virtual_then_predict_a_file_without_ppg(tmp_path, capsys):
+@pytest.mark.parametrize("prior", ["--gait", "--gait-ridge"])
+def test_fit_virtual_then_predict_a_file_without_ppg(prior, tmp_path, capsys):
     _write_folder(tmp_path / "data", ppg=True)
     model = tmp_path / "virtual.wjx"
     code = main(["fit", "virtual", "--data", str(tmp_path / "data"), "--setting", "virtual",
-                 "--gait-ridge", "--quick", "--epochs", "1", "--out", str(model)])  # fmt: skip
+                 prior, "--quick", "--epochs", "1", "--out", str(model)])  # fmt: skip
     assert code == 0 and model.is_file()
     # the same recording without its PPG column: the virtual model needs only the ACC
     rec = _recording(7, "subject9", ppg=False)
@@ -254,8 +255,11 @@ def test_fit_virtual_then_predict_a_file_without_ppg(tmp_path, capsys):
     from wearjax.tasks.virtual_study import folder_sessions
 
     s = folder_sessions(tmp_path / "data")[0]
-    fitted = make_folds(s, fit_split(s), gait_ridge=True).gait_coef[0]
-    np.testing.assert_allclose(trained.gait_prior.coef, fitted, rtol=1e-6)
+    if prior == "--gait-ridge":
+        fitted = make_folds(s, fit_split(s), gait_ridge=True).gait_coef[0]
+        np.testing.assert_allclose(trained.gait_prior.coef, fitted, rtol=1e-6)
+    else:  # the joint prior's checkpoint has no ridge, and no key older wearjax would refuse
+        assert trained.gait_prior.coef is None and "gait_ridge" not in header["init"]
     got = predict_recording(trained, header, read_sampled(tmp_path / "new.csv"))["columns"]
     np.testing.assert_allclose(got["hr"], table["hr"], atol=0.01)
     older = {k: v for k, v in header.items() if k != "floor_db"}
@@ -360,3 +364,16 @@ def test_the_gait_ridge_is_fitted_on_each_folds_labelled_training_sessions_only(
     again = np.asarray(make_folds(moved, split, 3, seed=2, gait_ridge=True).gait_coef)
     assert abs(again[k, 0] - coef[k, 0]) > 1.0
     assert not np.asarray(make_folds(s, split).gait_coef).any()  # off: zeros
+    # the task's loss and validation read the model's prior from the fold's fit
+    from wearjax.tasks.virtual import build
+
+    config = VirtualConfig(batch_size=4, context=4, width=8, gait_ridge=True)
+    model, task = build(config, "acc_refined", jax.random.key(0)), make_task(config, "acc_refined")
+    data = device_data(s, floor_db=FLOOR_DB)
+    fold = jax.tree_util.tree_map(lambda a: a[0], folds)
+    other = fold._replace(gait_coef=fold.gait_coef.at[0].add(20.0))
+    assert float(task.validate(model, data, fold)) != float(task.validate(model, data, other))
+    batch = task.sample(data, fold, jax.random.key(1))
+    moved = (*batch[:-1], batch[-1].at[0].add(20.0))
+    key = jax.random.key(2)
+    assert float(task.loss(model, batch, key, 0)[0]) != float(task.loss(model, moved, key, 0)[0])

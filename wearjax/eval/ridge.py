@@ -90,6 +90,15 @@ class FoldRidge(NamedTuple):
     weights: np.ndarray  # [K, F]
 
 
+def _held_out_error(stats: Stats, fit_on: np.ndarray, member: np.ndarray, penalties):
+    """`[K, P]` squared error summed over the leave-one-group-out folds of each fold's sessions
+    (`member [G, S]`: the groups' sessions)."""
+    inner_fit = fit_on[:, None, :] * (1.0 - member[None])  # [K, G, S]
+    inner_test = fit_on[:, None, :] * member[None]
+    a, w = fit(stats.combine(inner_fit), penalties)
+    return squared_error(stats.combine(inner_test), a, w).sum(1)
+
+
 def fold_ridge(
     x: np.ndarray, y: np.ndarray, ok: np.ndarray, fit_on: np.ndarray, group: np.ndarray,
     penalties: np.ndarray = PENALTIES,
@@ -97,7 +106,10 @@ def fold_ridge(
     """Ridge `y ~ x` per fold: fitted on the labelled windows of the sessions `fit_on [K, S]`
     (a fold's training and validation sessions), its penalty the one with the least squared
     error over leave-one-group-out folds of those sessions (`group [S]`: each session's
-    subject), then refitted on all of them. `x [S, W, F]`, `y [S, W]`, `ok [S, W]`."""
+    subject), then refitted on all of them. A fold whose labelled sessions are all one
+    subject's searches by leave-one-session-out instead (leave-one-subject-out would fit on
+    nothing); with one labelled session it takes the smallest penalty. `x [S, W, F]`,
+    `y [S, W]`, `ok [S, W]`."""
     windows = (np.asarray(fit_on, bool) & ok.any(1)[None]).sum(1)  # sessions with a label
     if (windows == 0).any():
         raise WearjaxDataError(
@@ -108,14 +120,14 @@ def fold_ridge(
         raise WearjaxDataError("the ridge's features or targets are not finite in a labelled "
                                "window: mask those windows out (ok=False)")  # fmt: skip
     stats = session_stats(x, y, ok)
+    labelled = np.asarray(fit_on, bool) & ok.any(1)[None]  # [K, S]
     fit_on = np.asarray(fit_on, np.float64)
     groups = np.unique(group)
     member = (group[None, :] == groups[:, None]).astype(np.float64)  # [G, S]
-    inner_fit = fit_on[:, None, :] * (1.0 - member[None])  # [K, G, S]
-    inner_test = fit_on[:, None, :] * member[None]
-    a, w = fit(stats.combine(inner_fit), penalties)
-    sse = squared_error(stats.combine(inner_test), a, w).sum(1)  # [K, P]
-    best = np.argmin(sse, axis=-1)
+    one_subject = (labelled.astype(np.float64) @ member.T > 0).sum(1) < 2  # [K]
+    by_session = np.eye(len(group))  # [S, S]: each session its own group
+    sse = [_held_out_error(stats, fit_on, m, penalties) for m in (member, by_session)]
+    best = np.argmin(np.where(one_subject[:, None], sse[1], sse[0]), axis=-1)
     a, w = fit(stats.combine(fit_on), penalties)  # [K, P], [K, P, F]
     a = np.take_along_axis(a, best[:, None], 1)[:, 0]
     w = np.take_along_axis(w, best[:, None, None], 1)[:, 0]

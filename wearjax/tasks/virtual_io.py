@@ -85,7 +85,8 @@ def save_virtual(path, model, q: float, config: VirtualConfig, setting: str) -> 
         "task": "virtual", "kind": KIND,
         "init": {"setting": setting, "width": config.width, "latent": config.latent,
                  "depth": config.depth, "heads": config.heads, "gait": config.gait,
-                 "gait_ridge": config.gait_ridge},
+                 # only when set: older wearjax reads the checkpoints without it
+                 **({"gait_ridge": True} if config.gait_ridge else {})},
         "context": config.context, "q": q, "floor_db": config.floor_db,
         "window_s": WINDOW_S, "hop_s": HOP_S,
         "grid_hz": [float(GRID_HZ[0]), float(GRID_HZ[-1]), len(GRID_HZ)],
