@@ -364,9 +364,14 @@ def test_the_gait_ridge_is_fitted_on_each_folds_labelled_training_sessions_only(
     again = np.asarray(make_folds(moved, split, 3, seed=2, gait_ridge=True).gait_coef)
     assert abs(again[k, 0] - coef[k, 0]) > 1.0
     assert not np.asarray(make_folds(s, split).gait_coef).any()  # off: zeros
-    # the task's loss and validation read the model's prior from the fold's fit
+
+
+@pytest.mark.slow  # compiles a task's sample, loss and validation: ~30 s
+def test_the_loss_and_validation_read_the_gait_prior_from_the_folds_fit():
     from wearjax.tasks.virtual import build
 
+    s = spectral_sessions([_recording(i, f"sub{i % 6}", seconds=60) for i in range(12)])
+    folds = make_folds(s, split_sessions(s, 1), gait_ridge=True)
     config = VirtualConfig(batch_size=4, context=4, width=8, gait_ridge=True)
     model, task = build(config, "acc_refined", jax.random.key(0)), make_task(config, "acc_refined")
     data = device_data(s, floor_db=FLOOR_DB)
