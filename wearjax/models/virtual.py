@@ -273,8 +273,9 @@ class GaitPrior(eqx.Module):
         return -0.5 * jnp.square((grid - mean[:, None]) / sd[:, None])
 
 
-def with_gait_coef(model: VirtualSensing, coef: Float[Array, " coef"]) -> VirtualSensing:
-    """`model` with its residual gait prior's ridge set to `coef` (unchanged without one)."""
+def with_gait_coef(model: VirtualSensing, coef: Float[Array, "*fold coef"]) -> VirtualSensing:
+    """`model` with its residual gait prior's ridge set to `coef` (unchanged without one;
+    a stacked model `[K]` takes `[K, N_GAIT + 1]`)."""
     if model.gait_prior is None or model.gait_prior.coef is None:
         return model
     return eqx.tree_at(
