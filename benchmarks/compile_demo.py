@@ -4,8 +4,9 @@ initialiser at a cheaper LLVM level (`cv.INIT_COMPILER_OPTIONS`) saves.
 1. The quick demo's study (`tasks.hr.run_hr_study` on `demo_config(quick=True)`, the folds
    spread over one CPU device per core as the CLI does, no persistent compilation cache),
    with a listener on JAX's backend-compile events: XLA compile seconds per program name
-   (`epoch`, the initialiser `<lambda>`, the evaluation programs, ...), next to the wall time
-   of the whole study.
+   (`epoch`, the initialiser `<lambda>`, the evaluation programs, ...) and the seconds JAX
+   spends in Python before XLA sees a program (tracing, lowering to MLIR), next to the wall
+   time of the whole study.
 2. For each HR model of the demo, its fold initialiser compiled with XLA's defaults and with
    `INIT_COMPILER_OPTIONS` in the same process (same bits asserted), and the number of
    fusions XLA emits for it (each fusion is one kernel for LLVM to compile; the LLVM level
@@ -32,14 +33,23 @@ from wearjax.tasks.hr import build_model, run_hr_study
 from wearjax.tasks.presets import demo_config
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+# the Python side of building a program: tracing to a jaxpr, then lowering it to MLIR
+FRONT_EVENTS = {
+    "/jax/core/compile/jaxpr_trace_duration": "tracing to jaxprs (Python)",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration": "lowering jaxprs to MLIR (Python)",
+}
 
 
-def study_compiles() -> tuple[dict, float]:
-    """Compile seconds per program name over the quick demo's study, and its wall time."""
+def study_compiles() -> tuple[dict, dict, float]:
+    """Compile seconds per program name over the quick demo's study, the seconds of tracing
+    and lowering (all programs), and its wall time."""
     seconds: dict = defaultdict(float)
     counts: dict = defaultdict(int)
+    front: dict = defaultdict(float)
 
     def listen(event, duration, **kw):
+        if event in FRONT_EVENTS:
+            front[FRONT_EVENTS[event]] += duration
         if event == COMPILE_EVENT:
             name = kw.get("fun_name", "?")
             seconds[name] += duration
@@ -52,7 +62,7 @@ def study_compiles() -> tuple[dict, float]:
     with cv.spread_folds():
         run_hr_study(cohort, config, progress=False)
     wall = time.perf_counter() - t0
-    return {k: (seconds[k], counts[k]) for k in seconds}, wall
+    return {k: (seconds[k], counts[k]) for k in seconds}, dict(front), wall
 
 
 def fusions(compiled) -> int:
@@ -96,7 +106,7 @@ def main() -> int:
         "|---|---:|---:|---:|---:|",
         *initialisers(),
     ]
-    per_program, wall = study_compiles()
+    per_program, front, wall = study_compiles()
     total = sum(s for s, _ in per_program.values())
     study_rows = ["| program | compiles | XLA compile (s) | share of the study's wall time |",
                   "|---|---:|---:|---:|"]  # fmt: skip
@@ -108,6 +118,8 @@ def main() -> int:
         f"| every other program (each < 0.5 s) | | {rest:.1f} | {100 * rest / wall:.0f}% |"
     )
     study_rows.append(f"| **all compiles** | | **{total:.1f}** | **{100 * total / wall:.0f}%** |")
+    for name, s in front.items():
+        study_rows.append(f"| {name}, before XLA | | {s:.1f} | {100 * s / wall:.0f}% |")
     study_rows.append(
         f"| the whole study (simulation, training, evaluation) | | {wall:.1f} | 100% |"
     )
