@@ -50,10 +50,11 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--references-only", action="store_true", help="no learned setting, the references only"
     )
-    parser.add_argument(
+    prior = parser.add_mutually_exclusive_group()
+    prior.add_argument(
         "--gait", action="store_true", help="the gait prior in the ACC settings' models"
     )
-    parser.add_argument(
+    prior.add_argument(
         "--gait-ridge", action="store_true",
         help="the residual gait prior: a ridge on the gait fitted first, the model on top",
     )  # fmt: skip

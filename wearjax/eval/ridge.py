@@ -104,7 +104,7 @@ def fold_ridge(
     penalties: np.ndarray = PENALTIES,
 ) -> FoldRidge:  # fmt: skip
     """Ridge `y ~ x` per fold: fitted on the labelled windows of the sessions `fit_on [K, S]`
-    (a fold's training and validation sessions), its penalty the one with the least squared
+    (e.g. a fold's training and validation sessions), its penalty the one with the least squared
     error over leave-one-group-out folds of those sessions (`group [S]`: each session's
     subject), then refitted on all of them. A fold whose labelled sessions are all one
     subject's searches by leave-one-session-out instead (leave-one-subject-out would fit on

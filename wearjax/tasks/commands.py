@@ -384,12 +384,13 @@ def _virtual_arguments(p: argparse.ArgumentParser) -> None:
         help="fit: the one to train "
         "(default virtual); cv: run only this one (default: every one the data allow)",
     )
-    p.add_argument(
+    prior = p.add_mutually_exclusive_group()  # one gait prior or none
+    prior.add_argument(
         "--gait",
         action="store_true",
         help="add the gait prior (cadence from the ACC and its lags) to the models that read ACC",
     )
-    p.add_argument(
+    prior.add_argument(
         "--gait-ridge",
         action="store_true",
         help="the residual gait prior: a ridge of HR on the gait fitted first, the models "
