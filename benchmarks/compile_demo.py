@@ -1,7 +1,7 @@
 """Where `wearjax demo --quick`'s compile time goes, program by program, and what compiling the
 initialiser at a cheaper LLVM level (`cv.INIT_COMPILER_OPTIONS`) saves.
 
-1. The quick demo's study (`tasks.hr.run_hr_study` on `demo_config(quick=True)`, the folds
+1. The quick demo's study (`tasks.hr_study.run_hr_study` on `demo_config(quick=True)`, the folds
    spread over one CPU device per core as the CLI does, no persistent compilation cache),
    with a listener on JAX's backend-compile events: XLA compile seconds per program name
    (`epoch`, the initialiser `<lambda>`, the evaluation programs, ...) and the seconds JAX
@@ -29,7 +29,8 @@ from common import cores, machine, write_results
 
 import wearjax.cv as cv
 from wearjax.data.synthetic import simulate_cohort
-from wearjax.tasks.hr import build_model, run_hr_study
+from wearjax.tasks.hr import build_model
+from wearjax.tasks.hr_study import run_hr_study
 from wearjax.tasks.presets import demo_config
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"

@@ -34,7 +34,8 @@ WORKER = textwrap.dedent(
     import wearjax.cv as cv
     from wearjax.data.synthetic import simulate_cohort
     from wearjax.tasks import hr_personal
-    from wearjax.tasks.hr import cross_validate_kind, prepare
+    from wearjax.tasks.hr import prepare
+    from wearjax.tasks.hr_study import cross_validate_kind
     from wearjax.tasks.presets import demo_config
 
     what, arg = sys.argv[2], sys.argv[3]

@@ -39,8 +39,9 @@ from wearjax.eval.calibration import fit_calibration, seconds_since
 from wearjax.models.hr_base import last_known
 from wearjax.models.hr_kalman import MEASUREMENT_SD
 from wearjax.tasks import cv_cohort, read_recordings
-from wearjax.tasks.hr import HRStudyConfig, cross_validate_kind, prepare
+from wearjax.tasks.hr import HRStudyConfig, prepare
 from wearjax.tasks.hr_recordings import shared_channels
+from wearjax.tasks.hr_study import cross_validate_kind
 from wearjax.train import TrainConfig
 
 GAP_BINS = ((1, 3), (3, 6), (6, 10))  # gap length [lo, hi) in minutes

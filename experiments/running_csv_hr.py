@@ -33,8 +33,9 @@ from wearjax.cv import Split
 from wearjax.eval import cohort_line, table_1, write_outputs
 from wearjax.signal.features import DEVICE_FEATURES
 from wearjax.tasks import HR_MODELS, HRStudyConfig, cv_cohort, read_recordings, run_hr_study
-from wearjax.tasks.hr import HR_VARIANTS, score_protocols
+from wearjax.tasks.hr import HR_VARIANTS
 from wearjax.tasks.hr_recordings import shared_channels
+from wearjax.tasks.hr_study import score_protocols
 from wearjax.tasks.presets import NORMALISE
 from wearjax.train import TrainConfig
 

@@ -11,8 +11,9 @@ import pytest
 from tests.test_cli_hr import write_run
 from wearjax.cli import main
 from wearjax.data.synthetic import simulate_cohort
-from wearjax.tasks.hr import HRStudyConfig, run_hr_study
+from wearjax.tasks.hr import HRStudyConfig
 from wearjax.tasks.hr_personal import PersonalConfig
+from wearjax.tasks.hr_study import run_hr_study
 from wearjax.train.loop import TrainConfig
 
 # compiled afresh each time: the persistent cache would hand the second run the first's programs

@@ -24,7 +24,8 @@ SCRIPT = textwrap.dedent(
         jax.distributed.initialize(f"localhost:{port}", num_processes=processes, process_id=rank)
     from wearjax.cv import process_folds
     from wearjax.data.synthetic import simulate_cohort
-    from wearjax.tasks.hr import HRStudyConfig, run_hr_study
+    from wearjax.tasks.hr import HRStudyConfig
+    from wearjax.tasks.hr_study import run_hr_study
     from wearjax.train.loop import TrainConfig
 
     cohort = simulate_cohort(

@@ -18,7 +18,8 @@ SCRIPT = textwrap.dedent(
     import numpy as np
     from wearjax.cv import default_mesh, make_mesh, spread_folds
     from wearjax.data.synthetic import simulate_cohort
-    from wearjax.tasks.hr import HRStudyConfig, run_hr_study
+    from wearjax.tasks.hr import HRStudyConfig
+    from wearjax.tasks.hr_study import run_hr_study
     from wearjax.train.loop import TrainConfig
 
     assert len(jax.devices()) == 8

@@ -13,9 +13,6 @@ every held-out session predicted by the model of the fold that held it out.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import math
 from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
@@ -29,6 +26,16 @@ from jaxtyping import Array, Bool, Key, PRNGKeyArray
 
 from wearjax.data.folds import leave_k_runners_out, validation_runners
 from wearjax.errors import WearjaxDataError
+from wearjax.sharding import (
+    check_mesh,
+    default_mesh,
+    gather_processes,
+    make_mesh,
+    place,
+    process_folds,
+    split_over_data,
+    spread_folds,
+)
 from wearjax.train.loop import (
     FitResult,
     Recipe,
@@ -41,7 +48,10 @@ from wearjax.train.loop import (
 )
 
 __all__ = [
+    "FoldProgram",
     "Split",
+    "compile_folds",
+    "compile_predict",
     "fit_folds",
     "fold_model",
     "gather_processes",
@@ -51,6 +61,7 @@ __all__ = [
     "predict_per_fold",
     "process_folds",
     "scatter",
+    "spread_folds",
 ]
 
 
@@ -168,7 +179,20 @@ def initialise(init: Callable[[PRNGKeyArray], Any], keys: Key[Array, " fold"],
     return program.lower(keys).compile(compiler_options=INIT_COMPILER_OPTIONS)(keys)
 
 
-def fit_folds(
+class FoldProgram(NamedTuple):
+    """What `fit_folds` builds before its first epoch (`compile_folds`): the jitted epoch of
+    all folds, the initial training state and the (placed) fold data."""
+
+    epoch: Callable
+    state: Any
+    folds: Any
+    data: Any
+    static: Any
+    params: Any  # the initial trainable parameters (the resume fingerprint)
+    counter: list
+
+
+def compile_folds(
     init: Callable[[PRNGKeyArray], Any],
     task: Task,
     data,
@@ -177,22 +201,14 @@ def fit_folds(
     keys: Key[Array, " fold"],
     *,
     trainable=eqx.is_inexact_array,
-    progress: bool | str = False,
     mesh: jax.sharding.Mesh | None = None,
-    state_file=None,
-    resume: bool = False,
-    every: int = 1,
-    run: dict | None = None,
-) -> FitResult:
-    """Initialise and train K models in one vmapped program; `folds` and `keys` lead with K.
-
-    Fold k initialises with `split_for_fold(keys[k])[0]` and trains with `[1]`, exactly as
-    `train.fit` would on that fold alone. On a `mesh` (default: the one set by `jax.set_mesh`,
-    if it has a "fold" axis), the fold axis of parameters and fold data is sharded over "fold",
-    the data is replicated and each step's batch is split over "data" (`make_mesh`); the results
-    equal the unsharded run's up to float rounding. `state_file`, `resume`, `every`
-    and `run` save and resume the whole training state of all folds, as in `train.fit`.
-    """
+    compile: bool = True,
+) -> FoldProgram:
+    """Initialise the folds of `fit_folds` and (with `compile`) compile their epoch program
+    ahead of time; JAX keeps the executable, so `fit_folds(..., program=...)`'s first epoch
+    does not compile again. Safe to run in a worker thread while another model trains
+    (`tasks.hr_study.run_hr_study` builds the next model's program that way): pass `mesh`
+    explicitly there, since `jax.set_mesh` and `spread_folds` hold for their own thread."""
     pairs = jax.vmap(split_for_fold)(keys)
     init_keys, train_keys = pairs[0], pairs[1]
     static = _static_part(init, init_keys[0], trainable)
@@ -215,11 +231,48 @@ def fit_folds(
     state = jax.vmap(lambda p, k: init_state(p, recipe, k))(params, train_keys)
     if mesh is not None:
         state = place(state, by_fold)
+    if compile:
+        epoch.lower(state, folds, data).compile()
+    return FoldProgram(epoch, state, folds, data, static, params, counter)
+
+
+def fit_folds(
+    init: Callable[[PRNGKeyArray], Any],
+    task: Task,
+    data,
+    folds,
+    recipe: Recipe,
+    keys: Key[Array, " fold"],
+    *,
+    trainable=eqx.is_inexact_array,
+    progress: bool | str = False,
+    mesh: jax.sharding.Mesh | None = None,
+    state_file=None,
+    resume: bool = False,
+    every: int = 1,
+    run: dict | None = None,
+    program: FoldProgram | None = None,
+) -> FitResult:
+    """Initialise and train K models in one vmapped program; `folds` and `keys` lead with K.
+
+    Fold k initialises with `split_for_fold(keys[k])[0]` and trains with `[1]`, exactly as
+    `train.fit` would on that fold alone. On a `mesh` (default: the one set by `jax.set_mesh`,
+    if it has a "fold" axis), the fold axis of parameters and fold data is sharded over "fold",
+    the data is replicated and each step's batch is split over "data" (`make_mesh`); the results
+    equal the unsharded run's up to float rounding. `state_file`, `resume`, `every`
+    and `run` save and resume the whole training state of all folds, as in `train.fit`.
+    `program`: `compile_folds` of the same arguments, built ahead (e.g. in another thread).
+    """
+    if program is None:
+        program = compile_folds(
+            init, task, data, folds, recipe, keys, trainable=trainable, mesh=mesh, compile=False
+        )
     state, history = train_epochs(
-        epoch, state, folds, data, recipe.epochs, progress,
-        state_file=state_file, resume=resume, every=every, run=run, fingerprint_of=params,
+        program.epoch, program.state, program.folds, program.data, recipe.epochs, progress,
+        state_file=state_file, resume=resume, every=every, run=run,
+        fingerprint_of=program.params,
     )  # fmt: skip
-    return FitResult(eqx.combine(state.best_params, static), history, len(counter))
+    return FitResult(eqx.combine(state.best_params, program.static), history, len(program.counter))
 
 
 def _static_part(init, key, trainable):
@@ -238,122 +291,6 @@ def _static_part(init, key, trainable):
     if any(eqx.is_array(leaf) for leaf in jax.tree_util.tree_leaves(static)):
         static = eqx.partition(init(key), trainable)[1]
     return static
-
-
-def make_mesh(folds: int = 1, data: int = 1, *, devices=None) -> jax.sharding.Mesh:
-    """A `("fold", "data")` device mesh of `folds x data` devices (default: the first ones of
-    `jax.devices()`, which spans every process after `jax.distributed.initialize`), with
-    automatic sharding propagation."""
-    devices = list(jax.devices() if devices is None else devices)
-    if folds * data > len(devices):
-        raise WearjaxDataError(
-            f"a mesh of {folds} x {data} devices needs {folds * data}, but {len(devices)} are "
-            f"visible; on CPU, set XLA_FLAGS=--xla_force_host_platform_device_count=N"
-        )
-    auto = (jax.sharding.AxisType.Auto,) * 2
-    return jax.make_mesh(
-        (folds, data), ("fold", "data"), axis_types=auto, devices=devices[: folds * data]
-    )
-
-
-def place(tree, sharding):
-    """`jax.device_put` of the array leaves of `tree` (other leaves stay as they are)."""
-    is_array = lambda a: isinstance(a, jax.Array | np.ndarray)  # noqa: E731
-    return jax.tree_util.tree_map(lambda a: jax.device_put(a, sharding) if is_array(a) else a, tree)
-
-
-_SPREAD = contextvars.ContextVar("wearjax_spread_folds", default=False)
-
-
-@contextlib.contextmanager
-def spread_folds():
-    """Inside it, `fit_folds` without a mesh spreads the folds over the CPU devices (the CLI
-    makes one per core, `jax_num_cpu_devices`): each device runs its folds on its own thread,
-    where one device would run the small per-second operations of all folds on one core."""
-    token = _SPREAD.set(True)
-    try:
-        yield
-    finally:
-        _SPREAD.reset(token)
-
-
-def default_mesh(n_folds: int) -> jax.sharding.Mesh | None:
-    """The mesh `fit_folds` uses when none is given: the one set with `jax.set_mesh`; else,
-    inside `spread_folds` on CPU, the folds over as many devices as divide their number
-    (none when that is one)."""
-    mesh = current_mesh()
-    if mesh is not None or not _SPREAD.get():
-        return mesh
-    devices = jax.local_devices()  # a process spreads its own folds over its own devices
-    k = math.gcd(n_folds, len(devices))
-    return make_mesh(k, 1, devices=devices) if devices[0].platform == "cpu" and k > 1 else None
-
-
-def process_folds(n_folds: int) -> np.ndarray:
-    """The folds this process trains: all of them in a single process; after
-    `jax.distributed.initialize` with P processes, the i-th contiguous share of `n_folds / P`
-    (the fold count must be a multiple of P). Each process trains its share as one vmapped
-    program on its own devices, and `gather_processes` assembles the held-out outputs."""
-    p, i = jax.process_count(), jax.process_index()
-    if p == 1:
-        return np.arange(n_folds)
-    if n_folds % p:
-        raise WearjaxDataError(
-            f"{n_folds} folds cannot be shared evenly by {p} processes: choose a number of "
-            "held-out runners that gives a multiple of the process count"
-        )
-    k = n_folds // p
-    return np.arange(i * k, (i + 1) * k)
-
-
-def gather_processes(tree):
-    """Every process's per-session outputs `[S, ...]` (zeros where its folds do not test a
-    session) summed over processes, on every process (`process_allgather`, CPU collectives
-    on CPU); unchanged in a single process. Each session is tested by one fold, so the sum is
-    the assembled cross-validation."""
-    if jax.process_count() == 1:
-        return tree
-    from jax.experimental import multihost_utils
-
-    def gather(a):
-        return np.asarray(multihost_utils.process_allgather(np.asarray(a))).sum(axis=0)
-
-    return jax.tree_util.tree_map(gather, tree)
-
-
-def current_mesh() -> jax.sharding.Mesh | None:
-    """The mesh set with `jax.set_mesh`, if it has a "fold" axis (else None)."""
-    mesh = jax.sharding.get_mesh()
-    return None if mesh.empty or "fold" not in mesh.axis_names else mesh
-
-
-def check_mesh(mesh: jax.sharding.Mesh, n_folds: int) -> None:
-    names = set(mesh.axis_names)
-    if not names <= {"fold", "data"} or "fold" not in names:
-        raise WearjaxDataError(
-            f"the mesh has axes {tuple(mesh.axis_names)}; cross-validation shards over "
-            f'"fold" and, optionally, "data" (cv.make_mesh)'
-        )
-    if n_folds % mesh.shape["fold"]:
-        raise WearjaxDataError(
-            f"{n_folds} folds cannot be split evenly over {mesh.shape['fold']} devices on the "
-            f'mesh\'s "fold" axis; choose a fold axis size that divides {n_folds}'
-        )
-
-
-def split_over_data(mesh: jax.sharding.Mesh, batch):
-    """Each leaf of a training batch split over the mesh's "data" axis along its leading
-    (batch) axis, where that axis divides evenly; other leaves stay as they are."""
-    n = mesh.shape.get("data", 1)
-    if n == 1:
-        return batch
-
-    def place(a):
-        if a.ndim == 0 or a.shape[0] % n:
-            return a
-        return jax.lax.with_sharding_constraint(a, jax.sharding.NamedSharding(mesh, P("data")))
-
-    return jax.tree_util.tree_map(place, batch)
 
 
 @eqx.filter_jit
@@ -375,6 +312,15 @@ def even_batches(idx: np.ndarray, batch: int | None) -> tuple[np.ndarray, int | 
     size = -(-m // n)
     pad = np.repeat(idx[:, -1:], n * size - m, axis=1)
     return np.concatenate([idx, pad], axis=1), size
+
+
+def compile_predict(
+    predict: Callable, model, folds, data, split: Split, *, batch: int | None = 8, which="test"
+) -> None:
+    """Compile `predict_held_out`'s program ahead, for models shaped and placed as `model`
+    (e.g. a `FoldProgram`'s initial parameters); JAX keeps it for the call."""
+    padded, batch = even_batches(split.held_out_table(which)[0], batch)
+    _predict_tables.lower(predict, model, folds, data, jnp.asarray(padded), batch).compile()
 
 
 def predict_held_out(

@@ -10,13 +10,14 @@ import pytest
 from wearjax.data.physiology import hr_step_response
 from wearjax.data.synthetic import simulate_cohort
 from wearjax.eval.halftimes import half_time, response_halftimes, step_halftimes, training_halftimes
-from wearjax.tasks.hr import HRStudyConfig, run_personal_study
+from wearjax.tasks.hr import HRStudyConfig
 from wearjax.tasks.hr_personal import (
     GRADE_SPAN,
     PersonalConfig,
     activity_inputs,
     calibration_sessions,
 )
+from wearjax.tasks.hr_study import run_personal_study
 from wearjax.train.loop import TrainConfig
 
 

@@ -1,6 +1,8 @@
 """The training loop: reduce-on-plateau and early stopping against torch's definitions, a toy
 least-squares task with a known answer, `trainable`, no retracing, vmapped folds == sequential."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -9,11 +11,12 @@ import optax
 import pytest
 
 from tests.conftest import tree_allclose
-from wearjax.cv import fit_folds, fold_model
+from wearjax.cv import compile_folds, compile_predict, fit_folds, fold_model, predict_held_out
 from wearjax.data.types import CHANNEL_UNITS, Session, stack_sessions
 from wearjax.errors import TrainingInterrupted, WearjaxFileError
 from wearjax.models import HRKalman
 from wearjax.tasks.hr import HRStudyConfig, make_task, prepare
+from wearjax.tasks.hr import predict as hr_predict
 from wearjax.train.loop import Recipe, Task, TrainConfig, fit, fit_steps, plateau, split_for_fold
 
 
@@ -195,6 +198,38 @@ def test_vmapped_cross_validation_equals_sequential_folds(tiny_study):
         one = fit(init(k_init), task, data, fold_k, cfg.train.recipe(), k_train)
         assert tree_allclose(fold_model(cv.model, k), one.model, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(cv.history["val_loss"][:, k], one.history["val_loss"], rtol=1e-4)
+
+
+@pytest.mark.slow  # ~30 s on 2 cores: keeps the fast suite under 10 minutes
+def test_folds_built_in_a_worker_thread_train_bit_for_bit_without_compiling_again(tiny_study):
+    """`tasks.hr_study` builds the next model's programs in a thread while one trains: the
+    first epoch must reuse that compile (one trace) and give the same bits as building in
+    turn, and `compile_predict` must leave `predict_held_out` nothing to trace."""
+    cfg, data, fold, split, init = tiny_study
+    task = make_task(cfg, data.hr.shape[1])
+    recipe = cfg.train._replace(epochs=2, steps_per_epoch=2).recipe()
+    keys = jax.random.split(jax.random.key(3), split.n_folds)
+    traces = []
+
+    def predict(model, fold, data, i):
+        traces.append(1)  # runs only while tracing
+        return hr_predict(model, fold, data, i)
+
+    def build():
+        program = compile_folds(init, task, data, fold, recipe, keys)
+        model = eqx.combine(program.state.best_params, program.static)
+        compile_predict(predict, model, fold, data, split, batch=2)
+        return program
+
+    with ThreadPoolExecutor(1) as worker:
+        program = worker.submit(build).result()
+    ahead = fit_folds(init, task, data, fold, recipe, keys, program=program)
+    assert ahead.n_traces == 1 and len(traces) == 1
+    in_turn = fit_folds(init, task, data, fold, recipe, keys)
+    assert tree_allclose(ahead.model, in_turn.model, rtol=0, atol=0)
+    np.testing.assert_array_equal(ahead.history["val_loss"], in_turn.history["val_loss"])
+    predict_held_out(predict, ahead.model, fold, data, split, batch=2)
+    assert len(traces) == 1  # the trained model has the initial one's shapes and placement
 
 
 def test_training_step_does_not_retrace_and_loss_falls(tiny_study):

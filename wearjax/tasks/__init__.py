@@ -7,7 +7,7 @@ baselines and tables, run through the one trainer and cross-validation runner.
 - `presets`: named settings; `commands`: the command line of every task.
 """
 
-from wearjax.tasks.hr import HR_MODELS, HRStudyConfig, run_hr_study, run_personal_study
+from wearjax.tasks.hr import HR_MODELS, HRStudyConfig
 from wearjax.tasks.hr_personal import PersonalConfig, PersonalResult
 from wearjax.tasks.hr_recordings import (
     cv_cohort,
@@ -16,6 +16,7 @@ from wearjax.tasks.hr_recordings import (
     shared_channels,
     train_hr,
 )
+from wearjax.tasks.hr_study import run_hr_study, run_personal_study
 from wearjax.tasks.vo2 import VO2StudyConfig, run_vo2_study
 from wearjax.tasks.vo2_chain import HRToVO2Config, hr_to_vo2, run_hr_to_vo2
 

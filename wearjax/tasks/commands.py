@@ -70,7 +70,7 @@ def demo(args) -> int:
 
     from wearjax.data.synthetic import simulate_cohort
     from wearjax.eval.report import cohort_line, table_1, write_outputs
-    from wearjax.tasks.hr import run_hr_study
+    from wearjax.tasks.hr_study import run_hr_study
     from wearjax.tasks.presets import demo_config
 
     t0 = time.perf_counter()
@@ -174,8 +174,8 @@ def normalisation_line(config) -> str:
 def cv_hr(args) -> int:
     """`wearjax cv hr`: cross-validate HR models of one kind on the user's recordings."""
     from wearjax.eval.report import cohort_line, table_1, write_outputs
-    from wearjax.tasks.hr import run_hr_study
     from wearjax.tasks.hr_recordings import cv_cohort
+    from wearjax.tasks.hr_study import run_hr_study
     from wearjax.tasks.presets import recordings_config
 
     t0 = time.perf_counter()

@@ -19,12 +19,8 @@ Used by `wearjax demo`, `wearjax cv hr` and `experiments/hr_table1.py`. The step
 
 from __future__ import annotations
 
-import sys
-import time
-from functools import partial
 from typing import Any, NamedTuple
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,16 +28,11 @@ import numpy as np
 from wearjax import models
 from wearjax.cv import (
     Split,
-    fit_folds,
-    gather_processes,
     padded_table,
-    predict_held_out,
-    process_folds,
 )
 from wearjax.data.types import Cohort
 from wearjax.data.windows import gather_windows, window_index
-from wearjax.errors import WearjaxDataError
-from wearjax.eval.metrics import gaussian_crps, predictive_scores, summarize
+from wearjax.eval.metrics import gaussian_crps
 from wearjax.eval.protocols import (
     first_observed,
     given_mask,
@@ -53,9 +44,6 @@ from wearjax.signal.features import (
     running_features,
     session_relative,
 )
-from wearjax.tasks import hr_personal
-from wearjax.tasks.hr_bands import calibrate_bands
-from wearjax.tasks.hr_baselines import baselines
 from wearjax.tasks.losses import hr_kalman_loss
 from wearjax.train.loop import Task, TrainConfig
 
@@ -278,165 +266,3 @@ def predict(model, fold: HRFold, data: HRData, i) -> dict[str, jax.Array]:
         "generative": gen.hr,
         "generative_var": gen.var,
     }
-
-
-def _as_floats(d: dict) -> dict:
-    return {k: float(v) for k, v in d.items()}
-
-
-def score_protocols(pred: dict, hr, scored: dict, summarize_jit=None) -> dict:
-    """Pooled metrics (`eval.metrics.summarize`) of each protocol's `[S, T]` prediction, and
-    the calibration of its band (`predictive_scores`) where `pred` has a `{protocol}_var`."""
-    summarize_jit = summarize_jit or jax.jit(summarize)
-    out = {}
-    for p in ("standard", "generative"):
-        out[p] = _as_floats(summarize_jit(jnp.asarray(pred[p]), hr, jnp.asarray(scored[p])))
-        if np.any(pred.get(f"{p}_var", 0.0) > 0):  # a model with a variance: its calibration
-            scores = predictive_scores(
-                jnp.asarray(pred[p]), jnp.asarray(pred[f"{p}_var"]), hr, jnp.asarray(scored[p])
-            )
-            out[p].update(_as_floats(scores))
-        own = pred.get(f"{p}_var_model")
-        if own is not None and np.any(own > 0):  # the model's own variance, uncalibrated
-            scores = predictive_scores(
-                jnp.asarray(pred[p]), jnp.asarray(own), hr, jnp.asarray(scored[p])
-            )
-            out[p]["coverage_2sd_model"] = float(scores["coverage_2sd"])
-    return out
-
-
-def _header(cohort: Cohort, config: HRStudyConfig, split: Split, names) -> dict:
-    runner = np.asarray(cohort.runner)
-    runners_of = lambda m: [sorted(set(runner[row].tolist())) for row in m]  # noqa: E731
-    return {
-        "cohort": {
-            "n_runners": cohort.n_runners,
-            "n_sessions": cohort.n_sessions,
-            "hours": float(np.asarray(cohort.lengths).sum() / 3600),
-            "features": list(names),
-        },
-        "folds": {
-            "runners_out": config.runners_out,
-            "n_folds": split.n_folds,
-            "test_runners": runners_of(split.test),
-            "validation_runners": runners_of(split.validation),
-        },
-        "config": {
-            "window": config.window,
-            "segment_windows": config.segment_windows,
-            "batch_size": config.batch_size,
-            "session_relative": [n for n in names if n in config.session_relative],
-            **config.train._asdict(),
-        },
-        "models": {},
-    }
-
-
-def cross_validate_kind(
-    cohort: Cohort, config: HRStudyConfig, kind: str, hidden: int, layers: int, prepared=None,
-    *, progress: bool = True,
-):  # fmt: skip
-    """Cross-validate one (kind, size) on `prepare`'s folds; returns `(entry, predictions,
-    fit)` with the metrics entry of `metrics.json` and the `[S, T]` predictions."""
-    data, fold, split, _ = prepared or prepare(cohort, config)
-    scored = scored_masks(data.mask, config.window, split)
-    name = f"{kind}_{hidden}x{layers}"
-    n_features = data.features.shape[-1]
-    init = partial(build_model, kind, n_features, hidden, layers, window=config.window)
-    keys = jax.random.split(jax.random.key(config.seed), split.n_folds)
-    # this process's folds (all of them unless jax.distributed runs several processes)
-    local = process_folds(split.n_folds)
-    if len(local) < split.n_folds and split.calibrate_from is not None:
-        raise WearjaxDataError(
-            "a chronological split calibrates each fold on the earlier folds' models: run it "
-            "in one process"
-        )
-    whole, split = split, split.take(local)
-    fold, keys = jax.tree_util.tree_map(lambda a: a[local], fold), keys[local]
-    t0 = time.perf_counter()
-    fit = fit_folds(
-        lambda k: init(key=k),
-        make_task(config, cohort.x.shape[1]),
-        data,
-        fold,
-        config.train._replace(
-            **TRAIN_OVERRIDES.get(HR_VARIANTS.get(kind, (kind,))[0], {})
-        ).recipe(),
-        keys,
-        progress=name if progress else False,
-    )
-    train_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    if progress:
-        print(f"{name}: predicting the held-out sessions, calibrating the band", file=sys.stderr)
-    pred = predict_held_out(predict, fit.model, fold, data, split, batch=config.eval_batch)
-    if len(local) < whole.n_folds:  # every process's held-out predictions, assembled
-        pred, split = gather_processes(pred), whole
-    pred = calibrate_bands(
-        predict, fit.model, fold, data, split, config.window, pred, batch=config.eval_batch
-    )
-    eval_s = time.perf_counter() - t0
-    entry = score_protocols(pred, data.hr, scored)
-    params = jax.tree_util.tree_leaves(eqx.filter(fit.model, eqx.is_inexact_array))
-    entry.update(
-        train_seconds=train_s,
-        eval_seconds=eval_s,
-        epochs_run=int(fit.history["stopped"].shape[0]),
-        best_val_loss=_all_folds(np.min(fit.history["val_loss"], axis=0), local, whole),
-        n_traces=fit.n_traces,
-        n_parameters=int(sum(x.size for x in params) // len(local)),
-    )
-    return entry, pred, fit
-
-
-def _all_folds(values: np.ndarray, local: np.ndarray, split: Split) -> list:
-    """Per-fold values of this process's folds `local`, completed with the other processes'
-    (`gather_processes` of a fold-indexed array)."""
-    full = np.zeros(split.n_folds, values.dtype)
-    full[local] = values
-    return np.asarray(gather_processes(full) if len(local) < split.n_folds else full).tolist()
-
-
-def scored_masks(mask, window: int, split: Split) -> dict[str, np.ndarray]:
-    """Per protocol, the observed seconds it did not give, in the sessions some fold tests:
-    what its metrics cover."""
-    m = np.asarray(mask) & split.test.any(axis=0)[:, None]
-    return {p: m & ~np.asarray(given_mask(mask, window, p)) for p in ("standard", "generative")}
-
-
-def run_personal_study(cohort: Cohort, study: HRStudyConfig, config=None, *, progress=True):
-    """The personalised ODE (`tasks.hr_personal`) cross-validated on this task's folds."""
-    _, _, split, _ = prepare(cohort, study)
-    return hr_personal.run_personal(
-        cohort, split, study.window, study.seed, config, progress=progress
-    )
-
-
-def run_hr_study(
-    cohort: Cohort, config: HRStudyConfig, *, split: Split | None = None, progress: bool = True
-):
-    """Cross-validate every HR model of `config.models` (and the personalised ODE when
-    `config.personal` is set) on `split` (default: leave-`runners_out`-runners-out), evaluate
-    both protocols and the baselines; returns `(results, predictions)` (README: metrics.json)."""
-    prepared = prepare(cohort, config, split)
-    data, fold, split, names = prepared
-    scored = scored_masks(data.mask, config.window, split)
-    results = _header(cohort, config, split, names)
-    predictions = {"hr": np.asarray(data.hr), "mask": np.asarray(data.mask), "scored": scored}
-    for kind, hidden, layers in config.models:
-        entry, pred, _ = cross_validate_kind(
-            cohort, config, kind, hidden, layers, prepared, progress=progress
-        )
-        results["models"][f"{kind}_{hidden}x{layers}"] = entry
-        predictions[f"{kind}_{hidden}x{layers}"] = pred
-    if config.personal is not None:
-        personal = hr_personal.run_personal(
-            cohort, split, config.window, config.seed, config.personal, progress=progress
-        )
-        results["models"]["personal_ode"] = personal.entry
-        predictions["personal_ode"] = personal.predictions
-    summarize_jit = jax.jit(summarize)
-    for name, pred in baselines(data, fold, split, config).items():
-        results["models"][name] = score_protocols(pred, data.hr, scored, summarize_jit)
-        predictions[name] = pred
-    return results, predictions

@@ -27,6 +27,10 @@ from wearjax.cv import Split, predict_per_fold
 from wearjax.eval.calibration import fit_calibration
 from wearjax.eval.protocols import PROTOCOLS, given_mask, starting_window
 
+# one calibration per fold, vmapped; one jitted program for every model of a study (a wrapper
+# made per call would compile again for each)
+_fit_per_fold = jax.jit(jax.vmap(fit_calibration, in_axes=(None, None, None, 0, None)))
+
 
 def horizons(mask: jax.typing.ArrayLike, window: int) -> dict[str, jax.Array]:
     """Per protocol, the seconds since the model last started from a known HR, `[..., T]`
@@ -89,11 +93,10 @@ def calibrate_bands(
         }
         hr, mask = jnp.concatenate([hr, data.hr[idx]]), jnp.concatenate([mask, data.mask[idx]])
         h = {p: jnp.concatenate([horizon[p], horizon[p][idx]]) for p in PROTOCOLS}
-    fit = jax.jit(jax.vmap(fit_calibration, in_axes=(None, None, None, 0, None)))
     out = dict(pred)
     for p in PROTOCOLS:
         scored = mask & ~given_mask(mask, window, p)
-        cal = fit(*rows[p], hr, scored[None] & jnp.asarray(usable)[:, :, None], h[p])
+        cal = _fit_per_fold(*rows[p], hr, scored[None] & jnp.asarray(usable)[:, :, None], h[p])
         cal = jax.tree_util.tree_map(lambda c: c[np.maximum(owner, 0)][:, None], cal)
         own = np.asarray(_model_var(pred, p))
         out[f"{p}_var_model"] = own

@@ -20,6 +20,7 @@ trained in one vmapped program (`cv.fit_folds`). Per fold:
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from typing import NamedTuple
@@ -31,7 +32,15 @@ import numpy as np
 import optax
 from jaxtyping import Array, Bool, Float, Int
 
-from wearjax.cv import Split, fit_folds, padded_table, predict_held_out
+from wearjax.cv import (
+    FoldProgram,
+    Split,
+    compile_folds,
+    compile_predict,
+    fit_folds,
+    padded_table,
+    predict_held_out,
+)
 from wearjax.data.types import Cohort
 from wearjax.eval.metrics import predictive_scores, summarize
 from wearjax.eval.protocols import first_observed, given_mask, standard_initial
@@ -194,6 +203,7 @@ def calibration_sessions(runner: np.ndarray, sessions: np.ndarray) -> np.ndarray
     return out
 
 
+@functools.cache  # one function per config: `cv.predict_held_out` compiles it once
 def _held_out_predict(config: PersonalConfig):
     """`predict(model, fold, data, i)` for `cv.predict_held_out`: calibrate an embedding on
     session i's calibration session, then both protocols of session i."""
@@ -215,28 +225,16 @@ class PersonalResult(NamedTuple):
     train_runners: np.ndarray  # [K, R] runners each fold trained on (with learned embeddings)
 
 
-def run_personal(
-    cohort: Cohort,
-    split: Split,
-    window: int,
-    seed: int,
-    config: PersonalConfig | None = None,
-    *,
-    progress=True,
-) -> PersonalResult:
-    """Cross-validate the personalised ODE on `split` (the HR task's folds) and evaluate both
-    protocols on every held-out session."""
-    config = PersonalConfig() if config is None else config
-    runner = np.asarray(cohort.runner)
+def _personal_fit(cohort: Cohort, split: Split, window: int, seed: int, config: PersonalConfig):
+    """The positional arguments of `cv.fit_folds` for the personalised ODE on `split`."""
     mask = cohort.mask & cohort.valid
-    cal = calibration_sessions(runner, np.arange(len(runner)))
+    cal = calibration_sessions(np.asarray(cohort.runner), np.arange(cohort.hr.shape[0]))
     data = PersonalData(
         activity_inputs(cohort.x, cohort.channels), cohort.hr, mask, cohort.runner,
         jnp.asarray(cal, jnp.int32),
     )  # fmt: skip
     val_idx, val_ok = padded_table(split.validation)
-    hr = np.asarray(cohort.hr)
-    m = np.asarray(mask)
+    hr, m = np.asarray(cohort.hr), np.asarray(mask)
     hr_sd = np.asarray([hr[t][m[t]].std() for t in split.train], np.float32)
     fold = PersonalFold(
         jnp.asarray(split.sampling_weights()),
@@ -245,24 +243,49 @@ def run_personal(
         jnp.asarray(hr_sd),
     )
     keys = jax.random.split(jax.random.key(seed + 1), split.n_folds)
+
+    def init(k):
+        return PersonalHRODE(
+            cohort.n_runners, config.embed, config.width, window=window,
+            asymmetric=config.asymmetric, engine=config.engine, key=k,
+        )  # fmt: skip
+
+    return init, make_task(config), data, fold, config.train.recipe(), keys
+
+
+def personal_program(cohort: Cohort, split: Split, window: int, seed: int,
+                     config: PersonalConfig | None = None, mesh=None) -> FoldProgram:  # fmt: skip
+    """`cv.compile_folds` of `run_personal`: its folds initialised, its epoch and its
+    held-out prediction compiled."""
+    config = PersonalConfig() if config is None else config
+    args = _personal_fit(cohort, split, window, seed, config)
+    program = compile_folds(*args, mesh=mesh)
+    model = eqx.combine(program.state.best_params, program.static)
+    predict = _held_out_predict(config)
+    compile_predict(predict, model, args[3], args[2], split, batch=config.eval_batch)
+    return program
+
+
+def run_personal(
+    cohort: Cohort,
+    split: Split,
+    window: int,
+    seed: int,
+    config: PersonalConfig | None = None,
+    *,
+    progress=True,
+    program: FoldProgram | None = None,
+) -> PersonalResult:
+    """Cross-validate the personalised ODE on `split` (the HR task's folds) and evaluate both
+    protocols on every held-out session (`program`: its `personal_program`, built ahead)."""
+    config = PersonalConfig() if config is None else config
+    runner = np.asarray(cohort.runner)
+    mask = cohort.mask & cohort.valid
+    m = np.asarray(mask)
+    args = _personal_fit(cohort, split, window, seed, config)
+    data, fold = args[2], args[3]
     t0 = time.perf_counter()
-    fit = fit_folds(
-        lambda k: PersonalHRODE(
-            cohort.n_runners,
-            config.embed,
-            config.width,
-            window=window,
-            asymmetric=config.asymmetric,
-            engine=config.engine,
-            key=k,
-        ),
-        make_task(config),
-        data,
-        fold,
-        config.train.recipe(),
-        keys,
-        progress="personal_ode" if progress else False,
-    )
+    fit = fit_folds(*args, progress="personal_ode" if progress else False, program=program)
     train_s = time.perf_counter() - t0
     params = eqx.filter(fit.model, eqx.is_inexact_array)
     t0 = time.perf_counter()

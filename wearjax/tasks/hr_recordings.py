@@ -5,7 +5,7 @@ and `wearjax predict`.
 - `read_recordings` reads a folder (`data.load_folder`, skipped files listed) or one file;
   `shared_channels` keeps the raw channels every session has, and gives a session without
   a runner height one (`fill_heights`) when vertical oscillation needs it.
-- `cv_cohort` stacks sessions for `tasks.hr.run_hr_study`. With fewer than
+- `cv_cohort` stacks sessions for `tasks.hr_study.run_hr_study`. With fewer than
   `MIN_RUNNERS_FOR_RUNNER_FOLDS` runners every session becomes its own "runner", so
   leave-k-runners-out becomes leave-k-sessions-out (a user with one watch has one runner).
 - `train_hr` trains one model on all sessions but a few held out for early stopping (the loss,

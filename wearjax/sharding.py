@@ -1,0 +1,132 @@
+"""Where cross-validation runs: device meshes with a "fold" and a "data" axis, the folds of
+one process spread over its CPU devices, and the folds shared by several processes
+(`jax.distributed`). `cv.fit_folds` uses these; `wearjax.cv` re-exports the public ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+
+import jax
+import numpy as np
+from jax.sharding import PartitionSpec as P
+
+from wearjax.errors import WearjaxDataError
+
+
+def make_mesh(folds: int = 1, data: int = 1, *, devices=None) -> jax.sharding.Mesh:
+    """A `("fold", "data")` device mesh of `folds x data` devices (default: the first ones of
+    `jax.devices()`, which spans every process after `jax.distributed.initialize`), with
+    automatic sharding propagation."""
+    devices = list(jax.devices() if devices is None else devices)
+    if folds * data > len(devices):
+        raise WearjaxDataError(
+            f"a mesh of {folds} x {data} devices needs {folds * data}, but {len(devices)} are "
+            f"visible; on CPU, set XLA_FLAGS=--xla_force_host_platform_device_count=N"
+        )
+    auto = (jax.sharding.AxisType.Auto,) * 2
+    return jax.make_mesh(
+        (folds, data), ("fold", "data"), axis_types=auto, devices=devices[: folds * data]
+    )
+
+
+def place(tree, sharding):
+    """`jax.device_put` of the array leaves of `tree` (other leaves stay as they are)."""
+    is_array = lambda a: isinstance(a, jax.Array | np.ndarray)  # noqa: E731
+    return jax.tree_util.tree_map(lambda a: jax.device_put(a, sharding) if is_array(a) else a, tree)
+
+
+_SPREAD = contextvars.ContextVar("wearjax_spread_folds", default=False)
+
+
+@contextlib.contextmanager
+def spread_folds():
+    """Inside it, `fit_folds` without a mesh spreads the folds over the CPU devices (the CLI
+    makes one per core, `jax_num_cpu_devices`): each device runs its folds on its own thread,
+    where one device would run the small per-second operations of all folds on one core."""
+    token = _SPREAD.set(True)
+    try:
+        yield
+    finally:
+        _SPREAD.reset(token)
+
+
+def default_mesh(n_folds: int) -> jax.sharding.Mesh | None:
+    """The mesh `fit_folds` uses when none is given: the one set with `jax.set_mesh`; else,
+    inside `spread_folds` on CPU, the folds over as many devices as divide their number
+    (none when that is one)."""
+    mesh = current_mesh()
+    if mesh is not None or not _SPREAD.get():
+        return mesh
+    devices = jax.local_devices()  # a process spreads its own folds over its own devices
+    k = math.gcd(n_folds, len(devices))
+    return make_mesh(k, 1, devices=devices) if devices[0].platform == "cpu" and k > 1 else None
+
+
+def process_folds(n_folds: int) -> np.ndarray:
+    """The folds this process trains: all of them in a single process; after
+    `jax.distributed.initialize` with P processes, the i-th contiguous share of `n_folds / P`
+    (the fold count must be a multiple of P). Each process trains its share as one vmapped
+    program on its own devices, and `gather_processes` assembles the held-out outputs."""
+    p, i = jax.process_count(), jax.process_index()
+    if p == 1:
+        return np.arange(n_folds)
+    if n_folds % p:
+        raise WearjaxDataError(
+            f"{n_folds} folds cannot be shared evenly by {p} processes: choose a number of "
+            "held-out runners that gives a multiple of the process count"
+        )
+    k = n_folds // p
+    return np.arange(i * k, (i + 1) * k)
+
+
+def gather_processes(tree):
+    """Every process's per-session outputs `[S, ...]` (zeros where its folds do not test a
+    session) summed over processes, on every process (`process_allgather`, CPU collectives
+    on CPU); unchanged in a single process. Each session is tested by one fold, so the sum is
+    the assembled cross-validation."""
+    if jax.process_count() == 1:
+        return tree
+    from jax.experimental import multihost_utils
+
+    def gather(a):
+        return np.asarray(multihost_utils.process_allgather(np.asarray(a))).sum(axis=0)
+
+    return jax.tree_util.tree_map(gather, tree)
+
+
+def current_mesh() -> jax.sharding.Mesh | None:
+    """The mesh set with `jax.set_mesh`, if it has a "fold" axis (else None)."""
+    mesh = jax.sharding.get_mesh()
+    return None if mesh.empty or "fold" not in mesh.axis_names else mesh
+
+
+def check_mesh(mesh: jax.sharding.Mesh, n_folds: int) -> None:
+    names = set(mesh.axis_names)
+    if not names <= {"fold", "data"} or "fold" not in names:
+        raise WearjaxDataError(
+            f"the mesh has axes {tuple(mesh.axis_names)}; cross-validation shards over "
+            f'"fold" and, optionally, "data" (cv.make_mesh)'
+        )
+    if n_folds % mesh.shape["fold"]:
+        raise WearjaxDataError(
+            f"{n_folds} folds cannot be split evenly over {mesh.shape['fold']} devices on the "
+            f'mesh\'s "fold" axis; choose a fold axis size that divides {n_folds}'
+        )
+
+
+def split_over_data(mesh: jax.sharding.Mesh, batch):
+    """Each leaf of a training batch split over the mesh's "data" axis along its leading
+    (batch) axis, where that axis divides evenly; other leaves stay as they are."""
+    n = mesh.shape.get("data", 1)
+    if n == 1:
+        return batch
+
+    def place(a):
+        if a.ndim == 0 or a.shape[0] % n:
+            return a
+        return jax.lax.with_sharding_constraint(a, jax.sharding.NamedSharding(mesh, P("data")))
+
+    return jax.tree_util.tree_map(place, batch)

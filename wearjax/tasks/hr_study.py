@@ -1,0 +1,276 @@
+"""The heart-rate study of `tasks.hr`: every HR model of `HRStudyConfig.models` (and the
+personalised ODE) cross-validated on the same folds, both protocols scored, beside the
+baselines. Used by `wearjax demo`, `wearjax cv hr` and `experiments/hr_table1.py`.
+
+Where training leaves cores idle (accelerators; fewer CPU devices than cores), a worker thread
+builds the next model while one trains: initialises its folds and compiles its epoch and its
+held-out prediction (`kind_program`, `cv.compile_folds`, `cv.compile_predict`), with the same
+results bit for bit. Tracing is Python on one core and XLA's compiling keeps about one and a
+half busy; on 2 cores with the quick demo's folds on one device this took the study from 247 to
+201 s, and with a fold per core it gained nothing (`benchmarks/demo_ahead.py`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from wearjax.cv import (
+    FoldProgram,
+    Split,
+    compile_folds,
+    compile_predict,
+    fit_folds,
+    gather_processes,
+    predict_held_out,
+    process_folds,
+)
+from wearjax.data.types import Cohort
+from wearjax.errors import WearjaxDataError
+from wearjax.eval.metrics import predictive_scores, summarize
+from wearjax.eval.protocols import given_mask
+from wearjax.sharding import current_mesh, default_mesh
+from wearjax.tasks import hr_personal
+from wearjax.tasks.hr import (
+    HR_VARIANTS,
+    TRAIN_OVERRIDES,
+    HRStudyConfig,
+    build_model,
+    make_task,
+    predict,
+    prepare,
+)
+from wearjax.tasks.hr_bands import calibrate_bands
+from wearjax.tasks.hr_baselines import baselines
+
+
+def _as_floats(d: dict) -> dict:
+    return {k: float(v) for k, v in d.items()}
+
+
+def score_protocols(pred: dict, hr, scored: dict, summarize_jit=None) -> dict:
+    """Pooled metrics (`eval.metrics.summarize`) of each protocol's `[S, T]` prediction, and
+    the calibration of its band (`predictive_scores`) where `pred` has a `{protocol}_var`."""
+    summarize_jit = summarize_jit or jax.jit(summarize)
+    out = {}
+    for p in ("standard", "generative"):
+        out[p] = _as_floats(summarize_jit(jnp.asarray(pred[p]), hr, jnp.asarray(scored[p])))
+        if np.any(pred.get(f"{p}_var", 0.0) > 0):  # a model with a variance: its calibration
+            scores = predictive_scores(
+                jnp.asarray(pred[p]), jnp.asarray(pred[f"{p}_var"]), hr, jnp.asarray(scored[p])
+            )
+            out[p].update(_as_floats(scores))
+        own = pred.get(f"{p}_var_model")
+        if own is not None and np.any(own > 0):  # the model's own variance, uncalibrated
+            scores = predictive_scores(
+                jnp.asarray(pred[p]), jnp.asarray(own), hr, jnp.asarray(scored[p])
+            )
+            out[p]["coverage_2sd_model"] = float(scores["coverage_2sd"])
+    return out
+
+
+def _header(cohort: Cohort, config: HRStudyConfig, split: Split, names) -> dict:
+    runner = np.asarray(cohort.runner)
+    runners_of = lambda m: [sorted(set(runner[row].tolist())) for row in m]  # noqa: E731
+    return {
+        "cohort": {
+            "n_runners": cohort.n_runners,
+            "n_sessions": cohort.n_sessions,
+            "hours": float(np.asarray(cohort.lengths).sum() / 3600),
+            "features": list(names),
+        },
+        "folds": {
+            "runners_out": config.runners_out,
+            "n_folds": split.n_folds,
+            "test_runners": runners_of(split.test),
+            "validation_runners": runners_of(split.validation),
+        },
+        "config": {
+            "window": config.window,
+            "segment_windows": config.segment_windows,
+            "batch_size": config.batch_size,
+            "session_relative": [n for n in names if n in config.session_relative],
+            **config.train._asdict(),
+        },
+        "models": {},
+    }
+
+
+def _kind_fit(cohort: Cohort, config: HRStudyConfig, kind: str, hidden: int, layers: int,
+              prepared):  # fmt: skip
+    """The positional arguments of `cv.fit_folds` for one (kind, size) on this process's folds
+    (all of them unless jax.distributed runs several processes), and those folds."""
+    data, fold, split, _ = prepared
+    init = partial(build_model, kind, data.features.shape[-1], hidden, layers, window=config.window)
+    keys = jax.random.split(jax.random.key(config.seed), split.n_folds)
+    local = process_folds(split.n_folds)
+    if len(local) < split.n_folds and split.calibrate_from is not None:
+        raise WearjaxDataError(
+            "a chronological split calibrates each fold on the earlier folds' models: run it "
+            "in one process"
+        )
+    fold, keys = jax.tree_util.tree_map(lambda a: a[local], fold), keys[local]
+    overrides = TRAIN_OVERRIDES.get(HR_VARIANTS.get(kind, (kind,))[0], {})
+    recipe = config.train._replace(**overrides).recipe()
+    task = make_task(config, cohort.x.shape[1])
+    return (lambda k: init(key=k), task, data, fold, recipe, keys), local
+
+
+def kind_program(cohort: Cohort, config: HRStudyConfig, kind: str, hidden: int, layers: int,
+                 prepared, mesh=None) -> FoldProgram:  # fmt: skip
+    """`cv.compile_folds` of one (kind, size), for `cross_validate_kind(..., program=...)`:
+    its folds initialised, its epoch and its held-out prediction compiled."""
+    args, local = _kind_fit(cohort, config, kind, hidden, layers, prepared)
+    program = compile_folds(*args, mesh=mesh)
+    model = eqx.combine(program.state.best_params, program.static)
+    split = prepared[2].take(local)
+    compile_predict(predict, model, args[3], args[2], split, batch=config.eval_batch)
+    return program
+
+
+def cross_validate_kind(
+    cohort: Cohort, config: HRStudyConfig, kind: str, hidden: int, layers: int, prepared=None,
+    *, progress: bool = True, program: FoldProgram | None = None,
+):  # fmt: skip
+    """Cross-validate one (kind, size) on `prepare`'s folds; returns `(entry, predictions,
+    fit)` with the metrics entry of `metrics.json` and the `[S, T]` predictions. `program`:
+    its `kind_program`, built ahead."""
+    prepared = prepared or prepare(cohort, config)
+    data, _, split, _ = prepared
+    scored = scored_masks(data.mask, config.window, split)
+    name = f"{kind}_{hidden}x{layers}"
+    args, local = _kind_fit(cohort, config, kind, hidden, layers, prepared)
+    fold = args[3]
+    whole, split = split, split.take(local)
+    t0 = time.perf_counter()
+    fit = fit_folds(*args, progress=name if progress else False, program=program)
+    train_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if progress:
+        print(f"{name}: predicting the held-out sessions, calibrating the band", file=sys.stderr)
+    pred = predict_held_out(predict, fit.model, fold, data, split, batch=config.eval_batch)
+    if len(local) < whole.n_folds:  # every process's held-out predictions, assembled
+        pred, split = gather_processes(pred), whole
+    pred = calibrate_bands(
+        predict, fit.model, fold, data, split, config.window, pred, batch=config.eval_batch
+    )
+    eval_s = time.perf_counter() - t0
+    entry = score_protocols(pred, data.hr, scored)
+    params = jax.tree_util.tree_leaves(eqx.filter(fit.model, eqx.is_inexact_array))
+    entry.update(
+        train_seconds=train_s,
+        eval_seconds=eval_s,
+        epochs_run=int(fit.history["stopped"].shape[0]),
+        best_val_loss=_all_folds(np.min(fit.history["val_loss"], axis=0), local, whole),
+        n_traces=fit.n_traces,
+        n_parameters=int(sum(x.size for x in params) // len(local)),
+    )
+    return entry, pred, fit
+
+
+def _all_folds(values: np.ndarray, local: np.ndarray, split: Split) -> list:
+    """Per-fold values of this process's folds `local`, completed with the other processes'
+    (`gather_processes` of a fold-indexed array)."""
+    full = np.zeros(split.n_folds, values.dtype)
+    full[local] = values
+    return np.asarray(gather_processes(full) if len(local) < split.n_folds else full).tolist()
+
+
+def scored_masks(mask, window: int, split: Split) -> dict[str, np.ndarray]:
+    """Per protocol, the observed seconds it did not give, in the sessions some fold tests:
+    what its metrics cover."""
+    m = np.asarray(mask) & split.test.any(axis=0)[:, None]
+    return {p: m & ~np.asarray(given_mask(mask, window, p)) for p in ("standard", "generative")}
+
+
+def run_personal_study(cohort: Cohort, study: HRStudyConfig, config=None, *, progress=True):
+    """The personalised ODE (`tasks.hr_personal`) cross-validated on this task's folds."""
+    _, _, split, _ = prepare(cohort, study)
+    return hr_personal.run_personal(
+        cohort, split, study.window, study.seed, config, progress=progress
+    )
+
+
+def run_hr_study(
+    cohort: Cohort, config: HRStudyConfig, *, split: Split | None = None, progress: bool = True,
+    ahead: bool | None = None,
+):  # fmt: skip
+    """Cross-validate every HR model of `config.models` (and the personalised ODE when
+    `config.personal` is set) on `split` (default: leave-`runners_out`-runners-out), evaluate
+    both protocols and the baselines; returns `(results, predictions)` (README: metrics.json).
+    `ahead`: build each next model's programs in a worker thread while one trains (the same
+    results); None (default): when training leaves cores idle (`_cores_to_spare`)."""
+    prepared = prepare(cohort, config, split)
+    data, fold, split, names = prepared
+    scored = scored_masks(data.mask, config.window, split)
+    results = _header(cohort, config, split, names)
+    predictions = {"hr": np.asarray(data.hr), "mask": np.asarray(data.mask), "scored": scored}
+    # the next model's programs (`kind_program`), built in a worker thread while one trains
+    mesh = default_mesh(len(process_folds(split.n_folds)))
+    labels = [f"{kind}_{hidden}x{layers}" for kind, hidden, layers in config.models]
+    builders = [partial(kind_program, cohort, config, *m, prepared, mesh) for m in config.models]
+    if config.personal is not None:
+        labels.append("personal_ode")
+        builders.append(partial(hr_personal.personal_program, cohort, split, config.window,
+                                config.seed, config.personal, mesh))  # fmt: skip
+    worker = ThreadPoolExecutor(1, thread_name_prefix="wearjax-compile")
+    try:
+        # a mesh set with jax.set_mesh holds for its own thread only: then build in turn
+        ahead = (_cores_to_spare(mesh) if ahead is None else ahead) and current_mesh() is None
+        programs = _one_ahead(worker, builders, labels, progress) if ahead else iter(
+            [None] * len(builders)
+        )  # fmt: skip
+        for (kind, hidden, layers), program in zip(config.models, programs, strict=False):
+            entry, pred, _ = cross_validate_kind(
+                cohort, config, kind, hidden, layers, prepared, progress=progress,
+                program=program,
+            )  # fmt: skip
+            results["models"][f"{kind}_{hidden}x{layers}"] = entry
+            predictions[f"{kind}_{hidden}x{layers}"] = pred
+        if config.personal is not None:
+            personal = hr_personal.run_personal(
+                cohort, split, config.window, config.seed, config.personal, progress=progress,
+                program=next(programs),
+            )  # fmt: skip
+            results["models"]["personal_ode"] = personal.entry
+            predictions["personal_ode"] = personal.predictions
+    finally:
+        worker.shutdown(wait=False, cancel_futures=True)
+    summarize_jit = jax.jit(summarize)
+    for name, pred in baselines(data, fold, split, config).items():
+        results["models"][name] = score_protocols(pred, data.hr, scored, summarize_jit)
+        predictions[name] = pred
+    return results, predictions
+
+
+def _one_ahead(worker: ThreadPoolExecutor, builders: list, names: list[str], progress: bool):
+    """`builders[i]()` for each i in turn, built in `worker` while the caller uses the one
+    before (one ahead: two builds at once fight over Python's lock and the cores)."""
+    following = worker.submit(builders[0]) if builders else None
+    for i, name in enumerate(names):
+        if progress and not following.done():
+            print(f"{name}: compiling", file=sys.stderr, flush=True)
+        program = following.result()
+        following = worker.submit(builders[i + 1]) if i + 1 < len(builders) else None
+        yield program
+
+
+def _cores_to_spare(mesh) -> bool:
+    """Whether the folds' training leaves cores for building the next model: it runs on
+    accelerators, or on fewer CPU devices than this process has cores (without a mesh, one).
+    On 2 cores with a fold per core, building ahead gained nothing (0.98-1.01x, the cores'
+    work grew as much as it overlapped); with the folds on one device, 1.23x
+    (`benchmarks/demo_ahead.py`)."""
+    devices = list(mesh.devices.flat) if mesh is not None else jax.local_devices()[:1]
+    if devices[0].platform != "cpu":
+        return True
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (cores or 1) > len(devices)
