@@ -26,6 +26,7 @@ RANK: dict[str, int] = {
     "models": 3,
     "train": 4,
     "eval": 4,
+    "sharding": 4,  # device meshes and processes, under the cross-validation runner
     "cv": 5,
     "tasks": 6,
     "cli": 7,
