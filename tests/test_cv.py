@@ -163,14 +163,14 @@ def test_initialiser_compiled_cheaply_gives_the_same_bits(family):
 def test_the_next_hr_model_is_built_ahead_only_where_training_leaves_cores(monkeypatch):
     from types import SimpleNamespace
 
-    from wearjax.tasks import hr_study
+    from wearjax import sharding
 
     def mesh(*platforms):
         return SimpleNamespace(devices=np.array([SimpleNamespace(platform=p) for p in platforms]))
 
-    monkeypatch.setattr(hr_study.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert hr_study._cores_to_spare(mesh("cpu"))  # one device trains, one core to spare
-    assert not hr_study._cores_to_spare(mesh("cpu", "cpu"))  # a fold per core: none
-    assert hr_study._cores_to_spare(mesh("gpu", "gpu"))  # accelerators leave every core
-    monkeypatch.setattr(hr_study.os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    assert not hr_study._cores_to_spare(mesh("cpu"))
+    monkeypatch.setattr(sharding, "usable_cores", lambda: 2)
+    assert sharding.cores_to_spare(mesh("cpu"))  # one device trains, one core to spare
+    assert not sharding.cores_to_spare(mesh("cpu", "cpu"))  # a fold per core: none
+    assert sharding.cores_to_spare(mesh("gpu", "gpu"))  # accelerators leave every core
+    monkeypatch.setattr(sharding, "usable_cores", lambda: 1)
+    assert not sharding.cores_to_spare(mesh("cpu"))

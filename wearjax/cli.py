@@ -94,8 +94,9 @@ def cpu_devices() -> None:
     if "device_count" in os.environ.get("XLA_FLAGS", ""):
         return
     try:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-        jax.config.update("jax_num_cpu_devices", cores or os.cpu_count() or 1)
+        from wearjax.sharding import usable_cores
+
+        jax.config.update("jax_num_cpu_devices", usable_cores())
     except RuntimeError:  # the backend is already initialised (e.g. called from Python)
         pass
 

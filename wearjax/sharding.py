@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+import os
 
 import jax
 import numpy as np
@@ -130,3 +131,20 @@ def split_over_data(mesh: jax.sharding.Mesh, batch):
         return jax.lax.with_sharding_constraint(a, jax.sharding.NamedSharding(mesh, P("data")))
 
     return jax.tree_util.tree_map(place, batch)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def cores_to_spare(mesh) -> bool:
+    """Whether training the folds on `mesh` (a `jax.sharding.Mesh`; None: one device) leaves
+    CPU cores idle for other work, such as building the next model (`tasks.hr_study`): it runs
+    on accelerators, or on fewer CPU devices than `usable_cores`. On 2 cores with a fold per
+    core, building ahead gained nothing (0.98-1.01x: the cores' work grew as much as it
+    overlapped); with the folds on one device, 1.23x (`benchmarks/demo_ahead.py`)."""
+    devices = list(mesh.devices.flat) if mesh is not None else jax.local_devices()[:1]
+    return devices[0].platform != "cpu" or usable_cores() > len(devices)

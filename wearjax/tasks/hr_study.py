@@ -5,14 +5,14 @@ baselines. Used by `wearjax demo`, `wearjax cv hr` and `experiments/hr_table1.py
 Where training leaves cores idle (accelerators; fewer CPU devices than cores), a worker thread
 builds the next model while one trains: initialises its folds and compiles its epoch and its
 held-out prediction (`kind_program`, `cv.compile_folds`, `cv.compile_predict`), with the same
-results bit for bit. Tracing is Python on one core and XLA's compiling keeps about one and a
-half busy; on 2 cores with the quick demo's folds on one device this took the study from 247 to
-201 s, and with a fold per core it gained nothing (`benchmarks/demo_ahead.py`).
+results bit for bit. Building in turn left cores idle even with a fold per core (tracing is
+Python on one core; the study kept 1.63 of 2 cores busy on average), but there the overlap
+gained nothing, while with the quick demo's folds on one device it took the study from 247 to
+201 s (`benchmarks/demo_ahead.py`).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +37,7 @@ from wearjax.data.types import Cohort
 from wearjax.errors import WearjaxDataError
 from wearjax.eval.metrics import predictive_scores, summarize
 from wearjax.eval.protocols import given_mask
-from wearjax.sharding import current_mesh, default_mesh
+from wearjax.sharding import cores_to_spare, current_mesh, default_mesh
 from wearjax.tasks import hr_personal
 from wearjax.tasks.hr import (
     HR_VARIANTS,
@@ -207,7 +207,7 @@ def run_hr_study(
     `config.personal` is set) on `split` (default: leave-`runners_out`-runners-out), evaluate
     both protocols and the baselines; returns `(results, predictions)` (README: metrics.json).
     `ahead`: build each next model's programs in a worker thread while one trains (the same
-    results); None (default): when training leaves cores idle (`_cores_to_spare`)."""
+    results); None (default): when training leaves cores idle (`sharding.cores_to_spare`)."""
     prepared = prepare(cohort, config, split)
     data, fold, split, names = prepared
     scored = scored_masks(data.mask, config.window, split)
@@ -224,7 +224,7 @@ def run_hr_study(
     worker = ThreadPoolExecutor(1, thread_name_prefix="wearjax-compile")
     try:
         # a mesh set with jax.set_mesh holds for its own thread only: then build in turn
-        ahead = (_cores_to_spare(mesh) if ahead is None else ahead) and current_mesh() is None
+        ahead = (cores_to_spare(mesh) if ahead is None else ahead) and current_mesh() is None
         programs = _one_ahead(worker, builders, labels, progress) if ahead else iter(
             [None] * len(builders)
         )  # fmt: skip
@@ -261,16 +261,3 @@ def _one_ahead(worker: ThreadPoolExecutor, builders: list, names: list[str], pro
         program = following.result()
         following = worker.submit(builders[i + 1]) if i + 1 < len(builders) else None
         yield program
-
-
-def _cores_to_spare(mesh) -> bool:
-    """Whether the folds' training leaves cores for building the next model: it runs on
-    accelerators, or on fewer CPU devices than this process has cores (without a mesh, one).
-    On 2 cores with a fold per core, building ahead gained nothing (0.98-1.01x, the cores'
-    work grew as much as it overlapped); with the folds on one device, 1.23x
-    (`benchmarks/demo_ahead.py`)."""
-    devices = list(mesh.devices.flat) if mesh is not None else jax.local_devices()[:1]
-    if devices[0].platform != "cpu":
-        return True
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (cores or 1) > len(devices)
