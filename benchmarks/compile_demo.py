@@ -11,8 +11,12 @@ initialiser at a cheaper LLVM level (`cv.INIT_COMPILER_OPTIONS`) saves.
    `INIT_COMPILER_OPTIONS` in the same process (same bits asserted), and the number of
    fusions XLA emits for it (each fusion is one kernel for LLVM to compile; the LLVM level
    does not change XLA's own fusion passes).
+3. For the demo's two ODE models, the epoch program on each ODE engine
+   (`HRStudyConfig.ode_engine`): seconds to trace, lower and compile it, and seconds per
+   epoch once compiled (the mean of epochs 2 and 3).
 
-    python benchmarks/compile_demo.py          # ~4 min on 2 cores
+    python benchmarks/compile_demo.py                  # ~6 min on 2 cores
+    python benchmarks/compile_demo.py --only engines   # part 3 alone, ~2 min
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ from common import cores, machine, write_results
 
 import wearjax.cv as cv
 from wearjax.data.synthetic import simulate_cohort
-from wearjax.tasks.hr import build_model
-from wearjax.tasks.hr_study import run_hr_study
+from wearjax.tasks.hr import build_model, prepare
+from wearjax.tasks.hr_study import _kind_fit, run_hr_study
 from wearjax.tasks.presets import demo_config
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
@@ -96,11 +100,62 @@ def initialisers() -> list[str]:
     return rows
 
 
+def engines() -> list[str]:
+    """One row per demo ODE model and engine: building its epoch program, and running it."""
+    rows = []
+    cohort_args, config = demo_config(True, 0)
+    cohort = simulate_cohort(jax.random.key(0), **cohort_args)
+    with cv.spread_folds():
+        for kind, hidden, layers in config.models:
+            if kind != "ode":
+                continue
+            for engine in ("scan", "diffrax"):  # scan first: it pays the first-use costs
+                c = config._replace(ode_engine=engine)
+                args, _ = _kind_fit(cohort, c, kind, hidden, layers, prepare(cohort, c))
+                program = cv.compile_folds(*args, compile=False)
+                inputs = (program.state, program.folds, program.data)
+                t0 = time.perf_counter()
+                traced = program.epoch.trace(*inputs)
+                t1 = time.perf_counter()
+                lowered = traced.lower()
+                t2 = time.perf_counter()
+                compiled = lowered.compile()
+                t3 = time.perf_counter()
+                state = jax.block_until_ready(compiled(*inputs)[0])
+                t4 = time.perf_counter()
+                for _ in range(2):
+                    state = compiled(state, *inputs[1:])[0]
+                jax.block_until_ready(state)
+                run = (time.perf_counter() - t4) / 2
+                rows.append(
+                    f"| ode ({hidden}, {layers}) | {engine} | {t1 - t0:.2f} | {t2 - t1:.2f} | "
+                    f"{t3 - t2:.2f} | {t3 - t0:.2f} | {run:.2f} |"
+                )
+                print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/compile_demo_cpu.md"))
+    parser.add_argument("--only", choices=("engines",), help="run part 3 alone")
     args = parser.parse_args()
     jax.config.update("jax_num_cpu_devices", cores())  # as the CLI: one device per core
+    engine_header = [
+        "| model | engine | trace (s) | lower (s) | XLA compile (s) | to build (s) | "
+        "per epoch (s) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    if args.only == "engines":
+        engine_rows = [*engine_header, *engines()]
+        write_results(
+            args.out,
+            "The quick demo's ODE epoch program on each engine",
+            f"`python benchmarks/compile_demo.py --only engines`; {machine()}, one run on a "
+            "shared machine, persistent compilation cache off (a fresh install).",
+            engine_rows,
+        )
+        return 0
     init_rows = [
         "| model | initialiser compile, XLA defaults (s) | with INIT_COMPILER_OPTIONS (s) | "
         "saved | fusions |",
@@ -125,6 +180,7 @@ def main() -> int:
         f"| the whole study (simulation, training, evaluation) | | {wall:.1f} | 100% |"
     )
     print("\n".join(study_rows))
+    engine_rows = [*engine_header, *engines()]  # after the study, whose compiles it would warm
     write_results(
         args.out,
         "Compile time in the quick demo",
@@ -132,6 +188,7 @@ def main() -> int:
         "study's programs compiled with JAX's persistent cache off (a fresh install).",
         init_rows,
         study_rows,
+        engine_rows,
     )
     return 0
 

@@ -174,3 +174,66 @@ def test_the_next_hr_model_is_built_ahead_only_where_training_leaves_cores(monke
     assert sharding.cores_to_spare(mesh("gpu", "gpu"))  # accelerators leave every core
     monkeypatch.setattr(sharding, "usable_cores", lambda: 1)
     assert not sharding.cores_to_spare(mesh("cpu"))
+
+
+START_SCRIPT = """
+import jax, numpy as np
+from functools import partial
+from wearjax.cv import compile_folds, initialise, make_mesh, split_for_fold
+from wearjax.data.synthetic import simulate_cohort
+from wearjax.tasks.hr import HRStudyConfig, build_model, make_task, prepare
+from wearjax.train.loop import TrainConfig, init_state
+
+cohort = simulate_cohort(jax.random.key(0), n_runners=4, sessions_per_runner=1,
+                         min_minutes=4, max_minutes=4)
+config = HRStudyConfig(train=TrainConfig(epochs=1, steps_per_epoch=1), batch_size=2,
+                       runners_out=2)
+data, fold, _, _ = prepare(cohort, config)
+build = partial(build_model, "kalman", data.features.shape[-1], 8, 1, window=60)
+init = lambda k: build(key=k)
+recipe = config.train.recipe()
+keys = jax.random.split(jax.random.key(1), 2)
+init_keys, train_keys = jax.vmap(split_for_fold)(keys)
+eager = jax.vmap(lambda p, k: init_state(p, recipe, k))(initialise(init, init_keys), train_keys)
+program = compile_folds(init, make_task(config, cohort.x.shape[1]), data, fold,
+                        recipe, keys, mesh=make_mesh(2, 1), compile=False)
+leaves = jax.tree.leaves(jax.tree.map(
+    lambda a: jax.random.key_data(a) if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key)
+    else a, (program.state, eager)))
+half = len(leaves) // 2
+for a, b in zip(leaves[:half], leaves[half:], strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert a.sharding.spec[0] == "fold" and len(a.sharding.device_set) == 2
+print("ok")
+"""
+
+
+def test_folds_start_sharded_from_one_program_with_the_eager_bits():
+    """`compile_folds` builds the folds' initial training state in one jitted program, placed
+    over the mesh's "fold" axis (eagerly, each optimiser leaf and each placement compiled a
+    program of its own): the same bits as the eager start on one device."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    run = subprocess.run(
+        [sys.executable, "-c", START_SCRIPT], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-3000:]
+
+
+def test_the_ode_engine_reaches_the_studys_ode_models_only():
+    """`HRStudyConfig.ode_engine` sets how the ODE models solve; the quick demo builds on the
+    scan engine, the full demo on Diffrax (the published figures' engine)."""
+    from wearjax.tasks.hr import build_model
+    from wearjax.tasks.presets import demo_config
+
+    assert demo_config(True)[1].ode_engine == "scan"
+    assert demo_config(False)[1].ode_engine == "diffrax"
+    key = jax.random.key(0)
+    for engine in ("scan", "diffrax"):
+        assert build_model("ode", 4, 8, 1, window=60, key=key, ode_engine=engine).engine == engine
+    assert build_model("ode", 4, 8, 1, window=60, key=key).engine == "diffrax"  # the default
+    kalman = build_model("kalman", 4, 8, 1, window=60, key=key, ode_engine="scan")
+    assert not hasattr(kalman, "engine")

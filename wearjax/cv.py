@@ -165,17 +165,20 @@ def padded_table(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
-def init_program(init: Callable[[PRNGKeyArray], Any], trainable=eqx.is_inexact_array):
+def init_program(init: Callable[[PRNGKeyArray], Any], trainable=eqx.is_inexact_array,
+                 sharding=None):  # fmt: skip
     """`keys [K] -> the trainable part of init(keys[k])`, stacked over folds, jitted: one
     program for every fold (eagerly, each random draw of each shape would compile on its own:
-    seconds per model)."""
-    return jax.jit(jax.vmap(lambda k: eqx.partition(init(k), trainable)[0]))
+    seconds per model). `sharding`: where its outputs go (e.g. the folds over a mesh), so
+    placing them takes no program of its own per leaf."""
+    return jax.jit(jax.vmap(lambda k: eqx.partition(init(k), trainable)[0]), out_shardings=sharding)
 
 
 def initialise(init: Callable[[PRNGKeyArray], Any], keys: Key[Array, " fold"],
-               trainable=eqx.is_inexact_array):  # fmt: skip
-    """`init_program(init, trainable)(keys)`, compiled with `INIT_COMPILER_OPTIONS`."""
-    program = init_program(init, trainable)
+               trainable=eqx.is_inexact_array, sharding=None):  # fmt: skip
+    """`init_program(init, trainable, sharding)(keys)`, compiled with
+    `INIT_COMPILER_OPTIONS`."""
+    program = init_program(init, trainable, sharding)
     return program.lower(keys).compile(compiler_options=INIT_COMPILER_OPTIONS)(keys)
 
 
@@ -212,25 +215,25 @@ def compile_folds(
     pairs = jax.vmap(split_for_fold)(keys)
     init_keys, train_keys = pairs[0], pairs[1]
     static = _static_part(init, init_keys[0], trainable)
-    params = initialise(init, init_keys, trainable)
     mesh = mesh if mesh is not None else default_mesh(len(keys))
-    shard_batch = None
+    by_fold = shard_batch = None
     if mesh is not None:
         check_mesh(mesh, len(keys))
         by_fold = jax.sharding.NamedSharding(mesh, P("fold"))
-        params, folds, train_keys = place((params, folds, train_keys), by_fold)
+        folds, train_keys = place((folds, train_keys), by_fold)
         data = place(data, jax.sharding.NamedSharding(mesh, P()))
         shard_batch = partial(split_over_data, mesh)
+    params = initialise(init, init_keys, trainable, by_fold)
     counter: list = []
     epoch_fn = make_epoch(task, recipe, static, counter, shard_batch=shard_batch)
     # every output leads with the fold axis: pinning it sharded keeps one compile per shape
     epoch = jax.jit(
         jax.vmap(epoch_fn, in_axes=(0, 0, None), spmd_axis_name="fold" if mesh else None),
-        out_shardings=by_fold if mesh is not None else None,
+        out_shardings=by_fold,
     )
-    state = jax.vmap(lambda p, k: init_state(p, recipe, k))(params, train_keys)
-    if mesh is not None:
-        state = place(state, by_fold)
+    # one small program (eagerly, each zero-filled optimiser leaf compiled on its own)
+    start = jax.jit(jax.vmap(lambda p, k: init_state(p, recipe, k)), out_shardings=by_fold)
+    state = start(params, train_keys)
     if compile:
         epoch.lower(state, folds, data).compile()
     return FoldProgram(epoch, state, folds, data, static, params, counter)

@@ -80,6 +80,12 @@ class HRStudyConfig(NamedTuple):
     # features standardised by each session's own statistics before the fold's normaliser
     # (`signal.features.session_relative`; e.g. `DEVICE_FEATURES`); () keeps the published inputs
     session_relative: tuple[str, ...] = ()
+    # how the ODE models solve their RK4 (`models.ode.solve`: "diffrax" or "scan", the same
+    # numbers to 1e-6 per solve). Diffrax is the published figures' engine and the faster one
+    # at scale (batch 64 x 3600 s); the scan traces and compiles in half the time, what counts
+    # in short runs (the quick demo's ODE epoch programs: 7.9-8.3 against 15.4-16.0 s to build,
+    # and each epoch 5-9% faster; `benchmarks/compile_demo.py --only engines`).
+    ode_engine: str = "diffrax"
 
 
 # HR model kinds of this task and their `models.REGISTRY` kinds: `AbstractHRModel`s built from
@@ -101,12 +107,16 @@ TRAIN_OVERRIDES = {
 }
 
 
-def build_model(kind: str, n_features: int, hidden: int, n_layers: int, *, window: int, key):
-    """An HR model of kind `kind` (a key of `HR_MODELS` or `HR_VARIANTS`)."""
+def build_model(kind: str, n_features: int, hidden: int, n_layers: int, *, window: int, key,
+                ode_engine: str | None = None):  # fmt: skip
+    """An HR model of kind `kind` (a key of `HR_MODELS` or `HR_VARIANTS`); `ode_engine` sets an
+    ODE model's engine (`HRStudyConfig.ode_engine`; None: the model's default)."""
     kind, extra = HR_VARIANTS.get(kind, (kind, {}))
     if kind not in HR_MODELS:
         known = sorted(HR_MODELS) + sorted(HR_VARIANTS)
         raise ValueError(f"unknown HR model {kind!r}: choose one of {known}")
+    if kind == "ode" and ode_engine is not None:
+        extra = {**extra, "engine": ode_engine}
     return models.build(
         HR_MODELS[kind], n_features=n_features, hidden=hidden, n_layers=n_layers, window=window,
         key=key, **extra,

@@ -229,7 +229,8 @@ def train_hr(
     val[np.random.default_rng(config.seed).choice(n, n_val, replace=False)] = True
     data, fold = _training_fold(cohort, features, ~val, val, config)
     init_key, train_key = split_for_fold(jax.random.key(config.seed))
-    model = build_model(kind, len(names), hidden, layers, window=config.window, key=init_key)
+    model = build_model(kind, len(names), hidden, layers, window=config.window, key=init_key,
+                        ode_engine=config.ode_engine)  # fmt: skip
     task = make_task(config, cohort.x.shape[1])
     run = {"task": "hr", "kind": kind, "hidden": hidden, "layers": layers,
            "train": config.train._asdict(), "sessions": [x.source for x in sessions]}  # fmt: skip
