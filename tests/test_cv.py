@@ -237,3 +237,5 @@ def test_the_ode_engine_reaches_the_studys_ode_models_only():
     assert build_model("ode", 4, 8, 1, window=60, key=key).engine == "diffrax"  # the default
     kalman = build_model("kalman", 4, 8, 1, window=60, key=key, ode_engine="scan")
     assert not hasattr(kalman, "engine")
+    with pytest.raises(ValueError, match="unknown ODE engine 'rk45'"):
+        build_model("ode", 4, 8, 1, window=60, key=key, ode_engine="rk45")

@@ -38,6 +38,7 @@ from wearjax.eval.protocols import (
     given_mask,
     standard_initial,
 )
+from wearjax.models.ode import ENGINES
 from wearjax.signal.features import (
     Normalizer,
     fit_normalizer,
@@ -115,6 +116,8 @@ def build_model(kind: str, n_features: int, hidden: int, n_layers: int, *, windo
     if kind not in HR_MODELS:
         known = sorted(HR_MODELS) + sorted(HR_VARIANTS)
         raise ValueError(f"unknown HR model {kind!r}: choose one of {known}")
+    if ode_engine is not None and ode_engine not in ENGINES:
+        raise ValueError(f"unknown ODE engine {ode_engine!r}: choose one of {list(ENGINES)}")
     if kind == "ode" and ode_engine is not None:
         extra = {**extra, "engine": ode_engine}
     return models.build(
