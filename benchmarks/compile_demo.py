@@ -13,7 +13,8 @@ initialiser at a cheaper LLVM level (`cv.INIT_COMPILER_OPTIONS`) saves.
    does not change XLA's own fusion passes).
 3. For the demo's two ODE models, the epoch program on each ODE engine
    (`HRStudyConfig.ode_engine`): seconds to trace, lower and compile it, and seconds per
-   epoch once compiled (the mean of epochs 2 and 3).
+   epoch once compiled (the mean of epochs 2 and 3). Run after part 1 in the same process,
+   its tracing is warmer than a fresh process's; `--only engines` gives the cold figures.
 
     python benchmarks/compile_demo.py                  # ~6 min on 2 cores
     python benchmarks/compile_demo.py --only engines   # part 3 alone, ~2 min
