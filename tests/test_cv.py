@@ -239,3 +239,22 @@ def test_the_ode_engine_reaches_the_studys_ode_models_only():
     assert not hasattr(kalman, "engine")
     with pytest.raises(ValueError, match="unknown ODE engine 'rk45'"):
         build_model("ode", 4, 8, 1, window=60, key=key, ode_engine="rk45")
+
+
+def test_the_gru_impl_reaches_every_gru_layer_of_both_kinds():
+    """`HRStudyConfig.gru_impl` sets how the backbones' GRUs run: the quick demo on the
+    hand-written reverse pass, the full demo on JAX's derivative (the published rounding), and
+    the same weights either way (the implementation draws no random numbers)."""
+    from wearjax.tasks.hr import build_model
+    from wearjax.tasks.presets import demo_config
+
+    assert demo_config(True)[1].gru_impl == "manual"
+    assert demo_config(False)[1].gru_impl == "autodiff"
+    key = jax.random.key(0)
+    for kind in ("kalman", "ode"):
+        default = build_model(kind, 4, 8, 2, window=60, key=key)
+        manual = build_model(kind, 4, 8, 2, window=60, key=key, gru_impl="manual")
+        assert [layer.impl for layer in default.backbone.gru.layers] == ["autodiff"] * 2
+        assert [layer.impl for layer in manual.backbone.gru.layers] == ["manual"] * 2
+        for a, b in zip(jax.tree.leaves(default), jax.tree.leaves(manual), strict=True):
+            np.testing.assert_array_equal(a, b)

@@ -1,10 +1,12 @@
 """GRU scan against a step-by-step float64 NumPy loop; state carries across windows."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from wearjax.models.backbone import Backbone, Encoder, GRUStack
+from wearjax.models.backbone import Backbone, Encoder, GRULayer, GRUStack, check_gru_impl
 
 
 def _sigmoid(x):
@@ -114,3 +116,115 @@ def test_per_gate_layer_derivatives_agree_with_finite_differences(x64):
     fd = (f(x + eps * direction) - f(x - eps * direction)) / (2 * eps)
     np.testing.assert_allclose(jax.jvp(f, (x,), (direction,))[1], fd, rtol=1e-7)
     np.testing.assert_allclose(jnp.sum(jax.grad(f)(x) * direction), fd, rtol=1e-7)
+
+
+def _layer_pair(in_size, hidden, key=0):
+    """The same weights run by JAX's derivative of the scan and by the hand-written pass."""
+    key = jax.random.key(key)
+    return GRULayer(in_size, hidden, key=key), GRULayer(in_size, hidden, impl="manual", key=key)
+
+
+def test_manual_gru_matches_numpy_loop_and_the_autodiff_gradients_in_float64(x64):
+    """`impl="manual"`: its values against the float64 NumPy loop; its hand-written reverse
+    pass against JAX's derivative of the default scan for every weight, the inputs and h0,
+    batched (vmap) as training runs it."""
+    auto, manual = _layer_pair(3, 5)
+    x = jax.random.normal(jax.random.key(1), (4, 23, 3))
+    h0 = jax.random.normal(jax.random.key(2), (4, 5))
+    target = jax.random.normal(jax.random.key(3), (4, 23, 5))
+    got = jax.vmap(manual)(x, h0)
+    for b in range(4):
+        want = numpy_gru(auto, np.asarray(x[b]), np.asarray(h0[b]))
+        np.testing.assert_allclose(got[b], want, rtol=1e-12, atol=1e-12)
+
+    def loss(layer, xs, hs0):
+        return jnp.sum(jnp.sin(jax.vmap(layer)(xs, hs0)) * target)
+
+    g_manual = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(manual, x, h0)
+    g_auto = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(auto, x, h0)
+    for a, b in zip(jax.tree.leaves(g_manual), jax.tree.leaves(g_auto), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
+
+
+def test_manual_gru_reverse_pass_agrees_with_finite_differences(x64):
+    """Reverse mode through the hand-written pass against a central difference, for a
+    direction in the weights and one in the inputs."""
+    _, layer = _layer_pair(4, 8)
+    x = jax.random.normal(jax.random.key(1), (30, 4))
+    h0 = 0.5 * jax.random.normal(jax.random.key(2), (8,))
+    weights = jax.random.normal(jax.random.key(3), (30, 8))
+    d_x = jax.random.normal(jax.random.key(4), x.shape)
+    d_w = jax.random.normal(jax.random.key(5), layer.weight_hh.shape)
+
+    def f(w_hh, xs):
+        moved = eqx.tree_at(lambda m: m.weight_hh, layer, w_hh)
+        return jnp.sum(moved(xs, h0) * weights)
+
+    eps = 1e-6
+    w = layer.weight_hh
+    fd = (f(w + eps * d_w, x + eps * d_x) - f(w - eps * d_w, x - eps * d_x)) / (2 * eps)
+    g_w, g_x = jax.grad(f, argnums=(0, 1))(w, x)
+    np.testing.assert_allclose(jnp.sum(g_w * d_w) + jnp.sum(g_x * d_x), fd, rtol=1e-7)
+
+
+def test_manual_gru_in_float32_differs_from_the_default_by_rounding_only():
+    """In float32, jitted and batched by 2 as the quick demo trains, the two implementations
+    agree to rounding; the step a streaming model runs (`Backbone.step`) follows the layer's
+    implementation."""
+    auto, manual = _layer_pair(6, 16)
+    x = jax.random.normal(jax.random.key(1), (2, 200, 6))
+    h0 = jnp.zeros((2, 16))
+    run = lambda layer: jax.jit(jax.vmap(layer))(x, h0)  # noqa: E731
+    np.testing.assert_allclose(run(manual), run(auto), rtol=1e-5, atol=1e-6)
+
+    def loss(layer):
+        return jnp.mean(jax.vmap(layer)(x, h0) ** 2)
+
+    g_m, g_a = jax.jit(jax.grad(loss))(manual), jax.jit(jax.grad(loss))(auto)
+    for a, b in zip(jax.tree.leaves(g_m), jax.tree.leaves(g_a), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+
+    bb = Backbone(6, 16, 2, gru_impl="manual", key=jax.random.key(4))
+    assert all(layer.impl == "manual" for layer in bb.gru.layers)
+    whole, _ = bb(x[0])
+    state = bb.gru.init_state()
+    stepped = []
+    for t in range(20):
+        s, state = bb.step(x[0, t], state)
+        stepped.append(s)
+    np.testing.assert_allclose(jnp.stack(stepped), whole[:20], rtol=1e-5, atol=1e-6)
+
+
+def test_an_unknown_gru_implementation_is_refused():
+    from wearjax.tasks.hr import build_model
+
+    with pytest.raises(ValueError, match="unknown GRU implementation 'cudnn'"):
+        check_gru_impl("cudnn")
+    with pytest.raises(ValueError, match="unknown GRU implementation 'cudnn'"):
+        build_model("kalman", 4, 8, 1, window=60, key=jax.random.key(0), gru_impl="cudnn")
+
+
+def test_hr_models_train_to_the_same_gradients_on_either_gru(x64):
+    """The whole HR training loss (both protocols, batch of 2) of the Kalman model: with
+    `gru_impl="manual"` the same value and gradients as JAX's derivative, in float64 (the ODE
+    model runs the same backbone; `tests/test_cv.py` checks it is built with it)."""
+    from wearjax.tasks.hr import _segment_loss, build_model
+
+    x = jax.random.normal(jax.random.key(1), (2, 120, 5))
+    hr = jnp.tile(130.0 + 15.0 * jnp.sin(jnp.arange(120.0) / 40.0), (2, 1))
+    mask = jnp.ones((2, 120), bool)
+    for kind in ("kalman",):
+        got = []
+        for impl in ("autodiff", "manual"):
+            model = build_model(kind, 5, 12, 2, window=60, key=jax.random.key(0),
+                                ode_engine="scan", gru_impl=impl)  # fmt: skip
+            params, static = eqx.partition(model, eqx.is_inexact_array)
+
+            def loss(p):
+                return _segment_loss(eqx.combine(p, static), x, hr, mask, None, 1.0)  # noqa: B023
+
+            got.append(jax.jit(jax.value_and_grad(loss))(params))
+        (v_a, g_a), (v_m, g_m) = got
+        np.testing.assert_allclose(v_m, v_a, rtol=1e-12)
+        for a, b in zip(jax.tree.leaves(g_m), jax.tree.leaves(g_a), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)

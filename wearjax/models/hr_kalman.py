@@ -57,7 +57,7 @@ from wearjax.filters.learned_gain import (
     learned_gain_step,
     measurement_update,
 )
-from wearjax.models.backbone import Backbone, dense
+from wearjax.models.backbone import Backbone, GRUImpl, dense
 from wearjax.models.hr_base import (
     AbstractHRModel,
     HRPrediction,
@@ -151,10 +151,13 @@ class HRKalman(AbstractHRModel):
         *,
         window: int = 60,
         dropout: float = 0.1,
+        gru_impl: GRUImpl = "autodiff",
         key: PRNGKeyArray,
     ):
         k = jax.random.split(key, 5)
-        self.backbone = Backbone(n_features, hidden, n_layers, dropout=dropout, key=k[0])
+        self.backbone = Backbone(
+            n_features, hidden, n_layers, dropout=dropout, gru_impl=gru_impl, key=k[0]
+        )
         head = eqx.nn.Linear(hidden, 5, key=k[1])
         # the mean offset and initial velocity start near zero: an untrained filter holds h_0
         small = jnp.asarray([0.01, 1.0, 0.01, 1.0, 1.0])

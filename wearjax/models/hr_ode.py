@@ -57,7 +57,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from wearjax.models.backbone import Backbone, dense
+from wearjax.models.backbone import Backbone, GRUImpl, dense
 from wearjax.models.hr_base import (
     AbstractHRModel,
     HRPrediction,
@@ -150,6 +150,7 @@ class HRODE(AbstractHRModel):
         *,
         window: int = 60,
         dropout: float = 0.1,
+        gru_impl: GRUImpl = "autodiff",
         engine: Engine = "diffrax",
         adjoint: Adjoint = "checkpoint",
         checkpoints: int | None = None,
@@ -157,7 +158,9 @@ class HRODE(AbstractHRModel):
         key: PRNGKeyArray,
     ):
         k = jax.random.split(key, 5)
-        self.backbone = Backbone(n_features, hidden, n_layers, dropout=dropout, key=k[0])
+        self.backbone = Backbone(
+            n_features, hidden, n_layers, dropout=dropout, gru_impl=gru_impl, key=k[0]
+        )
         self.window_head = eqx.nn.Linear(hidden, 1, key=k[1])
         level = eqx.nn.Linear(hidden, 1, key=k[3])
         # the level starts nearly flat: an untrained model holds the known HR

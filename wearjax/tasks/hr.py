@@ -38,6 +38,7 @@ from wearjax.eval.protocols import (
     given_mask,
     standard_initial,
 )
+from wearjax.models.backbone import check_gru_impl
 from wearjax.models.ode import ENGINES
 from wearjax.signal.features import (
     Normalizer,
@@ -87,6 +88,11 @@ class HRStudyConfig(NamedTuple):
     # in short runs (the quick demo's ODE epoch programs: 7.9-8.3 against 15.4-16.0 s to build,
     # and each epoch 5-9% faster; `benchmarks/compile_demo.py --only engines`).
     ode_engine: str = "diffrax"
+    # how the GRU backbones run (`models.backbone.GRU_IMPLS`). "autodiff" is the published
+    # figures' rounding; "manual" (a hand-written reverse pass, the same maths) trains 1.3-1.7x
+    # faster per step at batch 2, 1.0-1.1x at 1 and 16 (`benchmarks/gru_impl.py`), and moves
+    # results by rounding.
+    gru_impl: str = "autodiff"
 
 
 # HR model kinds of this task and their `models.REGISTRY` kinds: `AbstractHRModel`s built from
@@ -109,9 +115,10 @@ TRAIN_OVERRIDES = {
 
 
 def build_model(kind: str, n_features: int, hidden: int, n_layers: int, *, window: int, key,
-                ode_engine: str | None = None):  # fmt: skip
+                ode_engine: str | None = None, gru_impl: str | None = None):  # fmt: skip
     """An HR model of kind `kind` (a key of `HR_MODELS` or `HR_VARIANTS`); `ode_engine` sets an
-    ODE model's engine (`HRStudyConfig.ode_engine`; None: the model's default)."""
+    ODE model's engine (`HRStudyConfig.ode_engine`) and `gru_impl` how its GRU runs
+    (`HRStudyConfig.gru_impl`); None: the model's default."""
     kind, extra = HR_VARIANTS.get(kind, (kind, {}))
     if kind not in HR_MODELS:
         known = sorted(HR_MODELS) + sorted(HR_VARIANTS)
@@ -120,6 +127,9 @@ def build_model(kind: str, n_features: int, hidden: int, n_layers: int, *, windo
         raise ValueError(f"unknown ODE engine {ode_engine!r}: choose one of {list(ENGINES)}")
     if kind == "ode" and ode_engine is not None:
         extra = {**extra, "engine": ode_engine}
+    if gru_impl is not None:
+        check_gru_impl(gru_impl)
+        extra = {**extra, "gru_impl": gru_impl}
     return models.build(
         HR_MODELS[kind], n_features=n_features, hidden=hidden, n_layers=n_layers, window=window,
         key=key, **extra,

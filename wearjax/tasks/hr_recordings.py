@@ -230,7 +230,7 @@ def train_hr(
     data, fold = _training_fold(cohort, features, ~val, val, config)
     init_key, train_key = split_for_fold(jax.random.key(config.seed))
     model = build_model(kind, len(names), hidden, layers, window=config.window, key=init_key,
-                        ode_engine=config.ode_engine)  # fmt: skip
+                        ode_engine=config.ode_engine, gru_impl=config.gru_impl)  # fmt: skip
     task = make_task(config, cohort.x.shape[1])
     run = {"task": "hr", "kind": kind, "hidden": hidden, "layers": layers,
            "train": config.train._asdict(), "sessions": [x.source for x in sessions]}  # fmt: skip
@@ -246,6 +246,8 @@ def train_hr(
             "hidden": hidden,
             "n_layers": layers,
             "window": config.window,
+            # named only when set, so older wearjax still reads the other checkpoints
+            **({"gru_impl": config.gru_impl} if config.gru_impl != "autodiff" else {}),
         },
         "window": config.window,
         "features": list(names),

@@ -98,6 +98,7 @@ def _header(cohort: Cohort, config: HRStudyConfig, split: Split, names) -> dict:
             "segment_windows": config.segment_windows,
             "batch_size": config.batch_size,
             "ode_engine": config.ode_engine,
+            "gru_impl": config.gru_impl,
             "session_relative": [n for n in names if n in config.session_relative],
             **config.train._asdict(),
         },
@@ -111,7 +112,8 @@ def _kind_fit(cohort: Cohort, config: HRStudyConfig, kind: str, hidden: int, lay
     (all of them unless jax.distributed runs several processes), and those folds."""
     data, fold, split, _ = prepared
     init = partial(build_model, kind, data.features.shape[-1], hidden, layers,
-                   window=config.window, ode_engine=config.ode_engine)  # fmt: skip
+                   window=config.window, ode_engine=config.ode_engine,
+                   gru_impl=config.gru_impl)  # fmt: skip
     keys = jax.random.split(jax.random.key(config.seed), split.n_folds)
     local = process_folds(split.n_folds)
     if len(local) < split.n_folds and split.calibrate_from is not None:
