@@ -228,3 +228,29 @@ def test_hr_models_train_to_the_same_gradients_on_either_gru(x64):
         np.testing.assert_allclose(v_m, v_a, rtol=1e-12)
         for a, b in zip(jax.tree.leaves(g_m), jax.tree.leaves(g_a), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_manual_gru_gradients_through_vmapped_folds_and_batches(x64):
+    """As `cv` trains: folds vmapped with their own weights over a loss vmapped over a batch.
+    The hand-written pass against per-fold gradients of a plain loop over the batch (no
+    vmap), in float64."""
+    keys = jax.random.split(jax.random.key(0), 2)
+    folds = jax.vmap(lambda k: GRULayer(3, 6, impl="manual", key=k))(keys)
+    x = jax.random.normal(jax.random.key(1), (2, 4, 12, 3))
+
+    def batched(layer, xs):
+        return jnp.sum(jnp.sin(jax.vmap(lambda xi: layer(xi, jnp.zeros(6)))(xs)))
+
+    got = eqx.filter_jit(eqx.filter_vmap(jax.grad(batched)))(folds, x)
+    for k in range(2):
+        layer = jax.tree.map(lambda a: a[k], folds)  # noqa: B023
+        auto = GRULayer(3, 6, key=keys[k])  # the same weights, JAX's derivative
+
+        def looped(m, xs):
+            return sum(jnp.sum(jnp.sin(m(xs[j], jnp.zeros(6)))) for j in range(xs.shape[0]))
+
+        want = jax.grad(looped)(auto, x[k])
+        for a, b in zip(jax.tree.leaves(jax.tree.map(lambda g: g[k], got)),  # noqa: B023
+                        jax.tree.leaves(want), strict=True):  # fmt: skip
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12)
+        np.testing.assert_array_equal(layer.weight_hh, auto.weight_hh)

@@ -27,7 +27,7 @@ dL/dh and keeps each step's gate derivatives, and the weight gradients are one m
 after it, where JAX's derivative of the scan adds an outer product into a `[3H, H]` carry every
 second. Its values differ from the default's by float32 rounding (about 1e-6 relative), so it is
 opt-in (`tasks.hr.HRStudyConfig.gru_impl`) and every published figure keeps the default.
-The gain is at small batches above 1 (the quick demo trains 2 sessions per fold).
+The gain is largest at small batches above 1 (the quick demo trains 2 sessions per fold).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class Encoder(eqx.Module):
 
 
 # How a GRU layer runs (module docstring): "autodiff", the rounding of every published figure,
-# or "manual", a hand-written reverse pass (training steps 1.3-1.7x faster at batch 2, 1.0-1.1x
+# or "manual", a hand-written reverse pass (training steps 1.5-1.8x faster at batch 2, 1.1-1.2x
 # at batch 1 and 16: `benchmarks/gru_impl.py`). "manual" has no forward-mode derivative.
 GRUImpl = Literal["autodiff", "manual"]
 GRU_IMPLS: tuple[str, ...] = ("autodiff", "manual")
@@ -214,7 +214,7 @@ def _manual_reverse(residuals, d_hs):
     the input projections' cotangents are (d a_r, d a_z, d a_n), and after the loop
     dL/dW_hh = sum_t dg_t^T h_{t-1} (one product) and dL/db_hh = sum_t dg_t."""
     w_hh, h0, hs, r, z, n, g_n = residuals
-    h_prev = jnp.concatenate([h0[None], hs[:-1]])
+    h_prev = jnp.concatenate([h0[None], hs])[:-1]
 
     def step(d_next, t):
         d_out, r, z, n, g_n, h_before = t
@@ -223,10 +223,11 @@ def _manual_reverse(residuals, d_hs):
         d_ar = d_an * g_n * r * (1.0 - r)
         d_az = dh * (h_before - n) * z * (1.0 - z)
         dg = jnp.concatenate([d_ar, d_az, d_an * r], axis=-1)
-        return dh * z + dg @ w_hh, (d_ar, d_az, d_an, dg)
+        return dh * z + dg @ w_hh, (dg, d_an)
 
     xs = (d_hs, r, z, n, g_n, h_prev)
-    dh0, (d_xr, d_xz, d_xn, dg) = jax.lax.scan(step, jnp.zeros_like(h0), xs, reverse=True)
+    dh0, (dg, d_xn) = jax.lax.scan(step, jnp.zeros_like(h0), xs, reverse=True)
+    d_xr, d_xz, _ = jnp.split(dg, 3, axis=-1)  # d a_r and d a_z are dg's first two thirds
     return dg.T @ h_prev, dg.sum(0), d_xr, d_xz, d_xn, dh0
 
 

@@ -89,8 +89,8 @@ class HRStudyConfig(NamedTuple):
     # and each epoch 5-9% faster; `benchmarks/compile_demo.py --only engines`).
     ode_engine: str = "diffrax"
     # how the GRU backbones run (`models.backbone.GRU_IMPLS`). "autodiff" is the published
-    # figures' rounding; "manual" (a hand-written reverse pass, the same maths) trains 1.3-1.7x
-    # faster per step at batch 2, 1.0-1.1x at 1 and 16 (`benchmarks/gru_impl.py`), and moves
+    # figures' rounding; "manual" (a hand-written reverse pass, the same maths) trains 1.5-1.8x
+    # faster per step at batch 2, 1.1-1.2x at 1 and 16 (`benchmarks/gru_impl.py`), and moves
     # results by rounding.
     gru_impl: str = "autodiff"
 

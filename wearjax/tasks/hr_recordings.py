@@ -233,7 +233,8 @@ def train_hr(
                         ode_engine=config.ode_engine, gru_impl=config.gru_impl)  # fmt: skip
     task = make_task(config, cohort.x.shape[1])
     run = {"task": "hr", "kind": kind, "hidden": hidden, "layers": layers,
-           "train": config.train._asdict(), "sessions": [x.source for x in sessions]}  # fmt: skip
+           "gru_impl": config.gru_impl, "train": config.train._asdict(),
+           "sessions": [x.source for x in sessions]}  # fmt: skip
     result = fit(
         model, task, data, fold, config.train.recipe(), train_key, progress=progress,
         state_file=state_file, resume=resume, run=run,

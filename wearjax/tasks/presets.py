@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 # Table-1-style study on 108 sessions of 20-60 min (training cost grows with the padded session
 # length; the 20-120 min cohort runs in experiments/hr_table1.py). The quick demo's ODE models
 # solve on the scan engine, which builds its programs in half Diffrax's time
-# (`HRStudyConfig.ode_engine`), and its GRUs run the hand-written reverse pass, 1.3-1.7x faster
+# (`HRStudyConfig.ode_engine`), and its GRUs run the hand-written reverse pass, 1.5-1.8x faster
 # per training step at its batch of 2 (`HRStudyConfig.gru_impl`); the full demo keeps Diffrax
 # and JAX's own derivative of the GRU, the published figures' rounding.
 DEMO = {
