@@ -11,6 +11,8 @@ Models (`MODELS`), each at its published size, and its reference in `benchmarks/
 - `kalman`: the HR neural Kalman model (128, 2), 8 features;
 - `ode`: the HR neural ODE (128, 2), 8 features (wearjax's default engine, Diffrax RK4;
   `--engine scan` for the `lax.scan` one);
+  for both HR GRU models `--gru-impl manual` runs their GRUs with the hand-written reverse pass
+  (`models.backbone.GRU_IMPLS`; default: JAX's derivative, the published figures');
 - `personal`: the personalised HR ODE (asymmetric form), speed and grade, one runner per session;
 - `vo2`: the VO2 dual-pathway Kalman model, variant 256-2 (bidirectional GRU), 13 features.
 
@@ -111,13 +113,13 @@ def perturbed(model, seed: int, scale: float = PERTURB):
 
 
 @functools.cache
-def build(name: str, engine: str | None = None, seed: int = 0):
+def build(name: str, engine: str | None = None, seed: int = 0, gru_impl: str = "autodiff"):
     """The wearjax model `name` (weights perturbed, `perturbed`); built once."""
     key = jax.random.key(seed)
     if name == "kalman":
-        model = HRKalman(8, 128, 2, key=key)
+        model = HRKalman(8, 128, 2, gru_impl=gru_impl, key=key)
     elif name == "ode":
-        model = HRODE(8, 128, 2, key=key)
+        model = HRODE(8, 128, 2, gru_impl=gru_impl, key=key)
     elif name == "personal":
         model = PersonalHRODE(N_RUNNERS, key=key)
     elif name == "vo2":
@@ -348,7 +350,7 @@ def time_torch_train(name, ref, args, target, budget):
 def run_model(name, sizes, opts, print_line) -> tuple[str, list[str], list[str]]:
     """Agreement, rollout and training rows of one model. The agreement is that of the first
     rollout configuration and of the training step's first gradient; asserted."""
-    model = build(name, opts.engine)
+    model = build(name, opts.engine, gru_impl=opts.gru_impl)
     ref = torch_refs.from_wearjax(model)
     label = LABELS[name]
     rollout_rows, train_rows, check = [], [], {}
@@ -442,6 +444,7 @@ def main(argv=None) -> int:
     parser.add_argument("--budget", type=float, default=5.0, help="timed seconds per config")
     parser.add_argument("--torch-threads", type=int, default=2)
     parser.add_argument("--engine", choices=("diffrax", "scan"), default=None)
+    parser.add_argument("--gru-impl", choices=("autodiff", "manual"), default="autodiff")
     parser.add_argument("--quick", action="store_true", help="batch 1 and 8 x 300 s, < 1 min")
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "torch_vs_jax_cpu.md"
@@ -464,7 +467,7 @@ def main(argv=None) -> int:
         f"({torch.get_num_threads()} threads, OMP_WAIT_POLICY="
         f"{os.environ.get('OMP_WAIT_POLICY')}), torchdiffeq {torchdiffeq.__version__} "
         f"(`method={torch_refs.ODE_METHOD!r}`), Python {platform.python_version()}; wearjax ODE "
-        f"engine: {opts.engine or 'diffrax (default)'}.",
+        f"engine: {opts.engine or 'diffrax (default)'}; HR GRU implementation: {opts.gru_impl}.",
         "",
     ]
     print("\n".join(header), flush=True)
