@@ -80,6 +80,7 @@ GRU_IMPLS: tuple[str, ...] = ("autodiff", "manual")
 
 
 def check_gru_impl(impl: str) -> None:
+    """Refuse an implementation name outside `GRU_IMPLS`, naming the choices."""
     if impl not in GRU_IMPLS:
         raise ValueError(f"unknown GRU implementation {impl!r}: choose one of {list(GRU_IMPLS)}")
 
@@ -112,12 +113,10 @@ class GRULayer(eqx.Module):
     def gates(self, xr, xz, xn, h: Float[Array, " hidden"]) -> Float[Array, " hidden"]:
         """One step given the input projections of the three gates."""
         if self.impl == "manual":
-            return _manual_step(self.weight_hh.T, self.bias_hh, h, (xr, xz, xn))[0]
-        hr, hz, hn = jnp.split(self.weight_hh @ h + self.bias_hh, 3)
-        r = jax.nn.sigmoid(xr + hr)
-        z = jax.nn.sigmoid(xz + hz)
-        n = jnp.tanh(xn + r * hn)
-        return (1.0 - z) * n + z * h
+            recurrent = h @ self.weight_hh.T + self.bias_hh
+        else:
+            recurrent = self.weight_hh @ h + self.bias_hh
+        return _update(recurrent, (xr, xz, xn), h)[0]
 
     def cell(
         self, xp: Float[Array, " gates"], h: Float[Array, " hidden"]
@@ -170,14 +169,20 @@ def _sequence_jvp(primals, tangents):
     return jax.jvp(_sequence_sliced, primals, tangents)
 
 
-def _manual_step(w_t, b_hh, h, xp):
-    """One step of `impl="manual"` with `w_t` = W_hh^T: h' and the gates its reverse pass
-    needs (r, z, n and the recurrent part of n's pre-activation, W_hn h + b_hn)."""
-    hr, hz, hn = jnp.split(h @ w_t + b_hh, 3, axis=-1)
+def _update(recurrent, xp, h):
+    """The GRU's gate equations (module docstring) from the recurrent part `W_hh h + b_hh` and
+    the input projections `xp = (xr, xz, xn)`: h' and the gates the manual reverse pass keeps
+    (r, z, n and the recurrent part of n's pre-activation, W_hn h + b_hn)."""
+    hr, hz, hn = jnp.split(recurrent, 3)
     r = jax.nn.sigmoid(xp[0] + hr)
     z = jax.nn.sigmoid(xp[1] + hz)
     n = jnp.tanh(xp[2] + r * hn)
     return (1.0 - z) * n + z * h, (r, z, n, hn)
+
+
+def _manual_step(w_t, b_hh, h, xp):
+    """One step of `impl="manual"`, with `w_t` = W_hh^T made once per sequence."""
+    return _update(h @ w_t + b_hh, xp, h)
 
 
 @jax.custom_vjp
