@@ -11,8 +11,9 @@ Models (`MODELS`), each at its published size, and its reference in `benchmarks/
 - `kalman`: the HR neural Kalman model (128, 2), 8 features;
 - `ode`: the HR neural ODE (128, 2), 8 features (wearjax's default engine, Diffrax RK4;
   `--engine scan` for the `lax.scan` one);
-  for both HR GRU models `--gru-impl manual` runs their GRUs with the hand-written reverse pass
-  (`models.backbone.GRU_IMPLS`; default: JAX's derivative, the published figures');
+  for the GRU models (these two and `vo2`) `--gru-impl manual` runs their GRUs with the
+  hand-written reverse pass (`models.backbone.GRU_IMPLS`; default: JAX's derivative, the
+  published figures');
 - `personal`: the personalised HR ODE (asymmetric form), speed and grade, one runner per session;
 - `vo2`: the VO2 dual-pathway Kalman model, variant 256-2 (bidirectional GRU), 13 features.
 
@@ -123,7 +124,7 @@ def build(name: str, engine: str | None = None, seed: int = 0, gru_impl: str = "
     elif name == "personal":
         model = PersonalHRODE(N_RUNNERS, key=key)
     elif name == "vo2":
-        model = build_vo2_model(N_FEATURES["vo2"], "256-2", key=key)
+        model = build_vo2_model(N_FEATURES["vo2"], "256-2", gru_impl=gru_impl, key=key)
     else:
         raise ValueError(f"unknown model {name!r}: choose from {MODELS}")
     if engine is not None and name in ("ode", "personal"):
@@ -311,7 +312,9 @@ def time_jax_train(name, model, args, target, budget):
     t0 = time.perf_counter()
     compiled = jax.jit(step).lower(params, state, args, target).compile()
     compile_s = time.perf_counter() - t0
-    first = compiled(params, state, args, target)[3]  # the gradient at the initial weights
+    # the gradient at the initial weights; waited for, or the first timed call would include
+    # the rest of this one (JAX dispatches asynchronously)
+    first = jax.block_until_ready(compiled(params, state, args, target)[3])
     carry = [params, state]
 
     def one():
@@ -467,7 +470,7 @@ def main(argv=None) -> int:
         f"({torch.get_num_threads()} threads, OMP_WAIT_POLICY="
         f"{os.environ.get('OMP_WAIT_POLICY')}), torchdiffeq {torchdiffeq.__version__} "
         f"(`method={torch_refs.ODE_METHOD!r}`), Python {platform.python_version()}; wearjax ODE "
-        f"engine: {opts.engine or 'diffrax (default)'}; HR GRU implementation: {opts.gru_impl}.",
+        f"engine: {opts.engine or 'diffrax (default)'}; GRU implementation: {opts.gru_impl}.",
         "",
     ]
     print("\n".join(header), flush=True)

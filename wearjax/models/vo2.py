@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from wearjax.models.backbone import Encoder, GRULayer, dense
+from wearjax.models.backbone import Encoder, GRUImpl, GRULayer, check_gru_impl, dense
 
 VO2_UNIT = 1000.0  # mL/min per model unit (L/min)
 VARIANTS: dict[str, tuple[int, int]] = {"128-4": (128, 4), "256-2": (256, 2)}
@@ -117,14 +117,22 @@ class BiGRU(eqx.Module):
     forward: tuple[GRULayer, ...]
     backward: tuple[GRULayer, ...]
 
-    def __init__(self, in_size: int, hidden: int, n_layers: int, *, key: PRNGKeyArray):
+    def __init__(
+        self,
+        in_size: int,
+        hidden: int,
+        n_layers: int,
+        *,
+        impl: GRUImpl = "autodiff",
+        key: PRNGKeyArray,
+    ):
         keys = jax.random.split(key, 2 * n_layers).reshape(n_layers, 2)
         sizes = [in_size] + [2 * hidden] * (n_layers - 1)
         self.forward = tuple(
-            GRULayer(n, hidden, key=k[0]) for n, k in zip(sizes, keys, strict=True)
+            GRULayer(n, hidden, impl=impl, key=k[0]) for n, k in zip(sizes, keys, strict=True)
         )
         self.backward = tuple(
-            GRULayer(n, hidden, key=k[1]) for n, k in zip(sizes, keys, strict=True)
+            GRULayer(n, hidden, impl=impl, key=k[1]) for n, k in zip(sizes, keys, strict=True)
         )
 
     def __call__(self, x: Float[Array, "time in"]) -> Float[Array, "time out"]:
@@ -157,11 +165,12 @@ class VO2Kalman(eqx.Module):
         *,
         window: int = 60,
         dropout: float = 0.1,
+        gru_impl: GRUImpl = "autodiff",
         key: PRNGKeyArray,
     ):
         k = jax.random.split(key, 4)
         self.encoder = Encoder(n_features + 1, hidden, dropout=dropout, key=k[0])
-        self.gru = BiGRU(hidden, hidden, n_layers, key=k[1])
+        self.gru = BiGRU(hidden, hidden, n_layers, impl=gru_impl, key=k[1])
         # small initial heads: an untrained model holds v_0 with a moderate gain
         self.step_head = _small_head(2 * hidden, N_STEP_HEADS, 0.1, key=k[2])
         self.window_head = _small_head(2 * hidden, 3, 0.1, key=k[3])
@@ -265,12 +274,19 @@ class VO2Kalman(eqx.Module):
 
 
 def build_vo2_model(
-    n_features: int, variant: str | tuple[int, int], *, window: int = 60, key: PRNGKeyArray
+    n_features: int,
+    variant: str | tuple[int, int],
+    *,
+    window: int = 60,
+    gru_impl: str = "autodiff",
+    key: PRNGKeyArray,
 ) -> VO2Kalman:
-    """A `VO2Kalman` of a named variant (`VARIANTS`) or an explicit `(hidden, layers)`."""
+    """A `VO2Kalman` of a named variant (`VARIANTS`) or an explicit `(hidden, layers)`; `gru_impl`
+    chooses how its GRU layers run (`models.backbone.GRU_IMPLS`)."""
+    check_gru_impl(gru_impl)
     if isinstance(variant, str):
         if variant not in VARIANTS:
             raise ValueError(f"unknown VO2 variant {variant!r}: choose one of {sorted(VARIANTS)}")
         variant = VARIANTS[variant]
     hidden, layers = variant
-    return VO2Kalman(n_features, hidden, layers, window=window, key=key)
+    return VO2Kalman(n_features, hidden, layers, window=window, gru_impl=gru_impl, key=key)
