@@ -65,12 +65,16 @@ def main(argv=None) -> int:
         help="hide every patch of one channel per window (PretrainConfig.hide_channel)",
     )  # fmt: skip
     parser.add_argument(
-        "--level-weight", type=float, default=PretrainConfig.level_weight,
+        "--level-weight", type=float, default=PretrainConfig._field_defaults["level_weight"],
         help="weight of the hidden levels' MSE beside the signal's (PretrainConfig.level_weight)",
     )  # fmt: skip
     parser.add_argument(
         "--level-targets", choices=("hidden", "all"), default="hidden",
         help="whose levels the [CLS] tokens predict in pretraining (PretrainConfig.level_targets)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--contrast-weight", type=float, default=PretrainConfig._field_defaults["contrast_weight"],
+        help="weight of the temporal contrastive term (PretrainConfig.contrast_weight; 0: none)",
     )  # fmt: skip
     parser.add_argument(
         "--fixed-c", type=float,
@@ -85,6 +89,7 @@ def main(argv=None) -> int:
         hide_channel=args.hide_channel,
         level_weight=args.level_weight,
         level_targets=args.level_targets,
+        contrast_weight=args.contrast_weight,
     )
     epochs = args.epochs or (4 if args.quick else config.train.epochs)
     config = config._replace(train=config.train._replace(epochs=epochs))
@@ -126,7 +131,7 @@ def main(argv=None) -> int:
         "pretraining": {
             "size": config.size, "parameters": n_parameters(config.size), "corpus": args.corpus,
             "hide_channel": config.hide_channel, "level_weight": config.level_weight,
-            "level_targets": config.level_targets,
+            "level_targets": config.level_targets, "contrast_weight": config.contrast_weight,
             "windows": int(corpus.x.shape[0]), "epochs_run": int(len(history["val_loss"])),
             "seconds": round(pretrain_s, 1),
             "train_loss_first_last": [float(history["train_loss"][i]) for i in (0, -1)],

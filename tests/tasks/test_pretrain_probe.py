@@ -25,14 +25,86 @@ def test_masks_hide_the_stated_share_in_their_shape(kind):
 
 
 def _corpus(n=96, c=3, t=60, seed=0):
-    """Sums of slow sines (periods 10-40 s) at random levels: structure a decoder can learn."""
+    """Slow sines (periods 10-40 s) at random levels: structure a decoder can learn. Windows
+    come in recordings of 8 that share each channel's level and period (not its phase), so a
+    window's partner can be told from the other recordings' windows."""
     rng = np.random.default_rng(seed)
     time = np.arange(t)[None, None]
-    period = rng.uniform(10, 40, (n, c, 1))
-    x = 100 * rng.random((n, c, 1)) + np.sin(
-        2 * np.pi * time / period + rng.uniform(0, 6, (n, c, 1))
+    recording = np.arange(n) // 8
+    per_recording = lambda a: a[recording]  # noqa: E731
+    period = per_recording(rng.uniform(10, 40, (n // 8 + 1, c, 1)))
+    level = per_recording(100 * rng.random((n // 8 + 1, c, 1)))
+    x = level + np.sin(2 * np.pi * time / period + rng.uniform(0, 6, (n, c, 1)))
+    return Corpus(jnp.asarray(x, jnp.float32), jnp.ones((n, c), bool), jnp.asarray(recording))
+
+
+def test_contrast_loss_equals_a_float64_infonce(x64):
+    """The symmetric InfoNCE against NumPy: channel-mean [CLS] over real channels, unit length,
+    anchors (first half) against partners (second half)."""
+    from wearjax.tasks.pretrain import contrast_loss
+
+    rng = np.random.default_rng(0)
+    cls = rng.normal(size=(6, 3, 5))
+    ok = rng.random((6, 3)) > 0.3
+    ok[:, 0] = True
+    z = np.stack([cls[b, ok[b]].mean(0) for b in range(6)])
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    logits = z[:3] @ z[3:].T / 0.2
+
+    def ce(lg):  # mean over rows of -log softmax at the diagonal
+        lg = lg - lg.max(1, keepdims=True)
+        return np.mean(np.log(np.exp(lg).sum(1)) - np.diag(lg))
+
+    want = 0.5 * (ce(logits) + ce(logits.T))
+    got = contrast_loss(jnp.asarray(cls), jnp.asarray(ok), 0.2)
+    np.testing.assert_allclose(float(got), want, rtol=1e-10)
+
+
+def test_partners_stay_in_the_recording_within_reach_and_allowed():
+    from wearjax.tasks.pretrain import partners
+
+    recording = jnp.asarray([0, 0, 0, 0, 0, 1, 1, 2, 3, 3, 3])
+    allowed = jnp.ones(11, bool).at[3].set(False)
+    i = jnp.tile(jnp.arange(11), 50)
+    j = np.asarray(partners(jax.random.key(0), i, recording, allowed, 2))
+    i, rec = np.asarray(i), np.asarray(recording)
+    alone = i == 7  # recording 2 has one window: its own partner
+    assert np.all(j[alone] == 7)
+    assert np.all(rec[j] == rec[i]) and np.all(np.abs(j - i) <= 2)
+    assert np.all(j[~alone] != i[~alone]) and not np.any(j == 3)
+    # every allowed neighbour is drawn for window 2 of recording 0 (indices 0, 1, 4)
+    assert set(j[i == 2]) == {0, 1, 4}
+
+
+def test_joined_corpora_keep_their_recordings_apart():
+    from wearjax.tasks.pretrain import join_corpora
+
+    a, b = _corpus(16), _corpus(24)
+    joined = join_corpora(a, b)
+    rec = np.asarray(joined.recording)
+    assert joined.x.shape[0] == 40
+    np.testing.assert_array_equal(rec[:16], np.asarray(a.recording))
+    np.testing.assert_array_equal(rec[16:], np.asarray(b.recording) + 2)
+
+
+@pytest.mark.slow
+def test_contrastive_pretraining_learns_to_pair_windows_of_a_recording():
+    """With the temporal contrastive term the loss falls, and after 80 steps the term itself
+    sits under its chance level (log of the pairs in a batch) on a batch of training windows."""
+    from wearjax.tasks.pretrain import corpus_fold, make_task, masked_loss
+
+    corpus = _corpus(n=192)
+    config = PretrainConfig(size="tiny", batch_size=16, contrast_weight=1.0)
+    config = config._replace(
+        train=config.train._replace(epochs=8, steps_per_epoch=10, learning_rate=2e-3)
     )
-    return Corpus(jnp.asarray(x, jnp.float32), jnp.ones((n, c), bool))
+    result = pretrain(corpus, config, n_validation=32)
+    val = np.asarray(result.history["val_loss"])
+    assert np.all(np.isfinite(val)) and val.min() < 0.85 * val[0], val
+    x, ok = make_task(config).sample(corpus, corpus_fold(192, 32), jax.random.key(5))
+    both = masked_loss(result.model, x, ok, jax.random.key(1), config)
+    alone = masked_loss(result.model, x, ok, jax.random.key(1), config._replace(contrast_weight=0))
+    assert float(both - alone) < 0.9 * np.log(8), float(both - alone)
 
 
 @pytest.mark.slow

@@ -16,6 +16,15 @@ channel's patches are all hidden as well, so its signal and levels can only come
 other channels, through the liaison fusion: the relations between channels (ventilation
 against CO2 output, HR against VO2) become the task.
 
+With `contrast_weight > 0` half of each batch are anchors and half their partners: a window of
+the same recording at most `contrast_reach` hops away (`partners`). Each window's embedding for
+this term is the mean of its real channels' [CLS] tokens, scaled to unit length, and a
+symmetric InfoNCE loss (temperature `contrast_temperature`; the other pairs of the batch are
+the negatives) asks it to pick its partner out of the batch: features that stay put over a
+minute or two of one recording (how hard the body works) are kept, and what changes from one
+window to the next is not (a temporal contrastive term, as in time-contrastive learning). The
+two windows of a pair get their own masks, so masking is part of the contrast.
+
 Masks (`patch_mask`), with `mask_ratio` of the patches hidden: `random` (any patches, exactly
 `round(ratio P)` per channel), `time` (whole time columns), `scale` (whole scale rows), `mixed`
 (one of the three, drawn per channel of each sample). The scalogram is computed from the whole
@@ -36,6 +45,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from wearjax.data.imu import windows
 from wearjax.data.synthetic import simulate_cohort
@@ -60,6 +70,9 @@ class PretrainConfig(NamedTuple):
     level_weight: float = 0.1  # the hidden levels' MSE beside the signal's
     hide_channel: bool = False  # hide all of the hidden-levels channel's patches too
     level_targets: str = "hidden"  # "all": every channel's [CLS] predicts its levels too
+    contrast_weight: float = 0.0  # the temporal InfoNCE term beside the MSE (module docstring)
+    contrast_reach: int = 2  # hops to a window's partner (2 x 30 s in the 1 Hz corpora)
+    contrast_temperature: float = 0.1
     batch_size: int = 16
     seed: int = 0
     train: TrainConfig = TrainConfig(
@@ -82,6 +95,7 @@ class PretrainConfig(NamedTuple):
 class Corpus(NamedTuple):
     x: jax.Array  # [N, C, T] windows at the nominal rate
     ok: jax.Array  # [N, C] False: a padded channel
+    recording: jax.Array  # [N] the recording a window comes from; in time order within it
 
 
 class CorpusFold(NamedTuple):
@@ -109,7 +123,13 @@ def synthetic_corpus(
     w = np.concatenate(out)  # [N, T, F]
     pick = np.argsort(rng.random((len(w), w.shape[2])), axis=1)[:, :n_channels]
     x = np.take_along_axis(w, pick[:, None, :], axis=2).transpose(0, 2, 1)
-    return Corpus(jnp.asarray(x, jnp.float32), jnp.ones(x.shape[:2], bool))
+    return _corpus(x, np.repeat(np.arange(len(out)), [len(o) for o in out]))
+
+
+def _corpus(x: np.ndarray, recording: np.ndarray) -> Corpus:
+    return Corpus(
+        jnp.asarray(x, jnp.float32), jnp.ones(x.shape[:2], bool), jnp.asarray(recording, jnp.int32)
+    )
 
 
 def cpet_corpus(*, window_s: int = 60, hop_s: int = 30) -> Corpus:
@@ -119,14 +139,22 @@ def cpet_corpus(*, window_s: int = 60, hop_s: int = 30) -> Corpus:
     from wearjax.data.pyoxynet import resting_series
 
     series, _ = resting_series(window_s)
-    w = np.concatenate([windows(x, window_s, hop_s) for x in series])  # [N, T, 4]
-    w = w[np.all(np.isfinite(w), axis=(1, 2))].transpose(0, 2, 1)
-    return Corpus(jnp.asarray(w, jnp.float32), jnp.ones(w.shape[:2], bool))
+    parts = [windows(x, window_s, hop_s) for x in series]
+    w = np.concatenate(parts)  # [N, T, 4]
+    recording = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
+    keep = np.all(np.isfinite(w), axis=(1, 2))
+    return _corpus(w[keep].transpose(0, 2, 1), recording[keep])
 
 
 def join_corpora(*corpora: Corpus) -> Corpus:
-    """One corpus of several with the same channel count and window length."""
-    return Corpus(*(jnp.concatenate(parts) for parts in zip(*corpora, strict=True)))
+    """One corpus of several with the same channel count and window length (recordings
+    renumbered so that no two corpora share one)."""
+    offsets = np.cumsum([0] + [int(c.recording.max()) + 1 for c in corpora[:-1]])
+    return Corpus(
+        jnp.concatenate([c.x for c in corpora]),
+        jnp.concatenate([c.ok for c in corpora]),
+        jnp.concatenate([c.recording + o for c, o in zip(corpora, offsets, strict=True)]),
+    )
 
 
 WRIST = PretrainConfig(nominal_rate=25.0, low_hz=0.25, high_hz=6.25, n_scales=25)
@@ -148,10 +176,11 @@ def wrist_corpus(n_subjects: int = 8, sessions: int = 2, *, minutes: float = 10.
     x = series.reshape(-1, k, n, 7).reshape(-1, n, 7)  # [S k, T, 7]
     whole = w.ppg_ok[:, : k * n].reshape(-1, n).all(axis=1)
     x = x[whole]
+    recording = np.repeat(np.arange(series.shape[0]), k)[whole]
     rng = np.random.default_rng(seed)
     pick = np.argsort(rng.random((len(x), 7)), axis=1)[:, :4]
     x = np.take_along_axis(x, pick[:, None, :], axis=2).transpose(0, 2, 1)
-    return Corpus(jnp.asarray(x, jnp.float32), jnp.ones(x.shape[:2], bool))
+    return _corpus(x, recording)
 
 
 def patch_mask(key, rows: int, cols: int, ratio: float, kind: str) -> jax.Array:
@@ -211,21 +240,66 @@ def masked_loss(model, x, ok, key, config: PretrainConfig):
     check_config(config)
     h = (hide if config.level_targets == "hidden" else ok).astype(lv.dtype)
     level_mse = jnp.sum(h[..., None] * jnp.square(guess - lv)) / jnp.maximum(2.0 * jnp.sum(h), 1.0)
-    return signal_mse + config.level_weight * level_mse
+    loss = signal_mse + config.level_weight * level_mse
+    if config.contrast_weight > 0:
+        loss = loss + config.contrast_weight * contrast_loss(
+            tokens[:, :, 0], ok, config.contrast_temperature
+        )
+    return loss
+
+
+def contrast_loss(cls, ok, temperature: float):
+    """Symmetric InfoNCE of a batch whose first half are anchors and second half their
+    partners, in order (module docstring); `cls [B, C, D]` each channel's [CLS] token."""
+    w = ok[..., None].astype(cls.dtype)
+    z = jnp.sum(cls * w, axis=1) / jnp.maximum(jnp.sum(w, axis=1), 1.0)
+    z = z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-6)
+    half = z.shape[0] // 2
+    logits = z[:half] @ z[half:].T / temperature
+    labels = jnp.arange(half)
+    ce = optax.softmax_cross_entropy_with_integer_labels
+    return 0.5 * (jnp.mean(ce(logits, labels)) + jnp.mean(ce(logits.T, labels)))
+
+
+def partners(key, i, recording, allowed, reach: int):
+    """For each window index in `i`, a window of the same recording at most `reach` hops
+    away, not itself, drawn uniformly from those `allowed` (a `[N]` bool); the window itself
+    when there is none."""
+    offsets = jnp.concatenate([jnp.arange(-reach, 0), jnp.arange(1, reach + 1)])
+    j = i[:, None] + offsets[None]  # [B, 2 reach]
+    inside = (j >= 0) & (j < recording.shape[0])
+    j = jnp.clip(j, 0, recording.shape[0] - 1)
+    valid = inside & (recording[j] == recording[i][:, None]) & allowed[j]
+    score = jnp.where(valid, jax.random.uniform(key, j.shape), -1.0)
+    best = jnp.argmax(score, axis=1)
+    pick = jnp.take_along_axis(j, best[:, None], axis=1)[:, 0]
+    return jnp.where(jnp.any(valid, axis=1), pick, i)
 
 
 def make_task(config: PretrainConfig) -> Task:
-    def sample(data: Corpus, fold: CorpusFold, key):
-        i = jax.random.choice(key, data.x.shape[0], (config.batch_size,), p=fold.train_p)
+    pairs = config.contrast_weight > 0
+
+    def with_partners(data: Corpus, i, allowed, key):
+        if pairs:
+            j = partners(key, i, data.recording, allowed, config.contrast_reach)
+            i = jnp.concatenate([i, j])
         return data.x[i], data.ok[i]
+
+    def sample(data: Corpus, fold: CorpusFold, key):
+        k_i, k_j = jax.random.split(key)
+        n = config.batch_size // 2 if pairs else config.batch_size
+        i = jax.random.choice(k_i, data.x.shape[0], (n,), p=fold.train_p)
+        return with_partners(data, i, fold.train_p > 0, k_j)
 
     def loss(model, batch, key, epoch):
         x, ok = batch
         return masked_loss(model, x, ok, key, config), ()
 
     def validate(model, data: Corpus, fold: CorpusFold):
-        x, ok = data.x[fold.val_idx], data.ok[fold.val_idx]
-        return masked_loss(model, x, ok, jax.random.key(0), config)  # the same masks each epoch
+        # the same partners and masks each epoch
+        everywhere = jnp.ones(data.recording.shape, bool)
+        x, ok = with_partners(data, fold.val_idx, everywhere, jax.random.key(1))
+        return masked_loss(model, x, ok, jax.random.key(0), config)
 
     return Task(sample, loss, validate)
 
@@ -240,7 +314,13 @@ def corpus_fold(n: int, n_validation: int, seed: int = 0) -> CorpusFold:
 
 
 def check_config(config: PretrainConfig) -> None:
-    """Refuse a masking or level-target setting the loss does not know, naming the choices."""
+    """Refuse a masking or level-target setting the loss does not know, or a contrastive
+    term without pairs to contrast, naming the fix."""
+    if config.contrast_weight > 0 and (config.batch_size < 4 or config.contrast_reach < 1):
+        raise ValueError(
+            f"contrast_weight > 0 needs batch_size >= 4 (two pairs at least; got "
+            f"{config.batch_size}) and contrast_reach >= 1 (got {config.contrast_reach})"
+        )
     if config.masking not in MASKINGS:
         raise ValueError(f"unknown masking {config.masking!r}: choose one of {MASKINGS}")
     if config.level_targets not in LEVEL_TARGETS:
