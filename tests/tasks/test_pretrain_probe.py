@@ -76,6 +76,28 @@ def test_partners_stay_in_the_recording_within_reach_and_allowed():
     assert set(j[i == 2]) == {0, 1, 4}
 
 
+def test_a_contrastive_batch_is_anchors_then_their_training_partners():
+    """`sample` with the contrastive term: training anchors first, then for each its partner,
+    a training window (never a validation one) of the same recording within reach; an odd
+    batch is refused."""
+    from wearjax.tasks.pretrain import check_config, corpus_fold, make_task
+
+    corpus = _corpus()
+    corpus = corpus._replace(x=corpus.x.at[:, 0, 0].set(jnp.arange(96.0)))  # window ids
+    fold = corpus_fold(96, 16)
+    val = set(np.asarray(fold.val_idx).tolist())
+    config = PretrainConfig(size="tiny", batch_size=8, contrast_weight=1.0)
+    rec = np.asarray(corpus.recording)
+    for seed in range(20):
+        x, _ = make_task(config).sample(corpus, fold, jax.random.key(seed))
+        ids = np.asarray(x[:, 0, 0]).astype(int)
+        anchors, partners = ids[:4], ids[4:]
+        assert not (set(anchors.tolist()) | set(partners.tolist())) & val
+        assert np.all(rec[anchors] == rec[partners]) and np.all(np.abs(anchors - partners) <= 2)
+    with pytest.raises(ValueError, match="even batch_size"):
+        check_config(config._replace(batch_size=7))
+
+
 def test_joined_corpora_keep_their_recordings_apart():
     from wearjax.tasks.pretrain import join_corpora
 

@@ -95,7 +95,10 @@ class PretrainConfig(NamedTuple):
 class Corpus(NamedTuple):
     x: jax.Array  # [N, C, T] windows at the nominal rate
     ok: jax.Array  # [N, C] False: a padded channel
-    recording: jax.Array  # [N] the recording a window comes from; in time order within it
+    # [N] the recording a window comes from; a recording's windows are consecutive and in time
+    # order (windows left out, e.g. for PPG dropouts in `wrist_corpus`, leave gaps that a hop
+    # of `partners` steps over)
+    recording: jax.Array
 
 
 class CorpusFold(NamedTuple):
@@ -296,10 +299,20 @@ def make_task(config: PretrainConfig) -> Task:
         return masked_loss(model, x, ok, key, config), ()
 
     def validate(model, data: Corpus, fold: CorpusFold):
-        # the same partners and masks each epoch
+        # the same partners and masks each epoch; with pairs, in groups of a training batch's
+        # size, so that the contrastive term has as many negatives as in training
         everywhere = jnp.ones(data.recording.shape, bool)
-        x, ok = with_partners(data, fold.val_idx, everywhere, jax.random.key(1))
-        return masked_loss(model, x, ok, jax.random.key(0), config)
+        if not pairs:
+            x, ok = with_partners(data, fold.val_idx, everywhere, jax.random.key(1))
+            return masked_loss(model, x, ok, jax.random.key(0), config)
+        n = config.batch_size // 2
+        groups = fold.val_idx[: len(fold.val_idx) // n * n].reshape(-1, n)
+
+        def one(idx):
+            x, ok = with_partners(data, idx, everywhere, jax.random.key(1))
+            return masked_loss(model, x, ok, jax.random.key(0), config)
+
+        return jnp.mean(jax.lax.map(one, groups))
 
     return Task(sample, loss, validate)
 
@@ -316,10 +329,11 @@ def corpus_fold(n: int, n_validation: int, seed: int = 0) -> CorpusFold:
 def check_config(config: PretrainConfig) -> None:
     """Refuse a masking or level-target setting the loss does not know, or a contrastive
     term without pairs to contrast, naming the fix."""
-    if config.contrast_weight > 0 and (config.batch_size < 4 or config.contrast_reach < 1):
+    pairs_ok = config.batch_size >= 4 and config.batch_size % 2 == 0
+    if config.contrast_weight > 0 and (not pairs_ok or config.contrast_reach < 1):
         raise ValueError(
-            f"contrast_weight > 0 needs batch_size >= 4 (two pairs at least; got "
-            f"{config.batch_size}) and contrast_reach >= 1 (got {config.contrast_reach})"
+            f"contrast_weight > 0 needs an even batch_size >= 4 (anchors and their partners; "
+            f"got {config.batch_size}) and contrast_reach >= 1 (got {config.contrast_reach})"
         )
     if config.masking not in MASKINGS:
         raise ValueError(f"unknown masking {config.masking!r}: choose one of {MASKINGS}")
