@@ -96,6 +96,13 @@ def test_a_contrastive_batch_is_anchors_then_their_training_partners():
         assert np.all(rec[anchors] == rec[partners]) and np.all(np.abs(anchors - partners) <= 2)
     with pytest.raises(ValueError, match="even batch_size"):
         check_config(config._replace(batch_size=7))
+    # fewer validation windows than a batch's anchors: one group, a finite loss
+    from wearjax.models.transformer import build_transformer
+
+    model = build_transformer("tiny", key=jax.random.key(0))
+    few = corpus_fold(96, 3)
+    big = config._replace(batch_size=16)
+    assert np.isfinite(float(make_task(big).validate(model, corpus, few)))
 
 
 def test_joined_corpora_keep_their_recordings_apart():

@@ -305,7 +305,7 @@ def make_task(config: PretrainConfig) -> Task:
         if not pairs:
             x, ok = with_partners(data, fold.val_idx, everywhere, jax.random.key(1))
             return masked_loss(model, x, ok, jax.random.key(0), config)
-        n = config.batch_size // 2
+        n = min(config.batch_size // 2, len(fold.val_idx))  # one group when validation is small
         groups = fold.val_idx[: len(fold.val_idx) // n * n].reshape(-1, n)
 
         def one(idx):
