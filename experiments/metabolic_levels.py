@@ -8,7 +8,13 @@ pyoxynet's real CPET windows (60 s of HR, VO2, VCO2 and VE, moderate / heavy / s
 - `levels + log ratios`: with the six log ratios of the channels' means (VE / VCO2, ...);
 - `statistical features` (`tasks.har_baselines.statistical_features`), alone and with levels.
 
+With `--encoder CKPT` (an encoder `experiments/transformer_probe.py` wrote), the same probe on
+the encoder's channels' [CLS] tokens, alone and with the 8 levels appended, for the
+pretrained weights and for random ones (the seed `transformer_probe.py` draws them with): does
+a probe find the levels again when the encoder's other dimensions stand beside them?
+
     python experiments/metabolic_levels.py --out experiments/results/metabolic_levels  # ~3 min
+    python experiments/metabolic_levels.py --encoder DIR/encoder.wjx --out DIR/levels  # ~12 min
 """
 
 from __future__ import annotations
@@ -41,10 +47,31 @@ def feature_sets(x: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+def encoder_sets(path: Path, w, lv: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """The encoder's [CLS] tokens `[N, C * width]`, alone and with the levels, for its
+    pretrained weights and for random ones (module docstring)."""
+    import jax
+
+    from wearjax.models.transformer import build_transformer
+    from wearjax.tasks.pretrain import load_encoder
+    from wearjax.tasks.probe import embed_windows
+
+    model, header = load_encoder(path)
+    random_model = build_transformer(header["size"], key=jax.random.split(jax.random.key(seed))[0])
+    out = {}
+    for name, m in (("pretrained", model), ("random weights", random_model)):
+        e = embed_windows(m, w, header)  # [N, C * 2 width]: per channel [CLS], patch mean
+        cls = e.reshape(len(e), w.x.shape[2], 2, -1)[:, :, 0].reshape(len(e), -1)
+        out[f"encoder [CLS] tokens, {name}"] = cls
+        out[f"encoder [CLS] tokens + levels, {name}"] = np.concatenate([cls, lv], -1)
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--encoder", type=Path, help="also probe this encoder's [CLS] tokens")
     args = parser.parse_args(argv)
     w, _ = domain_windows()
     split = Split.by_subject(w.subject, w.n_subjects, -(-w.n_subjects // 5), seed=args.seed)
@@ -52,6 +79,8 @@ def main(argv=None) -> int:
     stats = statistical_features(w)
     sets["statistical features"] = stats
     sets["statistical features + levels"] = np.concatenate([stats, sets["levels"]], -1)
+    if args.encoder is not None:
+        sets.update(encoder_sets(args.encoder, w, sets["levels"], args.seed))
     table = {}
     rows = ["| features | count | accuracy | macro-F1 |", "|---|---:|---:|---:|"]
     for name, features in sets.items():

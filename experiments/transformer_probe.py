@@ -77,6 +77,11 @@ def main(argv=None) -> int:
         help="weight of the temporal contrastive term (PretrainConfig.contrast_weight; 0: none)",
     )  # fmt: skip
     parser.add_argument(
+        "--contrast-negatives", choices=("batch", "recording"), default="batch",
+        help="the contrastive term's negatives: the batch's other pairs, or only other times of "
+        "the same recording (PretrainConfig.contrast_negatives)",
+    )  # fmt: skip
+    parser.add_argument(
         "--fixed-c", type=float,
         help="a fixed logistic penalty instead of the inner CV's choice (earlier rounds: 1)",
     )  # fmt: skip
@@ -90,6 +95,7 @@ def main(argv=None) -> int:
         level_weight=args.level_weight,
         level_targets=args.level_targets,
         contrast_weight=args.contrast_weight,
+        contrast_negatives=args.contrast_negatives,
     )
     epochs = args.epochs or (4 if args.quick else config.train.epochs)
     config = config._replace(train=config.train._replace(epochs=epochs))
@@ -132,6 +138,7 @@ def main(argv=None) -> int:
             "size": config.size, "parameters": n_parameters(config.size), "corpus": args.corpus,
             "hide_channel": config.hide_channel, "level_weight": config.level_weight,
             "level_targets": config.level_targets, "contrast_weight": config.contrast_weight,
+            "contrast_negatives": config.contrast_negatives,
             "windows": int(corpus.x.shape[0]), "epochs_run": int(len(history["val_loss"])),
             "seconds": round(pretrain_s, 1),
             "train_loss_first_last": [float(history["train_loss"][i]) for i in (0, -1)],

@@ -58,6 +58,64 @@ def test_contrast_loss_equals_a_float64_infonce(x64):
     want = 0.5 * (ce(logits) + ce(logits.T))
     got = contrast_loss(jnp.asarray(cls), jnp.asarray(ok), 0.2)
     np.testing.assert_allclose(float(got), want, rtol=1e-10)
+    # with negatives restricted: a left-out candidate is dropped from that row's softmax
+    allowed = np.eye(3, dtype=bool)
+    allowed[0, 1] = allowed[1, 0] = True
+
+    def ce_masked(lg):
+        rows = [np.log(np.exp(lg[a, allowed[a]]).sum()) - lg[a, a] for a in range(3)]
+        return np.mean(rows)
+
+    want = 0.5 * (ce_masked(logits) + ce_masked(logits.T))
+    got = contrast_loss(jnp.asarray(cls), jnp.asarray(ok), 0.2, jnp.asarray(allowed))
+    np.testing.assert_allclose(float(got), want, rtol=1e-10)
+
+
+def test_contrast_mask_keeps_other_times_of_the_same_recording():
+    from wearjax.tasks.pretrain import contrast_mask
+
+    recording = jnp.asarray([0] * 10 + [1] * 10)
+    i = jnp.asarray([0, 5, 6, 12, 0])  # anchors
+    j = jnp.asarray([1, 4, 8, 13, 2])  # their partners
+    got = np.asarray(contrast_mask(i, j, recording, 2))
+    want = np.eye(5, dtype=bool)
+    # 0 and 5: |0 - 4| = 4 and |1 - 5| = 4 hops apart, one recording
+    # 0 and 6: |0 - 8|, |1 - 6| > 2; 5 and 6: |5 - 8| = 3 but |4 - 6| = 2, too close
+    # 12 is another recording; the repeated anchor 0 is never its own negative
+    for a, b in [(0, 1), (0, 2), (1, 4), (2, 4)]:
+        want[a, b] = want[b, a] = True
+    np.testing.assert_array_equal(got, want)
+
+
+def test_negatives_within_a_recording_come_in_groups_of_one_recording():
+    """`contrast_negatives="recording"`: anchors in groups of `contrast_group` training windows
+    of one recording (distinct where the recording has enough), each with a training partner
+    within reach; the batch carries the mask of its negatives."""
+    from wearjax.tasks.pretrain import contrast_mask, corpus_fold, make_task
+
+    corpus = _corpus()
+    corpus = corpus._replace(x=corpus.x.at[:, 0, 0].set(jnp.arange(96.0)))  # window ids
+    fold = corpus_fold(96, 16)
+    val = set(np.asarray(fold.val_idx).tolist())
+    config = PretrainConfig(
+        size="tiny", batch_size=16, contrast_weight=1.0, contrast_negatives="recording"
+    )
+    rec = np.asarray(corpus.recording)
+    for seed in range(20):
+        x, _, allowed = make_task(config).sample(corpus, fold, jax.random.key(seed))
+        ids = np.asarray(x[:, 0, 0]).astype(int)
+        anchors, partners = ids[:8], ids[8:]
+        assert not (set(ids.tolist()) & val)
+        groups = rec[anchors].reshape(2, 4)
+        assert np.all(groups == groups[:, :1])
+        assert all(len(set(g)) == 4 for g in anchors.reshape(2, 4))  # 8 windows per recording
+        assert np.all(rec[anchors] == rec[partners]) and np.all(np.abs(anchors - partners) <= 2)
+        want = contrast_mask(jnp.asarray(anchors), jnp.asarray(partners), corpus.recording, 2)
+        np.testing.assert_array_equal(np.asarray(allowed), np.asarray(want))
+    with pytest.raises(ValueError, match="contrast_group"):
+        from wearjax.tasks.pretrain import check_config
+
+        check_config(config._replace(contrast_group=3))
 
 
 def test_partners_stay_in_the_recording_within_reach_and_allowed():
@@ -89,7 +147,7 @@ def test_a_contrastive_batch_is_anchors_then_their_training_partners():
     config = PretrainConfig(size="tiny", batch_size=8, contrast_weight=1.0)
     rec = np.asarray(corpus.recording)
     for seed in range(20):
-        x, _ = make_task(config).sample(corpus, fold, jax.random.key(seed))
+        x, *_ = make_task(config).sample(corpus, fold, jax.random.key(seed))
         ids = np.asarray(x[:, 0, 0]).astype(int)
         anchors, partners = ids[:4], ids[4:]
         assert not (set(anchors.tolist()) | set(partners.tolist())) & val
@@ -130,7 +188,7 @@ def test_contrastive_pretraining_learns_to_pair_windows_of_a_recording():
     result = pretrain(corpus, config, n_validation=32)
     val = np.asarray(result.history["val_loss"])
     assert np.all(np.isfinite(val)) and val.min() < 0.85 * val[0], val
-    x, ok = make_task(config).sample(corpus, corpus_fold(192, 32), jax.random.key(5))
+    x, ok, _ = make_task(config).sample(corpus, corpus_fold(192, 32), jax.random.key(5))
     both = masked_loss(result.model, x, ok, jax.random.key(1), config)
     alone = masked_loss(result.model, x, ok, jax.random.key(1), config._replace(contrast_weight=0))
     assert float(both - alone) < 0.9 * np.log(8), float(both - alone)

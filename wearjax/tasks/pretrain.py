@@ -25,6 +25,14 @@ minute or two of one recording (how hard the body works) are kept, and what chan
 window to the next is not (a temporal contrastive term, as in time-contrastive learning). The
 two windows of a pair get their own masks, so masking is part of the contrast.
 
+With `contrast_negatives="batch"` the negatives are the other pairs of the batch, mostly other
+recordings: the term is solved most easily by coding who and what was recorded (a subject's
+fingerprint), which a probe scored on unseen subjects cannot use. With `"recording"` the
+anchors come in groups of `contrast_group` windows of one recording (`recording_groups`) and a
+window's negatives are only the partners of its own group that lie more than `contrast_reach`
+hops from it (`contrast_mask`): what tells them apart is what changes within a recording over
+minutes (how hard the body works), and what a recording keeps throughout earns nothing.
+
 Masks (`patch_mask`), with `mask_ratio` of the patches hidden: `random` (any patches, exactly
 `round(ratio P)` per channel), `time` (whole time columns), `scale` (whole scale rows), `mixed`
 (one of the three, drawn per channel of each sample). The scalogram is computed from the whole
@@ -57,6 +65,7 @@ from wearjax.train.loop import Task, TrainConfig, fit
 
 MASKINGS = ("random", "time", "scale", "mixed")
 LEVEL_TARGETS = ("hidden", "all")
+NEGATIVES = ("batch", "recording")
 
 
 class PretrainConfig(NamedTuple):
@@ -73,6 +82,8 @@ class PretrainConfig(NamedTuple):
     contrast_weight: float = 0.0  # the temporal InfoNCE term beside the MSE (module docstring)
     contrast_reach: int = 2  # hops to a window's partner (2 x 30 s in the 1 Hz corpora)
     contrast_temperature: float = 0.1
+    contrast_negatives: str = "batch"  # "recording": only other times of the same recording
+    contrast_group: int = 4  # anchors per recording with contrast_negatives="recording"
     batch_size: int = 16
     seed: int = 0
     train: TrainConfig = TrainConfig(
@@ -222,8 +233,9 @@ def batch_masks(key, ok, rows: int, cols: int, config: PretrainConfig):
     return mask, hide
 
 
-def masked_loss(model, x, ok, key, config: PretrainConfig):
-    """The masked-reconstruction MSE of a batch `x [B, C, T]` (module docstring)."""
+def masked_loss(model, x, ok, key, config: PretrainConfig, allowed=None):
+    """The masked-reconstruction MSE of a batch `x [B, C, T]` (module docstring), plus the
+    contrastive term when it is on (`allowed`: its negatives, `contrast_loss`)."""
     r = config.nominal_rate
     planes = scalogram(x, r, r, config.freqs)  # [B, C, 3, S, T]
     rows, cols = planes.shape[-2] // PATCH[0], planes.shape[-1] // PATCH[1]
@@ -246,22 +258,50 @@ def masked_loss(model, x, ok, key, config: PretrainConfig):
     loss = signal_mse + config.level_weight * level_mse
     if config.contrast_weight > 0:
         loss = loss + config.contrast_weight * contrast_loss(
-            tokens[:, :, 0], ok, config.contrast_temperature
+            tokens[:, :, 0], ok, config.contrast_temperature, allowed
         )
     return loss
 
 
-def contrast_loss(cls, ok, temperature: float):
+def contrast_loss(cls, ok, temperature: float, allowed=None):
     """Symmetric InfoNCE of a batch whose first half are anchors and second half their
-    partners, in order (module docstring); `cls [B, C, D]` each channel's [CLS] token."""
+    partners, in order (module docstring); `cls [B, C, D]` each channel's [CLS] token.
+    `allowed [B/2, B/2]` (symmetric, True on the diagonal; `contrast_mask`) keeps only some
+    pairs as each other's negatives; None keeps all."""
     w = ok[..., None].astype(cls.dtype)
     z = jnp.sum(cls * w, axis=1) / jnp.maximum(jnp.sum(w, axis=1), 1.0)
     z = z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-6)
     half = z.shape[0] // 2
     logits = z[:half] @ z[half:].T / temperature
+    if allowed is not None:
+        logits = jnp.where(allowed, logits, -jnp.inf)
     labels = jnp.arange(half)
     ce = optax.softmax_cross_entropy_with_integer_labels
     return 0.5 * (jnp.mean(ce(logits, labels)) + jnp.mean(ce(logits.T, labels)))
+
+
+def contrast_mask(i, j, recording, reach: int):
+    """`[B, B]` bool for anchors `i [B]` and their partners `j [B]` (window indices; a
+    recording's windows are consecutive): pair b is a negative of pair a when both come from
+    one recording, neither window of one lies within `reach` hops of the other's partner, and
+    the anchors differ; every pair is its own positive. Symmetric in a and b."""
+    same = recording[i][:, None] == recording[i][None, :]
+    apart = (jnp.abs(i[:, None] - j[None, :]) > reach) & (jnp.abs(j[:, None] - i[None, :]) > reach)
+    distinct = i[:, None] != i[None, :]
+    return (same & apart & distinct) | jnp.eye(i.shape[0], dtype=bool)
+
+
+def recording_groups(key, seeds, recording, allowed, group: int):
+    """`[len(seeds) * group]` window indices: each seed, then `group - 1` other `allowed`
+    windows of its recording drawn without replacement (the seed again where the recording has
+    too few; `contrast_mask` keeps such repeats out of each other's negatives)."""
+    n = recording.shape[0]
+    same = (recording[None, :] == recording[seeds][:, None]) & allowed[None, :]
+    same = same & (jnp.arange(n)[None, :] != seeds[:, None])
+    score = jnp.where(same, jax.random.uniform(key, same.shape), -1.0)
+    top, pick = jax.lax.top_k(score, group - 1)
+    pick = jnp.where(top >= 0, pick, seeds[:, None])
+    return jnp.concatenate([seeds[:, None], pick], axis=1).reshape(-1)
 
 
 def partners(key, i, recording, allowed, reach: int):
@@ -281,36 +321,46 @@ def partners(key, i, recording, allowed, reach: int):
 
 def make_task(config: PretrainConfig) -> Task:
     pairs = config.contrast_weight > 0
+    within = pairs and config.contrast_negatives == "recording"
 
     def with_partners(data: Corpus, i, allowed, key):
-        if pairs:
-            j = partners(key, i, data.recording, allowed, config.contrast_reach)
-            i = jnp.concatenate([i, j])
-        return data.x[i], data.ok[i]
+        """`(x, ok, allowed)`: the windows (anchors then partners) and the pairs' negatives."""
+        if not pairs:
+            return data.x[i], data.ok[i], None
+        if within:  # (the batch mode's draws stay those of earlier rounds)
+            k_group, key = jax.random.split(key)
+            i = recording_groups(k_group, i, data.recording, allowed, config.contrast_group)
+        j = partners(key, i, data.recording, allowed, config.contrast_reach)
+        mask = contrast_mask(i, j, data.recording, config.contrast_reach) if within else None
+        both = jnp.concatenate([i, j])
+        return data.x[both], data.ok[both], mask
+
+    def seeds_per_batch() -> int:
+        n = config.batch_size // 2 if pairs else config.batch_size
+        return n // config.contrast_group if within else n
 
     def sample(data: Corpus, fold: CorpusFold, key):
         k_i, k_j = jax.random.split(key)
-        n = config.batch_size // 2 if pairs else config.batch_size
-        i = jax.random.choice(k_i, data.x.shape[0], (n,), p=fold.train_p)
+        i = jax.random.choice(k_i, data.x.shape[0], (seeds_per_batch(),), p=fold.train_p)
         return with_partners(data, i, fold.train_p > 0, k_j)
 
     def loss(model, batch, key, epoch):
-        x, ok = batch
-        return masked_loss(model, x, ok, key, config), ()
+        x, ok, allowed = batch
+        return masked_loss(model, x, ok, key, config, allowed), ()
 
     def validate(model, data: Corpus, fold: CorpusFold):
         # the same partners and masks each epoch; with pairs, in groups of a training batch's
         # size, so that the contrastive term has as many negatives as in training
         everywhere = jnp.ones(data.recording.shape, bool)
         if not pairs:
-            x, ok = with_partners(data, fold.val_idx, everywhere, jax.random.key(1))
+            x, ok, _ = with_partners(data, fold.val_idx, everywhere, jax.random.key(1))
             return masked_loss(model, x, ok, jax.random.key(0), config)
-        n = min(config.batch_size // 2, len(fold.val_idx))  # one group when validation is small
+        n = min(seeds_per_batch(), len(fold.val_idx))  # one group when validation is small
         groups = fold.val_idx[: len(fold.val_idx) // n * n].reshape(-1, n)
 
         def one(idx):
-            x, ok = with_partners(data, idx, everywhere, jax.random.key(1))
-            return masked_loss(model, x, ok, jax.random.key(0), config)
+            x, ok, allowed = with_partners(data, idx, everywhere, jax.random.key(1))
+            return masked_loss(model, x, ok, jax.random.key(0), config, allowed)
 
         return jnp.mean(jax.lax.map(one, groups))
 
@@ -337,6 +387,16 @@ def check_config(config: PretrainConfig) -> None:
         )
     if config.masking not in MASKINGS:
         raise ValueError(f"unknown masking {config.masking!r}: choose one of {MASKINGS}")
+    if config.contrast_negatives not in NEGATIVES:
+        raise ValueError(
+            f"unknown contrast_negatives {config.contrast_negatives!r}: choose one of {NEGATIVES}"
+        )
+    if config.contrast_negatives == "recording" and config.contrast_weight > 0:
+        if config.contrast_group < 2 or (config.batch_size // 2) % config.contrast_group:
+            raise ValueError(
+                f"contrast_negatives='recording' needs contrast_group >= 2 dividing half the "
+                f"batch ({config.batch_size // 2} anchors; got {config.contrast_group})"
+            )
     if config.level_targets not in LEVEL_TARGETS:
         raise ValueError(
             f"unknown level_targets {config.level_targets!r}: choose one of {LEVEL_TARGETS}"
