@@ -39,6 +39,12 @@ call when it takes longer than the budget). PyTorch runs with `torch.set_num_thr
 (`--torch-threads`) and `OMP_WAIT_POLICY=PASSIVE` (set here, before torch is imported): on a
 machine whose cores other jobs share, OpenMP threads spinning at every barrier made one GRU
 step 16-40 ms instead of 0.07 ms. Writes markdown to `--out`.
+
+With `--devices N` (N > 1) the run makes N JAX CPU devices (`jax_num_cpu_devices`, one per
+core as the CLI does) and times wearjax twice in each configuration: on one device, as
+above, and with the batch split over the N devices (inputs placed with a `NamedSharding` over
+a `("data",)` mesh, weights replicated, `jit` left to partition the rest); the split
+run's outputs are checked against the one-device run's.
 """
 
 from __future__ import annotations
@@ -275,6 +281,23 @@ def _median_s(call: Callable[[], object], budget: float, reps: int = 5):
     return statistics.median(runs), out
 
 
+def split_batch(model, data, n: int):
+    """`(model, data, replicated)`: the model's arrays replicated over `n` CPU devices (a
+    `("data",)` mesh), the data's split along their leading (batch) axis where `n` divides it
+    (else replicated), and the replicated sharding."""
+    mesh = jax.make_mesh((n,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+    def place(a, sharding):
+        if not isinstance(a, jax.Array | np.ndarray):
+            return a
+        return jax.device_put(a, sharding if a.ndim and a.shape[0] % n == 0 else whole)
+
+    model = jax.tree_util.tree_map(lambda a: place(a, whole), model)
+    return model, jax.tree_util.tree_map(lambda a: place(a, split), data), whole
+
+
 def time_jax_rollout(name, model, args, budget):
     """(compile s, run s, prediction) of the jitted batched rollout."""
     predict = jax_predict(name)
@@ -296,9 +319,10 @@ def time_torch_rollout(name, ref, args, budget):
     return run, out.numpy()
 
 
-def time_jax_train(name, model, args, target, budget):
+def time_jax_train(name, model, args, target, budget, keep=None):
     """(compile s, run s, first step's gradient, static part) of one training step: loss,
-    gradient, Adam update."""
+    gradient, Adam update; `keep`: the sharding of every output (the weights stay where the
+    next step's compiled inputs expect them)."""
     loss = jax_loss(name)
     params, static = eqx.partition(model, eqx.is_inexact_array)
     opt = optax.adam(LR)
@@ -310,7 +334,8 @@ def time_jax_train(name, model, args, target, budget):
         return optax.apply_updates(params, updates), state, value, grads
 
     t0 = time.perf_counter()
-    compiled = jax.jit(step).lower(params, state, args, target).compile()
+    jitted = jax.jit(step) if keep is None else jax.jit(step, out_shardings=keep)
+    compiled = jitted.lower(params, state, args, target).compile()
     compile_s = time.perf_counter() - t0
     # the gradient at the initial weights; waited for, or the first timed call would include
     # the rest of this one (JAX dispatches asynchronously)
@@ -365,6 +390,12 @@ def run_model(name, sizes, opts, print_line) -> tuple[str, list[str], list[str]]
         args, _ = inputs(name, batch, length)
         compile_s, run_j, ours = time_jax_rollout(name, model, args, opts.budget)
         run_t, theirs = time_torch_rollout(name, ref, args, opts.budget)
+        extra = ""
+        if opts.devices > 1:
+            on_model, on_args, _ = split_batch(model, args, opts.devices)
+            _, run_s, split_out = time_jax_rollout(name, on_model, on_args, opts.budget)
+            np.testing.assert_allclose(split_out, ours, rtol=1e-4, atol=1e-3 * np.abs(ours).max())
+            extra = f" {batch * length / run_s:,.0f} | {run_t / run_s:.1f}x |"
         if not check:
             check["out"] = (batch, length, *compare(ours, theirs))
         torch_per_second = run_t / (batch * length)
@@ -372,7 +403,7 @@ def run_model(name, sizes, opts, print_line) -> tuple[str, list[str], list[str]]
         THROUGHPUT[name, batch] = (work / run_j, work / run_t)
         row = (
             f"| {label} | {batch} | {length} | {work / run_j:,.0f} | {work / run_t:,.0f} "
-            f"| {run_t / run_j:.1f}x | {compile_s:.1f} |"
+            f"| {run_t / run_j:.1f}x | {compile_s:.1f} |{extra}"
         )
         rollout_rows.append(row)
         print_line(row)
@@ -381,9 +412,18 @@ def run_model(name, sizes, opts, print_line) -> tuple[str, list[str], list[str]]
     compile_s, run_j, grads, static = time_jax_train(name, model, args, target, opts.budget)
     run_t, first = time_torch_train(name, ref, args, target, opts.budget)
     check["grad"] = (batch, length, *compare_grads(first, grads, static))
+    extra = ""
+    if opts.devices > 1:
+        on_model, (on_args, on_target), whole = split_batch(model, (args, target), opts.devices)
+        _, run_s, split_grads, _ = time_jax_train(
+            name, on_model, on_args, on_target, opts.budget, keep=whole
+        )
+        for a, b in zip(jax.tree.leaves(split_grads), jax.tree.leaves(grads), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * max(np.abs(b).max(), 1e-6))
+        extra = f" {1e3 * run_s:,.0f} | {run_t / run_s:.1f}x |"
     row = (
         f"| {label} | {batch} | {length} | {1e3 * run_j:,.0f} | {1e3 * run_t:,.0f} "
-        f"| {run_t / run_j:.1f}x | {compile_s:.1f} |"
+        f"| {run_t / run_j:.1f}x | {compile_s:.1f} |{extra}"
     )
     train_rows.append(row)
     print_line(row)
@@ -450,6 +490,10 @@ def main(argv=None) -> int:
     parser.add_argument("--gru-impl", choices=("autodiff", "manual"), default="autodiff")
     parser.add_argument("--quick", action="store_true", help="batch 1 and 8 x 300 s, < 1 min")
     parser.add_argument(
+        "--devices", type=int, default=1,
+        help="also time wearjax with the batch split over this many CPU devices (one per core)",
+    )  # fmt: skip
+    parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "torch_vs_jax_cpu.md"
     )
     argv = sys.argv[1:] if argv is None else argv
@@ -458,6 +502,8 @@ def main(argv=None) -> int:
         opts.length, opts.batches, opts.big_batch = 300, [1, 8], 0
         opts.train, opts.budget = (8, 120), 1.0
     torch.set_num_threads(opts.torch_threads)
+    if opts.devices > 1:  # before JAX starts its backend
+        jax.config.update("jax_num_cpu_devices", opts.devices)
     t_start = time.perf_counter()
     rates = [_sibling("flops").matmul_rate()]
     command = " ".join(["python benchmarks/torch_vs_jax.py", *argv])
@@ -488,18 +534,21 @@ def main(argv=None) -> int:
         "| model | rollout | max abs diff | relative | gradient | max abs diff | relative |",
         "|---|---|---:|---:|---|---:|---:|",
     ]
+    n = opts.devices
+    split_head = f" wearjax, {n} devices | its ratio |" if n > 1 else ""
     rollout = [
         "Generative rollout: throughput in session-seconds per wall second (higher is better).",
         "",
-        "| model | batch | session (s) | wearjax | torch | wearjax / torch | wearjax compile (s) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| model | batch | session (s) | wearjax | torch | wearjax / torch | wearjax compile (s) |"
+        + split_head,
+        "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * (2 * (opts.devices > 1)),
     ]
     train = [
         "Training step (generative MSE loss, backward, Adam): ms per step (lower is better).",
         "",
         "| model | batch | segment (s) | wearjax (ms) | torch (ms) | wearjax / torch "
-        "| wearjax compile (s) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| wearjax compile (s) |" + split_head,
+        "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * (2 * (opts.devices > 1)),
     ]
     for name in opts.models:
         c, r, t = run_model(name, sizes, opts, lambda row: print(row, flush=True))
