@@ -14,7 +14,7 @@ pretrained weights and for random ones (the seed `transformer_probe.py` draws th
 a probe find the levels again when the encoder's other dimensions stand beside them?
 
     python experiments/metabolic_levels.py --out experiments/results/metabolic_levels  # ~3 min
-    python experiments/metabolic_levels.py --encoder DIR/encoder.wjx --out DIR/levels  # ~12 min
+    python experiments/metabolic_levels.py --encoder DIR/encoder.wjx --out DIR/levels  # ~20 min
 """
 
 from __future__ import annotations

@@ -350,7 +350,10 @@ def make_task(config: PretrainConfig) -> Task:
 
     def validate(model, data: Corpus, fold: CorpusFold):
         # the same partners and masks each epoch; with pairs, in groups of a training batch's
-        # size, so that the contrastive term has as many negatives as in training
+        # size, so that the contrastive term has as many negatives as in training. Partners
+        # (and, with negatives from the recording, the rest of each anchor's group) may be
+        # training windows: a validation window rarely shares its recording with another, so
+        # the validation loss mixes held-out anchors with training windows beside them
         everywhere = jnp.ones(data.recording.shape, bool)
         if not pairs:
             x, ok, _ = with_partners(data, fold.val_idx, everywhere, jax.random.key(1))
