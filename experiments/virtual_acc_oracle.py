@@ -29,6 +29,7 @@ from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
+from scipy.signal import find_peaks
 
 from wearjax.data.wrist_synthetic import simulate_wrist
 from wearjax.signal.spectra import HOP_S, WINDOW_S, band_spectra, window_mean
@@ -88,6 +89,22 @@ def levels(seed: int = 0, window_s: float = WINDOW_S, guard_hz: float = GUARD_HZ
     }
 
 
+def clear_peaks(power, freqs, stride, guard_hz: float = GUARD_HZ):
+    """`(highest, most prominent) [S, W]` in Hz: of each window's local maxima of the power in
+    dB farther than `guard_hz` from every gait harmonic, the highest and the most prominent
+    (NaN where there is none). Per window with SciPy: an oracle for this study, not a model."""
+    db = 10.0 * np.log10(power / power.max(-1, keepdims=True) + 1e-12)
+    out = np.full((2, *power.shape[:2]), np.nan)
+    for s, w in np.ndindex(*power.shape[:2]):
+        peaks, props = find_peaks(db[s, w], prominence=0.0)
+        f = freqs[peaks]
+        clear = ~(np.abs(f[:, None] - HARMONICS[None] * stride[s, w]) < guard_hz).any(axis=1)
+        if clear.any():
+            for i, score in enumerate((db[s, w, peaks], props["prominences"])):
+                out[i, s, w] = f[clear][np.argmax(score[clear])]
+    return out
+
+
 def oracle_table(
     bcg: float, seed: int = 0, window_s: float = WINDOW_S, guard_hz: float = GUARD_HZ
 ) -> dict:
@@ -99,10 +116,17 @@ def oracle_table(
     near_gait = (gait < guard_hz).any(axis=0)  # [S, W, F]
     plain = freqs[np.argmax(power, axis=-1)]
     oracle = freqs[np.argmax(np.where(near_gait, 0.0, power), axis=-1)]
+    highest, prominent = clear_peaks(power, freqs, stride, guard_hz)
     hr_near = (np.abs(hr[None] - HARMONICS[:, None, None] * stride[None]) < guard_hz).any(axis=0)
     out = {"windows": int(hr.size), "hr_near_a_gait_harmonic": float(hr_near.mean())}
-    for name, est in (("acc_peak", plain), ("oracle_gait_removed", oracle)):
-        err = 60.0 * np.abs(est - hr)
+    estimates = {
+        "acc_peak": plain,
+        "oracle_gait_removed": oracle,
+        "oracle_clear_peak_highest": highest,
+        "oracle_clear_peak_prominent": prominent,
+    }
+    for name, est in estimates.items():  # no clear peak in a window: counted as 60 bpm off
+        err = np.where(np.isnan(est), 60.0, 60.0 * np.abs(est - hr))
         out[name] = {
             "mae": float(err.mean()),
             "within_5": float((err < 5).mean()),
@@ -129,7 +153,12 @@ def main(argv=None) -> int:
         "| within 5 bpm, HR clear of the gait |",
         "|---|---|---:|---:|---:|---:|",
     ]
-    names = {"acc_peak": "ACC spectral peak", "oracle_gait_removed": "oracle: gait removed"}
+    names = {
+        "acc_peak": "ACC spectral peak",
+        "oracle_gait_removed": "oracle: gait removed",
+        "oracle_clear_peak_highest": "oracle: highest local maximum clear of the gait",
+        "oracle_clear_peak_prominent": "oracle: most prominent local maximum clear of the gait",
+    }
     for label, m in metrics.items():
         if not label.startswith("bcg"):
             continue

@@ -1,0 +1,57 @@
+"""The no-learning oracles of `experiments/virtual_acc_oracle.py` on a hand-built spectrum."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _load(path: Path):
+    """An experiment script as a module, by path (`experiments/` holds no package)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+oracle = _load(Path(__file__).resolve().parents[1] / "experiments" / "virtual_acc_oracle.py")
+
+
+def _line(freqs, at, height_db, width=0.1):
+    return 10.0 ** (height_db / 10.0) * np.exp(-0.5 * ((freqs - at) / width) ** 2)
+
+
+def test_clear_peaks_skip_the_gait_and_its_skirts():
+    freqs = np.linspace(0.5, 4.0, 351)
+    stride = 1.4  # gait lines at 1.4 and 2.8 Hz, wide enough that their skirts pass the guard
+    gait = _line(freqs, 1.4, 0.0, 0.15) + _line(freqs, 2.8, -3.0, 0.15)
+    # the heart's line at 2.1 Hz, between the harmonics; a weaker noise bump at 3.6 Hz
+    spectrum = gait + _line(freqs, 2.1, -20.0, 0.05) + _line(freqs, 3.6, -45.0, 0.05) + 1e-6
+    power = spectrum[None, None]
+    highest, prominent = oracle.clear_peaks(power, freqs, np.array([[stride]]))
+    assert abs(highest[0, 0] - 2.1) < 0.02 and abs(prominent[0, 0] - 2.1) < 0.02
+    # the plain removal's argmax lands on a skirt at the guard's edge, not on the heart
+    near = (np.abs(freqs[None] - oracle.HARMONICS[:, None] * stride) < oracle.GUARD_HZ).any(0)
+    skirt = freqs[np.argmax(np.where(near, 0.0, spectrum))]
+    assert min(abs(skirt - 1.4), abs(skirt - 2.8)) < oracle.GUARD_HZ + 0.02
+
+
+def test_clear_peaks_prominence_prefers_an_isolated_line():
+    """A taller bump on a gait skirt's slope (little prominence) against a lower isolated line."""
+    freqs = np.linspace(0.5, 4.0, 351)
+    skirt = _line(freqs, 1.4, 0.0, 0.3)
+    on_slope = _line(freqs, 1.85, -8.0, 0.04)
+    isolated = _line(freqs, 3.3, -30.0, 0.05)
+    power = (skirt + on_slope + isolated + 1e-6)[None, None]
+    highest, prominent = oracle.clear_peaks(power, freqs, np.array([[1.4]]))
+    assert abs(highest[0, 0] - 1.85) < 0.04  # the slope moves its top
+    assert abs(prominent[0, 0] - 3.3) < 0.02
+
+
+def test_clear_peaks_none_clear_is_nan():
+    freqs = np.linspace(0.5, 4.0, 351)
+    power = _line(freqs, 1.4, 0.0, 0.1)[None, None] + 1e-9
+    highest, prominent = oracle.clear_peaks(power, freqs, np.array([[1.4]]))
+    assert np.isnan(highest[0, 0]) and np.isnan(prominent[0, 0])
