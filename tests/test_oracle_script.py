@@ -55,3 +55,17 @@ def test_clear_peaks_none_clear_is_nan():
     power = _line(freqs, 1.4, 0.0, 0.1)[None, None] + 1e-9
     highest, prominent = oracle.clear_peaks(power, freqs, np.array([[1.4]]))
     assert np.isnan(highest[0, 0]) and np.isnan(prominent[0, 0])
+
+
+def test_folded_sums_the_heart_harmonics():
+    """The heart's fundamental (2.3 Hz) weaker than a lone noise line (3.8 Hz), but its 3rd
+    harmonic adds to it (its 2nd, 4.6 Hz, lies on the gait's 3rd and is removed with it; the
+    gait's stride is 1.5 Hz)."""
+    freqs = np.linspace(0.5, 12.5, 961)
+    gait = sum(_line(freqs, h * 1.5, -3.0 * h, 0.05) for h in range(1, 9))
+    heart = sum(_line(freqs, h * 2.3, -40.0, 0.05) for h in (1, 2, 3))
+    noise = _line(freqs, 3.8, -38.0, 0.05)
+    power = (gait + heart + noise + 1e-9)[None, None]
+    stride = np.array([[1.5]])
+    assert abs(oracle.folded(power, freqs, stride, k=3)[0, 0] - 2.3) < 0.015
+    assert abs(oracle.folded(power, freqs, stride, k=1)[0, 0] - 3.8) < 0.015
