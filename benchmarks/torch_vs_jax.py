@@ -32,7 +32,7 @@ and would leave most of the computation idle. Per model:
   largest |value|) and the training step's first gradient (to `GRAD_RTOL`), float32.
 - the bound, for the GRU models at the largest of `--batches` (64; `ceiling_rows`): the ratio
   over PyTorch that a rollout running every one of its FLOPs at this CPU's large-matrix-product
-  rate would show.
+  rate would show; and the same for their training steps (`train_ceiling_rows`).
 
 Each time is the median of up to 5 calls that fit `--budget` seconds after a warm-up call (one
 call when it takes longer than the budget). PyTorch runs with `torch.set_num_threads(2)`
@@ -81,15 +81,23 @@ def _sibling(name: str):
     tests load it by path, leaving `sys.path` alone)."""
     if name in sys.modules:
         return sys.modules[name]
+    if name != "common":  # the siblings import `benchmarks/common.py` by its bare name
+        _sibling("common")
     spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]  # no half-loaded module for the next caller
+        raise
     return module
 
 
 torch_refs = _sibling("torch_refs")
 THROUGHPUT: dict = {}  # (model, batch) -> (wearjax, torch) session-seconds per second
+TRAIN_S: dict = {}  # model -> (wearjax, torch) seconds per training step, batch, segment
+GRU_MODELS = ("kalman", "ode", "vo2")  # the models a bound is worked out for
 
 MODELS = ("kalman", "ode", "personal", "vo2")
 LABELS = {
@@ -421,6 +429,7 @@ def run_model(name, sizes, opts, print_line) -> tuple[str, list[str], list[str]]
         for a, b in zip(jax.tree.leaves(split_grads), jax.tree.leaves(grads), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * max(np.abs(b).max(), 1e-6))
         extra = f" {1e3 * run_s:,.0f} | {run_t / run_s:.1f}x |"
+    TRAIN_S[name] = (run_j, run_t, batch, length)
     row = (
         f"| {label} | {batch} | {length} | {1e3 * run_j:,.0f} | {1e3 * run_t:,.0f} "
         f"| {run_t / run_j:.1f}x | {compile_s:.1f} |{extra}"
@@ -438,21 +447,40 @@ def run_model(name, sizes, opts, print_line) -> tuple[str, list[str], list[str]]
     return check_row, rollout_rows, train_rows
 
 
+def matrix_flops(model) -> float:
+    """Forward FLOPs per session-second of the model's matrix products: 2 per entry of its 2-D
+    weights, each of which the GRU models use once per second (encoders, GRU layers, heads).
+    For the HR models it is within 2% of XLA's count of their one-second program (5% asserted in
+    `ceiling_rows`); the VO2 model's bidirectional GRU has no one-second program to count."""
+    arrays = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
+    return 2.0 * sum(a.size for a in arrays if a.ndim == 2)
+
+
+def _rate_rows(rates: list[float]) -> tuple[float, list[float]]:
+    """The fastest of `rates` and two more measurements of the matrix-product rate."""
+    flops_mod = _sibling("flops")
+    rates = [*rates, flops_mod.matmul_rate(), flops_mod.matmul_rate()]
+    return max(rates), rates
+
+
 def ceiling_rows(names, batch: int, rates: list[float]) -> list[str]:
-    """How far a GRU model's rollout ratio at `batch` could go on this CPU: XLA's FLOPs per
-    session-second (`flops.flops`: the one-second program at `batch`) and the rate of a large
-    float32 matrix product (`flops.matmul_rate`: the fastest of `rates`, measured before the
-    rollouts, and of two more after them), both in this run; a rollout running every FLOP at
-    that rate would reach `rate / FLOPs` session-seconds per second, which over PyTorch's
-    measured throughput is the largest ratio any wearjax rollout could show."""
-    names = [n for n in names if n in ("kalman", "ode") and (n, batch) in THROUGHPUT]
+    """How far a GRU model's rollout ratio at `batch` could go on this CPU: FLOPs per
+    session-second (XLA's count of the one-second program at `batch`, `flops.flops`, for the HR
+    models; `matrix_flops` for VO2) and the rate of a large float32 matrix product
+    (`flops.matmul_rate`: the fastest of `rates`, measured before the rollouts, and of two more
+    after them), both in this run; a rollout running every FLOP at that rate would reach
+    `rate / FLOPs` session-seconds per second, which over PyTorch's measured throughput is the
+    largest ratio any wearjax rollout could show. Then the same for the training steps
+    (`train_ceiling_rows`), at the same rate."""
+    names = [n for n in names if n in GRU_MODELS and (n, batch) in THROUGHPUT]
     if not names:  # no GRU model timed at that batch: no bound to report
         return []
     flops_mod = _sibling("flops")
-    rates = [*rates, flops_mod.matmul_rate(), flops_mod.matmul_rate()]
-    rate = max(rates)
+    rate, rates = _rate_rows(rates)
     rows = [
-        f"What the target asks of the CPU at batch {batch}: XLA's FLOPs per session-second, "
+        f"What the target asks of the CPU at batch {batch}: FLOPs per session-second (XLA's "
+        "count for the HR models; 2 per matrix weight for VO2, whose bidirectional GRU XLA "
+        "cannot count per second), "
         f"the rate of a 2048 x 2048 float32 matrix product in this run ({rate:.0f} GFLOP/s, "
         f"the fastest of {len(rates)} measurements: "
         f"{', '.join(f'{r:.0f}' for r in rates)}), and the ratio over PyTorch a rollout would "
@@ -464,12 +492,44 @@ def ceiling_rows(names, batch: int, rates: list[float]) -> list[str]:
     ]
     for name in names:
         ours, theirs = THROUGHPUT[name, batch]
-        window = 60  # the shortest rollout the models take; the count is per second
-        per = flops_mod.flops(build(name), batch, window, N_FEATURES[name])[0] / window / batch
+        model = build(name)
+        per = matrix_flops(model)
+        if name != "vo2":
+            window = 60  # the shortest rollout the models take; the count is per second
+            counted = flops_mod.flops(model, batch, window, N_FEATURES[name])[0] / window / batch
+            assert abs(per / counted - 1.0) < 0.05, f"{name}: {per:.0f} against XLA's {counted:.0f}"
+            per = counted
         gflops = ours * per / 1e9
         rows.append(
             f"| {LABELS[name]} | {per / 1e3:.0f} | {gflops:.0f} | {100 * gflops / rate:.0f}% | "
             f"{ours / theirs:.1f}x | {rate * 1e9 / per / theirs:.1f}x |"
+        )
+    return rows + [""] + train_ceiling_rows(names, rate)
+
+
+def train_ceiling_rows(names, rate: float) -> list[str]:
+    """The bound of `ceiling_rows` for the training steps: 3 x the forward FLOPs of the matrix
+    products (`matrix_flops`; the reverse pass of `y = W x` is two products of the same size,
+    for the input's and the weight's gradients) over the step's batch and segment."""
+    names = [n for n in names if n in TRAIN_S]
+    if not names:
+        return []
+    rows = [
+        "The same for the training steps: FLOPs per step = 3 x the matrix products' forward "
+        "FLOPs (2 per weight per session-second, times batch x segment; the reverse pass of a "
+        "product is two of its size), at the same matrix-product rate.",
+        "",
+        "| model | GFLOP per step | wearjax GFLOP/s | of the matmul rate | torch GFLOP/s | "
+        "ratio measured | ratio at the matmul rate (bound) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in names:
+        ours, theirs, batch, length = TRAIN_S[name]
+        step = 3.0 * matrix_flops(build(name)) * batch * length
+        rows.append(
+            f"| {LABELS[name]} | {step / 1e9:.1f} | {step / ours / 1e9:.0f} | "
+            f"{100 * step / ours / 1e9 / rate:.0f}% | {step / theirs / 1e9:.0f} | "
+            f"{theirs / ours:.1f}x | {theirs * rate * 1e9 / step:.1f}x |"
         )
     return rows
 

@@ -69,3 +69,31 @@ def test_vo2_window_statistics():
 def test_an_unknown_model_has_no_reference():
     with pytest.raises(TypeError, match="no PyTorch reference"):
         bench.torch_refs.from_wearjax(object())
+
+
+@pytest.mark.parametrize("name", ["kalman", "ode"])
+def test_matrix_flops_match_xla_count(name):
+    """The bound's analytic count (2 FLOPs per matrix weight per second) against XLA's count of
+    the one-second program, where the model has one."""
+    flops = bench._sibling("flops")
+    model = bench.build(name)
+    counted = flops.flops(model, 4, 60, bench.N_FEATURES[name])[0] / 60 / 4
+    assert abs(bench.matrix_flops(model) / counted - 1.0) < 0.02
+
+
+def test_train_bound_by_hand(monkeypatch):
+    """One row of the training bound worked by hand: 10^6 matrix weights (the bias vector does
+    not count), batch 10 x 100 s: 3 x 2 x 10^6 x 1,000 = 6 GFLOP per step; at 100 GFLOP/s a
+    step could take 60 ms, so a torch step of 600 ms (10 GFLOP/s) bounds the ratio at 10x;
+    wearjax at 300 ms is 2.0x, 20 GFLOP/s, 20% of the rate."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    class Toy(eqx.Module):
+        w: jnp.ndarray
+        b: jnp.ndarray
+
+    monkeypatch.setattr(bench, "build", lambda name: Toy(jnp.zeros((1000, 1000)), jnp.zeros(7)))
+    monkeypatch.setitem(bench.TRAIN_S, "ode", (0.3, 0.6, 10, 100))
+    row = bench.train_ceiling_rows(["ode"], 100.0)[-1]
+    assert row == f"| {bench.LABELS['ode']} | 6.0 | 20 | 20% | 10 | 2.0x | 10.0x |"
