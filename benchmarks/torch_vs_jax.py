@@ -449,7 +449,8 @@ def run_model(name, sizes, opts, print_line) -> tuple[str, list[str], list[str]]
 
 def matrix_flops(model) -> float:
     """Forward FLOPs per session-second of the model's matrix products: 2 per entry of its 2-D
-    weights, each of which the GRU models use once per second (encoders, GRU layers, heads).
+    weights, which the GRU models use once per second (encoders, GRU layers, heads; VO2's
+    window head runs once per 60 s window instead, 0.04% of its weights).
     For the HR models it is within 2% of XLA's count of their one-second program (5% asserted in
     `ceiling_rows`); the VO2 model's bidirectional GRU has no one-second program to count."""
     arrays = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))

@@ -32,10 +32,6 @@ def test_clear_peaks_skip_the_gait_and_its_skirts():
     power = spectrum[None, None]
     highest, prominent = oracle.clear_peaks(power, freqs, np.array([[stride]]))
     assert abs(highest[0, 0] - 2.1) < 0.02 and abs(prominent[0, 0] - 2.1) < 0.02
-    # the plain removal's argmax lands on a skirt at the guard's edge, not on the heart
-    near = (np.abs(freqs[None] - oracle.HARMONICS[:, None] * stride) < oracle.GUARD_HZ).any(0)
-    skirt = freqs[np.argmax(np.where(near, 0.0, spectrum))]
-    assert min(abs(skirt - 1.4), abs(skirt - 2.8)) < oracle.GUARD_HZ + 0.02
 
 
 def test_clear_peaks_prominence_prefers_an_isolated_line():
@@ -69,3 +65,30 @@ def test_folded_sums_the_heart_harmonics():
     stride = np.array([[1.5]])
     assert abs(oracle.folded(power, freqs, stride, k=3)[0, 0] - 2.3) < 0.015
     assert abs(oracle.folded(power, freqs, stride, k=1)[0, 0] - 3.8) < 0.015
+
+
+def test_folded_removes_every_gait_harmonic_up_to_the_top():
+    """A slow stride (1.2 Hz) whose 10th harmonic (12 Hz) lies past `HARMONICS`' eighth: its
+    line must be removed too, or the candidate 4.0 Hz (3 x 4.0 = 12 Hz) takes it."""
+    freqs = np.linspace(0.5, 12.5, 961)
+    gait = sum(_line(freqs, h * 1.2, -3.0, 0.05) for h in range(1, 11))
+    heart = _line(freqs, 2.1, -40.0, 0.05)
+    power = (gait + heart + 1e-9)[None, None]
+    assert abs(oracle.folded(power, freqs, np.array([[1.2]]), k=3)[0, 0] - 2.1) < 0.015
+
+
+def test_oracle_counts_a_window_without_a_clear_peak_as_60_bpm_off(monkeypatch):
+    """`oracle_table`'s error for a NaN estimate (no local maximum clear of the gait)."""
+    hr = np.full((1, 2), 2.0)
+
+    def fake_power(w, window_s=8.0, band=None):
+        freqs = np.linspace(0.5, 4.0, 36)
+        return np.ones((1, 2, freqs.size)), freqs, hr, np.full((1, 2), 1.4)
+
+    monkeypatch.setattr(oracle, "simulate_wrist", lambda *a, **k: None)
+    monkeypatch.setattr(oracle, "_window_power", fake_power)
+    nan_then_hr = np.array([[np.nan, 2.0]])
+    monkeypatch.setattr(oracle, "clear_peaks", lambda *a: (nan_then_hr, nan_then_hr))
+    out = oracle.oracle_table(1.0)
+    assert out["oracle_clear_peak_highest"]["mae"] == 30.0  # (60 + 0) / 2
+    assert out["oracle_clear_peak_highest"]["within_5"] == 0.5
