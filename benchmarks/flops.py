@@ -3,7 +3,10 @@
 The FLOPs of each HR model's rollout come from XLA's cost analysis
 (`compiled.cost_analysis()["flops"]`) of its one-second program (`model.step`, vmapped over
 the batch), times the seconds: XLA counts a loop body once whatever its trip count, so its
-count of the whole rollout program (also reported) misses most of the recurrent work. The
+count of the whole rollout program (also reported) misses most of the recurrent work. The VO2
+model (256-2, 13 features) has no one-second program (its GRU is bidirectional): its count is
+2 FLOPs per matrix weight per second (`matrix_flops`, within 2% of XLA's count for the HR
+models, where both exist). The
 CPU's rate is that of a large float32 matrix product (`jnp.dot`, 2048 x 2048, all cores). The
 fraction reached is `flops / time / rate`.
 
@@ -26,6 +29,7 @@ import numpy as np
 from common import hr_models, machine, write_results
 
 from wearjax.models import backbone
+from wearjax.models.vo2 import build_vo2_model
 
 
 def matmul_rate(n: int = 2048, repeats: int = 10) -> float:
@@ -68,6 +72,27 @@ def flops(model, batch: int, seconds: int, n_in: int) -> tuple[float, float]:
     one = jax.jit(jax.vmap(step, in_axes=(None, 0, 0))).lower(params, state, x_t).compile()
     whole = compiled_rollout(model, batch, seconds, n_in)[1]
     return one.cost_analysis()["flops"] * seconds, whole.cost_analysis()["flops"]
+
+
+def matrix_flops(model) -> float:
+    """Forward FLOPs per session-second of the model's matrix products: 2 per entry of its 2-D
+    weights, which the GRU models use once per second (encoders, GRU layers, heads; VO2's
+    window head runs once per 60 s window instead, 0.08% of its weights)."""
+    arrays = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
+    return 2.0 * sum(a.size for a in arrays if a.ndim == 2)
+
+
+def vo2_rollout(model, batch: int, seconds: int, n_in: int = 13):
+    """`(params, compiled)` of the VO2 model's batched generative rollout (mL/min), as
+    `compiled_rollout` for the HR models."""
+    params, static = eqx.partition(model, eqx.is_array)
+
+    def rollout(p, x, v0):
+        return jax.vmap(eqx.combine(p, static).rollout)(x, v0).vo2
+
+    x = jax.ShapeDtypeStruct((batch, seconds, n_in), jnp.float32)
+    v0 = jax.ShapeDtypeStruct((batch,), jnp.float32)
+    return params, jax.jit(rollout).lower(params, x, v0).compile()
 
 
 def _median_time(fn, *args, repeats: int = 3) -> float:
@@ -172,6 +197,12 @@ def main() -> int:
                 seconds = _median_time(run, params, x, hr0)
             timed.append((label, total, counted, seconds))
             print(f"{label}: {seconds:.2f} s", flush=True)
+    vo2 = build_vo2_model(13, "256-2", key=jax.random.key(2))
+    params, run = vo2_rollout(vo2, b, t)
+    x = jax.random.normal(jax.random.key(1), (b, t, 13), jnp.float32)
+    seconds = _median_time(run, params, x, jnp.full((b,), 1000.0, jnp.float32))
+    timed.append(("VO2 256-2", matrix_flops(vo2) * b * t, run.cost_analysis()["flops"], seconds))
+    print(f"VO2 256-2: {seconds:.2f} s", flush=True)
     # the bound is the faster of two measurements, before and after: the machine is shared
     rate = max(rate, matmul_rate())
     print(f"matrix product after: {rate:.1f} GFLOP/s (the faster of the two)", flush=True)
@@ -188,7 +219,8 @@ def main() -> int:
         "A batch of generative rollouts against the CPU's matrix-product rate",
         f"`python benchmarks/flops.py --batch {b} --seconds {t}`; {machine()}; matrix product "
         f"(2048 x 2048, float32): {rate:.1f} GFLOP/s, the faster of a measurement before and "
-        "one after the rollouts. FLOPs from XLA's cost analysis; run: "
+        "one after the rollouts. FLOPs from XLA's cost analysis (VO2: 2 per matrix weight "
+        "per second); run: "
         "median of 3 after a warm-up, float32.",
         rows,
         [

@@ -448,13 +448,10 @@ def run_model(name, sizes, opts, print_line) -> tuple[str, list[str], list[str]]
 
 
 def matrix_flops(model) -> float:
-    """Forward FLOPs per session-second of the model's matrix products: 2 per entry of its 2-D
-    weights, which the GRU models use once per second (encoders, GRU layers, heads; VO2's
-    window head runs once per 60 s window instead, 0.04% of its weights).
-    For the HR models it is within 2% of XLA's count of their one-second program (5% asserted in
+    """`flops.matrix_flops`: 2 FLOPs per matrix weight per session-second. For the HR models
+    it is within 2% of XLA's count of their one-second program (5% asserted in
     `ceiling_rows`); the VO2 model's bidirectional GRU has no one-second program to count."""
-    arrays = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
-    return 2.0 * sum(a.size for a in arrays if a.ndim == 2)
+    return _sibling("flops").matrix_flops(model)
 
 
 def _rate_rows(rates: list[float]) -> tuple[float, list[float]]:
