@@ -45,15 +45,17 @@ def matmul_rate(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 / float(np.median(times)) / 1e9
 
 
-def compiled_rollout(model, batch: int, seconds: int, n_in: int):
+def compiled_rollout(model, batch: int, seconds: int, n_in: int, out: str = "hr"):
+    """`(params, compiled)`: the batched generative rollout from each session's first second
+    (HR, or VO2 with `out="vo2"`), returning the prediction's `out` field."""
     params, static = eqx.partition(model, eqx.is_array)
 
-    def rollout(p, x, hr0):
-        return jax.vmap(eqx.combine(p, static).rollout)(x, hr0).hr
+    def rollout(p, x, start):
+        return getattr(jax.vmap(eqx.combine(p, static).rollout)(x, start), out)
 
     x = jax.ShapeDtypeStruct((batch, seconds, n_in), jnp.float32)
-    hr0 = jax.ShapeDtypeStruct((batch,), jnp.float32)
-    return params, jax.jit(rollout).lower(params, x, hr0).compile()
+    start = jax.ShapeDtypeStruct((batch,), jnp.float32)
+    return params, jax.jit(rollout).lower(params, x, start).compile()
 
 
 def flops(model, batch: int, seconds: int, n_in: int) -> tuple[float, float]:
@@ -80,19 +82,6 @@ def matrix_flops(model) -> float:
     window head runs once per 60 s window instead, 0.08% of its weights)."""
     arrays = jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array))
     return 2.0 * sum(a.size for a in arrays if a.ndim == 2)
-
-
-def vo2_rollout(model, batch: int, seconds: int, n_in: int = 13):
-    """`(params, compiled)` of the VO2 model's batched generative rollout (mL/min), as
-    `compiled_rollout` for the HR models."""
-    params, static = eqx.partition(model, eqx.is_array)
-
-    def rollout(p, x, v0):
-        return jax.vmap(eqx.combine(p, static).rollout)(x, v0).vo2
-
-    x = jax.ShapeDtypeStruct((batch, seconds, n_in), jnp.float32)
-    v0 = jax.ShapeDtypeStruct((batch,), jnp.float32)
-    return params, jax.jit(rollout).lower(params, x, v0).compile()
 
 
 def _median_time(fn, *args, repeats: int = 3) -> float:
@@ -198,7 +187,7 @@ def main() -> int:
             timed.append((label, total, counted, seconds))
             print(f"{label}: {seconds:.2f} s", flush=True)
     vo2 = build_vo2_model(13, "256-2", key=jax.random.key(2))
-    params, run = vo2_rollout(vo2, b, t)
+    params, run = compiled_rollout(vo2, b, t, 13, out="vo2")
     x = jax.random.normal(jax.random.key(1), (b, t, 13), jnp.float32)
     seconds = _median_time(run, params, x, jnp.full((b,), 1000.0, jnp.float32))
     timed.append(("VO2 256-2", matrix_flops(vo2) * b * t, run.cost_analysis()["flops"], seconds))

@@ -1,33 +1,15 @@
 """`benchmarks/flops.py`'s analytic FLOP count, which bounds VO2 where XLA cannot count."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import jax
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from tests.scripts import load_script
 
 pytestmark = pytest.mark.slow  # compiles each model's one-second program and a rollout
 
 
-def _load(name: str):
-    """A benchmark script as a module, by path (`benchmarks/` holds no package; its scripts
-    import `common` by its bare name, so that one is loaded first)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    if name != "common":
-        _load("common")
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-flops = _load("flops")
-common = _load("common")
+flops = load_script("benchmarks", "flops")
+common = load_script("benchmarks", "common")
 
 
 @pytest.mark.parametrize("name", ["Kalman (128, 2)", "ODE (128, 2)"])

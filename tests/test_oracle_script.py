@@ -1,22 +1,10 @@
 """The no-learning oracles of `experiments/virtual_acc_oracle.py` on a hand-built spectrum."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 
+from tests.scripts import load_script
 
-def _load(path: Path):
-    """An experiment script as a module, by path (`experiments/` holds no package)."""
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-oracle = _load(Path(__file__).resolve().parents[1] / "experiments" / "virtual_acc_oracle.py")
+oracle = load_script("experiments", "virtual_acc_oracle")
 
 
 def _line(freqs, at, height_db, width=0.1):

@@ -9,12 +9,11 @@ Skipped without torch and torchdiffeq (`pip install -e .[bench]`).
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
-from pathlib import Path
 
 import pytest
+
+from tests.scripts import load_script
 
 # as in the benchmark: OpenMP threads that sleep, not spin, on a machine other jobs share
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -22,16 +21,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torchdiffeq")
 
 
-def _load(path: Path):
-    """A benchmark script as a module, by path (`benchmarks/` holds no package)."""
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load(Path(__file__).resolve().parents[1] / "benchmarks" / "torch_vs_jax.py")
+bench = load_script("benchmarks", "torch_vs_jax")
 
 pytestmark = pytest.mark.slow  # a few seconds per model and precision (compiles)
 

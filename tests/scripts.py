@@ -1,0 +1,26 @@
+"""Loading a benchmark or experiment script as a module in the tests: `benchmarks/` and
+`experiments/` hold scripts, not packages."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(folder: str, name: str):
+    """`ROOT/folder/name.py` as the module `name` (once per process). The benchmark scripts
+    import `benchmarks/common.py` by its bare name, so that one is loaded first."""
+    if name in sys.modules:
+        return sys.modules[name]
+    if folder == "benchmarks" and name != "common":
+        load_script(folder, "common")
+    spec = importlib.util.spec_from_file_location(name, ROOT / folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]  # no half-loaded module for the next caller
+        raise
+    return module
