@@ -9,7 +9,10 @@ hand-written pass (hidden 128, input 128), its pieces timed apart under a `vmap`
 as the models run it: the forward scan, the forward scan that keeps each second's gates, the
 whole reverse pass, and the weight-gradient product that ends it in three forms: one product per
 session summed over the batch (what the `vmap` of the reverse pass computes), one einsum over
-batch and time, and one product over the flattened batch and time.
+batch and time, and one product over the flattened batch and time. Last, what a scan pays for
+the arrays it writes per step: a scan over 600 s at batch 64 of three elementwise ops on
+`[64, 128]`, writing nothing, one of them, all three, or their concatenation every step (why
+the hand-written reverse loop keeps only dL/dh_t, `models.backbone._manual_reverse`).
 
     python benchmarks/train_split.py        # ~2 min on 2 cores
 """
@@ -104,6 +107,25 @@ def layer_rows(reps: int) -> list[str]:
     return rows
 
 
+def write_rows(reps: int) -> list[str]:
+    xs = jax.random.normal(jax.random.key(2), (SECONDS, BATCH, HIDDEN))
+
+    def scan_writing(kind: str):
+        def step(c, x):
+            a = 0.5 * c + x
+            b, d = a * x, a - x
+            out = {"nothing": None, "one array": a, "three arrays": (a, b, d),
+                   "their concatenation": jnp.concatenate([a, b, d], -1)}[kind]  # fmt: skip
+            return a, out
+
+        return jax.jit(lambda xs: jax.lax.scan(step, jnp.zeros((BATCH, HIDDEN)), xs))
+
+    kinds = ("nothing", "one array", "three arrays", "their concatenation")
+    rows = [f"| {k} | {_median_ms(scan_writing(k), xs, reps=reps):.1f} |" for k in kinds]
+    print("\n".join(rows), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=5)
@@ -123,6 +145,11 @@ def main() -> None:
         f"medians of {args.reps} calls after a waited warm-up; one run on a shared machine.",
         models,
         layer,
+        [
+            "| a scan of 3 elementwise ops, 64 x 128 x 600 s, writing per step | ms |",
+            "|---|---:|",
+            *write_rows(args.reps),
+        ],  # fmt: skip
     )
 
 

@@ -23,11 +23,12 @@ differentiated take the faster path.
 batches: the recurrent product is taken as `h @ W_hh^T` against a transposed copy made once per
 sequence (vmapped over a batch, `W_hh @ h` became a product that transposes `W_hh` at every
 step), and the reverse pass is written by hand (`_manual_recurrence`): one reverse scan carries
-dL/dh and keeps each step's gate derivatives, and the weight gradients are one matrix product
-after it, where JAX's derivative of the scan adds an outer product into a `[3H, H]` carry every
-second. Its values differ from the default's by float32 rounding (about 1e-6 relative), so it is
-opt-in (`tasks.hr.HRStudyConfig.gru_impl`) and every published figure keeps the default.
-The gain is largest at small batches above 1 (the quick demo trains 2 sessions per fold).
+dL/dh and keeps only it per step, the gate derivatives follow from it for the whole sequence at
+once, and the weight gradients are one matrix product after it, where JAX's derivative of the
+scan adds an outer product into a `[3H, H]` carry every second. Its values differ from the
+default's by float32 rounding (about 1e-6 relative), so it is opt-in
+(`tasks.hr.HRStudyConfig.gru_impl`) and every published figure keeps the default. The gain is
+largest at small batches above 1 (the quick demo trains 2 sessions per fold).
 """
 
 from __future__ import annotations
@@ -208,6 +209,15 @@ def _manual_forward(w_hh, b_hh, xr, xz, xn, h0):
     return hs, (w_hh, h0, hs, *gates)
 
 
+def _gate_cotangents(dh, r, z, n, g_n, h_before):
+    """The gates' pre-activation cotangents `(d a_r, d a_z, d a_n)` from dL/dh_t and the gates
+    the forward pass kept (`_manual_reverse`); elementwise, so it runs per step or per sequence."""
+    d_an = dh * (1.0 - z) * (1.0 - n * n)
+    d_ar = d_an * g_n * r * (1.0 - r)
+    d_az = dh * (h_before - n) * z * (1.0 - z)
+    return d_ar, d_az, d_an
+
+
 def _manual_reverse(residuals, d_hs):
     """With a_r, a_z, a_n the gates' pre-activations and g = W_hh h_{t-1} + b_hh: per step,
     backwards, dL/dh_t (the carry plus the output's own cotangent), then
@@ -217,22 +227,26 @@ def _manual_reverse(residuals, d_hs):
         dL/dh_{t-1} = dh z + dg W_hh;
 
     the input projections' cotangents are (d a_r, d a_z, d a_n), and after the loop
-    dL/dW_hh = sum_t dg_t^T h_{t-1} (one product) and dL/db_hh = sum_t dg_t."""
+    dL/dW_hh = sum_t dg_t^T h_{t-1} (one product) and dL/db_hh = sum_t dg_t.
+
+    The loop keeps only dL/dh_t per step and the gate cotangents are computed again from it for
+    the whole sequence at once: on CPU each array a scan writes per step costs about as much as
+    the step's elementwise work, and writing `dg` (`[3H]`) and `d a_n` from the loop made the
+    reverse pass 1.5x slower at batch 64 (`benchmarks/train_split.py`)."""
     w_hh, h0, hs, r, z, n, g_n = residuals
     h_prev = jnp.concatenate([h0[None], hs])[:-1]
 
     def step(d_next, t):
         d_out, r, z, n, g_n, h_before = t
         dh = d_next + d_out
-        d_an = dh * (1.0 - z) * (1.0 - n * n)
-        d_ar = d_an * g_n * r * (1.0 - r)
-        d_az = dh * (h_before - n) * z * (1.0 - z)
+        d_ar, d_az, d_an = _gate_cotangents(dh, r, z, n, g_n, h_before)
         dg = jnp.concatenate([d_ar, d_az, d_an * r], axis=-1)
-        return dh * z + dg @ w_hh, (dg, d_an)
+        return dh * z + dg @ w_hh, dh
 
     xs = (d_hs, r, z, n, g_n, h_prev)
-    dh0, (dg, d_xn) = jax.lax.scan(step, jnp.zeros_like(h0), xs, reverse=True)
-    d_xr, d_xz, _ = jnp.split(dg, 3, axis=-1)  # d a_r and d a_z are dg's first two thirds
+    dh0, dh = jax.lax.scan(step, jnp.zeros_like(h0), xs, reverse=True)
+    d_xr, d_xz, d_xn = _gate_cotangents(dh, r, z, n, g_n, h_prev)
+    dg = jnp.concatenate([d_xr, d_xz, d_xn * r], axis=-1)
     return dg.T @ h_prev, dg.sum(0), d_xr, d_xz, d_xn, dh0
 
 
