@@ -11,10 +11,18 @@ pyoxynet's real CPET windows (60 s of HR, VO2, VCO2 and VE, moderate / heavy / s
 With `--encoder CKPT` (an encoder `experiments/transformer_probe.py` wrote), the same probe on
 the encoder's channels' [CLS] tokens, alone and with the 8 levels appended, for the
 pretrained weights and for random ones (the seed `transformer_probe.py` draws them with): does
-a probe find the levels again when the encoder's other dimensions stand beside them?
+a probe find the levels again when the encoder's other dimensions stand beside them? And two
+checks of what the whole embedding (`[CLS]` and patch mean per channel) holds:
+
+- `levels + k PCs`: the 8 levels beside the embedding's first k principal components (k = 2,
+  8; the PCA fitted per fold on its training windows only): what the embedding adds to the
+  levels once the probe no longer pays for its other dimensions;
+- `levels.md`: how well a ridge regression (penalty by leave-one-out) on the standardised
+  embedding gives back each of the 8 levels on the fold's test subjects (R^2 over all test
+  windows): what the embedding keeps of what the tokeniser hands its [CLS] tokens.
 
     python experiments/metabolic_levels.py --out experiments/results/metabolic_levels  # ~3 min
-    python experiments/metabolic_levels.py --encoder DIR/encoder.wjx --out DIR/levels  # ~20 min
+    python experiments/metabolic_levels.py --encoder DIR/encoder.wjx --out DIR/levels  # ~35 min
 """
 
 from __future__ import annotations
@@ -58,13 +66,50 @@ def encoder_sets(path: Path, w, lv: np.ndarray, seed: int) -> dict[str, np.ndarr
 
     model, header = load_encoder(path)
     random_model = build_transformer(header["size"], key=jax.random.split(jax.random.key(seed))[0])
-    out = {}
+    out, whole = {}, {}
     for name, m in (("pretrained", model), ("random weights", random_model)):
         e = embed_windows(m, w, header)  # [N, C * 2 width]: per channel [CLS], patch mean
         cls = e.reshape(len(e), w.x.shape[2], 2, -1)[:, :, 0].reshape(len(e), -1)
         out[f"encoder [CLS] tokens, {name}"] = cls
         out[f"encoder [CLS] tokens + levels, {name}"] = np.concatenate([cls, lv], -1)
-    return out
+        whole[name] = e
+    return out, whole
+
+
+PCS = (2, 8)
+"""How many of the embedding's principal components stand beside the levels (docstring)."""
+
+
+def levels_beside_pcs(k: int, n_levels: int):
+    """A per-fold transform of `[levels, embedding]` columns: the levels as they are, the
+    embedding standardised and reduced to its first `k` principal components."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    embedding = make_pipeline(StandardScaler(), PCA(k, random_state=0))
+    return ColumnTransformer(
+        [("levels", "passthrough", slice(0, n_levels)), ("pcs", embedding, slice(n_levels, None))]
+    )
+
+
+def level_r2(embedding: np.ndarray, lv: np.ndarray, split: Split) -> np.ndarray:
+    """`[L]` R^2 of each level `lv [N, L]` predicted from `embedding [N, F]` on each fold's
+    test windows by a standardised ridge fitted on the fold's other windows, pooled over folds."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pred = np.zeros_like(lv, dtype=np.float64)
+    for k in range(split.n_folds):  # scikit-learn fits one fold at a time
+        fit_on = split.train[k] | split.validation[k]
+        model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+        model.fit(embedding[fit_on], lv[fit_on])
+        pred[split.test[k]] = model.predict(embedding[split.test[k]])
+    tested = split.test.any(0)
+    err = np.sum((pred[tested] - lv[tested]) ** 2, 0)
+    return 1.0 - err / np.sum((lv[tested] - lv[tested].mean(0)) ** 2, 0)
 
 
 def main(argv=None) -> int:
@@ -79,14 +124,25 @@ def main(argv=None) -> int:
     stats = statistical_features(w)
     sets["statistical features"] = stats
     sets["statistical features + levels"] = np.concatenate([stats, sets["levels"]], -1)
+    lv = sets["levels"]
+    prepare, whole = {}, {}
     if args.encoder is not None:
-        sets.update(encoder_sets(args.encoder, w, sets["levels"], args.seed))
+        cls_sets, whole = encoder_sets(args.encoder, w, lv, args.seed)
+        sets.update(cls_sets)
+        for name, e in whole.items():
+            for k in PCS:
+                sets[f"levels + {k} PCs of the embedding, {name}"] = np.concatenate([lv, e], -1)
+                prepare[f"levels + {k} PCs of the embedding, {name}"] = (
+                    levels_beside_pcs(k, lv.shape[1]),
+                    lv.shape[1] + k,
+                )
     table = {}
     rows = ["| features | count | accuracy | macro-F1 |", "|---|---:|---:|---:|"]
     for name, features in sets.items():
-        acc, f1 = probe_scores(features, w, split)
+        transform, count = prepare.get(name, (None, features.shape[1]))
+        acc, f1 = probe_scores(features, w, split, prepare=transform)
         table[name] = {
-            "features": int(features.shape[1]),
+            "features": int(count),
             "accuracy_mean": float(np.mean(acc)), "accuracy_sd": float(np.std(acc, ddof=1)),
             "macro_f1_mean": float(np.mean(f1)), "macro_f1_sd": float(np.std(f1, ddof=1)),
         }  # fmt: skip
@@ -99,6 +155,15 @@ def main(argv=None) -> int:
     meta = {"windows": int(len(w.y)), "subjects": w.n_subjects, "folds": split.n_folds}
     (args.out / "metrics.json").write_text(json.dumps({**meta, "probes": table}, indent=2))
     (args.out / "table.md").write_text("\n".join(rows) + "\n")
+    if whole:
+        names = [f"{stat} {ch}" for ch in w.channels for stat in ("mean", "SD")]
+        r2_rows = ["| embedding | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+        r2 = {name: level_r2(e, lv, split) for name, e in whole.items()}
+        r2_rows += [f"| {n} | " + " | ".join(f"{v:.3f}" for v in r) + " |" for n, r in r2.items()]
+        print("\n".join(r2_rows), flush=True)
+        (args.out / "levels.md").write_text("\n".join(r2_rows) + "\n")
+        levels_json = {n: dict(zip(names, map(float, r), strict=True)) for n, r in r2.items()}
+        (args.out / "level_r2.json").write_text(json.dumps(levels_json, indent=2))
     return 0
 
 

@@ -64,7 +64,13 @@ PROBE_CS = np.logspace(-3, 2, 6)
 
 
 def probe_scores(
-    features: np.ndarray, windows: LabelledWindows, split: Split, *, cs=PROBE_CS, inner: int = 4
+    features: np.ndarray,
+    windows: LabelledWindows,
+    split: Split,
+    *,
+    cs=PROBE_CS,
+    inner: int = 4,
+    prepare=None,
 ):
     """Accuracy and macro-F1 `[K]` of a logistic probe on `features [N, F]` per fold.
 
@@ -74,7 +80,10 @@ def probe_scores(
     happens to suit it, and a 1,000-dimensional embedding needs another than 40 statistics.
     Where the fold's windows hold fewer than `inner` subjects (an official split without
     subject ids), the inner folds are stratified by class instead; where a class has fewer
-    than `inner` windows even for that, the probe falls back to C = 1 and says so."""
+    than `inner` windows even for that, the probe falls back to C = 1 and says so. `prepare`,
+    a scikit-learn transformer (e.g. a PCA of some columns), is fitted per fold on the fold's
+    training windows only, before the standardisation."""
+    from sklearn.base import clone
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
     from sklearn.model_selection import GroupKFold, StratifiedKFold
     from sklearn.pipeline import make_pipeline
@@ -100,7 +109,8 @@ def probe_scores(
             # one regularisation path per inner fold, warm-started from C to C (a grid search
             # refits from scratch: 20 min against minutes on 1,000-dimensional embeddings)
             probe = LogisticRegressionCV(Cs=list(cs), cv=folds, max_iter=5000)
-        model = make_pipeline(StandardScaler(), probe)
+        steps = [] if prepare is None else [clone(prepare)]
+        model = make_pipeline(*steps, StandardScaler(), probe)
         with warnings.catch_warnings():  # scikit-learn 1.9 announces new defaults; these are
             warnings.simplefilter("ignore", FutureWarning)  # L2, accuracy, refit in every version
             model.fit(x, y)
