@@ -22,7 +22,7 @@ checks of what the whole embedding (`[CLS]` and patch mean per channel) holds:
   windows): what the embedding keeps of what the tokeniser hands its [CLS] tokens.
 
     python experiments/metabolic_levels.py --out experiments/results/metabolic_levels  # ~3 min
-    python experiments/metabolic_levels.py --encoder DIR/encoder.wjx --out DIR/levels  # ~35 min
+    python experiments/metabolic_levels.py --encoder DIR/encoder.wjx --out DIR/levels  # ~20 min
 """
 
 from __future__ import annotations
