@@ -55,9 +55,12 @@ def feature_sets(x: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def encoder_sets(path: Path, w, lv: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+def encoder_sets(
+    path: Path, w, lv: np.ndarray, seed: int
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The encoder's [CLS] tokens `[N, C * width]`, alone and with the levels, for its
-    pretrained weights and for random ones (module docstring)."""
+    pretrained weights and for random ones (module docstring); and the whole embedding
+    `[N, C * 2 width]` for each."""
     import jax
 
     from wearjax.models.transformer import build_transformer
@@ -96,7 +99,8 @@ def levels_beside_pcs(k: int, n_levels: int):
 
 def level_r2(embedding: np.ndarray, lv: np.ndarray, split: Split) -> np.ndarray:
     """`[L]` R^2 of each level `lv [N, L]` predicted from `embedding [N, F]` on each fold's
-    test windows by a standardised ridge fitted on the fold's other windows, pooled over folds."""
+    test windows by a standardised ridge fitted on the fold's other windows (a penalty per
+    level), pooled over folds."""
     from sklearn.linear_model import RidgeCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -104,7 +108,9 @@ def level_r2(embedding: np.ndarray, lv: np.ndarray, split: Split) -> np.ndarray:
     pred = np.zeros_like(lv, dtype=np.float64)
     for k in range(split.n_folds):  # scikit-learn fits one fold at a time
         fit_on = split.train[k] | split.validation[k]
-        model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+        model = make_pipeline(
+            StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13), alpha_per_target=True)
+        )
         model.fit(embedding[fit_on], lv[fit_on])
         pred[split.test[k]] = model.predict(embedding[split.test[k]])
     tested = split.test.any(0)

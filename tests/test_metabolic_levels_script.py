@@ -5,8 +5,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from tests.scripts import load_script
+from tests.windows import label_only_windows
 from wearjax.cv import Split
-from wearjax.data.imu import LabelledWindows
 from wearjax.tasks.probe import probe_scores
 
 levels_script = load_script("experiments", "metabolic_levels")
@@ -39,6 +39,9 @@ def test_level_r2_is_near_one_for_an_embedding_that_mixes_the_levels_and_near_ze
     assert r2.shape == (4,) and np.all(r2 > 0.99)
     noise = levels_script.level_r2(rng.normal(size=(n, 30)), lv, split)
     assert np.all(noise < 0.1)
+    # one column per window: only a fit that saw the test windows could give their levels back
+    ids = levels_script.level_r2(np.eye(n), lv, split)
+    assert np.all(ids < 0.05)
 
 
 FITTED: list[set] = []
@@ -62,16 +65,13 @@ def test_probe_prepare_is_fitted_per_fold_on_its_training_windows_only():
     subject = np.repeat(np.arange(n_subjects), per).astype(np.int32)
     y = rng.integers(0, 2, n).astype(np.int32)
     features = rng.normal(size=(n, 5)) + 0.5 * (2 * y - 1)[:, None]
-    w = LabelledWindows(
-        np.zeros((n, 4, 1), np.float32), y, subject, np.arange(n, dtype=np.int32), ("a", "b"),
-        ("x",), {"x": (0,)}, 1.0,
-    )  # fmt: skip
+    w = label_only_windows(y, subject)
     split = Split.by_subject(subject, n_subjects, 2, seed=0)
     FITTED.clear()
     with_ids = np.hstack([np.arange(n)[:, None], features])
-    got = probe_scores(with_ids, w, split, cs=[1.0], prepare=_Recorder())
+    got = probe_scores(with_ids, w, split, prepare=_Recorder())  # penalty by inner CV
     assert len(FITTED) == split.n_folds
     for k, rows in enumerate(FITTED):
         assert rows == set(np.flatnonzero(split.train[k] | split.validation[k]))
-    plain = probe_scores(features, w, split, cs=[1.0])
+    plain = probe_scores(features, w, split)
     np.testing.assert_array_equal(got[0], plain[0])

@@ -290,8 +290,8 @@ def test_logistic_probe_chooses_its_penalty_on_the_training_subjects():
     """300 weakly informative dimensions: too strong a penalty underfits, too weak a one
     overfits, and the penalty chosen by the inner subject-wise CV beats both ends and comes
     within 0.02 of the best fixed one in hindsight (which looked at the test subjects)."""
+    from tests.windows import label_only_windows
     from wearjax.cv import Split
-    from wearjax.data.imu import LabelledWindows
     from wearjax.tasks.probe import PROBE_CS, probe_scores
 
     rng = np.random.default_rng(1)
@@ -300,10 +300,7 @@ def test_logistic_probe_chooses_its_penalty_on_the_training_subjects():
     subject = np.repeat(np.arange(n_subjects), per).astype(np.int32)
     y = rng.integers(0, 2, n).astype(np.int32)
     features = rng.normal(size=(n, 300)) + 0.1 * (2 * y - 1)[:, None]
-    w = LabelledWindows(
-        np.zeros((n, 4, 1), np.float32), y, subject, np.arange(n, dtype=np.int32), ("a", "b"),
-        ("x",), {"x": (0,)}, 1.0,
-    )  # fmt: skip
+    w = label_only_windows(y, subject)
     split = Split.by_subject(subject, n_subjects, 4, seed=0)
     fixed = {c: probe_scores(features, w, split, cs=[c])[0].mean() for c in PROBE_CS}
     chosen = probe_scores(features, w, split)[0].mean()
@@ -330,17 +327,14 @@ def test_hide_channel_hides_every_patch_of_the_hidden_levels_channel_only():
 def test_logistic_probe_on_too_few_windows_falls_back_to_a_fixed_penalty(caplog):
     """No subject ids and 3 windows of a class: no 4 inner folds can be drawn, so the probe
     says so and fits C = 1, the same predictions as asking for C = 1."""
+    from tests.windows import label_only_windows
     from wearjax.cv import Split
-    from wearjax.data.imu import LabelledWindows
     from wearjax.tasks.probe import probe_scores
 
     rng = np.random.default_rng(2)
     y = np.asarray([0] * 3 + [1] * 9, np.int32)
     features = rng.normal(size=(12, 5)) + y[:, None]
-    w = LabelledWindows(
-        np.zeros((12, 4, 1), np.float32), y, np.full(12, -1, np.int32),
-        np.arange(12, dtype=np.int32), ("a", "b"), ("x",), {"x": (0,)}, 1.0,
-    )  # fmt: skip
+    w = label_only_windows(y, np.full(12, -1, np.int32))
     test = np.zeros((1, 12), bool)
     test[0, [0, 5]] = True
     split = Split(test, np.zeros_like(test), ~test)

@@ -232,7 +232,7 @@ def _manual_reverse(residuals, d_hs):
     The loop keeps only dL/dh_t per step and the gate cotangents are computed again from it for
     the whole sequence at once: on CPU each array a scan writes per step costs about as much as
     the step's elementwise work, and writing `dg` (`[3H]`) and `d a_n` from the loop made the
-    reverse pass 1.5x slower at batch 64 (`benchmarks/train_split.py`)."""
+    reverse pass 1.3-1.4x slower at batch 64 (`benchmarks/train_split.py`)."""
     w_hh, h0, hs, r, z, n, g_n = residuals
     h_prev = jnp.concatenate([h0[None], hs])[:-1]
 
