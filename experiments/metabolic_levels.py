@@ -37,7 +37,7 @@ import numpy as np
 from wearjax.cv import Split
 from wearjax.data.pyoxynet import domain_windows
 from wearjax.tasks.har_baselines import statistical_features
-from wearjax.tasks.probe import channel_levels, probe_scores
+from wearjax.tasks.probe import channel_levels, probe_scores, ridge_predictions
 
 
 def feature_sets(x: np.ndarray) -> dict[str, np.ndarray]:
@@ -100,19 +100,8 @@ def levels_beside_pcs(k: int, n_levels: int):
 def level_r2(embedding: np.ndarray, lv: np.ndarray, split: Split) -> np.ndarray:
     """`[L]` R^2 of each level `lv [N, L]` predicted from `embedding [N, F]` on each fold's
     test windows by a standardised ridge fitted on the fold's other windows (a penalty per
-    level), pooled over folds."""
-    from sklearn.linear_model import RidgeCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    pred = np.zeros_like(lv, dtype=np.float64)
-    for k in range(split.n_folds):  # scikit-learn fits one fold at a time
-        fit_on = split.train[k] | split.validation[k]
-        model = make_pipeline(
-            StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13), alpha_per_target=True)
-        )
-        model.fit(embedding[fit_on], lv[fit_on])
-        pred[split.test[k]] = model.predict(embedding[split.test[k]])
+    level, `tasks.probe.ridge_predictions`), pooled over folds (each window tested once)."""
+    pred = np.nansum(ridge_predictions(embedding, lv, split, per_target=True), 0)
     tested = split.test.any(0)
     err = np.sum((pred[tested] - lv[tested]) ** 2, 0)
     return 1.0 - err / np.sum((lv[tested] - lv[tested].mean(0)) ** 2, 0)

@@ -5,7 +5,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from tests.scripts import load_script
-from tests.windows import label_only_windows
+from tests.windows import two_class_set
 from wearjax.cv import Split
 from wearjax.tasks.probe import probe_scores
 
@@ -59,13 +59,9 @@ class _Recorder(BaseEstimator, TransformerMixin):
 
 
 def test_probe_prepare_is_fitted_per_fold_on_its_training_windows_only():
-    rng = np.random.default_rng(2)
-    n_subjects, per = 10, 10
-    n = n_subjects * per
-    subject = np.repeat(np.arange(n_subjects), per).astype(np.int32)
-    y = rng.integers(0, 2, n).astype(np.int32)
-    features = rng.normal(size=(n, 5)) + 0.5 * (2 * y - 1)[:, None]
-    w = label_only_windows(y, subject)
+    n_subjects = 10
+    features, w, subject = two_class_set(np.random.default_rng(2), n_subjects, 10, 5, 0.5)
+    n = len(subject)
     split = Split.by_subject(subject, n_subjects, 2, seed=0)
     FITTED.clear()
     with_ids = np.hstack([np.arange(n)[:, None], features])

@@ -13,3 +13,12 @@ def label_only_windows(y: np.ndarray, subject: np.ndarray) -> LabelledWindows:
         np.zeros((n, 4, 1), np.float32), np.asarray(y, np.int32), np.asarray(subject, np.int32),
         np.arange(n, dtype=np.int32), ("a", "b"), ("x",), {"x": (0,)}, 1.0,
     )  # fmt: skip
+
+
+def two_class_set(rng, n_subjects: int, per: int, dims: int, shift: float):
+    """`(features [N, dims], windows, subject)`: `per` windows of each subject, labels drawn at
+    random, every feature the label's sign times `shift` plus unit Gaussian noise."""
+    subject = np.repeat(np.arange(n_subjects), per).astype(np.int32)
+    y = rng.integers(0, 2, len(subject)).astype(np.int32)
+    features = rng.normal(size=(len(subject), dims)) + shift * (2 * y - 1)[:, None]
+    return features, label_only_windows(y, subject), subject

@@ -290,17 +290,12 @@ def test_logistic_probe_chooses_its_penalty_on_the_training_subjects():
     """300 weakly informative dimensions: too strong a penalty underfits, too weak a one
     overfits, and the penalty chosen by the inner subject-wise CV beats both ends and comes
     within 0.02 of the best fixed one in hindsight (which looked at the test subjects)."""
-    from tests.windows import label_only_windows
+    from tests.windows import two_class_set
     from wearjax.cv import Split
     from wearjax.tasks.probe import PROBE_CS, probe_scores
 
-    rng = np.random.default_rng(1)
-    n_subjects, per = 16, 12
-    n = n_subjects * per
-    subject = np.repeat(np.arange(n_subjects), per).astype(np.int32)
-    y = rng.integers(0, 2, n).astype(np.int32)
-    features = rng.normal(size=(n, 300)) + 0.1 * (2 * y - 1)[:, None]
-    w = label_only_windows(y, subject)
+    n_subjects = 16
+    features, w, subject = two_class_set(np.random.default_rng(1), n_subjects, 12, 300, 0.1)
     split = Split.by_subject(subject, n_subjects, 4, seed=0)
     fixed = {c: probe_scores(features, w, split, cs=[c])[0].mean() for c in PROBE_CS}
     chosen = probe_scores(features, w, split)[0].mean()

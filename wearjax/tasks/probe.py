@@ -118,21 +118,30 @@ def probe_scores(
     return scores(pred, windows, split)
 
 
-def ridge_scores(features: np.ndarray, target: np.ndarray, split: Split) -> np.ndarray:
-    """MAE `[K]` of a standardised ridge regression (its penalty chosen by leave-one-out over
-    1e-3..1e3, `RidgeCV`) on `features [N, F]`, fitted per fold on its training and validation
-    windows and scored on its test windows."""
+def ridge_predictions(
+    features: np.ndarray, target: np.ndarray, split: Split, *, per_target: bool = False
+) -> np.ndarray:
+    """`[K, N, ...]` predictions of `target [N, ...]` by a standardised ridge regression (its
+    penalty chosen by leave-one-out over 1e-3..1e3, `RidgeCV`; one per target column with
+    `per_target`) on `features [N, F]`, fitted per fold on its training and validation windows;
+    each fold's row holds its test windows' predictions and NaN elsewhere."""
     from sklearn.linear_model import RidgeCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    out = np.zeros(split.n_folds)
+    out = np.full((split.n_folds, *target.shape), np.nan)
     for k in range(split.n_folds):  # scikit-learn fits one fold at a time
         fit_on = split.train[k] | split.validation[k]
-        model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
-        model.fit(features[fit_on], target[fit_on])
-        out[k] = np.mean(np.abs(model.predict(features[split.test[k]]) - target[split.test[k]]))
+        ridge = RidgeCV(alphas=np.logspace(-3, 3, 13), alpha_per_target=per_target)
+        model = make_pipeline(StandardScaler(), ridge).fit(features[fit_on], target[fit_on])
+        out[k, split.test[k]] = model.predict(features[split.test[k]])
     return out
+
+
+def ridge_scores(features: np.ndarray, target: np.ndarray, split: Split) -> np.ndarray:
+    """MAE `[K]` of `ridge_predictions` on each fold's test windows."""
+    pred = ridge_predictions(features, target, split)
+    return np.nanmean(np.abs(pred - target[None]), axis=1)  # NaN outside each fold's test set
 
 
 def scores(pred: np.ndarray, windows: LabelledWindows, split: Split):
