@@ -35,6 +35,28 @@ def test_split_by_subject_partitions_every_fold():
     np.testing.assert_allclose(split.sampling_weights().sum(1), 1.0)
 
 
+def test_keep_subjects_draws_whole_subjects_from_each_folds_own_pool():
+    subject = np.repeat(np.arange(9), 3)  # 9 subjects, 3 sessions each
+    split = Split.by_subject(subject, 9, 2, n_validation=1, seed=1)
+    for among, pool in (("train", split.train), ("fit", split.train | split.validation)):
+        for n in (1, 3):
+            keep = split.keep_subjects(subject, 9, n, seed=4, among=among)
+            for k in range(split.n_folds):
+                kept = np.unique(subject[keep[k]])
+                assert len(kept) == n and set(kept) <= set(subject[pool[k]])
+                np.testing.assert_array_equal(keep[k], np.isin(subject, kept))  # whole subjects
+        every = split.keep_subjects(subject, 9, 99, among=among)  # more than a fold has: all
+        np.testing.assert_array_equal(every, pool)
+    same = split.keep_subjects(subject, 9, 2, seed=4)
+    np.testing.assert_array_equal(same, split.keep_subjects(subject, 9, 2, seed=4))
+    draws = {split.keep_subjects(subject, 9, 2, seed=s).tobytes() for s in range(6)}
+    assert len(draws) > 1  # the seed chooses
+    with pytest.raises(ValueError, match="at least 1"):
+        split.keep_subjects(subject, 9, 0)
+    with pytest.raises(ValueError, match="among"):
+        split.keep_subjects(subject, 9, 1, among="test")
+
+
 def test_chronological_split_trains_on_the_past():
     order = np.array([5, 1, 9, 3, 7, 2, 8, 4, 6, 0])  # e.g. start times
     split = Split.chronological(order, test_fraction=0.3, n_validation=2)

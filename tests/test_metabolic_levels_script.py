@@ -71,3 +71,20 @@ def test_probe_prepare_is_fitted_per_fold_on_its_training_windows_only():
         assert rows == set(np.flatnonzero(split.train[k] | split.validation[k]))
     plain = probe_scores(features, w, split)
     np.testing.assert_array_equal(got[0], plain[0])
+
+
+def test_a_scarce_split_fits_on_n_subjects_and_tests_on_every_test_window():
+    scarce = load_script("experiments", "label_scarce_probe")  # after metabolic_levels
+    subject = np.repeat(np.arange(12), 4)
+    split = Split.by_subject(subject, 12, 3, n_validation=1, seed=0)
+    assert scarce.scarce_split(split, subject, 12, None, seed=0) is split
+    sub = scarce.scarce_split(split, subject, 12, 3, seed=5)
+    np.testing.assert_array_equal(sub.test, split.test)
+    for k in range(split.n_folds):
+        fit = sub.train[k] | sub.validation[k]
+        kept = np.unique(subject[fit])
+        assert len(kept) == 3 and not (fit & split.test[k]).any()
+        assert set(kept) <= set(subject[split.train[k] | split.validation[k]])
+        np.testing.assert_array_equal(fit, np.isin(subject, kept))
+    other = scarce.scarce_split(split, subject, 12, 3, seed=6)
+    assert not np.array_equal(other.train | other.validation, sub.train | sub.validation)

@@ -119,6 +119,25 @@ class Split(NamedTuple):
         sources = None if self.calibrate_from is None else self.calibrate_from[np.ix_(folds, folds)]
         return Split(self.test[folds], self.validation[folds], self.train[folds], sources)
 
+    def keep_subjects(
+        self, subject, n_subjects: int, n: int, *, seed: int = 0, among: str = "train"
+    ) -> np.ndarray:
+        """`[K, S]` the sessions of `n` subjects drawn per fold, with `seed`, among the
+        subjects with a session in the fold's `among` set ("train", or "fit": training and
+        validation); all of them where a fold has `n` or fewer. For label-scarce studies: the
+        sessions whose labels a fold may use."""
+        if n < 1:
+            raise ValueError(f"need at least 1 labelled training subject, got {n}")
+        if among not in ("train", "fit"):
+            raise ValueError(f"among must be 'train' or 'fit', got {among!r}")
+        pool = self.train if among == "train" else self.train | self.validation
+        subject = np.asarray(subject)
+        of = subject[None, :, None] == np.arange(n_subjects)[None, None]  # [1, S, N]
+        present = (pool[:, :, None] & of).any(1)  # [K, N]
+        draw = np.where(present, np.random.default_rng(seed).random(present.shape), np.inf)
+        keep = (np.argsort(np.argsort(draw, axis=1), axis=1) < n) & present
+        return keep[:, subject] & pool
+
     @property
     def n_folds(self) -> int:
         return int(self.test.shape[0])

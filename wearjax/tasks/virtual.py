@@ -133,13 +133,8 @@ def make_folds(s: SpectralSessions, split: Split, labelled: int | None = None,
     leave-one-subject-out) fitted on its labelled training sessions."""
     known = np.ones_like(split.train)
     if labelled is not None:
-        if labelled < 1:
-            raise ValueError(f"need at least 1 labelled training subject, got {labelled}")
-        of = s.subject[None, :, None] == np.arange(len(s.subjects))[None, None]  # [1, S, N]
-        trains = (split.train[:, :, None] & of).any(1)  # [K, N]
-        draw = np.where(trains, np.random.default_rng(seed).random(trains.shape), np.inf)
-        keep = (np.argsort(np.argsort(draw, axis=1), axis=1) < labelled) & trains
-        known = keep[:, s.subject] | ~split.train
+        known = split.keep_subjects(s.subject, len(s.subjects), labelled, seed=seed)
+        known |= ~split.train
     pairs = s.ok[:, 1:] & s.ok[:, :-1]
     steps = (np.square(np.diff(s.hr, axis=1)) * pairs).sum(1)
     w = split.train & known

@@ -1,0 +1,111 @@
+"""The metabolic-domain probe with few labelled subjects (issue 17): does pretraining help where
+labels are scarce, the setting an encoder pretrained once is meant for?
+
+The same windows (pyoxynet's real CPET tests, 60 s of HR, VO2, VCO2 and VE; moderate / heavy /
+severe), the same subject-wise folds and the same logistic probe (its penalty chosen by an inner
+subject-wise CV, `tasks.probe.probe_scores`) as `experiments/transformer_probe.py`, but each
+fold's probe is fitted on the windows of only `n` of its training and validation subjects,
+drawn at random (`cv.Split.keep_subjects`, `--draws` draws per `n`, the same draws for every
+feature set), and scored on the fold's whole test set. Feature sets: the encoder's embedding
+([CLS] token and patch mean per channel) with its pretrained weights and with random ones (the
+seed `transformer_probe.py` draws them with), the statistical features and the 8 channel levels.
+Besides each set's accuracy (mean +- SD over folds x draws), the paired difference of the
+pretrained and the random encoder on the same fits, and how many of those fits the pretrained
+one wins.
+
+    python experiments/label_scarce_probe.py --encoder DIR/encoder.wjx --out DIR/scarce
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from metabolic_levels import encoder_sets
+
+from wearjax.cv import Split
+from wearjax.data.pyoxynet import domain_windows
+from wearjax.tasks.har_baselines import statistical_features
+from wearjax.tasks.probe import channel_levels, probe_scores
+
+
+def scarce_split(split: Split, subject, n_subjects: int, n: int | None, seed: int) -> Split:
+    """`split` with each fold's training and validation windows cut to those of `n` subjects
+    drawn with `seed` (None: all of them)."""
+    if n is None:
+        return split
+    keep = split.keep_subjects(subject, n_subjects, n, seed=seed, among="fit")
+    return Split(split.test, split.validation & keep, split.train & keep, split.calibrate_from)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--encoder", type=Path, required=True, help="transformer_probe's encoder")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--labelled",
+        type=int,
+        nargs="+",
+        default=[4, 8, 16],
+        help="labelled subjects per fold (the full set is always added)",
+    )
+    parser.add_argument("--draws", type=int, default=5, help="random draws of them per size")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    w, _ = domain_windows()
+    split = Split.by_subject(w.subject, w.n_subjects, -(-w.n_subjects // 5), seed=args.seed)
+    lv = channel_levels(w.x)
+    _, whole = encoder_sets(args.encoder, w, lv, args.seed)
+    sets = {
+        "encoder, pretrained": whole["pretrained"],
+        "encoder, random weights": whole["random weights"],
+        "statistical features": statistical_features(w),
+        "levels": lv,
+    }
+    fit_subjects = int(np.median([
+        len(np.unique(w.subject[split.train[k] | split.validation[k]]))
+        for k in range(split.n_folds)
+    ]))  # fmt: skip
+    sizes: list[int | None] = sorted(set(args.labelled)) + [None]
+    results = {}
+    for n in sizes:
+        draws = 1 if n is None else args.draws
+        acc = {name: np.zeros((draws, split.n_folds)) for name in sets}
+        for d in range(draws):
+            sub = scarce_split(split, w.subject, w.n_subjects, n, seed=args.seed + 1000 * d)
+            for name, features in sets.items():
+                acc[name][d] = probe_scores(features, w, sub)[0]
+        label = f"all ({fit_subjects})" if n is None else str(n)
+        results[label] = acc
+        gap = acc["encoder, pretrained"] - acc["encoder, random weights"]
+        print(f"n={label}: " + ", ".join(f"{k} {v.mean():.3f}" for k, v in acc.items())
+              + f"; pretrained - random {gap.mean():+.3f}", flush=True)  # fmt: skip
+
+    names = list(sets)
+    head = "| labelled subjects per fold | fits | " + " | ".join(names)
+    rows = [head + " | pretrained - random | pretrained wins |",
+            "|---|---:|" + "---:|" * (len(names) + 2)]  # fmt: skip
+    table = {}
+    for label, acc in results.items():
+        gap = (acc["encoder, pretrained"] - acc["encoder, random weights"]).ravel()
+        cells = [f"{acc[n].mean():.3f} +- {acc[n].std(ddof=1):.3f}" for n in names]
+        wins = f"{int(np.sum(gap > 0))} of {gap.size}"
+        rows.append(f"| {label} | {gap.size} | " + " | ".join(cells)
+                    + f" | {gap.mean():+.3f} +- {gap.std(ddof=1):.3f} | {wins} |")  # fmt: skip
+        table[label] = {n: acc[n].tolist() for n in names}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "table.md").write_text("\n".join(rows) + "\n")
+    meta = {
+        "windows": int(len(w.y)), "subjects": w.n_subjects, "folds": split.n_folds,
+        "draws": args.draws, "encoder": str(args.encoder), "accuracy [draw][fold]": table,
+    }  # fmt: skip
+    (args.out / "metrics.json").write_text(json.dumps(meta, indent=2))
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
