@@ -11,7 +11,9 @@ feature set), and scored on the fold's whole test set. Feature sets: the encoder
 seed `transformer_probe.py` draws them with), the statistical features and the 8 channel levels.
 Besides each set's accuracy (mean +- SD over folds x draws), the paired difference of the
 pretrained and the random encoder on the same fits, and how many of those fits the pretrained
-one wins.
+one wins (ties count as losses). The draws are nested: the same seed ranks each fold's subjects
+once per draw, so the 4 are among the 8 and the 8 among the 16. The last row fits on every
+subject and names the median number of them over folds.
 
     python experiments/label_scarce_probe.py --encoder DIR/encoder.wjx --out DIR/scarce
 """

@@ -321,6 +321,12 @@ def test_label_scarce_folds_hide_the_hr_of_all_but_the_chosen_training_subjects(
         assert len(kept) == 2 and set(kept) <= set(s.subject[split.train[k]])
         assert labelled[k][~split.train[k]].all()  # validation and test keep their HR
     np.testing.assert_array_equal(labelled, np.asarray(make_folds(s, split, 2, seed=3).labelled))
+    # the draw the published label-scarce studies used: one uniform number per (fold, subject),
+    # the `labelled` smallest among each fold's training subjects kept
+    trains = np.stack([np.isin(np.arange(len(s.subjects)), s.subject[t]) for t in split.train])
+    draw = np.where(trains, np.random.default_rng(3).random(trains.shape), np.inf)
+    keep = (np.argsort(np.argsort(draw, axis=1), axis=1) < 2) & trains
+    np.testing.assert_array_equal(labelled, keep[:, s.subject] | ~split.train)
     with pytest.raises(ValueError, match="at least 1 labelled"):
         make_folds(s, split, labelled=0)
 
