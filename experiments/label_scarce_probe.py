@@ -5,8 +5,8 @@ The same windows (pyoxynet's real CPET tests, 60 s of HR, VO2, VCO2 and VE; mode
 severe), the same subject-wise folds and the same logistic probe (its penalty chosen by an inner
 subject-wise CV, `tasks.probe.probe_scores`) as `experiments/transformer_probe.py`, but each
 fold's probe is fitted on the windows of only `n` of its training and validation subjects,
-drawn at random (`cv.Split.keep_subjects`, `--draws` draws per `n`, the same draws for every
-feature set), and scored on the fold's whole test set. Feature sets: the encoder's embedding
+drawn at random (`tasks.probe.scarce_probe_scores`, `--draws` draws per `n`, the same draws for
+every feature set), and scored on the fold's whole test set. Feature sets: the encoder's embedding
 ([CLS] token and patch mean per channel) with its pretrained weights and with random ones (the
 seed `transformer_probe.py` draws them with), the statistical features and the 8 channel levels.
 Besides each set's accuracy (mean +- SD over folds x draws), the paired difference of the
@@ -31,16 +31,7 @@ from metabolic_levels import encoder_sets
 from wearjax.cv import Split
 from wearjax.data.pyoxynet import domain_windows
 from wearjax.tasks.har_baselines import statistical_features
-from wearjax.tasks.probe import channel_levels, probe_scores
-
-
-def scarce_split(split: Split, subject, n_subjects: int, n: int | None, seed: int) -> Split:
-    """`split` with each fold's training and validation windows cut to those of `n` subjects
-    drawn with `seed` (None: all of them)."""
-    if n is None:
-        return split
-    keep = split.keep_subjects(subject, n_subjects, n, seed=seed, among="fit")
-    return Split(split.test, split.validation & keep, split.train & keep, split.calibrate_from)
+from wearjax.tasks.probe import channel_levels, probe_scores, scarce_probe_scores
 
 
 def main(argv=None) -> int:
@@ -74,12 +65,13 @@ def main(argv=None) -> int:
     sizes: list[int | None] = sorted(set(args.labelled)) + [None]
     results = {}
     for n in sizes:
-        draws = 1 if n is None else args.draws
-        acc = {name: np.zeros((draws, split.n_folds)) for name in sets}
-        for d in range(draws):
-            sub = scarce_split(split, w.subject, w.n_subjects, n, seed=args.seed + 1000 * d)
-            for name, features in sets.items():
-                acc[name][d] = probe_scores(features, w, sub)[0]
+        if n is None:
+            acc = {name: probe_scores(f, w, split)[0][None] for name, f in sets.items()}
+        else:
+            acc = {
+                name: scarce_probe_scores(f, w, split, n, draws=args.draws, seed=args.seed)[0]
+                for name, f in sets.items()
+            }
         label = f"all ({fit_subjects})" if n is None else str(n)
         results[label] = acc
         gap = acc["encoder, pretrained"] - acc["encoder, random weights"]

@@ -57,6 +57,22 @@ def test_keep_subjects_draws_whole_subjects_from_each_folds_own_pool():
         split.keep_subjects(subject, 9, 1, among="test")
 
 
+def test_subsample_fits_on_n_subjects_and_tests_on_every_test_session():
+    subject = np.repeat(np.arange(12), 4)
+    split = Split.by_subject(subject, 12, 3, n_validation=1, seed=0)
+    sub = split.subsample(subject, 12, 3, seed=5)
+    np.testing.assert_array_equal(sub.test, split.test)
+    for k in range(split.n_folds):
+        fit = sub.train[k] | sub.validation[k]
+        kept = np.unique(subject[fit])
+        assert len(kept) == 3 and not (fit & split.test[k]).any()
+        assert set(kept) <= set(subject[split.train[k] | split.validation[k]])
+        np.testing.assert_array_equal(fit, np.isin(subject, kept))
+        assert not (sub.train[k] & sub.validation[k]).any()
+    other = split.subsample(subject, 12, 3, seed=6)
+    assert not np.array_equal(other.train | other.validation, sub.train | sub.validation)
+
+
 def test_chronological_split_trains_on_the_past():
     order = np.array([5, 1, 9, 3, 7, 2, 8, 4, 6, 0])  # e.g. start times
     split = Split.chronological(order, test_fraction=0.3, n_validation=2)

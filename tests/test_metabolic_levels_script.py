@@ -2,10 +2,9 @@
 principal components, and how much of each level an embedding gives back (issue 17)."""
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
 
 from tests.scripts import load_script
-from tests.windows import two_class_set
+from tests.windows import RowRecorder, two_class_set
 from wearjax.cv import Split
 from wearjax.tasks.probe import probe_scores
 
@@ -44,47 +43,16 @@ def test_level_r2_is_near_one_for_an_embedding_that_mixes_the_levels_and_near_ze
     assert np.all(ids < 0.05)
 
 
-FITTED: list[set] = []
-
-
-class _Recorder(BaseEstimator, TransformerMixin):
-    """Records which rows (column 0 holds the row number) it was fitted on; drops that column."""
-
-    def fit(self, x, y=None):
-        FITTED.append(set(x[:, 0].astype(int)))
-        return self
-
-    def transform(self, x):
-        return x[:, 1:]
-
-
 def test_probe_prepare_is_fitted_per_fold_on_its_training_windows_only():
     n_subjects = 10
     features, w, subject = two_class_set(np.random.default_rng(2), n_subjects, 10, 5, 0.5)
     n = len(subject)
     split = Split.by_subject(subject, n_subjects, 2, seed=0)
-    FITTED.clear()
+    recorder, fitted = RowRecorder.start("prepare")
     with_ids = np.hstack([np.arange(n)[:, None], features])
-    got = probe_scores(with_ids, w, split, prepare=_Recorder())  # penalty by inner CV
-    assert len(FITTED) == split.n_folds
-    for k, rows in enumerate(FITTED):
+    got = probe_scores(with_ids, w, split, prepare=recorder)  # penalty by inner CV
+    assert len(fitted) == split.n_folds
+    for k, rows in enumerate(fitted):
         assert rows == set(np.flatnonzero(split.train[k] | split.validation[k]))
     plain = probe_scores(features, w, split)
     np.testing.assert_array_equal(got[0], plain[0])
-
-
-def test_a_scarce_split_fits_on_n_subjects_and_tests_on_every_test_window():
-    scarce = load_script("experiments", "label_scarce_probe")  # after metabolic_levels
-    subject = np.repeat(np.arange(12), 4)
-    split = Split.by_subject(subject, 12, 3, n_validation=1, seed=0)
-    assert scarce.scarce_split(split, subject, 12, None, seed=0) is split
-    sub = scarce.scarce_split(split, subject, 12, 3, seed=5)
-    np.testing.assert_array_equal(sub.test, split.test)
-    for k in range(split.n_folds):
-        fit = sub.train[k] | sub.validation[k]
-        kept = np.unique(subject[fit])
-        assert len(kept) == 3 and not (fit & split.test[k]).any()
-        assert set(kept) <= set(subject[split.train[k] | split.validation[k]])
-        np.testing.assert_array_equal(fit, np.isin(subject, kept))
-    other = scarce.scarce_split(split, subject, 12, 3, seed=6)
-    assert not np.array_equal(other.train | other.validation, sub.train | sub.validation)

@@ -138,6 +138,13 @@ class Split(NamedTuple):
         keep = (np.argsort(np.argsort(draw, axis=1), axis=1) < n) & present
         return keep[:, subject] & pool
 
+    def subsample(self, subject, n_subjects: int, n: int, *, seed: int = 0) -> Split:
+        """The split with each fold's training and validation sessions cut to those of `n`
+        subjects drawn among them (`keep_subjects(..., among="fit")`); test sessions as they
+        are. A label-scarce probe fits on what is left."""
+        keep = self.keep_subjects(subject, n_subjects, n, seed=seed, among="fit")
+        return Split(self.test, self.validation & keep, self.train & keep, self.calibrate_from)
+
     @property
     def n_folds(self) -> int:
         return int(self.test.shape[0])

@@ -39,3 +39,61 @@ def test_watch_windows_keep_subjects_and_recordings():
     for r in np.unique(d.recording)[:10]:
         assert len(np.unique(d.subject[d.recording == r])) == 1
         assert len(np.unique(d.y[d.recording == r])) == 1
+
+
+def _own(tmp_path, **arrays):
+    rng = np.random.default_rng(0)
+    base = {
+        "x": rng.normal(size=(12, 30, 2)).astype(np.float32),
+        "y": np.array(["rest", "run", "walk"] * 4),
+        "subject": np.repeat(np.array(["ann", "bob", "cy", "di"]), 3),
+        "rate": np.float64(1.0),
+        "channels": np.array(["hr", "vo2"]),
+    }
+    base.update(arrays)
+    path = tmp_path / "mine.npz"
+    np.savez(path, **{k: v for k, v in base.items() if v is not None})
+    return path
+
+
+def test_own_windows_read_with_names_mapped_to_codes(tmp_path):
+    from wearjax.data.imu import read_windows
+
+    w = read_windows(_own(tmp_path))
+    assert w.x.shape == (12, 30, 2) and w.x.dtype == np.float32 and w.rate == 1.0
+    assert w.classes == ("rest", "run", "walk") and w.y.tolist() == [0, 1, 2] * 4
+    assert w.n_subjects == 4 and w.subject.tolist() == np.repeat(np.arange(4), 3).tolist()
+    assert w.channels == ("hr", "vo2") and w.official_train is None
+    bare = read_windows(_own(tmp_path, subject=None, channels=None, y=np.arange(12) % 2))
+    assert bare.n_subjects == 0 and bare.channels == ("ch0", "ch1") and bare.classes == ("0", "1")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"y": None}, "no `y` array"),
+        ({"rate": None}, "no `rate` array"),
+        ({"x": np.zeros((12, 30))}, r"shape \(12, 30\); give windows as \[N, T, C\]"),
+        ({"x": np.full((12, 30, 2), np.nan)}, "mine.npz: 12 windows hold NaN"),
+        ({"rate": np.float64(-2.0)}, "rate must be one positive number"),
+        ({"y": np.zeros(12)}, "every window has the class '0.0'"),
+        ({"subject": np.zeros(5)}, r"subject has shape \(5,\); give one value per window"),
+        ({"channels": np.array(["hr"])}, "1 channel names for 2 channels"),
+        ({"train": np.ones(12, bool)}, "train marks every window or none"),
+        ({"train": np.ones(12)}, "train must be a bool array"),
+    ],
+)
+def test_own_windows_name_the_file_and_the_array_at_fault(tmp_path, change, message):
+    from wearjax.data.imu import read_windows
+
+    with pytest.raises(WearjaxDataError, match=message):
+        read_windows(_own(tmp_path, **change))
+
+
+def test_a_file_that_is_not_an_npz_is_named(tmp_path):
+    from wearjax.data.imu import read_windows
+
+    path = tmp_path / "notes.npz"
+    path.write_text("hello")
+    with pytest.raises(WearjaxDataError, match="notes.npz: not a readable NPZ"):
+        read_windows(path)

@@ -1,6 +1,7 @@
 """Masked pretraining through the one trainer: the masks hide what they say, the loss falls in a
 small CPU run, and the encoder checkpoint feeds `wearjax cv probe`."""
 
+import importlib.util
 import json
 
 import jax
@@ -222,6 +223,15 @@ def test_fit_pretrain_then_cv_probe_from_the_cli(tmp_path):
         metrics["encoder"]["accuracy"] > 0.5 and metrics["statistical features"]["accuracy"] > 0.9
     )
     assert 0.0 <= metrics["channel levels"]["accuracy"] <= 1.0
+    if importlib.util.find_spec("pyoxynet") is None:
+        return
+    scarce = tmp_path / "scarce"
+    argv = ["cv", "probe", "--encoder", str(enc), "--data", "pyoxynet_domain", "--out", str(scarce)]
+    assert main([*argv, "--labelled", "4", "--draws", "2"]) == 0
+    record = json.loads((scarce / "metrics.json").read_text())
+    assert record["labelled"] == {"subjects_per_fold": 4, "draws": 2}
+    for name in ("encoder", "statistical features", "channel levels"):  # 3 classes
+        assert 0.4 < record["pyoxynet_domain"][name]["accuracy"] <= 1.0
 
 
 def test_channel_levels_are_each_channels_asinh_mean_and_sd():
@@ -301,6 +311,91 @@ def test_logistic_probe_chooses_its_penalty_on_the_training_subjects():
     chosen = probe_scores(features, w, split)[0].mean()
     assert chosen > max(fixed[PROBE_CS[0]], fixed[PROBE_CS[-1]]) + 0.02
     assert chosen > max(fixed.values()) - 0.02
+
+
+def test_a_label_scarce_probe_fits_on_n_whole_subjects_of_each_folds_pool():
+    """Which windows every fit saw (recorded by a `prepare` step): exactly `n` subjects' windows
+    from the fold's training and validation subjects, never a test subject; the same draws for
+    any features, the 2 of a draw among its 4; scores `[draws, K]`."""
+    from tests.windows import RowRecorder, label_only_windows, two_class_set
+    from wearjax.cv import Split
+    from wearjax.errors import WearjaxDataError
+    from wearjax.tasks.probe import scarce_probe_scores
+
+    n_subjects = 12
+    features, w, subject = two_class_set(np.random.default_rng(3), n_subjects, 8, 3, 1.0)
+    split = Split.by_subject(subject, n_subjects, 3, seed=0)
+    with_ids = np.hstack([np.arange(len(subject))[:, None], features])
+    seen = {}
+    for n in (2, 4):
+        recorder, fitted = RowRecorder.start(f"n{n}")
+        acc, f1 = scarce_probe_scores(with_ids, w, split, n, draws=3, seed=1, prepare=recorder)
+        assert acc.shape == f1.shape == (3, split.n_folds) and np.all(acc > 0.8)
+        seen[n] = [set(subject[sorted(rows)]) for rows in fitted]  # draw-major, fold-minor
+        for i, subjects in enumerate(seen[n]):
+            k = i % split.n_folds
+            assert len(subjects) == n
+            assert subjects <= set(subject[split.train[k] | split.validation[k]])
+            rows = np.asarray(sorted(fitted[i]))
+            np.testing.assert_array_equal(rows, np.flatnonzero(np.isin(subject, list(subjects))))
+    assert all(a <= b for a, b in zip(seen[2], seen[4], strict=True))  # nested
+    assert len({frozenset(s) for s in seen[2]}) > split.n_folds  # draws differ
+    recorder, again = RowRecorder.start("again")
+    other = np.hstack([with_ids[:, :1], np.random.default_rng(4).normal(size=features.shape)])
+    scarce_probe_scores(other, w, split, 2, draws=3, seed=1, prepare=recorder)  # other features
+    assert [set(subject[sorted(r)]) for r in again] == seen[2]
+    no_ids = label_only_windows(w.y, np.full(len(subject), -1, np.int32))
+    with pytest.raises(WearjaxDataError, match="no subject ids"):
+        scarce_probe_scores(features, no_ids, split, 2)
+
+
+def _own_windows(path, subjects: bool = True, train: bool = False):
+    """40 windows of 60 s at 1 Hz, 2 channels, 5 subjects; class 1 sits 3 units higher."""
+    rng = np.random.default_rng(5)
+    y = np.tile([0, 1], 20)
+    x = rng.normal(size=(40, 60, 2)) + 3.0 * y[:, None, None]
+    arrays = {"x": x.astype(np.float32), "y": np.where(y == 1, "hard", "easy"), "rate": 1.0}
+    if subjects:
+        arrays["subject"] = np.repeat(np.arange(5), 8)
+    if train:
+        arrays["train"] = np.arange(40) < 24
+    np.savez(path, **arrays)
+    return path
+
+
+def test_cv_probe_runs_on_a_researchers_own_npz_windows(tmp_path):
+    from wearjax.models.transformer import build_transformer
+    from wearjax.tasks.pretrain import save_encoder
+
+    enc = tmp_path / "enc.wjx"
+    save_encoder(enc, build_transformer("tiny", key=jax.random.key(0)), PretrainConfig("tiny"))
+    data = _own_windows(tmp_path / "mine.npz")
+    out = tmp_path / "probe"
+    argv = ["cv", "probe", "--encoder", str(enc), "--data", str(data), "--out", str(out)]
+    assert main([*argv, "--labelled", "2", "--draws", "2"]) == 0
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["labelled"] == {"subjects_per_fold": 2, "draws": 2}
+    assert record[str(data)]["channel levels"]["accuracy"] > 0.95  # the classes' levels differ
+
+
+def test_cv_probe_refuses_what_it_cannot_fold_before_any_work(tmp_path, capsys):
+    enc = tmp_path / "enc.wjx"
+    enc.write_text("not read: the refusals come first")
+
+    def refused(data, *extra) -> str:
+        argv = ["cv", "probe", "--encoder", str(enc), "--data", str(data), "--out", "o"]
+        assert main([*argv, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        return err[0]
+
+    assert "no train array" in refused(_own_windows(tmp_path / "a.npz", subjects=False))
+    official = _own_windows(tmp_path / "b.npz", subjects=False, train=True)
+    assert "b.npz has no subject ids, so --labelled" in refused(official, "--labelled", "2")
+    assert "no such file" in refused(tmp_path / "none.npz")
+    assert "neither a built-in set" in refused(tmp_path)  # a folder
+    assert "at least 1" in refused(tmp_path / "b.npz", "--labelled", "0")
+    assert not (tmp_path / "o").exists()
 
 
 def test_hide_channel_hides_every_patch_of_the_hidden_levels_channel_only():

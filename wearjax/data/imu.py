@@ -12,6 +12,9 @@ source recording of each, the channel names and the channels of each modality. R
   with a warning.
 
 Both read the files the packages ship (`pip install wearjax[data]`); nothing is downloaded.
+
+- `read_windows(path)`: a researcher's own labelled windows, one NPZ file (`read_windows`
+  says which arrays it takes).
 """
 
 from __future__ import annotations
@@ -112,4 +115,71 @@ def watch(window_s: float = 4.0, hop_s: float = 2.0) -> LabelledWindows:
         np.asarray(subjects, np.int32), np.asarray(recordings, np.int32),
         tuple(str(c).lower() for c in d["y_labels"]),
         ("acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"), dict(IMU_MODALITIES), rate,
+    )  # fmt: skip
+
+
+def _ids(values: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Integer codes `0..K-1` of `values [N]` (numbers or strings) and the sorted names."""
+    names, codes = np.unique(np.asarray(values).astype(str), return_inverse=True)
+    return codes.astype(np.int32), tuple(str(v) for v in names)
+
+
+def read_windows(path) -> LabelledWindows:
+    """Labelled windows from an NPZ file: `x [N, T, C]` (the windows), `y [N]` (class per
+    window: integers or names), `rate` (Hz, a number); optional `subject [N]` (integers or
+    names; a probe then folds by subject), `train [N]` (bool: an official split, used where
+    there are no subjects), `recording [N]` and `channels [C]` (names). Every problem is one
+    error naming the file, the array and the fix."""
+    from pathlib import Path
+
+    path = Path(path)
+    name = path.name
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as err:
+        raise WearjaxDataError(f"{name}: not a readable NPZ file of arrays ({err})") from err
+    for key in ("x", "y", "rate"):
+        if key not in arrays:
+            raise WearjaxDataError(
+                f"{name}: no `{key}` array; an NPZ of labelled windows holds x [N, T, C], "
+                "y [N] and rate (Hz), optionally subject [N], train [N], channels [C]"
+            )
+    x = arrays["x"]
+    if x.ndim != 3 or min(x.shape) < 1:
+        raise WearjaxDataError(f"{name}: x has shape {x.shape}; give windows as [N, T, C]")
+    if not np.issubdtype(x.dtype, np.number):
+        raise WearjaxDataError(f"{name}: x holds {x.dtype} values; give numbers")
+    x = check_windows(x, name)
+    n = len(x)
+    rate = arrays["rate"]
+    if rate.size != 1 or not np.issubdtype(rate.dtype, np.number) or not float(rate) > 0:
+        raise WearjaxDataError(f"{name}: rate must be one positive number of Hz, got {rate!r}")
+    for key in ("y", "subject", "train", "recording"):
+        if key in arrays and arrays[key].shape != (n,):
+            raise WearjaxDataError(
+                f"{name}: {key} has shape {arrays[key].shape}; give one value per window ({n},)"
+            )
+    y, classes = _ids(arrays["y"])
+    if len(classes) < 2:
+        raise WearjaxDataError(f"{name}: every window has the class {classes[0]!r}; need two")
+    subject = _ids(arrays["subject"])[0] if "subject" in arrays else np.full(n, -1, np.int32)
+    recording = _ids(arrays["recording"])[0] if "recording" in arrays else np.arange(n)
+    channels = tuple(f"ch{i}" for i in range(x.shape[2]))
+    if "channels" in arrays:
+        channels = tuple(str(c) for c in np.asarray(arrays["channels"]).reshape(-1))
+        if len(channels) != x.shape[2]:
+            raise WearjaxDataError(
+                f"{name}: {len(channels)} channel names for {x.shape[2]} channels in x"
+            )
+    train = None
+    if "train" in arrays:
+        if arrays["train"].dtype != bool:
+            raise WearjaxDataError(f"{name}: train must be a bool array (True: a training window)")
+        train = arrays["train"]
+        if train.all() or not train.any():
+            raise WearjaxDataError(f"{name}: train marks every window or none; mark the split")
+    return LabelledWindows(
+        x, y, subject, recording.astype(np.int32), classes, channels,
+        {"all": tuple(range(x.shape[2]))}, float(rate), train,
     )  # fmt: skip

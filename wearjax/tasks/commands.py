@@ -354,7 +354,11 @@ def fit_pretrain(args) -> int:
 
 def _probe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder", type=Path, required=True, help="checkpoint of `fit pretrain`")
-    p.add_argument("--data", choices=PROBE_DATA, required=True, help="the labelled windows")
+    p.add_argument("--data", required=True, help="the labelled windows: " + ", ".join(PROBE_DATA)
+                   + ", or an NPZ file of your own (x, y, rate; subject or train)")  # fmt: skip
+    scarce = "a label-scarce probe: fit each fold's probes on only this many subjects' windows"
+    p.add_argument("--labelled", type=int, help=scarce + " (not basic_motions)")
+    p.add_argument("--draws", type=int, default=5, help="with --labelled: draws of the subjects")
 
 
 def cv_probe(args) -> int:

@@ -118,6 +118,34 @@ def probe_scores(
     return scores(pred, windows, split)
 
 
+def scarce_probe_scores(
+    features: np.ndarray,
+    windows: LabelledWindows,
+    split: Split,
+    labelled: int,
+    *,
+    draws: int = 5,
+    seed: int = 0,
+    **probe,
+):
+    """Accuracy and macro-F1 `[draws, K]` of `probe_scores` (`probe`: its keyword arguments)
+    with each fold's probe fitted on the windows of only `labelled` of its training and
+    validation subjects (`Split.subsample`), drawn `draws` times with the seeds
+    `seed + 1000 d`: the same draws for every feature set, and nested across sizes (the 4 of a
+    draw are among its 8). Scored on the whole test set."""
+    if windows.n_subjects < 2:  # subject -1 throughout: an official split without ids
+        raise WearjaxDataError(
+            "these windows have no subject ids, so a label-scarce probe cannot draw subjects: "
+            "use a dataset with subjects (pyoxynet_domain, watch) or leave out --labelled"
+        )
+    out = [
+        probe_scores(features, windows, split.subsample(
+            windows.subject, windows.n_subjects, labelled, seed=seed + 1000 * d), **probe)
+        for d in range(draws)
+    ]  # fmt: skip
+    return np.stack([a for a, _ in out]), np.stack([f for _, f in out])
+
+
 def ridge_predictions(
     features: np.ndarray, target: np.ndarray, split: Split, *, per_target: bool = False
 ) -> np.ndarray:
@@ -165,6 +193,33 @@ def channel_levels(x: np.ndarray) -> np.ndarray:
     return np.asarray(levels(per_channel, 1.0, 1.0)).reshape(len(x), -1)
 
 
+def own_windows(data: str, seed: int = 0) -> tuple[LabelledWindows, Split]:
+    """A researcher's labelled windows (`data.imu.read_windows`) and their folds: a fifth of the
+    subjects (rounded up) out per fold where the file names 3 or more (5 folds; one per
+    subject with 3 or 4), else its official split (`train`); neither is refused, since folds
+    that mix a subject's windows between training and test overstate any probe."""
+    from pathlib import Path
+
+    from wearjax.data.imu import read_windows
+    from wearjax.tasks.har import official_split, subject_split
+
+    path = Path(data)
+    if not path.is_file():
+        raise WearjaxDataError(
+            f"--data {data}: neither a built-in set (pyoxynet_domain, basic_motions, watch) nor "
+            "an NPZ file of labelled windows"
+        )
+    w = read_windows(path)
+    if w.n_subjects >= 3:
+        return w, subject_split(w, -(-w.n_subjects // 5), seed=seed)
+    if w.official_train is not None:
+        return w, official_split(w)
+    raise WearjaxDataError(
+        f"{path.name}: {max(w.n_subjects, 0)} subject(s) and no train array: add a subject array "
+        "(3 or more subjects, for subject-wise folds) or a train array (an official split)"
+    )
+
+
 def probe_command(args, say) -> int:
     """`wearjax cv probe`: frozen-encoder logistic probe with subject-wise (or the official)
     folds, beside the statistical-feature and channel-level probes; writes metrics.json. `say`
@@ -177,33 +232,53 @@ def probe_command(args, say) -> int:
     from wearjax.tasks.har_baselines import statistical_features
     from wearjax.tasks.pretrain import load_encoder
 
-    model, header = load_encoder(args.encoder)
+    labelled = getattr(args, "labelled", None)
+    if labelled is not None and (labelled < 1 or args.draws < 1):
+        raise WearjaxDataError("--labelled and --draws take a number of at least 1")
     if args.data == "pyoxynet_domain":
         w = domain_windows()[0]
         split = subject_split(w, -(-w.n_subjects // 5), seed=args.seed)
     elif args.data == "basic_motions":
         w = basic_motions()
         split = official_split(w)
-    else:
+    elif args.data == "watch":
         w = watch()
         split = subject_split(w, seed=args.seed)
+    else:
+        w, split = own_windows(args.data, args.seed)
+    if labelled is not None and w.n_subjects < 2:
+        raise WearjaxDataError(
+            f"{args.data} has no subject ids, so --labelled cannot draw subjects: use a set "
+            "with subjects (pyoxynet_domain, watch, or a file with a subject array), or leave "
+            "out --labelled"
+        )
+    model, header = load_encoder(args.encoder)
     if w.rate > 4 * header["nominal_rate"]:
         say(
             f"the encoder works at {header['nominal_rate']:g} Hz; these {w.rate:g} Hz windows lose "
             f"everything above {header['high_hz']:g} Hz (pretrain at a higher rate for them)"
         )
+
+    def scores_of(features):
+        if labelled is None:
+            return probe_scores(features, w, split)
+        return scarce_probe_scores(features, w, split, labelled, draws=args.draws, seed=args.seed)
+
     rows = {
-        "encoder": probe_scores(embed_windows(model, w, header), w, split),
-        "statistical features": probe_scores(statistical_features(w), w, split),
-        "channel levels": probe_scores(channel_levels(w.x), w, split),
+        "encoder": scores_of(embed_windows(model, w, header)),
+        "statistical features": scores_of(statistical_features(w)),
+        "channel levels": scores_of(channel_levels(w.x)),
     }
     metrics = {
         name: {"accuracy": float(np.mean(a)), "accuracy_sd": float(np.std(a)),
                "macro_f1": float(np.mean(f)), "macro_f1_sd": float(np.std(f))}
         for name, (a, f) in rows.items()
     }  # fmt: skip
+    record = {args.data: metrics}
+    if labelled is not None:  # the means and SDs are over every fold of every draw
+        record["labelled"] = {"subjects_per_fold": labelled, "draws": args.draws}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "metrics.json").write_text(json.dumps({args.data: metrics}, indent=2))
+    (args.out / "metrics.json").write_text(json.dumps(record, indent=2))
     for name, m in metrics.items():
         print(f"{args.data} {name}: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
     return 0
