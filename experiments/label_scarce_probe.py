@@ -72,6 +72,7 @@ def main(argv=None) -> int:
                 name: scarce_probe_scores(f, w, split, n, draws=args.draws, seed=args.seed)[0]
                 for name, f in sets.items()
             }
+        acc = {name: np.asarray(a, np.float64) for name, a in acc.items()}  # sums in float64
         label = f"all ({fit_subjects})" if n is None else str(n)
         results[label] = acc
         gap = acc["encoder, pretrained"] - acc["encoder, random weights"]

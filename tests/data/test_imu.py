@@ -74,11 +74,15 @@ def test_own_windows_read_with_names_mapped_to_codes(tmp_path):
         ({"y": None}, "no `y` array"),
         ({"rate": None}, "no `rate` array"),
         ({"x": np.zeros((12, 30))}, r"shape \(12, 30\); give windows as \[N, T, C\]"),
-        ({"x": np.full((12, 30, 2), np.nan)}, "mine.npz: 12 windows hold NaN"),
+        ({"x": np.full((12, 30, 2), np.nan)}, "mine.npz: x: 12 windows hold NaN"),
         ({"rate": np.float64(-2.0)}, "rate must be one positive number"),
-        ({"y": np.zeros(12)}, "every window has the class '0.0'"),
+        ({"y": np.zeros(12)}, "every window's y is '0.0'; a probe needs two classes"),
+        ({"subject": np.r_[np.zeros(11), np.nan]}, "subject holds NaN or inf; give every window"),
+        ({"rate": np.float64(np.inf)}, "rate must be one positive number"),
+        ({"rate": np.array(["fast"])}, "rate must be one positive number"),
+        ({"y": np.array([b"\xff"] * 6 + [b"a"] * 6)}, "y holds bytes that are not text"),
         ({"subject": np.zeros(5)}, r"subject has shape \(5,\); give one value per window"),
-        ({"channels": np.array(["hr"])}, "1 channel names for 2 channels"),
+        ({"channels": np.array(["hr"])}, "channels names 1 channels, x has 2; give one name"),
         ({"train": np.ones(12, bool)}, "train marks every window or none"),
         ({"train": np.ones(12)}, "train must be a bool array"),
     ],
@@ -97,3 +101,26 @@ def test_a_file_that_is_not_an_npz_is_named(tmp_path):
     path.write_text("hello")
     with pytest.raises(WearjaxDataError, match="notes.npz: not a readable NPZ"):
         read_windows(path)
+
+
+def test_an_object_array_or_a_single_array_file_is_named_with_its_fix(tmp_path):
+    from wearjax.data.imu import read_windows
+
+    path = tmp_path / "objects.npz"
+    np.savez(path, x=np.zeros((4, 5, 1)), y=np.array([{"a": 1}] * 4, dtype=object), rate=1.0)
+    with pytest.raises(WearjaxDataError, match=r"objects.npz: y is an array of Python objects"):
+        read_windows(path)
+    single = tmp_path / "single.npz"
+    with open(single, "wb") as f:
+        np.save(f, np.zeros((4, 5, 1)))
+    with pytest.raises(WearjaxDataError, match=r"single.npz: one array \(np.save\)"):
+        read_windows(single)
+
+
+def test_bytes_names_read_as_text(tmp_path):
+    from wearjax.data.imu import read_windows
+
+    w = read_windows(
+        _own(tmp_path, channels=np.array([b"hr", b"vo2"]), y=np.array([b"a", b"b"] * 6))
+    )
+    assert w.channels == ("hr", "vo2") and w.classes == ("a", "b")

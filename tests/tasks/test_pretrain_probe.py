@@ -339,6 +339,15 @@ def test_a_label_scarce_probe_fits_on_n_whole_subjects_of_each_folds_pool():
             rows = np.asarray(sorted(fitted[i]))
             np.testing.assert_array_equal(rows, np.flatnonzero(np.isin(subject, list(subjects))))
     assert all(a <= b for a, b in zip(seen[2], seen[4], strict=True))  # nested
+    for d in range(3):  # the seeds the experiment's committed run used: seed + 1000 d
+        sub = split.subsample(subject, n_subjects, 2, seed=1 + 1000 * d)
+        for k in range(split.n_folds):
+            assert seen[2][d * split.n_folds + k] == set(subject[sub.train[k] | sub.validation[k]])
+    drawn_validation = [
+        bool(seen[4][i] & set(subject[split.validation[i % split.n_folds]]))
+        for i in range(len(seen[4]))
+    ]
+    assert any(drawn_validation)  # drawn from training and validation subjects alike
     assert len({frozenset(s) for s in seen[2]}) > split.n_folds  # draws differ
     recorder, again = RowRecorder.start("again")
     other = np.hstack([with_ids[:, :1], np.random.default_rng(4).normal(size=features.shape)])
@@ -391,7 +400,11 @@ def test_cv_probe_refuses_what_it_cannot_fold_before_any_work(tmp_path, capsys):
 
     assert "no train array" in refused(_own_windows(tmp_path / "a.npz", subjects=False))
     official = _own_windows(tmp_path / "b.npz", subjects=False, train=True)
-    assert "b.npz has no subject ids, so --labelled" in refused(official, "--labelled", "2")
+    assert "no subject ids, so --labelled" in refused(official, "--labelled", "2")
+    assert "basic_motions has no subject ids" in refused("basic_motions", "--labelled", "2")
+    mine = _own_windows(tmp_path / "c.npz")  # 5 subjects: folds fit on 4
+    assert "choose fewer than 4" in refused(mine, "--labelled", "4")
+    assert "give --labelled too" in refused(mine, "--draws", "3")
     assert "no such file" in refused(tmp_path / "none.npz")
     assert "neither a built-in set" in refused(tmp_path)  # a folder
     assert "at least 1" in refused(tmp_path / "b.npz", "--labelled", "0")

@@ -118,59 +118,105 @@ def watch(window_s: float = 4.0, hop_s: float = 2.0) -> LabelledWindows:
     )  # fmt: skip
 
 
-def _ids(values: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Integer codes `0..K-1` of `values [N]` (numbers or strings) and the sorted names."""
-    names, codes = np.unique(np.asarray(values).astype(str), return_inverse=True)
+def _text(values: np.ndarray, name: str, key: str) -> np.ndarray:
+    """`values` as str (bytes decoded), or one line naming the file and the array."""
+    try:
+        return np.asarray(values).astype(str)
+    except UnicodeDecodeError as err:
+        raise WearjaxDataError(
+            f"{name}: {key} holds bytes that are not text; save it as str"
+        ) from err
+
+
+def _ids(values: np.ndarray, name: str, key: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Integer codes `0..K-1` of `values [N]` (numbers or text) and the sorted names; a
+    missing (NaN) value is refused, naming the file `name` and the array `key`."""
+    values = np.asarray(values)
+    if np.issubdtype(values.dtype, np.number) and not np.isfinite(values).all():
+        raise WearjaxDataError(
+            f"{name}: {key} holds NaN or inf; give every window a {key} (or drop the window)"
+        )
+    names, codes = np.unique(_text(values, name, key), return_inverse=True)
     return codes.astype(np.int32), tuple(str(v) for v in names)
+
+
+NPZ_ARRAYS = (
+    "an NPZ of labelled windows holds x [N, T, C], y [N] and rate (Hz), optionally subject [N], "
+    "train [N], recording [N] and channels [C]"
+)
+
+
+def _npz_arrays(path) -> dict[str, np.ndarray]:
+    """Every array of the NPZ file `path`, each problem one line naming the file (and array)."""
+    import zipfile
+
+    name = path.name
+    try:
+        f = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise WearjaxDataError(f"{name}: not a readable NPZ file ({err}); {NPZ_ARRAYS}") from err
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise WearjaxDataError(f"{name}: one array (np.save), not an NPZ (np.savez); {NPZ_ARRAYS}")
+    arrays = {}
+    with f:
+        for key in f.files:
+            try:
+                arrays[key] = f[key]
+            except ValueError as err:  # an object array, which would need pickle
+                raise WearjaxDataError(
+                    f"{name}: {key} is an array of Python objects; save it with .astype(str) "
+                    "(text) or as numbers"
+                ) from err
+    return arrays
 
 
 def read_windows(path) -> LabelledWindows:
     """Labelled windows from an NPZ file: `x [N, T, C]` (the windows), `y [N]` (class per
     window: integers or names), `rate` (Hz, a number); optional `subject [N]` (integers or
-    names; a probe then folds by subject), `train [N]` (bool: an official split, used where
-    there are no subjects), `recording [N]` and `channels [C]` (names). Every problem is one
-    error naming the file, the array and the fix."""
+    names), `train [N]` (bool: an official split, which a probe then uses instead of folds by
+    subject), `recording [N]` and `channels [C]` (names). Every problem is one error naming
+    the file, the array and the fix."""
     from pathlib import Path
 
     path = Path(path)
     name = path.name
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as err:
-        raise WearjaxDataError(f"{name}: not a readable NPZ file of arrays ({err})") from err
+    arrays = _npz_arrays(path)
     for key in ("x", "y", "rate"):
         if key not in arrays:
-            raise WearjaxDataError(
-                f"{name}: no `{key}` array; an NPZ of labelled windows holds x [N, T, C], "
-                "y [N] and rate (Hz), optionally subject [N], train [N], channels [C]"
-            )
+            raise WearjaxDataError(f"{name}: no `{key}` array; {NPZ_ARRAYS}")
     x = arrays["x"]
     if x.ndim != 3 or min(x.shape) < 1:
         raise WearjaxDataError(f"{name}: x has shape {x.shape}; give windows as [N, T, C]")
     if not np.issubdtype(x.dtype, np.number):
         raise WearjaxDataError(f"{name}: x holds {x.dtype} values; give numbers")
-    x = check_windows(x, name)
+    x = check_windows(x, f"{name}: x")
     n = len(x)
     rate = arrays["rate"]
-    if rate.size != 1 or not np.issubdtype(rate.dtype, np.number) or not float(rate) > 0:
+    hz = (
+        float(rate.reshape(-1)[0]) if rate.size == 1 and np.issubdtype(rate.dtype, np.number) else 0
+    )
+    if not (np.isfinite(hz) and hz > 0):
         raise WearjaxDataError(f"{name}: rate must be one positive number of Hz, got {rate!r}")
     for key in ("y", "subject", "train", "recording"):
         if key in arrays and arrays[key].shape != (n,):
             raise WearjaxDataError(
                 f"{name}: {key} has shape {arrays[key].shape}; give one value per window ({n},)"
             )
-    y, classes = _ids(arrays["y"])
+    y, classes = _ids(arrays["y"], name, "y")
     if len(classes) < 2:
-        raise WearjaxDataError(f"{name}: every window has the class {classes[0]!r}; need two")
-    subject = _ids(arrays["subject"])[0] if "subject" in arrays else np.full(n, -1, np.int32)
-    recording = _ids(arrays["recording"])[0] if "recording" in arrays else np.arange(n)
+        raise WearjaxDataError(
+            f"{name}: every window's y is {classes[0]!r}; a probe needs two classes or more"
+        )
+    n_missing = np.full(n, -1, np.int32)
+    subject = _ids(arrays["subject"], name, "subject")[0] if "subject" in arrays else n_missing
+    recording = _ids(arrays["recording"], name, "recording")[0] if "recording" in arrays else None
     channels = tuple(f"ch{i}" for i in range(x.shape[2]))
     if "channels" in arrays:
-        channels = tuple(str(c) for c in np.asarray(arrays["channels"]).reshape(-1))
+        channels = tuple(str(c) for c in _text(arrays["channels"].reshape(-1), name, "channels"))
         if len(channels) != x.shape[2]:
             raise WearjaxDataError(
-                f"{name}: {len(channels)} channel names for {x.shape[2]} channels in x"
+                f"{name}: channels names {len(channels)} channels, x has {x.shape[2]}; give one "
+                "name per channel of x"
             )
     train = None
     if "train" in arrays:
@@ -180,6 +226,6 @@ def read_windows(path) -> LabelledWindows:
         if train.all() or not train.any():
             raise WearjaxDataError(f"{name}: train marks every window or none; mark the split")
     return LabelledWindows(
-        x, y, subject, recording.astype(np.int32), classes, channels,
-        {"all": tuple(range(x.shape[2]))}, float(rate), train,
+        x, y, subject, np.arange(n, dtype=np.int32) if recording is None else recording,
+        classes, channels, {"all": tuple(range(x.shape[2]))}, hz, train,
     )  # fmt: skip

@@ -358,7 +358,7 @@ def _probe_arguments(p: argparse.ArgumentParser) -> None:
                    + ", or an NPZ file of your own (x, y, rate; subject or train)")  # fmt: skip
     scarce = "a label-scarce probe: fit each fold's probes on only this many subjects' windows"
     p.add_argument("--labelled", type=int, help=scarce + " (not basic_motions)")
-    p.add_argument("--draws", type=int, default=5, help="with --labelled: draws of the subjects")
+    p.add_argument("--draws", type=int, help="with --labelled: draws of the subjects (5)")
 
 
 def cv_probe(args) -> int:

@@ -133,11 +133,7 @@ def scarce_probe_scores(
     validation subjects (`Split.subsample`), drawn `draws` times with the seeds
     `seed + 1000 d`: the same draws for every feature set, and nested across sizes (the 4 of a
     draw are among its 8). Scored on the whole test set."""
-    if windows.n_subjects < 2:  # subject -1 throughout: an official split without ids
-        raise WearjaxDataError(
-            "these windows have no subject ids, so a label-scarce probe cannot draw subjects: "
-            "use a dataset with subjects (pyoxynet_domain, watch) or leave out --labelled"
-        )
+    check_scarce(windows, split, labelled, draws, seed)
     out = [
         probe_scores(features, windows, split.subsample(
             windows.subject, windows.n_subjects, labelled, seed=seed + 1000 * d), **probe)
@@ -194,10 +190,10 @@ def channel_levels(x: np.ndarray) -> np.ndarray:
 
 
 def own_windows(data: str, seed: int = 0) -> tuple[LabelledWindows, Split]:
-    """A researcher's labelled windows (`data.imu.read_windows`) and their folds: a fifth of the
-    subjects (rounded up) out per fold where the file names 3 or more (5 folds; one per
-    subject with 3 or 4), else its official split (`train`); neither is refused, since folds
-    that mix a subject's windows between training and test overstate any probe."""
+    """A researcher's labelled windows (`data.imu.read_windows`) and their folds: the file's
+    official split where it has a `train` array, else a fifth of the subjects (rounded up) held
+    out per fold where it names 3 or more (3-5 folds); neither is refused, since folds that
+    put one subject's windows on both sides overstate any probe."""
     from pathlib import Path
 
     from wearjax.data.imu import read_windows
@@ -210,14 +206,41 @@ def own_windows(data: str, seed: int = 0) -> tuple[LabelledWindows, Split]:
             "an NPZ file of labelled windows"
         )
     w = read_windows(path)
-    if w.n_subjects >= 3:
-        return w, subject_split(w, -(-w.n_subjects // 5), seed=seed)
     if w.official_train is not None:
         return w, official_split(w)
+    if w.n_subjects >= 3:
+        return w, subject_split(w, -(-w.n_subjects // 5), seed=seed)
     raise WearjaxDataError(
         f"{path.name}: {max(w.n_subjects, 0)} subject(s) and no train array: add a subject array "
         "(3 or more subjects, for subject-wise folds) or a train array (an official split)"
     )
+
+
+def check_scarce(windows: LabelledWindows, split: Split, labelled: int, draws: int, seed: int):
+    """Refuse, before any work, a label-scarce probe (`scarce_probe_scores`) that cannot run as
+    asked: windows without subjects, a fold with `labelled` or fewer subjects to draw from
+    (every draw would be the whole fold), or a draw whose windows hold one class only."""
+    if windows.n_subjects < 2:
+        raise WearjaxDataError(
+            "these windows have no subject ids, so --labelled cannot draw subjects: use a set "
+            "with subjects (pyoxynet_domain, watch, or a file with a subject array), or leave "
+            "out --labelled"
+        )
+    fit = split.train | split.validation
+    pool = [len(np.unique(windows.subject[f])) for f in fit]
+    if labelled >= min(pool):
+        raise WearjaxDataError(
+            f"--labelled {labelled}: the folds fit on {min(pool)}-{max(pool)} subjects, so every "
+            f"draw would take them all; choose fewer than {min(pool)}"
+        )
+    for d in range(draws):
+        sub = split.subsample(windows.subject, windows.n_subjects, labelled, seed=seed + 1000 * d)
+        for k in range(split.n_folds):
+            if len(np.unique(windows.y[sub.train[k] | sub.validation[k]])) < 2:
+                raise WearjaxDataError(
+                    f"--labelled {labelled}: draw {d} of fold {k} gives windows of one class "
+                    "only; label more subjects per fold"
+                )
 
 
 def probe_command(args, say) -> int:
@@ -232,9 +255,17 @@ def probe_command(args, say) -> int:
     from wearjax.tasks.har_baselines import statistical_features
     from wearjax.tasks.pretrain import load_encoder
 
-    labelled = getattr(args, "labelled", None)
-    if labelled is not None and (labelled < 1 or args.draws < 1):
+    labelled, draws = getattr(args, "labelled", None), getattr(args, "draws", None)
+    if labelled is None and draws is not None:
+        raise WearjaxDataError("--draws counts the draws of --labelled; give --labelled too")
+    draws = 5 if draws is None else draws
+    if labelled is not None and (labelled < 1 or draws < 1):
         raise WearjaxDataError("--labelled and --draws take a number of at least 1")
+    if labelled is not None and args.data == "basic_motions":
+        raise WearjaxDataError(
+            "basic_motions has no subject ids, so --labelled cannot draw subjects: use "
+            "pyoxynet_domain, watch or a file with a subject array, or leave out --labelled"
+        )
     if args.data == "pyoxynet_domain":
         w = domain_windows()[0]
         split = subject_split(w, -(-w.n_subjects // 5), seed=args.seed)
@@ -246,12 +277,8 @@ def probe_command(args, say) -> int:
         split = subject_split(w, seed=args.seed)
     else:
         w, split = own_windows(args.data, args.seed)
-    if labelled is not None and w.n_subjects < 2:
-        raise WearjaxDataError(
-            f"{args.data} has no subject ids, so --labelled cannot draw subjects: use a set "
-            "with subjects (pyoxynet_domain, watch, or a file with a subject array), or leave "
-            "out --labelled"
-        )
+    if labelled is not None:
+        check_scarce(w, split, labelled, draws, args.seed)
     model, header = load_encoder(args.encoder)
     if w.rate > 4 * header["nominal_rate"]:
         say(
@@ -262,7 +289,7 @@ def probe_command(args, say) -> int:
     def scores_of(features):
         if labelled is None:
             return probe_scores(features, w, split)
-        return scarce_probe_scores(features, w, split, labelled, draws=args.draws, seed=args.seed)
+        return scarce_probe_scores(features, w, split, labelled, draws=draws, seed=args.seed)
 
     rows = {
         "encoder": scores_of(embed_windows(model, w, header)),
@@ -276,7 +303,7 @@ def probe_command(args, say) -> int:
     }  # fmt: skip
     record = {args.data: metrics}
     if labelled is not None:  # the means and SDs are over every fold of every draw
-        record["labelled"] = {"subjects_per_fold": labelled, "draws": args.draws}
+        record["labelled"] = {"subjects_per_fold": labelled, "draws": draws}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "metrics.json").write_text(json.dumps(record, indent=2))
     for name, m in metrics.items():
