@@ -372,7 +372,7 @@ def _own_windows(path, subjects: bool = True, train: bool = False):
     return path
 
 
-def test_cv_probe_runs_on_a_researchers_own_npz_windows(tmp_path):
+def test_cv_probe_runs_on_a_researchers_own_npz_windows(tmp_path, capsys):
     from wearjax.models.transformer import build_transformer
     from wearjax.tasks.pretrain import save_encoder
 
@@ -385,6 +385,9 @@ def test_cv_probe_runs_on_a_researchers_own_npz_windows(tmp_path):
     record = json.loads((out / "metrics.json").read_text())
     assert record["labelled"] == {"subjects_per_fold": 2, "draws": 2}
     assert record[str(data)]["channel levels"]["accuracy"] > 0.95  # the classes' levels differ
+    assert (
+        "fitted on 2 subjects, 2 draws; mean over the 5 folds x 2 draws" in capsys.readouterr().out
+    )
 
 
 def test_cv_probe_refuses_what_it_cannot_fold_before_any_work(tmp_path, capsys):

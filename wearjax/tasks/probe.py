@@ -306,6 +306,9 @@ def probe_command(args, say) -> int:
         record["labelled"] = {"subjects_per_fold": labelled, "draws": draws}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "metrics.json").write_text(json.dumps(record, indent=2))
+    if labelled is not None:
+        print(f"each fold's probes fitted on {labelled} subjects, {draws} draws; mean over the "
+              f"{split.n_folds} folds x {draws} draws")  # fmt: skip
     for name, m in metrics.items():
         print(f"{args.data} {name}: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
     return 0
