@@ -15,7 +15,13 @@ one wins (ties count as losses). The draws are nested: the same seed ranks each 
 once per draw, so the 4 are among the 8 and the 8 among the 16. The last row fits on every
 subject and names the median number of them over folds.
 
+With `--data watch`, the same on seglearn's real smartwatch set (7 exercises, 10 subjects,
+leave-2-subjects-out folds as `experiments/transformer_wrist.py` draws them) for an encoder
+pretrained at a wrist rate (the `encoder.wjx` that script writes).
+
     python experiments/label_scarce_probe.py --encoder DIR/encoder.wjx --out DIR/scarce
+    python experiments/label_scarce_probe.py --data watch --labelled 2 4 \
+        --encoder WRIST/encoder.wjx --out DIR/scarce_watch
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ import numpy as np
 from metabolic_levels import encoder_sets
 
 from wearjax.cv import Split
+from wearjax.data.imu import watch
 from wearjax.data.pyoxynet import domain_windows
+from wearjax.tasks.har import subject_split
 from wearjax.tasks.har_baselines import statistical_features
 from wearjax.tasks.probe import channel_levels, probe_scores, scarce_probe_scores
 
@@ -47,9 +55,14 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--draws", type=int, default=5, help="random draws of them per size")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", choices=("pyoxynet_domain", "watch"), default="pyoxynet_domain")
     args = parser.parse_args(argv)
-    w, _ = domain_windows()
-    split = Split.by_subject(w.subject, w.n_subjects, -(-w.n_subjects // 5), seed=args.seed)
+    if args.data == "watch":
+        w = watch()
+        split = subject_split(w, seed=args.seed)
+    else:
+        w, _ = domain_windows()
+        split = Split.by_subject(w.subject, w.n_subjects, -(-w.n_subjects // 5), seed=args.seed)
     lv = channel_levels(w.x)
     _, whole = encoder_sets(args.encoder, w, lv, args.seed)
     sets = {
@@ -94,6 +107,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "table.md").write_text("\n".join(rows) + "\n")
     meta = {
+        "data": args.data,
         "windows": int(len(w.y)), "subjects": w.n_subjects, "folds": split.n_folds,
         "draws": args.draws, "encoder": str(args.encoder), "accuracy [draw][fold]": table,
     }  # fmt: skip
