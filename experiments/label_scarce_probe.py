@@ -3,7 +3,8 @@ labels are scarce, the setting an encoder pretrained once is meant for?
 
 The same windows (pyoxynet's real CPET tests, 60 s of HR, VO2, VCO2 and VE; moderate / heavy /
 severe), the same subject-wise folds and the same logistic probe (its penalty chosen by an inner
-subject-wise CV, `tasks.probe.probe_scores`) as `experiments/transformer_probe.py`, but each
+subject-wise CV, `tasks.probe.probe_scores`; by class where a fit has fewer than 4 subjects)
+as `experiments/transformer_probe.py`, but each
 fold's probe is fitted on the windows of only `n` of its training and validation subjects,
 drawn at random (`tasks.probe.scarce_probe_scores`, `--draws` draws per `n`, the same draws for
 every feature set), and scored on the fold's whole test set. Feature sets: the encoder's embedding
@@ -34,12 +35,8 @@ from pathlib import Path
 import numpy as np
 from metabolic_levels import encoder_sets
 
-from wearjax.cv import Split
-from wearjax.data.imu import watch
-from wearjax.data.pyoxynet import domain_windows
-from wearjax.tasks.har import subject_split
 from wearjax.tasks.har_baselines import statistical_features
-from wearjax.tasks.probe import channel_levels, probe_scores, scarce_probe_scores
+from wearjax.tasks.probe import channel_levels, probe_scores, probe_windows, scarce_probe_scores
 
 
 def main(argv=None) -> int:
@@ -57,12 +54,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", choices=("pyoxynet_domain", "watch"), default="pyoxynet_domain")
     args = parser.parse_args(argv)
-    if args.data == "watch":
-        w = watch()
-        split = subject_split(w, seed=args.seed)
-    else:
-        w, _ = domain_windows()
-        split = Split.by_subject(w.subject, w.n_subjects, -(-w.n_subjects // 5), seed=args.seed)
+    w, split = probe_windows(args.data, args.seed)  # the folds `wearjax cv probe` uses
     lv = channel_levels(w.x)
     _, whole = encoder_sets(args.encoder, w, lv, args.seed)
     sets = {
@@ -71,10 +63,7 @@ def main(argv=None) -> int:
         "statistical features": statistical_features(w),
         "levels": lv,
     }
-    fit_subjects = int(np.median([
-        len(np.unique(w.subject[split.train[k] | split.validation[k]]))
-        for k in range(split.n_folds)
-    ]))  # fmt: skip
+    fit_subjects = int(np.median(split.fit_subjects(w.subject)))
     sizes: list[int | None] = sorted(set(args.labelled)) + [None]
     results = {}
     for n in sizes:

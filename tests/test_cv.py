@@ -49,6 +49,9 @@ def test_keep_subjects_draws_whole_subjects_from_each_folds_own_pool():
         np.testing.assert_array_equal(every, pool)
     same = split.keep_subjects(subject, 9, 2, seed=4)
     np.testing.assert_array_equal(same, split.keep_subjects(subject, 9, 2, seed=4))
+    for n in (1, 2, 3):  # one seed ranks the subjects once: the n of a draw are among its n + 1
+        small = split.keep_subjects(subject, 9, n, seed=4, among="fit")
+        assert not (small & ~split.keep_subjects(subject, 9, n + 1, seed=4, among="fit")).any()
     draws = {split.keep_subjects(subject, 9, 2, seed=s).tobytes() for s in range(6)}
     assert len(draws) > 1  # the seed chooses
     with pytest.raises(ValueError, match="at least 1"):
@@ -58,6 +61,7 @@ def test_keep_subjects_draws_whole_subjects_from_each_folds_own_pool():
 
 
 def test_subsample_fits_on_n_subjects_and_tests_on_every_test_session():
+    """`Split.subsample` and `Split.fit_subjects` against the masks, subject by subject."""
     subject = np.repeat(np.arange(12), 4)
     split = Split.by_subject(subject, 12, 3, n_validation=1, seed=0)
     sub = split.subsample(subject, 12, 3, seed=5)
@@ -69,6 +73,8 @@ def test_subsample_fits_on_n_subjects_and_tests_on_every_test_session():
         assert set(kept) <= set(subject[split.train[k] | split.validation[k]])
         np.testing.assert_array_equal(fit, np.isin(subject, kept))
         assert not (sub.train[k] & sub.validation[k]).any()
+    want = [len(set(subject[split.train[k] | split.validation[k]])) for k in range(split.n_folds)]
+    assert split.fit_subjects(subject).tolist() == want and sub.fit_subjects(subject).max() == 3
     other = split.subsample(subject, 12, 3, seed=6)
     assert not np.array_equal(other.train | other.validation, sub.train | sub.validation)
 

@@ -125,9 +125,11 @@ class Split(NamedTuple):
         """`[K, S]` the sessions of `n` subjects drawn per fold, with `seed`, among the
         subjects with a session in the fold's `among` set ("train", or "fit": training and
         validation); all of them where a fold has `n` or fewer. For label-scarce studies: the
-        sessions whose labels a fold may use."""
+        sessions whose labels a fold may use. One uniform number per (fold, subject) ranks the
+        subjects, so with one seed the draws are nested: the `n` of a draw are among its
+        `n + 1`."""
         if n < 1:
-            raise ValueError(f"need at least 1 labelled training subject, got {n}")
+            raise ValueError(f"need at least 1 labelled subject, got {n}")
         if among not in ("train", "fit"):
             raise ValueError(f"among must be 'train' or 'fit', got {among!r}")
         pool = self.train if among == "train" else self.train | self.validation
@@ -137,6 +139,11 @@ class Split(NamedTuple):
         draw = np.where(present, np.random.default_rng(seed).random(present.shape), np.inf)
         keep = (np.argsort(np.argsort(draw, axis=1), axis=1) < n) & present
         return keep[:, subject] & pool
+
+    def fit_subjects(self, subject) -> np.ndarray:
+        """`[K]` how many subjects each fold fits on (training and validation sessions)."""
+        fit = self.train | self.validation
+        return np.asarray([len(np.unique(np.asarray(subject)[f])) for f in fit])
 
     def subsample(self, subject, n_subjects: int, n: int, *, seed: int = 0) -> Split:
         """The split with each fold's training and validation sessions cut to those of `n`

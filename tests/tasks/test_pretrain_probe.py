@@ -354,7 +354,7 @@ def test_a_label_scarce_probe_fits_on_n_whole_subjects_of_each_folds_pool():
     scarce_probe_scores(other, w, split, 2, draws=3, seed=1, prepare=recorder)  # other features
     assert [set(subject[sorted(r)]) for r in again] == seen[2]
     no_ids = label_only_windows(w.y, np.full(len(subject), -1, np.int32))
-    with pytest.raises(WearjaxDataError, match="no subject ids"):
+    with pytest.raises(WearjaxDataError, match="fewer than 2 subject ids"):
         scarce_probe_scores(features, no_ids, split, 2)
 
 
@@ -390,6 +390,13 @@ def test_cv_probe_runs_on_a_researchers_own_npz_windows(tmp_path, capsys):
     )
 
 
+def test_the_clis_probe_sets_are_the_ones_the_probe_loads():
+    from wearjax.tasks.commands import PROBE_DATA
+    from wearjax.tasks.probe import BUILT_IN
+
+    assert PROBE_DATA == BUILT_IN
+
+
 def test_cv_probe_refuses_what_it_cannot_fold_before_any_work(tmp_path, capsys):
     enc = tmp_path / "enc.wjx"
     enc.write_text("not read: the refusals come first")
@@ -403,8 +410,8 @@ def test_cv_probe_refuses_what_it_cannot_fold_before_any_work(tmp_path, capsys):
 
     assert "no train array" in refused(_own_windows(tmp_path / "a.npz", subjects=False))
     official = _own_windows(tmp_path / "b.npz", subjects=False, train=True)
-    assert "no subject ids, so --labelled" in refused(official, "--labelled", "2")
-    assert "basic_motions has no subject ids" in refused("basic_motions", "--labelled", "2")
+    assert "fewer than 2 subject ids, so --labelled" in refused(official, "--labelled", "2")
+    assert "basic_motions has fewer than 2" in refused("basic_motions", "--labelled", "2")
     mine = _own_windows(tmp_path / "c.npz")  # 5 subjects: folds fit on 4
     assert "choose fewer than 4" in refused(mine, "--labelled", "4")
     assert "give --labelled too" in refused(mine, "--draws", "3")

@@ -11,10 +11,11 @@ source recording of each, the channel names and the channels of each modality. R
   `window_s` seconds every `hop_s` seconds; a recording shorter than one window is skipped
   with a warning.
 
-Both read the files the packages ship (`pip install wearjax[data]`); nothing is downloaded.
-
 - `read_windows(path)`: a researcher's own labelled windows, one NPZ file (`read_windows`
   says which arrays it takes).
+
+The first two read the files the packages ship (`pip install wearjax[data]`); nothing is
+downloaded.
 """
 
 from __future__ import annotations
@@ -207,8 +208,10 @@ def read_windows(path) -> LabelledWindows:
         raise WearjaxDataError(
             f"{name}: every window's y is {classes[0]!r}; a probe needs two classes or more"
         )
-    n_missing = np.full(n, -1, np.int32)
-    subject = _ids(arrays["subject"], name, "subject")[0] if "subject" in arrays else n_missing
+    unknown_subject = np.full(n, -1, np.int32)
+    subject = (
+        _ids(arrays["subject"], name, "subject")[0] if "subject" in arrays else unknown_subject
+    )
     recording = _ids(arrays["recording"], name, "recording")[0] if "recording" in arrays else None
     channels = tuple(f"ch{i}" for i in range(x.shape[2]))
     if "channels" in arrays:

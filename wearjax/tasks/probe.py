@@ -79,10 +79,12 @@ def probe_scores(
     ridge probe chooses its own (`ridge_scores`): a fixed penalty favours whichever feature set
     happens to suit it, and a 1,000-dimensional embedding needs another than 40 statistics.
     Where the fold's windows hold fewer than `inner` subjects (an official split without
-    subject ids), the inner folds are stratified by class instead; where a class has fewer
-    than `inner` windows even for that, the probe falls back to C = 1 and says so. `prepare`,
-    a scikit-learn transformer (e.g. a PCA of some columns), is fitted per fold on the fold's
-    training windows only, before the standardisation."""
+    subject ids, or a label-scarce probe of 2 or 3 subjects), the inner folds are stratified by
+    class instead (a subject's windows then fall on both sides of the penalty's choice); where
+    a class has fewer than `inner` windows even for that, the probe falls back to C = 1 and
+    says so. `prepare`, a scikit-learn transformer (e.g. a PCA of some columns), is fitted per
+    fold on the windows the probe is fitted on (training and validation), before the
+    standardisation."""
     from sklearn.base import clone
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
     from sklearn.model_selection import GroupKFold, StratifiedKFold
@@ -118,27 +120,27 @@ def probe_scores(
     return scores(pred, windows, split)
 
 
+DRAWS = 5
+"""Draws of the labelled subjects per label-scarce probe (`scarce_splits`) unless told."""
+
+
 def scarce_probe_scores(
     features: np.ndarray,
     windows: LabelledWindows,
     split: Split,
     labelled: int,
     *,
-    draws: int = 5,
+    draws: int = DRAWS,
     seed: int = 0,
     **probe,
 ):
     """Accuracy and macro-F1 `[draws, K]` of `probe_scores` (`probe`: its keyword arguments)
-    with each fold's probe fitted on the windows of only `labelled` of its training and
-    validation subjects (`Split.subsample`), drawn `draws` times with the seeds
-    `seed + 1000 d`: the same draws for every feature set, and nested across sizes (the 4 of a
-    draw are among its 8). Scored on the whole test set."""
-    check_scarce(windows, split, labelled, draws, seed)
+    on each of `scarce_splits`: each fold's probe fitted on the windows of only `labelled` of
+    its training and validation subjects, scored on the fold's whole test set."""
     out = [
-        probe_scores(features, windows, split.subsample(
-            windows.subject, windows.n_subjects, labelled, seed=seed + 1000 * d), **probe)
-        for d in range(draws)
-    ]  # fmt: skip
+        probe_scores(features, windows, sub, **probe)
+        for sub in scarce_splits(windows, split, labelled, draws, seed)
+    ]
     return np.stack([a for a, _ in out]), np.stack([f for _, f in out])
 
 
@@ -189,96 +191,114 @@ def channel_levels(x: np.ndarray) -> np.ndarray:
     return np.asarray(levels(per_channel, 1.0, 1.0)).reshape(len(x), -1)
 
 
-def own_windows(data: str, seed: int = 0) -> tuple[LabelledWindows, Split]:
-    """A researcher's labelled windows (`data.imu.read_windows`) and their folds: the file's
-    official split where it has a `train` array, else a fifth of the subjects (rounded up) held
-    out per fold where it names 3 or more (3-5 folds); neither is refused, since folds that
-    put one subject's windows on both sides overstate any probe."""
+BUILT_IN = ("pyoxynet_domain", "basic_motions", "watch")
+"""The labelled sets `cv probe` knows by name (`probe_windows`); any other `--data` is a file."""
+
+
+def fifth_out(n_subjects: int) -> int:
+    """Subjects held out per fold for about 5 subject-wise folds: a fifth, rounded up."""
+    return -(-n_subjects // 5)
+
+
+def probe_windows(data: str, seed: int = 0) -> tuple[LabelledWindows, Split]:
+    """The labelled windows `data` names and their folds: pyoxynet's metabolic domains (a fifth
+    of the subjects out per fold), BasicMotions (its official split), seglearn's watch set
+    (leave-2-subjects-out), or a researcher's NPZ file (`data.imu.read_windows`): its official
+    split where it has a `train` array, else a fifth of its subjects out per fold where it
+    names 3 or more (3-5 folds); a file with neither is refused, since folds that put one
+    subject's windows on both sides overstate any probe."""
     from pathlib import Path
 
-    from wearjax.data.imu import read_windows
+    from wearjax.data.imu import basic_motions, read_windows, watch
+    from wearjax.data.pyoxynet import domain_windows
     from wearjax.tasks.har import official_split, subject_split
 
+    if data == "pyoxynet_domain":
+        w = domain_windows()[0]
+        return w, subject_split(w, fifth_out(w.n_subjects), seed=seed)
+    if data == "basic_motions":
+        w = basic_motions()
+        return w, official_split(w)
+    if data == "watch":
+        w = watch()
+        return w, subject_split(w, seed=seed)
     path = Path(data)
     if not path.is_file():
         raise WearjaxDataError(
-            f"--data {data}: neither a built-in set (pyoxynet_domain, basic_motions, watch) nor "
-            "an NPZ file of labelled windows"
+            f"--data {data}: neither a built-in set ({', '.join(BUILT_IN)}) nor an NPZ file of "
+            "labelled windows"
         )
     w = read_windows(path)
     if w.official_train is not None:
         return w, official_split(w)
     if w.n_subjects >= 3:
-        return w, subject_split(w, -(-w.n_subjects // 5), seed=seed)
+        return w, subject_split(w, fifth_out(w.n_subjects), seed=seed)
     raise WearjaxDataError(
         f"{path.name}: {max(w.n_subjects, 0)} subject(s) and no train array: add a subject array "
         "(3 or more subjects, for subject-wise folds) or a train array (an official split)"
     )
 
 
-def check_scarce(windows: LabelledWindows, split: Split, labelled: int, draws: int, seed: int):
-    """Refuse, before any work, a label-scarce probe (`scarce_probe_scores`) that cannot run as
-    asked: windows without subjects, a fold with `labelled` or fewer subjects to draw from
-    (every draw would be the whole fold), or a draw whose windows hold one class only."""
+def no_subjects(data: str) -> WearjaxDataError:
+    """The refusal of a label-scarce probe on windows without 2 or more subject ids."""
+    return WearjaxDataError(
+        f"{data} has fewer than 2 subject ids, so --labelled cannot draw subjects: use a set "
+        "with subjects (pyoxynet_domain, watch, or a file with a subject array), or leave out "
+        "--labelled"
+    )
+
+
+def scarce_splits(
+    windows: LabelledWindows, split: Split, labelled: int, draws: int = DRAWS, seed: int = 0
+) -> list[Split]:
+    """The `draws` label-scarce versions of `split` (`Split.subsample`): each fold's training
+    and validation windows cut to those of `labelled` subjects, drawn with the seeds
+    `seed + 1000 d` (draw 0 uses the seed the folds were drawn with; `--seed 0`'s draw 1 is
+    `--seed 1000`'s draw 0) - the same draws for every feature set and nested across sizes.
+    Refused, before any work: windows without subjects, a fold with `labelled` or fewer
+    subjects to draw from (every draw would be the whole fold), a draw of one class only."""
     if windows.n_subjects < 2:
+        raise no_subjects("these windows")
+    pool = split.fit_subjects(windows.subject)
+    if labelled >= pool.min():
         raise WearjaxDataError(
-            "these windows have no subject ids, so --labelled cannot draw subjects: use a set "
-            "with subjects (pyoxynet_domain, watch, or a file with a subject array), or leave "
-            "out --labelled"
+            f"--labelled {labelled}: the folds fit on {pool.min()}-{pool.max()} subjects, so "
+            f"every draw would take them all; choose fewer than {pool.min()}"
         )
-    fit = split.train | split.validation
-    pool = [len(np.unique(windows.subject[f])) for f in fit]
-    if labelled >= min(pool):
-        raise WearjaxDataError(
-            f"--labelled {labelled}: the folds fit on {min(pool)}-{max(pool)} subjects, so every "
-            f"draw would take them all; choose fewer than {min(pool)}"
-        )
-    for d in range(draws):
-        sub = split.subsample(windows.subject, windows.n_subjects, labelled, seed=seed + 1000 * d)
+    subs = [
+        split.subsample(windows.subject, windows.n_subjects, labelled, seed=seed + 1000 * d)
+        for d in range(draws)
+    ]
+    for d, sub in enumerate(subs):
         for k in range(split.n_folds):
             if len(np.unique(windows.y[sub.train[k] | sub.validation[k]])) < 2:
                 raise WearjaxDataError(
                     f"--labelled {labelled}: draw {d} of fold {k} gives windows of one class "
                     "only; label more subjects per fold"
                 )
+    return subs
 
 
 def probe_command(args, say) -> int:
-    """`wearjax cv probe`: frozen-encoder logistic probe with subject-wise (or the official)
-    folds, beside the statistical-feature and channel-level probes; writes metrics.json. `say`
-    prints one line on stderr."""
+    """`wearjax cv probe`: frozen-encoder logistic probe on a built-in set or a researcher's NPZ
+    file (`probe_windows`), beside the statistical-feature and channel-level probes; with
+    `args.labelled`, each fold's probes fitted on that many subjects, `args.draws` times
+    (`scarce_splits`). Writes metrics.json; `say` prints one line on stderr."""
     import json
 
-    from wearjax.data.imu import basic_motions, watch
-    from wearjax.data.pyoxynet import domain_windows
-    from wearjax.tasks.har import official_split, subject_split
     from wearjax.tasks.har_baselines import statistical_features
     from wearjax.tasks.pretrain import load_encoder
 
-    labelled, draws = getattr(args, "labelled", None), getattr(args, "draws", None)
+    labelled, draws = args.labelled, args.draws
     if labelled is None and draws is not None:
         raise WearjaxDataError("--draws counts the draws of --labelled; give --labelled too")
-    draws = 5 if draws is None else draws
+    draws = DRAWS if draws is None else draws
     if labelled is not None and (labelled < 1 or draws < 1):
         raise WearjaxDataError("--labelled and --draws take a number of at least 1")
-    if labelled is not None and args.data == "basic_motions":
-        raise WearjaxDataError(
-            "basic_motions has no subject ids, so --labelled cannot draw subjects: use "
-            "pyoxynet_domain, watch or a file with a subject array, or leave out --labelled"
-        )
-    if args.data == "pyoxynet_domain":
-        w = domain_windows()[0]
-        split = subject_split(w, -(-w.n_subjects // 5), seed=args.seed)
-    elif args.data == "basic_motions":
-        w = basic_motions()
-        split = official_split(w)
-    elif args.data == "watch":
-        w = watch()
-        split = subject_split(w, seed=args.seed)
-    else:
-        w, split = own_windows(args.data, args.seed)
-    if labelled is not None:
-        check_scarce(w, split, labelled, draws, args.seed)
+    if labelled is not None and args.data == "basic_motions":  # before loading it
+        raise no_subjects("basic_motions")
+    w, split = probe_windows(args.data, args.seed)
+    subs = [split] if labelled is None else scarce_splits(w, split, labelled, draws, args.seed)
     model, header = load_encoder(args.encoder)
     if w.rate > 4 * header["nominal_rate"]:
         say(
@@ -286,10 +306,9 @@ def probe_command(args, say) -> int:
             f"everything above {header['high_hz']:g} Hz (pretrain at a higher rate for them)"
         )
 
-    def scores_of(features):
-        if labelled is None:
-            return probe_scores(features, w, split)
-        return scarce_probe_scores(features, w, split, labelled, draws=draws, seed=args.seed)
+    def scores_of(features):  # [draws, K] accuracy and macro-F1
+        out = [probe_scores(features, w, sub) for sub in subs]
+        return np.stack([a for a, _ in out]), np.stack([f for _, f in out])
 
     rows = {
         "encoder": scores_of(embed_windows(model, w, header)),
