@@ -3,7 +3,7 @@ labels are scarce, the setting an encoder pretrained once is meant for?
 
 The same windows (pyoxynet's real CPET tests, 60 s of HR, VO2, VCO2 and VE; moderate / heavy /
 severe), the same subject-wise folds and the same logistic probe (its penalty chosen by an inner
-subject-wise CV, `tasks.probe.probe_scores`; by class where a fit has fewer than 4 subjects)
+subject-wise CV, `tasks.probe.probe_scores`; leave-one-subject-out under 4 subjects)
 as `experiments/transformer_probe.py`, but each
 fold's probe is fitted on the windows of only `n` of its training and validation subjects,
 drawn at random (`tasks.probe.scarce_probe_scores`, `--draws` draws per `n`, the same draws for

@@ -3,6 +3,7 @@ small CPU run, and the encoder checkpoint feeds `wearjax cv probe`."""
 
 import importlib.util
 import json
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -435,6 +436,42 @@ def test_hide_channel_hides_every_patch_of_the_hidden_levels_channel_only():
         np.asarray(mask_h)[~np.asarray(hide)], np.asarray(mask)[~np.asarray(hide)]
     )
     assert np.all(np.asarray(mask).sum(-1) == 6)  # without it, half of every channel's patches
+
+
+def test_with_two_or_three_labelled_subjects_the_penalty_is_chosen_leaving_one_out(caplog):
+    """3 windows per class and subject: too few for 4 stratified folds, so the probe used to
+    fall back to C = 1; with subject ids it now leaves one subject out, as scikit-learn's own
+    LeaveOneGroupOut search does (the reference)."""
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.model_selection import LeaveOneGroupOut
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from tests.windows import label_only_windows
+    from wearjax.cv import Split
+    from wearjax.tasks.probe import PROBE_CS, probe_scores
+
+    rng = np.random.default_rng(6)
+    for n_fit in (2, 3):
+        subject = np.repeat(np.arange(n_fit + 1), 6).astype(np.int32)
+        y = np.tile([0, 0, 0, 1, 1, 1], n_fit + 1).astype(np.int32)
+        features = rng.normal(size=(len(y), 4)) + 0.7 * y[:, None]
+        w = label_only_windows(y, subject)
+        test = (subject == n_fit)[None]
+        split = Split(test, np.zeros_like(test), ~test)
+        with caplog.at_level("WARNING", logger="wearjax.tasks.probe"):
+            got = probe_scores(features, w, split)[0]
+        assert "uses C = 1" not in caplog.text
+        fit = ~test[0]
+        folds = list(LeaveOneGroupOut().split(features[fit], y[fit], subject[fit]))
+        ref = make_pipeline(
+            StandardScaler(), LogisticRegressionCV(Cs=list(PROBE_CS), cv=folds, max_iter=5000)
+        )
+        with warnings.catch_warnings():  # scikit-learn announces its new defaults
+            warnings.simplefilter("ignore", FutureWarning)
+            ref.fit(features[fit], y[fit])
+        want = np.mean(ref.predict(features[test[0]]) == y[test[0]])
+        np.testing.assert_allclose(got, [want])
 
 
 def test_logistic_probe_on_too_few_windows_falls_back_to_a_fixed_penalty(caplog):

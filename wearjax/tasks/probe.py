@@ -78,13 +78,12 @@ def probe_scores(
     subject on the fold's training and validation windows (never its test subjects), as the
     ridge probe chooses its own (`ridge_scores`): a fixed penalty favours whichever feature set
     happens to suit it, and a 1,000-dimensional embedding needs another than 40 statistics.
-    Where the fold's windows hold fewer than `inner` subjects (an official split without
-    subject ids, or a label-scarce probe of 2 or 3 subjects), the inner folds are stratified by
-    class instead (a subject's windows then fall on both sides of the penalty's choice); where
-    a class has fewer than `inner` windows even for that, the probe falls back to C = 1 and
-    says so. `prepare`, a scikit-learn transformer (e.g. a PCA of some columns), is fitted per
-    fold on the windows the probe is fitted on (training and validation), before the
-    standardisation."""
+    With 2 to `inner - 1` subjects (a label-scarce probe) the inner folds leave one subject out
+    each; where the windows have no subject ids (an official split without them), the inner
+    folds are stratified by class instead, and where a class has fewer than `inner` windows
+    even for that, the probe falls back to C = 1 and says so. `prepare`, a scikit-learn
+    transformer (e.g. a PCA of some columns), is fitted per fold on the windows the probe is
+    fitted on (training and validation), before the standardisation."""
     from sklearn.base import clone
     from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
     from sklearn.model_selection import GroupKFold, StratifiedKFold
@@ -96,7 +95,8 @@ def probe_scores(
         fit_on = np.flatnonzero(split.train[k] | split.validation[k])
         x, y, groups = features[fit_on], windows.y[fit_on], windows.subject[fit_on]
         probe = LogisticRegression(C=float(cs[0]), max_iter=5000)
-        by_subject = len(np.unique(groups)) >= inner
+        n_groups = len(np.unique(groups))
+        by_subject = n_groups >= 2 and groups.min() >= 0  # subject ids known
         if len(cs) > 1 and not by_subject and np.bincount(y).min(initial=0) < inner:
             logger.warning(
                 "fold %d: too few subjects and windows per class for %d inner folds; the "
@@ -105,7 +105,7 @@ def probe_scores(
             probe = LogisticRegression(C=1.0, max_iter=5000)
         elif len(cs) > 1:
             if by_subject:
-                folds = list(GroupKFold(inner).split(x, y, groups))
+                folds = list(GroupKFold(min(inner, n_groups)).split(x, y, groups))
             else:
                 folds = list(StratifiedKFold(inner, shuffle=True, random_state=0).split(x, y))
             # one regularisation path per inner fold, warm-started from C to C (a grid search
