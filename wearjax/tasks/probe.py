@@ -137,10 +137,14 @@ def scarce_probe_scores(
     """Accuracy and macro-F1 `[draws, K]` of `probe_scores` (`probe`: its keyword arguments)
     on each of `scarce_splits`: each fold's probe fitted on the windows of only `labelled` of
     its training and validation subjects, scored on the fold's whole test set."""
-    out = [
-        probe_scores(features, windows, sub, **probe)
-        for sub in scarce_splits(windows, split, labelled, draws, seed)
-    ]
+    return probe_over(
+        features, windows, scarce_splits(windows, split, labelled, draws, seed), **probe
+    )
+
+
+def probe_over(features: np.ndarray, windows: LabelledWindows, splits: list[Split], **probe):
+    """Accuracy and macro-F1 `[len(splits), K]`: `probe_scores` on each split."""
+    out = [probe_scores(features, windows, sub, **probe) for sub in splits]
     return np.stack([a for a, _ in out]), np.stack([f for _, f in out])
 
 
@@ -306,14 +310,10 @@ def probe_command(args, say) -> int:
             f"everything above {header['high_hz']:g} Hz (pretrain at a higher rate for them)"
         )
 
-    def scores_of(features):  # [draws, K] accuracy and macro-F1
-        out = [probe_scores(features, w, sub) for sub in subs]
-        return np.stack([a for a, _ in out]), np.stack([f for _, f in out])
-
-    rows = {
-        "encoder": scores_of(embed_windows(model, w, header)),
-        "statistical features": scores_of(statistical_features(w)),
-        "channel levels": scores_of(channel_levels(w.x)),
+    rows = {  # [draws, K] accuracy and macro-F1 each
+        "encoder": probe_over(embed_windows(model, w, header), w, subs),
+        "statistical features": probe_over(statistical_features(w), w, subs),
+        "channel levels": probe_over(channel_levels(w.x), w, subs),
     }
     metrics = {
         name: {"accuracy": float(np.mean(a)), "accuracy_sd": float(np.std(a)),
