@@ -10,7 +10,7 @@ drawn at random (`tasks.probe.scarce_probe_scores`, `--draws` draws per `n`, the
 every feature set), and scored on the fold's whole test set. Feature sets: the encoder's embedding
 ([CLS] token and patch mean per channel) with its pretrained weights and with random ones (the
 seed `transformer_probe.py` draws them with), the statistical features and the 8 channel levels.
-Besides each set's accuracy (mean +- SD over folds x draws), the paired difference of the
+Besides each set's accuracy and AUROC (mean +- SD over folds x draws), the paired difference of the
 pretrained and the random encoder on the same fits, and how many of those fits the pretrained
 one wins (ties count as losses). The draws are nested: the same seed ranks each fold's subjects
 once per draw, so the 4 are among the 8 and the 8 among the 16. The last row fits on every
@@ -37,6 +37,8 @@ from metabolic_levels import encoder_sets
 
 from wearjax.tasks.har_baselines import statistical_features
 from wearjax.tasks.probe import channel_levels, probe_scores, probe_windows, scarce_probe_scores
+
+METRICS = {"accuracy": "Accuracy", "auroc": "AUROC (one-vs-rest, the classes' mean)"}
 
 
 def main(argv=None) -> int:
@@ -65,40 +67,49 @@ def main(argv=None) -> int:
     }
     fit_subjects = int(np.median(split.fit_subjects(w.subject)))
     sizes: list[int | None] = sorted(set(args.labelled)) + [None]
-    results = {}
+    results = {}  # size label -> feature set -> ProbeScores [draws, folds], float64
     for n in sizes:
         if n is None:
-            acc = {name: probe_scores(f, w, split)[0][None] for name, f in sets.items()}
+            got = {name: probe_scores(f, w, split) for name, f in sets.items()}
+            got = {name: g._make(a[None] for a in g) for name, g in got.items()}
         else:
-            acc = {
-                name: scarce_probe_scores(f, w, split, n, draws=args.draws, seed=args.seed)[0]
+            got = {
+                name: scarce_probe_scores(f, w, split, n, draws=args.draws, seed=args.seed)
                 for name, f in sets.items()
             }
-        acc = {name: np.asarray(a, np.float64) for name, a in acc.items()}  # sums in float64
+        got = {name: g._make(np.asarray(a, np.float64) for a in g) for name, g in got.items()}
         label = f"all ({fit_subjects})" if n is None else str(n)
-        results[label] = acc
-        gap = acc["encoder, pretrained"] - acc["encoder, random weights"]
-        print(f"n={label}: " + ", ".join(f"{k} {v.mean():.3f}" for k, v in acc.items())
-              + f"; pretrained - random {gap.mean():+.3f}", flush=True)  # fmt: skip
+        results[label] = got
+        for metric in METRICS:
+            v = {name: getattr(g, metric) for name, g in got.items()}
+            gap = v["encoder, pretrained"] - v["encoder, random weights"]
+            print(f"n={label} {metric}: " + ", ".join(f"{k} {a.mean():.3f}" for k, a in v.items())
+                  + f"; pretrained - random {gap.mean():+.3f}", flush=True)  # fmt: skip
 
     names = list(sets)
-    head = "| labelled subjects per fold | fits | " + " | ".join(names)
-    rows = [head + " | pretrained - random | pretrained wins |",
-            "|---|---:|" + "---:|" * (len(names) + 2)]  # fmt: skip
-    table = {}
-    for label, acc in results.items():
-        gap = (acc["encoder, pretrained"] - acc["encoder, random weights"]).ravel()
-        cells = [f"{acc[n].mean():.3f} +- {acc[n].std(ddof=1):.3f}" for n in names]
-        wins = f"{int(np.sum(gap > 0))} of {gap.size}"
-        rows.append(f"| {label} | {gap.size} | " + " | ".join(cells)
-                    + f" | {gap.mean():+.3f} +- {gap.std(ddof=1):.3f} | {wins} |")  # fmt: skip
-        table[label] = {n: acc[n].tolist() for n in names}
+    lines, table = [], {}
+    for metric, title in METRICS.items():
+        head = "| labelled subjects per fold | fits | " + " | ".join(names)
+        lines += [f"{title}:", "", head + " | pretrained - random | pretrained wins |",
+                  "|---|---:|" + "---:|" * (len(names) + 2)]  # fmt: skip
+        for label, got in results.items():
+            v = {name: getattr(g, metric) for name, g in got.items()}
+            gap = (v["encoder, pretrained"] - v["encoder, random weights"]).ravel()
+            cells = [f"{v[n].mean():.3f} +- {v[n].std(ddof=1):.3f}" for n in names]
+            wins = f"{int(np.sum(gap > 0))} of {gap.size}"
+            lines.append(f"| {label} | {gap.size} | " + " | ".join(cells)
+                         + f" | {gap.mean():+.3f} +- {gap.std(ddof=1):.3f} | {wins} |")  # fmt: skip
+            table.setdefault(f"{metric} [draw][fold]", {})[label] = {
+                n: v[n].tolist() for n in names
+            }
+        lines.append("")
+    rows = lines[:-1]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "table.md").write_text("\n".join(rows) + "\n")
     meta = {
         "data": args.data,
         "windows": int(len(w.y)), "subjects": w.n_subjects, "folds": split.n_folds,
-        "draws": args.draws, "encoder": str(args.encoder), "accuracy [draw][fold]": table,
+        "draws": args.draws, "encoder": str(args.encoder), **table,
     }  # fmt: skip
     (args.out / "metrics.json").write_text(json.dumps(meta, indent=2))
     print("\n".join(rows))

@@ -132,19 +132,15 @@ def main(argv=None) -> int:
                     lv.shape[1] + k,
                 )
     table = {}
-    rows = ["| features | count | accuracy | macro-F1 |", "|---|---:|---:|---:|"]
+    rows = ["| features | count | accuracy | macro-F1 | AUROC |", "|---|---:|---:|---:|---:|"]
     for name, features in sets.items():
         transform, count = prepare.get(name, (None, features.shape[1]))
-        acc, f1 = probe_scores(features, w, split, prepare=transform)
-        table[name] = {
-            "features": int(count),
-            "accuracy_mean": float(np.mean(acc)), "accuracy_sd": float(np.std(acc, ddof=1)),
-            "macro_f1_mean": float(np.mean(f1)), "macro_f1_sd": float(np.std(f1, ddof=1)),
-        }  # fmt: skip
-        m = table[name]
-        acc_text = f"{m['accuracy_mean']:.3f} +- {m['accuracy_sd']:.3f}"
-        f1_text = f"{m['macro_f1_mean']:.3f} +- {m['macro_f1_sd']:.3f}"
-        rows.append(f"| {name} | {m['features']} | {acc_text} | {f1_text} |")
+        got = probe_scores(features, w, split, prepare=transform)
+        m = table[name] = {"features": int(count)}
+        for field, a in got._asdict().items():  # accuracy, macro_f1, auroc
+            m |= {f"{field}_mean": float(np.mean(a)), f"{field}_sd": float(np.std(a, ddof=1))}
+        cells = [f"{m[f + '_mean']:.3f} +- {m[f + '_sd']:.3f}" for f in got._fields]
+        rows.append(f"| {name} | {m['features']} | " + " | ".join(cells) + " |")
         print(rows[-1], flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"windows": int(len(w.y)), "subjects": w.n_subjects, "folds": split.n_folds}

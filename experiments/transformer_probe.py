@@ -27,7 +27,7 @@ import numpy as np
 from wearjax.cv import Split
 from wearjax.data.pyoxynet import domain_windows
 from wearjax.models.transformer import build_transformer, n_parameters
-from wearjax.tasks.har_baselines import baseline_predictions, statistical_features
+from wearjax.tasks.har_baselines import baseline_outputs, statistical_features
 from wearjax.tasks.pretrain import (
     PretrainConfig,
     cpet_corpus,
@@ -36,13 +36,21 @@ from wearjax.tasks.pretrain import (
     save_encoder,
     synthetic_corpus,
 )
-from wearjax.tasks.probe import PROBE_CS, embed_windows, probe_scores, scores
+from wearjax.tasks.probe import (
+    PROBE_CS,
+    ProbeScores,
+    auroc_scores,
+    embed_windows,
+    probe_scores,
+    scores,
+)
 
 
-def _row(acc, f1, seconds=None) -> dict:
+def _row(got: ProbeScores, seconds=None) -> dict:
     sd = lambda a: float(np.std(a, ddof=1)) if len(a) > 1 else 0.0  # noqa: E731
-    out = {"accuracy_mean": float(np.mean(acc)), "accuracy_sd": sd(acc),
-           "macro_f1_mean": float(np.mean(f1)), "macro_f1_sd": sd(f1), "n": len(acc)}  # fmt: skip
+    out = {"n": len(got.accuracy)}
+    for field, a in got._asdict().items():  # accuracy, macro_f1, auroc
+        out |= {f"{field}_mean": float(np.mean(a)), f"{field}_sd": sd(a)}
     if seconds is not None:
         out["seconds"] = round(seconds, 1)
     return out
@@ -123,15 +131,15 @@ def main(argv=None) -> int:
     ):
         t = time.perf_counter()
         features = embed_windows(model, w, config.header())
-        table[name] = _row(*probe_scores(features, w, split, cs=cs), time.perf_counter() - t)
+        table[name] = _row(probe_scores(features, w, split, cs=cs), time.perf_counter() - t)
     t = time.perf_counter()
     table["statistical features"] = _row(
-        *probe_scores(statistical_features(w), w, split, cs=cs), time.perf_counter() - t
+        probe_scores(statistical_features(w), w, split, cs=cs), time.perf_counter() - t
     )
     t = time.perf_counter()
-    table["MiniRocket"] = _row(
-        *scores(baseline_predictions("minirocket", w, split), w, split), time.perf_counter() - t
-    )
+    pred, score = baseline_outputs("minirocket", w, split)  # AUROC of its decision values
+    rocket = ProbeScores(*scores(pred, w, split), auroc_scores(score, w, split))
+    table["MiniRocket"] = _row(rocket, time.perf_counter() - t)
     history = fit.history
     metrics = {
         "pretraining": {
@@ -151,10 +159,10 @@ def main(argv=None) -> int:
         },
     }  # fmt: skip
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    rows = ["| probe | accuracy | macro-F1 |", "|---|---:|---:|"]
+    rows = ["| probe | accuracy | macro-F1 | AUROC |", "|---|---:|---:|---:|"]
     for name, m in table.items():
-        rows.append(f"| {name} | {m['accuracy_mean']:.3f} +- {m['accuracy_sd']:.3f} "
-                    f"| {m['macro_f1_mean']:.3f} +- {m['macro_f1_sd']:.3f} |")  # fmt: skip
+        cells = [f"{m[f + '_mean']:.3f} +- {m[f + '_sd']:.3f}" for f in ProbeScores._fields]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
     (args.out / "table.md").write_text("\n".join(rows) + "\n")
     print("\n".join(rows))
     print(json.dumps(metrics["pretraining"]))

@@ -7,8 +7,9 @@ probes on
 - aeon's BasicMotions (10 Hz, resampled to 25 Hz; official split; logistic probe);
 - seglearn's watch set (50 Hz, resampled to 25 Hz; 4 s windows; leave-2-subjects-out);
 
-beside the same encoder with random weights and statistical features (which include each
-channel's spectral peak: for a clean PPG that is the HR) with the same probe.
+beside the same encoder with random weights, statistical features (which include each
+channel's spectral peak: for a clean PPG that is the HR) with the same probe, and MiniRocket
+on the windows at their own rate (a ridge classifier; for HR a ridge regression).
 
     python experiments/transformer_wrist.py --out experiments/results/transformer_wrist
     python experiments/transformer_wrist.py --quick --out /tmp/wrist_quick    # tiny, minutes
@@ -30,11 +31,23 @@ import numpy as np
 from wearjax.cv import Split
 from wearjax.data.imu import basic_motions, watch
 from wearjax.data.wrist_synthetic import hr_windows
-from wearjax.models.transformer import build_transformer
+from wearjax.models.transformer import build_transformer, n_parameters
 from wearjax.tasks.har import official_split, subject_split
-from wearjax.tasks.har_baselines import statistical_features
+from wearjax.tasks.har_baselines import (
+    baseline_outputs,
+    minirocket_regression,
+    statistical_features,
+)
 from wearjax.tasks.pretrain import WRIST, pretrain, save_encoder, wrist_corpus
-from wearjax.tasks.probe import PROBE_CS, embed_windows, probe_scores, ridge_scores
+from wearjax.tasks.probe import (
+    PROBE_CS,
+    ProbeScores,
+    auroc_scores,
+    embed_windows,
+    probe_scores,
+    ridge_scores,
+    scores,
+)
 
 
 def _stats(values) -> dict:
@@ -66,7 +79,8 @@ def main(argv=None) -> int:
     seconds = round(time.perf_counter() - t0, 1)
     best = float(min(fit.history["val_loss"]))
     metrics: dict = {"pretraining": {"windows": int(corpus.x.shape[0]), "epochs": epochs,
-                                     "seconds": seconds, "best_val_loss": best}}  # fmt: skip
+                                     "seconds": seconds, "best_val_loss": best,
+                                     "parameters": n_parameters(config.size)}}  # fmt: skip
     save_encoder(args.out / "encoder.wjx", fit.model, config)
     encoders = {
         "transformer (pretrained)": fit.model,
@@ -81,6 +95,8 @@ def main(argv=None) -> int:
     rows = {name: ridge_scores(embed_windows(m, hr_w, header), hr, split)
             for name, m in encoders.items()}  # fmt: skip
     rows["statistical features"] = ridge_scores(statistical_features(hr_w), hr, split)
+    rocket = minirocket_regression(hr_w, hr, split, seed=args.seed)
+    rows["MiniRocket"] = np.nanmean(np.abs(rocket - hr[None]), axis=1)
     # no learning: the PPG's spectral peak in 0.5-4 Hz (Hann, zero-padded to 1024 points)
     ppg = hr_w.x[:, :, 0] - hr_w.x[:, :, 0].mean(1, keepdims=True)
     spec = np.abs(np.fft.rfft(ppg * np.hanning(ppg.shape[1]), 1024, axis=1))
@@ -101,20 +117,22 @@ def main(argv=None) -> int:
             m: probe_scores(embed_windows(e, w, header), w, s, cs=cs) for m, e in encoders.items()
         }
         table["statistical features"] = probe_scores(statistical_features(w), w, s, cs=cs)
-        metrics[name] = {m: {"accuracy": _stats(a), "macro_f1": _stats(f)}
-                         for m, (a, f) in table.items()}  # fmt: skip
+        pred, score = baseline_outputs("minirocket", w, s, seed=args.seed)
+        table["MiniRocket"] = ProbeScores(*scores(pred, w, s), auroc_scores(score, w, s))
+        metrics[name] = {m: {field: _stats(a) for field, a in got._asdict().items()}
+                         for m, got in table.items()}  # fmt: skip
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     lines = [
-        "| probe | HR MAE (bpm) | BasicMotions acc. | watch macro-F1 |",
-        "|---|---:|---:|---:|",
+        "| probe | HR MAE (bpm) | BasicMotions acc. | watch macro-F1 | watch AUROC |",
+        "|---|---:|---:|---:|---:|",
     ]
     for name in metrics["hr_mae"]:
         h = metrics["hr_mae"][name]
         cells = [f"{h['mean']:.2f} +- {h['sd']:.2f}"]
         if name not in metrics["basic_motions"]:
-            lines.append(f"| {name} | {cells[0]} | - | - |")
+            lines.append(f"| {name} | {cells[0]} | - | - | - |")
             continue
-        for ds, key in (("basic_motions", "accuracy"), ("watch", "macro_f1")):
+        for ds, key in (("basic_motions", "accuracy"), ("watch", "macro_f1"), ("watch", "auroc")):
             m = metrics.get(ds, {}).get(name)
             cells.append(f"{m[key]['mean']:.3f} +- {m[key]['sd']:.3f}" if m else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")

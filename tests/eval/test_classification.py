@@ -1,5 +1,6 @@
 """Classification metrics against a plain NumPy count (and scikit-learn where installed)."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -40,3 +41,48 @@ def test_masked_metrics_equal_a_count_over_the_kept_samples(seed):
 def test_no_kept_sample_gives_nan_accuracy():
     z = jnp.zeros(3, jnp.int32)
     assert np.isnan(accuracy(z, z, jnp.zeros(3, bool)))
+
+
+def _pairwise_auroc(score, true):
+    """One-vs-rest AUROC by comparing every (positive, negative) pair, float64."""
+    aucs = []
+    for c in range(score.shape[1]):
+        pos, neg = score[true == c, c], score[true != c, c]
+        if len(pos) and len(neg):
+            d = pos[:, None].astype(np.float64) - neg[None].astype(np.float64)
+            aucs.append(np.mean((d > 0) + 0.5 * (d == 0)))
+    return np.mean(aucs)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_macro_auroc_equals_every_pair_compared_over_the_kept_samples(seed):
+    from wearjax.eval.classification import macro_auroc
+
+    rng = np.random.default_rng(seed)
+    n, classes = 80, 4
+    true = rng.integers(0, classes - 1, n)  # the last class never occurs: left out
+    score = rng.random((n, classes)) + 0.8 * (true[:, None] == np.arange(classes))
+    score[::3] = np.round(score[::3], 1)  # ties between classes' scores count one half
+    mask = rng.random(n) < 0.7
+    got = macro_auroc(jnp.asarray(score, jnp.float32), jnp.asarray(true), jnp.asarray(mask))
+    want = _pairwise_auroc(score.astype(np.float32)[mask], true[mask])
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert 0.5 < want < 1.0  # informative but imperfect scores: not a degenerate case
+    sklearn = pytest.importorskip("sklearn.metrics")
+    p = score[mask][:, : classes - 1] / score[mask][:, : classes - 1].sum(1, keepdims=True)
+    got_p = macro_auroc(jnp.asarray(p), jnp.asarray(true[mask]), jnp.ones(mask.sum(), bool))
+    want_p = sklearn.roc_auc_score(true[mask], p, multi_class="ovr", average="macro")
+    np.testing.assert_allclose(got_p, want_p, rtol=1e-6)
+
+
+def test_macro_auroc_vmaps_over_folds_and_is_nan_without_both_classes():
+    from wearjax.eval.classification import macro_auroc
+
+    score = jnp.asarray([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    true = jnp.asarray([0, 1, 1, 0])
+    masks = jnp.asarray([[True] * 4, [True, False, False, True], [True, True, False, False]])
+    got = jax.vmap(macro_auroc, in_axes=(None, None, 0))(score, true, masks)
+    assert np.isnan(got[1])  # one class only
+    np.testing.assert_allclose(
+        np.asarray(got)[[0, 2]], [0.75, 1.0]
+    )  # by hand: 3 of 4 pairs, then 1 of 1

@@ -314,6 +314,50 @@ def test_logistic_probe_chooses_its_penalty_on_the_training_subjects():
     assert chosen > max(fixed.values()) - 0.02
 
 
+def test_probe_auroc_is_scikit_learns_per_fold_and_a_class_never_fitted_scores_one_half():
+    """Each fold's AUROC against scikit-learn's `roc_auc_score` of the same pipeline fitted by
+    hand: with two classes the binary AUROC of the second class's probability; with a third
+    class whose only subject is held out by a fold, that fold's probe never saw it, so its
+    scores are all 0 (ties: 0.5) and the mean is over the test set's classes, that one's 0.5."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from tests.windows import two_class_set
+    from wearjax.cv import Split
+    from wearjax.tasks.probe import probe_scores
+
+    rng = np.random.default_rng(5)
+    features, w, subject = two_class_set(rng, 9, 12, 4, 0.4)
+    split = Split.by_subject(subject, 9, 3, seed=0)
+
+    def by_hand(k, y):
+        fit_on = split.train[k] | split.validation[k]
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=5000))
+        model.fit(features[fit_on], y[fit_on])
+        return model, model.predict_proba(features[split.test[k]]), y[split.test[k]]
+
+    got = probe_scores(features, w, split, cs=[1.0]).auroc
+    for k in range(split.n_folds):
+        _, proba, y_test = by_hand(k, w.y)
+        np.testing.assert_allclose(got[k], roc_auc_score(y_test, proba[:, 1]), rtol=1e-5)
+
+    # subject 8's windows: a class of their own, between the others (index 1)
+    y3 = np.where(subject == 8, 1, 2 * w.y).astype(np.int32)
+    w3 = w._replace(y=y3, classes=("a", "b", "c"))
+    got = probe_scores(features, w3, split, cs=[1.0]).auroc
+    for k in range(split.n_folds):
+        model, proba, y_test = by_hand(k, y3)
+        fitted = list(model.classes_)  # the classes in the fold's test set count
+        aucs = [
+            roc_auc_score(y_test == c, proba[:, fitted.index(c)]) if c in fitted else 0.5
+            for c in np.unique(y_test)
+        ]
+        np.testing.assert_allclose(got[k], np.mean(aucs), rtol=1e-5)
+    assert any(8 in subject[split.test[k]] for k in range(split.n_folds))  # the case arises
+
+
 def test_a_label_scarce_probe_fits_on_n_whole_subjects_of_each_folds_pool():
     """Which windows every fit saw (recorded by a `prepare` step): exactly `n` subjects' windows
     from the fold's training and validation subjects, never a test subject; the same draws for
@@ -330,8 +374,9 @@ def test_a_label_scarce_probe_fits_on_n_whole_subjects_of_each_folds_pool():
     seen = {}
     for n in (2, 4):
         recorder, fitted = RowRecorder.start(f"n{n}")
-        acc, f1 = scarce_probe_scores(with_ids, w, split, n, draws=3, seed=1, prepare=recorder)
-        assert acc.shape == f1.shape == (3, split.n_folds) and np.all(acc > 0.8)
+        acc, f1, auc = scarce_probe_scores(with_ids, w, split, n, draws=3, seed=1, prepare=recorder)
+        assert acc.shape == f1.shape == auc.shape == (3, split.n_folds) and np.all(acc > 0.8)
+        assert np.all(auc >= acc)  # two separable classes: AUROC is at least the accuracy
         seen[n] = [set(subject[sorted(rows)]) for rows in fitted]  # draw-major, fold-minor
         for i, subjects in enumerate(seen[n]):
             k = i % split.n_folds
@@ -385,10 +430,12 @@ def test_cv_probe_runs_on_a_researchers_own_npz_windows(tmp_path, capsys):
     assert main([*argv, "--labelled", "2", "--draws", "2"]) == 0
     record = json.loads((out / "metrics.json").read_text())
     assert record["labelled"] == {"subjects_per_fold": 2, "draws": 2}
-    assert record[str(data)]["channel levels"]["accuracy"] > 0.95  # the classes' levels differ
-    assert (
-        "fitted on 2 subjects, 2 draws; mean over the 5 folds x 2 draws" in capsys.readouterr().out
-    )
+    levels = record[str(data)]["channel levels"]
+    assert levels["accuracy"] > 0.95 and levels["auroc"] > 0.95  # the classes' levels differ
+    assert set(levels) == {f + sd for f in ("accuracy", "macro_f1", "auroc") for sd in ("", "_sd")}
+    printed = capsys.readouterr().out
+    assert "fitted on 2 subjects, 2 draws; mean over the 5 folds x 2 draws" in printed
+    assert f"{data} channel levels: accuracy 1.000, macro-F1 1.000, AUROC 1.000" in printed
 
 
 def test_the_clis_probe_sets_are_the_ones_the_probe_loads():

@@ -2,7 +2,8 @@
 
 - MiniRocket (Dempster et al. 2021, aeon's implementation; multivariate, 10,000 features)
   with a ridge classifier whose penalty is chosen by leave-one-out CV (`RidgeClassifierCV`,
-  alphas 1e-3..1e3), the field's strong, cheap time-series classifier;
+  alphas 1e-3..1e3), the field's strong, cheap time-series classifier (and, for a real
+  target such as HR, the same features with a ridge regression: `minirocket_regression`);
 - statistical features (per channel and for each modality's magnitude: mean, SD, min, max,
   10/50/90th percentiles, mean absolute first difference, and the frequency of the largest
   spectral peak above 0 Hz) with a standardised multinomial logistic regression.
@@ -62,10 +63,51 @@ def baseline_predictions(
 ) -> np.ndarray:
     """`[K, N]` predicted class of every window by each fold's baseline (-1 off its test set);
     each fold fits on its training and validation windows."""
+    return baseline_outputs(name, windows, split, seed)[0]
+
+
+def baseline_outputs(
+    name: str, windows: LabelledWindows, split: Split, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """`baseline_predictions` and each test window's class scores `[K, N, classes]` (0 off its
+    test set and for a class its fold never fitted): the ridge classifier's decision values
+    (MiniRocket), the logistic regression's probabilities (statistical features); for a
+    fold's AUROC (`tasks.probe.auroc_scores`)."""
     inputs = windows.x.transpose(0, 2, 1) if name == "minirocket" else statistical_features(windows)
     pred = np.full(split.test.shape, -1, np.int64)
+    score = np.zeros((*split.test.shape, len(windows.classes)))
     for k in range(split.n_folds):
         fit_on = split.train[k] | split.validation[k]
         model = _estimator(name, seed).fit(inputs[fit_on], windows.y[fit_on])
-        pred[k, split.test[k]] = model.predict(inputs[split.test[k]])
-    return pred
+        test = np.flatnonzero(split.test[k])
+        pred[k, test] = model.predict(inputs[test])
+        if name == "minirocket":  # with two classes one value per window: the second's
+            s = model.decision_function(inputs[test])
+            s = np.stack([-s, s], axis=1) if s.ndim == 1 else s
+        else:
+            s = model.predict_proba(inputs[test])
+        score[k][np.ix_(test, model.classes_)] = s
+    return pred, score
+
+
+def minirocket_regression(
+    windows: LabelledWindows, target: np.ndarray, split: Split, seed: int = 0
+) -> np.ndarray:
+    """`[K, N]` predictions of a real `target [N]` (e.g. HR) by MiniRocket with a ridge
+    regression (penalty by leave-one-out, `RidgeCV`, alphas 1e-3..1e3), fitted per fold on its
+    training and validation windows; NaN off each fold's test set."""
+    from aeon.transformations.collection.convolution_based import MiniRocket
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    inputs = windows.x.transpose(0, 2, 1)
+    out = np.full(split.test.shape, np.nan)
+    for k in range(split.n_folds):  # scikit-learn and aeon fit one fold at a time
+        fit_on = split.train[k] | split.validation[k]
+        model = make_pipeline(
+            MiniRocket(random_state=seed), StandardScaler(), RidgeCV(np.logspace(-3, 3, 10))
+        )
+        model.fit(inputs[fit_on], target[fit_on])
+        out[k, split.test[k]] = model.predict(inputs[split.test[k]])
+    return out

@@ -6,7 +6,8 @@ scales (resampled from the window's own rate), the frozen encoder embeds every c
 concatenated, in the dataset's channel order. A
 standardised multinomial logistic regression is fitted per fold on the fold's training and
 validation windows, its penalty chosen by an inner subject-wise CV on those windows
-(`probe_scores`), and scored on its test windows (accuracy, macro-F1). The statistical-feature
+(`probe_scores`), and scored on its test windows (accuracy, macro-F1, and the one-vs-rest
+AUROC of its class probabilities, NormWear's headline metric). The statistical-feature
 baseline (`tasks.har_baselines.statistical_features`) and MiniRocket go through the same folds.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -23,7 +25,7 @@ import numpy as np
 from wearjax.cv import Split
 from wearjax.data.imu import LabelledWindows
 from wearjax.errors import WearjaxDataError
-from wearjax.eval.classification import accuracy, macro_f1
+from wearjax.eval.classification import accuracy, macro_auroc, macro_f1
 from wearjax.models.transformer import PATCH
 from wearjax.signal.cwt import levels, scale_grid, scalogram
 
@@ -59,6 +61,14 @@ def embed_windows(model, windows: LabelledWindows, header: dict, *, batch: int =
     return np.asarray(run(model, jnp.asarray(windows.x.transpose(0, 2, 1))))
 
 
+class ProbeScores(NamedTuple):
+    """A probe's test scores per fold, `[K]` (`probe_scores`) or `[splits, K]` (`probe_over`)."""
+
+    accuracy: np.ndarray
+    macro_f1: np.ndarray
+    auroc: np.ndarray  # one-vs-rest, the classes' mean (`eval.classification.macro_auroc`)
+
+
 PROBE_CS = np.logspace(-3, 2, 6)
 """The logistic probe's inverse penalties, chosen per fold by an inner subject-wise CV."""
 
@@ -72,12 +82,13 @@ def probe_scores(
     inner: int = 4,
     prepare=None,
 ):
-    """Accuracy and macro-F1 `[K]` of a logistic probe on `features [N, F]` per fold.
+    """`ProbeScores` (accuracy, macro-F1, AUROC `[K]`) of a logistic probe on `features [N, F]`
+    per fold.
 
     The penalty is chosen per fold from `cs` by `inner`-fold cross-validation grouped by
     subject on the fold's training and validation windows (never its test subjects), as the
     ridge probe chooses its own (`ridge_scores`): a fixed penalty favours whichever feature set
-    happens to suit it, and a 1,000-dimensional embedding needs another than 40 statistics.
+    happens to suit it, and a 768-dimensional embedding needs another than 54 statistics.
     With 2 to `inner - 1` subjects (a label-scarce probe) the inner folds leave one subject out
     each; where the windows have no subject ids (an official split without them), the inner
     folds are stratified by class instead, and where a class has fewer than `inner` windows
@@ -91,6 +102,7 @@ def probe_scores(
     from sklearn.preprocessing import StandardScaler
 
     pred = np.full(split.test.shape, -1, np.int64)
+    proba = np.zeros((*split.test.shape, len(windows.classes)))  # 0 for a class never fitted
     for k in range(split.n_folds):  # scikit-learn fits one fold at a time
         fit_on = np.flatnonzero(split.train[k] | split.validation[k])
         x, y, groups = features[fit_on], windows.y[fit_on], windows.subject[fit_on]
@@ -109,15 +121,17 @@ def probe_scores(
             else:
                 folds = list(StratifiedKFold(inner, shuffle=True, random_state=0).split(x, y))
             # one regularisation path per inner fold, warm-started from C to C (a grid search
-            # refits from scratch: 20 min against minutes on 1,000-dimensional embeddings)
+            # refits from scratch: 20 min against minutes on 768-dimensional embeddings)
             probe = LogisticRegressionCV(Cs=list(cs), cv=folds, max_iter=5000)
         steps = [] if prepare is None else [clone(prepare)]
         model = make_pipeline(*steps, StandardScaler(), probe)
         with warnings.catch_warnings():  # scikit-learn 1.9 announces new defaults; these are
             warnings.simplefilter("ignore", FutureWarning)  # L2, accuracy, refit in every version
             model.fit(x, y)
-        pred[k, split.test[k]] = model.predict(features[split.test[k]])
-    return scores(pred, windows, split)
+        test = np.flatnonzero(split.test[k])
+        pred[k, test] = model.predict(features[test])
+        proba[k][np.ix_(test, model.classes_)] = model.predict_proba(features[test])
+    return ProbeScores(*scores(pred, windows, split), auroc_scores(proba, windows, split))
 
 
 DRAWS = 5
@@ -134,7 +148,7 @@ def scarce_probe_scores(
     seed: int = 0,
     **probe,
 ):
-    """Accuracy and macro-F1 `[draws, K]` of `probe_scores` (`probe`: its keyword arguments)
+    """`ProbeScores` `[draws, K]` of `probe_scores` (`probe`: its keyword arguments)
     on each of `scarce_splits`: each fold's probe fitted on the windows of only `labelled` of
     its training and validation subjects, scored on the fold's whole test set."""
     return probe_over(
@@ -142,10 +156,12 @@ def scarce_probe_scores(
     )
 
 
-def probe_over(features: np.ndarray, windows: LabelledWindows, splits: list[Split], **probe):
-    """Accuracy and macro-F1 `[len(splits), K]`: `probe_scores` on each split."""
+def probe_over(
+    features: np.ndarray, windows: LabelledWindows, splits: list[Split], **probe
+) -> ProbeScores:
+    """`ProbeScores` `[len(splits), K]`: `probe_scores` on each split."""
     out = [probe_scores(features, windows, sub, **probe) for sub in splits]
-    return np.stack([a for a, _ in out]), np.stack([f for _, f in out])
+    return ProbeScores(*(np.stack(field) for field in zip(*out, strict=True)))
 
 
 def ridge_predictions(
@@ -183,6 +199,14 @@ def scores(pred: np.ndarray, windows: LabelledWindows, split: Split):
     acc = np.asarray(jax.vmap(accuracy)(p, y, test))
     f1 = np.asarray(jax.vmap(lambda a, b, m: macro_f1(a, b, m, n))(p, y, test))
     return acc, f1
+
+
+def auroc_scores(score: np.ndarray, windows: LabelledWindows, split: Split) -> np.ndarray:
+    """Macro one-vs-rest AUROC `[K]` of class scores `[K, N, classes]` (probabilities or
+    decision values) on each fold's test set."""
+    y = jnp.asarray(windows.y)
+    auc = jax.vmap(macro_auroc, in_axes=(0, None, 0))
+    return np.asarray(auc(jnp.asarray(score, jnp.float32), y, jnp.asarray(split.test)))
 
 
 def channel_levels(x: np.ndarray) -> np.ndarray:
@@ -310,16 +334,15 @@ def probe_command(args, say) -> int:
             f"everything above {header['high_hz']:g} Hz (pretrain at a higher rate for them)"
         )
 
-    rows = {  # [draws, K] accuracy and macro-F1 each
+    rows = {  # ProbeScores, [draws, K] each
         "encoder": probe_over(embed_windows(model, w, header), w, subs),
         "statistical features": probe_over(statistical_features(w), w, subs),
         "channel levels": probe_over(channel_levels(w.x), w, subs),
     }
-    metrics = {
-        name: {"accuracy": float(np.mean(a)), "accuracy_sd": float(np.std(a)),
-               "macro_f1": float(np.mean(f)), "macro_f1_sd": float(np.std(f))}
-        for name, (a, f) in rows.items()
-    }  # fmt: skip
+    metrics = {name: {} for name in rows}  # mean and SD of each score
+    for name, got in rows.items():
+        for field, a in got._asdict().items():
+            metrics[name] |= {field: float(np.mean(a)), f"{field}_sd": float(np.std(a))}
     record = {args.data: metrics}
     if labelled is not None:  # the means and SDs are over every fold of every draw
         record["labelled"] = {"subjects_per_fold": labelled, "draws": draws}
@@ -329,5 +352,6 @@ def probe_command(args, say) -> int:
         print(f"each fold's probes fitted on {labelled} subjects, {draws} draws; mean over the "
               f"{split.n_folds} folds x {draws} draws")  # fmt: skip
     for name, m in metrics.items():
-        print(f"{args.data} {name}: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
+        print(f"{args.data} {name}: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}, "
+              f"AUROC {m['auroc']:.3f}")  # fmt: skip
     return 0
