@@ -1,6 +1,7 @@
 """The channel-aware transformer's structure: any channel count and length with one set of
 weights, channel permutation equivariance, the liaison fusion as the only path between
-channels, and the base size's parameter count (abstractly, nothing allocated)."""
+channels, and the base size's parameter count and forward pass (abstractly, nothing
+allocated)."""
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +56,24 @@ def test_base_size_parameter_count():
     print(f"base: {n:,} parameters (encoder and decoder)")
     assert 120e6 < n < 140e6  # NormWear's base: about 135M with its decoder
     assert n_parameters("tiny") < 1e5
+
+
+def test_base_size_forward_pass_abstractly():
+    """`base` built and run under `jax.eval_shape` (traced, nothing allocated or computed): 4
+    channels of NormWear's 6 s at 65 Hz (390 samples, 65 scales: the 13 x 43 patch grid)."""
+    planes = jax.ShapeDtypeStruct((4, 3, 65, 390), jnp.float32)
+    levels = jax.ShapeDtypeStruct((4, 2), jnp.float32)
+
+    def run(planes, levels):
+        model = build_transformer("base", key=jax.random.key(0))
+        tokens = model.encode(planes, levels=levels)
+        embedding = model.embed(planes, levels=levels)
+        return tokens, embedding, model.module.reconstruct(tokens, 13, 43)
+
+    tokens, embedding, signal = jax.eval_shape(run, planes, levels)
+    assert tokens.shape == (4, 1 + 13 * 43, 768)  # [CLS] and the patch tokens per channel
+    assert embedding.shape == (4, 2 * 768)  # [CLS] beside the patch mean
+    assert signal.shape == (4, 43 * 9)  # the decoder gives back the raw signal it covers
 
 
 def test_masked_patches_keep_their_place_on_the_grid():
