@@ -49,6 +49,8 @@ def test_cli_reports_errors_in_one_line(capsys):
         (["predict", "--model", "{tmp}/file", "{tmp}/file", "--hr0", "nan"], "--hr0 nan: give"),
         (["predict", "--model", "{tmp}/file", "{tmp}/file", "--hr0", "-50"], "--hr0 -50.0: give"),
         (["demo", "--mesh", "64x2", "--out", "{tmp}/o"], "needs 128, but 1 are visible"),
+        (["fit", "pretrain", "--mesh", "2", "--out", "{tmp}/o"], "`fit pretrain` trains no folds"),
+        (["fit", "hr", "--data", "{tmp}", "--mesh", "2", "--out", "{tmp}/o"], "leave --mesh out"),
     ],
 )
 def test_bad_arguments_are_one_line_before_any_work(tmp_path, capsys, argv, message):

@@ -60,11 +60,18 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--out", type=Path, required=True, help=outs[command])
             p.add_argument("--seed", type=int, default=0)
             _mesh_argument(p)
-            p.set_defaults(run=c.run)
+            p.set_defaults(run=c.run, folds=c.folds)
 
     p = sub.add_parser("predict", help="predict HR of one recording with a checkpoint")
-    p.add_argument("--model", type=Path, required=True, help="checkpoint from `wearjax fit hr`")
-    p.add_argument("file", type=Path, help="a FIT, TCX or CSV recording, or a folder of them")
+    p.add_argument(
+        "--model", type=Path, required=True,
+        help="checkpoint from `wearjax fit hr` or `wearjax fit virtual`",
+    )  # fmt: skip
+    p.add_argument(
+        "file", type=Path,
+        help="a FIT, TCX or CSV recording or a folder of them (HR checkpoints); a sampled-signal "
+        "CSV or NPZ (virtual-sensing checkpoints)",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("wearjax-predict"), help="output folder")
     p.add_argument("--hr0", type=float, help="HR (bpm) at the first second, for files without HR")
     unit_arguments(p)
@@ -107,6 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_arguments(args, args.command)
         if not hasattr(args, "mesh"):
+            return args.run(args)
+        if not getattr(args, "folds", True):  # one model, or no training: nothing to shard
+            if args.mesh is not None:
+                raise WearjaxError(
+                    f"--mesh shards cross-validation folds; `{args.command} {args.task}` "
+                    "trains no folds: leave --mesh out"
+                )
             return args.run(args)
         import jax
 

@@ -22,6 +22,7 @@ class Command(NamedTuple):
     help: str
     arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+    folds: bool = True  # trains folds through `cv.fit_folds`, so `--mesh` can shard it
 
 
 def say(line: str) -> None:
@@ -413,7 +414,7 @@ TASKS: dict[str, dict[str, Command]] = {
     "hr": {
         "cv": Command("HR models on your recordings, both protocols", _hr_arguments, cv_hr),
         "fit": Command("an HR model on all your recordings; writes a checkpoint",
-                       _fit_hr_arguments, fit_hr),
+                       _fit_hr_arguments, fit_hr, folds=False),
     },
     "vo2": {
         "cv": Command("the VO2 model: synthetic, pyoxynet or your CPET files", _vo2_arguments,
@@ -421,11 +422,11 @@ TASKS: dict[str, dict[str, Command]] = {
     },
     "pretrain": {
         "fit": Command("masked pretraining of the channel-aware transformer; writes the encoder",
-                       _pretrain_arguments, fit_pretrain),
+                       _pretrain_arguments, fit_pretrain, folds=False),
     },
     "probe": {
         "cv": Command("linear probe of a pretrained encoder on labelled windows",
-                      _probe_arguments, cv_probe),
+                      _probe_arguments, cv_probe, folds=False),
     },
     "virtual": {
         "cv": Command("HR from wrist ACC, virtual PPG, PPG and fusion, with references",
