@@ -388,3 +388,72 @@ def test_the_loss_and_validation_read_the_gait_prior_from_the_folds_fit():
     moved = (*batch[:-1], batch[-1].at[0].add(20.0))
     key = jax.random.key(2)
     assert float(task.loss(model, batch, key, 0)[0]) != float(task.loss(model, moved, key, 0)[0])
+
+
+def test_the_virtual_loss_is_the_elbo_computed_by_hand():
+    """`make_task(config, "virtual").loss` (float32) against a float64 NumPy computation from
+    the model's
+    own outputs: per sample, the soft-target cross-entropy of the HR head on the ACC latent
+    (windows with reference HR) and on the PPG latent (and PPG present), the four spectra's
+    MSE (ACC -> PPG and PPG -> PPG where the PPG is present, ACC -> ACC on valid windows, PPG ->
+    ACC where the PPG is present), the Gaussian KL per (window, bin) cell, weighted by the
+    annealed beta = kl_weight min(1, epoch / kl_warmup); the batch's mean."""
+    from scipy.special import logsumexp
+
+    from wearjax.models.virtual import GRID_BPM
+    from wearjax.tasks.virtual import build
+
+    s = spectral_sessions([_recording(i, f"subject{i}", seconds=40) for i in range(3)])
+    config = VirtualConfig(width=8, latent=2, batch_size=3, context=4, recon_weight=0.7)
+    data = device_data(s, floor_db=FLOOR_DB)  # the data in float32, as always
+    fold = jax.tree_util.tree_map(lambda a: a[0], make_folds(s, split_sessions(s, 1)))
+    task = make_task(config, "virtual")
+    batch = list(task.sample(data, fold, jax.random.key(1)))
+    acc, ppg, gait, hr, ok, ppg_ok, valid, _ = batch
+    batch[4], batch[5] = ok.at[0, 1].set(False), ppg_ok.at[1, :2].set(False)  # masks that bite
+    batch[6] = valid.at[2, 3].set(False)
+    acc, ppg, gait, hr, ok, ppg_ok, valid, _ = (np.asarray(b).astype(
+        np.float64 if b.dtype == jnp.float32 else b.dtype) for b in batch)  # fmt: skip
+    model = build(config, "virtual", jax.random.key(0))
+    key = jax.random.key(2)
+
+    def ce(logits, h, keep):
+        target = np.exp(-0.5 * ((GRID_BPM[None] - h[:, None]) / config.target_sd) ** 2)
+        target /= target.sum(1, keepdims=True)
+        logp = logits - logsumexp(logits, axis=1, keepdims=True)
+        per = -(target * logp).sum(1)
+        return per[keep].mean() if keep.any() else 0.0
+
+    def mse(x, y, keep):
+        return np.mean((x[keep] - y[keep]) ** 2) if keep.any() else 0.0
+
+    def kl(mu, logvar, keep):
+        cells = 0.5 * (np.exp(logvar) + mu**2 - 1.0 - logvar).sum(-1)  # [L, F]
+        return cells[keep].mean() if keep.any() else 0.0
+
+    keys = jax.random.split(key, len(hr))
+    terms = []
+    for b in range(len(hr)):
+        ka, kp = jax.random.split(keys[b])
+        fa = {k: np.asarray(v) for k, v in model.features(jnp.asarray(acc[b]), None, ka).items()}
+        fp = {k: np.asarray(v) for k, v in model.features(None, jnp.asarray(ppg[b]), kp).items()}
+        la = np.asarray(model.hr(jnp.asarray(fa["u"]), jnp.asarray(gait[b]))[2])
+        lp = np.asarray(model.hr(jnp.asarray(fp["u"]), jnp.asarray(gait[b]))[2])
+        recon = (
+            mse(fa["ppg_hat"], ppg[b], ppg_ok[b])
+            + mse(fp["ppg_hat"], ppg[b], ppg_ok[b])
+            + mse(fa["acc_hat"], acc[b], valid[b])
+            + mse(fp["acc_hat"], acc[b], ppg_ok[b])
+        )
+        kls = kl(fa["mu"], fa["logvar"], valid[b]) + kl(fp["mu"], fp["logvar"], ppg_ok[b])
+        ces = ce(la, hr[b], ok[b]) + ce(lp, hr[b], ok[b] & ppg_ok[b])
+        terms.append((ces, recon, kls))
+    ces, recon, kls = np.asarray(terms).T
+    assert np.all(recon > 0) and np.all(kls > 0)
+    for epoch in (0, 5, 20):  # before, halfway through and after the KL warm-up
+        beta = config.kl_weight * min(1.0, epoch / config.kl_warmup)
+        want = np.mean(ces + config.recon_weight * recon + beta * kls)
+        got, aux = task.loss(model, tuple(batch), key, epoch)
+        np.testing.assert_allclose(float(got), want, rtol=2e-6)
+        np.testing.assert_allclose(float(aux["kl"]), kls.mean(), rtol=2e-6)
+        np.testing.assert_allclose(float(aux["recon"]), recon.mean(), rtol=2e-6)
