@@ -42,6 +42,19 @@ def gradient(model, x, hr, checkpoint_every):
     return eqx.filter_grad(loss)(model)
 
 
+def compiled_gradient(model, n_in: int, batch: int, seconds: int, checkpoint_every):
+    """`(compiled, params, temporaries GB, arguments + outputs GB)`: `gradient` compiled for a
+    batch of `batch` x `seconds` s (nothing run) and XLA's buffer assignment of it."""
+    x = jax.ShapeDtypeStruct((batch, seconds, n_in), jnp.float32)
+    hr = jax.ShapeDtypeStruct((batch, seconds), jnp.float32)
+    params, static = eqx.partition(model, eqx.is_array)
+    grad = jax.jit(lambda p, x, hr: gradient(eqx.combine(p, static), x, hr, checkpoint_every))
+    compiled = grad.lower(params, x, hr).compile()
+    m = compiled.memory_analysis()
+    io = (m.argument_size_in_bytes + m.output_size_in_bytes) / GB
+    return compiled, params, m.temp_size_in_bytes / GB, io
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=64)
@@ -60,14 +73,7 @@ def main() -> int:
     cases = [(name, mode) for name in hr_models(jax.random.key(0)) for mode in (None, 60)]
     for name, every in cases:
         model, n_in = hr_models(jax.random.key(0))[name]
-        x = jax.ShapeDtypeStruct((b, t, n_in), jnp.float32)
-        hr = jax.ShapeDtypeStruct((b, t), jnp.float32)
-        params, static = eqx.partition(model, eqx.is_array)
-        grad = jax.jit(lambda p, x, hr: gradient(eqx.combine(p, static), x, hr, every))  # noqa: B023
-        compiled = grad.lower(params, x, hr).compile()
-        m = compiled.memory_analysis()
-        temp = m.temp_size_in_bytes / GB
-        io = (m.argument_size_in_bytes + m.output_size_in_bytes) / GB
+        compiled, params, temp, io = compiled_gradient(model, n_in, b, t, every)
         total = temp + io
         how = "rollout" if every is None else f"run_stream, checkpoint every {every} s"
         rows.append(
