@@ -28,14 +28,7 @@ from wearjax.cv import Split
 from wearjax.data.pyoxynet import domain_windows
 from wearjax.models.transformer import build_transformer, n_parameters
 from wearjax.tasks.har_baselines import baseline_outputs, statistical_features
-from wearjax.tasks.pretrain import (
-    PretrainConfig,
-    cpet_corpus,
-    join_corpora,
-    pretrain,
-    save_encoder,
-    synthetic_corpus,
-)
+from wearjax.tasks.pretrain import PretrainConfig, named_corpus, pretrain, save_encoder
 from wearjax.tasks.probe import (
     PROBE_CS,
     ProbeScores,
@@ -109,11 +102,7 @@ def main(argv=None) -> int:
     config = config._replace(train=config.train._replace(epochs=epochs))
 
     t0 = time.perf_counter()
-    parts = {"synthetic": (synthetic_corpus,), "cpet": (cpet_corpus,),
-             "both": (synthetic_corpus, cpet_corpus)}[args.corpus]  # fmt: skip
-    corpus = join_corpora(*(
-        make(seed=args.seed) if make is synthetic_corpus else make() for make in parts
-    ))  # fmt: skip
+    corpus, _ = named_corpus(args.corpus, args.seed)  # `wearjax fit pretrain --corpus`'s
     fit = pretrain(corpus, config, progress="pretraining")
     pretrain_s = time.perf_counter() - t0
     save_encoder(args.out / "encoder.wjx", fit.model, config)  # before probing: nothing lost

@@ -445,6 +445,31 @@ def test_the_clis_probe_sets_are_the_ones_the_probe_loads():
     assert PROBE_DATA == BUILT_IN
 
 
+def test_the_clis_pretraining_choices_are_the_ones_pretraining_knows():
+    import argparse
+
+    from wearjax.tasks.commands import _pretrain_arguments
+    from wearjax.tasks.pretrain import CORPORA, MASKINGS
+
+    p = argparse.ArgumentParser()
+    _pretrain_arguments(p)
+    choices = {a.dest: a.choices for a in p._actions if a.choices}
+    assert tuple(choices["corpus"]) == CORPORA and tuple(choices["masking"]) == MASKINGS
+    assert p.get_default("masking") == PretrainConfig().masking
+
+
+@pytest.mark.slow
+def test_fit_pretrain_on_the_wrist_corpus_writes_a_25_hz_encoder(tmp_path):
+    from wearjax.tasks.pretrain import WRIST, load_encoder
+
+    enc = tmp_path / "wrist.wjx"
+    argv = ["fit", "pretrain", "--quick", "--epochs", "1", "--corpus", "wrist"]
+    assert main([*argv, "--masking", "time", "--out", str(enc)]) == 0
+    model, header = load_encoder(enc)
+    want = WRIST._replace(size="tiny").header()
+    assert {k: header[k] for k in want} == want and header["nominal_rate"] == 25.0
+
+
 def test_cv_probe_refuses_what_it_cannot_fold_before_any_work(tmp_path, capsys):
     enc = tmp_path / "enc.wjx"
     enc.write_text("not read: the refusals come first")

@@ -335,18 +335,27 @@ PROBE_DATA = ("pyoxynet_domain", "basic_motions", "watch")
 def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", choices=("tiny", "small", "base"), default="small")
     p.add_argument("--epochs", type=int, help="pretraining epochs (default 30; quick 4)")
+    p.add_argument("--corpus", choices=("synthetic", "cpet", "both", "wrist"), default="synthetic",
+                   help="the simulated cohort's 1 Hz physiology, pyoxynet's real resting tests "
+                   "(HR, VO2, VCO2, VE), both, or simulated wrist PPG, ACC and gyro at 25 Hz "
+                   "(an encoder for activity and wrist probes)")  # fmt: skip
+    p.add_argument("--masking", choices=("random", "time", "scale", "mixed"), default="mixed",
+                   help="which patches are hidden: at random, whole time columns, whole scale "
+                   "rows, or a mix per window")  # fmt: skip
 
 
 def fit_pretrain(args) -> int:
-    """`wearjax fit pretrain`: masked pretraining on the synthetic 1 Hz corpus; writes the
-    encoder checkpoint."""
-    from wearjax.tasks.pretrain import PretrainConfig, pretrain, save_encoder, synthetic_corpus
+    """`wearjax fit pretrain`: masked pretraining on the corpus `--corpus` names
+    (`tasks.pretrain.named_corpus`); writes the encoder checkpoint."""
+    from wearjax.tasks.pretrain import named_corpus, pretrain, save_encoder
 
-    config = PretrainConfig(size="tiny" if args.quick else args.size, seed=args.seed)
+    corpus, config = named_corpus(args.corpus, args.seed, args.quick)
+    size = "tiny" if args.quick else args.size
+    config = config._replace(size=size, seed=args.seed, masking=args.masking)
     epochs = args.epochs or (4 if args.quick else config.train.epochs)
     config = config._replace(train=config.train._replace(epochs=epochs))
-    corpus = synthetic_corpus(seed=args.seed)
-    say(f"pretraining {config.size} on {corpus.x.shape[0]} windows; compiling first")
+    say(f"pretraining {config.size} at {config.nominal_rate:g} Hz on {corpus.x.shape[0]} "
+        f"{args.corpus} windows; compiling first")  # fmt: skip
     result = pretrain(corpus, config, progress="pretraining")
     save_encoder(args.out, result.model, config)
     say(f"best validation loss {min(result.history['val_loss']):.4f}; wrote {args.out}")

@@ -197,6 +197,22 @@ def wrist_corpus(n_subjects: int = 8, sessions: int = 2, *, minutes: float = 10.
     return _corpus(x, recording)
 
 
+CORPORA = ("synthetic", "cpet", "both", "wrist")
+
+
+def named_corpus(name: str, seed: int = 0, quick: bool = False) -> tuple[Corpus, PretrainConfig]:
+    """The corpus `CORPORA` names and the configuration it is pretrained with: the simulated
+    cohort's 1 Hz physiology, pyoxynet's real resting tests, both (`PretrainConfig()`), or the
+    simulated wrist at 25 Hz (`WRIST`; 4 subjects instead of 8 when `quick`)."""
+    if name == "wrist":
+        return wrist_corpus(4 if quick else 8, seed=seed), WRIST
+    if name not in CORPORA:
+        raise ValueError(f"unknown pretraining corpus {name!r}: choose one of {CORPORA}")
+    parts = {"synthetic": ("synthetic",), "cpet": ("cpet",), "both": ("synthetic", "cpet")}
+    made = [synthetic_corpus(seed=seed) if p == "synthetic" else cpet_corpus() for p in parts[name]]
+    return join_corpora(*made), PretrainConfig()
+
+
 def patch_mask(key, rows: int, cols: int, ratio: float, kind: str) -> jax.Array:
     """`[rows * cols]` bool, True where a patch is hidden (module docstring)."""
 
