@@ -34,19 +34,16 @@ from wearjax.data.wrist_synthetic import hr_windows
 from wearjax.models.transformer import build_transformer, n_parameters
 from wearjax.tasks.har import official_split, subject_split
 from wearjax.tasks.har_baselines import (
-    baseline_outputs,
     minirocket_regression,
     statistical_features,
 )
 from wearjax.tasks.pretrain import WRIST, pretrain, save_encoder, wrist_corpus
 from wearjax.tasks.probe import (
     PROBE_CS,
-    ProbeScores,
-    auroc_scores,
     embed_windows,
+    minirocket_scores,
     probe_scores,
     ridge_scores,
-    scores,
 )
 
 
@@ -117,8 +114,7 @@ def main(argv=None) -> int:
             m: probe_scores(embed_windows(e, w, header), w, s, cs=cs) for m, e in encoders.items()
         }
         table["statistical features"] = probe_scores(statistical_features(w), w, s, cs=cs)
-        pred, score = baseline_outputs("minirocket", w, s, seed=args.seed)
-        table["MiniRocket"] = ProbeScores(*scores(pred, w, s), auroc_scores(score, w, s))
+        table["MiniRocket"] = minirocket_scores(w, s, seed=args.seed)
         metrics[name] = {m: {field: _stats(a) for field, a in got._asdict().items()}
                          for m, got in table.items()}  # fmt: skip
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))

@@ -224,15 +224,17 @@ def test_fit_pretrain_then_cv_probe_from_the_cli(tmp_path):
         metrics["encoder"]["accuracy"] > 0.5 and metrics["statistical features"]["accuracy"] > 0.9
     )
     assert 0.0 <= metrics["channel levels"]["accuracy"] <= 1.0
+    assert metrics["MiniRocket"]["accuracy"] >= 0.95  # BasicMotions' MiniRocket, as published
     if importlib.util.find_spec("pyoxynet") is None:
         return
     scarce = tmp_path / "scarce"
     argv = ["cv", "probe", "--encoder", str(enc), "--data", "pyoxynet_domain", "--out", str(scarce)]
-    assert main([*argv, "--labelled", "4", "--draws", "2"]) == 0
+    assert main([*argv, "--labelled", "4", "--draws", "2", "--no-minirocket"]) == 0
     record = json.loads((scarce / "metrics.json").read_text())
     assert record["labelled"] == {"subjects_per_fold": 4, "draws": 2}
     for name in ("encoder", "statistical features", "channel levels"):  # 3 classes
         assert 0.4 < record["pyoxynet_domain"][name]["accuracy"] <= 1.0
+    assert "MiniRocket" not in record["pyoxynet_domain"]  # --no-minirocket
 
 
 def test_channel_levels_are_each_channels_asinh_mean_and_sd():
@@ -430,6 +432,8 @@ def test_cv_probe_runs_on_a_researchers_own_npz_windows(tmp_path, capsys):
     assert main([*argv, "--labelled", "2", "--draws", "2"]) == 0
     record = json.loads((out / "metrics.json").read_text())
     assert record["labelled"] == {"subjects_per_fold": 2, "draws": 2}
+    assert set(record[str(data)]) == {"encoder", "statistical features", "channel levels",
+                                      "MiniRocket"}  # fmt: skip
     levels = record[str(data)]["channel levels"]
     assert levels["accuracy"] > 0.95 and levels["auroc"] > 0.95  # the classes' levels differ
     assert set(levels) == {f + sd for f in ("accuracy", "macro_f1", "auroc") for sd in ("", "_sd")}

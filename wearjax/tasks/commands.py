@@ -336,12 +336,10 @@ def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", choices=("tiny", "small", "base"), default="small")
     p.add_argument("--epochs", type=int, help="pretraining epochs (default 30; quick 4)")
     p.add_argument("--corpus", choices=("synthetic", "cpet", "both", "wrist"), default="synthetic",
-                   help="the simulated cohort's 1 Hz physiology, pyoxynet's real resting tests "
-                   "(HR, VO2, VCO2, VE), both, or simulated wrist PPG, ACC and gyro at 25 Hz "
-                   "(an encoder for activity and wrist probes)")  # fmt: skip
+                   help="the simulated cohort's 1 Hz physiology, pyoxynet's real resting tests, "
+                   "both, or the simulated wrist (PPG, ACC, gyro) at 25 Hz")  # fmt: skip
     p.add_argument("--masking", choices=("random", "time", "scale", "mixed"), default="mixed",
-                   help="which patches are hidden: at random, whole time columns, whole scale "
-                   "rows, or a mix per window")  # fmt: skip
+                   help="hide patches at random, time columns, scale rows, or a mix")  # fmt: skip
 
 
 def fit_pretrain(args) -> int:
@@ -369,6 +367,7 @@ def _probe_arguments(p: argparse.ArgumentParser) -> None:
     scarce = "a label-scarce probe: fit each fold's probes on only this many subjects' windows"
     p.add_argument("--labelled", type=int, help=scarce + " (not basic_motions)")
     p.add_argument("--draws", type=int, help="with --labelled: draws of the subjects (5)")
+    p.add_argument("--no-minirocket", action="store_true", help="leave out the MiniRocket row")
 
 
 def cv_probe(args) -> int:

@@ -8,7 +8,8 @@ standardised multinomial logistic regression is fitted per fold on the fold's tr
 validation windows, its penalty chosen by an inner subject-wise CV on those windows
 (`probe_scores`), and scored on its test windows (accuracy, macro-F1, and the one-vs-rest
 AUROC of its class probabilities, NormWear's headline metric). The statistical-feature
-baseline (`tasks.har_baselines.statistical_features`) and MiniRocket go through the same folds.
+baseline (`tasks.har_baselines.statistical_features`), the channel levels and MiniRocket
+(`minirocket_scores`) go through the same folds.
 """
 
 from __future__ import annotations
@@ -160,8 +161,20 @@ def probe_over(
     features: np.ndarray, windows: LabelledWindows, splits: list[Split], **probe
 ) -> ProbeScores:
     """`ProbeScores` `[len(splits), K]`: `probe_scores` on each split."""
-    out = [probe_scores(features, windows, sub, **probe) for sub in splits]
-    return ProbeScores(*(np.stack(field) for field in zip(*out, strict=True)))
+    return _stacked([probe_scores(features, windows, sub, **probe) for sub in splits])
+
+
+def minirocket_scores(windows: LabelledWindows, split: Split, seed: int = 0) -> ProbeScores:
+    """`ProbeScores` `[K]` of MiniRocket with its ridge classifier (`tasks.har_baselines`) on
+    the same folds: the field's strong, cheap baseline, its AUROC from the decision values."""
+    from wearjax.tasks.har_baselines import baseline_outputs
+
+    pred, score = baseline_outputs("minirocket", windows, split, seed)
+    return ProbeScores(*scores(pred, windows, split), auroc_scores(score, windows, split))
+
+
+def _stacked(per_split: list[ProbeScores]) -> ProbeScores:
+    return ProbeScores(*(np.stack(field) for field in zip(*per_split, strict=True)))
 
 
 def ridge_predictions(
@@ -309,7 +322,8 @@ def scarce_splits(
 
 def probe_command(args, say) -> int:
     """`wearjax cv probe`: frozen-encoder logistic probe on a built-in set or a researcher's NPZ
-    file (`probe_windows`), beside the statistical-feature and channel-level probes; with
+    file (`probe_windows`), beside the statistical-feature and channel-level probes and
+    MiniRocket (unless `args.no_minirocket`); with
     `args.labelled`, each fold's probes fitted on that many subjects, `args.draws` times
     (`scarce_splits`). Writes metrics.json; `say` prints one line on stderr."""
     import json
@@ -339,6 +353,8 @@ def probe_command(args, say) -> int:
         "statistical features": probe_over(statistical_features(w), w, subs),
         "channel levels": probe_over(channel_levels(w.x), w, subs),
     }
+    if not args.no_minirocket:  # on the windows at their own rate, the same (scarce) folds
+        rows["MiniRocket"] = _stacked([minirocket_scores(w, sub, args.seed) for sub in subs])
     metrics = {name: {} for name in rows}  # mean and SD of each score
     for name, got in rows.items():
         for field, a in got._asdict().items():
