@@ -48,12 +48,18 @@ def test_cli_reports_errors_in_one_line(capsys):
         (["predict", "--model", "{tmp}/none", "{tmp}/file"], "--model .*none: no such"),
         (["predict", "--model", "{tmp}/file", "{tmp}/file", "--hr0", "nan"], "--hr0 nan: give"),
         (["predict", "--model", "{tmp}/file", "{tmp}/file", "--hr0", "-50"], "--hr0 -50.0: give"),
-        (["demo", "--mesh", "64x2", "--out", "{tmp}/o"], "needs 128, but 1 are visible"),
+        (["demo", "--mesh", "64x2", "--out", "{tmp}/o"], r"needs 128, but \d+ are visible"),
         (["fit", "pretrain", "--mesh", "2", "--out", "{tmp}/o"], "`fit pretrain` trains no folds"),
         (["fit", "hr", "--data", "{tmp}", "--mesh", "2", "--out", "{tmp}/o"], "leave --mesh out"),
+        (["fit", "pretrain", "--devices", "2", "--out", "{tmp}/o"], "leave --devices out"),
+        (["demo", "--devices", "0", "--out", "{tmp}/o"], "--devices 0: give a number"),
+        (["demo", "--devices", "7", "--out", "{tmp}/o"], "--devices 7: JAX has already started"),
     ],
 )
 def test_bad_arguments_are_one_line_before_any_work(tmp_path, capsys, argv, message):
+    import jax
+
+    jax.devices()  # JAX has started, as after any earlier command in this process
     (tmp_path / "file").write_text("x")
     code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
     err = capsys.readouterr().err.strip().splitlines()
@@ -90,6 +96,12 @@ def test_the_cli_makes_one_cpu_device_per_core_unless_the_user_set_a_count(xla_f
         "import os, jax; from wearjax.cli import cpu_devices; cpu_devices(); "
         "print(len(jax.devices()), len(os.sched_getaffinity(0)))"
     )
+    if expected == "cores":  # --devices N asks for N, whatever the cores
+        asked = code.replace("cpu_devices()", "cpu_devices(5)")
+        env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}
+        out = subprocess.run([sys.executable, "-c", asked], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert int(out.stdout.split()[0]) == 5
     env = {**os.environ, "XLA_FLAGS": xla_flags, "JAX_PLATFORMS": "cpu"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

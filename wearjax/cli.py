@@ -26,7 +26,12 @@ def _mesh_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--mesh", type=_mesh, metavar="FOLDSxDATA",
         help="shard training over a device mesh: folds over FOLDS devices, each batch over DATA "
-        "(e.g. 4x2 on 8 devices; on CPU, XLA_FLAGS=--xla_force_host_platform_device_count=8)",
+        "(e.g. 4x2 on 8 devices; on CPU, with --devices 8)",
+    )  # fmt: skip
+    p.add_argument(
+        "--devices", type=int, metavar="N",
+        help="JAX CPU devices to make (default: one per usable core, or XLA_FLAGS' count); "
+        "GPUs and TPUs are the ones visible",
     )  # fmt: skip
 
 
@@ -92,20 +97,30 @@ def compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
-def cpu_devices() -> None:
-    """One JAX CPU device per usable core (`jax_num_cpu_devices`), unless the user chose a
-    count (`XLA_FLAGS=--xla_force_host_platform_device_count`) or JAX has already started:
-    training spreads its folds over them (`cv.spread_folds`). Other platforms are unaffected."""
+def cpu_devices(count: int | None = None) -> None:
+    """`count` JAX CPU devices (`jax_num_cpu_devices`; default one per usable core), unless
+    the user set a count in `XLA_FLAGS=--xla_force_host_platform_device_count` or, for the
+    default, JAX has already started: training spreads its folds over them
+    (`cv.spread_folds`). Other platforms are unaffected. A `count` that cannot be had (below
+    1, beside XLA_FLAGS' count, or JAX started with another) is refused in one line."""
     import jax
 
+    if count is not None and count < 1:
+        raise WearjaxError(f"--devices {count}: give a number of devices of at least 1")
     if "device_count" in os.environ.get("XLA_FLAGS", ""):
+        if count is not None:
+            raise WearjaxError("--devices and XLA_FLAGS' device count both given; keep one")
         return
-    try:
-        from wearjax.sharding import usable_cores
+    from wearjax.sharding import usable_cores
 
-        jax.config.update("jax_num_cpu_devices", usable_cores())
+    try:
+        jax.config.update("jax_num_cpu_devices", count or usable_cores())
     except RuntimeError:  # the backend is already initialised (e.g. called from Python)
-        pass
+        if count is not None and count != len(jax.devices("cpu")):
+            raise WearjaxError(
+                f"--devices {count}: JAX has already started with {len(jax.devices('cpu'))} "
+                "CPU devices; set the count before JAX starts (a new process)"
+            ) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,20 +131,23 @@ def main(argv: list[str] | None = None) -> int:
         if not hasattr(args, "mesh"):
             return args.run(args)
         if not getattr(args, "folds", True):  # one model, or no training: nothing to shard
-            if args.mesh is not None:
-                raise WearjaxError(
-                    f"--mesh shards cross-validation folds; `{args.command} {args.task}` "
-                    "trains no folds: leave --mesh out"
-                )
+            for option in ("mesh", "devices"):
+                if getattr(args, option) is not None:
+                    raise WearjaxError(
+                        f"--{option} shards cross-validation folds; `{args.command} {args.task}` "
+                        f"trains no folds: leave --{option} out"
+                    )
             return args.run(args)
         import jax
 
         from wearjax.cv import make_mesh, spread_folds
 
         if args.mesh is None:
-            cpu_devices()
+            cpu_devices(args.devices)
             with spread_folds():
                 return args.run(args)
+        if args.devices is not None:
+            cpu_devices(args.devices)
         with jax.set_mesh(make_mesh(*args.mesh)):
             return args.run(args)
     except TrainingInterrupted as err:
