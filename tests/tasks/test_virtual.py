@@ -77,6 +77,34 @@ def test_reference_hr_per_window_and_ppg_presence_against_a_loop():
         assert s.ppg_ok[0, w] == covered
 
 
+def test_a_reference_at_the_hop_rate_is_one_value_per_window(tmp_path):
+    """One HR per 8 s window every 2 s (as public PPG benchmarks give it), written as a sidecar
+    at the windows' start times: each window gets its own value, not a mean over the four
+    values its 8 s cover; a missing value leaves its window without reference."""
+    from wearjax.data.sampled import read_sampled
+    from wearjax.tasks.virtual_data import wrist_recording
+
+    rec = _recording(0, "a", seconds=60)
+    acc, rate = rec.acc
+    n = 1 + int((60 - WINDOW_S) / HOP_S)  # windows of the recording
+    per_window = 100.0 + 3.0 * np.arange(n) + 5.0 * (np.arange(n) % 2)  # no two alike
+    per_window[7] = np.nan
+    cols = {"time": np.arange(len(acc)) / rate, "acc_x": acc[:, 0], "acc_y": acc[:, 1],
+            "acc_z": acc[:, 2]}  # fmt: skip
+    lines = [",".join(cols)]
+    lines += [",".join(f"{v:.4f}" for v in row) for row in zip(*cols.values(), strict=True)]
+    (tmp_path / "run.csv").write_text("\n".join(lines) + "\n")
+    side = ["time,hr"] + [f"{HOP_S * k:.1f},{h:.2f}" for k, h in enumerate(per_window)]
+    (tmp_path / "run.hr.csv").write_text("\n".join(side) + "\n")
+    session = read_sampled(tmp_path / "run.csv", require_hr=False)
+    assert session.targets["hr"].rate_hz == 1 / HOP_S
+    s = spectral_sessions([wrist_recording(session)])
+    assert s.hr.shape[1] == n
+    known = np.isfinite(per_window)
+    np.testing.assert_array_equal(s.ok[0], known)
+    np.testing.assert_allclose(s.hr[0, known], per_window[known], rtol=1e-6)
+
+
 def test_a_rate_whose_hop_is_not_whole_samples_is_named():
     rec = _recording(0, "a", seconds=30, rate=31.25)  # a 2 s hop is 62.5 samples
     with pytest.raises(WearjaxDataError, match="'rec0': acc is sampled at 31.25 Hz.*resample"):

@@ -7,8 +7,9 @@ their maximum per window and channel (the peak's position carries HR; the amplit
 skin contact, arm and motion). The models read them in decibels under that peak
 (`tasks.virtual.device_data`, `models.virtual.compress`): the heart's trace in a running wrist's
 ACC lies about 50 dB under the gait's lines, a fraction of a percent of the peak on a linear
-scale. Reference HR per window is the mean of the reference series over the window. Sessions are
-padded to the longest one's window count.
+scale. Reference HR per window is the mean of the reference series over the window, or, for a
+series at the hop rate (0.5 Hz: one value per window), the value at the window's start.
+Sessions are padded to the longest one's window count.
 """
 
 from __future__ import annotations
@@ -127,6 +128,20 @@ def _window_means(values: np.ndarray, ok: np.ndarray, rate: float, w: int):
     return m, s
 
 
+def _window_reference(values: np.ndarray, ok: np.ndarray, rate: float, w: int):
+    """Reference HR per window: the series' mean over each window, or, for a series at the hop
+    rate (one value every 2 s, as public PPG benchmarks give one per 8 s window), the value at
+    each window's start: the HR of the window that starts there (a mean over the window would
+    average four windows' values and lead by 3 s)."""
+    check_rate(rate, "the reference HR")
+    if abs(rate * HOP_S - 1.0) > 1e-9:
+        return _window_means(values, ok, rate, w)
+    k = min(w, len(values))
+    m, s = np.zeros(w, np.float32), np.zeros(w, bool)
+    m[:k], s[:k] = np.where(ok[:k], values[:k], 0.0), ok[:k]
+    return m, s
+
+
 def spectral_sessions(recordings: list[WristRecording]) -> SpectralSessions:
     """Recordings to `SpectralSessions` (module docstring): spectra on the grid, reference HR
     per window, and whether the PPG is present over each whole window."""
@@ -157,7 +172,7 @@ def spectral_sessions(recordings: list[WristRecording]) -> SpectralSessions:
             pok.append(frac > 1.0 - 1e-6)  # every sample of the window valid
         values, hr_rate = rec.hr
         values = np.asarray(values, np.float32)
-        m, seen = _window_means(values, np.isfinite(values) & (values > 0), hr_rate, w)
+        m, seen = _window_reference(values, np.isfinite(values) & (values > 0), hr_rate, w)
         hrs.append(np.where(seen, m, 0.0).astype(np.float32))
         oks.append(seen)
     n = max(len(a) for a in accs)
