@@ -142,12 +142,10 @@ def main(argv: list[str] | None = None) -> int:
 
         from wearjax.cv import make_mesh, spread_folds
 
+        cpu_devices(args.devices)
         if args.mesh is None:
-            cpu_devices(args.devices)
             with spread_folds():
                 return args.run(args)
-        if args.devices is not None:
-            cpu_devices(args.devices)
         with jax.set_mesh(make_mesh(*args.mesh)):
             return args.run(args)
     except TrainingInterrupted as err:

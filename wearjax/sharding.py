@@ -25,7 +25,8 @@ def make_mesh(folds: int = 1, data: int = 1, *, devices=None) -> jax.sharding.Me
     if folds * data > len(devices):
         raise WearjaxDataError(
             f"a mesh of {folds} x {data} devices needs {folds * data}, but {len(devices)} are "
-            f"visible; on CPU, set XLA_FLAGS=--xla_force_host_platform_device_count=N"
+            f"visible; on CPU, pass --devices N (or set "
+            "XLA_FLAGS=--xla_force_host_platform_device_count=N before JAX starts)"
         )
     auto = (jax.sharding.AxisType.Auto,) * 2
     return jax.make_mesh(

@@ -49,9 +49,10 @@ def macro_auroc(
     """Unweighted mean over classes of the one-vs-rest area under the ROC curve of
     `score[:, c]` (a probability, a decision value: only its order counts) over the masked
     samples: the chance that a sample of class `c` outscores one of another class, ties counting
-    one half (the Mann-Whitney statistic, what scikit-learn's `roc_auc_score(multi_class="ovr",
-    average="macro")` gives). Classes without both positives and negatives among the masked
-    samples are left out (NaN when none is left). Sorting instead of comparing every pair keeps
+    one half (the Mann-Whitney statistic: where every class occurs among the masked samples,
+    what scikit-learn's `roc_auc_score(multi_class="ovr", average="macro")` gives). Classes
+    without both positives and negatives among the masked samples are left out (NaN when none
+    is left), where scikit-learn refuses. Sorting instead of comparing every pair keeps
     it `O(n log n)`, so it vmaps over folds of thousands of windows."""
     n_classes = score.shape[1]
 

@@ -71,7 +71,7 @@ def baseline_outputs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """`baseline_predictions` and each test window's class scores `[K, N, classes]` (0 off its
     test set and for a class its fold never fitted): the ridge classifier's decision values
-    (MiniRocket), the logistic regression's probabilities (statistical features); for a
+    (MiniRocket), the logistic regression's log-probabilities (statistical features); for a
     fold's AUROC (`tasks.probe.auroc_scores`)."""
     inputs = windows.x.transpose(0, 2, 1) if name == "minirocket" else statistical_features(windows)
     pred = np.full(split.test.shape, -1, np.int64)
@@ -85,7 +85,7 @@ def baseline_outputs(
             s = model.decision_function(inputs[test])
             s = np.stack([-s, s], axis=1) if s.ndim == 1 else s
         else:
-            s = model.predict_proba(inputs[test])
+            s = model.predict_log_proba(inputs[test])
         score[k][np.ix_(test, model.classes_)] = s
     return pred, score
 

@@ -103,7 +103,9 @@ def probe_scores(
     from sklearn.preprocessing import StandardScaler
 
     pred = np.full(split.test.shape, -1, np.int64)
-    proba = np.zeros((*split.test.shape, len(windows.classes)))  # 0 for a class never fitted
+    # class scores for the AUROC: log-probabilities, whose order survives float32 where
+    # probabilities within 6e-8 of 1 would tie; a class the fold never fitted scores 0 (ties)
+    score = np.zeros((*split.test.shape, len(windows.classes)))
     for k in range(split.n_folds):  # scikit-learn fits one fold at a time
         fit_on = np.flatnonzero(split.train[k] | split.validation[k])
         x, y, groups = features[fit_on], windows.y[fit_on], windows.subject[fit_on]
@@ -131,8 +133,8 @@ def probe_scores(
             model.fit(x, y)
         test = np.flatnonzero(split.test[k])
         pred[k, test] = model.predict(features[test])
-        proba[k][np.ix_(test, model.classes_)] = model.predict_proba(features[test])
-    return ProbeScores(*scores(pred, windows, split), auroc_scores(proba, windows, split))
+        score[k][np.ix_(test, model.classes_)] = model.predict_log_proba(features[test])
+    return ProbeScores(*scores(pred, windows, split), auroc_scores(score, windows, split))
 
 
 DRAWS = 5
@@ -215,8 +217,9 @@ def scores(pred: np.ndarray, windows: LabelledWindows, split: Split):
 
 
 def auroc_scores(score: np.ndarray, windows: LabelledWindows, split: Split) -> np.ndarray:
-    """Macro one-vs-rest AUROC `[K]` of class scores `[K, N, classes]` (probabilities or
-    decision values) on each fold's test set."""
+    """Macro one-vs-rest AUROC `[K]` of class scores `[K, N, classes]` (log-probabilities or
+    decision values: ranked in float32) on each fold's test set; NaN for a fold whose test set
+    holds one class."""
     y = jnp.asarray(windows.y)
     auc = jax.vmap(macro_auroc, in_axes=(0, None, 0))
     return np.asarray(auc(jnp.asarray(score, jnp.float32), y, jnp.asarray(split.test)))
@@ -355,10 +358,12 @@ def probe_command(args, say) -> int:
     }
     if not args.no_minirocket:  # on the windows at their own rate, the same (scarce) folds
         rows["MiniRocket"] = _stacked([minirocket_scores(w, sub, args.seed) for sub in subs])
-    metrics = {name: {} for name in rows}  # mean and SD of each score
-    for name, got in rows.items():
+    metrics = {name: {} for name in rows}  # mean and SD of each score over the fits it has
+    for name, got in rows.items():  # (AUROC: none where a test set holds one class)
         for field, a in got._asdict().items():
-            metrics[name] |= {field: float(np.mean(a)), f"{field}_sd": float(np.std(a))}
+            a = a[np.isfinite(a)]
+            stats = (float(np.mean(a)), float(np.std(a))) if a.size else (None, None)
+            metrics[name] |= dict(zip((field, f"{field}_sd"), stats, strict=True))
     record = {args.data: metrics}
     if labelled is not None:  # the means and SDs are over every fold of every draw
         record["labelled"] = {"subjects_per_fold": labelled, "draws": draws}
@@ -368,6 +373,7 @@ def probe_command(args, say) -> int:
         print(f"each fold's probes fitted on {labelled} subjects, {draws} draws; mean over the "
               f"{split.n_folds} folds x {draws} draws")  # fmt: skip
     for name, m in metrics.items():
+        auroc = "-" if m["auroc"] is None else f"{m['auroc']:.3f}"
         print(f"{args.data} {name}: accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}, "
-              f"AUROC {m['auroc']:.3f}")  # fmt: skip
+              f"AUROC {auroc}")  # fmt: skip
     return 0
