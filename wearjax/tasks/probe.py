@@ -91,7 +91,8 @@ def probe_scores(
     ridge probe chooses its own (`ridge_scores`): a fixed penalty favours whichever feature set
     happens to suit it, and a 768-dimensional embedding needs another than 54 statistics.
     With 2 to `inner - 1` subjects (a label-scarce probe) the inner folds leave one subject out
-    each; where the windows have no subject ids (an official split without them), the inner
+    each; with one class per subject they score the log-loss, not accuracy (`_inner_scoring`);
+    where the windows have no subject ids (an official split without them), the inner
     folds are stratified by class instead, and where a class has fewer than `inner` windows
     even for that, the probe falls back to C = 1 and says so. `prepare`, a scikit-learn
     transformer (e.g. a PCA of some columns), is fitted per fold on the windows the probe is
@@ -111,7 +112,7 @@ def probe_scores(
         x, y, groups = features[fit_on], windows.y[fit_on], windows.subject[fit_on]
         probe = LogisticRegression(C=float(cs[0]), max_iter=5000)
         n_groups = len(np.unique(groups))
-        by_subject = n_groups >= 2 and groups.min() >= 0  # subject ids known
+        by_subject = bool(n_groups >= 2 and groups.min() >= 0)  # subject ids known
         if len(cs) > 1 and not by_subject and np.bincount(y).min(initial=0) < inner:
             logger.warning(
                 "fold %d: too few subjects and windows per class for %d inner folds; the "
@@ -125,7 +126,9 @@ def probe_scores(
                 folds = list(StratifiedKFold(inner, shuffle=True, random_state=0).split(x, y))
             # one regularisation path per inner fold, warm-started from C to C (a grid search
             # refits from scratch: 20 min against minutes on 768-dimensional embeddings)
-            probe = LogisticRegressionCV(Cs=list(cs), cv=folds, max_iter=5000)
+            probe = LogisticRegressionCV(
+                Cs=list(cs), cv=folds, max_iter=5000, scoring=_inner_scoring(y, groups, by_subject)
+            )
         steps = [] if prepare is None else [clone(prepare)]
         model = make_pipeline(*steps, StandardScaler(), probe)
         with warnings.catch_warnings():  # scikit-learn 1.9 announces new defaults; these are
@@ -135,6 +138,17 @@ def probe_scores(
         pred[k, test] = model.predict(features[test])
         score[k][np.ix_(test, model.classes_)] = model.predict_log_proba(features[test])
     return ProbeScores(*scores(pred, windows, split), auroc_scores(score, windows, split))
+
+
+def _inner_scoring(y: np.ndarray, groups: np.ndarray, by_subject: bool) -> str | None:
+    """The inner CV's score: accuracy (scikit-learn's default), or the log-loss where every
+    subject's windows hold one class (labels per subject, e.g. a diagnosis). There each inner
+    fold validates on whole single-class subjects, where predicting the majority class scores
+    as well as a right probe, and the tie went to the strongest penalty, which predicts it."""
+    if not by_subject:
+        return None
+    per_subject = [len(np.unique(y[groups == g])) for g in np.unique(groups)]
+    return "neg_log_loss" if max(per_subject) == 1 else None
 
 
 DRAWS = 5
