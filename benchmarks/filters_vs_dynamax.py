@@ -41,20 +41,23 @@ def dynamax_params(p: LinearGaussianParams):
     return make_lgssm_params(p.m0, p.P0, p.F, p.Q, p.H, p.R)
 
 
-def _wearjax(fn, key: str):
+def _means(fn, means: str, loglik: str):
+    """`fn(params, ys)` -> (its `means` field, its `loglik` field): one output for both
+    libraries' result types."""
+
     def run(params, ys):
         out = fn(params, ys)
-        return getattr(out, key), out.log_likelihood
+        return getattr(out, means), getattr(out, loglik)
 
     return run
+
+
+def _wearjax(fn, key: str):
+    return _means(fn, key, "log_likelihood")
 
 
 def _dynamax(fn, key: str):
-    def run(params, ys):
-        out = fn(params, ys)
-        return getattr(out, key), out.marginal_loglik
-
-    return run
+    return _means(fn, key, "marginal_loglik")
 
 
 PAIRS = {  # (operation, implementation) -> (wearjax's, dynamax's): (means, log-likelihood)

@@ -33,14 +33,12 @@ from wearjax.data.imu import basic_motions, watch
 from wearjax.data.wrist_synthetic import hr_windows
 from wearjax.models.transformer import build_transformer, n_parameters
 from wearjax.tasks.har import official_split, subject_split
-from wearjax.tasks.har_baselines import (
-    minirocket_regression,
-    statistical_features,
-)
+from wearjax.tasks.har_baselines import statistical_features
 from wearjax.tasks.pretrain import WRIST, pretrain, save_encoder, wrist_corpus
 from wearjax.tasks.probe import (
     PROBE_CS,
     embed_windows,
+    minirocket_regression,
     minirocket_scores,
     probe_scores,
     ridge_scores,

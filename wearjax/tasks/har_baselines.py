@@ -3,7 +3,7 @@
 - MiniRocket (Dempster et al. 2021, aeon's implementation; multivariate, 10,000 features)
   with a ridge classifier whose penalty is chosen by leave-one-out CV (`RidgeClassifierCV`,
   alphas 1e-3..1e3), the field's strong, cheap time-series classifier (and, for a real
-  target such as HR, the same features with a ridge regression: `minirocket_regression`);
+  target such as HR, the same features with a ridge regression: `probe.minirocket_regression`);
 - statistical features (per channel and for each modality's magnitude: mean, SD, min, max,
   10/50/90th percentiles, mean absolute first difference, and the frequency of the largest
   spectral peak above 0 Hz) with a standardised multinomial logistic regression.
@@ -21,6 +21,8 @@ from wearjax.data.imu import LabelledWindows
 from wearjax.errors import WearjaxDataError
 
 BASELINES = ("minirocket", "stats_logistic")
+MINIROCKET_ALPHAS = np.logspace(-3, 3, 10)
+"""MiniRocket's ridge penalties, chosen by leave-one-out (classifier and regression alike)."""
 
 
 def statistical_features(windows: LabelledWindows) -> np.ndarray:
@@ -51,7 +53,7 @@ def _estimator(name: str, seed: int):
         return make_pipeline(
             MiniRocket(random_state=seed),
             StandardScaler(),
-            RidgeClassifierCV(np.logspace(-3, 3, 10)),
+            RidgeClassifierCV(MINIROCKET_ALPHAS),
         )
     if name == "stats_logistic":
         return make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, C=1.0))
@@ -88,26 +90,3 @@ def baseline_outputs(
             s = model.predict_log_proba(inputs[test])
         score[k][np.ix_(test, model.classes_)] = s
     return pred, score
-
-
-def minirocket_regression(
-    windows: LabelledWindows, target: np.ndarray, split: Split, seed: int = 0
-) -> np.ndarray:
-    """`[K, N]` predictions of a real `target [N]` (e.g. HR) by MiniRocket with a ridge
-    regression (penalty by leave-one-out, `RidgeCV`, alphas 1e-3..1e3), fitted per fold on its
-    training and validation windows; NaN off each fold's test set."""
-    from aeon.transformations.collection.convolution_based import MiniRocket
-    from sklearn.linear_model import RidgeCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    inputs = windows.x.transpose(0, 2, 1)
-    out = np.full(split.test.shape, np.nan)
-    for k in range(split.n_folds):  # scikit-learn and aeon fit one fold at a time
-        fit_on = split.train[k] | split.validation[k]
-        model = make_pipeline(
-            MiniRocket(random_state=seed), StandardScaler(), RidgeCV(np.logspace(-3, 3, 10))
-        )
-        model.fit(inputs[fit_on], target[fit_on])
-        out[k, split.test[k]] = model.predict(inputs[split.test[k]])
-    return out

@@ -193,13 +193,26 @@ def _stacked(per_split: list[ProbeScores]) -> ProbeScores:
     return ProbeScores(*(np.stack(field) for field in zip(*per_split, strict=True)))
 
 
+RIDGE_ALPHAS = np.logspace(-3, 3, 13)
+"""The ridge probe's penalties, 1e-3..1e3, chosen per fold by leave-one-out."""
+
+
 def ridge_predictions(
-    features: np.ndarray, target: np.ndarray, split: Split, *, per_target: bool = False
+    features: np.ndarray,
+    target: np.ndarray,
+    split: Split,
+    *,
+    per_target: bool = False,
+    prepare=None,
+    alphas=None,
 ) -> np.ndarray:
     """`[K, N, ...]` predictions of `target [N, ...]` by a standardised ridge regression (its
-    penalty chosen by leave-one-out over 1e-3..1e3, `RidgeCV`; one per target column with
-    `per_target`) on `features [N, F]`, fitted per fold on its training and validation windows;
-    each fold's row holds its test windows' predictions and NaN elsewhere."""
+    penalty chosen by leave-one-out over `alphas`, default `RIDGE_ALPHAS`, `RidgeCV`; one per
+    target column with `per_target`) on `features [N, ...]`, fitted per fold on its training
+    and validation windows after `prepare` (a scikit-learn transformer fitted per fold, e.g.
+    MiniRocket on raw windows); each fold's row holds its test windows' predictions and NaN
+    elsewhere."""
+    from sklearn.base import clone
     from sklearn.linear_model import RidgeCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -207,10 +220,30 @@ def ridge_predictions(
     out = np.full((split.n_folds, *target.shape), np.nan)
     for k in range(split.n_folds):  # scikit-learn fits one fold at a time
         fit_on = split.train[k] | split.validation[k]
-        ridge = RidgeCV(alphas=np.logspace(-3, 3, 13), alpha_per_target=per_target)
-        model = make_pipeline(StandardScaler(), ridge).fit(features[fit_on], target[fit_on])
+        steps = [] if prepare is None else [clone(prepare)]
+        ridge = RidgeCV(
+            alphas=RIDGE_ALPHAS if alphas is None else alphas, alpha_per_target=per_target
+        )
+        model = make_pipeline(*steps, StandardScaler(), ridge)
+        model.fit(features[fit_on], target[fit_on])
         out[k, split.test[k]] = model.predict(features[split.test[k]])
     return out
+
+
+def minirocket_regression(
+    windows: LabelledWindows, target: np.ndarray, split: Split, seed: int = 0
+) -> np.ndarray:
+    """`[K, N]` predictions of a real `target [N]` (e.g. HR) by MiniRocket's features with
+    `ridge_predictions` (the alphas of MiniRocket's classifier, `har_baselines`); NaN off each
+    fold's test set."""
+    from aeon.transformations.collection.convolution_based import MiniRocket
+
+    from wearjax.tasks.har_baselines import MINIROCKET_ALPHAS
+
+    x = windows.x.transpose(0, 2, 1)  # [N, C, T], aeon's layout
+    return ridge_predictions(
+        x, target, split, prepare=MiniRocket(random_state=seed), alphas=MINIROCKET_ALPHAS
+    )
 
 
 def ridge_scores(features: np.ndarray, target: np.ndarray, split: Split) -> np.ndarray:
