@@ -54,6 +54,7 @@ def test_cli_reports_errors_in_one_line(capsys):
         (["fit", "pretrain", "--devices", "2", "--out", "{tmp}/o"], "leave --devices out"),
         (["demo", "--devices", "0", "--out", "{tmp}/o"], "--devices 0: give a number"),
         (["demo", "--devices", "7", "--out", "{tmp}/o"], "--devices 7: JAX has already started"),
+        (["demo", "--distributed", "--out", "{tmp}/o"], "--distributed: "),
     ],
 )
 def test_bad_arguments_are_one_line_before_any_work(tmp_path, capsys, argv, message):
@@ -65,6 +66,23 @@ def test_bad_arguments_are_one_line_before_any_work(tmp_path, capsys, argv, mess
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("wearjax: ")
     assert re.search(message, err[0]), err[0]
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["demo", "--distributed", "host:1,2,5"], "give COORDINATOR,PROCESSES,ID"),
+        (["demo", "--distributed", "host:1,two,0"], "give COORDINATOR,PROCESSES,ID"),
+        (["cv", "vo2", "--data", "synthetic", "--distributed"], "unrecognized arguments"),
+    ],
+)
+def test_distributed_is_checked_when_parsed_and_offered_where_folds_are_shared(
+    tmp_path, capsys, argv, message
+):
+    with pytest.raises(SystemExit) as exit:
+        main([*argv, "--out", str(tmp_path / "o")])
+    assert exit.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 

@@ -35,6 +35,30 @@ def _mesh_argument(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _processes(text: str) -> tuple:
+    if text == "auto":
+        return ()
+    try:
+        address, n, i = text.split(",")
+        n, i = int(n), int(i)
+    except ValueError:
+        n = i = -1
+    if not (n >= 1 and 0 <= i < n):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give COORDINATOR,PROCESSES,ID (e.g. 10.0.0.1:1234,4,0), or no value "
+            "to let JAX find the cluster"
+        )
+    return address, n, i
+
+
+def _distributed_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--distributed", type=_processes, nargs="?", const=(), metavar="COORDINATOR,N,ID",
+        help="one of N processes (one per host) sharing the folds through jax.distributed; "
+        "no value: JAX finds the cluster (SLURM, Open MPI, a TPU pod slice); process 0 writes",
+    )  # fmt: skip
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wearjax", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -43,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--quick", action="store_true", help="small cohort, short training")
     d.add_argument("--seed", type=int, default=0)
     _mesh_argument(d)
+    _distributed_argument(d)
     d.set_defaults(run=demo)
 
     helps = {
@@ -65,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--out", type=Path, required=True, help=outs[command])
             p.add_argument("--seed", type=int, default=0)
             _mesh_argument(p)
+            if c.processes:
+                _distributed_argument(p)
             p.set_defaults(run=c.run, folds=c.folds)
 
     p = sub.add_parser("predict", help="predict HR of one recording with a checkpoint")
@@ -123,6 +150,21 @@ def cpu_devices(count: int | None = None) -> None:
             ) from None
 
 
+def join_processes(spec: tuple | None) -> None:
+    """Start JAX's distributed runtime (`--distributed`) before anything else touches JAX:
+    `(coordinator, processes, id)`, or `()` for JAX's own cluster detection; CPU collectives
+    through gloo. Every process then trains its share of the folds (`cv.process_folds`)."""
+    if spec is None:
+        return
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(*spec)
+    except (RuntimeError, ValueError) as err:
+        raise WearjaxError(f"--distributed: {err}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     compilation_cache()
@@ -142,11 +184,13 @@ def main(argv: list[str] | None = None) -> int:
 
         from wearjax.cv import make_mesh, spread_folds
 
+        join_processes(getattr(args, "distributed", None))
         cpu_devices(args.devices)
         if args.mesh is None:
             with spread_folds():
                 return args.run(args)
-        with jax.set_mesh(make_mesh(*args.mesh)):
+        # each process shards its own folds over its own devices
+        with jax.set_mesh(make_mesh(*args.mesh, devices=jax.local_devices())):
             return args.run(args)
     except TrainingInterrupted as err:
         say(f"{err}; run the same command with --resume to continue")

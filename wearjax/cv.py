@@ -29,6 +29,7 @@ from wearjax.errors import WearjaxDataError
 from wearjax.sharding import (
     check_mesh,
     default_mesh,
+    gather_folds,
     gather_processes,
     make_mesh,
     place,
@@ -54,6 +55,7 @@ __all__ = [
     "compile_predict",
     "fit_folds",
     "fold_model",
+    "gather_folds",
     "gather_processes",
     "make_mesh",
     "padded_table",

@@ -99,6 +99,17 @@ def gather_processes(tree):
     return jax.tree_util.tree_map(gather, tree)
 
 
+def gather_folds(values, local: np.ndarray, n_folds: int) -> list:
+    """Per-fold values `[len(local), ...]` of this process's folds `local` (`process_folds`),
+    completed with every other process's into all `n_folds`, as a list."""
+    values = np.asarray(values)
+    if len(local) == n_folds:
+        return values.tolist()
+    full = np.zeros((n_folds, *values.shape[1:]), values.dtype)
+    full[local] = values
+    return np.asarray(gather_processes(full)).tolist()
+
+
 def current_mesh() -> jax.sharding.Mesh | None:
     """The mesh set with `jax.set_mesh`, if it has a "fold" axis (else None)."""
     mesh = jax.sharding.get_mesh()

@@ -23,6 +23,7 @@ class Command(NamedTuple):
     arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
     folds: bool = True  # trains folds through `cv.fit_folds`, so `--mesh` can shard it
+    processes: bool = False  # shares its folds between processes (`--distributed`)
 
 
 def say(line: str) -> None:
@@ -70,7 +71,6 @@ def demo(args) -> int:
     import jax
 
     from wearjax.data.synthetic import simulate_cohort
-    from wearjax.eval.report import cohort_line, table_1, write_outputs
     from wearjax.tasks.hr_study import run_hr_study
     from wearjax.tasks.presets import demo_config
 
@@ -82,14 +82,27 @@ def demo(args) -> int:
     results, predictions = run_hr_study(cohort, config, progress=True)
     results["demo"] = {"preset": "quick" if args.quick else "full", "seed": args.seed,
                        "seconds": time.perf_counter() - t0}  # fmt: skip
-    written = write_outputs(results, predictions, args.out)
-    print()
-    print(cohort_line(results))
-    print()
-    print(table_1(results))
-    print(f"wrote {', '.join(str(w) for w in written)}")
+    _hr_outputs(results, predictions, args.out)
     print(f"total {time.perf_counter() - t0:.0f} s")
     return 0
+
+
+def _hr_outputs(results, predictions, out: Path, header: str = "") -> None:
+    """Write metrics.json, report.md (`header` under its title) and the plots, and print
+    Table 1. In a run of several processes (`--distributed`) every process holds the whole
+    cross-validation and only process 0 writes."""
+    import jax
+
+    from wearjax.eval.report import cohort_line, table_1, write_outputs
+
+    rank = jax.process_index()
+    if rank == 0:
+        written = ", ".join(str(w) for w in write_outputs(results, predictions, out))
+        if header:
+            title, _, rest = (out / "report.md").read_text().partition("\n")
+            (out / "report.md").write_text(f"{title}\n\n{header}\n{rest}")
+    print(f"\n{cohort_line(results)}\n\n{table_1(results)}")
+    print(f"wrote {written}" if rank == 0 else f"process {rank}: process 0 writes {out}")
 
 
 # -- HR on the user's recordings -------------------------------------------------------------
@@ -154,11 +167,8 @@ def _hr_arguments(p: argparse.ArgumentParser) -> None:
 
 def _fit_hr_arguments(p: argparse.ArgumentParser) -> None:
     _hr_arguments(p)
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue an interrupted run from OUT.state (same data and settings)",
-    )
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from "
+                   "OUT.state (same data and settings)")  # fmt: skip
 
 
 def normalisation_line(config) -> str:
@@ -174,7 +184,6 @@ def normalisation_line(config) -> str:
 
 def cv_hr(args) -> int:
     """`wearjax cv hr`: cross-validate HR models of one kind on the user's recordings."""
-    from wearjax.eval.report import cohort_line, table_1, write_outputs
     from wearjax.tasks.hr_recordings import cv_cohort
     from wearjax.tasks.hr_study import run_hr_study
     from wearjax.tasks.presets import recordings_config
@@ -190,17 +199,8 @@ def cv_hr(args) -> int:
     results["folds"]["how"] = folds
     results["cv"] = {"data": str(args.data), "kind": args.model, "quick": args.quick,
                      "seed": args.seed, "seconds": time.perf_counter() - t0}  # fmt: skip
-    written = write_outputs(results, predictions, args.out)
-    report = args.out / "report.md"
-    title, _, rest = report.read_text().partition("\n")
-    report.write_text(
-        f"{title}\n\nData: `{args.data}`. Folds: {folds}. {normalisation_line(config)}.\n{rest}"
-    )
-    print()
-    print(cohort_line(results))
-    print()
-    print(table_1(results))
-    print(f"wrote {', '.join(str(w) for w in written)}")
+    header = f"Data: `{args.data}`. Folds: {folds}. {normalisation_line(config)}."
+    _hr_outputs(results, predictions, args.out, header)
     return 0
 
 
@@ -386,8 +386,8 @@ def _virtual_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
         default="synthetic",
-        help="synthetic, or a folder of sampled-signal "
-        "recordings (acc_x/y/z, ppg, a reference HR; one subfolder per subject)",
+        help="synthetic, or a folder of sampled-signal recordings (acc_x/y/z, ppg, a reference "
+        "HR; one subfolder per subject, or without subfolders one file per subject)",
     )
     p.add_argument("--epochs", type=int, help="training epochs (default 40; quick 12)")
     p.add_argument("--subjects-out", type=int, default=1, help="cv: subjects held out per fold")
@@ -420,7 +420,8 @@ def virtual(args) -> int:
 
 TASKS: dict[str, dict[str, Command]] = {
     "hr": {
-        "cv": Command("HR models on your recordings, both protocols", _hr_arguments, cv_hr),
+        "cv": Command("HR models on your recordings, both protocols", _hr_arguments, cv_hr,
+                      processes=True),
         "fit": Command("an HR model on all your recordings; writes a checkpoint",
                        _fit_hr_arguments, fit_hr, folds=False),
     },

@@ -38,8 +38,11 @@ from wearjax.cv import (
     compile_folds,
     compile_predict,
     fit_folds,
+    gather_folds,
+    gather_processes,
     padded_table,
     predict_held_out,
+    process_folds,
 )
 from wearjax.data.types import Cohort
 from wearjax.eval.metrics import predictive_scores, summarize
@@ -219,14 +222,17 @@ def _held_out_predict(config: PersonalConfig):
 class PersonalResult(NamedTuple):
     entry: dict  # metrics, as a `tasks.hr` results entry
     predictions: dict  # "standard", "generative": [S, T]
-    model: PersonalHRODE  # stacked over folds
+    model: PersonalHRODE  # stacked over this process's folds, `folds` (all in one process)
     embeddings: np.ndarray  # [S, E] calibrated embedding used for each session
     fold_of: np.ndarray  # [S] fold that held each session out
     train_runners: np.ndarray  # [K, R] runners each fold trained on (with learned embeddings)
+    folds: np.ndarray | None = None  # the folds `model` holds (None: all K)
 
 
 def _personal_fit(cohort: Cohort, split: Split, window: int, seed: int, config: PersonalConfig):
-    """The positional arguments of `cv.fit_folds` for the personalised ODE on `split`."""
+    """The positional arguments of `cv.fit_folds` for the personalised ODE on this process's
+    folds of `split` (all of them unless jax.distributed runs several processes), and those
+    folds."""
     mask = cohort.mask & cohort.valid
     cal = calibration_sessions(np.asarray(cohort.runner), np.arange(cohort.hr.shape[0]))
     data = PersonalData(
@@ -250,7 +256,9 @@ def _personal_fit(cohort: Cohort, split: Split, window: int, seed: int, config: 
             asymmetric=config.asymmetric, engine=config.engine, key=k,
         )  # fmt: skip
 
-    return init, make_task(config), data, fold, config.train.recipe(), keys
+    local = process_folds(split.n_folds)
+    fold, keys = jax.tree_util.tree_map(lambda a: a[local], fold), keys[local]
+    return (init, make_task(config), data, fold, config.train.recipe(), keys), local
 
 
 def personal_program(cohort: Cohort, split: Split, window: int, seed: int,
@@ -258,11 +266,11 @@ def personal_program(cohort: Cohort, split: Split, window: int, seed: int,
     """`cv.compile_folds` of `run_personal`: its folds initialised, its epoch and its
     held-out prediction compiled."""
     config = PersonalConfig() if config is None else config
-    args = _personal_fit(cohort, split, window, seed, config)
+    args, local = _personal_fit(cohort, split, window, seed, config)
     program = compile_folds(*args, mesh=mesh)
     model = eqx.combine(program.state.best_params, program.static)
     predict = _held_out_predict(config)
-    compile_predict(predict, model, args[3], args[2], split, batch=config.eval_batch)
+    compile_predict(predict, model, args[3], args[2], split.take(local), batch=config.eval_batch)
     return program
 
 
@@ -282,8 +290,9 @@ def run_personal(
     runner = np.asarray(cohort.runner)
     mask = cohort.mask & cohort.valid
     m = np.asarray(mask)
-    args = _personal_fit(cohort, split, window, seed, config)
+    args, local = _personal_fit(cohort, split, window, seed, config)
     data, fold = args[2], args[3]
+    whole, split = split, split.take(local)
     t0 = time.perf_counter()
     fit = fit_folds(*args, progress="personal_ode" if progress else False, program=program)
     train_s = time.perf_counter() - t0
@@ -298,6 +307,8 @@ def run_personal(
     out = predict_held_out(
         _held_out_predict(config), fit.model, fold, data, split, batch=config.eval_batch
     )
+    if len(local) < whole.n_folds:  # every process's held-out sessions, assembled
+        out, split = gather_processes(out), whole
     preds = {p: out[p] for p in ("standard", "generative")}
     preds = calibrate_bands(
         _held_out_predict(config), fit.model, fold, data, split, window, preds,
@@ -317,13 +328,16 @@ def run_personal(
         train_seconds=train_s,
         eval_seconds=eval_s,
         epochs_run=int(fit.history["stopped"].shape[0]),
-        best_val_loss=np.min(fit.history["val_loss"], axis=0).tolist(),
-        best_epoch=np.argmin(fit.history["val_loss"], axis=0).tolist(),
+        best_val_loss=gather_folds(np.min(fit.history["val_loss"], axis=0), local, split.n_folds),
+        best_epoch=gather_folds(np.argmin(fit.history["val_loss"], axis=0), local, split.n_folds),
         n_traces=fit.n_traces,
-        n_parameters=sum(x.size for x in jax.tree_util.tree_leaves(params)) // split.n_folds,
+        n_parameters=sum(x.size for x in jax.tree_util.tree_leaves(params)) // len(local),
         calibration="each held-out session: embedding fitted on another session of its runner",
     )
     train_runners = np.zeros((split.n_folds, cohort.n_runners), bool)
     for k, row in enumerate(split.train):
         train_runners[k, runner[row]] = True
-    return PersonalResult(entry, preds, fit.model, out["embedding"], split.owner, train_runners)
+    folds = None if len(local) == split.n_folds else local
+    return PersonalResult(
+        entry, preds, fit.model, out["embedding"], split.owner, train_runners, folds
+    )

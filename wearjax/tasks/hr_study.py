@@ -29,6 +29,7 @@ from wearjax.cv import (
     compile_folds,
     compile_predict,
     fit_folds,
+    gather_folds,
     gather_processes,
     predict_held_out,
     process_folds,
@@ -173,19 +174,11 @@ def cross_validate_kind(
         train_seconds=train_s,
         eval_seconds=eval_s,
         epochs_run=int(fit.history["stopped"].shape[0]),
-        best_val_loss=_all_folds(np.min(fit.history["val_loss"], axis=0), local, whole),
+        best_val_loss=gather_folds(np.min(fit.history["val_loss"], axis=0), local, whole.n_folds),
         n_traces=fit.n_traces,
         n_parameters=int(sum(x.size for x in params) // len(local)),
     )
     return entry, pred, fit
-
-
-def _all_folds(values: np.ndarray, local: np.ndarray, split: Split) -> list:
-    """Per-fold values of this process's folds `local`, completed with the other processes'
-    (`gather_processes` of a fold-indexed array)."""
-    full = np.zeros(split.n_folds, values.dtype)
-    full[local] = values
-    return np.asarray(gather_processes(full) if len(local) < split.n_folds else full).tolist()
 
 
 def scored_masks(mask, window: int, split: Split) -> dict[str, np.ndarray]:
