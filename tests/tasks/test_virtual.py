@@ -146,23 +146,45 @@ def test_the_acc_to_ppg_reconstruction_improves_with_training():
     )
 
 
-def _write_folder(root, ppg: bool):
-    for i in range(4):
-        rec = _recording(i, f"subject{i}", ppg=ppg)
+def _write_folder(root, ppg: bool, *, files=("run",), flat=False):
+    """Four subjects' recordings: one subfolder each holding `files`, or (`flat`) one file
+    per subject, named after it, directly in `root`."""
+    for i in range(4 * len(files)):
+        rec = _recording(i, f"subject{i % 4}", ppg=ppg)
         acc, rate = rec.acc
-        folder = root / rec.subject
-        folder.mkdir(parents=True)
+        folder = root if flat else root / rec.subject
+        name = rec.subject if flat else files[i // 4]
+        folder.mkdir(parents=True, exist_ok=True)
         cols = {"time": np.arange(len(acc)) / rate, "acc_x": acc[:, 0], "acc_y": acc[:, 1],
                 "acc_z": acc[:, 2]}  # fmt: skip
         if ppg:
             cols["ppg"] = rec.ppg[0]
         lines = [",".join(cols)]
         lines += [",".join(f"{v:.4f}" for v in row) for row in zip(*cols.values(), strict=True)]
-        (folder / "run.csv").write_text("\n".join(lines) + "\n")
+        (folder / f"{name}.csv").write_text("\n".join(lines) + "\n")
         hr = rec.hr[0]
         side = ["time,hr"] + [f"{t:.1f},{h:.2f}" for t, h in enumerate(hr)]
-        (folder / "run.hr.csv").write_text("\n".join(side) + "\n")
-    (root / "subject0" / "short.csv").write_text("time,acc_x,acc_y,acc_z\n0,0,0,1\n0.04,0,0,1\n")
+        (folder / f"{name}.hr.csv").write_text("\n".join(side) + "\n")
+    short = root / ("short.csv" if flat else "subject0/short.csv")
+    short.write_text("time,acc_x,acc_y,acc_z\n0,0,0,1\n0.04,0,0,1\n")
+
+
+def test_subjects_are_the_subfolders_or_in_a_flat_folder_the_files(tmp_path):
+    from wearjax.tasks.virtual_study import folder_sessions
+
+    _write_folder(tmp_path / "nested", ppg=False, files=("a", "b"))
+    s, skipped = folder_sessions(tmp_path / "nested")
+    assert s.subjects == ("subject0", "subject1", "subject2", "subject3")
+    assert sorted(s.names) == ["a"] * 4 + ["b"] * 4
+    np.testing.assert_array_equal(np.bincount(s.subject), [2, 2, 2, 2])  # 2 files each
+    assert [p.name for p, _ in skipped] == ["short.csv"]
+    said = []
+    _write_folder(tmp_path / "flat", ppg=False, flat=True)
+    s, skipped = folder_sessions(tmp_path / "flat", said.append)
+    assert s.subjects == ("subject0", "subject1", "subject2", "subject3")
+    np.testing.assert_array_equal(np.bincount(s.subject), [1, 1, 1, 1])
+    assert [p.name for p, _ in skipped] == ["short.csv"]
+    assert len(said) == 1 and "each of the 5 files is one subject" in said[0]
 
 
 @pytest.mark.slow

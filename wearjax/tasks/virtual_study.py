@@ -3,7 +3,8 @@ every information setting the data allow, the non-learned references, metrics, c
 
 - Data: the simulated wrist sessions (`data.wrist_synthetic`: PPG, ACC and gyro driven by the
   synthetic cohort's HR and cadence, motion severity drawn per session) or a folder of
-  sampled-signal recordings (`data.sampled`; one subject per subfolder) with a reference HR.
+  sampled-signal recordings (`data.sampled`; one subject per subfolder, or, in a folder
+  without subfolders, one per file) with a reference HR.
   Without PPG in any file only `acc_only` runs.
 - Folds: leave-one-subject-out (`subjects_out` to change it), one other subject validating.
 - Metrics per setting, raw per-window estimates and Kalman-tracked (`tasks.virtual`): MAE,
@@ -79,12 +80,22 @@ def synthetic_sessions(
     ])  # fmt: skip
 
 
-def folder_sessions(folder: Path) -> tuple[SpectralSessions, list]:
+def folder_sessions(folder: Path, say=None) -> tuple[SpectralSessions, list]:
     """Recordings under `folder` with an `acc` signal and a reference HR; others skipped with
-    their reason (returned with the reader's own skips)."""
+    their reason (returned with the reader's own skips). Subjects are the subfolders; in a
+    folder without subfolders, as public PPG benchmarks ship one file per subject, each file
+    is its own subject (said through `say`)."""
+    import dataclasses
+
     from wearjax.data.folders import Skipped, load_folder
 
     sessions, skipped = load_folder(folder)
+    files = {Path(s.source) for s in sessions}
+    if len(files) > 1 and all(f.parent == folder for f in files):
+        sessions = [dataclasses.replace(s, runner=Path(s.source).stem) for s in sessions]
+        if say is not None:
+            say(f"{folder}: no subfolders, so each of the {len(files)} files is one subject "
+                "(put one subject's files in a subfolder to keep them together)")  # fmt: skip
     recs = []
     for s in sessions:
         try:
@@ -257,7 +268,7 @@ def command_inputs(args, say) -> tuple[SpectralSessions, VirtualConfig]:
     if args.data == "synthetic":
         sessions = synthetic_sessions(args.quick, seed=args.seed)
     else:
-        sessions, skipped = folder_sessions(Path(args.data))
+        sessions, skipped = folder_sessions(Path(args.data), say)
         for s in skipped:
             say(f"skipped {s.path}: {s.reason}")
     config = VirtualConfig(seed=args.seed, gait=args.gait, gait_ridge=args.gait_ridge)
