@@ -435,3 +435,21 @@ def test_singular_state_noise_and_inf_at_masked_steps_are_accepted(x64):
     ys[~mask] = np.inf
     result = kalman_filter(params, jnp.asarray(ys), jnp.asarray(mask))
     assert np.isfinite(np.asarray(result.log_likelihood))
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 4, 8, 9])  # 9: the library routine
+def test_small_solve_matches_numpy_and_pivots(x64, d):
+    """`linear.solve` (unrolled Gauss-Jordan with partial pivoting up to 8 x 8) against NumPy's
+    LU solve in float64, over leading batch axes, and on matrices whose leading entries are zero
+    or tiny, which elimination without pivoting gets wrong or cannot do."""
+    from wearjax.filters.linear import solve
+
+    rng = np.random.default_rng(d)
+    a = rng.normal(size=(3, 5, d, d))
+    b = rng.normal(size=(3, 5, d, 2 * d + 1))
+    if d > 1:  # permutation-like rows: the natural pivot is zero or 1e-12
+        a[0, 0] = np.eye(d)[::-1]
+        a[0, 1] = np.eye(d)[np.roll(np.arange(d), 1)] + 1e-12 * np.eye(d)
+    got = np.asarray(solve(jnp.asarray(a), jnp.asarray(b)))
+    want = np.linalg.solve(a, b)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)

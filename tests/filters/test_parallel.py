@@ -56,6 +56,18 @@ def test_parallel_smoother_time_varying_matches_dense_posterior(x64):
         assert tree_allclose(value, ref[name], **TOL), name
 
 
+@pytest.mark.parametrize("d", [1, 2, 5])  # the scan's products: `@` up to 2, outer sums above
+def test_parallel_filter_and_smoother_of_each_size_match_dense_posterior(x64, d):
+    model, ys, _ = random_model(500 + d, d, 1, 12)
+    mask = np.ones(12, bool)
+    mask[4:7] = False
+    ref = dense_reference(model, ys, mask)
+    args = (to_params(model), jnp.asarray(ys), jnp.asarray(mask))
+    for fn in (parallel_kalman_filter, parallel_kalman_smoother):
+        for name, value in jax.jit(fn)(*args)._asdict().items():
+            assert tree_allclose(value, ref[name], **TOL), (fn.__name__, name)
+
+
 def test_parallel_single_step(x64):
     model, ys, _ = random_model(4, 2, 1, 1)
     assert_matches_reference(

@@ -18,12 +18,14 @@ Smoothing. Step t < T-1 is the element (E, g, L) of p(x_t | x_{t+1}, y_0..y_t) =
 N(E x_{t+1} + g, L), the last step is (0, m_{T-1}, P_{T-1}); they are combined from the end by a
 reverse scan, as in the paper's parallel RTS smoother. L uses the Joseph-like form of `linear.py`.
 
-The filtering combination solves against `I + C_i J_j`, which is not symmetric: one LU
-factorisation (`jnp.linalg.solve`, one stacked right-hand side) per combination, no explicit
-inverse. The depth is O(log T), the work O(T) combinations of D x D matrices, each a few times
-the cost of a serial step: it is meant for parallel hardware (GPU/TPU) and long sequences. On
-CPU the serial scan is 3-30x faster, and `associative_scan` unrolls ~2 log2(T) levels into the
-program, so this compiles in ~10 s where the serial scan takes ~1 s (benchmarks/README.md).
+The filtering combination solves against `I + C_i J_j`, which is not symmetric: one
+elimination with partial pivoting per combination (`linear.solve`, one stacked right-hand side,
+no explicit inverse), written out as elementwise arithmetic up to 8 x 8 like the other small
+kernels there, where a LAPACK LU per matrix ran 1.2-1.5x slower at D = 2 on CPU. The depth is
+O(log T), the work O(T) combinations of D x D matrices, each a few times the cost of a serial
+step: it is meant for parallel hardware (GPU/TPU) and long sequences. On CPU the serial scan is
+faster, and `associative_scan` unrolls ~2 log2(T) levels into the program, so this compiles in
+5-25 s where the serial scan takes ~1 s (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
 from wearjax.filters.linear import (
+    _SMALL,
     FilterResult,
     LinearGaussianParams,
     SmootherResult,
@@ -41,15 +44,37 @@ from wearjax.filters.linear import (
     cholesky_lower,
     innovation_log_density,
     kalman_predict,
-    matmul,
-    matvec,
     prepare_inputs,
     propagate_cov,
     smoother_cov,
     smoother_gain,
+    solve,
     symmetrise,
     transpose,
 )
+
+# The associative scan applies each operation to all T elements at once, on `[T, n, n]` arrays,
+# not inside a scan step as `linear.py` does, and there other product forms are faster on CPU
+# (benchmarks/README.md, "The associative scan's own small-matrix kernels"): `@` for n <= 2,
+# which XLA turns into fused elementwise work (the filter 3.2x faster than with `linear.matmul`'s
+# broadcast-and-sum; 1.5x slower at n = 4, where it calls a kernel per matrix), and above that a
+# sum of n outer products, with no [T, n, n, n] intermediate (1.4-2x faster than
+# broadcast-and-sum at n = 4, though it compiles 1.6-1.7x longer).
+
+
+def matmul(a: Float[Array, "... n k"], b: Float[Array, "... k m"]) -> Float[Array, "... n m"]:
+    k = a.shape[-1]
+    if k <= 2 or k > _SMALL:
+        return a @ b
+    return sum(a[..., :, i, None] * b[..., None, i, :] for i in range(k))
+
+
+def matvec(a: Float[Array, "... n k"], x: Float[Array, "... k"]) -> Float[Array, "... n"]:
+    k = a.shape[-1]
+    if k <= 2 or k > _SMALL:
+        return jnp.einsum("...ij,...j->...i", a, x)
+    return sum(a[..., :, i] * x[..., i, None] for i in range(k))
+
 
 # ---------------------------------------------------------------------------------------------
 # Filtering elements.
@@ -98,7 +123,7 @@ def _combine_filter(earlier, later):
     d = c1.shape[-1]
     m = jnp.broadcast_to(jnp.eye(d, dtype=c1.dtype), c1.shape) + matmul(c1, j2)
     rhs = jnp.concatenate([a1, c1, (b1 + matvec(c1, eta2))[..., None]], axis=-1)
-    x = jnp.linalg.solve(m, rhs)
+    x = solve(m, rhs)
     m_inv_a1, m_inv_c1, m_inv_b = x[..., :d], x[..., d : 2 * d], x[..., 2 * d]
     a = matmul(a2, m_inv_a1)
     b = matvec(a2, m_inv_b) + b2
