@@ -80,40 +80,46 @@ def _pad(arrays: list[np.ndarray], n: int) -> np.ndarray:
 
 
 class WristRecording(NamedTuple):
-    """One session's samples: `acc = (values [N, 3], rate_hz)`, `ppg = (values [N], rate_hz)`
-    or None (NaN where a PPG sample is missing), reference `hr = (values, rate_hz)` (NaN where
-    absent)."""
+    """One session's samples: `acc = (values [N, 3], rate_hz)` or None (a PPG-only recording,
+    for a model that reads no ACC), `ppg = (values [N], rate_hz)` or None (NaN where a PPG
+    sample is missing), reference `hr = (values, rate_hz)` (NaN where absent)."""
 
     name: str
     subject: str
-    acc: tuple[np.ndarray, float]
+    acc: tuple[np.ndarray, float] | None
     ppg: tuple[np.ndarray, float] | None
     hr: tuple[np.ndarray, float]
     severity: float = float("nan")
 
 
-def wrist_recording(session, *, require_reference: bool = True) -> WristRecording:
+def wrist_recording(
+    session, *, require_reference: bool = True, require_acc: bool = True
+) -> WristRecording:
     """A sampled-signal `Session` (`data.sampled`) as a `WristRecording`: its `acc` (three
-    axes), `ppg` if present and reference HR (NaN throughout when absent and not required).
-    `WearjaxDataError` with the reason when it cannot be used."""
+    axes; with `require_acc=False` it may be absent if there is PPG), `ppg` if present and
+    reference HR (NaN throughout when absent and not required). `WearjaxDataError` with the
+    reason when it cannot be used."""
     acc, ppg = session.signals.get("acc"), session.signals.get("ppg")
     ref = session.targets.get("hr")
     name = Path(session.source).stem if session.source else session.workout
-    if acc is None or acc.values.shape[1] != 3:
+    if acc is None and ppg is not None and not require_acc:
+        acc = None  # a PPG-only recording
+    elif acc is None or acc.values.shape[1] != 3:
         raise WearjaxDataError(f"{name}: no acc_x/acc_y/acc_z signal; add the three ACC axes")
     if ref is None and require_reference:
         raise WearjaxDataError(
             f"{name}: no reference HR; add an hr_ref column, an hr array or NAME.hr.csv"
         )
-    if acc.duration_s < WINDOW_S:
+    timed = acc if acc is not None else ppg
+    if timed.duration_s < WINDOW_S:
         raise WearjaxDataError(
-            f"{name}: {acc.duration_s:.1f} s long, shorter than one {WINDOW_S:.0f} s window"
+            f"{name}: {timed.duration_s:.1f} s long, shorter than one {WINDOW_S:.0f} s window"
         )
-    a = np.where(acc.mask[:, None], acc.values, 0.0)
+    a = None if acc is None else (np.where(acc.mask[:, None], acc.values, 0.0), acc.rate_hz)
     p = None if ppg is None else (np.where(ppg.mask, ppg.values[:, 0], np.nan), ppg.rate_hz)
-    hr = (np.full(int(acc.duration_s) + 1, np.nan), 1.0) if ref is None else (
+    hr = (np.full(int(timed.duration_s) + 1, np.nan), 1.0) if ref is None else (
         np.where(ref.mask, ref.values[:, 0], np.nan), ref.rate_hz)  # fmt: skip
-    return WristRecording(name, session.runner, (a, acc.rate_hz), p, hr)
+    return WristRecording(name, session.runner, a, p, hr)
 
 
 def _window_means(values: np.ndarray, ok: np.ndarray, rate: float, w: int):
@@ -147,10 +153,13 @@ def spectral_sessions(recordings: list[WristRecording]) -> SpectralSessions:
     per window, and whether the PPG is present over each whole window."""
     accs, scales, ppgs, hrs, oks, pok = [], [], [], [], [], []
     for rec in recordings:
-        a, rate = rec.acc
+        a, rate = rec.acc if rec.acc is not None else (None, None)
         for stream, r in (("acc", rate), ("ppg", rec.ppg and rec.ppg[1]), ("hr", rec.hr[1])):
             if r:
                 check_rate(r, f"session {rec.name!r}: {stream}")
+        if a is None:  # PPG only: the windows are the PPG's, the ACC spectra zero
+            p, p_rate = rec.ppg
+            a, rate = np.zeros((len(p), 3), np.float32), p_rate
         spec, scale = grid_spectra(np.asarray(a, np.float32).T, rate, scale=True)
         w = spec.shape[0]
         if w == 0:

@@ -111,8 +111,8 @@ def load_virtual(path) -> tuple[object, dict]:
 
 def predict_recording(model, header: dict, session) -> dict:
     """Per-window HR of one sampled-signal session: columns and metrics where it has a
-    reference."""
-    rec = wrist_recording(session, require_reference=False)
+    reference. A PPG-only model reads files without ACC."""
+    rec = wrist_recording(session, require_reference=False, require_acc=model.uses_acc)
     if model.uses_ppg and rec.ppg is None:
         raise WearjaxDataError(
             f"{rec.name}: the model ({model.setting}) needs a ppg column the file lacks; use "
