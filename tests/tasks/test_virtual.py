@@ -507,3 +507,61 @@ def test_the_virtual_loss_is_the_elbo_computed_by_hand():
         np.testing.assert_allclose(float(got), want, rtol=2e-6)
         np.testing.assert_allclose(float(aux["kl"]), kls.mean(), rtol=2e-6)
         np.testing.assert_allclose(float(aux["recon"]), recon.mean(), rtol=2e-6)
+
+
+def test_frequency_stretch_moves_the_spectra_with_the_hr(x64):
+    """`stretch_spectra` against NumPy's interpolation in float64, and a stretched training
+    batch keeps each window's PPG peak on its stretched HR, the windows whose HR leaves the
+    grid unscored."""
+    from wearjax.models.virtual import GRID_BPM, GRID_HZ
+    from wearjax.tasks.virtual import VirtualConfig, _stretched, stretch_spectra
+
+    rng = np.random.default_rng(0)
+    spec = rng.random((3, len(GRID_HZ)))
+    for a in (0.5, 0.8, 1.3):
+        want = [np.interp(GRID_HZ / a, GRID_HZ, row) for row in spec]  # edges continued
+        np.testing.assert_allclose(stretch_spectra(jnp.asarray(spec), a), want, atol=1e-12)
+    hr = rng.uniform(60.0, 200.0, (32, 5))  # [B, L] bpm
+    bump = np.exp(-0.5 * ((GRID_HZ - hr[..., None] / 60.0) / 0.05) ** 2)[..., None]  # [B, L, F, 1]
+    acc = np.repeat(bump, 3, axis=-1)
+    gait = np.ones((32, 5, 4))
+    config = VirtualConfig(stretch=(0.4, 1.5))
+    args = (jnp.asarray(a) for a in (acc, bump, gait, hr, np.ones((32, 5), bool)))
+    s_acc, s_ppg, s_gait, s_hr, ok = _stretched(config, jax.random.key(1), *args)
+    factor = np.asarray(s_hr) / hr
+    assert np.allclose(factor, factor[:, :1]) and factor.min() >= 0.4 and factor.max() <= 1.5
+    assert factor.min() < 0.7 and factor.max() > 1.2  # the draws span the range
+    np.testing.assert_allclose(np.asarray(s_gait), factor[..., None] * gait)
+    inside = (np.asarray(s_hr) >= GRID_BPM[0]) & (np.asarray(s_hr) <= GRID_BPM[-1])
+    np.testing.assert_array_equal(np.asarray(ok), inside)
+    step = GRID_BPM[1] - GRID_BPM[0]
+    peak = GRID_BPM[np.argmax(np.asarray(s_ppg)[..., 0], axis=-1)]
+    assert np.all(np.abs(peak - np.asarray(s_hr))[inside] <= step)
+    np.testing.assert_allclose(np.asarray(s_acc)[..., 0], np.asarray(s_ppg)[..., 0])
+
+
+def test_a_ppg_only_model_reads_a_file_without_acc_as_one_with_it(tmp_path):
+    """`predict` of a PPG-only checkpoint on a recording of PPG alone (a finger or ear sensor,
+    heartpy's examples) gives what it gives on the same PPG beside an ACC it does not read;
+    a model that reads ACC refuses the file, naming the missing axes."""
+    from wearjax.data.sampled import read_sampled
+    from wearjax.models.virtual import VirtualSensing
+    from wearjax.tasks.virtual_io import predict_recording
+
+    rec = _recording(3, "s", seconds=60)
+    (acc, rate), (ppg, _) = rec.acc, rec.ppg
+    t = np.arange(len(ppg)) / rate
+    with_acc, alone = tmp_path / "with_acc.csv", tmp_path / "alone.csv"
+    np.savetxt(with_acc, np.column_stack([t, acc, ppg]), delimiter=",", comments="",
+               header="time,acc_x,acc_y,acc_z,ppg")  # fmt: skip
+    np.savetxt(alone, np.column_stack([t, ppg]), delimiter=",", header="time,ppg", comments="")
+    header = {"context": 4, "q": 4.0, "floor_db": FLOOR_DB}
+    model = VirtualSensing("ppg_only", width=8, key=jax.random.key(0))
+    a = predict_recording(model, header, read_sampled(alone))["columns"]
+    b = predict_recording(model, header, read_sampled(with_acc))["columns"]
+    assert len(a["hr"]) == 27 and np.all(np.isfinite(a["hr"]))  # (60 - 8) / 2 + 1 windows
+    for key in ("start_s", "hr", "sd", "hr_tracked"):
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-6, err_msg=key)
+    fusion = VirtualSensing("fusion", width=8, key=jax.random.key(0))
+    with pytest.raises(WearjaxDataError, match="alone: no acc_x/acc_y/acc_z"):
+        predict_recording(fusion, header, read_sampled(alone))

@@ -19,6 +19,10 @@ subjects' cross-entropy of the inference path. Label-scarce training
 (`VirtualConfig.labelled`): per fold only that many training subjects' reference HR enters
 the loss (`make_folds`); the settings that learn from HR alone sample only their sessions,
 `virtual` every training session (the others teach it through the reconstructions alone).
+Frequency stretching (`VirtualConfig.stretch`, off by default): each training sample's spectra
+are read at f / a and its HR and cadence multiplied by a, a drawn log-uniformly per sample
+(`stretch_spectra`): what the same recording played a times faster would give. The per-bin
+input maps and the head's grid otherwise learn only the HR range the training set covers.
 
 Tracking: the per-window estimates go through `models.virtual.track` (a random-walk Kalman
 filter, `filters.kalman_filter`) with the head's variance as measurement
@@ -35,6 +39,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float
 
 from wearjax.cv import Split, fit_folds, padded_table, predict_per_fold, scatter
 from wearjax.errors import WearjaxDataError
@@ -42,6 +47,7 @@ from wearjax.eval.metrics import mae
 from wearjax.eval.ridge import fold_ridge
 from wearjax.models.virtual import (
     FLOOR_DB,
+    GRID_BPM,
     GRID_HZ,
     N_GAIT,
     VirtualSensing,
@@ -76,6 +82,7 @@ class VirtualConfig(NamedTuple):
     gait_ridge: bool = False
     labelled: int | None = None  # training subjects per fold whose reference HR the loss
     # reads (None: all); `virtual` also trains on the others' PPG and ACC (`make_folds`)
+    stretch: tuple[float, float] | None = None  # (lo, hi): frequency-stretch augmentation
     seed: int = 0
     train: TrainConfig = TrainConfig(
         learning_rate=2e-3, weight_decay=1e-4, epochs=40, steps_per_epoch=25,
@@ -181,6 +188,27 @@ def _mse(x, y, ok):
     return jnp.sum(jnp.square(x - y) * w) / n
 
 
+def stretch_spectra(spec: Float[Array, "*batch freq"], a: Float[Array, ""] | float) -> Array:
+    """Spectra on `GRID_HZ` as a signal `a` times faster would give them: each read at f / a
+    (linear interpolation; beyond the grid, its edge value continued: zeros there would tell
+    the model how it was stretched, a cue no recording has)."""
+    grid = jnp.asarray(GRID_HZ, spec.dtype)
+    flat = spec.reshape(-1, spec.shape[-1])
+    out = jax.vmap(lambda row: jnp.interp(grid / a, grid, row))(flat)
+    return out.reshape(spec.shape)
+
+
+def _stretched(config: VirtualConfig, key, acc, ppg, gait, hr, ok):
+    """One training batch under `stretch_spectra`, a factor per sample (log-uniform in
+    `config.stretch`); windows whose stretched HR leaves the grid are not scored."""
+    lo, hi = np.log(config.stretch)
+    a = jnp.exp(jax.random.uniform(key, (hr.shape[0],), minval=lo, maxval=hi))
+    move = jax.vmap(lambda x, f: stretch_spectra(jnp.moveaxis(x, -1, -2), f).swapaxes(-1, -2))
+    hr = hr * a[:, None]
+    ok = ok & (hr >= GRID_BPM[0]) & (hr <= GRID_BPM[-1])
+    return move(acc, a), move(ppg, a), gait * a[:, None, None], hr, ok
+
+
 def make_task(config: VirtualConfig, setting: str) -> Task:
     L = config.context
 
@@ -195,6 +223,10 @@ def make_task(config: VirtualConfig, setting: str) -> Task:
         ok = take(data.ok) & fold.labelled[i][:, None]
         acc, ppg, gait, hr, ppg_ok, valid = (take(a) for a in (
             data.acc, data.ppg, data.gait, data.hr, data.ppg_ok, data.valid))  # fmt: skip
+        if config.stretch is not None:  # its own key: without it the draws are unchanged
+            acc, ppg, gait, hr, ok = _stretched(
+                config, jax.random.fold_in(key, 3), acc, ppg, gait, hr, ok
+            )
         return acc, ppg, gait, hr, ok, ppg_ok, valid, fold.gait_coef
 
     def one_loss(model, acc, ppg, gait, hr, ok, ppg_ok, valid, key, beta):
