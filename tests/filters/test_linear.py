@@ -439,10 +439,10 @@ def test_singular_state_noise_and_inf_at_masked_steps_are_accepted(x64):
 
 @pytest.mark.parametrize("d", [1, 2, 3, 4, 8, 9])  # 9: the library routine
 def test_small_solve_matches_numpy_and_pivots(x64, d):
-    """`linear.solve` (unrolled Gauss-Jordan with partial pivoting up to 8 x 8) against NumPy's
+    """`parallel.solve` (unrolled Gauss-Jordan with partial pivoting up to 8 x 8) against NumPy's
     LU solve in float64, over leading batch axes, and on matrices whose leading entries are zero
     or tiny, which elimination without pivoting gets wrong or cannot do."""
-    from wearjax.filters.linear import solve
+    from wearjax.filters.parallel import solve
 
     rng = np.random.default_rng(d)
     a = rng.normal(size=(3, 5, d, d))

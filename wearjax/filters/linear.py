@@ -266,29 +266,6 @@ def cho_solve_lower(chol: Float[Array, "n n"], b: Float[Array, "n ..."]) -> Floa
     return _substitute(chol, _substitute(chol, b, transposed=False), transposed=True)
 
 
-def solve(a: Float[Array, "... n n"], b: Float[Array, "... n k"]) -> Float[Array, "... n k"]:
-    """a^{-1} b for a general (not symmetric) square `a`, leading axes matching: Gauss-Jordan
-    elimination with partial pivoting, unrolled (the row with the largest pivot is swapped in
-    with `jnp.where`, so the choice stays elementwise and fuses), as `jnp.linalg.solve`'s LU
-    does with its own pivots."""
-    n = a.shape[-1]
-    if n > _SMALL:
-        return jnp.linalg.solve(a, b)
-    rows = list(jnp.unstack(jnp.concatenate([a, b], axis=-1), axis=-2))  # [..., n + k] each
-    for col in range(n):
-        for r in range(col + 1, n):  # bring the largest |pivot| of rows col..n-1 to row col
-            swap = (jnp.abs(rows[r][..., col]) > jnp.abs(rows[col][..., col]))[..., None]
-            rows[col], rows[r] = (
-                jnp.where(swap, rows[r], rows[col]),
-                jnp.where(swap, rows[col], rows[r]),
-            )
-        rows[col] = rows[col] / rows[col][..., col : col + 1]
-        for r in range(n):
-            if r != col:
-                rows[r] = rows[r] - rows[r][..., col : col + 1] * rows[col]
-    return jnp.stack(rows, axis=-2)[..., n:]
-
-
 def innovation_log_density(
     innovation: Float[Array, " obs"], chol_s: Float[Array, "obs obs"]
 ) -> Float[Array, ""]:

@@ -19,13 +19,14 @@ N(E x_{t+1} + g, L), the last step is (0, m_{T-1}, P_{T-1}); they are combined f
 reverse scan, as in the paper's parallel RTS smoother. L uses the Joseph-like form of `linear.py`.
 
 The filtering combination solves against `I + C_i J_j`, which is not symmetric: one
-elimination with partial pivoting per combination (`linear.solve`, one stacked right-hand side,
-no explicit inverse), written out as elementwise arithmetic up to 8 x 8 like the other small
-kernels there, where a LAPACK LU per matrix ran 1.2-1.5x slower at D = 2 on CPU. The depth is
+elimination with partial pivoting per combination (`solve`, one stacked right-hand side,
+no explicit inverse), written out as elementwise arithmetic up to 8 x 8 like the small kernels
+of `linear.py`; the products too take forms suited to the scan's `[T, n, n]` arrays (below).
+Against a LAPACK LU and `linear.py`'s products they run 2-4x faster on CPU. The depth is
 O(log T), the work O(T) combinations of D x D matrices, each a few times the cost of a serial
 step: it is meant for parallel hardware (GPU/TPU) and long sequences. On CPU the serial scan is
-faster, and `associative_scan` unrolls ~2 log2(T) levels into the program, so this compiles in
-5-25 s where the serial scan takes ~1 s (benchmarks/README.md).
+1.5-13x faster, and `associative_scan` unrolls ~2 log2(T) levels into the program, so this
+compiles in 5-33 s where the serial scan takes ~1 s (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ from wearjax.filters.linear import (
     propagate_cov,
     smoother_cov,
     smoother_gain,
-    solve,
     symmetrise,
     transpose,
 )
@@ -74,6 +74,29 @@ def matvec(a: Float[Array, "... n k"], x: Float[Array, "... k"]) -> Float[Array,
     if k <= 2 or k > _SMALL:
         return jnp.einsum("...ij,...j->...i", a, x)
     return sum(a[..., :, i] * x[..., i, None] for i in range(k))
+
+
+def solve(a: Float[Array, "... n n"], b: Float[Array, "... n k"]) -> Float[Array, "... n k"]:
+    """a^{-1} b for a general (not symmetric) square `a`, leading axes matching: Gauss-Jordan
+    elimination with partial pivoting, unrolled (the row with the largest pivot is swapped in
+    with `jnp.where`, so the choice stays elementwise and fuses), as `jnp.linalg.solve`'s LU
+    does with its own pivots; the library routine above 8 x 8."""
+    n = a.shape[-1]
+    if n > _SMALL:
+        return jnp.linalg.solve(a, b)
+    rows = list(jnp.unstack(jnp.concatenate([a, b], axis=-1), axis=-2))  # [..., n + k] each
+    for col in range(n):
+        for r in range(col + 1, n):  # bring the largest |pivot| of rows col..n-1 to row col
+            swap = (jnp.abs(rows[r][..., col]) > jnp.abs(rows[col][..., col]))[..., None]
+            rows[col], rows[r] = (
+                jnp.where(swap, rows[r], rows[col]),
+                jnp.where(swap, rows[col], rows[r]),
+            )
+        rows[col] = rows[col] / rows[col][..., col : col + 1]
+        for r in range(n):
+            if r != col:
+                rows[r] = rows[r] - rows[r][..., col : col + 1] * rows[col]
+    return jnp.stack(rows, axis=-2)[..., n:]
 
 
 # ---------------------------------------------------------------------------------------------
