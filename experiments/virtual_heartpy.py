@@ -6,9 +6,10 @@ non-learned spectral peak tracker (`signal.peaks.track_peak`, the reference
 
 heartpy (GPL) is read at run time only, never imported by wearjax and never copied: each
 recording is written to a sampled-signal CSV (`time, ppg`) in a temporary folder and read back
-by `data.sampled.read_sampled`, as a user's file would be. Example 2 is sampled at 100.4 Hz,
-whose 2 s hop is not a whole number of samples, so it is resampled to 100 Hz (linear
-interpolation on its own clock) before either method sees it; the others are used as they are.
+by `data.sampled.read_sampled`, as a user's file would be. A recording whose 2 s hop is not a
+whole number of samples (example 2 at 100.4 Hz, example 1 at 116.996 Hz by its timer) is
+resampled to the nearest whole rate (linear interpolation on its own clock) before any method
+sees it; example 0 (100 Hz) is used as it is.
 
     python experiments/virtual_heartpy.py --out experiments/results/virtual_heartpy
     python experiments/virtual_heartpy.py --model ppg.wjx --out DIR   # a `fit virtual` checkpoint
@@ -18,7 +19,8 @@ small one and 12 epochs), as published and with frequency stretching (`VirtualCo
 `--stretch LO HI`: each training sample's spectra and HR as the recording played a times faster
 would give them), and keeps them as `DIR/ppg_only.wjx` and `DIR/ppg_only_stretched.wjx`: the
 simulated runs cover running HR only, the recordings are at rest. The agreement is a median over the
-windows where heartpy reports a bpm in 30-240 and both of ours are finite, as in the test.
+windows where heartpy reports a bpm in 30-240 and the method's estimate is finite (each method
+its own windows), as in the test.
 Writes `table.md` and `metrics.json`.
 """
 
@@ -42,7 +44,7 @@ from wearjax.tasks.virtual import VirtualConfig
 from wearjax.tasks.virtual_io import fit_model, load_virtual, predict_recording, save_virtual
 from wearjax.tasks.virtual_study import synthetic_sessions
 
-STRETCH = (0.4, 1.25)  # the simulated runs' HR (1st-99th percentile ~105-185 bpm) down to ~45
+STRETCH = (0.4, 1.25)  # the simulated runs' HR (1st-99th percentile 107-179 bpm) down to ~43
 
 
 def heartpy():

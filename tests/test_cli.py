@@ -54,7 +54,6 @@ def test_cli_reports_errors_in_one_line(capsys):
         (["fit", "pretrain", "--devices", "2", "--out", "{tmp}/o"], "leave --devices out"),
         (["demo", "--devices", "0", "--out", "{tmp}/o"], "--devices 0: give a number"),
         (["demo", "--devices", "7", "--out", "{tmp}/o"], "--devices 7: JAX has already started"),
-        (["demo", "--distributed", "--out", "{tmp}/o"], "--distributed: "),
     ],
 )
 def test_bad_arguments_are_one_line_before_any_work(tmp_path, capsys, argv, message):
@@ -83,6 +82,24 @@ def test_distributed_is_checked_when_parsed_and_offered_where_folds_are_shared(
     with pytest.raises(SystemExit) as exit:
         main([*argv, "--out", str(tmp_path / "o")])
     assert exit.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_failed_distributed_start_is_one_line_before_any_work(tmp_path, capsys, monkeypatch):
+    import jax
+
+    asked = []
+
+    def initialize(*args):
+        asked.append(args)
+        raise ValueError("coordinator_address should be defined.")
+
+    monkeypatch.setattr(jax.distributed, "initialize", initialize)
+    assert main(["demo", "--distributed", "--out", str(tmp_path / "o")]) == 2
+    assert main(["demo", "--distributed", "h:1,2,1", "--out", str(tmp_path / "o")]) == 2
+    assert asked == [(), ("h:1", 2, 1)]  # JAX's cluster detection, then the named processes
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["wearjax: --distributed: coordinator_address should be defined."] * 2
     assert not (tmp_path / "o").exists()
 
 

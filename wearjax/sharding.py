@@ -77,8 +77,8 @@ def process_folds(n_folds: int) -> np.ndarray:
         return np.arange(n_folds)
     if n_folds % p:
         raise WearjaxDataError(
-            f"{n_folds} folds cannot be shared evenly by {p} processes: choose a number of "
-            "held-out runners that gives a multiple of the process count"
+            f"{n_folds} folds cannot be shared evenly by {p} processes: run a number of "
+            f"processes that divides {n_folds}"
         )
     k = n_folds // p
     return np.arange(i * k, (i + 1) * k)

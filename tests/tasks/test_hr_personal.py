@@ -116,3 +116,19 @@ def test_a_small_study_runs_as_one_program_and_predicts_every_session():
     truth = {r["runner"]: r["rise_true_s"] for r in rows}
     assert all(r["rise_true_s"] == pytest.approx(truth[r["runner"]]) for r in trained)
     assert all(math.isfinite(r[k]) for r in trained for k in keys)
+
+
+def test_a_process_holding_some_folds_takes_each_folds_own_model():
+    """Under jax.distributed a `PersonalResult` stacks only its process's folds (`folds`):
+    fold k's model is the one at k's place among them, and another process's fold has none
+    here (halftimes skip it) rather than a wrong one."""
+    from types import SimpleNamespace
+
+    from wearjax.eval.halftimes import _model_of_fold
+
+    stacked = {"w": jnp.asarray([20.0, 30.0])}  # folds 2 and 3 of 4
+    mine = SimpleNamespace(model=stacked, folds=np.asarray([2, 3]))
+    assert float(_model_of_fold(mine, 3)["w"]) == 30.0
+    assert _model_of_fold(mine, 0) is None
+    alone = SimpleNamespace(model={"w": jnp.arange(4.0)}, folds=None)
+    assert float(_model_of_fold(alone, 3)["w"]) == 3.0

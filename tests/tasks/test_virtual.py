@@ -184,7 +184,7 @@ def test_subjects_are_the_subfolders_or_in_a_flat_folder_the_files(tmp_path):
     assert s.subjects == ("subject0", "subject1", "subject2", "subject3")
     np.testing.assert_array_equal(np.bincount(s.subject), [1, 1, 1, 1])
     assert [p.name for p, _ in skipped] == ["short.csv"]
-    assert len(said) == 1 and "each of the 5 files is one subject" in said[0]
+    assert len(said) == 1 and "each of the 4 files read is one subject" in said[0]
 
 
 @pytest.mark.slow
@@ -565,3 +565,9 @@ def test_a_ppg_only_model_reads_a_file_without_acc_as_one_with_it(tmp_path):
     fusion = VirtualSensing("fusion", width=8, key=jax.random.key(0))
     with pytest.raises(WearjaxDataError, match="alone: no acc_x/acc_y/acc_z"):
         predict_recording(fusion, header, read_sampled(alone))
+    # and a file with neither is refused for the PPG the model reads
+    acc_only = tmp_path / "acc.csv"
+    np.savetxt(acc_only, np.column_stack([t, acc]), delimiter=",", comments="",
+               header="time,acc_x,acc_y,acc_z")  # fmt: skip
+    with pytest.raises(WearjaxDataError, match="acc: a PPG-only model needs a ppg column"):
+        predict_recording(model, header, read_sampled(acc_only))

@@ -95,14 +95,24 @@ def response_halftimes(
     scored = np.flatnonzero(result.predictions["standard"].any(axis=1))
     pairs = (
         (
-            fold_model(result.model, int(result.fold_of[s])),
+            _model_of_fold(result, int(result.fold_of[s])),
             jnp.asarray(result.embeddings[s]),
             int(runner[s]),
             {"session": int(s)},
         )
         for s in scored
+        if _model_of_fold(result, int(result.fold_of[s])) is not None
     )
     return _step_rows(pairs, physiology, step_up, step_down, n)
+
+
+def _model_of_fold(result, k: int):
+    """Fold `k`'s model of a `PersonalResult`, or None where another process trained it (under
+    jax.distributed a process holds only its own folds, `result.folds`)."""
+    if result.folds is None:
+        return fold_model(result.model, k)
+    held = np.flatnonzero(np.asarray(result.folds) == k)
+    return fold_model(result.model, int(held[0])) if held.size else None
 
 
 def training_halftimes(result, physiology, *, step_up=300, step_down=900, n=1800) -> list[dict]:
@@ -111,6 +121,7 @@ def training_halftimes(result, physiology, *, step_up=300, step_down=900, n=1800
     any calibration of a new runner."""
     pairs = []
     for k, row in enumerate(result.train_runners):
-        model = fold_model(result.model, k)
-        pairs += [(model, model.embedding[r], int(r), {"fold": k}) for r in np.flatnonzero(row)]
+        model = _model_of_fold(result, k)
+        if model is not None:  # this process's folds only, under jax.distributed
+            pairs += [(model, model.embedding[r], int(r), {"fold": k}) for r in np.flatnonzero(row)]
     return _step_rows(pairs, physiology, step_up, step_down, n)

@@ -45,6 +45,7 @@ from wearjax.cv import (
     process_folds,
 )
 from wearjax.data.types import Cohort
+from wearjax.errors import WearjaxDataError
 from wearjax.eval.metrics import predictive_scores, summarize
 from wearjax.eval.protocols import first_observed, given_mask, standard_initial
 from wearjax.models.hr_base import HRPrediction
@@ -257,6 +258,11 @@ def _personal_fit(cohort: Cohort, split: Split, window: int, seed: int, config: 
         )  # fmt: skip
 
     local = process_folds(split.n_folds)
+    if len(local) < split.n_folds and split.calibrate_from is not None:
+        raise WearjaxDataError(
+            "a chronological split calibrates each fold on the earlier folds' models: run it "
+            "in one process"
+        )
     fold, keys = jax.tree_util.tree_map(lambda a: a[local], fold), keys[local]
     return (init, make_task(config), data, fold, config.train.recipe(), keys), local
 

@@ -211,6 +211,8 @@ def _stretched(config: VirtualConfig, key, acc, ppg, gait, hr, ok):
 
 def make_task(config: VirtualConfig, setting: str) -> Task:
     L = config.context
+    if config.stretch is not None and not 0 < config.stretch[0] <= config.stretch[1]:
+        raise ValueError(f"stretch {config.stretch}: give (lo, hi) with 0 < lo <= hi")
 
     def sample(data: VirtualData, fold: VirtualFold, key):
         k1, k2 = jax.random.split(key)

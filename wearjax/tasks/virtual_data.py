@@ -96,14 +96,17 @@ def wrist_recording(
     session, *, require_reference: bool = True, require_acc: bool = True
 ) -> WristRecording:
     """A sampled-signal `Session` (`data.sampled`) as a `WristRecording`: its `acc` (three
-    axes; with `require_acc=False` it may be absent if there is PPG), `ppg` if present and
+    axes; with `require_acc=False`, for a model that reads PPG alone, it is left out and PPG
+    is required), `ppg` if present and
     reference HR (NaN throughout when absent and not required). `WearjaxDataError` with the
     reason when it cannot be used."""
     acc, ppg = session.signals.get("acc"), session.signals.get("ppg")
     ref = session.targets.get("hr")
     name = Path(session.source).stem if session.source else session.workout
-    if acc is None and ppg is not None and not require_acc:
-        acc = None  # a PPG-only recording
+    if not require_acc:  # a model that reads PPG alone: whatever ACC the file has is unused
+        if ppg is None:
+            raise WearjaxDataError(f"{name}: a PPG-only model needs a ppg column the file lacks")
+        acc = None
     elif acc is None or acc.values.shape[1] != 3:
         raise WearjaxDataError(f"{name}: no acc_x/acc_y/acc_z signal; add the three ACC axes")
     if ref is None and require_reference:

@@ -91,11 +91,9 @@ def folder_sessions(folder: Path, say=None) -> tuple[SpectralSessions, list]:
 
     sessions, skipped = load_folder(folder)
     files = {Path(s.source) for s in sessions}
-    if len(files) > 1 and all(f.parent == folder for f in files):
+    flat = len(files) > 1 and all(f.parent == folder for f in files)
+    if flat:
         sessions = [dataclasses.replace(s, runner=Path(s.source).stem) for s in sessions]
-        if say is not None:
-            say(f"{folder}: no subfolders, so each of the {len(files)} files is one subject "
-                "(put one subject's files in a subfolder to keep them together)")  # fmt: skip
     recs = []
     for s in sessions:
         try:
@@ -107,6 +105,10 @@ def folder_sessions(folder: Path, say=None) -> tuple[SpectralSessions, list]:
             folder, "no recording with acc_x/y/z and a reference HR",
             "add sampled-signal CSV/NPZ files with acc_x, acc_y, acc_z and hr_ref",
         )  # fmt: skip
+    if flat and say is not None:
+        n = len({r.subject for r in recs})
+        say(f"{folder}: no subfolders, so each of the {n} files read is one subject (put one "
+            "subject's files in a subfolder to keep them together)")  # fmt: skip
     return spectral_sessions(recs), skipped
 
 
