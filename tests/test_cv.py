@@ -156,6 +156,15 @@ def test_a_process_takes_its_contiguous_share_of_the_folds(monkeypatch):
     np.testing.assert_array_equal(part.train, split.train[2:])
     np.testing.assert_array_equal(part.calibrate_from, [[False, False], [True, False]])
     assert Split(split.test, split.validation, split.train).take([1]).calibrate_from is None
+    # the fold data and keys each training path takes, and the chronological split refused
+    from wearjax.cv import this_process_folds
+
+    plain = Split(split.test, split.validation, split.train)
+    fold, keys, local = this_process_folds(plain, {"w": np.arange(4.0)}, np.arange(4) * 10)
+    assert local.tolist() == [2, 3] and fold["w"].tolist() == [2.0, 3.0]
+    assert keys.tolist() == [20, 30]
+    with pytest.raises(WearjaxDataError, match="chronological split .* run it in one process"):
+        this_process_folds(split, {"w": np.arange(4.0)}, np.arange(4))
 
 
 HAR_SIZE = dict(width=16, latent=8, patch=10, depth=1, heads=2, dropout=0.1)

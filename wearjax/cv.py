@@ -56,6 +56,7 @@ __all__ = [
     "fit_folds",
     "fold_model",
     "gather_folds",
+    "this_process_folds",
     "gather_processes",
     "make_mesh",
     "padded_table",
@@ -177,6 +178,19 @@ class Split(NamedTuple):
     def held_out_table(self, which: str = "test") -> tuple[np.ndarray, np.ndarray]:
         """Sessions of each fold's `which` mask, padded: index `[K, M]` and validity `[K, M]`."""
         return padded_table(getattr(self, which))
+
+
+def this_process_folds(split: Split, fold, keys):
+    """The folds this process trains (`process_folds`: all in one process) as `(fold, keys,
+    local)`, the fold data and keys taken at them. A chronological split, which calibrates each
+    fold on the earlier folds' models, is refused over several processes."""
+    local = process_folds(split.n_folds)
+    if len(local) < split.n_folds and split.calibrate_from is not None:
+        raise WearjaxDataError(
+            "a chronological split calibrates each fold on the earlier folds' models: run it "
+            "in one process"
+        )
+    return jax.tree_util.tree_map(lambda a: a[local], fold), keys[local], local
 
 
 def padded_table(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -42,10 +42,9 @@ from wearjax.cv import (
     gather_processes,
     padded_table,
     predict_held_out,
-    process_folds,
+    this_process_folds,
 )
 from wearjax.data.types import Cohort
-from wearjax.errors import WearjaxDataError
 from wearjax.eval.metrics import predictive_scores, summarize
 from wearjax.eval.protocols import first_observed, given_mask, standard_initial
 from wearjax.models.hr_base import HRPrediction
@@ -257,13 +256,7 @@ def _personal_fit(cohort: Cohort, split: Split, window: int, seed: int, config: 
             asymmetric=config.asymmetric, engine=config.engine, key=k,
         )  # fmt: skip
 
-    local = process_folds(split.n_folds)
-    if len(local) < split.n_folds and split.calibrate_from is not None:
-        raise WearjaxDataError(
-            "a chronological split calibrates each fold on the earlier folds' models: run it "
-            "in one process"
-        )
-    fold, keys = jax.tree_util.tree_map(lambda a: a[local], fold), keys[local]
+    fold, keys, local = this_process_folds(split, fold, keys)
     return (init, make_task(config), data, fold, config.train.recipe(), keys), local
 
 

@@ -33,9 +33,9 @@ from wearjax.cv import (
     gather_processes,
     predict_held_out,
     process_folds,
+    this_process_folds,
 )
 from wearjax.data.types import Cohort
-from wearjax.errors import WearjaxDataError
 from wearjax.eval.metrics import predictive_scores, summarize
 from wearjax.eval.protocols import given_mask
 from wearjax.sharding import cores_to_spare, current_mesh, default_mesh
@@ -116,13 +116,7 @@ def _kind_fit(cohort: Cohort, config: HRStudyConfig, kind: str, hidden: int, lay
                    window=config.window, ode_engine=config.ode_engine,
                    gru_impl=config.gru_impl)  # fmt: skip
     keys = jax.random.split(jax.random.key(config.seed), split.n_folds)
-    local = process_folds(split.n_folds)
-    if len(local) < split.n_folds and split.calibrate_from is not None:
-        raise WearjaxDataError(
-            "a chronological split calibrates each fold on the earlier folds' models: run it "
-            "in one process"
-        )
-    fold, keys = jax.tree_util.tree_map(lambda a: a[local], fold), keys[local]
+    fold, keys, local = this_process_folds(split, fold, keys)
     overrides = TRAIN_OVERRIDES.get(HR_VARIANTS.get(kind, (kind,))[0], {})
     recipe = config.train._replace(**overrides).recipe()
     task = make_task(config, cohort.x.shape[1])
