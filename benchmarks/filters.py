@@ -4,9 +4,13 @@ For T = 7200 steps (two hours at 1 Hz), state size D in {2, 4}, one observed cha
 10% of the steps masked, float32, and a batch of 1 series (one call) or 256 series (`vmap`,
 shared parameters): the steady-state wall time of one jitted call after compilation (median
 of up to `--reps` calls, each ended by `block_until_ready`) and the compile time
-(`jit(...).lower(...).compile()`). Prints a markdown table and writes it to `--out`.
+(`jit(...).lower(...).compile()`); each configuration again compiled with
+`filters.compiler_options()` (on CPU: XLA's library fusions kept to matrix products).
+Then the training case: the gradient of the mean log-likelihood of the serial filter under
+`vmap` over 64 series with their own masks, with and without the options. Prints markdown
+tables and writes them to `--out`.
 
-    python benchmarks/filters.py                      # ~5 min on 2 CPU cores
+    python benchmarks/filters.py                      # ~8 min on 2 CPU cores
     python benchmarks/filters.py --reps 3 --out /tmp/filters.md
 """
 
@@ -25,6 +29,7 @@ import numpy as np
 
 from wearjax.filters import (
     LinearGaussianParams,
+    compiler_options,
     kalman_filter,
     kalman_smoother,
     parallel_kalman_filter,
@@ -66,10 +71,10 @@ def data(batch: int, seed: int = 0) -> tuple[jax.Array, jax.Array]:
     return jnp.asarray(ys), jnp.asarray(mask)
 
 
-def measure(fn, params, ys, mask, reps: int) -> tuple[float, float, int]:
+def measure(fn, params, ys, mask, reps: int, options=None) -> tuple[float, float, int]:
     """(compile seconds, median steady-state seconds, number of timed calls)."""
     start = time.perf_counter()
-    compiled = jax.jit(fn).lower(params, ys, mask).compile()
+    compiled = jax.jit(fn).lower(params, ys, mask).compile(compiler_options=options)
     compile_s = time.perf_counter() - start
     jax.block_until_ready(compiled(params, ys, mask))  # warm-up
     times: list[float] = []
@@ -92,30 +97,64 @@ def run(reps: int) -> list[dict]:
                 else:
                     call = jax.vmap(fn, in_axes=(None, 0, 0))
                 compile_s, run_s, n = measure(call, params, ys, mask, reps)
+                _, options_s, n_options = measure(call, params, ys, mask, reps, compiler_options())
                 row = dict(
                     operation=operation,
                     implementation=implementation,
                     d=d,
                     batch=batch,
                     run_ms=1e3 * run_s,
+                    options_ms=1e3 * options_s,
                     compile_s=compile_s,
                     reps=n,
                 )
                 print(
                     f"{operation:8s} {implementation:8s} D={d} batch={batch:3d}: "
-                    f"{row['run_ms']:9.1f} ms (median of {n}), compile {compile_s:5.1f} s",
+                    f"{row['run_ms']:9.1f} ms (median of {n}), compile {compile_s:5.1f} s; "
+                    f"with the options {row['options_ms']:9.1f} ms (median of {n_options})",
                     flush=True,
                 )
                 rows.append(row)
     return rows
 
 
+GRADIENT_BATCH = 64
+
+
+def gradient_rows(reps: int) -> list[str]:
+    """Markdown rows: the log-likelihood gradient of the vmapped serial filter, with and
+    without `compiler_options()`, per state size."""
+    lines = []
+    for d in STATE_SIZES:
+        params = model(d)
+        ys, mask = data(GRADIENT_BATCH)
+
+        def loss(p, ys, mask):
+            batched = jax.vmap(kalman_filter, in_axes=(None, 0, 0))(p, ys, mask)
+            return -jnp.mean(batched.log_likelihood)
+
+        grad = jax.grad(loss)
+        _, plain_s, _ = measure(grad, params, ys, mask, reps)
+        _, options_s, _ = measure(grad, params, ys, mask, reps, compiler_options())
+        print(f"gradient D={d}: {1e3 * plain_s:.1f} ms, options {1e3 * options_s:.1f} ms")
+        lines.append(
+            f"| {d} | {GRADIENT_BATCH} | {1e3 * plain_s:.1f} | {1e3 * options_s:.1f} "
+            f"| {plain_s / options_s:.1f}x |"
+        )
+    return [
+        "| D | batch | gradient (ms) | gradient, options (ms) | speed-up |",
+        "|---|---|---|---|---|",
+        *lines,
+    ]
+
+
 def table(rows: list[dict]) -> str:
     by_key = {(r["operation"], r["implementation"], r["d"], r["batch"]): r for r in rows}
     lines = [
         "| operation | D | batch | serial run (ms) | parallel run (ms) | parallel / serial "
-        "| serial compile (s) | parallel compile (s) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| serial compile (s) | parallel compile (s) | serial, options (ms) "
+        "| parallel, options (ms) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for operation in ("filter", "smoother"):
         for d in STATE_SIZES:
@@ -125,7 +164,7 @@ def table(rows: list[dict]) -> str:
                 lines.append(
                     f"| {operation} | {d} | {batch} | {s['run_ms']:.1f} | {p['run_ms']:.1f} "
                     f"| {p['run_ms'] / s['run_ms']:.1f}x | {s['compile_s']:.1f} "
-                    f"| {p['compile_s']:.1f} |"
+                    f"| {p['compile_s']:.1f} | {s['options_ms']:.1f} | {p['options_ms']:.1f} |"
                 )
     return "\n".join(lines)
 
@@ -138,14 +177,20 @@ def main() -> None:
     )
     args = parser.parse_args()
     rows = run(args.reps)
+    gradient = "\n".join(gradient_rows(args.reps))
     device = jax.devices()[0]
     header = (
         f"Kalman filter / RTS smoother, T = {T}, M = 1, float32, 10% masked. "
         f"Backend {device.platform} ({platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores visible), jax {jax.__version__}. Run time: median of up to "
-        f"{args.reps} jitted calls after compilation; batch 256 is `vmap` over series."
+        f"{args.reps} jitted calls after compilation; batch 256 is `vmap` over series, each "
+        f"with its own mask. Options: compiled with {compiler_options()}."
     )
-    text = f"{header}\n\n{table(rows)}\n"
+    text = (
+        f"{header}\n\n{table(rows)}\n\nThe gradient of the serial filter's mean "
+        f"log-likelihood over {GRADIENT_BATCH} series (`grad` of a `vmap`), each with its own "
+        f"mask:\n\n{gradient}\n"
+    )
     print("\n" + text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

@@ -8,9 +8,13 @@ masked step is where wearjax differs in kind, not in speed). Both libraries' ser
 median steady-state call after compilation, as in `filters.py`. Before timing, every pair is
 checked to give the same filtered or smoothed means and log-likelihood (`agreement`; the
 tests do the same in float64, `tests/test_dynamax_peer.py`). The parallel versions run at
-batch 1 only (`run`). Needs the `bench` extra.
+batch 1 only (`run`). With `--compiler-options`, both libraries' programs are compiled with
+`wearjax.filters.compiler_options()` (on CPU: XLA's library fusions kept to matrix products).
+Needs the `bench` extra.
 
     python benchmarks/filters_vs_dynamax.py --out benchmarks/results/filters_vs_dynamax_cpu.md
+    python benchmarks/filters_vs_dynamax.py --compiler-options \
+        --out benchmarks/results/filters_vs_dynamax_cpu_options.md
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from filters import BATCHES, STATE_SIZES, T, data, measure, model
 
 from wearjax.filters import (
     LinearGaussianParams,
+    compiler_options,
     kalman_filter,
     kalman_smoother,
     parallel_kalman_filter,
@@ -89,7 +94,7 @@ def agreement(ours, theirs, params, ys) -> tuple[float, float]:
     return mean_diff, ll_diff
 
 
-def run(reps: int) -> list[dict]:
+def run(reps: int, options: dict | None = None) -> list[dict]:
     rows = []
     for (operation, implementation), (ours, theirs) in PAIRS.items():
         # the parallel scans at batch 1 only: under `vmap` at batch 256 x 7200, dynamax's parallel
@@ -113,7 +118,7 @@ def run(reps: int) -> list[dict]:
                     call = fn if batch == 1 else jax.vmap(fn, in_axes=(None, 0))
                     y = ys[0] if batch == 1 else ys
                     compile_s, run_s, n = measure(
-                        lambda p, y, _, call=call: call(p, y), p, y, None, reps
+                        lambda p, y, _, call=call: call(p, y), p, y, None, reps, options
                     )
                     times[lib] = (1e3 * run_s, compile_s, n)
                 row = dict(operation=operation, implementation=implementation, d=d, batch=batch,
@@ -155,14 +160,21 @@ def main() -> None:
         type=Path,
         default=Path(__file__).parent / "results" / "filters_vs_dynamax_cpu.md",
     )
+    parser.add_argument(
+        "--compiler-options",
+        action="store_true",
+        help="compile both libraries' programs with wearjax.filters.compiler_options()",
+    )
     args = parser.parse_args()
-    rows = run(args.reps)
+    options = compiler_options() if args.compiler_options else None
+    rows = run(args.reps, options)
     intro = (
         f"wearjax against dynamax {dynamax.__version__}: T = {T}, M = 1, float32, every step "
         f"observed; {machine()}, backend {jax.devices()[0].platform}. Run time: median of up to "
         f"{args.reps} jitted calls after compilation; batch 256 is `vmap` over series. The last "
         "two columns: the largest difference of the two libraries' means and the relative one "
-        "of their log-likelihoods on one series. `python benchmarks/filters_vs_dynamax.py`."
+        "of their log-likelihoods on one series. `python benchmarks/filters_vs_dynamax.py"
+        f"{' --compiler-options' if options else ''}`; compiler options: {options or 'none'}."
     )
     lines = table(rows)
     print("\n".join(lines))

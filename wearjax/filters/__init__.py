@@ -13,9 +13,13 @@ All linear-Gaussian functions take `ys [T, M]` and an optional `mask [T]` (False
 dropout: the update is skipped) and return the filtered/smoothed means and covariances and
 the log-likelihood; they compose with `jit`, `grad` and `vmap`. Time convention:
 `x_0 ~ N(m0, P0)` is the state at the first observation, `y_t = H_t x_t + r_t`,
-`x_{t+1} = F_t x_t + b_t + q_t` (see `filters.linear`).
+`x_{t+1} = F_t x_t + b_t + q_t` (see `filters.linear`). On CPU, compile the program that runs
+them with `jax.jit(..., compiler_options=compiler_options())` (`filters.compiling`: the
+parallel scans, and the serial ones vmapped over series with their own masks, up to 6x
+faster).
 """
 
+from wearjax.filters.compiling import compiler_options
 from wearjax.filters.learned_gain import (
     LearnedGainState,
     LearnedGainStep,
@@ -41,6 +45,7 @@ __all__ = [
     "measurement_update",
     "LinearGaussianParams",
     "SmootherResult",
+    "compiler_options",
     "kalman_filter",
     "kalman_smoother",
     "parallel_kalman_filter",

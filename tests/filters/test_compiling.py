@@ -1,0 +1,50 @@
+"""`filters.compiler_options`: the serial and parallel smoothers vmapped over series with their
+own masks, compiled with the options, against the dense posterior of each series; and the
+fallback where XLA does not know the option."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests.conftest import tree_allclose
+from tests.filters.test_linear import TOL, dense_reference, random_model, to_params
+from wearjax.filters import (
+    compiler_options,
+    compiling,
+    kalman_smoother,
+    parallel_kalman_smoother,
+)
+
+
+def test_cpu_options_keep_library_fusions_to_matrix_products():
+    assert jax.default_backend() == "cpu"
+    assert compiler_options() == {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
+    compiler_options()["changed"] = "x"  # a fresh dict each call
+    assert "changed" not in compiler_options()
+
+
+@pytest.mark.parametrize("smoother", [kalman_smoother, parallel_kalman_smoother])
+def test_vmapped_smoother_with_the_options_matches_each_series_posterior(x64, smoother):
+    model, _, _ = random_model(11, 4, 2, 12)
+    rng = np.random.default_rng(11)
+    ys = rng.normal(size=(3, 12, 2)) * 2.0
+    masks = rng.random((3, 12)) > 0.3
+    run = jax.jit(
+        jax.vmap(smoother, in_axes=(None, 0, 0)),
+        compiler_options=compiler_options(),
+    )
+    out = run(to_params(model), jnp.asarray(ys), jnp.asarray(masks))
+    for i in range(3):
+        ref = dense_reference(model, ys[i], masks[i])
+        for name, value in out._asdict().items():
+            assert tree_allclose(value[i], ref[name], **TOL), (i, name)
+
+
+def test_no_options_where_xla_does_not_know_them(monkeypatch):
+    compiling._accepted.cache_clear()
+    monkeypatch.setattr(compiling, "_OPTION", "xla_cpu_no_such_option_in_any_xla")
+    try:
+        assert compiler_options() == {}
+    finally:
+        compiling._accepted.cache_clear()
