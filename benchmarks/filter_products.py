@@ -94,7 +94,9 @@ def main() -> None:
     ]
     for form, label in FORMS.items():
         arm = [sys.executable, __file__, "--form", form, "--reps", str(args.reps)]
-        done = subprocess.run(arm, capture_output=True, text=True, check=True)
+        done = subprocess.run(arm, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"{form}: the arm failed (exit {done.returncode}):\n{done.stderr}")
         times = json.loads(done.stdout.strip().splitlines()[-1])
         (f1, fb), (s1, sb) = times["filter"], times["smoother"]
         lines.append(f"| {label} | {f1:.1f} / {fb:.0f} | {s1:.1f} / {sb:.0f} |")

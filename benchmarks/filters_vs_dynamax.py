@@ -13,8 +13,7 @@ batch 1 only (`run`). With `--compiler-options`, both libraries' programs are co
 Needs the `bench` extra.
 
     python benchmarks/filters_vs_dynamax.py --out benchmarks/results/filters_vs_dynamax_cpu.md
-    python benchmarks/filters_vs_dynamax.py --compiler-options \
-        --out benchmarks/results/filters_vs_dynamax_cpu_options.md
+    python benchmarks/filters_vs_dynamax.py --compiler-options  # ..._cpu_options.md
 """
 
 from __future__ import annotations
@@ -158,7 +157,9 @@ def main() -> None:
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path(__file__).parent / "results" / "filters_vs_dynamax_cpu.md",
+        default=None,
+        help="results file (default: results/filters_vs_dynamax_cpu.md, or "
+        "filters_vs_dynamax_cpu_options.md with --compiler-options)",
     )
     parser.add_argument(
         "--compiler-options",
@@ -167,6 +168,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     options = compiler_options() if args.compiler_options else None
+    name = "filters_vs_dynamax_cpu_options.md" if options else "filters_vs_dynamax_cpu.md"
+    out = args.out or Path(__file__).parent / "results" / name
     rows = run(args.reps, options)
     intro = (
         f"wearjax against dynamax {dynamax.__version__}: T = {T}, M = 1, float32, every step "
@@ -178,7 +181,7 @@ def main() -> None:
     )
     lines = table(rows)
     print("\n".join(lines))
-    write_results(args.out, "Kalman filter and RTS smoother: wearjax and dynamax", intro, lines)
+    write_results(out, "Kalman filter and RTS smoother: wearjax and dynamax", intro, lines)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ the log-likelihood; they compose with `jit`, `grad` and `vmap`. Time convention:
 `x_0 ~ N(m0, P0)` is the state at the first observation, `y_t = H_t x_t + r_t`,
 `x_{t+1} = F_t x_t + b_t + q_t` (see `filters.linear`). On CPU, compile the program that runs
 them with `jax.jit(..., compiler_options=compiler_options())` (`filters.compiling`: the
-parallel scans, and the serial ones vmapped over series with their own masks, up to 6x
+parallel scans, and the serial ones vmapped over series with their own masks, up to 5.5x
 faster).
 """
 

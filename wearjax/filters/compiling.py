@@ -5,10 +5,10 @@ at the cost of a call each. In the filters' small-matrix arithmetic that call co
 the work: inside the serial scan's step when it runs under `vmap` over series that each have
 their own mask (the covariances then differ per series), and in the parallel scans' operations
 over all T elements, batched or not. At T = 7200 (`benchmarks/filters.py`, its "options"
-columns, two runs) the D = 4 serial smoother over 256 series ran 5.5-5.6x faster with the
-library kept to matrix products, and the parallel filter at D = 2 on one series 4.8-5.9x
-faster; the serial functions on one series, or at D = 2, did not change beyond run-to-run
-noise. The option is set per compiled program, so it is the caller's to pass:
+columns) the D = 4 serial smoother over 256 series ran 5.5x faster with the library kept to
+matrix products, and the parallel filter at D = 2 on one series 4.8x faster; the serial
+functions at D = 2 did not change, and on one series at D = 4 they ran 0.83-0.88x as fast in that run (unchanged in an earlier one). The option is
+set per compiled program, so it is the caller's to pass:
 
     run = jax.jit(jax.vmap(kalman_smoother, in_axes=(None, 0, 0)),
                   compiler_options=compiler_options())
@@ -17,7 +17,8 @@ It changes how XLA compiles the whole program, not what it computes, and it is n
 other models: an HR GRU model's loss and gradient ran 6-12% slower with it
 (`benchmarks/train_split.py`, one run each). The option is experimental in XLA: where the
 installed XLA does not know it, or JAX's default backend is not the CPU, `compiler_options()`
-returns no options and the program compiles as before.
+returns no options and the program compiles as before (on a GPU or TPU there is nothing to
+gain: the library fusions are the CPU backend's).
 """
 
 from __future__ import annotations
