@@ -7,8 +7,9 @@ their own mask (the covariances then differ per series), and in the parallel sca
 over all T elements, batched or not. At T = 7200 (`benchmarks/filters.py`, its "options"
 columns) the D = 4 serial smoother over 256 series ran 5.5x faster with the library kept to
 matrix products, and the parallel filter at D = 2 on one series 4.8x faster; the serial
-functions at D = 2 did not change, and on one series at D = 4 they ran 0.83-0.88x as fast in that run (unchanged in an earlier one). The option is
-set per compiled program, so it is the caller's to pass:
+functions at D = 2 did not change, and on one series at D = 4 they ran 0.83-0.88x as fast in
+that run (unchanged in an earlier one). The option is set per compiled program, so it is the
+caller's to pass:
 
     run = jax.jit(jax.vmap(kalman_smoother, in_axes=(None, 0, 0)),
                   compiler_options=compiler_options())
