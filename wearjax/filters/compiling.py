@@ -14,6 +14,8 @@ caller's to pass:
     run = jax.jit(jax.vmap(kalman_smoother, in_axes=(None, 0, 0)),
                   compiler_options=compiler_options())
 
+(`eqx.filter_jit(f, compiler_options=compiler_options())` passes them on to `jax.jit`.)
+
 It changes how XLA compiles the whole program, not what it computes, and it is no switch for
 other models: an HR GRU model's loss and gradient ran 6-12% slower with it
 (`benchmarks/train_split.py`, one run each). The option is experimental in XLA: where the
@@ -49,5 +51,7 @@ def compiler_options() -> dict[str, str]:
     """Options for `jax.jit(..., compiler_options=...)` (or `.compile(compiler_options=...)`)
     of a program that runs the filters on CPU: XLA's library fusions kept to matrix products.
     Empty where they do not apply: JAX's default backend is not the CPU, or the installed XLA
-    does not know the option. A new dict each call."""
+    does not know the option. A new dict each call. The first call compiles a one-element
+    program to ask XLA, so it starts JAX's backends: set what must precede that (e.g.
+    `jax_num_cpu_devices`) first."""
     return {_OPTION: _DOT_ONLY} if _accepted() else {}
