@@ -2,6 +2,7 @@
 own masks, compiled with the options, against the dense posterior of each series; and the
 fallback where XLA does not know the option."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -48,3 +49,15 @@ def test_no_options_where_xla_does_not_know_them(monkeypatch):
         assert compiler_options() == {}
     finally:
         compiling._accepted.cache_clear()
+
+
+def test_equinox_filter_jit_passes_the_options_on(x64):
+    """The README's note: `eqx.filter_jit(f, compiler_options=...)` compiles with them."""
+    model, ys, mask = random_model(12, 3, 1, 9)
+    params = to_params(model)
+    plain = jax.jit(kalman_smoother)(params, jnp.asarray(ys), jnp.asarray(mask))
+    run = eqx.filter_jit(kalman_smoother, compiler_options=compiler_options())
+    assert tree_allclose(run(params, jnp.asarray(ys), jnp.asarray(mask)), plain, **TOL)
+    bad = eqx.filter_jit(kalman_smoother, compiler_options={"xla_cpu_no_such_option": "x"})
+    with pytest.raises(RuntimeError, match="xla_cpu_no_such_option"):
+        bad(params, jnp.asarray(ys), jnp.asarray(mask))
