@@ -6,9 +6,8 @@ the batch), times the seconds: XLA counts a loop body once whatever its trip cou
 count of the whole rollout program (also reported) misses most of the recurrent work. The VO2
 model (256-2, 13 features) has no one-second program (its GRU is bidirectional): its count is
 2 FLOPs per matrix weight per second (`matrix_flops`, within 2% of XLA's count for the HR
-models, where both exist). The
-CPU's rate is that of a large float32 matrix product (`jnp.dot`, 2048 x 2048, all cores). The
-fraction reached is `flops / time / rate`.
+models, where both exist). The CPU's rate is that of a large float32 matrix product (`jnp.dot`,
+2048 x 2048 or `--matmul-size`, all cores). The fraction reached is `flops / time / rate`.
 
     python benchmarks/flops.py                       # batch 1024 x 600 s, ~3 min on 2 cores
     python benchmarks/flops.py --batch 1024 --seconds 7200
@@ -163,8 +162,11 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--seconds", type=int, default=600)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/flops_cpu.md"))
+    parser.add_argument(
+        "--matmul-size", type=int, default=2048, help="n of the n x n product that sets the rate"
+    )
     args = parser.parse_args()
-    rate = matmul_rate()
+    rate = matmul_rate(args.matmul_size)
     print(f"matrix product: {rate:.1f} GFLOP/s", flush=True)
     b, t = args.batch, args.seconds
     rows = [
@@ -193,7 +195,7 @@ def main() -> int:
     timed.append(("VO2 256-2", matrix_flops(vo2) * b * t, run.cost_analysis()["flops"], seconds))
     print(f"VO2 256-2: {seconds:.2f} s", flush=True)
     # the bound is the faster of two measurements, before and after: the machine is shared
-    rate = max(rate, matmul_rate())
+    rate = max(rate, matmul_rate(args.matmul_size))
     print(f"matrix product after: {rate:.1f} GFLOP/s (the faster of the two)", flush=True)
     for label, total, counted, seconds in timed:
         achieved = total / seconds / 1e9
@@ -207,10 +209,9 @@ def main() -> int:
         args.out,
         "A batch of generative rollouts against the CPU's matrix-product rate",
         f"`python benchmarks/flops.py --batch {b} --seconds {t}`; {machine()}; matrix product "
-        f"(2048 x 2048, float32): {rate:.1f} GFLOP/s, the faster of a measurement before and "
-        "one after the rollouts. FLOPs from XLA's cost analysis (VO2: 2 per matrix weight "
-        "per second); run: "
-        "median of 3 after a warm-up, float32.",
+        f"({args.matmul_size} x {args.matmul_size}, float32): {rate:.1f} GFLOP/s, the faster "
+        "of a measurement before and one after the rollouts. FLOPs from XLA's cost analysis "
+        "(VO2: 2 per matrix weight per second); run: median of 3 after a warm-up, float32.",
         rows,
         [
             f"One GRU layer (hidden 128) at batch {b}, per second of session, recurrent part "
