@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The JAX side of benchmarks/README.md on whatever device JAX finds first (a GPU or TPU where
 # there is one), in one command sized for a 10-minute call. Each step has its own time limit
-# (together 570 s), so one that runs long costs only its share, and each writes its table and
+# (together 570 s; the command exits with a failed step's status), so one that runs long costs only its share, and each writes its table and
 # its log (per-configuration lines, kept when a step is stopped) to $OUT:
 #
 #   1. the filters (benchmarks/filters.py): serial against parallel scans at T = 7200, where
@@ -16,8 +16,8 @@
 # flax, jaxtyping, tqdm, matplotlib), from the repository root, without installing wearjax:
 #
 #   OUT=results bash benchmarks/accelerator.sh
-#   QUICK=1 OUT=/tmp/smoke bash benchmarks/accelerator.sh     # every step, small: 2.5 min on
-#                                                              # 2 CPU cores
+#   QUICK=1 OUT=/tmp/smoke bash benchmarks/accelerator.sh     # every step, small: 2.5-3.2 min
+#                                                              # on 2 CPU cores
 set -u -o pipefail
 
 out=${OUT:-accelerator-results}
@@ -35,20 +35,28 @@ else
   cv=()
 fi
 
+failed=0
 step() {  # step NAME LIMIT_SECONDS COMMAND...: its output in $out/NAME.log, its status here
   local name=$1 limit=$2 start=$SECONDS status
   shift 2
   echo "== $name (limit ${limit} s): $*"
-  timeout "$limit" "$@" >"$out/$name.log" 2>&1
+  timeout -k 5 "$limit" "$@" >"$out/$name.log" 2>&1
   status=$?
   echo "   exit $status after $((SECONDS - start)) s"
-  [ "$status" -eq 0 ] || tail -5 "$out/$name.log"
+  if [ "$status" -ne 0 ]; then
+    failed=$status
+    tail -5 "$out/$name.log"
+  fi
 }
 
-step devices 60 "$py" -c "import jax; print('jax', jax.__version__, jax.devices())"
+step devices 30 "$py" -c "import jax; print('jax', jax.__version__, jax.devices())"
 cat "$out/devices.log"
-command -v nvidia-smi >/dev/null && nvidia-smi -L >"$out/nvidia-smi.log" 2>&1
-step filters 270 "$py" benchmarks/filters.py "${filters[@]}" --out "$out/filters.md"
-step flops 120 "$py" benchmarks/flops.py "${flops[@]}" --out "$out/flops.md"
-step cv_vmap 120 "$py" benchmarks/cv_vmap.py "${cv[@]}" --out "$out/cv_vmap.md"
+if grep -q "CpuDevice" "$out/devices.log"; then
+  echo "   no accelerator: JAX found only the CPU (set JAX_PLATFORMS=cuda to fail instead)"
+fi
+command -v nvidia-smi >/dev/null && timeout 10 nvidia-smi -L >"$out/nvidia-smi.log" 2>&1
+step filters 300 "$py" benchmarks/filters.py ${filters[@]+"${filters[@]}"} --out "$out/filters.md"
+step flops 120 "$py" benchmarks/flops.py ${flops[@]+"${flops[@]}"} --out "$out/flops.md"
+step cv_vmap 120 "$py" benchmarks/cv_vmap.py ${cv[@]+"${cv[@]}"} --out "$out/cv_vmap.md"
 ls -l "$out"
+exit "$failed"

@@ -34,8 +34,15 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
+def device_name() -> str:
+    """JAX's first device: "CPU", or its platform and kind (e.g. "gpu, NVIDIA H100 80GB HBM3")."""
+    device = jax.devices()[0]
+    return "CPU" if device.platform == "cpu" else f"{device.platform}, {device.device_kind}"
+
+
 def machine() -> str:
-    return f"{platform.machine()}, {cores()} CPU cores, jax {jax.__version__}"
+    text = f"{platform.machine()}, {cores()} CPU cores, jax {jax.__version__}"
+    return text if device_name() == "CPU" else f"{text}, on {device_name()}"
 
 
 def write_results(out: Path, title: str, intro: str, *blocks: list[str]) -> None:

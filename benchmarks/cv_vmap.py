@@ -37,6 +37,7 @@ jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="wearjax-
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 import numpy as np  # noqa: E402
+from common import device_name  # noqa: E402
 
 from wearjax.cv import fit_folds  # noqa: E402
 from wearjax.data.synthetic import simulate_cohort  # noqa: E402
@@ -86,9 +87,11 @@ def main() -> int:
     t0 = time.perf_counter()
     vmapped = fit(fold, keys)
     t_vmap = time.perf_counter() - t0
+    print(f"vmapped: {t_vmap:.1f} s", flush=True)
     t0 = time.perf_counter()
     sequential = np.concatenate([fit(fold_slice(fold, i), keys[i : i + 1]) for i in range(k)])
     t_seq = time.perf_counter() - t0
+    print(f"sequential: {t_seq:.1f} s", flush=True)
     gap = float(np.max(np.abs(vmapped - sequential) / np.abs(sequential)))
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -98,10 +101,11 @@ def main() -> int:
             "# Cross-validation: one vmapped program against folds one after another",
             "",
             f"`python benchmarks/cv_vmap.py --model {args.model} --hidden {args.hidden} "
-            f"--layers {args.layers}`; {platform.machine()}, {cores} CPU cores, one JAX CPU "
-            f"device, jax {jax.__version__}. {k} folds (leave one runner out of {args.runners}), "
-            f"{args.epochs} epochs x {args.steps} steps of 2 whole sessions (15-20 min, padded "
-            f"to {cohort.x.shape[1]} s); wall time including compilation; one run.",
+            f"--layers {args.layers}`; {platform.machine()}, {cores} CPU cores, one JAX "
+            f"device ({device_name()}), jax {jax.__version__}. {k} folds (leave one runner out "
+            f"of {args.runners}), {args.epochs} epochs x {args.steps} steps of 2 whole sessions "
+            f"(15-20 min, padded to {cohort.x.shape[1]} s); wall time including compilation; "
+            "one run.",
             "",
             "| model | folds | vmapped (s) | sequential (s) | sequential / vmapped | "
             "largest relative gap in final validation loss |",

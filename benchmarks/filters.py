@@ -116,7 +116,7 @@ def run(reps: int, sizes=STATE_SIZES, batches=BATCHES) -> list[dict]:
                 print(
                     f"{operation:8s} {implementation:8s} D={d} batch={batch:3d}: "
                     f"{row['run_ms']:9.1f} ms (median of {n}), compile {compile_s:5.1f} s; "
-                    f"with the options {row['options_ms']:9.1f} ms (median of {n_options})",
+                    f"with the options {_ms(row['options_ms'])} ms (median of {n_options})",
                     flush=True,
                 )
                 rows.append(row)
@@ -124,6 +124,11 @@ def run(reps: int, sizes=STATE_SIZES, batches=BATCHES) -> list[dict]:
 
 
 GRADIENT_BATCH = 64
+
+
+def _ms(value: float) -> str:
+    """A time in ms for the tables; "-" for an arm not run (NaN)."""
+    return "-" if value != value else f"{value:.1f}"
 
 
 def gradient_rows(reps: int, sizes=STATE_SIZES) -> list[str]:
@@ -143,10 +148,11 @@ def gradient_rows(reps: int, sizes=STATE_SIZES) -> list[str]:
         options_s = float("nan")
         if compiler_options():
             _, options_s, _ = measure(grad, params, ys, mask, reps, compiler_options())
-        print(f"gradient D={d}: {1e3 * plain_s:.1f} ms, options {1e3 * options_s:.1f} ms")
+        ratio = plain_s / options_s
+        speedup = "-" if ratio != ratio else f"{ratio:.1f}x"
+        print(f"gradient D={d}: {1e3 * plain_s:.1f} ms, options {_ms(1e3 * options_s)} ms")
         lines.append(
-            f"| {d} | {GRADIENT_BATCH} | {1e3 * plain_s:.1f} | {1e3 * options_s:.1f} "
-            f"| {plain_s / options_s:.1f}x |"
+            f"| {d} | {GRADIENT_BATCH} | {1e3 * plain_s:.1f} | {_ms(1e3 * options_s)} | {speedup} |"
         )
     return [
         "| D | batch | gradient (ms) | gradient, options (ms) | speed-up |",
@@ -171,7 +177,7 @@ def table(rows: list[dict], sizes=STATE_SIZES, batches=BATCHES) -> str:
                 lines.append(
                     f"| {operation} | {d} | {batch} | {s['run_ms']:.1f} | {p['run_ms']:.1f} "
                     f"| {p['run_ms'] / s['run_ms']:.1f}x | {s['compile_s']:.1f} "
-                    f"| {p['compile_s']:.1f} | {s['options_ms']:.1f} | {p['options_ms']:.1f} |"
+                    f"| {p['compile_s']:.1f} | {_ms(s['options_ms'])} | {_ms(p['options_ms'])} |"
                 )
     return "\n".join(lines)
 
@@ -190,7 +196,8 @@ def main() -> None:
     device = jax.devices()[0]
     header = (
         f"Kalman filter / RTS smoother, T = {T}, M = 1, float32, 10% masked. "
-        f"Backend {device.platform} ({platform.processor() or platform.machine()}, "
+        f"Backend {device.platform} ({device.device_kind}; "
+        f"{platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores visible), jax {jax.__version__}. Run time: median of up to "
         f"{args.reps} jitted calls after compilation; a batch above 1 is `vmap` over series, each "
         f"with its own mask. Options: compiled with {compiler_options()}."

@@ -208,8 +208,10 @@ def main() -> int:
     write_results(
         args.out,
         "A batch of generative rollouts against the CPU's matrix-product rate",
-        f"`python benchmarks/flops.py --batch {b} --seconds {t}`; {machine()}; matrix product "
-        f"({args.matmul_size} x {args.matmul_size}, float32): {rate:.1f} GFLOP/s, the faster "
+        f"`python benchmarks/flops.py --batch {b} --seconds {t} --matmul-size "
+        f"{args.matmul_size}`; {machine()}; matrix product "
+        f"({args.matmul_size} x {args.matmul_size}, float32 at JAX's default precision: TF32 "
+        f"on NVIDIA GPUs): {rate:.1f} GFLOP/s, the faster "
         "of a measurement before and one after the rollouts. FLOPs from XLA's cost analysis "
         "(VO2: 2 per matrix weight per second); run: median of 3 after a warm-up, float32.",
         rows,
