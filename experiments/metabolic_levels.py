@@ -21,6 +21,19 @@ checks of what the whole embedding (`[CLS]` and patch mean per channel) holds:
   embedding gives back each of the 8 levels on the fold's test subjects (R^2 over all test
   windows): what the embedding keeps of what the tokeniser hands its [CLS] tokens.
 
+What a 60 s window cannot know (`ceiling.md`): the domains are set by each subject's own
+thresholds, so the same VO2 is moderate for one runner and severe for another. Four rows
+measure how much of that a window holds:
+
+- `levels + VO2 over the test's peak` and `levels + position in the test`: each window's mean VO2
+  over the highest window mean of its own test, and its place in the test's windows (0 first,
+  1 last). Both need the whole test, which the probe is never given: oracles, not probes;
+- `levels + VO2 over the test's peak, predicted from the window`: the same ratio predicted from
+  the window's levels, slopes and log ratios by gradient-boosted trees fitted per fold on the
+  fold's training and validation windows (scikit-learn's `HistGradientBoostingRegressor`);
+- `gradient-boosted trees on levels, slopes and log ratios`: a nonlinear classifier in place of
+  the linear probe (`HistGradientBoostingClassifier`, its defaults), the same folds.
+
     python experiments/metabolic_levels.py --out experiments/results/metabolic_levels  # ~3 min
     python experiments/metabolic_levels.py --encoder DIR/encoder.wjx --out DIR/levels  # ~20 min
 """
@@ -37,7 +50,7 @@ import numpy as np
 from wearjax.cv import Split
 from wearjax.data.pyoxynet import domain_windows
 from wearjax.tasks.har_baselines import statistical_features
-from wearjax.tasks.probe import channel_levels, probe_scores, ridge_predictions
+from wearjax.tasks.probe import ProbeScores, channel_levels, probe_scores, ridge_predictions
 
 
 def feature_sets(x: np.ndarray) -> dict[str, np.ndarray]:
@@ -79,6 +92,73 @@ def encoder_sets(
     return out, whole
 
 
+def window_features(x: np.ndarray) -> np.ndarray:
+    """Levels, slopes and log ratios of the means of windows `x [N, T, C]`, `[N, 3C + C(C-1)/2]`."""
+    sets = feature_sets(x)
+    return np.concatenate(
+        [sets["levels + slopes"], sets["levels + log ratios"][:, 2 * x.shape[2] :]], -1
+    )
+
+
+def test_relative(x: np.ndarray, subject: np.ndarray, vo2: int = 1) -> np.ndarray:
+    """`[N, 2]`: each window's mean VO2 (channel `vo2`) over the highest window mean of its
+    subject's test, and its place among the test's windows (0 first, 1 last). What the whole
+    test says about a window, which the window alone does not hold (module docstring)."""
+    mean = x[:, :, vo2].mean(1)
+    out = np.zeros((len(x), 2))
+    for s in np.unique(subject):
+        i = np.flatnonzero(subject == s)  # the test's windows, in time order
+        out[i, 0] = mean[i] / mean[i].max()
+        out[i, 1] = np.arange(len(i)) / max(len(i) - 1, 1)
+    return out
+
+
+def ceiling_rows(w, split: Split, lv: np.ndarray, seed: int) -> tuple[dict[str, tuple], float]:
+    """The `ceiling.md` rows (module docstring), name -> (feature count, `ProbeScores`), and
+    the R^2 of the predicted VO2 over the test's peak on the test windows of every fold."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    from wearjax.tasks.probe import auroc_scores, scores
+
+    relative = test_relative(w.x, w.subject)
+    f = window_features(w.x)
+    predicted = np.zeros(len(f))
+    pred = np.full(split.test.shape, -1, np.int64)
+    score = np.zeros((*split.test.shape, len(w.classes)))
+    for k in range(split.n_folds):  # scikit-learn fits one fold at a time
+        fit_on = np.flatnonzero(split.train[k] | split.validation[k])
+        test = np.flatnonzero(split.test[k])
+        trees = HistGradientBoostingRegressor(random_state=seed).fit(f[fit_on], relative[fit_on, 0])
+        predicted[test] = trees.predict(f[test])
+        classifier = HistGradientBoostingClassifier(random_state=seed).fit(f[fit_on], w.y[fit_on])
+        pred[k, test] = classifier.predict(f[test])
+        log_p = np.log(np.maximum(classifier.predict_proba(f[test]), 1e-300))
+        score[k][np.ix_(test, classifier.classes_)] = log_p
+    tested = split.test.any(0)
+    err = np.sum((predicted[tested] - relative[tested, 0]) ** 2)
+    r2 = 1.0 - err / np.sum((relative[tested, 0] - relative[tested, 0].mean()) ** 2)
+    print(f"VO2 over the test's peak predicted from the window: R^2 {r2:.3f}", flush=True)
+    n = lv.shape[1] + 1
+    return {
+        "levels + VO2 over the test's peak (needs the whole test)": (
+            n,
+            probe_scores(np.c_[lv, relative[:, :1]], w, split),
+        ),
+        "levels + position in the test (needs the whole test)": (
+            n,
+            probe_scores(np.c_[lv, relative[:, 1:]], w, split),
+        ),
+        "levels + VO2 over the test's peak, predicted from the window": (
+            n,
+            probe_scores(np.c_[lv, predicted], w, split),
+        ),
+        "gradient-boosted trees on levels, slopes and log ratios": (
+            f.shape[1],
+            ProbeScores(*scores(pred, w, split), auroc_scores(score, w, split)),
+        ),
+    }, r2
+
+
 PCS = (2, 8)
 """How many of the embedding's principal components stand beside the levels (docstring)."""
 
@@ -107,6 +187,20 @@ def level_r2(embedding: np.ndarray, lv: np.ndarray, split: Split) -> np.ndarray:
     return 1.0 - err / np.sum((lv[tested] - lv[tested].mean(0)) ** 2, 0)
 
 
+HEADER = "| features | count | accuracy | macro-F1 | AUROC |\n|---|---:|---:|---:|---:|"
+
+
+def table_row(table: dict, name: str, count: int, got: ProbeScores) -> str:
+    """Record `got` (mean and SD over folds) in `table[name]`; its markdown row, printed."""
+    m = table[name] = {"features": int(count)}
+    for field, a in got._asdict().items():  # accuracy, macro_f1, auroc
+        m |= {f"{field}_mean": float(np.mean(a)), f"{field}_sd": float(np.std(a, ddof=1))}
+    cells = [f"{m[f + '_mean']:.3f} +- {m[f + '_sd']:.3f}" for f in got._fields]
+    row = f"| {name} | {m['features']} | " + " | ".join(cells) + " |"
+    print(row, flush=True)
+    return row
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -131,21 +225,23 @@ def main(argv=None) -> int:
                     levels_beside_pcs(k, lv.shape[1]),
                     lv.shape[1] + k,
                 )
-    table = {}
-    rows = ["| features | count | accuracy | macro-F1 | AUROC |", "|---|---:|---:|---:|---:|"]
+    table, rows = {}, [HEADER]
     for name, features in sets.items():
         transform, count = prepare.get(name, (None, features.shape[1]))
-        got = probe_scores(features, w, split, prepare=transform)
-        m = table[name] = {"features": int(count)}
-        for field, a in got._asdict().items():  # accuracy, macro_f1, auroc
-            m |= {f"{field}_mean": float(np.mean(a)), f"{field}_sd": float(np.std(a, ddof=1))}
-        cells = [f"{m[f + '_mean']:.3f} +- {m[f + '_sd']:.3f}" for f in got._fields]
-        rows.append(f"| {name} | {m['features']} | " + " | ".join(cells) + " |")
-        print(rows[-1], flush=True)
+        rows.append(
+            table_row(table, name, count, probe_scores(features, w, split, prepare=transform))
+        )
+    ceiling, ceiling_table = [HEADER], {}
+    got, r2 = ceiling_rows(w, split, lv, args.seed)
+    for name, (count, scored) in got.items():
+        ceiling.append(table_row(ceiling_table, name, count, scored))
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"windows": int(len(w.y)), "subjects": w.n_subjects, "folds": split.n_folds}
     (args.out / "metrics.json").write_text(json.dumps({**meta, "probes": table}, indent=2))
     (args.out / "table.md").write_text("\n".join(rows) + "\n")
+    ceiling_meta = {**meta, "relative_vo2_r2": float(r2), "probes": ceiling_table}
+    (args.out / "ceiling.json").write_text(json.dumps(ceiling_meta, indent=2))
+    (args.out / "ceiling.md").write_text("\n".join(ceiling) + "\n")
     if whole:
         names = [f"{stat} {ch}" for ch in w.channels for stat in ("mean", "SD")]
         r2_rows = ["| embedding | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]

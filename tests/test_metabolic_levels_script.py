@@ -56,3 +56,52 @@ def test_probe_prepare_is_fitted_per_fold_on_its_training_windows_only():
         assert rows == set(np.flatnonzero(split.train[k] | split.validation[k]))
     plain = probe_scores(features, w, split)
     np.testing.assert_array_equal(got[0], plain[0])
+
+
+def test_test_relative_takes_each_window_to_its_own_test_peak_and_place():
+    x = np.zeros((5, 3, 2), np.float32)
+    x[:, :, 1] = np.array([1.0, 2.0, 4.0, 3.0, 6.0])[:, None]  # VO2 means, channel 1
+    subject = np.array([0, 0, 0, 1, 1])
+    got = levels_script.test_relative(x, subject)
+    np.testing.assert_allclose(got[:, 0], [0.25, 0.5, 1.0, 0.5, 1.0])
+    np.testing.assert_allclose(got[:, 1], [0.0, 0.5, 1.0, 0.0, 1.0])
+
+
+def test_window_features_are_levels_least_squares_slopes_and_log_ratios():
+    rng = np.random.default_rng(3)
+    x = rng.uniform(1.0, 5.0, size=(4, 20, 3))
+    got = levels_script.window_features(x)
+    assert got.shape == (4, 3 * 3 + 3)
+    slopes = [[np.polyfit(np.arange(20), x[n, :, c], 1)[0] for c in range(3)] for n in range(4)]
+    np.testing.assert_allclose(got[:, 6:9], slopes, rtol=1e-10)
+    m = np.log(x.mean(1))
+    np.testing.assert_allclose(
+        got[:, 9:], np.c_[m[:, 0] - m[:, 1], m[:, 0] - m[:, 2], m[:, 1] - m[:, 2]]
+    )
+
+
+def test_ceiling_oracle_reads_classes_set_relative_to_each_subjects_peak():
+    """Classes are thirds of each subject's own range, subjects' scales differ twofold or more:
+    the window's level alone cannot place it, its level over its test's peak can."""
+    from wearjax.data.imu import LabelledWindows
+
+    rng = np.random.default_rng(4)
+    n_subjects, per = 12, 30
+    subject = np.repeat(np.arange(n_subjects), per)
+    ramp = np.tile(np.linspace(0.1, 1.0, per), n_subjects)
+    scale = rng.uniform(1.0, 3.0, n_subjects)[subject]
+    y = np.minimum((ramp * 3 - 1e-9).astype(int), 2)
+    x = (ramp * scale)[:, None, None] * np.ones((1, 10, 2)) + 0.01 * rng.normal(
+        size=(len(y), 10, 2)
+    )
+    w = LabelledWindows(
+        x.astype(np.float32), y.astype(np.int32), subject.astype(np.int32),
+        subject.astype(np.int32), ("a", "b", "c"), ("hr", "vo2"), {"all": (0, 1)}, 1.0,
+    )  # fmt: skip
+    split = Split.by_subject(subject, n_subjects, 3, seed=0)
+    lv = levels_script.channel_levels(w.x)
+    rows, r2 = levels_script.ceiling_rows(w, split, lv, 0)
+    oracle = rows["levels + VO2 over the test's peak (needs the whole test)"][1]
+    alone = probe_scores(lv, w, split)
+    assert np.mean(oracle.accuracy) > 0.9 > np.mean(alone.accuracy) + 0.1
+    assert r2 < 0.9  # the window's level does not give its subject's peak
