@@ -75,6 +75,8 @@ def test_own_windows_read_with_names_mapped_to_codes(tmp_path):
         ({"rate": None}, "no `rate` array"),
         ({"x": np.zeros((12, 30))}, r"shape \(12, 30\); give windows as \[N, T, C\]"),
         ({"x": np.full((12, 30, 2), np.nan)}, "mine.npz: x: 12 windows hold NaN"),
+        ({"x": np.ones((12, 30, 2), complex)}, "x holds complex128 values; give real numbers"),
+        ({"x": np.full((12, 30, 2), 1e39)}, "values up to 1e\\+39, beyond float32's range"),
         ({"rate": np.float64(-2.0)}, "rate must be one positive number"),
         ({"y": np.zeros(12)}, "every window's y is '0.0'; a probe needs two classes"),
         ({"subject": np.r_[np.zeros(11), np.nan]}, "subject holds NaN or inf; give every window"),

@@ -628,3 +628,46 @@ def test_level_targets_all_scores_every_real_channels_levels_from_its_cls_token(
         masked_loss(model, data.x, ok, key, config._replace(level_targets="some"))
     with pytest.raises(ValueError, match="choose one of"):  # before anything is trained
         pretrain(data, config._replace(masking="diagonal"))
+
+
+def test_logistic_probe_without_subjects_chooses_its_penalty_by_stratified_inner_folds(caplog):
+    """No subject ids and 30 windows per class: the penalty is chosen by 4 stratified inner
+    folds, as a scikit-learn `LogisticRegressionCV` over the same folds chooses it."""
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from tests.windows import label_only_windows
+    from wearjax.cv import Split
+    from wearjax.tasks.probe import PROBE_CS, probe_scores
+
+    rng = np.random.default_rng(5)
+    y = np.tile([0, 1], 40).astype(np.int32)
+    features = rng.normal(size=(80, 30)) + 0.4 * y[:, None]
+    w = label_only_windows(y, np.full(80, -1, np.int32))
+    test = np.zeros((1, 80), bool)
+    test[0, 60:] = True
+    split = Split(test, np.zeros_like(test), ~test)
+    with caplog.at_level("WARNING", logger="wearjax.tasks.probe"):
+        got = probe_scores(features, w, split)
+    assert "uses C = 1" not in caplog.text
+    folds = list(StratifiedKFold(4, shuffle=True, random_state=0).split(features[:60], y[:60]))
+    probe = LogisticRegressionCV(Cs=list(PROBE_CS), cv=folds, max_iter=5000)
+    with warnings.catch_warnings():  # scikit-learn announces new defaults, as in the probe
+        warnings.simplefilter("ignore", FutureWarning)
+        by_hand = make_pipeline(StandardScaler(), probe).fit(features[:60], y[:60])
+    assert got.accuracy[0] == pytest.approx(np.mean(by_hand.predict(features[60:]) == y[60:]))
+
+
+def test_a_researchers_file_whose_fold_fits_on_one_class_is_refused_before_the_work(tmp_path):
+    from wearjax.errors import WearjaxDataError
+    from wearjax.tasks.probe import probe_windows
+
+    subject = np.repeat(np.arange(3), 6)
+    path = tmp_path / "two_runners_walk.npz"
+    np.savez(path, x=np.ones((18, 20, 1), np.float32) + subject[:, None, None],
+             y=np.where(subject < 2, "walk", "run"), rate=1.0, subject=subject)  # fmt: skip
+    with pytest.raises(WearjaxDataError, match="two_runners_walk.npz: fold . fits on windows of "
+                       "class 'walk' only"):  # fmt: skip
+        probe_windows(str(path))

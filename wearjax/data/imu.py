@@ -188,8 +188,13 @@ def read_windows(path) -> LabelledWindows:
     x = arrays["x"]
     if x.ndim != 3 or min(x.shape) < 1:
         raise WearjaxDataError(f"{name}: x has shape {x.shape}; give windows as [N, T, C]")
-    if not np.issubdtype(x.dtype, np.number):
-        raise WearjaxDataError(f"{name}: x holds {x.dtype} values; give numbers")
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise WearjaxDataError(f"{name}: x holds {x.dtype} values; give real numbers")
+    big = np.abs(x[np.isfinite(x)]).max(initial=0.0)
+    if big > np.finfo(np.float32).max:
+        raise WearjaxDataError(
+            f"{name}: x holds values up to {big:.3g}, beyond float32's range; rescale them"
+        )
     x = check_windows(x, f"{name}: x")
     n = len(x)
     rate = arrays["rate"]

@@ -113,7 +113,7 @@ def probe_scores(
         probe = LogisticRegression(C=float(cs[0]), max_iter=5000)
         n_groups = len(np.unique(groups))
         by_subject = bool(n_groups >= 2 and groups.min() >= 0)  # subject ids known
-        if len(cs) > 1 and not by_subject and np.bincount(y).min(initial=0) < inner:
+        if len(cs) > 1 and not by_subject and np.unique(y, return_counts=True)[1].min() < inner:
             logger.warning(
                 "fold %d: too few subjects and windows per class for %d inner folds; the "
                 "logistic probe uses C = 1", k, inner,
@@ -321,13 +321,28 @@ def probe_windows(data: str, seed: int = 0) -> tuple[LabelledWindows, Split]:
         )
     w = read_windows(path)
     if w.official_train is not None:
-        return w, official_split(w)
+        return w, check_fold_classes(w, official_split(w), path.name)
     if w.n_subjects >= 3:
-        return w, subject_split(w, fifth_out(w.n_subjects), seed=seed)
+        split = subject_split(w, fifth_out(w.n_subjects), seed=seed)
+        return w, check_fold_classes(w, split, path.name)
     raise WearjaxDataError(
         f"{path.name}: {max(w.n_subjects, 0)} subject(s) and no train array: add a subject array "
         "(3 or more subjects, for subject-wise folds) or a train array (an official split)"
     )
+
+
+def check_fold_classes(windows: LabelledWindows, split: Split, name: str) -> Split:
+    """`split`, or `WearjaxDataError` naming `name` and the fold if a fold's training and
+    validation windows hold one class (no probe can be fitted there), before any work."""
+    for k in range(split.n_folds):
+        held = np.unique(windows.y[split.train[k] | split.validation[k]])
+        if len(held) < 2:
+            raise WearjaxDataError(
+                f"{name}: fold {k} fits on windows of class {windows.classes[held[0]]!r} only "
+                "(its subjects all hold one class); add subjects of the other classes or a "
+                "train array (an official split)"
+            )
+    return split
 
 
 def no_subjects(data: str) -> WearjaxDataError:
