@@ -24,10 +24,25 @@ def test_stride_is_found_when_the_step_line_outgrows_the_swing(stride):
     np.testing.assert_allclose(stride_hz(power, freqs), stride, atol=0.03)
 
 
-def test_a_missing_step_line_beyond_the_band_leaves_the_swing():
+def test_a_lone_swing_line_wins_over_its_half_by_its_own_lines_weight():
+    """Only the swing at 1.9 Hz: the candidate 0.95 Hz, whose step line it is, scores as much
+    from it; the candidate's own line (`OWN_LINE`) breaks the tie."""
     freqs = np.linspace(0.5, 4.0, 64)
     power = np.exp(-0.5 * ((freqs - 1.9) / 0.05) ** 2)  # only the swing, at 1.9 Hz
     assert abs(float(stride_hz(power[None], freqs)[0]) - 1.9) < 0.03  # the grid: 0.055 Hz
+
+
+def test_a_step_line_beyond_the_grid_counts_as_zero_not_as_the_grids_edge():
+    """A candidate of 2.3 Hz has its step line at 4.6 Hz, beyond the 4 Hz grid: it scores its
+    own line alone. Read at the grid's edge (interpolation holds the last value), energy there
+    (0.7) would lift it over the true stride, 1.5 Hz, with its step line at 3 Hz."""
+    freqs = np.linspace(0.5, 4.0, 64)
+
+    def line(hz, height):
+        return height * np.exp(-0.5 * ((freqs - hz) / 0.05) ** 2)
+
+    power = line(1.5, 0.5) + line(3.0, 0.4) + line(2.3, 0.3) + line(4.0, 0.7)
+    assert float(stride_hz(power[None], freqs, lo=1.0, hi=2.5)[0]) == pytest.approx(1.5, abs=0.01)
 
 
 def test_lags_equal_a_float64_loop():

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wearjax.data.readers import HR_RANGE_BPM as HR_RANGE
 from wearjax.errors import WearjaxDataError
 from wearjax.models.virtual import GRID_HZ
 from wearjax.signal.spectra import band_spectra, normalise, window_mean
@@ -50,22 +51,28 @@ class SpectralSessions(NamedTuple):
         return self.valid.sum(1)
 
 
-def check_rate(rate: float, what: str) -> None:
+def check_rate(rate: float, what: str, *, signal: bool = False) -> None:
     """Streams align window by window only when the 2 s hop is a whole number of samples
-    (a rounded hop drifts: at 31.25 Hz by about 5 s over 300 windows); `WearjaxDataError`
-    naming the stream otherwise."""
+    (a rounded hop drifts: at 31.25 Hz by about 5 s over 300 windows), and a `signal` (ACC,
+    PPG) must be sampled at twice the grid's top frequency or more, or the grid's upper bins
+    would repeat the spectrum's last one; `WearjaxDataError` naming the stream otherwise."""
     hop = HOP_S * rate
     if hop < 1 or abs(hop - round(hop)) > 1e-6 * hop:
         raise WearjaxDataError(
             f"{what} is sampled at {rate:g} Hz: a {HOP_S:g} s hop is {hop:g} samples, which "
             f"does not align the windows; resample it to a multiple of {1 / HOP_S:g} Hz"
         )
+    if signal and rate < 2 * GRID_HZ[-1]:
+        raise WearjaxDataError(
+            f"{what} is sampled at {rate:g} Hz, too slow for HR up to {GRID_HZ[-1]:g} Hz "
+            f"({60 * GRID_HZ[-1]:g} bpm): record or resample it at {2 * GRID_HZ[-1]:g} Hz or more"
+        )
 
 
 def grid_spectra(x: np.ndarray, rate: float, *, scale: bool = False):
     """`x [C, N]` samples -> `[W, F, C]` spectra on `GRID_HZ`, each window and channel peak 1
     (and, with `scale`, the maxima `[W, C]` they were divided by)."""
-    check_rate(rate, "a signal")
+    check_rate(rate, "a signal", signal=True)
     mag, freqs = band_spectra(jnp.asarray(x, jnp.float32), rate, window_s=WINDOW_S, hop_s=HOP_S)
     interp = jax.vmap(jax.vmap(lambda row: jnp.interp(jnp.asarray(GRID_HZ), freqs, row)))
     raw = interp(mag)  # [C, W, F]
@@ -81,8 +88,9 @@ def _pad(arrays: list[np.ndarray], n: int) -> np.ndarray:
 
 class WristRecording(NamedTuple):
     """One session's samples: `acc = (values [N, 3], rate_hz)` or None (a PPG-only recording,
-    for a model that reads no ACC), `ppg = (values [N], rate_hz)` or None (NaN where a PPG
-    sample is missing), reference `hr = (values, rate_hz)` (NaN where absent)."""
+    for a model that reads no ACC), `ppg = (values [N], rate_hz)` or None, both NaN where a
+    sample is missing, reference `hr = (values, rate_hz)` (NaN where absent); `notes` says
+    what was left out of the file and why."""
 
     name: str
     subject: str
@@ -90,25 +98,48 @@ class WristRecording(NamedTuple):
     ppg: tuple[np.ndarray, float] | None
     hr: tuple[np.ndarray, float]
     severity: float = float("nan")
+    notes: tuple[str, ...] = ()
 
 
 def wrist_recording(
-    session, *, require_reference: bool = True, require_acc: bool = True
+    session, *, require_reference: bool = True, require_acc: bool = True, use_ppg: bool = True
 ) -> WristRecording:
     """A sampled-signal `Session` (`data.sampled`) as a `WristRecording`: its `acc` (three
     axes; with `require_acc=False`, for a model that reads PPG alone, it is left out and PPG
-    is required), `ppg` if present and
-    reference HR (NaN throughout when absent and not required). `WearjaxDataError` with the
-    reason when it cannot be used."""
+    is required), `ppg` if present (left out with `use_ppg=False`, for a model that reads
+    none) and reference HR (NaN throughout when absent and not required). Every stream kept
+    is checked here, so a folder skips the file with its reason (`check_rate`; a reference
+    without one value in 25-250 bpm). A reference that is not required but unusable is left
+    out, with a note. `WearjaxDataError` with the reason when the file cannot be used."""
     acc, ppg = session.signals.get("acc"), session.signals.get("ppg")
     ref = session.targets.get("hr")
     name = Path(session.source).stem if session.source else session.workout
+    ppg = ppg if use_ppg else None
     if not require_acc:  # a model that reads PPG alone: whatever ACC the file has is unused
         if ppg is None:
             raise WearjaxDataError(f"{name}: a PPG-only model needs a ppg column the file lacks")
         acc = None
     elif acc is None or acc.values.shape[1] != 3:
         raise WearjaxDataError(f"{name}: no acc_x/acc_y/acc_z signal; add the three ACC axes")
+    for stream, signal in (("acc", acc), ("ppg", ppg)):
+        if signal is not None:
+            check_rate(signal.rate_hz, f"{name}: {stream}", signal=True)
+            if not signal.mask.any():
+                raise WearjaxDataError(f"{name}: {stream} holds no measured sample; drop it")
+    notes = []
+    if ref is not None:
+        try:
+            check_rate(ref.rate_hz, f"{name}: the reference HR")
+            if not ref.mask.any():
+                raise WearjaxDataError(
+                    f"{name}: the reference HR has no value in {HR_RANGE[0]:g}-{HR_RANGE[1]:g} "
+                    "bpm; give it in beats per minute"
+                )
+        except WearjaxDataError as err:
+            if require_reference:
+                raise
+            notes.append(f"{err}; predicted without it")
+            ref = None
     if ref is None and require_reference:
         raise WearjaxDataError(
             f"{name}: no reference HR; add an hr_ref column, an hr array or NAME.hr.csv"
@@ -118,11 +149,26 @@ def wrist_recording(
         raise WearjaxDataError(
             f"{name}: {timed.duration_s:.1f} s long, shorter than one {WINDOW_S:.0f} s window"
         )
-    a = None if acc is None else (np.where(acc.mask[:, None], acc.values, 0.0), acc.rate_hz)
+    a = None if acc is None else (np.where(acc.mask[:, None], acc.values, np.nan), acc.rate_hz)
     p = None if ppg is None else (np.where(ppg.mask, ppg.values[:, 0], np.nan), ppg.rate_hz)
     hr = (np.full(int(timed.duration_s) + 1, np.nan), 1.0) if ref is None else (
         np.where(ref.mask, ref.values[:, 0], np.nan), ref.rate_hz)  # fmt: skip
-    return WristRecording(name, session.runner, a, p, hr)
+    return WristRecording(name, session.runner, a, p, hr, notes=tuple(notes))
+
+
+def fill_gaps(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`values [N, C]` with NaN gaps -> each channel linearly interpolated across its gaps
+    (held at the nearest measured sample beyond the ends), and `[N]` whether every channel
+    was measured. A gap filled with zeros would put a step (1 g to 0 g on the axis that
+    carries gravity) into the spectrum, whose power piles up at the band's lowest bin."""
+    measured = np.isfinite(values)
+    out = np.array(values, dtype=np.float32)
+    t = np.arange(len(values))
+    for c in range(values.shape[1]):
+        ok = measured[:, c]
+        if not ok.all():
+            out[:, c] = np.interp(t, t[ok], values[ok, c])
+    return out, measured.all(axis=1)
 
 
 def _window_means(values: np.ndarray, ok: np.ndarray, rate: float, w: int):
@@ -159,10 +205,13 @@ def spectral_sessions(recordings: list[WristRecording]) -> SpectralSessions:
         a, rate = rec.acc if rec.acc is not None else (None, None)
         for stream, r in (("acc", rate), ("ppg", rec.ppg and rec.ppg[1]), ("hr", rec.hr[1])):
             if r:
-                check_rate(r, f"session {rec.name!r}: {stream}")
+                check_rate(r, f"session {rec.name!r}: {stream}", signal=stream != "hr")
         if a is None:  # PPG only: the windows are the PPG's, the ACC spectra zero
             p, p_rate = rec.ppg
-            a, rate = np.zeros((len(p), 3), np.float32), p_rate
+            a, rate, acc_whole = np.zeros((len(p), 3), np.float32), p_rate, None
+        else:
+            a, measured = fill_gaps(np.asarray(a, np.float32))
+            acc_whole = measured
         spec, scale = grid_spectra(np.asarray(a, np.float32).T, rate, scale=True)
         w = spec.shape[0]
         if w == 0:
@@ -185,6 +234,9 @@ def spectral_sessions(recordings: list[WristRecording]) -> SpectralSessions:
         values, hr_rate = rec.hr
         values = np.asarray(values, np.float32)
         m, seen = _window_reference(values, np.isfinite(values) & (values > 0), hr_rate, w)
+        if acc_whole is not None and not acc_whole.all():  # a window with an ACC gap: no label
+            frac, _ = _window_means(acc_whole.astype(np.float32), np.ones(len(a), bool), rate, w)
+            seen = seen & (frac > 1.0 - 1e-6)
         hrs.append(np.where(seen, m, 0.0).astype(np.float32))
         oks.append(seen)
     n = max(len(a) for a in accs)

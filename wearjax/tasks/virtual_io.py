@@ -111,8 +111,12 @@ def load_virtual(path) -> tuple[object, dict]:
 
 def predict_recording(model, header: dict, session) -> dict:
     """Per-window HR of one sampled-signal session: columns and metrics where it has a
-    reference. A PPG-only model reads files without ACC."""
-    rec = wrist_recording(session, require_reference=False, require_acc=model.uses_acc)
+    reference, and notes on what of the file was left out. A PPG-only model reads files
+    without ACC; streams the model does not read are not checked (a model without PPG reads
+    a file whose PPG is at an unusable rate)."""
+    rec = wrist_recording(
+        session, require_reference=False, require_acc=model.uses_acc, use_ppg=model.uses_ppg
+    )
     if model.uses_ppg and rec.ppg is None:
         raise WearjaxDataError(
             f"{rec.name}: the model ({model.setting}) needs a ppg column the file lacks; use "
@@ -137,7 +141,7 @@ def predict_recording(model, header: dict, session) -> dict:
             ref = jnp.asarray(s.hr[0, :n])
             metrics[key] = {"mae": float(M.mae(p, ref, ok)), "rmse": float(M.rmse(p, ref, ok)),
                             "windows": int(ok.sum())}  # fmt: skip
-    return {"name": rec.name, "columns": cols, "metrics": metrics}
+    return {"name": rec.name, "columns": cols, "metrics": metrics, "notes": rec.notes}
 
 
 def fit_command(args, say) -> int:
@@ -173,6 +177,8 @@ def predict_command(args, say) -> int:
                 raise
             say(f"skipped {session.source}: {err}")
             continue
+        for note in pred["notes"]:
+            say(note)
         cols = pred["columns"]
         path = args.out / f"{pred['name']}.csv"
         table = np.stack(list(cols.values()), axis=1)

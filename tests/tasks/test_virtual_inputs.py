@@ -1,0 +1,106 @@
+"""What the virtual-sensing task does with imperfect files: ACC gaps, streams at rates the
+spectra cannot use, references in the wrong units, and streams a model never reads."""
+
+import jax
+import numpy as np
+import pytest
+
+from tests.tasks.test_virtual import _recording, _write_folder
+from wearjax.errors import WearjaxDataError
+from wearjax.models.virtual import FLOOR_DB, GRID_HZ, VirtualSensing
+from wearjax.tasks.virtual_data import (
+    HOP_S,
+    WINDOW_S,
+    fill_gaps,
+    grid_spectra,
+    spectral_sessions,
+)
+
+
+def test_fill_gaps_interpolates_each_channel_and_marks_the_rows_measured_on_every_channel():
+    values = np.array([[0.0, 1.0], [np.nan, 2.0], [np.nan, np.nan], [3.0, 4.0], [4.0, np.nan]])
+    got, whole = fill_gaps(values)
+    np.testing.assert_allclose(got[:, 0], [0.0, 1.0, 2.0, 3.0, 4.0])
+    np.testing.assert_allclose(got[:, 1], [1.0, 2.0, 3.0, 4.0, 4.0])  # held beyond the end
+    np.testing.assert_array_equal(whole, [True, False, False, True, False])
+
+
+def test_an_acc_gap_is_filled_across_and_its_windows_carry_no_hr_label():
+    """1 s of missing ACC on a wrist whose z axis (a faint beat) carries gravity (1 g): read as
+    0 g the gap is a step, whose spectrum buries the beat's line; filled across, the gap's
+    windows keep the spectra of the unbroken recording, their peak on the beat, and carry no
+    HR label (their ACC is partly made up)."""
+    rec = _recording(0, "a", seconds=60)
+    acc, rate = rec.acc
+    acc = acc + np.array([0.0, 0.0, 1.0])  # gravity on z
+    whole = spectral_sessions([rec._replace(acc=(acc, rate))])
+    gap = (np.arange(len(acc)) >= 20 * rate) & (np.arange(len(acc)) < 21 * rate)
+    broken = np.where(gap[:, None], np.nan, acc)
+    s = spectral_sessions([rec._replace(acc=(broken, rate))])
+    starts = np.arange(s.acc.shape[1]) * HOP_S
+    covers = (starts < 21) & (starts + WINDOW_S > 20)
+    np.testing.assert_array_equal(s.ok[0], whole.ok[0] & ~covers)
+    np.testing.assert_array_equal(s.acc[0, ~covers], whole.acc[0, ~covers])
+    z_whole, z_filled = whole.acc[0, covers, :, 2], s.acc[0, covers, :, 2]
+    zero_filled = grid_spectra(np.nan_to_num(broken).T.astype(np.float32), rate)[covers, :, 2]
+    np.testing.assert_allclose(np.argmax(z_filled, -1), np.argmax(z_whole, -1), atol=1)  # a bin
+    err_filled, err_zero = (np.abs(z - z_whole).mean() for z in (z_filled, zero_filled))
+    assert err_filled < err_zero / 2, (err_filled, err_zero)  # 0.054 against 0.159
+    assert np.sum(GRID_HZ[np.argmax(zero_filled, -1)] < 0.6) >= 3  # of 4: the step, not the beat
+
+
+def test_signals_too_slow_for_the_band_are_refused():
+    with pytest.raises(WearjaxDataError, match="sampled at 5 Hz, too slow for HR up to 4 Hz"):
+        grid_spectra(np.zeros((1, 200), np.float32), 5.0)
+    rec = _recording(0, "a", seconds=60, rate=6.0)
+    with pytest.raises(WearjaxDataError, match="'rec0': acc is sampled at 6 Hz, too slow"):
+        spectral_sessions([rec])
+
+
+def test_a_folder_skips_a_file_at_an_unusable_rate_or_in_the_wrong_units_and_reads_the_rest(
+    tmp_path,
+):
+    from wearjax.tasks.virtual_study import folder_sessions
+
+    _write_folder(tmp_path, ppg=True)
+    (tmp_path / "subject4").mkdir()
+    rec = _recording(7, "subject4")
+    np.savez(tmp_path / "subject4" / "slow_ref.npz", acc=rec.acc[0], acc_rate_hz=25.0,
+             hr=rec.hr[0][::4], hr_rate_hz=0.25)  # fmt: skip
+    np.savez(tmp_path / "subject4" / "hz.npz", acc=rec.acc[0], acc_rate_hz=25.0,
+             hr=rec.hr[0] / 60.0, hr_rate_hz=1.0)  # fmt: skip
+    np.savez(tmp_path / "subject4" / "odd.npz", acc=rec.acc[0][:2000], acc_rate_hz=31.25,
+             hr=rec.hr[0], hr_rate_hz=1.0)  # fmt: skip
+    s, skipped = folder_sessions(tmp_path)
+    assert s.subjects == ("subject0", "subject1", "subject2", "subject3")
+    reasons = {p.name: r for p, r in skipped}
+    assert "the reference HR is sampled at 0.25 Hz" in reasons["slow_ref.npz"]
+    assert "no value in 25-250 bpm; give it in beats per minute" in reasons["hz.npz"]
+    assert "acc is sampled at 31.25 Hz" in reasons["odd.npz"]
+
+
+def test_predict_leaves_out_what_the_model_does_not_read(tmp_path):
+    """An ACC-only model on a file whose PPG is at 31.25 Hz (unusable) and whose reference is
+    at 0.25 Hz: it predicts from the ACC, says the reference was left out, and gives what it
+    gives on the ACC alone."""
+    from wearjax.data.sampled import read_sampled
+    from wearjax.tasks.virtual_io import predict_recording
+
+    rec = _recording(3, "s", seconds=60, rate=125.0)
+    acc, rate = rec.acc
+    awkward = tmp_path / "awkward.npz"
+    np.savez(awkward, acc=acc, acc_rate_hz=rate, ppg=rec.ppg[0][::4], ppg_rate_hz=31.25,
+             hr=rec.hr[0][::4], hr_rate_hz=0.25)  # fmt: skip
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, acc=acc, acc_rate_hz=rate)
+    header = {"context": 4, "q": 4.0, "floor_db": FLOOR_DB}
+    for setting in ("acc_only", "virtual"):
+        model = VirtualSensing(setting, width=8, key=jax.random.key(0))
+        got = predict_recording(model, header, read_sampled(awkward, require_hr=False))
+        alone = predict_recording(model, header, read_sampled(plain, require_hr=False))
+        assert len(got["notes"]) == 1 and "sampled at 0.25 Hz" in got["notes"][0]
+        assert "predicted without it" in got["notes"][0] and not got["metrics"]
+        np.testing.assert_allclose(got["columns"]["hr"], alone["columns"]["hr"], rtol=1e-6)
+    fusion = VirtualSensing("fusion", width=8, key=jax.random.key(0))
+    with pytest.raises(WearjaxDataError, match="awkward: ppg is sampled at 31.25 Hz"):
+        predict_recording(fusion, header, read_sampled(awkward, require_hr=False))
