@@ -153,8 +153,9 @@ _signal_values = st.lists(
 
 
 def _loop_hold(values):
-    """NaN replaced by the last finite value before it, 0 before the first."""
-    out, last = [], 0.0
+    """NaN replaced by the last finite value before it, the first finite value before that
+    (0 if there is none)."""
+    out, last = [], next((v for v in values if math.isfinite(v)), 0.0)
     for v in values:
         last = v if math.isfinite(v) else last
         out.append(last)

@@ -370,3 +370,23 @@ def test_real_running_csvs(tmp_path):
     assert step.size == 1 and np.sum(~s.mask) == 219
     gap = slice(step[0] + 1, step[0] + 220)
     assert np.all(s.x[gap] == s.x[step[0]])
+
+
+def test_a_blank_start_of_altitude_is_held_at_the_first_reading_and_the_gain_starts_at_zero(
+    tmp_path,
+):
+    """The gain is counted from the runner's first altitude: 5 blank seconds at the start of
+    a run at 312 m leave the gain that of the same run without them, not 312 m throughout."""
+    from wearjax.data.types import stack_sessions
+    from wearjax.tasks.hr import model_features
+
+    header = RUN_HEADER + ["enhanced_altitude"]
+    rows = [r + [312.0 + 0.1 * t] for t, r in enumerate(_run_rows(120))]
+    blank = [r[:-1] + [""] if t < 5 else r for t, r in enumerate(rows)]
+    gains = []
+    for name, table in (("whole.csv", rows), ("blank.csv", blank)):
+        s = read_running_csv(_write_csv(tmp_path / name, header, table))
+        features, names = model_features(stack_sessions([s], bucket=60))
+        gains.append(np.asarray(features[0, :120, names.index("altitude_gain_m")]))
+    np.testing.assert_allclose(gains[1][5:], gains[0][5:] - 0.5, atol=1e-4)  # from 312.5 m
+    np.testing.assert_allclose(gains[1][:5], 0.0)

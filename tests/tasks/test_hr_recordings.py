@@ -58,3 +58,24 @@ def test_shared_channels_fills_heights_and_says_so():
     out, notes = shared_channels(sessions)
     assert _heights(out) == pytest.approx([REFERENCE_HEIGHT_M] * 2)
     assert any("height unknown" in n for n in notes)
+
+
+def test_a_recording_of_hr_alone_is_left_out_and_named_not_stopping_the_others():
+    from dataclasses import replace
+
+    from wearjax.errors import WearjaxDataError
+
+    runs = [replace(_session(1.8), source=f"run{i}.csv") for i in range(2)]
+    hr_only = replace(_session(1.8, channels=()), x=np.zeros((30, 0), np.float32),
+                      source="strap.csv")  # fmt: skip
+    out, notes = shared_channels([runs[0], hr_only, runs[1]])
+    assert [s.source for s in out] == ["run0.csv", "run1.csv"]
+    assert out[0].channels == ("speed", "cadence", "vertical_oscillation")
+    assert notes[0].startswith("skipped strap.csv: no running channel (it has [])")
+    with pytest.raises(WearjaxDataError, match=r"^strap.csv: no running channel"):
+        shared_channels([hr_only])
+    speed = replace(_session(1.8, channels=("speed",)), source="a.csv")
+    cadence = replace(_session(1.8, channels=("speed",)), channels=("cadence",), source="b.csv")
+    with pytest.raises(WearjaxDataError, match=r"share no running channel: a.csv has \['speed'\], "
+                       r"b.csv has \['cadence'\]"):  # fmt: skip
+        shared_channels([speed, cadence])

@@ -270,11 +270,15 @@ def stack_sessions(sessions: list[Session], *, bucket: int = 600) -> Cohort:
 
 
 def _hold_nan(x: np.ndarray) -> np.ndarray:
-    """Replace NaN by the last finite value along time (per channel); 0 before the first."""
+    """Replace NaN by the last finite value along time (per channel); before the first one,
+    by that first value (0 for a channel with none). A leading gap read as 0 would put a step
+    into the channel, and a recording whose altitude starts blank would climb from 0 m."""
     out = x.copy()
     finite = np.isfinite(out)
+    first = np.argmax(finite, axis=0)  # 0 where a channel has no finite value at all
     idx = np.where(finite, np.arange(out.shape[0])[:, None], 0)
     np.maximum.accumulate(idx, axis=0, out=idx)
-    held = np.take_along_axis(np.where(finite, out, 0.0), idx, axis=0)
     seen = np.maximum.accumulate(finite, axis=0)
-    return np.where(seen, held, 0.0).astype(x.dtype)
+    idx = np.where(seen, idx, first[None])
+    held = np.take_along_axis(np.where(finite, out, 0.0), idx, axis=0)
+    return held.astype(x.dtype)

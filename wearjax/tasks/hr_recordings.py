@@ -35,7 +35,7 @@ from wearjax.errors import WearjaxDataError
 from wearjax.eval.calibration import Calibration, fit_calibration
 from wearjax.eval.metrics import summarize
 from wearjax.eval.protocols import PROTOCOLS, first_observed, given_mask, standard_initial
-from wearjax.signal.features import feature_names, fit_normalizer
+from wearjax.signal.features import FEATURE_NAMES, fit_normalizer
 from wearjax.tasks.hr import (
     HR_MODELS,
     HRData,
@@ -92,15 +92,37 @@ def select_channels(session: Session, channels: tuple[str, ...]) -> Session:
 
 def shared_channels(sessions: list[Session]) -> tuple[list[Session], list[str]]:
     """Sessions restricted to the raw channels all of them have (canonical order), and one
-    note per channel dropped because some session lacks it."""
-    common = [c for c in CHANNEL_UNITS if all(c in s.channels for s in sessions)]
-    dropped = sorted({c for s in sessions for c in s.channels} - set(common))
+    note per channel dropped because some session lacks it. A session with no running
+    channel at all (HR alone) is left out with a note naming it, rather than emptying the
+    others' shared list; sessions that each have one but share none are refused, naming two."""
+    name = [s.source or s.workout or "a recording" for s in sessions]
+    runs = [any(c in FEATURE_NAMES for c in s.channels) for s in sessions]
     notes = [
+        f"skipped {n}: no running channel (it has {list(s.channels)}); need one of "
+        f"{list(FEATURE_NAMES)}"
+        for n, s, ok in zip(name, sessions, runs, strict=True)
+        if not ok
+    ]
+    if not any(runs):
+        raise WearjaxDataError(notes[0].removeprefix("skipped ") + " (and so does every file)")
+    name = [n for n, ok in zip(name, runs, strict=True) if ok]
+    sessions = [s for s, ok in zip(sessions, runs, strict=True) if ok]
+    common = [c for c in CHANNEL_UNITS if all(c in s.channels for s in sessions)]
+    if not any(c in FEATURE_NAMES for c in common):
+        other = next(
+            i for i, s in enumerate(sessions) if set(s.channels) != set(sessions[0].channels)
+        )
+        raise WearjaxDataError(
+            f"the recordings share no running channel: {name[0]} has "
+            f"{list(sessions[0].channels)}, {name[other]} has {list(sessions[other].channels)}; "
+            "keep the files that share one"
+        )
+    dropped = sorted({c for s in sessions for c in s.channels} - set(common))
+    notes += [
         f"channel {c!r} dropped: {sum(c not in s.channels for s in sessions)} of "
         f"{len(sessions)} sessions lack it"
         for c in dropped
     ]
-    feature_names(tuple(common))  # raises when no channel yields a feature
     sessions, filled = fill_heights([select_channels(s, tuple(common)) for s in sessions])
     return sessions, notes + filled
 
