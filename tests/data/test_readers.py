@@ -75,6 +75,8 @@ def test_to_session_rejects_records_without_time_and_absurd_spans():
     with pytest.raises(WearjaxFileError, match="mem: no record has a timestamp"):
         _grid([np.nan, np.nan], [100, 100])
     with pytest.raises(WearjaxFileError, match="mem: records span 55.6 h.*corrupt"):
+        _grid(np.r_[np.arange(100.0), 2e5], np.full(101, 100.0))
+    with pytest.raises(WearjaxFileError, match="mem: records are a median 200000 s apart.*unit of the time column"):
         _grid([0, 2e5], [100, 100])
 
 
@@ -390,3 +392,45 @@ def test_a_blank_start_of_altitude_is_held_at_the_first_reading_and_the_gain_sta
         gains.append(np.asarray(features[0, :120, names.index("altitude_gain_m")]))
     np.testing.assert_allclose(gains[1][5:], gains[0][5:] - 0.5, atol=1e-4)  # from 312.5 m
     np.testing.assert_allclose(gains[1][:5], 0.0)
+
+
+def test_with_require_hr_a_part_without_hr_is_left_out_and_the_others_kept(tmp_path, caplog):
+    """Two running activities in one TCX, the second recorded without the strap: with
+    `require_hr` the first is read and the second left out with a warning naming it."""
+    times = ["2021-03-24T21:40:55.000Z", "2021-03-24T21:40:56.000Z", "2021-03-24T21:40:58.000Z"]
+
+    def points(hr: bool) -> str:
+        point = (
+            POINT if hr else POINT.replace("<HeartRateBpm><Value>{hr}</Value></HeartRateBpm>", "")
+        )
+        return "".join(
+            point.format(time=t, alt=275.0, dist=4.0 * i, hr=140, speed="", cad=85)
+            for i, t in enumerate(times)
+        )
+
+    second = (
+        '<Activity Sport="Running"><Id>2021-03-25T08:00:00Z</Id><Lap StartTime='
+        f'"2021-03-25T08:00:00Z"><Track>{points(False).replace("03-24T21:40", "03-25T08:00")}'
+        "</Track></Lap></Activity>\n </Activities>"
+    )
+    text = TCX.format(points=points(True)).replace(" </Activities>", second)
+    path = tmp_path / "two.tcx"
+    path.write_text(text)
+    assert len(read_tcx(path, min_length_s=0)) == 2
+    with caplog.at_level("WARNING", logger="wearjax.data.readers"):
+        (s,) = read_tcx(path, min_length_s=0, require_hr=True)
+    assert s.mask.any() and "left out" in caplog.text and "has no heart rate" in caplog.text
+
+
+def test_a_pause_of_hours_or_times_in_milliseconds_are_refused_with_the_fix(tmp_path):
+    rows = _run_rows(120)
+    apart = rows[:60] + [[t + 20 * 3600, h, v] for t, h, v in rows[60:]]
+    path = _write_csv(tmp_path / "two_runs.csv", RUN_HEADER, apart)
+    with pytest.raises(WearjaxFileError, match=r"two_runs\.csv: records 60 and 61 .* are 20 h "
+                       r"apart, longer than a pause of 1 h; split the file there"):  # fmt: skip
+        read_running_csv(path)
+    ms = [[1_600_000_000_000 + 1000 * t, h, v] for t, (_, h, v) in enumerate(rows)]
+    path = _write_csv(tmp_path / "epoch_ms.csv", RUN_HEADER, ms)
+    with pytest.raises(WearjaxFileError, match=r"epoch_ms\.csv: records are a median 1000 s "
+                       r"apart, .*; the times look like milliseconds"):  # fmt: skip
+        read_running_csv(path)

@@ -58,6 +58,13 @@ MAX_GAP_S = 10.0
 MAX_SESSION_S = 48 * 3600
 """Longest session accepted; a longer span means corrupt timestamps."""
 
+MAX_MEDIAN_STEP_S = 60.0
+"""Longest median step between records; sparser records are times in another unit."""
+
+MAX_PAUSE_S = 3600.0
+"""Longest gap between two records of one session; a longer one joins two recordings (or a
+clock that jumped), whose padding would dominate the training segments drawn from the file."""
+
 # FIT record fields the readers map onto canonical channels (see `running_channels`); running
 # CSV exports use the same names.
 RECORD_FIELDS = (
@@ -233,11 +240,30 @@ def to_session(
         offset = t - t[0]
     # checked in float first: an absurd span (1e20 s) would overflow the integer grid
     length = int(np.floor(offset[-1] + 0.5)) + 1 if offset[-1] <= MAX_SESSION_S else None
+    step = np.diff(t)
+    median = float(np.median(step)) if step.size else 0.0
+    if median > MAX_MEDIAN_STEP_S:
+        ms = 500.0 <= median <= 2000.0
+        raise WearjaxFileError(
+            path,
+            f"records are a median {median:g} s apart, where a watch records every 1-10 s",
+            "the times look like milliseconds: give them in seconds"
+            if ms
+            else "check the unit of the time column",
+        )
     if length is None or length > MAX_SESSION_S:
         raise WearjaxFileError(
             path,
             f"records span {(offset[-1] + 1) / 3600:.3g} h, longer than {MAX_SESSION_S // 3600} h",
             "the timestamps are probably corrupt; split or repair the recording",
+        )
+    if step.size and step.max() > MAX_PAUSE_S:
+        i = int(np.argmax(step))
+        raise WearjaxFileError(
+            path,
+            f"records {i + 1} and {i + 2} (of those kept in time order) are "
+            f"{step[i] / 3600:.3g} h apart, longer than a pause of {MAX_PAUSE_S / 3600:g} h",
+            "split the file there into two recordings",
         )
     second = np.floor(offset + 0.5).astype(np.int64)
     check_length(length, int(keep.sum()), path, min_length_s)
@@ -385,10 +411,9 @@ def usable_parts(path: str | Path, attempts, *, require_hr: bool, what: str) -> 
     for workout, build in attempts:
         try:
             session = build()
-        except WearjaxFileError as err:
+            sessions.append(check_hr(session, path) if require_hr else session)
+        except WearjaxFileError as err:  # a part without HR is refused like a broken one
             refused.append((workout, err))
-            continue
-        sessions.append(check_hr(session, path) if require_hr else session)
     if refused and not sessions:
         raise refused[0][1]
     for workout, err in refused:
