@@ -127,6 +127,24 @@ def test_unmeasured_is_the_filter_without_measurements(x64):
     assert tree_allclose(off, plain, rtol=0, atol=0)
 
 
+def test_nan_where_not_observed_changes_nothing_values_or_gradients(x64):
+    """`y` may hold NaN where `observed` is False (the linear filters' convention): the
+    outputs and the gradient are those with any finite value there, and the innovation is 0."""
+    d = _inputs(2)
+    gap = jnp.where(d["observed"], d["y"], jnp.nan)
+    filled = jnp.where(d["observed"], d["y"], 7.0)
+    with_nan, with_seven = _run(d, y=gap), _run(d, y=filled)
+    assert tree_allclose(with_nan, with_seven, rtol=0, atol=0)
+    assert np.all(np.asarray(with_nan.innovation)[~np.asarray(d["observed"])] == 0.0)
+
+    def loss(r, y):
+        return jnp.sum(_run(d, r=r, y=y).mean)
+
+    g_nan, g_seven = jax.grad(loss)(d["r"], gap), jax.grad(loss)(d["r"], filled)
+    assert np.all(np.isfinite(g_nan))
+    np.testing.assert_array_equal(g_nan, g_seven)
+
+
 def test_measurement_update_is_the_scalar_kalman_update():
     state = LearnedGainState(jnp.asarray([0.5, 0.2]), jnp.asarray([0.3, 0.1]))
     w = jnp.asarray(WEIGHTS)

@@ -437,6 +437,41 @@ def test_singular_state_noise_and_inf_at_masked_steps_are_accepted(x64):
     assert np.isfinite(np.asarray(result.log_likelihood))
 
 
+def test_a_float32_rank_one_covariance_is_judged_eagerly_as_under_jit():
+    """Q = L L^T from a float32 L [3, 1], as the error message advises: its smallest
+    eigenvalues are float32 rounding (-2e-9, say). Judged at float64's tolerance eagerly it
+    was refused, where `jit`, at float32's, accepted it."""
+    rng = np.random.default_rng(0)
+    model, ys, mask = random_model(3, 3, 1, 6)
+    for _ in range(20):
+        low = jnp.asarray(rng.normal(size=(3, 1)), jnp.float32)
+        params = dataclasses.replace(to_params(model, jnp.float32), Q=low @ low.T)
+        ys32, mask32 = jnp.asarray(ys, jnp.float32), jnp.asarray(mask)
+        eager = kalman_filter(params, ys32, mask32).log_likelihood
+        jitted = jax.jit(kalman_filter)(params, ys32, mask32).log_likelihood
+        np.testing.assert_allclose(eager, jitted, rtol=1e-5)
+
+
+@pytest.mark.parametrize("smoother", ["kalman_smoother", "parallel_kalman_smoother"])
+@pytest.mark.parametrize("case", ["exact start", "exact velocity"])
+def test_smoothers_of_a_state_known_exactly_match_the_dense_posterior(x64, smoother, case):
+    """Singular predicted covariances, which the checks accept: P0 = 0 with Q singular, and a
+    velocity known exactly (P0 and Q zero along it, F carrying it forward), where the RTS
+    gain's Cholesky factor would be NaN. Both smoothers match the dense posterior."""
+    import wearjax.filters as filters
+
+    model, ys, mask = random_model(15, 2, 1, 8)
+    if case == "exact start":
+        model = {**model, "Q": np.diag([0.0, 0.3]), "P0": np.zeros((2, 2))}
+    else:
+        model = {**model, "F": np.array([[1.0, 1.0], [0.0, 1.0]]), "P0": np.diag([1.0, 0.0]),
+                 "Q": np.diag([0.5, 0.0])}  # fmt: skip
+    want = dense_reference(model, ys, mask)
+    got = getattr(filters, smoother)(to_params(model), jnp.asarray(ys), jnp.asarray(mask))
+    for name in ("smoothed_means", "smoothed_covs"):
+        np.testing.assert_allclose(getattr(got, name), want[name], atol=1e-6, err_msg=name)
+
+
 @pytest.mark.parametrize("d", [1, 2, 3, 4, 8, 9])  # 9: the library routine
 def test_small_solve_matches_numpy_and_pivots(x64, d):
     """`parallel.solve` (unrolled Gauss-Jordan with partial pivoting up to 8 x 8) against NumPy's

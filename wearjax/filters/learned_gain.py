@@ -96,13 +96,14 @@ def learned_gain_step(
 
     With a `measurement` (and its `measurement_noise` variance), `measurement_update` follows
     the learned update where `measured` (default True) holds. `gain` and `innovation` are those
-    of the learned update.
+    of the learned update (both 0 where not `observed`, where `y` may be NaN).
     """
     _check_measurement(measurement, measured, measurement_noise)
     mean_pred = transition(state.mean, context)
     var_pred = state.var + q
     k = jnp.where(observed, gain(var_pred, r), jnp.zeros((), var_pred.dtype))
-    nu = y - mean_pred[0]
+    # where not observed, y may be NaN: 0 * NaN would spread it (and its gradient) everywhere
+    nu = jnp.where(observed, jnp.where(observed, y, mean_pred[0]) - mean_pred[0], 0.0)
     mean = mean_pred + update_weights * (k * nu)
     var = var_pred * (1.0 - update_weights * k)
     if measurement is not None:

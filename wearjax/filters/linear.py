@@ -331,8 +331,18 @@ def smoother_gain(
     predicted_cov: Float[Array, "state state"],
     F: Float[Array, "state state"],
 ) -> Float[Array, "state state"]:
-    """RTS gain G = P_t F_t^T (P^-_{t+1})^{-1}, through a Cholesky factor of P^-_{t+1}."""
-    return cho_solve_lower(cholesky_lower(predicted_cov), matmul(F, filtered_cov)).T
+    """RTS gain G = P_t F_t^T (P^-_{t+1})^{-1}, through a Cholesky factor of P^-_{t+1}.
+
+    P^-_{t+1} is singular where a state component is known exactly (P0 = 0, or Q singular with
+    a noiseless component the transition keeps apart), which the input checks accept; its
+    Cholesky factor would then be NaN. The diagonal gets 64 eps x trace(P^-) first, the
+    checks' rounding tolerance: in the null directions P_t F_t^T is zero too, so the gain's
+    entries there multiply terms that are zero (the smoothed and predicted states agree
+    exactly along them), and elsewhere the change is at rounding level."""
+    d = predicted_cov.shape[-1]
+    boost = 64 * jnp.finfo(predicted_cov.dtype).eps * jnp.trace(predicted_cov)
+    boosted = predicted_cov + boost * jnp.eye(d, dtype=predicted_cov.dtype)
+    return cho_solve_lower(cholesky_lower(boosted), matmul(F, filtered_cov)).T
 
 
 def smoother_cov(
