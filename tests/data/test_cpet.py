@@ -80,6 +80,9 @@ def test_read_cpet_errors(tmp_path):
     fails(["time", "VO2 (ml/kg/min)", "HR"], good, r"column 'VO2 \(ml/kg/min\)' is in ml/kg/min "
           r"\(relative to body mass\); export absolute VO2")  # fmt: skip
     fails(["time", "VO2 [gal/h]", "HR"], good, r"unknown unit 'gal/h' of column 'VO2 \[gal/h\]'")
+    per_kg = [[s, 25.0 + 0.2 * s, 120] for s in range(N)]  # mL/kg/min with no unit in the header
+    fails(["time", "VO2", "HR"], per_kg, r"column 'VO2' has no unit and a median of 33.9: neither "
+          r"L/min nor mL/min.*mL/kg/min.*; export absolute VO2, or pass vo2_unit")  # fmt: skip
     fails(["time", "VO2", "VO2_I"], good, r"columns \['VO2', 'VO2_I'\] all look like vo2; pass "
           r"columns=\{'vo2': NAME\}")  # fmt: skip
     fails(["time", "O2", "HR"], good, r"no column 'VO2x' \(columns maps vo2 to it; found",
@@ -155,3 +158,14 @@ def test_pyoxynet_files_read_as_by_the_pyoxynet_reader():
             np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
         assert a.channels == ("vco2", "ve") and dict(a.metadata)["vo2_unit"] == "mL/min"
         assert 100 < np.median(a.x[:, 0]) < 6000 and 5 < np.median(a.x[:, 1]) < 250
+
+
+def test_a_test_starts_at_its_first_vo2_value(tmp_path):
+    """HR for 20 s before the gas analyser's first VO2: the session starts at that VO2, the
+    second the VO2 model is given, and says how much it dropped."""
+    rows = [[s, "" if s < 20 else 1500 + s, 100 + s] for s in range(N)]
+    s = read_cpet(_write(tmp_path / "late.csv", ["time", "VO2", "HR"], rows), min_length_s=10)
+    assert s.length == N - 20 and s.vo2_mask[0]
+    np.testing.assert_allclose(s.vo2[:3], [1520, 1521, 1522])
+    np.testing.assert_allclose(s.hr[:2], [120, 121])
+    assert dict(s.metadata)["seconds_before_first_vo2_dropped"] == "20"

@@ -185,3 +185,14 @@ def test_vo2_model_on_the_manual_gru_gives_the_same_rollout_and_gradients(x64):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError, match="unknown GRU implementation"):
         build_vo2_model(3, "256-2", gru_impl="cudnn", key=jax.random.key(0))
+
+
+def test_window_stats_refuses_concrete_starts_outside_the_session():
+    """Indexing past the end clamps: a window starting at 200 of 120 s would read the last
+    window's sums (its mean the session's end, no error). Concrete starts are checked."""
+    model = build_vo2_model(3, (8, 2), key=jax.random.key(0))
+    s = jnp.ones((120, model.window_head.weight.shape[1]))
+    mu, _, _ = model.window_stats(s, jnp.asarray(900.0), jnp.asarray([0, 60]))
+    assert mu.shape == (2,)
+    with pytest.raises(ValueError, match=r"window starts \[90, 200\] lie outside 0..60"):
+        model.window_stats(s, jnp.asarray(900.0), jnp.asarray([60, 90, 200]))

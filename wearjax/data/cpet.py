@@ -13,9 +13,14 @@ units row under the header (text where VO2 numbers should be) gives the columns'
 given, else the column's unit, else detected from the magnitude (median below 10 is L/min).
 VE is stored in L/min (a unit of mL/min, or a median above 500, is converted). Speed is stored
 in m/s: `units={"speed": ...}` when given, else the column's unit, else km/h (treadmills).
-VO2 relative to body mass (mL/kg/min) is refused. Each session's `metadata` records `vo2_unit`
+VO2 relative to body mass (mL/kg/min) is refused: by its unit, or, with no unit, by a median
+of 10-150 (neither L/min nor a test's mL/min). Each session's `metadata` records `vo2_unit`
 (the file's unit), `vo2_unit_basis` ("declared", "column header" or "detected (median ...)"),
 `speed_unit` when there is speed, and `columns` (field=header pairs used).
+
+A test starts at its first VO2 value (the VO2 model is given that second): seconds before it,
+HR recorded while the gas analyser warmed up, are dropped and counted in `metadata`
+(`seconds_before_first_vo2_dropped`).
 
 Values are separated by `,`, `;` or tab (whichever the header line has most of); with `;` or tab
 a decimal comma is read as a point. Grid conventions are those of `wearjax.data.readers`;
@@ -177,6 +182,13 @@ def read_cpet(
             f"only {span} s of VO2, shorter than {min_length_s:g} s",
             "use complete tests, or lower min_length_s",
         )
+    if seen[0] > 0:  # a test starts at its first VO2, the second the VO2 model is given
+        k = int(seen[0])
+        cut = {
+            f: np.asarray(getattr(session, f))[k:] for f in ("x", "hr", "vo2", "mask", "vo2_mask")
+        }
+        session = dataclasses.replace(session, **cut)
+        metadata.append(("seconds_before_first_vo2_dropped", str(k)))
     used = ", ".join(f"{field}={header[j]}" for field, j in found.items())
     session = dataclasses.replace(
         session, metadata=(*session.metadata, *metadata, ("columns", used))
@@ -288,6 +300,13 @@ def _volume(values, declared, unit, column, path) -> tuple[np.ndarray, str, str]
     else:
         positive = values[np.isfinite(values) & (values > 0)]
         median = float(np.median(positive)) if positive.size else float("nan")
+        if 10 <= median < 150:  # mL/kg/min: neither L/min nor a test's mL/min (hundreds up)
+            raise WearjaxFileError(
+                path,
+                f"column {column!r} has no unit and a median of {median:.3g}: neither L/min nor "
+                "mL/min, but what VO2 per kg of body mass (mL/kg/min) reads",
+                "export absolute VO2, or pass vo2_unit if it is one",
+            )
         name = "L/min" if median < 10 else "mL/min"
         basis = f"detected (median {median:.3g} {'<' if name == 'L/min' else '>='} 10)"
     return values * _VOLUME[_norm_unit(name)], name, basis

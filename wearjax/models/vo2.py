@@ -47,6 +47,7 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from wearjax.models.backbone import Encoder, GRUImpl, GRULayer, check_gru_impl, dense
@@ -211,7 +212,17 @@ class VO2Kalman(eqx.Module):
         starts: Int[Array, " window"],
     ) -> tuple[Float[Array, " window"], Float[Array, " window"], Float[Array, " window"]]:
         """`mu_hat`, `sigma_hat`, `Delta95_hat` (mL/min) of the `window`-second windows starting
-        at `starts`, from the window means of `s_t` (cumulative sums: any overlap)."""
+        at `starts`, from the window means of `s_t` (cumulative sums: any overlap). Concrete
+        `starts` must lie in `0..T - window` (indexing would clamp them to other windows)."""
+        if not isinstance(starts, jax.core.Tracer):
+            bad = np.flatnonzero(
+                (np.asarray(starts) < 0) | (np.asarray(starts) > len(s) - self.window)
+            )
+            if bad.size:
+                raise ValueError(
+                    f"window starts {np.asarray(starts)[bad][:5].tolist()} lie outside 0.."
+                    f"{len(s) - self.window} for {len(s)} s and {self.window} s windows"
+                )
         total = jnp.concatenate([jnp.zeros_like(s[:1]), jnp.cumsum(s, axis=0)])
         mean = (total[starts + self.window] - total[starts]) / self.window
         raw = dense(self.window_head.weight, self.window_head.bias, mean)
