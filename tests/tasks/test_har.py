@@ -91,3 +91,14 @@ def test_int8_weights_are_within_half_a_step_of_the_float_ones():
     assert bool(jnp.all(jnp.abs(q["w"] - w) <= step / 2 + 1e-7))
     np.testing.assert_array_equal(q["b"], model["b"])  # vectors stay float32
     assert nbytes == 6 * 9 + 6 * 4 + 6 * 4
+
+
+def test_a_convolutions_bias_stays_float32_though_it_has_two_dimensions():
+    import equinox as eqx
+
+    conv = eqx.nn.Conv1d(3, 8, kernel_size=5, key=jax.random.key(1))
+    assert conv.bias.shape == (8, 1)
+    q, nbytes = quantize_int8(conv)
+    np.testing.assert_array_equal(q.bias, conv.bias)
+    assert not np.array_equal(q.weight, conv.weight)  # the kernel is rounded
+    assert nbytes == 8 * 3 * 5 + 8 * 4 + 8 * 4  # int8 kernel, a scale per row, float32 bias

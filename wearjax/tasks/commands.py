@@ -308,23 +308,22 @@ def cv_vo2(args) -> int:
 # -- activity recognition ---------------------------------------------------------------------
 
 
+def epochs(text: str) -> int:
+    """An `--epochs` value: a whole number of at least 1, else argparse's one-line error."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def _har_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int, help="training epochs (default: 25 quick, 60 full)")
+    p.add_argument("--epochs", type=epochs, help="training epochs (default: 25 quick, 60 full)")
 
 
 def report_har(args) -> int:
-    """`wearjax report har`: the activity-recognition study and the edge report."""
-    from wearjax.tasks.har_study import har_study, markdown_table
+    """`wearjax report har` (`tasks.har_study.report_command`)."""
+    from wearjax.tasks.har_study import report_command
 
-    metrics = har_study(args.out, quick=args.quick, epochs=args.epochs, progress=True)
-    print(markdown_table(metrics))
-    e = metrics["edge"]
-    print(
-        f"edge (cmd, BasicMotions): {e['parameters']} parameters, {e['flops_per_window']:.3g} "
-        f"FLOPs/window, {e['latency_ms_batch1_median']:.2f} ms/window at batch 1, int8 accuracy "
-        f"change {e['accuracy_change_int8']:+.3f}; written to {args.out}"
-    )
-    return 0
+    return report_command(args)
 
 
 # -- the channel-aware transformer ------------------------------------------------------------
@@ -334,7 +333,7 @@ PROBE_DATA = ("pyoxynet_domain", "basic_motions", "watch")
 
 def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", choices=("tiny", "small", "base"), default="small")
-    p.add_argument("--epochs", type=int, help="pretraining epochs (default 30; quick 4)")
+    p.add_argument("--epochs", type=epochs, help="pretraining epochs (default 30; quick 4)")
     p.add_argument("--corpus", choices=("synthetic", "cpet", "both", "wrist"), default="synthetic",
                    help="the simulated cohort's 1 Hz physiology, pyoxynet's real resting tests, "
                    "both, or the simulated wrist (PPG, ACC, gyro) at 25 Hz")  # fmt: skip
@@ -389,7 +388,7 @@ def _virtual_arguments(p: argparse.ArgumentParser) -> None:
         help="synthetic, or a folder of sampled-signal recordings (acc_x/y/z, ppg, a reference "
         "HR; one subfolder per subject, or without subfolders one file per subject)",
     )
-    p.add_argument("--epochs", type=int, help="training epochs (default 40; quick 12)")
+    p.add_argument("--epochs", type=epochs, help="training epochs (default 40; quick 12)")
     p.add_argument("--subjects-out", type=int, default=1, help="cv: subjects held out per fold")
     p.add_argument(
         "--setting",

@@ -48,14 +48,15 @@ def n_parameters(model) -> int:
 def quantize_int8(model):
     """`model` with every floating weight of two or more dimensions rounded to int8 with one
     symmetric scale per output row (the first axis), then dequantised to float32 for running;
-    and the bytes the int8 weights, their scales and the untouched parameters take."""
+    and the bytes the int8 weights, their scales and the untouched parameters take. Biases
+    stay float32 whatever their shape (a convolution's is `[channels, 1]`)."""
     nbytes = 0
 
-    def one(a):
+    def one(path, a):
         nonlocal nbytes
         if not eqx.is_inexact_array(a):
             return a
-        if a.ndim < 2:
+        if a.ndim < 2 or getattr(path[-1], "name", None) == "bias":
             nbytes += a.size * 4
             return a
         rows = a.reshape(a.shape[0], -1)
@@ -65,7 +66,7 @@ def quantize_int8(model):
         nbytes += q.size + scale.size * 4
         return (q.astype(a.dtype) * scale).reshape(a.shape)
 
-    return jax.tree_util.tree_map(one, model), nbytes
+    return jax.tree_util.tree_map_with_path(one, model), nbytes
 
 
 def _logits_fn(model):

@@ -62,18 +62,23 @@ def datasets(quick: bool) -> dict:
 
 def har_study(
     out: str | Path, *, quick: bool = False, variants=None, epochs: int | None = None,
-    progress=False, resume: bool = False,
+    progress=False, resume: bool = False, seed: int = 0,
 ) -> dict:  # fmt: skip
     """Run the study (module docstring), write `out/metrics.json` and `out/edge/`; return the
     metrics. `out/metrics.json` is rewritten after every model, so an interrupted study keeps
     what it finished; `resume` skips the entries an earlier run with the same settings wrote
-    (the full model on BasicMotions is trained again when the edge report is missing)."""
+    (the full model on BasicMotions is trained again when the edge report is missing). `seed`
+    draws the models' initialisation and training; the folds stay those of the study."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     variants = tuple(variants or (QUICK_VARIANTS if quick else VARIANTS))
-    base = HARConfig()
-    epochs = epochs or (25 if quick else base.train.epochs)
+    base = HARConfig(seed=seed)
+    epochs = (25 if quick else base.train.epochs) if epochs is None else epochs
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
     metrics: dict = {"config": {"quick": quick, "epochs": epochs, "variants": list(variants)}}
+    if seed:  # only then: a seed-0 run resumes the metrics of runs that had no seed option
+        metrics["config"]["seed"] = seed
     path = out / "metrics.json"
     if resume and path.exists():
         earlier = json.loads(path.read_text())
@@ -124,3 +129,18 @@ def markdown_table(metrics: dict) -> str:
                 f"| {m['macro_f1_mean']:.3f} +- {m['macro_f1_sd']:.3f} | {m['n']} |"
             )
     return "\n".join(rows)
+
+
+def report_command(args) -> int:
+    """`wearjax report har`: the study (`har_study`) and its edge report, printed."""
+    metrics = har_study(
+        args.out, quick=args.quick, epochs=args.epochs, progress=True, seed=args.seed
+    )
+    print(markdown_table(metrics))
+    e = metrics["edge"]
+    print(
+        f"edge (cmd, BasicMotions): {e['parameters']} parameters, {e['flops_per_window']:.3g} "
+        f"FLOPs/window, {e['latency_ms_batch1_median']:.2f} ms/window at batch 1, int8 accuracy "
+        f"change {e['accuracy_change_int8']:+.3f}; written to {args.out}"
+    )
+    return 0
