@@ -132,3 +132,29 @@ def test_a_process_holding_some_folds_takes_each_folds_own_model():
     assert _model_of_fold(mine, 0) is None
     alone = SimpleNamespace(model={"w": jnp.arange(4.0)}, folds=None)
     assert float(_model_of_fold(alone, 3)["w"]) == 3.0
+
+
+@pytest.mark.slow
+def test_metrics_cover_only_the_sessions_a_fold_tests():
+    """A chronological split tests the last sessions only: the others have no held-out
+    prediction (0 bpm), and the study's MAE is that of the tested sessions' seconds alone."""
+    from wearjax.cv import Split
+    from wearjax.eval.protocols import given_mask
+    from wearjax.tasks.hr_personal import run_personal
+
+    cohort = simulate_cohort(jax.random.key(1), n_runners=3, sessions_per_runner=3,
+                             min_minutes=6.0, max_minutes=7.0)  # fmt: skip
+    split = Split.chronological(np.arange(cohort.n_sessions), test_fraction=0.25)
+    tested = split.test.any(axis=0)
+    assert 0 < tested.sum() < cohort.n_sessions
+    train = TrainConfig(learning_rate=1e-2, epochs=1, steps_per_epoch=2)
+    config = PersonalConfig(batch_size=2, calibration_steps=2, engine="scan", train=train)
+    result = run_personal(cohort, split, 60, 0, config, progress=False)
+    mask = np.asarray(cohort.mask & cohort.valid)
+    scored = (
+        mask & tested[:, None] & ~np.asarray(given_mask(cohort.mask & cohort.valid, 60, "standard"))
+    )
+    pred = np.asarray(result.predictions["standard"])
+    want = np.mean(np.abs(pred - np.asarray(cohort.hr))[scored])
+    assert result.entry["standard"]["mae"] == pytest.approx(want, rel=1e-5)
+    assert result.entry["standard"]["mae"] < 40.0  # the untested sessions' 0 bpm would be ~140

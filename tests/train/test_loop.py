@@ -256,6 +256,45 @@ def test_stopped_fold_is_frozen(tiny_study):
     assert np.all(cv.history["stopped"][-1])
 
 
+def test_a_fold_that_stops_early_is_frozen_while_another_trains_on():
+    """Two folds in one program: fold 0 validates against the opposite slope, so its
+    validation loss rises from the first epoch and it stops (patience 1); fold 1 validates on
+    its training data and trains on. Fold 0's model is the same with 4 epochs or 8, and its
+    history holds its best validation loss from the stop on, so the history's minimum and
+    argmin are those of the model kept."""
+    from wearjax.cv import fit_folds
+
+    x, y = least_squares()
+    sign = jnp.asarray([-1.0, 1.0])  # per fold: the validation target's slope sign
+
+    def validate(m, data, fold_sign):
+        x, y = data
+        return jnp.mean((x @ m.w + m.b - fold_sign * y) ** 2)
+
+    task = mse_task()._replace(validate=validate)
+    keys = jax.random.split(jax.random.key(3), 2)
+
+    def init(key):
+        return Linear(jnp.zeros(3), jnp.zeros(()))
+
+    runs = {}
+    for epochs in (4, 8):
+        recipe = TrainConfig(learning_rate=0.05, clip_norm=100.0, epochs=epochs,
+                             steps_per_epoch=5, early_stopping_patience=1).recipe()  # fmt: skip
+        runs[epochs] = fit_folds(init, task, (x, y), sign, recipe, keys)
+    history = runs[8].history
+    stopped = np.asarray(history["stopped"])
+    assert stopped[:, 0].any() and not stopped[:, 1].any()  # fold 0 stopped, fold 1 did not
+    for a, b in zip(jax.tree.leaves(runs[4].model), jax.tree.leaves(runs[8].model), strict=True):
+        np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(b)[0])  # frozen
+        assert not np.array_equal(np.asarray(a)[1], np.asarray(b)[1])  # still training
+    val = np.asarray(history["val_loss"])[:, 0]
+    kept = jax.tree.map(lambda a: a[0], runs[8].model)
+    np.testing.assert_allclose(val.min(), validate(kept, (x, y), -1.0), rtol=1e-6)
+    first_stop = int(np.argmax(stopped[:, 0]))
+    assert np.all(val[first_stop + 1 :] == val.min())
+
+
 def test_resumed_training_equals_an_uninterrupted_run_bit_for_bit(tmp_path):
     x, y = least_squares()
     start = Linear(jnp.zeros(3), jnp.zeros(()))

@@ -315,8 +315,9 @@ def run_personal(
     )  # fmt: skip
     eval_s = time.perf_counter() - t0
     entry = {}
+    tested = m & np.asarray(split.test).any(axis=0)[:, None]  # sessions some fold predicts
     for protocol in ("standard", "generative"):
-        scored = jnp.asarray(m & ~np.asarray(given_mask(mask, window, protocol)))
+        scored = jnp.asarray(tested & ~np.asarray(given_mask(mask, window, protocol)))
         pred = jnp.asarray(preds[protocol])
         metrics = jax.jit(summarize)(pred, cohort.hr, scored)
         metrics.update(

@@ -240,9 +240,12 @@ def make_epoch(
             lambda new, old: jnp.where(improved, new, old), params, state.best_params
         )
         new = TrainState(params, best, opt_state, plateau_state, stop, e + 1, key)
-        # a fold that had already stopped keeps its state: only its key moves on
+        # a fold that had already stopped keeps its state: only its key moves on; its
+        # history repeats its best validation loss (the kept model's), not the one of the
+        # epoch it ran and threw away, so the history's minimum and argmin stay the kept ones
         frozen = state._replace(key=key)
         out = jax.tree_util.tree_map(lambda a, b: jnp.where(state.stop.stopped, a, b), frozen, new)
+        val = jnp.where(state.stop.stopped, state.stop.best_val, val)
         aux = jax.tree_util.tree_map(lambda a: jnp.mean(a, axis=0), aux)
         return out, (jnp.mean(losses), val, aux)
 
