@@ -20,9 +20,13 @@ def test_standard_initial_carries_the_last_observed_window_start():
 
 def test_given_masks_and_hold_baseline():
     mask = jnp.asarray([0, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1], bool)
+    # window 0 starts in a dropout: it begins from second 1, which is given, not scored
     np.testing.assert_array_equal(
-        given_mask(mask, W, "standard"), [0, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0]
+        given_mask(mask, W, "standard"), [0, 1, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0]
     )
+    held = hold_baseline(HR, mask, W, "standard")
+    scored = np.asarray(mask & ~given_mask(mask, W, "standard"))
+    assert held[1] == HR[1] and not scored[1]  # the hold baseline is never scored on its given HR
     np.testing.assert_array_equal(
         given_mask(mask, W, "generative"), [0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
     )

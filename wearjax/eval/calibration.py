@@ -1,22 +1,23 @@
-"""Predictive bands calibrated on validation data.
+"""Predictive bands calibrated on out-of-sample residuals.
 
 A filter's own variance describes the noise its equations assume, not the errors it makes on a
 new runner (trained by MAE alone, the HR Kalman model's +-2 SD band covered 13-16% of true HR
 on the shared runs), and a deterministic model (the HR ODE) has none. Each fold therefore
-fits, on its own validation sessions (never its test sessions), a predictive variance of the
-form
+fits, on residuals of sessions it never trained or stopped on and never its own test sessions
+(the other folds' test sessions, `tasks.hr_bands`; with one fold, its validation sessions),
+a predictive variance of the form
 
     s^2(t) = kappa^2 (a v(t) + b + c h(t) H / (h(t) + H)),        H = GROWTH_TIME
 
 where `v` is the model's variance (zero for a deterministic model), `h` the seconds since HR was
 last known under the protocol (the window start, the session's first second, the last measured
-second) and `a, b, c >= 0` minimise the Gaussian negative log-likelihood of the validation
+second) and `a, b, c >= 0` minimise the Gaussian negative log-likelihood of those
 residuals (Adam in log space, `optax`). The growth term says that errors grow with the time
 since the last known HR and level off after about `H`, when the prediction no longer depends on
-that HR. Then `kappa` rescales the band so that 95% of the validation residuals fall within
+that HR. Then `kappa` rescales the band so that 95% of those residuals fall within
 +-1.96 s (a split-conformal-style step: it keeps the coverage near its target when residuals
 are heavier tailed than a Gaussian; the guarantee is approximate, since a session's residuals
-are correlated and the validation runners are few). Pure JAX; `vmap` it over folds.
+are correlated and the calibration runners are few). Pure JAX; `vmap` it over folds.
 """
 
 from __future__ import annotations

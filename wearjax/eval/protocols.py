@@ -58,12 +58,15 @@ def first_observed(
 def given_mask(
     mask: Bool[Array, "*batch time"], window: int, protocol: str
 ) -> Bool[Array, "*batch time"]:
-    """The samples a protocol hands to the model (excluded from its metrics)."""
+    """The samples a protocol hands to the model (excluded from its metrics). Under the
+    standard protocol: the observed window starts, and the session's first observed second,
+    from which the windows before the first observed window start begin (`standard_initial`;
+    it is a window start itself unless the session starts in a dropout)."""
     t = jnp.broadcast_to(jnp.arange(mask.shape[-1]), mask.shape)
+    first = jnp.argmax(mask, axis=-1)
     if protocol == "standard":
-        return mask & (t % window == 0)
+        return mask & ((t % window == 0) | (t == first[..., None]))
     if protocol == "generative":
-        first = jnp.argmax(mask, axis=-1)
         return mask & (t == first[..., None])
     raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
 
