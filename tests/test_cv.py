@@ -261,6 +261,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow  # a fresh process with 2 devices: 20-30 s
 def test_folds_start_sharded_from_one_program_with_the_eager_bits():
     """`compile_folds` builds the folds' initial training state in one jitted program, placed
     over the mesh's "fold" axis (eagerly, each optimiser leaf and each placement compiled a

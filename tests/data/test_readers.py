@@ -76,7 +76,9 @@ def test_to_session_rejects_records_without_time_and_absurd_spans():
         _grid([np.nan, np.nan], [100, 100])
     with pytest.raises(WearjaxFileError, match="mem: records span 55.6 h.*corrupt"):
         _grid(np.r_[np.arange(100.0), 2e5], np.full(101, 100.0))
-    with pytest.raises(WearjaxFileError, match="mem: records are a median 200000 s apart.*unit of the time column"):
+    with pytest.raises(
+        WearjaxFileError, match="mem: records are a median 200000 s apart.*unit of the time column"
+    ):
         _grid([0, 2e5], [100, 100])
 
 

@@ -420,6 +420,7 @@ def _own_windows(path, subjects: bool = True, train: bool = False):
     return path
 
 
+@pytest.mark.slow  # the whole CLI with MiniRocket and 2 draws: about 27 s
 def test_cv_probe_runs_on_a_researchers_own_npz_windows(tmp_path, capsys):
     from wearjax.models.transformer import build_transformer
     from wearjax.tasks.pretrain import save_encoder
