@@ -398,30 +398,45 @@ def test_a_blank_start_of_altitude_is_held_at_the_first_reading_and_the_gain_sta
 
 def test_with_require_hr_a_part_without_hr_is_left_out_and_the_others_kept(tmp_path, caplog):
     """Two running activities in one TCX, the second recorded without the strap: with
-    `require_hr` the first is read and the second left out with a warning naming it."""
-    times = ["2021-03-24T21:40:55.000Z", "2021-03-24T21:40:56.000Z", "2021-03-24T21:40:58.000Z"]
+    `require_hr` the first is read and the second left out with a warning naming it, by the
+    reader and by a folder load (what `cv hr` uses)."""
+    from datetime import timedelta
 
-    def points(hr: bool) -> str:
+    def points(start: str, hr: bool) -> str:
+        t0 = datetime.fromisoformat(start)
         point = (
             POINT if hr else POINT.replace("<HeartRateBpm><Value>{hr}</Value></HeartRateBpm>", "")
         )
         return "".join(
-            point.format(time=t, alt=275.0, dist=4.0 * i, hr=140, speed="", cad=85)
-            for i, t in enumerate(times)
+            point.format(
+                time=(t0 + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                alt=275.0,
+                dist=3.0 * i,
+                hr=140,
+                speed="",
+                cad=85,
+            )  # fmt: skip
+            for i in range(90)
         )
 
     second = (
         '<Activity Sport="Running"><Id>2021-03-25T08:00:00Z</Id><Lap StartTime='
-        f'"2021-03-25T08:00:00Z"><Track>{points(False).replace("03-24T21:40", "03-25T08:00")}'
+        f'"2021-03-25T08:00:00Z"><Track>{points("2021-03-25T08:00:00+00:00", False)}'
         "</Track></Lap></Activity>\n </Activities>"
     )
-    text = TCX.format(points=points(True)).replace(" </Activities>", second)
-    path = tmp_path / "two.tcx"
-    path.write_text(text)
-    assert len(read_tcx(path, min_length_s=0)) == 2
-    with caplog.at_level("WARNING", logger="wearjax.data.readers"):
-        (s,) = read_tcx(path, min_length_s=0, require_hr=True)
-    assert s.mask.any() and "left out" in caplog.text and "has no heart rate" in caplog.text
+    text = TCX.format(points=points("2021-03-24T21:40:55+00:00", True))
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    path = folder / "two.tcx"
+    path.write_text(text.replace(" </Activities>", second))
+    assert len(read_tcx(path)) == 2
+    with caplog.at_level("WARNING"):
+        (s,) = read_tcx(path, require_hr=True)
+        assert s.mask.any() and "left out" in caplog.text and "has no heart rate" in caplog.text
+        caplog.clear()
+        sessions, skipped = load_folder(folder, require_hr=True, cache_dir=tmp_path / "cache")
+    assert len(sessions) == 1 and sessions[0].mask.any() and skipped == []
+    assert "left out part" in caplog.text
 
 
 def test_a_pause_of_hours_or_times_in_milliseconds_are_refused_with_the_fix(tmp_path):

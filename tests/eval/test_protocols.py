@@ -27,6 +27,9 @@ def test_given_masks_and_hold_baseline():
     held = hold_baseline(HR, mask, W, "standard")
     scored = np.asarray(mask & ~given_mask(mask, W, "standard"))
     assert held[1] == HR[1] and not scored[1]  # the hold baseline is never scored on its given HR
+    np.testing.assert_array_equal(  # the HR training loss's form: window starts alone
+        given_mask(mask, W, "standard", first_given=False), [0, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0]
+    )
     np.testing.assert_array_equal(
         given_mask(mask, W, "generative"), [0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
     )

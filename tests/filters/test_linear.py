@@ -452,6 +452,23 @@ def test_a_float32_rank_one_covariance_is_judged_eagerly_as_under_jit():
         np.testing.assert_allclose(eager, jitted, rtol=1e-5)
 
 
+def test_the_smoother_gain_of_a_positive_definite_model_is_the_plain_cholesky_solve():
+    """The boost for singular covariances is applied only where the factor fails: a positive
+    definite P^- of very different scales (HR 100 bpm^2 beside a drift of 1e-4) in float32
+    gives the plain Cholesky solve's bits, where a boost of eps x trace would swamp the drift."""
+    from wearjax.filters.linear import cho_solve_lower, cholesky_lower, matmul, smoother_gain
+
+    filtered = jnp.asarray([[90.0, 0.01], [0.01, 1e-4]], jnp.float32)
+    F = jnp.asarray([[1.0, 1.0], [0.0, 0.99]], jnp.float32)
+    predicted = F @ filtered @ F.T + jnp.diag(jnp.asarray([10.0, 1e-5], jnp.float32))
+
+    def plain(filtered, predicted, F):
+        return cho_solve_lower(cholesky_lower(predicted), matmul(F, filtered)).T
+
+    got = jax.jit(smoother_gain)(filtered, predicted, F)
+    np.testing.assert_array_equal(got, jax.jit(plain)(filtered, predicted, F))
+
+
 @pytest.mark.parametrize("smoother", ["kalman_smoother", "parallel_kalman_smoother"])
 @pytest.mark.parametrize("case", ["exact start", "exact velocity"])
 def test_smoothers_of_a_state_known_exactly_match_the_dense_posterior(x64, smoother, case):

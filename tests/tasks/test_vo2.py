@@ -261,14 +261,15 @@ def test_a_folder_test_without_hr_is_skipped_where_the_others_have_it(tmp_path):
     baseline (b), VO2 in proportion to HR, would predict 0 there). It is skipped, named."""
     folder = tmp_path / "cpet"
     write_cpet_folder(folder, n_subjects=5, seconds=120)
-    for path in folder.glob("*/ramp.csv"):  # HR under its usual name, found without a mapping
-        lines = path.read_text().replace("HF", "HR").splitlines()
-        if path.parent.name == "subject2":  # this test was recorded without the chest strap
-            lines = [";".join(c for j, c in enumerate(line.split(";")) if j != 2) for line in lines]
+    for path in folder.glob("*/ramp.csv"):  # HR and load under names found without a mapping
+        lines = path.read_text().replace("HF", "HR").replace("Last", "Load").splitlines()
+        if path.parent.name == "subject2":  # recorded without the chest strap, nor the load
+            lines = [";".join(c for j, c in enumerate(line.split(";")) if j < 2) for line in lines]
         path.write_text("\n".join(lines) + "\n")
     said = []
-    columns = {"time": "Zeit", "vo2": "VO2 abs", "work_rate": "Last"}
+    columns = {"time": "Zeit", "vo2": "VO2 abs"}  # HR and the load found by their names
     cohort, note = presets.load_cpet_folder_cohort(folder, columns=columns, say=said.append)
-    assert cohort.x.shape[0] == 4 and "4 tests of 4 subjects" in note and "inputs: hr" in note
+    assert cohort.x.shape[0] == 4 and "4 tests of 4 subjects" in note
+    assert "inputs: hr, work_rate" in note  # the skipped test's missing load is not lost
     assert np.asarray(cohort.mask).any(axis=1).all()
     assert any("subject2" in s and "no heart rate, which the other tests have" in s for s in said)

@@ -209,8 +209,10 @@ def load_cpet_folder(
     """Every usable CPET test under `path` (`read_cpet`), and the files skipped with reasons.
 
     Runners are subfolder names (`folder/subject/test.csv`), else file stems (one subject per
-    test). Sessions keep the input channels every usable test has, in `SESSION_CHANNEL_UNITS`
-    order. Raises `WearjaxFileError` naming the folder when no test is usable.
+    test). Where some tests have HR, a test without it is skipped (HR is then an input, which it
+    would give as 0 bpm). Sessions keep the input channels every remaining test has, in
+    `SESSION_CHANNEL_UNITS` order. Raises `WearjaxFileError` naming the folder when no test is
+    usable.
     """
     _check_options(columns, vo2_unit, units)
     folder = Path(path)
@@ -245,6 +247,12 @@ def load_cpet_folder(
         folder, sessions, skipped, "CPET test",
         "add CSV exports with a time and a VO2 column, or name them with columns=",
     )  # fmt: skip
+    with_hr = [bool(np.any(s.mask)) for s in sessions]
+    if any(with_hr) and not all(with_hr):  # HR is an input: a test without it would read 0 bpm
+        reason = "no heart rate, which the other tests have and the model reads; record HR in "
+        skipped += [Skipped(Path(s.source), reason + "every test or drop its column")
+                    for s, ok in zip(sessions, with_hr, strict=True) if not ok]  # fmt: skip
+        sessions = [s for s, ok in zip(sessions, with_hr, strict=True) if ok]
     common = tuple(c for c in sessions[0].channels if all(c in s.channels for s in sessions))
     for s in sessions:
         if s.channels != common:

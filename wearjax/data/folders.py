@@ -37,7 +37,7 @@ from wearjax.errors import WearjaxDataError, WearjaxFileError
 logger = logging.getLogger(__name__)
 
 SUFFIXES = (".fit", ".tcx", ".csv", ".npz")
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 """Bumped whenever a reader's output changes, so stale cache entries are not used."""
 
 MANIFEST_COLUMNS = ("file", "runner")
@@ -130,8 +130,14 @@ def load_folder(
                 raise _unsupported(file)
             found = _cached_read(file, cache, max_gap_s=max_gap_s, units=units)
             found = [_attach(s, file, runner, subject) for s in found]
-            if require_hr:
-                found = [check_hr(s, file) for s in found]
+            if require_hr:  # parts without HR are left out; a file with none is skipped
+                with_hr = [s for s in found if s.mask.any()]
+                for s in found:
+                    if not s.mask.any():
+                        logger.warning(
+                            "%s: left out part %s: it has no heart rate", file, s.workout
+                        )
+                found = with_hr or [check_hr(found[0], file)]
         except WearjaxDataError as err:
             skipped.append(Skipped(file, skip_reason(err)))
             continue

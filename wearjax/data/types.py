@@ -222,8 +222,8 @@ def stack_sessions(sessions: list[Session], *, bucket: int = 600) -> Cohort:
     """Pad sessions to a common length bucket and stack them into a `Cohort`.
 
     All sessions must share one channel list. NaN channel values (a sensor that dropped out)
-    are replaced by the previous finite value of that channel (zero-order hold), or 0 before the
-    first one; NaN targets are masked out and stored as 0.
+    are replaced by the previous finite value of that channel (zero-order hold), or the first
+    one before it (0 for a channel with none); NaN targets are masked out and stored as 0.
     """
     if not sessions:
         raise WearjaxDataError("no sessions to stack: the cohort would be empty")

@@ -334,15 +334,21 @@ def smoother_gain(
     """RTS gain G = P_t F_t^T (P^-_{t+1})^{-1}, through a Cholesky factor of P^-_{t+1}.
 
     P^-_{t+1} is singular where a state component is known exactly (P0 = 0, or Q singular with
-    a noiseless component the transition keeps apart), which the input checks accept; its
-    Cholesky factor would then be NaN. The diagonal gets 64 eps x trace(P^-) first, the
-    checks' rounding tolerance: in the null directions P_t F_t^T is zero too, so the gain's
-    entries there multiply terms that are zero (the smoothed and predicted states agree
-    exactly along them), and elsewhere the change is at rounding level."""
+    a noiseless component the transition keeps apart), which the input checks accept: a pivot
+    of its Cholesky factor is then zero, rounding or NaN. Only then (a pivot^2 within 64 eps,
+    the checks' tolerance, of its diagonal entry, or a factor that is not finite) is the
+    diagonal raised, by 64 eps x trace(P^-), and factored again: in the null directions
+    P_t F_t^T is zero too, so the gain's entries there multiply terms that are zero. Any other
+    covariance, however different its components' scales, is factored as it is."""
     d = predicted_cov.shape[-1]
-    boost = 64 * jnp.finfo(predicted_cov.dtype).eps * jnp.trace(predicted_cov)
-    boosted = predicted_cov + boost * jnp.eye(d, dtype=predicted_cov.dtype)
-    return cho_solve_lower(cholesky_lower(boosted), matmul(F, filtered_cov)).T
+    eps = 64 * jnp.finfo(predicted_cov.dtype).eps
+    plain = cholesky_lower(predicted_cov)
+    pivot = jnp.square(jnp.diagonal(plain))
+    failed = ~jnp.all(jnp.isfinite(plain)) | jnp.any(pivot <= eps * jnp.diagonal(predicted_cov))
+    boost = jnp.where(jax.lax.stop_gradient(failed), eps, 0.0)
+    boost = jax.lax.stop_gradient(boost * jnp.trace(predicted_cov))
+    chol = cholesky_lower(predicted_cov + boost * jnp.eye(d, dtype=predicted_cov.dtype))
+    return cho_solve_lower(chol, matmul(F, filtered_cov)).T
 
 
 def smoother_cov(

@@ -184,7 +184,8 @@ def _segment_loss(model, x, hr, mask, keys, generative_weight: float, crps_weigh
 
     std, gen = jax.vmap(call)(x, hr, mask, keys)
     crps_weight = crps_weight if model.has_variance else 0.0  # without one, CRPS is the MAE
-    loss = _protocol_loss(std, hr, mask, given_mask(mask, w, "standard"), w, crps_weight)
+    given = given_mask(mask, w, "standard", first_given=False)  # the published loss's form
+    loss = _protocol_loss(std, hr, mask, given, w, crps_weight)
     if generative_weight:
         given = given_mask(mask, w, "generative")
         loss += generative_weight * _protocol_loss(gen, hr, mask, given, w, crps_weight)

@@ -8,8 +8,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
-import numpy as np
-
 from wearjax.data.types import Cohort
 from wearjax.signal.features import DEVICE_FEATURES
 from wearjax.tasks.hr import HRStudyConfig
@@ -168,13 +166,6 @@ def load_cpet_folder_cohort(
     sessions, skipped = load_cpet_folder(folder, columns=columns, vo2_unit=vo2_unit)
     for s in skipped:
         say(f"skipped {s.path}: {s.reason}")
-    with_hr = [bool(np.any(s.mask)) for s in sessions]
-    if any(with_hr) and not all(with_hr):  # HR is an input: a test without it would read 0 bpm
-        for s, ok in zip(sessions, with_hr, strict=True):
-            if not ok:
-                reason = "no heart rate, which the other tests have and the model reads"
-                say(f"skipped {s.source}: {reason}; record HR in every test or drop its column")
-        sessions = [s for s, ok in zip(sessions, with_hr, strict=True) if ok]
     meta = [dict(s.metadata) for s in sessions]
     read_as = Counter(
         f"{m.get('vo2_unit', 'mL/min')} ({m.get('vo2_unit_basis', 'declared').split(' (')[0]})"
