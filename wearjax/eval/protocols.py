@@ -62,8 +62,8 @@ def given_mask(
     standard protocol: the observed window starts, and the session's first observed second,
     from which the windows before the first observed window start begin (`standard_initial`;
     it is a window start itself unless the session starts in a dropout). `first_given=False`
-    leaves that second out: the HR training loss's form, kept so that its segments that start
-    in a dropout (8 of the shared runs' 2,364 window starts) train the published models."""
+    leaves that second out: the HR training loss's form, kept so that the published models,
+    whose training segments sometimes start in a dropout, train as they did."""
     t = jnp.broadcast_to(jnp.arange(mask.shape[-1]), mask.shape)
     first = jnp.argmax(mask, axis=-1)
     if protocol == "standard":
