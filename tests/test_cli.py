@@ -68,6 +68,29 @@ def test_bad_arguments_are_one_line_before_any_work(tmp_path, capsys, argv, mess
     assert not (tmp_path / "o").exists()
 
 
+def test_demo_refuses_folds_its_mesh_cannot_split_before_simulating(tmp_path, capsys, monkeypatch):
+    """The quick demo has 2 folds: a fold axis of 3 devices is refused before the cohort is
+    simulated (the check `cv.fit_folds` makes again once training starts)."""
+    import jax
+    import numpy as np
+
+    import wearjax.data.synthetic
+    import wearjax.sharding
+
+    one = jax.devices()[0]  # a mesh of three entries, only checked, never run on
+    mesh = jax.sharding.Mesh(np.array([one] * 3).reshape(3, 1), ("fold", "data"))
+    monkeypatch.setattr(wearjax.sharding, "current_mesh", lambda: mesh)
+
+    def simulate(*args, **kwargs):
+        raise AssertionError("the cohort was simulated before the mesh was checked")
+
+    monkeypatch.setattr(wearjax.data.synthetic, "simulate_cohort", simulate)
+    code = main(["demo", "--quick", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "2 folds cannot be split evenly over 3 devices" in err[0], err[0]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

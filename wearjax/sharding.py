@@ -130,6 +130,16 @@ def check_mesh(mesh: jax.sharding.Mesh, n_folds: int) -> None:
         )
 
 
+def check_fold_layout(n_folds: int) -> None:
+    """Refuse, before any data is read or simulated, `n_folds` folds that this run's processes
+    (`process_folds`) or the mesh set with `jax.set_mesh` cannot split evenly; `fit_folds`
+    would refuse them only once it starts."""
+    mesh = current_mesh()
+    local = len(process_folds(n_folds))
+    if mesh is not None:
+        check_mesh(mesh, local)
+
+
 def split_over_data(mesh: jax.sharding.Mesh, batch):
     """Each leaf of a training batch split over the mesh's "data" axis along its leading
     (batch) axis, where that axis divides evenly; other leaves stay as they are."""

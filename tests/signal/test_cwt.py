@@ -67,3 +67,33 @@ def test_resample_matches_scipy(n, m_rate):
 def test_scales_above_a_quarter_of_the_rate_are_refused():
     with pytest.raises(ValueError, match="a quarter of the rate"):
         wavelet_width([0.5], 1.0)
+
+
+@pytest.mark.parametrize("value", [0.0, 9.81, 72.3, 1000.1])
+@pytest.mark.parametrize(("rate", "nominal", "n"), [(1.0, 1.0, 60), (50.0, 25.0, 200)])
+def test_a_constant_channel_gives_zero_planes_and_scalogram(value, rate, nominal, n):
+    """A flat channel (HR held, a sensor stuck) has nothing to show: its float mean misses its
+    value by an ulp, and resampling rings by a few; neither may be scaled up to unit SD."""
+    from wearjax.signal.cwt import signal_planes
+
+    x = jnp.full((2, n), value, jnp.float32)
+    assert float(jnp.abs(signal_planes(x, rate, nominal)).max()) == 0.0
+    freqs = scale_grid(0.05 * nominal, 0.25 * nominal, 5)
+    assert float(jnp.abs(scalogram(x, rate, nominal, freqs)).max()) == 0.0
+    ramp = x + jnp.linspace(0.0, 1.0, n)[None]  # a real signal is still standardised
+    planes = signal_planes(ramp, rate, nominal)
+    np.testing.assert_allclose(np.asarray(planes[:, 0].std(-1)), 1.0, rtol=1e-3)
+
+
+def test_float64_input_is_transformed_in_float64():
+    """In x64 mode a float64 signal keeps float64 (float32 input stays float32), and matches
+    the direct convolution to float64 rounding."""
+    import jax
+
+    with jax.enable_x64(True):
+        x = np.random.default_rng(3).normal(size=128)
+        widths = wavelet_width(scale_grid(0.5, 6.0, 5), 25.0, "morlet")
+        got = cwt(jnp.asarray(x, jnp.float64), widths, "morlet")
+        assert got.dtype == jnp.complex128
+        np.testing.assert_allclose(np.asarray(got), _direct(x, widths, "morlet"), atol=1e-10)
+        assert cwt(jnp.asarray(x, jnp.float32), widths).dtype == jnp.float32

@@ -672,3 +672,38 @@ def test_a_researchers_file_whose_fold_fits_on_one_class_is_refused_before_the_w
     with pytest.raises(WearjaxDataError, match="two_runners_walk.npz: fold . fits on windows of "
                        "class 'walk' only"):  # fmt: skip
         probe_windows(str(path))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (dict(high_hz=0.3), "high_hz <= 0.25"),
+        (dict(low_hz=0.3, high_hz=0.2), "0 < low_hz < high_hz"),
+        (dict(n_scales=63), "n_scales=63: give a multiple of 5"),
+        (dict(nominal_rate=25.0, high_hz=6.25, n_scales=3), "n_scales=3"),
+    ],
+)
+def test_scale_settings_are_refused_before_anything_is_built(change, message):
+    from wearjax.tasks.pretrain import check_config
+
+    with pytest.raises(ValueError, match=message):
+        check_config(PretrainConfig(**change))
+    check_config(PretrainConfig(nominal_rate=25.0, low_hz=0.25, high_hz=6.25, n_scales=25))
+
+
+def test_windows_slower_than_the_encoders_scales_are_named(caplog):
+    """1 Hz windows to an encoder whose scales reach 6.25 Hz: its top rows see no signal, and
+    the probe says so once (it still runs: BasicMotions at 10 Hz is probed this way)."""
+    from wearjax.data.imu import LabelledWindows
+    from wearjax.models.transformer import build_transformer
+    from wearjax.tasks.pretrain import WRIST
+    from wearjax.tasks.probe import embed_windows
+
+    x = np.random.default_rng(0).normal(size=(2, 60, 2)).astype(np.float32)
+    none = np.zeros(2, np.int32)
+    w = LabelledWindows(x, none, none, none, ("a",), ("p", "q"), {}, 1.0)
+    model = build_transformer("tiny", key=jax.random.key(0))
+    with caplog.at_level("WARNING"):
+        embed_windows(model, w, WRIST.header())
+    notes = [r.getMessage() for r in caplog.records]
+    assert len(notes) == 1 and "hold nothing above 0.5 Hz" in notes[0] and "6.25 Hz" in notes[0]

@@ -92,9 +92,12 @@ def cwt(
     half = int(min(np.ceil(5 * widths.max()), n - 1))  # beyond n-1 nothing reaches the output
     length = 2 * half + 1
     complex_out = wavelet == "morlet"
-    kernels = wavelet_kernels(widths, length, wavelet, np.complex64 if complex_out else np.float32)
+    real = jnp.float64 if x.dtype == jnp.float64 else jnp.float32  # float64: x64 mode
+    kernel_dtype = {jnp.float32: jnp.complex64, jnp.float64: jnp.complex128}[real]
+    kernel_dtype = kernel_dtype if complex_out else real
+    kernels = wavelet_kernels(widths, length, wavelet, kernel_dtype)
     n_fft = 1 << int(np.ceil(np.log2(n + length - 1)))
-    fx = jnp.fft.fft(x.astype(jnp.float32), n=n_fft, axis=-1)[..., None, :]
+    fx = jnp.fft.fft(x.astype(real), n=n_fft, axis=-1)[..., None, :]
     fk = jnp.fft.fft(jnp.asarray(kernels), n=n_fft, axis=-1)
     fk = fk.reshape((1,) * (fx.ndim - 2) + fk.shape)
     full = jnp.fft.ifft(fx * fk, axis=-1)[..., half : half + n]  # "same": centred slice
@@ -110,12 +113,17 @@ def signal_planes(
     x: Float[Array, "*batch time"], rate: float, nominal: float
 ) -> Float[Array, "*batch 3 out"]:
     """The signal resampled to `nominal` Hz and its first and second differences, each
-    standardised over time (a constant plane stays zero)."""
+    standardised over time. A plane whose SD is at the signal's rounding level (under 1e-5
+    of its largest magnitude: a constant channel, whose float mean misses its value by an ulp
+    and whose resampling rings by a few) stays zero rather than blowing that noise up to 1."""
     x = resample(x, rate, nominal)
     d1 = jnp.diff(x, axis=-1, prepend=x[..., :1])
     d2 = jnp.diff(d1, axis=-1, prepend=d1[..., :1])
     planes = jnp.stack([x, d1, d2], axis=-2)
-    return (planes - planes.mean(-1, keepdims=True)) / (planes.std(-1, keepdims=True) + 1e-6)
+    sd = planes.std(-1, keepdims=True)
+    floor = 1e-5 * jnp.max(jnp.abs(x), axis=-1, keepdims=True)[..., None, :]
+    centred = (planes - planes.mean(-1, keepdims=True)) / (sd + 1e-6)
+    return jnp.where(sd > floor, centred, 0.0)
 
 
 def levels(x: Float[Array, "*batch time"], rate: float, nominal: float) -> Float[Array, "*batch 2"]:

@@ -71,17 +71,19 @@ def demo(args) -> int:
     import jax
 
     from wearjax.data.synthetic import simulate_cohort
+    from wearjax.sharding import check_fold_layout
     from wearjax.tasks.hr_study import run_hr_study
     from wearjax.tasks.presets import demo_config
 
     t0 = time.perf_counter()
     cohort_args, config = demo_config(args.quick, args.seed)
+    check_fold_layout(-(-cohort_args["n_runners"] // config.runners_out))  # before simulating
     cohort = simulate_cohort(jax.random.key(args.seed), **cohort_args)
     print(f"simulated {cohort.n_sessions} sessions of {cohort.n_runners} runners "
           f"in {time.perf_counter() - t0:.1f} s")  # fmt: skip
     results, predictions = run_hr_study(cohort, config, progress=True)
-    results["demo"] = {"preset": "quick" if args.quick else "full", "seed": args.seed,
-                       "seconds": time.perf_counter() - t0}  # fmt: skip
+    preset = "quick" if args.quick else "full"
+    results["demo"] = {"preset": preset, "seed": args.seed, "seconds": time.perf_counter() - t0}
     _hr_outputs(results, predictions, args.out)
     print(f"total {time.perf_counter() - t0:.0f} s")
     return 0

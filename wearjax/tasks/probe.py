@@ -50,6 +50,12 @@ def embed_windows(model, windows: LabelledWindows, header: dict, *, batch: int =
             "the encoder sees these %g Hz windows at %g Hz: content above %g Hz is lost",
             rate, nominal, header["high_hz"],
         )  # fmt: skip
+    if rate < 2 * header["high_hz"]:  # upsampled: the scales above rate / 2 see nothing
+        logger.warning(
+            "these %g Hz windows hold nothing above %g Hz, but the encoder's scales reach %g Hz: "
+            "its top scale rows see no signal (an encoder pretrained at a lower rate fits them)",
+            rate, rate / 2, header["high_hz"],
+        )  # fmt: skip
 
     @eqx.filter_jit
     def run(model, x):
@@ -406,12 +412,7 @@ def probe_command(args, say) -> int:
         raise no_subjects("basic_motions")
     w, split = probe_windows(args.data, args.seed)
     subs = [split] if labelled is None else scarce_splits(w, split, labelled, draws, args.seed)
-    model, header = load_encoder(args.encoder)
-    if w.rate > 4 * header["nominal_rate"]:
-        say(
-            f"the encoder works at {header['nominal_rate']:g} Hz; these {w.rate:g} Hz windows lose "
-            f"everything above {header['high_hz']:g} Hz (pretrain at a higher rate for them)"
-        )
+    model, header = load_encoder(args.encoder)  # embed_windows warns of a rate that misfits
 
     rows = {  # ProbeScores, [draws, K] each
         "encoder": probe_over(embed_windows(model, w, header), w, subs),

@@ -64,6 +64,9 @@ def save(path: str | Path, header: dict, tree: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
+        umask = os.umask(0)  # read it back: the file gets the mode `open` would give (not 0600)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             f.write(line + payload)
             f.flush()
@@ -74,11 +77,12 @@ def save(path: str | Path, header: dict, tree: Any) -> Path:
     return path
 
 
-def read_header(path: str | Path) -> tuple[dict, bytes]:
+def read_header(path: str | Path, refit: str = _REFIT) -> tuple[dict, bytes]:
     """The checked header of a checkpoint and its (checksum-verified) weight bytes.
 
     Raises `WearjaxFileError` naming the file when it is missing, is not a wearjax checkpoint,
-    has another format version, or its weights are truncated or damaged.
+    has another format version, or its weights are truncated or damaged; `refit` is the fix
+    offered where the file must be written again.
     """
     path = Path(path)
     try:
@@ -103,14 +107,14 @@ def read_header(path: str | Path) -> tuple[dict, bytes]:
             path,
             f"checkpoint format version {header.get('version')!r}; this wearjax reads "
             f"version {VERSION}",
-            _REFIT,
+            refit,
         )
     if header.get("header_sha256") != _header_digest(header):
         raise WearjaxFileError(
             path,
             "the header does not match its checksum (edited or damaged): its settings cannot be "
             "trusted",
-            f"copy the file again or {_REFIT}",
+            f"copy the file again or {refit}",
         )
     expected = header.get("payload", {})
     if len(payload) != expected.get("bytes") or (
@@ -119,7 +123,7 @@ def read_header(path: str | Path) -> tuple[dict, bytes]:
         raise WearjaxFileError(
             path,
             f"the weights are damaged ({len(payload)} bytes, checksum does not match the header)",
-            f"copy the file again or {_REFIT}",
+            f"copy the file again or {refit}",
         )
     return header, payload
 
@@ -130,15 +134,22 @@ def _header_digest(header: dict) -> str:
     return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
 
 
-def load(path: str | Path, skeleton: Callable[[dict], Any]) -> tuple[dict, Any]:
-    """The header and the pytree of a checkpoint; `skeleton(header)` gives its structure."""
-    header, payload = read_header(path)
+def load(
+    path: str | Path, skeleton: Callable[[dict], Any], refit: str = _REFIT
+) -> tuple[dict, Any]:
+    """The header and the pytree of a checkpoint; `skeleton(header)` gives its structure (a
+    `KeyError` from it: not a file of this kind). Weights of other shapes than the skeleton's,
+    or left over after it, are refused; `refit` is the fix offered."""
+    header, payload = read_header(path, refit)
     try:
         like = skeleton(header)
-        tree = eqx.tree_deserialise_leaves(io.BytesIO(payload), like)
-    except (KeyError, TypeError, ValueError) as err:
+        stream = io.BytesIO(payload)
+        tree = eqx.tree_deserialise_leaves(stream, like)
+        if extra := len(stream.read()):
+            raise ValueError(f"{extra} bytes of weights are left over")
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:  # RuntimeError: a shape
         raise WearjaxFileError(
-            path, f"the weights do not fit the model its header describes ({err})", _REFIT
+            path, f"the weights do not fit the model its header describes ({err})", refit
         ) from err
     return header, tree
 
@@ -222,7 +233,7 @@ def load_training_state(path: str | Path, like, header: dict) -> tuple[Any, dict
             )
     try:
         stored = eqx.tree_deserialise_leaves(io.BytesIO(payload), _storable(like))
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:  # RuntimeError: a shape
         raise WearjaxFileError(path, f"the state does not fit this model ({err})", _REFIT) from err
     state = stored._replace(key=jax.random.wrap_key_data(stored.key))
     history = {k: [np.asarray(v, np.float32 if k != "stopped" else bool) for v in values]
