@@ -62,3 +62,23 @@ def test_deterministic_model_and_vmap_over_folds():
     one = fit_calibration(*(a[1] for a in stacked))
     np.testing.assert_allclose(cal.floor[1], one.floor, rtol=1e-5)
     assert np.all(np.asarray(cal.floor) > 4.0)  # the model term is gone: the floor takes it
+
+
+def test_float64_predictions_calibrate_with_float32_or_float64_horizons(x64):
+    """Under x64 a horizon follows the predictions' dtype: `seconds_since(known, dtype)`, and
+    `fit_calibration` / `Calibration.variance` cast a float32 horizon (exact whole seconds) to
+    the predictions' float64, giving the fit of the float64 horizon bit for bit."""
+    pred, var, hr, scored, horizon = (jnp.asarray(a) for a in _problem(6, n=8))
+    known = jnp.asarray(np.asarray(~scored))
+    h32, h64 = (
+        jax.vmap(seconds_since)(known),
+        jax.vmap(lambda k: seconds_since(k, jnp.float64))(known),
+    )
+    assert (h32.dtype, h64.dtype, pred.dtype) == (jnp.float32, jnp.float64, jnp.float64)
+    np.testing.assert_array_equal(h64, horizon)
+    want = fit_calibration(pred, var, hr, scored, h64, steps=50)
+    got = fit_calibration(pred, var, hr, scored, h32, steps=50)
+    assert got.floor.dtype == jnp.float64
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(got.variance(var, h32), want.variance(var, h64))

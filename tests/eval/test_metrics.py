@@ -246,3 +246,43 @@ def test_predictive_scores_match_scipy_and_a_numerical_crps():
     # as the variance vanishes the CRPS is the absolute error: a loss that extends the MAE
     tiny = gaussian_crps(jnp.asarray(pred), jnp.full(pred.shape, 1e-8), jnp.asarray(true))
     np.testing.assert_allclose(tiny, np.abs(pred - true), atol=2e-3)
+
+
+def test_predictive_scores_are_nan_where_undefined():
+    """No scored second, or a scored second whose variance is NaN or infinite: every score is
+    NaN (as `summarize`'s MAE of an empty subset), not 0 (a perfect-looking band) nor a
+    coverage that counts those seconds as misses (NaN) or hits (infinite). A bad variance
+    outside the mask is ignored: the scores are those of the scored seconds alone."""
+    from scipy import stats
+
+    from wearjax.eval.metrics import predictive_scores
+
+    rng = np.random.default_rng(1)
+    pred = rng.normal(140, 10, 40).astype(np.float32)
+    var = rng.uniform(1, 60, 40).astype(np.float32)
+    true = (pred + rng.normal(0, 5, 40)).astype(np.float32)
+    mask = rng.uniform(size=40) > 0.3
+
+    def scores(v, m):
+        got = predictive_scores(*(jnp.asarray(a) for a in (pred, v, true, m)))
+        return {k: float(x) for k, x in got.items()}
+
+    assert summarize(*(jnp.asarray(a) for a in (pred, true, np.zeros(40, bool))))["mae"] != 0.0
+    for got in (
+        scores(var, np.zeros(40, bool)),
+        scores(np.where(np.arange(40) == np.argmax(mask), np.nan, var), mask),
+        scores(np.where(np.arange(40) == np.argmax(mask), np.inf, var), mask),
+    ):
+        assert set(got) == {"coverage_2sd", "mean_sd", "nll", "crps"}
+        assert all(np.isnan(x) for x in got.values()), got
+    nan_pred = np.where(np.arange(40) == np.argmax(mask), np.nan, pred).astype(np.float32)
+    got = predictive_scores(*(jnp.asarray(a) for a in (nan_pred, var, true, mask)))
+    assert all(np.isnan(float(x)) for x in got.values())  # a NaN prediction: no silent miss
+    # NaN and infinity outside the mask leave the scored seconds' scores as they are
+    bad = np.where(mask, var, np.where(np.arange(40) % 2 == 0, np.nan, np.inf)).astype(np.float32)
+    got, sd = scores(bad, mask), np.sqrt(var.astype(np.float64))
+    np.testing.assert_allclose(got["mean_sd"], sd[mask].mean(), rtol=1e-5)
+    inside = np.abs(true.astype(np.float64) - pred) <= 2 * sd
+    np.testing.assert_allclose(got["coverage_2sd"], inside[mask].mean(), rtol=1e-6)
+    nll = -stats.norm.logpdf(true, pred, sd)[mask].mean()
+    np.testing.assert_allclose(got["nll"], nll, rtol=1e-5)

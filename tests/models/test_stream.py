@@ -230,3 +230,56 @@ def test_checkpointed_stream_has_the_rollouts_values_and_gradient(x64, name, bui
     assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grads["rollout"])) > 1e-4
     with pytest.raises(ValueError, match="not a multiple"):
         model.run_stream(x, hr[0], checkpoint_every=7)
+
+
+def _cast(tree, dtype):
+    return jax.tree_util.tree_map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, tree)
+
+
+def _protocols(model, x, hr):
+    """Every whole-session program of `model` and its stream, with HR measured at the window
+    starts (and, for the Kalman model, assimilated every 5 s)."""
+    out = {
+        "rollout": model.rollout(x, hr[0]),
+        "standard": model(x, hr.reshape(N, W)[:, 0]),
+        "stream": model.run_stream(x, hr[0], _at_window_starts(hr)),
+    }
+    if isinstance(model, HRKalman):
+        measured = (jnp.arange(N * W) % 5 == 0).at[0].set(True)
+        out["assimilate"] = model.assimilate(x, hr, measured)
+    return out
+
+
+@pytest.mark.parametrize("promotion", ["strict", "standard"])
+@pytest.mark.parametrize(
+    ("name", "build", "inputs"),
+    [
+        ("kalman", _kalman, lambda: _session()[0]),
+        ("ode, scan", lambda: _ode("scan"), lambda: _session()[0]),
+        ("personalised ode", _personal_runner, _activity),
+    ],
+)
+@pytest.mark.parametrize(
+    ("model_dtype", "data_dtype"), [(jnp.float64, jnp.float32), (jnp.float32, jnp.float64)]
+)
+def test_mixed_model_and_data_dtypes_compute_in_the_models(
+    x64, name, build, inputs, model_dtype, data_dtype, promotion
+):
+    """A model computes in its parameters' dtype whatever its inputs' (x, hr0, hr_init, x_t,
+    hr_t): a float64 model on float32 data, and a float32 one on float64 data, run (under
+    strict and standard promotion: the scans' carries keep one dtype) and give the model's
+    own-dtype results on the same data."""
+    model = _cast(build(), model_dtype)
+    x = inputs().astype(jnp.float32)  # float32 values: exact in both dtypes
+    hr = _session(dtype=jnp.float32)[1]
+    want = _protocols(model, x.astype(model_dtype), hr.astype(model_dtype))
+    with jax.numpy_dtype_promotion(promotion):
+        got = _protocols(model, x.astype(data_dtype), hr.astype(data_dtype))
+    for protocol, prediction in got.items():
+        assert prediction.hr.dtype == prediction.var.dtype == model_dtype, protocol
+        np.testing.assert_allclose(
+            prediction.hr, want[protocol].hr, rtol=1e-5, err_msg=f"{name}: {protocol}"
+        )
+        np.testing.assert_allclose(
+            prediction.var, want[protocol].var, rtol=1e-5, atol=1e-6, err_msg=protocol
+        )

@@ -141,3 +141,27 @@ def test_standard_horizon_keeps_growing_through_a_gap_that_hides_window_starts()
     cal = Calibration(jnp.float32(1.0), jnp.float32(1.0), jnp.float32(0.5))
     sd = np.sqrt(np.asarray(cal.variance(jnp.zeros(600), jnp.asarray(h))))
     assert np.all(np.diff(sd[60:420]) > 0) and sd[419] > 1.5 * sd[59]  # 10.6 vs 5.3 bpm
+
+
+def test_horizons_under_x64_feed_a_float64_calibration(x64):
+    """Under x64 the window indices are int64: `horizons` counts in the same integer (strict
+    promotion refuses int32 - int64), in the float dtype asked for (float32 by default), and
+    `fit_calibration` of float64 predictions takes either, with the same values as without x64
+    (the test above's loop reference)."""
+    t = np.arange(600)
+    mask = jnp.asarray((t < 100) | (t > 400))
+    expected = np.where(t < 60, t, np.where(t < 420, t - 60, t % W))
+    h = horizons(mask, W)
+    h64 = horizons(mask, W, jnp.float64)
+    assert h["standard"].dtype == jnp.float32 and h64["generative"].dtype == jnp.float64
+    np.testing.assert_array_equal(h["standard"], expected)
+    np.testing.assert_array_equal(h64["standard"], expected)
+    rng = np.random.default_rng(0)
+    pred = jnp.asarray(rng.uniform(100, 170, 600))
+    hr = pred + jnp.asarray(rng.normal(0, 3, 600))
+    args = (pred, jnp.zeros(600), hr, mask & ~given_mask(mask, W, "standard"))
+    cal = fit_calibration(*args, h["standard"], steps=20)
+    assert cal.floor.dtype == jnp.float64
+    ref = fit_calibration(*args, h64["standard"], steps=20)
+    for a, b in zip(cal, ref, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -47,7 +47,9 @@ class Calibration(NamedTuple):
     def variance(
         self, var: Float[Array, "*batch time"], horizon: Float[Array, "*batch time"]
     ) -> Float[Array, "*batch time"]:
-        """Calibrated predictive variance from the model's `var` and the `horizon` (s)."""
+        """Calibrated predictive variance from the model's `var` and the `horizon` (s, cast to
+        `var`'s dtype)."""
+        horizon = jnp.asarray(horizon, jnp.result_type(var))
         return _variance(jnp.stack([self.model, self.floor, self.growth]), var, horizon)
 
 
@@ -56,9 +58,10 @@ def _variance(coef, var, horizon):
     return coef[0] * var + coef[1] + coef[2] * h
 
 
-def seconds_since(known: Bool[Array, " time"]) -> Float[Array, " time"]:
-    """Seconds since the last `known` second (counted from the first known one before it)."""
-    return jnp.abs(jnp.arange(known.shape[0]) - last_known(known)).astype(jnp.float32)
+def seconds_since(known: Bool[Array, " time"], dtype=jnp.float32) -> Float[Array, " time"]:
+    """Seconds since the last `known` second (counted from the first known one before it), in
+    `dtype` (the predictions'; `fit_calibration` casts a horizon to theirs in any case)."""
+    return jnp.abs(jnp.arange(known.shape[0]) - last_known(known)).astype(dtype)
 
 
 def fit_calibration(
@@ -75,7 +78,10 @@ def fit_calibration(
 
     `var` is the model's variance (zeros for a deterministic model), `horizon` the seconds since
     HR was last known. With no scored second the result is NaN: a fold with no validation data
-    has nothing to calibrate on."""
+    has nothing to calibrate on. It computes in `pred`'s dtype: `var`, `hr` and `horizon` are
+    cast to it (float32 seconds from `seconds_since` or `tasks.hr_bands.horizons` are exact)."""
+    dtype = jnp.result_type(pred)
+    var, hr, horizon = (jnp.asarray(a, dtype) for a in (var, hr, horizon))
     r2 = jnp.square(hr - pred)
     w = scored.astype(r2.dtype)
     n = jnp.sum(w)

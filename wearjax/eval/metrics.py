@@ -260,6 +260,10 @@ def predictive_scores(
     eq. 21: `sd [z (2 Phi(z) - 1) + 2 phi(z) - 1 / sqrt(pi)]`, `z = (true - pred) / sd`), in the
     units of `true`. `var` is floored at `var_floor` so a zero variance gives finite scores;
     values outside the mask (NaN included) are ignored.
+
+    Every score is NaN where it is undefined: over an empty mask (as `summarize`'s MAE), and
+    where the prediction or variance of a scored second is not finite (NaN or infinite), which
+    would otherwise count as a miss (NaN) or a hit (infinite) in the coverage.
     """
     v = jnp.maximum(var, var_floor)
     sd = jnp.sqrt(v)
@@ -268,12 +272,15 @@ def predictive_scores(
     nll = 0.5 * (jnp.log(2 * jnp.pi * v) + z**2)
     crps = gaussian_crps(pred, var, true, var_floor=var_floor)
     total = lambda x: jnp.sum(jnp.where(mask, x, 0.0))  # noqa: E731  (NaN outside the mask is ignored)
-    return {
+    finite = jnp.isfinite(var) & jnp.isfinite(pred)
+    defined = jnp.any(mask) & jnp.all(jnp.where(mask, finite, True))
+    scores = {
         "coverage_2sd": total((jnp.abs(z) <= 2.0).astype(pred.dtype)) / n,
         "mean_sd": total(sd) / n,
         "nll": total(nll) / n,
         "crps": total(crps) / n,
     }
+    return {k: jnp.where(defined, x, jnp.nan) for k, x in scores.items()}
 
 
 def gaussian_crps(

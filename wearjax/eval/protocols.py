@@ -30,8 +30,13 @@ def standard_initial(
     """The initial HR of every window under the standard protocol.
 
     A window whose first second was observed starts from it. One whose first second is a
-    dropout starts from the last observed window start before it, or, before any, from the
-    session's first observed HR. Only observed window starts count as given.
+    dropout restarts from the HR of the last observed window start before it (measured a
+    window or more earlier), or, before any, from the session's first observed HR; the models'
+    `standard` treat that value as if measured at the window's first second. So a stream
+    (`AbstractHRModel.run_stream`) given HR at the observed window starts, which carries its own
+    trajectory through an unobserved one, differs from the standard protocol in such a window
+    (until the next observed window start restarts both from the same HR). Only observed
+    window starts (and the session's first observed second, `given_mask`) count as given.
     """
     h0, _ = first_observed(hr, mask)
     start, _ = window_starts(hr, mask, window)

@@ -28,8 +28,18 @@ def model_label(name: str) -> str:
     return name
 
 
-def _f(v: float) -> str:
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+def _missing(v) -> bool:
+    """An undefined metric: None (null in metrics.json) or NaN (a float or NumPy scalar)."""
+    return v is None or math.isnan(float(v))
+
+
+def _f(v: float | None) -> str:
+    return "–" if _missing(v) else f"{v:.2f}"
+
+
+def _pct(v: float | None) -> str:
+    """A share as a percentage with one decimal; the dash where undefined."""
+    return "–" if _missing(v) else f"{100 * v:.1f}%"
 
 
 def table_1(results: dict) -> str:
@@ -81,11 +91,10 @@ def calibration_table(results: dict) -> str:
     for name, entry in rows:
         for protocol in ("standard", "generative"):
             m = entry[protocol]
-            own = m.get("coverage_2sd_model")
-            own = "–" if own is None else f"{100 * own:.1f}%"
             lines.append(
-                f"| {model_label(name)} | {protocol} | {100 * m['coverage_2sd']:.1f}% | "
-                f"{_f(m['mean_sd'])} | {_f(m['nll'])} | {_f(m['crps'])} | {own} |"
+                f"| {model_label(name)} | {protocol} | {_pct(m['coverage_2sd'])} | "
+                f"{_f(m['mean_sd'])} | {_f(m['nll'])} | {_f(m['crps'])} | "
+                f"{_pct(m.get('coverage_2sd_model'))} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -146,7 +155,9 @@ def plot_sessions(predictions: dict, folder: Path, *, n: int = 3) -> list[Path]:
         return []
     model = models[0]
     hr, mask = predictions["hr"], predictions["mask"]
-    order = np.argsort(-mask.sum(1))[:n]
+    observed = mask.sum(1)
+    # longest first, and only sessions with observed HR (an empty one has nothing to plot)
+    order = [s for s in np.argsort(-observed)[:n] if observed[s] > 0]
     paths = []
     for s in order:
         t = np.flatnonzero(mask[s])

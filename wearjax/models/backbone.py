@@ -302,6 +302,11 @@ class Backbone(eqx.Module):
     def hidden(self) -> int:
         return self.gru.layers[0].hidden
 
+    @property
+    def param_dtype(self):
+        """The weights' dtype, in which the backbone computes whatever its inputs' dtype."""
+        return self.encoder.layers[0].weight.dtype
+
     def __call__(
         self,
         x: Float[Array, "time feature"],
@@ -309,7 +314,8 @@ class Backbone(eqx.Module):
         *,
         key: PRNGKeyArray | None = None,
     ) -> tuple[Float[Array, "time hidden"], Float[Array, "layer hidden"]]:
-        state = self.gru.init_state(x.dtype) if state is None else state
+        x = jnp.asarray(x, self.param_dtype)  # the weights' dtype (a no-op where they agree)
+        state = self.gru.init_state(self.param_dtype) if state is None else state
         return self.gru(self.encoder(x, key=key), state)
 
     def step(
@@ -317,7 +323,7 @@ class Backbone(eqx.Module):
     ) -> tuple[Float[Array, " hidden"], Float[Array, "layer hidden"]]:
         """One second as `__call__` computes it inside a sequence (no dropout): `s_t` and the
         new GRU state, for models that run one second at a time."""
-        h = self.encoder(x_t[None])[0]
+        h = self.encoder(jnp.asarray(x_t, self.param_dtype)[None])[0]
         new = []
         for layer, h_prev in zip(self.gru.layers, state, strict=True):
             h = layer.cell(dense(layer.weight_ih, layer.bias_ih, h), h_prev)

@@ -87,8 +87,20 @@ class AbstractHRModel(eqx.Module):
     ) -> HRPrediction:
         """`step` over a whole session in one `lax.scan` (`hr [T]`, NaN where not measured;
         None: only `hr0`). With `hr` None it equals `rollout(x, hr0)`; with measured HR, the
-        model's own use of it (`HRKalman.assimilate`; the ODEs restart from it, so HR at every
-        window start gives the standard protocol). `mu`, `sigma` are left empty.
+        model's own use of it:
+
+        - Kalman: `HRKalman.assimilate(x, hr, measured)`, but only when the session's first
+          second is measured and `hr0` is that HR. The stream starts from `hr0` at second 0 and
+          anchors the observation's offset there, and ignores `hr[0]`. When a session starts in
+          a dropout, `assimilate` starts its filter at second 0 from the first *measured* HR
+          instead, taking the offset at the second it was measured, so the two differ.
+        - ODEs: they restart from a measured HR, so HR measured at every window start gives the
+          standard protocol. Where a window's first second is not measured, the standard
+          protocol restarts that window from the last measured window start
+          (`eval.protocols.standard_initial`), while the stream carries its trajectory on: the
+          two differ in that window, until the next measured window start.
+
+        `mu`, `sigma` are left empty.
 
         `checkpoint_every=C` (a divisor of T) bounds the memory of a gradient through a long
         session: the scan runs over chunks of C seconds, each rematerialised in the backward
@@ -112,7 +124,7 @@ class AbstractHRModel(eqx.Module):
             chunk = jax.checkpoint(lambda s, c: jax.lax.scan(body, s, c))
             _, (h, v) = jax.lax.scan(chunk, state, chunks)
             h, v = h.reshape(-1), v.reshape(-1)
-        empty = jnp.zeros((0,), x.dtype)
+        empty = jnp.zeros((0,), h.dtype)
         return HRPrediction(h, v, empty, empty)
 
     def predict_protocols(

@@ -292,6 +292,7 @@ class HRKalman(AbstractHRModel):
 
     def standard(self, encoded, hr_init: Float[Array, " window"]) -> HRPrediction:
         """Each window filtered from its measured first HR; windows in parallel."""
+        hr_init = jnp.asarray(hr_init, encoded.target.dtype)  # the parameters' dtype
         start = jnp.zeros(encoded.target.shape, bool).at[:, 0].set(True)
         encoded = self._anchored(encoded, jnp.where(start, hr_init[:, None], 0.0), start)
         hr, var, mu = jax.vmap(self._filter_window)(
@@ -302,6 +303,7 @@ class HRKalman(AbstractHRModel):
     def generative(self, encoded, hr0: Float[Array, ""]) -> HRPrediction:
         """One `lax.scan` over windows; each starts from the last prediction of the one before,
         and from its variance: a carried start is uncertain, a measured one is not."""
+        hr0 = jnp.asarray(hr0, encoded.target.dtype)  # the parameters' dtype
         first = jnp.zeros(encoded.target.shape, bool).at[0, 0].set(True)
         encoded = self._anchored(encoded, jnp.where(first, hr0, 0.0), first)
         return self._rollout_windows(encoded, hr0)
@@ -316,6 +318,7 @@ class HRKalman(AbstractHRModel):
             hr, var, mu = self._filter_window(params, *carry, measurements=meas)
             return (hr[-1], var[-1], jnp.asarray(True)), (hr, var, mu)
 
+        hr0 = jnp.asarray(hr0, per_window.target.dtype)  # the carry keeps one dtype
         init = (hr0, jnp.zeros_like(hr0), jnp.asarray(False))
         _, (hr, var, mu) = jax.lax.scan(body, init, (per_window, measurements))
         return HRPrediction(hr.reshape(-1), var.reshape(-1), mu, per_window.sigma)
@@ -338,6 +341,7 @@ class HRKalman(AbstractHRModel):
         """
         n = x.shape[0] // self.window
         shape = (n, self.window)
+        hr = jnp.asarray(hr, self.log_anchor_time.dtype)  # the parameters' dtype
         per_window = self._anchored(self.encode(x), hr.reshape(shape), measured.reshape(shape))
         noise = jnp.square(jnp.asarray(measurement_sd, hr.dtype))
         measurements = Measurements(
@@ -370,6 +374,7 @@ class HRKalman(AbstractHRModel):
         measured (tests/models/test_stream.py)."""
         dtype = state.hr.dtype
         hr_t, measured = measured_hr(hr_t, dtype)
+        x_t = jnp.asarray(x_t, dtype)  # the state's dtype, whatever the inputs'
         first = state.t == 0
         t = state.t.astype(dtype)
         s_t, gru = self.backbone.step(x_t, state.gru)

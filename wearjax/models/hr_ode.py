@@ -234,6 +234,7 @@ class HRODE(AbstractHRModel):
         """All windows as one ODE with a state per window (their starts are all known), which
         Diffrax solves faster than a vmap of per-window solves."""
         level = encoded[2]
+        hr_init = jnp.asarray(hr_init, level.dtype)  # the parameters' dtype
         since = jnp.arange(level.shape[1], dtype=level.dtype)[None, :]
         offset = (hr_init - level[:, 0])[:, None]
         mu, sigma, u = self._frames(encoded, offset, since)
@@ -245,6 +246,7 @@ class HRODE(AbstractHRModel):
     def generative(self, encoded, hr0: Float[Array, ""]) -> HRPrediction:
         """One `lax.scan` over windows, each starting where the previous one's ODE ended."""
         level = encoded[2]
+        hr0 = jnp.asarray(hr0, level.dtype)  # the parameters' dtype: the scan's carry
         n, w1 = level.shape
         since = (self.window * jnp.arange(n)[:, None] + jnp.arange(w1)[None, :]).astype(level.dtype)
         mu, sigma, u = self._frames(encoded, hr0 - level[0, 0], since)
@@ -275,6 +277,7 @@ class HRODE(AbstractHRModel):
         every window start (tests/models/test_stream.py). The variance is zero."""
         dtype = state.hr.dtype
         hr_t, measured = measured_hr(hr_t, dtype)
+        x_t = jnp.asarray(x_t, dtype)  # the state's dtype, whatever the inputs'
         first = state.t == 0
         t = state.t.astype(dtype)
         tau = jnp.exp(self.log_anchor_time)

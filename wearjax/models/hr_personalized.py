@@ -238,6 +238,7 @@ class PersonalHRODE(eqx.Module):
         the next window's first second. Without (generative) only the first does, and the whole
         session is one solve (the same numbers as chaining the windows, with one solver loop)."""
         t = intensity.shape[0]
+        starts = jnp.asarray(starts, intensity.dtype)  # the parameters' dtype: the carry's
         y0 = jnp.stack([starts[0], starts[0]])
         if reset:
             i = intensity.reshape(t // self.window, self.window)
@@ -286,6 +287,7 @@ class PersonalRunner(AbstractHRModel):
         del key  # deterministic
         check_window(x.shape[0], self.window)
         p = self.model.params(self.e)
+        x = jnp.asarray(x, self.e.dtype)  # computed in the parameters' dtype
         return p, self.model.intensity(self.e, x, p)
 
     def standard(self, encoded, hr_init: Float[Array, " window"]) -> HRPrediction:
@@ -310,6 +312,7 @@ class PersonalRunner(AbstractHRModel):
         and the standard protocol with HR measured at every window start. Variance zero."""
         dtype = state.y.dtype
         hr_t, measured = measured_hr(hr_t, dtype)
+        x_t = jnp.asarray(x_t, dtype)  # the state's dtype, whatever the inputs'
         t = state.t.astype(dtype)
         p = self.model.params(self.e)
         now = self.model.intensity(self.e, x_t[None], p, start=t)[0]

@@ -32,15 +32,17 @@ from wearjax.eval.protocols import PROTOCOLS, given_mask, starting_window
 _fit_per_fold = jax.jit(jax.vmap(fit_calibration, in_axes=(None, None, None, 0, None)))
 
 
-def horizons(mask: jax.typing.ArrayLike, window: int) -> dict[str, jax.Array]:
+def horizons(mask: jax.typing.ArrayLike, window: int, dtype=jnp.float32) -> dict[str, jax.Array]:
     """Per protocol, the seconds since the model last started from a known HR, `[..., T]`
     like `mask`. Standard: since the start of the window whose HR the window actually starts
     from (`standard_initial`): its own first second when observed, else the last observed
     window start before it, else the session's first observed second, so the band keeps
     growing through a gap that hides window starts. Generative: since the session's first
-    second (the rollout starts there from the first measured HR)."""
+    second (the rollout starts there from the first measured HR). In `dtype` (the
+    predictions'; `eval.calibration` casts a horizon to theirs in any case); the seconds are
+    counted in JAX's default integer, as `starting_window`'s indices (int64 under x64)."""
     mask = jnp.asarray(mask, bool)
-    t = jnp.arange(mask.shape[-1], dtype=jnp.int32)
+    t = jnp.arange(mask.shape[-1])
 
     @partial(jnp.vectorize, signature="(t)->(t)")
     def standard(m):
@@ -50,8 +52,8 @@ def horizons(mask: jax.typing.ArrayLike, window: int) -> dict[str, jax.Array]:
 
     generative = jnp.broadcast_to(t, mask.shape)
     return {
-        "standard": standard(mask).astype(jnp.float32),
-        "generative": generative.astype(jnp.float32),
+        "standard": standard(mask).astype(dtype),
+        "generative": generative.astype(dtype),
     }
 
 

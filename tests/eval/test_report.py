@@ -1,0 +1,74 @@
+"""The HR study's report: undefined metrics print as the tables' dash, and the session plots
+skip sessions with no observed HR."""
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+
+from wearjax.eval.metrics import predictive_scores
+from wearjax.eval.report import _finite_or_none, calibration_table, plot_sessions, table_1
+
+DASH = "–"
+COLUMNS = ("coverage_2sd", "mean_sd", "nll", "crps")
+
+
+def _entry(scores: dict) -> dict:
+    metrics = dict.fromkeys(
+        ("mae", "rmse", "pearson_r", "mae_low", "mae_medium", "mae_high", "mae_transition"),
+        5.0,
+    )
+    return {p: metrics | {"mae_steady": float("nan")} | scores for p in ("standard", "generative")}
+
+
+def _rows(table: str, model: str) -> list[list[str]]:
+    return [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in table.splitlines()
+        if line.startswith(f"| {model} |")
+    ]
+
+
+def test_undefined_band_scores_print_as_the_dash_from_nan_and_from_null():
+    """An empty mask's scores (NaN, `predictive_scores`) and the same read back from
+    metrics.json (null) fill the band's row with dashes: no `nan%`, no 0.0% coverage."""
+    empty = predictive_scores(*(jnp.zeros(5) for _ in range(3)), jnp.zeros(5, bool))
+    scores = {k: float(v) for k, v in empty.items()} | {"coverage_2sd_model": float("nan")}
+    results = {"models": {"kalman_8x2": _entry(scores)}}
+    reloaded = json.loads(json.dumps(_finite_or_none(results)))
+    assert reloaded["models"]["kalman_8x2"]["standard"]["coverage_2sd"] is None
+    for res in (results, reloaded):
+        band = calibration_table(res)
+        rows = _rows(band, "Kalman (8, 2)")
+        assert [r[1] for r in rows] == ["standard", "generative"]
+        assert all(r[2:] == [DASH] * 5 for r in rows), band
+        assert "nan" not in band.lower()
+        full = table_1(res)
+        assert "nan" not in full.lower()
+        assert all(r[-1] == DASH for r in _rows(full, "Kalman (8, 2)") if len(r) == 9)
+
+
+def test_defined_band_scores_keep_their_format():
+    scores = {"coverage_2sd": 0.9536, "mean_sd": 4.321, "nll": 3.2, "crps": 2.25}
+    band = calibration_table({"models": {"ode_8x2": _entry(scores)}})
+    assert _rows(band, "ODE (8, 2)")[0][2:] == ["95.4%", "4.32", "3.20", "2.25", DASH]
+
+
+def test_plots_skip_sessions_with_no_observed_hr(tmp_path):
+    """Three sessions asked for, the longest first; the one with no observed HR (which
+    `argsort` of the counts alone picks among the three) is left out, not an error."""
+    s, t = 4, 120
+    rng = np.random.default_rng(0)
+    mask = np.zeros((s, t), bool)
+    mask[0, :100], mask[2, :60] = True, True  # sessions 1 and 3 have no observed HR
+    hr = np.where(mask, rng.uniform(100, 170, (s, t)), np.nan)
+    pred = {p: hr + 1.0 for p in ("standard", "generative")}
+    predictions = {
+        "hr": hr,
+        "mask": mask,
+        "kalman_8x2": pred | {f"{p}_var": np.ones((s, t)) for p in pred},
+        "baseline_hold": pred,
+    }
+    paths = plot_sessions(predictions, tmp_path, n=3)
+    assert [p.name for p in paths] == ["session_000.png", "session_002.png"]
+    assert all(p.stat().st_size > 0 for p in paths)
