@@ -54,6 +54,18 @@ def test_cli_reports_errors_in_one_line(capsys):
         (["fit", "pretrain", "--devices", "2", "--out", "{tmp}/o"], "leave --devices out"),
         (["demo", "--devices", "0", "--out", "{tmp}/o"], "--devices 0: give a number"),
         (["demo", "--devices", "7", "--out", "{tmp}/o"], "--devices 7: JAX has already started"),
+        (["demo", "--out", "{tmp}/file/o"], r"file/o: .*file is a file, not a folder"),
+        (["fit", "pretrain", "--out", "{tmp}/file/o/enc.wjx"], "is a file, not a folder"),
+        (["predict", "--model", "{tmp}/file", "{tmp}", "--out", "{tmp}/o"], "inside the record"),
+        (["fit", "virtual", "--data", "{tmp}", "--mesh", "2", "--out", "{tmp}/o"], "--mesh out"),
+        (
+            ["cv", "vo2", "--data", "pyoxynet", "--vo2-unit", "L/min", "--out", "{tmp}/o"],
+            "--vo2-unit describes your own CPET files; --data pyoxynet takes none",
+        ),
+        (
+            ["cv", "vo2", "--data", "synthetic", "--columns", "vo2=V", "--out", "{tmp}/o"],
+            "--columns describes your own",
+        ),
     ],
 )
 def test_bad_arguments_are_one_line_before_any_work(tmp_path, capsys, argv, message):
@@ -66,6 +78,42 @@ def test_bad_arguments_are_one_line_before_any_work(tmp_path, capsys, argv, mess
     assert code == 2 and len(err) == 1 and err[0].startswith("wearjax: ")
     assert re.search(message, err[0]), err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_predict_never_writes_over_the_recording_it_reads(tmp_path, capsys):
+    run = tmp_path / "run0.csv"
+    run.write_text("second,hr\n0,120\n")
+    code = main(["predict", "--model", str(run), str(run), "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "would overwrite the recording" in err[0]
+    assert run.read_text() == "second,hr\n0,120\n"
+
+
+ARGPARSE_REFUSES = [
+    ["demo", "--seed", "-1"],
+    ["demo", "--seed", str(2**32)],
+    ["cv", "probe", "--encoder", "e", "--out", "o", "--quick"],
+]
+
+
+@pytest.mark.parametrize("argv", ARGPARSE_REFUSES)
+def test_argparse_refuses_a_seed_out_of_range_and_options_a_command_lacks(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert ("not a whole number from 0 to 4294967295" in capsys.readouterr().err) == (
+        "--seed" in argv
+    )
+
+
+def test_fit_hr_refuses_to_overwrite_an_interrupted_runs_state(tmp_path, capsys):
+    (tmp_path / "m.wjx.state").write_text("state")
+    argv = ["fit", "hr", "--data", str(tmp_path), "--out", str(tmp_path / "m.wjx")]
+    assert main(argv) == 2
+    assert "holds an interrupted run: pass --resume" in capsys.readouterr().err
+    assert main([*argv[:-2], "--out", str(tmp_path / "n.wjx"), "--resume"]) == 2
+    assert "--resume: no training state" in capsys.readouterr().err
+    assert (tmp_path / "m.wjx.state").read_text() == "state"
 
 
 def test_demo_refuses_folds_its_mesh_cannot_split_before_simulating(tmp_path, capsys, monkeypatch):

@@ -105,11 +105,13 @@ def test_fit_then_predict_round_trip_on_synthetic_runs(trained, tmp_path, capsys
         cells = rows[k].split(",")
         cells[COLUMNS.index("heart_rate")] = ""
         rows[k] = ",".join(cells)
-    run.write_text("\n".join(rows) + "\n")
+    rows[1:] = [f"{int(r.split(',')[0]) + 5000}," + r.split(",", 1)[1] for r in rows[1:]]
+    run.write_text("\n".join(rows) + "\n")  # the file's clock starts at 5000 s
     assert main(["predict", "--model", str(ckpt), str(run), "--out", str(tmp_path / "p")]) == 0
     out = capsys.readouterr().out
     assert "standard   MAE" in out and "generative MAE" in out
     pred = _predictions(tmp_path / "p" / "new.csv")
+    np.testing.assert_array_equal(pred["time_s"], pred["second"] + 5000)  # joins the file back
     assert len(pred["second"]) == 1000  # trimmed back from the 1020 s padding
     for protocol in ("standard", "generative"):
         assert np.all(np.isfinite(pred[f"{protocol}_bpm"]))
@@ -281,7 +283,7 @@ def test_runs_with_vertical_oscillation_and_no_height_train_and_predict(tmp_path
 def test_predict_names_the_channel_the_file_lacks(trained, tmp_path, capsys):
     _, ckpt = trained
     run = write_run(tmp_path / "nocad.csv", 600, seed=5, columns=COLUMNS[:3] + COLUMNS[4:])
-    code = main(["predict", "--model", str(ckpt), str(run), "--out", str(tmp_path)])
+    code = main(["predict", "--model", str(ckpt), str(run), "--out", str(tmp_path / "p")])
     line = _one_line_error(capsys, code)
     assert "nocad.csv" in line and "'cadence'" in line
 

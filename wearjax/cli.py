@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from wearjax.errors import TrainingInterrupted, WearjaxError
-from wearjax.tasks.commands import TASKS, check_arguments, demo, predict, say, unit_arguments
+from wearjax.tasks.arguments import check_arguments, seed
+from wearjax.tasks.commands import TASKS, demo, predict, say, unit_arguments
 
 
 def _mesh(text: str) -> tuple[int, int]:
@@ -65,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="cross-validate the HR models on the synthetic cohort")
     d.add_argument("--out", type=Path, default=Path("wearjax-demo"), help="output folder")
     d.add_argument("--quick", action="store_true", help="small cohort, short training")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=seed, default=0)
     _mesh_argument(d)
     _distributed_argument(d)
     d.set_defaults(run=demo)
@@ -86,9 +87,10 @@ def _parser() -> argparse.ArgumentParser:
             c = commands[command]
             p = tasks.add_parser(task, help=c.help)
             c.arguments(p)
-            p.add_argument("--quick", action="store_true", help="small models, short training")
+            if c.quick:
+                p.add_argument("--quick", action="store_true", help="small models, short training")
             p.add_argument("--out", type=Path, required=True, help=outs[command])
-            p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--seed", type=seed, default=0)
             _mesh_argument(p)
             if c.processes:
                 _distributed_argument(p)

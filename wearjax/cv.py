@@ -268,6 +268,11 @@ def compile_folds(
     by_fold = shard_batch = None
     if mesh is not None:
         check_mesh(mesh, len(keys))
+        if jax.process_count() > 1 and not mesh.is_fully_addressable:
+            raise WearjaxDataError(
+                "the mesh holds other processes' devices; with jax.distributed each process "
+                "trains its own folds on its own: make_mesh(F, D, devices=jax.local_devices())"
+            )
         by_fold = jax.sharding.NamedSharding(mesh, P("fold"))
         folds, train_keys = place((folds, train_keys), by_fold)
         data = place(data, jax.sharding.NamedSharding(mesh, P()))

@@ -99,6 +99,16 @@ def gather_processes(tree):
     return jax.tree_util.tree_map(gather, tree)
 
 
+def max_over_processes(value: int) -> int:
+    """The largest of every process's `value` (e.g. the epochs its folds ran before they all
+    stopped); `value` itself in a single process."""
+    if jax.process_count() == 1:
+        return int(value)
+    from jax.experimental import multihost_utils
+
+    return int(np.max(multihost_utils.process_allgather(np.asarray(value))))
+
+
 def gather_folds(values, local: np.ndarray, n_folds: int) -> list:
     """Per-fold values `[len(local), ...]` of this process's folds `local` (`process_folds`),
     completed with every other process's into all `n_folds`, as a list."""
@@ -142,10 +152,17 @@ def check_fold_layout(n_folds: int) -> None:
 
 def split_over_data(mesh: jax.sharding.Mesh, batch):
     """Each leaf of a training batch split over the mesh's "data" axis along its leading
-    (batch) axis, where that axis divides evenly; other leaves stay as they are."""
+    (batch) axis, where that axis divides evenly; other leaves stay as they are. A batch with
+    no leaf to split is refused: the data devices would all run it whole."""
     n = mesh.shape.get("data", 1)
     if n == 1:
         return batch
+    sizes = {a.shape[0] for a in jax.tree_util.tree_leaves(batch) if a.ndim}
+    if not any(b % n == 0 for b in sizes):
+        raise WearjaxDataError(
+            f"a training batch of {sorted(sizes)} cannot be split over the {n} devices of the "
+            f'mesh\'s "data" axis; give a data axis size that divides the batch, or 1'
+        )
 
     def place(a):
         if a.ndim == 0 or a.shape[0] % n:

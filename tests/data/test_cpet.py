@@ -169,3 +169,4 @@ def test_a_test_starts_at_its_first_vo2_value(tmp_path):
     np.testing.assert_allclose(s.vo2[:3], [1520, 1521, 1522])
     np.testing.assert_allclose(s.hr[:2], [120, 121])
     assert dict(s.metadata)["seconds_before_first_vo2_dropped"] == "20"
+    assert s.start_time_s == 20.0  # second 0 is the file's second 20

@@ -271,12 +271,13 @@ def test_heart_rates_out_of_range_are_masked_counted_and_logged(tmp_path, caplog
         s = read_running_csv(path)
     assert np.flatnonzero(~s.mask).tolist() == [10, 20, 31, 40]
     assert s.hr[11] == 25 and s.hr[30] == 250
-    assert dict(s.metadata) == {"hr_out_of_range": "4"}
+    assert dict(s.metadata) == {"start_time_s": "1600000000.0", "hr_out_of_range": "4"}
     (record,) = caplog.records
     message = record.getMessage()
     assert str(path) in message and "4 heart rates outside 25-250 bpm are masked" in message
     ok = _write_csv(tmp_path / "ok.csv", RUN_HEADER, _run_rows(60))
-    assert read_running_csv(ok).metadata == ()
+    assert read_running_csv(ok).metadata == (("start_time_s", "1600000000.0"),)
+    assert read_running_csv(ok).start_time_s == 1_600_000_000  # second 0 on the file's clock
 
 
 def test_negative_speed_and_speed_in_km_per_h_are_refused(tmp_path):

@@ -291,9 +291,21 @@ def test_fit_virtual_then_predict_a_file_without_ppg(prior, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "new: 57 windows (virtual); hr MAE" in out
     table = np.genfromtxt(tmp_path / "pred" / "new.csv", delimiter=",", names=True)
-    assert table.dtype.names == ("start_s", "hr", "sd", "hr_tracked", "sd_tracked", "hr_reference")
+    assert table.dtype.names == ("start_s", "time_s", "hr", "sd", "hr_tracked", "sd_tracked",
+                                 "hr_reference")  # fmt: skip
+    np.testing.assert_array_equal(table["time_s"], table["start_s"])  # the file starts at 0 s
     assert len(table) == 57 and np.all(np.isfinite(table["hr"])) and np.all(table["sd"] > 0)
     np.testing.assert_allclose(table["start_s"], np.arange(57) * HOP_S)
+    # one subfolder per subject, the same file name in each: one output each, none lost
+    for subject in ("s1", "s2"):
+        (tmp_path / "subjects" / subject).mkdir(parents=True)
+        (tmp_path / "subjects" / subject / "rec.csv").write_text("\n".join(lines) + "\n")
+    argv = ["predict", "--model", str(model), str(tmp_path / "subjects")]
+    assert main([*argv, "--out", str(tmp_path / "both")]) == 0
+    assert sorted(p.name for p in (tmp_path / "both").glob("*.csv")) == ["rec-2.csv", "rec.csv"]
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "x"), "--hr0", "90"]) == 2  # read by HR models
+    assert "virtual-sensing model reads none" in capsys.readouterr().err
     # the input scale travels with the checkpoint; one without it was trained on linear spectra
     from wearjax.data.sampled import read_sampled
     from wearjax.tasks.virtual_io import load_virtual, predict_recording

@@ -91,6 +91,38 @@ def test_plateau_and_early_stopping_match_torch(cooldown):
     assert float(res.model["t"]) == 1 + int(np.argmin(vals[:n_run]))  # the best epoch's params
 
 
+def test_training_that_never_gives_a_finite_validation_loss_is_refused():
+    """NaN from the first epoch: the kept model would be the untrained one, returned as if
+    trained; a NaN later on keeps the last finite epoch's model."""
+    from wearjax.errors import WearjaxDataError
+
+    recipe = Recipe(optax.identity(), 1.0, early_stopping_patience=3, epochs=6, steps_per_epoch=1)
+    with pytest.raises(WearjaxDataError, match=r"no finite validation loss in fold\(s\) \[0\]"):
+        fit({"t": jnp.zeros(())}, scripted_task([np.nan] * 6), None, None, recipe,
+            jax.random.key(0))  # fmt: skip
+    res = fit({"t": jnp.zeros(())}, scripted_task([3.0, 2.0] + [np.nan] * 4), None, None, recipe,
+              jax.random.key(0))  # fmt: skip
+    assert float(res.model["t"]) == 2  # the second epoch's parameters
+
+
+def test_early_stopping_patience_below_one_is_refused():
+    recipe = Recipe(optax.identity(), 1.0, early_stopping_patience=0, epochs=3, steps_per_epoch=1)
+    with pytest.raises(ValueError, match="early_stopping_patience must be at least 1, got 0"):
+        fit({"t": jnp.zeros(())}, scripted_task([3.0, 2.0, 1.0]), None, None, recipe,
+            jax.random.key(0))  # fmt: skip
+
+
+def test_a_data_axis_that_splits_no_batch_leaf_is_refused():
+    """`--mesh 1x2` with batches of 3: every data device would run the whole batch."""
+    from wearjax.errors import WearjaxDataError
+    from wearjax.sharding import split_over_data
+
+    one = jax.devices()[0]  # a mesh of two entries, only checked, never run on
+    mesh = jax.sharding.Mesh(np.array([one, one]).reshape(1, 2), ("fold", "data"))
+    with pytest.raises(WearjaxDataError, match=r"batch of \[3\] cannot be split over the 2"):
+        split_over_data(mesh, (jnp.zeros((3, 5)), jnp.zeros(3)))
+
+
 class Linear(eqx.Module):
     w: jax.Array
     b: jax.Array

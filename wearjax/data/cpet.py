@@ -50,7 +50,7 @@ from wearjax.data.readers import (
     subject_vector,
     to_session,
 )
-from wearjax.data.types import Session
+from wearjax.data.types import START_TIME, Session
 from wearjax.data.validate import MIN_LENGTH_S, check_magnitude, check_speed
 from wearjax.errors import WearjaxDataError, WearjaxFileError
 
@@ -187,7 +187,11 @@ def read_cpet(
         cut = {
             f: np.asarray(getattr(session, f))[k:] for f in ("x", "hr", "vo2", "mask", "vo2_mask")
         }
-        session = dataclasses.replace(session, **cut)
+        start = dict(session.metadata).get(START_TIME)  # second 0 moves to the first VO2
+        kept = tuple(m for m in session.metadata if m[0] != START_TIME)
+        if start is not None:
+            kept += ((START_TIME, repr(float(start) + k)),)
+        session = dataclasses.replace(session, **cut, metadata=kept)
         metadata.append(("seconds_before_first_vo2_dropped", str(k)))
     used = ", ".join(f"{field}={header[j]}" for field, j in found.items())
     session = dataclasses.replace(

@@ -46,7 +46,13 @@ from typing import NamedTuple
 import numpy as np
 from jaxtyping import Float
 
-from wearjax.data.types import CHANNEL_UNITS, SESSION_CHANNEL_UNITS, SUBJECT_FIELDS, Session
+from wearjax.data.types import (
+    CHANNEL_UNITS,
+    SESSION_CHANNEL_UNITS,
+    START_TIME,
+    SUBJECT_FIELDS,
+    Session,
+)
 from wearjax.data.validate import MIN_LENGTH_S, check_length, check_magnitude, check_time_order
 from wearjax.errors import WearjaxFileError
 
@@ -285,7 +291,8 @@ def to_session(
     low, high = HR_RANGE_BPM
     in_range = (hr_values >= low) & (hr_values <= high)
     out_of_range = int(np.sum(np.isfinite(hr_values) & ~in_range))
-    metadata = (("hr_out_of_range", str(out_of_range)),) if out_of_range else ()
+    metadata = ((START_TIME, repr(float(t[0]))),)  # second 0 on the file's clock
+    metadata += (("hr_out_of_range", str(out_of_range)),) if out_of_range else ()
     if out_of_range:
         logger.warning(
             "%s: %d heart rates outside %g-%g bpm are masked (not used)",

@@ -39,7 +39,7 @@ from wearjax.data.csv import read_table
 from wearjax.data.readers import MAX_SESSION_S, check_hr, read_bytes, subject_vector
 from wearjax.data.signals import per_second
 from wearjax.data.timing import reference_hr, reference_signal, sampling_rate
-from wearjax.data.types import BUILTIN_SIGNALS, Session, Signal
+from wearjax.data.types import BUILTIN_SIGNALS, START_TIME, Session, Signal
 from wearjax.data.validate import check_magnitude
 from wearjax.errors import WearjaxFileError
 
@@ -151,6 +151,7 @@ def read_sampled(
         workout=path.stem,
         signals=signals,
         targets={} if reference is None else {"hr": reference},
+        metadata=((START_TIME, repr(float(t0))),),  # NPZ: 0, its signals start at t = 0
     )
     return check_hr(session, path) if require_hr else session
 

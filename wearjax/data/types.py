@@ -94,6 +94,9 @@ class Signal(eqx.Module):
         return np.arange(self.length) / self.rate_hz
 
 
+START_TIME = "start_time_s"  # `Session.metadata` key: second 0 on the file's clock
+
+
 class Session(eqx.Module):
     """One recording: 1 Hz running channels and targets, plus named signals at any rate.
 
@@ -157,6 +160,13 @@ class Session(eqx.Module):
     @property
     def length(self) -> int:
         return int(self.x.shape[0])
+
+    @property
+    def start_time_s(self) -> float | None:
+        """Second 0 on the file's own clock (seconds, in the file's epoch: Unix time for FIT
+        and TCX), as the reader found it; None where the source has no clock."""
+        value = dict(self.metadata).get(START_TIME)
+        return None if value is None else float(value)
 
     def signal(self, name: str) -> Signal:
         """The named signal: one of `signals`, or a built-in 1 Hz one: "running" (`x`, mask

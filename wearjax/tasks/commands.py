@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from wearjax.errors import WearjaxDataError, WearjaxError
+from wearjax.tasks.arguments import epochs
 
 
 class Command(NamedTuple):
@@ -24,43 +25,12 @@ class Command(NamedTuple):
     run: Callable[[argparse.Namespace], int]
     folds: bool = True  # trains folds through `cv.fit_folds`, so `--mesh` can shard it
     processes: bool = False  # shares its folds between processes (`--distributed`)
+    quick: bool = True  # has a `--quick` preset (a probe trains no network: it has none)
 
 
 def say(line: str) -> None:
     """One line on stderr per problem: a message never spans lines."""
     print("wearjax: " + " ".join(str(line).split()), file=sys.stderr)
-
-
-HR0_RANGE = (25.0, 250.0)  # bpm: a first-second HR outside this is a typo, not a runner
-BUILT_IN_DATA = ("synthetic", "pyoxynet", "pyoxynet_domain", "basic_motions", "watch")
-
-
-def check_arguments(args: argparse.Namespace, command: str) -> None:
-    """Refuse bad paths and values before any work starts, one line each (`WearjaxError`):
-    a `--data` or recording that does not exist, an `--out` of the wrong kind, `--hr0` that is
-    not a finite HR."""
-    import math
-
-    for name in ("data", "file", "model", "encoder"):
-        path = getattr(args, name, None)
-        if isinstance(path, Path) or (name == "data" and path not in (None, *BUILT_IN_DATA)):
-            if not Path(path).exists():
-                label = "recording" if name == "file" else f"--{name}"
-                raise WearjaxError(f"{label} {path}: no such file or folder; check the path")
-    out = getattr(args, "out", None)
-    if out is not None:
-        out = Path(out)
-        wants_file = command == "fit"
-        if wants_file and out.is_dir():
-            raise WearjaxError(f"--out {out} is a folder; pass the checkpoint file to write")
-        if not wants_file and out.exists() and not out.is_dir():
-            raise WearjaxError(f"--out {out} is a file; pass a folder for the outputs")
-    hr0 = getattr(args, "hr0", None)
-    if hr0 is not None and not (math.isfinite(hr0) and HR0_RANGE[0] <= hr0 <= HR0_RANGE[1]):
-        lo, hi = HR0_RANGE
-        raise WearjaxError(
-            f"--hr0 {hr0}: give the HR at the first second in bpm, {lo:.0f}-{hi:.0f}"
-        )
 
 
 # -- demo ------------------------------------------------------------------------------------
@@ -186,6 +156,7 @@ def normalisation_line(config) -> str:
 
 def cv_hr(args) -> int:
     """`wearjax cv hr`: cross-validate HR models of one kind on the user's recordings."""
+    from wearjax.sharding import check_fold_layout
     from wearjax.tasks.hr_recordings import cv_cohort
     from wearjax.tasks.hr_study import run_hr_study
     from wearjax.tasks.presets import recordings_config
@@ -194,6 +165,7 @@ def cv_hr(args) -> int:
     sessions = _recordings(args.data, require_hr=True, units=units(args))
     config = recordings_config(args.model, args.quick, seed=args.seed, normalise=args.normalise)
     cohort, k, folds = cv_cohort(sessions, config.window)
+    check_fold_layout(-(-cohort.n_runners // k))  # before any model is built
     config = config._replace(runners_out=k)
     print(f"read {len(sessions)} sessions ({', '.join(cohort.channels)}); {folds}")
     print(normalisation_line(config))
@@ -219,9 +191,7 @@ def fit_hr(args) -> int:
     print(f"training {args.model} ({hidden}, {layers}) on {len(sessions)} sessions "
           f"({', '.join(sessions[0].channels)})")  # fmt: skip
     print(normalisation_line(config))
-    state_file = Path(f"{args.out}.state")
-    if args.resume and not state_file.exists():
-        raise WearjaxError(f"--resume: no training state at {state_file}; run without --resume")
+    state_file = Path(f"{args.out}.state")  # checked with --resume (`check_arguments`)
     print(f"saving the training state every epoch to {state_file} (resume with --resume)")
     trained = train_hr(
         sessions, args.model, hidden, layers, config, progress=args.model,
@@ -246,6 +216,9 @@ def predict(args) -> int:
     if read_header(args.model)[0].get("task") == "virtual":  # HR per window from wrist spectra
         from wearjax.tasks.virtual_io import predict_command
 
+        if args.hr0 is not None or units(args):
+            raise WearjaxError("--hr0, --speed-unit and --cadence-unit are for HR checkpoints "
+                               "(running files); a virtual-sensing model reads none")  # fmt: skip
         return predict_command(args, say)
     model, normalizer, header = load_hr(args.model)
     sessions, skipped = read_recordings(args.file, require_hr=False, units=units(args))
@@ -263,7 +236,7 @@ def predict(args) -> int:
             say(f"skipped {session.source}: {err}")
             continue
         done += 1
-        name = _output_name(session, file, used)
+        name = output_name(session, file, used)
         print(f"{name}: {len(pred.hr)} s, generative start {pred.hr0:.0f} bpm")
         for protocol in ("standard", "generative"):
             m = pred.metrics.get(protocol)
@@ -272,14 +245,16 @@ def predict(args) -> int:
                       f"r {m['pearson_r']:.2f}  over {m['n']:.0f} s")  # fmt: skip
             elif protocol == "standard":
                 print("  standard   not run: the file has no heart rate to start each window")
-        written = write_prediction(pred, out / f"{name}.csv", out / f"{name}.png", name)
+        written = write_prediction(
+            pred, out / f"{name}.csv", out / f"{name}.png", name, session.start_time_s
+        )
         print(f"  wrote {', '.join(str(w) for w in written)}")
     if not done:
         raise WearjaxError(f"{file}: no recording could be predicted (each reason above)")
     return 0
 
 
-def _output_name(session, file: Path, used: set[str]) -> str:
+def output_name(session, file: Path, used: set[str]) -> str:
     """Output file stem of a predicted session: its own file's stem, numbered when a file
     holds several sessions; `used` collects the names given."""
     stem = Path(session.source).stem if session.source else file.stem
@@ -310,15 +285,10 @@ def cv_vo2(args) -> int:
 # -- activity recognition ---------------------------------------------------------------------
 
 
-def epochs(text: str) -> int:
-    """An `--epochs` value: a whole number of at least 1, else argparse's one-line error."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return int(text)
-
-
 def _har_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=epochs, help="training epochs (default: 25 quick, 60 full)")
+    p.add_argument("--resume", action="store_true", help="keep the models an earlier run with "
+                   "the same settings wrote to OUT/metrics.json; train the rest")  # fmt: skip
 
 
 def report_har(args) -> int:
@@ -334,7 +304,8 @@ PROBE_DATA = ("pyoxynet_domain", "basic_motions", "watch")
 
 
 def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--size", choices=("tiny", "small", "base"), default="small")
+    p.add_argument("--size", choices=("tiny", "small", "base"),
+                   help="encoder size (default small; tiny with --quick)")  # fmt: skip
     p.add_argument("--epochs", type=epochs, help="pretraining epochs (default 30; quick 4)")
     p.add_argument("--corpus", choices=("synthetic", "cpet", "both", "wrist"), default="synthetic",
                    help="the simulated cohort's 1 Hz physiology, pyoxynet's real resting tests, "
@@ -349,7 +320,7 @@ def fit_pretrain(args) -> int:
     from wearjax.tasks.pretrain import named_corpus, pretrain, save_encoder
 
     corpus, config = named_corpus(args.corpus, args.seed, args.quick)
-    size = "tiny" if args.quick else args.size
+    size = args.size or ("tiny" if args.quick else "small")
     config = config._replace(size=size, seed=args.seed, masking=args.masking)
     epochs = args.epochs or (4 if args.quick else config.train.epochs)
     config = config._replace(train=config.train._replace(epochs=epochs))
@@ -436,13 +407,13 @@ TASKS: dict[str, dict[str, Command]] = {
     },
     "probe": {
         "cv": Command("linear probe of a pretrained encoder on labelled windows",
-                      _probe_arguments, cv_probe, folds=False),
+                      _probe_arguments, cv_probe, folds=False, quick=False),
     },
     "virtual": {
         "cv": Command("HR from wrist ACC, virtual PPG, PPG and fusion, with references",
                       _virtual_arguments, virtual),
         "fit": Command("a virtual-sensing model on all your recordings; writes a checkpoint",
-                       _virtual_arguments, virtual),
+                       _virtual_arguments, virtual, folds=False),
     },
     "har": {
         "report": Command("activity recognition on BasicMotions and seglearn's watch set, "

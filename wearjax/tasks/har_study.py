@@ -24,6 +24,7 @@ import numpy as np
 
 from wearjax.data.imu import LabelledWindows, basic_motions, watch
 from wearjax.data.imu_synthetic import simulate_activities
+from wearjax.sharding import check_fold_layout
 from wearjax.tasks.har import VARIANTS, HARConfig, normalise, official_split, run, subject_split
 from wearjax.tasks.har_baselines import BASELINES, baseline_predictions
 from wearjax.tasks.har_edge import edge_report
@@ -84,8 +85,11 @@ def har_study(
         earlier = json.loads(path.read_text())
         if earlier.get("config") == metrics["config"]:
             metrics = earlier
+    sets = datasets(quick)
+    for _, split, seeds in sets.values():  # a --mesh that cannot split one: refused up front
+        check_fold_layout(split.n_folds * seeds)
     edge_source = None
-    for name, (windows, split, seeds) in datasets(quick).items():
+    for name, (windows, split, seeds) in sets.items():
         table = metrics.setdefault(name, {})
         for variant in variants:
             needed_for_edge = variant == "cmd" and edge_source is None and "edge" not in metrics
@@ -134,8 +138,9 @@ def markdown_table(metrics: dict) -> str:
 def report_command(args) -> int:
     """`wearjax report har`: the study (`har_study`) and its edge report, printed."""
     metrics = har_study(
-        args.out, quick=args.quick, epochs=args.epochs, progress=True, seed=args.seed
-    )
+        args.out, quick=args.quick, epochs=args.epochs, progress=True, seed=args.seed,
+        resume=args.resume,
+    )  # fmt: skip
     print(markdown_table(metrics))
     e = metrics["edge"]
     print(

@@ -49,6 +49,7 @@ from wearjax.eval.metrics import predictive_scores, summarize
 from wearjax.eval.protocols import first_observed, given_mask, standard_initial
 from wearjax.models.hr_base import HRPrediction
 from wearjax.models.hr_personalized import PersonalHRODE
+from wearjax.sharding import max_over_processes
 from wearjax.tasks.hr_bands import calibrate_bands
 from wearjax.train.loop import Recipe, Task, TrainConfig, fit_steps
 
@@ -327,7 +328,7 @@ def run_personal(
     entry.update(
         train_seconds=train_s,
         eval_seconds=eval_s,
-        epochs_run=int(fit.history["stopped"].shape[0]),
+        epochs_run=max_over_processes(fit.history["stopped"].shape[0]),  # each its own folds
         best_val_loss=gather_folds(np.min(fit.history["val_loss"], axis=0), local, split.n_folds),
         best_epoch=gather_folds(np.argmin(fit.history["val_loss"], axis=0), local, split.n_folds),
         n_traces=fit.n_traces,

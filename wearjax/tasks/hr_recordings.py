@@ -401,27 +401,31 @@ def seconds_since_measured(hr: np.ndarray) -> np.ndarray:
     return np.where(last >= 0, t - last, np.nan)
 
 
-def write_prediction(pred: HRRecordingPrediction, csv_path: Path, png_path: Path, title: str):
-    """Per-second CSV (second, measured and predicted HR with SD per protocol, seconds since
-    HR was last measured, which marks the sensor's gaps) and a plot."""
+def write_prediction(
+    pred: HRRecordingPrediction, csv_path: Path, png_path: Path, title: str, start_s=None
+):
+    """Per-second CSV (second; with `start_s`, second 0 on the file's clock, the same second
+    on that clock; measured and predicted HR with SD per protocol; seconds since HR was last
+    measured, which marks the sensor's gaps) and a plot."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     columns = ("hr", "standard", "standard_sd", "generative", "generative_sd")
+    second = np.arange(len(pred.hr))
+    clock = [] if start_s is None else [start_s + second]
     table = np.column_stack(
-        [np.arange(len(pred.hr))] + [getattr(pred, c) for c in columns]
-        + [seconds_since_measured(pred.hr)]
-    )  # fmt: skip
+        [second, *clock] + [getattr(pred, c) for c in columns] + [seconds_since_measured(pred.hr)]
+    )
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     np.savetxt(
         csv_path,
         table,
-        fmt=["%d"] + ["%.2f"] * len(columns) + ["%.0f"],
+        fmt=["%d"] + ["%.3f"] * len(clock) + ["%.2f"] * len(columns) + ["%.0f"],
         delimiter=",",
-        header="second,measured_hr_bpm,standard_bpm,standard_sd_bpm,generative_bpm,"
-        "generative_sd_bpm,since_measured_s",
+        header="second," + "time_s," * len(clock) + "measured_hr_bpm,standard_bpm,"
+        "standard_sd_bpm,generative_bpm,generative_sd_bpm,since_measured_s",
         comments="",
     )
     minutes = np.arange(len(pred.hr)) / 60

@@ -38,7 +38,7 @@ from wearjax.cv import (
 from wearjax.data.types import Cohort
 from wearjax.eval.metrics import predictive_scores, summarize
 from wearjax.eval.protocols import given_mask
-from wearjax.sharding import cores_to_spare, current_mesh, default_mesh
+from wearjax.sharding import cores_to_spare, current_mesh, default_mesh, max_over_processes
 from wearjax.tasks import hr_personal
 from wearjax.tasks.hr import (
     HR_VARIANTS,
@@ -167,7 +167,7 @@ def cross_validate_kind(
     entry.update(
         train_seconds=train_s,
         eval_seconds=eval_s,
-        epochs_run=int(fit.history["stopped"].shape[0]),
+        epochs_run=max_over_processes(fit.history["stopped"].shape[0]),  # each its own folds
         best_val_loss=gather_folds(np.min(fit.history["val_loss"], axis=0), local, whole.n_folds),
         n_traces=fit.n_traces,
         n_parameters=int(sum(x.size for x in params) // len(local)),

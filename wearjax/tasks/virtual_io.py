@@ -133,6 +133,9 @@ def predict_recording(model, header: dict, session) -> dict:
         "sd_tracked": np.sqrt(np.asarray(var)[:n]),
         "hr_reference": np.where(s.ok[0, :n], s.hr[0, :n], np.nan),
     }  # fmt: skip
+    if session.start_time_s is not None:  # each window's start on the file's own clock
+        cols = {"start_s": cols["start_s"], "time_s": session.start_time_s + cols["start_s"],
+                **{k: v for k, v in cols.items() if k != "start_s"}}  # fmt: skip
     metrics = {}
     ok = jnp.asarray(s.ok[0, :n])
     if bool(ok.any()):
@@ -161,6 +164,7 @@ def fit_command(args, say) -> int:
 
 def predict_command(args, say) -> int:
     """`wearjax predict` with a virtual-sensing checkpoint: one CSV per recording."""
+    from wearjax.tasks.commands import output_name
     from wearjax.tasks.hr_recordings import read_recordings
 
     model, header = load_virtual(args.model)
@@ -168,7 +172,7 @@ def predict_command(args, say) -> int:
     for sk in skipped:
         say(f"skipped {sk.path}: {sk.reason}")
     args.out.mkdir(parents=True, exist_ok=True)
-    done = 0
+    done, used = 0, set()
     for session in sessions:
         try:
             pred = predict_recording(model, header, session)
@@ -180,10 +184,11 @@ def predict_command(args, say) -> int:
         for note in pred["notes"]:
             say(note)
         cols = pred["columns"]
-        path = args.out / f"{pred['name']}.csv"
+        name = output_name(session, Path(args.file), used)  # s1/rec.csv and s2/rec.csv: rec-2
+        path = args.out / f"{name}.csv"
         table = np.stack(list(cols.values()), axis=1)
         np.savetxt(path, table, delimiter=",", header=",".join(cols), comments="", fmt="%.3f")
-        line = f"{pred['name']}: {len(cols['hr'])} windows ({model.setting})"
+        line = f"{name}: {len(cols['hr'])} windows ({model.setting})"
         for key, m in pred["metrics"].items():
             line += f"; {key} MAE {m['mae']:.2f} bpm over {m['windows']} windows"
         print(line)

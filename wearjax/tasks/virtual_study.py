@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from wearjax.cv import Split
-from wearjax.errors import WearjaxDataError, WearjaxFileError
+from wearjax.errors import WearjaxDataError, WearjaxError, WearjaxFileError
 from wearjax.eval import metrics as M
 from wearjax.eval.ridge import fold_ridge
 from wearjax.models.virtual import ABLATIONS, FLOOR_DB, GRID_HZ, N_GAIT, SETTINGS, compress
@@ -282,6 +282,8 @@ def cv_command(args, say) -> int:
     """`wearjax cv virtual`: every information setting the data allow, the references, the
     table and plots; `say` prints one line on stderr."""
     sessions, config = command_inputs(args, say)
+    if not sessions.has_ppg and args.setting not in (None, "acc_only", "acc_refined"):
+        raise WearjaxError(f"--setting {args.setting} needs PPG in the files; use acc_only")
     if not sessions.has_ppg:
         say("no PPG in these recordings: only the ACC-only settings run (acc_only, acc_refined)")
     say(f"{len(sessions.names)} sessions of {len(sessions.subjects)} subjects; compiling first")

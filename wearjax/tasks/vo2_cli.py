@@ -50,6 +50,10 @@ def cv_command(args, say) -> int:
     from wearjax.tasks.vo2_chain import run_hr_to_vo2
 
     data = str(args.data)
+    for option in ("columns", "vo2_unit"):  # they describe the user's own files
+        if data in ("pyoxynet", "synthetic") and getattr(args, option) is not None:
+            flag = "--" + option.replace("_", "-")
+            raise WearjaxError(f"{flag} describes your own CPET files; --data {data} takes none")
     if data == "pyoxynet":
         cohort = presets.load_cpet_cohort(30 if args.quick else None)
         results, _ = run_vo2_study(cohort, presets.cpet_config(args.quick, args.seed))

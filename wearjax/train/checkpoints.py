@@ -236,6 +236,11 @@ def load_training_state(path: str | Path, like, header: dict) -> tuple[Any, dict
     except (KeyError, TypeError, ValueError, RuntimeError) as err:  # RuntimeError: a shape
         raise WearjaxFileError(path, f"the state does not fit this model ({err})", _REFIT) from err
     state = stored._replace(key=jax.random.wrap_key_data(stored.key))
+    # placed as `like` is (e.g. over a mesh's fold axis), so the resumed epoch reuses the
+    # program compiled for it instead of compiling another for single-device arrays
+    state = jax.tree_util.tree_map(
+        lambda a, b: jax.device_put(a, b.sharding) if isinstance(b, jax.Array) else a, state, like
+    )
     history = {k: [np.asarray(v, np.float32 if k != "stopped" else bool) for v in values]
                for k, values in saved["history"].items()}  # fmt: skip
     return state, history

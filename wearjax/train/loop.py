@@ -37,7 +37,8 @@ import numpy as np
 import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from wearjax.errors import TrainingInterrupted
+from wearjax.errors import TrainingInterrupted, WearjaxDataError
+from wearjax.train.schedules import plateau
 
 
 class Task(NamedTuple):
@@ -103,27 +104,6 @@ class TrainConfig(NamedTuple):
             epochs=self.epochs,
             steps_per_epoch=self.steps_per_epoch,
         )
-
-
-def plateau(
-    factor: float,
-    patience: int,
-    *,
-    cooldown: int = 0,
-    threshold: float = 1e-4,
-    min_scale: float = 0.0,
-) -> optax.GradientTransformationExtraArgs:
-    """`optax.contrib.reduce_on_plateau` with torch's patience: the scale drops after
-    `patience` epochs without relative improvement `threshold`, i.e. on the next bad one."""
-    return optax.contrib.reduce_on_plateau(
-        factor=factor,
-        patience=patience + 1,
-        rtol=threshold,
-        atol=0.0,
-        cooldown=cooldown,
-        accumulation_size=1,
-        min_scale=min_scale,
-    )
 
 
 class EarlyStopping(NamedTuple):
@@ -196,6 +176,10 @@ def make_epoch(
     `static` is the frozen part of the model (`eqx.partition`); `counter` (a list) gets one
     entry per trace; `shard_batch` (optional) places each sampled batch, e.g. split over a
     mesh's "data" axis (`cv.fit_folds`)."""
+    if recipe.early_stopping_patience < 1:  # 0 would stop after the first epoch, improved or not
+        raise ValueError(
+            f"early_stopping_patience must be at least 1, got {recipe.early_stopping_patience}"
+        )
 
     def epoch(state: TrainState, fold, data):
         if counter is not None:
@@ -320,6 +304,13 @@ def run_epochs(
         if bar is not None:
             bar.close()
     state, history = saved
+    never = np.flatnonzero(np.isinf(np.atleast_1d(np.asarray(state.stop.best_val))))
+    if len(never):  # its kept model would be the untrained one: refuse rather than return it
+        raise WearjaxDataError(
+            f"training gave no finite validation loss in fold(s) {never.tolist()} (NaN or inf "
+            "from the first epoch): check the inputs and targets for NaN or inf values, or "
+            "lower the learning rate"
+        )
     return state, {k: np.stack(v) for k, v in history.items()}
 
 

@@ -9,6 +9,9 @@ scalar, so it plugs into a `train.loop.Recipe` and runs inside the jitted epoch:
 - `decaying_clip_norm`: gradient-clip norm `1 + 4 exp(-e / 10)`;
 - `curriculum_weights`: `lambda_base = max(0.3, 1 - e/20)`, `lambda_dyn = 1 - lambda_base`,
   `lambda_aux = min(0.3, 0.1 + 0.01 e)`.
+
+`plateau` is the learning-rate drop on a validation plateau (torch's `ReduceLROnPlateau`)
+that the default HR recipe (`train.loop.TrainConfig`) uses.
 """
 
 from __future__ import annotations
@@ -60,3 +63,24 @@ def curriculum_weights(e: Int[Array, ""] | int) -> CurriculumWeights:
     ef = _epoch(e)
     base = jnp.maximum(0.3, 1.0 - ef / 20.0)
     return CurriculumWeights(base, 1.0 - base, jnp.minimum(0.3, 0.1 + 0.01 * ef))
+
+
+def plateau(
+    factor: float,
+    patience: int,
+    *,
+    cooldown: int = 0,
+    threshold: float = 1e-4,
+    min_scale: float = 0.0,
+) -> optax.GradientTransformationExtraArgs:
+    """`optax.contrib.reduce_on_plateau` with torch's patience: the scale drops after
+    `patience` epochs without relative improvement `threshold`, i.e. on the next bad one."""
+    return optax.contrib.reduce_on_plateau(
+        factor=factor,
+        patience=patience + 1,
+        rtol=threshold,
+        atol=0.0,
+        cooldown=cooldown,
+        accumulation_size=1,
+        min_scale=min_scale,
+    )

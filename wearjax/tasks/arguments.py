@@ -1,0 +1,101 @@
+"""What the command line is given, checked before any work starts: every problem is one
+`WearjaxError` line naming the option and the fix (`check_arguments`), and argparse types for
+the numbers that must be whole (`epochs`, `seed`). A run that fails here has read, trained
+and written nothing."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+
+from wearjax.errors import WearjaxError
+
+HR0_RANGE = (25.0, 250.0)  # bpm: a first-second HR outside this is a typo, not a runner
+BUILT_IN_DATA = ("synthetic", "pyoxynet", "pyoxynet_domain", "basic_motions", "watch")
+MAX_SEED = 2**32  # what NumPy's and JAX's generators take
+
+
+def epochs(text: str) -> int:
+    """An `--epochs` value: a whole number of at least 1, else argparse's one-line error."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+def seed(text: str) -> int:
+    """A `--seed` value: a whole number from 0 to 2^32 - 1, else argparse's one-line error."""
+    if not text.isdigit() or int(text) >= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 0 to {MAX_SEED - 1}")
+    return int(text)
+
+
+def check_arguments(args: argparse.Namespace, command: str) -> None:
+    """Refuse bad paths and values before any work starts, one line each (`WearjaxError`):
+    a `--data` or recording that does not exist; an `--out` of the wrong kind, in no writable
+    folder, or where `predict` would write over the recordings it reads; `fit hr` that would
+    overwrite an interrupted run's state, or `--resume` without one; `--hr0` that is not a
+    finite HR."""
+    for name in ("data", "file", "model", "encoder"):
+        path = getattr(args, name, None)
+        if isinstance(path, Path) or (name == "data" and path not in (None, *BUILT_IN_DATA)):
+            if not Path(path).exists():
+                label = "recording" if name == "file" else f"--{name}"
+                raise WearjaxError(f"{label} {path}: no such file or folder; check the path")
+    out = getattr(args, "out", None)
+    if out is not None:
+        _check_out(Path(out), wants_file=command == "fit")
+        if command == "predict":
+            _check_predict_out(Path(out), Path(args.file))
+        if command == "fit" and getattr(args, "task", None) == "hr":
+            _check_resume(Path(f"{out}.state"), args.resume)
+    hr0 = getattr(args, "hr0", None)
+    if hr0 is not None and not (math.isfinite(hr0) and HR0_RANGE[0] <= hr0 <= HR0_RANGE[1]):
+        lo, hi = HR0_RANGE
+        raise WearjaxError(
+            f"--hr0 {hr0}: give the HR at the first second in bpm, {lo:.0f}-{hi:.0f}"
+        )
+
+
+def _check_out(out: Path, wants_file: bool) -> None:
+    """`--out` is a file to write (`fit`) or a folder; the folder it is or will be made in
+    must exist up the path as a writable folder, so a run does not end by failing to write."""
+    if wants_file and out.is_dir():
+        raise WearjaxError(f"--out {out} is a folder; pass the checkpoint file to write")
+    if not wants_file and out.exists() and not out.is_dir():
+        raise WearjaxError(f"--out {out} is a file; pass a folder for the outputs")
+    where = out.parent if wants_file else out
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        raise WearjaxError(f"--out {out}: {where} is a file, not a folder; pass another path")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise WearjaxError(f"--out {out}: the folder {where} is not writable; pass another path")
+
+
+def _check_predict_out(out: Path, file: Path) -> None:
+    """Predictions are `OUT/<recording stem>.csv`: never over a recording, and never in the
+    recordings' folder, where the next run would read them back as recordings."""
+    out, file = out.resolve(), file.resolve()
+    if file.is_dir() and (out == file or file in out.parents):
+        raise WearjaxError(
+            f"--out {out} is inside the recordings' folder {file}; predictions written there "
+            "would be read as recordings next time: pass another folder"
+        )
+    if file.is_file() and out / f"{file.stem}.csv" == file:
+        raise WearjaxError(
+            f"--out {out}: the prediction {file.stem}.csv would overwrite the recording {file}; "
+            "pass another folder"
+        )
+
+
+def _check_resume(state: Path, resume: bool) -> None:
+    """`fit hr` saves its state to `OUT.state` every epoch and deletes it when done."""
+    if resume and not state.exists():
+        raise WearjaxError(f"--resume: no training state at {state}; run without --resume")
+    if not resume and state.exists():
+        raise WearjaxError(
+            f"{state} holds an interrupted run: pass --resume to continue it, or delete the "
+            "file to start again"
+        )
