@@ -1,7 +1,7 @@
 """What the command line is given, checked before any work starts: every problem is one
 `WearjaxError` line naming the option and the fix (`check_arguments`), and argparse types for
 the numbers that must be whole (`epochs`, `seed`). A run that fails here has read, trained
-and written nothing."""
+and written nothing. `output_name` names each predicted recording's output files."""
 
 from __future__ import annotations
 
@@ -99,3 +99,15 @@ def _check_resume(state: Path, resume: bool) -> None:
             f"{state} holds an interrupted run: pass --resume to continue it, or delete the "
             "file to start again"
         )
+
+
+def output_name(session, file: Path, used: set[str]) -> str:
+    """Output file stem of a predicted session: its own file's stem, numbered when a file
+    holds several sessions; `used` collects the names given."""
+    stem = Path(session.source).stem if session.source else file.stem
+    name, k = stem, 1
+    while name in used:
+        k += 1
+        name = f"{stem}-{k}"
+    used.add(name)
+    return name

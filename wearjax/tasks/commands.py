@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from wearjax.errors import WearjaxDataError, WearjaxError
-from wearjax.tasks.arguments import epochs
+from wearjax.tasks.arguments import epochs, output_name
 
 
 class Command(NamedTuple):
@@ -252,18 +252,6 @@ def predict(args) -> int:
     if not done:
         raise WearjaxError(f"{file}: no recording could be predicted (each reason above)")
     return 0
-
-
-def output_name(session, file: Path, used: set[str]) -> str:
-    """Output file stem of a predicted session: its own file's stem, numbered when a file
-    holds several sessions; `used` collects the names given."""
-    stem = Path(session.source).stem if session.source else file.stem
-    name, k = stem, 1
-    while name in used:
-        k += 1
-        name = f"{stem}-{k}"
-    used.add(name)
-    return name
 
 
 # -- VO2 (the command lives in tasks.vo2_cli) -------------------------------------------------

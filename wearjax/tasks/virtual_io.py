@@ -164,7 +164,7 @@ def fit_command(args, say) -> int:
 
 def predict_command(args, say) -> int:
     """`wearjax predict` with a virtual-sensing checkpoint: one CSV per recording."""
-    from wearjax.tasks.commands import output_name
+    from wearjax.tasks.arguments import output_name
     from wearjax.tasks.hr_recordings import read_recordings
 
     model, header = load_virtual(args.model)
