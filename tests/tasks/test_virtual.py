@@ -204,6 +204,9 @@ def test_cv_virtual_on_a_folder_without_ppg_runs_acc_only(tmp_path, capsys):
         and "troika" not in metrics
     )
     assert metrics["data"]["subjects"] == 4 and np.isfinite(metrics["acc_only"]["raw"]["mae"])
+    from wearjax.tasks.virtual_study import latency_device
+
+    assert metrics["acc_only"]["latency_device"] == latency_device()  # where it was timed
     # the saved per-window predictions give back the table's MAE without retraining
     saved = np.load(tmp_path / "out" / "predictions.npz")
     for name in ("acc_only", "acc_ridge"):

@@ -12,9 +12,11 @@ is finer than what the spectra can separate.)
 
 - **Shared encoder** (`SpectralEncoder`): a per-bin linear map of each modality's channels to
   `width` features (ACC and PPG have their own; the fused input is their sum, which is the linear
-  map of the concatenated channels), then residual 2-D convolutions over (window, frequency),
-  shared by both modalities, causal in the windows (a window sees itself and the two before
-  it): `h [L, F, width]`.
+  map of the concatenated channels), then `depth` residual 2-D convolutions over (window,
+  frequency), shared by both modalities, each 3 windows x 5 bins and causal in the windows
+  (left-padded), so the trunk's output at a window sees that window and the `2 x depth` before
+  it and `2 x depth` bins either side: by default (`depth=2`) 5 windows (16 s of signal) and
+  +-4 bins: `h [L, F, width]`.
 - **Cross-modal VAE** (`CrossModalVAE`): per (window, bin) a diagonal Gaussian posterior
   `q(z | h)` with `latent` dimensions; decoders map `z` to the PPG spectrum and the ACC spectra.
   Trained in both directions: ACC and PPG each go through the shared encoder into the one latent
@@ -43,8 +45,10 @@ is finer than what the spectra can separate.)
 
 Settings (`SETTINGS`, the information settings of the published table): `acc_only` (direct
 regression from ACC spectra: the encoder, then `RegressionHead`, an MLP on each window's
-flattened features), `virtual` (ACC -> VAE latent -> refiner -> head; PPG only as a training
-target), `ppg_only`, `fusion` (PPG + ACC). The ablation `acc_refined` (ACC -> encoder ->
+flattened features, so it reads only the encoder's `2 x depth + 1` windows, not all `L`;
+a gait prior adds the cadence's causal lags), `virtual` (ACC -> VAE latent -> refiner ->
+head; PPG only as a training target), `ppg_only`, `fusion` (PPG + ACC); the refiner's causal
+attention gives these three every window of the `L`. The ablation `acc_refined` (ACC -> encoder ->
 refiner -> head, no VAE, no PPG) separates what the architecture gives from what the
 cross-modal training gives.
 """

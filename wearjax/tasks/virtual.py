@@ -14,11 +14,18 @@ distribution against a Gaussian of `target_sd` bpm around the true HR
 (`models.virtual.soft_target`); for `virtual` it adds the four reconstructions (ACC and PPG
 latents each decoding both spectra; PPG targets, and the PPG latent, only in windows with PPG)
 and the two KL terms (each over the windows its modality has), weighted by
-`kl_weight x min(1, epoch / kl_warmup)`: KL annealing. Early stopping on the validation
-subjects' cross-entropy of the inference path. Label-scarce training
-(`VirtualConfig.labelled`): per fold only that many training subjects' reference HR enters
-the loss (`make_folds`); the settings that learn from HR alone sample only their sessions,
-`virtual` every training session (the others teach it through the reconstructions alone).
+`kl_weight x min(1, epoch / kl_warmup)` (`kl_beta`; `kl_weight` throughout when `kl_warmup
+<= 0`): KL annealing. Each sample's cross-entropy is its mean over its own windows with a
+reference HR (0 for a sample with none), and the loss is the mean over the batch's samples.
+Early stopping on the validation subjects' cross-entropy of the inference path. Label-scarce
+training (`VirtualConfig.labelled`): per fold only that many training subjects' reference HR
+enters the loss (`make_folds`, `labelled_sessions`); the settings that learn from HR alone
+sample only their sessions, `virtual` every training session (the others teach it through the
+reconstructions alone). So in `virtual`'s loss an unlabelled sample adds 0 to the HR terms
+but still counts in the batch mean: the HR terms' weight against the reconstructions and KL
+scales with the fraction of labelled samples in the batch (in expectation, the labelled
+training sessions' share of the sampling weight), not renormalised over the labelled
+samples (the published label-scarce figures were trained so).
 Frequency stretching (`VirtualConfig.stretch`, off by default): each training sample's spectra
 are read at f / a and its HR and cadence multiplied by a, a drawn log-uniformly per sample
 (`stretch_spectra`): what the same recording played a times faster would give. The per-bin
@@ -128,6 +135,21 @@ class VirtualFold(NamedTuple):
     gait_coef: jax.Array  # [N_GAIT + 1] the gait ridge's intercept and weights (zeros: none)
 
 
+def labelled_sessions(
+    s: SpectralSessions, split: Split, labelled: int | None = None, seed: int = 0
+) -> np.ndarray:
+    """`[K, S]` bool: the sessions whose reference HR fold k may read. Every session with
+    `labelled=None`; otherwise the training sessions of `labelled` training subjects per fold
+    (`Split.keep_subjects`, drawn with `seed`; all of a fold's when it has fewer) and every
+    session that is not training (validation and test keep their HR). The one choice of
+    labelled subjects: the models (`make_folds`) and the study's references use it."""
+    known = np.ones_like(split.train)
+    if labelled is not None:
+        known = split.keep_subjects(s.subject, len(s.subjects), labelled, seed=seed)
+        known |= ~split.train
+    return known
+
+
 def make_folds(s: SpectralSessions, split: Split, labelled: int | None = None,
                seed: int = 0, gait_ridge: bool = False) -> VirtualFold:  # fmt: skip
     """Per fold: sampling weights, validation sessions, the tracker's starting q (the mean squared
@@ -138,10 +160,7 @@ def make_folds(s: SpectralSessions, split: Split, labelled: int | None = None,
     unlabelled ones through the VAE's reconstructions). With `gait_ridge`, each fold's ridge of
     HR on the gait features (`gait_features`; `eval.ridge.fold_ridge`, its penalty chosen by
     leave-one-subject-out) fitted on its labelled training sessions."""
-    known = np.ones_like(split.train)
-    if labelled is not None:
-        known = split.keep_subjects(s.subject, len(s.subjects), labelled, seed=seed)
-        known |= ~split.train
+    known = labelled_sessions(s, split, labelled, seed)
     pairs = s.ok[:, 1:] & s.ok[:, :-1]
     steps = (np.square(np.diff(s.hr, axis=1)) * pairs).sum(1)
     w = split.train & known
@@ -209,6 +228,14 @@ def _stretched(config: VirtualConfig, key, acc, ppg, gait, hr, ok):
     return move(acc, a), move(ppg, a), gait * a[:, None, None], hr, ok
 
 
+def kl_beta(config: VirtualConfig, epoch) -> jax.Array:
+    """The KL weight at `epoch` (from 0): `kl_weight x min(1, epoch / kl_warmup)`, annealed in
+    over the first `kl_warmup` epochs; `kl_weight` from epoch 0 when `kl_warmup <= 0`."""
+    if config.kl_warmup <= 0:
+        return jnp.asarray(config.kl_weight, jnp.float32)
+    return config.kl_weight * jnp.minimum(1.0, jnp.asarray(epoch, jnp.float32) / config.kl_warmup)
+
+
 def make_task(config: VirtualConfig, setting: str) -> Task:
     L = config.context
     if config.stretch is not None and not 0 < config.stretch[0] <= config.stretch[1]:
@@ -250,11 +277,13 @@ def make_task(config: VirtualConfig, setting: str) -> Task:
         return total, {"ce_ppg": ce_p, "recon": recon, "kl": kl}
 
     def loss(model, batch, key, epoch):
+        """The batch's mean of `one_loss`: each sample's HR cross-entropy averaged over its own
+        windows with a reference HR, a sample without any (unlabelled, label-scarce `virtual`)
+        adding 0 yet counting in the mean, so the HR terms' weight scales with the fraction
+        of labelled samples in the batch (module docstring)."""
         acc, ppg, gait, hr, ok, ppg_ok, valid, coef = batch
         model = with_gait_coef(model, coef)
-        beta = config.kl_weight * jnp.minimum(
-            1.0, jnp.asarray(epoch, jnp.float32) / max(config.kl_warmup, 1)
-        )
+        beta = kl_beta(config, epoch)
         keys = jax.random.split(key, hr.shape[0])
         per = jax.vmap(lambda *a: one_loss(model, *a, beta))
         value, aux = per(acc, ppg, gait, hr, ok, ppg_ok, valid, keys)

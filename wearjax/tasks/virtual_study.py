@@ -11,17 +11,25 @@ every information setting the data allow, the non-learned references, metrics, c
   RMSE, % of windows within 5 bpm, Pearson r, pooled over held-out windows; MAE mean +- SD over
   folds; MAE per motion-severity band (light < 0.6 <= moderate < 1.5 <= heavy) when known.
   Windows without a reference HR are excluded; PPG settings are scored on every window (a
-  PPG dropout is their problem to bridge).
+  PPG dropout is their problem to bridge). A non-finite estimate on a scored window (a
+  diverged fold) makes every metric of that setting and kind NaN, as an undefined metric is
+  across the project (`eval.metrics`), and `nonfinite_windows` counts them: never scored as a
+  number.
 - References on the same windows: `troika` (PPG with ACC-peak removal and peak tracking,
   `signal.peaks`), `ppg_peak` (PPG peak tracking alone), `acc_ridge` (a linear ridge
   regression on each window's ACC spectra as the models read them, `eval.ridge`: the linear
   form of direct regression), `acc_gait` (a linear ridge regression on the cadence the ACC
   shows, `signal.gait.stride_hz`, and its first-order lags of 10 s to 4 min,
   `signal.gait.lagged`: a kinetic model of HR from the gait alone), `train_mean` (each
-  fold's mean training HR: what a model knows without the signal).
+  fold's mean training HR: what a model knows without the signal). The ridges fit on each
+  fold's training and validation sessions, `train_mean` on its training sessions; with
+  `VirtualConfig.labelled`, on those of them whose HR the models may read
+  (`tasks.virtual.labelled_sessions`: the labelled training subjects, and validation).
 - Cost per model: parameters used at inference (the VAE's decoders and the unused modality's
-  input map left out) and the median CPU time of one update (a jitted block of `context`
-  windows at batch 1, the newest window's estimate, recomputed every 2 s on a watch).
+  input map left out) and the median wall time of one update (a jitted block of `context`
+  windows at batch 1, the newest window's estimate, recomputed every 2 s on a watch) on
+  JAX's default device, named beside it (`latency_device`: platform and kind, e.g.
+  `cpu: cpu` or `gpu: NVIDIA H100 80GB HBM3`): the same model times differently on each.
 - Kept: every window's estimates per setting and reference (`predictions.npz`, `study`), so
   later analyses (`experiments/virtual_gait_tracker.py`) need no retraining.
 """
@@ -42,7 +50,13 @@ from wearjax.eval import metrics as M
 from wearjax.eval.ridge import fold_ridge
 from wearjax.models.virtual import ABLATIONS, FLOOR_DB, GRID_HZ, N_GAIT, SETTINGS, compress
 from wearjax.signal.peaks import track_peak, troika_hr
-from wearjax.tasks.virtual import VirtualConfig, gait_features, run_setting, split_sessions
+from wearjax.tasks.virtual import (
+    VirtualConfig,
+    gait_features,
+    labelled_sessions,
+    run_setting,
+    split_sessions,
+)
 from wearjax.tasks.virtual_data import (
     SpectralSessions,
     WristRecording,
@@ -113,10 +127,14 @@ def folder_sessions(folder: Path, say=None) -> tuple[SpectralSessions, list]:
 
 
 def _scores(pred, s: SpectralSessions, split: Split) -> dict:
+    """The metrics of `pred [S, W]` on the tested windows with a reference HR (module
+    docstring). A non-finite estimate on one of them makes every metric NaN and adds
+    `nonfinite_windows`, their count (elsewhere, as in padding, it is never read)."""
     owner = split.owner
     tested = s.ok & (owner >= 0)[:, None]
     true = jnp.asarray(s.hr)
-    p = jnp.asarray(np.nan_to_num(pred))
+    bad = int((tested & ~np.isfinite(np.asarray(pred))).sum())
+    p = jnp.asarray(np.nan_to_num(pred, posinf=0.0, neginf=0.0))  # NaN'd below if scored
     out = {
         "mae": float(M.mae(p, true, jnp.asarray(tested))),
         "rmse": float(M.rmse(p, true, jnp.asarray(tested))),
@@ -132,14 +150,21 @@ def _scores(pred, s: SpectralSessions, split: Split) -> dict:
             rows = (s.severity >= lo) & (s.severity < hi)
             m = jnp.asarray(tested & rows[:, None])
             out[f"mae_{band}"] = float(M.mae(p, true, m)) if rows.any() else float("nan")
+    if bad:  # a diverged fold: no number for the setting rather than one made up
+        out = {k: float("nan") for k in out} | {"nonfinite_windows": bad}
     return out
 
 
 def references(
-    s: SpectralSessions, split: Split, floor_db: float | None = FLOOR_DB
-) -> dict[str, np.ndarray]:
+    s: SpectralSessions, split: Split, floor_db: float | None = FLOOR_DB, *,
+    labelled: int | None = None, seed: int = 0,
+) -> dict[str, np.ndarray]:  # fmt: skip
     """Per-window HR `[S, W]` of the references (module docstring); `floor_db`: the decibel
-    scale of the spectra the ridge reads, the models' (`VirtualConfig.floor_db`)."""
+    scale of the spectra the ridge reads, the models' (`VirtualConfig.floor_db`). With
+    `labelled` (`VirtualConfig.labelled`, `seed` its draw's: `VirtualConfig.seed`) the learned
+    references fit only on the sessions whose HR the models may read
+    (`tasks.virtual.labelled_sessions`)."""
+    known = labelled_sessions(s, split, labelled, seed)  # [K, S], all True without `labelled`
     grid = np.asarray(GRID_HZ)
     raw = s.acc * s.acc_scale[:, :, None, :]  # un-normalised: a quiet axis stays quiet
     acc = jnp.moveaxis(jnp.asarray(raw), -1, -2)  # [S, W, 3, F]
@@ -152,22 +177,30 @@ def references(
         )
         out["ppg_peak"] = np.asarray(jax.vmap(lambda p, o: track_peak(p, grid, ok=o))(ppg, ok))
     acc_db = np.asarray(compress(jnp.asarray(s.acc), floor_db)).reshape(s.acc.shape[:2] + (-1,))
-    fitted = fold_ridge(acc_db, s.hr, s.ok, split.train | split.validation, s.subject)
+    fit_on = (split.train | split.validation) & known
+    fitted = fold_ridge(acc_db, s.hr, s.ok, fit_on, s.subject)
     owner = np.maximum(split.owner, 0)
     out["acc_ridge"] = fitted.pred[owner, np.arange(len(owner))].astype(np.float32)
     gait = np.asarray(gait_features(s))
-    fitted = fold_ridge(gait, s.hr, s.ok, split.train | split.validation, s.subject)
+    fitted = fold_ridge(gait, s.hr, s.ok, fit_on, s.subject)
     out["acc_gait"] = fitted.pred[owner, np.arange(len(owner))].astype(np.float32)
-    w = split.train[:, :, None] & s.ok[None]
+    w = (split.train & known)[:, :, None] & s.ok[None]
     mean = (w * s.hr[None]).sum((1, 2)) / np.maximum(w.sum((1, 2)), 1)  # [K]
     out["train_mean"] = np.broadcast_to(mean[owner][:, None], s.hr.shape).copy()
     return out
 
 
+def latency_device() -> str:
+    """The device `latency_ms` runs on, JAX's default: `"platform: kind"`."""
+    d = next(iter(jnp.zeros(()).devices()))
+    return f"{d.platform}: {d.device_kind}"
+
+
 def latency_ms(model, s: SpectralSessions, config: VirtualConfig, repeats: int = 50) -> float:
     """Median wall time (ms) of one jitted block of `config.context` windows from linear
-    spectra (their decibel scale included): what a watch computes at each 2 s update to give
-    the newest window's estimate."""
+    spectra (their decibel scale included), on JAX's default device (`latency_device`; a CPU
+    time only when that is the CPU), the result waited for: what a watch computes at each 2 s
+    update to give the newest window's estimate."""
     acc = jnp.asarray(s.acc[0, : config.context])
     ppg = jnp.asarray(s.ppg[0, : config.context])
     gait = jnp.full((config.context, N_GAIT), 160.0)  # running averages: a few operations
@@ -183,6 +216,16 @@ def latency_ms(model, s: SpectralSessions, config: VirtualConfig, repeats: int =
         f(acc, ppg, gait).block_until_ready()
         times.append(time.perf_counter() - t0)
     return 1000.0 * float(np.median(times))
+
+
+def cost(model, s: SpectralSessions, config: VirtualConfig) -> dict:
+    """One model's `parameters` at inference, `latency_ms_per_update` (`latency_ms`) and the
+    `latency_device` it was timed on."""
+    return {
+        "parameters": model.inference_parameters(),
+        "latency_ms_per_update": latency_ms(model, s, config),
+        "latency_device": latency_device(),
+    }
 
 
 def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out: int = 1,
@@ -216,8 +259,7 @@ def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out
                                      r.model)  # fmt: skip
         metrics[name] = {
             "raw": _scores(r.hr, s, split), "tracked": _scores(r.tracked, s, split),
-            "parameters": one.inference_parameters(),
-            "latency_ms_per_update": latency_ms(one, s, config),
+            **cost(one, s, config),
             "epochs": len(r.history.get("val_loss", [])), "seconds": round(seconds, 1),
         }  # fmt: skip
         tracks[name] = r.tracked
@@ -225,7 +267,8 @@ def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out
                       for k in ("hr", "var", "tracked", "tracked_var")})  # fmt: skip
         if name == "virtual":
             first = one
-    for name, hr in references(s, split, config.floor_db).items():
+    refs = references(s, split, config.floor_db, labelled=config.labelled, seed=config.seed)
+    for name, hr in refs.items():
         metrics[name] = {"raw": _scores(hr, s, split)}
         tracks[name] = hr
         saved[f"{name}/hr"] = np.asarray(hr)
