@@ -86,3 +86,43 @@ def test_macro_auroc_vmaps_over_folds_and_is_nan_without_both_classes():
     np.testing.assert_allclose(
         np.asarray(got)[[0, 2]], [0.75, 1.0]
     )  # by hand: 3 of 4 pairs, then 1 of 1
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_macro_auroc_of_a_non_finite_masked_score_is_nan(bad):
+    """A +inf score once gave 1.083 on 5 samples; scikit-learn refuses non-finite scores."""
+    from wearjax.eval.classification import macro_auroc
+
+    score = np.asarray([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.5, 0.5]], np.float32)
+    true = np.asarray([0, 1, 1, 0, 1])
+    score[1, 1] = bad
+    mask = np.ones(5, bool)
+    got = macro_auroc(jnp.asarray(score), jnp.asarray(true), jnp.asarray(mask))
+    assert np.isnan(got)
+    sklearn = pytest.importorskip("sklearn.metrics")
+    with pytest.raises(ValueError):
+        sklearn.roc_auc_score(true, score[:, 1])
+    # the same score masked out is ignored: the rest as if it were not there
+    mask[1] = False
+    got = macro_auroc(jnp.asarray(score), jnp.asarray(true), jnp.asarray(mask))
+    want = _pairwise_auroc(score[mask], true[mask])
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert 0.0 <= float(got) <= 1.0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_macro_f1_counts_an_out_of_range_prediction_as_a_miss(seed):
+    """scikit-learn's `f1_score(labels=range(C))`: a prediction outside [0, C) misses its
+    sample's true class (dropping it inflated F1, 0.2433 against 0.2202)."""
+    sklearn = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(seed)
+    n, classes = 60, 4
+    true = rng.permutation(np.arange(n) % classes)  # every class occurs
+    pred = np.where(rng.random(n) < 0.4, true, rng.integers(-1, classes + 2, n))
+    assert ((pred < 0) | (pred >= classes)).any()
+    mask = rng.random(n) < 0.8
+    got = macro_f1(jnp.asarray(pred), jnp.asarray(true), jnp.asarray(mask), classes)
+    want = sklearn.f1_score(
+        true[mask], pred[mask], labels=range(classes), average="macro", zero_division=0
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-6)

@@ -251,3 +251,15 @@ def test_session_relative_refuses_a_string_or_an_unknown_name(relative, message)
     # a string: caught by the jaxtyping annotation when runtime checking is on, else by ours
     with pytest.raises((WearjaxDataError, TypeError), match=message):
         session_relative(jnp.asarray(f), jnp.asarray(valid), names, relative)
+
+
+def test_integer_features_keep_fractional_weights():
+    """Integer features (counts) with weights 0.5 and 1.5: the weights must not be truncated."""
+    rng = np.random.default_rng(7)
+    features = rng.integers(0, 200, (4, 30, 2)).astype(np.int32)
+    weight = rng.choice([0.0, 0.5, 1.5], (4, 30)).astype(np.float32)
+    norm = fit_normalizer(jnp.asarray(features), jnp.asarray(weight))
+    mean, std = _numpy_normalizer(features.astype(np.float64), weight.astype(np.float64))
+    assert norm.mean.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(norm.mean), mean, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(norm.std), std, rtol=1e-4)

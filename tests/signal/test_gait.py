@@ -64,3 +64,16 @@ def test_bad_lags_and_search_ranges_are_refused():
         lagged(jnp.ones((3, 5)), 2.0, (10.0, 0.0))
     with pytest.raises(ValueError, match="0 < lo < hi"):
         stride_hz(jnp.ones((2, 64)), np.linspace(0.5, 4.0, 64), lo=2.0, hi=1.0)
+
+
+def test_lags_of_integer_counts_equal_a_float64_loop():
+    x = np.random.default_rng(2).integers(120, 180, (2, 30)).astype(np.int32)
+    taus, hop = (4.0, 60.0), 2.0
+    out = np.asarray(lagged(jnp.asarray(x), hop, taus))
+    assert out.dtype == np.float32
+    for j, tau in enumerate(taus):
+        a = 1 - np.exp(-hop / tau)
+        m = x[..., 0].astype(np.float64)
+        for t in range(x.shape[-1]):
+            m = m + a * (x[..., t] - m)
+            np.testing.assert_allclose(out[..., t, j], m, rtol=1e-5)

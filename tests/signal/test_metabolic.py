@@ -92,3 +92,77 @@ def test_metabolic_features_for_any_subset():
     g = metabolic_features(jnp.zeros((t, 0)), (), subject, hr, jnp.ones((t,), bool))
     assert g.shape == (t, len(metabolic_feature_names(())))
     assert metabolic_feature_names(())[:3] == ("hr_bpm", "window_index", "elapsed_min")
+
+
+def test_savgol_refuses_a_concrete_length_shorter_than_the_window():
+    """A ramp of 12 samples padded to 40: SciPy refuses a window longer than the series."""
+    ramp = np.zeros(40, np.float32)
+    ramp[:12] = np.arange(12)
+    with pytest.raises(ValueError):
+        scipy.signal.savgol_filter(ramp[:12], 15, 3)
+    with pytest.raises(WearjaxDataError, match="length 12"):
+        savgol_smooth(jnp.asarray(ramp), 12)
+    with pytest.raises(WearjaxDataError, match="length 41"):
+        savgol_smooth(jnp.asarray(ramp), jnp.asarray(41))
+
+
+def test_savgol_traced_length_shorter_than_the_window_gives_nan():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 40)).astype(np.float32).cumsum(axis=1)
+    x[1, 12:] = 0.0
+    got = np.asarray(jax.jit(jax.vmap(savgol_smooth))(jnp.asarray(x), jnp.asarray([40, 12])))
+    assert np.isnan(got[1]).all()
+    ref = scipy.signal.savgol_filter(x[0].astype(np.float64), 15, 3)
+    np.testing.assert_allclose(got[0], ref, rtol=1e-4, atol=1e-4)
+
+
+def test_zero_order_hold_refuses_empty_or_decreasing_time():
+    grid = jnp.arange(5.0)
+    with pytest.raises(WearjaxDataError, match="time is empty"):
+        zero_order_hold(jnp.zeros(0), jnp.zeros(0), grid)
+    with pytest.raises(WearjaxDataError, match="time must be non-decreasing"):
+        zero_order_hold(jnp.asarray([0.0, 3.0, 1.0]), jnp.asarray([1.0, 2.0, 3.0]), grid)
+    # equal times are fine: the later sample holds, as in the loop
+    time, values = np.asarray([0.5, 2.0, 2.0]), np.asarray([1.0, 2.0, 3.0])
+    held, ok = zero_order_hold(jnp.asarray(time), jnp.asarray(values), grid)
+    ref, ref_ok = reference_hold(time, values, np.arange(5.0))
+    np.testing.assert_array_equal(np.asarray(ok), ref_ok)
+    np.testing.assert_array_equal(np.asarray(held), ref)
+
+
+def _reference_hold_observed(values, mask):
+    """Literal loop over one row; NaN throughout without any observation."""
+    if not mask.any():
+        return np.full(values.shape, np.nan)
+    out, last = np.empty(values.shape), values[np.argmax(mask)]
+    for t in range(len(values)):
+        last = values[t] if mask[t] else last
+        out[t] = last
+    return out
+
+
+def test_hold_observed_row_without_observation_is_nan():
+    """A stacked cohort with an HR-less session: that row is NaN, not the row's first value."""
+    rng = np.random.default_rng(6)
+    values = rng.normal(150.0, 10.0, (3, 20)).astype(np.float32)
+    mask = rng.random((3, 20)) < 0.4
+    mask[1] = False
+    got = np.asarray(hold_observed(jnp.asarray(values), jnp.asarray(mask)))
+    for row in range(3):
+        np.testing.assert_array_equal(got[row], _reference_hold_observed(values[row], mask[row]))
+    assert np.isnan(got[1]).all()
+
+
+def test_metabolic_features_refuses_hr_without_its_mask():
+    t = 30
+    subject = jnp.asarray([1.8, 70.0, 30.0, 1.0])
+    hr = jnp.full((t,), 150.0)
+    with pytest.raises(WearjaxDataError, match="hr_mask is None"):
+        metabolic_features(jnp.zeros((t, 0)), (), subject, hr, None)
+    with pytest.raises(WearjaxDataError, match="hr_mask has no observed second"):
+        metabolic_features(jnp.zeros((t, 0)), (), subject, hr, jnp.zeros((t,), bool))
+    # traced, an unobserved HR is a NaN column rather than a made-up value
+    f = jax.jit(metabolic_features, static_argnums=1)(
+        jnp.zeros((t, 0)), (), subject, hr, jnp.zeros((t,), bool)
+    )
+    assert np.isnan(np.asarray(f)[:, 0]).all() and np.isfinite(np.asarray(f)[:, 1:]).all()

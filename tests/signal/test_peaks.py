@@ -5,6 +5,7 @@ removal."""
 
 import jax
 import jax.numpy as jnp
+import jaxtyping
 import numpy as np
 import pytest
 
@@ -220,3 +221,35 @@ def test_remove_motion_peaks():
     assert (per_axis[0] == 0).sum() > (out[0] == 0).sum()  # axis 2's 0.3 is its own largest
     with pytest.raises(WearjaxDataError, match="evenly spaced"):
         remove_motion_peaks(ppg, jnp.asarray(acc), freqs**2)
+
+
+@pytest.fixture
+def no_annotation_checks():
+    """Call wearjax as a user does, without the test run's jaxtyping checks (which refuse the
+    shapes before our own check runs), then restore them."""
+    previous = jaxtyping.config.jaxtyping_disable
+    jaxtyping.config.update("jaxtyping_disable", True)
+    try:
+        yield
+    finally:
+        jaxtyping.config.update("jaxtyping_disable", previous)
+
+
+@pytest.mark.parametrize("duration", [300.0, 16.0])  # many windows, then a single one
+def test_remove_motion_peaks_refuses_band_spectras_axis_first_layout(
+    no_annotation_checks, duration
+):
+    """`band_spectra(acc [3, T])` is `[3, W, F]`; the window axis must come first (a single
+    window once came back as three, a wrong one per axis)."""
+    ppg, acc, _, rate = _synthetic(0, duration=duration)
+    ppg_spec, freqs = band_spectra(jnp.asarray(ppg, jnp.float32), rate)
+    acc_spec, _ = band_spectra(jnp.asarray(acc, jnp.float32), rate)  # [3, W, F]
+    assert acc_spec.shape[:2] == (3, ppg_spec.shape[0]) and ppg_spec.shape[0] != 3
+    with pytest.raises(WearjaxDataError, match=r"acc_spec .*jnp\.moveaxis\(acc_spec, -3, -2\)"):
+        remove_motion_peaks(ppg_spec, acc_spec, freqs)
+    with pytest.raises(WearjaxDataError, match="acc_spec"):
+        troika_hr(ppg_spec, acc_spec, freqs)
+    with pytest.raises(WearjaxDataError, match="acc_spec"):  # bins of another band
+        remove_motion_peaks(ppg_spec, jnp.moveaxis(acc_spec, -3, -2)[..., 1:], freqs)
+    out = remove_motion_peaks(ppg_spec, jnp.moveaxis(acc_spec, -3, -2), freqs)
+    assert out.shape == ppg_spec.shape

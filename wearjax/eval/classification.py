@@ -13,7 +13,8 @@ from jaxtyping import Array, Bool, Float, Int
 def confusion(
     pred: Int[Array, " n"], true: Int[Array, " n"], mask: Bool[Array, " n"], n_classes: int
 ) -> Float[Array, "true pred"]:
-    """Counts of (true class, predicted class) over the masked samples."""
+    """Counts of (true class, predicted class) over the masked samples. A prediction outside
+    `[0, n_classes)` has no column: its sample is left out (`macro_f1` counts it as a miss)."""
     classes = jnp.arange(n_classes)[None]
     one_true = (true[:, None] == classes) & mask[:, None]
     one_pred = pred[:, None] == classes
@@ -34,10 +35,13 @@ def macro_f1(
 ) -> Float[Array, ""]:
     """Unweighted mean over classes of `2 TP / (2 TP + FP + FN)`, over the classes that occur
     in the masked true labels or predictions (a class absent from both is left out, as
-    scikit-learn does when `labels` is not given)."""
+    scikit-learn does when `labels` is not given). A class's support is its count among the
+    masked true labels, so a prediction outside `[0, n_classes)` is a miss of its true class
+    (scikit-learn's `f1_score(..., labels=range(n_classes), average="macro")`)."""
     c = confusion(pred, true, mask, n_classes)
     tp = jnp.diag(c)
-    support, predicted = c.sum(1), c.sum(0)
+    one_true = (true[:, None] == jnp.arange(n_classes)[None]) & mask[:, None]
+    support, predicted = jnp.sum(one_true, axis=0).astype(c.dtype), c.sum(0)
     present = (support + predicted) > 0
     f1 = jnp.where(present, 2 * tp / jnp.maximum(support + predicted, 1.0), 0.0)
     return jnp.sum(f1) / jnp.maximum(jnp.sum(present).astype(f1.dtype), 1.0)
@@ -52,7 +56,8 @@ def macro_auroc(
     one half (the Mann-Whitney statistic: where every class occurs among the masked samples,
     what scikit-learn's `roc_auc_score(multi_class="ovr", average="macro")` gives). Classes
     without both positives and negatives among the masked samples are left out (NaN when none
-    is left), where scikit-learn refuses. Sorting instead of comparing every pair keeps
+    is left), where scikit-learn refuses; a non-finite score (NaN, +-inf) among the masked
+    samples gives NaN, where scikit-learn refuses too. Sorting instead of comparing every pair keeps
     it `O(n log n)`, so it vmaps over folds of thousands of windows."""
     n_classes = score.shape[1]
 
@@ -61,13 +66,15 @@ def macro_auroc(
         pos = mask & (true == c)
         neg = mask & (true != c)
         negatives = jnp.sort(jnp.where(neg, s, jnp.inf))  # masked-out ones sort past every score
-        below = jnp.searchsorted(negatives, s, side="left").astype(s.dtype)
-        tied = jnp.searchsorted(negatives, s, side="right").astype(s.dtype) - below
-        wins = jnp.sum(jnp.where(pos, below + 0.5 * tied, 0.0))
         n_pos, n_neg = jnp.sum(pos).astype(s.dtype), jnp.sum(neg).astype(s.dtype)
+        # at most the n_neg real negatives: a tie with the +inf sentinels is no win
+        below = jnp.minimum(jnp.searchsorted(negatives, s, side="left").astype(s.dtype), n_neg)
+        above = jnp.minimum(jnp.searchsorted(negatives, s, side="right").astype(s.dtype), n_neg)
+        wins = jnp.sum(jnp.where(pos, below + 0.5 * (above - below), 0.0))
         ok = (n_pos > 0) & (n_neg > 0)
         return jnp.where(ok, wins / jnp.maximum(n_pos * n_neg, 1.0), 0.0), ok
 
     auc, ok = jax.vmap(one)(jnp.arange(n_classes))
     n_ok = jnp.sum(ok).astype(auc.dtype)
-    return jnp.where(n_ok > 0, jnp.sum(auc) / jnp.maximum(n_ok, 1.0), jnp.nan)
+    finite = ~jnp.any(mask[:, None] & ~jnp.isfinite(score))
+    return jnp.where(finite & (n_ok > 0), jnp.sum(auc) / jnp.maximum(n_ok, 1.0), jnp.nan)

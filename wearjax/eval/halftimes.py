@@ -12,12 +12,20 @@ import numpy as np
 from jaxtyping import ArrayLike, Float
 
 from wearjax.data.physiology import hr_step_response
+from wearjax.errors import WearjaxDataError
 from wearjax.train.loop import fold_model
 
 
 def half_time(hr: Float[ArrayLike, " time"], start: int, end: int) -> float:
     """Seconds after `start` until HR has covered half of its change from `hr[start - 1]` to
-    `hr[end - 1]` (linear between seconds); NaN if it never does."""
+    `hr[end - 1]` (linear between seconds); NaN if it never does. Needs
+    `1 <= start < end <= len(hr)`."""
+    n = np.shape(hr)[0]
+    if not 1 <= start < end <= n:
+        raise WearjaxDataError(
+            f"half_time: start {start} and end {end} must satisfy 1 <= start < end <= len(hr) "
+            f"= {n} (hr[start - 1] is the baseline); pass a step inside the series"
+        )
     base, final = float(hr[start - 1]), float(hr[end - 1])
     target = base + 0.5 * (final - base)
     progress = (hr[start:end] - target) * np.sign(final - base)

@@ -13,7 +13,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, Bool, Float, Real
 
 from wearjax.data.types import CHANNEL_UNITS, SUBJECT_FIELDS
 from wearjax.errors import WearjaxDataError
@@ -182,7 +182,7 @@ STD_FLOOR_REL: float = 1e-6
 
 
 def fit_normalizer(
-    features: Float[Array, "*batch time feature"],
+    features: Real[Array, "*batch time feature"],
     weight: Float[Array, "*batch time"] | Bool[Array, "*batch time"],
 ) -> Normalizer:
     """Weighted mean and (population) std of each feature over all axes but the last.
@@ -192,7 +192,8 @@ def fit_normalizer(
     weight is zero never enter the arithmetic, so they may be NaN. A constant feature (std <=
     `STD_FLOOR_REL` x (1 + |mean|)) gets std 1. With no positive weight the statistics are
     undefined: concrete inputs raise `WearjaxDataError`, traced ones give NaN. Vmap over a
-    leading fold axis of `weight` to fit one normaliser per fold in one program.
+    leading fold axis of `weight` to fit one normaliser per fold in one program. Integer
+    features are taken as float32 (the statistics are fractional).
     """
     features = jnp.asarray(features)
     weight = jnp.asarray(weight)
@@ -201,6 +202,8 @@ def fit_normalizer(
             f"weight has shape {weight.shape}, expected {features.shape[:-1]} (features "
             f"{features.shape} without the feature axis)"
         )
+    if not jnp.issubdtype(features.dtype, jnp.floating):
+        features = features.astype(jnp.float32)  # integer counts: fractional weights and means
     if weight.dtype == jnp.bool_:
         w = weight.astype(features.dtype)
     else:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Real
 
 STRIDE_RANGE_HZ = (0.6, 2.0)  # walking to sprinting: 72-240 steps per minute
 LAGS_S = (10.0, 30.0, 60.0, 120.0, 240.0)
@@ -53,13 +53,15 @@ def stride_hz(
 
 
 def lagged(
-    x: Float[Array | np.ndarray, "*batch window"], hop_s: float, taus_s=LAGS_S
+    x: Real[Array | np.ndarray, "*batch window"], hop_s: float, taus_s=LAGS_S
 ) -> Float[Array, "*batch window lag"]:
     """First-order lags of `x` along its last axis (windows `hop_s` apart), one per time
-    constant in `taus_s` (module docstring)."""
+    constant in `taus_s` (module docstring). Integer `x` (counts) is taken as float32."""
     if min(taus_s, default=0.0) <= 0 or hop_s <= 0:
         raise ValueError(f"lags need time constants and a hop > 0, got {taus_s} and {hop_s}")
     x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.float32)  # integer counts: the lags are fractional
     xs = jnp.moveaxis(x, -1, 0)  # [W, ...]
     a = 1.0 - jnp.exp(-hop_s / jnp.asarray(taus_s, x.dtype))
     a = a.reshape((1,) * (xs.ndim - 1) + a.shape)  # [..., L]

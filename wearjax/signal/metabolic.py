@@ -30,6 +30,14 @@ SAVGOL_WINDOW = 15  # s, Lab-to-Wrist's smoothing window
 SAVGOL_ORDER = 3
 
 
+def _concrete(x) -> np.ndarray | None:
+    """`x` as a NumPy array when its values are known now, None when traced (under jit)."""
+    try:
+        return np.asarray(x)
+    except jax.errors.TracerArrayConversionError:
+        return None
+
+
 def zero_order_hold(
     time: Float[Array, " breath"],
     values: Float[Array, " breath"],
@@ -38,8 +46,17 @@ def zero_order_hold(
     """Samples at increasing times `time [B]` onto `grid [T]` by zero-order hold.
 
     Each grid point takes the value of the last sample at or before it; points before the first
-    sample have none (value 0, mask False). Returns `(held [T], mask [T])`.
+    sample have none (value 0, mask False). Returns `(held [T], mask [T])`. An empty `time`
+    raises, and so does a decreasing (or NaN) one where its values are concrete (not traced).
     """
+    if time.shape[0] == 0:
+        raise WearjaxDataError("zero_order_hold: time is empty; pass at least one sample")
+    t = _concrete(time)
+    if t is not None and not np.all(np.diff(t) >= 0):
+        raise WearjaxDataError(
+            "zero_order_hold: time must be non-decreasing without NaN; sort time and values "
+            "together (np.argsort(time)) first"
+        )
     idx = jnp.searchsorted(time, grid, side="right") - 1
     ok = idx >= 0
     held = values[jnp.clip(idx, 0, values.shape[0] - 1)]
@@ -50,12 +67,15 @@ def hold_observed(
     values: Float[Array, "*batch time"], mask: Bool[Array, "*batch time"]
 ) -> Float[Array, "*batch time"]:
     """Each second's last observed value at or before it (the first observed one before any):
-    masked-out seconds (sensor dropouts, padding) held at the last value seen."""
+    masked-out seconds (sensor dropouts, padding) held at the last value seen. A row without any
+    observation (`mask` all False: a session without that signal) is NaN throughout."""
     t = jnp.broadcast_to(jnp.arange(values.shape[-1]), values.shape)
     first = jnp.argmax(mask, axis=-1)[..., None]
     last = jax.lax.cummax(jnp.where(mask, t, -1), axis=values.ndim - 1)
     idx = jnp.where(last >= 0, last, jnp.broadcast_to(first, t.shape))
-    return jnp.take_along_axis(values, idx, axis=-1)
+    held = jnp.take_along_axis(values, idx, axis=-1)
+    seen = jnp.broadcast_to(jnp.any(mask, axis=-1, keepdims=True), held.shape)
+    return jnp.where(seen, held, jnp.full((), jnp.nan, held.dtype))
 
 
 @functools.cache
@@ -84,14 +104,21 @@ def savgol_smooth(
 ) -> Float[Array, " time"]:
     """Savitzky-Golay smoothing of `x [T]` (module docstring), equal to
     `scipy.signal.savgol_filter(x[:length], window, order)` on the first `length` samples
-    (default all) and 0 on the padding after them; needs `length >= window`.
+    (default all) and 0 on the padding after them; needs `window <= length <= x.shape[0]`.
 
-    `length` may be traced (a cohort's per-session lengths under `vmap`).
+    `length` may be traced (a cohort's per-session lengths under `vmap`); a concrete one outside
+    that range raises, a traced one below `window` makes the whole output NaN.
     """
     size = x.shape[0]
     if size < window:
         raise WearjaxDataError(
             f"series of {size} samples is shorter than the Savitzky-Golay window {window}"
+        )
+    known = None if length is None else _concrete(length)
+    if known is not None and not window <= int(known) <= size:
+        raise WearjaxDataError(
+            f"savgol_smooth: length {int(known)} is outside [{window}, {size}] (the window, the "
+            "series); drop sessions shorter than the window, or pass a smaller window"
         )
     interior, start, end = (jnp.asarray(m, x.dtype) for m in savgol_matrices(window, order))
     h = window // 2
@@ -103,7 +130,8 @@ def savgol_smooth(
     tail = end @ jax.lax.dynamic_slice_in_dim(x, jnp.maximum(n - window, 0), window)
     y = y.at[:h].set(head)
     y = jax.lax.dynamic_update_slice_in_dim(y, tail, jnp.maximum(n - h, h), 0)
-    return jnp.where(t < n, y, jnp.zeros((), x.dtype))
+    y = jnp.where(t < n, y, jnp.zeros((), x.dtype))
+    return jnp.where(n >= window, y, jnp.full((), jnp.nan, x.dtype))  # too short: no fit
 
 
 # Laboratory channels (`data.CPET_CHANNEL_UNITS`) as VO2 features: name and scale to O(1).
@@ -152,8 +180,22 @@ def metabolic_features(
     work rate, VCO2 and VE of laboratory files, scaled to O(1) (`_CPET_FEATURES`);
     cumulative distance in km and grade (rise over run across `GRADE_SPAN_S` s) when speed (and
     altitude) exist; the 60 s window index and elapsed minutes; age, sex, height and weight.
-    Pure `jax.numpy`: `hr` may be a model's prediction inside a jitted chain.
+    Pure `jax.numpy`: `hr` may be a model's prediction inside a jitted chain. `hr` needs its
+    `hr_mask` (the seconds it was observed); a concrete `hr_mask` without any True raises (pass
+    `hr=None` for a session without HR), a traced one gives a NaN HR column (`hold_observed`).
     """
+    if hr is not None:
+        if hr_mask is None:
+            raise WearjaxDataError(
+                "metabolic_features: hr is given but hr_mask is None; pass hr_mask (the seconds "
+                "HR was observed, e.g. jnp.isfinite(hr)) or hr=None"
+            )
+        seen = _concrete(hr_mask)
+        if seen is not None and not seen.any():
+            raise WearjaxDataError(
+                "metabolic_features: hr_mask has no observed second; pass hr=None and "
+                "hr_mask=None for a session without HR"
+            )
     t = jnp.arange(x.shape[0])
     dtype = x.dtype
     columns: list[Array] = []

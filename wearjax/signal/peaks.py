@@ -63,6 +63,28 @@ def local_maxima(
     return peak if ends else peak & (left > 0) & (right > 0)
 
 
+def _check_layout(ppg_spec, acc_spec) -> None:
+    """Raise unless `acc_spec` is `[..., W, F]` or `[..., W, A, F]` for `ppg_spec [..., W, F]`."""
+    per_axis = acc_spec.ndim == ppg_spec.ndim + 1
+    if acc_spec.ndim not in (ppg_spec.ndim, ppg_spec.ndim + 1) or ppg_spec.ndim < 2:
+        raise WearjaxDataError(
+            f"acc_spec has shape {acc_spec.shape}, expected [..., W, F] or [..., W, A, F] for "
+            f"ppg_spec {ppg_spec.shape} [..., W, F]"
+        )
+    window = acc_spec.shape[-3] if per_axis else acc_spec.shape[-2]
+    if window != ppg_spec.shape[-2] or acc_spec.shape[-1] != ppg_spec.shape[-1]:
+        fix = (
+            "; band_spectra(acc [3, T]) gives [3, W, F]: pass jnp.moveaxis(acc_spec, -3, -2)"
+            if per_axis and acc_spec.shape[-2] == ppg_spec.shape[-2]
+            else ""
+        )
+        raise WearjaxDataError(
+            f"acc_spec has shape {acc_spec.shape}, expected [..., W, A, F] or [..., W, F] with "
+            f"the W = {ppg_spec.shape[-2]} windows and F = {ppg_spec.shape[-1]} bins of "
+            f"ppg_spec{fix}"
+        )
+
+
 def remove_motion_peaks(
     ppg_spec: Float[Array, "*batch window freq"],
     acc_spec: Float[Array, "*batch window freq"] | Float[Array, "*batch window axis freq"],
@@ -79,7 +101,13 @@ def remove_motion_peaks(
     on the bins `freqs`. The dominant peaks of an axis are its local maxima of at least
     `threshold` times the window's largest ACC magnitude over all axes, the `n_peaks` largest.
     With `per_axis` the maximum is each axis's own, as if each were normalised alone; that makes
-    a still axis's noise peaks dominant, so by default a quiet axis removes nothing."""
+    a still axis's noise peaks dominant, so by default a quiet axis removes nothing.
+
+    Windows come before axes: `band_spectra(acc [3, T])` gives `[3, W, F]`,
+    which `jnp.moveaxis(acc_spec, -3, -2)` turns into `[W, 3, F]`. A window count (or, for one
+    spectrum per window, a window or bin count) that differs from `ppg_spec`'s raises; with
+    three windows of three axes the two layouts share one shape, so move the axis first."""
+    _check_layout(ppg_spec, acc_spec)
     step = step_hz(freqs)
     acc = acc_spec if acc_spec.ndim == ppg_spec.ndim + 1 else acc_spec[..., None, :]
     over = (-1,) if per_axis else (-2, -1)
