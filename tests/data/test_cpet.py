@@ -41,9 +41,12 @@ def test_aliases_magnitude_units_and_clock_times(tmp_path):
     assert meta["vo2_unit"] == "L/min" and meta["vo2_unit_basis"] == "detected (median 1.89 < 10)"
     assert meta["speed_unit"] == "km/h" and meta["columns"].startswith("time=t, vo2=V'O2, hr=")
     assert (s.runner, s.workout, s.length) == ("ann", "ann", N)
-    # Declared units win over the magnitude and the header.
-    declared = read_cpet(tmp_path / "ann.csv", vo2_unit="mL/min", units={"speed": "m/s"})
-    np.testing.assert_allclose(declared.vo2, vo2, rtol=1e-6)
+    # Declared units win over the magnitude and the header; L/min declared as mL/min reads as
+    # 2 mL/min, no body's VO2, and is refused naming the unit
+    with pytest.raises(WearjaxFileError, match="under 50 mL/min throughout.*vo2_unit"):
+        read_cpet(tmp_path / "ann.csv", vo2_unit="mL/min")
+    declared = read_cpet(tmp_path / "ann.csv", vo2_unit="L/min", units={"speed": "m/s"})
+    np.testing.assert_allclose(declared.vo2, vo2 * 1000, rtol=1e-6)
     np.testing.assert_allclose(declared.x[:, 0], kmh, rtol=1e-6)
     assert dict(declared.metadata)["vo2_unit_basis"] == "declared"
 
@@ -170,3 +173,16 @@ def test_a_test_starts_at_its_first_vo2_value(tmp_path):
     np.testing.assert_allclose(s.hr[:2], [120, 121])
     assert dict(s.metadata)["seconds_before_first_vo2_dropped"] == "20"
     assert s.start_time_s == 20.0  # second 0 is the file's second 20
+
+
+def test_warm_up_zeros_are_no_first_vo2_and_vco2_keeps_its_own_unit(tmp_path):
+    """An analyser that exports 0 while it warms up: those rows are no reading (the test
+    starts at the first real VO2, the value the model is given), and are counted. A unit
+    declared for VO2 does not override the unit VCO2's own header names."""
+    rows = [[s, 0 if s < 8 else 1.5 + s / 1000, 1200 + s, 100 + s] for s in range(N)]
+    header = ["time", "VO2", "VCO2 (ml/min)", "HR"]
+    s = read_cpet(_write(tmp_path / "warm.csv", header, rows), vo2_unit="L/min", min_length_s=10)
+    meta = dict(s.metadata)
+    assert meta["vo2_below_floor_masked"] == "8" and meta["seconds_before_first_vo2_dropped"] == "8"
+    assert s.vo2[0] == pytest.approx(1508.0) and s.length == N - 8
+    np.testing.assert_allclose(s.x[:2, s.channels.index("vco2")], [1208, 1209])  # mL/min as named

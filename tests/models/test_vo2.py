@@ -196,3 +196,30 @@ def test_window_stats_refuses_concrete_starts_outside_the_session():
     assert mu.shape == (2,)
     with pytest.raises(ValueError, match=r"window starts \[90, 200\] lie outside 0..60"):
         model.window_stats(s, jnp.asarray(900.0), jnp.asarray([60, 90, 200]))
+
+
+def test_a_float64_model_rolls_out_from_float32_data(x64):
+    """A cohort holds float32 (inputs and the given first VO2); a model built under x64 holds
+    float64 weights: the rollout runs in the model's float64 and matches float64 inputs."""
+    model = build_vo2_model(3, (8, 1), key=jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (60, 3))
+    wide = model.rollout(x, jnp.asarray(1500.0))
+    narrow = model.rollout(x.astype(jnp.float32), jnp.asarray(1500.0, jnp.float32))
+    assert narrow.vo2.dtype == jnp.float64
+    np.testing.assert_allclose(np.asarray(narrow.vo2), np.asarray(wide.vo2), rtol=1e-6)
+
+
+def test_no_second_of_a_padded_session_reads_its_padding():
+    """A cohort pads every test to its longest: with the session's `length`, the backward GRU
+    starts at the session's last second, so its seconds equal those of the unpadded session
+    whatever the padding holds (before, the last seconds moved with the padding)."""
+    model = build_vo2_model(3, (8, 2), key=jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (120, 3))
+    alone = model.rollout(x, jnp.asarray(1500.0))
+    for fill in (0.0, 5.0):
+        padded = jnp.concatenate([x, jnp.full((60, 3), fill)])
+        got = model.rollout(padded, jnp.asarray(1500.0), length=120)
+        np.testing.assert_allclose(np.asarray(got.vo2[:120]), np.asarray(alone.vo2), rtol=1e-5)
+        np.testing.assert_allclose(np.asarray(got.mu[:2]), np.asarray(alone.mu), rtol=1e-5)
+    unaware = model.rollout(jnp.concatenate([x, jnp.full((60, 3), 5.0)]), jnp.asarray(1500.0))
+    assert float(jnp.max(jnp.abs(unaware.vo2[:120] - alone.vo2))) > 1e-3  # what length fixes

@@ -162,6 +162,15 @@ def test_prepare_refuses_sessions_without_vo2():
         vo2_study.prepare(cohort, vo2_study.VO2StudyConfig())
 
 
+def test_prepare_refuses_a_session_without_hr_where_the_others_have_it():
+    """HR is an input once any session has it: a session without it would feed NaN (held
+    over no observation) to the model and to the baselines' slope of every fold."""
+    cohort = toy_cohort(n_runners=3)
+    cohort = eqx.tree_at(lambda c: c.mask, cohort, cohort.mask.at[1].set(False))
+    with pytest.raises(WearjaxError, match="no HR where the others have it"):
+        vo2_study.prepare(cohort, vo2_study.VO2StudyConfig())
+
+
 def write_cpet_folder(folder: Path, n_subjects=6, seconds=300):
     """Ramp tests of a lab's own export: VO2 in L/min rising with the load, its own names."""
     rng = np.random.default_rng(0)
@@ -273,3 +282,26 @@ def test_a_folder_test_without_hr_is_skipped_where_the_others_have_it(tmp_path):
     assert "inputs: hr, work_rate" in note  # the skipped test's missing load is not lost
     assert np.asarray(cohort.mask).any(axis=1).all()
     assert any("subject2" in s and "no heart rate, which the other tests have" in s for s in said)
+
+
+def test_a_folders_gas_channels_are_inputs_only_when_asked(tmp_path):
+    """VCO2 and VE come from the analyser that measures VO2 (VCO2 is VO2 times the exchange
+    ratio): as inputs they would hand the model the target's own sensor, while the baselines
+    read HR. They are left out, named, unless `gas_inputs`."""
+    folder = tmp_path / "cpet"
+    write_cpet_folder(folder, n_subjects=4, seconds=120)
+    for path in folder.glob("*/ramp.csv"):
+        lines = path.read_text().splitlines()
+        rows = [line.split(";") for line in lines[1:]]
+        extra = [f"{float(r[1]) * 0.9:.3f};{30 + float(r[1]) * 25:.1f}" for r in rows]
+        lines = [lines[0] + ";VCO2;VE"] + [
+            f"{a};{b}" for a, b in zip(lines[1:], extra, strict=True)
+        ]
+        path.write_text("\n".join(lines) + "\n")
+    columns = {"time": "Zeit", "vo2": "VO2 abs", "hr": "HF", "work_rate": "Last"}
+    said = []
+    cohort, note = presets.load_cpet_folder_cohort(folder, columns=columns, say=said.append)
+    assert cohort.channels == ("work_rate",) and note.endswith("inputs: hr, work_rate")
+    assert said[-1] == "left out vco2, ve (the gas analyser's, beside VO2): --gas-inputs uses them"
+    cohort, note = presets.load_cpet_folder_cohort(folder, columns=columns, gas_inputs=True)
+    assert set(cohort.channels) == {"work_rate", "vco2", "ve"} and "vco2" in note

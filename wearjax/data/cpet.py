@@ -9,8 +9,9 @@ brackets and every character but letters and digits, a header matches an alias o
 cm), weight (kg), sex (M/F, or pyoxynet's -1 = male, 1 = female). Other columns are ignored. A
 units row under the header (text where VO2 numbers should be) gives the columns' units.
 
-**Units.** VO2 and VCO2 are stored in mL/min: `vo2_unit` ("mL/min" or "L/min", for both) when
-given, else the column's unit, else detected from the magnitude (median below 10 is L/min).
+**Units.** VO2 and VCO2 are stored in mL/min: `vo2_unit` ("mL/min" or "L/min"; for VCO2 too
+where its own header names no unit) when given, else the column's unit, else detected from
+the magnitude (median below 10 is L/min). VO2 under `MIN_VO2_ML_MIN` is read as missing.
 VE is stored in L/min (a unit of mL/min, or a median above 500, is converted). Speed is stored
 in m/s: `units={"speed": ...}` when given, else the column's unit, else km/h (treadmills).
 VO2 relative to body mass (mL/kg/min) is refused: by its unit, or, with no unit, by a median
@@ -18,7 +19,7 @@ of 10-150 (neither L/min nor a test's mL/min). Each session's `metadata` records
 (the file's unit), `vo2_unit_basis` ("declared", "column header" or "detected (median ...)"),
 `speed_unit` when there is speed, and `columns` (field=header pairs used).
 
-A test starts at its first VO2 value (the VO2 model is given that second): seconds before it,
+A test starts at its first VO2 reading (the VO2 model is given that second): seconds before it,
 HR recorded while the gas analyser warmed up, are dropped and counted in `metadata`
 (`seconds_before_first_vo2_dropped`).
 
@@ -123,6 +124,17 @@ def read_cpet(
     vo2, vo2_source, basis = _volume(column("vo2"), declared, unit_of["vo2"], vo2_column, path)
     channels: dict[str, np.ndarray] = {}
     metadata = [("vo2_unit", vo2_source), ("vo2_unit_basis", basis)]
+    low = np.isfinite(vo2) & (vo2 < MIN_VO2_ML_MIN)  # an analyser's warm-up rows, exported as 0
+    if low.any() and low.sum() == np.isfinite(vo2).sum():
+        raise WearjaxFileError(
+            path,
+            f"VO2 reads under {MIN_VO2_ML_MIN:g} mL/min throughout (median "
+            f"{np.median(vo2[low]):.3g} mL/min as {vo2_source}), no body's uptake",
+            "check its unit: pass vo2_unit (--vo2-unit) if the column is in L/min",
+        )
+    if low.any():
+        vo2 = np.where(low, np.nan, vo2)
+        metadata.append(("vo2_below_floor_masked", str(int(low.sum()))))
     if "speed" in found:
         unit = (units or {}).get("speed") or _SPEED.get(_norm_unit(unit_of["speed"]), "")
         if unit_of["speed"] and not unit:
@@ -139,9 +151,9 @@ def read_cpet(
         metadata.append(("speed_unit", unit))
     if "work_rate" in found:
         channels["work_rate"] = column("work_rate")
-    if "vco2" in found:
-        name = header[found["vco2"]]
-        channels["vco2"] = _volume(column("vco2"), declared, unit_of["vco2"], name, path)[0]
+    if "vco2" in found:  # its own header's unit wins over the one declared for VO2
+        name, own = header[found["vco2"]], unit_of["vco2"]
+        channels["vco2"] = _volume(column("vco2"), None if own else declared, own, name, path)[0]
     if "ve" in found:
         ve = column("ve")
         factor = _VOLUME.get(_norm_unit(unit_of["ve"]))
@@ -290,6 +302,13 @@ def _check_options(columns, vo2_unit, units) -> str | None:
             f"vo2_unit={vo2_unit!r} is not a unit of VO2; use 'mL/min' or 'L/min'"
         )
     return unit
+
+
+MIN_VO2_ML_MIN = 50.0
+"""VO2 below this (mL/min, after the unit) is no reading: a body at rest takes up 150-400
+mL/min; rows of 0 while a gas analyser warms up would be the test's first VO2 (the value the
+model is given) and divide MAPE by almost nothing. They are read as missing and counted in
+`metadata` (`vo2_below_floor_masked`)."""
 
 
 def _volume(values, declared, unit, column, path) -> tuple[np.ndarray, str, str]:

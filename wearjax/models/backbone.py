@@ -67,6 +67,7 @@ class Encoder(eqx.Module):
         keys = (
             (None,) * len(self.layers) if key is None else jax.random.split(key, len(self.layers))
         )
+        x = x.astype(self.layers[0].weight.dtype)  # float32 data into an x64 model
         for layer, k in zip(self.layers, keys, strict=True):
             x = jax.nn.leaky_relu(dense(layer.weight, layer.bias, x))
             x = self.dropout(x, key=k, inference=k is None)

@@ -136,10 +136,17 @@ class BiGRU(eqx.Module):
             GRULayer(n, hidden, impl=impl, key=k[1]) for n, k in zip(sizes, keys, strict=True)
         )
 
-    def __call__(self, x: Float[Array, "time in"]) -> Float[Array, "time out"]:
+    def __call__(
+        self, x: Float[Array, "time in"], length: Int[Array, ""] | int | None = None
+    ) -> Float[Array, "time out"]:
+        """Both directions over `x`; with `length` (a session padded to a cohort's length)
+        the backward pass starts at the session's last second, so no second of the session
+        reads the padding (its outputs past `length` are the padding's own)."""
+        t = jnp.arange(x.shape[0])
+        flip = t[::-1] if length is None else jnp.where(t < length, length - 1 - t, t)
         for fwd, bwd in zip(self.forward, self.backward, strict=True):
             h0 = jnp.zeros((fwd.hidden,), x.dtype)
-            x = jnp.concatenate([fwd(x, h0), bwd(x[::-1], h0)[::-1]], axis=-1)
+            x = jnp.concatenate([fwd(x, h0), bwd(x[flip], h0)[flip]], axis=-1)
         return x
 
 
@@ -184,10 +191,12 @@ class VO2Kalman(eqx.Module):
         v0: Float[Array, ""],
         *,
         key: PRNGKeyArray | None = None,
+        length: Int[Array, ""] | int | None = None,
     ) -> Float[Array, "time state"]:
-        """`s_t [T, 2H]` from features and the known first second `v0` (mL/min)."""
+        """`s_t [T, 2H]` from features and the known first second `v0` (mL/min); `length`:
+        the session's seconds where `x` is padded (`BiGRU`)."""
         u0 = jnp.broadcast_to(v0 / VO2_UNIT - 1.0, x.shape[:1] + (1,)).astype(x.dtype)
-        return self.gru(self.encoder(jnp.concatenate([x, u0], axis=-1), key=key))
+        return self.gru(self.encoder(jnp.concatenate([x, u0], axis=-1), key=key), length)
 
     def step_inputs(self, s: Float[Array, "time state"], v0: Float[Array, ""]) -> VO2StepInputs:
         """Every head that does not depend on the filter state, for all seconds at once."""
@@ -234,8 +243,9 @@ class VO2Kalman(eqx.Module):
     def filter(self, inputs: VO2StepInputs, v0: Float[Array, ""]):
         """The scan of `vo2_kalman_step` from `v0` (mL/min) over seconds 1..T-1; returns
         `(vo2, kalman, var)` over all T seconds, in mL/min and (mL/min)^2."""
-        u0 = v0 / VO2_UNIT
-        var0 = jax.nn.softplus(self.log_p0)
+        dtype = inputs.obs.dtype  # the heads' (a cohort's float32 v0 under x64 stays float64)
+        u0 = (v0 / VO2_UNIT).astype(dtype)
+        var0 = jax.nn.softplus(self.log_p0).astype(dtype)
         init = VO2Carry(u0, u0, var0)
         rest = jax.tree_util.tree_map(lambda a: a[1:], inputs)
         _, (v, v_kf, var) = jax.lax.scan(vo2_kalman_step, init, rest)
@@ -253,11 +263,14 @@ class VO2Kalman(eqx.Module):
         *,
         starts: Int[Array, " window"] | None = None,
         key: PRNGKeyArray | None = None,
+        length: Int[Array, ""] | int | None = None,
     ) -> VO2Prediction:
         """The whole session from its first second `v0` (mL/min): one backbone pass, one scan.
 
         `starts` (default: non-overlapping windows covering the session, which must then be a
-        multiple of `window` long) are the windows whose statistics are returned.
+        multiple of `window` long) are the windows whose statistics are returned. `length`:
+        the session's seconds where `x` is padded to a cohort's length; the backward GRU then
+        starts at the session's end, so its seconds do not depend on the padding.
         """
         if starts is None:
             if x.shape[0] % self.window:
@@ -266,7 +279,8 @@ class VO2Kalman(eqx.Module):
                     "window: pad it, or pass the window starts"
                 )
             starts = jnp.arange(0, x.shape[0], self.window)
-        s = self.states(x, v0, key=key)
+        v0 = jnp.asarray(v0, self.step_head.weight.dtype)  # a float32 cohort's, x64 weights
+        s = self.states(x, v0, key=key, length=length)
         inputs = self.step_inputs(s, v0)
         vo2, kalman, var = self.filter(inputs, v0)
         mu, sigma, delta95 = self.window_stats(s, v0, starts)

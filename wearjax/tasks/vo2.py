@@ -90,6 +90,7 @@ class VO2Data(NamedTuple):
     vo2: jax.Array  # [S, T] smoothed (mL/min)
     mask: jax.Array  # [S, T] VO2 observed inside the session
     v0: jax.Array  # [S] the known first second (mL/min)
+    length: jax.Array  # [S] seconds of each session (the rest is the cohort's padding)
 
 
 class VO2Fold(NamedTuple):
@@ -138,6 +139,15 @@ def prepare(cohort: Cohort, config: VO2StudyConfig):
             f"sessions {short[:5]} have no VO2 or are shorter than the {SAVGOL_WINDOW} s "
             "smoothing window: drop them before the VO2 study"
         )
+    has_hr = np.asarray(cohort.mask & cohort.valid).any(axis=1)
+    if has_hr.any() and not has_hr.all():  # HR is then an input: NaN for these, no 0 bpm
+        names_ = [
+            cohort.workouts[i] if cohort.workouts else str(i) for i in np.flatnonzero(~has_hr)
+        ]
+        raise WearjaxDataError(
+            f"sessions {names_[:5]} have no HR where the others have it (HR is an input): drop "
+            "them, or leave HR out of every session"
+        )
     features, names = cohort_features(cohort, config.window)
     mask = cohort.vo2_mask & cohort.valid
     vo2 = smoothed_vo2(cohort.vo2, mask, cohort.lengths)
@@ -156,8 +166,9 @@ def prepare(cohort: Cohort, config: VO2StudyConfig):
         )
     raw0 = hold_observed(cohort.vo2, mask)[:, 0]
     data = VO2Data(
-        features, hr, vo2, mask, vo2[:, 0] if config.first_second == "smoothed" else raw0
-    )
+        features, hr, vo2, mask, vo2[:, 0] if config.first_second == "smoothed" else raw0,
+        jnp.asarray(cohort.lengths, jnp.int32),
+    )  # fmt: skip
     fold = VO2Fold(
         normalizer, jnp.asarray(p), jnp.asarray(val_idx), jnp.asarray(val_ok, jnp.float32)
     )
@@ -179,19 +190,24 @@ def make_task(config: VO2StudyConfig, length: int) -> Task:
             data.vo2[idx],
             data.mask[idx],
             data.v0[idx],
+            data.length[idx],
         )
 
-    def rollouts(model, x, v0, keys):
-        call = lambda xi, vi, ki: model.rollout(xi, vi, starts=starts, key=ki)  # noqa: E731
-        return jax.vmap(call)(x, v0, keys)
+    def rollouts(model, x, v0, length, keys=None):  # keys None: no dropout
+        def call(xi, vi, li, ki):
+            return model.rollout(xi, vi, starts=starts, key=ki, length=li)
+
+        if keys is None:
+            return jax.vmap(lambda xi, vi, li: call(xi, vi, li, None))(x, v0, length)
+        return jax.vmap(call)(x, v0, length, keys)
 
     def sample(data: VO2Data, fold: VO2Fold, key):
         i = jax.random.choice(key, data.v0.shape[0], (config.batch_size,), p=fold.train_p)
         return sessions(data, fold, i)
 
     def loss(model, batch, key, epoch):
-        x, vo2, mask, v0 = batch
-        pred = rollouts(model, x, v0, jax.random.split(key, x.shape[0]))
+        x, vo2, mask, v0, length = batch
+        pred = rollouts(model, x, v0, length, jax.random.split(key, x.shape[0]))
         value = vo2_kalman_loss(
             pred.vo2,
             (pred.mu, pred.sigma, pred.delta95),
@@ -207,8 +223,8 @@ def make_task(config: VO2StudyConfig, length: int) -> Task:
         return value, ()
 
     def validate(model, data: VO2Data, fold: VO2Fold):
-        x, vo2, mask, v0 = sessions(data, fold, fold.val_session)
-        pred = jax.vmap(lambda xi, vi: model.rollout(xi, vi, starts=starts).vo2)(x, v0)
+        x, vo2, mask, v0, length = sessions(data, fold, fold.val_session)
+        pred = rollouts(model, x, v0, length).vo2
         scored = mask & ~_given(mask) & (fold.val_weight > 0)[:, None]
         return mae(pred, vo2, scored)
 
@@ -238,7 +254,8 @@ def recipe(config: VO2StudyConfig) -> Recipe:
 
 def predict(model, fold: VO2Fold, data: VO2Data, i) -> jax.Array:
     """Whole-session rollout of session `i` from its first second (`cv.predict_held_out`)."""
-    return model.rollout(fold.normalizer.apply(data.features[i]), data.v0[i]).vo2
+    x = fold.normalizer.apply(data.features[i])
+    return model.rollout(x, data.v0[i], length=data.length[i]).vo2
 
 
 def hr_baselines(data: VO2Data, train_weight, owner: np.ndarray) -> dict[str, np.ndarray]:

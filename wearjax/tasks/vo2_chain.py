@@ -57,7 +57,8 @@ def hr_to_vo2(
     h0 = hr[jnp.argmax(hr_mask)]
     hr_pred = hr_model.rollout(hr_normalizer.apply(hr_features), h0).hr
     features = metabolic_features(x, channels, subject, hr_pred, valid, window=window)
-    return vo2_model.rollout(vo2_normalizer.apply(features), v0).vo2, hr_pred
+    length = jnp.sum(valid)  # the backward GRU starts at the session's end, not the padding's
+    return vo2_model.rollout(vo2_normalizer.apply(features), v0, length=length).vo2, hr_pred
 
 
 hr_to_vo2_jit = eqx.filter_jit(hr_to_vo2)
@@ -74,7 +75,8 @@ def _chain_predict(model, fold, data: ChainData, i):
     """VO2 of session `i` from true HR and from rolled-out HR, and that HR."""
     (hr_model, vo2_model), (hr_norm, vo2_norm) = model, fold
     cohort = data.cohort
-    true_hr = vo2_model.rollout(vo2_norm.apply(data.vo2_features[i]), data.v0[i]).vo2
+    x, length = vo2_norm.apply(data.vo2_features[i]), jnp.sum(cohort.valid[i])
+    true_hr = vo2_model.rollout(x, data.v0[i], length=length).vo2
     rolled, hr_pred = hr_to_vo2(
         hr_model, hr_norm, vo2_model, vo2_norm, data.hr_features[i], cohort.x[i],
         cohort.subject[i], cohort.hr[i], cohort.mask[i], cohort.valid[i], data.v0[i],

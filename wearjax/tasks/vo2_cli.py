@@ -27,6 +27,12 @@ def arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="unit of your VO2 column (default: detected from its magnitude)",
     )
+    p.add_argument(
+        "--gas-inputs",
+        action="store_true",
+        help="feed your files' VCO2 and VE to the model (they come from the analyser that "
+        "measures VO2, so the scores are no longer from wearable signals; the baselines read HR)",
+    )
 
 
 def _parse_columns(text: str | None) -> dict[str, str] | None:
@@ -50,8 +56,8 @@ def cv_command(args, say) -> int:
     from wearjax.tasks.vo2_chain import run_hr_to_vo2
 
     data = str(args.data)
-    for option in ("columns", "vo2_unit"):  # they describe the user's own files
-        if data in ("pyoxynet", "synthetic") and getattr(args, option) is not None:
+    for option in ("columns", "vo2_unit", "gas_inputs"):  # they describe the user's own files
+        if data in ("pyoxynet", "synthetic") and getattr(args, option) not in (None, False):
             flag = "--" + option.replace("_", "-")
             raise WearjaxError(f"{flag} describes your own CPET files; --data {data} takes none")
     if data == "pyoxynet":
@@ -63,8 +69,9 @@ def cv_command(args, say) -> int:
         title = "HR -> VO2 on the synthetic cohort"
     else:
         cohort, unit_note = presets.load_cpet_folder_cohort(
-            Path(data), columns=_parse_columns(args.columns), vo2_unit=args.vo2_unit, say=say
-        )
+            Path(data), columns=_parse_columns(args.columns), vo2_unit=args.vo2_unit,
+            gas_inputs=args.gas_inputs, say=say,
+        )  # fmt: skip
         print(unit_note)
         config = presets.folder_config(cohort.n_runners, args.quick, args.seed)
         results, _ = run_vo2_study(cohort, config)
