@@ -187,6 +187,9 @@ def references(
     w = (split.train & known)[:, :, None] & s.ok[None]
     mean = (w * s.hr[None]).sum((1, 2)) / np.maximum(w.sum((1, 2)), 1)  # [K]
     out["train_mean"] = np.broadcast_to(mean[owner][:, None], s.hr.shape).copy()
+    for name in ("troika", "ppg_peak"):  # no estimate before a session's first usable PPG:
+        if name in out:  # the training mean there, as a watch shows a default (was 0 bpm)
+            out[name] = np.where(np.isfinite(out[name]), out[name], out["train_mean"])
     return out
 
 
