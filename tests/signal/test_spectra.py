@@ -195,3 +195,15 @@ def test_jit_and_vmap():
     grad = jax.grad(lambda v: normalise(band_spectra(v, rate)[0]).sum())(x[0, 0])
     assert grad.shape == (700,) and np.isfinite(np.asarray(grad)).all()
     assert freqs[0] >= 0.5 and freqs[-1] <= 4.0
+
+
+def test_window_starts_stay_on_the_clock_at_a_rate_with_a_fractional_hop():
+    """At 51.2 Hz a 2 s hop is 102.4 samples: each start is rounded on its own, so window w
+    starts within half a sample of 2 w seconds an hour in, and the PPG's windows pair with the
+    1 Hz reference's (rounding the hop once drifted 14 s by the end of an hour)."""
+    rate, n = 51.2, int(51.2 * 3600)
+    starts = frame_starts(n, rate)
+    seconds = np.arange(len(starts)) * 2.0  # the 2 s hop
+    assert np.abs(starts / rate - seconds).max() <= 0.5 / rate
+    assert len(starts) == len(frame_starts(3600, 1.0))  # as many windows as the reference's
+    assert starts[-1] + round(8 * rate) <= n

@@ -3,10 +3,13 @@ rate (HR) estimation from PPG and accelerometer (ACC) recordings.
 
 Windows are 8 s long with a 2 s hop by default, the convention of wrist-PPG HR work (the IEEE
 Signal Processing Cup 2015 data and their successors score one HR every 2 s over 8 s windows);
-the HR band is 0.5-4 Hz (30-240 bpm). Window `w` covers samples `[w hop, w hop + win)` with
-`win = round(window_s rate)` and `hop = round(hop_s rate)`: only whole windows, none padded, so
-`W = 1 + (T - win) // hop` (0 when `T < win`). Both lengths are rounded to whole samples, so at a
-rate where `hop_s rate` is not an integer the window times drift by that rounding per hop.
+the HR band is 0.5-4 Hz (30-240 bpm). Window `w` covers samples `[s_w, s_w + win)` with
+`win = round(window_s rate)` and `s_w = round(w hop_s rate)`: only whole windows, none padded
+(`W` of them, 0 when `T < win`). Where `hop_s rate` is a whole number `hop`, `s_w = w hop` and
+`W = 1 + (T - win) // hop`; where it is not (51.2 Hz), each start is rounded on its own, so window
+`w` starts within half a sample of `w hop_s` seconds at any rate and stays paired with the same
+window of a signal at another rate (a reference HR at 1 Hz) instead of drifting by the rounding
+of every hop.
 
 The STFT of window `w` at bin `k` (`n = 0 .. win-1`):
 
@@ -61,11 +64,16 @@ def _lengths(rate: float, window_s: float, hop_s: float) -> tuple[int, int]:
 def frame_starts(
     n_samples: int, rate: float, window_s: float = WINDOW_S, hop_s: float = HOP_S
 ) -> np.ndarray:
-    """`[W]` sample index of each window's first sample: `0, hop, 2 hop, ...` for every whole
-    window in `n_samples` (`W = 1 + (n - win) // hop`, none when `n < win`). Static NumPy."""
+    """`[W]` sample index of each window's first sample, `round(w hop_s rate)`, for every whole
+    window in `n_samples` (none when `n < win`; module docstring). Static NumPy."""
     win, hop = _lengths(rate, window_s, hop_s)
-    n_windows = 0 if n_samples < win else 1 + (n_samples - win) // hop
-    return np.arange(n_windows, dtype=np.int64) * hop
+    if n_samples < win:
+        return np.zeros(0, np.int64)
+    step = hop_s * rate
+    if abs(step - hop) < 1e-9:  # a whole number of samples per hop
+        return np.arange(1 + (n_samples - win) // hop, dtype=np.int64) * hop
+    starts = np.round(np.arange(int((n_samples - win) / step) + 2) * step).astype(np.int64)
+    return starts[starts + win <= n_samples]
 
 
 def default_nfft(win: int) -> int:
