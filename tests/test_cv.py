@@ -312,3 +312,47 @@ def test_the_gru_impl_reaches_every_gru_layer_of_both_kinds():
         assert [layer.impl for layer in manual.backbone.gru.layers] == ["manual"] * 2
         for a, b in zip(jax.tree.leaves(default), jax.tree.leaves(manual), strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+RESUME_SCRIPT = """
+import pathlib, tempfile
+import jax, numpy as np
+from wearjax.cv import fit_folds, make_mesh
+from wearjax.data.synthetic import simulate_cohort
+from wearjax.tasks.hr import HRStudyConfig, build_model, make_task, prepare
+from wearjax.train.loop import TrainConfig
+
+cohort = simulate_cohort(jax.random.key(0), n_runners=4, sessions_per_runner=1,
+                         min_minutes=4, max_minutes=4)
+train = TrainConfig(epochs=4, steps_per_epoch=1, early_stopping_patience=100)
+config = HRStudyConfig(train=train, batch_size=2, runners_out=2)
+data, fold, _, _ = prepare(cohort, config)
+init = lambda k: build_model("kalman", data.features.shape[-1], 8, 1, window=60, key=k)
+task = make_task(config, cohort.x.shape[1])
+keys = jax.random.split(jax.random.key(1), 2)
+path = pathlib.Path(tempfile.mkdtemp()) / "cv.state"
+with jax.set_mesh(make_mesh(2, 1)):
+    whole = fit_folds(init, task, data, fold, train.recipe(), keys)
+    fit_folds(init, task, data, fold, train._replace(epochs=2).recipe(), keys, state_file=path)
+    resumed = fit_folds(init, task, data, fold, train.recipe(), keys, state_file=path,
+                        resume=True)
+assert resumed.n_traces == 1, resumed.n_traces
+for a, b in zip(jax.tree.leaves(whole.model), jax.tree.leaves(resumed.model), strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+print("ok")
+"""
+
+
+@pytest.mark.slow  # a fresh process with 2 devices: about 30 s
+def test_a_sharded_resume_compiles_its_epoch_once_and_ends_bit_for_bit():
+    """The training state read back from its file is placed over the mesh as the fresh one
+    is; read as single-device arrays it made the resumed run compile its epoch again."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    run = subprocess.run(
+        [sys.executable, "-c", RESUME_SCRIPT], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-3000:]
