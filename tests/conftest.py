@@ -7,6 +7,7 @@ from pathlib import Path
 
 import chex
 import jax
+import jaxtyping
 import pytest
 from jax.experimental.compilation_cache import compilation_cache
 from jaxtyping import TypeCheckError
@@ -45,15 +46,27 @@ def no_persistent_cache():
         compilation_cache.reset_cache()
 
 
-@pytest.fixture
-def x64():
-    """Run one test in float64 and restore the previous setting afterwards."""
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
+def _with_config(config, name: str, value):
+    """Set `name` on a library's config (jax's, jaxtyping's) for one test, then restore it."""
+    previous = getattr(config, name)
+    config.update(name, value)
     try:
         yield
     finally:
-        jax.config.update("jax_enable_x64", previous)
+        config.update(name, previous)
+
+
+@pytest.fixture
+def no_annotation_checks():
+    """Call wearjax as a user does, without the test run's jaxtyping checks (which refuse the
+    shapes before our own check runs), then restore them."""
+    yield from _with_config(jaxtyping.config, "jaxtyping_disable", True)
+
+
+@pytest.fixture
+def x64():
+    """Run one test in float64 and restore the previous setting afterwards."""
+    yield from _with_config(jax.config, "jax_enable_x64", True)
 
 
 def tree_allclose(a, b, *, rtol=1e-5, atol=1e-8):

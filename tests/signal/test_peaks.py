@@ -5,7 +5,6 @@ removal."""
 
 import jax
 import jax.numpy as jnp
-import jaxtyping
 import numpy as np
 import pytest
 
@@ -221,18 +220,6 @@ def test_remove_motion_peaks():
     assert (per_axis[0] == 0).sum() > (out[0] == 0).sum()  # axis 2's 0.3 is its own largest
     with pytest.raises(WearjaxDataError, match="evenly spaced"):
         remove_motion_peaks(ppg, jnp.asarray(acc), freqs**2)
-
-
-@pytest.fixture
-def no_annotation_checks():
-    """Call wearjax as a user does, without the test run's jaxtyping checks (which refuse the
-    shapes before our own check runs), then restore them."""
-    previous = jaxtyping.config.jaxtyping_disable
-    jaxtyping.config.update("jaxtyping_disable", True)
-    try:
-        yield
-    finally:
-        jaxtyping.config.update("jaxtyping_disable", previous)
 
 
 @pytest.mark.parametrize("duration", [300.0, 16.0])  # many windows, then a single one
