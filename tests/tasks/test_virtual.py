@@ -45,7 +45,7 @@ def _recording(seed: int, subject: str, seconds: int = 120, rate: float = 25.0, 
     return WristRecording(f"rec{seed}", subject, (acc, rate), p, (hr, 1.0))
 
 
-@pytest.mark.parametrize("rate", [25.0, 64.0, 128.0])
+@pytest.mark.parametrize("rate", [25.0, 31.25, 51.2, 64.0, 128.0])
 def test_grid_spectra_put_a_sinusoid_at_its_frequency_whatever_the_rate(rate):
     t = np.arange(int(40 * rate)) / rate
     x = np.stack([np.sin(2 * np.pi * 1.9 * t), np.sin(2 * np.pi * 3.1 * t)])
@@ -105,13 +105,26 @@ def test_a_reference_at_the_hop_rate_is_one_value_per_window(tmp_path):
     np.testing.assert_allclose(s.hr[0, known], per_window[known], rtol=1e-6)
 
 
-def test_a_rate_whose_hop_is_not_whole_samples_is_named():
-    rec = _recording(0, "a", seconds=30, rate=31.25)  # a 2 s hop is 62.5 samples
-    with pytest.raises(WearjaxDataError, match="'rec0': acc is sampled at 31.25 Hz.*resample"):
-        spectral_sessions([rec])
+def test_a_rate_whose_hop_is_not_whole_samples_keeps_its_windows_on_the_reference():
+    """At 31.25 Hz a 2 s hop is 62.5 samples: each window starts at its own rounded sample,
+    so the session has the windows, labels and PPG peaks of the same recording at 32 Hz."""
+    odd = spectral_sessions([_recording(0, "a", seconds=300, rate=31.25)])
+    even = spectral_sessions([_recording(0, "a", seconds=300, rate=32.0)])
+    assert odd.hr.shape == even.hr.shape == (1, 1 + int((300 - WINDOW_S) / HOP_S))
+    np.testing.assert_array_equal(odd.ok, even.ok)
+    np.testing.assert_allclose(odd.hr, even.hr, rtol=1e-6)
+    step = GRID_HZ[1] - GRID_HZ[0]
+    for s in (odd, even):  # each window's PPG peak on the window's mean HR
+        peak = GRID_HZ[np.argmax(s.ppg[0, :, :, 0], axis=1)]
+        assert np.all(np.abs(peak - s.hr[0] / 60.0) <= 1.5 * step)
+
+
+def test_a_rate_under_one_sample_per_hop_or_too_slow_for_the_grid_is_named():
     hr, _ = _recording(0, "a").hr
-    with pytest.raises(WearjaxDataError, match="hr is sampled at 0.25 Hz"):
+    with pytest.raises(WearjaxDataError, match="hr is sampled at 0.25 Hz, under one sample"):
         spectral_sessions([_recording(0, "a")._replace(hr=(hr[::4], 0.25))])
+    with pytest.raises(WearjaxDataError, match="'rec0': acc is sampled at 6 Hz, too slow"):
+        spectral_sessions([_recording(0, "a", seconds=30, rate=6.0)])
 
 
 def test_a_session_shorter_than_one_window_is_named():

@@ -69,18 +69,18 @@ def test_a_folder_skips_a_file_at_an_unusable_rate_or_in_the_wrong_units_and_rea
              hr=rec.hr[0][::4], hr_rate_hz=0.25)  # fmt: skip
     np.savez(tmp_path / "subject4" / "hz.npz", acc=rec.acc[0], acc_rate_hz=25.0,
              hr=rec.hr[0] / 60.0, hr_rate_hz=1.0)  # fmt: skip
-    np.savez(tmp_path / "subject4" / "odd.npz", acc=rec.acc[0][:2000], acc_rate_hz=31.25,
+    np.savez(tmp_path / "subject4" / "slow.npz", acc=rec.acc[0][::5], acc_rate_hz=5.0,
              hr=rec.hr[0], hr_rate_hz=1.0)  # fmt: skip
     s, skipped = folder_sessions(tmp_path)
     assert s.subjects == ("subject0", "subject1", "subject2", "subject3")
     reasons = {p.name: r for p, r in skipped}
     assert "the reference HR is sampled at 0.25 Hz" in reasons["slow_ref.npz"]
     assert "no value in 25-250 bpm; give it in beats per minute" in reasons["hz.npz"]
-    assert "acc is sampled at 31.25 Hz" in reasons["odd.npz"]
+    assert "acc is sampled at 5 Hz, too slow" in reasons["slow.npz"]
 
 
 def test_predict_leaves_out_what_the_model_does_not_read(tmp_path):
-    """An ACC-only model on a file whose PPG is at 31.25 Hz (unusable) and whose reference is
+    """An ACC-only model on a file whose PPG is at 5 Hz (unusable) and whose reference is
     at 0.25 Hz: it predicts from the ACC, says the reference was left out, and gives what it
     gives on the ACC alone."""
     from wearjax.data.sampled import read_sampled
@@ -89,7 +89,7 @@ def test_predict_leaves_out_what_the_model_does_not_read(tmp_path):
     rec = _recording(3, "s", seconds=60, rate=125.0)
     acc, rate = rec.acc
     awkward = tmp_path / "awkward.npz"
-    np.savez(awkward, acc=acc, acc_rate_hz=rate, ppg=rec.ppg[0][::4], ppg_rate_hz=31.25,
+    np.savez(awkward, acc=acc, acc_rate_hz=rate, ppg=rec.ppg[0][::25], ppg_rate_hz=5.0,
              hr=rec.hr[0][::4], hr_rate_hz=0.25)  # fmt: skip
     plain = tmp_path / "plain.npz"
     np.savez(plain, acc=acc, acc_rate_hz=rate)
@@ -102,5 +102,5 @@ def test_predict_leaves_out_what_the_model_does_not_read(tmp_path):
         assert "predicted without it" in got["notes"][0] and not got["metrics"]
         np.testing.assert_allclose(got["columns"]["hr"], alone["columns"]["hr"], rtol=1e-6)
     fusion = VirtualSensing("fusion", width=8, key=jax.random.key(0))
-    with pytest.raises(WearjaxDataError, match="awkward: ppg is sampled at 31.25 Hz"):
+    with pytest.raises(WearjaxDataError, match="awkward: ppg is sampled at 5 Hz, too slow"):
         predict_recording(fusion, header, read_sampled(awkward, require_hr=False))

@@ -52,15 +52,16 @@ class SpectralSessions(NamedTuple):
 
 
 def check_rate(rate: float, what: str, *, signal: bool = False) -> None:
-    """Streams align window by window only when the 2 s hop is a whole number of samples
-    (a rounded hop drifts: at 31.25 Hz by about 5 s over 300 windows), and a `signal` (ACC,
-    PPG) must be sampled at twice the grid's top frequency or more, or the grid's upper bins
-    would repeat the spectrum's last one; `WearjaxDataError` naming the stream otherwise."""
-    hop = HOP_S * rate
-    if hop < 1 or abs(hop - round(hop)) > 1e-6 * hop:
+    """A stream must give at least one sample per 2 s hop (a hop that is not a whole number
+    of samples, e.g. 62.5 at 31.25 Hz, is fine: `signal.spectra.frame_starts` rounds each
+    window's start on its own, so streams at different rates stay within half a sample of
+    each other), and a `signal` (ACC, PPG) must be sampled at twice the grid's top frequency
+    or more, or the grid's upper bins would repeat the spectrum's last one;
+    `WearjaxDataError` naming the stream otherwise."""
+    if not np.isfinite(rate) or HOP_S * rate < 1:
         raise WearjaxDataError(
-            f"{what} is sampled at {rate:g} Hz: a {HOP_S:g} s hop is {hop:g} samples, which "
-            f"does not align the windows; resample it to a multiple of {1 / HOP_S:g} Hz"
+            f"{what} is sampled at {rate:g} Hz, under one sample per {HOP_S:g} s hop: "
+            f"resample it to {1 / HOP_S:g} Hz or more"
         )
     if signal and rate < 2 * GRID_HZ[-1]:
         raise WearjaxDataError(
