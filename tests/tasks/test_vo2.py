@@ -162,6 +162,18 @@ def test_prepare_refuses_sessions_without_vo2():
         vo2_study.prepare(cohort, vo2_study.VO2StudyConfig())
 
 
+def test_prepare_refuses_a_session_whose_vo2_starts_late():
+    """The model is given second 0's VO2; a session whose first VO2 comes later would hand it
+    a value held back from then, so the session is named with its first second of VO2."""
+    cohort = toy_cohort(n_runners=3)
+    cohort = eqx.tree_at(lambda c: c.vo2_mask, cohort, cohort.vo2_mask.at[2, :7].set(False))
+    with pytest.raises(WearjaxError, match=r"'2 \(second 7\)'\] start before their first VO2"):
+        vo2_study.prepare(cohort, vo2_study.VO2StudyConfig())
+    gap = eqx.tree_at(lambda c: c.vo2_mask, cohort, cohort.vo2_mask.at[2, :7].set(True))
+    gap = eqx.tree_at(lambda c: c.vo2_mask, gap, gap.vo2_mask.at[2, 3:7].set(False))
+    vo2_study.prepare(gap, vo2_study.VO2StudyConfig())  # a dropout after second 0 is fine
+
+
 def test_prepare_refuses_a_session_without_hr_where_the_others_have_it():
     """HR is an input once any session has it: a session without it would feed NaN (held
     over no observation) to the model and to the baselines' slope of every fold."""

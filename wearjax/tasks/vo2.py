@@ -139,6 +139,17 @@ def prepare(cohort: Cohort, config: VO2StudyConfig):
             f"sessions {short[:5]} have no VO2 or are shorter than the {SAVGOL_WINDOW} s "
             "smoothing window: drop them before the VO2 study"
         )
+    late = np.flatnonzero(~np.asarray(cohort.vo2_mask & cohort.valid)[:, 0] & (observed > 0))
+    if late.size:  # the model is given second 0: a held-back later value would stand for it
+        firsts = np.argmax(np.asarray(cohort.vo2_mask & cohort.valid)[late], axis=1)
+        named = [
+            f"{(cohort.workouts[i] if cohort.workouts else '') or i} (second {k})"
+            for i, k in zip(late[:5], firsts[:5], strict=False)
+        ]
+        raise WearjaxDataError(
+            f"sessions {named} start before their first VO2: the model is given second 0's "
+            "VO2, so cut each session to start at its first VO2 (data.cpet.read_cpet does)"
+        )
     has_hr = np.asarray(cohort.mask & cohort.valid).any(axis=1)
     if has_hr.any() and not has_hr.all():  # HR is then an input: NaN for these, no 0 bpm
         names_ = [
