@@ -27,6 +27,7 @@ from jaxtyping import Array, Bool, Key, PRNGKeyArray
 from wearjax.data.folds import leave_k_runners_out, validation_runners
 from wearjax.errors import WearjaxDataError
 from wearjax.sharding import (
+    batch_mesh,
     check_mesh,
     default_mesh,
     gather_folds,
@@ -244,6 +245,16 @@ class FoldProgram(NamedTuple):
     counter: list
 
 
+def _traced_on(mesh: jax.sharding.Mesh, epoch_fn: Callable) -> Callable:
+    """`epoch_fn` whose tracing runs inside `sharding.batch_mesh(mesh)`."""
+
+    def epoch(*args):
+        with batch_mesh(mesh):
+            return epoch_fn(*args)
+
+    return epoch
+
+
 def compile_folds(
     init: Callable[[PRNGKeyArray], Any],
     task: Task,
@@ -280,6 +291,8 @@ def compile_folds(
     params = initialise(init, init_keys, trainable, by_fold)
     counter: list = []
     epoch_fn = make_epoch(task, recipe, static, counter, shard_batch=shard_batch)
+    if mesh is not None:  # traced on the mesh: the tasks' `map_batch` splits over "data"
+        epoch_fn = _traced_on(mesh, epoch_fn)
     # every output leads with the fold axis: pinning it sharded keeps one compile per shape
     epoch = jax.jit(
         jax.vmap(epoch_fn, in_axes=(0, 0, None), spmd_axis_name="fold" if mesh else None),

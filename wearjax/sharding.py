@@ -10,6 +10,7 @@ import contextvars
 import math
 import os
 
+import equinox as eqx
 import jax
 import numpy as np
 from jax.sharding import PartitionSpec as P
@@ -170,6 +171,54 @@ def split_over_data(mesh: jax.sharding.Mesh, batch):
         return jax.lax.with_sharding_constraint(a, jax.sharding.NamedSharding(mesh, P("data")))
 
     return jax.tree_util.tree_map(place, batch)
+
+
+_BATCH_MESH = contextvars.ContextVar("wearjax_batch_mesh", default=None)
+
+
+@contextlib.contextmanager
+def batch_mesh(mesh: jax.sharding.Mesh | None):
+    """While a training epoch is traced inside it (`cv.compile_folds` wraps its epoch in it),
+    `map_batch` splits each batch's per-example work over `mesh`'s "data" axis."""
+    token = _BATCH_MESH.set(mesh)
+    try:
+        yield
+    finally:
+        _BATCH_MESH.reset(token)
+
+
+def splits_batch(size: int) -> bool:
+    """Whether `map_batch` runs a batch of `size` examples as one `shard_map` here: inside
+    `batch_mesh` with a "data" axis of more than one device that divides `size`."""
+    mesh = _BATCH_MESH.get()
+    n = 1 if mesh is None else mesh.shape.get("data", 1)
+    return n > 1 and size % n == 0
+
+
+def map_batch(fn, shared, *batched):
+    """`fn(shared, *example)` for every example along the leading axis of the `batched`
+    arrays (`jax.vmap` with `shared`, e.g. the model, unbatched); every output leads with the
+    batch axis. Where `splits_batch`, it runs as one `jax.shard_map` over the mesh: each
+    "data" device maps its own share of the examples, and the gradient with respect to
+    `shared` is summed over the devices once, where the map ends. Left to the partitioner, a
+    model's scans (the GRU, the filters) all-reduce their weight gradients over the data
+    devices at every step of the reverse pass (`benchmarks/data_axis.py`). `fn` must take
+    every array it reads through its arguments (closing over a traced array is not allowed);
+    the values equal the plain `vmap`'s to float rounding (`tests/test_data_axis.py`)."""
+
+    def mapped(s, *b):
+        return jax.vmap(fn, in_axes=(None,) + (0,) * len(b))(s, *b)
+
+    sizes = {a.shape[0] for a in jax.tree_util.tree_leaves(batched)}
+    if len(sizes) != 1 or not splits_batch(next(iter(sizes))):
+        return mapped(shared, *batched)
+    arrays, static = eqx.partition(shared, eqx.is_array)
+    spec = (P(),) + (P("data"),) * len(batched)
+    body = lambda a, *b: mapped(eqx.combine(a, static), *b)  # noqa: E731
+    split = jax.shard_map(
+        body, mesh=_BATCH_MESH.get(), in_specs=spec, out_specs=P("data"), check_vma=False
+    )
+    return split(arrays, *batched)
 
 
 def usable_cores() -> int:

@@ -40,6 +40,7 @@ from wearjax.eval.protocols import (
 )
 from wearjax.models.backbone import check_gru_impl
 from wearjax.models.ode import ENGINES
+from wearjax.sharding import map_batch, splits_batch
 from wearjax.signal.features import (
     Normalizer,
     fit_normalizer,
@@ -177,12 +178,16 @@ def _segment_loss(model, x, hr, mask, keys, generative_weight: float, crps_weigh
     """Loss of both protocols on a batch of segments: standard + weight * generative, where
     the generative rollout starts from the segment's first observed second."""
     w = model.window
+    if splits_batch(x.shape[0]) and getattr(model, "engine", None) == "diffrax":
+        # Diffrax's loops cannot be traced inside `shard_map` yet (diffrax issue 765); the
+        # scan engine gives the same numbers (`models.ode`)
+        model = model.with_engine("scan", adjoint="checkpoint")
 
-    def call(xi, hi, mi, ki):
+    def call(m, xi, hi, mi, ki):
         h0 = first_observed(hi, mi)[0]
-        return model.predict_protocols(xi, standard_initial(hi, mi, w), h0, key=ki)
+        return m.predict_protocols(xi, standard_initial(hi, mi, w), h0, key=ki)
 
-    std, gen = jax.vmap(call)(x, hr, mask, keys)
+    std, gen = map_batch(call, model, x, hr, mask, keys)
     crps_weight = crps_weight if model.has_variance else 0.0  # without one, CRPS is the MAE
     given = given_mask(mask, w, "standard", first_given=False)  # the published loss's form
     loss = _protocol_loss(std, hr, mask, given, w, crps_weight)

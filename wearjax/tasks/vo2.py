@@ -39,6 +39,7 @@ from wearjax.cv import Split, fit_folds, padded_table, predict_held_out
 from wearjax.data.types import Cohort
 from wearjax.errors import WearjaxDataError
 from wearjax.eval.metrics import bias, mae, mape, pearson_r, r2, rmse
+from wearjax.sharding import map_batch
 from wearjax.signal.features import Normalizer, fit_normalizer
 from wearjax.signal.metabolic import (
     SAVGOL_WINDOW,
@@ -205,12 +206,12 @@ def make_task(config: VO2StudyConfig, length: int) -> Task:
         )
 
     def rollouts(model, x, v0, length, keys=None):  # keys None: no dropout
-        def call(xi, vi, li, ki):
-            return model.rollout(xi, vi, starts=starts, key=ki, length=li)
+        def call(shared, xi, vi, li, ki=None):
+            m, s = shared
+            return m.rollout(xi, vi, starts=s, key=ki, length=li)
 
-        if keys is None:
-            return jax.vmap(lambda xi, vi, li: call(xi, vi, li, None))(x, v0, length)
-        return jax.vmap(call)(x, v0, length, keys)
+        extra = () if keys is None else (keys,)
+        return map_batch(call, (model, starts), x, v0, length, *extra)
 
     def sample(data: VO2Data, fold: VO2Fold, key):
         i = jax.random.choice(key, data.v0.shape[0], (config.batch_size,), p=fold.train_p)

@@ -1,0 +1,105 @@
+"""A training batch split over a mesh's "data" axis (`sharding.map_batch`): the HR and VO2
+losses and their gradients equal the one-device ones, and the compiled gradient sums the
+weights' cotangents over the data devices once, after the model's scans, not at every step
+inside them (where the partitioner, given only the batch's sharding, puts them). Two virtual
+CPU devices in a subprocess (the device count is fixed when JAX starts)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+SCRIPT = textwrap.dedent(
+    """
+    import json
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    from wearjax.cv import make_mesh
+    from wearjax.sharding import batch_mesh
+    from wearjax.models.vo2 import build_vo2_model
+    from wearjax.tasks import vo2 as vo2_study
+    from wearjax.tasks.hr import HRStudyConfig, build_model, make_task
+
+    assert len(jax.devices()) == 2
+    B, T, F = 4, 180, 8
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(B, T, F)), jnp.float32)
+    hr = jnp.asarray(120 + 20 * np.sin(np.arange(T) / 30.0 + np.arange(B)[:, None]), jnp.float32)
+    mask = jnp.asarray(rng.random((B, T)) > 0.2)
+    keys = jax.random.split(jax.random.key(1), B)
+    mesh = make_mesh(1, 2)
+    split = NamedSharding(mesh, P("data"))
+
+    def loops_with_all_reduce(compiled):
+        # computations other than the entry one holding an all-reduce: loop bodies
+        head, found = None, set()
+        for line in compiled.as_text().splitlines():
+            if line and not line.startswith(" ") and line.rstrip().endswith("{"):
+                head = line.split("(")[0]
+            if "all-reduce" in line and "get-tuple-element" not in line:
+                found.add(head)
+        return sorted(h for h in found if not h.startswith("ENTRY"))
+
+    vo2_task = vo2_study.make_task(vo2_study.VO2StudyConfig(), T)
+    hr_task = make_task(HRStudyConfig(crps_weight=0.5), T)
+    vo2 = 1500 + 10 * (hr - 120)
+    length = jnp.full((B,), T, jnp.int32)
+
+    out = {}
+    for kind in ("kalman", "ode", "vo2"):
+        if kind == "vo2":
+            model = build_vo2_model(F, (16, 1), key=jax.random.key(0))
+        else:
+            model = build_model(kind, F, 16, 1, window=60, key=jax.random.key(0))
+        params, static = eqx.partition(model, eqx.is_inexact_array)
+
+        def loss(p, x, hr, mask, keys):
+            m = eqx.combine(p, static)
+            if kind == "vo2":  # the VO2 task's loss on the same inputs, VO2 as the target
+                batch = (x, vo2, mask.at[:, 0].set(True), vo2[:, 0], length)
+                return vo2_task.loss(m, batch, keys[0], 3)[0]
+            return hr_task.loss(m, (x, hr, mask), keys[0], 0)[0]
+
+        grad = jax.jit(jax.value_and_grad(loss))
+        plain = grad(params, x, hr, mask, keys)
+        args = [jax.device_put(a, split) for a in (x, hr, mask, keys)]
+        partitioner = grad.lower(params, *args).compile()
+        with batch_mesh(mesh):
+            mapped = jax.jit(jax.value_and_grad(loss)).lower(params, *args).compile()
+        got = mapped(params, *args)
+        leaves = lambda g: jax.tree_util.tree_leaves(g[1])
+        rel = max(
+            float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(a)) + 1e-12))
+            for a, b in zip(leaves(plain), leaves(got))
+        )
+        out[kind] = {
+            "value": [float(plain[0]), float(got[0])],
+            "grad_rel": rel,
+            "loops_partitioner": loops_with_all_reduce(partitioner),
+            "loops_mapped": loops_with_all_reduce(mapped),
+        }
+    print(json.dumps(out))
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_batch_split_over_data_devices_sums_the_gradient_once_and_equals_one_device():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    run = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    for kind, got in out.items():
+        plain, mapped = got["value"]
+        assert abs(plain - mapped) <= 1e-5 * abs(plain), kind
+        assert got["grad_rel"] < 1e-4, (kind, got["grad_rel"])
+        assert got["loops_mapped"] == [], (kind, got["loops_mapped"])
+        assert got["loops_partitioner"], kind  # what map_batch removes: all-reduces in loops
