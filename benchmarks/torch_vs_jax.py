@@ -43,8 +43,10 @@ step 16-40 ms instead of 0.07 ms. Writes markdown to `--out`.
 With `--devices N` (N > 1) the run makes N JAX CPU devices (`jax_num_cpu_devices`, one per
 core as the CLI does) and times wearjax twice in each configuration: on one device, as
 above, and with the batch split over the N devices (inputs placed with a `NamedSharding` over
-a `("data",)` mesh, weights replicated, `jit` left to partition the rest); the split
-run's outputs are checked against the one-device run's.
+a `("data",)` mesh, weights replicated; rollouts left to `jit`'s partitioner, training steps
+mapped over the sessions with one `shard_map` as the trainer does, `sharding.map_batch`, with
+the ODE models on the scan engine there); the split run's outputs are checked against the
+one-device run's.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ import torchdiffeq  # noqa: E402
 
 from wearjax.models import HRODE, HRKalman, PersonalHRODE  # noqa: E402
 from wearjax.models.vo2 import VO2_UNIT, build_vo2_model  # noqa: E402
+from wearjax.sharding import batch_mesh, map_batch  # noqa: E402
 
 
 def _sibling(name: str):
@@ -167,22 +170,26 @@ def inputs(name: str, batch: int, length: int, seed: int = 0):
 
 
 def jax_predict(name: str) -> Callable:
-    """`(model, *args) -> [B, T]`: the batched generative rollout (bpm, or mL/min for VO2)."""
+    """`(model, *args) -> [B, T]`: the batched generative rollout (bpm, or mL/min for VO2),
+    mapped over the sessions with `sharding.map_batch` (a plain `vmap` except when traced
+    inside `sharding.batch_mesh`, as the split training step is)."""
     if name == "personal":
 
+        def one(model, i, ui, h):
+            return model.for_runner(model.embedding[i]).rollout(ui, h).hr
+
         def predict(model, u, hr0, runner):
-            one = lambda i, ui, h: model.for_runner(model.embedding[i]).rollout(ui, h).hr  # noqa: E731
-            return jax.vmap(one)(runner, u, hr0)
+            return map_batch(one, model, runner, u, hr0)
 
     elif name == "vo2":
 
         def predict(model, x, v0):
-            return jax.vmap(lambda xi, v: model.rollout(xi, v).vo2)(x, v0)
+            return map_batch(lambda m, xi, v: m.rollout(xi, v).vo2, model, x, v0)
 
     else:
 
         def predict(model, x, hr0):
-            return jax.vmap(lambda xi, h: model.rollout(xi, h).hr)(x, hr0)
+            return map_batch(lambda m, xi, h: m.rollout(xi, h).hr, model, x, hr0)
 
     return predict
 
@@ -330,7 +337,9 @@ def time_torch_rollout(name, ref, args, budget):
 def time_jax_train(name, model, args, target, budget, keep=None):
     """(compile s, run s, first step's gradient, static part) of one training step: loss,
     gradient, Adam update; `keep`: the sharding of every output (the weights stay where the
-    next step's compiled inputs expect them)."""
+    next step's compiled inputs expect them), on whose mesh the step is traced inside
+    `sharding.batch_mesh`, so the sessions are mapped over its "data" axis by one
+    `shard_map` (`sharding.map_batch`), as the trainer does."""
     loss = jax_loss(name)
     params, static = eqx.partition(model, eqx.is_inexact_array)
     opt = optax.adam(LR)
@@ -343,7 +352,8 @@ def time_jax_train(name, model, args, target, budget, keep=None):
 
     t0 = time.perf_counter()
     jitted = jax.jit(step) if keep is None else jax.jit(step, out_shardings=keep)
-    compiled = jitted.lower(params, state, args, target).compile()
+    with batch_mesh(None if keep is None else keep.mesh):
+        compiled = jitted.lower(params, state, args, target).compile()
     compile_s = time.perf_counter() - t0
     # the gradient at the initial weights; waited for, or the first timed call would include
     # the rest of this one (JAX dispatches asynchronously)
@@ -422,7 +432,14 @@ def run_model(name, sizes, opts, print_line) -> tuple[str, list[str], list[str]]
     check["grad"] = (batch, length, *compare_grads(first, grads, static))
     extra = ""
     if opts.devices > 1:
-        on_model, (on_args, on_target), whole = split_batch(model, (args, target), opts.devices)
+        # Diffrax's loops cannot be traced inside shard_map (diffrax issue 765): the split step
+        # runs the scan engine, which gives the same numbers
+        split_model = (
+            model.with_engine("scan") if getattr(model, "engine", "") == "diffrax" else model
+        )
+        on_model, (on_args, on_target), whole = split_batch(
+            split_model, (args, target), opts.devices
+        )
         _, run_s, split_grads, _ = time_jax_train(
             name, on_model, on_args, on_target, opts.budget, keep=whole
         )
