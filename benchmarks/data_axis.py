@@ -1,11 +1,12 @@
 """A training batch split over a mesh's "data" axis: the partitioner against `map_batch`.
 
-    python benchmarks/data_axis.py                 # ~3 min on 2 cores: 2 CPU devices
+    python benchmarks/data_axis.py                 # ~2 min on 2 cores: 2 CPU devices
     python benchmarks/data_axis.py --devices 4 --batch 128
 
 The gradient of each task's training loss (the HR task's both-protocol loss for the Kalman and
 ODE models at (128, 2), the VO2 task's loss for VO2 256-2), on a batch of `--batch` sessions
-of `--seconds` s, three ways:
+of `--seconds` s, three ways (the ODE on its scan engine in all three, the one `map_batch`
+can run: Diffrax cannot be traced inside `shard_map` yet):
 
 - one device: the whole batch on the first device;
 - data axis, partitioner: the batch split over `--devices` devices (a `("data",)` sharding
@@ -93,7 +94,9 @@ def loss_of(name: str, seconds: int):
     def loss(p, static, x, hr, mask, keys):
         return task.loss(eqx.combine(p, static), (x, hr, mask), keys[0], 0)[0]
 
-    return build_model(kind, N_FEATURES, 128, 2, window=60, key=key), loss
+    engine = "scan" if kind == "ode" else None
+    model = build_model(kind, N_FEATURES, 128, 2, window=60, key=key, ode_engine=engine)
+    return model, loss
 
 
 def run(name: str, n: int, batch: int, seconds: int, reps: int) -> list[str]:

@@ -591,7 +591,13 @@ def main(argv=None) -> int:
         f"({torch.get_num_threads()} threads, OMP_WAIT_POLICY="
         f"{os.environ.get('OMP_WAIT_POLICY')}), torchdiffeq {torchdiffeq.__version__} "
         f"(`method={torch_refs.ODE_METHOD!r}`), Python {platform.python_version()}; wearjax ODE "
-        f"engine: {opts.engine or 'diffrax (default)'}; GRU implementation: {opts.gru_impl}.",
+        f"engine: {opts.engine or 'diffrax (default)'}; GRU implementation: {opts.gru_impl}."
+        + (
+            f" The {opts.devices}-device training steps map the sessions with "
+            "`sharding.map_batch`, the ODE models on the scan engine there."
+            if opts.devices > 1
+            else ""
+        ),
         "",
     ]
     print("\n".join(header), flush=True)

@@ -21,12 +21,15 @@ SCRIPT = textwrap.dedent(
     import jax.numpy as jnp
     import numpy as np
     from jax.sharding import NamedSharding, PartitionSpec as P
-    from wearjax.cv import make_mesh
+    from wearjax.cv import compile_folds, make_mesh
+    from wearjax.data.synthetic import simulate_cohort
     from wearjax.sharding import batch_mesh
     from wearjax.models.hr_personalized import PersonalHRODE
     from wearjax.models.vo2 import build_vo2_model
     from wearjax.tasks import hr_personal, vo2 as vo2_study
-    from wearjax.tasks.hr import HRStudyConfig, build_model, make_task
+    from wearjax.tasks.hr import HRStudyConfig, build_model, make_task, prepare
+    from wearjax.tasks.hr_study import _kind_fit
+    from wearjax.train.loop import TrainConfig
 
     assert len(jax.devices()) == 2
     B, T, F = 4, 180, 8
@@ -82,6 +85,8 @@ SCRIPT = textwrap.dedent(
         with batch_mesh(mesh):
             mapped = jax.jit(jax.value_and_grad(loss)).lower(params, *args).compile()
         got = mapped(params, *args)
+        with batch_mesh(mesh):
+            jaxpr = str(jax.make_jaxpr(jax.value_and_grad(loss))(params, *args))
         leaves = lambda g: jax.tree_util.tree_leaves(g[1])
         rel = max(
             float(jnp.max(jnp.abs(a - b)) / (jnp.max(jnp.abs(a)) + 1e-12))
@@ -92,7 +97,21 @@ SCRIPT = textwrap.dedent(
             "grad_rel": rel,
             "loops_partitioner": loops_with_all_reduce(partitioner),
             "loops_mapped": loops_with_all_reduce(mapped),
+            "shard_map": "shard_map" in jaxpr,
         }
+
+    # the trainer's own epoch, traced on a 1 x 2 mesh: the HR task's split is map_batch's
+    cohort = simulate_cohort(
+        jax.random.key(0), n_runners=4, sessions_per_runner=2, min_minutes=6, max_minutes=8
+    )
+    config = HRStudyConfig(
+        models=(("kalman", 16, 1),), train=TrainConfig(epochs=1, steps_per_epoch=2),
+        batch_size=4, runners_out=1, seed=0,
+    )
+    fit_args, _ = _kind_fit(cohort, config, "kalman", 16, 1, prepare(cohort, config))
+    program = compile_folds(*fit_args, mesh=mesh, compile=False)
+    epoch = program.epoch.lower(program.state, program.folds, program.data).compile()
+    out["trainer_loops"] = loops_with_all_reduce(epoch)
     print(json.dumps(out))
     """
 )
@@ -106,7 +125,12 @@ def test_a_batch_split_over_data_devices_sums_the_gradient_once_and_equals_one_d
     )
     assert run.returncode == 0, run.stderr[-3000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
+    # the epoch compile_folds builds on a data axis: one loop holds all-reduces, its scan over
+    # training steps (the gradient summed once a step); left to the partitioner, the model's
+    # scans inside it held them too (5 loop bodies)
+    assert len(out.pop("trainer_loops")) == 1
     for kind, got in out.items():
+        assert got["shard_map"], kind  # split by map_batch, not left to vmap
         plain, mapped = got["value"]
         assert abs(plain - mapped) <= 1e-5 * abs(plain), kind
         assert got["grad_rel"] < 1e-4, (kind, got["grad_rel"])

@@ -119,6 +119,27 @@ def test_a_rate_whose_hop_is_not_whole_samples_keeps_its_windows_on_the_referenc
         assert np.all(np.abs(peak - s.hr[0] / 60.0) <= 1.5 * step)
 
 
+@pytest.mark.parametrize("rate", [31.25, 51.2])
+def test_at_a_fractional_hop_each_window_holds_its_own_two_seconds_of_the_session(rate):
+    """An ACC whose swing jumps from 1.4 to 3.0 Hz at 1200 s of a 30 min session: every
+    window wholly before the jump peaks at 1.4 Hz and every one after it at 3.0 Hz, so window
+    w covers [2w, 2w + 8) s; a hop rounded once (62 samples at 31.25 Hz) would have started
+    the windows after the jump up to 9 s early, still on the slow swing."""
+    seconds, jump = 1800, 1200.0
+    t = np.arange(int(seconds * rate)) / rate
+    phase = np.cumsum(np.where(t < jump, 1.4, 3.0)) / rate
+    noise = 0.01 * np.random.default_rng(0).normal(size=(t.size, 3))
+    acc = np.stack([np.sin(2 * np.pi * phase), 0.5 * np.sin(2 * np.pi * phase), 0 * t], 1)
+    rec = WristRecording("jump", "a", (acc + noise, rate), None, (np.full(seconds, 120.0), 1.0))
+    s = spectral_sessions([rec])
+    peak = GRID_HZ[np.argmax(s.acc[0, :, :, 0], axis=1)]
+    start = HOP_S * np.arange(len(peak))
+    before, after = start + WINDOW_S <= jump - 1, start >= jump + 1
+    step = GRID_HZ[1] - GRID_HZ[0]
+    assert len(peak) == 1 + int((seconds - WINDOW_S) / HOP_S)
+    assert np.all(np.abs(peak[before] - 1.4) <= step) and np.all(np.abs(peak[after] - 3.0) <= step)
+
+
 def test_a_rate_under_one_sample_per_hop_or_too_slow_for_the_grid_is_named():
     hr, _ = _recording(0, "a").hr
     with pytest.raises(WearjaxDataError, match="hr is sampled at 0.25 Hz, under one sample"):
