@@ -1,7 +1,10 @@
-"""Loading a benchmark or experiment script as a module in the tests: `benchmarks/` and
-`experiments/` hold scripts, not packages."""
+"""Loading a benchmark or experiment script as a module in the tests (`benchmarks/` and
+`experiments/` hold scripts, not packages), and running a script on several virtual CPU
+devices in a subprocess."""
 
 import importlib.util
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -24,3 +27,15 @@ def load_script(folder: str, name: str):
         del sys.modules[name]  # no half-loaded module for the next caller
         raise
     return module
+
+
+def run_on_devices(script: str, devices: int, timeout: float = 300) -> str:
+    """Run `script` in a fresh Python with `devices` virtual CPU devices (their count is fixed
+    when JAX starts) and return its stdout; a failed run fails the test with its stderr."""
+    flags = f"--xla_force_host_platform_device_count={devices}"
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "XLA_FLAGS": flags},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.stdout

@@ -266,15 +266,9 @@ def test_folds_start_sharded_from_one_program_with_the_eager_bits():
     """`compile_folds` builds the folds' initial training state in one jitted program, placed
     over the mesh's "fold" axis (eagerly, each optimiser leaf and each placement compiled a
     program of its own): the same bits as the eager start on one device."""
-    import os
-    import subprocess
-    import sys
+    from tests.scripts import run_on_devices
 
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    run = subprocess.run(
-        [sys.executable, "-c", START_SCRIPT], capture_output=True, text=True, env=env, timeout=300
-    )
-    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-3000:]
+    assert run_on_devices(START_SCRIPT, 2).strip().endswith("ok")
 
 
 def test_the_ode_engine_reaches_the_studys_ode_models_only():
@@ -347,12 +341,6 @@ print("ok")
 def test_a_sharded_resume_compiles_its_epoch_once_and_ends_bit_for_bit():
     """The training state read back from its file is placed over the mesh as the fresh one
     is; read as single-device arrays it made the resumed run compile its epoch again."""
-    import os
-    import subprocess
-    import sys
+    from tests.scripts import run_on_devices
 
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    run = subprocess.run(
-        [sys.executable, "-c", RESUME_SCRIPT], capture_output=True, text=True, env=env, timeout=300
-    )
-    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-3000:]
+    assert run_on_devices(RESUME_SCRIPT, 2).strip().endswith("ok")

@@ -6,12 +6,11 @@ them for the GRU models). Two virtual CPU devices in a subprocess (the device co
 when JAX starts)."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
+
+from tests.scripts import run_on_devices
 
 SCRIPT = textwrap.dedent(
     """
@@ -119,12 +118,7 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 def test_a_batch_split_over_data_devices_sums_the_gradient_once_and_equals_one_device():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    run = subprocess.run(
-        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=600
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+    out = json.loads(run_on_devices(SCRIPT, 2, timeout=600).strip().splitlines()[-1])
     # the epoch compile_folds builds on a data axis: one loop holds all-reduces, its scan over
     # training steps (the gradient summed once a step); left to the partitioner, the model's
     # scans inside it held them too (5 loop bodies)

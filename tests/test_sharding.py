@@ -3,13 +3,12 @@ in a subprocess (the device count is fixed when JAX starts), folds over the mesh
 and each training batch over its "data" axis."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
+
+from tests.scripts import run_on_devices
 
 SCRIPT = textwrap.dedent(
     """
@@ -58,12 +57,7 @@ SCRIPT = textwrap.dedent(
 @pytest.mark.heavy  # ~7 min on 2 cores
 @pytest.mark.slow
 def test_sharded_cross_validation_equals_the_unsharded_run():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-    run = subprocess.run(
-        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=900
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+    out = json.loads(run_on_devices(SCRIPT, 8, timeout=900).strip().splitlines()[-1])
     for mesh in ("fold4_data2", "spread"):
         for model, maes in out["single"].items():
             for protocol, mae in maes.items():
