@@ -49,6 +49,7 @@ SCRIPT = textwrap.dedent(
             for m in ("kalman_16x1", "ode_16x1")
         }
         out[name + "_pred"] = np.asarray(pred["kalman_16x1"]["generative"]).tolist()
+        out[name + "_engine"] = results["config"].get("ode_engine_in_training")
     print(json.dumps(out))
     """
 )
@@ -58,6 +59,8 @@ SCRIPT = textwrap.dedent(
 @pytest.mark.slow
 def test_sharded_cross_validation_equals_the_unsharded_run():
     out = json.loads(run_on_devices(SCRIPT, 8, timeout=900).strip().splitlines()[-1])
+    # on a data axis the ODE trains on the scan engine (sharding.map_batch), and says so
+    assert (out["fold4_data2_engine"], out["spread_engine"]) == ("scan", None)
     for mesh in ("fold4_data2", "spread"):
         for model, maes in out["single"].items():
             for protocol, mae in maes.items():

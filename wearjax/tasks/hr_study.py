@@ -206,6 +206,8 @@ def run_hr_study(
     predictions = {"hr": np.asarray(data.hr), "mask": np.asarray(data.mask), "scored": scored}
     # the next model's programs (`kind_program`), built in a worker thread while one trains
     mesh = default_mesh(len(process_folds(split.n_folds)))
+    if mesh is not None and mesh.shape["data"] > 1:  # `sharding.map_batch` needs the scan engine
+        results["config"]["ode_engine_in_training"] = "scan"
     labels = [f"{kind}_{hidden}x{layers}" for kind, hidden, layers in config.models]
     builders = [partial(kind_program, cohort, config, *m, prepared, mesh) for m in config.models]
     if config.personal is not None:
