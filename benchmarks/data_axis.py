@@ -55,15 +55,16 @@ N_FEATURES = 8
 ARMS = ("one device", "data axis, partitioner", "data axis, map_batch")
 
 
-def loops_with_all_reduce(compiled) -> int:
-    """How many computations other than the entry one (loop bodies) hold an all-reduce."""
+def loops_with_all_reduce(compiled) -> list[str]:
+    """The names of the computations other than the entry one (loop bodies) that hold an
+    all-reduce in a compiled program's HLO text."""
     head, found = None, set()
     for line in compiled.as_text().splitlines():
         if line and not line.startswith(" ") and line.rstrip().endswith("{"):
             head = line.split("(")[0]
         if "all-reduce" in line and "get-tuple-element" not in line and head:
             found.add(head)
-    return sum(not h.startswith("ENTRY") for h in found)
+    return sorted(h for h in found if not h.startswith("ENTRY"))
 
 
 def inputs(batch: int, seconds: int):
@@ -124,7 +125,7 @@ def run(name: str, n: int, batch: int, seconds: int, reps: int) -> list[str]:
         compile_s = time.perf_counter() - t0
         out = jax.block_until_ready(compiled(*args))  # warm-up, and the gradient compared
         arms[arm] = dict(call=compiled, args=args, compile=compile_s, grad=out[1], times=[])
-        arms[arm]["loops"] = loops_with_all_reduce(compiled)
+        arms[arm]["loops"] = len(loops_with_all_reduce(compiled))
     for _ in range(reps):
         for arm in ARMS:
             a = arms[arm]

@@ -31,11 +31,13 @@ def load_script(folder: str, name: str):
 
 def run_on_devices(script: str, devices: int, timeout: float = 300) -> str:
     """Run `script` in a fresh Python with `devices` virtual CPU devices (their count is fixed
-    when JAX starts) and return its stdout; a failed run fails the test with its stderr."""
+    when JAX starts; the repository root on its path, so it can import `tests.scripts`) and
+    return its stdout; a failed run fails the test with its stderr."""
     flags = f"--xla_force_host_platform_device_count={devices}"
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     run = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "XLA_FLAGS": flags},
+        env={**os.environ, "XLA_FLAGS": flags, "PYTHONPATH": path},
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     return run.stdout

@@ -20,6 +20,7 @@ SCRIPT = textwrap.dedent(
     import jax.numpy as jnp
     import numpy as np
     from jax.sharding import NamedSharding, PartitionSpec as P
+    from tests.scripts import load_script
     from wearjax.cv import compile_folds, make_mesh
     from wearjax.data.synthetic import simulate_cohort
     from wearjax.sharding import batch_mesh
@@ -40,15 +41,8 @@ SCRIPT = textwrap.dedent(
     mesh = make_mesh(1, 2)
     split = NamedSharding(mesh, P("data"))
 
-    def loops_with_all_reduce(compiled):
-        # computations other than the entry one holding an all-reduce: loop bodies
-        head, found = None, set()
-        for line in compiled.as_text().splitlines():
-            if line and not line.startswith(" ") and line.rstrip().endswith("{"):
-                head = line.split("(")[0]
-            if "all-reduce" in line and "get-tuple-element" not in line:
-                found.add(head)
-        return sorted(h for h in found if not h.startswith("ENTRY"))
+    # loop bodies (computations other than the entry one) holding an all-reduce
+    loops_with_all_reduce = load_script("benchmarks", "data_axis").loops_with_all_reduce
 
     vo2_task = vo2_study.make_task(vo2_study.VO2StudyConfig(), T)
     hr_task = make_task(HRStudyConfig(crps_weight=0.5), T)

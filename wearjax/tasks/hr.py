@@ -174,14 +174,21 @@ def _protocol_loss(pred, hr, mask, given, window: int, crps_weight: float):
     return loss
 
 
+def splittable(model, size: int):
+    """`model` as `sharding.map_batch` can run it on a batch of `size` sessions: where the
+    batch is split over a data axis, an ODE model on Diffrax moves to the scan engine, since
+    Diffrax's loops cannot yet be traced inside `shard_map` (diffrax issue 765) and the two
+    engines give the same numbers (`models.ode`). Any other model is returned as it is."""
+    if splits_batch(size) and getattr(model, "engine", None) == "diffrax":
+        return model.with_engine("scan")
+    return model
+
+
 def _segment_loss(model, x, hr, mask, keys, generative_weight: float, crps_weight: float = 0.0):
     """Loss of both protocols on a batch of segments: standard + weight * generative, where
     the generative rollout starts from the segment's first observed second."""
     w = model.window
-    if splits_batch(x.shape[0]) and getattr(model, "engine", None) == "diffrax":
-        # Diffrax's loops cannot be traced inside `shard_map` yet (diffrax issue 765); the
-        # scan engine gives the same numbers (`models.ode`)
-        model = model.with_engine("scan", adjoint="checkpoint")
+    model = splittable(model, x.shape[0])
 
     def call(m, xi, hi, mi, ki):
         h0 = first_observed(hi, mi)[0]

@@ -49,7 +49,8 @@ from wearjax.eval.metrics import predictive_scores, summarize
 from wearjax.eval.protocols import first_observed, given_mask, standard_initial
 from wearjax.models.hr_base import HRPrediction
 from wearjax.models.hr_personalized import PersonalHRODE
-from wearjax.sharding import map_batch, max_over_processes, splits_batch
+from wearjax.sharding import map_batch, max_over_processes
+from wearjax.tasks.hr import splittable
 from wearjax.tasks.hr_bands import calibrate_bands
 from wearjax.train.loop import Recipe, Task, TrainConfig, fit_steps
 
@@ -148,10 +149,8 @@ def make_task(config: PersonalConfig) -> Task:
         del key, epoch  # deterministic model, no curriculum
         u, hr, mask, runner, hr_sd = batch
         e = model.embedding[runner]
-        if splits_batch(u.shape[0]) and model.engine == "diffrax":
-            model = model.with_engine("scan")  # Diffrax cannot run inside shard_map (hr.py)
         one = lambda shared, *a: session_loss(shared[0], *a, shared[1])  # noqa: E731
-        per = map_batch(one, (model, hr_sd), e, u, hr, mask)
+        per = map_batch(one, (splittable(model, u.shape[0]), hr_sd), e, u, hr, mask)
         return jnp.mean(per) + config.embedding_reg * jnp.mean(jnp.sum(e**2, axis=-1)), ()
 
     def validate(model: PersonalHRODE, data: PersonalData, fold: PersonalFold):

@@ -130,7 +130,8 @@ def prepare(cohort: Cohort, config: VO2StudyConfig):
             "window: stack it with a bucket that is"
         )
     lengths = np.asarray(cohort.lengths)
-    observed = np.asarray(cohort.vo2_mask & cohort.valid).sum(axis=1)
+    seen = np.asarray(cohort.vo2_mask & cohort.valid)
+    observed = seen.sum(axis=1)
     short = [
         cohort.workouts[i] if cohort.workouts else str(i)
         for i in np.flatnonzero((lengths < SAVGOL_WINDOW) | (observed == 0))
@@ -140,9 +141,9 @@ def prepare(cohort: Cohort, config: VO2StudyConfig):
             f"sessions {short[:5]} have no VO2 or are shorter than the {SAVGOL_WINDOW} s "
             "smoothing window: drop them before the VO2 study"
         )
-    late = np.flatnonzero(~np.asarray(cohort.vo2_mask & cohort.valid)[:, 0] & (observed > 0))
+    late = np.flatnonzero(~seen[:, 0])  # every session has some VO2 (checked above)
     if late.size:  # the model is given second 0: a held-back later value would stand for it
-        firsts = np.argmax(np.asarray(cohort.vo2_mask & cohort.valid)[late], axis=1)
+        firsts = np.argmax(seen[late], axis=1)
         named = [
             f"{(cohort.workouts[i] if cohort.workouts else '') or i} (second {k})"
             for i, k in zip(late[:5], firsts[:5], strict=False)
