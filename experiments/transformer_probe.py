@@ -82,6 +82,11 @@ def main(argv=None) -> int:
         "the same recording (PretrainConfig.contrast_negatives)",
     )  # fmt: skip
     parser.add_argument(
+        "--validation", choices=("recordings", "windows"), default="recordings",
+        help="early stopping on held-out recordings, or on random windows whose neighbours are "
+        "trained on (the encoders of rounds before 2026-12-06; PretrainConfig.validation)",
+    )  # fmt: skip
+    parser.add_argument(
         "--fixed-c", type=float,
         help="a fixed logistic penalty instead of the inner CV's choice (earlier rounds: 1)",
     )  # fmt: skip
@@ -96,6 +101,7 @@ def main(argv=None) -> int:
         level_targets=args.level_targets,
         contrast_weight=args.contrast_weight,
         contrast_negatives=args.contrast_negatives,
+        validation=args.validation,
     )
     epochs = args.epochs or (4 if args.quick else config.train.epochs)
     config = config._replace(train=config.train._replace(epochs=epochs))
@@ -132,7 +138,7 @@ def main(argv=None) -> int:
             "size": config.size, "parameters": n_parameters(config.size), "corpus": args.corpus,
             "hide_channel": config.hide_channel, "level_weight": config.level_weight,
             "level_targets": config.level_targets, "contrast_weight": config.contrast_weight,
-            "contrast_negatives": config.contrast_negatives,
+            "contrast_negatives": config.contrast_negatives, "validation": config.validation,
             "windows": int(corpus.x.shape[0]), "epochs_run": int(len(history["val_loss"])),
             "seconds": round(pretrain_s, 1),
             "train_loss_first_last": [float(history["train_loss"][i]) for i in (0, -1)],

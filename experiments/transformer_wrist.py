@@ -58,13 +58,20 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, help="pretraining epochs (default 20; quick 3)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--validation", choices=("recordings", "windows"), default="recordings",
+        help="early stopping on held-out recordings, or on random windows whose neighbours are "
+        "trained on (the encoders of rounds before 2026-12-06; PretrainConfig.validation)",
+    )  # fmt: skip
+    parser.add_argument(
         "--fixed-c", type=float,
         help="a fixed logistic penalty instead of the inner CV's choice (earlier rounds: 1)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     cs = PROBE_CS if args.fixed_c is None else [args.fixed_c]
     args.out.mkdir(parents=True, exist_ok=True)
-    config = WRIST._replace(size="tiny" if args.quick else "small", seed=args.seed)
+    config = WRIST._replace(
+        size="tiny" if args.quick else "small", seed=args.seed, validation=args.validation
+    )
     epochs = args.epochs or (3 if args.quick else 20)
     config = config._replace(train=config.train._replace(epochs=epochs))
 
@@ -75,6 +82,7 @@ def main(argv=None) -> int:
     best = float(min(fit.history["val_loss"]))
     metrics: dict = {"pretraining": {"windows": int(corpus.x.shape[0]), "epochs": epochs,
                                      "seconds": seconds, "best_val_loss": best,
+                                     "validation": config.validation,
                                      "parameters": n_parameters(config.size)}}  # fmt: skip
     save_encoder(args.out / "encoder.wjx", fit.model, config)
     encoders = {

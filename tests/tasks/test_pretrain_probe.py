@@ -97,8 +97,8 @@ def test_negatives_within_a_recording_come_in_groups_of_one_recording():
 
     corpus = _corpus()
     corpus = corpus._replace(x=corpus.x.at[:, 0, 0].set(jnp.arange(96.0)))  # window ids
-    fold = corpus_fold(96, 16)
-    val = set(np.asarray(fold.val_idx).tolist())
+    fold = corpus_fold(corpus.recording, 16)
+    val = set(np.flatnonzero(np.asarray(fold.train_p) == 0).tolist())  # held-out recordings
     config = PretrainConfig(
         size="tiny", batch_size=16, contrast_weight=1.0, contrast_negatives="recording"
     )
@@ -118,6 +118,36 @@ def test_negatives_within_a_recording_come_in_groups_of_one_recording():
         from wearjax.tasks.pretrain import check_config
 
         check_config(config._replace(contrast_group=3))
+
+
+def test_early_stopping_holds_out_whole_recordings():
+    """`corpus_fold`: a tenth of the recordings (more while they hold too few windows) held out
+    whole, validated on evenly spread windows, none of them trained on; the window split of
+    earlier rounds is NumPy's draw of `n_validation` windows; one recording is refused."""
+    from wearjax.tasks.pretrain import corpus_fold
+
+    recording = np.repeat(np.arange(30), 8)  # 30 recordings of 8 windows
+    seen = set()
+    for seed in range(5):
+        fold = corpus_fold(recording, 16, seed)
+        train_p, val = np.asarray(fold.train_p), np.asarray(fold.val_idx)
+        held = np.unique(recording[train_p == 0])
+        assert len(held) == 3  # a tenth of 30, holding 24 >= 16 windows
+        np.testing.assert_array_equal(train_p == 0, np.isin(recording, held))
+        np.testing.assert_array_equal(np.asarray(fold.val_pool), train_p == 0)
+        np.testing.assert_allclose(train_p[train_p > 0], 1 / 216, rtol=1e-6)
+        assert len(set(val.tolist())) == 16 and set(recording[val]) == set(held)
+        seen.add(tuple(held))
+    assert len(seen) == 5  # the recordings held out depend on the seed
+    # more recordings while they hold fewer than n_validation windows; never all of them
+    assert (np.asarray(corpus_fold(recording, 40).train_p) == 0).sum() == 40
+    assert (np.asarray(corpus_fold(np.repeat([0, 1], 8), 40).train_p) == 0).sum() == 8
+    old = corpus_fold(recording, 16, 3, by="windows")
+    want = np.sort(np.random.default_rng(3).choice(240, 16, replace=False))
+    np.testing.assert_array_equal(np.asarray(old.val_idx), want)
+    assert np.asarray(old.val_pool).all() and (np.asarray(old.train_p) == 0).sum() == 16
+    with pytest.raises(ValueError, match="validation='windows'"):
+        corpus_fold(np.zeros(20, int), 4)
 
 
 def test_partners_stay_in_the_recording_within_reach_and_allowed():
@@ -144,8 +174,8 @@ def test_a_contrastive_batch_is_anchors_then_their_training_partners():
 
     corpus = _corpus()
     corpus = corpus._replace(x=corpus.x.at[:, 0, 0].set(jnp.arange(96.0)))  # window ids
-    fold = corpus_fold(96, 16)
-    val = set(np.asarray(fold.val_idx).tolist())
+    fold = corpus_fold(corpus.recording, 16)
+    val = set(np.flatnonzero(np.asarray(fold.train_p) == 0).tolist())  # held-out recordings
     config = PretrainConfig(size="tiny", batch_size=8, contrast_weight=1.0)
     rec = np.asarray(corpus.recording)
     for seed in range(20):
@@ -160,7 +190,7 @@ def test_a_contrastive_batch_is_anchors_then_their_training_partners():
     from wearjax.models.transformer import build_transformer
 
     model = build_transformer("tiny", key=jax.random.key(0))
-    few = corpus_fold(96, 3)
+    few = corpus_fold(corpus.recording, 3)
     big = config._replace(batch_size=16)
     assert np.isfinite(float(make_task(big).validate(model, corpus, few)))
 
@@ -179,18 +209,22 @@ def test_joined_corpora_keep_their_recordings_apart():
 @pytest.mark.slow
 def test_contrastive_pretraining_learns_to_pair_windows_of_a_recording():
     """With the temporal contrastive term the loss falls, and after 80 steps the term itself
-    sits under its chance level (log of the pairs in a batch) on a batch of training windows."""
+    sits under its chance level (log of the pairs in a batch) on a batch of training windows.
+    Early stopping on random windows of the trained recordings: in this corpus a recording's
+    level and period are all that pair its windows, so held-out recordings (the default) stop
+    it at an earlier model that pairs the training windows no better than chance."""
     from wearjax.tasks.pretrain import corpus_fold, make_task, masked_loss
 
     corpus = _corpus(n=192)
-    config = PretrainConfig(size="tiny", batch_size=16, contrast_weight=1.0)
+    config = PretrainConfig(size="tiny", batch_size=16, contrast_weight=1.0, validation="windows")
     config = config._replace(
         train=config.train._replace(epochs=8, steps_per_epoch=10, learning_rate=2e-3)
     )
     result = pretrain(corpus, config, n_validation=32)
     val = np.asarray(result.history["val_loss"])
     assert np.all(np.isfinite(val)) and val.min() < 0.85 * val[0], val
-    x, ok, _ = make_task(config).sample(corpus, corpus_fold(192, 32), jax.random.key(5))
+    fold = corpus_fold(corpus.recording, 32, by="windows")
+    x, ok, _ = make_task(config).sample(corpus, fold, jax.random.key(5))
     both = masked_loss(result.model, x, ok, jax.random.key(1), config)
     alone = masked_loss(result.model, x, ok, jax.random.key(1), config._replace(contrast_weight=0))
     assert float(both - alone) < 0.9 * np.log(8), float(both - alone)

@@ -300,6 +300,9 @@ def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
                    "both, or the simulated wrist (PPG, ACC, gyro) at 25 Hz")  # fmt: skip
     p.add_argument("--masking", choices=("random", "time", "scale", "mixed"), default="mixed",
                    help="hide patches at random, time columns, scale rows, or a mix")  # fmt: skip
+    p.add_argument("--validation", choices=("recordings", "windows"), default="recordings",
+                   help="early stopping on held-out recordings, or on random windows (earlier "
+                   "rounds' encoders)")  # fmt: skip
 
 
 def fit_pretrain(args) -> int:
@@ -309,7 +312,9 @@ def fit_pretrain(args) -> int:
 
     corpus, config = named_corpus(args.corpus, args.seed, args.quick)
     size = args.size or ("tiny" if args.quick else "small")
-    config = config._replace(size=size, seed=args.seed, masking=args.masking)
+    config = config._replace(
+        size=size, seed=args.seed, masking=args.masking, validation=args.validation
+    )
     epochs = args.epochs or (4 if args.quick else config.train.epochs)
     config = config._replace(train=config.train._replace(epochs=epochs))
     say(f"pretraining {config.size} at {config.nominal_rate:g} Hz on {corpus.x.shape[0]} "

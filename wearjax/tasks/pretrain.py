@@ -33,6 +33,10 @@ window's negatives are only the partners of its own group that lie more than `co
 hops from it (`contrast_mask`): what tells them apart is what changes within a recording over
 minutes (how hard the body works), and what a recording keeps throughout earns nothing.
 
+Early stopping watches whole recordings that are never trained on (`corpus_fold`,
+`validation="recordings"`); `validation="windows"`, random windows whose overlapping
+neighbours are trained on, repeats the encoders of earlier rounds.
+
 Masks (`patch_mask`), with `mask_ratio` of the patches hidden: `random` (any patches, exactly
 `round(ratio P)` per channel), `time` (whole time columns), `scale` (whole scale rows), `mixed`
 (one of the three, drawn per channel of each sample). The scalogram is computed from the whole
@@ -71,6 +75,7 @@ from wearjax.train.loop import Task, TrainConfig, fit
 MASKINGS = ("random", "time", "scale", "mixed")
 LEVEL_TARGETS = ("hidden", "all")
 NEGATIVES = ("batch", "recording")
+VALIDATIONS = ("recordings", "windows")
 
 
 class PretrainConfig(NamedTuple):
@@ -91,6 +96,7 @@ class PretrainConfig(NamedTuple):
     contrast_group: int = 4  # anchors per recording with contrast_negatives="recording"
     batch_size: int = 16
     seed: int = 0
+    validation: str = "recordings"  # early stopping on held-out recordings ("windows": random)
     train: TrainConfig = TrainConfig(
         learning_rate=5e-4, weight_decay=1e-5, epochs=30, steps_per_epoch=40,
         early_stopping_patience=10,
@@ -111,6 +117,7 @@ class PretrainConfig(NamedTuple):
 class CorpusFold(NamedTuple):
     train_p: jax.Array  # [N]
     val_idx: jax.Array  # [V]
+    val_pool: jax.Array  # [N] bool: windows a validation anchor's partners may be drawn from
 
 
 WRIST = PretrainConfig(nominal_rate=WRIST_RATE, low_hz=0.25, high_hz=6.25, n_scales=25)
@@ -288,18 +295,18 @@ def make_task(config: PretrainConfig) -> Task:
     def validate(model, data: Corpus, fold: CorpusFold):
         # the same partners and masks each epoch; with pairs, in groups of a training batch's
         # size, so that the contrastive term has as many negatives as in training. Partners
-        # (and, with negatives from the recording, the rest of each anchor's group) may be
-        # training windows: a validation window rarely shares its recording with another, so
-        # the validation loss mixes held-out anchors with training windows beside them
-        everywhere = jnp.ones(data.recording.shape, bool)
+        # (and, with negatives from the recording, the rest of each anchor's group) come from
+        # `fold.val_pool`: the held-out recordings' windows, or with validation="windows" any
+        # window (a random validation window rarely shares its recording with another)
+        pool = fold.val_pool
         if not pairs:
-            x, ok, _ = with_partners(data, fold.val_idx, everywhere, jax.random.key(1))
+            x, ok, _ = with_partners(data, fold.val_idx, pool, jax.random.key(1))
             return masked_loss(model, x, ok, jax.random.key(0), config)
         n = min(seeds_per_batch(), len(fold.val_idx))  # one group when validation is small
         groups = fold.val_idx[: len(fold.val_idx) // n * n].reshape(-1, n)
 
         def one(idx):
-            x, ok, allowed = with_partners(data, idx, everywhere, jax.random.key(1))
+            x, ok, allowed = with_partners(data, idx, pool, jax.random.key(1))
             return masked_loss(model, x, ok, jax.random.key(0), config, allowed)
 
         return jnp.mean(jax.lax.map(one, groups))
@@ -307,13 +314,39 @@ def make_task(config: PretrainConfig) -> Task:
     return Task(sample, loss, validate)
 
 
-def corpus_fold(n: int, n_validation: int, seed: int = 0) -> CorpusFold:
-    """A random `n_validation` windows for early stopping, the rest trained on."""
+def corpus_fold(recording, n_validation: int, seed: int = 0, by: str = "recordings") -> CorpusFold:
+    """The early-stopping split of a corpus whose windows come from `recording [N]`.
+
+    `by="recordings"`: whole recordings held out, a tenth of them (at least one, and more while
+    they hold fewer than `n_validation` windows, never all), and `n_validation` of their windows,
+    evenly spread, validated each epoch; none of their windows is trained on. Windows of one
+    recording overlap and share its subject, so a random window's neighbours are trained on and
+    its loss reads low: `by="windows"` (a random `n_validation` windows, the rest trained on)
+    is the split of earlier rounds, kept to repeat their encoders."""
+    recording = np.asarray(recording)
+    n = len(recording)
     rng = np.random.default_rng(seed)
-    val = rng.choice(n, n_validation, replace=False)
-    p = np.ones(n, np.float32)
-    p[val] = 0
-    return CorpusFold(jnp.asarray(p / p.sum()), jnp.asarray(np.sort(val)))
+    if by == "windows":
+        val = np.sort(rng.choice(n, n_validation, replace=False))
+        held, pool = np.isin(np.arange(n), val), np.ones(n, bool)
+    else:
+        ids = np.unique(recording)
+        if len(ids) < 2:
+            raise ValueError(
+                f"the corpus has {len(ids)} recording: hold out whole recordings needs 2 or "
+                f"more; give more recordings or validation='windows'"
+            )
+        order = rng.permutation(ids)
+        counts = np.array([np.sum(recording == r) for r in order])
+        k = max(1, -(-len(ids) // 10))
+        k = min(max(k, int(np.searchsorted(np.cumsum(counts), n_validation)) + 1), len(ids) - 1)
+        held = np.isin(recording, order[:k])
+        idx = np.flatnonzero(held)
+        val = idx[np.unique(np.linspace(0, len(idx) - 1, min(n_validation, len(idx))).round())
+                  .astype(int)]  # fmt: skip
+        pool = held
+    p = np.where(held, 0.0, 1.0).astype(np.float32)
+    return CorpusFold(jnp.asarray(p / p.sum()), jnp.asarray(val), jnp.asarray(pool))
 
 
 def check_config(config: PretrainConfig) -> None:
@@ -337,6 +370,8 @@ def check_config(config: PretrainConfig) -> None:
                 f"contrast_negatives='recording' needs contrast_group >= 2 dividing half the "
                 f"batch ({config.batch_size // 2} anchors; got {config.contrast_group})"
             )
+    if config.validation not in VALIDATIONS:
+        raise ValueError(f"unknown validation {config.validation!r}: choose one of {VALIDATIONS}")
     if config.level_targets not in LEVEL_TARGETS:
         raise ValueError(
             f"unknown level_targets {config.level_targets!r}: choose one of {LEVEL_TARGETS}"
@@ -357,7 +392,8 @@ def pretrain(corpus: Corpus, config: PretrainConfig, *, progress=False, n_valida
     check_config(config)
     k_init, k_train = jax.random.split(jax.random.key(config.seed))
     model = build_transformer(config.size, key=k_init)
-    fold = corpus_fold(corpus.x.shape[0], min(n_validation, corpus.x.shape[0] // 5), config.seed)
+    n_val = min(n_validation, corpus.x.shape[0] // 5)
+    fold = corpus_fold(corpus.recording, n_val, config.seed, config.validation)
     return fit(
         model, make_task(config), corpus, fold, config.train.recipe(), k_train, progress=progress
     )
