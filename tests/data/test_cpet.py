@@ -70,6 +70,19 @@ def test_user_columns_units_row_semicolons_and_decimal_commas(tmp_path):
     assert (meta["vo2_unit"], meta["vo2_unit_basis"]) == ("mL/min", "column header")
 
 
+def test_a_utf16_tab_separated_export_reads_as_the_utf8_one(tmp_path):
+    """Excel's "Unicode Text": UTF-16 with its byte-order mark, tabs, CRLF line ends."""
+    t, vo2, hr, *_ = _ramp()
+    rows = [[s, round(float(vo2[s]), 3), hr[s]] for s in t]
+    want = read_cpet(_write(tmp_path / "ann.csv", ["Time", "VO2", "HR"], rows))
+    text = (tmp_path / "ann.csv").read_text().replace(",", "\t").replace("\n", "\r\n")
+    (tmp_path / "u16" / "ann.csv").parent.mkdir()
+    (tmp_path / "u16" / "ann.csv").write_bytes(text.encode("utf-16"))
+    got = read_cpet(tmp_path / "u16" / "ann.csv")
+    np.testing.assert_array_equal(got.vo2, want.vo2)
+    np.testing.assert_array_equal(got.hr, want.hr)
+
+
 def test_read_cpet_errors(tmp_path):
     good = [[s, 1500, 120] for s in range(N)]
 

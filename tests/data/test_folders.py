@@ -189,3 +189,55 @@ def test_a_folder_with_nothing_usable_raises_naming_it(tmp_path):
         load_folder(tmp_path / "nowhere", cache_dir=tmp_path / "cache")
     with pytest.raises(WearjaxFileError, match=r"a\.gpx: unsupported file type '\.gpx'"):
         read_file(root / "a.gpx")
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (
+            "x.fit,r1,180,70,30,M",
+            r"line 2: height_m is 180, outside 0\.5-2\.5 m; give height_m in m",
+        ),
+        ("x.fit,r1,1.8,inf,30,M", r"line 2: weight_kg is inf, outside 20-300 kg"),
+        ("x.fit,r1,1.8,70,-5,M", r"line 2: age_years is -5, outside 5-110 years"),
+    ],
+)
+def test_manifest_subject_values_out_of_range_are_refused(tmp_path, row, message):
+    root = tmp_path / "flat"
+    root.mkdir()
+    write_fit(root / "x.fit", _run(LONG, 120), RUN)
+    manifest = root / "manifest.csv"
+    manifest.write_text("file,runner,height_m,weight_kg,age_years,sex\n" + row + "\n")
+    with pytest.raises(WearjaxFileError, match=r"manifest\.csv: " + message):
+        load_folder(root, manifest=manifest, cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_a_damaged_cache_entry_is_read_again_from_the_file(tmp_path, damage, caplog):
+    root = tmp_path / "runs" / "ann"
+    root.mkdir(parents=True)
+    _csv(root / "a.csv", [[t, 130, 3.2, 85] for t in range(LONG)])
+    cache = tmp_path / "cache"
+    (first,), _ = load_folder(tmp_path / "runs", cache_dir=cache)
+    (entry,) = cache.glob("*.npz")
+    data = entry.read_bytes()
+    entry.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"PK\x03\x04" + data[9:])
+    (again,), skipped = load_folder(tmp_path / "runs", cache_dir=cache)
+    assert not skipped and "ignoring unreadable cache entry" in caplog.text
+    np.testing.assert_array_equal(again.hr, first.hr)
+
+
+def test_an_unusable_sidecar_is_named_and_a_running_csv_ignores_it(tmp_path):
+    """A running export reads whatever lies beside it as NAME.hr.csv; a sampled recording's
+    unusable sidecar skips the recording with the sidecar's name in the reason."""
+    root = tmp_path / "runs" / "ann"
+    root.mkdir(parents=True)
+    _csv(root / "run.csv", [[t, 130, 3.2, 85] for t in range(LONG)])
+    (root / "run.hr.csv").write_bytes(b"")
+    with open(root / "wrist.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["time", "ppg"], *[[t / 32, 0.1] for t in range(32 * 70)]])
+    (root / "wrist.hr.csv").write_text("time;hr\n")
+    sessions, skipped = load_folder(tmp_path / "runs", cache_dir=tmp_path / "cache")
+    assert [s.workout for s in sessions] == ["run"]
+    ((path, reason),) = [(s.path.name, s.reason) for s in skipped]
+    assert path == "wrist.csv" and reason.startswith("wrist.hr.csv: "), reason

@@ -80,6 +80,12 @@ def test_own_windows_read_with_names_mapped_to_codes(tmp_path):
         ({"rate": np.float64(-2.0)}, "rate must be one positive number"),
         ({"y": np.zeros(12)}, "every window's y is '0.0'; a probe needs two classes"),
         ({"subject": np.r_[np.zeros(11), np.nan]}, "subject holds NaN or inf; give every window"),
+        (
+            {"y": np.array(["walk", "run", np.nan] * 4)},
+            r"y holds 'nan' at window 2, a missing value; give every window a y",
+        ),
+        ({"subject": np.array(["ann"] * 6 + ["None"] + ["bob"] * 5)}, "subject holds 'None' at"),
+        ({"y": np.array(["walk", "run", " "] * 4)}, r"y holds ' ' at window 2, a missing value"),
         ({"rate": np.float64(np.inf)}, "rate must be one positive number"),
         ({"rate": np.array(["fast"])}, "rate must be one positive number"),
         ({"y": np.array([b"\xff"] * 6 + [b"a"] * 6)}, "y holds bytes that are not text"),

@@ -203,6 +203,25 @@ def test_running_csv_units_and_missing_values(tmp_path):
         read_running_csv(path, units={"cadence": "spm"})
 
 
+def test_running_csv_columns_match_whatever_their_case_or_separator(tmp_path):
+    """`Heart_Rate` is `heart_rate`; a `;`-separated export with decimal commas reads as the
+    comma file; two columns that differ only in case are refused."""
+    rows = [[t, 120 + t % 5, 3.1 + 0.01 * (t % 3), 85] for t in range(90)]
+    names = ["timestamp", "heart_rate", "speed", "cadence"]
+    want = read_running_csv(_write_csv(tmp_path / "a.csv", names, rows))
+    upper = ["Timestamp", "Heart_Rate", "Speed", "CADENCE"]
+    semi = tmp_path / "c.csv"
+    semi.write_text("\n".join([";".join(names)] + [";".join(str(v).replace(".", ",") for v in r)
+                                                    for r in rows]))  # fmt: skip
+    for got in (read_running_csv(_write_csv(tmp_path / "b.csv", upper, rows)), read_csv(semi)):
+        assert got.channels == want.channels == ("speed", "cadence")
+        np.testing.assert_array_equal(got.hr, want.hr)
+        np.testing.assert_array_equal(got.x, want.x)
+    twice = _write_csv(tmp_path / "d.csv", [*names, "Heart_Rate"], [[*r, 1] for r in rows])
+    with pytest.raises(WearjaxFileError, match=r"d\.csv: two columns are named 'heart_rate'"):
+        read_running_csv(twice)
+
+
 def test_csv_errors_name_the_file(tmp_path):
     no_time = _write_csv(tmp_path / "no_time.csv", ["time_s", "heart_rate"], [[0, 120]])
     with pytest.raises(WearjaxFileError, match=r"no_time\.csv: missing required columns"):

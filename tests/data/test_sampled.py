@@ -209,3 +209,38 @@ def test_folders_dispatch_sampled_files_and_cache_their_signals(tmp_path, monkey
     _write(root / "bob" / "s2.hr.csv", ["time", "hr"], [[0, 80], [1, 82]])
     with pytest.raises(AssertionError, match="the parser ran"):
         load_folder(root, cache_dir=cache)
+
+
+def test_times_in_milliseconds_and_a_column_named_twice_are_refused(tmp_path):
+    ms = _write(tmp_path / "ms.csv", ["time", "ppg"], [[10 * k, 1.0] for k in range(7000)])
+    with pytest.raises(
+        WearjaxFileError,
+        match=r"ms\.csv: samples are a median 10 apart .*; the times look like milliseconds: give "
+        r"them in seconds",
+    ):
+        read_sampled(ms)
+    rows = [[k / 32, 1.0, 2.0] for k in range(64)]
+    twice = _write(tmp_path / "twice.csv", ["time", "ppg", "ppg"], rows)
+    with pytest.raises(WearjaxFileError, match=r"twice\.csv: the column 'ppg' appears twice"):
+        read_sampled(twice)
+
+
+@pytest.mark.parametrize("form", ["semicolons", "tabs", "utf-16"])
+def test_other_separators_decimal_commas_and_utf16_read_as_the_comma_file(tmp_path, form):
+    """A sampled CSV saved with `;` and decimal commas, with tabs, or as UTF-16 (Excel's
+    "Unicode Text") is dispatched and read as the same file with commas."""
+    _wrist_csv(tmp_path / "comma.csv")
+    text = (tmp_path / "comma.csv").read_text()
+    path = tmp_path / "other.csv"
+    if form == "utf-16":
+        path.write_bytes(text.replace("\n", "\r\n").encode("utf-16"))
+    else:
+        sep, point = (";", ",") if form == "semicolons" else ("\t", ".")
+        lines = [sep.join(c.replace(".", point) for c in line.split(",")) for line in text.split()]
+        path.write_text("\n".join(lines) + "\n")
+    want, (got,) = read_sampled(tmp_path / "comma.csv"), read_file(path)
+    assert got.signals.keys() == want.signals.keys() and got.targets.keys() == want.targets.keys()
+    for name in want.signals:
+        np.testing.assert_array_equal(got.signals[name].values, want.signals[name].values)
+        assert got.signals[name].rate_hz == want.signals[name].rate_hz
+    np.testing.assert_array_equal(got.targets["hr"].values, want.targets["hr"].values)

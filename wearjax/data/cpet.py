@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wearjax.data.csv import _first_finite, _sex
+from wearjax.data.csv import _first_finite, _sex, decode_text
 from wearjax.data.folders import Skipped, check_usable, skip_reason
 from wearjax.data.readers import (
     MAX_GAP_S,
@@ -258,7 +258,7 @@ def load_cpet_folder(
                 )
             )
         except WearjaxDataError as err:
-            skipped.append(Skipped(file, skip_reason(err)))
+            skipped.append(Skipped(file, skip_reason(err, file)))
     check_usable(
         folder, sessions, skipped, "CPET test",
         "add CSV exports with a time and a VO2 column, or name them with columns=",
@@ -345,11 +345,7 @@ def _volume(values, declared, unit, column, path) -> tuple[np.ndarray, str, str]
 
 def _read_rows(path: Path) -> tuple[list[str], list[list[str]], bool]:
     """Header, rows and whether a decimal comma is used; any delimiter of `,`, `;`, tab."""
-    data = read_bytes(path)
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = data.decode("cp1252", errors="replace")
+    text = decode_text(read_bytes(path), path, fallback="cp1252")
     first = text.split("\n", 1)[0]
     delimiter = max((",", ";", "\t"), key=first.count)
     try:

@@ -5,10 +5,12 @@ Running exports (e.g. `../shared/data/running-csv`) name their columns as FIT re
 `enhanced_speed`/`speed` (m/s), `enhanced_altitude`/`altitude` (m), `cadence` +
 `fractional_cadence` (strides/min), `stance_time_percent` (%) or `stance_time` (ms),
 `vertical_ratio` (%), `vertical_oscillation` (mm), `step_length` (mm) and `distance` (m, used
-for speed only when there is no speed column). Other columns are ignored. Declare other units
-with `units`, e.g. `{"cadence": "steps/min", "speed": "km/h"}` (see `UNIT_FACTORS`). Rows must
-run forward in time and span at least `min_length_s` (60 s); negative speeds, and speeds whose
-moving median is above 8 m/s (km/h read as m/s), are refused (`wearjax.data.validate`).
+for speed only when there is no speed column), matched whatever their case. Other columns are
+ignored. Any CSV may be UTF-8 or UTF-16 and separated by `,`, `;` or tabs (`read_table`).
+Declare other units with `units`, e.g. `{"cadence": "steps/min", "speed": "km/h"}` (see
+`UNIT_FACTORS`). Rows must run forward in time and span at least `min_length_s` (60 s);
+negative speeds, and speeds whose moving median is above 8 m/s (km/h read as m/s), are refused
+(`wearjax.data.validate`).
 
 CPET exports in pyoxynet's layout: `time` (s), `VO2_I` (mL/min) and `HR_I` (bpm) are required;
 `age` (years), `height` (m; values above 3 are taken as cm), `weight` (kg) and `gender`
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -84,6 +87,13 @@ def read_running_csv(
     """
     path = Path(path)
     header, rows = read_table(path)
+    names = ("timestamp", *RUNNING_COLUMNS)  # matched whatever their case (Heart_Rate)
+    header = [h.lower() if h.lower() in names else h for h in header]
+    twice = next((h for i, h in enumerate(header) if h in names and h in header[:i]), None)
+    if twice is not None:
+        raise WearjaxFileError(
+            path, f"two columns are named {twice!r} (ignoring case)", "rename or drop one"
+        )
     _require(header, ("timestamp",), path, "name the time column 'timestamp'")
     known = [c for c in RUNNING_COLUMNS if c in header]
     if not known:
@@ -163,16 +173,13 @@ def read_cpet_csv(
 
 
 def read_table(path: str | Path) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of a CSV file (UTF-8, optional BOM)."""
-    data = read_bytes(path)
+    """Header and rows of a CSV file (UTF-8, optional BOM, or UTF-16 with its BOM), separated
+    by `,`, `;` or tabs (the one the header holds most of; with `;` or tabs, decimal commas
+    read as points). A column name given twice is refused: which one holds the data?"""
+    text = decode_text(read_bytes(path), path)
+    delimiter = _delimiter(text.split("\n", 1)[0])
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise WearjaxFileError(
-            path, "not a text CSV file (not UTF-8)", "export the recording as UTF-8 CSV"
-        ) from err
-    try:
-        rows = list(csv.reader(io.StringIO(text)))
+        rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
     except csv.Error as err:
         raise WearjaxFileError(path, f"not a readable CSV file ({err})", "export it again") from err
     rows = [r for r in rows if any(cell.strip() for cell in r)]
@@ -181,7 +188,58 @@ def read_table(path: str | Path) -> tuple[list[str], list[list[str]]]:
     header = [cell.strip() for cell in rows[0]]
     if len(rows) < 2:
         raise WearjaxFileError(path, "the CSV has a header but no rows", "export it again")
+    named = [h for h in header if h]
+    twice = next((h for i, h in enumerate(named) if h in named[:i]), None)
+    if twice is not None:
+        raise WearjaxFileError(
+            path, f"the column {twice!r} appears twice in the header", "rename or drop one of them"
+        )
+    if delimiter != ",":
+        rows = [[_DECIMAL_COMMA.sub(r"\1.\2", cell) for cell in r] for r in rows[1:]]
+        return header, rows
     return header, rows[1:]
+
+
+def decode_text(data: bytes, path: str | Path, fallback: str | None = None) -> str:
+    """A text file's content: UTF-8 (with or without a BOM), or UTF-16 with its BOM (Excel's
+    "Unicode Text"); otherwise decoded as `fallback` when given, else `WearjaxFileError`."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError:
+            text = ""
+        # a table's digits, separators and most names are ASCII; binary data after the same
+        # two bytes decodes to anything
+        if sum(c.isascii() for c in text) > len(text) / 2:
+            return text
+        raise WearjaxFileError(
+            path, "not a text CSV file (neither UTF-8 nor UTF-16)", "export it as UTF-8 CSV"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        if fallback is not None:
+            return data.decode(fallback, errors="replace")
+        raise WearjaxFileError(
+            path, "not a text CSV file (not UTF-8)", "export the recording as UTF-8 CSV"
+        ) from err
+
+
+def read_header(path: str | Path) -> list[str]:
+    """The first line of a CSV file split as `read_table` splits it ([] when unreadable)."""
+    text = decode_text(read_bytes(path), path, fallback="latin-1")
+    line = text.split("\n", 1)[0]
+    try:
+        return [c.strip() for c in next(csv.reader([line], delimiter=_delimiter(line)), [])]
+    except csv.Error:  # e.g. a lone carriage return: the table reader says what is wrong
+        return []
+
+
+def _delimiter(line: str) -> str:
+    return max((",", ";", "\t"), key=line.count)
+
+
+_DECIMAL_COMMA = re.compile(r"^(\s*[-+]?\d+),(\d+\s*)$")
 
 
 def _require(header: list[str], columns: tuple[str, ...], path: Path, fix: str) -> None:

@@ -21,6 +21,8 @@ import io
 import logging
 import os
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 from typing import NamedTuple
 
@@ -42,6 +44,8 @@ CACHE_VERSION = 5
 
 MANIFEST_COLUMNS = ("file", "runner")
 MANIFEST_SUBJECT = ("height_m", "weight_kg", "age_years", "sex")
+SUBJECT_RANGES = {"height_m": (0.5, 2.5), "weight_kg": (20.0, 300.0), "age_years": (5.0, 110.0)}
+"""What a manifest's subject values may hold: a height of 180 is centimetres in a metres column."""
 
 
 class Skipped(NamedTuple):
@@ -139,7 +143,7 @@ def load_folder(
                         )
                 found = with_hr or [check_hr(found[0], file)]
         except WearjaxDataError as err:
-            skipped.append(Skipped(file, skip_reason(err)))
+            skipped.append(Skipped(file, skip_reason(err, file)))
             continue
         sessions.extend(found)
     for rel in entries or {}:
@@ -151,9 +155,13 @@ def load_folder(
     return sessions, skipped
 
 
-def skip_reason(err: WearjaxDataError) -> str:
-    """The one-line reason a file is skipped: a file error's problem and fix, or the error."""
-    return f"{err.problem}; {err.fix}" if isinstance(err, WearjaxFileError) else str(err)
+def skip_reason(err: WearjaxDataError, file: Path | None = None) -> str:
+    """The one-line reason `file` is skipped: a file error's problem and fix (naming the file
+    at fault when it is another, such as a reference-HR sidecar), or the error."""
+    if not isinstance(err, WearjaxFileError):
+        return str(err)
+    other = file is not None and err.path is not None and Path(err.path) != Path(file)
+    return f"{Path(err.path).name + ': ' if other else ''}{err.problem}; {err.fix}"
 
 
 def check_usable(folder: Path, sessions: list, skipped: list[Skipped], what: str, fix: str):
@@ -210,6 +218,15 @@ def _manifest(manifest: Path, folder: Path) -> dict[str, tuple[str, dict]]:
             raise WearjaxFileError(
                 manifest, f"line {line}: {err}", "subject values must be numbers"
             ) from err
+        for field, value in subject.items():
+            low, high = SUBJECT_RANGES[field]
+            if not low <= value <= high:  # NaN and inf fail too
+                unit = field.rsplit("_", 1)[1]
+                raise WearjaxFileError(
+                    manifest,
+                    f"line {line}: {field} is {row[field]}, outside {low:g}-{high:g} {unit}",
+                    f"give {field} in {unit} (height 1.8, not 180), or leave it empty",
+                )
         sex = row.get("sex", "").lower()
         if sex:
             if sex not in ("m", "male", "f", "female"):
@@ -255,7 +272,10 @@ def _cached_read(
     content = read_bytes(file)
     side = sidecar(file)
     if file.suffix.lower() in (".csv", ".npz") and side.is_file():
-        content += b"\0sidecar\0" + read_bytes(side)
+        try:  # a sampled recording reads it (and names it when it is unusable); others do not
+            content += b"\0sidecar\0" + read_bytes(side)
+        except WearjaxFileError:
+            content += b"\0sidecar unreadable\0"
     digest = hashlib.sha256(content).hexdigest()
     settings = f"v{CACHE_VERSION}-gap{max_gap_s:g}-{file.suffix.lower().lstrip('.')}"
     if units:  # read with other units: another entry ("/" cannot be in a file name)
@@ -265,7 +285,7 @@ def _cached_read(
     if entry.exists():
         try:
             stored = _load_entry(entry)
-        except (OSError, ValueError, KeyError) as err:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as err:
             logger.warning("ignoring unreadable cache entry %s (%s)", entry, err)
         else:
             if isinstance(stored, tuple):
@@ -324,7 +344,8 @@ def _store_entry(entry: Path, content: list[Session] | tuple[str, str]) -> None:
 
 
 def _load_entry(entry: Path) -> list[Session] | tuple[str, str]:
-    with np.load(entry, allow_pickle=False) as z:
+    # from bytes: np.load of a path leaves the file open when the archive is damaged
+    with np.load(io.BytesIO(entry.read_bytes()), allow_pickle=False) as z:
         if "error" in z:
             problem, fix = (str(v) for v in z["error"])
             return problem, fix

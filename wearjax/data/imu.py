@@ -137,8 +137,21 @@ def _ids(values: np.ndarray, name: str, key: str) -> tuple[np.ndarray, tuple[str
         raise WearjaxDataError(
             f"{name}: {key} holds NaN or inf; give every window a {key} (or drop the window)"
         )
-    names, codes = np.unique(_text(values, name, key), return_inverse=True)
+    text = _text(values, name, key)
+    blank = np.char.strip(np.char.lower(text))
+    missing = np.isin(blank, MISSING_TEXT)
+    if missing.any():  # NaN or None stored in a text array become the strings "nan", "None"
+        raise WearjaxDataError(
+            f"{name}: {key} holds {str(text[np.argmax(missing)])!r} at window "
+            f"{int(np.argmax(missing))}, a missing value; give every window a {key} (or drop "
+            f"the window)"
+        )
+    names, codes = np.unique(text, return_inverse=True)
     return codes.astype(np.int32), tuple(str(v) for v in names)
+
+
+MISSING_TEXT = ("", "nan", "none", "null", "na", "n/a")
+"""Text labels and subject names read as missing values."""
 
 
 NPZ_ARRAYS = (

@@ -24,7 +24,6 @@ reference per second (`signals.per_second`). The 1 Hz running channels are empty
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 import re
@@ -35,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wearjax.data.csv import read_table
+from wearjax.data.csv import read_header, read_table
 from wearjax.data.readers import MAX_SESSION_S, check_hr, read_bytes, subject_vector
 from wearjax.data.signals import per_second
 from wearjax.data.timing import reference_hr, reference_signal, sampling_rate
@@ -65,12 +64,7 @@ def is_sampled_header(header: list[str]) -> bool:
 
 def is_sampled_csv(path: str | Path) -> bool:
     """True when the CSV's first line is a sampled-signal header (`is_sampled_header`)."""
-    line = read_bytes(path).split(b"\n", 1)[0].decode("utf-8-sig", errors="replace")
-    try:
-        header = next(csv.reader([line]), [])
-    except csv.Error:  # e.g. a lone carriage return: not a sampled header; the CSV reader says
-        return False
-    return is_sampled_header(header)
+    return is_sampled_header(read_header(path))
 
 
 def sidecar(path: str | Path) -> Path:

@@ -17,6 +17,9 @@ from wearjax.errors import WearjaxFileError
 MAX_JITTER = 0.01
 """Largest deviation of a sample time from the regular grid, as a fraction of the step."""
 
+MAX_SAMPLE_STEP_S = 1.0
+"""The slowest sampled stream read (1 Hz): a median step of 10 is 100 Hz timed in milliseconds."""
+
 MAX_REFERENCE_HZ = 1000.0
 """A reference-HR grid may hold up to `MAX_SESSION_S` seconds at this rate (an ECG-rate `hr_ref`
 column); a longer one (times 1e-9 s apart, a corrupt time) would not fit in memory."""
@@ -44,6 +47,16 @@ def sampling_rate(time: np.ndarray, decimals: int | None, rate_hz: float | None,
             f"timestamps go back in time at line {i + 3} ({time[i + 1]:g} s after {time[i]:g} s)"
         )
         raise WearjaxFileError(path, problem, "sort the rows by time")
+    step = float(np.median(dt))
+    if MAX_SAMPLE_STEP_S < step < np.inf:  # (an infinite span is refused below)
+        raise WearjaxFileError(
+            path,
+            f"samples are a median {step:g} apart in the time column, where a wearable sensor "
+            "samples many times a second",
+            "the times look like milliseconds: give them in seconds"
+            if step < 1000
+            else "check the unit of the time column (seconds)",
+        )
     if not span <= MAX_SESSION_S:
         raise WearjaxFileError(
             path,
