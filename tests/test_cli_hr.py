@@ -14,7 +14,7 @@ from tests.conftest import tree_allclose
 from wearjax import cli
 from wearjax.cli import main
 from wearjax.data import read_file
-from wearjax.errors import WearjaxFileError
+from wearjax.errors import WearjaxDataError, WearjaxFileError
 from wearjax.signal.features import Normalizer
 from wearjax.tasks.hr import build_model
 from wearjax.train import checkpoints
@@ -523,3 +523,5 @@ def test_predict_with_session_relative_features_reads_another_watch_alike(tmp_pa
         if relative:
             assert np.allclose(a.standard, b.standard, atol=1e-3)
     assert gen[True] < 1e-3 < gen[False]
+    with pytest.raises(WearjaxDataError, match=r"a\.csv: hr0 is nan; give a bpm"):
+        predict_hr(model, normalizer, header, run, hr0=float("nan"))  # not NaN predictions

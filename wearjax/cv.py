@@ -69,6 +69,11 @@ __all__ = [
 ]
 
 
+def _check_validation(n_validation: int) -> None:
+    if n_validation < 1:  # early stopping would read a loss over nothing
+        raise WearjaxDataError(f"n_validation={n_validation}: each fold needs 1 or more")
+
+
 class Split(NamedTuple):
     """Which sessions each of K folds tests, validates (early stopping) and trains on, and
     whose held-out residuals calibrate its band (`tasks.hr_bands`): `calibrate_from[k, j]`
@@ -86,6 +91,7 @@ class Split(NamedTuple):
     ) -> Split:
         """Leave-`k_out`-subjects-out folds over sessions whose subject index is `subject [S]`
         (`data.folds`); `n_validation` other subjects per fold for early stopping."""
+        _check_validation(n_validation)
         test = leave_k_runners_out(n_subjects, k_out, seed=seed)
         val = validation_runners(test, n_validation, seed=seed)
         subject = np.asarray(subject)
@@ -102,6 +108,7 @@ class Split(NamedTuple):
         earlier ones. Fold k's band is calibrated on the test blocks of the folds before it
         (residuals of models that never saw them, all from k's past); the first fold, which
         has none, on its validation sessions."""
+        _check_validation(n_validation)
         rank = np.argsort(np.argsort(np.asarray(order), kind="stable"), kind="stable")
         n = len(rank)
         n_test = max(1, round(test_fraction * n))

@@ -278,6 +278,9 @@ def test_predictive_scores_are_nan_where_undefined():
     nan_pred = np.where(np.arange(40) == np.argmax(mask), np.nan, pred).astype(np.float32)
     got = predictive_scores(*(jnp.asarray(a) for a in (nan_pred, var, true, mask)))
     assert all(np.isnan(float(x)) for x in got.values())  # a NaN prediction: no silent miss
+    nan_true = np.where(np.arange(40) == np.argmax(mask), np.nan, true).astype(np.float32)
+    got = predictive_scores(*(jnp.asarray(a) for a in (pred, var, nan_true, mask)))
+    assert all(np.isnan(float(x)) for x in got.values())  # nor a NaN target scored
     # NaN and infinity outside the mask leave the scored seconds' scores as they are
     bad = np.where(mask, var, np.where(np.arange(40) % 2 == 0, np.nan, np.inf)).astype(np.float32)
     got, sd = scores(bad, mask), np.sqrt(var.astype(np.float64))

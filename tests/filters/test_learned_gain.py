@@ -145,6 +145,20 @@ def test_nan_where_not_observed_changes_nothing_values_or_gradients(x64):
     np.testing.assert_array_equal(g_nan, g_seven)
 
 
+def test_nan_where_observed_is_refused_naming_the_step(x64):
+    """NaN in `y` or `measurement` at an observed (measured) step would spread through every
+    later state: refused on concrete inputs, as the linear filters refuse it."""
+    from wearjax.errors import WearjaxDataError
+
+    d = _inputs(2)
+    t = int(np.argmax(np.asarray(d["observed"])))
+    with pytest.raises(WearjaxDataError, match=rf"y is not finite .* at step {t}, where observed"):
+        _run(d, y=d["y"].at[t].set(jnp.nan))
+    t = int(np.argmax(np.asarray(d["measured"])))
+    with pytest.raises(WearjaxDataError, match=rf"measurement is not finite .* at step {t},"):
+        _run(d, measurement=d["measurement"].at[t].set(jnp.inf))
+
+
 def test_measurement_update_is_the_scalar_kalman_update():
     state = LearnedGainState(jnp.asarray([0.5, 0.2]), jnp.asarray([0.3, 0.1]))
     w = jnp.asarray(WEIGHTS)

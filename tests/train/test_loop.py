@@ -433,3 +433,60 @@ def test_static_part_from_shapes_alone_unless_something_frozen_is_an_array():
     static = _static_part(init, jax.random.key(0), Linear(False, True))  # the bias trains
     assert concrete[-1] is True  # the frozen weight needs its values
     np.testing.assert_array_equal(static.w, init(jax.random.key(0)).w)
+
+
+class _Pair(eqx.Module):
+    w: jax.Array  # what validation reads
+    e: jax.Array  # what it does not (an embedding, say)
+
+
+def _nan_from(epoch_nan: int, *, only_e: bool = False) -> Task:
+    """Least squares to 1 whose training loss turns NaN from `epoch_nan` on (everywhere, or
+    through the unvalidated `e` alone), validated on `w` only."""
+
+    def loss(m, batch, key, epoch):
+        poison = jnp.where(epoch >= epoch_nan, jnp.nan, 0.0)
+        w_term = jnp.sum((m.w - 1.0) ** 2) + (0.0 if only_e else poison)
+        return w_term + jnp.sum((m.e - 1.0) ** 2 + poison * m.e), ()
+
+    return Task(lambda d, f, k: None, loss, lambda m, d, f: jnp.sum((m.w - 1.0) ** 2))
+
+
+@pytest.mark.parametrize("only_e", [False, True])
+def test_a_non_finite_training_loss_stops_the_fold_and_keeps_its_last_finite_best(only_e, caplog):
+    """From the epoch the training loss turns NaN the fold stops, with a warning naming it;
+    the model kept is the best before it, never one with NaN weights (when validation reads
+    only the weights that stayed finite, it would otherwise look ever better)."""
+    recipe = Recipe(optax.scale_by_adam(), 0.1, early_stopping_patience=5, epochs=20,
+                    steps_per_epoch=2)  # fmt: skip
+    start = _Pair(jnp.zeros(2), jnp.zeros(2))
+    result = fit(start, _nan_from(3, only_e=only_e), None, None, recipe, jax.random.key(0))
+    train = np.asarray(result.history["train_loss"])
+    assert len(train) == 4 and np.isfinite(train[:3]).all() and np.isnan(train[3])
+    assert bool(result.history["stopped"][-1])
+    assert "fold(s) [0]: the training loss is not finite at epoch 4" in caplog.text
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(result.model))
+    # the kept model is epoch 3's: the same as training 3 epochs without any NaN
+    three = fit(start, _nan_from(99), None, None, recipe._replace(epochs=3), jax.random.key(0))
+    tree_allclose(result.model, three.model, rtol=0, atol=0)
+
+
+def test_a_fold_with_no_validation_data_is_refused():
+    """A validation loss over nothing is NaN (`validation_mean`), not a 0 that early stopping
+    would keep from the first epoch; a split without validation sessions is refused first."""
+    from wearjax.cv import Split
+    from wearjax.errors import WearjaxDataError
+    from wearjax.train.loop import validation_mean
+
+    assert np.isnan(float(validation_mean(jnp.array([1.0, jnp.nan]), jnp.zeros(2))))
+    np.testing.assert_allclose(float(validation_mean(jnp.array([1.0, jnp.nan, 3.0]),
+                                                     jnp.array([1.0, 0.0, 1.0]))), 2.0)  # fmt: skip
+    task = Task(lambda d, f, k: None, lambda m, b, k, e: (jnp.sum(m**2), ()),
+                lambda m, d, f: validation_mean(m, jnp.zeros(2)))  # fmt: skip
+    recipe = Recipe(optax.sgd(1.0), 0.1, early_stopping_patience=2, epochs=5, steps_per_epoch=1)
+    with pytest.raises(WearjaxDataError, match="no finite validation loss.*no validation data"):
+        fit(jnp.ones(2), task, None, None, recipe, jax.random.key(0))
+    for make in (lambda n: Split.chronological(np.arange(6), n_validation=n),
+                 lambda n: Split.by_subject(np.arange(6), 6, 1, n_validation=n)):  # fmt: skip
+        with pytest.raises(WearjaxDataError, match="n_validation=0: each fold needs 1 or more"):
+            make(0)

@@ -262,8 +262,8 @@ def predictive_scores(
     values outside the mask (NaN included) are ignored.
 
     Every score is NaN where it is undefined: over an empty mask (as `summarize`'s MAE), and
-    where the prediction or variance of a scored second is not finite (NaN or infinite), which
-    would otherwise count as a miss (NaN) or a hit (infinite) in the coverage.
+    where the prediction, variance or true value of a scored second is not finite (NaN or
+    infinite), which would otherwise count as a miss (NaN) or a hit (infinite) in the coverage.
     """
     v = jnp.maximum(var, var_floor)
     sd = jnp.sqrt(v)
@@ -272,7 +272,7 @@ def predictive_scores(
     nll = 0.5 * (jnp.log(2 * jnp.pi * v) + z**2)
     crps = gaussian_crps(pred, var, true, var_floor=var_floor)
     total = lambda x: jnp.sum(jnp.where(mask, x, 0.0))  # noqa: E731  (NaN outside the mask is ignored)
-    finite = jnp.isfinite(var) & jnp.isfinite(pred)
+    finite = jnp.isfinite(var) & jnp.isfinite(pred) & jnp.isfinite(true)
     defined = jnp.any(mask) & jnp.all(jnp.where(mask, finite, True))
     scores = {
         "coverage_2sd": total((jnp.abs(z) <= 2.0).astype(pred.dtype)) / n,

@@ -37,7 +37,10 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Bool, Float
+
+from wearjax.errors import WearjaxDataError
 
 
 class LearnedGainState(NamedTuple):
@@ -142,6 +145,9 @@ def learned_gain_filter(
     `measurement_noise` (scalar or `[T]`; required with a measurement).
     """
     _check_measurement(measurement, measured, measurement_noise)
+    _check_observed(y, observed, "y", "observed")
+    if measurement is not None:
+        _check_observed(measurement, measured, "measurement", "measured")
     t = y.shape[0]
     observed = jnp.ones((t,), bool) if observed is None else observed
     lower = None if lower is None else jnp.broadcast_to(lower, (t, init.mean.shape[0]))
@@ -173,6 +179,20 @@ def learned_gain_filter(
     xs = (contexts, q, r, y, observed, lower, upper, measurement, measured, measurement_noise)
     _, steps = jax.lax.scan(body, init, xs)
     return steps
+
+
+def _check_observed(values, where, name: str, mask_name: str) -> None:
+    """Refuse NaN or inf in concrete `values [T]` at a step where `where [T]` (default every
+    step) holds: one would spread through every later state. Traced inputs are the caller's
+    to mask (the models mask theirs before the scan)."""
+    if any(isinstance(a, jax.core.Tracer) for a in (values, where)):
+        return
+    bad = ~np.isfinite(np.asarray(values)) & (True if where is None else np.asarray(where))
+    if np.any(bad):
+        raise WearjaxDataError(
+            f"{name} is not finite (NaN or inf) at step {int(np.argmax(bad))}, where "
+            f"{mask_name} is True; set {mask_name}[t] = False where it is missing"
+        )
 
 
 def _check_measurement(measurement, measured, measurement_noise) -> None:

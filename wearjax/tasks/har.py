@@ -39,7 +39,7 @@ from wearjax.models.har import (
     orthogonality_loss,
     scale_gradient,
 )
-from wearjax.train.loop import Task, TrainConfig
+from wearjax.train.loop import Task, TrainConfig, validation_mean
 
 VARIANTS = {
     "cmd": {},
@@ -178,8 +178,7 @@ def make_task(config: HARConfig) -> Task:
         x = normalise(data.x[fold.val_idx], fold)
         logits = jax.vmap(lambda xi: model(xi).logits)(x)
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, data.y[fold.val_idx])
-        n = jnp.sum(fold.val_ok).astype(ce.dtype)
-        return jnp.sum(jnp.where(fold.val_ok, ce, 0.0)) / jnp.maximum(n, 1.0)
+        return validation_mean(ce, fold.val_ok.astype(ce.dtype))
 
     return Task(sample, loss, validate)
 

@@ -229,7 +229,8 @@ def make_task(config: HRStudyConfig, length: int) -> Task:
         x, hr, mask = _segments(data, fold.normalizer, fold.val_session, fold.val_start, width)
         mask = mask & (fold.val_weight > 0)[:, None]
         weights = (config.generative_weight, config.crps_weight)
-        return _segment_loss(model, x, hr, mask, None, *weights)  # no dropout
+        value = _segment_loss(model, x, hr, mask, None, *weights)  # no dropout
+        return jnp.where(jnp.any(mask), value, jnp.nan)  # no validation HR: not a 0 loss
 
     return Task(sample, loss, validate)
 

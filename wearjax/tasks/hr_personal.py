@@ -52,7 +52,7 @@ from wearjax.models.hr_personalized import PersonalHRODE
 from wearjax.sharding import map_batch, max_over_processes
 from wearjax.tasks.hr import splittable
 from wearjax.tasks.hr_bands import calibrate_bands
-from wearjax.train.loop import Recipe, Task, TrainConfig, fit_steps
+from wearjax.train.loop import Recipe, Task, TrainConfig, fit_steps, validation_mean
 
 GRADE_SPAN = 30  # s: grade is the altitude change over this centred span / distance covered
 
@@ -159,7 +159,7 @@ def make_task(config: PersonalConfig) -> Task:
         per = jax.vmap(lambda *a: session_loss(model, zero, *a, fold.hr_sd))(
             data.inputs[i], data.hr[i], data.mask[i]
         )
-        return jnp.sum(per * fold.val_weight) / jnp.maximum(jnp.sum(fold.val_weight), 1.0)
+        return validation_mean(per, fold.val_weight)
 
     return Task(sample, loss, validate)
 

@@ -367,6 +367,8 @@ def predict_hr(
     t = session.length
     hr, mask = cohort.hr[0], cohort.mask[0] & cohort.valid[0]
     has_hr = bool(jnp.any(mask))
+    if hr0 is not None and not math.isfinite(hr0):  # NaN would make every prediction NaN
+        raise WearjaxDataError(f"{session.source or 'recording'}: hr0 is {hr0}; give a bpm")
     if hr0 is None:
         if not has_hr:
             raise WearjaxDataError(

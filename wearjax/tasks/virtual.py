@@ -66,7 +66,7 @@ from wearjax.models.virtual import (
 )
 from wearjax.signal.gait import lagged, stride_hz
 from wearjax.tasks.virtual_data import HOP_S, SpectralSessions
-from wearjax.train.loop import Task, TrainConfig
+from wearjax.train.loop import Task, TrainConfig, validation_mean
 
 PREDICT_WINDOWS = 8192  # windows (blocks x context) `predict` runs at once per session
 
@@ -297,8 +297,7 @@ def make_task(config: VirtualConfig, setting: str) -> Task:
             return _ce(logits, data.hr[i], data.ok[i], config.target_sd)
 
         ce = jax.vmap(session)(fold.val_idx)
-        w = fold.val_ok.astype(ce.dtype)
-        return jnp.sum(ce * w) / jnp.maximum(jnp.sum(w), 1.0)
+        return validation_mean(ce, fold.val_ok.astype(ce.dtype))
 
     return Task(sample, loss, validate)
 

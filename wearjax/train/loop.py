@@ -24,8 +24,7 @@ epoch inside another traced function).
 
 from __future__ import annotations
 
-import signal
-import threading
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -38,7 +37,10 @@ import optax
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from wearjax.errors import TrainingInterrupted, WearjaxDataError
+from wearjax.train.interrupt import defer_ctrl_c
 from wearjax.train.schedules import plateau
+
+logger = logging.getLogger(__name__)
 
 
 class Task(NamedTuple):
@@ -48,6 +50,15 @@ class Task(NamedTuple):
     sample: Callable
     loss: Callable
     validate: Callable
+
+
+def validation_mean(values: Array, weights: Array) -> Float[Array, ""]:
+    """The `weights`-weighted mean of per-item validation losses (items of weight 0, padding,
+    may hold NaN); NaN when every weight is 0, not a 0 loss early stopping would keep (a fold
+    with no finite validation loss is refused after training)."""
+    total = jnp.sum(weights)
+    value = jnp.sum(jnp.where(weights > 0, values * weights, 0.0)) / jnp.maximum(total, 1.0)
+    return jnp.where(total > 0, value, jnp.nan)
 
 
 class Recipe(NamedTuple):
@@ -209,6 +220,11 @@ def make_epoch(
         )
         val = task.validate(eqx.combine(params, static), data, fold)
         val = jnp.where(jnp.isfinite(val), val, jnp.inf)
+        # a non-finite training loss or weight ends the fold at once: its best model so far is
+        # kept (never one with NaN weights, which a validation loss that reads only some of
+        # them could otherwise pick), and its history shows the non-finite training loss
+        finite = jnp.isfinite(jnp.mean(losses)) & _all_finite(params)
+        val = jnp.where(finite, val, jnp.inf)
         plateau_state = state.plateau_state
         if recipe.plateau is not None:
             with _strict_off():
@@ -218,7 +234,7 @@ def make_epoch(
         stop = EarlyStopping(
             jnp.where(improved, val, state.stop.best_val),
             bad,
-            state.stop.stopped | (bad >= recipe.early_stopping_patience),
+            state.stop.stopped | (bad >= recipe.early_stopping_patience) | ~finite,
         )
         best = jax.tree_util.tree_map(
             lambda new, old: jnp.where(improved, new, old), params, state.best_params
@@ -234,6 +250,11 @@ def make_epoch(
         return out, (jnp.mean(losses), val, aux)
 
     return epoch
+
+
+def _all_finite(tree) -> Bool[Array, ""]:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
 def run_epochs(
@@ -266,7 +287,7 @@ def run_epochs(
     # `saved` is the last consistent (state, history) pair, replaced by one assignment, so a
     # Ctrl-C between two statements never pairs an epoch's state with another's history
     saved = (state, history)
-    restore = _defer_ctrl_c() if on_epoch is not None else None
+    restore = defer_ctrl_c() if on_epoch is not None else None
     try:
         for i in range(done, epochs if not finished else done):
             new, (train_loss, val, aux) = epoch_fn(saved[0], fold, data)
@@ -277,6 +298,14 @@ def run_epochs(
                 **{name: np.asarray(v) for name, v in _flat_aux(aux).items()},
                 "stopped": np.asarray(new.stop.stopped),
             }
+            diverged = ~np.isfinite(row["train_loss"]) & ~np.asarray(saved[0].stop.stopped)
+            if diverged.any():
+                logger.warning(
+                    "fold(s) %s: the training loss is not finite at epoch %d; their training "
+                    "stops there, keeping the best model before it (lower the learning rate, "
+                    "or check the inputs for extreme values)",
+                    np.flatnonzero(np.atleast_1d(diverged)).tolist(), i + 1,
+                )  # fmt: skip
             saved = (new, {k: [*saved[1].get(k, []), v] for k, v in row.items()})
             if bar is not None:
                 if i == done:
@@ -308,33 +337,11 @@ def run_epochs(
     if len(never):  # its kept model would be the untrained one: refuse rather than return it
         raise WearjaxDataError(
             f"training gave no finite validation loss in fold(s) {never.tolist()} (NaN or inf "
-            "from the first epoch): check the inputs and targets for NaN or inf values, or "
-            "lower the learning rate"
+            "from the first epoch, a non-finite training loss, or no validation data): check "
+            "that every fold has validation sessions with targets, and the inputs and targets "
+            "for NaN or inf values, or lower the learning rate"
         )
     return state, {k: np.stack(v) for k, v in history.items()}
-
-
-def _defer_ctrl_c():
-    """While training with a state file, a first Ctrl-C (SIGINT) only sets a flag that the
-    loop reads after the running epoch, so the interrupt never lands inside a library call or
-    a finaliser (where Python would swallow it); a second one interrupts at once. Returns a
-    callable that restores the previous handler, with its `requested` flag; None off the main
-    thread, where handlers cannot be set."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    previous = signal.getsignal(signal.SIGINT)
-
-    def handler(signum, frame):
-        if restore.requested:
-            raise KeyboardInterrupt
-        restore.requested = True
-
-    def restore():
-        signal.signal(signal.SIGINT, previous)
-
-    restore.requested = False
-    signal.signal(signal.SIGINT, handler)
-    return restore
 
 
 def _flat_aux(aux) -> dict:
