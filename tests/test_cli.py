@@ -50,14 +50,18 @@ def test_cli_reports_errors_in_one_line(capsys):
         (["predict", "--model", "{tmp}/file", "{tmp}/file", "--hr0", "-50"], "--hr0 -50.0: give"),
         (["demo", "--mesh", "64x2", "--out", "{tmp}/o"], r"needs 128, but \d+ are visible"),
         (["fit", "pretrain", "--mesh", "2", "--out", "{tmp}/o"], "`fit pretrain` trains no folds"),
-        (["fit", "hr", "--data", "{tmp}", "--mesh", "2", "--out", "{tmp}/o"], "leave --mesh out"),
+        (["fit", "hr", "--data", "{tmp}/d", "--mesh", "2", "--out", "{tmp}/o"], "leave --mesh"),
         (["fit", "pretrain", "--devices", "2", "--out", "{tmp}/o"], "leave --devices out"),
         (["demo", "--devices", "0", "--out", "{tmp}/o"], "--devices 0: give a number"),
         (["demo", "--devices", "7", "--out", "{tmp}/o"], "--devices 7: JAX has already started"),
         (["demo", "--out", "{tmp}/file/o"], r"file/o: .*file is a file, not a folder"),
         (["fit", "pretrain", "--out", "{tmp}/file/o/enc.wjx"], "is a file, not a folder"),
         (["predict", "--model", "{tmp}/file", "{tmp}", "--out", "{tmp}/o"], "inside the record"),
-        (["fit", "virtual", "--data", "{tmp}", "--mesh", "2", "--out", "{tmp}/o"], "--mesh out"),
+        (["fit", "virtual", "--data", "{tmp}/d", "--mesh", "2", "--out", "{tmp}/o"], "--mesh out"),
+        (["fit", "hr", "--data", "{tmp}/d", "--out", "{tmp}/file"], "not a wearjax checkpoint"),
+        (["fit", "hr", "--data", "{tmp}/d", "--out", "{tmp}/d/m.wjx"], "inside the recordings'"),
+        (["cv", "hr", "--data", "{tmp}/d", "--out", "{tmp}/d/o"], "inside the recordings' folder"),
+        (["fit", "virtual", "--subjects-out", "2", "--out", "{tmp}/v.wjx"], "is for cv virtual"),
         (
             ["cv", "vo2", "--data", "pyoxynet", "--vo2-unit", "L/min", "--out", "{tmp}/o"],
             "--vo2-unit describes your own CPET files; --data pyoxynet takes none",
@@ -73,11 +77,32 @@ def test_bad_arguments_are_one_line_before_any_work(tmp_path, capsys, argv, mess
 
     jax.devices()  # JAX has started, as after any earlier command in this process
     (tmp_path / "file").write_text("x")
+    (tmp_path / "d").mkdir()
     code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("wearjax: ")
     assert re.search(message, err[0]), err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_fit_may_write_over_a_checkpoint_but_no_other_file(tmp_path):
+    """The `--out` check reads only a checkpoint's first bytes: refitting into the same file
+    is allowed, as it always was."""
+    import argparse
+
+    import jax
+
+    from wearjax.errors import WearjaxError
+    from wearjax.models.transformer import build_transformer
+    from wearjax.tasks.arguments import check_arguments
+    from wearjax.tasks.pretrain import PretrainConfig, save_encoder
+
+    enc = save_encoder(tmp_path / "enc.wjx", build_transformer("tiny", key=jax.random.key(0)),
+                       PretrainConfig("tiny"))  # fmt: skip
+    check_arguments(argparse.Namespace(out=enc, task="pretrain"), "fit")
+    enc.write_bytes(b"time,ppg\n0,1\n")
+    with pytest.raises(WearjaxError, match="exists and is not a wearjax checkpoint"):
+        check_arguments(argparse.Namespace(out=enc, task="pretrain"), "fit")
 
 
 def test_predict_never_writes_over_the_recording_it_reads(tmp_path, capsys):
@@ -108,7 +133,8 @@ def test_argparse_refuses_a_seed_out_of_range_and_options_a_command_lacks(argv, 
 
 def test_fit_hr_refuses_to_overwrite_an_interrupted_runs_state(tmp_path, capsys):
     (tmp_path / "m.wjx.state").write_text("state")
-    argv = ["fit", "hr", "--data", str(tmp_path), "--out", str(tmp_path / "m.wjx")]
+    (tmp_path / "runs").mkdir()
+    argv = ["fit", "hr", "--data", str(tmp_path / "runs"), "--out", str(tmp_path / "m.wjx")]
     assert main(argv) == 2
     assert "holds an interrupted run: pass --resume" in capsys.readouterr().err
     assert main([*argv[:-2], "--out", str(tmp_path / "n.wjx"), "--resume"]) == 2
@@ -144,6 +170,10 @@ def test_demo_refuses_folds_its_mesh_cannot_split_before_simulating(tmp_path, ca
     [
         (["demo", "--distributed", "host:1,2,5"], "give COORDINATOR,PROCESSES,ID"),
         (["demo", "--distributed", "host:1,two,0"], "give COORDINATOR,PROCESSES,ID"),
+        (["demo", "--distributed", "10.0.0.1,2,0"], "the coordinator as HOST:PORT"),
+        (["demo", "--distributed", "localhost:notaport,1,0"], "the coordinator as HOST:PORT"),
+        (["demo", "--distributed", "h:70000,2,0"], "the coordinator as HOST:PORT"),
+        (["cv", "virtual", "--subjects-out", "0"], "--subjects-out: '0' is not a whole number"),
         (["cv", "vo2", "--data", "synthetic", "--distributed"], "unrecognized arguments"),
     ],
 )

@@ -44,10 +44,11 @@ def _processes(text: str) -> tuple:
         n, i = int(n), int(i)
     except ValueError:
         n = i = -1
-    if not (n >= 1 and 0 <= i < n):
+    host, _, port = address.rpartition(":") if n >= 1 else ("", "", "")
+    if not (n >= 1 and 0 <= i < n and host and port.isdigit() and 0 < int(port) < 65536):
         raise argparse.ArgumentTypeError(
-            f"{text!r}: give COORDINATOR,PROCESSES,ID (e.g. 10.0.0.1:1234,4,0), or no value "
-            "to let JAX find the cluster"
+            f"{text!r}: give COORDINATOR,PROCESSES,ID with the coordinator as HOST:PORT (e.g. "
+            "10.0.0.1:1234,4,0), or no value to let JAX find the cluster"
         )
     return address, n, i
 

@@ -92,7 +92,11 @@ def test_read_cpet_errors(tmp_path):
             read_cpet(path, **kwargs)
 
     fails(["time", "HR"], [[0, 1]] * 3, r"no VO2 column \(found \['time', 'HR'\]\); name it VO2")
-    fails(["VO2", "HR"], [[0, 1]] * 3, r"no time column .*pass columns=\{'time': NAME\}")
+    fails(
+        ["VO2", "HR"],
+        [[0, 1]] * 3,
+        r"no time column .*pass --columns time=NAME \(columns=\{'time': NAME\}\)",
+    )
     fails(["time", "VO2 (ml/kg/min)", "HR"], good, r"column 'VO2 \(ml/kg/min\)' is in ml/kg/min "
           r"\(relative to body mass\); export absolute VO2")  # fmt: skip
     fails(["time", "VO2 [gal/h]", "HR"], good, r"unknown unit 'gal/h' of column 'VO2 \[gal/h\]'")
@@ -100,7 +104,7 @@ def test_read_cpet_errors(tmp_path):
     fails(["time", "VO2", "HR"], per_kg, r"column 'VO2' has no unit and a median of 33.9: neither "
           r"L/min nor mL/min.*mL/kg/min.*; export absolute VO2, or pass vo2_unit")  # fmt: skip
     fails(["time", "VO2", "VO2_I"], good, r"columns \['VO2', 'VO2_I'\] all look like vo2; pass "
-          r"columns=\{'vo2': NAME\}")  # fmt: skip
+          r"--columns vo2=NAME \(columns=\{'vo2': NAME\}\)")  # fmt: skip
     fails(["time", "O2", "HR"], good, r"no column 'VO2x' \(columns maps vo2 to it; found",
           columns={"vo2": "VO2x"})  # fmt: skip
     fails(["time", "VO2", "HR"], [[0, 1500, 1], [1, 1500, "n/a"]], r"line 3, column 'HR': cannot")
@@ -145,8 +149,8 @@ def test_folder_skips_unusable_files_and_keeps_shared_channels(tmp_path):
     assert reasons == {
         "empty.csv": "the file is empty (0 bytes); copy the recording again or remove the file",
         "notes.xlsx": "unsupported file type '.xlsx'",
-        "novo2.csv": "no VO2 column (found ['time', 'HR']); name it VO2 or pass "
-        "columns={'vo2': NAME}",
+        "novo2.csv": "no VO2 column (found ['time', 'HR']); name it VO2, or pass --columns "
+        "vo2=NAME (columns={'vo2': NAME})",
         "short.csv": "only 20 s of VO2, shorter than 60 s; use complete tests, or lower "
         "min_length_s",
     }

@@ -52,3 +52,40 @@ def test_report_har_passes_its_seed_to_the_models(tmp_path, monkeypatch):
     with pytest.raises(Stop):
         main(["report", "har", "--quick", "--seed", "7", "--out", str(tmp_path)])
     assert seen[0].seed == 7 and seen[0].train.epochs == 25
+
+
+def test_report_har_resume_refuses_other_settings_and_a_damaged_file(tmp_path, monkeypatch):
+    """`--resume` keeps only models trained as this run would: an earlier run's metrics with
+    other settings are refused naming what differs, a damaged file in one line (it is written
+    atomically, so an interrupted write does not leave one); with the same settings the
+    finished entries are kept and the study goes on from the first missing one."""
+    pytest.importorskip("aeon")
+    from wearjax.errors import WearjaxError
+    from wearjax.tasks import har_study
+
+    class Stop(Exception):
+        pass
+
+    trained = []
+
+    def first_model(windows, split, config, progress=False):
+        trained.append(progress)
+        raise Stop
+
+    monkeypatch.setattr(har_study, "run", first_model)
+    path = tmp_path / "metrics.json"
+    config = {"quick": True, "epochs": 2, "variants": list(har_study.QUICK_VARIANTS)}
+    path.write_text(json.dumps({"config": {**config, "epochs": 1}}))
+    with pytest.raises(WearjaxError, match=r"other settings \(epochs 1 -> 2\); run with its"):
+        har_study.har_study(tmp_path, quick=True, epochs=2, resume=True)
+    path.write_text('{"config": {"quick": tr')
+    with pytest.raises(WearjaxError, match=r"metrics\.json is not the metrics of an earlier"):
+        har_study.har_study(tmp_path, quick=True, epochs=2, resume=True)
+    first = har_study.QUICK_VARIANTS[0]
+    done = {"accuracy": 0.5}
+    earlier = {"config": config, "edge": {}, "basic_motions": {first: done}}  # edge: not again
+    path.write_text(json.dumps(earlier))
+    with pytest.raises(Stop):
+        har_study.har_study(tmp_path, quick=True, epochs=2, resume=True, progress=True)
+    assert trained == [f"basic_motions {har_study.QUICK_VARIANTS[1]}"]
+    assert json.loads(path.read_text())["basic_motions"][first] == done

@@ -501,6 +501,31 @@ def test_cv_probe_writes_no_auroc_where_every_test_set_holds_one_class(tmp_path,
     assert "AUROC -" in capsys.readouterr().out
 
 
+def test_cv_probe_runs_on_two_data_sets_into_one_folder_sit_side_by_side(tmp_path, capsys):
+    """A second data set probed into the same --out with the same encoder joins the first in
+    metrics.json; with another encoder it replaces them, saying so."""
+    from wearjax.models.transformer import build_transformer
+    from wearjax.tasks.pretrain import save_encoder
+
+    encoders = [tmp_path / "a.wjx", tmp_path / "b.wjx"]
+    for i, enc in enumerate(encoders):
+        save_encoder(enc, build_transformer("tiny", key=jax.random.key(i)), PretrainConfig("tiny"))
+    first, second = _own_windows(tmp_path / "first.npz"), _own_windows(tmp_path / "second.npz")
+    out = tmp_path / "o"
+
+    def probe(enc, data):
+        argv = ["cv", "probe", "--encoder", str(enc), "--data", str(data), "--no-minirocket"]
+        assert main([*argv, "--out", str(out)]) == 0
+        return json.loads((out / "metrics.json").read_text())
+
+    probe(encoders[0], first)
+    record = probe(encoders[0], second)
+    assert {str(first), str(second)} <= set(record) and record["encoder"] == str(encoders[0])
+    record = probe(encoders[1], first)
+    assert str(second) not in record and record["encoder"] == str(encoders[1])
+    assert "its probes had another --encoder or --labelled" in capsys.readouterr().err
+
+
 def test_the_clis_probe_sets_are_the_ones_the_probe_loads():
     from wearjax.tasks.commands import PROBE_DATA
     from wearjax.tasks.probe import BUILT_IN

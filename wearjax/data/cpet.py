@@ -103,7 +103,7 @@ def read_cpet(
             raise WearjaxFileError(
                 path,
                 f"no {field.upper() if field == 'vo2' else field} column (found {header})",
-                f"name it {example} or pass columns={{{field!r}: NAME}}",
+                f"name it {example}, or pass --columns {field}=NAME (columns={{{field!r}: NAME}})",
             )
     unit_of = {field: _split(header[j])[1] for field, j in found.items()}
     first_line = 2
@@ -393,7 +393,7 @@ def _match(header: list[str], columns: Mapping[str, str], path: Path) -> dict[st
             raise WearjaxFileError(
                 path,
                 f"columns {[header[j] for j in hits]} all look like {field}",
-                f"pass columns={{{field!r}: NAME}}",
+                f"pass --columns {field}=NAME (columns={{{field!r}: NAME}})",
             )
         if hits:
             found[field] = hits[0]

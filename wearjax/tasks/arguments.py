@@ -46,6 +46,7 @@ def check_arguments(args: argparse.Namespace, command: str) -> None:
     out = getattr(args, "out", None)
     if out is not None:
         _check_out(Path(out), wants_file=command == "fit")
+        _check_out_of_data(Path(out), getattr(args, "data", None))
         if command == "predict":
             _check_predict_out(Path(out), Path(args.file))
         if command == "fit" and getattr(args, "task", None) == "hr":
@@ -72,6 +73,24 @@ def _check_out(out: Path, wants_file: bool) -> None:
         raise WearjaxError(f"--out {out}: {where} is a file, not a folder; pass another path")
     if not os.access(where, os.W_OK | os.X_OK):
         raise WearjaxError(f"--out {out}: the folder {where} is not writable; pass another path")
+
+
+def _check_out_of_data(out: Path, data) -> None:
+    """Nothing is written into the recordings' folder (the next run would read a checkpoint or
+    a prediction there as a recording), and `fit` writes its checkpoint over no other file."""
+    folder = Path(data).resolve() if data is not None and Path(data).is_dir() else None
+    if folder is not None and (out.resolve() == folder or folder in out.resolve().parents):
+        raise WearjaxError(
+            f"--out {out} is inside the recordings' folder {data}; what is written there would "
+            "be read as a recording next time: pass a path outside it"
+        )
+    if out.is_file():
+        with open(out, "rb") as f:
+            if not f.read(64).startswith(b'{"format":"wearjax-checkpoint"'):
+                raise WearjaxError(
+                    f"--out {out} exists and is not a wearjax checkpoint; writing the "
+                    "checkpoint would destroy it: pass a new file name"
+                )
 
 
 def _check_predict_out(out: Path, file: Path) -> None:

@@ -355,7 +355,7 @@ def _virtual_arguments(p: argparse.ArgumentParser) -> None:
         "HR; one subfolder per subject, or without subfolders one file per subject)",
     )
     p.add_argument("--epochs", type=epochs, help="training epochs (default 40; quick 12)")
-    p.add_argument("--subjects-out", type=int, default=1, help="cv: subjects held out per fold")
+    p.add_argument("--subjects-out", type=epochs, help="cv: subjects held out per fold (1)")
     p.add_argument(
         "--setting",
         choices=SETTINGS + ABLATIONS,

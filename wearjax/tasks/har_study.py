@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from wearjax.data.imu import LabelledWindows, basic_motions, watch
 from wearjax.data.imu_synthetic import simulate_activities
+from wearjax.errors import WearjaxError
 from wearjax.sharding import check_fold_layout
 from wearjax.tasks.har import VARIANTS, HARConfig, normalise, official_split, run, subject_split
 from wearjax.tasks.har_baselines import BASELINES, baseline_predictions
@@ -82,9 +84,7 @@ def har_study(
         metrics["config"]["seed"] = seed
     path = out / "metrics.json"
     if resume and path.exists():
-        earlier = json.loads(path.read_text())
-        if earlier.get("config") == metrics["config"]:
-            metrics = earlier
+        metrics = _earlier(path, metrics["config"])
     sets = datasets(quick)
     for _, split, seeds in sets.values():  # a --mesh that cannot split one: refused up front
         check_fold_layout(split.n_folds * seeds)
@@ -101,7 +101,7 @@ def har_study(
             t0 = time.perf_counter()
             result = run(windows, split, config, progress=progress and f"{name} {variant}")
             table[variant] = _summary(result.accuracy, result.macro_f1, time.perf_counter() - t0)
-            path.write_text(json.dumps(metrics, indent=2))
+            _write(path, metrics)
             if needed_for_edge:
                 edge_source = (result, windows, split)
         for baseline in BASELINES:
@@ -110,15 +110,44 @@ def har_study(
             t0 = time.perf_counter()
             acc, f1 = _baseline_scores(baseline, windows, split)
             table[baseline] = _summary(acc, f1, time.perf_counter() - t0)
-            path.write_text(json.dumps(metrics, indent=2))
+            _write(path, metrics)
     if edge_source is not None:
         result, windows, split = edge_source
         model, fold = result.one(0)
         test = split.test[0]
         x = np.asarray(normalise(jnp.asarray(windows.x[test]), fold))
         metrics["edge"] = edge_report(model, x, windows.y[test], out / "edge")
-    path.write_text(json.dumps(metrics, indent=2))
+    _write(path, metrics)
     return metrics
+
+
+def _earlier(path: Path, config: dict) -> dict:
+    """The metrics an earlier run wrote to `path`, when it ran with the same `config`; else one
+    line saying what differs (`--resume` keeps only models trained as this run would)."""
+    try:
+        earlier = json.loads(path.read_text())
+        old = earlier["config"]
+        assert isinstance(old, dict)
+    except (OSError, ValueError, KeyError, TypeError, AssertionError) as err:
+        raise WearjaxError(
+            f"--resume: {path} is not the metrics of an earlier `report har` ({err!r}); "
+            "delete it, or pass another --out, to start again"
+        ) from None
+    differ = [f"{k} {old.get(k)!r} -> {config.get(k)!r}" for k in sorted({*old, *config})
+              if old.get(k) != config.get(k)]  # fmt: skip
+    if differ:
+        raise WearjaxError(
+            f"--resume: {path} was written with other settings ({'; '.join(differ)}); run "
+            "with its settings, or without --resume to start again"
+        )
+    return earlier
+
+
+def _write(path: Path, metrics: dict) -> None:
+    """Replace `path` atomically: an interrupted write never leaves half a file to resume."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(metrics, indent=2))
+    os.replace(tmp, path)
 
 
 def markdown_table(metrics: dict) -> str:

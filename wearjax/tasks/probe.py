@@ -314,11 +314,9 @@ def probe_windows(data: str, seed: int = 0) -> tuple[LabelledWindows, Split]:
         w = domain_windows()[0]
         return w, subject_split(w, fifth_out(w.n_subjects), seed=seed)
     if data == "basic_motions":
-        w = basic_motions()
-        return w, official_split(w)
+        return (w := basic_motions()), official_split(w)
     if data == "watch":
-        w = watch()
-        return w, subject_split(w, seed=seed)
+        return (w := watch()), subject_split(w, seed=seed)
     path = Path(data)
     if not path.is_file():
         raise WearjaxDataError(
@@ -394,9 +392,9 @@ def scarce_splits(
 def probe_command(args, say) -> int:
     """`wearjax cv probe`: frozen-encoder logistic probe on a built-in set or a researcher's NPZ
     file (`probe_windows`), beside the statistical-feature and channel-level probes and
-    MiniRocket (unless `args.no_minirocket`); with
-    `args.labelled`, each fold's probes fitted on that many subjects, `args.draws` times
-    (`scarce_splits`). Writes metrics.json; `say` prints one line on stderr."""
+    MiniRocket (unless `args.no_minirocket`); with `args.labelled`, each fold's probes fitted
+    on that many subjects, `args.draws` times (`scarce_splits`). Writes metrics.json (beside
+    the data sets of earlier runs with the same encoder and labels); `say` prints a line."""
     import json
 
     from wearjax.tasks.har_baselines import statistical_features
@@ -427,11 +425,20 @@ def probe_command(args, say) -> int:
             a = a[np.isfinite(a)]
             stats = (float(np.mean(a)), float(np.std(a))) if a.size else (None, None)
             metrics[name] |= dict(zip((field, f"{field}_sd"), stats, strict=True))
-    record = {args.data: metrics}
+    record = {"encoder": str(args.encoder), args.data: metrics}
     if labelled is not None:  # the means and SDs are over every fold of every draw
         record["labelled"] = {"subjects_per_fold": labelled, "draws": draws}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "metrics.json").write_text(json.dumps(record, indent=2))
+    path, same = args.out / "metrics.json", ("encoder", "labelled")
+    try:
+        earlier = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        earlier = {}
+    if isinstance(earlier, dict) and all(earlier.get(k) == record.get(k) for k in same):
+        record = earlier | record
+    elif earlier:
+        say(f"replacing {path}: its probes had another --encoder or --labelled")
+    path.write_text(json.dumps(record, indent=2))
     if labelled is not None:
         print(f"each fold's probes fitted on {labelled} subjects, {draws} draws; mean over the "
               f"{split.n_folds} folds x {draws} draws")  # fmt: skip

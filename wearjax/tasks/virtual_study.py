@@ -334,7 +334,7 @@ def cv_command(args, say) -> int:
         say("no PPG in these recordings: only the ACC-only settings run (acc_only, acc_refined)")
     say(f"{len(sessions.names)} sessions of {len(sessions.subjects)} subjects; compiling first")
     chosen = [args.setting] if args.setting else None
-    metrics = study(sessions, config, args.out, subjects_out=args.subjects_out,
+    metrics = study(sessions, config, args.out, subjects_out=args.subjects_out or 1,
                     settings=chosen, progress=True)  # fmt: skip
     print(markdown_table(metrics))
     say(f"wrote {args.out}/metrics.json, table.md and plots/")
