@@ -140,6 +140,11 @@ def test_fit_hr_refuses_to_overwrite_an_interrupted_runs_state(tmp_path, capsys)
     assert main([*argv[:-2], "--out", str(tmp_path / "n.wjx"), "--resume"]) == 2
     assert "--resume: no training state" in capsys.readouterr().err
     assert (tmp_path / "m.wjx.state").read_text() == "state"
+    pretrain = ["fit", "pretrain", "--quick", "--out", str(tmp_path / "m.wjx")]  # the same
+    assert main(pretrain) == 2
+    assert "holds an interrupted run: pass --resume" in capsys.readouterr().err
+    assert main([*pretrain[:-1], str(tmp_path / "n.wjx"), "--resume"]) == 2
+    assert "--resume: no training state" in capsys.readouterr().err
 
 
 def test_demo_refuses_folds_its_mesh_cannot_split_before_simulating(tmp_path, capsys, monkeypatch):

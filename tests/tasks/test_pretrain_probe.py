@@ -243,6 +243,42 @@ def test_masked_pretraining_loss_falls():
 
 
 @pytest.mark.slow
+def test_interrupted_pretraining_resumes_to_the_same_encoder(tmp_path):
+    """Ctrl-C during pretraining with a state file (the first one lets the running epoch
+    finish and saves it), then `resume`: the same weights as an uninterrupted run, bit for bit;
+    resuming with other settings is refused naming them."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from wearjax.errors import TrainingInterrupted, WearjaxFileError
+
+    corpus = _corpus()
+    config = PretrainConfig(size="tiny", batch_size=8)
+    config = config._replace(train=config.train._replace(
+        epochs=30, steps_per_epoch=3, early_stopping_patience=30))  # fmt: skip
+    whole = pretrain(corpus, config, n_validation=16)
+    state = tmp_path / "enc.wjx.state"
+
+    def interrupt():
+        while not state.exists():
+            time.sleep(0.002)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    with pytest.raises(TrainingInterrupted, match="interrupted after epoch"):
+        pretrain(corpus, config, n_validation=16, state_file=state)
+    other = config._replace(masking="time")
+    with pytest.raises(WearjaxFileError, match="masking"):
+        pretrain(corpus, other, n_validation=16, state_file=state, resume=True)
+    resumed = pretrain(corpus, config, n_validation=16, state_file=state, resume=True)
+    assert len(resumed.history["val_loss"]) == 30
+    for a, b in zip(jax.tree.leaves(whole.model), jax.tree.leaves(resumed.model), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.slow
 def test_fit_pretrain_then_cv_probe_from_the_cli(tmp_path):
     pytest.importorskip("aeon")
     pytest.importorskip("sklearn")

@@ -34,9 +34,9 @@ def seed(text: str) -> int:
 def check_arguments(args: argparse.Namespace, command: str) -> None:
     """Refuse bad paths and values before any work starts, one line each (`WearjaxError`):
     a `--data` or recording that does not exist; an `--out` of the wrong kind, in no writable
-    folder, or where `predict` would write over the recordings it reads; `fit hr` that would
-    overwrite an interrupted run's state, or `--resume` without one; `--hr0` that is not a
-    finite HR."""
+    folder, or where `predict` would write over the recordings it reads; `fit hr` or `fit
+    pretrain` that would overwrite an interrupted run's state, or `--resume` without one;
+    `--hr0` that is not a finite HR."""
     for name in ("data", "file", "model", "encoder"):
         path = getattr(args, name, None)
         if isinstance(path, Path) or (name == "data" and path not in (None, *BUILT_IN_DATA)):
@@ -49,7 +49,7 @@ def check_arguments(args: argparse.Namespace, command: str) -> None:
         _check_out_of_data(Path(out), getattr(args, "data", None))
         if command == "predict":
             _check_predict_out(Path(out), Path(args.file))
-        if command == "fit" and getattr(args, "task", None) == "hr":
+        if command == "fit" and getattr(args, "task", None) in ("hr", "pretrain"):
             _check_resume(Path(f"{out}.state"), args.resume)
     hr0 = getattr(args, "hr0", None)
     if hr0 is not None and not (math.isfinite(hr0) and HR0_RANGE[0] <= hr0 <= HR0_RANGE[1]):
@@ -110,7 +110,8 @@ def _check_predict_out(out: Path, file: Path) -> None:
 
 
 def _check_resume(state: Path, resume: bool) -> None:
-    """`fit hr` saves its state to `OUT.state` every epoch and deletes it when done."""
+    """`fit hr` and `fit pretrain` save their state to `OUT.state` every epoch and delete it
+    when done."""
     if resume and not state.exists():
         raise WearjaxError(f"--resume: no training state at {state}; run without --resume")
     if not resume and state.exists():

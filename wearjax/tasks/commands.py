@@ -303,6 +303,8 @@ def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--validation", choices=("recordings", "windows"), default="recordings",
                    help="early stopping on held-out recordings, or on random windows (earlier "
                    "rounds' encoders)")  # fmt: skip
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from "
+                   "OUT.state (same corpus and settings)")  # fmt: skip
 
 
 def fit_pretrain(args) -> int:
@@ -319,8 +321,13 @@ def fit_pretrain(args) -> int:
     config = config._replace(train=config.train._replace(epochs=epochs))
     say(f"pretraining {config.size} at {config.nominal_rate:g} Hz on {corpus.x.shape[0]} "
         f"{args.corpus} windows; compiling first")  # fmt: skip
-    result = pretrain(corpus, config, progress="pretraining")
+    state_file = Path(f"{args.out}.state")  # checked with --resume (`check_arguments`)
+    say(f"saving the training state every epoch to {state_file} (resume with --resume)")
+    result = pretrain(
+        corpus, config, progress="pretraining", state_file=state_file, resume=args.resume
+    )
     save_encoder(args.out, result.model, config)
+    state_file.unlink(missing_ok=True)  # the run is complete: the encoder file holds it
     say(f"best validation loss {min(result.history['val_loss']):.4f}; wrote {args.out}")
     return 0
 

@@ -386,17 +386,25 @@ def check_config(config: PretrainConfig) -> None:
         raise ValueError(f"n_scales={config.n_scales}: give a multiple of {PATCH[0]} (a patch)")
 
 
-def pretrain(corpus: Corpus, config: PretrainConfig, *, progress=False, n_validation: int = 64):
+def pretrain(
+    corpus: Corpus, config: PretrainConfig, *, progress=False, n_validation: int = 64,
+    state_file=None, resume: bool = False,
+):  # fmt: skip
     """Train the encoder of `config.size` on `corpus`; the `train.FitResult`. The settings are
-    checked (`check_config`) before anything is built."""
+    checked (`check_config`) before anything is built. With a `state_file` the training state
+    is saved every epoch and on Ctrl-C, and `resume` continues from it (`train.fit`: the same
+    weights as an uninterrupted run; other settings or another corpus are refused)."""
     check_config(config)
     k_init, k_train = jax.random.split(jax.random.key(config.seed))
     model = build_transformer(config.size, key=k_init)
     n_val = min(n_validation, corpus.x.shape[0] // 5)
     fold = corpus_fold(corpus.recording, n_val, config.seed, config.validation)
+    run = {"task": "pretrain", **config._replace(train=None)._asdict(),
+           "train": config.train._asdict(), "n_validation": n_val}  # fmt: skip
     return fit(
-        model, make_task(config), corpus, fold, config.train.recipe(), k_train, progress=progress
-    )
+        model, make_task(config), corpus, fold, config.train.recipe(), k_train, progress=progress,
+        state_file=state_file, resume=resume, run=run,
+    )  # fmt: skip
 
 
 def save_encoder(path, model, config: PretrainConfig):
