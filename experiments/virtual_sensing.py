@@ -74,6 +74,10 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--labelled", type=int, help="training subjects per fold whose HR is used (default all)"
     )
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="continue an interrupted study in --out, keeping the settings it finished",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.context < 1 or args.batch_size < 1:
         parser.error("--context and --batch-size must be at least 1")
@@ -95,7 +99,7 @@ def main(argv=None) -> int:
         out = args.subjects_out or (1 if args.quick else 2)
         chosen = () if args.references_only else args.settings
         metrics = study(sessions, config, args.out, subjects_out=out, settings=chosen,
-                        progress=True)  # fmt: skip
+                        progress=True, resume=args.resume)  # fmt: skip
     except WearjaxError as err:
         print(f"virtual_sensing: {err}", file=sys.stderr)
         return 2

@@ -99,10 +99,10 @@ def test_fit_may_write_over_a_checkpoint_but_no_other_file(tmp_path):
 
     enc = save_encoder(tmp_path / "enc.wjx", build_transformer("tiny", key=jax.random.key(0)),
                        PretrainConfig("tiny"))  # fmt: skip
-    check_arguments(argparse.Namespace(out=enc, task="pretrain"), "fit")
+    check_arguments(argparse.Namespace(out=enc, task="pretrain", resume=False), "fit")
     enc.write_bytes(b"time,ppg\n0,1\n")
     with pytest.raises(WearjaxError, match="exists and is not a wearjax checkpoint"):
-        check_arguments(argparse.Namespace(out=enc, task="pretrain"), "fit")
+        check_arguments(argparse.Namespace(out=enc, task="pretrain", resume=False), "fit")
 
 
 def test_predict_never_writes_over_the_recording_it_reads(tmp_path, capsys):

@@ -624,3 +624,45 @@ def test_a_ppg_only_model_reads_a_file_without_acc_as_one_with_it(tmp_path):
                header="time,acc_x,acc_y,acc_z")  # fmt: skip
     with pytest.raises(WearjaxDataError, match="acc: a PPG-only model needs a ppg column"):
         predict_recording(model, header, read_sampled(acc_only))
+
+
+@pytest.mark.slow  # about a minute on 2 cores
+def test_an_interrupted_virtual_study_resumes_to_the_same_results(tmp_path, monkeypatch):
+    """Ctrl-C while the second setting trains keeps the first (its metrics, its per-window
+    estimates and the virtual model the plots need); `resume` trains only the rest and
+    writes what an uninterrupted study writes. Other options are refused, naming them."""
+    from wearjax.errors import WearjaxError
+    from wearjax.tasks import virtual_study
+
+    _write_folder(tmp_path / "data", ppg=True)
+    s, _ = virtual_study.folder_sessions(tmp_path / "data", lambda line: None)
+    config = VirtualConfig()._replace(train=VirtualConfig().train._replace(epochs=1))
+    settings = ["virtual", "acc_only"]
+    whole = virtual_study.study(s, config, tmp_path / "whole", settings=settings)
+    trained, real = [], virtual_study.run_setting
+
+    def stop_at_acc_only(s, split, config, name, **kwargs):
+        trained.append(name)
+        if name == "acc_only" and len(trained) == 2:
+            raise KeyboardInterrupt
+        return real(s, split, config, name, **kwargs)
+
+    monkeypatch.setattr(virtual_study, "run_setting", stop_at_acc_only)
+    out = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        virtual_study.study(s, config, out, settings=settings)
+    with pytest.raises(WearjaxError, match="holds an interrupted cv virtual study"):
+        virtual_study.study(s, config, out, settings=settings)
+    with pytest.raises(WearjaxError, match="ran with other config"):
+        virtual_study.study(s, config._replace(seed=1), out, settings=settings, resume=True)
+    got = virtual_study.study(s, config, out, settings=settings, resume=True)
+    assert trained == ["virtual", "acc_only", "acc_only"]
+    drop = ("seconds", "latency_ms_per_update")
+    for name in whole:  # timings aside, the same metrics
+        kept = [{k: v for k, v in m[name].items() if k not in drop} for m in (got, whole)]
+        assert kept[0] == kept[1], name
+    a, b = np.load(tmp_path / "whole" / "predictions.npz"), np.load(out / "predictions.npz")
+    assert set(a.files) == set(b.files)
+    for k in a.files:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert (out / "plots" / "spectra.png").is_file() and not list(out.glob("partial*"))

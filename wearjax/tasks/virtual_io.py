@@ -151,8 +151,9 @@ def fit_command(args, say) -> int:
     """`wearjax fit virtual`."""
     from wearjax.tasks.virtual_study import command_inputs
 
-    if args.subjects_out is not None:
-        raise WearjaxError("--subjects-out is for cv virtual: fit trains on every subject")
+    if args.subjects_out is not None or args.resume:
+        option = "--subjects-out" if args.subjects_out is not None else "--resume"
+        raise WearjaxError(f"{option} is for cv virtual: fit trains one model on every subject")
     s, config = command_inputs(args, say)
     args.setting = args.setting or "virtual"
     if args.setting in ("ppg_only", "fusion", "virtual") and not s.has_ppg:

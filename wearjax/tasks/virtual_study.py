@@ -45,13 +45,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from wearjax.cv import Split
-from wearjax.errors import WearjaxDataError, WearjaxError, WearjaxFileError
+from wearjax.errors import TrainingInterrupted, WearjaxDataError, WearjaxError, WearjaxFileError
 from wearjax.eval import metrics as M
 from wearjax.eval.ridge import fold_ridge
 from wearjax.models.virtual import ABLATIONS, FLOOR_DB, GRID_HZ, N_GAIT, SETTINGS, compress
 from wearjax.signal.peaks import track_peak, troika_hr
+from wearjax.tasks import study_state
 from wearjax.tasks.virtual import (
     VirtualConfig,
+    build,
     gait_features,
     labelled_sessions,
     run_setting,
@@ -232,13 +234,16 @@ def cost(model, s: SpectralSessions, config: VirtualConfig) -> dict:
 
 
 def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out: int = 1,
-          settings=None, progress=False) -> dict:  # fmt: skip
+          settings=None, progress=False, resume: bool = False) -> dict:  # fmt: skip
     """Every setting the data allow and the references on one split; writes
     `out/metrics.json`, `out/table.md`, plots and `out/predictions.npz` (the reference HR and
     its masks per window, per session its subject, severity, name and testing fold (-1: none),
     per learned setting `NAME/hr`, `NAME/var`, `NAME/tracked`, `NAME/tracked_var` and per
-    reference `NAME/hr`, so later analyses need no retraining); returns the metrics."""
+    reference `NAME/hr`, so later analyses need no retraining); returns the metrics. Each
+    finished setting is kept in `out` (`tasks.study_state`) until the outputs are written;
+    `resume` skips those an interrupted study of the same data and options finished."""
     out = Path(out)
+    study_state.check(out, resume, "cv virtual study")
     out.mkdir(parents=True, exist_ok=True)
     split = split_sessions(s, subjects_out, seed=config.seed)
     allowed = SETTINGS + ABLATIONS if s.has_ppg else ("acc_only", "acc_refined")
@@ -254,7 +259,17 @@ def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out
              "severity": s.severity, "names": np.asarray(s.names),
              "test_fold": np.asarray(split.owner)}  # fmt: skip
     first = None
+    key = {"config": {**config._replace(train=None)._asdict(), "train": config.train._asdict()},
+           "settings": settings, "subjects_out": subjects_out, "sessions": list(s.names),
+           "data": study_state.fingerprint(s.acc, s.ppg, s.hr, s.ok, s.valid)}  # fmt: skip
+    if resume:
+        skeleton = {"virtual": lambda: build(config, "virtual", jax.random.key(0))}
+        metrics, saved, trees = study_state.load(out, key, skeleton)
+        first = trees.get("virtual")
+        tracks = {name: saved[f"{name}/tracked"] for name in settings if name in metrics}
     for name in settings:
+        if name in metrics:  # finished by the interrupted study
+            continue
         t0 = time.perf_counter()
         r = run_setting(s, split, config, name, progress=progress and f"{name}")
         seconds = time.perf_counter() - t0
@@ -270,6 +285,7 @@ def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out
                       for k in ("hr", "var", "tracked", "tracked_var")})  # fmt: skip
         if name == "virtual":
             first = one
+        study_state.save(out, key, metrics, saved, {} if first is None else {"virtual": first})
     refs = references(s, split, config.floor_db, labelled=config.labelled, seed=config.seed)
     for name, hr in refs.items():
         metrics[name] = {"raw": _scores(hr, s, split)}
@@ -281,6 +297,7 @@ def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out
     from wearjax.tasks.virtual_plots import plot_session
 
     plot_session(s, split, tracks, first, config, out / "plots")
+    study_state.clear(out)
     return metrics
 
 
@@ -327,6 +344,7 @@ def command_inputs(args, say) -> tuple[SpectralSessions, VirtualConfig]:
 def cv_command(args, say) -> int:
     """`wearjax cv virtual`: every information setting the data allow, the references, the
     table and plots; `say` prints one line on stderr."""
+    study_state.check(args.out, args.resume, "cv virtual study")  # before reading any file
     sessions, config = command_inputs(args, say)
     if not sessions.has_ppg and args.setting not in (None, "acc_only", "acc_refined"):
         raise WearjaxError(f"--setting {args.setting} needs PPG in the files; use acc_only")
@@ -334,8 +352,15 @@ def cv_command(args, say) -> int:
         say("no PPG in these recordings: only the ACC-only settings run (acc_only, acc_refined)")
     say(f"{len(sessions.names)} sessions of {len(sessions.subjects)} subjects; compiling first")
     chosen = [args.setting] if args.setting else None
-    metrics = study(sessions, config, args.out, subjects_out=args.subjects_out or 1,
-                    settings=chosen, progress=True)  # fmt: skip
+    try:
+        metrics = study(sessions, config, args.out, subjects_out=args.subjects_out or 1,
+                        settings=chosen, progress=True, resume=args.resume)  # fmt: skip
+    except KeyboardInterrupt:
+        if not study_state.exists(args.out):
+            raise
+        raise TrainingInterrupted(
+            f"interrupted; the finished settings are kept in {args.out}"
+        ) from None
     print(markdown_table(metrics))
     say(f"wrote {args.out}/metrics.json, table.md and plots/")
     return 0

@@ -1,0 +1,106 @@
+"""A study's finished parts on disk, so that an interrupted study resumes where it stopped.
+
+A study that trains several models one after another (`cv virtual`: one per information
+setting) calls `save` after each: `OUT/partial.json` holds the study's `key` (its settings and
+a fingerprint of its data) and the metrics so far, `OUT/partial.npz` the arrays so far, and
+`OUT/partial_NAME.eqx` any model a later step needs (`eqx.tree_serialise_leaves`). Each file is
+written to a temporary name and renamed, the JSON last, so a Ctrl-C or a killed process leaves
+the last complete step. `load` gives them back when the key is the same and refuses, naming
+what differs, when it is not; `clear` removes them once the study has written its outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import numpy as np
+
+from wearjax.errors import WearjaxError
+
+JSON, NPZ = "partial.json", "partial.npz"
+
+
+def fingerprint(*arrays) -> str:
+    """SHA-256 of the arrays' bytes: the same data, or not."""
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(np.asarray(a)).tobytes())
+    return h.hexdigest()
+
+
+def exists(out: Path) -> bool:
+    return (Path(out) / JSON).exists()
+
+
+def check(out: Path, resume: bool, command: str) -> None:
+    """Before any work: `--resume` needs a partial study in `out`; without it one is never
+    overwritten by a new study's first step."""
+    if resume and not exists(out):
+        raise WearjaxError(f"--resume: no interrupted study in {out}; run without --resume")
+    if not resume and exists(out):
+        raise WearjaxError(
+            f"{out} holds an interrupted {command} ({JSON}): pass --resume to continue it, or "
+            f"delete {Path(out) / JSON} to start again"
+        )
+
+
+def _replace(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save(out: Path, key: dict, metrics: dict, arrays: Mapping[str, Any], trees: Mapping) -> None:
+    """Record the finished steps: `metrics` (JSON), `arrays` and the models in `trees`."""
+    out = Path(out)
+    for name, tree in trees.items():
+        _replace(out / f"partial_{name}.eqx", lambda p, t=tree: eqx.tree_serialise_leaves(p, t))
+
+    def arrays_to(p: Path) -> None:
+        with open(p, "wb") as f:
+            np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
+
+    _replace(out / NPZ, arrays_to)
+    record = {"key": key, "metrics": metrics, "trees": sorted(trees)}
+    _replace(out / JSON, lambda p: p.write_text(json.dumps(record, indent=2)))
+
+
+def load(out: Path, key: dict, skeletons: Mapping[str, Callable[[], Any]]):
+    """`(metrics, arrays, trees)` of the partial study in `out`, whose key must be `key`; a
+    model is rebuilt from `skeletons[name]()` (a pytree of its structure)."""
+    out = Path(out)
+    try:
+        record = json.loads((out / JSON).read_text())
+        with np.load(out / NPZ, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, KeyError) as err:
+        raise WearjaxError(
+            f"--resume: the interrupted study in {out} cannot be read ({err}); delete "
+            f"{out / JSON} to start again"
+        ) from None
+    key = json.loads(json.dumps(key))  # as JSON holds it: tuples are lists
+    if record.get("key") != key:
+        old = record.get("key") or {}
+        differ = sorted(k for k in {*old, *key} if old.get(k) != key.get(k))
+        raise WearjaxError(
+            f"--resume: the interrupted study in {out} ran with other {', '.join(differ)}; "
+            "run it with the same data and options, or without --resume to start again"
+        )
+    trees = {
+        name: eqx.tree_deserialise_leaves(out / f"partial_{name}.eqx", skeletons[name]())
+        for name in record["trees"]
+    }
+    return record["metrics"], arrays, trees
+
+
+def clear(out: Path) -> None:
+    """Remove the partial study once its outputs are written."""
+    out = Path(out)
+    for path in [out / JSON, out / NPZ, *out.glob("partial_*.eqx")]:
+        path.unlink(missing_ok=True)
