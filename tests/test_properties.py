@@ -374,12 +374,14 @@ def _check_table_round_trips(split: Split) -> None:
 @given(
     order=st.lists(st.integers(0, 20), min_size=1, max_size=25),
     test_fraction=st.floats(0.0, 0.9),
-    n_validation=st.integers(0, 3),
+    n_validation=st.integers(1, 3),
     n_folds=st.integers(1, 3),
 )
 def test_chronological_split_trains_on_the_past_tests_on_the_future(
     order, test_fraction, n_validation, n_folds
 ):
+    with pytest.raises(WearjaxDataError, match="n_validation=0: each fold needs 1 or more"):
+        Split.chronological(order, test_fraction=test_fraction, n_validation=0, n_folds=n_folds)
     n = len(order)
     n_test = max(1, round(test_fraction * n))
     kwargs = dict(test_fraction=test_fraction, n_validation=n_validation, n_folds=n_folds)
