@@ -83,6 +83,19 @@ def test_a_utf16_tab_separated_export_reads_as_the_utf8_one(tmp_path):
     np.testing.assert_array_equal(got.hr, want.hr)
 
 
+def test_hr_that_starts_late_is_said_per_file(tmp_path, caplog):
+    """The VO2 model is given the first HR where the test starts: an HR column that begins
+    long after the first VO2 is named, with how late, rather than back-filled in silence."""
+    t, vo2, hr, *_ = _ramp()
+    rows = [[s, round(float(vo2[s]), 3), hr[s] if s >= 45 else ""] for s in t]
+    s = read_cpet(_write(tmp_path / "late.csv", ["time", "VO2", "HR"], rows))
+    assert dict(s.metadata)["hr_starts_s"] == "45"
+    assert "late.csv: HR starts 45 s after the first VO2" in caplog.text
+    on_time = read_cpet(_write(tmp_path / "ok.csv", ["time", "VO2", "HR"],
+                               [[s, round(float(vo2[s]), 3), hr[s]] for s in t]))  # fmt: skip
+    assert "hr_starts_s" not in dict(on_time.metadata)
+
+
 def test_read_cpet_errors(tmp_path):
     good = [[s, 1500, 120] for s in range(N)]
 

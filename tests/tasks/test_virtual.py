@@ -203,6 +203,55 @@ def _write_folder(root, ppg: bool, *, files=("run",), flat=False):
     short.write_text("time,acc_x,acc_y,acc_z\n0,0,0,1\n0.04,0,0,1\n")
 
 
+def test_a_session_nothing_can_score_is_skipped_and_ppg_settings_score_where_there_is_ppg(
+    tmp_path,
+):
+    """A file whose ACC rows alternate with empty ones (streams merged at two rates) has a gap
+    in every window, so no window is labelled: skipped with the reason, not averaged as
+    nothing. A subject without PPG is named, and the settings that read PPG are scored on the
+    other subjects' sessions only."""
+    from wearjax.tasks.virtual_study import NO_LABEL, _scores, folder_sessions
+
+    _write_folder(tmp_path / "d", ppg=True)
+    merged = tmp_path / "d" / "subject3" / "run.csv"
+    lines = merged.read_text().splitlines()
+    lines[2::2] = [line.split(",")[0] + ",,,," + line.split(",")[4] for line in lines[2::2]]
+    merged.write_text("\n".join(lines) + "\n")
+    no_ppg = tmp_path / "d" / "subject2" / "run.csv"
+    rows = [line.split(",")[:4] for line in no_ppg.read_text().splitlines()]
+    no_ppg.write_text("\n".join(",".join(r) for r in rows) + "\n")
+    said = []
+    s, skipped = folder_sessions(tmp_path / "d", said.append)
+    assert s.subjects == ("subject0", "subject1", "subject2")
+    assert (merged.name, NO_LABEL) in [(p.name, r) for p, r in skipped]
+    assert any("no PPG for subject(s) subject2" in line for line in said), said
+    split = split_sessions(s, 1)
+    off = np.where(s.subject[:, None] == 2, 50.0, 1.0)  # 50 bpm off where there is no PPG
+    pred = s.hr + off
+    assert np.isclose(_scores(pred, s, split, "ppg_only")["mae"], 1.0, rtol=1e-5)
+    assert _scores(pred, s, split, "acc_only")["mae"] > 10.0
+    assert _scores(pred, s, split, "ppg_only")["folds_scored"] == 2  # subject2's fold: none
+
+
+def test_an_acc_gap_does_not_reach_the_gait_lags_after_it():
+    """A 20 s ACC gap, filled linearly (no gait in it), holds the last gap-free cadence
+    through its windows: at a steady cadence, every window's gait features, its lags over
+    minutes included, are those of the same recording without the gap."""
+    from wearjax.tasks.virtual import gait_features
+
+    rec = _recording(0, "a", seconds=300)
+    acc, rate = rec.acc
+    gap = acc.copy()
+    gap[int(60 * rate) : int(80 * rate)] = np.nan
+    whole, holed = (spectral_sessions([rec._replace(acc=(a, rate))]) for a in (acc, gap))
+    assert not holed.acc_ok.all() and whole.acc_ok.all()
+    a, b = (np.asarray(gait_features(x))[0] for x in (whole, holed))
+    assert np.all(np.abs(a[:, 0] - 168.0) < 3.0)  # the swing's 1.4 Hz, in steps/min
+    np.testing.assert_allclose(b, a, atol=3.0)  # it read about 70 in the gap before
+    later = np.arange(len(a)) * 2.0 >= 120.0
+    np.testing.assert_allclose(b[later], a[later], atol=1.0)
+
+
 def test_subjects_are_the_subfolders_or_in_a_flat_folder_the_files(tmp_path):
     from wearjax.tasks.virtual_study import folder_sessions
 

@@ -205,6 +205,11 @@ def read_cpet(
             kept += ((START_TIME, repr(float(start) + k)),)
         session = dataclasses.replace(session, **cut, metadata=kept)
         metadata.append(("seconds_before_first_vo2_dropped", str(k)))
+    late = int(np.argmax(session.mask)) if session.mask.any() else 0
+    if late > LATE_HR_S:  # the VO2 model is given the first HR where the test starts
+        logger.warning("%s: HR starts %d s after the first VO2; its first reading stands for "
+                       "the seconds before it", path, late)  # fmt: skip
+        metadata.append(("hr_starts_s", str(late)))
     used = ", ".join(f"{field}={header[j]}" for field, j in found.items())
     session = dataclasses.replace(
         session, metadata=(*session.metadata, *metadata, ("columns", used))
@@ -356,6 +361,10 @@ def _read_rows(path: Path) -> tuple[list[str], list[list[str]], bool]:
     if len(rows) < 2:
         raise WearjaxFileError(path, "the CSV has no rows under a header", "export the test again")
     return [cell.strip() for cell in rows[0]], rows[1:], delimiter != ","
+
+
+LATE_HR_S = 30
+"""An HR column that starts this many seconds after the first VO2 is said per file."""
 
 
 def _split(cell: str) -> tuple[str, str]:

@@ -111,9 +111,16 @@ class VirtualData(NamedTuple):
 def gait_features(s: SpectralSessions) -> jax.Array:
     """`[S, W, N_GAIT]`: the cadence each window's ACC shows (`signal.gait.stride_hz` on its
     power summed over the axes, in steps/min) and its first-order lags (`signal.gait.lagged`),
-    causal over each whole session."""
+    causal over each whole session. Through a window with an ACC gap (`s.acc_ok`), whose
+    filled signal shows no gait, the last gap-free window's cadence is held (before the first
+    one, the first one's), so the lags do not carry the gap into the minutes after it."""
     power = jnp.square(jnp.asarray(s.acc) * jnp.asarray(s.acc_scale)[:, :, None, :]).sum(-1)
     cadence = 120.0 * stride_hz(power, GRID_HZ)  # [S, W]
+    if s.acc_ok is not None and not np.all(s.acc_ok | ~s.valid):
+        ok = np.asarray(s.acc_ok)
+        last = np.maximum.accumulate(np.where(ok, np.arange(ok.shape[1]), -1), axis=1)
+        last = np.where(last < 0, np.argmax(ok, axis=1)[:, None], last)
+        cadence = jnp.take_along_axis(cadence, jnp.asarray(last), axis=1)
     return jnp.concatenate([cadence[..., None], lagged(cadence, HOP_S)], axis=-1)
 
 

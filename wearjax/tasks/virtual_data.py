@@ -45,6 +45,7 @@ class SpectralSessions(NamedTuple):
     severity: np.ndarray  # [S] motion severity (NaN when unknown)
     names: tuple[str, ...]  # [S] session names
     has_ppg: bool
+    acc_ok: np.ndarray | None = None  # [S, W] bool: no ACC gap in the window (None: no gaps)
 
     @property
     def n_windows(self) -> np.ndarray:
@@ -201,7 +202,7 @@ def _window_reference(values: np.ndarray, ok: np.ndarray, rate: float, w: int):
 def spectral_sessions(recordings: list[WristRecording]) -> SpectralSessions:
     """Recordings to `SpectralSessions` (module docstring): spectra on the grid, reference HR
     per window, and whether the PPG is present over each whole window."""
-    accs, scales, ppgs, hrs, oks, pok = [], [], [], [], [], []
+    accs, scales, ppgs, hrs, oks, pok, aoks = [], [], [], [], [], [], []
     for rec in recordings:
         a, rate = rec.acc if rec.acc is not None else (None, None)
         for stream, r in (("acc", rate), ("ppg", rec.ppg and rec.ppg[1]), ("hr", rec.hr[1])):
@@ -235,9 +236,12 @@ def spectral_sessions(recordings: list[WristRecording]) -> SpectralSessions:
         values, hr_rate = rec.hr
         values = np.asarray(values, np.float32)
         m, seen = _window_reference(values, np.isfinite(values) & (values > 0), hr_rate, w)
+        whole = np.ones(w, bool)
         if acc_whole is not None and not acc_whole.all():  # a window with an ACC gap: no label
             frac, _ = _window_means(acc_whole.astype(np.float32), np.ones(len(a), bool), rate, w)
-            seen = seen & (frac > 1.0 - 1e-6)
+            whole = frac > 1.0 - 1e-6
+            seen = seen & whole
+        aoks.append(whole)
         hrs.append(np.where(seen, m, 0.0).astype(np.float32))
         oks.append(seen)
     n = max(len(a) for a in accs)
@@ -248,4 +252,5 @@ def spectral_sessions(recordings: list[WristRecording]) -> SpectralSessions:
         ppg_ok=_pad(pok, n), subject=np.asarray([subjects.index(r.subject) for r in recordings]),
         subjects=tuple(subjects), severity=np.asarray([r.severity for r in recordings], float),
         names=tuple(r.name for r in recordings), has_ppg=any(r.ppg is not None for r in recordings),
+        acc_ok=_pad(aoks, n),
     )  # fmt: skip

@@ -110,10 +110,11 @@ def folder_sessions(folder: Path, say=None) -> tuple[SpectralSessions, list]:
     flat = len(files) > 1 and all(f.parent == folder for f in files)
     if flat:
         sessions = [dataclasses.replace(s, runner=Path(s.source).stem) for s in sessions]
-    recs = []
+    recs, sources = [], []
     for s in sessions:
         try:
             recs.append(wrist_recording(s, require_reference=True))
+            sources.append(Path(s.source))
         except WearjaxDataError as err:
             skipped.append(Skipped(Path(s.source), str(err)))
     if not recs:
@@ -121,19 +122,42 @@ def folder_sessions(folder: Path, say=None) -> tuple[SpectralSessions, list]:
             folder, "no recording with acc_x/y/z and a reference HR",
             "add sampled-signal CSV/NPZ files with acc_x, acc_y, acc_z and hr_ref",
         )  # fmt: skip
+    spectral = spectral_sessions(recs)
+    labelled = spectral.ok.sum(axis=1)
+    if not labelled.all():  # nothing to train on or score: said, not averaged as nothing
+        skipped += [Skipped(f, NO_LABEL) for f, n in zip(sources, labelled, strict=True) if not n]
+        recs = [r for r, n in zip(recs, labelled, strict=True) if n > 0]
+        if not recs:
+            raise WearjaxFileError(folder, NO_LABEL, "check the reference HR and the ACC")
+        spectral = spectral_sessions(recs)
     if flat and say is not None:
         n = len({r.subject for r in recs})
         say(f"{folder}: no subfolders, so each of the {n} files read is one subject (put one "
             "subject's files in a subfolder to keep them together)")  # fmt: skip
-    return spectral_sessions(recs), skipped
+    without = sorted({r.subject for r in recs} - {r.subject for r in recs if r.ppg is not None})
+    if spectral.has_ppg and without and say is not None:
+        say(f"no PPG for subject(s) {', '.join(without)}: the settings that read PPG are "
+            "scored on the other subjects' sessions")  # fmt: skip
+    return spectral, skipped
 
 
-def _scores(pred, s: SpectralSessions, split: Split) -> dict:
+NO_LABEL = (
+    "no 8 s window has both a reference HR and gap-free ACC (rows with acc_x/y/z empty, as in "
+    "a file that merges streams at several rates, are gaps)"
+)
+READS_PPG = ("ppg_only", "fusion", "troika", "ppg_peak")
+"""The settings scored only on sessions with PPG: at inference they read it."""
+
+
+def _scores(pred, s: SpectralSessions, split: Split, name: str = "") -> dict:
     """The metrics of `pred [S, W]` on the tested windows with a reference HR (module
-    docstring). A non-finite estimate on one of them makes every metric NaN and adds
-    `nonfinite_windows`, their count (elsewhere, as in padding, it is never read)."""
+    docstring); for a setting that reads PPG (`READS_PPG`), those of sessions with PPG. A
+    non-finite estimate on one of them makes every metric NaN and adds `nonfinite_windows`,
+    their count (elsewhere, as in padding, it is never read)."""
     owner = split.owner
     tested = s.ok & (owner >= 0)[:, None]
+    if name in READS_PPG:
+        tested = tested & np.asarray(s.ppg_ok).any(axis=1)[:, None]
     true = jnp.asarray(s.hr)
     bad = int((tested & ~np.isfinite(np.asarray(pred))).sum())
     p = jnp.asarray(np.nan_to_num(pred, posinf=0.0, neginf=0.0))  # NaN'd below if scored
@@ -145,6 +169,7 @@ def _scores(pred, s: SpectralSessions, split: Split) -> dict:
     }
     per_fold = tested[None] & (owner[None, :, None] == np.arange(split.n_folds)[:, None, None])
     folds = np.asarray(jax.vmap(lambda m: M.mae(p, true, m))(jnp.asarray(per_fold)))
+    out["folds_scored"] = int(np.isfinite(folds).sum())  # a fold with no window scored: none
     out["mae_fold_mean"] = float(np.nanmean(folds))
     out["mae_fold_sd"] = float(np.nanstd(folds, ddof=1)) if len(folds) > 1 else 0.0
     if np.isfinite(s.severity).all():
@@ -187,7 +212,8 @@ def references(
     fitted = fold_ridge(gait, s.hr, s.ok, fit_on, s.subject)
     out["acc_gait"] = fitted.pred[owner, np.arange(len(owner))].astype(np.float32)
     w = (split.train & known)[:, :, None] & s.ok[None]
-    mean = (w * s.hr[None]).sum((1, 2)) / np.maximum(w.sum((1, 2)), 1)  # [K]
+    with np.errstate(invalid="ignore"):  # a fold with no labelled window: NaN, not 0 bpm
+        mean = (w * s.hr[None]).sum((1, 2)) / w.sum((1, 2))  # [K]
     out["train_mean"] = np.broadcast_to(mean[owner][:, None], s.hr.shape).copy()
     for name in ("troika", "ppg_peak"):  # no estimate before a session's first usable PPG:
         if name in out:  # the training mean there, as a watch shows a default (was 0 bpm)
@@ -276,7 +302,7 @@ def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out
         one = jax.tree_util.tree_map(lambda a: a[0] if hasattr(a, "ndim") and a.ndim else a,
                                      r.model)  # fmt: skip
         metrics[name] = {
-            "raw": _scores(r.hr, s, split), "tracked": _scores(r.tracked, s, split),
+            "raw": _scores(r.hr, s, split, name), "tracked": _scores(r.tracked, s, split, name),
             **cost(one, s, config),
             "epochs": len(r.history.get("val_loss", [])), "seconds": round(seconds, 1),
         }  # fmt: skip
@@ -288,7 +314,7 @@ def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out
         study_state.save(out, key, metrics, saved, {} if first is None else {"virtual": first})
     refs = references(s, split, config.floor_db, labelled=config.labelled, seed=config.seed)
     for name, hr in refs.items():
-        metrics[name] = {"raw": _scores(hr, s, split)}
+        metrics[name] = {"raw": _scores(hr, s, split, name)}
         tracks[name] = hr
         saved[f"{name}/hr"] = np.asarray(hr)
     np.savez_compressed(out / "predictions.npz", **saved)
