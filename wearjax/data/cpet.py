@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wearjax.data.csv import _first_finite, _sex, decode_text
+from wearjax.data.csv import _first_finite, _sex, decode_text, delimiter_of
 from wearjax.data.folders import Skipped, check_usable, skip_reason
 from wearjax.data.readers import (
     MAX_GAP_S,
@@ -352,7 +352,7 @@ def _read_rows(path: Path) -> tuple[list[str], list[list[str]], bool]:
     """Header, rows and whether a decimal comma is used; any delimiter of `,`, `;`, tab."""
     text = decode_text(read_bytes(path), path, fallback="cp1252")
     first = text.split("\n", 1)[0]
-    delimiter = max((",", ";", "\t"), key=first.count)
+    delimiter = delimiter_of(first)
     try:
         rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
     except csv.Error as err:

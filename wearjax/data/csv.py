@@ -177,7 +177,7 @@ def read_table(path: str | Path) -> tuple[list[str], list[list[str]]]:
     by `,`, `;` or tabs (the one the header holds most of; with `;` or tabs, decimal commas
     read as points). A column name given twice is refused: which one holds the data?"""
     text = decode_text(read_bytes(path), path)
-    delimiter = _delimiter(text.split("\n", 1)[0])
+    delimiter = delimiter_of(text.split("\n", 1)[0])
     try:
         rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
     except csv.Error as err:
@@ -230,12 +230,13 @@ def read_header(path: str | Path) -> list[str]:
     text = decode_text(read_bytes(path), path, fallback="latin-1")
     line = text.split("\n", 1)[0]
     try:
-        return [c.strip() for c in next(csv.reader([line], delimiter=_delimiter(line)), [])]
+        return [c.strip() for c in next(csv.reader([line], delimiter=delimiter_of(line)), [])]
     except csv.Error:  # e.g. a lone carriage return: the table reader says what is wrong
         return []
 
 
-def _delimiter(line: str) -> str:
+def delimiter_of(line: str) -> str:
+    """The separator a CSV's header line uses: the most frequent of `,`, `;` and tab."""
     return max((",", ";", "\t"), key=line.count)
 
 

@@ -85,8 +85,10 @@ def _check_out_of_data(out: Path, data) -> None:
             "be read as a recording next time: pass a path outside it"
         )
     if out.is_file():
-        with open(out, "rb") as f:
-            if not f.read(64).startswith(b'{"format":"wearjax-checkpoint"'):
+        from wearjax.train.checkpoints import FORMAT  # here: the CLI starts without JAX
+
+        with open(out, "rb") as f:  # every checkpoint begins with its format's name
+            if not f.read(64).startswith(b'{"format":"' + FORMAT.encode() + b'"'):
                 raise WearjaxError(
                     f"--out {out} exists and is not a wearjax checkpoint; writing the "
                     "checkpoint would destroy it: pass a new file name"

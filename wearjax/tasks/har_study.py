@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from wearjax.tasks.har import VARIANTS, HARConfig, normalise, official_split, ru
 from wearjax.tasks.har_baselines import BASELINES, baseline_predictions
 from wearjax.tasks.har_edge import edge_report
 from wearjax.tasks.probe import scores
+from wearjax.tasks.study_state import replace_file
 
 logger = logging.getLogger(__name__)
 
@@ -127,8 +127,8 @@ def _earlier(path: Path, config: dict) -> dict:
     try:
         earlier = json.loads(path.read_text())
         old = earlier["config"]
-        assert isinstance(old, dict)
-    except (OSError, ValueError, KeyError, TypeError, AssertionError) as err:
+        old.keys()  # a dict, or AttributeError
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise WearjaxError(
             f"--resume: {path} is not the metrics of an earlier `report har` ({err!r}); "
             "delete it, or pass another --out, to start again"
@@ -145,9 +145,7 @@ def _earlier(path: Path, config: dict) -> dict:
 
 def _write(path: Path, metrics: dict) -> None:
     """Replace `path` atomically: an interrupted write never leaves half a file to resume."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(metrics, indent=2))
-    os.replace(tmp, path)
+    replace_file(path, lambda p: p.write_text(json.dumps(metrics, indent=2)))
 
 
 def markdown_table(metrics: dict) -> str:

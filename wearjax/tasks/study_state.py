@@ -50,7 +50,8 @@ def check(out: Path, resume: bool, command: str) -> None:
         )
 
 
-def _replace(path: Path, write: Callable[[Path], None]) -> None:
+def replace_file(path: Path, write: Callable[[Path], None]) -> None:
+    """`write(tmp)` then rename `tmp` to `path`: a reader never sees half a file."""
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
     os.replace(tmp, path)
@@ -60,15 +61,15 @@ def save(out: Path, key: dict, metrics: dict, arrays: Mapping[str, Any], trees: 
     """Record the finished steps: `metrics` (JSON), `arrays` and the models in `trees`."""
     out = Path(out)
     for name, tree in trees.items():
-        _replace(out / f"partial_{name}.eqx", lambda p, t=tree: eqx.tree_serialise_leaves(p, t))
+        replace_file(out / f"partial_{name}.eqx", lambda p, t=tree: eqx.tree_serialise_leaves(p, t))
 
     def arrays_to(p: Path) -> None:
         with open(p, "wb") as f:
             np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
 
-    _replace(out / NPZ, arrays_to)
+    replace_file(out / NPZ, arrays_to)
     record = {"key": key, "metrics": metrics, "trees": sorted(trees)}
-    _replace(out / JSON, lambda p: p.write_text(json.dumps(record, indent=2)))
+    replace_file(out / JSON, lambda p: p.write_text(json.dumps(record, indent=2)))
 
 
 def load(out: Path, key: dict, skeletons: Mapping[str, Callable[[], Any]]):
