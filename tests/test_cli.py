@@ -147,6 +147,20 @@ def test_fit_hr_refuses_to_overwrite_an_interrupted_runs_state(tmp_path, capsys)
     assert "--resume: no training state" in capsys.readouterr().err
 
 
+def test_cv_hr_keeps_an_interrupted_study_and_resumes_only_one(tmp_path, capsys):
+    (tmp_path / "runs").mkdir()  # no recording: the checks come before reading any
+    argv = ["cv", "hr", "--data", str(tmp_path / "runs"), "--out", str(tmp_path / "cv")]
+    assert main([*argv, "--resume"]) == 2
+    assert "--resume: no interrupted study in" in capsys.readouterr().err
+    (tmp_path / "cv").mkdir()
+    (tmp_path / "cv" / "partial.json").write_text("{}")
+    assert main(argv) == 2
+    assert "holds an interrupted cv hr study (partial.json): pass --resume" in (
+        capsys.readouterr().err
+    )
+    assert (tmp_path / "cv" / "partial.json").read_text() == "{}"
+
+
 def test_demo_refuses_folds_its_mesh_cannot_split_before_simulating(tmp_path, capsys, monkeypatch):
     """The quick demo has 2 folds: a fold axis of 3 devices is refused before the cohort is
     simulated (the check `cv.fit_folds` makes again once training starts)."""

@@ -391,6 +391,7 @@ def test_cv_hr_by_sessions_writes_metrics_and_report(tmp_path, capsys):
         assert np.isfinite(metrics["models"]["kalman_32x1"][protocol]["mae"])
     assert "leave-1-sessions-out" in (out / "report.md").read_text()
     assert "Standard protocol" in capsys.readouterr().out
+    assert not list(out.glob("partial*"))  # the study's progress, dropped once it has ended
 
 
 def test_cli_is_built_from_the_task_table(tmp_path, monkeypatch):

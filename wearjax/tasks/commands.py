@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from wearjax.errors import WearjaxDataError, WearjaxError
+from wearjax.errors import TrainingInterrupted, WearjaxDataError, WearjaxError
 from wearjax.tasks.arguments import epochs, output_name
 
 
@@ -135,12 +135,8 @@ def _hr_arguments(p: argparse.ArgumentParser) -> None:
         f"statistics only (default {DEFAULT_NORMALISE})",
     )  # fmt: skip
     unit_arguments(p)
-
-
-def _fit_hr_arguments(p: argparse.ArgumentParser) -> None:
-    _hr_arguments(p)
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from "
-                   "OUT.state (same data and settings)")  # fmt: skip
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run (fit: "
+                   "from OUT.state; cv: the study kept in OUT), same data, settings")  # fmt: skip
 
 
 def normalisation_line(config) -> str:
@@ -156,12 +152,21 @@ def normalisation_line(config) -> str:
 
 def cv_hr(args) -> int:
     """`wearjax cv hr`: cross-validate HR models of one kind on the user's recordings."""
+    import jax
+
     from wearjax.sharding import check_fold_layout
+    from wearjax.tasks import study_state
     from wearjax.tasks.hr_recordings import cv_cohort
     from wearjax.tasks.hr_study import run_hr_study
     from wearjax.tasks.presets import recordings_config
 
     t0 = time.perf_counter()
+    # the study's progress is kept in --out for --resume; by one process only
+    out = args.out if jax.process_count() == 1 else None
+    if out is None and args.resume:
+        raise WearjaxError("--resume continues a study of one process; run without --distributed")
+    if out is not None:
+        study_state.check(out, args.resume, "cv hr study")  # before reading any file
     sessions = _recordings(args.data, require_hr=True, units=units(args))
     config = recordings_config(args.model, args.quick, seed=args.seed, normalise=args.normalise)
     cohort, k, folds = cv_cohort(sessions, config.window)
@@ -169,12 +174,22 @@ def cv_hr(args) -> int:
     config = config._replace(runners_out=k)
     print(f"read {len(sessions)} sessions ({', '.join(cohort.channels)}); {folds}")
     print(normalisation_line(config))
-    results, predictions = run_hr_study(cohort, config, progress=True)
+    if out is not None:
+        print(f"keeping the study's progress in {out} until it ends (resume with --resume)")
+    try:
+        results, predictions = run_hr_study(cohort, config, progress=True, out=out,
+                                            resume=args.resume)  # fmt: skip
+    except KeyboardInterrupt:
+        if out is None or not study_state.exists(out):
+            raise
+        raise TrainingInterrupted(f"interrupted; the study's progress is kept in {out}") from None
     results["folds"]["how"] = folds
     results["cv"] = {"data": str(args.data), "kind": args.model, "quick": args.quick,
                      "seed": args.seed, "seconds": time.perf_counter() - t0}  # fmt: skip
     header = f"Data: `{args.data}`. Folds: {folds}. {normalisation_line(config)}."
     _hr_outputs(results, predictions, args.out, header)
+    if out is not None:
+        study_state.clear(out)
     return 0
 
 
@@ -397,7 +412,7 @@ TASKS: dict[str, dict[str, Command]] = {
         "cv": Command("HR models on your recordings, both protocols", _hr_arguments, cv_hr,
                       processes=True),
         "fit": Command("an HR model on all your recordings; writes a checkpoint",
-                       _fit_hr_arguments, fit_hr, folds=False),
+                       _hr_arguments, fit_hr, folds=False),
     },
     "vo2": {
         "cv": Command("the VO2 model: synthetic, pyoxynet or your CPET files", _vo2_arguments,

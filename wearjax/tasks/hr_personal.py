@@ -285,9 +285,12 @@ def run_personal(
     *,
     progress=True,
     program: FoldProgram | None = None,
+    state_file=None,
+    resume: bool = False,
 ) -> PersonalResult:
     """Cross-validate the personalised ODE on `split` (the HR task's folds) and evaluate both
-    protocols on every held-out session (`program`: its `personal_program`, built ahead)."""
+    protocols on every held-out session (`program`: its `personal_program`, built ahead;
+    `state_file` and `resume`: the folds' training state saved and resumed, `cv.fit_folds`)."""
     config = PersonalConfig() if config is None else config
     runner = np.asarray(cohort.runner)
     mask = cohort.mask & cohort.valid
@@ -296,7 +299,9 @@ def run_personal(
     data, fold = args[2], args[3]
     whole, split = split, split.take(local)
     t0 = time.perf_counter()
-    fit = fit_folds(*args, progress="personal_ode" if progress else False, program=program)
+    fit = fit_folds(*args, progress="personal_ode" if progress else False, program=program,
+                    state_file=state_file, resume=resume,
+                    run={"study": "cv hr", "model": "personal_ode"})  # fmt: skip
     train_s = time.perf_counter() - t0
     params = eqx.filter(fit.model, eqx.is_inexact_array)
     t0 = time.perf_counter()

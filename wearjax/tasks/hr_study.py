@@ -17,6 +17,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -39,7 +40,7 @@ from wearjax.data.types import Cohort
 from wearjax.eval.metrics import predictive_scores, summarize
 from wearjax.eval.protocols import given_mask
 from wearjax.sharding import cores_to_spare, current_mesh, default_mesh, max_over_processes
-from wearjax.tasks import hr_personal
+from wearjax.tasks import hr_personal, study_state
 from wearjax.tasks.hr import (
     HR_VARIANTS,
     TRAIN_OVERRIDES,
@@ -137,11 +138,13 @@ def kind_program(cohort: Cohort, config: HRStudyConfig, kind: str, hidden: int, 
 
 def cross_validate_kind(
     cohort: Cohort, config: HRStudyConfig, kind: str, hidden: int, layers: int, prepared=None,
-    *, progress: bool = True, program: FoldProgram | None = None,
+    *, progress: bool = True, program: FoldProgram | None = None, state_file=None,
+    resume: bool = False,
 ):  # fmt: skip
     """Cross-validate one (kind, size) on `prepare`'s folds; returns `(entry, predictions,
     fit)` with the metrics entry of `metrics.json` and the `[S, T]` predictions. `program`:
-    its `kind_program`, built ahead."""
+    its `kind_program`, built ahead; `state_file` and `resume`: the folds' training state
+    saved every epoch and resumed (`cv.fit_folds`)."""
     prepared = prepared or prepare(cohort, config)
     data, _, split, _ = prepared
     scored = scored_masks(data.mask, config.window, split)
@@ -150,7 +153,9 @@ def cross_validate_kind(
     fold = args[3]
     whole, split = split, split.take(local)
     t0 = time.perf_counter()
-    fit = fit_folds(*args, progress=name if progress else False, program=program)
+    fit = fit_folds(*args, progress=name if progress else False, program=program,
+                    state_file=state_file, resume=resume,
+                    run={"study": "cv hr", "model": name})  # fmt: skip
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     if progress:
@@ -192,13 +197,17 @@ def run_personal_study(cohort: Cohort, study: HRStudyConfig, config=None, *, pro
 
 def run_hr_study(
     cohort: Cohort, config: HRStudyConfig, *, split: Split | None = None, progress: bool = True,
-    ahead: bool | None = None,
+    ahead: bool | None = None, out=None, resume: bool = False,
 ):  # fmt: skip
     """Cross-validate every HR model of `config.models` (and the personalised ODE when
     `config.personal` is set) on `split` (default: leave-`runners_out`-runners-out), evaluate
     both protocols and the baselines; returns `(results, predictions)` (README: metrics.json).
     `ahead`: build each next model's programs in a worker thread while one trains (the same
-    results); None (default): when training leaves cores idle (`sharding.cores_to_spare`)."""
+    results); None (default): when training leaves cores idle (`sharding.cores_to_spare`).
+    `out`: keep the study's progress there until the caller `study_state.clear`s it (each
+    finished model's metrics and predictions, and the training state of the one in training,
+    `OUT/partial_NAME.state`, every epoch); `resume` continues an interrupted study of the
+    same data and settings, with the same results as an uninterrupted one."""
     prepared = prepare(cohort, config, split)
     data, fold, split, names = prepared
     scored = scored_masks(data.mask, config.window, split)
@@ -209,39 +218,83 @@ def run_hr_study(
     if mesh is not None and mesh.shape["data"] > 1:  # `sharding.map_batch` needs the scan engine
         results["config"]["ode_engine_in_training"] = "scan"
     labels = [f"{kind}_{hidden}x{layers}" for kind, hidden, layers in config.models]
+    runs = [partial(cross_validate_kind, cohort, config, *m, prepared) for m in config.models]
     builders = [partial(kind_program, cohort, config, *m, prepared, mesh) for m in config.models]
     if config.personal is not None:
         labels.append("personal_ode")
+        runs.append(partial(_personal, cohort, split, config))
         builders.append(partial(hr_personal.personal_program, cohort, split, config.window,
                                 config.seed, config.personal, mesh))  # fmt: skip
+    progress_of = _Progress(out, resume, cohort, results, labels)
+    for name, (entry, pred) in progress_of.finished.items():  # by an interrupted study
+        results["models"][name], predictions[name] = entry, pred
+    todo = [i for i, name in enumerate(labels) if name not in progress_of.finished]
     worker = ThreadPoolExecutor(1, thread_name_prefix="wearjax-compile")
     try:
         # a mesh set with jax.set_mesh holds for its own thread only: then build in turn
         ahead = (cores_to_spare(mesh) if ahead is None else ahead) and current_mesh() is None
-        programs = _one_ahead(worker, builders, labels, progress) if ahead else iter(
-            [None] * len(builders)
-        )  # fmt: skip
-        for (kind, hidden, layers), program in zip(config.models, programs, strict=False):
-            entry, pred, _ = cross_validate_kind(
-                cohort, config, kind, hidden, layers, prepared, progress=progress,
-                program=program,
-            )  # fmt: skip
-            results["models"][f"{kind}_{hidden}x{layers}"] = entry
-            predictions[f"{kind}_{hidden}x{layers}"] = pred
-        if config.personal is not None:
-            personal = hr_personal.run_personal(
-                cohort, split, config.window, config.seed, config.personal, progress=progress,
-                program=next(programs),
-            )  # fmt: skip
-            results["models"]["personal_ode"] = personal.entry
-            predictions["personal_ode"] = personal.predictions
+        pending = [labels[i] for i in todo]
+        programs = _one_ahead(worker, [builders[i] for i in todo], pending, progress) if ahead \
+            else iter([None] * len(todo))  # fmt: skip
+        for i, program in zip(todo, programs, strict=False):
+            state_file, resumed = progress_of.training_state(labels[i])
+            entry, pred, _ = runs[i](progress=progress, program=program, state_file=state_file,
+                                     resume=resumed)  # fmt: skip
+            results["models"][labels[i]], predictions[labels[i]] = entry, pred
+            progress_of.finish(labels[i], entry, pred)
     finally:
         worker.shutdown(wait=False, cancel_futures=True)
+    results["models"] = {name: results["models"][name] for name in labels}  # the config's order
     summarize_jit = jax.jit(summarize)
     for name, pred in baselines(data, fold, split, config).items():
         results["models"][name] = score_protocols(pred, data.hr, scored, summarize_jit)
         predictions[name] = pred
     return results, predictions
+
+
+def _personal(cohort: Cohort, split: Split, config: HRStudyConfig, **kw):
+    """`hr_personal.run_personal` as `cross_validate_kind` answers: (entry, predictions, fit)."""
+    r = hr_personal.run_personal(cohort, split, config.window, config.seed, config.personal, **kw)
+    return r.entry, r.predictions, r
+
+
+class _Progress:
+    """An HR study's finished models in `out` (`tasks.study_state`), when it has an `out`."""
+
+    def __init__(self, out, resume: bool, cohort: Cohort, results: dict, labels: list[str]):
+        self.out, self.resume, self.finished = out, resume, {}
+        if out is None:
+            return
+        self.key = {
+            "study": "cv hr", "models": labels, "config": results["config"],
+            "folds": results["folds"], "features": results["cohort"]["features"],
+            "data": study_state.fingerprint(cohort.x, cohort.hr, cohort.mask, cohort.valid),
+        }  # fmt: skip
+        if not resume:
+            study_state.check(out, False, "cv hr study")
+            Path(out).mkdir(parents=True, exist_ok=True)
+            study_state.save(out, self.key, {}, {}, {})
+            return
+        entries, arrays, _ = study_state.load(out, self.key, {})
+        for name, entry in entries.items():
+            fields = {k.partition("/")[2]: v for k, v in arrays.items() if k.startswith(name + "/")}
+            self.finished[name] = (entry, fields)
+
+    def training_state(self, name: str):
+        """Where the training state of `name` is kept, and whether to resume from it."""
+        if self.out is None:
+            return None, False
+        path = Path(self.out) / f"partial_{name}.state"
+        return path, self.resume and path.exists()
+
+    def finish(self, name: str, entry: dict, pred: dict) -> None:
+        if self.out is None:
+            return
+        self.finished[name] = (entry, pred)
+        entries = {n: e for n, (e, _) in self.finished.items()}
+        arrays = {f"{n}/{k}": v for n, (_, p) in self.finished.items() for k, v in p.items()}
+        study_state.save(self.out, self.key, entries, arrays, {})
+        self.training_state(name)[0].unlink(missing_ok=True)
 
 
 def _one_ahead(worker: ThreadPoolExecutor, builders: list, names: list[str], progress: bool):

@@ -3,7 +3,8 @@
 A study that trains several models one after another (`cv virtual`: one per information
 setting) calls `save` after each: `OUT/partial.json` holds the study's `key` (its settings and
 a fingerprint of its data) and the metrics so far, `OUT/partial.npz` the arrays so far, and
-`OUT/partial_NAME.eqx` any model a later step needs (`eqx.tree_serialise_leaves`). Each file is
+`OUT/partial_NAME.eqx` any model a later step needs (`eqx.tree_serialise_leaves`); a study
+may keep a model's training state in `OUT/partial_NAME.state` (`train.fit`). Each file is
 written to a temporary name and renamed, the JSON last, so a Ctrl-C or a killed process leaves
 the last complete step. `load` gives them back when the key is the same and refuses, naming
 what differs, when it is not; `clear` removes them once the study has written its outputs.
@@ -103,5 +104,5 @@ def load(out: Path, key: dict, skeletons: Mapping[str, Callable[[], Any]]):
 def clear(out: Path) -> None:
     """Remove the partial study once its outputs are written."""
     out = Path(out)
-    for path in [out / JSON, out / NPZ, *out.glob("partial_*.eqx")]:
+    for path in [out / JSON, out / NPZ, *out.glob("partial_*.eqx"), *out.glob("partial_*.state")]:
         path.unlink(missing_ok=True)
