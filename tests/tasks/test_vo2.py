@@ -222,9 +222,42 @@ def test_cli_cv_vo2_on_a_folder_of_lab_files(tmp_path, capsys):
     model, linear = metrics["models"]["vo2_kalman"], metrics["models"]["baseline_linear_hr"]
     assert 5 < model["mae"] < linear["mae"]
     assert metrics["folds"]["n_folds"] == 6
+    assert not list(out.glob("partial*"))  # the training state, dropped once the study ends
     # a bad --columns value is one line and exit code 2
     assert wearjax(["cv", "vo2", "--data", str(folder), "--columns", "vo2", "--out", str(out)]) == 2
     assert "is not NAME=COLUMN" in capsys.readouterr().err
+    _interrupted_and_resumed(argv, out, metrics, capsys)
+
+
+def _interrupted_and_resumed(argv, first: Path, metrics: dict, capsys):
+    """A Ctrl-C in the third epoch, then `--resume`: the metrics of the uninterrupted run."""
+    from wearjax import cv
+
+    out = first.parent / "again"
+    argv = [*argv[:-1], str(out)]
+    train_epochs, calls = cv.train_epochs, []
+
+    def interrupting(epoch_fn, *args, **kw):
+        def epoch(*a):
+            calls.append(1)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            return epoch_fn(*a)
+
+        return train_epochs(epoch, *args, **kw)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(cv, "train_epochs", interrupting)
+        assert wearjax(argv) == 130
+    assert "interrupted after epoch 2" in capsys.readouterr().err
+    assert (out / "partial_vo2.state").exists() and not (out / "metrics.json").exists()
+    assert wearjax(argv) == 2  # never overwritten without --resume
+    assert "pass --resume" in capsys.readouterr().err
+    assert wearjax([*argv, "--resume"]) == 0
+    resumed = json.loads((out / "metrics.json").read_text())
+    untimed = lambda m: {k: v for k, v in m["vo2_kalman"].items() if "second" not in k}  # noqa: E731
+    assert untimed(resumed["models"]) == untimed(metrics["models"])
+    assert not list(out.glob("partial*"))
 
 
 def test_folder_folds_are_sized_to_the_folder():

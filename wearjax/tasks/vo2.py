@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from functools import partial
+from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -316,8 +317,10 @@ def score(pred, data: VO2Data, scored, runner, runner_names) -> dict:
     return out
 
 
-def train_vo2(data: VO2Data, fold: VO2Fold, config: VO2StudyConfig, *, progress=True):
-    """Cross-validate the VO2 model over the folds of `fold` (one vmapped program)."""
+def train_vo2(data: VO2Data, fold: VO2Fold, config: VO2StudyConfig, *, progress=True,
+              state_file=None, resume: bool = False):  # fmt: skip
+    """Cross-validate the VO2 model over the folds of `fold` (one vmapped program); with a
+    `state_file` the folds' training state is saved every epoch and `resume`d from it."""
     n_features = data.features.shape[-1]
     keys = jax.random.split(jax.random.key(config.seed), fold.train_p.shape[0])
     init = partial(models.build_vo2_model, n_features, config.variant, window=config.window)
@@ -329,7 +332,19 @@ def train_vo2(data: VO2Data, fold: VO2Fold, config: VO2StudyConfig, *, progress=
         recipe(config),
         keys,
         progress="vo2" if progress else False,
+        state_file=state_file,
+        resume=resume,
+        run={"study": "cv vo2", "model": "vo2"},
     )
+
+
+def state_of(folder, name: str, resume: bool):
+    """`(state_file, resume)` for model `name` of a study kept in `folder` (None: no state):
+    `folder/partial_NAME.state`, resumed when `resume` and an interrupted run left it."""
+    if folder is None:
+        return None, False
+    path = Path(folder) / f"partial_{name}.state"
+    return path, resume and path.exists()
 
 
 def results_skeleton(cohort: Cohort, names, split: Split, subjects_out: int, config: dict) -> dict:
@@ -361,14 +376,17 @@ def scored_mask(data: VO2Data) -> np.ndarray:
     return mask & (np.arange(mask.shape[1]) > 0)[None, :]
 
 
-def run_vo2_study(cohort: Cohort, config: VO2StudyConfig, *, progress: bool = True):
+def run_vo2_study(cohort: Cohort, config: VO2StudyConfig, *, progress: bool = True,
+                  state_dir=None, resume: bool = False):  # fmt: skip
     """Cross-validate the VO2 model and score it and the baselines; returns
-    `(results, predictions)` (results as in `metrics.json`)."""
+    `(results, predictions)` (results as in `metrics.json`). `state_dir`: the training state
+    is saved there every epoch (`state_of`) and `resume`d from it."""
     data, fold, split, names = prepare(cohort, config)
     runner = np.asarray(cohort.runner)
     scored = scored_mask(data)
     t0 = time.perf_counter()
-    fit = train_vo2(data, fold, config, progress=progress)
+    state_file, resumed = state_of(state_dir, "vo2", resume)
+    fit = train_vo2(data, fold, config, progress=progress, state_file=state_file, resume=resumed)
     train_s = time.perf_counter() - t0
     pred = predict_held_out(predict, fit.model, fold, data, split, batch=config.eval_batch)
     variant = list(config.variant) if isinstance(config.variant, tuple) else config.variant

@@ -26,6 +26,7 @@ from wearjax.tasks.vo2 import (
     score,
     score_baselines,
     scored_mask,
+    state_of,
     train_vo2,
 )
 from wearjax.train.loop import TrainConfig
@@ -103,11 +104,13 @@ class HRToVO2Config(NamedTuple):
     seed: int = 0
 
 
-def run_hr_to_vo2(config: HRToVO2Config, *, progress: bool = True):
+def run_hr_to_vo2(config: HRToVO2Config, *, progress: bool = True, state_dir=None,
+                  resume: bool = False):  # fmt: skip
     """Leave-one-runner-out on a synthetic cohort: the HR Kalman model and the VO2 model are
     cross-validated on the same folds, then every session's VO2 is predicted by its fold's
     models from true HR and from HR rolled out by the HR model (`hr_to_vo2`).
-    Returns `(results, predictions)`."""
+    Returns `(results, predictions)`. `state_dir`: both trainings' states are saved there
+    every epoch (`vo2.state_of`) and `resume`d from them."""
     from wearjax.data.synthetic import simulate_cohort
 
     cohort = simulate_cohort(
@@ -135,6 +138,7 @@ def run_hr_to_vo2(config: HRToVO2Config, *, progress: bool = True):
     kind, hidden, layers = kind_size
     n_hr = hr_data.features.shape[-1]
     init = partial(hr_task.build_model, kind, n_hr, hidden, layers, window=hr_cfg.window)
+    hr_state, hr_resumed = state_of(state_dir, "hr", resume)
     hr_fit = fit_folds(
         lambda k: init(key=k),
         hr_task.make_task(hr_cfg, cohort.x.shape[1]),
@@ -143,8 +147,13 @@ def run_hr_to_vo2(config: HRToVO2Config, *, progress: bool = True):
         hr_cfg.train.recipe(),
         keys,
         progress="hr" if progress else False,
+        state_file=hr_state,
+        resume=hr_resumed,
+        run={"study": "cv vo2", "model": "hr"},
     )
-    vo2_fit = train_vo2(data, fold, vo2_cfg, progress=progress)
+    state_file, resumed = state_of(state_dir, "vo2", resume)
+    vo2_fit = train_vo2(data, fold, vo2_cfg, progress=progress, state_file=state_file,
+                        resume=resumed)  # fmt: skip
     train_s = time.perf_counter() - t0
     runner = np.asarray(cohort.runner)
     true_hr, rolled, hr_pred = predict_held_out(
