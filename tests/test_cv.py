@@ -33,6 +33,9 @@ def test_split_by_subject_partitions_every_fold():
     np.testing.assert_array_equal(split.test.sum(0), 1)  # every session tested once
     np.testing.assert_array_equal(split.owner, np.argmax(split.test, axis=0))
     np.testing.assert_allclose(split.sampling_weights().sum(1), 1.0)
+    # an unknown subject (-1) used to index the last subject's column: it joined its folds
+    with pytest.raises(WearjaxDataError, match="2 of 12 items have a subject index outside 0..5"):
+        Split.by_subject(np.r_[subject, -1, -1], 6, 2)
 
 
 def test_keep_subjects_draws_whole_subjects_from_each_folds_own_pool():

@@ -92,9 +92,16 @@ class Split(NamedTuple):
         """Leave-`k_out`-subjects-out folds over sessions whose subject index is `subject [S]`
         (`data.folds`); `n_validation` other subjects per fold for early stopping."""
         _check_validation(n_validation)
+        subject = np.asarray(subject)
+        outside = (subject < 0) | (subject >= n_subjects)
+        if outside.any():  # -1 ("unknown") would index the last subject: its folds, silently
+            raise WearjaxDataError(
+                f"{int(outside.sum())} of {len(subject)} items have a subject index outside "
+                f"0..{n_subjects - 1} (e.g. {int(subject[outside][0])}, unknown): give every "
+                "item its subject, or split them another way"
+            )
         test = leave_k_runners_out(n_subjects, k_out, seed=seed)
         val = validation_runners(test, n_validation, seed=seed)
-        subject = np.asarray(subject)
         return cls(test[:, subject], val[:, subject], (~test & ~val)[:, subject])
 
     @classmethod

@@ -14,6 +14,9 @@ def test_windows_cut_every_hop_and_drop_the_tail():
     assert w.shape == (4, 10, 2)  # starts 0, 4, 8, 12 (16 would end past 23)
     np.testing.assert_array_equal(w[2, :, 0], np.arange(8, 18))
     assert windows(series[:5], 10, 4).shape == (0, 10, 2)
+    for length, hop in ((10, 0), (10, -4), (0, 4)):  # was: ZeroDivisionError, or no windows
+        with pytest.raises(WearjaxDataError, match="both must be at least one sample"):
+            windows(series, length, hop)
 
 
 def test_non_finite_values_are_named():
@@ -39,6 +42,15 @@ def test_watch_windows_keep_subjects_and_recordings():
     for r in np.unique(d.recording)[:10]:
         assert len(np.unique(d.subject[d.recording == r])) == 1
         assert len(np.unique(d.y[d.recording == r])) == 1
+
+
+def test_watch_subjects_are_numbered_over_the_windows_kept(caplog):
+    """With 28 s windows some subjects' recordings are all too short: the others used to keep
+    their numbers, so folds drew subjects with no window (a fold with nothing to validate)."""
+    pytest.importorskip("seglearn")
+    d = watch(window_s=28.0, hop_s=14.0)
+    assert np.unique(d.subject).tolist() == list(range(d.n_subjects)) and d.n_subjects < 10
+    assert "shorter than one window; skipped" in caplog.text
 
 
 def _own(tmp_path, **arrays):
@@ -76,6 +88,8 @@ def test_own_windows_read_with_names_mapped_to_codes(tmp_path):
         ({"x": np.zeros((12, 30))}, r"shape \(12, 30\); give windows as \[N, T, C\]"),
         ({"x": np.full((12, 30, 2), np.nan)}, "mine.npz: x: 12 windows hold NaN"),
         ({"x": np.ones((12, 30, 2), complex)}, "x holds complex128 values; give real numbers"),
+        ({"x": np.ones((12, 30, 2), "m8[s]")}, r"x holds timedelta64\[s\] values; give real"),
+        ({"rate": np.complex128(50)}, "rate must be one positive number"),
         ({"x": np.full((12, 30, 2), 1e39)}, "values up to 1e\\+39, beyond float32's range"),
         ({"rate": np.float64(-2.0)}, "rate must be one positive number"),
         ({"y": np.zeros(12)}, "every window's y is '0.0'; a probe needs two classes"),
@@ -100,6 +114,14 @@ def test_own_windows_name_the_file_and_the_array_at_fault(tmp_path, change, mess
 
     with pytest.raises(WearjaxDataError, match=message):
         read_windows(_own(tmp_path, **change))
+
+
+def test_own_windows_saved_channels_first_are_flagged(tmp_path, caplog):
+    from wearjax.data.imu import read_windows
+
+    x = np.random.default_rng(0).normal(size=(12, 2, 30))  # aeon's [N, C, T]
+    read_windows(_own(tmp_path, x=x, channels=None))
+    assert "x has 30 channels of 2 samples each: if it is [N, C, T]" in caplog.text
 
 
 def test_a_file_that_is_not_an_npz_is_named(tmp_path):

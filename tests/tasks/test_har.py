@@ -83,6 +83,37 @@ def test_the_edge_report_round_trips_and_int8_keeps_the_accuracy(tmp_path):
     assert report["accuracy_float32"] > 0.9
 
 
+_EDGE_ON_A_MESH = """
+import sys, jax, numpy as np
+jax.config.update("jax_num_cpu_devices", 2)
+from tests.tasks.test_har import _config, _windows
+from wearjax.tasks.har import build_model
+from wearjax.tasks.har_edge import edge_report
+w = _windows()
+model = build_model(_config(), w, jax.random.key(0))
+with jax.set_mesh(jax.make_mesh((1, 2), ("fold", "data"))):  # as `report har --mesh 1x2`
+    report = edge_report(model, w.x[:8], w.y[:8], sys.argv[1], repeats=2)
+print(report["export"]["reload_max_abs_diff"])
+"""
+
+
+@pytest.mark.slow  # a fresh process with 2 CPU devices: ~20 s
+def test_the_edge_report_exports_for_one_device_whatever_mesh_trained_the_model(tmp_path):
+    """A study run on a mesh of 2 devices used to export a program that runs only on 2, so
+    the fresh process's reload failed at the end of `report har --mesh 1x2`."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run(
+        [sys.executable, "-c", _EDGE_ON_A_MESH, str(tmp_path)], capture_output=True, text=True,
+        cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.split()[-1]) == 0.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["edge.json", "har_model.jaxexport"]
+
+
 def test_int8_weights_are_within_half_a_step_of_the_float_ones():
     w = jax.random.normal(jax.random.key(0), (6, 9))
     model = {"w": w, "b": jnp.ones(6)}

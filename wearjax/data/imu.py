@@ -62,6 +62,11 @@ def check_windows(x: np.ndarray, name: str) -> np.ndarray:
 
 def windows(series: np.ndarray, length: int, hop: int) -> np.ndarray:
     """Windows `[W, length, C]` of `series [T, C]` every `hop` samples (W may be 0)."""
+    if length < 1 or hop < 1:
+        raise WearjaxDataError(
+            f"windows of {length} samples every {hop}: both must be at least one sample; "
+            "give a positive window and hop"
+        )
     n = 0 if len(series) < length else 1 + (len(series) - length) // hop
     idx = np.arange(n)[:, None] * hop + np.arange(length)[None]
     return series[idx]
@@ -93,7 +98,8 @@ def basic_motions() -> LabelledWindows:
 
 
 def watch(window_s: float = 4.0, hop_s: float = 2.0) -> LabelledWindows:
-    """seglearn's `watch` set cut into windows (module docstring); subjects renumbered 0..9."""
+    """seglearn's `watch` set cut into windows (module docstring); subjects renumbered 0..n-1
+    over the windows kept (all 10 at the default window)."""
     datasets = _require("seglearn.datasets")
     d = datasets.load_watch()
     rate = 50.0
@@ -111,9 +117,11 @@ def watch(window_s: float = 4.0, hop_s: float = 2.0) -> LabelledWindows:
         ys += [int(label)] * len(w)
         subjects += [int(subject_index[i])] * len(w)
         recordings += [i] * len(w)
+    # numbered over the windows kept: a subject whose recordings are all too short leaves no gap
+    _, subjects = np.unique(np.asarray(subjects), return_inverse=True)
     return LabelledWindows(
         check_windows(np.concatenate(xs), "watch"), np.asarray(ys, np.int32),
-        np.asarray(subjects, np.int32), np.asarray(recordings, np.int32),
+        subjects.astype(np.int32), np.asarray(recordings, np.int32),
         tuple(str(c).lower() for c in d["y_labels"]),
         ("acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"), dict(IMU_MODALITIES), rate,
     )  # fmt: skip
@@ -201,8 +209,13 @@ def read_windows(path) -> LabelledWindows:
     x = arrays["x"]
     if x.ndim != 3 or min(x.shape) < 1:
         raise WearjaxDataError(f"{name}: x has shape {x.shape}; give windows as [N, T, C]")
-    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+    if x.dtype.kind not in "iuf":  # not complex, not bool, not timedelta64
         raise WearjaxDataError(f"{name}: x holds {x.dtype} values; give real numbers")
+    if x.shape[2] > x.shape[1]:
+        logger.warning(
+            "%s: x has %d channels of %d samples each: if it is [N, C, T] (aeon's layout), "
+            "give x.transpose(0, 2, 1)", name, x.shape[2], x.shape[1],
+        )  # fmt: skip
     big = np.abs(x[np.isfinite(x)]).max(initial=0.0)
     if big > np.finfo(np.float32).max:
         raise WearjaxDataError(
@@ -211,9 +224,7 @@ def read_windows(path) -> LabelledWindows:
     x = check_windows(x, f"{name}: x")
     n = len(x)
     rate = arrays["rate"]
-    hz = (
-        float(rate.reshape(-1)[0]) if rate.size == 1 and np.issubdtype(rate.dtype, np.number) else 0
-    )
+    hz = float(rate.reshape(-1)[0]) if rate.size == 1 and rate.dtype.kind in "iuf" else 0
     if not (np.isfinite(hz) and hz > 0):
         raise WearjaxDataError(f"{name}: rate must be one positive number of Hz, got {rate!r}")
     for key in ("y", "subject", "train", "recording"):

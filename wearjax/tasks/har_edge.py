@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wearjax.errors import WearjaxError
+
 EXPORT_NAME = "har_model.jaxexport"
 
 _RELOAD = """
@@ -85,19 +87,35 @@ def reload_check(path: Path, x: np.ndarray, expected: np.ndarray) -> float:
     """Run the exported program at `path` on `x [n, T, C]` in a fresh Python process; the
     largest absolute difference from `expected [n, classes]`."""
     tmp = path.parent
-    np.save(tmp / "reload_input.npy", np.asarray(x, np.float32))
-    out = tmp / "reload_output.npy"
-    done = subprocess.run(
-        [sys.executable, "-c", _RELOAD, str(path), str(tmp / "reload_input.npy"), str(out)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode:
-        raise RuntimeError(f"reloading {path} in a fresh process failed: {done.stderr[-2000:]}")
-    got = np.load(out)
-    for f in (tmp / "reload_input.npy", out):
-        f.unlink()
+    given, out = tmp / "reload_input.npy", tmp / "reload_output.npy"
+    try:
+        np.save(given, np.asarray(x, np.float32))
+        done = subprocess.run(
+            [sys.executable, "-c", _RELOAD, str(path), str(given), str(out)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode:
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise WearjaxError(f"{path}: the exported program did not run in a fresh process "
+                               f"({last})")  # fmt: skip
+        got = np.load(out)
+    finally:
+        for f in (given, out):
+            f.unlink(missing_ok=True)
     return float(np.max(np.abs(got - expected)))
+
+
+def edge_report(model, x: np.ndarray, y: np.ndarray, out_dir: str | Path, *, repeats=200) -> dict:
+    """The report of the module docstring for `model` on normalised test windows `x`, labels
+    `y`; writes the exported program into `out_dir` and returns the figures. A watch runs one
+    device: the model is measured and exported on this process's first, whatever mesh the
+    study trained on (a program exported under a mesh of 2 devices runs only on 2)."""
+    one = jax.local_devices()[0]
+    with jax.set_mesh(jax.make_mesh((1,), ("one",), devices=[one])):
+        arrays, rest = eqx.partition(model, eqx.is_array)
+        model = eqx.combine(jax.device_put(arrays, one), rest)
+        return _edge_report(model, x, y, out_dir, repeats=repeats)
 
 
 def _cost(compiled) -> dict:
@@ -106,9 +124,7 @@ def _cost(compiled) -> dict:
     return cost or {}
 
 
-def edge_report(model, x: np.ndarray, y: np.ndarray, out_dir: str | Path, *, repeats=200) -> dict:
-    """The report of the module docstring for `model` on normalised test windows `x`, labels
-    `y`; writes the exported program into `out_dir` and returns the figures."""
+def _edge_report(model, x: np.ndarray, y: np.ndarray, out_dir: str | Path, *, repeats) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     x = np.asarray(x, np.float32)

@@ -24,7 +24,7 @@ import numpy as np
 
 from wearjax.data.imu import LabelledWindows, basic_motions, watch
 from wearjax.data.imu_synthetic import simulate_activities
-from wearjax.errors import WearjaxError
+from wearjax.errors import TrainingInterrupted, WearjaxError
 from wearjax.sharding import check_fold_layout
 from wearjax.tasks.har import VARIANTS, HARConfig, normalise, official_split, run, subject_split
 from wearjax.tasks.har_baselines import BASELINES, baseline_predictions
@@ -47,8 +47,8 @@ def _summary(acc: np.ndarray, f1: np.ndarray, seconds: float) -> dict:
     }  # fmt: skip
 
 
-def _baseline_scores(name, windows: LabelledWindows, split) -> tuple[np.ndarray, np.ndarray]:
-    return scores(baseline_predictions(name, windows, split), windows, split)
+def _baseline_scores(name, windows: LabelledWindows, split, seed: int):
+    return scores(baseline_predictions(name, windows, split, seed), windows, split)
 
 
 def datasets(quick: bool) -> dict:
@@ -71,7 +71,8 @@ def har_study(
     metrics. `out/metrics.json` is rewritten after every model, so an interrupted study keeps
     what it finished; `resume` skips the entries an earlier run with the same settings wrote
     (the full model on BasicMotions is trained again when the edge report is missing). `seed`
-    draws the models' initialisation and training; the folds stay those of the study."""
+    draws the models' initialisation and training and MiniRocket's kernels; the folds stay
+    those of the study."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     variants = tuple(variants or (QUICK_VARIANTS if quick else VARIANTS))
@@ -108,7 +109,7 @@ def har_study(
             if baseline in table:
                 continue
             t0 = time.perf_counter()
-            acc, f1 = _baseline_scores(baseline, windows, split)
+            acc, f1 = _baseline_scores(baseline, windows, split, seed)
             table[baseline] = _summary(acc, f1, time.perf_counter() - t0)
             _write(path, metrics)
     if edge_source is not None:
@@ -164,10 +165,17 @@ def markdown_table(metrics: dict) -> str:
 
 def report_command(args) -> int:
     """`wearjax report har`: the study (`har_study`) and its edge report, printed."""
-    metrics = har_study(
-        args.out, quick=args.quick, epochs=args.epochs, progress=True, seed=args.seed,
-        resume=args.resume,
-    )  # fmt: skip
+    try:
+        metrics = har_study(
+            args.out, quick=args.quick, epochs=args.epochs, progress=True, seed=args.seed,
+            resume=args.resume,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        if not (Path(args.out) / "metrics.json").exists():
+            raise
+        raise TrainingInterrupted(
+            f"interrupted; the finished models are kept in {args.out}/metrics.json"
+        ) from None
     print(markdown_table(metrics))
     e = metrics["edge"]
     print(
