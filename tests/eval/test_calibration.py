@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from wearjax.eval.calibration import GROWTH_TIME, Calibration, fit_calibration, seconds_since
 from wearjax.eval.metrics import predictive_scores
@@ -40,6 +41,17 @@ def test_recovers_a_gaussian_noise_model_and_covers_95_percent_of_new_data():
     s2 = cal.variance(jnp.asarray(var), jnp.asarray(horizon))
     scores = predictive_scores(jnp.asarray(pred), s2, jnp.asarray(hr), jnp.asarray(scored))
     assert abs(float(scores["coverage_2sd"]) - 0.954) < 0.01
+
+
+def test_hr_missing_outside_the_scored_seconds_is_ignored():
+    """NaN HR in a dropout, unscored, gave NaN coefficients (0 x NaN in the weighted sums)."""
+    pred, var, hr, scored, horizon = _problem(0)
+    gaps = hr.copy()
+    gaps[~scored] = np.nan
+    args = lambda h: map(jnp.asarray, (pred, var, h, scored, horizon))  # noqa: E731
+    np.testing.assert_array_equal(fit_calibration(*args(gaps)), fit_calibration(*args(hr)))
+    with pytest.raises((ValueError, TypeError), match="shape|scored"):  # TypeError: the test hook
+        fit_calibration(*map(jnp.asarray, (pred, var, hr, scored[0], horizon)))
 
 
 def test_heavy_tails_still_get_the_stated_coverage():

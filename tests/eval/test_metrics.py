@@ -246,6 +246,10 @@ def test_predictive_scores_match_scipy_and_a_numerical_crps():
     # as the variance vanishes the CRPS is the absolute error: a loss that extends the MAE
     tiny = gaussian_crps(jnp.asarray(pred), jnp.full(pred.shape, 1e-8), jnp.asarray(true))
     np.testing.assert_allclose(tiny, np.abs(pred - true), atol=2e-3)
+    # a mask of another shape broadcast and miscounted: coverage 3.85 with a [T] mask on [4, T]
+    many = [jnp.asarray(np.tile(a, (4, 1))) for a in (pred, sd**2, true)]
+    with pytest.raises((ValueError, TypeError), match="shape"):  # TypeError: the test hook
+        predictive_scores(*many, jnp.asarray(mask))
 
 
 def test_predictive_scores_are_nan_where_undefined():

@@ -8,6 +8,7 @@ import pytest
 
 from tests.conftest import tree_allclose
 from tests.models.test_hr_kalman import _leaky, _np, _softplus
+from wearjax.errors import WearjaxDataError
 from wearjax.models.hr_kalman import (
     HR_MAX,
     HR_MIN,
@@ -118,6 +119,9 @@ def test_first_second_only_equals_rollout(model_and_inputs):
     later = jnp.zeros((N * W,), bool).at[3].set(True)
     shifted = model.assimilate(x, jnp.where(later, hr, 0.0), later, measurement_sd=1.0)
     np.testing.assert_allclose(shifted.hr[0], hr[3], rtol=1e-12)
+    # no second measured: it used to start from hr[0] (NaN, or a 0 clipped to 30 bpm) silently
+    with pytest.raises(WearjaxDataError, match="no second of `measured` is True"):
+        model.assimilate(x, hr, jnp.zeros((N * W,), bool))
 
 
 def test_matches_numpy_transcription(model_and_inputs):

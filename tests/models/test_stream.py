@@ -188,7 +188,13 @@ def test_loading_something_else_is_refused_naming_the_file(tmp_path):
     from wearjax.models.stream import load_stream
 
     np.savez(tmp_path / "weights.npz", w=np.zeros(3))
-    for path in (tmp_path / "none.npz", tmp_path / "weights.npz"):
+    np.savez(
+        tmp_path / "garbled.npz", init=np.arange(64, dtype=np.uint8), step=np.zeros(8, np.uint8)
+    )
+    whole = tmp_path / "weights.npz"
+    (tmp_path / "half.npz").write_bytes(whole.read_bytes()[: len(whole.read_bytes()) // 2])
+    names = ("none.npz", "weights.npz", "garbled.npz", "half.npz")  # the last two: tracebacks
+    for path in (tmp_path / name for name in names):
         with pytest.raises(WearjaxFileError, match=f"{path.name}.*write_stream"):
             load_stream(path)
 

@@ -80,9 +80,14 @@ def fit_calibration(
     HR was last known. With no scored second the result is NaN: a fold with no validation data
     has nothing to calibrate on. It computes in `pred`'s dtype: `var`, `hr` and `horizon` are
     cast to it (float32 seconds from `seconds_since` or `tasks.hr_bands.horizons` are exact)."""
+    if not (pred.shape == var.shape == hr.shape == scored.shape == horizon.shape):
+        raise ValueError(
+            f"pred {pred.shape}, var {var.shape}, hr {hr.shape}, scored {scored.shape} and "
+            f"horizon {horizon.shape} must share one shape"
+        )
     dtype = jnp.result_type(pred)
     var, hr, horizon = (jnp.asarray(a, dtype) for a in (var, hr, horizon))
-    r2 = jnp.square(hr - pred)
+    r2 = jnp.where(scored, jnp.square(hr - pred), 0.0)  # NaN outside `scored` is ignored
     w = scored.astype(r2.dtype)
     n = jnp.sum(w)
     mean_r2 = jnp.sum(w * r2) / n

@@ -265,6 +265,11 @@ def predictive_scores(
     where the prediction, variance or true value of a scored second is not finite (NaN or
     infinite), which would otherwise count as a miss (NaN) or a hit (infinite) in the coverage.
     """
+    if not (pred.shape == var.shape == true.shape == mask.shape):  # a broadcast mask miscounts
+        raise ValueError(
+            f"pred {pred.shape}, var {var.shape}, true {true.shape} and mask {mask.shape} must "
+            "share one shape"
+        )
     v = jnp.maximum(var, var_floor)
     sd = jnp.sqrt(v)
     z = (true - pred) / sd

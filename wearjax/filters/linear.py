@@ -346,7 +346,10 @@ def smoother_gain(
     pivot = jnp.square(jnp.diagonal(plain))
     failed = ~jnp.all(jnp.isfinite(plain)) | jnp.any(pivot <= eps * jnp.diagonal(predicted_cov))
     boost = jnp.where(jax.lax.stop_gradient(failed), eps, 0.0)
-    boost = jax.lax.stop_gradient(boost * jnp.trace(predicted_cov))
+    # a covariance that is zero throughout (P0 = Q = 0: the state known exactly) has no trace
+    # to scale by; its gain multiplies zeros, so any finite raise gives the exact answer
+    trace = jnp.trace(predicted_cov)
+    boost = jax.lax.stop_gradient(boost * jnp.where(trace > 0, trace, 1.0))
     chol = cholesky_lower(predicted_cov + boost * jnp.eye(d, dtype=predicted_cov.dtype))
     return cho_solve_lower(chol, matmul(F, filtered_cov)).T
 

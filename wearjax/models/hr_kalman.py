@@ -51,6 +51,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
+from wearjax.errors import WearjaxDataError
 from wearjax.filters.learned_gain import (
     LearnedGainState,
     learned_gain_filter,
@@ -338,7 +339,14 @@ class HRKalman(AbstractHRModel):
         with `measured[t]` True assimilates `hr[t]` (bpm) as a measurement with SD `measurement_sd`
         (bpm; default `MEASUREMENT_SD`, optical wrist HR). `hr` is ignored where not measured.
         With only the first second measured this is `rollout(x, hr[0])`. One `lax.scan`.
+        With no second measured there is no HR to start from: concrete inputs are refused
+        (traced ones give HR from `hr[0]`, the caller's to mask).
         """
+        if not isinstance(measured, jax.core.Tracer) and not bool(jnp.any(measured)):
+            raise WearjaxDataError(
+                "assimilate: no second of `measured` is True, so no HR to start from; give the "
+                "HR of one second at least (or predict with rollout(x, hr0) from a known HR)"
+            )
         n = x.shape[0] // self.window
         shape = (n, self.window)
         hr = jnp.asarray(hr, self.log_anchor_time.dtype)  # the parameters' dtype

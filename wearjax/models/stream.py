@@ -14,6 +14,8 @@ model's own `step` for many.
 
 from __future__ import annotations
 
+import struct
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,12 +67,17 @@ def load_stream(path: str | Path) -> tuple[Callable, Callable]:
     path = Path(path)
     fix = "pass a file `wearjax.models.stream.write_stream` wrote"
     try:
-        with np.load(path) as blobs:
+        with open(path, "rb") as f, np.load(f) as blobs:  # closed even if NumPy fails to read
             init, step = (
                 jax.export.deserialize(bytearray(blobs[k].tobytes())) for k in ("init", "step")
             )
     except FileNotFoundError as err:
         raise WearjaxFileError(path, "no such file", fix) from err
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise WearjaxFileError(path, f"not an exported HR stream ({err})", fix) from err
+    except UNREADABLE as err:
+        raise WearjaxFileError(path, f"not an exported HR stream ({err!r})", fix) from err
     return init.call, step.call
+
+
+UNREADABLE = (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError,
+              zipfile.BadZipFile, struct.error)  # fmt: skip
+"""What reading a truncated or garbled file raises in `np.load` and `jax.export.deserialize`."""
