@@ -16,6 +16,10 @@ def test_standard_initial_carries_the_last_observed_window_start():
     # a session whose first second is missing starts from its first observed HR
     late = mask.at[0].set(False)
     np.testing.assert_array_equal(standard_initial(HR, late, W), [101.0, 101.0, 120.0, 120.0])
+    # a last partial window (11 seconds in windows of 3) counts as a window: it raised a
+    # reshape TypeError
+    np.testing.assert_array_equal(standard_initial(HR[:11], mask[:11], W), [100, 100, 120, 120])
+    np.testing.assert_array_equal(hold_baseline(HR[:10], mask[:10], W, "standard")[-1], 120)
 
 
 def test_given_masks_and_hold_baseline():

@@ -20,8 +20,9 @@ PROTOCOLS = ("standard", "generative")
 def window_starts(
     hr: Float[Array, " time"], mask: Bool[Array, " time"], window: int
 ) -> tuple[Float[Array, " window"], Bool[Array, " window"]]:
-    """Each window's first-second HR and whether it was observed."""
-    return hr.reshape(-1, window)[:, 0], mask.reshape(-1, window)[:, 0]
+    """Each window's first-second HR and whether it was observed (a last partial window
+    included, as `starting_window` counts it)."""
+    return hr[::window], mask[::window]
 
 
 def standard_initial(
