@@ -2,6 +2,7 @@
 PPG reconstruction learning in a small run, and `wearjax cv virtual` on folders of files."""
 
 import json
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -352,6 +353,39 @@ def test_choose_q_takes_the_validation_mae_minimiser(x64):
                        q0[k] * f)[0] for v in range(3)]  # fmt: skip
             errors.append(float(mae(jnp.stack(m), jnp.asarray(truth[k]), jnp.asarray(ok[k]))))
         assert got[k] == q0[k] * Q_FACTORS[int(np.argmin(errors))]
+
+
+@pytest.mark.slow  # three short trainings: ~40 s on 2 cores
+def test_fit_virtual_resumes_an_interrupted_training_to_the_same_model(tmp_path, capsys):
+    from wearjax import cv
+    from wearjax.tasks.virtual_io import load_virtual
+
+    _write_folder(tmp_path / "data", ppg=True)
+    argv = ["fit", "virtual", "--data", str(tmp_path / "data"), "--setting", "acc_only",
+            "--quick", "--epochs", "3", "--out"]  # fmt: skip
+    assert main([*argv, str(tmp_path / "whole.wjx")]) == 0
+    assert not (tmp_path / "whole.wjx.state").exists()
+    train_epochs, calls = cv.train_epochs, []
+
+    def interrupting(epoch_fn, *args, **kw):
+        def epoch(*a):  # Ctrl-C in the second epoch
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            return epoch_fn(*a)
+
+        return train_epochs(epoch, *args, **kw)
+
+    out = str(tmp_path / "again.wjx")
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(cv, "train_epochs", interrupting)
+        assert main([*argv, out]) == 130
+    assert "interrupted after epoch 1" in capsys.readouterr().err
+    assert main([*argv, out]) == 2  # its state is never overwritten without --resume
+    assert "holds an interrupted run: pass --resume" in capsys.readouterr().err
+    assert main([*argv, out, "--resume"]) == 0 and not Path(f"{out}.state").exists()
+    (whole, _), (resumed, _) = load_virtual(tmp_path / "whole.wjx"), load_virtual(out)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, whole, resumed)
 
 
 @pytest.mark.slow

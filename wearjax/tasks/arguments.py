@@ -34,8 +34,8 @@ def seed(text: str) -> int:
 def check_arguments(args: argparse.Namespace, command: str) -> None:
     """Refuse bad paths and values before any work starts, one line each (`WearjaxError`):
     a `--data` or recording that does not exist; an `--out` of the wrong kind, in no writable
-    folder, or where `predict` would write over the recordings it reads; `fit hr` or `fit
-    pretrain` that would overwrite an interrupted run's state, or `--resume` without one;
+    folder, or where `predict` would write over the recordings it reads; a `fit` that would
+    overwrite an interrupted run's state, or `--resume` without one;
     `--hr0` that is not a finite HR."""
     for name in ("data", "file", "model", "encoder"):
         path = getattr(args, name, None)
@@ -49,7 +49,7 @@ def check_arguments(args: argparse.Namespace, command: str) -> None:
         _check_out_of_data(Path(out), getattr(args, "data", None))
         if command == "predict":
             _check_predict_out(Path(out), Path(args.file))
-        if command == "fit" and getattr(args, "task", None) in ("hr", "pretrain"):
+        if command == "fit" and getattr(args, "task", None) in ("hr", "pretrain", "virtual"):
             _check_resume(Path(f"{out}.state"), args.resume)
     hr0 = getattr(args, "hr0", None)
     if hr0 is not None and not (math.isfinite(hr0) and HR0_RANGE[0] <= hr0 <= HR0_RANGE[1]):

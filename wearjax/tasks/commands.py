@@ -378,8 +378,8 @@ def _virtual_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--epochs", type=epochs, help="training epochs (default 40; quick 12)")
     p.add_argument("--subjects-out", type=epochs, help="cv: subjects held out per fold (1)")
-    p.add_argument("--resume", action="store_true", help="cv: continue an interrupted study in "
-                   "OUT, keeping the settings it finished (same data and options)")  # fmt: skip
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run (fit: "
+                   "OUT.state; cv: the settings the study in OUT finished)")  # fmt: skip
     p.add_argument(
         "--setting",
         choices=SETTINGS + ABLATIONS,

@@ -56,15 +56,18 @@ def fit_split(s: SpectralSessions) -> Split:
     return Split(np.zeros((1, len(s.names)), bool), val[None], ~val[None])
 
 
-def fit_model(s: SpectralSessions, config: VirtualConfig, setting: str, *, progress=False):
-    """The trained model of `setting` and its tracker's transition variance."""
+def fit_model(s: SpectralSessions, config: VirtualConfig, setting: str, *, progress=False,
+              state_file=None, resume: bool = False):  # fmt: skip
+    """The trained model of `setting` and its tracker's transition variance. With a
+    `state_file` the training state is saved every epoch and `resume`d from it."""
     split = fit_split(s)
     folds = make_folds(s, split, gait_ridge=config.gait_ridge)
     data = device_data(s, floor_db=config.floor_db)
     fit = fit_folds(
         lambda key: build(config, setting, key), make_task(config, setting), data, folds,
         config.train.recipe(), jax.random.split(jax.random.key(config.seed), 1),
-        progress=progress,
+        progress=progress, state_file=state_file, resume=resume,
+        run={"task": "virtual", "setting": setting},
     )  # fmt: skip
     vidx, vok = (jnp.asarray(a) for a in padded_table(split.validation))
     model = with_gait_coef(fold_model(fit.model, 0), folds.gait_coef[0])
@@ -151,16 +154,21 @@ def fit_command(args, say) -> int:
     """`wearjax fit virtual`."""
     from wearjax.tasks.virtual_study import command_inputs
 
-    if args.subjects_out is not None or args.resume:
-        option = "--subjects-out" if args.subjects_out is not None else "--resume"
-        raise WearjaxError(f"{option} is for cv virtual: fit trains one model on every subject")
+    if args.subjects_out is not None:
+        raise WearjaxError(
+            "--subjects-out is for cv virtual: fit trains one model on every subject"
+        )
     s, config = command_inputs(args, say)
     args.setting = args.setting or "virtual"
     if args.setting in ("ppg_only", "fusion", "virtual") and not s.has_ppg:
         raise WearjaxError(f"--setting {args.setting} needs PPG in the files; use acc_only")
     say(f"training {args.setting} on {len(s.names)} sessions of {len(s.subjects)} subjects")
-    model, q = fit_model(s, config, args.setting, progress=args.setting)
+    state_file = Path(f"{args.out}.state")  # checked with --resume (`check_arguments`)
+    say(f"saving the training state every epoch to {state_file} (resume with --resume)")
+    model, q = fit_model(s, config, args.setting, progress=args.setting, state_file=state_file,
+                         resume=args.resume)  # fmt: skip
     save_virtual(args.out, model, q, config, args.setting)
+    state_file.unlink(missing_ok=True)  # the run is complete: the checkpoint holds the model
     say(f"wrote {args.out}")
     return 0
 
