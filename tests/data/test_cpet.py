@@ -49,6 +49,13 @@ def test_aliases_magnitude_units_and_clock_times(tmp_path):
     np.testing.assert_allclose(declared.vo2, vo2 * 1000, rtol=1e-6)
     np.testing.assert_allclose(declared.x[:, 0], kmh, rtol=1e-6)
     assert dict(declared.metadata)["vo2_unit_basis"] == "declared"
+    # a header that names its unit is not overridden by another declared one: read at 1000x
+    header[1] = "VO2 (L/min)"
+    _write(tmp_path / "cy.csv", header, rows)
+    with pytest.raises(WearjaxFileError, match=r"is in L/min by its header, not mL/min"):
+        read_cpet(tmp_path / "cy.csv", vo2_unit="mL/min")
+    agreed = read_cpet(tmp_path / "cy.csv", vo2_unit="l/min")  # the same unit, any spelling
+    np.testing.assert_allclose(agreed.vo2, vo2 * 1000, rtol=1e-6)
 
 
 def test_user_columns_units_row_semicolons_and_decimal_commas(tmp_path):

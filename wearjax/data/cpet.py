@@ -9,15 +9,14 @@ brackets and every character but letters and digits, a header matches an alias o
 cm), weight (kg), sex (M/F, or pyoxynet's -1 = male, 1 = female). Other columns are ignored. A
 units row under the header (text where VO2 numbers should be) gives the columns' units.
 
-**Units.** VO2 and VCO2 are stored in mL/min: `vo2_unit` ("mL/min" or "L/min"; for VCO2 too
-where its own header names no unit) when given, else the column's unit, else detected from
-the magnitude (median below 10 is L/min). VO2 under `MIN_VO2_ML_MIN` is read as missing.
-VE is stored in L/min (a unit of mL/min, or a median above 500, is converted). Speed is stored
-in m/s: `units={"speed": ...}` when given, else the column's unit, else km/h (treadmills).
-VO2 relative to body mass (mL/kg/min) is refused: by its unit, or, with no unit, by a median
-of 10-150 (neither L/min nor a test's mL/min). Each session's `metadata` records `vo2_unit`
-(the file's unit), `vo2_unit_basis` ("declared", "column header" or "detected (median ...)"),
-`speed_unit` when there is speed, and `columns` (field=header pairs used).
+**Units.** VO2 and VCO2 in mL/min: `vo2_unit` ("mL/min" or "L/min"; for VCO2 too where its
+header names no unit; a header unit contradicting it is refused) when given, else the column's
+unit, else by magnitude (median below 10: L/min). VO2 under `MIN_VO2_ML_MIN` is missing. VE in
+L/min (a unit of mL/min, or a median above 500, is converted). Speed in m/s: `units={"speed":
+...}`, else the column's unit, else km/h (treadmills). VO2 per body mass (mL/kg/min) is
+refused: by its unit, or with none by a median of 10-150. `metadata` records `vo2_unit`,
+`vo2_unit_basis` ("declared", "column header", "detected (median ...)"), `speed_unit` and
+`columns` (field=header pairs used).
 
 A test starts at its first VO2 reading (the VO2 model is given that second): seconds before it,
 HR recorded while the gas analyser warmed up, are dropped and counted in `metadata`
@@ -318,16 +317,16 @@ model is given) and divide MAPE by almost nothing. They are read as missing and 
 
 def _volume(values, declared, unit, column, path) -> tuple[np.ndarray, str, str]:
     """A gas volume rate (VO2, VCO2) in mL/min, the file's unit and how it was chosen."""
-    if declared:
+    key = _norm_unit(unit) if unit else ""
+    if declared and key in _VOLUME and _VOLUME[key] != _VOLUME[_norm_unit(declared)]:
+        why = f"column {column!r} is in {unit} by its header, not {declared} (--vo2-unit)"
+        raise WearjaxFileError(path, why, "leave out --vo2-unit, or correct the header")
+    if declared and "kg" not in key:
         name, basis = declared, "declared"
     elif unit:
-        key = _norm_unit(unit)
         if "kg" in key:
-            raise WearjaxFileError(
-                path,
-                f"column {column!r} is in {unit} (relative to body mass)",
-                "export absolute VO2 in mL/min or L/min",
-            )
+            why = f"column {column!r} is in {unit} (relative to body mass)"
+            raise WearjaxFileError(path, why, "export absolute VO2 in mL/min or L/min")
         if key not in _VOLUME:
             raise WearjaxFileError(
                 path, f"unknown unit {unit!r} of column {column!r}", "pass vo2_unit='mL/min'"
