@@ -148,6 +148,21 @@ def test_manifest_names_runners_and_subjects(tmp_path):
         "z.csv": f"not listed in the manifest {manifest}",
         "missing.fit": f"listed in the manifest {manifest} but missing",
     }
+    # as Excel writes it in a European locale: `;`, decimal commas, a cp1252 runner name; and
+    # as "Unicode Text": UTF-16 with tabs
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes(
+        "file;runner;height_m;weight_kg;age_years;sex\nx.fit;Jürgen;1,80;75,5;30;M\n".encode(
+            "cp1252"
+        )
+    )
+    sessions_excel = load_folder(root, manifest=excel, cache_dir=tmp_path / "cache")[0]
+    assert [s.runner for s in sessions_excel] == ["Jürgen"]
+    np.testing.assert_allclose(sessions_excel[0].subject, [1.8, 75.5, 30, 1], rtol=1e-6)
+    unicode = tmp_path / "unicode.csv"
+    unicode.write_bytes("file\trunner\theight_m\nx.fit\tr1\t1,80\n".encode("utf-16"))
+    one = load_folder(root, manifest=unicode, cache_dir=tmp_path / "cache")[0]
+    assert [s.runner for s in one] == ["r1"] and one[0].subject[0] == np.float32(1.8)
     bad = tmp_path / "bad_manifest.csv"
     bad.write_text("path,athlete\nx.fit,r1\n")
     with pytest.raises(WearjaxFileError, match=r"bad_manifest\.csv: manifest .*\['file', 'runner'"):

@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from wearjax.data.csv import read_csv
+from wearjax.data.csv import decode_text, delimiter_of, read_csv
 from wearjax.data.garmin_fit import read_fit
 from wearjax.data.readers import MAX_GAP_S, check_hr, read_bytes
 from wearjax.data.sampled import is_sampled_csv, is_sidecar, read_sampled, sidecar
@@ -196,8 +196,11 @@ def _recordings(folder: Path, exclude: tuple[Path | None, ...]) -> list[Path]:
 
 def _manifest(manifest: Path, folder: Path) -> dict[str, tuple[str, dict]]:
     """Manifest rows: relative file path -> (runner, subject values)."""
-    text = read_bytes(manifest).decode("utf-8-sig", errors="replace")
-    rows = list(csv.DictReader(io.StringIO(text)))
+    # as Excel writes it: UTF-8 or UTF-16, else the locale's 8-bit code page; `;` or tabs, and
+    # with them decimal commas
+    text = decode_text(read_bytes(manifest), manifest, fallback="cp1252")
+    delimiter = delimiter_of(text.split("\n", 1)[0])
+    rows = list(csv.DictReader(io.StringIO(text), delimiter=delimiter))
     header = [h.strip() for h in (rows[0].keys() if rows else [])]
     missing = [c for c in MANIFEST_COLUMNS if c not in header]
     if not rows or missing:
@@ -213,7 +216,8 @@ def _manifest(manifest: Path, folder: Path) -> dict[str, tuple[str, dict]]:
         try:
             for field in MANIFEST_SUBJECT[:3]:
                 if row.get(field):
-                    subject[field] = float(row[field])
+                    value = row[field] if delimiter == "," else row[field].replace(",", ".")
+                    subject[field] = float(value)
         except ValueError as err:
             raise WearjaxFileError(
                 manifest, f"line {line}: {err}", "subject values must be numbers"
