@@ -49,6 +49,25 @@ def test_an_acc_gap_is_filled_across_and_its_windows_carry_no_hr_label():
     assert np.sum(GRID_HZ[np.argmax(zero_filled, -1)] < 0.6) >= 3  # of 4: the step, not the beat
 
 
+def test_a_ppg_gap_is_filled_across_not_with_zeros():
+    """A raw PPG sits on a DC level (here 2000 counts): filled with 0, a 1 s gap was a step
+    whose spectrum buried the pulse's line in the windows around it."""
+    rec = _recording(1, "a", seconds=60)
+    ppg, rate = rec.ppg
+    ppg = ppg + 2000.0
+    whole = spectral_sessions([rec._replace(ppg=(ppg, rate))])
+    gap = (np.arange(len(ppg)) >= 30 * rate) & (np.arange(len(ppg)) < 31 * rate)
+    s = spectral_sessions([rec._replace(ppg=(np.where(gap, np.nan, ppg), rate))])
+    starts = np.arange(s.ppg.shape[1]) * HOP_S
+    covers = (starts < 31) & (starts + WINDOW_S > 30)
+    np.testing.assert_array_equal(s.ppg_ok[0], whole.ppg_ok[0] & ~covers)
+    np.testing.assert_array_equal(s.ppg[0, ~covers], whole.ppg[0, ~covers])
+    peaks = lambda x: np.argmax(x[0, covers, :, 0], -1)  # noqa: E731
+    np.testing.assert_allclose(peaks(s.ppg), peaks(whole.ppg), atol=1)  # on the pulse, a bin
+    zeroed = grid_spectra(np.where(gap, 0.0, ppg).astype(np.float32)[None], rate)[covers, :, 0]
+    assert np.all(GRID_HZ[np.argmax(zeroed, -1)] < 0.6)  # what zeros gave: the step
+
+
 def test_signals_too_slow_for_the_band_are_refused():
     with pytest.raises(WearjaxDataError, match="sampled at 5 Hz, too slow for HR up to 4 Hz"):
         grid_spectra(np.zeros((1, 200), np.float32), 5.0)

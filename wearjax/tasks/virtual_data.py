@@ -229,7 +229,10 @@ def spectral_sessions(recordings: list[WristRecording]) -> SpectralSessions:
         else:
             p, p_rate = rec.ppg
             valid = np.isfinite(p)
-            p_spec = grid_spectra(np.where(valid, p, 0.0).astype(np.float32)[None], p_rate)
+            # filled across like the ACC: a raw PPG's DC level read as 0 in a gap is a step
+            filled = fill_gaps(np.asarray(p, np.float32)[:, None])[0][:, 0] if valid.any() else (
+                np.zeros(len(p), np.float32))  # fmt: skip
+            p_spec = grid_spectra(filled[None], p_rate)
             ppgs.append(_pad([p_spec[:w]], w)[0].astype(np.float32))
             frac, _ = _window_means(valid.astype(np.float32), np.ones(len(p), bool), p_rate, w)
             pok.append(frac > 1.0 - 1e-6)  # every sample of the window valid
