@@ -5,7 +5,7 @@
 
 The 53 exports in ../shared/data/running-csv (one runner, 2021; speed, cadence and altitude,
 no running dynamics) are cross-validated by sessions: each session is its own "runner", so
-leave-k-runners-out is leave-k-sessions-out (`eval.hr_recordings.cv_cohort`), k = ceil(53 / 5)
+leave-k-runners-out is leave-k-sessions-out (`tasks.hr_recordings.cv_cohort`), k = ceil(53 / 5)
 for 5 folds trained in one vmapped program per model. Every kind in `tasks.HR_MODELS` is
 cross-validated unless `--models` names some; both protocols, with the two baselines. Writes
 `running_csv_hr.md` (the table the README quotes), `running_csv_hr.json` and

@@ -139,12 +139,38 @@ def test_fit_then_predict_round_trip_on_synthetic_runs(trained, tmp_path, capsys
         assert sd[519] > sd[419] and sd[479] > sd[419]
 
 
+@pytest.mark.slow  # two one-epoch trainings: ~30 s on 2 cores
+def test_a_run_shorter_than_a_segment_never_validates_and_a_resume_keeps_the_study(tmp_path):
+    """Early stopping read whole segments, yet drew its session at random: with seed 0 the
+    last file, here a 240 s run under the quick preset's 300 s segment, so `fit hr` failed
+    ("sessions are too short") on a folder that could train. And resuming with another batch
+    size or loss weights was accepted."""
+    from wearjax.errors import WearjaxDataError
+    from wearjax.tasks.hr_fit import train_hr
+    from wearjax.tasks.hr_recordings import read_recordings
+    from wearjax.tasks.presets import recordings_config
+
+    for name, seconds in (("a", 700), ("b", 700), ("c", 240)):
+        write_run(tmp_path / f"{name}.csv", seconds, seed=len(name) + seconds)
+    sessions, _ = read_recordings(tmp_path, require_hr=True)
+    config = recordings_config("kalman", True)
+    config = config._replace(train=config.train._replace(epochs=1))
+    state = tmp_path / "m.state"
+    fitted = train_hr(sessions, "kalman", 8, 1, config, state_file=state)
+    data = fitted.header["data"]
+    assert [Path(v).name for v in data["validation_sessions"]] in (["a.csv"], ["b.csv"])
+    assert [Path(v).name for v in data["sessions_too_short"]] == ["c.csv"]
+    other = config._replace(batch_size=1)
+    with pytest.raises(WearjaxDataError, match="study"):
+        train_hr(sessions, "kalman", 8, 1, other, state_file=state, resume=True)
+
+
 def test_calibrated_band_is_the_stored_formula():
     """`predict`'s SD: sqrt(model var_model + floor + growth h H / (h + H)), h the seconds
     since the model started from a known HR (NumPy against `_band`), counted through a gap
     that hides a window start."""
     from wearjax.eval.calibration import GROWTH_TIME
-    from wearjax.tasks.hr_recordings import _band
+    from wearjax.tasks.hr_fit import _band
 
     coef = {"model": 2.0, "floor": 3.0, "growth": 0.01}
     var = np.linspace(0.0, 4.0, 150)
@@ -173,14 +199,14 @@ def test_fit_lists_skipped_files_one_line_each(tmp_path, capsys):
     ckpt = tmp_path / "m.wjx"
     argv = ["fit", "hr", "--data", str(folder), "--out", str(ckpt), "--quick"]
     # training is not what this test checks: stop it after the recordings are read
-    from wearjax.tasks import hr_recordings
+    from wearjax.tasks import hr_fit
 
     def stop(sessions, *args, **kwargs):
         assert len(sessions) == 2
         raise WearjaxFileError(folder, "stopped by the test", "none")
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(hr_recordings, "train_hr", stop)
+        mp.setattr(hr_fit, "train_hr", stop)
         code = main(argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
@@ -506,7 +532,7 @@ def test_predict_with_session_relative_features_reads_another_watch_alike(tmp_pa
     same way whatever offset and scale the device puts on them; one with the fold's
     normaliser alone does not (untrained weights: the invariance is the inputs', not
     learned)."""
-    from wearjax.tasks.hr_recordings import predict_hr
+    from wearjax.tasks.hr_fit import predict_hr
 
     columns = COLUMNS + ("vertical_oscillation",)
     [run] = read_file(write_run(tmp_path / "a.csv", 600, seed=3, columns=columns))

@@ -83,6 +83,18 @@ def test_plain_and_enhanced_speed_and_altitude(tmp_path):
     np.testing.assert_allclose(_channel(s, "altitude"), [100.0] * 3 + [1234.4] * 3, rtol=1e-6)
     np.testing.assert_array_equal(s.hr, [120] * 6)
     assert s.mask.all() and not s.vo2_mask.any() and np.isnan(s.vo2).all()
+    assert s.start_time_s == T0_MS / 1000  # Unix time, as from TCX and CSV (not FIT's epoch)
+
+
+def test_fit_files_without_the_sdk_are_one_file_error(tmp_path, monkeypatch):
+    """Without the data extra a FIT file raised ImportError: a traceback, and a folder of CSVs
+    with one FIT file among them failed whole instead of skipping it."""
+    import sys
+
+    path = write_fit(tmp_path / "a.fit", [dict(t=0, heart_rate=120, speed=3.0)], RUN)
+    monkeypatch.setitem(sys.modules, "garmin_fit_sdk", None)
+    with pytest.raises(WearjaxFileError, match=r"a\.fit: reading FIT files needs Garmin's SDK"):
+        read_fit(path)
 
 
 def test_running_dynamics_fields_in_canonical_units(tmp_path):

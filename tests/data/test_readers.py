@@ -201,6 +201,13 @@ def test_running_csv_units_and_missing_values(tmp_path):
         read_running_csv(path, units={"speed": "km/h"})
     with pytest.raises(WearjaxFileError, match=r"run\.csv: unknown unit 'spm' for cadence"):
         read_running_csv(path, units={"cadence": "spm"})
+    # speed from a distance column is metres over seconds: a folder's --speed-unit km/h (for
+    # its files with speed) divided it by 3.6 too
+    rows = [[t, f"2021-03-24 21:40:{55 + t:02d}+00:00", 150, 3.0 * t, 85] for t in range(4)]
+    header = ["", "timestamp", "heart_rate", "distance", "cadence"]
+    path = _write_csv(tmp_path / "dist.csv", header, rows)
+    s = read_running_csv(path, units={"speed": "km/h"}, min_length_s=0)
+    np.testing.assert_allclose(s.x[1:, s.channels.index("speed")], 3.0, rtol=1e-6)
 
 
 def test_running_csv_columns_match_whatever_their_case_or_separator(tmp_path):

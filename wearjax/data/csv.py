@@ -106,6 +106,8 @@ def read_running_csv(
     fields = {c: _column(header, rows, c, path) for c in known}
     if "speed" not in fields and "enhanced_speed" not in fields and "distance" in fields:
         fields["speed"] = speed_from_distance(time, fields["distance"])
+        # metres over seconds: m/s whatever unit --speed-unit declares for speed columns
+        units = {k: v for k, v in (units or {}).items() if k != "speed"} or None
     channels = running_channels(fields, path=path, units=units)
     check_speed(
         fields,

@@ -39,7 +39,7 @@ from wearjax.errors import WearjaxDataError, WearjaxFileError
 logger = logging.getLogger(__name__)
 
 SUFFIXES = (".fit", ".tcx", ".csv", ".npz")
-CACHE_VERSION = 5
+CACHE_VERSION = 6  # 6: FIT sessions' start times in Unix time
 """Bumped whenever a reader's output changes, so stale cache entries are not used."""
 
 MANIFEST_COLUMNS = ("file", "runner")

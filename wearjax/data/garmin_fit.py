@@ -91,7 +91,7 @@ def read_fit(
         if not inside.any():
             continue
         part = Records(
-            time=time[inside],
+            time=time[inside] + FIT_EPOCH_UNIX_S,  # Unix time, as TCX and CSV give it
             channels={c: v[inside] for c, v in channels.items()},
             hr=hr[inside],
         )
@@ -116,6 +116,11 @@ def read_fit(
     return sessions
 
 
+FIT_EPOCH_UNIX_S = 631_065_600
+"""FIT's second 0 (1989-12-31 00:00 UTC) in Unix time: sessions keep Unix time, so a run's
+`start_time_s` is the same read from FIT, TCX or CSV."""
+
+
 def decode_fit(path: str | Path) -> dict[str, list[dict]]:
     """All messages of a FIT file, decoded by the vendor's SDK, after checking the container.
 
@@ -123,9 +128,9 @@ def decode_fit(path: str | Path) -> dict[str, list[dict]]:
     """
     try:
         from garmin_fit_sdk import Decoder, Stream
-    except ImportError as err:
-        raise ImportError(
-            "reading FIT files needs Garmin's SDK: pip install 'wearjax[data]'"
+    except ImportError as err:  # a file error: a folder skips the file and reads the rest
+        raise WearjaxFileError(
+            path, "reading FIT files needs Garmin's SDK", "pip install 'wearjax[data]'"
         ) from err
 
     path = Path(path)

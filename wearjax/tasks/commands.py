@@ -195,7 +195,7 @@ def cv_hr(args) -> int:
 
 def fit_hr(args) -> int:
     """`wearjax fit hr`: train one HR model on every session and write a checkpoint."""
-    from wearjax.tasks.hr_recordings import train_hr
+    from wearjax.tasks.hr_fit import train_hr
     from wearjax.tasks.presets import recordings_config
     from wearjax.train.checkpoints import save_hr
 
@@ -225,7 +225,8 @@ def fit_hr(args) -> int:
 
 def predict(args) -> int:
     """`wearjax predict`: HR of one recording in both protocols, with errors where it has HR."""
-    from wearjax.tasks.hr_recordings import predict_hr, read_recordings, write_prediction
+    from wearjax.tasks.hr_fit import predict_hr, write_prediction
+    from wearjax.tasks.hr_recordings import read_recordings
     from wearjax.train.checkpoints import load_hr, read_header
 
     if read_header(args.model)[0].get("task") == "virtual":  # HR per window from wrist spectra
