@@ -32,6 +32,12 @@ def test_grade_is_the_centred_rise_over_the_distance_run():
         lo, hi = max(t - GRADE_SPAN // 2, 0), min(t + GRADE_SPAN // 2, 199)
         want = (alt[hi] - alt[lo]) / max(run[hi] - run[lo], hi - lo)
         np.testing.assert_allclose(got[t], [speed[t], want], rtol=1e-4, atol=1e-6)
+    # a session padded to 260 s: its last seconds' span stops at its last recorded one (it
+    # read the padding's 0 m altitude: grades of -10 in a demo cohort); the padding stays finite
+    padded = jnp.concatenate([x, jnp.zeros((60, 2))])[None]
+    both = np.asarray(activity_inputs(padded, ("altitude", "speed"), jnp.asarray([200])))
+    np.testing.assert_allclose(both[0, :200], got, rtol=1e-6, atol=1e-7)
+    assert np.all(np.isfinite(both))
     flat = np.asarray(activity_inputs(x[:, 1:], ("speed",)))
     np.testing.assert_array_equal(flat[:, 1], 0.0)
     with pytest.raises(ValueError, match="speed"):

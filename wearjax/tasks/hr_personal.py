@@ -81,13 +81,15 @@ class PersonalConfig(NamedTuple):
 
 
 def activity_inputs(
-    x: Float[Array, "*batch time channel"], channels: tuple[str, ...]
+    x: Float[Array, "*batch time channel"], channels: tuple[str, ...], lengths=None
 ) -> Float[Array, "*batch time 2"]:
     """Speed (m/s) and grade (rise/run) per second from raw channels.
 
     Grade is the altitude change over a centred `GRADE_SPAN` s divided by the distance run in it
     (at least 1 m per second of the span), which averages out the barometer's noise; zero without
-    an altitude channel. Needs a speed channel.
+    an altitude channel. Needs a speed channel. `lengths` (`*batch`): each session's recorded
+    seconds, so the span stops at its last one; without them at the array's end (a padded
+    session's last seconds would read the padding's 0 m as a steep descent).
     """
     if "speed" not in channels:
         raise ValueError(f"the personalised HR ODE needs a 'speed' channel; got {channels}")
@@ -97,12 +99,18 @@ def activity_inputs(
     alt = x[..., channels.index("altitude")]
     n = speed.shape[-1]
     half = GRADE_SPAN // 2
-    t = jnp.arange(n)
-    lo, hi = jnp.clip(t - half, 0, n - 1), jnp.clip(t + half, 0, n - 1)
+    t = jnp.broadcast_to(jnp.arange(n), speed.shape)
+    last = (
+        n - 1
+        if lengths is None
+        else jnp.broadcast_to((jnp.asarray(lengths) - 1)[..., None], speed.shape)
+    )
+    lo, hi = jnp.clip(t - half, 0, last), jnp.clip(t + half, 0, last)
+    at = lambda a, i: jnp.take_along_axis(a, i, axis=-1)  # noqa: E731
     run = jnp.cumsum(speed, axis=-1)
-    span = jnp.broadcast_to((hi - lo).astype(speed.dtype), speed.shape)
-    distance = jnp.maximum(run[..., hi] - run[..., lo], span)
-    grade = (alt[..., hi] - alt[..., lo]) / distance
+    span = jnp.maximum(hi - lo, 1).astype(speed.dtype)  # >= 1 s: padding past `last` stays finite
+    distance = jnp.maximum(at(run, hi) - at(run, lo), span)
+    grade = (at(alt, hi) - at(alt, lo)) / distance
     return jnp.stack([speed, grade], axis=-1)
 
 
@@ -239,7 +247,7 @@ def _personal_fit(cohort: Cohort, split: Split, window: int, seed: int, config: 
     mask = cohort.mask & cohort.valid
     cal = calibration_sessions(np.asarray(cohort.runner), np.arange(cohort.hr.shape[0]))
     data = PersonalData(
-        activity_inputs(cohort.x, cohort.channels), cohort.hr, mask, cohort.runner,
+        activity_inputs(cohort.x, cohort.channels, cohort.lengths), cohort.hr, mask, cohort.runner,
         jnp.asarray(cal, jnp.int32),
     )  # fmt: skip
     val_idx, val_ok = padded_table(split.validation)
