@@ -50,7 +50,8 @@ import numpy as np
 from wearjax.cv import Split
 from wearjax.data.pyoxynet import domain_windows
 from wearjax.tasks.har_baselines import statistical_features
-from wearjax.tasks.probe import ProbeScores, channel_levels, probe_scores, ridge_predictions
+from wearjax.tasks.probe import ProbeScores, channel_levels, probe_scores
+from wearjax.tasks.probe_ridge import ridge_predictions
 
 
 def feature_sets(x: np.ndarray) -> dict[str, np.ndarray]:
@@ -180,7 +181,8 @@ def levels_beside_pcs(k: int, n_levels: int):
 def level_r2(embedding: np.ndarray, lv: np.ndarray, split: Split) -> np.ndarray:
     """`[L]` R^2 of each level `lv [N, L]` predicted from `embedding [N, F]` on each fold's
     test windows by a standardised ridge fitted on the fold's other windows (a penalty per
-    level, `tasks.probe.ridge_predictions`), pooled over folds (each window tested once)."""
+    level, `tasks.probe_ridge.ridge_predictions`, leave-one-window-out), pooled over folds
+    (each window tested once)."""
     pred = np.nansum(ridge_predictions(embedding, lv, split, per_target=True), 0)
     tested = split.test.any(0)
     err = np.sum((pred[tested] - lv[tested]) ** 2, 0)

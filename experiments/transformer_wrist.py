@@ -35,14 +35,8 @@ from wearjax.models.transformer import build_transformer, n_parameters
 from wearjax.tasks.har import official_split, subject_split
 from wearjax.tasks.har_baselines import statistical_features
 from wearjax.tasks.pretrain import WRIST, pretrain, save_encoder, wrist_corpus
-from wearjax.tasks.probe import (
-    PROBE_CS,
-    embed_windows,
-    minirocket_regression,
-    minirocket_scores,
-    probe_scores,
-    ridge_scores,
-)
+from wearjax.tasks.probe import PROBE_CS, embed_windows, minirocket_scores, probe_scores
+from wearjax.tasks.probe_ridge import minirocket_regression, ridge_scores
 
 
 def _stats(values) -> dict:
@@ -95,10 +89,12 @@ def main(argv=None) -> int:
 
     hr_w, hr = hr_windows(4 if args.quick else 8, seed=args.seed + 1)
     split = Split.by_subject(hr_w.subject, hr_w.n_subjects, hr_w.n_subjects // 4, seed=args.seed)
-    rows = {name: ridge_scores(embed_windows(m, hr_w, header), hr, split)
+    # each ridge's penalty chosen by folds of whole subjects (`tasks.probe_ridge`)
+    by = hr_w.subject
+    rows = {name: ridge_scores(embed_windows(m, hr_w, header), hr, split, groups=by)
             for name, m in encoders.items()}  # fmt: skip
-    rows["statistical features"] = ridge_scores(statistical_features(hr_w), hr, split)
-    rocket = minirocket_regression(hr_w, hr, split, seed=args.seed)
+    rows["statistical features"] = ridge_scores(statistical_features(hr_w), hr, split, groups=by)
+    rocket = minirocket_regression(hr_w, hr, split, seed=args.seed, groups=by)
     rows["MiniRocket"] = np.nanmean(np.abs(rocket - hr[None]), axis=1)
     # no learning: the PPG's spectral peak in 0.5-4 Hz (Hann, zero-padded to 1024 points)
     ppg = hr_w.x[:, :, 0] - hr_w.x[:, :, 0].mean(1, keepdims=True)

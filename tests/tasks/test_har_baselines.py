@@ -61,7 +61,7 @@ def test_minirocket_regression_finds_a_tone_frequency_on_held_out_subjects():
     """The tone's frequency (1, 2 or 3 Hz) as a real target: MiniRocket's ridge predicts each
     fold's test windows, far better than their training mean, and only those."""
     pytest.importorskip("aeon")
-    from wearjax.tasks.probe import minirocket_regression
+    from wearjax.tasks.probe_ridge import minirocket_regression
 
     w, split = _tone_windows(3, noise=1.0)
     target = 1.0 + w.y.astype(np.float64)

@@ -356,7 +356,7 @@ def test_wrist_rate_masked_loss_is_finite_and_differentiable():
 
 def test_ridge_probe_recovers_a_linear_target_and_not_noise():
     from wearjax.cv import Split
-    from wearjax.tasks.probe import ridge_scores
+    from wearjax.tasks.probe_ridge import ridge_scores
 
     rng = np.random.default_rng(0)
     n = 300
@@ -367,6 +367,51 @@ def test_ridge_probe_recovers_a_linear_target_and_not_noise():
     good = ridge_scores(features, target, split)
     noise = ridge_scores(rng.normal(size=(n, 5)), target, split)
     assert np.all(good < 0.6) and np.all(noise > 3.0)
+
+
+def test_ridge_penalty_chosen_by_whole_subjects_resists_their_fingerprints():
+    """Each subject's windows share a fingerprint in the features and an offset of the target:
+    leave-one-window-out keeps a subject's twin windows on both sides and picks too weak a
+    penalty, which then fits the fingerprints; folds of whole subjects pick a stronger one."""
+    from wearjax.cv import Split
+    from wearjax.tasks.probe_ridge import ridge_scores
+
+    rng = np.random.default_rng(0)
+    subject = np.repeat(np.arange(16), 30)
+    print_ = rng.normal(size=(16, 16))[subject]  # the fingerprint: 16 features per subject
+    signal = rng.normal(size=(len(subject), 1))
+    target = 100 + 5 * signal[:, 0] + 10 * rng.normal(size=16)[subject]
+    features = np.hstack([signal, print_ + 0.05 * rng.normal(size=print_.shape)])
+    split = Split.by_subject(subject, 16, 4, seed=0)
+    by_window = ridge_scores(features, target, split).mean()
+    by_subject = ridge_scores(features, target, split, groups=subject).mean()
+    assert by_subject < 0.75 * by_window, (by_subject, by_window)  # 11.6 against 18.7
+
+
+def test_class_scores_stay_finite_for_a_window_far_past_the_boundary():
+    """`predict_log_proba` is log(predict_proba): -inf for a window ~37 decision units out,
+    which made its fold's AUROC NaN (and the CLI's mean silently skip the fold)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from wearjax.tasks.har_baselines import log_probabilities
+
+    x = np.r_[np.linspace(-2, 2, 40), 400.0][:, None]
+    y = (x[:, 0] > 0).astype(int)
+    model = LogisticRegression().fit(x[:-1], y[:-1])
+    got = log_probabilities(model, x)
+    with np.errstate(divide="ignore"):  # log(0): what the fold's AUROC used to read
+        assert np.all(np.isfinite(got)) and not np.all(np.isfinite(model.predict_log_proba(x)))
+    np.testing.assert_allclose(got[:-1], model.predict_log_proba(x[:-1]), rtol=1e-9, atol=1e-12)
+
+
+def test_inner_cv_scores_the_log_loss_where_an_inner_fold_misses_a_class():
+    from wearjax.tasks.probe import _inner_scoring
+
+    y, groups = np.array([0, 1, 0, 0, 1, 1]), np.array([0, 0, 1, 1, 2, 2])
+    whole = [(np.array([0, 1, 2, 3]), np.array([4, 5])), (np.array([0, 1, 4, 5]), np.array([2, 3]))]
+    assert _inner_scoring(y, groups, True, whole) is None  # every class in every inner fit
+    short = [(np.array([2, 3]), np.array([0, 1, 4, 5]))]  # trains on subject 1: class 0 only
+    assert _inner_scoring(y, groups, True, short) == "neg_log_loss"
 
 
 def test_logistic_probe_chooses_its_penalty_on_the_training_subjects():
@@ -507,10 +552,27 @@ def test_cv_probe_runs_on_a_researchers_own_npz_windows(tmp_path, capsys):
                                       "MiniRocket"}  # fmt: skip
     levels = record[str(data)]["channel levels"]
     assert levels["accuracy"] > 0.95 and levels["auroc"] > 0.95  # the classes' levels differ
-    assert set(levels) == {f + sd for f in ("accuracy", "macro_f1", "auroc") for sd in ("", "_sd")}
+    assert set(levels) == {f + sd for f in ("accuracy", "macro_f1", "auroc") for sd in ("", "_sd")
+                           } | {"auroc_fits"}  # fmt: skip
+    assert levels["auroc_fits"] == 10  # 5 folds x 2 draws: the mean is over all of them
     printed = capsys.readouterr().out
     assert "fitted on 2 subjects, 2 draws; mean over the 5 folds x 2 draws" in printed
     assert f"{data} channel levels: accuracy 1.000, macro-F1 1.000, AUROC 1.000" in printed
+
+
+def test_cv_probe_refuses_windows_too_short_for_minirocket_before_any_probe(tmp_path, capsys):
+    """aeon's MiniRocket needs 9 samples: its ValueError came after every other probe, as a
+    traceback, with nothing written."""
+    data = tmp_path / "short.npz"
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.normal(size=(60, 5, 3)), y=np.arange(60) % 2, rate=5.0,
+             subject=np.arange(60) // 6)  # fmt: skip
+    argv = ["cv", "probe", "--encoder", str(tmp_path / "none.wjx"), "--data", str(data)]
+    (tmp_path / "none.wjx").write_bytes(b"")  # never read: the check comes first
+    assert main([*argv, "--out", str(tmp_path / "o")]) == 2
+    assert "windows of 5 samples; MiniRocket needs 9 or more: pass --no-minirocket" in (
+        capsys.readouterr().err
+    )
 
 
 def test_cv_probe_writes_no_auroc_where_every_test_set_holds_one_class(tmp_path, capsys):

@@ -3,7 +3,8 @@
 - MiniRocket (Dempster et al. 2021, aeon's implementation; multivariate, 10,000 features)
   with a ridge classifier whose penalty is chosen by leave-one-out CV (`RidgeClassifierCV`,
   alphas 1e-3..1e3), the field's strong, cheap time-series classifier (and, for a real
-  target such as HR, the same features with a ridge regression: `probe.minirocket_regression`);
+  target such as HR, the same features with a ridge regression:
+  `probe_ridge.minirocket_regression`);
 - statistical features (per channel and for each modality's magnitude: mean, SD, min, max,
   10/50/90th percentiles, mean absolute first difference, and the frequency of the largest
   spectral peak above 0 Hz) with a standardised multinomial logistic regression.
@@ -60,6 +61,17 @@ def _estimator(name: str, seed: int):
     raise ValueError(f"unknown HAR baseline {name!r}: choose one of {BASELINES}")
 
 
+def log_probabilities(model, x: np.ndarray) -> np.ndarray:
+    """`[N, classes]` log-probabilities of a fitted logistic classifier (or a pipeline ending
+    in one): the log-softmax of its decision values, which is what `predict_log_proba` gives
+    where that is finite; it takes log(predict_proba), -inf for a window a decision value of
+    about 37 past the boundary, which made its whole fold's AUROC NaN."""
+    from scipy.special import log_softmax
+
+    d = np.asarray(model.decision_function(x), np.float64)
+    return log_softmax(np.stack([np.zeros_like(d), d], axis=1) if d.ndim == 1 else d, axis=1)
+
+
 def baseline_predictions(
     name: str, windows: LabelledWindows, split: Split, seed: int = 0
 ) -> np.ndarray:
@@ -87,6 +99,6 @@ def baseline_outputs(
             s = model.decision_function(inputs[test])
             s = np.stack([-s, s], axis=1) if s.ndim == 1 else s
         else:
-            s = model.predict_log_proba(inputs[test])
+            s = log_probabilities(model, inputs[test])
         score[k][np.ix_(test, model.classes_)] = s
     return pred, score

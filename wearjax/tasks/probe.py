@@ -94,7 +94,7 @@ def probe_scores(
 
     The penalty is chosen per fold from `cs` by `inner`-fold cross-validation grouped by
     subject on the fold's training and validation windows (never its test subjects), as the
-    ridge probe chooses its own (`ridge_scores`): a fixed penalty favours whichever feature set
+    ridge probe chooses its own (`probe_ridge`): a fixed penalty favours whichever feature set
     happens to suit it, and a 768-dimensional embedding needs another than 54 statistics.
     With 2 to `inner - 1` subjects (a label-scarce probe) the inner folds leave one subject out
     each; with one class per subject they score the log-loss, not accuracy (`_inner_scoring`);
@@ -108,6 +108,8 @@ def probe_scores(
     from sklearn.model_selection import GroupKFold, StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+
+    from wearjax.tasks.har_baselines import log_probabilities
 
     pred = np.full(split.test.shape, -1, np.int64)
     # class scores for the AUROC: log-probabilities, whose order survives float32 where
@@ -132,9 +134,8 @@ def probe_scores(
                 folds = list(StratifiedKFold(inner, shuffle=True, random_state=0).split(x, y))
             # one regularisation path per inner fold, warm-started from C to C (a grid search
             # refits from scratch: 20 min against minutes on 768-dimensional embeddings)
-            probe = LogisticRegressionCV(
-                Cs=list(cs), cv=folds, max_iter=5000, scoring=_inner_scoring(y, groups, by_subject)
-            )
+            scoring = _inner_scoring(y, groups, by_subject, folds)
+            probe = LogisticRegressionCV(Cs=list(cs), cv=folds, max_iter=5000, scoring=scoring)
         steps = [] if prepare is None else [clone(prepare)]
         model = make_pipeline(*steps, StandardScaler(), probe)
         with warnings.catch_warnings():  # scikit-learn 1.9 announces new defaults; these are
@@ -142,19 +143,23 @@ def probe_scores(
             model.fit(x, y)
         test = np.flatnonzero(split.test[k])
         pred[k, test] = model.predict(features[test])
-        score[k][np.ix_(test, model.classes_)] = model.predict_log_proba(features[test])
+        score[k][np.ix_(test, model.classes_)] = log_probabilities(model, features[test])
     return ProbeScores(*scores(pred, windows, split), auroc_scores(score, windows, split))
 
 
-def _inner_scoring(y: np.ndarray, groups: np.ndarray, by_subject: bool) -> str | None:
+def _inner_scoring(y: np.ndarray, groups: np.ndarray, by_subject: bool, folds) -> str | None:
     """The inner CV's score: accuracy (scikit-learn's default), or the log-loss where every
-    subject's windows hold one class (labels per subject, e.g. a diagnosis). There each inner
-    fold validates on whole single-class subjects, where predicting the majority class scores
-    as well as a right probe, and the tie went to the strongest penalty, which predicts it."""
+    subject's windows hold one class (labels per subject, e.g. a diagnosis), or where an inner
+    fold trains without a class (a label-scarce probe whose subject lacks one). There accuracy
+    ties across penalties (every C predicts the majority class on a single-class subject, or
+    misses the absent class alike), and the tie went to the strongest penalty, which predicts
+    the majority class whatever the windows say."""
     if not by_subject:
         return None
     per_subject = [len(np.unique(y[groups == g])) for g in np.unique(groups)]
-    return "neg_log_loss" if max(per_subject) == 1 else None
+    classes = len(np.unique(y))
+    short = any(len(np.unique(y[train])) < classes for train, _ in folds)
+    return "neg_log_loss" if max(per_subject) == 1 or short else None
 
 
 DRAWS = 5
@@ -199,63 +204,8 @@ def _stacked(per_split: list[ProbeScores]) -> ProbeScores:
     return ProbeScores(*(np.stack(field) for field in zip(*per_split, strict=True)))
 
 
-RIDGE_ALPHAS = np.logspace(-3, 3, 13)
-"""The ridge probe's penalties, 1e-3..1e3, chosen per fold by leave-one-out."""
-
-
-def ridge_predictions(
-    features: np.ndarray,
-    target: np.ndarray,
-    split: Split,
-    *,
-    per_target: bool = False,
-    prepare=None,
-    alphas=None,
-) -> np.ndarray:
-    """`[K, N, ...]` predictions of `target [N, ...]` by a standardised ridge regression (its
-    penalty chosen by leave-one-out over `alphas`, default `RIDGE_ALPHAS`, `RidgeCV`; one per
-    target column with `per_target`) on `features [N, ...]`, fitted per fold on its training
-    and validation windows after `prepare` (a scikit-learn transformer fitted per fold, e.g.
-    MiniRocket on raw windows); each fold's row holds its test windows' predictions and NaN
-    elsewhere."""
-    from sklearn.base import clone
-    from sklearn.linear_model import RidgeCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    out = np.full((split.n_folds, *target.shape), np.nan)
-    for k in range(split.n_folds):  # scikit-learn fits one fold at a time
-        fit_on = split.train[k] | split.validation[k]
-        steps = [] if prepare is None else [clone(prepare)]
-        ridge = RidgeCV(
-            alphas=RIDGE_ALPHAS if alphas is None else alphas, alpha_per_target=per_target
-        )
-        model = make_pipeline(*steps, StandardScaler(), ridge)
-        model.fit(features[fit_on], target[fit_on])
-        out[k, split.test[k]] = model.predict(features[split.test[k]])
-    return out
-
-
-def minirocket_regression(
-    windows: LabelledWindows, target: np.ndarray, split: Split, seed: int = 0
-) -> np.ndarray:
-    """`[K, N]` predictions of a real `target [N]` (e.g. HR) by MiniRocket's features with
-    `ridge_predictions` (the alphas of MiniRocket's classifier, `har_baselines`); NaN off each
-    fold's test set."""
-    from aeon.transformations.collection.convolution_based import MiniRocket
-
-    from wearjax.tasks.har_baselines import MINIROCKET_ALPHAS
-
-    x = windows.x.transpose(0, 2, 1)  # [N, C, T], aeon's layout
-    return ridge_predictions(
-        x, target, split, prepare=MiniRocket(random_state=seed), alphas=MINIROCKET_ALPHAS
-    )
-
-
-def ridge_scores(features: np.ndarray, target: np.ndarray, split: Split) -> np.ndarray:
-    """MAE `[K]` of `ridge_predictions` on each fold's test windows."""
-    pred = ridge_predictions(features, target, split)
-    return np.nanmean(np.abs(pred - target[None]), axis=1)  # NaN outside each fold's test set
+MINIROCKET_MIN_LENGTH = 9
+"""aeon's MiniRocket needs windows of 9 samples or more at their own rate."""
 
 
 def scores(pred: np.ndarray, windows: LabelledWindows, split: Split):
@@ -409,6 +359,11 @@ def probe_command(args, say) -> int:
     if labelled is not None and args.data == "basic_motions":  # before loading it
         raise no_subjects("basic_motions")
     w, split = probe_windows(args.data, args.seed)
+    if not args.no_minirocket and w.x.shape[1] < MINIROCKET_MIN_LENGTH:
+        raise WearjaxDataError(
+            f"{args.data}: windows of {w.x.shape[1]} samples; MiniRocket needs "
+            f"{MINIROCKET_MIN_LENGTH} or more: pass --no-minirocket, or longer windows"
+        )
     subs = [split] if labelled is None else scarce_splits(w, split, labelled, draws, args.seed)
     model, header = load_encoder(args.encoder)  # embed_windows warns of a rate that misfits
 
@@ -425,6 +380,7 @@ def probe_command(args, say) -> int:
             a = a[np.isfinite(a)]
             stats = (float(np.mean(a)), float(np.std(a))) if a.size else (None, None)
             metrics[name] |= dict(zip((field, f"{field}_sd"), stats, strict=True))
+        metrics[name]["auroc_fits"] = int(np.isfinite(got.auroc).sum())  # what its mean is over
     record = {"encoder": str(args.encoder), args.data: metrics}
     if labelled is not None:  # the means and SDs are over every fold of every draw
         record["labelled"] = {"subjects_per_fold": labelled, "draws": draws}
