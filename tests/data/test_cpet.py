@@ -212,6 +212,31 @@ def test_a_test_starts_at_its_first_vo2_value(tmp_path):
     assert s.start_time_s == 20.0  # second 0 is the file's second 20
 
 
+def test_subject_values_out_of_range_refuse_the_file(tmp_path):
+    """A height in mm (1750 -> 17.5 m after the cm rule) or a year of birth as the age was
+    read as it stood; the manifest's ranges now hold for CPET files too."""
+    t, vo2, hr, *_ = _ramp()
+    cases = (("height", 1750, "height_m is 17.5, outside 0.5-2.5 m"),
+             ("age", 1985, "age_years is 1985, outside 5-110 years"))  # fmt: skip
+    for column, value, message in cases:
+        rows = [[s, vo2[s], hr[s], value] for s in t]
+        path = _write(tmp_path / f"{column}.csv", ["time", "VO2", "HR", column], rows)
+        with pytest.raises(WearjaxFileError, match=message):
+            read_cpet(path)
+
+
+def test_a_rest_phase_timed_before_zero_reads_in_order():
+    """m:ss times with a sign: "-1:30" is -90 s (it read -30 s, "-0:15" +15 s, so the rest
+    phase ran backwards and its records were dropped)."""
+    from wearjax.data.cpet import _clock
+
+    assert [_clock(c) for c in ("-1:30", "-0:15", "+0:05", "-90", " 1:02:03")] == [
+        -90.0, -15.0, 5.0, -90.0, 3723.0,
+    ]  # fmt: skip
+    with pytest.raises(ValueError):
+        _clock("1:-30")
+
+
 def test_warm_up_zeros_are_no_first_vo2_and_vco2_keeps_its_own_unit(tmp_path):
     """An analyser that exports 0 while it warms up: those rows are no reading (the test
     starts at the first real VO2, the value the model is given), and are counted. A unit

@@ -343,6 +343,13 @@ def test_cpet_csv(tmp_path):
     np.testing.assert_array_equal(s.mask, [1, 1, 0, 1])
     assert s.vo2_mask.all()
     np.testing.assert_allclose(s.subject, [1.74, 88, 32, 1.0], rtol=1e-6)
+    # an analyser warming up exports VO2 0: no reading, and the test starts at its first VO2
+    # (0 mL/min used to be the value the model was given, and a MAPE denominator)
+    warm = [[i, float(i), 0 if i < 2 else 1000 + 100 * i, 900, 100 + i, 32, 174, 88, -1]
+            for i in range(6)]  # fmt: skip
+    s = read_csv(_write_csv(tmp_path / "warm.csv", CPET_HEADER, warm), min_length_s=0)
+    np.testing.assert_array_equal(s.vo2, [1200, 1300, 1400, 1500])
+    np.testing.assert_array_equal(s.hr, [102, 103, 104, 105])
     missing = _write_csv(tmp_path / "novo2.csv", ["time", "HR_I", "VO2"], [[0, 100, 1000]])
     with pytest.raises(WearjaxFileError, match=r"novo2\.csv: missing required columns \['VO2_I'\]"):
         read_cpet_csv(missing)

@@ -200,6 +200,36 @@ def write_cpet_folder(folder: Path, n_subjects=6, seconds=300):
     (folder / "notes.txt").write_text("not a test")
 
 
+def test_a_subject_field_some_tests_lack_is_filled_with_the_others_median(tmp_path):
+    """Age in 3 of 5 tests: the other two read age 0 y once stacked, silently."""
+    from wearjax.data.types import SUBJECT_FIELDS
+
+    write_cpet_folder(tmp_path / "cpet", n_subjects=5)
+    for i, age in enumerate((30, 40, 50)):
+        path = tmp_path / "cpet" / f"subject{i}" / "ramp.csv"
+        lines = path.read_text().splitlines()
+        lines = [lines[0] + ";Age"] + [f"{line};{age}" for line in lines[1:]]
+        path.write_text("\n".join(lines) + "\n")
+    said = []
+    columns = {"time": "Zeit", "vo2": "VO2 abs", "hr": "HF", "work_rate": "Last"}  # Age: found
+    cohort, _ = presets.load_cpet_folder_cohort(tmp_path / "cpet", columns=columns, say=said.append)
+    age = np.asarray(cohort.subject)[:, SUBJECT_FIELDS.index("age_years")]
+    np.testing.assert_allclose(sorted(age), [30, 40, 40, 40, 50])
+    assert "age_years: missing in 2 of 5 tests; filled with the median of the others (40)" in said
+
+
+def test_cv_vo2_refused_on_its_data_leaves_nothing_to_resume(tmp_path, capsys):
+    """The study is marked in --out before the folder is read: a folder it refuses (one test)
+    used to leave that mark, and the corrected rerun was asked to --resume."""
+    folder = tmp_path / "cpet"
+    write_cpet_folder(folder, n_subjects=1)
+    out = tmp_path / "out"
+    argv = ["cv", "vo2", "--data", str(folder), "--columns", "time=Zeit,vo2=VO2 abs,hr=HF,"
+            "work_rate=Last", "--quick", "--out", str(out)]  # fmt: skip
+    assert wearjax(argv) == 2
+    assert "--resume" not in capsys.readouterr().err and not list(out.glob("partial*"))
+
+
 @pytest.mark.slow
 def test_cli_cv_vo2_on_a_folder_of_lab_files(tmp_path, capsys):
     folder = tmp_path / "cpet"

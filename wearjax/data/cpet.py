@@ -43,6 +43,7 @@ from wearjax.data.csv import _first_finite, _sex, decode_text, delimiter_of
 from wearjax.data.folders import Skipped, check_usable, skip_reason
 from wearjax.data.readers import (
     MAX_GAP_S,
+    SUBJECT_RANGES,
     UNIT_FACTORS,
     Records,
     check_hr,
@@ -51,7 +52,7 @@ from wearjax.data.readers import (
     to_session,
 )
 from wearjax.data.types import START_TIME, Session
-from wearjax.data.validate import MIN_LENGTH_S, check_magnitude, check_speed
+from wearjax.data.validate import MIN_LENGTH_S, MIN_VO2_ML_MIN, check_magnitude, check_speed
 from wearjax.errors import WearjaxDataError, WearjaxFileError
 
 logger = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ def read_cpet(
         path=path,
         runner=path.stem if runner is None else runner,
         workout=path.stem,
-        subject=subject_vector(subject, path=path),
+        subject=subject_vector(subject, path=path, ranges=SUBJECT_RANGES),
         max_gap_s=max_gap_s,
         min_length_s=0,  # the span of VO2 is checked below, against min_length_s
     )
@@ -308,13 +309,6 @@ def _check_options(columns, vo2_unit, units) -> str | None:
     return unit
 
 
-MIN_VO2_ML_MIN = 50.0
-"""VO2 below this (mL/min, after the unit) is no reading: a body at rest takes up 150-400
-mL/min; rows of 0 while a gas analyser warms up would be the test's first VO2 (the value the
-model is given) and divide MAPE by almost nothing. They are read as missing and counted in
-`metadata` (`vo2_below_floor_masked`)."""
-
-
 def _volume(values, declared, unit, column, path) -> tuple[np.ndarray, str, str]:
     """A gas volume rate (VO2, VCO2) in mL/min, the file's unit and how it was chosen."""
     key = _norm_unit(unit) if unit else ""
@@ -439,11 +433,12 @@ def _values(rows, j, name, path, comma, first_line, parse) -> np.ndarray:
 
 
 def _clock(cell: str) -> float:
-    """Seconds of `"83.5"`, `"1:23.5"` (m:ss) or `"0:01:23"` (h:mm:ss)."""
-    parts = cell.split(":")
-    if len(parts) > 3:
+    """Seconds of `"83.5"`, `"1:23.5"` (m:ss), `"0:01:23"` (h:mm:ss); `"-1:30"` is -90 s."""
+    sign = -1.0 if cell.strip().startswith("-") else 1.0  # a rest phase before the test's 0:00
+    parts = cell.strip().lstrip("+-").split(":")
+    if len(parts) > 3 or any(p.strip()[:1] in ("-", "+") for p in parts):
         raise ValueError(cell)
     seconds = 0.0
     for part in parts:
         seconds = seconds * 60.0 + float(part)
-    return seconds
+    return sign * seconds

@@ -31,6 +31,7 @@ import numpy as np
 from wearjax.data.readers import (
     MAX_GAP_S,
     RECORD_FIELDS,
+    SUBJECT_RANGES,
     Records,
     check_hr,
     read_bytes,
@@ -40,7 +41,7 @@ from wearjax.data.readers import (
     to_session,
 )
 from wearjax.data.types import Session
-from wearjax.data.validate import MIN_LENGTH_S, check_cadence, check_speed
+from wearjax.data.validate import MIN_LENGTH_S, MIN_VO2_ML_MIN, check_cadence, check_speed
 from wearjax.errors import WearjaxFileError
 
 RUNNING_COLUMNS = ("heart_rate", *RECORD_FIELDS, "distance")
@@ -142,8 +143,9 @@ def read_cpet_csv(
     """A CPET export (pyoxynet layout) as one `Session` with HR and VO2 and no channels.
 
     `runner` defaults to the file's stem (one subject per test). HR outside 25-250 bpm is
-    missing, so a test whose HR is all zero has no HR (and raises with `require_hr`). A test
-    shorter than `min_length_s` is refused.
+    missing, so a test whose HR is all zero has no HR (and raises with `require_hr`); VO2 under
+    `MIN_VO2_ML_MIN` is missing, and the test starts at its first VO2. A test shorter than
+    `min_length_s` is refused.
     """
     path = Path(path)
     header, rows = read_table(path)
@@ -157,17 +159,21 @@ def read_cpet_csv(
         subject["height_m"] /= 100.0
     if "gender" in header:
         subject["sex_male"] = _sex(_cell(rows, header.index("gender")), path)
+    vo2 = _column(header, rows, "VO2_I", path)
+    vo2 = np.where(vo2 < MIN_VO2_ML_MIN, np.nan, vo2)  # warm-up zeros: no reading
+    measured = np.flatnonzero(np.isfinite(vo2))
+    start = measured[0] if measured.size else 0  # the test starts at its first VO2, as `cpet`'s
     session = to_session(
         Records(
-            time=time,
+            time=time[start:],
             channels={},
-            hr=_column(header, rows, "HR_I", path),
-            vo2=_column(header, rows, "VO2_I", path),
+            hr=_column(header, rows, "HR_I", path)[start:],
+            vo2=vo2[start:],
         ),
         path=path,
         runner=path.stem if runner is None else runner,
         workout=path.stem,
-        subject=subject_vector(subject, path=path),
+        subject=subject_vector(subject, path=path, ranges=SUBJECT_RANGES),
         max_gap_s=max_gap_s,
         min_length_s=min_length_s,
     )

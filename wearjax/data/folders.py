@@ -30,7 +30,7 @@ import numpy as np
 
 from wearjax.data.csv import decode_text, delimiter_of, read_csv
 from wearjax.data.garmin_fit import read_fit
-from wearjax.data.readers import MAX_GAP_S, check_hr, read_bytes
+from wearjax.data.readers import MAX_GAP_S, SUBJECT_RANGES, check_hr, read_bytes
 from wearjax.data.sampled import is_sampled_csv, is_sidecar, read_sampled, sidecar
 from wearjax.data.tcx import read_tcx
 from wearjax.data.types import SUBJECT_FIELDS, Session, Signal
@@ -44,8 +44,6 @@ CACHE_VERSION = 6  # 6: FIT sessions' start times in Unix time
 
 MANIFEST_COLUMNS = ("file", "runner")
 MANIFEST_SUBJECT = ("height_m", "weight_kg", "age_years", "sex")
-SUBJECT_RANGES = {"height_m": (0.5, 2.5), "weight_kg": (20.0, 300.0), "age_years": (5.0, 110.0)}
-"""What a manifest's subject values may hold: a height of 180 is centimetres in a metres column."""
 
 
 class Skipped(NamedTuple):

@@ -196,15 +196,29 @@ def running_channels(
     return out
 
 
+SUBJECT_RANGES = {"height_m": (0.5, 2.5), "weight_kg": (20.0, 300.0), "age_years": (5.0, 110.0)}
+"""What a file's or manifest's subject values may hold: a height of 180 is centimetres in a
+metres column, an age of 1985 a year of birth."""
+
+
 def subject_vector(
-    values: Mapping[str, float | None] | None = None, *, path: str | Path = "subject"
-) -> Float[np.ndarray, " 4"]:
-    """`SUBJECT_FIELDS` scalars from a mapping, NaN where absent; a value beyond float32's range
-    raises `WearjaxFileError` naming `path`."""
+    values: Mapping[str, float | None] | None = None, *, path: str | Path = "subject",
+    ranges: Mapping[str, tuple[float, float]] | None = None,
+) -> Float[np.ndarray, " 4"]:  # fmt: skip
+    """`SUBJECT_FIELDS` scalars from a mapping, NaN where absent; a value beyond float32's range,
+    or outside its `ranges` entry (e.g. `SUBJECT_RANGES`), raises `WearjaxFileError` naming
+    `path`."""
     values = values or {}
     for f in SUBJECT_FIELDS:
         if values.get(f) is not None:
             check_magnitude(values[f], f"subject {f}", path)
+            low, high = (ranges or {}).get(f, (-np.inf, np.inf))
+            if not low <= float(values[f]) <= high:
+                unit = f.rsplit("_", 1)[1]
+                raise WearjaxFileError(
+                    path, f"{f} is {values[f]:g}, outside {low:g}-{high:g} {unit}",
+                    f"give the subject's {f.rsplit('_', 1)[0]} in {unit}",
+                )  # fmt: skip
     return np.array(
         [np.nan if values.get(f) is None else float(values[f]) for f in SUBJECT_FIELDS],
         np.float32,

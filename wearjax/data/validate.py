@@ -27,6 +27,12 @@ from jaxtyping import Float
 
 from wearjax.errors import WearjaxFileError
 
+MIN_VO2_ML_MIN = 50.0
+"""VO2 below this (mL/min, after the unit) is no reading: a body at rest takes up 150-400
+mL/min; rows of 0 while a gas analyser warms up would be the test's first VO2 (the value the
+model is given) and divide MAPE by almost nothing. The CPET readers read them as missing
+(`data.cpet` counts them in `metadata`, `vo2_below_floor_masked`)."""
+
 MIN_LENGTH_S = 60.0
 """Shortest session (s on the 1 Hz grid) a reader accepts: one model window (60 s). Shorter
 recordings (a single row, equal timestamps, a run stopped at once) hold nothing to learn or

@@ -183,6 +183,10 @@ def cv_hr(args) -> int:
         if out is None or not study_state.exists(out):
             raise
         raise TrainingInterrupted(f"interrupted; the study's progress is kept in {out}") from None
+    except WearjaxError:  # bad data before any epoch: nothing to resume
+        if out is not None:
+            study_state.clear_if_nothing_kept(out)
+        raise
     results["folds"]["how"] = folds
     results["cv"] = {"data": str(args.data), "kind": args.model, "quick": args.quick,
                      "seed": args.seed, "seconds": time.perf_counter() - t0}  # fmt: skip

@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
+import numpy as np
+
 from wearjax.data.types import Cohort
 from wearjax.signal.features import DEVICE_FEATURES
 from wearjax.tasks.hr import HRStudyConfig
@@ -178,6 +180,7 @@ def load_cpet_folder_cohort(
         keep = tuple(c for c in sessions[0].channels if c not in GAS_CHANNELS)
         sessions = [select_channels(s, keep) for s in sessions]
         say(f"left out {', '.join(gas)} (the gas analyser's, beside VO2): --gas-inputs uses them")
+    sessions = _fill_subject_fields(sessions, say)
     meta = [dict(s.metadata) for s in sessions]
     read_as = Counter(
         f"{m.get('vo2_unit', 'mL/min')} ({m.get('vo2_unit_basis', 'declared').split(' (')[0]})"
@@ -191,6 +194,28 @@ def load_cpet_folder_cohort(
         f"{', '.join(units)}, reported in mL/min; inputs: {', '.join(inputs) or 'none'}"
     )
     return stack_sessions(sessions, bucket=60), note
+
+
+def _fill_subject_fields(sessions, say):
+    """A subject field (age, sex, height, weight) that some tests give and others lack is
+    filled in the others with the median of those that give it, and said: stacking would
+    read the missing ones as 0 (age 0 y, height 0 m), a value the model then learns from."""
+    from dataclasses import replace
+
+    from wearjax.data.types import SUBJECT_FIELDS
+
+    subject = np.stack([np.asarray(s.subject, np.float64) for s in sessions])
+    known = np.isfinite(subject)
+    out = list(sessions)
+    for j in np.flatnonzero(known.any(0) & ~known.all(0)):
+        fill = float(np.median(subject[known[:, j], j]))
+        say(f"{SUBJECT_FIELDS[j]}: missing in {int((~known[:, j]).sum())} of {len(out)} tests; "
+            f"filled with the median of the others ({fill:g})")  # fmt: skip
+        for i in np.flatnonzero(~known[:, j]):
+            values = np.array(out[i].subject, np.float32)
+            values[j] = fill
+            out[i] = replace(out[i], subject=values)
+    return out
 
 
 def folder_config(n_subjects: int, quick: bool = False, seed: int = 0) -> VO2StudyConfig:

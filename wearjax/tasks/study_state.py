@@ -101,6 +101,18 @@ def load(out: Path, key: dict, skeletons: Mapping[str, Callable[[], Any]]):
     return record["metrics"], arrays, trees
 
 
+def clear_if_nothing_kept(out: Path) -> None:
+    """`clear`, where the study stopped (on bad data, say) before finishing a step or saving a
+    training state: the next run then starts afresh rather than being asked to --resume."""
+    out = Path(out)
+    try:
+        finished = json.loads((out / JSON).read_text()).get("metrics")
+    except (OSError, ValueError, AttributeError):
+        return
+    if not finished and not any(out.glob("partial_*.state")):
+        clear(out)
+
+
 def clear(out: Path) -> None:
     """Remove the partial study once its outputs are written."""
     out = Path(out)

@@ -100,6 +100,9 @@ def cv_command(args, say) -> int:
         if isinstance(err, TrainingInterrupted):
             raise
         raise TrainingInterrupted(f"interrupted; the training state is kept in {out}") from None
+    except WearjaxError:  # bad data before any epoch: nothing to resume
+        study_state.clear_if_nothing_kept(out)
+        raise
     print(write_report(results, out, title))
     study_state.clear(out)
     return 0
