@@ -337,17 +337,15 @@ def smoother_gain(
     a noiseless component the transition keeps apart), which the input checks accept: a pivot
     of its Cholesky factor is then zero, rounding or NaN. Only then (a pivot^2 within 64 eps,
     the checks' tolerance, of its diagonal entry, or a factor that is not finite) is the
-    diagonal raised, by 64 eps x trace(P^-), and factored again: in the null directions
-    P_t F_t^T is zero too, so the gain's entries there multiply terms that are zero. Any other
-    covariance, however different its components' scales, is factored as it is."""
+    diagonal raised, by 64 eps x trace(P^-) (x 1 where P^- is zero throughout: P0 = Q = 0), and
+    factored again: in the null directions P_t F_t^T is zero too, so the gain's entries there
+    multiply terms that are zero. Any other covariance is factored as it is."""
     d = predicted_cov.shape[-1]
     eps = 64 * jnp.finfo(predicted_cov.dtype).eps
     plain = cholesky_lower(predicted_cov)
     pivot = jnp.square(jnp.diagonal(plain))
     failed = ~jnp.all(jnp.isfinite(plain)) | jnp.any(pivot <= eps * jnp.diagonal(predicted_cov))
     boost = jnp.where(jax.lax.stop_gradient(failed), eps, 0.0)
-    # a covariance that is zero throughout (P0 = Q = 0: the state known exactly) has no trace
-    # to scale by; its gain multiplies zeros, so any finite raise gives the exact answer
     trace = jnp.trace(predicted_cov)
     boost = jax.lax.stop_gradient(boost * jnp.where(trace > 0, trace, 1.0))
     chol = cholesky_lower(predicted_cov + boost * jnp.eye(d, dtype=predicted_cov.dtype))
