@@ -36,6 +36,10 @@ def test_split_by_subject_partitions_every_fold():
     # an unknown subject (-1) used to index the last subject's column: it joined its folds
     with pytest.raises(WearjaxDataError, match="2 of 12 items have a subject index outside 0..5"):
         Split.by_subject(np.r_[subject, -1, -1], 6, 2)
+    # subjects with no item were dealt as folds' test or validation subjects: folds that
+    # tested nothing, and one with no validation session, found only after all training
+    with pytest.raises(WearjaxDataError, match=r"subjects \[6, 7\] of 0..7 hold no item"):
+        Split.by_subject(subject, 8, 2)
 
 
 def test_keep_subjects_draws_whole_subjects_from_each_folds_own_pool():
@@ -107,6 +111,9 @@ def test_predict_held_out_scatters_each_fold_prediction_to_its_sessions():
     expected = split.owner + 10.0 * np.arange(6)
     np.testing.assert_allclose(out["y"], np.repeat(expected[:, None], 3, axis=1))
     np.testing.assert_array_equal(out["fold"], split.owner)
+    # sessions several folds validate on have no one prediction: the last fold's was kept
+    with pytest.raises(ValueError, match="several folds' validation sets: use predict_per_fold"):
+        predict_held_out(predict, model, jnp.arange(4), data, split, which="validation")
 
 
 def test_predict_per_fold_keeps_sessions_that_several_folds_validate_on():

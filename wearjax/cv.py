@@ -100,6 +100,12 @@ class Split(NamedTuple):
                 f"0..{n_subjects - 1} (e.g. {int(subject[outside][0])}, unknown): give every "
                 "item its subject, or split them another way"
             )
+        absent = np.setdiff1d(np.arange(n_subjects), subject)
+        if absent.size:  # dealt as a fold's test or validation subject, it would hold nothing
+            raise WearjaxDataError(
+                f"subjects {absent[:5].tolist()} of 0..{n_subjects - 1} hold no item: number "
+                "the subjects present 0..n-1 (np.unique(subject, return_inverse=True))"
+            )
         test = leave_k_runners_out(n_subjects, k_out, seed=seed)
         val = validation_runners(test, n_validation, seed=seed)
         return cls(test[:, subject], val[:, subject], (~test & ~val)[:, subject])
@@ -414,7 +420,10 @@ def predict_held_out(
 
     `predict(model, fold, data, i)` returns a pytree of arrays for session `i` (a traced index
     into `data`, shared by all folds and passed as an argument, not a constant); the result
-    has the same pytree of numpy arrays `[S, ...]`, zero for sessions no fold holds out."""
+    has the same pytree of numpy arrays `[S, ...]`, zero for sessions no fold holds out; one
+    that several folds hold out is refused (`predict_per_fold` gives each fold's)."""
+    if getattr(split, which).sum(axis=0).max(initial=0) > 1:
+        raise ValueError(f"sessions in several folds' {which} sets: use predict_per_fold")
     out, idx, ok = predict_per_fold(predict, model, folds, data, split, batch=batch, which=which)
     n = split.test.shape[1]
     return jax.tree_util.tree_map(lambda a: scatter(a, idx, ok, n), out)
