@@ -330,8 +330,8 @@ def test_leave_k_out_holds_every_runner_out_exactly_once(n, k, seed):
     seed=st.integers(0, 1000),
 )
 def test_split_by_subject_partitions_sessions_and_round_trips(subject, k_out, n_validation, seed):
-    n_subjects = max(subject) + 1
-    subject = np.array(subject)
+    subject = np.unique(subject, return_inverse=True)[1]  # 0..n-1: gaps are refused, tested
+    n_subjects = int(subject.max()) + 1
     try:
         split = Split.by_subject(subject, n_subjects, k_out, n_validation=n_validation, seed=seed)
     except WearjaxDataError:  # too few subjects for k_out test and n_validation others
