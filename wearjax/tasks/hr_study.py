@@ -282,10 +282,7 @@ class _Progress:
 
     def training_state(self, name: str):
         """Where the training state of `name` is kept, and whether to resume from it."""
-        if self.out is None:
-            return None, False
-        path = Path(self.out) / f"partial_{name}.state"
-        return path, self.resume and path.exists()
+        return study_state.training_state(self.out, name, self.resume)
 
     def finish(self, name: str, entry: dict, pred: dict) -> None:
         if self.out is None:

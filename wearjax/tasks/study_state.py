@@ -101,6 +101,15 @@ def load(out: Path, key: dict, skeletons: Mapping[str, Callable[[], Any]]):
     return record["metrics"], arrays, trees
 
 
+def training_state(out, name: str, resume: bool):
+    """`(state_file, resume)` for model `name` of a study kept in `out` (None: no state):
+    `out/partial_NAME.state`, resumed when `resume` and an interrupted run left it."""
+    if out is None:
+        return None, False
+    path = Path(out) / f"partial_{name}.state"
+    return path, resume and path.exists()
+
+
 def clear_if_nothing_kept(out: Path) -> None:
     """`clear`, where the study stopped (on bad data, say) before finishing a step or saving a
     training state: the next run then starts afresh rather than being asked to --resume."""

@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import time
 from functools import partial
-from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -49,6 +48,7 @@ from wearjax.signal.metabolic import (
     metabolic_features,
     savgol_smooth,
 )
+from wearjax.tasks import study_state
 from wearjax.tasks.losses import vo2_kalman_loss
 from wearjax.train.loop import Recipe, Task, TrainConfig
 from wearjax.train.schedules import curriculum_weights, decaying_clip_norm, sgdr
@@ -338,15 +338,6 @@ def train_vo2(data: VO2Data, fold: VO2Fold, config: VO2StudyConfig, *, progress=
     )
 
 
-def state_of(folder, name: str, resume: bool):
-    """`(state_file, resume)` for model `name` of a study kept in `folder` (None: no state):
-    `folder/partial_NAME.state`, resumed when `resume` and an interrupted run left it."""
-    if folder is None:
-        return None, False
-    path = Path(folder) / f"partial_{name}.state"
-    return path, resume and path.exists()
-
-
 def results_skeleton(cohort: Cohort, names, split: Split, subjects_out: int, config: dict) -> dict:
     """The `metrics.json` header: cohort, folds, config; `models` to be filled."""
     return {
@@ -380,12 +371,12 @@ def run_vo2_study(cohort: Cohort, config: VO2StudyConfig, *, progress: bool = Tr
                   state_dir=None, resume: bool = False):  # fmt: skip
     """Cross-validate the VO2 model and score it and the baselines; returns
     `(results, predictions)` (results as in `metrics.json`). `state_dir`: the training state
-    is saved there every epoch (`state_of`) and `resume`d from it."""
+    is saved there every epoch (`study_state.training_state`) and `resume`d from it."""
     data, fold, split, names = prepare(cohort, config)
     runner = np.asarray(cohort.runner)
     scored = scored_mask(data)
     t0 = time.perf_counter()
-    state_file, resumed = state_of(state_dir, "vo2", resume)
+    state_file, resumed = study_state.training_state(state_dir, "vo2", resume)
     fit = train_vo2(data, fold, config, progress=progress, state_file=state_file, resume=resumed)
     train_s = time.perf_counter() - t0
     pred = predict_held_out(predict, fit.model, fold, data, split, batch=config.eval_batch)

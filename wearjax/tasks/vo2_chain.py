@@ -18,6 +18,7 @@ from wearjax.eval.protocols import given_mask
 from wearjax.signal.features import Normalizer
 from wearjax.signal.metabolic import metabolic_features
 from wearjax.tasks import hr as hr_task
+from wearjax.tasks import study_state
 from wearjax.tasks.vo2 import (
     VO2StudyConfig,
     _metrics,
@@ -26,7 +27,6 @@ from wearjax.tasks.vo2 import (
     score,
     score_baselines,
     scored_mask,
-    state_of,
     train_vo2,
 )
 from wearjax.train.loop import TrainConfig
@@ -110,7 +110,7 @@ def run_hr_to_vo2(config: HRToVO2Config, *, progress: bool = True, state_dir=Non
     cross-validated on the same folds, then every session's VO2 is predicted by its fold's
     models from true HR and from HR rolled out by the HR model (`hr_to_vo2`).
     Returns `(results, predictions)`. `state_dir`: both trainings' states are saved there
-    every epoch (`vo2.state_of`) and `resume`d from them."""
+    every epoch (`study_state.training_state`) and `resume`d from them."""
     from wearjax.data.synthetic import simulate_cohort
 
     cohort = simulate_cohort(
@@ -138,7 +138,7 @@ def run_hr_to_vo2(config: HRToVO2Config, *, progress: bool = True, state_dir=Non
     kind, hidden, layers = kind_size
     n_hr = hr_data.features.shape[-1]
     init = partial(hr_task.build_model, kind, n_hr, hidden, layers, window=hr_cfg.window)
-    hr_state, hr_resumed = state_of(state_dir, "hr", resume)
+    hr_state, hr_resumed = study_state.training_state(state_dir, "hr", resume)
     hr_fit = fit_folds(
         lambda k: init(key=k),
         hr_task.make_task(hr_cfg, cohort.x.shape[1]),
@@ -151,7 +151,7 @@ def run_hr_to_vo2(config: HRToVO2Config, *, progress: bool = True, state_dir=Non
         resume=hr_resumed,
         run={"study": "cv vo2", "model": "hr"},
     )
-    state_file, resumed = state_of(state_dir, "vo2", resume)
+    state_file, resumed = study_state.training_state(state_dir, "vo2", resume)
     vo2_fit = train_vo2(data, fold, vo2_cfg, progress=progress, state_file=state_file,
                         resume=resumed)  # fmt: skip
     train_s = time.perf_counter() - t0
