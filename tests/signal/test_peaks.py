@@ -72,6 +72,43 @@ def test_troika_tracks_hr_through_a_motion_crossing(seed):
     assert np.abs(one - ref).mean() < 3.0
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_troika_keeps_a_pulse_that_sits_on_a_motion_line(seed):
+    """A runner's HR on the step rate (twice the arm's stride) from the first window: the ACC
+    claims the pulse's line, and zeroing it leaves the tracker the breathing's line (36 bpm),
+    which it then follows for the whole session. The PPG holds that line at 3.6 times the
+    height the stride line shows relative to the ACC, so it is the pulse's too and stays."""
+    rng = np.random.default_rng(seed)
+    rate = 25.0
+    t = np.arange(round(180 * rate)) / rate
+    hr = 157 + 2 * np.sin(2 * np.pi * t / 90)  # within 0.1 Hz of the step line throughout
+    beat = 2 * np.pi * np.cumsum(hr / 60) / rate
+    stride = 2 * np.pi * 80 / 60 * t
+    ppg = (
+        np.sin(beat)
+        + 0.4 * np.sin(stride)
+        + 0.15 * np.sin(2 * stride)
+        + 0.6 * np.sin(2 * np.pi * 36 / 60 * t)
+        + 0.3 * rng.normal(size=t.size)
+    )
+    acc = np.stack([
+        np.sin(stride) + 0.8 * np.sin(2 * stride),
+        0.5 * np.sin(stride + 1) + 0.4 * np.sin(2 * stride),
+        np.zeros_like(t),
+    ]) + 0.05 * rng.normal(size=(3, t.size))  # fmt: skip
+    ppg_spec, freqs = band_spectra(jnp.asarray(ppg, jnp.float32), rate)
+    acc_spec = jnp.moveaxis(band_spectra(jnp.asarray(acc, jnp.float32), rate)[0], 0, -2)
+    ref = np.asarray(window_mean(jnp.asarray(hr, jnp.float32), rate)[0])
+    kept = np.asarray(troika_hr(ppg_spec, acc_spec, freqs))
+    zeroed = np.asarray(troika_hr(ppg_spec, acc_spec, freqs, excess=None))  # every line
+    assert np.abs(kept - ref).mean() < 3.0, np.abs(kept - ref).mean()  # measured 0.30
+    assert np.abs(zeroed - ref).mean() > 50.0, np.abs(zeroed - ref).mean()  # 121: breathing
+    # the stride's line is motion alone: it goes, whatever the excess
+    lines = np.asarray(remove_motion_peaks(ppg_spec, acc_spec, freqs))
+    at = lambda bpm: np.abs(freqs * 60 - bpm).argmin()  # noqa: E731
+    assert (lines[:, at(80)] == 0).all() and (lines[:, at(157)] > 0).all()
+
+
 @pytest.mark.parametrize("rate", [25.0, 64.0, 100.0])
 def test_parabolic_interpolation_is_within_a_tenth_of_a_bin(rate):
     rng = np.random.default_rng(int(rate))

@@ -15,7 +15,11 @@ the previous estimate (`track_peak`). Simplified:
 
 - decomposition becomes spectral zeroing: the PPG bins within `width_hz` of the ACC's dominant
   peaks (local maxima of at least `threshold` of the window's largest ACC magnitude, the
-  `n_peaks` largest per axis) are set to 0, rather than time-domain components removed;
+  `n_peaks` largest per axis) are set to 0, rather than time-domain components removed; a
+  line the PPG holds at more than `excess` times the height, relative to the ACC's, of the
+  window's most motion-like line is kept (our rule, not TROIKA's: a runner's HR often sits on
+  the step rate, and zeroing that line from the first window hands the tracker whatever is
+  left, a breathing line at 36 bpm in the simulator, which it then follows for good);
 - sparse reconstruction becomes a zero-padded Hann periodogram (`spectra.stft`, at least 4x
   padding) with parabolic interpolation of the picked bin (`refine_peak`);
 - verification and re-initialisation become four plain rules: a candidate must be a genuine
@@ -94,6 +98,7 @@ def remove_motion_peaks(
     width_hz: float = 0.1,
     threshold: float = 0.5,
     per_axis: bool = False,
+    excess: float | None = 2.0,
 ) -> Float[Array, "*batch window freq"]:
     """The PPG spectrum with every bin within `width_hz` of a dominant ACC peak set to 0.
 
@@ -102,6 +107,12 @@ def remove_motion_peaks(
     `threshold` times the window's largest ACC magnitude over all axes, the `n_peaks` largest.
     With `per_axis` the maximum is each axis's own, as if each were normalised alone; that makes
     a still axis's noise peaks dominant, so by default a quiet axis removes nothing.
+
+    A dominant peak's line in the PPG (its largest bin within `width_hz`) over the peak's
+    height is how much of the ACC's motion the PPG shows there; the window's smallest such
+    ratio is taken as motion alone, and a peak whose ratio exceeds it `excess` times over is
+    left in the PPG: the pulse sits on that line too. `excess=None` zeroes every dominant
+    peak, as TROIKA's decomposition does. With one dominant peak nothing is kept.
 
     Windows come before axes: `band_spectra(acc [3, T])` gives `[3, W, F]`,
     which `jnp.moveaxis(acc_spec, -3, -2)` turns into `[W, 3, F]`. A window count (or, for one
@@ -117,7 +128,14 @@ def remove_motion_peaks(
     dominant = (height >= threshold).reshape(height.shape + (1,))
     bins = jnp.arange(acc.shape[-1]).reshape((1,) * height.ndim + (-1,))
     offset = jnp.abs(bins - index.reshape(index.shape + (1,))).astype(jnp.float32) * step
-    motion = jnp.any(dominant & (offset <= width_hz + 1e-6 * step), axis=(-3, -2))
+    near = offset <= width_hz + 1e-6 * step  # [..., W, A, P, F]
+    if excess is not None:
+        ppg = ppg_spec[..., None, None, :]
+        line = jnp.max(jnp.where(near, ppg, jnp.zeros((), ppg.dtype)), axis=-1)  # [..., W, A, P]
+        ratio = line / jnp.maximum(height, jnp.asarray(1e-12, height.dtype))
+        least = jnp.min(jnp.where(dominant[..., 0], ratio, jnp.inf), axis=(-2, -1), keepdims=True)
+        dominant = dominant & (ratio <= excess * least)[..., None]
+    motion = jnp.any(dominant & near, axis=(-3, -2))
     return jnp.where(motion, jnp.zeros((), ppg_spec.dtype), ppg_spec)
 
 
@@ -218,11 +236,13 @@ def troika_hr(
     n_peaks: int = 2,
     width_hz: float = 0.1,
     threshold: float = 0.5,
+    excess: float | None = 2.0,
     **track,
 ) -> Float[Array, "*batch window"]:
-    """HR (bpm) per window: `remove_motion_peaks` when an ACC spectrum is given, then
-    `track_peak` with the keyword arguments `track` (`hr0_bpm`, `search_bpm`, `ok`, ...)."""
+    """HR (bpm) per window: `remove_motion_peaks` (with `n_peaks`, `width_hz`, `threshold`,
+    `excess`) when an ACC spectrum is given, then `track_peak` with the keyword arguments
+    `track` (`hr0_bpm`, `search_bpm`, `ok`, ...)."""
     if acc_spec is not None:
-        motion = dict(n_peaks=n_peaks, width_hz=width_hz, threshold=threshold)
+        motion = dict(n_peaks=n_peaks, width_hz=width_hz, threshold=threshold, excess=excess)
         ppg_spec = remove_motion_peaks(ppg_spec, acc_spec, freqs, **motion)
     return track_peak(ppg_spec, freqs, **track)
