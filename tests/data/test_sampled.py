@@ -142,6 +142,11 @@ def test_npz_errors(tmp_path):
     fails(r"signal 'acc': channels \['acc_x', 'acc_y'\] have \[2, 3\] samples", acc_x=[1, 2],
           acc_y=[1, 2, 3], rate_hz=1)  # fmt: skip
     fails(r"'rate_hz' is <U3\[\]; store the rate as a number", ppg=[1.0], rate_hz="abc")
+    fails(
+        r"array 'acc' is \[3, 64\]: fewer rows than columns.*save acc\.T",
+        acc=np.zeros((3, 64)),
+        rate_hz=32,
+    )  # channels first: once 3 samples of 64 channels
     (tmp_path / "bad.npz").write_bytes(b"not a zip archive")
     with pytest.raises(WearjaxFileError, match=r"bad\.npz: not a readable NPZ archive"):
         read_sampled(tmp_path / "bad.npz")
@@ -244,3 +249,41 @@ def test_other_separators_decimal_commas_and_utf16_read_as_the_comma_file(tmp_pa
         np.testing.assert_array_equal(got.signals[name].values, want.signals[name].values)
         assert got.signals[name].rate_hz == want.signals[name].rate_hz
     np.testing.assert_array_equal(got.targets["hr"].values, want.targets["hr"].values)
+
+
+@pytest.mark.parametrize("rate, every", [(64, 1), (51.2, 1), (128, 2)])
+def test_a_reference_column_at_the_sample_rate_with_millisecond_times(tmp_path, rate, every):
+    """Times printed to the millisecond lie up to 0.5 ms off `k / rate`; a reference HR on
+    every (or every other) row was once checked against its grid to 1% of its step, refused."""
+    n = round(20 * rate)
+    rows = [[f"{k / rate:.3f}", round(np.sin(k / rate), 4), 70 if k % every == 0 else None]
+            for k in range(n)]  # fmt: skip
+    _write(tmp_path / "hr.csv", ["time", "ppg", "hr_ref"], rows)
+    s = read_sampled(tmp_path / "hr.csv")
+    assert s.signals["ppg"].rate_hz == rate
+    assert s.targets["hr"].rate_hz == rate / every
+    assert s.length == 20 and (s.hr == 70).all()
+
+
+def test_times_printed_coarser_than_the_step(tmp_path):
+    """128 Hz printed to 0.01 s repeats printed times: samples, not duplicate rows. Without
+    a rate that is refused, naming the resolution; with rate_hz the grid is checked to it."""
+    rows = [[f"{k / 128:.2f}", round(np.sin(k / 128), 4)] for k in range(128 * 5)]
+    _write(tmp_path / "coarse.csv", ["time", "ppg"], rows)
+    with pytest.raises(WearjaxFileError, match=r"printed to 0.01 s, too coarse.*pass the file's"):
+        read_sampled(tmp_path / "coarse.csv")
+    s = read_sampled(tmp_path / "coarse.csv", rate_hz=128)
+    assert s.signals["ppg"].rate_hz == 128 and s.signals["ppg"].values.shape == (640, 1)
+    with pytest.raises(WearjaxFileError, match="rate_hz=100"):  # a wrong rate still fails
+        read_sampled(tmp_path / "coarse.csv", rate_hz=100)
+    del rows[300:302]  # two lost samples (one, 7.8 ms, hides in the printed 10 ms)
+    _write(tmp_path / "gap.csv", ["time", "ppg"], rows)
+    with pytest.raises(WearjaxFileError, match="gap.csv"):
+        read_sampled(tmp_path / "gap.csv", rate_hz=128)
+    fine = [[f"{k / 64:.3f}", 1.0] for k in range(64)]  # a real duplicate at a fine resolution
+    _write(tmp_path / "dup.csv", ["time", "ppg"], fine[:10] + fine[9:])
+    with pytest.raises(WearjaxFileError, match="duplicate timestamp"):
+        read_sampled(tmp_path / "dup.csv", rate_hz=64)
+    _write(tmp_path / "two.csv", ["time", "t", "ppg"], [[k / 4, k, 1.0] for k in range(8)])
+    with pytest.raises(WearjaxFileError, match=r"two time columns \['time', 't'\]"):
+        read_sampled(tmp_path / "two.csv")

@@ -120,6 +120,10 @@ def test_band_spectra_keeps_exactly_the_band(rate, band):
     assert spec.shape == (3, len(frame_starts(1200, rate)), inside.sum())
     with pytest.raises(WearjaxDataError, match="no frequency bin"):
         band_spectra(x, rate, band=(0.501, 0.502))
+    # a band past Nyquist: its top was once cut silently (at 5 Hz the HR band stopped at 150 bpm)
+    with pytest.raises(WearjaxDataError, match=r"past the Nyquist frequency of 5 Hz.*at 8 Hz"):
+        band_spectra(x, 5.0)
+    assert band_spectra(x, 8.0)[1][-1] == 4.0  # exactly at Nyquist: kept
 
 
 @pytest.mark.parametrize("rate", [25.0, 64.0])

@@ -154,16 +154,18 @@ def _read_csv(path, rate_hz, hr_rate_hz, units):
     """Signals, the reference HR (or None) and the first time of a sampled CSV."""
     header, rows = read_table(path)
     time_column = _find(header, TIME_COLUMNS, path, "time (s)")
+    times = [h for h in header if h.lower() in TIME_COLUMNS]
+    if len(times) > 1:
+        raise WearjaxFileError(path, f"two time columns {times}", "keep one of them")
     time = _numbers(header, rows, time_column, path)
     rate = sampling_rate(time, _decimals(rows, header.index(time_column)), rate_hz, path)
     reference = None
     refs = [h for h in header if h.lower() in REFERENCE_NAMES]
     if len(refs) > 1:
         raise WearjaxFileError(path, f"two reference HR columns {refs}", "keep one of them")
-    if refs:
-        reference = reference_hr(
-            time - time[0], _numbers(header, rows, refs[0], path), hr_rate_hz, path
-        )
+    if refs:  # its rows lie on the samples' grid (checked): their printed times may not
+        grid = np.arange(time.size) / rate
+        reference = reference_hr(grid, _numbers(header, rows, refs[0], path), hr_rate_hz, path)
     skip = {time_column, *refs, "", "Unnamed: 0"}
     arrays = {h: _numbers(header, rows, h, path) for h in header if h not in skip}
     return _signals(arrays, lambda name, keys: rate, units, path), reference, float(time[0])
@@ -251,6 +253,11 @@ def _signals(
     for key, a in arrays.items():
         lower = key.lower()
         axis = _is_axis(lower)
+        if a.ndim == 2 and a.shape[0] < a.shape[1]:
+            raise WearjaxFileError(
+                path, f"array {key!r} is {list(a.shape)}: fewer rows than columns, as if "
+                "stored [channels, time]", f"save {key}.T, one row per sample [time, channels]",
+            )  # fmt: skip
         if a.ndim == 2:
             name = lower if lower in SIGNAL_UNITS else key
             if a.shape[1] == 1:

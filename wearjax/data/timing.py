@@ -37,7 +37,19 @@ def sampling_rate(time: np.ndarray, decimals: int | None, rate_hz: float | None,
     with np.errstate(over="ignore"):  # times near 1e308 s overflow to inf: refused below
         dt = np.diff(time)
         span = time[-1] - time[0]
+    resolution = 10.0**-decimals if decimals else 0.0  # times are printed rounded to this
+    coarse = resolution > 0 and 0 < span and resolution * (1 + 1e-6) >= 0.5 * span / (time.size - 1)
     back = np.flatnonzero(dt <= 0)
+    if back.size and coarse and np.all(dt >= -resolution * (1 + 1e-6)):
+        if rate_hz is None:  # rows that repeat a printed time are samples, not duplicates
+            raise WearjaxFileError(
+                path,
+                f"the time column is printed to {resolution:g} s, too coarse for samples "
+                f"{span / (time.size - 1):.3g} s apart (line {back[0] + 3} repeats a time)",
+                "export the times with more decimals, or pass the file's rate_hz",
+            )
+        back = back[:0]  # its grid is checked against rate_hz, to the printed resolution
+        # (so fewer lost samples than the resolution spans cannot be seen: the file hides them)
     if back.size:
         i = back[0]
         if dt[i] == 0:
@@ -63,7 +75,6 @@ def sampling_rate(time: np.ndarray, decimals: int | None, rate_hz: float | None,
             f"the times span {span / 3600:.3g} h, longer than {MAX_SESSION_S // 3600} h",
             "times are seconds: check the time column, or split the recording",
         )
-    resolution = 10.0**-decimals if decimals else 0.0  # times are printed rounded to this
 
     def fits(rate: float) -> bool:
         offset = time - time[0] - np.arange(time.size) / rate

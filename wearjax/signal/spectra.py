@@ -121,7 +121,14 @@ def stft(
 
 def band_bins(rate: float, nfft: int, band: tuple[float, float] = HR_BAND) -> slice:
     """The contiguous range of `rfft` bins of length `nfft` at `rate` whose frequencies lie in
-    `band` (Hz, both edges inclusive)."""
+    `band` (Hz, both edges inclusive). A band past the Nyquist frequency is refused: its top
+    would be cut silently, and a tracker could never report the HR there."""
+    if band[1] > rate / 2 + BAND_TOL:
+        raise WearjaxDataError(
+            f"the band {band[0]:g}-{band[1]:g} Hz reaches past the Nyquist frequency of "
+            f"{rate:g} Hz sampling ({rate / 2:g} Hz); sample at {2 * band[1]:g} Hz or more, or "
+            f"lower the band's top"
+        )
     freqs = np.fft.rfftfreq(nfft, 1.0 / rate)
     inside = np.flatnonzero((freqs >= band[0] - BAND_TOL) & (freqs <= band[1] + BAND_TOL))
     if inside.size == 0:
