@@ -24,7 +24,7 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Bool, Key, PRNGKeyArray
 
-from wearjax.data.folds import leave_k_runners_out, validation_runners
+from wearjax.data.folds import leave_k_runners_out, padded_table, validation_runners
 from wearjax.errors import WearjaxDataError
 from wearjax.sharding import (
     batch_mesh,
@@ -214,19 +214,6 @@ def this_process_folds(split: Split, fold, keys):
     return jax.tree_util.tree_map(lambda a: a[local], fold), keys[local], local
 
 
-def padded_table(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the True entries of each row of `mask [K, S]`, padded with 0: `[K, M]`
-    indices and `[K, M]` validity (M >= 1)."""
-    per_fold = [np.flatnonzero(row) for row in np.asarray(mask)]
-    m = max(1, max(len(i) for i in per_fold))
-    idx = np.zeros((len(per_fold), m), np.int32)
-    ok = np.zeros((len(per_fold), m), bool)
-    for k, i in enumerate(per_fold):
-        idx[k, : len(i)] = i
-        ok[k, : len(i)] = True
-    return idx, ok
-
-
 # The initialiser runs once per fit, so its compile time is all it costs: LLVM's optimisation
 # level 1 (of 0-3; XLA's default is 2) compiles the demo's HR models' initialisers 1.5-1.8x
 # faster (benchmarks/compile_demo.py), with the same bits (tests/test_cv.py checks every model
@@ -358,7 +345,7 @@ def fit_folds(
             init, task, data, folds, recipe, keys, trainable=trainable, mesh=mesh, compile=False
         )
     state, history = train_epochs(
-        program.epoch, program.state, program.folds, program.data, recipe.epochs, progress,
+        program.epoch, program.state, program.folds, program.data, recipe, progress,
         state_file=state_file, resume=resume, every=every, run=run,
         fingerprint_of=program.params,
     )  # fmt: skip
@@ -367,7 +354,9 @@ def fit_folds(
 
 def _static_part(init, key, trainable):
     """The frozen part of `init(key)`, from its shapes alone when it holds no array (the
-    usual case: only the trainable part is computed); else from a real initialisation."""
+    usual case: only the trainable part is computed); else from a real initialisation. Frozen
+    float arrays are refused: only the trainable part is stacked over folds, so every fold
+    would share fold 0's draw of them, and `fold_model` would slice them as if stacked."""
     # shapes stand in for arrays as zero-memory views, so that `trainable` sees arrays
     shapes = jax.tree_util.tree_map(
         lambda a: (
@@ -378,7 +367,15 @@ def _static_part(init, key, trainable):
         eqx.filter_eval_shape(init, key),
     )
     static = eqx.partition(shapes, trainable)[1]
-    if any(eqx.is_array(leaf) for leaf in jax.tree_util.tree_leaves(static)):
+    leaves = jax.tree_util.tree_leaves(static)
+    frozen = sum(eqx.is_inexact_array(leaf) for leaf in leaves)
+    if frozen:
+        raise WearjaxDataError(
+            f"the frozen part of init's model holds {frozen} float array(s), which fit_folds "
+            "cannot stack over folds: close over fixed arrays outside init, or make them "
+            "trainable and freeze them with jax.lax.stop_gradient in the model"
+        )
+    if any(eqx.is_array(leaf) for leaf in leaves):
         static = eqx.partition(init(key), trainable)[1]
     return static
 

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import tree_allclose
 from wearjax.cv import compile_folds, compile_predict, fit_folds, fold_model, predict_held_out
 from wearjax.data.types import CHANNEL_UNITS, Session, stack_sessions
-from wearjax.errors import TrainingInterrupted, WearjaxFileError
+from wearjax.errors import TrainingInterrupted, WearjaxDataError, WearjaxFileError
 from wearjax.models import HRKalman
 from wearjax.tasks.hr import HRStudyConfig, make_task, prepare
 from wearjax.tasks.hr import predict as hr_predict
@@ -94,7 +94,6 @@ def test_plateau_and_early_stopping_match_torch(cooldown):
 def test_training_that_never_gives_a_finite_validation_loss_is_refused():
     """NaN from the first epoch: the kept model would be the untrained one, returned as if
     trained; a NaN later on keeps the last finite epoch's model."""
-    from wearjax.errors import WearjaxDataError
 
     recipe = Recipe(optax.identity(), 1.0, early_stopping_patience=3, epochs=6, steps_per_epoch=1)
     with pytest.raises(WearjaxDataError, match=r"no finite validation loss in fold\(s\) \[0\]"):
@@ -351,6 +350,16 @@ def test_resumed_training_equals_an_uninterrupted_run_bit_for_bit(tmp_path):
     with pytest.raises(WearjaxFileError, match="field 'task' differs"):
         fit(start, mse_task(), (x, y), None, cfg.recipe(), key, state_file=state_file,
             resume=True, run={**run, "task": "other"})  # fmt: skip
+    # the recipe is checked whatever `run` holds (`fit virtual` once named only its task), and
+    # a resume may not ask for fewer epochs than are done
+    for other, match in [
+        (cfg._replace(learning_rate=0.5), "field 'recipe' differs"),
+        (cfg._replace(steps_per_epoch=6), "field 'recipe' differs"),
+        (cfg._replace(epochs=4), "holds 6 epochs, more than the 4 asked"),
+    ]:
+        with pytest.raises(WearjaxFileError, match=match):
+            fit(start, mse_task(), (x, y), None, other.recipe(), key, state_file=state_file,
+                resume=True, run={"task": "toy"})  # fmt: skip
 
 
 def test_ctrl_c_saves_the_last_finished_epoch():
@@ -418,7 +427,8 @@ def test_cross_validation_resumes_bit_for_bit(tiny_study, tmp_path):
 
 def test_static_part_from_shapes_alone_unless_something_frozen_is_an_array():
     """The frozen part of a model comes from its shapes (no eager initialisation, whose every
-    random draw compiles on its own) unless the frozen part holds arrays, which need values."""
+    random draw compiles on its own) unless the frozen part holds arrays, which need values;
+    frozen float arrays are refused."""
     from wearjax.cv import _static_part
 
     concrete = []
@@ -430,9 +440,19 @@ def test_static_part_from_shapes_alone_unless_something_frozen_is_an_array():
     static = _static_part(init, jax.random.key(0), eqx.is_inexact_array)
     assert concrete == [False]  # traced for its shapes only
     assert jax.tree_util.tree_leaves(static) == []
-    static = _static_part(init, jax.random.key(0), Linear(False, True))  # the bias trains
-    assert concrete[-1] is True  # the frozen weight needs its values
-    np.testing.assert_array_equal(static.w, init(jax.random.key(0)).w)
+
+    def init_int(key):
+        concrete.append(not isinstance(key, jax.core.Tracer))
+        return Linear(jax.random.normal(key, (3,)), jax.random.randint(key, (), 0, 9))
+
+    static = _static_part(init_int, jax.random.key(0), eqx.is_inexact_array)  # an int, frozen
+    assert concrete[-1] is True  # the frozen array needs its values
+    np.testing.assert_array_equal(static.b, init_int(jax.random.key(0)).b)
+    # a frozen float array (a random projection left untrained) is refused: only the
+    # trainable part is stacked over folds, so every fold had fold 0's draw of it, and
+    # `fold_model` sliced its rows as if they were folds
+    with pytest.raises(WearjaxDataError, match=r"frozen part .* 1 float array"):
+        _static_part(init, jax.random.key(0), Linear(False, True))
 
 
 class _Pair(eqx.Module):
@@ -490,3 +510,27 @@ def test_a_fold_with_no_validation_data_is_refused():
                  lambda n: Split.by_subject(np.arange(6), 6, 1, n_validation=n)):  # fmt: skip
         with pytest.raises(WearjaxDataError, match="n_validation=0: each fold needs 1 or more"):
             make(0)
+
+
+def test_fit_steps_returns_nan_where_no_epoch_was_finite_and_aux_may_be_one_array():
+    """`fit_steps` runs inside a traced function, so it cannot raise as `fit` does: a run whose
+    every epoch is non-finite returns NaN leaves (once the untrained start, which a
+    per-session calibration then reported as calibrated). An aux that is a single array is a
+    pytree of scalars too (it once raised a TypeError after the first epoch)."""
+    poisoned = _nan_from(0)
+    recipe = Recipe(optax.scale_by_adam(), 0.05, epochs=3, steps_per_epoch=2)
+    start = _Pair(jnp.zeros(2), jnp.zeros(2))
+    out = jax.jit(lambda m: fit_steps(m, poisoned, None, None, recipe, jax.random.key(0),
+                                      trainable=eqx.is_inexact_array))(start)  # fmt: skip
+    assert np.isnan(np.asarray(out.w)).all() and np.isnan(np.asarray(out.e)).all()
+    fine = fit_steps(start, _nan_from(99), None, None, recipe, jax.random.key(0),
+                     trainable=eqx.is_inexact_array)  # fmt: skip
+    assert np.isfinite(np.asarray(fine.w)).all()
+
+    def loss(m, batch, key, epoch):
+        value = jnp.sum((m.w - 1.0) ** 2)
+        return value, jnp.abs(m.w).sum()
+
+    task = Task(lambda d, f, k: None, loss, lambda m, d, f: jnp.sum((m.w - 1.0) ** 2))
+    res = fit(start, task, None, None, recipe, jax.random.key(0))
+    assert res.history["aux"].shape == res.history["train_loss"].shape

@@ -38,3 +38,16 @@ def validation_runners(test: np.ndarray, n_val: int = 1, *, seed: int = 0) -> np
             )
         val[i, rng.choice(candidates, n_val, replace=False)] = True
     return val
+
+
+def padded_table(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the True entries of each row of `mask [K, S]`, padded with 0: `[K, M]`
+    indices and `[K, M]` validity (M >= 1)."""
+    per_fold = [np.flatnonzero(row) for row in np.asarray(mask)]
+    m = max(1, max(len(i) for i in per_fold))
+    idx = np.zeros((len(per_fold), m), np.int32)
+    ok = np.zeros((len(per_fold), m), bool)
+    for k, i in enumerate(per_fold):
+        idx[k, : len(i)] = i
+        ok[k, : len(i)] = True
+    return idx, ok

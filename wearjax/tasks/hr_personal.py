@@ -349,6 +349,9 @@ def run_personal(
         n_traces=fit.n_traces,
         n_parameters=sum(x.size for x in jax.tree_util.tree_leaves(params)) // len(local),
         calibration="each held-out session: embedding fitted on another session of its runner",
+        # a calibration whose every step was non-finite gives a NaN embedding (`fit_steps`),
+        # so its session's predictions, and the metrics, read NaN: counted here
+        calibrations_failed=int((~np.isfinite(np.asarray(out["embedding"]))).any(-1).sum()),
     )
     train_runners = np.zeros((split.n_folds, cohort.n_runners), bool)
     for k, row in enumerate(split.train):

@@ -217,11 +217,29 @@ def save_training_state(path: str | Path, state, history: dict, header: dict) ->
     return save(path, {**header, "state": "training", "history": record}, _storable(state))
 
 
-def load_training_state(path: str | Path, like, header: dict) -> tuple[Any, dict]:
+def training_header(run: dict | None, recipe, fingerprint: str) -> dict:
+    """The header of a training-state file: `run` (what the caller names: task, settings),
+    the `train.loop.Recipe`'s steps, patience and constant learning rate, and the data's and
+    initial parameters' `fingerprint`. A resume with any of them changed is refused; the
+    epoch count is left out, so a resumed run may train for longer."""
+    rate = recipe.learning_rate
+    steps = {
+        "steps_per_epoch": recipe.steps_per_epoch,
+        "early_stopping_patience": recipe.early_stopping_patience,
+        "learning_rate": float(rate) if isinstance(rate, int | float) else "schedule",
+    }
+    return {**(run or {}), "recipe": steps, "fingerprint": fingerprint}
+
+
+def load_training_state(
+    path: str | Path, like, header: dict, epochs: int | None = None
+) -> tuple[Any, dict]:
     """The `TrainState` and history saved by `save_training_state`; `like` is a state of the
     same structure (a fresh `init_state`). Every field of `header` must match the file's:
-    a mismatch is one `WearjaxFileError` naming the field."""
-    saved, payload = read_header(path)
+    a mismatch is one `WearjaxFileError` naming the field; so must a state of more epochs
+    than `epochs` (the run asked for)."""
+    refit = f"delete {path}, or run without --resume"
+    saved, payload = read_header(path, refit)
     if saved.get("state") != "training":
         raise WearjaxFileError(path, "not a training state", "pass the .state file training wrote")
     for field, value in header.items():
@@ -234,7 +252,7 @@ def load_training_state(path: str | Path, like, header: dict) -> tuple[Any, dict
     try:
         stored = eqx.tree_deserialise_leaves(io.BytesIO(payload), _storable(like))
     except (KeyError, TypeError, ValueError, RuntimeError) as err:  # RuntimeError: a shape
-        raise WearjaxFileError(path, f"the state does not fit this model ({err})", _REFIT) from err
+        raise WearjaxFileError(path, f"the state does not fit this model ({err})", refit) from err
     state = stored._replace(key=jax.random.wrap_key_data(stored.key))
     # placed as `like` is (e.g. over a mesh's fold axis), so the resumed epoch reuses the
     # program compiled for it instead of compiling another for single-device arrays
@@ -243,4 +261,10 @@ def load_training_state(path: str | Path, like, header: dict) -> tuple[Any, dict
     )
     history = {k: [np.asarray(v, np.float32 if k != "stopped" else bool) for v in values]
                for k, values in saved["history"].items()}  # fmt: skip
+    done = len(history.get("train_loss", ()))
+    if epochs is not None and done > epochs:
+        raise WearjaxFileError(
+            path, f"it holds {done} epochs, more than the {epochs} asked",
+            "ask for at least as many epochs, or start again without --resume",
+        )  # fmt: skip
     return state, history

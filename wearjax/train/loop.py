@@ -345,7 +345,7 @@ def run_epochs(
 
 
 def _flat_aux(aux) -> dict:
-    if aux is None or aux == ():
+    if not jax.tree_util.tree_leaves(aux):  # None, (), {}: nothing to record
         return {}
     if isinstance(aux, dict):
         return {f"aux_{k}": v for k, v in aux.items()}
@@ -381,27 +381,28 @@ def fit(
     epoch = jax.jit(make_epoch(task, recipe, static, counter))
     state = init_state(params, recipe, key)
     state, history = train_epochs(
-        epoch, state, fold, data, recipe.epochs, progress,
+        epoch, state, fold, data, recipe, progress,
         state_file=state_file, resume=resume, every=every, run=run, fingerprint_of=params,
     )  # fmt: skip
     return FitResult(eqx.combine(state.best_params, static), history, len(counter))
 
 
 def train_epochs(
-    epoch_fn, state: TrainState, fold, data, epochs: int, progress: bool | str = False, *,
+    epoch_fn, state: TrainState, fold, data, recipe: Recipe, progress: bool | str = False, *,
     state_file=None, resume: bool = False, every: int = 1, run: dict | None = None,
     fingerprint_of=None,
 ):  # fmt: skip
-    """`run_epochs` with the training state saved to (and resumed from) `state_file` (see
-    `fit`); `fingerprint_of` (the initial parameters) joins the data in the fingerprint."""
-    from wearjax.train.checkpoints import fingerprint, load_training_state, save_training_state
+    """`run_epochs` for `recipe.epochs` with the training state saved to (and resumed from)
+    `state_file` (see `fit`; its header: `checkpoints.training_header`); `fingerprint_of`
+    (the initial parameters) joins the data in the fingerprint."""
+    from wearjax.train import checkpoints as ckpt
 
-    history, on_epoch = None, None
+    history, on_epoch, epochs = None, None, recipe.epochs
     if state_file is not None:
-        header = {**(run or {}), "fingerprint": fingerprint(data, fold, fingerprint_of)}
+        header = ckpt.training_header(run, recipe, ckpt.fingerprint(data, fold, fingerprint_of))
         if resume:
-            state, history = load_training_state(state_file, state, header)
-        on_epoch = lambda s, h: save_training_state(state_file, s, h, header)  # noqa: E731
+            state, history = ckpt.load_training_state(state_file, state, header, epochs)
+        on_epoch = lambda s, h: ckpt.save_training_state(state_file, s, h, header)  # noqa: E731
     try:
         return run_epochs(
             epoch_fn, state, fold, data, epochs, progress,
@@ -416,7 +417,9 @@ def fit_steps(
 ) -> Any:
     """`fit` as a pure function for use inside another traced function (e.g. calibrating an
     embedding per held-out session inside a vmapped prediction): `recipe.epochs` epochs in a
-    `lax.scan`, no early stopping across calls; returns the best model."""
+    `lax.scan`, no early stopping across calls; returns the best model. Where no epoch gave a
+    finite validation loss its trainable leaves are NaN, not the untrained start: the caller's
+    metrics show the failure (`fit` raises there, which a traced function cannot)."""
     params, static = eqx.partition(model, trainable)
     epoch = make_epoch(task, recipe, static)
     state, _ = jax.lax.scan(
@@ -425,7 +428,9 @@ def fit_steps(
         None,
         length=recipe.epochs,
     )
-    return eqx.combine(state.best_params, static)
+    failed = jnp.isinf(state.stop.best_val)
+    best = jax.tree_util.tree_map(lambda p: jnp.where(failed, jnp.nan, p), state.best_params)
+    return eqx.combine(best, static)
 
 
 def without_aux(loss: Callable) -> Callable:
