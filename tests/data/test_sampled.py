@@ -173,6 +173,10 @@ def test_sidecar_reference_on_the_recordings_clock(tmp_path):
     _write(tmp_path / "both.hr.csv", ["time", "hr"], [[0, 80]])
     with pytest.raises(WearjaxFileError, match=r"both\.csv: reference HR given twice"):
         read_sampled(tmp_path / "both.csv")
+    # two values on one grid point: the error says where
+    _write(tmp_path / "walk.hr.csv", ["t", "HR"], [[1000, 80], [1002, 81], [1002.004, 82]])
+    with pytest.raises(WearjaxFileError, match=r"two reference HR values at 2 s \(2 and 2.004 s"):
+        read_sampled(tmp_path / "walk.csv", hr_rate_hz=0.5)
 
 
 def test_folders_dispatch_sampled_files_and_cache_their_signals(tmp_path, monkeypatch):

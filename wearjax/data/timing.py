@@ -168,10 +168,14 @@ def reference_hr(times, values, hr_rate_hz, path) -> Signal | None:
             f"reference HR at {t[np.argmin(index)]:g} s is before the recording starts",
             "put the reference on the recording's clock",
         )
-    if np.unique(index).size < index.size:
+    order = np.argsort(index, kind="stable")
+    clash = np.flatnonzero(np.diff(index[order]) == 0)
+    if clash.size:
+        a, b = t[order[clash[0]]], t[order[clash[0] + 1]]
         raise WearjaxFileError(
-            path, "two reference HR values at one time", "keep one value per time"
-        )
+            path, f"two reference HR values at {index[order[clash[0]]] / hr_rate_hz:g} s ({a:g} "
+            f"and {b:g} s, on a {hr_rate_hz:g} Hz grid)", "keep one value per time",
+        )  # fmt: skip
     out = np.full(index.max() + 1, np.nan)
     out[index] = v
     return reference_signal(out, hr_rate_hz, path)

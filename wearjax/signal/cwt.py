@@ -26,6 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float
 
+from wearjax.errors import WearjaxDataError
+
 MORLET_W0 = 6.0
 WAVELETS = ("ricker", "morlet")
 
@@ -37,6 +39,8 @@ def resample(
     method: the spectrum truncated or zero-padded; periodic at the ends, as
     `scipy.signal.resample`). Output length `round(T nominal / rate)`."""
     n = x.shape[-1]
+    if n == 0:
+        raise WearjaxDataError("resample got no samples (a last axis of length 0)")
     m = max(1, round(n * nominal / rate))
     if m == n:
         return x
@@ -88,6 +92,8 @@ def cwt(
 ) -> Float[Array, "*batch scale time"] | Complex[Array, "*batch scale time"]:
     """The CWT of `x` at wavelet `widths` (samples; module docstring) by FFT convolution."""
     n = x.shape[-1]
+    if n == 0:
+        raise WearjaxDataError("cwt got no samples (a last axis of length 0)")
     widths = np.asarray(widths, np.float64)
     half = int(min(np.ceil(5 * widths.max()), n - 1))  # beyond n-1 nothing reaches the output
     length = 2 * half + 1
