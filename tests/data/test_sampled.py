@@ -84,6 +84,15 @@ def test_small_jitter_is_accepted(tmp_path):
     assert s.signals["ppg"].rate_hz == 2.0 and s.length == 3
 
 
+@pytest.mark.parametrize(("rate", "rows"), [(512, 100), (512, 185), (256, 60), (64, 1000)])
+def test_a_short_file_timed_to_the_millisecond_gets_its_own_rate(tmp_path, rate, rows):
+    """From the ends alone, 100 rows at 512 Hz timed to the millisecond read as 513 Hz, which
+    the millisecond's tolerance then accepted; the least-squares step gives 512."""
+    path = _write(tmp_path / "short.csv", ["time", "ppg"], [[f"{k / rate:.3f}", 1.0]
+                                                             for k in range(rows)])  # fmt: skip
+    assert read_sampled(path).signals["ppg"].rate_hz == rate
+
+
 def test_other_csv_errors(tmp_path):
     def fails(name, header, rows, message, **kwargs):
         path = _write(tmp_path / name, header, rows)
