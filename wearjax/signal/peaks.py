@@ -112,7 +112,9 @@ def remove_motion_peaks(
     height is how much of the ACC's motion the PPG shows there; the window's smallest such
     ratio is taken as motion alone, and a peak whose ratio exceeds it `excess` times over is
     left in the PPG: the pulse sits on that line too. `excess=None` zeroes every dominant
-    peak, as TROIKA's decomposition does. With one dominant peak nothing is kept.
+    peak, as TROIKA's decomposition does. With one dominant peak nothing is kept. The risk:
+    a motion line that the PPG copies more strongly than the window's others (relative to the
+    ACC) is kept too, and only the tracker's search range then tells it from the pulse.
 
     Windows come before axes: `band_spectra(acc [3, T])` gives `[3, W, F]`,
     which `jnp.moveaxis(acc_spec, -3, -2)` turns into `[W, 3, F]`. A window count (or, for one
