@@ -45,8 +45,10 @@ def test_grade_is_the_centred_rise_over_the_distance_run():
 
 
 def test_each_session_is_calibrated_on_another_of_its_runner():
+    """A runner's only session is not calibrated on itself (it was: the embedding then read
+    the HR it was scored on); -1 gives it the population embedding."""
     runner = np.array([0, 0, 0, 1, 1, 2])
-    np.testing.assert_array_equal(calibration_sessions(runner, np.arange(6)), [1, 2, 0, 4, 3, 5])
+    np.testing.assert_array_equal(calibration_sessions(runner, np.arange(6)), [1, 2, 0, 4, 3, -1])
 
 
 def test_half_time_of_a_first_order_step():
@@ -91,6 +93,8 @@ def test_a_small_study_runs_as_one_program_and_predicts_every_session():
     )
     result = run_personal_study(cohort, HRStudyConfig(runners_out=2), config, progress=False)
     assert result.entry["n_traces"] == 1
+    assert result.entry["calibrations_failed"] == 0
+    assert result.entry["population_embedding_sessions"] == 0  # every runner has two sessions
     for protocol in ("standard", "generative"):
         assert math.isfinite(result.entry[protocol]["mae"])
         assert result.entry[protocol]["mae"] < 40.0
@@ -164,3 +168,26 @@ def test_metrics_cover_only_the_sessions_a_fold_tests():
     want = np.mean(np.abs(pred - np.asarray(cohort.hr))[scored])
     assert result.entry["standard"]["mae"] == pytest.approx(want, rel=1e-5)
     assert result.entry["standard"]["mae"] < 40.0  # the untested sessions' 0 bpm would be ~140
+
+
+def test_a_runners_only_session_gets_the_population_embedding():
+    """`calibration == -1` (a runner with one session) gives e = 0, whatever the session's HR;
+    another calibration session gives a fitted, nonzero embedding."""
+    from wearjax.models.hr_personalized import PersonalHRODE
+    from wearjax.tasks.hr_personal import PersonalData, PersonalFold, _held_out_predict
+
+    config = PersonalConfig(calibration_steps=2, engine="scan")
+    model = PersonalHRODE(2, config.embed, config.width, window=30, engine="scan",
+                          key=jax.random.key(0))  # fmt: skip
+    t = 60
+    rng = np.random.default_rng(0)
+    inputs = jnp.asarray(rng.uniform(0, 1, (2, t, 2)), jnp.float32)
+    hr = jnp.asarray(120 + 10 * rng.normal(size=(2, t)), jnp.float32)
+    data = PersonalData(inputs, hr, jnp.ones((2, t), bool), jnp.asarray([0, 1]),
+                        jnp.asarray([1, -1]))  # fmt: skip
+    fold = PersonalFold(jnp.ones(2), jnp.zeros(1, jnp.int32), jnp.ones(1), jnp.asarray(10.0))
+    predict = jax.jit(_held_out_predict(config))
+    fitted = predict(model, fold, data, jnp.asarray(0))["embedding"]
+    alone = predict(model, fold, data, jnp.asarray(1))["embedding"]
+    assert np.abs(np.asarray(fitted)).max() > 0
+    np.testing.assert_array_equal(np.asarray(alone), 0.0)

@@ -17,7 +17,9 @@ sigma_hat`, so the gain sets how fast HR relaxes toward it. HR is filtered in no
     k   = f_gain(P + Q_t, R_t)       learned scalar gain: sigmoid(log P^-_g - log R + MLP)
     g  += k nu,  g_dot += 0.5 k nu,  P <- (P + Q_t) diag(1 - k, 1 - 0.5 k),  nu = y_t - g^-
 
-then `h = sigma_hat * g + mu_hat`, clipped to [HR_MIN, HR_MAX] bpm and |dh/dt| <= MAX_RATE.
+then `h = sigma_hat * g + mu_hat`, clipped to [HR_MIN, HR_MAX] bpm; the velocity state `g_dot`
+is clipped to +-MAX_RATE bpm/s, not the change per second, to which the MLP's correction and
+the update `k nu` add (a trained model can move faster than MAX_RATE).
 As published, measured HR enters as each window's initial condition: under the standard
 protocol the first sample of every window, under the generative protocol the first second of the
 session (each later window starts from the previous window's last prediction). It also sets the

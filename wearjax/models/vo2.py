@@ -7,15 +7,16 @@ from wearable features `x_t` in one `lax.scan`. Backbone: MLP encoder -> bidirec
 (`u_0 = v_0 / VO2_UNIT - 1`), so the network knows the subject's calibration. Per second, heads
 on `s_t` give (VO2 in L/min, `VO2_UNIT` mL/min, inside the model):
 
-    o_t     = u_0 + f_obs(s_t)                      learned observation
+    o_t     = w_0 + f_obs(s_t)                      learned observation
     Q_t, R_t = softplus(.)                          process and measurement noise
     g_t                                             learned gain correction
     lo_t < 0 < hi_t                                 clamp of the update (L/min per s)
     tau_t  = sigmoid(.)                             trend
-    d_t    = u_0 + f_dir(s_t)                       direct pathway
+    d_t    = w_0 + f_dir(s_t)                       direct pathway
     alpha_t = sigmoid(.)                            blend
 
-and the filter, from `v_0 = v_{-1} = u_0` and variance `P_0`:
+with `w_0 = v_0 / VO2_UNIT` (L/min; `u_0`, centred, is only the encoder's input), and the
+filter's state, in L/min, starting at `w_0` at seconds -1 and 0 with variance `P_0`:
 
     v_trend = v_{t-1} + tau_t (v_{t-1} - v_{t-2})                  trend pathway (the prior)
     P^-     = P_{t-1} + Q_t

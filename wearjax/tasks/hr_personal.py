@@ -208,12 +208,13 @@ def calibrate(
 
 
 def calibration_sessions(runner: np.ndarray, sessions: np.ndarray) -> np.ndarray:
-    """For each session, another session of the same runner (the next one, cyclically); a
-    runner with a single session is calibrated on it."""
+    """For each session, another session of the same runner (the next one, cyclically); -1
+    for a runner with a single session, who gets the population embedding (e = 0): fitted on
+    the session it is scored on, the embedding would read the HR it then predicts."""
     out = np.empty(len(sessions), np.int64)
     for j, s in enumerate(sessions):
         own = np.flatnonzero(runner == runner[s])
-        out[j] = own[(np.searchsorted(own, s) + 1) % len(own)]
+        out[j] = own[(np.searchsorted(own, s) + 1) % len(own)] if len(own) > 1 else -1
     return out
 
 
@@ -223,7 +224,9 @@ def _held_out_predict(config: PersonalConfig):
     session i's calibration session, then both protocols of session i."""
 
     def predict(model, fold: PersonalFold, data: PersonalData, i):
-        e = calibrate(model, *_session(data, data.calibration[i]), fold.hr_sd, config)
+        other = data.calibration[i]  # -1: the runner's only session, so e = 0
+        e = calibrate(model, *_session(data, jnp.where(other < 0, i, other)), fold.hr_sd, config)
+        e = jnp.where(other < 0, jnp.zeros_like(e), e)
         std, gen = _predict(model, e, *_session(data, i))
         return {"standard": std.hr, "generative": gen.hr, "embedding": e}
 
@@ -348,7 +351,11 @@ def run_personal(
         best_epoch=gather_folds(np.argmin(fit.history["val_loss"], axis=0), local, split.n_folds),
         n_traces=fit.n_traces,
         n_parameters=sum(x.size for x in jax.tree_util.tree_leaves(params)) // len(local),
-        calibration="each held-out session: embedding fitted on another session of its runner",
+        calibration="each held-out session: embedding fitted on another session of its "
+        "runner; a runner's only session: the population embedding (e = 0)",
+        population_embedding_sessions=int(
+            (np.asarray(args[2].calibration)[np.asarray(split.test).any(axis=0)] < 0).sum()
+        ),
         # a calibration whose every step was non-finite gives a NaN embedding (`fit_steps`),
         # so its session's predictions, and the metrics, read NaN: counted here
         calibrations_failed=int((~np.isfinite(np.asarray(out["embedding"]))).any(-1).sum()),
