@@ -23,16 +23,19 @@ def _mesh(text: str) -> tuple[int, int]:
     return sizes if len(sizes) == 2 else (sizes[0], 1)
 
 
-def _mesh_argument(p: argparse.ArgumentParser) -> None:
+def _mesh_argument(p: argparse.ArgumentParser, shown: bool = True) -> None:
+    """`--mesh` and `--devices`; hidden from the help of a command that trains no folds (it
+    still reads them, to refuse them in one line that says why)."""
+    hide = None if shown else argparse.SUPPRESS
     p.add_argument(
         "--mesh", type=_mesh, metavar="FOLDSxDATA",
-        help="shard training over a device mesh: folds over FOLDS devices, each batch over DATA "
-        "(e.g. 4x2 on 8 devices; on CPU, with --devices 8)",
+        help=hide or "shard training over a device mesh: folds over FOLDS devices, each batch "
+        "over DATA (e.g. 4x2 on 8 devices; on CPU, with --devices 8)",
     )  # fmt: skip
     p.add_argument(
         "--devices", type=int, metavar="N",
-        help="JAX CPU devices to make (default: one per usable core, or XLA_FLAGS' count); "
-        "GPUs and TPUs are the ones visible",
+        help=hide or "JAX CPU devices to make (default: one per usable core, or XLA_FLAGS' "
+        "count); GPUs and TPUs are the ones visible",
     )  # fmt: skip
 
 
@@ -92,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
                 p.add_argument("--quick", action="store_true", help="small models, short training")
             p.add_argument("--out", type=Path, required=True, help=outs[command])
             p.add_argument("--seed", type=seed, default=0)
-            _mesh_argument(p)
+            _mesh_argument(p, shown=c.folds)
             if c.processes:
                 _distributed_argument(p)
             p.set_defaults(run=c.run, folds=c.folds)

@@ -122,7 +122,8 @@ def test_read_cpet_errors(tmp_path):
     fails(["time", "VO2 [gal/h]", "HR"], good, r"unknown unit 'gal/h' of column 'VO2 \[gal/h\]'")
     per_kg = [[s, 25.0 + 0.2 * s, 120] for s in range(N)]  # mL/kg/min with no unit in the header
     fails(["time", "VO2", "HR"], per_kg, r"column 'VO2' has no unit and a median of 33.9: neither "
-          r"L/min nor mL/min.*mL/kg/min.*; export absolute VO2, or pass vo2_unit")  # fmt: skip
+          r"L/min nor mL/min.*mL/kg/min.*; export absolute VO2, or pass --vo2-unit "
+          r"\(vo2_unit\)")  # fmt: skip
     fails(["time", "VO2", "VO2_I"], good, r"columns \['VO2', 'VO2_I'\] all look like vo2; pass "
           r"--columns vo2=NAME \(columns=\{'vo2': NAME\}\)")  # fmt: skip
     fails(["time", "O2", "HR"], good, r"no column 'VO2x' \(columns maps vo2 to it; found",

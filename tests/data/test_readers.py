@@ -289,16 +289,19 @@ def test_timestamps_backwards_equal_or_too_short_are_refused(tmp_path):
 
 
 def test_heart_rates_out_of_range_are_masked_counted_and_logged(tmp_path, caplog):
+    """Logged at INFO: the session's metadata carries the count, which the CLI prints once
+    (a warning reached its terminal a second time)."""
     rows = _run_rows(100)
     for k, hr in ((10, 24), (11, 25), (20, 0), (30, 250), (31, 251), (40, 300)):
         rows[k][1] = hr
     path = _write_csv(tmp_path / "hr.csv", RUN_HEADER, rows)
-    with caplog.at_level("WARNING", logger="wearjax.data.readers"):
+    with caplog.at_level("INFO", logger="wearjax.data.readers"):
         s = read_running_csv(path)
     assert np.flatnonzero(~s.mask).tolist() == [10, 20, 31, 40]
     assert s.hr[11] == 25 and s.hr[30] == 250
     assert dict(s.metadata) == {"start_time_s": "1600000000.0", "hr_out_of_range": "4"}
     (record,) = caplog.records
+    assert record.levelname == "INFO"
     message = record.getMessage()
     assert str(path) in message and "4 heart rates outside 25-250 bpm are masked" in message
     ok = _write_csv(tmp_path / "ok.csv", RUN_HEADER, _run_rows(60))

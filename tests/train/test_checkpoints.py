@@ -59,7 +59,9 @@ def test_an_hr_checkpoint_given_as_an_encoder_names_the_pretraining_command(tmp_
     path = _hr(tmp_path)
     with pytest.raises(WearjaxFileError, match="not an encoder: a 'hr' model") as err:
         load_encoder(path)
-    assert "wearjax fit pretrain" in str(err.value) and "fit hr" not in str(err.value)
+    # what the file is (an HR model, from `fit hr`), and a fix naming the pretraining command
+    assert "(written by `wearjax fit hr`)" in str(err.value)
+    assert str(err.value).endswith("pretrain it again with `wearjax fit pretrain`")
 
 
 def test_checkpoints_get_the_mode_the_umask_gives(tmp_path):

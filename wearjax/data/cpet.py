@@ -266,7 +266,7 @@ def load_cpet_folder(
             skipped.append(Skipped(file, skip_reason(err, file)))
     check_usable(
         folder, sessions, skipped, "CPET test",
-        "add CSV exports with a time and a VO2 column, or name them with columns=",
+        "add CSV exports with a time and a VO2 column, or name them with --columns (columns=)",
     )  # fmt: skip
     with_hr = [bool(np.any(s.mask)) for s in sessions]
     if any(with_hr) and not all(with_hr):  # HR is an input: a test without it would read 0 bpm
@@ -323,7 +323,9 @@ def _volume(values, declared, unit, column, path) -> tuple[np.ndarray, str, str]
             raise WearjaxFileError(path, why, "export absolute VO2 in mL/min or L/min")
         if key not in _VOLUME:
             raise WearjaxFileError(
-                path, f"unknown unit {unit!r} of column {column!r}", "pass vo2_unit='mL/min'"
+                path,
+                f"unknown unit {unit!r} of column {column!r}",
+                "pass --vo2-unit mL/min (vo2_unit='mL/min')",
             )
         name, basis = ("L/min" if key == "lmin" else "mL/min"), "column header"
     else:
@@ -334,7 +336,7 @@ def _volume(values, declared, unit, column, path) -> tuple[np.ndarray, str, str]
                 path,
                 f"column {column!r} has no unit and a median of {median:.3g}: neither L/min nor "
                 "mL/min, but what VO2 per kg of body mass (mL/kg/min) reads",
-                "export absolute VO2, or pass vo2_unit if it is one",
+                "export absolute VO2, or pass --vo2-unit (vo2_unit) if it is one",
             )
         name = "L/min" if median < 10 else "mL/min"
         basis = f"detected (median {median:.3g} {'<' if name == 'L/min' else '>='} 10)"
@@ -383,7 +385,7 @@ def _match(header: list[str], columns: Mapping[str, str], path: Path) -> dict[st
             raise WearjaxFileError(
                 path,
                 f"no column {name!r} (columns maps {field} to it; found {header})",
-                "correct the name in columns=",
+                "correct the name in --columns (columns=)",
             )
         found[field] = (exact or loose)[0]
     taken = set(found.values())

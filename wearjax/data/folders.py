@@ -100,6 +100,7 @@ def load_folder(
     require_hr: bool = False,
     max_gap_s: float = MAX_GAP_S,
     units: dict[str, str] | None = None,
+    fix: str | None = None,
 ) -> tuple[list[Session], list[Skipped]]:
     """Every usable session under `path`, and the files skipped with their reasons.
 
@@ -107,8 +108,8 @@ def load_folder(
     subject values override those a file carries), else from subfolders. `cache_dir` defaults
     to `default_cache_dir()`. With `require_hr`, files without heart rate are skipped; `units`
     as for `read_file`. Raises
-    `WearjaxFileError` naming the folder when no session is usable, or the manifest when it
-    cannot be read.
+    `WearjaxFileError` naming the folder when no session is usable (with `fix` as its advice:
+    the caller knows what recordings it reads), or the manifest when it cannot be read.
     """
     folder = Path(path)
     if not folder.is_dir():
@@ -148,7 +149,7 @@ def load_folder(
         skipped.append(Skipped(folder / rel, f"listed in the manifest {manifest} but missing"))
     check_usable(
         folder, sessions, skipped, "recording",
-        f"add {', '.join(SUFFIXES)} running recordings, one subfolder per runner",
+        fix or f"add {', '.join(SUFFIXES)} running recordings, one subfolder per runner",
     )  # fmt: skip
     return sessions, skipped
 

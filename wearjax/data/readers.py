@@ -308,7 +308,7 @@ def to_session(
     metadata = ((START_TIME, repr(float(t[0]))),)  # second 0 on the file's clock
     metadata += (("hr_out_of_range", str(out_of_range)),) if out_of_range else ()
     if out_of_range:
-        logger.warning(
+        logger.info(  # also in the metadata, which the CLI prints once (reader_notes)
             "%s: %d heart rates outside %g-%g bpm are masked (not used)",
             path, out_of_range, low, high,
         )  # fmt: skip

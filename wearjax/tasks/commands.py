@@ -158,7 +158,7 @@ def cv_hr(args) -> int:
     from wearjax.tasks import study_state
     from wearjax.tasks.hr_recordings import cv_cohort
     from wearjax.tasks.hr_study import run_hr_study
-    from wearjax.tasks.presets import recordings_config
+    from wearjax.tasks.presets import check_segments, recordings_config
 
     t0 = time.perf_counter()
     # the study's progress is kept in --out for --resume; by one process only
@@ -167,8 +167,10 @@ def cv_hr(args) -> int:
         raise WearjaxError("--resume continues a study of one process; run without --distributed")
     if out is not None:
         study_state.check(out, args.resume, "cv hr study")  # before reading any file
+    made = out is not None and not Path(out).exists()
     sessions = _recordings(args.data, require_hr=True, units=units(args))
     config = recordings_config(args.model, args.quick, seed=args.seed, normalise=args.normalise)
+    check_segments(sessions, args.model, args.quick, 1)
     cohort, k, folds = cv_cohort(sessions, config.window)
     check_fold_layout(-(-cohort.n_runners // k))  # before any model is built
     config = config._replace(runners_out=k)
@@ -185,7 +187,7 @@ def cv_hr(args) -> int:
         raise TrainingInterrupted(f"interrupted; the study's progress is kept in {out}") from None
     except WearjaxError:  # bad data before any epoch: nothing to resume
         if out is not None:
-            study_state.clear_if_nothing_kept(out)
+            study_state.clear_if_nothing_kept(out, made)
         raise
     results["folds"]["how"] = folds
     results["cv"] = {"data": str(args.data), "kind": args.model, "quick": args.quick,
@@ -200,12 +202,13 @@ def cv_hr(args) -> int:
 def fit_hr(args) -> int:
     """`wearjax fit hr`: train one HR model on every session and write a checkpoint."""
     from wearjax.tasks.hr_fit import train_hr
-    from wearjax.tasks.presets import recordings_config
+    from wearjax.tasks.presets import check_segments, recordings_config
     from wearjax.train.checkpoints import save_hr
 
     t0 = time.perf_counter()
     sessions = _recordings(args.data, require_hr=True, units=units(args))
     config = recordings_config(args.model, args.quick, seed=args.seed, normalise=args.normalise)
+    check_segments(sessions, args.model, args.quick, 2)
     hidden, layers = config.models[0][1:]
     print(f"training {args.model} ({hidden}, {layers}) on {len(sessions)} sessions "
           f"({', '.join(sessions[0].channels)})")  # fmt: skip

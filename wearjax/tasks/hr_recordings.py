@@ -54,6 +54,12 @@ def select_channels(session: Session, channels: tuple[str, ...]) -> Session:
     """The session with exactly `channels`, in that order; `WearjaxDataError` naming the
     first channel the recording lacks."""
     missing = [c for c in channels if c not in session.channels]
+    if missing and not session.channels and session.signals:  # a wrist recording, say
+        raise WearjaxDataError(
+            f"{session.source or session.workout or 'recording'}: a sampled-signal recording "
+            f"({', '.join(sorted(session.signals))}) without the running channels an HR model "
+            f"reads ({list(channels)}); HR from ACC or PPG takes a `wearjax fit virtual` model"
+        )
     if missing:
         raise WearjaxDataError(
             f"{session.source or session.workout or 'recording'}: has no {missing[0]!r} channel "

@@ -11,6 +11,7 @@ from collections import Counter
 import numpy as np
 
 from wearjax.data.types import Cohort
+from wearjax.errors import WearjaxDataError
 from wearjax.signal.features import DEVICE_FEATURES
 from wearjax.tasks.hr import HRStudyConfig
 from wearjax.tasks.hr_personal import PersonalConfig
@@ -97,6 +98,26 @@ def recordings_config(
         train=p["train"],
         seed=seed,
     )
+
+
+def check_segments(sessions: list, model: str, quick: bool, need: int) -> None:
+    """Refuse, before any model is built, recordings of which fewer than `need` hold one
+    training segment of `wearjax cv hr` / `fit hr` (`presets.HR_RECORDINGS`: 600 s, 300 s
+    with `--quick`), where the reader takes anything from 60 s."""
+
+    def width(quick: bool) -> int:
+        config = recordings_config(model, quick)
+        return config.window * config.segment_windows
+
+    long_enough = sum(s.length >= width(quick) for s in sessions)
+    if long_enough < need:
+        longest = max(s.length for s in sessions)
+        hint = "" if quick else f", or pass --quick ({width(True)} s segments)"
+        raise WearjaxDataError(
+            f"{long_enough} of {len(sessions)} sessions last a training segment of "
+            f"{width(quick)} s (the longest: {longest} s), and training needs {need}: "
+            f"record longer runs{hint}"
+        )
 
 
 def cpet_config(quick: bool = False, seed: int = 0, **changes) -> VO2StudyConfig:
@@ -221,8 +242,6 @@ def _fill_subject_fields(sessions, say):
 def folder_config(n_subjects: int, quick: bool = False, seed: int = 0) -> VO2StudyConfig:
     """`cpet_config` with folds sized to a user's folder: about 10 subject-wise folds (fewer
     for a small folder) and up to 4 more subjects per fold for early stopping."""
-    from wearjax.errors import WearjaxDataError
-
     if n_subjects < 4:
         raise WearjaxDataError(
             f"{n_subjects} subject(s): subject-wise cross-validation needs at least 4 (one to "

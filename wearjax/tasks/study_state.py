@@ -110,16 +110,19 @@ def training_state(out, name: str, resume: bool):
     return path, resume and path.exists()
 
 
-def clear_if_nothing_kept(out: Path) -> None:
+def clear_if_nothing_kept(out: Path, made: bool = False) -> None:
     """`clear`, where the study stopped (on bad data, say) before finishing a step or saving a
-    training state: the next run then starts afresh rather than being asked to --resume."""
+    training state: the next run then starts afresh rather than being asked to --resume. With
+    `made` (the study created `out`), an `out` left empty is removed too."""
     out = Path(out)
     try:
         finished = json.loads((out / JSON).read_text()).get("metrics")
     except (OSError, ValueError, AttributeError):
-        return
+        finished = True  # nothing of ours to judge: left as it is
     if not finished and not any(out.glob("partial_*.state")):
         clear(out)
+    if made and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
 
 
 def clear(out: Path) -> None:

@@ -161,7 +161,9 @@ def fit_command(args, say) -> int:
     s, config = command_inputs(args, say)
     args.setting = args.setting or "virtual"
     if args.setting in ("ppg_only", "fusion", "virtual") and not s.has_ppg:
-        raise WearjaxError(f"--setting {args.setting} needs PPG in the files; use acc_only")
+        raise WearjaxError(
+            f"--setting {args.setting} needs PPG in the files; use --setting acc_only"
+        )
     say(f"training {args.setting} on {len(s.names)} sessions of {len(s.subjects)} subjects")
     state_file = Path(f"{args.out}.state")  # checked with --resume (`check_arguments`)
     say(f"saving the training state every epoch to {state_file} (resume with --resume)")

@@ -105,7 +105,8 @@ def folder_sessions(folder: Path, say=None) -> tuple[SpectralSessions, list]:
 
     from wearjax.data.folders import Skipped, load_folder
 
-    sessions, skipped = load_folder(folder)
+    want = "add sampled-signal CSV/NPZ files with acc_x, acc_y, acc_z and hr_ref"
+    sessions, skipped = load_folder(folder, fix=want)
     files = {Path(s.source) for s in sessions}
     flat = len(files) > 1 and all(f.parent == folder for f in files)
     if flat:
@@ -118,10 +119,7 @@ def folder_sessions(folder: Path, say=None) -> tuple[SpectralSessions, list]:
         except WearjaxDataError as err:
             skipped.append(Skipped(Path(s.source), str(err)))
     if not recs:
-        raise WearjaxFileError(
-            folder, "no recording with acc_x/y/z and a reference HR",
-            "add sampled-signal CSV/NPZ files with acc_x, acc_y, acc_z and hr_ref",
-        )  # fmt: skip
+        raise WearjaxFileError(folder, "no recording with acc_x/y/z and a reference HR", want)
     spectral = spectral_sessions(recs)
     labelled = spectral.ok.sum(axis=1)
     if not labelled.all():  # nothing to train on or score: said, not averaged as nothing
@@ -356,6 +354,10 @@ def markdown_table(metrics: dict) -> str:
 def command_inputs(args, say) -> tuple[SpectralSessions, VirtualConfig]:
     """The sessions `--data` names (skipped files said, one line each) and the config the
     command's options give (`--epochs`, `--quick`, `--seed`)."""
+    if (args.gait or args.gait_ridge) and args.setting == "ppg_only":  # before reading files
+        flag = "--gait" if args.gait else "--gait-ridge"
+        raise WearjaxError(f"{flag} adds a prior to the settings that read ACC; --setting "
+                           f"ppg_only reads none: leave {flag} out")  # fmt: skip
     if args.data == "synthetic":
         sessions = synthetic_sessions(args.quick, seed=args.seed)
     else:
@@ -373,7 +375,9 @@ def cv_command(args, say) -> int:
     study_state.check(args.out, args.resume, "cv virtual study")  # before reading any file
     sessions, config = command_inputs(args, say)
     if not sessions.has_ppg and args.setting not in (None, "acc_only", "acc_refined"):
-        raise WearjaxError(f"--setting {args.setting} needs PPG in the files; use acc_only")
+        raise WearjaxError(
+            f"--setting {args.setting} needs PPG in the files; use --setting acc_only"
+        )
     if not sessions.has_ppg:
         say("no PPG in these recordings: only the ACC-only settings run (acc_only, acc_refined)")
     say(f"{len(sessions.names)} sessions of {len(sessions.subjects)} subjects; compiling first")

@@ -66,9 +66,11 @@ def cv_command(args, say) -> int:
         if data in ("pyoxynet", "synthetic") and getattr(args, option) not in (None, False):
             flag = "--" + option.replace("_", "-")
             raise WearjaxError(f"{flag} describes your own CPET files; --data {data} takes none")
+    columns = _parse_columns(args.columns)  # its syntax, before --out is made
     # the training state is kept in --out every epoch until the report is written
     out, resume = Path(args.out), args.resume
     study_state.check(out, resume, "cv vo2 study")  # before reading any file
+    made = not out.exists()
     key = {"study": "cv vo2", **{k: str(getattr(args, k)) for k in KEYED}}
     if resume:
         study_state.load(out, key, {})
@@ -88,7 +90,7 @@ def cv_command(args, say) -> int:
             title = "HR -> VO2 on the synthetic cohort"
         else:
             cohort, unit_note = presets.load_cpet_folder_cohort(
-                Path(data), columns=_parse_columns(args.columns), vo2_unit=args.vo2_unit,
+                Path(data), columns=columns, vo2_unit=args.vo2_unit,
                 gas_inputs=args.gas_inputs, say=say,
             )  # fmt: skip
             print(unit_note)
@@ -101,7 +103,7 @@ def cv_command(args, say) -> int:
             raise
         raise TrainingInterrupted(f"interrupted; the training state is kept in {out}") from None
     except WearjaxError:  # bad data before any epoch: nothing to resume
-        study_state.clear_if_nothing_kept(out)
+        study_state.clear_if_nothing_kept(out, made)
         raise
     print(write_report(results, out, title))
     study_state.clear(out)

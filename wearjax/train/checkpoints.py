@@ -45,6 +45,11 @@ HR_FIELDS = ("task", "kind", "init", "window", "features", "channels")
 """Header fields an HR checkpoint must have: the model's constructor and its inputs."""
 
 _REFIT = "train it again with `wearjax fit hr`"
+WRITTEN_BY = {
+    "hr": "wearjax fit hr",
+    "virtual": "wearjax fit virtual",
+    "transformer": "wearjax fit pretrain",
+}  # a checkpoint's task (or kind) and the command that writes it
 
 
 def save(path: str | Path, header: dict, tree: Any) -> Path:
@@ -143,6 +148,11 @@ def load(
     header, payload = read_header(path, refit)
     try:
         like = skeleton(header)
+    except KeyError as err:  # another kind of file: say what it is, not that it is damaged
+        made_by = WRITTEN_BY.get(header.get("task", header.get("kind")))
+        problem = str(err.args[0]) + (f" (written by `{made_by}`)" if made_by else "")
+        raise WearjaxFileError(path, problem, f"pass a file of this kind; {refit}") from err
+    try:
         stream = io.BytesIO(payload)
         tree = eqx.tree_deserialise_leaves(stream, like)
         if extra := len(stream.read()):
