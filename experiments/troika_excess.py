@@ -8,13 +8,14 @@ every dominant line, and prints the MAE over the scored windows, the heavy-motio
 the worst session's. No learning: every session is scored, windows before a session's first
 usable PPG (no estimate yet) left out.
 
-    python experiments/troika_excess.py
+    python experiments/troika_excess.py --out experiments/results/troika_excess.md
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +30,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--excess", nargs="+", default=["none", "1.25", "1.5", "2", "3", "4", "8"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="also write the table to this file")
     args = parser.parse_args(argv)
     s = synthetic_sessions(False, seed=args.seed)
     grid = np.asarray(GRID_HZ)
@@ -36,14 +38,19 @@ def main(argv=None) -> int:
     ppg, ok = jnp.asarray(s.ppg[..., 0]), jnp.asarray(s.ppg_ok)
     lo, hi = SEVERITY_BANDS["heavy"]
     heavy = (s.severity >= lo) & (s.severity < hi)
-    print("| excess | MAE (bpm) | heavy motion | worst session |\n|---:|---:|---:|---:|")
+    lines = ["| excess | MAE (bpm) | heavy motion | worst session |", "|---:|---:|---:|---:|"]
     for name in args.excess:
         factor = None if name == "none" else float(name)
         run = jax.vmap(lambda p, a, o, f=factor: troika_hr(p, a, grid, ok=o, excess=f))
         hr = np.asarray(run(ppg, acc, ok))
         err = np.where(s.ok & np.isfinite(hr), np.abs(hr - s.hr), np.nan)
         worst = np.nanmax(np.nanmean(err, axis=1))
-        print(f"| {name} | {np.nanmean(err):.2f} | {np.nanmean(err[heavy]):.2f} | {worst:.1f} |")
+        lines.append(
+            f"| {name} | {np.nanmean(err):.2f} | {np.nanmean(err[heavy]):.2f} | {worst:.1f} |"
+        )
+    print("\n".join(lines))
+    if args.out is not None:
+        args.out.write_text("\n".join(lines) + "\n")
     return 0
 
 
