@@ -28,7 +28,7 @@ from wearjax.cv import Split
 from wearjax.data.pyoxynet import domain_windows
 from wearjax.models.transformer import build_transformer, n_parameters
 from wearjax.tasks.har_baselines import statistical_features
-from wearjax.tasks.pretrain import PretrainConfig, named_corpus, pretrain, save_encoder
+from wearjax.tasks.pretrain import MASKINGS, PretrainConfig, named_corpus, pretrain, save_encoder
 from wearjax.tasks.probe import (
     PROBE_CS,
     ProbeScores,
@@ -87,6 +87,14 @@ def main(argv=None) -> int:
         "trained on (the encoders of rounds before 2026-12-06; PretrainConfig.validation)",
     )  # fmt: skip
     parser.add_argument(
+        "--masking", choices=MASKINGS, default=PretrainConfig._field_defaults["masking"],
+        help="the pretraining masks (PretrainConfig.masking; inpaint: hidden in the signal)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--mask-ratio", type=float, default=PretrainConfig._field_defaults["mask_ratio"],
+        help="the fraction of patches (inpaint: time columns) hidden",
+    )  # fmt: skip
+    parser.add_argument(
         "--fixed-c", type=float,
         help="a fixed logistic penalty instead of the inner CV's choice (earlier rounds: 1)",
     )  # fmt: skip
@@ -102,6 +110,8 @@ def main(argv=None) -> int:
         contrast_weight=args.contrast_weight,
         contrast_negatives=args.contrast_negatives,
         validation=args.validation,
+        masking=args.masking,
+        mask_ratio=args.mask_ratio,
     )
     epochs = args.epochs or (4 if args.quick else config.train.epochs)
     config = config._replace(train=config.train._replace(epochs=epochs))
@@ -139,6 +149,7 @@ def main(argv=None) -> int:
             "hide_channel": config.hide_channel, "level_weight": config.level_weight,
             "level_targets": config.level_targets, "contrast_weight": config.contrast_weight,
             "contrast_negatives": config.contrast_negatives, "validation": config.validation,
+            "masking": config.masking, "mask_ratio": config.mask_ratio,
             "windows": int(corpus.x.shape[0]), "epochs_run": int(len(history["val_loss"])),
             "seconds": round(pretrain_s, 1),
             "train_loss_first_last": [float(history["train_loss"][i]) for i in (0, -1)],

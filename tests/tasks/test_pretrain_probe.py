@@ -864,3 +864,69 @@ def test_windows_slower_than_the_encoders_scales_are_named(caplog):
         embed_windows(model, w, WRIST.header())
     notes = [r.getMessage() for r in caplog.records]
     assert len(notes) == 1 and "hold nothing above 0.5 Hz" in notes[0] and "6.25 Hz" in notes[0]
+
+
+def test_visible_planes_read_only_the_visible_samples_and_equal_signal_planes_when_all_are():
+    from wearjax.signal.cwt import signal_planes, visible_planes
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(50 + np.cumsum(rng.normal(size=(2, 60)), -1), jnp.float32)
+    every = jnp.ones_like(x, bool)
+    planes, stats = visible_planes(x, every)
+    np.testing.assert_allclose(planes, signal_planes(x, 1.0, 1.0), atol=1e-5)
+    np.testing.assert_allclose(stats[:, 0], x.mean(-1), rtol=1e-6)
+    np.testing.assert_allclose(stats[:, 1], x.std(-1), rtol=1e-5)
+    visible = jnp.asarray(np.arange(60) % 18 < 9)[None].repeat(2, 0)  # every other 9 s column
+    other = jnp.where(visible, x, x + 100 * jnp.asarray(rng.normal(size=(2, 60)), jnp.float32))
+    a, sa = visible_planes(x, visible)
+    b, sb = visible_planes(other, visible)  # hidden samples changed: nothing moves
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(sa, sb)
+    assert np.all(np.asarray(a)[:, :, ~np.asarray(visible[0])] == 0)
+    v = np.asarray(x)[0][np.asarray(visible[0])]
+    np.testing.assert_allclose(sa[0], [v.mean(), v.std()], rtol=1e-5)
+
+
+def test_inpainting_hides_the_masked_columns_from_the_encoder_and_the_mixed_masks_do_not():
+    """The gradient of the encoder's tokens with respect to the signal is zero on the columns
+    `inpaint` hides; under the NormWear-style masks the visible patches' wavelets read every
+    sample, hidden columns included (the leak the `inpaint` masking removes)."""
+    from wearjax.models.transformer import build_transformer
+    from wearjax.signal import cwt
+    from wearjax.signal.cwt import scalogram, visible_planes
+    from wearjax.tasks.pretrain import PATCH, batch_masks
+
+    config = PretrainConfig(size="tiny", masking="inpaint", mask_ratio=0.5)
+    model = build_transformer("tiny", key=jax.random.key(0)).module
+    corpus = _corpus(n=2, c=3, t=60)
+    x, ok = corpus.x, corpus.ok
+    rows, cols = len(config.freqs) // PATCH[0], 60 // PATCH[1]
+    mask, _ = batch_masks(jax.random.key(3), ok, rows, cols, config)
+    hidden = np.repeat(np.asarray(mask).reshape(2, 3, rows, cols)[:, :, 0], PATCH[1], -1)
+    hidden = np.concatenate([hidden, np.zeros((2, 3, 60 - cols * PATCH[1]), bool)], -1)
+    assert hidden.sum(-1).min() == round(0.5 * cols) * PATCH[1]
+
+    def tokens(x, inpaint):
+        if inpaint:
+            seen, _ = visible_planes(x, jnp.asarray(~hidden))
+            planes = cwt.cwt(seen, cwt.wavelet_width(config.freqs, 1.0))
+        else:
+            planes = scalogram(x, 1.0, 1.0, config.freqs)
+        return sum(model.encode(planes[i], mask[i], channel_ok=ok[i]).sum() for i in range(2))
+
+    for inpaint in (True, False):
+        g = np.asarray(jax.grad(tokens)(x, inpaint))
+        leak = np.abs(g[hidden]).max()
+        assert (leak == 0) if inpaint else (leak > 1e-6), (inpaint, leak)
+
+
+def test_inpainting_pretraining_loss_falls_and_refuses_a_hidden_channel():
+    config = PretrainConfig(size="tiny", batch_size=8, masking="inpaint", mask_ratio=0.5)
+    config = config._replace(
+        train=config.train._replace(epochs=6, steps_per_epoch=10, learning_rate=2e-3)
+    )
+    result = pretrain(_corpus(), config, n_validation=16)
+    val = np.asarray(result.history["val_loss"])
+    assert np.all(np.isfinite(val)) and val.min() < 0.8 * val[0], val
+    with pytest.raises(ValueError, match="hide_channel"):
+        pretrain(_corpus(), config._replace(hide_channel=True), n_validation=16)

@@ -24,7 +24,7 @@ import math
 
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Complex, Float
+from jaxtyping import Array, Bool, Complex, Float
 
 from wearjax.errors import WearjaxDataError
 
@@ -130,6 +130,30 @@ def signal_planes(
     floor = 1e-5 * jnp.max(jnp.abs(x), axis=-1, keepdims=True)[..., None, :]
     centred = (planes - planes.mean(-1, keepdims=True)) / (sd + 1e-6)
     return jnp.where(sd > floor, centred, 0.0)
+
+
+def visible_planes(
+    x: Float[Array, "*batch time"], visible: Bool[Array, "*batch time"]
+) -> tuple[Float[Array, "*batch 3 time"], Float[Array, "*batch 2"]]:
+    """`signal_planes` of `x` (at the nominal rate already) that reads only the samples
+    `visible` marks: each plane standardised over its visible samples and 0 elsewhere (a
+    difference counts as visible where every sample it reads is), so nothing of a hidden sample
+    reaches the planes or their statistics. Returns the planes and the signal's visible mean
+    and SD `[..., 2]`, the units a hidden stretch is reconstructed in."""
+    shift = lambda v: jnp.concatenate([v[..., :1], v[..., :-1]], axis=-1)  # noqa: E731
+    v1 = visible & shift(visible)
+    x = jnp.where(visible, x, 0.0)
+    d1 = jnp.diff(x, axis=-1, prepend=x[..., :1])
+    d2 = jnp.diff(d1, axis=-1, prepend=d1[..., :1])
+    planes = jnp.stack([x, d1, d2], axis=-2)
+    w = jnp.stack([visible, v1, v1 & shift(v1)], axis=-2).astype(x.dtype)
+    n = jnp.maximum(w.sum(-1, keepdims=True), 1.0)
+    mean = (w * planes).sum(-1, keepdims=True) / n
+    sd = jnp.sqrt((w * jnp.square(planes - mean)).sum(-1, keepdims=True) / n)
+    floor = 1e-5 * jnp.max(jnp.abs(x), axis=-1, keepdims=True)[..., None, :]
+    keep = (w > 0) & (sd > floor)
+    centred = jnp.where(keep, (planes - mean) / (sd + 1e-6), 0.0)
+    return centred, jnp.concatenate([mean[..., 0, :], sd[..., 0, :]], axis=-1)
 
 
 def levels(x: Float[Array, "*batch time"], rate: float, nominal: float) -> Float[Array, "*batch 2"]:

@@ -321,8 +321,9 @@ def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", choices=("synthetic", "cpet", "both", "wrist"), default="synthetic",
                    help="the simulated cohort's 1 Hz physiology, pyoxynet's real resting tests, "
                    "both, or the simulated wrist (PPG, ACC, gyro) at 25 Hz")  # fmt: skip
-    p.add_argument("--masking", choices=("random", "time", "scale", "mixed"), default="mixed",
-                   help="hide patches at random, time columns, scale rows, or a mix")  # fmt: skip
+    p.add_argument("--masking", choices=("random", "time", "scale", "mixed", "inpaint"),
+                   default="mixed", help="hide patches at random, time columns, scale rows, a mix "
+                   "of those, or time columns in the signal itself (no leak)")  # fmt: skip
     p.add_argument("--validation", choices=("recordings", "windows"), default="recordings",
                    help="early stopping on held-out recordings, or on random windows (earlier "
                    "rounds' encoders)")  # fmt: skip

@@ -39,9 +39,13 @@ neighbours are trained on, repeats the encoders of earlier rounds.
 
 Masks (`patch_mask`), with `mask_ratio` of the patches hidden: `random` (any patches, exactly
 `round(ratio P)` per channel), `time` (whole time columns), `scale` (whole scale rows), `mixed`
-(one of the three, drawn per channel of each sample). The scalogram is computed from the whole
-signal, so the widest wavelets (support up to the window) carry some of a masked column's
-content into unmasked ones, as in NormWear; the target is the raw signal of masked columns.
+(one of the three, drawn per channel of each sample). For these the scalogram is computed from
+the whole signal, as in NormWear, and that leaks the target: the planes are a linear,
+overcomplete map of the signal whose widest wavelets span the window, so the visible patches
+determine the hidden columns up to the map's conditioning. `inpaint` hides whole time
+columns in the signal itself: the planes and levels are computed from the visible samples only
+(`signal.cwt.visible_planes`: standardised on them, 0 elsewhere) and the hidden columns are
+reconstructed in the visible stretch's units, so nothing of the target reaches the encoder.
 
 The default corpus (`synthetic_corpus`) is 1 Hz physiology: 60 s windows of four channels drawn
 from HR, VO2 and the running channels of the simulated cohort (no real recording is used, so
@@ -60,6 +64,7 @@ import numpy as np
 import optax
 
 from wearjax.models.transformer import PATCH, build_transformer
+from wearjax.signal import cwt as planes_of
 from wearjax.signal.cwt import MAX_FRACTION, levels, scale_grid, scalogram, signal_planes
 from wearjax.tasks.pretrain_corpus import (
     WRIST_RATE,
@@ -72,7 +77,7 @@ from wearjax.tasks.pretrain_corpus import (
 from wearjax.train import checkpoints
 from wearjax.train.loop import Task, TrainConfig, fit
 
-MASKINGS = ("random", "time", "scale", "mixed")
+MASKINGS = ("random", "time", "scale", "mixed", "inpaint")
 LEVEL_TARGETS = ("hidden", "all")
 NEGATIVES = ("batch", "recording")
 VALIDATIONS = ("recordings", "windows")
@@ -158,7 +163,7 @@ def patch_mask(key, rows: int, cols: int, ratio: float, kind: str) -> jax.Array:
         return masks[jax.random.randint(k_kind, (), 0, 3)]
     if kind not in MASKINGS:
         raise ValueError(f"unknown masking {kind!r}: choose one of {MASKINGS}")
-    return masks[MASKINGS.index(kind)]
+    return masks[1 if kind == "inpaint" else MASKINGS.index(kind)]  # inpaint: whole columns
 
 
 def batch_masks(key, ok, rows: int, cols: int, config: PretrainConfig):
@@ -181,17 +186,27 @@ def masked_loss(model, x, ok, key, config: PretrainConfig, allowed=None):
     """The masked-reconstruction MSE of a batch `x [B, C, T]` (module docstring), plus the
     contrastive term when it is on (`allowed`: its negatives, `contrast_loss`)."""
     r = config.nominal_rate
-    planes = scalogram(x, r, r, config.freqs)  # [B, C, 3, S, T]
-    rows, cols = planes.shape[-2] // PATCH[0], planes.shape[-1] // PATCH[1]
+    rows, cols = len(config.freqs) // PATCH[0], x.shape[-1] // PATCH[1]
     b, c = x.shape[:2]
     mask, hide = batch_masks(key, ok, rows, cols, config)
     module = model.module
-    lv = levels(x, r, r)  # [B, C, 2]
+    if config.masking == "inpaint":  # hidden in the signal: nothing of it reaches the planes
+        hidden_t = jnp.repeat(mask.reshape(b, c, rows, cols)[:, :, 0], PATCH[1], axis=-1)
+        tail = jnp.zeros((b, c, x.shape[-1] - cols * PATCH[1]), bool)
+        seen, stats = planes_of.visible_planes(x, ~jnp.concatenate([hidden_t, tail], axis=-1))
+        planes = planes_of.cwt(seen, planes_of.wavelet_width(config.freqs, r))  # [B, C, 3, S, T]
+        lv = jnp.arcsinh(stats)  # the visible stretch's levels
+        flat = seen[:, :, 0].std(-1) == 0  # a flat visible stretch: its planes are zero
+        z = (x - stats[..., :1]) / (stats[..., 1:] + 1e-6)
+        target = jnp.where(flat[..., None], 0.0, z)[..., : cols * PATCH[1]]
+    else:
+        planes = scalogram(x, r, r, config.freqs)  # [B, C, 3, S, T]
+        lv = levels(x, r, r)  # [B, C, 2]
+        target = signal_planes(x, r, r)[:, :, 0, : cols * PATCH[1]]
     tokens = jax.vmap(
         lambda p, m, o, v, h: module.encode(p, m, channel_ok=o, levels=v, hide_levels=h)
     )(planes, mask, ok, lv, hide)
     recon = jax.vmap(lambda t: module.reconstruct(t, rows, cols))(tokens)  # [B, C, cols*9]
-    target = signal_planes(x, r, r)[:, :, 0, : cols * PATCH[1]]
     hidden = mask.reshape(b, c, rows, cols).mean(axis=2)  # masked fraction per column
     w = jnp.repeat(hidden, PATCH[1], axis=-1) * ok[..., None].astype(hidden.dtype)
     signal_mse = jnp.sum(w * jnp.square(recon - target)) / jnp.maximum(jnp.sum(w), 1e-6)
@@ -360,6 +375,11 @@ def check_config(config: PretrainConfig) -> None:
         )
     if config.masking not in MASKINGS:
         raise ValueError(f"unknown masking {config.masking!r}: choose one of {MASKINGS}")
+    if config.masking == "inpaint" and config.hide_channel:
+        raise ValueError(
+            "masking='inpaint' reconstructs a channel in the units of its visible stretch, which "
+            "hide_channel leaves empty: use one of them"
+        )
     if config.contrast_negatives not in NEGATIVES:
         raise ValueError(
             f"unknown contrast_negatives {config.contrast_negatives!r}: choose one of {NEGATIVES}"
