@@ -136,6 +136,9 @@ def probe_scores(
             # refits from scratch: 20 min against minutes on 768-dimensional embeddings)
             scoring = _inner_scoring(y, groups, by_subject, folds)
             probe = LogisticRegressionCV(Cs=list(cs), cv=folds, max_iter=5000, scoring=scoring)
+        # the scaler (and `prepare`) fit on all of the fold's fit windows, the inner folds'
+        # validation subjects included: the test subjects never, but the penalty's choice leans
+        # a little optimistic (a grid search over the whole pipeline would not; see above)
         steps = [] if prepare is None else [clone(prepare)]
         model = make_pipeline(*steps, StandardScaler(), probe)
         with warnings.catch_warnings():  # scikit-learn 1.9 announces new defaults; these are
