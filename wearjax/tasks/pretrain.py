@@ -45,7 +45,8 @@ overcomplete map of the signal whose widest wavelets span the window, so the vis
 determine the hidden columns up to the map's conditioning. `inpaint` hides whole time
 columns in the signal itself: the planes and levels are computed from the visible samples only
 (`signal.cwt.visible_planes`: standardised on them, 0 elsewhere) and the hidden columns are
-reconstructed in the visible stretch's units, so nothing of the target reaches the encoder.
+reconstructed as departures from the visible mean in the window's SD, so nothing of the target
+reaches the encoder.
 
 The default corpus (`synthetic_corpus`) is 1 Hz physiology: 60 s windows of four channels drawn
 from HR, VO2 and the running channels of the simulated cohort (no real recording is used, so
@@ -196,8 +197,11 @@ def masked_loss(model, x, ok, key, config: PretrainConfig, allowed=None):
         seen, stats = planes_of.visible_planes(x, ~jnp.concatenate([hidden_t, tail], axis=-1))
         planes = planes_of.cwt(seen, planes_of.wavelet_width(config.freqs, r))  # [B, C, 3, S, T]
         lv = jnp.arcsinh(stats)  # the visible stretch's levels
-        flat = seen[:, :, 0].std(-1) == 0  # a flat visible stretch: its planes are zero
-        z = (x - stats[..., :1]) / (stats[..., 1:] + 1e-6)
+        # the hidden stretch's departure from the visible mean, in the window's SD: in the
+        # visible stretch's own SD a near-flat stretch before a rise gives targets of 1e3 SDs
+        # (the target's units reach no input, so the window's SD leaks nothing)
+        z = (x - stats[..., :1]) / (x.std(-1, keepdims=True) + 1e-6)
+        flat = signal_planes(x, r, r)[:, :, 0].std(-1) == 0  # a constant channel: zero
         target = jnp.where(flat[..., None], 0.0, z)[..., : cols * PATCH[1]]
     else:
         planes = scalogram(x, r, r, config.freqs)  # [B, C, 3, S, T]
@@ -377,7 +381,7 @@ def check_config(config: PretrainConfig) -> None:
         raise ValueError(f"unknown masking {config.masking!r}: choose one of {MASKINGS}")
     if config.masking == "inpaint" and config.hide_channel:
         raise ValueError(
-            "masking='inpaint' reconstructs a channel in the units of its visible stretch, which "
+            "masking='inpaint' reconstructs a channel from its visible stretch's mean, which "
             "hide_channel leaves empty: use one of them"
         )
     if config.contrast_negatives not in NEGATIVES:
