@@ -107,6 +107,8 @@ def test_troika_keeps_a_pulse_that_sits_on_a_motion_line(seed):
     lines = np.asarray(remove_motion_peaks(ppg_spec, acc_spec, freqs))
     at = lambda bpm: np.abs(freqs * 60 - bpm).argmin()  # noqa: E731
     assert (lines[:, at(80)] == 0).all() and (lines[:, at(157)] > 0).all()
+    with pytest.raises(WearjaxDataError, match="excess=0.5"):  # would keep every line
+        remove_motion_peaks(ppg_spec, acc_spec, freqs, excess=0.5)
 
 
 @pytest.mark.parametrize("rate", [25.0, 64.0, 100.0])

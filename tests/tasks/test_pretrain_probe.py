@@ -24,6 +24,9 @@ def test_masks_hide_the_stated_share_in_their_shape(kind):
         assert np.all(m.all(0) | ~m.any(0)) and m.any(0).sum() == 8
     if kind == "scale":  # whole rows
         assert np.all(m.all(1) | ~m.any(1)) and m.any(1).sum() == round(0.8 * rows)
+    for ratio in (0.0, 0.99, 1.5):  # nothing hidden, or nothing left to see
+        with pytest.raises(ValueError, match=f"mask_ratio={ratio} hides"):
+            patch_mask(jax.random.key(1), rows, cols, ratio, kind)
 
 
 def _corpus(n=96, c=3, t=60, seed=0):
@@ -642,6 +645,7 @@ def test_the_clis_pretraining_choices_are_the_ones_pretraining_knows():
     choices = {a.dest: a.choices for a in p._actions if a.choices}
     assert tuple(choices["corpus"]) == CORPORA and tuple(choices["masking"]) == MASKINGS
     assert p.get_default("masking") == PretrainConfig().masking
+    assert p.get_default("mask_ratio") == PretrainConfig().mask_ratio
 
 
 @pytest.mark.slow

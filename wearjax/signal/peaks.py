@@ -121,6 +121,8 @@ def remove_motion_peaks(
     spectrum per window, a window or bin count) that differs from `ppg_spec`'s raises; with
     three windows of three axes the two layouts share one shape, so move the axis first."""
     _check_layout(ppg_spec, acc_spec)
+    if excess is not None and not excess >= 1:  # under 1 even the most motion-like line stays
+        raise WearjaxDataError(f"excess={excess}: give a factor of 1 or more, or None")
     step = step_hz(freqs)
     acc = acc_spec if acc_spec.ndim == ppg_spec.ndim + 1 else acc_spec[..., None, :]
     over = (-1,) if per_axis else (-2, -1)

@@ -315,20 +315,18 @@ PROBE_DATA = ("pyoxynet_domain", "basic_motions", "watch")
 
 
 def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--size", choices=("tiny", "small", "base"),
-                   help="encoder size (default small; tiny with --quick)")  # fmt: skip
+    p.add_argument("--size", choices=("tiny", "small", "base"), help="default small (--quick tiny)")
     p.add_argument("--epochs", type=epochs, help="pretraining epochs (default 30; quick 4)")
     p.add_argument("--corpus", choices=("synthetic", "cpet", "both", "wrist"), default="synthetic",
-                   help="the simulated cohort's 1 Hz physiology, pyoxynet's real resting tests, "
-                   "both, or the simulated wrist (PPG, ACC, gyro) at 25 Hz")  # fmt: skip
+                   help="simulated 1 Hz physiology, pyoxynet's resting tests, both, or the "
+                   "simulated wrist at 25 Hz")  # fmt: skip
     p.add_argument("--masking", choices=("random", "time", "scale", "mixed", "inpaint"),
                    default="mixed", help="hide patches at random, time columns, scale rows, a mix "
                    "of those, or time columns in the signal itself (no leak)")  # fmt: skip
+    p.add_argument("--mask-ratio", type=float, default=0.8, help="share of patches hidden")
     p.add_argument("--validation", choices=("recordings", "windows"), default="recordings",
-                   help="early stopping on held-out recordings, or on random windows (earlier "
-                   "rounds' encoders)")  # fmt: skip
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from "
-                   "OUT.state (same corpus and settings)")  # fmt: skip
+                   help="stop early on held-out recordings, or random windows (old)")  # fmt: skip
+    p.add_argument("--resume", action="store_true", help="continue from OUT.state")
 
 
 def fit_pretrain(args) -> int:
@@ -339,7 +337,11 @@ def fit_pretrain(args) -> int:
     corpus, config = named_corpus(args.corpus, args.seed, args.quick)
     size = args.size or ("tiny" if args.quick else "small")
     config = config._replace(
-        size=size, seed=args.seed, masking=args.masking, validation=args.validation
+        size=size,
+        seed=args.seed,
+        masking=args.masking,
+        validation=args.validation,
+        mask_ratio=args.mask_ratio,
     )
     epochs = args.epochs or (4 if args.quick else config.train.epochs)
     config = config._replace(train=config.train._replace(epochs=epochs))

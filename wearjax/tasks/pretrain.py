@@ -33,9 +33,7 @@ window's negatives are only the partners of its own group that lie more than `co
 hops from it (`contrast_mask`): what tells them apart is what changes within a recording over
 minutes (how hard the body works), and what a recording keeps throughout earns nothing.
 
-Early stopping watches whole recordings that are never trained on (`corpus_fold`,
-`validation="recordings"`); `validation="windows"`, random windows whose overlapping
-neighbours are trained on, repeats the encoders of earlier rounds.
+Early stopping watches whole recordings never trained on (`corpus_fold`; "windows": old).
 
 Masks (`patch_mask`), with `mask_ratio` of the patches hidden: `random` (any patches, exactly
 `round(ratio P)` per channel), `time` (whole time columns), `scale` (whole scale rows), `mixed`
@@ -151,6 +149,8 @@ def patch_mask(key, rows: int, cols: int, ratio: float, kind: str) -> jax.Array:
     """`[rows * cols]` bool, True where a patch is hidden (module docstring)."""
 
     def exact(k, n):  # exactly round(ratio n) of n, uniformly
+        if not 0 < round(ratio * n) < n:  # nothing to learn from, or nothing left to see
+            raise ValueError(f"mask_ratio={ratio} hides {round(ratio * n)} of {n}: give 0-1")
         ranks = jnp.argsort(jnp.argsort(jax.random.uniform(k, (n,))))
         return ranks < round(ratio * n)
 
