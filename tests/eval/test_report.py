@@ -6,7 +6,7 @@ import json
 import jax.numpy as jnp
 import numpy as np
 
-from wearjax.eval.metrics import predictive_scores
+from wearjax.eval.metrics import predictive_scores, summarize
 from wearjax.eval.report import _finite_or_none, calibration_table, plot_sessions, table_1
 
 DASH = "–"
@@ -72,3 +72,31 @@ def test_plots_skip_sessions_with_no_observed_hr(tmp_path):
     paths = plot_sessions(predictions, tmp_path, n=3)
     assert [p.name for p in paths] == ["session_000.png", "session_002.png"]
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_a_diverged_model_prints_nan_and_an_empty_subset_the_dash():
+    """A prediction that is NaN on scored seconds (a diverged model) is counted
+    (`n_nonfinite`) and shown as NaN with a note, not as the dash of an empty subset, from the
+    study's floats and from metrics.json's nulls alike."""
+    true = jnp.full((1, 60), 120.0, jnp.float32)  # every second in the low zone, none high
+    mask = jnp.ones((1, 60), bool)
+    good = {k: float(v) for k, v in summarize(true + 1, true, mask).items()}
+    bad = {k: float(v) for k, v in summarize(jnp.full_like(true, jnp.nan), true, mask).items()}
+    assert good["n_nonfinite"] == 0 and bad["n_nonfinite"] == 60
+    results = {
+        "models": {
+            "kalman_8x2": {"standard": good, "generative": good},
+            "ode_8x2": {"standard": good, "generative": bad},
+        }
+    }
+    reloaded = json.loads(json.dumps(_finite_or_none(results)))
+    for res in (results, reloaded):
+        table = table_1(res)
+        kalman, ode = _rows(table, "Kalman (8, 2)"), _rows(table, "ODE (8, 2)")
+        assert kalman[0][1] == kalman[1][1] == "1.00" and kalman[1][6] == DASH  # no high zone
+        assert ode[0][1] == "1.00" and ode[1][1:4] == ["NaN"] * 3 and ode[1][4] == "NaN"
+        assert ode[1][6] == DASH  # the empty subset stays undefined, diverged or not
+        assert "training diverged" in table
+    assert "training diverged" not in table_1(
+        {"models": {"k": {"standard": good, "generative": good}}}
+    )

@@ -223,8 +223,9 @@ def summarize(
     """All metrics over the mask, with MAE per HR zone and for transition / steady seconds.
 
     Keys: mae, rmse, mape, pearson_r, r2, bias, sd_diff, n; mae_{low,medium,high,transition,
-    steady} and the matching n_*. The last axis is time (for `transition_mask`). The MAE of an
-    empty subset is NaN and its n is 0.
+    steady} and the matching n_*; n_nonfinite, the scored samples whose prediction is NaN or
+    infinite (a diverged model), which make every metric over them NaN. The last axis is time
+    (for `transition_mask`). The MAE of an empty subset is NaN and its n is 0.
     """
     out: dict[str, Array] = {
         "mae": mae(pred, true, mask),
@@ -235,6 +236,7 @@ def summarize(
         "bias": bias(pred, true, mask),
         "sd_diff": sd_diff(pred, true, mask),
         "n": jnp.sum(mask),
+        "n_nonfinite": jnp.sum(mask.astype(jnp.bool_) & ~jnp.isfinite(pred)),
     }
     moving = transition_mask(true, mask, half_width=half_width, threshold_bpm=threshold_bpm)
     subsets = zone_masks(true, mask, edges) | {"transition": moving, "steady": mask & ~moving}

@@ -42,6 +42,26 @@ def _pct(v: float | None) -> str:
     return "–" if _missing(v) else f"{100 * v:.1f}%"
 
 
+def _diverged(m: dict) -> bool:
+    """The protocol's prediction was NaN or infinite on a scored second (`n_nonfinite`)."""
+    return bool(m.get("n_nonfinite"))
+
+
+def _g(m: dict, key: str, fmt=_f) -> str:
+    """`m[key]` formatted; "NaN" where it is missing because the prediction was not finite,
+    the dash where it is undefined (an empty subset, a constant series)."""
+    count = m.get(f"n_{key[4:]}" if key.startswith("mae_") else "n")
+    failed = key in m and _missing(m[key]) and _diverged(m) and count != 0
+    return "NaN" if failed else fmt(m.get(key))
+
+
+NOT_FINITE_NOTE = (
+    "NaN: the model's prediction was not finite (NaN or infinite) on scored seconds, "
+    "`n_nonfinite` in metrics.json: its training diverged. –: undefined (no seconds in that "
+    "subset).\n"
+)
+
+
 def table_1(results: dict) -> str:
     """Markdown table in the layout of Lab-to-Wrist Table 1: MAE (bpm) per protocol,
     overall, by HR zone and by stability; then the calibration of the models' bands."""
@@ -63,8 +83,10 @@ def table_1(results: dict) -> str:
         lines.append("|---|" + "---:|" * len(cols))
         for name, entry in results["models"].items():
             m = entry[protocol]
-            lines.append(f"| {model_label(name)} | " + " | ".join(_f(m[k]) for k, _ in cols) + " |")
+            lines.append(f"| {model_label(name)} | " + " | ".join(_g(m, k) for k, _ in cols) + " |")
         lines.append("")
+    if any(_diverged(e[p]) for e in results["models"].values() for p in ("standard", "generative")):
+        lines.append(NOT_FINITE_NOTE)
     band = calibration_table(results)
     return "\n".join(lines) + ("\n" + band if band else "")
 
@@ -92,9 +114,9 @@ def calibration_table(results: dict) -> str:
         for protocol in ("standard", "generative"):
             m = entry[protocol]
             lines.append(
-                f"| {model_label(name)} | {protocol} | {_pct(m['coverage_2sd'])} | "
-                f"{_f(m['mean_sd'])} | {_f(m['nll'])} | {_f(m['crps'])} | "
-                f"{_pct(m.get('coverage_2sd_model'))} |"
+                f"| {model_label(name)} | {protocol} | {_g(m, 'coverage_2sd', _pct)} | "
+                f"{_g(m, 'mean_sd')} | {_g(m, 'nll')} | {_g(m, 'crps')} | "
+                f"{_g(m, 'coverage_2sd_model', _pct)} |"
             )
     return "\n".join(lines) + "\n"
 
