@@ -1,5 +1,6 @@
 """The cross-validation runner: folds as masks, held-out tables, prediction scattered back."""
 
+import re
 from functools import partial
 
 import jax
@@ -84,6 +85,25 @@ def test_subsample_fits_on_n_subjects_and_tests_on_every_test_session():
     assert split.fit_subjects(subject).tolist() == want and sub.fit_subjects(subject).max() == 3
     other = split.subsample(subject, 12, 3, seed=6)
     assert not np.array_equal(other.train | other.validation, sub.train | sub.validation)
+
+
+def test_a_fold_without_validation_or_training_sessions_is_refused_before_training():
+    """A subsampled split may keep no validation subject in a fold (the probe fits on training
+    and validation together); a trainer's fold data refuse it up front, naming the folds,
+    rather than early-stopping on a loss over nothing after every epoch has run."""
+    subject = np.repeat(np.arange(10), 3)
+    split = Split.by_subject(subject, 10, 2, n_validation=1, seed=0)
+    split.check_trainable()
+    sub = split.subsample(subject, 10, 3, seed=0)
+    no_val = np.flatnonzero(~sub.validation.any(1)).tolist()
+    assert no_val  # this draw leaves some fold without a validation subject
+    with pytest.raises(
+        WearjaxDataError, match=rf"folds {re.escape(str(no_val))} have no validation"
+    ):
+        sub.sampling_weights()
+    bare = Split(split.test, split.validation, split.train & False)
+    with pytest.raises(WearjaxDataError, match="have no training session"):
+        bare.check_trainable()
 
 
 def test_chronological_split_trains_on_the_past():

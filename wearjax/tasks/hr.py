@@ -259,6 +259,7 @@ def prepare(cohort: Cohort, config: HRStudyConfig, split: Split | None = None):
             cohort.runner, cohort.n_runners, config.runners_out, n_validation=n_val,
             seed=config.seed,
         )  # fmt: skip
+    split.check_trainable()
     train_sessions = split.train  # [K, S]
 
     width = segment_width(config, cohort.x.shape[1])
