@@ -154,3 +154,43 @@ def test_bytes_names_read_as_text(tmp_path):
         _own(tmp_path, channels=np.array([b"hr", b"vo2"]), y=np.array([b"a", b"b"] * 6))
     )
     assert w.channels == ("hr", "vo2") and w.classes == ("a", "b")
+
+
+def test_own_windows_keep_numeric_labels_in_numeric_order(tmp_path):
+    """Labels 0..11 keep their codes (as text, '10' would sort before '2'), and a class named
+    'null' (the background class of many activity sets) is read as a class."""
+    from wearjax.data.imu import read_windows
+
+    w = read_windows(_own(tmp_path, y=np.arange(12)))
+    assert w.y.tolist() == list(range(12)) and w.classes[10] == "10"
+    named = read_windows(_own(tmp_path, y=np.array(["null", "walk", "run"] * 4)))
+    assert named.classes == ("null", "run", "walk") and named.y.tolist()[:3] == [0, 2, 1]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"subject": np.repeat([-1, 0, 1, 2], 3)}, r"subject holds -1 at window 0, an unknown"),
+        ({"subject": np.array(["ann"] * 6 + ["null"] * 6)}, "subject holds 'null' at window 6"),
+        (
+            {"train": np.tile([True, False], 6), "recording": np.repeat(["r0", "r1", "r2"], 4)},
+            r"3 recording\(s\) have windows on both sides of train \(e.g. 'r0'\)",
+        ),
+    ],
+)
+def test_own_windows_refuse_unknown_subjects_and_recordings_split_across(tmp_path, change, message):
+    from wearjax.data.imu import read_windows
+
+    with pytest.raises(WearjaxDataError, match=message):
+        read_windows(_own(tmp_path, **change))
+    if "train" in change:  # split by recording, the same file reads
+        ok = change | {"train": np.repeat([True, True, False], 4)}
+        assert read_windows(_own(tmp_path, **ok)).official_train.sum() == 8
+
+
+def test_watch_windows_longer_than_every_recording_are_named():
+    pytest.importorskip("seglearn")
+    from wearjax.data.imu import watch
+
+    with pytest.raises(WearjaxDataError, match=r"no recording holds one 1000 s window"):
+        watch(window_s=1000.0)

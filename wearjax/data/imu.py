@@ -117,6 +117,11 @@ def watch(window_s: float = 4.0, hop_s: float = 2.0) -> LabelledWindows:
         ys += [int(label)] * len(w)
         subjects += [int(subject_index[i])] * len(w)
         recordings += [i] * len(w)
+    if not xs:
+        raise WearjaxDataError(
+            f"watch: no recording holds one {window_s:g} s window (the longest has "
+            f"{max(len(r) for r in d['X']) / rate:g} s); give a shorter window_s"
+        )
     # numbered over the windows kept: a subject whose recordings are all too short leaves no gap
     _, subjects = np.unique(np.asarray(subjects), return_inverse=True)
     return LabelledWindows(
@@ -139,15 +144,26 @@ def _text(values: np.ndarray, name: str, key: str) -> np.ndarray:
 
 def _ids(values: np.ndarray, name: str, key: str) -> tuple[np.ndarray, tuple[str, ...]]:
     """Integer codes `0..K-1` of `values [N]` (numbers or text) and the sorted names; a
-    missing (NaN) value is refused, naming the file `name` and the array `key`."""
+    missing value (NaN, a negative number for `subject`, `MISSING_TEXT`) is refused, naming
+    the file `name` and the array `key`. Numbers sort as numbers: labels 0..11 keep their
+    codes (sorted as text, 10 would come before 2)."""
     values = np.asarray(values)
-    if np.issubdtype(values.dtype, np.number) and not np.isfinite(values).all():
-        raise WearjaxDataError(
-            f"{name}: {key} holds NaN or inf; give every window a {key} (or drop the window)"
-        )
+    if np.issubdtype(values.dtype, np.number):
+        if not np.isfinite(values).all():
+            raise WearjaxDataError(
+                f"{name}: {key} holds NaN or inf; give every window a {key} (or drop the window)"
+            )
+        if key == "subject" and (values < 0).any():  # -1 is "unknown" in LabelledWindows
+            raise WearjaxDataError(
+                f"{name}: subject holds {values[values < 0][0]:g} at window "
+                f"{int(np.argmax(values < 0))}, an unknown subject; give every window its "
+                "subject (0 or more), or drop the subject array and give a train split"
+            )
+        numbers, codes = np.unique(values, return_inverse=True)
+        return codes.astype(np.int32), tuple(str(v) for v in numbers.tolist())
     text = _text(values, name, key)
     blank = np.char.strip(np.char.lower(text))
-    missing = np.isin(blank, MISSING_TEXT)
+    missing = np.isin(blank, MISSING_TEXT if key == "subject" else MISSING_LABEL)
     if missing.any():  # NaN or None stored in a text array become the strings "nan", "None"
         raise WearjaxDataError(
             f"{name}: {key} holds {str(text[np.argmax(missing)])!r} at window "
@@ -159,7 +175,10 @@ def _ids(values: np.ndarray, name: str, key: str) -> tuple[np.ndarray, tuple[str
 
 
 MISSING_TEXT = ("", "nan", "none", "null", "na", "n/a")
-"""Text labels and subject names read as missing values."""
+"""Subject names read as missing values."""
+MISSING_LABEL = ("", "nan", "none")
+"""Class labels read as missing values: what NaN and None become as text ("null", the
+background class of many activity sets, is a class)."""
 
 
 NPZ_ARRAYS = (
@@ -241,7 +260,9 @@ def read_windows(path) -> LabelledWindows:
     subject = (
         _ids(arrays["subject"], name, "subject")[0] if "subject" in arrays else unknown_subject
     )
-    recording = _ids(arrays["recording"], name, "recording")[0] if "recording" in arrays else None
+    recording, recordings = (
+        _ids(arrays["recording"], name, "recording") if "recording" in arrays else (None, ())
+    )
     channels = tuple(f"ch{i}" for i in range(x.shape[2]))
     if "channels" in arrays:
         channels = tuple(str(c) for c in _text(arrays["channels"].reshape(-1), name, "channels"))
@@ -257,6 +278,14 @@ def read_windows(path) -> LabelledWindows:
         train = arrays["train"]
         if train.all() or not train.any():
             raise WearjaxDataError(f"{name}: train marks every window or none; mark the split")
+        if recording is not None:  # overlapping windows of one recording on both sides
+            both = np.intersect1d(recording[train], recording[~train])
+            if both.size:
+                raise WearjaxDataError(
+                    f"{name}: {both.size} recording(s) have windows on both sides of train "
+                    f"(e.g. {recordings[int(both[0])]!r}): a probe scored on windows of "
+                    "recordings it trained on overstates itself; split by recording"
+                )
     return LabelledWindows(
         x, y, subject, np.arange(n, dtype=np.int32) if recording is None else recording,
         classes, channels, {"all": tuple(range(x.shape[2]))}, hz, train,
