@@ -441,6 +441,27 @@ def test_singular_state_noise_and_inf_at_masked_steps_are_accepted(x64):
     assert np.isfinite(np.asarray(result.log_likelihood))
 
 
+def test_covariances_are_judged_per_scale_in_float32():
+    """A diagonal R of channels on different scales (HR in bpm^2 beside an accelerometer in
+    g^2) is positive definite and accepted; a Q with a small negative variance is refused. Both
+    were judged against the largest eigenvalue's rounding: the first refused, the second let
+    through to negative variances and a NaN smoother."""
+    model, ys, mask = random_model(16, 2, 2, 6)
+    base = to_params(model, jnp.float32)
+    ys32, mask32 = jnp.asarray(ys, jnp.float32), jnp.asarray(mask)
+    mixed = dataclasses.replace(base, R=jnp.diag(jnp.asarray([25.0, 1e-4], jnp.float32)))
+    for run in (kalman_filter, jax.jit(kalman_filter)):
+        assert np.isfinite(np.asarray(run(mixed, ys32, mask32).log_likelihood))
+    negative = dataclasses.replace(base, Q=jnp.diag(jnp.asarray([25.0, -1e-4], jnp.float32)))
+    with pytest.raises(WearjaxDataError, match="params.Q must be"):
+        kalman_smoother(negative, ys32, mask32)
+    with pytest.raises(JIT_ERRORS, match="params.Q must be"):
+        jax.jit(kalman_smoother)(negative, ys32, mask32).smoothed_means.block_until_ready()
+    coupled = jnp.asarray([[0.0, 1e-3], [1e-3, 1.0]], jnp.float32)  # a zero variance, covarying
+    with pytest.raises(WearjaxDataError, match="params.P0 must be"):
+        kalman_filter(dataclasses.replace(base, P0=coupled), ys32, mask32)
+
+
 def test_a_float32_rank_one_covariance_is_judged_eagerly_as_under_jit():
     """Q = L L^T from a float32 L [3, 1], as the error message advises: its smallest
     eigenvalues are float32 rounding (-2e-9, say). Judged at float64's tolerance eagerly it
