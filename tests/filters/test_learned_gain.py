@@ -145,6 +145,35 @@ def test_nan_where_not_observed_changes_nothing_values_or_gradients(x64):
     np.testing.assert_array_equal(g_nan, g_seven)
 
 
+def test_nan_noise_where_unused_changes_nothing_values_or_gradients(x64):
+    """`r` where not `observed` and `measurement_noise` where not `measured` are unused: NaN
+    there gives the values and gradients (with respect to r, q and the initial variance) of
+    any finite value, where the untaken branch of a `where` used to make them NaN."""
+    d = _inputs(3)
+    obs, meas = d["observed"], d["measured"]
+    spoiled = dict(
+        r=jnp.where(obs, d["r"], jnp.nan),
+        measurement_noise=jnp.where(meas, d["measurement_noise"], jnp.nan),
+    )
+    filled = dict(
+        r=jnp.where(obs, d["r"], 0.5),
+        measurement_noise=jnp.where(meas, d["measurement_noise"], 0.5),
+    )
+    assert tree_allclose(_run(d, **spoiled), _run(d, **filled), rtol=0, atol=0)
+
+    def loss(r, q, var0, noise):
+        init = LearnedGainState(d["init"].mean, var0)
+        out = _run(d, r=r, q=q, init=init, measurement_noise=noise)
+        return jnp.sum(out.mean) + jnp.sum(out.var)
+
+    args = lambda x: (x["r"], d["q"], d["init"].var, x["measurement_noise"])  # noqa: E731
+    g_nan = jax.grad(loss, argnums=(0, 1, 2, 3))(*args(spoiled))
+    g_filled = jax.grad(loss, argnums=(0, 1, 2, 3))(*args(filled))
+    for a, b in zip(g_nan, g_filled, strict=True):
+        assert np.all(np.isfinite(a))
+        np.testing.assert_array_equal(a, b)
+
+
 def test_nan_where_observed_is_refused_naming_the_step(x64):
     """NaN in `y` or `measurement` at an observed (measured) step would spread through every
     later state: refused on concrete inputs, as the linear filters refuse it."""

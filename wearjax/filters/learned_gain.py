@@ -58,11 +58,14 @@ def measurement_update(
     """Assimilate a direct measurement of the state's first component (module docstring).
 
     `k_m = var[0] / (var[0] + measurement_noise)`, `mean += w k_m (measurement - mean[0])`,
-    `var *= 1 - w k_m`; the identity where `measured` is False, whatever `measurement` holds
-    there (NaN included: the innovation is masked before it is used).
+    `var *= 1 - w k_m`; the identity where `measured` is False, whatever `measurement` and
+    `measurement_noise` hold there (NaN included: both are masked before they are used, so
+    values and gradients stay finite).
     """
     zero = jnp.zeros((), state.var.dtype)
-    k = jnp.where(measured, state.var[0] / (state.var[0] + measurement_noise), zero)
+    # an unused noise may be NaN: through the untaken branch its gradient would still be NaN
+    noise = jnp.where(measured, measurement_noise, 1.0)
+    k = jnp.where(measured, state.var[0] / (state.var[0] + noise), zero)
     nu = jnp.where(measured, measurement - state.mean[0], zero)
     mean = state.mean + update_weights * (k * nu)
     var = state.var * (1.0 - update_weights * k)
@@ -104,6 +107,7 @@ def learned_gain_step(
     _check_measurement(measurement, measured, measurement_noise)
     mean_pred = transition(state.mean, context)
     var_pred = state.var + q
+    r = jnp.where(observed, r, 1.0)  # as `y`: an unused r (NaN, say) must not reach gradients
     k = jnp.where(observed, gain(var_pred, r), jnp.zeros((), var_pred.dtype))
     # where not observed, y may be NaN: 0 * NaN would spread it (and its gradient) everywhere
     nu = jnp.where(observed, jnp.where(observed, y, mean_pred[0]) - mean_pred[0], 0.0)
