@@ -94,3 +94,19 @@ def test_float64_predictions_calibrate_with_float32_or_float64_horizons(x64):
     for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(got.variance(var, h32), want.variance(var, h64))
+
+
+def test_nan_outside_scored_is_ignored_in_the_variance_and_horizon_too():
+    """NaN in `var` or `horizon` at a second that is not scored changes nothing (it made every
+    term NaN through 0 x NaN)."""
+    rng = np.random.default_rng(3)
+    pred = jnp.asarray(rng.normal(120, 5, (2, 50)), jnp.float32)
+    hr = pred + jnp.asarray(rng.normal(0, 3, (2, 50)), jnp.float32)
+    var = jnp.full((2, 50), 4.0, jnp.float32)
+    horizon = jnp.tile(jnp.arange(50, dtype=jnp.float32), (2, 1))
+    scored = jnp.asarray(rng.uniform(size=(2, 50)) < 0.7)
+    clean = fit_calibration(pred, var, hr, scored, horizon)
+    spoil = lambda a: jnp.where(scored, a, jnp.nan)  # noqa: E731
+    for args in ((spoil(var), horizon), (var, spoil(horizon))):
+        got = fit_calibration(pred, args[0], hr, scored, args[1])
+        np.testing.assert_array_equal(np.asarray(list(got)), np.asarray(list(clean)))

@@ -126,3 +126,11 @@ def test_macro_f1_counts_an_out_of_range_prediction_as_a_miss(seed):
         true[mask], pred[mask], labels=range(classes), average="macro", zero_division=0
     )
     np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_macro_f1_of_no_sample_is_nan_as_accuracy():
+    """An empty mask has no F1 (it was 0.0, which a mean over folds would count as a score)."""
+    y = jnp.asarray([0, 1, 1])
+    none = jnp.zeros(3, bool)
+    assert np.isnan(float(macro_f1(y, y, none, 2))) and np.isnan(float(accuracy(y, y, none)))
+    assert float(macro_f1(y, y, jnp.ones(3, bool), 2)) == 1.0

@@ -15,6 +15,7 @@ from wearjax.eval.metrics import (
     r2,
     rmse,
     sd_diff,
+    smooth_hr,
     summarize,
     transition_mask,
     zone_masks,
@@ -293,3 +294,14 @@ def test_predictive_scores_are_nan_where_undefined():
     np.testing.assert_allclose(got["coverage_2sd"], inside[mask].mean(), rtol=1e-6)
     nll = -stats.norm.logpdf(true, pred, sd)[mask].mean()
     np.testing.assert_allclose(got["nll"], nll, rtol=1e-5)
+
+
+def test_smoothing_wider_than_the_series_is_the_mean_of_what_it_covers():
+    """A smoothing window over twice the series' length used to slice from the end and fail to
+    broadcast; it now averages every second of the series (a centred moving mean)."""
+    hr = jnp.asarray([100.0, 110.0])
+    ok = jnp.asarray([True, True])
+    smoothed, defined = smooth_hr(hr, ok, width=7)
+    np.testing.assert_allclose(smoothed, [105.0, 105.0])
+    assert np.all(np.asarray(defined))
+    assert not np.any(np.asarray(transition_mask(hr, ok, smooth=7)))

@@ -5,6 +5,7 @@ import json
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from wearjax.eval.metrics import predictive_scores, summarize
 from wearjax.eval.report import _finite_or_none, calibration_table, plot_sessions, table_1
@@ -100,3 +101,48 @@ def test_a_diverged_model_prints_nan_and_an_empty_subset_the_dash():
     assert "training diverged" not in table_1(
         {"models": {"k": {"standard": good, "generative": good}}}
     )
+
+
+def test_the_vo2_report_writes_strict_json_and_shows_a_diverged_model_as_nan(tmp_path):
+    """A diverged VO2 model's NaN metrics are null in metrics.json (strict JSON has no NaN) and
+    NaN in the table, read back from the file as well as from the study's floats."""
+    from wearjax.eval.report import report_table, write_report
+
+    good = {"mae": 250.0, "rmse": 300.0, "mape": 11.4, "subject_mean": {"mae": 240.0, "mape": 11.0}}
+    bad = {k: float("nan") for k in ("mae", "rmse", "mape")} | {
+        "subject_mean": {"mae": float("nan"), "mape": float("nan")}
+    }
+    results = {
+        "models": {"vo2_kalman": bad, "baseline_hr_ratio": good},
+        "cohort": {"n_subjects": 2, "n_sessions": 2, "hours": 0.5, "features": ["hr"]},
+        "folds": {"n_folds": 2},
+    }
+    table = write_report(results, tmp_path, "toy")
+    reloaded = json.loads(
+        (tmp_path / "metrics.json").read_text(),
+        parse_constant=lambda c: pytest.fail(f"metrics.json holds {c}"),
+    )
+    assert reloaded["models"]["vo2_kalman"]["mae"] is None
+    for t in (table, report_table(reloaded)):
+        assert _rows(t, "VO2 Kalman (dual pathway)")[0][1:] == ["NaN"] * 5
+        assert _rows(t, "(b) first-second VO2 x HR ratio")[0][1:] == [
+            "250",
+            "300",
+            "11.4",
+            "240",
+            "11.0",
+        ]
+
+
+def test_a_non_finite_variance_prints_nan_in_the_band_table():
+    """Finite predictions with an infinite variance make the band's scores NaN over seconds
+    that were scored: NaN with the note, not the dash of an empty subset."""
+    true = jnp.full((1, 60), 120.0, jnp.float32)
+    mask = jnp.ones((1, 60), bool)
+    m = {k: float(v) for k, v in summarize(true + 1, true, mask).items()}
+    var = jnp.full_like(true, 4.0).at[0, 5].set(jnp.inf)
+    m |= {k: float(v) for k, v in predictive_scores(true + 1, var, true, mask).items()}
+    table = table_1({"models": {"kalman_8x2": {"standard": m, "generative": m}}})
+    rows = [r for r in _rows(table, "Kalman (8, 2)") if r[1] in ("standard", "generative")]
+    assert rows and all(r[2:6] == ["NaN"] * 4 and r[6] == DASH for r in rows), table
+    assert "training diverged" in table

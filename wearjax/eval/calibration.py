@@ -87,7 +87,9 @@ def fit_calibration(
         )
     dtype = jnp.result_type(pred)
     var, hr, horizon = (jnp.asarray(a, dtype) for a in (var, hr, horizon))
-    r2 = jnp.where(scored, jnp.square(hr - pred), 0.0)  # NaN outside `scored` is ignored
+    # NaN outside `scored` is ignored: in the residual, the variance and the horizon alike
+    r2 = jnp.where(scored, jnp.square(hr - pred), 0.0)
+    var, horizon = jnp.where(scored, var, 0.0), jnp.where(scored, horizon, 0.0)
     w = scored.astype(r2.dtype)
     n = jnp.sum(w)
     mean_r2 = jnp.sum(w * r2) / n

@@ -35,16 +35,18 @@ def macro_f1(
 ) -> Float[Array, ""]:
     """Unweighted mean over classes of `2 TP / (2 TP + FP + FN)`, over the classes that occur
     in the masked true labels or predictions (a class absent from both is left out, as
-    scikit-learn does when `labels` is not given). A class's support is its count among the
-    masked true labels, so a prediction outside `[0, n_classes)` is a miss of its true class
-    (scikit-learn's `f1_score(..., labels=range(n_classes), average="macro")`)."""
+    scikit-learn's `f1_score(..., average="macro")` does when `labels` is not given); NaN with
+    no masked sample, as `accuracy`. A class's support is its count among the masked true
+    labels, so a prediction outside `[0, n_classes)` is a miss of its true class and counts for
+    no class (scikit-learn without `labels` would count it as a class of its own)."""
     c = confusion(pred, true, mask, n_classes)
     tp = jnp.diag(c)
     one_true = (true[:, None] == jnp.arange(n_classes)[None]) & mask[:, None]
     support, predicted = jnp.sum(one_true, axis=0).astype(c.dtype), c.sum(0)
     present = (support + predicted) > 0
     f1 = jnp.where(present, 2 * tp / jnp.maximum(support + predicted, 1.0), 0.0)
-    return jnp.sum(f1) / jnp.maximum(jnp.sum(present).astype(f1.dtype), 1.0)
+    score = jnp.sum(f1) / jnp.maximum(jnp.sum(present).astype(f1.dtype), 1.0)
+    return jnp.where(jnp.any(mask), score, jnp.nan)
 
 
 def macro_auroc(

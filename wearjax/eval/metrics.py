@@ -154,7 +154,7 @@ def _shift(a: Array, k: int) -> Array:
     pad = jnp.zeros(a.shape[:-1] + (min(abs(k), size),), a.dtype)
     if k > 0:
         return jnp.concatenate([a[..., k:], pad], axis=-1)
-    return jnp.concatenate([pad, a[..., : size + k]], axis=-1)
+    return jnp.concatenate([pad, a[..., : max(size + k, 0)]], axis=-1)
 
 
 def smooth_hr(

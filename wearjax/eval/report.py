@@ -42,23 +42,21 @@ def _pct(v: float | None) -> str:
     return "–" if _missing(v) else f"{100 * v:.1f}%"
 
 
-def _diverged(m: dict) -> bool:
-    """The protocol's prediction was NaN or infinite on a scored second (`n_nonfinite`)."""
-    return bool(m.get("n_nonfinite"))
-
-
 def _g(m: dict, key: str, fmt=_f) -> str:
-    """`m[key]` formatted; "NaN" where it is missing because the prediction was not finite,
-    the dash where it is undefined (an empty subset, a constant series)."""
+    """`m[key]` formatted: "NaN" where it is missing over seconds that were scored (a
+    prediction or variance that was not finite: a diverged model), the dash where it is
+    undefined (an empty subset; r of a constant series, unless the prediction diverged)."""
     count = m.get(f"n_{key[4:]}" if key.startswith("mae_") else "n")
-    failed = key in m and _missing(m[key]) and _diverged(m) and count != 0
+    failed = key in m and _missing(m[key]) and bool(count)
+    if key == "pearson_r":
+        failed = failed and bool(m.get("n_nonfinite"))
     return "NaN" if failed else fmt(m.get(key))
 
 
 NOT_FINITE_NOTE = (
-    "NaN: the model's prediction was not finite (NaN or infinite) on scored seconds, "
-    "`n_nonfinite` in metrics.json: its training diverged. –: undefined (no seconds in that "
-    "subset).\n"
+    "NaN: the model's prediction or its variance was not finite (NaN or infinite) on scored "
+    "seconds (`n_nonfinite` in metrics.json counts the predictions): its training diverged. "
+    "–: undefined (no seconds in that subset).\n"
 )
 
 
@@ -85,10 +83,9 @@ def table_1(results: dict) -> str:
             m = entry[protocol]
             lines.append(f"| {model_label(name)} | " + " | ".join(_g(m, k) for k, _ in cols) + " |")
         lines.append("")
-    if any(_diverged(e[p]) for e in results["models"].values() for p in ("standard", "generative")):
-        lines.append(NOT_FINITE_NOTE)
     band = calibration_table(results)
-    return "\n".join(lines) + ("\n" + band if band else "")
+    text = "\n".join(lines) + ("\n" + band if band else "")
+    return text + ("\n" + NOT_FINITE_NOTE if "| NaN |" in text else "")
 
 
 def calibration_table(results: dict) -> str:
@@ -224,11 +221,12 @@ def report_table(results: dict) -> str:
         "MAPE (%) |",
         "|---|---|---|---|---|---|",
     ]
+    num = lambda v, digits: "NaN" if _missing(v) else f"{v:.{digits}f}"  # noqa: E731  (diverged)
     for name, m in results["models"].items():
         s = m["subject_mean"]
         lines.append(
-            f"| {VO2_LABELS.get(name, name)} | {m['mae']:.0f} | {m['rmse']:.0f} | "
-            f"{m['mape']:.1f} | {s['mae']:.0f} | {s['mape']:.1f} |"
+            f"| {VO2_LABELS.get(name, name)} | {num(m['mae'], 0)} | {num(m['rmse'], 0)} | "
+            f"{num(m['mape'], 1)} | {num(s['mae'], 0)} | {num(s['mape'], 1)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -236,7 +234,7 @@ def report_table(results: dict) -> str:
 def write_report(results: dict, out: Path, title: str) -> str:
     """`out/metrics.json` and `out/report.md`; returns the markdown table."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "metrics.json").write_text(json.dumps(_finite_or_none(results), indent=2) + "\n")
     table = report_table(results)
     c = results["cohort"]
     head = (
