@@ -441,6 +441,40 @@ def test_singular_state_noise_and_inf_at_masked_steps_are_accepted(x64):
     assert np.isfinite(np.asarray(result.log_likelihood))
 
 
+@pytest.mark.parametrize("smoother", [kalman_smoother, parallel_kalman_smoother])
+def test_a_tiny_variance_gives_a_noiseless_component_exact_smoother_gradients(x64, smoother):
+    """The documented way to differentiate the smoother through a noiseless component: at an
+    exactly singular P0 and Q the gradient misses how F opens the null direction (the gain
+    there multiplies a zero in the forward pass); with a variance of 1e-12 for that component
+    it matches central differences of the dense posterior (HR and its exact velocity)."""
+    ys = np.random.default_rng(5).normal(size=(5, 1))
+    mask = np.ones(5, bool)
+    model = {
+        "m0": np.array([0.0, 1.0]), "P0": np.diag([1.0, 1e-12]), "Q": np.diag([0.1, 1e-12]),
+        "F": np.array([[1.0, 1.0], [0.0, 1.0]]), "H": np.array([[1.0, 0.0]]), "R": np.eye(1),
+        "b": None,
+    }  # fmt: skip
+
+    def dense(F):
+        return dense_reference({**model, "F": F}, ys, mask)["smoothed_means"].sum()
+
+    def ours(F):
+        return smoother(to_params({**model, "F": F}), jnp.asarray(ys)).smoothed_means.sum()
+
+    grad = np.asarray(jax.grad(ours)(jnp.asarray(model["F"])))
+    fd = np.zeros((2, 2))
+    for i, j in np.ndindex(2, 2):
+        e = np.zeros((2, 2))
+        e[i, j] = 1e-6
+        fd[i, j] = (dense(model["F"] + e) - dense(model["F"] - e)) / 2e-6
+    np.testing.assert_allclose(grad, fd, rtol=1e-5)
+    exact = {**model, "P0": np.diag([1.0, 0.0]), "Q": np.diag([0.1, 0.0])}
+    lost = jax.grad(
+        lambda F: smoother(to_params({**exact, "F": F}), jnp.asarray(ys)).smoothed_means.sum()
+    )
+    assert abs(float(lost(jnp.asarray(model["F"]))[1, 0]) - fd[1, 0]) > 0.1  # the documented gap
+
+
 def test_covariances_are_judged_per_scale_in_float32():
     """A diagonal R of channels on different scales (HR in bpm^2 beside an accelerometer in
     g^2) is positive definite and accepted; a Q with a small negative variance is refused. Both

@@ -16,7 +16,7 @@ positive definite) is an error naming the field: `WearjaxDataError` on concrete 
 under `jit`, `vmap` or `grad` an `eqx.error_if` error with the same one-line message.
 
 Numerics. Every solve against a covariance goes through its Cholesky factor and triangular
-substitution (written out elementwise for matrices up to 8 x 8, see `_SMALL`; LAPACK above);
+substitution (written out elementwise for matrices up to 8 x 8, `filters.small`; LAPACK above);
 no matrix is inverted. The filter updates the covariance in Joseph form,
 `(I - K H) P (I - K H)^T + K R K^T`, a sum of positive semi-definite terms that stays symmetric
 positive semi-definite under rounding where the textbook `(I - K H) P` does not. The RTS smoother
@@ -24,6 +24,13 @@ uses the matching form `(I - G F) P (I - G F)^T + G (Q + P^s_{t+1}) G^T`, algebr
 `P + G (P^s_{t+1} - P^-_{t+1}) G^T` but free of the cancellation in the difference. Every
 covariance is symmetrised after it is formed. See Sarkka, "Bayesian Filtering and Smoothing"
 (2013), Theorem 4.2 (Kalman filter) and Theorem 8.2 (RTS smoother).
+
+Gradients through the smoother at an exactly singular covariance (P0 = 0, or Q with a
+noiseless component) miss how F, Q or P0 opening that direction moves the smoothed moments:
+the gain there multiplies a zero in the forward pass, so its derivative is lost (the values
+are exact; the filter and its log-likelihood's gradients are unaffected). To differentiate the
+smoother, give such a component a tiny variance (1e-12 in float64 matches finite differences of
+the dense posterior: tested).
 
 `parallel.py` computes the same quantities with `jax.lax.associative_scan`.
 """
@@ -36,11 +43,19 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.scipy.linalg as jsl
 from jaxtyping import Array, ArrayLike, Bool, Float
 
 from wearjax.errors import WearjaxDataError
 from wearjax.filters.checks import check_values
+from wearjax.filters.small import (
+    cho_solve_lower,
+    cholesky_lower,
+    matmul,
+    matvec,
+    propagate_cov,
+    solve_lower,
+    symmetrise,
+)
 
 
 def _as_array_or_none(x: ArrayLike | None) -> Array | None:
@@ -183,87 +198,6 @@ def broadcast_in_time(params: LinearGaussianParams, t: int) -> LinearGaussianPar
 
 # ---------------------------------------------------------------------------------------------
 # One-step kernels, written for single (unbatched) arrays.
-
-
-def symmetrise(a: Float[Array, "... n n"]) -> Float[Array, "... n n"]:
-    return 0.5 * (a + jnp.swapaxes(a, -1, -2))
-
-
-# The matrices of a state-space model are tiny. On CPU, XLA turns a dot of tiny matrices into a
-# runtime call per matrix (per series under vmap), and a Cholesky factorisation or triangular
-# solve into a LAPACK call. Up to this size the kernels below are written as elementwise
-# arithmetic instead, which XLA fuses into the scan body: at T = 7200 the serial filter runs
-# 4x faster at D = 4 and the smoother 10x faster at D = 2 (benchmarks/filters.py). Larger
-# matrices use the library routines.
-_SMALL = 8
-
-
-def matmul(a: Float[Array, "... n k"], b: Float[Array, "... k m"]) -> Float[Array, "... n m"]:
-    """a @ b over the last two axes (leading axes must match)."""
-    if a.shape[-1] > _SMALL:
-        return a @ b
-    return jnp.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2)
-
-
-def matvec(a: Float[Array, "... n k"], x: Float[Array, "... k"]) -> Float[Array, "... n"]:
-    """a @ x for matrices and vectors with matching leading axes."""
-    if a.shape[-1] > _SMALL:
-        return jnp.einsum("...ij,...j->...i", a, x)
-    return jnp.sum(a * x[..., None, :], axis=-1)
-
-
-def transpose(a: Float[Array, "... n m"]) -> Float[Array, "... m n"]:
-    return jnp.swapaxes(a, -1, -2)
-
-
-def propagate_cov(
-    a: Float[Array, "... n k"], cov: Float[Array, "... k k"]
-) -> Float[Array, "... n n"]:
-    """a cov a^T: the covariance of a x when x has covariance cov."""
-    return matmul(matmul(a, cov), transpose(a))
-
-
-def cholesky_lower(a: Float[Array, "n n"]) -> Float[Array, "n n"]:
-    """Lower Cholesky factor L (L L^T = a) of a symmetric positive-definite matrix; NaN where
-    `a` is not positive definite, as `jnp.linalg.cholesky`. Cholesky-Banachiewicz, unrolled."""
-    n = a.shape[-1]
-    if n > _SMALL:
-        return jnp.linalg.cholesky(a)
-    zero = jnp.zeros_like(a[0, 0])
-    low = [[zero] * n for _ in range(n)]
-    for i in range(n):
-        for j in range(i + 1):
-            rest = sum((low[i][k] * low[j][k] for k in range(j)), start=zero)
-            low[i][j] = jnp.sqrt(a[i, i] - rest) if i == j else (a[i, j] - rest) / low[j][j]
-    return jnp.stack([jnp.stack(row) for row in low])
-
-
-def _substitute(chol: Array, b: Array, *, transposed: bool) -> Array:
-    """L^{-1} b (forward substitution) or L^{-T} b (backward) for lower-triangular L and b of
-    shape [n] or [n, k], unrolled."""
-    n = chol.shape[-1]
-    order = range(n - 1, -1, -1) if transposed else range(n)
-    x: dict[int, Array] = {}
-    for i in order:
-        acc = b[i]
-        for k in x:  # the unknowns already solved for
-            acc = acc - (chol[k, i] if transposed else chol[i, k]) * x[k]
-        x[i] = acc / chol[i, i]
-    return jnp.stack([x[i] for i in range(n)])
-
-
-def solve_lower(chol: Float[Array, "n n"], b: Float[Array, "n ..."]) -> Float[Array, "n ..."]:
-    """L^{-1} b for a lower-triangular L."""
-    if chol.shape[-1] > _SMALL:
-        return jsl.solve_triangular(chol, b, lower=True)
-    return _substitute(chol, b, transposed=False)
-
-
-def cho_solve_lower(chol: Float[Array, "n n"], b: Float[Array, "n ..."]) -> Float[Array, "n ..."]:
-    """(L L^T)^{-1} b from the lower Cholesky factor L."""
-    if chol.shape[-1] > _SMALL:
-        return jsl.cho_solve((chol, True), b)
-    return _substitute(chol, _substitute(chol, b, transposed=False), transposed=True)
 
 
 def innovation_log_density(

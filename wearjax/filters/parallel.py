@@ -36,19 +36,21 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
 from wearjax.filters.linear import (
-    _SMALL,
     FilterResult,
     LinearGaussianParams,
     SmootherResult,
     broadcast_in_time,
-    cho_solve_lower,
-    cholesky_lower,
     innovation_log_density,
     kalman_predict,
     prepare_inputs,
-    propagate_cov,
     smoother_cov,
     smoother_gain,
+)
+from wearjax.filters.small import (
+    _SMALL,
+    cho_solve_lower,
+    cholesky_lower,
+    propagate_cov,
     symmetrise,
     transpose,
 )
