@@ -256,3 +256,27 @@ def test_an_unusable_sidecar_is_named_and_a_running_csv_ignores_it(tmp_path):
     assert [s.workout for s in sessions] == ["run"]
     ((path, reason),) = [(s.path.name, s.reason) for s in skipped]
     assert path == "wrist.csv" and reason.startswith("wrist.hr.csv: "), reason
+
+
+def test_a_missing_package_is_not_cached_as_the_files_fault(tmp_path, monkeypatch):
+    """A FIT file read without Garmin's SDK is skipped with `pip install` as the fix; once the
+    SDK is installed the next read must parse it, not replay the cached error."""
+    root = tmp_path / "runs"
+    root.mkdir()
+    write_fit(root / "a.fit", _run(LONG, 120), RUN)
+    real = folders.read_file
+
+    def without_sdk(path, **kwargs):
+        try:
+            raise ImportError("No module named 'garmin_fit_sdk'")
+        except ImportError as err:
+            raise WearjaxFileError(
+                path, "reading FIT files needs Garmin's SDK", "pip install"
+            ) from err
+
+    monkeypatch.setattr(folders, "read_file", without_sdk)
+    with pytest.raises(WearjaxFileError, match="no usable recording"):
+        load_folder(root, cache_dir=tmp_path / "cache")
+    monkeypatch.setattr(folders, "read_file", real)
+    sessions, skipped = load_folder(root, cache_dir=tmp_path / "cache")
+    assert [s.length for s in sessions] == [LONG] and not skipped

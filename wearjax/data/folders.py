@@ -270,7 +270,7 @@ def _cached_read(
 
     Cached sessions carry only the file's content: `workout` holds the suffix after the file's
     stem (`""` or `"#2"`) and `runner`/`source` are filled in by the caller. A file's reading
-    error is cached too, and raised again naming the file.
+    error is cached too, and raised again naming the file, unless a missing package caused it.
     """
     content = read_bytes(file)
     side = sidecar(file)
@@ -297,7 +297,9 @@ def _cached_read(
     try:
         sessions = read_file(file, max_gap_s=max_gap_s, units=units)
     except WearjaxFileError as err:
-        if err.path == file:
+        # the file's own problem is cached; a missing package (the FIT SDK) is not the file's:
+        # once installed, the next read must parse the file
+        if err.path == file and not isinstance(err.__cause__, ImportError):
             _store_entry(entry, (err.problem, err.fix))
         raise
     parts = [
