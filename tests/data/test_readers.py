@@ -85,8 +85,8 @@ def test_to_session_rejects_records_without_time_and_absurd_spans():
 def test_field_mapping_prefers_enhanced_and_converts_units():
     nan = np.nan
     fields = dict(
-        speed=np.array([3.0, 3.0]),
-        enhanced_speed=np.array([3.5, nan]),
+        speed=np.array([10.8, 10.8]),
+        enhanced_speed=np.array([12.6, nan]),
         altitude=np.array([10.0, 10.0]),
         enhanced_altitude=np.array([nan, 12.0]),
         cadence=np.array([170.0, 0.0]),
@@ -94,7 +94,7 @@ def test_field_mapping_prefers_enhanced_and_converts_units():
         stance_time=np.array([250.0, 250.0]),
     )
     out = running_channels(fields, path="mem", units={"cadence": "steps/min", "speed": "km/h"})
-    np.testing.assert_allclose(out["speed"], [3.5 / 3.6, 3.0 / 3.6])
+    np.testing.assert_allclose(out["speed"], [3.5, 3.0])
     np.testing.assert_allclose(out["altitude"], [10.0, 12.0])
     np.testing.assert_allclose(out["cadence"], [85.5, 0.0])
     # 250 ms over a stride of 60000 / 85.5 ms; no stride at zero cadence.
@@ -103,6 +103,22 @@ def test_field_mapping_prefers_enhanced_and_converts_units():
         running_channels(fields, path="mem", units={"speed": "furlong/s"})
     with pytest.raises(WearjaxFileError, match=r"mem: units given for unknown channel 'power'"):
         running_channels(fields, path="mem", units={"power": "W"})
+
+
+def test_a_declared_unit_the_values_contradict_is_refused():
+    """In a folder of mixed exports, the unit one file needs (km/h, steps/min) would divide
+    another's m/s speed by 3.6 or halve its stride cadence, silently: such a file is named."""
+    run = dict(enhanced_speed=np.full(5, 2.8), cadence=np.full(5, 85.0))
+    slow = r"mem: read as km/h, its median moving speed is 0.78 m/s \(2.8 km/h\), slower than"
+    with pytest.raises(WearjaxFileError, match=slow):
+        running_channels(run, path="mem", units={"speed": "km/h"})
+    with pytest.raises(WearjaxFileError, match=r"its median cadence is 85 steps/min, a stride"):
+        running_channels(run, path="mem", units={"cadence": "steps/min"})
+    kmh = dict(enhanced_speed=np.full(5, 10.1), cadence=np.full(5, 170.0))
+    out = running_channels(kmh, path="mem", units={"speed": "km/h", "cadence": "steps/min"})
+    np.testing.assert_allclose([out["speed"][0], out["cadence"][0]], [10.1 / 3.6, 85.0])
+    standing = dict(enhanced_speed=np.zeros(5), cadence=np.zeros(5))  # no moving record
+    running_channels(standing, path="mem", units={"speed": "km/h", "cadence": "steps/min"})
 
 
 TCX = """<?xml version="1.0" encoding="UTF-8"?>

@@ -53,7 +53,13 @@ from wearjax.data.types import (
     SUBJECT_FIELDS,
     Session,
 )
-from wearjax.data.validate import MIN_LENGTH_S, check_length, check_magnitude, check_time_order
+from wearjax.data.validate import (
+    MIN_LENGTH_S,
+    check_declared_units,
+    check_length,
+    check_magnitude,
+    check_time_order,
+)
 from wearjax.errors import WearjaxFileError
 
 logger = logging.getLogger(__name__)
@@ -193,6 +199,7 @@ def running_channels(
     altitude = preferred("enhanced_altitude", "altitude")
     if altitude is not None:
         out["altitude"] = altitude * factors["altitude"]
+    check_declared_units(out, units or {}, path)
     return out
 
 

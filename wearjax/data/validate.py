@@ -13,6 +13,9 @@ the reason) instead of becoming a session that later yields NaN metrics:
   (speed in km/h read as m/s).
 - **Cadence** (`check_cadence`): a median in strides/min above `MAX_STRIDES_PER_MIN` (a step
   rate read as a stride rate).
+- **Declared units** (`check_declared_units`): a speed declared in km/h (or mph) whose
+  moving median is then slower than a walk, or a cadence declared in steps/min that is then
+  under 50 strides/min: the file is in the default unit already.
 - **Magnitude** (`check_magnitude`): a finite value beyond float32's range (`FLOAT32_MAX`), which
   a session would store as inf: a corrupt cell such as `1e39`.
 """
@@ -147,4 +150,45 @@ def check_magnitude(values, name: str, path: str | Path) -> None:
             path,
             f"{name} holds {v[big[0]]:g}, beyond the range of a float32 session (3.4e38)",
             "the value is corrupt: export the recording again, or leave that value empty",
+        )
+
+
+MIN_DECLARED_SPEED_MS = 1.0
+"""Median moving speed (m/s, 3.6 km/h: slower than a walk) under which a speed declared in
+another unit is taken to be m/s already."""
+MIN_DECLARED_STRIDES = 50.0
+"""Median cadence (strides/min) under which a cadence declared in steps/min is taken to be a
+stride rate already (runners take 75-95 strides, 150-190 steps, a minute)."""
+
+
+def check_declared_units(channels: Mapping[str, np.ndarray], units: Mapping[str, str],
+                         path: str | Path) -> None:  # fmt: skip
+    """Refuse a declared speed or cadence unit that this file's values contradict: in a folder
+    of mixed exports a unit fix that one file needs would otherwise divide another's speed by
+    3.6 or halve its cadence without a word."""
+
+    def moving_median(v):
+        v = v[np.isfinite(v) & (v > 0)]
+        return float(np.median(v)) if v.size else None
+
+    speed = moving_median(channels["speed"]) if "speed" in channels else None
+    if units.get("speed", "m/s") != "m/s" and speed is not None and speed < MIN_DECLARED_SPEED_MS:
+        raise WearjaxFileError(
+            path,
+            f"read as {units['speed']}, its median moving speed is {speed:.2f} m/s "
+            f"({3.6 * speed:.1f} km/h), slower than a walk: it looks like m/s already",
+            "read this file without the speed unit (in a folder of mixed exports, give it its "
+            "own folder)",
+        )
+    strides = moving_median(channels["cadence"]) if "cadence" in channels else None
+    if (
+        units.get("cadence") == "steps/min"
+        and strides is not None
+        and strides < MIN_DECLARED_STRIDES
+    ):
+        raise WearjaxFileError(
+            path,
+            f"read as steps/min, its median cadence is {2 * strides:.0f} steps/min, a stride "
+            "rate (runners take 150-190 steps a minute)",
+            "read this file as strides/min (in a folder of mixed exports, give it its own folder)",
         )
