@@ -369,6 +369,11 @@ def test_cpet_csv(tmp_path):
     s = read_csv(_write_csv(tmp_path / "warm.csv", CPET_HEADER, warm), min_length_s=0)
     np.testing.assert_array_equal(s.vo2, [1200, 1300, 1400, 1500])
     np.testing.assert_array_equal(s.hr, [102, 103, 104, 105])
+    # VO2_I in L/min: every value under the floor read as missing, a test with no VO2, silently
+    litres = [[i, float(i), 1.0 + 0.1 * i, 900, 100 + i, 32, 174, 88, -1] for i in range(4)]
+    with pytest.raises(WearjaxFileError, match=r"L\.csv: VO2_I reads under 50 throughout \(median "
+                       r"1\.15\): L/min"):  # fmt: skip
+        read_csv(_write_csv(tmp_path / "L.csv", CPET_HEADER, litres), min_length_s=0)
     missing = _write_csv(tmp_path / "novo2.csv", ["time", "HR_I", "VO2"], [[0, 100, 1000]])
     with pytest.raises(WearjaxFileError, match=r"novo2\.csv: missing required columns \['VO2_I'\]"):
         read_cpet_csv(missing)

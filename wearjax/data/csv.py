@@ -160,6 +160,13 @@ def read_cpet_csv(
     if "gender" in header:
         subject["sex_male"] = _sex(_cell(rows, header.index("gender")), path)
     vo2 = _column(header, rows, "VO2_I", path)
+    if (vo2 > 0).any() and np.nanmax(vo2) < MIN_VO2_ML_MIN:  # all of it would read as missing
+        raise WearjaxFileError(
+            path,
+            f"VO2_I reads under {MIN_VO2_ML_MIN:g} throughout (median "
+            f"{np.nanmedian(vo2[vo2 > 0]):.3g}): L/min, where pyoxynet's layout is mL/min",
+            "multiply VO2_I by 1000, or read the file with read_cpet (which detects L/min)",
+        )
     vo2 = np.where(vo2 < MIN_VO2_ML_MIN, np.nan, vo2)  # warm-up zeros: no reading
     measured = np.flatnonzero(np.isfinite(vo2))
     start = measured[0] if measured.size else 0  # the test starts at its first VO2, as `cpet`'s
