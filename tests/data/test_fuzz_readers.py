@@ -649,10 +649,12 @@ def _header_with_carriage_return(path):
 
 
 REGRESSIONS = {  # name: (write the file, reader, the error it must raise; None: it reads)
+    # one record dated 1e20 s is out of time order: dropped (it overflowed the 1 Hz grid's
+    # int64 once, then refused the file as spanning 2.78e16 h)
     "timestamp 1e20 s overflowed the 1 Hz grid's int64": (
         _edit_csv(_run_csv, {(76, "timestamp"): "1e20"}),
         read_running_csv,
-        r"run\.csv: records span 2\.78e\+16 h, longer than 48 h; the timestamps are probably",
+        None,
     ),
     "timestamps -1e308 and 1e308 s overflowed the span": (
         _edit_csv(_run_seconds_csv, {(1, "timestamp"): "-1e308", (N, "timestamp"): "1e308"}),
@@ -662,7 +664,7 @@ REGRESSIONS = {  # name: (write the file, reader, the error it must raise; None:
     "adjacent timestamps -1e308 and 1e308 s overflowed the time-order check": (
         _edit_csv(_run_seconds_csv, {(1, "timestamp"): "-1e308", (2, "timestamp"): "1e308"}),
         read_running_csv,
-        r"run\.csv: timestamps are not increasing: 1 of 89 steps between records go backwards",
+        r"run\.csv: records span 2\.78e\+304 h, longer than 48 h",  # 1e308 dropped
     ),
     "cadence 1e39 became inf in the float32 session": (
         _edit_csv(_run_csv, {(24, "cadence"): "1e39"}),

@@ -301,6 +301,14 @@ def test_timestamps_backwards_equal_or_too_short_are_refused(tmp_path):
     once = rows[:60] + rows[50:]
     s = read_running_csv(_write_csv(tmp_path / "once.csv", RUN_HEADER, once))
     assert s.length == 120 and s.mask.all()
+    assert dict(s.metadata)["records_out_of_order"] == "9"  # the repeated 59 s is kept
+    # One record a GPS glitch dates 20 min ahead costs that record, not every record after it
+    # (they were all dropped, and the session padded to the glitch's time)
+    glitch = [list(r) for r in rows]
+    glitch[40][0] = rows[0][0] + 1240
+    s = read_running_csv(_write_csv(tmp_path / "glitch.csv", RUN_HEADER, glitch))
+    assert s.length == 120 and dict(s.metadata)["records_out_of_order"] == "1"
+    assert s.mask.all()  # its second is filled across the 2 s gap, as any short gap
     assert read_running_csv(tmp_path / "short.csv", min_length_s=30).length == 30
 
 

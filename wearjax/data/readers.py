@@ -59,6 +59,7 @@ from wearjax.data.validate import (
     check_length,
     check_magnitude,
     check_time_order,
+    in_time_order,
 )
 from wearjax.errors import WearjaxFileError
 
@@ -252,16 +253,14 @@ def to_session(
     n = t.shape[0]
     finite = np.isfinite(t)
     check_time_order(t, path)
-    # A record is kept when no earlier record in the file is later than it.
-    latest_before = np.maximum.accumulate(np.concatenate([[-np.inf], np.where(finite, t, -np.inf)]))
-    keep = finite & (t >= latest_before[:-1])
+    keep = in_time_order(t)  # the most records that stay in time order
     if not keep.any():
         raise WearjaxFileError(
             path, "no record has a timestamp", "check that the file holds a recording"
         )
     dropped = int(finite.sum() - keep.sum())
     if dropped:
-        logger.info("%s: dropped %d records whose timestamps go back in time", path, dropped)
+        logger.info("%s: dropped %d records out of time order", path, dropped)  # in metadata
     t = t[keep]
     with np.errstate(over="ignore"):  # times near 1e308 s overflow to inf: refused just below
         offset = t - t[0]
@@ -314,6 +313,7 @@ def to_session(
     out_of_range = int(np.sum(np.isfinite(hr_values) & ~in_range))
     metadata = ((START_TIME, repr(float(t[0]))),)  # second 0 on the file's clock
     metadata += (("hr_out_of_range", str(out_of_range)),) if out_of_range else ()
+    metadata += (("records_out_of_order", str(dropped)),) if dropped else ()
     if out_of_range:
         logger.info(  # also in the metadata, which the CLI prints once (reader_notes)
             "%s: %d heart rates outside %g-%g bpm are masked (not used)",

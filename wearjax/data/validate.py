@@ -4,9 +4,9 @@ They run on a file's records before the 1 Hz grid is built (see `wearjax.data.re
 bad file fails at once with a one-line `WearjaxFileError` (and a folder load skips it, giving
 the reason) instead of becoming a session that later yields NaN metrics:
 
-- **Time order** (`check_time_order`): a clock stepping back now and then is tolerated (those
-  records are dropped), but timestamps that mostly go back, e.g. rows written newest first,
-  are refused.
+- **Time order** (`check_time_order`): a clock stepping back now and then is tolerated (the
+  fewest records are dropped that leave the rest in time order, `in_time_order`), but
+  timestamps that mostly go back, e.g. rows written newest first, are refused.
 - **Length** (`check_length`): a session shorter than `MIN_LENGTH_S` (one row, or every row at
   the same time) is refused; CPET tests apply the same minimum to their span of VO2.
 - **Speed** (`check_speed`): negative speeds, and a moving median above `MAX_SPEED_MS`
@@ -61,17 +61,52 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 """Largest magnitude a session stores (its arrays are float32, about 3.4e38)."""
 
 
+def in_time_order(time: Float[np.ndarray, " record"]) -> np.ndarray:
+    """`[R]` bool: the records kept where timestamps go back, the most that stay in time
+    order (a longest non-decreasing run of the finite timestamps, found by patience sorting):
+    one record a GPS glitch dates 20 min ahead costs that record, not every record after it.
+    NaN timestamps are never kept."""
+    import bisect
+
+    index = np.flatnonzero(np.isfinite(time))
+    t = time[index]
+    keep = np.zeros(time.shape[0], bool)
+    if not t.size:
+        return keep
+    with np.errstate(over="ignore"):  # -1e308 then 1e308: a step of inf, still forward
+        ordered = bool(np.all(np.diff(t) >= 0))
+    if ordered:
+        keep[index] = True
+        return keep
+    tails: list[float] = []  # the smallest last time of an ordered run of each length
+    ends: list[int] = []  # where that run ends
+    before = np.full(t.size, -1)
+    for i, v in enumerate(t.tolist()):  # a file's records, at the edge, only when out of order
+        k = bisect.bisect_right(tails, v)
+        if k == len(tails):
+            tails.append(v)
+            ends.append(i)
+        else:
+            tails[k], ends[k] = v, i
+        before[i] = ends[k - 1] if k else -1
+    i = ends[-1]
+    while i >= 0:
+        keep[index[i]] = True
+        i = before[i]
+    return keep
+
+
 def check_time_order(time: Float[np.ndarray, " record"], path: str | Path) -> None:
     """Refuse timestamps that go back at least as often as they go forward, or that would leave
-    fewer than half the timestamped records once each record earlier than one before it is
-    dropped. NaN timestamps are ignored."""
+    fewer than half the timestamped records in time order (`in_time_order`). NaN timestamps
+    are ignored."""
     t = time[np.isfinite(time)]
     with np.errstate(over="ignore"):  # -1e308 then 1e308: a step of inf, still forward
         step = np.diff(t)
     back = int(np.sum(step < 0))
     if back == 0:
         return
-    kept = int(np.sum(t >= np.maximum.accumulate(t)))
+    kept = int(in_time_order(t).sum())
     if back >= np.sum(step > 0) or 2 * kept < t.size:
         raise WearjaxFileError(
             path,

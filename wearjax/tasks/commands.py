@@ -114,11 +114,14 @@ def _recordings(data: Path, *, require_hr: bool, units: dict[str, str] | None = 
 
 
 def reader_notes(sessions) -> None:
-    """One line per session for a reader note that changes what the models see (masked HR)."""
+    """One line per reader note that changes what the models see (masked HR, records dropped
+    out of time order)."""
+    notes = {"hr_out_of_range": "{} heart rates outside 25-250 bpm masked (not used)",
+             "records_out_of_order": "{} records dropped out of time order"}  # fmt: skip
     for s in sessions:
-        n = dict(s.metadata).get("hr_out_of_range")
-        if n is not None:
-            say(f"{s.source or s.workout}: {n} heart rates outside 25-250 bpm masked (not used)")
+        for key, note in notes.items():
+            if (n := dict(s.metadata).get(key)) is not None:
+                say(f"{s.source or s.workout}: {note.format(n)}")
 
 
 def _hr_arguments(p: argparse.ArgumentParser) -> None:
@@ -236,13 +239,14 @@ def predict(args) -> int:
     from wearjax.tasks.hr_recordings import read_recordings
     from wearjax.train.checkpoints import load_hr, read_header
 
-    if read_header(args.model)[0].get("task") == "virtual":  # HR per window from wrist spectra
-        from wearjax.tasks.virtual_io import predict_command
+    task = read_header(args.model)[0].get("task")
+    if task in ("virtual", "vo2"):  # HR per window from wrist spectra; VO2 of CPET tests
+        from wearjax.tasks import virtual_io, vo2_cli
 
         if args.hr0 is not None or units(args):
-            raise WearjaxError("--hr0, --speed-unit and --cadence-unit are for HR checkpoints "
-                               "(running files); a virtual-sensing model reads none")  # fmt: skip
-        return predict_command(args, say)
+            raise WearjaxError(f"--hr0, --speed-unit and --cadence-unit are for HR checkpoints "
+                               f"(running files); a {task} model reads none")  # fmt: skip
+        return (virtual_io if task == "virtual" else vo2_cli).predict_command(args, say)
     model, normalizer, header = load_hr(args.model)
     sessions, skipped = read_recordings(args.file, require_hr=False, units=units(args))
     for s in skipped:
@@ -286,11 +290,11 @@ def _vo2_arguments(p: argparse.ArgumentParser) -> None:
     arguments(p)
 
 
-def cv_vo2(args) -> int:
-    """`wearjax cv vo2` (`tasks.vo2_cli.cv_command`)."""
-    from wearjax.tasks.vo2_cli import cv_command
+def vo2(args) -> int:
+    """`wearjax cv vo2` and `fit vo2` (`tasks.vo2_cli`)."""
+    from wearjax.tasks import vo2_cli
 
-    return cv_command(args, say)
+    return (vo2_cli.cv_command if args.command == "cv" else vo2_cli.fit_command)(args, say)
 
 
 # -- activity recognition ---------------------------------------------------------------------
@@ -379,36 +383,9 @@ def cv_probe(args) -> int:
 
 
 def _virtual_arguments(p: argparse.ArgumentParser) -> None:
-    from wearjax.models.virtual import ABLATIONS, SETTINGS
+    from wearjax.tasks.virtual_io import arguments
 
-    p.add_argument(
-        "--data",
-        default="synthetic",
-        help="synthetic, or a folder of sampled-signal recordings (acc_x/y/z, ppg, a reference "
-        "HR; one subfolder per subject, or without subfolders one file per subject)",
-    )
-    p.add_argument("--epochs", type=epochs, help="training epochs (default 40; quick 12)")
-    p.add_argument("--subjects-out", type=epochs, help="cv: subjects held out per fold (1)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run (fit: "
-                   "OUT.state; cv: the settings the study in OUT finished)")  # fmt: skip
-    p.add_argument(
-        "--setting",
-        choices=SETTINGS + ABLATIONS,
-        help="fit: the one to train "
-        "(default virtual); cv: run only this one (default: every one the data allow)",
-    )
-    prior = p.add_mutually_exclusive_group()  # one gait prior or none
-    prior.add_argument(
-        "--gait",
-        action="store_true",
-        help="add the gait prior (cadence from the ACC and its lags) to the models that read ACC",
-    )
-    prior.add_argument(
-        "--gait-ridge",
-        action="store_true",
-        help="the residual gait prior: a ridge of HR on the gait fitted first, the models "
-        "learning what the spectra add to it",
-    )
+    arguments(p)
 
 
 def virtual(args) -> int:
@@ -427,7 +404,9 @@ TASKS: dict[str, dict[str, Command]] = {
     },
     "vo2": {
         "cv": Command("the VO2 model: synthetic, pyoxynet or your CPET files", _vo2_arguments,
-                      cv_vo2),
+                      vo2),
+        "fit": Command("the VO2 model on pyoxynet's or your CPET tests; writes a checkpoint",
+                       _vo2_arguments, vo2, folds=False),
     },
     "pretrain": {
         "fit": Command("masked pretraining of the channel-aware transformer; writes the encoder",
