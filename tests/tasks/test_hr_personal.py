@@ -9,6 +9,7 @@ import pytest
 
 from wearjax.data.physiology import hr_step_response
 from wearjax.data.synthetic import simulate_cohort
+from wearjax.errors import WearjaxDataError
 from wearjax.eval.halftimes import half_time, response_halftimes, step_halftimes, training_halftimes
 from wearjax.tasks.hr import HRStudyConfig
 from wearjax.tasks.hr_personal import (
@@ -146,15 +147,20 @@ def test_a_process_holding_some_folds_takes_each_folds_own_model():
 
 @pytest.mark.slow
 def test_metrics_cover_only_the_sessions_a_fold_tests():
-    """A chronological split tests the last sessions only: the others have no held-out
-    prediction (0 bpm), and the study's MAE is that of the tested sessions' seconds alone."""
+    """A split of one fold tests some sessions only: the others have no held-out prediction
+    (0 bpm), and the study's MAE is that of the tested sessions' seconds alone. A chronological
+    split is refused: a session's embedding, fitted on another of its runner's, could read the
+    future."""
     from wearjax.cv import Split
     from wearjax.eval.protocols import given_mask
     from wearjax.tasks.hr_personal import run_personal
 
     cohort = simulate_cohort(jax.random.key(1), n_runners=3, sessions_per_runner=3,
                              min_minutes=6.0, max_minutes=7.0)  # fmt: skip
-    split = Split.chronological(np.arange(cohort.n_sessions), test_fraction=0.25)
+    later = Split.chronological(np.arange(cohort.n_sessions), test_fraction=0.25)
+    with pytest.raises(WearjaxDataError, match="a chronological split could take from the futu"):
+        run_personal(cohort, later, 60, 0, PersonalConfig(), progress=False)
+    split = Split.by_subject(cohort.runner, cohort.n_runners, 1).take([0])
     tested = split.test.any(axis=0)
     assert 0 < tested.sum() < cohort.n_sessions
     train = TrainConfig(learning_rate=1e-2, epochs=1, steps_per_epoch=2)

@@ -10,8 +10,9 @@ Used by `wearjax demo`, `wearjax cv hr` and `experiments/hr_table1.py`. The step
 2. training batches are segments of `segment_windows` consecutive 60 s windows drawn from the
    training runners (the GRU state carries across the segment's windows; the standard protocol
    gives each window its first HR); a tenth of the runners per fold (at least one) is held out
-   of training for early stopping (`train.loop` through `cv.fit_folds`) and for calibrating
-   the predictive band (`tasks.hr_bands`);
+   of training for early stopping (`train.loop` through `cv.fit_folds`); the predictive band
+   is calibrated on the other folds' test runners (`tasks.hr_bands`; on the validation
+   runners only where no other fold gives residuals);
 3. every session is then predicted whole by the model of the fold that held its runner out,
    under both protocols (`cv.predict_held_out`);
 4. pooled metrics (`eval.metrics.summarize`) over the seconds each protocol did not give.
@@ -67,8 +68,8 @@ class HRStudyConfig(NamedTuple):
     segment_windows: int | None = None  # None: train on whole sessions (no GRU-state mismatch)
     batch_size: int = 32
     runners_out: int = 3
-    # runners per fold held out of training for early stopping and for calibrating the
-    # predictive band (`calibrate`); None: a tenth of the runners, at least one
+    # runners per fold held out of training for early stopping (and calibrating the band where
+    # no other fold's test runners can, `tasks.hr_bands`); None: a tenth, at least one
     n_validation: int | None = None
     train: TrainConfig = TrainConfig(epochs=30, steps_per_epoch=40)
     seed: int = 0

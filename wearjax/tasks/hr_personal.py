@@ -45,6 +45,7 @@ from wearjax.cv import (
     this_process_folds,
 )
 from wearjax.data.types import Cohort
+from wearjax.errors import WearjaxDataError
 from wearjax.eval.metrics import predictive_scores, summarize
 from wearjax.eval.protocols import first_observed, given_mask, standard_initial
 from wearjax.models.hr_base import HRPrediction
@@ -246,7 +247,15 @@ class PersonalResult(NamedTuple):
 def _personal_fit(cohort: Cohort, split: Split, window: int, seed: int, config: PersonalConfig):
     """The positional arguments of `cv.fit_folds` for the personalised ODE on this process's
     folds of `split` (all of them unless jax.distributed runs several processes), and those
-    folds."""
+    folds. A chronological split is refused: each session's embedding is fitted on another
+    session of its runner (`calibration_sessions`), which there could be a later one, and
+    for the validation sessions that calibrate the first fold's band, a tested one."""
+    if split.calibrate_from is not None:
+        raise WearjaxDataError(
+            "the personalised ODE fits each session's embedding on another session of its "
+            "runner, which a chronological split could take from the future: cross-validate it "
+            "on folds of runners (Split.by_subject)"
+        )
     mask = cohort.mask & cohort.valid
     cal = calibration_sessions(np.asarray(cohort.runner), np.arange(cohort.hr.shape[0]))
     data = PersonalData(
