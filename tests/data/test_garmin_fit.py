@@ -274,3 +274,36 @@ def test_every_single_byte_corruption_is_caught(tmp_path):
         path.write_bytes(bytes(bad))
         with pytest.raises(WearjaxFileError, match=r"bad\.fit: (not a|truncated|corrupted) FIT"):
             read_fit(path)
+
+
+def _compressed_timestamp_fit(path):
+    """A valid FIT activity (checksums right) whose records after the first carry compressed
+    timestamp headers (FIT protocol: header bit 7, local type in bits 5-6, a 5-bit offset)."""
+    import struct
+
+    from garmin_fit_sdk.crc_calculator import CrcCalculator
+
+    def crc(b):
+        return CrcCalculator.calculate_crc(bytearray(b), 0, len(b))
+
+    body = bytes([0x40, 0, 0]) + struct.pack("<H", 0) + bytes([1, 0, 1, 0x00])  # file_id
+    body += bytes([0x00, 4])  # type: activity
+    body += bytes([0x41, 0, 0]) + struct.pack("<H", 20) + bytes([2, 253, 4, 0x86, 3, 1, 0x02])
+    body += bytes([0x42, 0, 0]) + struct.pack("<H", 20) + bytes([1, 3, 1, 0x02])  # HR only
+    t0 = 1_000_000_000
+    body += bytes([0x01]) + struct.pack("<IB", t0, 120)
+    for k in range(1, 20):
+        body += bytes([0x80 | (2 << 5) | ((t0 + k) & 0x1F), 121])
+    head = bytes([14, 0x10]) + struct.pack("<H", 2100) + struct.pack("<I", len(body)) + b".FIT"
+    data = head + struct.pack("<H", crc(head)) + body
+    path.write_bytes(data + struct.pack("<H", crc(data)))
+    return path
+
+
+def test_compressed_timestamps_are_named_not_called_corruption(tmp_path):
+    """Copying such a file again, as 'corrupted FIT file' advised, cannot help."""
+    path = _compressed_timestamp_fit(tmp_path / "watch.fit")
+    with pytest.raises(
+        WearjaxFileError, match=r"watch\.fit: its records use compressed timestamps"
+    ):
+        read_fit(path, assume_running=True, min_length_s=0)

@@ -190,6 +190,25 @@ def test_tcx_errors_name_the_file(tmp_path):
     np.testing.assert_allclose(s.x[:, 1], [84, 85, 85.5, 86])
 
 
+def test_tcx_times_that_cannot_be_read_are_named(tmp_path, caplog):
+    """Unreadable trackpoint times were dropped without a word (a 1680-point run read as
+    600 s): all of them refuse the file naming one, some are counted in a warning."""
+    good = _tcx(tmp_path / "run.tcx").read_text()
+    one = tmp_path / "one.tcx"
+    one.write_text(good.replace("2021-03-24T21:40:56.000Z", "24/03/2021 21:40:56"))
+    with caplog.at_level("WARNING", logger="wearjax.data.tcx"):
+        (s,) = read_tcx(one, min_length_s=0)
+    assert (
+        s.length == 4 and "1 trackpoints dropped: Time unreadable (e.g. '24/03/2021" in caplog.text
+    )
+    every = tmp_path / "every.tcx"
+    every.write_text(good.replace("2021-03-24T", "24.03.2021 "))
+    with pytest.raises(
+        WearjaxFileError, match=r"every\.tcx: no trackpoint Time is readable \(e\.g\."
+    ):
+        read_tcx(every, min_length_s=0)
+
+
 def _write_csv(path, header, rows):
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -377,6 +396,11 @@ def test_cpet_csv(tmp_path):
     s = read_csv(_write_csv(tmp_path / "warm.csv", CPET_HEADER, warm), min_length_s=0)
     np.testing.assert_array_equal(s.vo2, [1200, 1300, 1400, 1500])
     np.testing.assert_array_equal(s.hr, [102, 103, 104, 105])
+    # the same test saved as UTF-16 (Excel's "Unicode Text") is read as a CPET test too: its
+    # header was looked for in the raw bytes, and it went to the running reader
+    utf16 = tmp_path / "ramp16.csv"
+    utf16.write_bytes((tmp_path / "ramp.csv").read_text().encode("utf-16"))
+    np.testing.assert_array_equal(read_csv(utf16, min_length_s=0).vo2, [1000, 1100, 1200, 1300])
     # VO2_I in L/min: every value under the floor read as missing, a test with no VO2, silently
     litres = [[i, float(i), 1.0 + 0.1 * i, 900, 100 + i, 32, 174, 88, -1] for i in range(4)]
     with pytest.raises(WearjaxFileError, match=r"L\.csv: VO2_I reads under 50 throughout \(median "

@@ -59,8 +59,8 @@ def read_csv(
     units: dict[str, str] | None = None,
 ) -> Session:
     """A CPET export when the header has `VO2_I`, else a running export (read with `units`)."""
-    header = read_bytes(path).split(b"\n", 1)[0]
-    if b"VO2_I" not in header:
+    header = decode_text(read_bytes(path), path).split("\n", 1)[0]  # UTF-16 too
+    if "VO2_I" not in header:
         return read_running_csv(
             path, runner=runner, max_gap_s=max_gap_s, require_hr=require_hr,
             min_length_s=min_length_s, units=units,

@@ -151,6 +151,12 @@ def decode_fit(path: str | Path) -> dict[str, list[dict]]:
     messages, errors = Decoder(Stream.from_byte_array(bytearray(data))).read(
         convert_datetimes_to_dates=False
     )
+    if errors and "compressed timestamp" in str(errors[0]).lower():  # valid, but unsupported
+        raise WearjaxFileError(
+            path,
+            "its records use compressed timestamps, which Garmin's FIT SDK does not decode",
+            "export the activity as TCX, or as FIT from a service that writes full timestamps",
+        )
     if errors:
         problem = (
             "corrupted FIT file (checksum mismatch)"

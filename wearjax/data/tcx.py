@@ -94,7 +94,9 @@ def read_tcx(
         points = activity.findall("{*}Lap/{*}Track/{*}Trackpoint")
         if not points:
             continue
-        time = np.array([_seconds(p.findtext("{*}Time")) for p in points])
+        texts = [p.findtext("{*}Time") for p in points]
+        time = np.array([_seconds(t) for t in texts])
+        _check_times(texts, time, path)
         fields = {
             name: np.array([_float(p.findtext(xpath)) for p in points])
             for name, xpath in TRACKPOINT_FIELDS.items()
@@ -122,6 +124,21 @@ def read_tcx(
             path, "its running activity has no trackpoints", "pass an activity with a track"
         )
     return sessions
+
+
+def _check_times(texts: list[str | None], time: np.ndarray, path: Path) -> None:
+    """Name `Time` values that are present but unreadable: every one refuses the file, some
+    are said (their trackpoints are dropped), where they were dropped without a word."""
+    bad = [t for t, v in zip(texts, time, strict=True) if t and t.strip() and np.isnan(v)]
+    if not bad:
+        return
+    if len(bad) == sum(bool(t and t.strip()) for t in texts):
+        raise WearjaxFileError(
+            path,
+            f"no trackpoint Time is readable (e.g. {bad[0]!r})",
+            "export the activity again: TCX times are ISO 8601, e.g. 2021-03-24T21:40:55Z",
+        )
+    logger.warning("%s: %d trackpoints dropped: Time unreadable (e.g. %r)", path, len(bad), bad[0])
 
 
 def _seconds(text: str | None) -> float:
