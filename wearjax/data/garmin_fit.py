@@ -151,7 +151,11 @@ def decode_fit(path: str | Path) -> dict[str, list[dict]]:
     messages, errors = Decoder(Stream.from_byte_array(bytearray(data))).read(
         convert_datetimes_to_dates=False
     )
-    if errors and "compressed timestamp" in str(errors[0]).lower():  # valid, but unsupported
+    from garmin_fit_sdk.crc_calculator import CrcCalculator
+
+    whole = CrcCalculator.calculate_crc(bytearray(data), 0, expected - 2)
+    intact = whole == int.from_bytes(data[expected - 2 : expected], "little")
+    if errors and intact and "compressed timestamp" in str(errors[0]).lower():  # valid, unread
         raise WearjaxFileError(
             path,
             "its records use compressed timestamps, which Garmin's FIT SDK does not decode",
