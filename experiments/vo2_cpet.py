@@ -5,6 +5,8 @@ program, next to the two HR baselines; writes `metrics.json` and `report.md` und
 
     python experiments/vo2_cpet.py --out experiments/results/vo2_cpet          # ~10 min, 2 cores
     python experiments/vo2_cpet.py --quick --out /tmp/vo2_cpet_quick           # smoke run
+    python experiments/vo2_cpet.py --without window_index elapsed_min \
+        --out experiments/results/vo2_cpet_no_time         # the clock since the start left out
 
 Needs the `data` extra (`pip install wearjax[data]`).
 """
@@ -31,6 +33,10 @@ def main(argv=None) -> int:
     parser.add_argument("--layers", type=int, help="biGRU layers (default 2)")
     parser.add_argument("--epochs", type=int)
     parser.add_argument(
+        "--without", nargs="+", default=(), metavar="INPUT",
+        help="inputs left out (VO2StudyConfig.without), e.g. window_index elapsed_min",
+    )  # fmt: skip
+    parser.add_argument(
         "--raw-first-second",
         action="store_true",
         help="give the raw first VO2 sample instead of the smoothed series' first second",
@@ -42,6 +48,7 @@ def main(argv=None) -> int:
     config = config._replace(variant=(args.hidden or hidden, args.layers or layers))
     if args.raw_first_second:
         config = config._replace(first_second="raw")
+    config = config._replace(without=tuple(args.without))
     if args.epochs:
         config = config._replace(train=config.train._replace(epochs=args.epochs))
     try:

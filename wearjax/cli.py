@@ -100,15 +100,15 @@ def _parser() -> argparse.ArgumentParser:
                 _distributed_argument(p)
             p.set_defaults(run=c.run, folds=c.folds)
 
-    p = sub.add_parser("predict", help="predict HR of one recording with a checkpoint")
+    p = sub.add_parser("predict", help="predict HR (or VO2) of a recording with a checkpoint")
     p.add_argument(
         "--model", type=Path, required=True,
-        help="checkpoint from `wearjax fit hr` or `wearjax fit virtual`",
+        help="checkpoint from `wearjax fit hr`, `fit virtual` or `fit vo2`",
     )  # fmt: skip
     p.add_argument(
         "file", type=Path,
         help="a FIT, TCX or CSV recording or a folder of them (HR checkpoints); a sampled-signal "
-        "CSV or NPZ (virtual-sensing checkpoints)",
+        "CSV or NPZ (virtual-sensing checkpoints); a CPET test or a folder of them (VO2)",
     )  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("wearjax-predict"), help="output folder")
     p.add_argument("--hr0", type=float, help="HR (bpm) at the first second, for files without HR")

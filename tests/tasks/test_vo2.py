@@ -380,3 +380,15 @@ def test_a_folders_gas_channels_are_inputs_only_when_asked(tmp_path):
     assert said[-1] == "left out vco2, ve (the gas analyser's, beside VO2): --gas-inputs uses them"
     cohort, note = presets.load_cpet_folder_cohort(folder, columns=columns, gas_inputs=True)
     assert set(cohort.channels) == {"work_rate", "vco2", "ve"} and "vco2" in note
+
+
+def test_inputs_left_out_are_the_other_columns_and_unknown_ones_are_named():
+    """`VO2StudyConfig.without` drops named inputs (the clock since the start, say): the rest
+    are the full features' other columns, in order; a name that is no input is refused."""
+    cohort = toy_cohort(n_runners=2)
+    full, names = vo2_study.cohort_features(cohort)
+    part, kept = vo2_study.cohort_features(cohort, without=("window_index", "elapsed_min"))
+    assert kept == tuple(n for n in names if n not in ("window_index", "elapsed_min"))
+    np.testing.assert_array_equal(part, full[..., [names.index(n) for n in kept]])
+    with pytest.raises(WearjaxError, match=r"no input \['clock'\] among"):
+        vo2_study.cohort_features(cohort, without=("clock",))

@@ -49,7 +49,7 @@ def check_arguments(args: argparse.Namespace, command: str) -> None:
         _check_out_of_data(Path(out), getattr(args, "data", None))
         if command == "predict":
             _check_predict_out(Path(out), Path(args.file))
-        if command == "fit" and getattr(args, "task", None) in ("hr", "pretrain", "virtual"):
+        if command == "fit" and getattr(args, "task", None) in ("hr", "pretrain", "virtual", "vo2"):
             _check_resume(Path(f"{out}.state"), args.resume)
     hr0 = getattr(args, "hr0", None)
     if hr0 is not None and not (math.isfinite(hr0) and HR0_RANGE[0] <= hr0 <= HR0_RANGE[1]):
@@ -133,3 +133,25 @@ def output_name(session, file: Path, used: set[str]) -> str:
         name = f"{stem}-{k}"
     used.add(name)
     return name
+
+
+def each_predicted(sessions, file: Path, predict, say):
+    """`(session, name, predict(session))` for each session of `file` (a recording or a
+    folder): in a folder, a session `predict` refuses is skipped with its reason (`say`); a
+    single file's refusal is raised, and so is a folder where none could be predicted."""
+    from wearjax.errors import WearjaxDataError
+
+    used: set[str] = set()
+    done = 0
+    for session in sessions:
+        try:
+            pred = predict(session)
+        except WearjaxDataError as err:  # one unusable recording of a folder: say so, go on
+            if not file.is_dir():
+                raise
+            say(f"skipped {session.source}: {err}")
+            continue
+        done += 1
+        yield session, output_name(session, file, used), pred
+    if not done:
+        raise WearjaxError(f"{file}: no recording could be predicted (each reason above)")

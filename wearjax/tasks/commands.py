@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from wearjax.errors import TrainingInterrupted, WearjaxDataError, WearjaxError
-from wearjax.tasks.arguments import epochs, output_name
+from wearjax.errors import TrainingInterrupted, WearjaxError
+from wearjax.tasks.arguments import each_predicted, epochs
 
 
 class Command(NamedTuple):
@@ -253,17 +253,10 @@ def predict(args) -> int:
         say(f"skipped {s.path}: {s.reason}")
     reader_notes(sessions)
     file, out = args.file, args.out
-    done, used = 0, set()
-    for session in sessions:
-        try:
-            pred = predict_hr(model, normalizer, header, session, hr0=args.hr0)
-        except WearjaxDataError as err:  # one unusable recording of a folder: say so, go on
-            if not file.is_dir():
-                raise
-            say(f"skipped {session.source}: {err}")
-            continue
-        done += 1
-        name = output_name(session, file, used)
+    predicted = each_predicted(
+        sessions, file, lambda s: predict_hr(model, normalizer, header, s, hr0=args.hr0), say
+    )
+    for session, name, pred in predicted:
         print(f"{name}: {len(pred.hr)} s, generative start {pred.hr0:.0f} bpm")
         for protocol in ("standard", "generative"):
             m = pred.metrics.get(protocol)
@@ -276,8 +269,6 @@ def predict(args) -> int:
             pred, out / f"{name}.csv", out / f"{name}.png", name, session.start_time_s
         )
         print(f"  wrote {', '.join(str(w) for w in written)}")
-    if not done:
-        raise WearjaxError(f"{file}: no recording could be predicted (each reason above)")
     return 0
 
 

@@ -13,6 +13,7 @@ trained on.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import jax
@@ -24,6 +25,7 @@ from wearjax.cv import Split, fit_folds, padded_table
 from wearjax.errors import WearjaxDataError, WearjaxError
 from wearjax.eval import metrics as M
 from wearjax.models.virtual import GRID_HZ, track, with_gait_coef
+from wearjax.tasks.arguments import epochs
 from wearjax.tasks.virtual import (
     VirtualConfig,
     build,
@@ -44,6 +46,40 @@ from wearjax.train import checkpoints
 from wearjax.train.loop import fold_model
 
 KIND = "virtual_sensing"
+
+
+def arguments(p: argparse.ArgumentParser) -> None:
+    """`wearjax cv virtual`'s and `fit virtual`'s options."""
+    from wearjax.models.virtual import ABLATIONS, SETTINGS
+
+    p.add_argument(
+        "--data",
+        default="synthetic",
+        help="synthetic, or a folder of sampled-signal recordings (acc_x/y/z, ppg, a reference "
+        "HR; one subfolder per subject, or without subfolders one file per subject)",
+    )
+    p.add_argument("--epochs", type=epochs, help="training epochs (default 40; quick 12)")
+    p.add_argument("--subjects-out", type=epochs, help="cv: subjects held out per fold (1)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run (fit: "
+                   "OUT.state; cv: the settings the study in OUT finished)")  # fmt: skip
+    p.add_argument(
+        "--setting",
+        choices=SETTINGS + ABLATIONS,
+        help="fit: the one to train "
+        "(default virtual); cv: run only this one (default: every one the data allow)",
+    )
+    prior = p.add_mutually_exclusive_group()  # one gait prior or none
+    prior.add_argument(
+        "--gait",
+        action="store_true",
+        help="add the gait prior (cadence from the ACC and its lags) to the models that read ACC",
+    )
+    prior.add_argument(
+        "--gait-ridge",
+        action="store_true",
+        help="the residual gait prior: a ridge of HR on the gait fitted first, the models "
+        "learning what the spectra add to it",
+    )
 
 
 def fit_split(s: SpectralSessions) -> Split:

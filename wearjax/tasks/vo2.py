@@ -82,6 +82,9 @@ class VO2StudyConfig(NamedTuple):
     # the known first second: of the smoothed series ("smoothed", a cubic fitted to the first
     # 15 s, as a lab reads its first breaths) or the raw first sample ("raw")
     first_second: str = "smoothed"
+    # inputs (`metabolic_feature_names`) left out, e.g. ("window_index", "elapsed_min"): time
+    # since the start, which ties the model to its training tests' protocol
+    without: tuple[str, ...] = ()
 
 
 class VO2Data(NamedTuple):
@@ -104,8 +107,26 @@ class VO2Fold(NamedTuple):
     val_weight: jax.Array  # [V] 1 for real ones, 0 for padding
 
 
-def cohort_features(cohort: Cohort, window: int = 60):
-    """VO2 features of every session `[S, T, F]` and their names (`metabolic_features`)."""
+def select_features(features, names, keep) -> tuple[jax.Array, tuple[str, ...]]:
+    """The columns of `features [..., F]` named `keep` (in its order), or one line naming what
+    is missing."""
+    missing = [k for k in keep if k not in names]
+    if missing:
+        raise WearjaxDataError(f"no input {missing} among {list(names)}")
+    return features[..., [names.index(k) for k in keep]], tuple(keep)
+
+
+def cohort_features(cohort: Cohort, window: int = 60, without: tuple[str, ...] = ()):
+    """VO2 features of every session `[S, T, F]` and their names (`metabolic_features`), but
+    those named in `without`."""
+    features, names = _all_features(cohort, window)
+    if not without:
+        return features, names
+    select_features(features, names, without)  # each must exist
+    return select_features(features, names, [n for n in names if n not in without])
+
+
+def _all_features(cohort: Cohort, window: int):
     has_hr = bool(np.any(np.asarray(cohort.mask)))
     hr = cohort.hr if has_hr else None
     hr_mask = cohort.mask if has_hr else None
@@ -123,8 +144,8 @@ def smoothed_vo2(vo2, vo2_mask, lengths):
     return jax.vmap(savgol_smooth)(hold_observed(vo2, vo2_mask), lengths)
 
 
-def prepare(cohort: Cohort, config: VO2StudyConfig):
-    """Features, smoothed targets, subject-wise folds and per-fold normalisers."""
+def prepare(cohort: Cohort, config: VO2StudyConfig, split: Split | None = None):
+    """Features, smoothed targets, subject-wise folds (or `split`'s) and per-fold normalisers."""
     if cohort.x.shape[1] % config.window:
         raise WearjaxDataError(
             f"cohort length {cohort.x.shape[1]} s is not a multiple of the {config.window} s "
@@ -162,10 +183,10 @@ def prepare(cohort: Cohort, config: VO2StudyConfig):
             f"sessions {names_[:5]} have no HR where the others have it (HR is an input): drop "
             "them, or leave HR out of every session"
         )
-    features, names = cohort_features(cohort, config.window)
+    features, names = cohort_features(cohort, config.window, config.without)
     mask = cohort.vo2_mask & cohort.valid
     vo2 = smoothed_vo2(cohort.vo2, mask, cohort.lengths)
-    split = Split.by_subject(
+    split = split or Split.by_subject(
         cohort.runner, cohort.n_runners, config.subjects_out,
         n_validation=config.validation_subjects, seed=config.seed,
     )  # fmt: skip
@@ -318,9 +339,10 @@ def score(pred, data: VO2Data, scored, runner, runner_names) -> dict:
 
 
 def train_vo2(data: VO2Data, fold: VO2Fold, config: VO2StudyConfig, *, progress=True,
-              state_file=None, resume: bool = False):  # fmt: skip
+              state_file=None, resume: bool = False, run: dict | None = None):  # fmt: skip
     """Cross-validate the VO2 model over the folds of `fold` (one vmapped program); with a
-    `state_file` the folds' training state is saved every epoch and `resume`d from it."""
+    `state_file` the folds' training state is saved every epoch and `resume`d from it (`run`
+    names the run in its header)."""
     n_features = data.features.shape[-1]
     keys = jax.random.split(jax.random.key(config.seed), fold.train_p.shape[0])
     init = partial(models.build_vo2_model, n_features, config.variant, window=config.window)
@@ -334,7 +356,7 @@ def train_vo2(data: VO2Data, fold: VO2Fold, config: VO2StudyConfig, *, progress=
         progress="vo2" if progress else False,
         state_file=state_file,
         resume=resume,
-        run={"study": "cv vo2", "model": "vo2"},
+        run=run or {"study": "cv vo2", "model": "vo2"},
     )
 
 
@@ -368,13 +390,14 @@ def scored_mask(data: VO2Data) -> np.ndarray:
 
 
 def run_vo2_study(cohort: Cohort, config: VO2StudyConfig, *, progress: bool = True,
-                  state_dir=None, resume: bool = False):  # fmt: skip
+                  state_dir=None, resume: bool = False, split: Split | None = None):  # fmt: skip
     """Cross-validate the VO2 model and score it and the baselines; returns
     `(results, predictions)` (results as in `metrics.json`). `state_dir`: the training state
-    is saved there every epoch (`study_state.training_state`) and `resume`d from it."""
-    data, fold, split, names = prepare(cohort, config)
+    is saved there every epoch (`study_state.training_state`) and `resume`d from it. `split`:
+    other folds than `config`'s subject-wise ones (e.g. one protocol tested on another's)."""
+    data, fold, split, names = prepare(cohort, config, split)
     runner = np.asarray(cohort.runner)
-    scored = scored_mask(data)
+    scored = scored_mask(data) & np.asarray(split.test).any(0)[:, None]  # what a fold predicts
     t0 = time.perf_counter()
     state_file, resumed = study_state.training_state(state_dir, "vo2", resume)
     fit = train_vo2(data, fold, config, progress=progress, state_file=state_file, resume=resumed)

@@ -47,6 +47,7 @@ HR_FIELDS = ("task", "kind", "init", "window", "features", "channels")
 _REFIT = "train it again with `wearjax fit hr`"
 WRITTEN_BY = {
     "hr": "wearjax fit hr",
+    "vo2": "wearjax fit vo2",
     "virtual": "wearjax fit virtual",
     "transformer": "wearjax fit pretrain",
 }  # a checkpoint's task (or kind) and the command that writes it
