@@ -307,3 +307,10 @@ def test_compressed_timestamps_are_named_not_called_corruption(tmp_path):
         WearjaxFileError, match=r"watch\.fit: its records use compressed timestamps"
     ):
         read_fit(path, assume_running=True, min_length_s=0)
+
+
+def test_a_treadmill_run_takes_speed_from_distance(tmp_path):
+    """No speed field, a distance: speed from the distance, as TCX and CSV read such a run."""
+    records = [dict(t=t, heart_rate=120, distance=3.0 * t, cadence=85) for t in range(5)]
+    (s,) = read_short(write_fit(tmp_path / "treadmill.fit", records, RUN))
+    np.testing.assert_allclose(_channel(s, "speed")[1:], 3.0, rtol=1e-5)

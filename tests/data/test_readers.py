@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from wearjax.data.channels import running_channels
 from wearjax.data.csv import read_cpet_csv, read_csv, read_running_csv
 from wearjax.data.folders import load_folder
-from wearjax.data.readers import Records, running_channels, to_session
+from wearjax.data.readers import Records, to_session
 from wearjax.data.tcx import read_tcx
 from wearjax.errors import WearjaxFileError
 
@@ -541,3 +542,14 @@ def test_a_pause_of_hours_or_times_in_milliseconds_are_refused_with_the_fix(tmp_
     with pytest.raises(WearjaxFileError, match=r"epoch_ms\.csv: records are a median 1000 s "
                        r"apart, .*; the times look like milliseconds"):  # fmt: skip
         read_running_csv(path)
+
+
+def test_a_run_with_distance_and_an_empty_speed_column_takes_speed_from_distance(tmp_path):
+    """A treadmill or GPS-less run: TCX took speed from distance, a CSV with an empty speed
+    column (and FIT) did not, and in a folder the one file without speed took the channel away
+    from every session."""
+    rows = [[t, f"2021-03-24 21:40:{55 + t:02d}+00:00", 150, "", 3.0 * t, 85] for t in range(4)]
+    header = ["", "timestamp", "heart_rate", "enhanced_speed", "distance", "cadence"]
+    s = read_running_csv(_write_csv(tmp_path / "treadmill.csv", header, rows), min_length_s=0)
+    assert "speed" in s.channels
+    np.testing.assert_allclose(s.x[1:, s.channels.index("speed")], 3.0, rtol=1e-6)

@@ -39,12 +39,12 @@ from pathlib import Path
 
 import numpy as np
 
+from wearjax.data.channels import UNIT_FACTORS
 from wearjax.data.csv import _first_finite, _sex, decode_text, delimiter_of
 from wearjax.data.folders import Skipped, check_usable, skip_reason
 from wearjax.data.readers import (
     MAX_GAP_S,
     SUBJECT_RANGES,
-    UNIT_FACTORS,
     Records,
     check_hr,
     read_bytes,

@@ -28,15 +28,18 @@ from pathlib import Path
 
 import numpy as np
 
+from wearjax.data.channels import (
+    RECORD_FIELDS,
+    needs_speed_from_distance,
+    running_channels,
+    speed_from_distance,
+)
 from wearjax.data.readers import (
     MAX_GAP_S,
-    RECORD_FIELDS,
     SUBJECT_RANGES,
     Records,
     check_hr,
     read_bytes,
-    running_channels,
-    speed_from_distance,
     subject_vector,
     to_session,
 )
@@ -105,7 +108,8 @@ def read_running_csv(
         )
     time = _column(header, rows, "timestamp", path, parse=_seconds)
     fields = {c: _column(header, rows, c, path) for c in known}
-    if "speed" not in fields and "enhanced_speed" not in fields and "distance" in fields:
+    if needs_speed_from_distance(fields):  # no speed column, or an empty one
+        fields = {k: v for k, v in fields.items() if k != "enhanced_speed"}
         fields["speed"] = speed_from_distance(time, fields["distance"])
         # metres over seconds: m/s whatever unit --speed-unit declares for speed columns
         units = {k: v for k, v in (units or {}).items() if k != "speed"} or None

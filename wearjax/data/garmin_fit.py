@@ -26,12 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
+from wearjax.data.channels import (
+    RECORD_FIELDS,
+    needs_speed_from_distance,
+    running_channels,
+    speed_from_distance,
+)
 from wearjax.data.readers import (
     MAX_GAP_S,
-    RECORD_FIELDS,
     Records,
     read_bytes,
-    running_channels,
     subject_vector,
     to_session,
     usable_parts,
@@ -80,6 +84,11 @@ def read_fit(
         )
     time = _column(records, "timestamp")
     fields = {name: _column(records, name) for name in RECORD_FIELDS if _has(records, name)}
+    if _has(records, "distance"):
+        fields["distance"] = _column(records, "distance")
+    if needs_speed_from_distance(fields):  # a treadmill run: as TCX and CSV read it
+        fields = {k: v for k, v in fields.items() if k != "enhanced_speed"}
+        fields["speed"] = speed_from_distance(time, fields["distance"])
     channels = running_channels(fields, path=path, units={"cadence": cadence_unit})
     hr = _column(records, "heart_rate")
     subject = _subject(messages.get("user_profile_mesgs", []))

@@ -1,4 +1,5 @@
-"""What every reader shares: vendor fields to canonical channels, and records to a 1 Hz grid.
+"""What every reader shares: records to a 1 Hz grid (vendor fields to canonical channels are
+`wearjax.data.channels`).
 
 The format readers (`wearjax.data.garmin_fit`, `.tcx`, `.csv`) turn a file into `Records`: one
 row per record as the source wrote it, at irregular times, with channels already in the
@@ -7,9 +8,11 @@ hold for every source:
 
 - **Grid.** Second k of a session is the first kept record's time plus k s; every record goes
   to its nearest second. A session spans the first to the last kept record.
-- **Time order.** Records are taken in file order; a record whose timestamp is earlier than one
-  already kept (a clock stepping back) is dropped, so the kept records are sorted. Timestamps
-  that mostly go backwards are refused (`wearjax.data.validate.check_time_order`).
+- **Time order.** Where timestamps go back (a clock stepping back, a record a glitch dates
+  ahead), the fewest records are dropped that leave the rest in time order
+  (`wearjax.data.validate.in_time_order`), counted in `Session.metadata` as
+  `records_out_of_order`. Timestamps that mostly go backwards are refused
+  (`wearjax.data.validate.check_time_order`).
 - **Length.** A session shorter than `min_length_s` (`MIN_LENGTH_S`, 60 s) is refused.
 - **Duplicates.** Records that land on the same second (a duplicated timestamp, or sub-second
   samples) are averaged, quantity by quantity, over their finite values.
@@ -30,7 +33,8 @@ hold for every source:
   FIT's `fractional_cadence` added. A source in steps/min is halved; a session declared in
   strides/min whose median cadence exceeds 130 is refused as probably in steps/min.
 - **Speed** is in m/s; negative speeds, and a median moving speed above 8 m/s (km/h read as
-  m/s), are refused (`wearjax.data.validate.check_speed`).
+  m/s), are refused (`wearjax.data.validate.check_speed`). A run with a distance and no
+  speed value takes its speed from the distance, in every format.
 - **Stance time** is stored as a percentage of the stride: a source's percentage as is, else
   stance time in ms over the stride time, `stance_ms / (60000 / cadence) * 100`, using the same
   record's cadence in strides/min.
@@ -47,7 +51,6 @@ import numpy as np
 from jaxtyping import Float
 
 from wearjax.data.types import (
-    CHANNEL_UNITS,
     SESSION_CHANNEL_UNITS,
     START_TIME,
     SUBJECT_FIELDS,
@@ -55,7 +58,6 @@ from wearjax.data.types import (
 )
 from wearjax.data.validate import (
     MIN_LENGTH_S,
-    check_declared_units,
     check_length,
     check_magnitude,
     check_time_order,
@@ -78,35 +80,8 @@ MAX_PAUSE_S = 3600.0
 """Longest gap between two records of one session; a longer one joins two recordings (or a
 clock that jumped), whose padding would dominate the training segments drawn from the file."""
 
-# FIT record fields the readers map onto canonical channels (see `running_channels`); running
-# CSV exports use the same names.
-RECORD_FIELDS = (
-    "speed",
-    "enhanced_speed",
-    "altitude",
-    "enhanced_altitude",
-    "cadence",
-    "fractional_cadence",
-    "stance_time",
-    "stance_time_percent",
-    "vertical_ratio",
-    "vertical_oscillation",
-    "step_length",
-)
-
 HR_RANGE_BPM = (25.0, 250.0)
 """Heart rates outside this range are missing: the sentinels 0 and 255, and sensor dropouts."""
-
-# Accepted source units per canonical channel, as factors to the canonical unit.
-UNIT_FACTORS: dict[str, dict[str, float]] = {
-    "speed": {"m/s": 1.0, "km/h": 1 / 3.6, "mph": 0.44704},
-    "cadence": {"strides/min": 1.0, "steps/min": 0.5},
-    "vertical_oscillation": {"mm": 1.0, "cm": 10.0},
-    "stance_time_percent": {"%": 1.0},
-    "vertical_ratio": {"%": 1.0},
-    "step_length": {"mm": 1.0, "cm": 10.0, "m": 1000.0},
-    "altitude": {"m": 1.0, "ft": 0.3048},
-}
 
 
 class Records(NamedTuple):
@@ -119,89 +94,6 @@ class Records(NamedTuple):
     channels: dict[str, Float[np.ndarray, " record"]]
     hr: Float[np.ndarray, " record"]
     vo2: Float[np.ndarray, " record"] | None = None
-
-
-def unit_factors(units: Mapping[str, str] | None, path: str | Path) -> dict[str, float]:
-    """Factors taking each channel from the declared source `units` to `CHANNEL_UNITS`.
-
-    Channels not named in `units` are taken to be in their canonical units already.
-    """
-    units = dict(units or {})
-    factors = dict.fromkeys(CHANNEL_UNITS, 1.0)
-    for channel, unit in units.items():
-        if channel not in UNIT_FACTORS:
-            raise WearjaxFileError(
-                path,
-                f"units given for unknown channel {channel!r}",
-                f"name one of {sorted(UNIT_FACTORS)}",
-            )
-        if unit not in UNIT_FACTORS[channel]:
-            raise WearjaxFileError(
-                path,
-                f"unknown unit {unit!r} for {channel}",
-                f"use one of {sorted(UNIT_FACTORS[channel])}",
-            )
-        factors[channel] = UNIT_FACTORS[channel][unit]
-    return factors
-
-
-def running_channels(
-    fields: Mapping[str, Float[np.ndarray, " record"]],
-    *,
-    path: str | Path,
-    units: Mapping[str, str] | None = None,
-) -> dict[str, Float[np.ndarray, " record"]]:
-    """Canonical channels from FIT record field names (also the columns of FIT-to-CSV exports).
-
-    Per record: `enhanced_speed` (m/s) where finite, else `speed`; `enhanced_altitude` (m), else
-    `altitude`; `cadence` + `fractional_cadence` (strides/min); `stance_time_percent` (%), else
-    `stance_time` (ms) as a percentage of the stride; `vertical_ratio` (%);
-    `vertical_oscillation` (mm); `step_length` (mm). `units` declares sources in other units
-    (see `UNIT_FACTORS`). Channels with no field are left out.
-    """
-    factors = unit_factors(units, path)
-
-    def field(name: str) -> np.ndarray | None:
-        v = fields.get(name)
-        if v is None:
-            return None
-        check_magnitude(v, f"field {name!r}", path)  # before unit factors could overflow it
-        return np.asarray(v, np.float64)
-
-    def preferred(first: str, second: str) -> np.ndarray | None:
-        a, b = field(first), field(second)
-        if a is None or b is None:
-            return a if b is None else b
-        return np.where(np.isfinite(a), a, b)
-
-    out: dict[str, np.ndarray] = {}
-    speed = preferred("enhanced_speed", "speed")
-    if speed is not None:
-        out["speed"] = speed * factors["speed"]
-    cadence = field("cadence")
-    if cadence is not None:
-        fractional = field("fractional_cadence")
-        if fractional is not None:
-            cadence = cadence + np.where(np.isnan(fractional), 0.0, fractional)  # inf stays inf
-        out["cadence"] = cadence * factors["cadence"]
-    for name in ("vertical_oscillation", "step_length", "vertical_ratio"):
-        v = field(name)
-        if v is not None:
-            out[name] = v * factors[name]
-    percent = field("stance_time_percent")
-    stance_ms = field("stance_time")
-    if stance_ms is not None and "cadence" in out:
-        strides = out["cadence"]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            from_ms = np.where(strides > 0, stance_ms * strides / 600.0, np.nan)
-        percent = from_ms if percent is None else np.where(np.isfinite(percent), percent, from_ms)
-    if percent is not None:
-        out["stance_time_percent"] = percent
-    altitude = preferred("enhanced_altitude", "altitude")
-    if altitude is not None:
-        out["altitude"] = altitude * factors["altitude"]
-    check_declared_units(out, units or {}, path)
-    return out
 
 
 SUBJECT_RANGES = {"height_m": (0.5, 2.5), "weight_kg": (20.0, 300.0), "age_years": (5.0, 110.0)}
@@ -339,23 +231,6 @@ def to_session(
         workout=workout,
         metadata=metadata,
     )
-
-
-def speed_from_distance(
-    time: Float[np.ndarray, " record"], distance: Float[np.ndarray, " record"]
-) -> Float[np.ndarray, " record"]:
-    """Speed (m/s) at each record: the change in cumulative distance (m) since the previous
-    record with a time and distance, over the time between them; NaN for the first record,
-    a time that does not advance, or a distance that goes back.
-    """
-    speed = np.full(time.shape, np.nan)
-    ok = np.flatnonzero(np.isfinite(time) & np.isfinite(distance))
-    if ok.size > 1:
-        dt = np.diff(time[ok])
-        dd = np.diff(distance[ok])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            speed[ok[1:]] = np.where((dt > 0) & (dd >= 0), dd / dt, np.nan)
-    return speed
 
 
 def check_hr(session: Session, path: str | Path) -> Session:

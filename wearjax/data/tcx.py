@@ -21,15 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from wearjax.data.readers import (
-    MAX_GAP_S,
-    Records,
-    read_bytes,
-    running_channels,
-    speed_from_distance,
-    to_session,
-    usable_parts,
-)
+from wearjax.data.channels import needs_speed_from_distance, running_channels, speed_from_distance
+from wearjax.data.readers import MAX_GAP_S, Records, read_bytes, to_session, usable_parts
 from wearjax.data.types import Session
 from wearjax.data.validate import CADENCE_UNIT_FIX, MIN_LENGTH_S, check_cadence, check_speed
 from wearjax.errors import WearjaxFileError
@@ -103,7 +96,7 @@ def read_tcx(
         }
         if np.isfinite(fields["run_cadence"]).any():
             fields["cadence"] = fields["run_cadence"]
-        if not np.isfinite(fields["speed"]).any():
+        if needs_speed_from_distance(fields):
             fields["speed"] = speed_from_distance(time, fields["distance"])
         fields = {n: v for n, v in fields.items() if np.isfinite(v).any()}
         channels = running_channels(fields, path=path, units={"cadence": cadence_unit})

@@ -1,0 +1,152 @@
+"""Canonical running channels from a source's fields (FIT record names, also the columns of
+running CSV exports): the field mapping, declared units and speed from distance, shared by the
+FIT, TCX and CSV readers (`wearjax.data.readers` holds the rest of their conventions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from jaxtyping import Float
+
+from wearjax.data.types import CHANNEL_UNITS
+from wearjax.data.validate import check_declared_units, check_magnitude
+from wearjax.errors import WearjaxFileError
+
+# FIT record fields the readers map onto canonical channels (see `running_channels`); running
+# CSV exports use the same names.
+RECORD_FIELDS = (
+    "speed",
+    "enhanced_speed",
+    "altitude",
+    "enhanced_altitude",
+    "cadence",
+    "fractional_cadence",
+    "stance_time",
+    "stance_time_percent",
+    "vertical_ratio",
+    "vertical_oscillation",
+    "step_length",
+)
+
+# Accepted source units per canonical channel, as factors to the canonical unit.
+UNIT_FACTORS: dict[str, dict[str, float]] = {
+    "speed": {"m/s": 1.0, "km/h": 1 / 3.6, "mph": 0.44704},
+    "cadence": {"strides/min": 1.0, "steps/min": 0.5},
+    "vertical_oscillation": {"mm": 1.0, "cm": 10.0},
+    "stance_time_percent": {"%": 1.0},
+    "vertical_ratio": {"%": 1.0},
+    "step_length": {"mm": 1.0, "cm": 10.0, "m": 1000.0},
+    "altitude": {"m": 1.0, "ft": 0.3048},
+}
+
+
+def unit_factors(units: Mapping[str, str] | None, path: str | Path) -> dict[str, float]:
+    """Factors taking each channel from the declared source `units` to `CHANNEL_UNITS`.
+
+    Channels not named in `units` are taken to be in their canonical units already.
+    """
+    units = dict(units or {})
+    factors = dict.fromkeys(CHANNEL_UNITS, 1.0)
+    for channel, unit in units.items():
+        if channel not in UNIT_FACTORS:
+            raise WearjaxFileError(
+                path,
+                f"units given for unknown channel {channel!r}",
+                f"name one of {sorted(UNIT_FACTORS)}",
+            )
+        if unit not in UNIT_FACTORS[channel]:
+            raise WearjaxFileError(
+                path,
+                f"unknown unit {unit!r} for {channel}",
+                f"use one of {sorted(UNIT_FACTORS[channel])}",
+            )
+        factors[channel] = UNIT_FACTORS[channel][unit]
+    return factors
+
+
+def running_channels(
+    fields: Mapping[str, Float[np.ndarray, " record"]],
+    *,
+    path: str | Path,
+    units: Mapping[str, str] | None = None,
+) -> dict[str, Float[np.ndarray, " record"]]:
+    """Canonical channels from FIT record field names (also the columns of FIT-to-CSV exports).
+
+    Per record: `enhanced_speed` (m/s) where finite, else `speed`; `enhanced_altitude` (m), else
+    `altitude`; `cadence` + `fractional_cadence` (strides/min); `stance_time_percent` (%), else
+    `stance_time` (ms) as a percentage of the stride; `vertical_ratio` (%);
+    `vertical_oscillation` (mm); `step_length` (mm). `units` declares sources in other units
+    (see `UNIT_FACTORS`). Channels with no field are left out.
+    """
+    factors = unit_factors(units, path)
+
+    def field(name: str) -> np.ndarray | None:
+        v = fields.get(name)
+        if v is None:
+            return None
+        check_magnitude(v, f"field {name!r}", path)  # before unit factors could overflow it
+        return np.asarray(v, np.float64)
+
+    def preferred(first: str, second: str) -> np.ndarray | None:
+        a, b = field(first), field(second)
+        if a is None or b is None:
+            return a if b is None else b
+        return np.where(np.isfinite(a), a, b)
+
+    out: dict[str, np.ndarray] = {}
+    speed = preferred("enhanced_speed", "speed")
+    if speed is not None:
+        out["speed"] = speed * factors["speed"]
+    cadence = field("cadence")
+    if cadence is not None:
+        fractional = field("fractional_cadence")
+        if fractional is not None:
+            cadence = cadence + np.where(np.isnan(fractional), 0.0, fractional)  # inf stays inf
+        out["cadence"] = cadence * factors["cadence"]
+    for name in ("vertical_oscillation", "step_length", "vertical_ratio"):
+        v = field(name)
+        if v is not None:
+            out[name] = v * factors[name]
+    percent = field("stance_time_percent")
+    stance_ms = field("stance_time")
+    if stance_ms is not None and "cadence" in out:
+        strides = out["cadence"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            from_ms = np.where(strides > 0, stance_ms * strides / 600.0, np.nan)
+        percent = from_ms if percent is None else np.where(np.isfinite(percent), percent, from_ms)
+    if percent is not None:
+        out["stance_time_percent"] = percent
+    altitude = preferred("enhanced_altitude", "altitude")
+    if altitude is not None:
+        out["altitude"] = altitude * factors["altitude"]
+    check_declared_units(out, units or {}, path)
+    return out
+
+
+def speed_from_distance(
+    time: Float[np.ndarray, " record"], distance: Float[np.ndarray, " record"]
+) -> Float[np.ndarray, " record"]:
+    """Speed (m/s) at each record: the change in cumulative distance (m) since the previous
+    record with a time and distance, over the time between them; NaN for the first record,
+    a time that does not advance, or a distance that goes back.
+    """
+    speed = np.full(time.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(time) & np.isfinite(distance))
+    if ok.size > 1:
+        dt = np.diff(time[ok])
+        dd = np.diff(distance[ok])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            speed[ok[1:]] = np.where((dt > 0) & (dd >= 0), dd / dt, np.nan)
+    return speed
+
+
+def needs_speed_from_distance(fields: Mapping[str, np.ndarray]) -> bool:
+    """No finite speed (`enhanced_speed`, `speed`) but a finite `distance`: a treadmill or
+    GPS-less run whose speed every reader then takes from the distance (`speed_from_distance`),
+    so FIT, TCX and CSV exports of it give the same channels."""
+    speeds = [fields[n] for n in ("enhanced_speed", "speed") if n in fields]
+    has = lambda v: bool(np.isfinite(v).any())  # noqa: E731
+    return not any(has(v) for v in speeds) and "distance" in fields and has(fields["distance"])
