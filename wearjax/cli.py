@@ -112,6 +112,16 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--out", type=Path, default=Path("wearjax-predict"), help="output folder")
     p.add_argument("--hr0", type=float, help="HR (bpm) at the first second, for files without HR")
+    p.add_argument(
+        "--columns",
+        help="VO2 checkpoints: the tests' column names, e.g. "
+        "'vo2=VO2 (ml/min),hr=HR' (default: as the model's training files were read)",
+    )
+    p.add_argument(
+        "--vo2-unit",
+        choices=("mL/min", "L/min"),
+        help="VO2 checkpoints: the tests' VO2 unit (default: as in training, else detected)",
+    )
     unit_arguments(p)
     p.set_defaults(run=predict)
     return parser

@@ -56,6 +56,12 @@ def test_aliases_magnitude_units_and_clock_times(tmp_path):
         read_cpet(tmp_path / "cy.csv", vo2_unit="mL/min")
     agreed = read_cpet(tmp_path / "cy.csv", vo2_unit="l/min")  # the same unit, any spelling
     np.testing.assert_allclose(agreed.vo2, vo2 * 1000, rtol=1e-6)
+    # mL/min declared as L/min read 1000x over, and a model's errors still looked ordinary
+    rows_ml = [[r[0], round(float(v) * 1000), *r[2:]] for r, v in zip(rows, vo2, strict=True)]
+    _write(tmp_path / "ml.csv", ["t", "V'O2", *header[2:]], rows_ml)
+    with pytest.raises(WearjaxFileError, match=r"read as L/min \(declared\) has a median of "
+                       r"1890000 mL/min, beyond any body's uptake"):  # fmt: skip
+        read_cpet(tmp_path / "ml.csv", vo2_unit="L/min")
 
 
 def test_user_columns_units_row_semicolons_and_decimal_commas(tmp_path):
@@ -229,7 +235,7 @@ def test_subject_values_out_of_range_refuse_the_file(tmp_path):
 def test_a_rest_phase_timed_before_zero_reads_in_order():
     """m:ss times with a sign: "-1:30" is -90 s (it read -30 s, "-0:15" +15 s, so the rest
     phase ran backwards and its records were dropped)."""
-    from wearjax.data.cpet import _clock
+    from wearjax.data.cpet_table import clock as _clock
 
     assert [_clock(c) for c in ("-1:30", "-0:15", "+0:05", "-90", " 1:02:03")] == [
         -90.0, -15.0, 5.0, -90.0, 3723.0,

@@ -110,7 +110,7 @@ def test_a_declared_unit_the_values_contradict_is_refused():
     """In a folder of mixed exports, the unit one file needs (km/h, steps/min) would divide
     another's m/s speed by 3.6 or halve its stride cadence, silently: such a file is named."""
     run = dict(enhanced_speed=np.full(5, 2.8), cadence=np.full(5, 85.0))
-    slow = r"mem: read as km/h, its median moving speed is 0.78 m/s \(2.8 km/h\), slower than"
+    slow = r"mem: read as km/h, its median moving speed is 0.78 m/s \(2.8 km/h\), a walk; read"
     with pytest.raises(WearjaxFileError, match=slow):
         running_channels(run, path="mem", units={"speed": "km/h"})
     with pytest.raises(WearjaxFileError, match=r"its median cadence is 85 steps/min, a stride"):
@@ -118,6 +118,12 @@ def test_a_declared_unit_the_values_contradict_is_refused():
     kmh = dict(enhanced_speed=np.full(5, 10.1), cadence=np.full(5, 170.0))
     out = running_channels(kmh, path="mem", units={"speed": "km/h", "cadence": "steps/min"})
     np.testing.assert_allclose([out["speed"][0], out["cadence"][0]], [10.1 / 3.6, 85.0])
+    fast = dict(enhanced_speed=np.full(5, 4.2))  # a fast run's m/s read as km/h, or as mph
+    for unit in ("km/h", "mph"):
+        with pytest.raises(WearjaxFileError, match=f"read as {unit}, its median"):
+            running_channels(fast, path="mem", units={"speed": unit})
+    mph = running_channels(dict(enhanced_speed=np.full(5, 6.5)), path="mem", units={"speed": "mph"})
+    np.testing.assert_allclose(mph["speed"], 6.5 * 0.44704)  # a 6.5 mph run
     standing = dict(enhanced_speed=np.zeros(5), cadence=np.zeros(5))  # no moving record
     running_channels(standing, path="mem", units={"speed": "km/h", "cadence": "steps/min"})
 

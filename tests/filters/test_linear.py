@@ -486,11 +486,16 @@ def test_covariances_are_judged_per_scale_in_float32():
     mixed = dataclasses.replace(base, R=jnp.diag(jnp.asarray([25.0, 1e-4], jnp.float32)))
     for run in (kalman_filter, jax.jit(kalman_filter)):
         assert np.isfinite(np.asarray(run(mixed, ys32, mask32).log_likelihood))
-    negative = dataclasses.replace(base, Q=jnp.diag(jnp.asarray([25.0, -1e-4], jnp.float32)))
+    negative = dataclasses.replace(base, Q=jnp.diag(jnp.asarray([25.0, -1e-2], jnp.float32)))
     with pytest.raises(WearjaxDataError, match="params.Q must be"):
         kalman_smoother(negative, ys32, mask32)
     with pytest.raises(JIT_ERRORS, match="params.Q must be"):
         jax.jit(kalman_smoother)(negative, ys32, mask32).smoothed_means.block_until_ready()
+    # a noiseless component as rounding leaves it (a variance of -4e-17 beside 0.9) is valid
+    rounded = dataclasses.replace(base, P0=jnp.asarray(np.diag([0.9, -4e-17])))
+    assert np.isfinite(
+        float(kalman_filter(rounded, jnp.asarray(ys), jnp.asarray(mask)).log_likelihood)
+    )
     coupled = jnp.asarray([[0.0, 1e-3], [1e-3, 1.0]], jnp.float32)  # a zero variance, covarying
     with pytest.raises(WearjaxDataError, match="params.P0 must be"):
         kalman_filter(dataclasses.replace(base, P0=coupled), ys32, mask32)

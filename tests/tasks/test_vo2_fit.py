@@ -107,6 +107,19 @@ def test_a_test_without_what_the_model_reads_is_named_and_subjects_are_filled(tr
     filled.subject[age] = np.median(np.asarray(cohort.subject)[:, age])
     a, b = predict_vo2(checkpoint, unknown), predict_vo2(checkpoint, filled)
     np.testing.assert_array_equal(a.vo2, b.vo2)
+    # a field every training test had the same (missing there, so 0 once stacked) taught the
+    # model nothing: a test's own value of it, 60 SD from anything seen, is not fed in
+    weight = SUBJECT_FIELDS.index("weight_kg")
+    constant = list(checkpoint.header["subject_constant"])
+    constant[weight] = True
+    frozen = checkpoint._replace(header=checkpoint.header | {"subject_constant": constant})
+    light, heavy = (dataclasses.replace(session, subject=np.asarray(session.subject).copy())
+                    for _ in range(2))  # fmt: skip
+    light.subject[weight], heavy.subject[weight] = 50.0, 90.0
+    np.testing.assert_array_equal(predict_vo2(frozen, light).vo2, predict_vo2(frozen, heavy).vo2)
+    assert not np.array_equal(
+        predict_vo2(checkpoint, light).vo2, predict_vo2(checkpoint, heavy).vo2
+    )
 
 
 @pytest.mark.slow
@@ -151,6 +164,18 @@ def test_cli_fit_vo2_on_a_lab_folder_then_predict_a_new_test(tmp_path, capsys):
     assert wearjax(["predict", "--model", str(model), str(test), "--hr0", "90",
                     "--out", str(tmp_path / "q")]) == 2  # fmt: skip
     assert "a vo2 model reads none" in capsys.readouterr().err
+    # a folder is predicted test by test against the model: a test without the load column
+    # is skipped, the others keep theirs (read as a cohort, all lost it and all were refused);
+    # --columns describes these files (their load column is named Load, an alias)
+    for path in new.glob("*/ramp.csv"):
+        path.write_text(path.read_text().replace(";Last", ";Load", 1))
+    lines = (new / "subject5" / "ramp.csv").read_text().splitlines()
+    (new / "subject5" / "ramp.csv").write_text("\n".join(r.rsplit(";", 1)[0] for r in lines))
+    mine = ["--columns", "time=Zeit,vo2=VO2 abs,hr=HF", "--out", str(tmp_path / "all")]
+    assert wearjax(["predict", "--model", str(model), str(new), *mine]) == 0
+    captured = capsys.readouterr()
+    assert "subject5/ramp.csv: the model reads work_rate, which this test lacks" in captured.err
+    assert len(list((tmp_path / "all").glob("*.csv"))) == 6
 
 
 @pytest.mark.skipif(importlib.util.find_spec("pyoxynet") is None, reason="pyoxynet not installed")

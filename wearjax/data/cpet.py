@@ -29,9 +29,7 @@ input channels go to `Session.x` under the names of `SESSION_CHANNEL_UNITS`.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import logging
 import re
 from collections.abc import Mapping
@@ -40,14 +38,14 @@ from pathlib import Path
 import numpy as np
 
 from wearjax.data.channels import UNIT_FACTORS
-from wearjax.data.csv import _first_finite, _sex, decode_text, delimiter_of
+from wearjax.data.cpet_table import at, cells, clock, is_number, read_rows
+from wearjax.data.csv import _first_finite, _sex
 from wearjax.data.folders import Skipped, check_usable, skip_reason
 from wearjax.data.readers import (
     MAX_GAP_S,
     SUBJECT_RANGES,
     Records,
     check_hr,
-    read_bytes,
     subject_vector,
     to_session,
 )
@@ -96,7 +94,7 @@ def read_cpet(
     """
     path = Path(path)
     declared = _check_options(columns, vo2_unit, units)
-    header, rows, comma = _read_rows(path)
+    header, rows, comma = read_rows(path)
     found = _match(header, columns or {}, path)
     for field, example in (("time", "time"), ("vo2", "VO2")):
         if field not in found:
@@ -107,16 +105,16 @@ def read_cpet(
             )
     unit_of = {field: _split(header[j])[1] for field, j in found.items()}
     first_line = 2
-    if not _is_number(_at(rows[0], found["vo2"]), comma):  # a units row under the header
+    if not is_number(at(rows[0], found["vo2"]), comma):  # a units row under the header
         for field, j in found.items():
-            unit_of[field] = unit_of[field] or _at(rows[0], j)
+            unit_of[field] = unit_of[field] or at(rows[0], j)
         rows, first_line = rows[1:], 3
         if not rows:
             raise WearjaxFileError(path, "the CSV has a header but no rows", "export it again")
 
     def column(field: str, parse=float) -> np.ndarray:
         name = header[found[field]]
-        values = _values(rows, found[field], name, path, comma, first_line, parse)
+        values = cells(rows, found[field], name, path, comma, first_line, parse)
         check_magnitude(values, f"column {name!r}", path)  # before unit factors overflow it
         return values
 
@@ -169,10 +167,10 @@ def read_cpet(
         subject["height_m"] /= 100.0
     if "sex" in found:
         j = found["sex"]
-        subject["sex_male"] = _sex(next((c for r in rows if (c := _at(r, j))), ""), path)
+        subject["sex_male"] = _sex(next((c for r in rows if (c := at(r, j))), ""), path)
     session = to_session(
         Records(
-            time=column("time", _clock),
+            time=column("time", clock),
             channels=channels,
             hr=column("hr") if "hr" in found else np.full(len(rows), np.nan),
             vo2=vo2,
@@ -226,14 +224,16 @@ def load_cpet_folder(
     max_gap_s: float = MAX_GAP_S,
     min_length_s: float = MIN_LENGTH_S,
     require_hr: bool = False,
+    harmonise: bool = True,
 ) -> tuple[list[Session], list[Skipped]]:
     """Every usable CPET test under `path` (`read_cpet`), and the files skipped with reasons.
 
     Runners are subfolder names (`folder/subject/test.csv`), else file stems (one subject per
-    test). Where some tests have HR, a test without it is skipped (HR is then an input, which it
-    would give as 0 bpm). Sessions keep the input channels every remaining test has, in
-    `SESSION_CHANNEL_UNITS` order. Raises `WearjaxFileError` naming the folder when no test is
-    usable.
+    test). With `harmonise` (for a cohort), where some tests have HR, a test without it is
+    skipped (HR is then an input, which it would give as 0 bpm), and sessions keep the input
+    channels every remaining test has, in `SESSION_CHANNEL_UNITS` order; without it each test
+    is as read (a model's predictions compare each with the model). Raises `WearjaxFileError`
+    naming the folder when no test is usable.
     """
     _check_options(columns, vo2_unit, units)
     folder = Path(path)
@@ -268,6 +268,8 @@ def load_cpet_folder(
         folder, sessions, skipped, "CPET test",
         "add CSV exports with a time and a VO2 column, or name them with --columns (columns=)",
     )  # fmt: skip
+    if not harmonise:
+        return sessions, skipped
     with_hr = [bool(np.any(s.mask)) for s in sessions]
     if any(with_hr) and not all(with_hr):  # HR is an input: a test without it would read 0 bpm
         reason = "no heart rate, which the other tests have and the model reads; record HR in "
@@ -309,6 +311,11 @@ def _check_options(columns, vo2_unit, units) -> str | None:
     return unit
 
 
+MAX_VO2_ML_MIN = 10_000.0
+"""A test's median gas volume rate (mL/min) above this is in another unit: the highest VO2
+recorded in athletes is about 7,000 mL/min."""
+
+
 def _volume(values, declared, unit, column, path) -> tuple[np.ndarray, str, str]:
     """A gas volume rate (VO2, VCO2) in mL/min, the file's unit and how it was chosen."""
     key = _norm_unit(unit) if unit else ""
@@ -340,22 +347,16 @@ def _volume(values, declared, unit, column, path) -> tuple[np.ndarray, str, str]
             )
         name = "L/min" if median < 10 else "mL/min"
         basis = f"detected (median {median:.3g} {'<' if name == 'L/min' else '>='} 10)"
-    return values * _VOLUME[_norm_unit(name)], name, basis
-
-
-def _read_rows(path: Path) -> tuple[list[str], list[list[str]], bool]:
-    """Header, rows and whether a decimal comma is used; any delimiter of `,`, `;`, tab."""
-    text = decode_text(read_bytes(path), path, fallback="cp1252")
-    first = text.split("\n", 1)[0]
-    delimiter = delimiter_of(first)
-    try:
-        rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
-    except csv.Error as err:
-        raise WearjaxFileError(path, f"not a readable CSV file ({err})", "export it again") from err
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
-    if len(rows) < 2:
-        raise WearjaxFileError(path, "the CSV has no rows under a header", "export the test again")
-    return [cell.strip() for cell in rows[0]], rows[1:], delimiter != ","
+    out = values * _VOLUME[_norm_unit(name)]
+    positive = out[np.isfinite(out) & (out > 0)]
+    if positive.size and np.median(positive) > MAX_VO2_ML_MIN:
+        raise WearjaxFileError(
+            path,
+            f"column {column!r} read as {name} ({basis}) has a median of "
+            f"{np.median(positive):.0f} mL/min, beyond any body's uptake: mL/min read as L/min",
+            "leave out --vo2-unit, or give the unit the file is in",
+        )
+    return out, name, basis
 
 
 LATE_HR_S = 30
@@ -402,45 +403,3 @@ def _match(header: list[str], columns: Mapping[str, str], path: Path) -> dict[st
         if hits:
             found[field] = hits[0]
     return found
-
-
-def _at(row: list[str], j: int) -> str:
-    return row[j].strip() if j < len(row) else ""
-
-
-def _is_number(cell: str, comma: bool) -> bool:
-    try:
-        float(cell.replace(",", ".") if comma else cell)
-    except ValueError:
-        return not cell  # an empty cell is a missing number
-    return True
-
-
-def _values(rows, j, name, path, comma, first_line, parse) -> np.ndarray:
-    """Column j as float64; empty cells NaN; an unreadable cell raises, naming its line."""
-    out = np.full(len(rows), np.nan)
-    for i, row in enumerate(rows):
-        cell = _at(row, j)
-        if not cell:
-            continue
-        try:
-            out[i] = parse(cell.replace(",", ".") if comma else cell)
-        except ValueError as err:
-            raise WearjaxFileError(
-                path,
-                f"line {i + first_line}, column {name!r}: cannot read {cell!r}",
-                "times are seconds or m:ss; values are numbers (empty for missing)",
-            ) from err
-    return out
-
-
-def _clock(cell: str) -> float:
-    """Seconds of `"83.5"`, `"1:23.5"` (m:ss), `"0:01:23"` (h:mm:ss); `"-1:30"` is -90 s."""
-    sign = -1.0 if cell.strip().startswith("-") else 1.0  # a rest phase before the test's 0:00
-    parts = cell.strip().lstrip("+-").split(":")
-    if len(parts) > 3 or any(p.strip()[:1] in ("-", "+") for p in parts):
-        raise ValueError(cell)
-    seconds = 0.0
-    for part in parts:
-        seconds = seconds * 60.0 + float(part)
-    return sign * seconds

@@ -188,9 +188,10 @@ def check_magnitude(values, name: str, path: str | Path) -> None:
         )
 
 
-MIN_DECLARED_SPEED_MS = 1.0
-"""Median moving speed (m/s, 3.6 km/h: slower than a walk) under which a speed declared in
-another unit is taken to be m/s already."""
+MIN_DECLARED_SPEED_MS = {"km/h": 1.25, "mph": 2.0}
+"""Median moving speed (m/s) under which a speed declared in that unit is taken to be m/s
+already: a walk (4.5 km/h; 4.5 mph), where a run's m/s read in the unit lands (2.2-4.5 m/s
+runs read as 0.6-1.25 m/s in km/h, 1.0-2.0 m/s in mph)."""
 MIN_DECLARED_STRIDES = 50.0
 """Median cadence (strides/min) under which a cadence declared in steps/min is taken to be a
 stride rate already (runners take 75-95 strides, 150-190 steps, a minute)."""
@@ -207,11 +208,12 @@ def check_declared_units(channels: Mapping[str, np.ndarray], units: Mapping[str,
         return float(np.median(v)) if v.size else None
 
     speed = moving_median(channels["speed"]) if "speed" in channels else None
-    if units.get("speed", "m/s") != "m/s" and speed is not None and speed < MIN_DECLARED_SPEED_MS:
+    floor = MIN_DECLARED_SPEED_MS.get(units.get("speed", "m/s"), 0.0)
+    if speed is not None and speed < floor:
         raise WearjaxFileError(
             path,
             f"read as {units['speed']}, its median moving speed is {speed:.2f} m/s "
-            f"({3.6 * speed:.1f} km/h), slower than a walk: it looks like m/s already",
+            f"({3.6 * speed:.1f} km/h), a walk; read as m/s it is a run: it looks like m/s",
             "read this file without the speed unit (in a folder of mixed exports, give it its "
             "own folder)",
         )

@@ -34,24 +34,26 @@ def _covariance_message(name: str, strict: bool) -> str:
 
 
 def _bad_covariance(a, strict: bool, xp):
-    """True where a covariance (or any of a stack) is not finite, has a negative diagonal
-    entry (with `strict`, a non-positive one), or has a negative (with `strict`, non-positive)
-    eigenvalue beyond rounding in its correlation form `D^-1/2 A D^-1/2` (D its diagonal; 1
-    where that is zero, whose row must then be zero): judged per scale, so an HR variance in
-    bpm^2 beside an accelerometer's in g^2 is not read as rounding. `xp`: numpy or jax.numpy."""
+    """True where a covariance (or any of a stack) is not finite, has a negative diagonal entry
+    beyond rounding (with `strict`, a non-positive one), or has a negative (with `strict`,
+    non-positive) eigenvalue beyond rounding in its correlation form `D^-1/2 A D^-1/2` (D its
+    diagonal; 1 where that is zero or rounding below it, whose row must then be zero): judged
+    per scale, so an HR variance in bpm^2 beside an accelerometer's in g^2 is not read as
+    rounding. Rounding is 64 eps of the largest variance. `xp`: numpy or jax.numpy."""
     finite = xp.all(xp.isfinite(a))
     safe = xp.where(xp.isfinite(a), a, 0.0)
     diag = xp.diagonal(safe, axis1=-2, axis2=-1)
-    negative = xp.any(diag <= 0) if strict else xp.any(diag < 0)
-    s = 1 / xp.sqrt(xp.where(diag > 0, diag, 1.0))
+    eps = 64 * xp.finfo(safe.dtype).eps
+    rounding = eps * xp.max(xp.abs(diag), axis=-1, keepdims=True)
+    zero = diag <= 0  # a noiseless component (a negative variance within rounding, below)
+    negative = xp.any(diag <= 0) if strict else xp.any(diag < -rounding)
+    s = 1 / xp.sqrt(xp.where(zero, 1.0, xp.abs(diag)))
     corr = safe * s[..., :, None] * s[..., None, :]
     eig = xp.linalg.eigvalsh(0.5 * (corr + xp.swapaxes(corr, -1, -2)))
-    scale = xp.max(xp.abs(eig), axis=-1, keepdims=True)
-    tol = 64 * xp.finfo(eig.dtype).eps * scale
+    tol = eps * xp.max(xp.abs(eig), axis=-1, keepdims=True)
     low = eig <= tol if strict else eig < -tol
-    # a zero variance must not covary: its row's entries, over the others' SDs, are zero
-    zero = (diag == 0)[..., :, None] & (xp.abs(corr) > 64 * xp.finfo(eig.dtype).eps)
-    return xp.logical_not(finite) | negative | xp.any(low) | xp.any(zero)
+    coupled = zero[..., :, None] & (xp.abs(corr) > eps)  # a zero variance must not covary
+    return xp.logical_not(finite) | negative | xp.any(low) | xp.any(coupled)
 
 
 def check_values(params, ys: Array, mask: Array):

@@ -240,6 +240,8 @@ def predict(args) -> int:
     from wearjax.train.checkpoints import load_hr, read_header
 
     task = read_header(args.model)[0].get("task")
+    if task != "vo2" and (args.columns or args.vo2_unit):
+        raise WearjaxError("--columns and --vo2-unit describe CPET tests, for VO2 checkpoints")
     if task in ("virtual", "vo2"):  # HR per window from wrist spectra; VO2 of CPET tests
         from wearjax.tasks import virtual_io, vo2_cli
 

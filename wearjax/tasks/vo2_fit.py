@@ -23,7 +23,7 @@ import numpy as np
 
 from wearjax import models
 from wearjax.cv import Split
-from wearjax.data.types import SUBJECT_FIELDS, Cohort, Session, stack_sessions
+from wearjax.data.types import Cohort, Session, stack_sessions
 from wearjax.errors import WearjaxDataError
 from wearjax.eval.metrics import mae, mape, pearson_r, rmse
 from wearjax.models.vo2 import VARIANTS
@@ -40,7 +40,8 @@ from wearjax.tasks.vo2 import (
 from wearjax.train.checkpoints import load, save
 from wearjax.train.loop import fold_model
 
-VO2_FIELDS = ("task", "kind", "init", "window", "features", "channels", "first_second")
+VO2_FIELDS = ("task", "kind", "init", "window", "features", "channels", "first_second",
+              "subject_fill", "subject_constant")  # fmt: skip
 """Header fields a VO2 checkpoint must have."""
 REFIT = "train it again with `wearjax fit vo2`"
 
@@ -92,9 +93,10 @@ def train_vo2_model(cohort: Cohort, config: VO2StudyConfig, *, progress: bool = 
         "features": list(names),
         "channels": list(cohort.channels),
         "first_second": config.first_second,
-        "subject_fill": [
-            float(np.nanmedian(c)) if np.isfinite(c).any() else None for c in subject.T
-        ],
+        # a missing field is 0 once stacked; one no training test varies taught the model
+        # nothing, and a test is given the training value for it whatever it holds
+        "subject_fill": [float(np.median(c)) for c in subject.T],
+        "subject_constant": [bool(np.ptp(c) == 0) for c in subject.T],
         "data": {
             "subjects": cohort.n_runners,
             "tests": cohort.n_sessions,
@@ -140,8 +142,10 @@ class VO2Predicted(NamedTuple):
 
 
 def _as_trained(session: Session, header: dict) -> Session:
-    """The test with the checkpoint's channels, in its order, and its missing subject fields
-    filled as in training; a channel or HR the model reads and the test lacks is named."""
+    """The test with the checkpoint's channels, in its order, and its subject fields as
+    training saw them: a missing one, or one every training test had the same (missing, so 0
+    once stacked), takes the training value; a channel or HR the model reads and the test
+    lacks is named."""
     where = session.source or "the test"
     lacking = [c for c in header["channels"] if c not in session.channels]
     if "hr_bpm" in header["features"] and not np.asarray(session.mask).any():
@@ -154,11 +158,9 @@ def _as_trained(session: Session, header: dict) -> Session:
         )
     keep = [session.channels.index(c) for c in header["channels"]]
     subject = np.array(session.subject, np.float32)
-    fill = np.array([np.nan if v is None else v for v in header["subject_fill"]], np.float32)
-    subject = np.where(np.isnan(subject), fill, subject)
-    if np.isnan(subject).any():
-        names = [f for f, v in zip(SUBJECT_FIELDS, subject, strict=True) if np.isnan(v)]
-        raise WearjaxDataError(f"{where}: no {', '.join(names)}, nor one from training; add it")
+    fill = np.array(header["subject_fill"], np.float32)
+    constant = np.array(header["subject_constant"], bool)
+    subject = np.where(np.isnan(subject) | constant, fill, subject)
     return replace(session, x=np.asarray(session.x)[:, keep], channels=tuple(header["channels"]),
                    subject=subject)  # fmt: skip
 
