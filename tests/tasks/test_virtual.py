@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from wearjax.cli import main
+from wearjax.cv import Split
 from wearjax.errors import WearjaxDataError
 from wearjax.models.virtual import FLOOR_DB, GRID_HZ
 from wearjax.tasks.virtual import (
@@ -232,6 +233,39 @@ def test_a_session_nothing_can_score_is_skipped_and_ppg_settings_score_where_the
     assert np.isclose(_scores(pred, s, split, "ppg_only")["mae"], 1.0, rtol=1e-5)
     assert _scores(pred, s, split, "acc_only")["mae"] > 10.0
     assert _scores(pred, s, split, "ppg_only")["folds_scored"] == 2  # subject2's fold: none
+
+
+def test_settings_that_read_ppg_train_and_stop_early_on_sessions_with_ppg(tmp_path):
+    """Sessions without PPG read all-zero spectra beside their HR: a PPG setting drew them as
+    training batches and could stop early (and set its tracker) on a subject without PPG,
+    then was scored only where there is PPG. They are left out of its training and
+    validation, a fold's validation moves to a subject with PPG, and a fold with too few such
+    subjects is named, leaving the ACC settings to run."""
+    import shutil
+
+    from wearjax.tasks.virtual import reading_split
+    from wearjax.tasks.virtual_study import folder_sessions
+
+    _write_folder(tmp_path / "d", ppg=True)
+    no_ppg = tmp_path / "d" / "subject1" / "run.csv"
+    rows = [line.split(",")[:4] for line in no_ppg.read_text().splitlines()]
+    no_ppg.write_text("\n".join(",".join(r) for r in rows) + "\n")
+    s, _ = folder_sessions(tmp_path / "d", lambda line: None)
+    has = np.asarray(s.ppg_ok).any(axis=1)
+    test = np.eye(4, dtype=bool)[:, s.subject]  # fold k tests subject k, validates k + 1
+    val = np.roll(np.eye(4, dtype=bool), 1, axis=1)[:, s.subject]
+    split = Split(test, val, ~test & ~val)
+    assert (s.subject[split.validation[0]] == 1).all()  # fold 0 stops early on: no PPG
+    assert reading_split(s, split, "acc_only") is split
+    ppg = reading_split(s, split, "ppg_only")
+    np.testing.assert_array_equal(ppg.test, split.test)
+    assert not ((ppg.train | ppg.validation) & ~has).any()
+    assert ppg.validation.any(axis=1).all() and ppg.train.any(axis=1).all()
+    assert set(s.subject[ppg.validation[0]].tolist()) == {2}  # its first training one with PPG
+    shutil.rmtree(tmp_path / "d" / "subject3")  # two subjects with PPG left: too few
+    three, _ = folder_sessions(tmp_path / "d", lambda line: None)
+    with pytest.raises(WearjaxDataError, match=r"ppg_only reads PPG: folds \[.*\] hold fewer"):
+        reading_split(three, split_sessions(three, 1), "ppg_only")
 
 
 def test_an_acc_gap_does_not_reach_the_gait_lags_after_it():

@@ -66,6 +66,13 @@ def test_a_ppg_gap_is_filled_across_not_with_zeros():
     np.testing.assert_allclose(peaks(s.ppg), peaks(whole.ppg), atol=1)  # on the pulse, a bin
     zeroed = grid_spectra(np.where(gap, 0.0, ppg).astype(np.float32)[None], rate)[covers, :, 0]
     assert np.all(GRID_HZ[np.argmax(zeroed, -1)] < 0.6)  # what zeros gave: the step
+    # the simulated watch's contact dropouts are zeros in its signal, as the study reads them
+    # (`synthetic_sessions`; every learned figure was computed so): the same session, zeroed
+    sim = spectral_sessions([rec._replace(ppg=(np.where(gap, np.nan, ppg), rate))], ppg_gaps="zero")
+    np.testing.assert_array_equal(sim.ppg_ok, s.ppg_ok)
+    np.testing.assert_allclose(sim.ppg[0, covers, :, 0], zeroed, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="ppg_gaps must be"):
+        spectral_sessions([rec], ppg_gaps="hold")
 
 
 def test_signals_too_slow_for_the_band_are_refused():

@@ -163,7 +163,7 @@ def test_cli_fit_vo2_on_a_lab_folder_then_predict_a_new_test(tmp_path, capsys):
     assert "fit vo2 trains on exercise tests" in capsys.readouterr().err
     assert wearjax(["predict", "--model", str(model), str(test), "--hr0", "90",
                     "--out", str(tmp_path / "q")]) == 2  # fmt: skip
-    assert "a vo2 model reads none" in capsys.readouterr().err
+    assert "a VO2 model reads none" in capsys.readouterr().err
     # a folder is predicted test by test against the model: a test without the load column
     # is skipped, the others keep theirs (read as a cohort, all lost it and all were refused);
     # --columns describes these files (their load column is named Load, an alias)

@@ -246,8 +246,9 @@ def predict(args) -> int:
         from wearjax.tasks import virtual_io, vo2_cli
 
         if args.hr0 is not None or units(args):
+            kind = {"virtual": "virtual-sensing", "vo2": "VO2"}[task]
             raise WearjaxError(f"--hr0, --speed-unit and --cadence-unit are for HR checkpoints "
-                               f"(running files); a {task} model reads none")  # fmt: skip
+                               f"(running files); a {kind} model reads none")  # fmt: skip
         return (virtual_io if task == "virtual" else vo2_cli).predict_command(args, say)
     model, normalizer, header = load_hr(args.model)
     sessions, skipped = read_recordings(args.file, require_hr=False, units=units(args))

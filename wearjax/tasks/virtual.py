@@ -184,6 +184,33 @@ def make_folds(s: SpectralSessions, split: Split, labelled: int | None = None,
     )  # fmt: skip
 
 
+PPG_SETTINGS = ("ppg_only", "fusion")
+"""The learned settings that read PPG (`VirtualSensing.uses_ppg`)."""
+
+
+def reading_split(s: SpectralSessions, split: Split, setting: str) -> Split:
+    """`split` as `setting` can learn from it: a setting that reads PPG trains and stops early
+    on sessions with PPG only (one without reads all-zero spectra beside its HR, and is never
+    scored there); a fold left with no validation session moves its first training subject
+    with PPG there. Test sessions are kept (those without PPG are not scored)."""
+    if setting not in PPG_SETTINGS:
+        return split
+    has = np.asarray(s.ppg_ok).any(axis=1)
+    train, validation = split.train & has, split.validation & has
+    for k in np.flatnonzero(~validation.any(axis=1) & train.any(axis=1)):
+        first = s.subject[np.flatnonzero(train[k])[0]]
+        moved = train[k] & (s.subject == first)
+        validation[k] |= moved
+        train[k] &= ~moved
+    if short := np.flatnonzero(~train.any(axis=1) | ~validation.any(axis=1)).tolist():
+        raise WearjaxDataError(
+            f"{setting} reads PPG: folds {short} hold fewer than two subjects with PPG outside "
+            "their test (one to train on, one to stop early on); add PPG recordings, or run "
+            "the settings that read ACC (--setting)"
+        )
+    return Split(split.test, validation, train, split.calibrate_from)
+
+
 def split_sessions(s: SpectralSessions, subjects_out: int = 1, seed: int = 0) -> Split:
     """Leave-`subjects_out`-subjects-out folds, one other subject validating per fold."""
     n = len(s.subjects)
@@ -382,6 +409,7 @@ def run_setting(s: SpectralSessions, split: Split, config: VirtualConfig, settin
                 progress=False) -> SettingResult:  # fmt: skip
     """Train `setting`'s model on every fold of `split` in one vmapped program and predict the
     held-out sessions, raw and tracked."""
+    split = reading_split(s, split, setting)
     folds = make_folds(s, split, config.labelled, config.seed, config.gait_ridge)
     data = device_data(s, floor_db=config.floor_db)
     keys = jax.random.split(jax.random.key(config.seed), split.n_folds)

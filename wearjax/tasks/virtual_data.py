@@ -199,9 +199,15 @@ def _window_reference(values: np.ndarray, ok: np.ndarray, rate: float, w: int):
     return m, s
 
 
-def spectral_sessions(recordings: list[WristRecording]) -> SpectralSessions:
+def spectral_sessions(recordings: list[WristRecording], *,
+                      ppg_gaps: str = "filled") -> SpectralSessions:  # fmt: skip
     """Recordings to `SpectralSessions` (module docstring): spectra on the grid, reference HR
-    per window, and whether the PPG is present over each whole window."""
+    per window, and whether the PPG is present over each whole window (NaN: missing). A
+    file's missing PPG samples are `"filled"` linearly across the gap before the spectra (a
+    raw PPG's DC level read as 0 would be a step); `"zero"` reads them as 0, as the simulated
+    watch's contact dropouts are (`synthetic_sessions`)."""
+    if ppg_gaps not in ("filled", "zero"):
+        raise ValueError(f"ppg_gaps must be 'filled' or 'zero', got {ppg_gaps!r}")
     accs, scales, ppgs, hrs, oks, pok, aoks = [], [], [], [], [], [], []
     for rec in recordings:
         a, rate = rec.acc if rec.acc is not None else (None, None)
@@ -232,6 +238,8 @@ def spectral_sessions(recordings: list[WristRecording]) -> SpectralSessions:
             # filled across like the ACC: a raw PPG's DC level read as 0 in a gap is a step
             filled = fill_gaps(np.asarray(p, np.float32)[:, None])[0][:, 0] if valid.any() else (
                 np.zeros(len(p), np.float32))  # fmt: skip
+            if ppg_gaps == "zero":
+                filled = np.where(valid, p, 0.0).astype(np.float32)
             p_spec = grid_spectra(filled[None], p_rate)
             ppgs.append(_pad([p_spec[:w]], w)[0].astype(np.float32))
             frac, _ = _window_means(valid.astype(np.float32), np.ones(len(p), bool), p_rate, w)

@@ -34,6 +34,7 @@ from wearjax.tasks.virtual import (
     make_folds,
     make_task,
     predict,
+    reading_split,
 )
 from wearjax.tasks.virtual_data import (
     HOP_S,
@@ -96,7 +97,7 @@ def fit_model(s: SpectralSessions, config: VirtualConfig, setting: str, *, progr
               state_file=None, resume: bool = False):  # fmt: skip
     """The trained model of `setting` and its tracker's transition variance. With a
     `state_file` the training state is saved every epoch and `resume`d from it."""
-    split = fit_split(s)
+    split = reading_split(s, fit_split(s), setting)
     folds = make_folds(s, split, gait_ridge=config.gait_ridge)
     data = device_data(s, floor_db=config.floor_db)
     fit = fit_folds(

@@ -56,6 +56,7 @@ from wearjax.tasks.virtual import (
     build,
     gait_features,
     labelled_sessions,
+    reading_split,
     run_setting,
     split_sessions,
 )
@@ -86,14 +87,20 @@ def synthetic_sessions(
             )
         n = subjects
     w = simulate_wrist(n, per, minutes=minutes, bcg=bcg, seed=seed)
-    return spectral_sessions([
-        WristRecording(
-            f"s{i:03d}_{w.workouts[i]}", f"subject{int(w.subject[i]):02d}", (w.acc[i], w.rate),
-            (np.where(w.ppg_ok[i], w.ppg[i], np.nan), w.rate), (w.hr[i], 1.0),
-            float(w.severity[i]),
-        )
-        for i in range(len(w.subject))
-    ])  # fmt: skip
+    return spectral_sessions(
+        [
+            WristRecording(
+                f"s{i:03d}_{w.workouts[i]}",
+                f"subject{int(w.subject[i]):02d}",
+                (w.acc[i], w.rate),
+                (np.where(w.ppg_ok[i], w.ppg[i], np.nan), w.rate),
+                (w.hr[i], 1.0),
+                float(w.severity[i]),
+            )
+            for i in range(len(w.subject))
+        ],
+        ppg_gaps="zero",  # the simulated sensor reads 0 when it loses contact
+    )
 
 
 def folder_sessions(folder: Path, say=None) -> tuple[SpectralSessions, list]:
@@ -258,26 +265,38 @@ def cost(model, s: SpectralSessions, config: VirtualConfig) -> dict:
 
 
 def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out: int = 1,
-          settings=None, progress=False, resume: bool = False) -> dict:  # fmt: skip
+          settings=None, progress=False, resume: bool = False, say=print) -> dict:  # fmt: skip
     """Every setting the data allow and the references on one split; writes
     `out/metrics.json`, `out/table.md`, plots and `out/predictions.npz` (the reference HR and
     its masks per window, per session its subject, severity, name and testing fold (-1: none),
     per learned setting `NAME/hr`, `NAME/var`, `NAME/tracked`, `NAME/tracked_var` and per
     reference `NAME/hr`, so later analyses need no retraining); returns the metrics. Each
     finished setting is kept in `out` (`tasks.study_state`) until the outputs are written;
-    `resume` skips those an interrupted study of the same data and options finished."""
+    `resume` skips those an interrupted study of the same data and options finished. A
+    setting that reads PPG is left out, said with its reason (`say`), where a fold has too few
+    subjects with PPG to train and stop early on (`reading_split`)."""
     out = Path(out)
     study_state.check(out, resume, "cv virtual study")
     out.mkdir(parents=True, exist_ok=True)
     split = split_sessions(s, subjects_out, seed=config.seed)
     allowed = SETTINGS + ABLATIONS if s.has_ppg else ("acc_only", "acc_refined")
     settings = [x for x in (SETTINGS + ABLATIONS if settings is None else settings) if x in allowed]
+    not_run = {}
+    for name in list(settings):
+        try:
+            reading_split(s, split, name)
+        except WearjaxDataError as err:
+            not_run[name] = str(err)
+            settings.remove(name)
+            say(f"not run: {err}")
+    if not settings:
+        raise WearjaxDataError(f"no setting can run: {'; '.join(not_run.values())}")
     metrics: dict = {"data": {"sessions": len(s.names), "subjects": len(s.subjects),
                               "windows": int(s.ok.sum()), "folds": split.n_folds,
                               "floor_db": config.floor_db, "context": config.context,
                               "batch_size": config.batch_size, "gait": config.gait,
                               "gait_ridge": config.gait_ridge,
-                              "labelled": config.labelled}}  # fmt: skip
+                              "labelled": config.labelled, "not_run": not_run}}  # fmt: skip
     tracks: dict = {}
     saved = {"hr": s.hr, "ok": s.ok, "valid": s.valid, "ppg_ok": s.ppg_ok, "subject": s.subject,
              "severity": s.severity, "names": np.asarray(s.names),
@@ -384,7 +403,7 @@ def cv_command(args, say) -> int:
     chosen = [args.setting] if args.setting else None
     try:
         metrics = study(sessions, config, args.out, subjects_out=args.subjects_out or 1,
-                        settings=chosen, progress=True, resume=args.resume)  # fmt: skip
+                        settings=chosen, progress=True, resume=args.resume, say=say)  # fmt: skip
     except KeyboardInterrupt:
         if not study_state.exists(args.out):
             raise
