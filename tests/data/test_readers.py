@@ -559,3 +559,30 @@ def test_a_run_with_distance_and_an_empty_speed_column_takes_speed_from_distance
     s = read_running_csv(_write_csv(tmp_path / "treadmill.csv", header, rows), min_length_s=0)
     assert "speed" in s.channels
     np.testing.assert_allclose(s.x[1:, s.channels.index("speed")], 3.0, rtol=1e-6)
+
+
+def test_records_kept_in_time_order_are_a_longest_ordered_run():
+    """`in_time_order` against brute force on small arrays with ties and NaN: the kept
+    timestamps are in order, none is NaN, and no ordered subsequence is longer."""
+    import itertools
+
+    from wearjax.data.validate import in_time_order
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        t = rng.integers(0, 6, rng.integers(1, 9)).astype(float)
+        t[rng.random(t.size) < 0.15] = np.nan
+        keep = in_time_order(t)
+        kept = t[keep]
+        assert not np.isnan(kept).any() and np.all(np.diff(kept) >= 0)
+        finite = t[np.isfinite(t)]
+        best = max(
+            (
+                len(c)
+                for n in range(finite.size + 1)
+                for c in itertools.combinations(finite, n)
+                if np.all(np.diff(c) >= 0)
+            ),  # fmt: skip
+            default=0,
+        )
+        assert keep.sum() == best, t
