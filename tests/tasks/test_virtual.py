@@ -182,17 +182,18 @@ def test_the_acc_to_ppg_reconstruction_improves_with_training():
     )
 
 
-def _write_folder(root, ppg: bool, *, files=("run",), flat=False):
+def _write_folder(root, ppg: bool, *, files=("run",), flat=False, acc=True):
     """Four subjects' recordings: one subfolder each holding `files`, or (`flat`) one file
-    per subject, named after it, directly in `root`."""
+    per subject, named after it, directly in `root`; without ACC columns if not `acc`."""
     for i in range(4 * len(files)):
         rec = _recording(i, f"subject{i % 4}", ppg=ppg)
-        acc, rate = rec.acc
+        a, rate = rec.acc
         folder = root if flat else root / rec.subject
         name = rec.subject if flat else files[i // 4]
         folder.mkdir(parents=True, exist_ok=True)
-        cols = {"time": np.arange(len(acc)) / rate, "acc_x": acc[:, 0], "acc_y": acc[:, 1],
-                "acc_z": acc[:, 2]}  # fmt: skip
+        cols = {"time": np.arange(len(a)) / rate}
+        if acc:
+            cols |= {"acc_x": a[:, 0], "acc_y": a[:, 1], "acc_z": a[:, 2]}
         if ppg:
             cols["ppg"] = rec.ppg[0]
         lines = [",".join(cols)]
@@ -331,6 +332,53 @@ def test_cv_virtual_on_a_folder_without_ppg_runs_acc_only(tmp_path, capsys):
         tested = saved["ok"] & (saved["test_fold"] >= 0)[:, None]
         err = np.abs(saved[f"{name}/hr"] - saved["hr"])[tested]
         assert np.isclose(err.mean(), metrics[name]["raw"]["mae"], rtol=1e-5), name
+    assert (tmp_path / "out" / "plots" / "hr_tracks.png").is_file()
+
+
+def test_a_folder_of_ppg_only_recordings_is_read_for_the_settings_that_read_ppg_alone(tmp_path):
+    """Recordings with PPG and no ACC were all skipped ("no acc_x/acc_y/acc_z signal"), so
+    such a folder could not be cross-validated at all; they are read for ppg_only."""
+    from wearjax.errors import WearjaxError
+    from wearjax.tasks.virtual_study import check_setting, folder_sessions, references
+
+    _write_folder(tmp_path / "d", ppg=True, acc=False)
+    said = []
+    s, skipped = folder_sessions(tmp_path / "d", said.append)
+    assert not s.has_acc and s.has_ppg and s.subjects == tuple(f"subject{i}" for i in range(4))
+    assert not s.acc.any() and s.ppg_ok.any()
+    assert [p.name for p, _ in skipped] == ["short.csv"]  # the ACC-only stub, too short
+    assert any("no recording has usable acc_x/y/z: reading PPG alone" in line for line in said), said
+    refs = references(s, split_sessions(s, 1))
+    assert set(refs) == {"ppg_peak", "train_mean"}  # no ACC for troika or the ACC ridges
+    tested = s.ok & s.ppg_ok
+    assert np.abs(refs["ppg_peak"] - s.hr)[tested].mean() < 5.0  # the clean pulse's peak
+    check_setting(s, "ppg_only")
+    for setting in ("acc_only", "virtual", "fusion"):
+        with pytest.raises(WearjaxError, match=f"--setting {setting} needs ACC"):
+            check_setting(s, setting)
+    # with ACC in one subject's files, the folder is read as before: PPG-only files skipped
+    _write_folder(tmp_path / "mixed", ppg=True, acc=False)
+    _write_folder(tmp_path / "one", ppg=True)
+    (tmp_path / "one" / "subject0" / "run.csv").replace(tmp_path / "mixed" / "subject0" / "a.csv")
+    (tmp_path / "one" / "subject0" / "run.hr.csv").replace(
+        tmp_path / "mixed" / "subject0" / "a.hr.csv"
+    )
+    mixed, skipped = folder_sessions(tmp_path / "mixed")
+    assert mixed.has_acc and mixed.names == ("a",)
+    assert sum("no acc_x/acc_y/acc_z" in r for _, r in skipped) == 4
+
+
+@pytest.mark.slow
+def test_cv_virtual_on_a_folder_without_acc_runs_ppg_only(tmp_path, capsys):
+    _write_folder(tmp_path / "data", ppg=True, acc=False)
+    code = main(["cv", "virtual", "--data", str(tmp_path / "data"), "--quick", "--epochs", "1",
+                 "--out", str(tmp_path / "out")])  # fmt: skip
+    assert code == 0
+    assert "reading PPG alone" in capsys.readouterr().err
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert {"ppg_only", "ppg_peak", "train_mean"} <= set(metrics)
+    assert not {"acc_only", "virtual", "fusion", "troika", "acc_ridge", "acc_gait"} & set(metrics)
+    assert np.isfinite(metrics["ppg_only"]["raw"]["mae"])
     assert (tmp_path / "out" / "plots" / "hr_tracks.png").is_file()
 
 

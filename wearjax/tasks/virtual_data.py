@@ -46,6 +46,7 @@ class SpectralSessions(NamedTuple):
     names: tuple[str, ...]  # [S] session names
     has_ppg: bool
     acc_ok: np.ndarray | None = None  # [S, W] bool: no ACC gap in the window (None: no gaps)
+    has_acc: bool = True  # False: PPG-only recordings, whose ACC spectra are zeros
 
     @property
     def n_windows(self) -> np.ndarray:
@@ -263,5 +264,5 @@ def spectral_sessions(recordings: list[WristRecording], *,
         ppg_ok=_pad(pok, n), subject=np.asarray([subjects.index(r.subject) for r in recordings]),
         subjects=tuple(subjects), severity=np.asarray([r.severity for r in recordings], float),
         names=tuple(r.name for r in recordings), has_ppg=any(r.ppg is not None for r in recordings),
-        acc_ok=_pad(aoks, n),
+        acc_ok=_pad(aoks, n), has_acc=any(r.acc is not None for r in recordings),
     )  # fmt: skip

@@ -66,8 +66,8 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--setting",
         choices=SETTINGS + ABLATIONS,
-        help="fit: the one to train "
-        "(default virtual); cv: run only this one (default: every one the data allow)",
+        help="fit: the one to train (default virtual; ppg_only for recordings without ACC); "
+        "cv: run only this one (default: every one the data allow)",
     )
     prior = p.add_mutually_exclusive_group()  # one gait prior or none
     prior.add_argument(
@@ -189,18 +189,15 @@ def predict_recording(model, header: dict, session) -> dict:
 
 def fit_command(args, say) -> int:
     """`wearjax fit virtual`."""
-    from wearjax.tasks.virtual_study import command_inputs
+    from wearjax.tasks.virtual_study import check_setting, command_inputs
 
     if args.subjects_out is not None:
         raise WearjaxError(
             "--subjects-out is for cv virtual: fit trains one model on every subject"
         )
     s, config = command_inputs(args, say)
-    args.setting = args.setting or "virtual"
-    if args.setting in ("ppg_only", "fusion", "virtual") and not s.has_ppg:
-        raise WearjaxError(
-            f"--setting {args.setting} needs PPG in the files; use --setting acc_only"
-        )
+    args.setting = args.setting or ("virtual" if s.has_acc else "ppg_only")
+    check_setting(s, args.setting)
     say(f"training {args.setting} on {len(s.names)} sessions of {len(s.subjects)} subjects")
     state_file = Path(f"{args.out}.state")  # checked with --resume (`check_arguments`)
     say(f"saving the training state every epoch to {state_file} (resume with --resume)")

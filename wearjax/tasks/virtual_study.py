@@ -105,28 +105,42 @@ def synthetic_sessions(
 
 def folder_sessions(folder: Path, say=None) -> tuple[SpectralSessions, list]:
     """Recordings under `folder` with an `acc` signal and a reference HR; others skipped with
-    their reason (returned with the reader's own skips). Subjects are the subfolders; in a
-    folder without subfolders, as public PPG benchmarks ship one file per subject, each file
-    is its own subject (said through `say`)."""
+    their reason (returned with the reader's own skips). Where no recording has usable ACC,
+    those with `ppg` and a reference HR, for the settings that read PPG alone (said through `say`;
+    `SpectralSessions.has_acc` False). Subjects are the subfolders; in a folder without
+    subfolders, as public PPG benchmarks ship one file per subject, each file is its own
+    subject (said through `say`)."""
     import dataclasses
 
     from wearjax.data.folders import Skipped, load_folder
 
-    want = "add sampled-signal CSV/NPZ files with acc_x, acc_y, acc_z and hr_ref"
-    sessions, skipped = load_folder(folder, fix=want)
+    want = "add sampled-signal CSV/NPZ files with acc_x, acc_y, acc_z (or ppg) and hr_ref"
+    sessions, read_skips = load_folder(folder, fix=want)
     files = {Path(s.source) for s in sessions}
     flat = len(files) > 1 and all(f.parent == folder for f in files)
     if flat:
         sessions = [dataclasses.replace(s, runner=Path(s.source).stem) for s in sessions]
-    recs, sources = [], []
-    for s in sessions:
-        try:
-            recs.append(wrist_recording(s, require_reference=True))
-            sources.append(Path(s.source))
-        except WearjaxDataError as err:
-            skipped.append(Skipped(Path(s.source), str(err)))
+
+    def usable(require_acc: bool):
+        recs, sources, skipped = [], [], list(read_skips)
+        for s in sessions:
+            try:
+                recs.append(wrist_recording(s, require_reference=True, require_acc=require_acc))
+                sources.append(Path(s.source))
+            except WearjaxDataError as err:
+                skipped.append(Skipped(Path(s.source), str(err)))
+        return recs, sources, skipped
+
+    recs, sources, skipped = usable(require_acc=True)
+    if not recs:  # no usable ACC: the PPG alone, where it is usable
+        recs, sources, skipped = usable(require_acc=False)
+        if recs and say is not None:
+            say(f"{folder}: no recording has usable acc_x/y/z: reading PPG alone, for the "
+                "settings that read PPG without ACC (ppg_only, ppg_peak)")  # fmt: skip
     if not recs:
-        raise WearjaxFileError(folder, "no recording with acc_x/y/z and a reference HR", want)
+        raise WearjaxFileError(
+            folder, "no recording with acc_x/y/z (or ppg) and a reference HR", want
+        )
     spectral = spectral_sessions(recs)
     labelled = spectral.ok.sum(axis=1)
     if not labelled.all():  # nothing to train on or score: said, not averaged as nothing
@@ -152,6 +166,9 @@ NO_LABEL = (
 )
 READS_PPG = ("ppg_only", "fusion", "troika", "ppg_peak")
 """The settings scored only on sessions with PPG: at inference they read it."""
+PPG_ALONE = ("ppg_only",)
+"""The learned settings that read no ACC: all that runs on PPG-only recordings, beside the
+`ppg_peak` and `train_mean` references."""
 
 
 def _scores(pred, s: SpectralSessions, split: Split, name: str = "") -> dict:
@@ -203,19 +220,21 @@ def references(
     ppg = jnp.asarray(s.ppg[..., 0])
     ok = jnp.asarray(s.ppg_ok)
     out = {}
-    if s.has_ppg:
+    if s.has_ppg and s.has_acc:
         out["troika"] = np.asarray(
             jax.vmap(lambda p, a, o: troika_hr(p, a, grid, ok=o))(ppg, acc, ok)
         )
+    if s.has_ppg:
         out["ppg_peak"] = np.asarray(jax.vmap(lambda p, o: track_peak(p, grid, ok=o))(ppg, ok))
-    acc_db = np.asarray(compress(jnp.asarray(s.acc), floor_db)).reshape(s.acc.shape[:2] + (-1,))
-    fit_on = (split.train | split.validation) & known
-    fitted = fold_ridge(acc_db, s.hr, s.ok, fit_on, s.subject)
     owner = np.maximum(split.owner, 0)
-    out["acc_ridge"] = fitted.pred[owner, np.arange(len(owner))].astype(np.float32)
-    gait = np.asarray(gait_features(s))
-    fitted = fold_ridge(gait, s.hr, s.ok, fit_on, s.subject)
-    out["acc_gait"] = fitted.pred[owner, np.arange(len(owner))].astype(np.float32)
+    if s.has_acc:
+        acc_db = np.asarray(compress(jnp.asarray(s.acc), floor_db))
+        fit_on = (split.train | split.validation) & known
+        fitted = fold_ridge(acc_db.reshape(s.acc.shape[:2] + (-1,)), s.hr, s.ok, fit_on, s.subject)
+        out["acc_ridge"] = fitted.pred[owner, np.arange(len(owner))].astype(np.float32)
+        gait = np.asarray(gait_features(s))
+        fitted = fold_ridge(gait, s.hr, s.ok, fit_on, s.subject)
+        out["acc_gait"] = fitted.pred[owner, np.arange(len(owner))].astype(np.float32)
     w = (split.train & known)[:, :, None] & s.ok[None]
     with np.errstate(invalid="ignore"):  # a fold with no labelled window: NaN, not 0 bpm
         mean = (w * s.hr[None]).sum((1, 2)) / w.sum((1, 2))  # [K]
@@ -279,7 +298,8 @@ def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out
     study_state.check(out, resume, "cv virtual study")
     out.mkdir(parents=True, exist_ok=True)
     split = split_sessions(s, subjects_out, seed=config.seed)
-    allowed = SETTINGS + ABLATIONS if s.has_ppg else ("acc_only", "acc_refined")
+    allowed = PPG_ALONE if not s.has_acc else (
+        SETTINGS + ABLATIONS if s.has_ppg else ("acc_only", "acc_refined"))  # fmt: skip
     settings = [x for x in (SETTINGS + ABLATIONS if settings is None else settings) if x in allowed]
     not_run = {}
     for name in list(settings):
@@ -388,15 +408,22 @@ def command_inputs(args, say) -> tuple[SpectralSessions, VirtualConfig]:
     return sessions, config._replace(train=config.train._replace(epochs=epochs))
 
 
+def check_setting(s: SpectralSessions, setting: str | None) -> None:
+    """`WearjaxError` when `--setting` needs a stream the recordings lack."""
+    if setting is None:
+        return
+    if not s.has_ppg and setting not in ("acc_only", "acc_refined"):
+        raise WearjaxError(f"--setting {setting} needs PPG in the files; use --setting acc_only")
+    if not s.has_acc and setting not in PPG_ALONE:
+        raise WearjaxError(f"--setting {setting} needs ACC in the files; use --setting ppg_only")
+
+
 def cv_command(args, say) -> int:
     """`wearjax cv virtual`: every information setting the data allow, the references, the
     table and plots; `say` prints one line on stderr."""
     study_state.check(args.out, args.resume, "cv virtual study")  # before reading any file
     sessions, config = command_inputs(args, say)
-    if not sessions.has_ppg and args.setting not in (None, "acc_only", "acc_refined"):
-        raise WearjaxError(
-            f"--setting {args.setting} needs PPG in the files; use --setting acc_only"
-        )
+    check_setting(sessions, args.setting)
     if not sessions.has_ppg:
         say("no PPG in these recordings: only the ACC-only settings run (acc_only, acc_refined)")
     say(f"{len(sessions.names)} sessions of {len(sessions.subjects)} subjects; compiling first")
