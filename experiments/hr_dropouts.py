@@ -34,6 +34,7 @@ import numpy as np
 
 from wearjax.cv import predict_held_out, predict_per_fold
 from wearjax.data import simulate_cohort
+from wearjax.data.readers import PAUSES
 from wearjax.eval import first_observed, mae
 from wearjax.eval.calibration import fit_calibration, seconds_since
 from wearjax.models.hr_base import last_known
@@ -95,7 +96,7 @@ def _cohort(args):
                                batch_size=args.batch,
                                segment_windows=args.segment_windows)  # fmt: skip
         return cohort, config, f"synthetic cohort, leave-{config.runners_out}-runners-out"
-    sessions, _ = read_recordings(Path(args.data), require_hr=True)
+    sessions, _ = read_recordings(Path(args.data), require_hr=True, pauses=args.pauses)
     sessions, _ = shared_channels(sessions)
     config = HRStudyConfig(models=(("kalman", 64, 3),), train=train, seed=args.seed,
                            batch_size=args.batch, segment_windows=args.segment_windows)  # fmt: skip
@@ -121,6 +122,10 @@ def main() -> None:
     parser.add_argument(
         "--sds", type=float, nargs="+", default=[MEASUREMENT_SD, 1.0, 6.0], help="bpm"
     )
+    parser.add_argument(
+        "--pauses", choices=PAUSES, default="stop",
+        help="'hold': speed and cadence held through a stop, as before 2026-12-06",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     args.segment_windows = args.segment_windows or None

@@ -30,6 +30,7 @@ from pathlib import Path
 import jax
 
 from wearjax.cv import Split
+from wearjax.data.readers import PAUSES
 from wearjax.eval import cohort_line, table_1, write_outputs
 from wearjax.signal.features import DEVICE_FEATURES
 from wearjax.tasks import HR_MODELS, HRStudyConfig, cv_cohort, read_recordings, run_hr_study
@@ -77,6 +78,11 @@ def main() -> int:
         help="'session': the device-dependent features (here altitude_m) standardised per "
         "session before the fold's normaliser (`wearjax cv hr --normalise`)",
     )  # fmt: skip
+    parser.add_argument(
+        "--pauses", choices=PAUSES, default="stop",
+        help="'hold': speed and cadence held through a stop, as the readers did until 2026-12-06 "
+        "(the figures computed then)",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="(32, 1), 3 epochs of 5 steps")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
@@ -87,7 +93,7 @@ def main() -> int:
         return 0
 
     t0 = time.perf_counter()
-    sessions, skipped = read_recordings(args.data, require_hr=True)
+    sessions, skipped = read_recordings(args.data, require_hr=True, pauses=args.pauses)
     sessions, notes = shared_channels(sessions)
     for line in [f"skipped {s.path.name}: {s.reason}" for s in skipped] + notes:
         print(line)

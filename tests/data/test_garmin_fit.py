@@ -314,3 +314,17 @@ def test_a_treadmill_run_takes_speed_from_distance(tmp_path):
     records = [dict(t=t, heart_rate=120, distance=3.0 * t, cadence=85) for t in range(5)]
     (s,) = read_short(write_fit(tmp_path / "treadmill.fit", records, RUN))
     np.testing.assert_allclose(_channel(s, "speed")[1:], 3.0, rtol=1e-5)
+
+
+def test_a_stop_is_read_from_the_distance(tmp_path):
+    seconds = (*range(31), *range(60, 121))  # 29 s without records, the distance unchanged
+    records = [
+        dict(t=t, heart_rate=150, enhanced_speed=3.0, cadence=85, distance=3.0 * min(t, 30))
+        for t in seconds
+    ]
+    path = write_fit(tmp_path / "a.fit", records, RUN)
+    (s,) = read_fit(path)
+    np.testing.assert_array_equal(s.x[31:60], 0)
+    assert dict(s.metadata)["stopped_s"] == "29"
+    (held,) = read_fit(path, pauses="hold")
+    np.testing.assert_array_equal(held.x[31:60], [[3, 85]] * 29)

@@ -2,7 +2,7 @@
 
 import csv
 import importlib.util
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +18,16 @@ from wearjax.errors import WearjaxFileError
 RUNNING_CSV = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "running-csv"
 
 
-def _grid(time, hr, max_gap_s=10.0, vo2=None, min_length_s=0, **channels):
+def _grid(
+    time, hr, max_gap_s=10.0, vo2=None, min_length_s=0, distance=None, pauses="stop", **channels
+):
     """A session of hand-written records, seconds long (no minimum length unless given)."""
     records = Records(
         time=np.asarray(time, float),
         channels={k: np.asarray(v, float) for k, v in channels.items()},
         hr=np.asarray(hr, float),
         vo2=None if vo2 is None else np.asarray(vo2, float),
+        distance=None if distance is None else np.asarray(distance, float),
     )
     return to_session(
         records,
@@ -33,6 +36,7 @@ def _grid(time, hr, max_gap_s=10.0, vo2=None, min_length_s=0, **channels):
         workout="w",
         max_gap_s=max_gap_s,
         min_length_s=min_length_s,
+        pauses=pauses,
     )
 
 
@@ -57,6 +61,80 @@ def test_gap_threshold_is_inclusive_per_quantity():
     t = _grid([0, 3, 7], [100, 130, 170], max_gap_s=4.0, speed=[1.0, nan, 8.0])
     np.testing.assert_allclose(t.hr, [100, 110, 120, 130, 140, 150, 160, 170])
     np.testing.assert_array_equal(t.x[:, 0], [1, 1, 1, 1, 1, 1, 1, 8])
+
+
+def test_a_pause_where_the_distance_stood_still_is_a_stop():
+    nan = np.nan
+    # Records every second to 3 s, a 20 s pause, then at 23-24 s; a 12 s pause to 36 s.
+    t = [0, 1, 2, 3, 23, 24, 36]
+    hr = [150, 151, 152, 153, 130, 131, 140]
+    run = dict(speed=[3, 3, 3, 3, 0.2, 2.8, 3], cadence=[85, 85, nan, 86, 10, 84, 85],
+               altitude=[10, 10, 11, 11, 12, 12, 13])  # fmt: skip
+    # 4 m in the first pause (GPS drift: 0.2 m/s), 30 m in the second (2.5 m/s: on the move)
+    distance = [0, 3, 6, 9, 13, 16, 46]
+    s = _grid(t, hr, distance=distance, **run)
+    speed, cadence, altitude = s.x.T
+    inside = np.arange(4, 23)
+    np.testing.assert_array_equal(speed[inside], 0)
+    np.testing.assert_array_equal(cadence[inside], 0)
+    np.testing.assert_array_equal(altitude[inside], 11)  # no step defines it: held
+    # the records either side keep their values; the cadence the record at 2 s lacks is filled
+    np.testing.assert_array_equal(speed[[3, 23]], np.float32([3, 0.2]))
+    assert cadence[2] == 85.5 and cadence[23] == 10
+    np.testing.assert_array_equal(speed[25:36], np.float32(2.8))  # the second pause: held
+    assert not s.mask[inside].any() and dict(s.metadata)["stopped_s"] == "19"
+    # held as before with pauses="hold", and without a distance on both sides of the gap
+    for other in (
+        _grid(t, hr, distance=distance, pauses="hold", **run),
+        _grid(t, hr, distance=[0, 3, 6, 9, nan, nan, 46], **run),
+        _grid(t, hr, **run),
+    ):
+        np.testing.assert_array_equal(other.x[inside, :2], np.float32([[3, 86]] * inside.size))
+        assert "stopped_s" not in dict(other.metadata)
+    # the last distance before a gap and the first after it, where the edge records lack one
+    edge = _grid(t, hr, distance=[0, 3, 6, nan, nan, 7, 46], **run)
+    np.testing.assert_array_equal(edge.x[inside, :2], 0)
+    # a distance that goes back (reset to 0) says nothing about the pause
+    reset = _grid(t, hr, distance=[100, 103, 106, 109, 0, 3, 33], **run)
+    np.testing.assert_array_equal(reset.x[inside, 0], 3)
+    with pytest.raises(ValueError, match="pauses"):
+        _grid(t, hr, pauses="zero", **run)
+
+
+STOP_SECONDS = (*range(31), *range(60, 121))  # a 29 s stop after 30 s of running at 3 m/s
+
+
+def test_csv_and_tcx_readers_tell_a_stop_from_the_distance(tmp_path):
+    rows = [[1_600_000_000 + t, 150, 3.0, 85, 3.0 * min(t, 30)] for t in STOP_SECONDS]
+    header = ["timestamp", "heart_rate", "enhanced_speed", "cadence", "distance"]
+    path = _write_csv(tmp_path / "run.csv", header, rows)
+    s = read_running_csv(path)
+    np.testing.assert_array_equal(s.x[31:60], 0)
+    assert dict(s.metadata)["stopped_s"] == "29"
+    np.testing.assert_array_equal(read_running_csv(path, pauses="hold").x[31:60], [[3, 85]] * 29)
+    (cached,), _ = load_folder(tmp_path, cache_dir=tmp_path / "cache")
+    (held,), _ = load_folder(tmp_path, cache_dir=tmp_path / "cache", pauses="hold")
+    np.testing.assert_array_equal(cached.x, s.x)  # the cache keeps the two readings apart
+    np.testing.assert_array_equal(held.x[31:60], [[3, 85]] * 29)
+    points = "".join(
+        POINT.format(
+            time=datetime.fromtimestamp(1_600_000_000 + t, UTC).isoformat(),
+            alt=100.0,
+            dist=3.0 * min(t, 30),
+            hr=150,
+            cad=85,
+            speed="<ns3:Speed>3.0</ns3:Speed>",
+        )  # fmt: skip
+        for t in STOP_SECONDS
+    )
+    (tcx,) = read_tcx(_write_text(tmp_path / "run.tcx", TCX.format(points=points)))
+    np.testing.assert_array_equal(tcx.x[31:60, :2], 0)
+    np.testing.assert_array_equal(tcx.x[31:60, 2], 100.0)
+
+
+def _write_text(path, text):
+    path.write_text(text)
+    return path
 
 
 def test_implausible_heart_rates_are_missing():
@@ -110,10 +188,12 @@ def test_a_declared_unit_the_values_contradict_is_refused():
     """In a folder of mixed exports, the unit one file needs (km/h, steps/min) would divide
     another's m/s speed by 3.6 or halve its stride cadence, silently: such a file is named."""
     run = dict(enhanced_speed=np.full(5, 2.8), cadence=np.full(5, 85.0))
-    slow = r"mem: read as km/h, its median moving speed is 0.78 m/s \(2.8 km/h\), a walk; read"
+    slow = r"mem: read as km/h, its median moving speed is 0.78 m/s \(2.8 km/h\), strides 0.55 m"
     with pytest.raises(WearjaxFileError, match=slow):
         running_channels(run, path="mem", units={"speed": "km/h"})
-    with pytest.raises(WearjaxFileError, match=r"its median cadence is 85 steps/min, a stride"):
+    with pytest.raises(
+        WearjaxFileError, match=r"is 85 steps/min, strides 4\.0 m long at its speed: a stride"
+    ):
         running_channels(run, path="mem", units={"cadence": "steps/min"})
     kmh = dict(enhanced_speed=np.full(5, 10.1), cadence=np.full(5, 170.0))
     out = running_channels(kmh, path="mem", units={"speed": "km/h", "cadence": "steps/min"})
@@ -126,6 +206,21 @@ def test_a_declared_unit_the_values_contradict_is_refused():
     np.testing.assert_allclose(mph["speed"], 6.5 * 0.44704)  # a 6.5 mph run
     standing = dict(enhanced_speed=np.zeros(5), cadence=np.zeros(5))  # no moving record
     running_channels(standing, path="mem", units={"speed": "km/h", "cadence": "steps/min"})
+    # A slow walk, 3.2 km/h at 85 steps/min: both units as declared (strides of 1.25 m)
+    walk = dict(enhanced_speed=np.full(5, 3.2), cadence=np.full(5, 85.0))
+    out = running_channels(walk, path="mem", units={"speed": "km/h", "cadence": "steps/min"})
+    np.testing.assert_allclose([out["speed"][0], out["cadence"][0]], [3.2 / 3.6, 42.5])
+    out = running_channels(dict(cadence=walk["cadence"], enhanced_speed=np.full(5, 0.89)),
+                           path="mem", units={"cadence": "steps/min"})  # fmt: skip
+    assert out["cadence"][0] == 42.5
+    # The same walk's stride rate (42.5 strides/min) read as steps: 2.5 m strides, refused;
+    # without a cadence, a slow speed declared in km/h is refused as before
+    with pytest.raises(WearjaxFileError, match=r"is 42 steps/min, strides 2\.5 m long"):
+        running_channels(dict(enhanced_speed=np.full(5, 0.89), cadence=np.full(5, 42.5)),
+                         path="mem", units={"cadence": "steps/min"})  # fmt: skip
+    with pytest.raises(WearjaxFileError, match=r"0\.78 m/s \(2\.8 km/h\), a walk; read as m/s"):
+        running_channels(dict(enhanced_speed=run["enhanced_speed"]), path="mem",
+                         units={"speed": "km/h"})  # fmt: skip
 
 
 TCX = """<?xml version="1.0" encoding="UTF-8"?>
@@ -465,12 +560,16 @@ def test_real_running_csvs(tmp_path):
         assert 0 <= np.nanmin(speed) and np.nanmax(speed) <= 8
         assert 1.5 < np.nanmedian(speed) < 6
         assert 60 < np.nanmedian(s.x[:, 1]) < 100  # strides/min
-    # A 220 s pause in this run: HR masked, channels held at their value before it.
+    # A 220 s pause in this run, standing (the distance did not advance): HR masked, speed and
+    # cadence 0, altitude held at its value before it.
     (s,) = [s for s in sessions if s.workout == "RUN_2021-07-21-09-57-29.fit"]
     step = np.flatnonzero(np.diff(s.mask.astype(int)) == -1)
     assert step.size == 1 and np.sum(~s.mask) == 219
     gap = slice(step[0] + 1, step[0] + 220)
-    assert np.all(s.x[gap] == s.x[step[0]])
+    assert np.all(s.x[gap, :2] == 0) and np.all(s.x[gap, 2] == s.x[step[0], 2])
+    # Every pause of these runs over 10 s is a stop: 7 of them in 6 runs, 376 s inside them.
+    stopped = {s.workout: int(dict(s.metadata).get("stopped_s", 0)) for s in sessions}
+    assert sum(v > 0 for v in stopped.values()) == 6 and sum(stopped.values()) == 376
 
 
 def test_a_blank_start_of_altitude_is_held_at_the_first_reading_and_the_gain_starts_at_zero(

@@ -60,13 +60,15 @@ def read_csv(
     require_hr: bool = False,
     min_length_s: float = MIN_LENGTH_S,
     units: dict[str, str] | None = None,
+    pauses: str = "stop",
 ) -> Session:
-    """A CPET export when the header has `VO2_I`, else a running export (read with `units`)."""
+    """A CPET export when the header has `VO2_I`, else a running export (read with `units` and
+    `pauses`, as `data.readers.to_session` fills them)."""
     header = decode_text(read_bytes(path), path).split("\n", 1)[0]  # UTF-16 too
     if "VO2_I" not in header:
         return read_running_csv(
             path, runner=runner, max_gap_s=max_gap_s, require_hr=require_hr,
-            min_length_s=min_length_s, units=units,
+            min_length_s=min_length_s, units=units, pauses=pauses,
         )  # fmt: skip
     return read_cpet_csv(
         path, runner=runner, max_gap_s=max_gap_s, require_hr=require_hr, min_length_s=min_length_s
@@ -81,10 +83,12 @@ def read_running_csv(
     require_hr: bool = False,
     units: dict[str, str] | None = None,
     min_length_s: float = MIN_LENGTH_S,
+    pauses: str = "stop",
 ) -> Session:
     """A FIT-to-CSV running export as one `Session` on a 1 Hz grid.
 
-    `runner` defaults to the file's stem; `require_hr` raises when there is no heart rate.
+    `runner` defaults to the file's stem; `require_hr` raises when there is no heart rate;
+    `pauses` as for `data.readers.to_session`.
     Raises `WearjaxFileError` for an empty file, a missing `timestamp` column, no known column,
     an unreadable value, unknown `units`, rows out of time order, a recording shorter than
     `min_length_s`, negative speeds, or speed in km/h read as m/s.
@@ -126,12 +130,18 @@ def read_running_csv(
         fix = 'pass units={"cadence": "steps/min"} (--cadence-unit steps/min on the command line)'
         check_cadence(channels["cadence"], path, fix)
     session = to_session(
-        Records(time=time, channels=channels, hr=fields.get("heart_rate", time * np.nan)),
+        Records(
+            time=time,
+            channels=channels,
+            hr=fields.get("heart_rate", time * np.nan),
+            distance=fields.get("distance"),
+        ),
         path=path,
         runner=path.stem if runner is None else runner,
         workout=path.stem,
         max_gap_s=max_gap_s,
         min_length_s=min_length_s,
+        pauses=pauses,
     )
     return check_hr(session, path) if require_hr else session
 

@@ -39,7 +39,7 @@ from wearjax.errors import WearjaxDataError, WearjaxFileError
 logger = logging.getLogger(__name__)
 
 SUFFIXES = (".fit", ".tcx", ".csv", ".npz")
-CACHE_VERSION = 6  # 6: FIT sessions' start times in Unix time
+CACHE_VERSION = 7  # 7: stops in pauses (speed and cadence 0), `stopped_s` in metadata
 """Bumped whenever a reader's output changes, so stale cache entries are not used."""
 
 MANIFEST_COLUMNS = ("file", "runner")
@@ -60,13 +60,16 @@ def read_file(
     max_gap_s: float = MAX_GAP_S,
     require_hr: bool = False,
     units: dict[str, str] | None = None,
+    pauses: str = "stop",
 ) -> list[Session]:
     """The sessions of one recording, with the reader its suffix names. `units` declares a
     running export's units (`{"speed": "km/h", "cadence": "steps/min"}`; FIT and TCX speed is
-    always m/s, so only their cadence unit applies)."""
+    always m/s, so only their cadence unit applies); `pauses` says how a running recording's
+    pauses are filled (`data.readers.PAUSES`: "stop" sets speed and cadence to 0 where the
+    distance stood still, "hold" holds them)."""
     path = Path(path)
     suffix = path.suffix.lower()
-    options = dict(runner=runner, max_gap_s=max_gap_s, require_hr=require_hr)
+    options = dict(runner=runner, max_gap_s=max_gap_s, require_hr=require_hr, pauses=pauses)
     cadence = (units or {}).get("cadence", "strides/min")
     if suffix == ".fit":
         return read_fit(path, **options, cadence_unit=cadence)
@@ -101,13 +104,14 @@ def load_folder(
     max_gap_s: float = MAX_GAP_S,
     units: dict[str, str] | None = None,
     fix: str | None = None,
+    pauses: str = "stop",
 ) -> tuple[list[Session], list[Skipped]]:
     """Every usable session under `path`, and the files skipped with their reasons.
 
     Runners come from `manifest` when given (only the files it lists are read; manifest
     subject values override those a file carries), else from subfolders. `cache_dir` defaults
     to `default_cache_dir()`. With `require_hr`, files without heart rate are skipped; `units`
-    as for `read_file`. Raises
+    and `pauses` as for `read_file`. Raises
     `WearjaxFileError` naming the folder when no session is usable (with `fix` as its advice:
     the caller knows what recordings it reads), or the manifest when it cannot be read.
     """
@@ -131,7 +135,7 @@ def load_folder(
         try:
             if file.suffix.lower() not in SUFFIXES:
                 raise _unsupported(file)
-            found = _cached_read(file, cache, max_gap_s=max_gap_s, units=units)
+            found = _cached_read(file, cache, max_gap_s=max_gap_s, units=units, pauses=pauses)
             found = [_attach(s, file, runner, subject) for s in found]
             if require_hr:  # parts without HR are left out; a file with none is skipped
                 with_hr = [s for s in found if s.mask.any()]
@@ -264,7 +268,12 @@ def _attach(session: Session, file: Path, runner: str, subject: dict) -> Session
 
 
 def _cached_read(
-    file: Path, cache: Path, *, max_gap_s: float, units: dict[str, str] | None = None
+    file: Path,
+    cache: Path,
+    *,
+    max_gap_s: float,
+    units: dict[str, str] | None = None,
+    pauses: str = "stop",
 ) -> list[Session]:
     """Sessions of `file` from the cache, or parsed and stored there.
 
@@ -284,6 +293,8 @@ def _cached_read(
     if units:  # read with other units: another entry ("/" cannot be in a file name)
         declared = "-".join(f"{k}={v}" for k, v in sorted(units.items()))
         settings += "-" + declared.replace("/", "per")
+    if pauses != "stop":
+        settings += f"-{pauses}"
     entry = cache / f"{digest}-{settings}.npz"
     if entry.exists():
         try:
@@ -295,7 +306,7 @@ def _cached_read(
                 raise WearjaxFileError(file, *stored)
             return stored
     try:
-        sessions = read_file(file, max_gap_s=max_gap_s, units=units)
+        sessions = read_file(file, max_gap_s=max_gap_s, units=units, pauses=pauses)
     except WearjaxFileError as err:
         # the file's own problem is cached; a missing package (the FIT SDK) is not the file's:
         # once installed, the next read must parse the file

@@ -64,12 +64,14 @@ def read_fit(
     assume_running: bool = False,
     cadence_unit: str = "strides/min",
     min_length_s: float = MIN_LENGTH_S,
+    pauses: str = "stop",
 ) -> list[Session]:
     """The running sessions of a FIT activity file, one `Session` each, on a 1 Hz grid.
 
-    `runner` defaults to the file's stem. `require_hr` raises when a session has no heart rate.
-    A file without `session` or `sport` messages (a recording cut short) is read as one running
-    session only when `assume_running`. `cadence_unit="steps/min"` reads a device that breaks
+    `runner` defaults to the file's stem; `pauses` as for `data.readers.to_session`.
+    `require_hr` raises when a session has no heart rate. A file without `session` or `sport`
+    messages (a recording cut short) is read as one running session only when
+    `assume_running`. `cadence_unit="steps/min"` reads a device that breaks
     the FIT convention. Raises `WearjaxFileError` (naming the file, the problem and the fix) for
     an empty, non-FIT, truncated or corrupted file, or one with no running records.
     """
@@ -103,6 +105,7 @@ def read_fit(
             time=time[inside] + FIT_EPOCH_UNIX_S,  # Unix time, as TCX and CSV give it
             channels={c: v[inside] for c, v in channels.items()},
             hr=hr[inside],
+            distance=fields["distance"][inside] if "distance" in fields else None,
         )
         speeds = {n: v[inside] for n, v in fields.items() if n in SPEED_FIELDS}
         fix = "FIT speed is in m/s: copy the file from the device again"
@@ -113,6 +116,7 @@ def read_fit(
         build = functools.partial(
             to_session, part, path=path, runner=stem if runner is None else runner,
             workout=workout, subject=subject, max_gap_s=max_gap_s, min_length_s=min_length_s,
+            pauses=pauses,
         )  # fmt: skip
         attempts.append((workout, build))
     sessions = usable_parts(path, attempts, require_hr=require_hr, what="running session")

@@ -21,6 +21,13 @@ hold for every source:
   (zero-order hold, nothing interpolated) across longer gaps such as a pause, NaN before the
   first and after the last observation. A channel the source never observed in a session is
   left out of `Session.channels`; FIT's invalid values (0xFF, 0xFFFF, ...) arrive absent.
+- **Pauses.** A watch stops recording when its runner stops (auto-pause, a traffic light), and
+  HR falls through the stop. With `pauses="stop"` (the default), a gap between records longer
+  than `max_gap_s` over which the recorded distance advanced less than `STILL_SPEED_MS` on
+  average is a stop: speed and cadence are 0 inside it (the records either side keep their
+  values), counted in `Session.metadata` as `stopped_s`. The running dynamics, which no step
+  defines, are held; without a distance on both sides of a gap, every channel is held.
+  `pauses="hold"` holds every channel across every gap, as the readers did until 2026-12-06.
 - **HR and VO2** are the targets: a record without a value, or with HR outside 25-250 bpm
   (the sensor sentinels 0 and 255, dropouts), is missing (NaN, `mask` False) and never
   filled; how many HR values were out of range is logged as a warning and kept in
@@ -80,6 +87,17 @@ MAX_PAUSE_S = 3600.0
 """Longest gap between two records of one session; a longer one joins two recordings (or a
 clock that jumped), whose padding would dominate the training segments drawn from the file."""
 
+STILL_SPEED_MS = 0.5
+"""Mean speed (m/s, from the distance) under which a pause is a stop: a slow walk is 1.3 m/s,
+and a standing runner's GPS wanders a few metres."""
+
+PAUSES = ("stop", "hold")
+"""How `to_session` fills a pause: "stop" (speed and cadence 0 where the distance stood
+still) or "hold" (every channel held)."""
+
+STOPPED_CHANNELS = ("speed", "cadence")
+"""The channels a stop sets to 0."""
+
 HR_RANGE_BPM = (25.0, 250.0)
 """Heart rates outside this range are missing: the sentinels 0 and 255, and sensor dropouts."""
 
@@ -87,13 +105,15 @@ HR_RANGE_BPM = (25.0, 250.0)
 class Records(NamedTuple):
     """Samples as a source wrote them: `time [R]` in seconds (any epoch), `channels` named as
     in `SESSION_CHANNEL_UNITS` and in its units, `hr [R]` in bpm and `vo2 [R]` in mL/min, NaN
-    where absent.
+    where absent; `distance [R]` the cumulative distance in m (NaN where absent), which tells a
+    stop from a pause on the move.
     """
 
     time: Float[np.ndarray, " record"]
     channels: dict[str, Float[np.ndarray, " record"]]
     hr: Float[np.ndarray, " record"]
     vo2: Float[np.ndarray, " record"] | None = None
+    distance: Float[np.ndarray, " record"] | None = None
 
 
 SUBJECT_RANGES = {"height_m": (0.5, 2.5), "weight_kg": (20.0, 300.0), "age_years": (5.0, 110.0)}
@@ -134,13 +154,17 @@ def to_session(
     subject: Float[np.ndarray, " 4"] | None = None,
     max_gap_s: float = MAX_GAP_S,
     min_length_s: float = MIN_LENGTH_S,
+    pauses: str = "stop",
 ) -> Session:
-    """Records on a 1 Hz grid as a `Session`, following the module's conventions.
+    """Records on a 1 Hz grid as a `Session`, following the module's conventions (`pauses`
+    one of `PAUSES`).
 
     Channels appear in `SESSION_CHANNEL_UNITS` order. Raises `WearjaxFileError` when no record
     has a timestamp, the timestamps mostly go backwards, or the records span more than
     `MAX_SESSION_S` or less than `min_length_s`.
     """
+    if pauses not in PAUSES:
+        raise ValueError(f"pauses must be one of {PAUSES}, got {pauses!r}")
     t = np.asarray(records.time, np.float64)
     n = t.shape[0]
     finite = np.isfinite(t)
@@ -216,6 +240,15 @@ def to_session(
     vo2 = _fill_unrecorded(per_second(records.vo2, "VO2"), recorded, max_gap_s)
     names = [c for c in SESSION_CHANNEL_UNITS if c in records.channels]
     columns = [_fill_channel(per_second(records.channels[c], c), max_gap_s) for c in names]
+    if pauses == "stop" and records.distance is not None:
+        distance = per_second(records.distance, "distance")
+        stopped = _stopped(distance, recorded, max_gap_s)
+        columns = [
+            np.where(stopped & np.isfinite(col), 0.0, col) if c in STOPPED_CHANNELS else col
+            for c, col in zip(names, columns, strict=True)
+        ]
+        n_stopped = int(stopped.sum())
+        metadata += (("stopped_s", str(n_stopped)),) if n_stopped else ()
     present = [i for i, col in enumerate(columns) if np.isfinite(col).any()]
     x = np.stack([columns[i] for i in present], axis=1) if present else np.zeros((length, 0))
     return Session(
@@ -292,6 +325,28 @@ def _fill_unrecorded(
     fill = inside & np.isnan(v) & (after - before <= max_gap_s) & np.isfinite(va) & np.isfinite(vb)
     span = np.maximum(after - before, 1)
     return np.where(fill, va + (vb - va) * (t - before) / span, v)
+
+
+def _stopped(
+    distance: Float[np.ndarray, " time"], recorded: np.ndarray, max_gap_s: float
+) -> np.ndarray:
+    """Seconds inside a gap between records longer than `max_gap_s` over which the distance
+    (the last finite value at or before the gap, the first at or after it) advanced by 0 to
+    `STILL_SPEED_MS` m/s on average; a distance that goes back (a reset) says nothing."""
+    seen = np.flatnonzero(np.isfinite(distance))
+    gaps = np.flatnonzero(np.diff(recorded) > max_gap_s)
+    if seen.size == 0 or gaps.size == 0:
+        return np.zeros(distance.shape[0], bool)
+    start, end = recorded[gaps], recorded[gaps + 1]
+    before = seen[np.clip(np.searchsorted(seen, start, side="right") - 1, 0, seen.size - 1)]
+    after = seen[np.clip(np.searchsorted(seen, end, side="left"), 0, seen.size - 1)]
+    known = (before <= start) & (after >= end)
+    advance = distance[after] - distance[before]
+    still = known & (advance > -1.0) & (advance < STILL_SPEED_MS * (after - before))
+    edges = np.zeros(distance.shape[0] + 1, np.int64)  # +1 where a stop begins, -1 after it
+    np.add.at(edges, start[still] + 1, 1)
+    np.add.at(edges, end[still], -1)
+    return np.cumsum(edges[:-1]) > 0
 
 
 def _neighbours(seen: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

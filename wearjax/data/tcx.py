@@ -48,13 +48,14 @@ def read_tcx(
     require_hr: bool = False,
     cadence_unit: str = "strides/min",
     min_length_s: float = MIN_LENGTH_S,
+    pauses: str = "stop",
 ) -> list[Session]:
     """The running activities of a TCX file, one `Session` each, on a 1 Hz grid.
 
-    `runner` defaults to the file's stem; `require_hr` raises when an activity has no heart
-    rate; `cadence_unit="steps/min"` reads an exporter that writes steps. Raises
-    `WearjaxFileError` for an empty file, invalid XML, a file that is not TCX, or one without a
-    running activity with trackpoints.
+    `runner` defaults to the file's stem; `pauses` as for `data.readers.to_session`;
+    `require_hr` raises when an activity has no heart rate; `cadence_unit="steps/min"` reads
+    an exporter that writes steps. Raises `WearjaxFileError` for an empty file, invalid XML,
+    a file that is not TCX, or one without a running activity with trackpoints.
     """
     path = Path(path)
     data = read_bytes(path)
@@ -105,10 +106,15 @@ def read_tcx(
         if "cadence" in channels:
             check_cadence(channels["cadence"], path, CADENCE_UNIT_FIX)
         workout = stem if len(activities) == 1 else f"{stem}#{k}"
-        records = Records(time=time, channels=channels, hr=fields.get("heart_rate", time * np.nan))
+        records = Records(
+            time=time,
+            channels=channels,
+            hr=fields.get("heart_rate", time * np.nan),
+            distance=fields.get("distance"),
+        )
         build = functools.partial(
             to_session, records, path=path, runner=stem if runner is None else runner,
-            workout=workout, max_gap_s=max_gap_s, min_length_s=min_length_s,
+            workout=workout, max_gap_s=max_gap_s, min_length_s=min_length_s, pauses=pauses,
         )  # fmt: skip
         attempts.append((workout, build))
     sessions = usable_parts(path, attempts, require_hr=require_hr, what="running activity")

@@ -194,38 +194,48 @@ already: a walk (4.5 km/h; 4.5 mph), where a run's m/s read in the unit lands (2
 runs read as 0.6-1.25 m/s in km/h, 1.0-2.0 m/s in mph)."""
 MIN_DECLARED_STRIDES = 50.0
 """Median cadence (strides/min) under which a cadence declared in steps/min is taken to be a
-stride rate already (runners take 75-95 strides, 150-190 steps, a minute)."""
+stride rate already (runners take 75-95 strides, 150-190 steps, a minute), unless the speed
+shows a walk (`MAX_WALK_STRIDE_M`)."""
+MIN_WALK_STRIDE_M = 0.9
+"""Shortest stride (m) of a walk: a run's m/s read in km/h makes its strides 0.5-0.85 m, a
+walk's are 1.0-1.8 m, so a slow speed with such strides is a walk in the declared unit."""
+MAX_WALK_STRIDE_M = 2.0
+"""Longest stride (m, median speed over median stride rate) of a walk under 100 steps a minute
+(a slow walk: 0.9 m/s at 85 steps, 1.3 m); halving a run's or a walk's stride rate makes it
+2.8 m or more."""
 
 
 def check_declared_units(channels: Mapping[str, np.ndarray], units: Mapping[str, str],
                          path: str | Path) -> None:  # fmt: skip
     """Refuse a declared speed or cadence unit that this file's values contradict: in a folder
     of mixed exports a unit fix that one file needs would otherwise divide another's speed by
-    3.6 or halve its cadence without a word."""
+    3.6 or halve its cadence without a word. A slow speed or cadence is accepted when the other
+    makes it a walk's (strides of `MIN_WALK_STRIDE_M` to `MAX_WALK_STRIDE_M`)."""
 
     def moving_median(v):
         v = v[np.isfinite(v) & (v > 0)]
         return float(np.median(v)) if v.size else None
 
     speed = moving_median(channels["speed"]) if "speed" in channels else None
+    strides = moving_median(channels["cadence"]) if "cadence" in channels else None
     floor = MIN_DECLARED_SPEED_MS.get(units.get("speed", "m/s"), 0.0)
-    if speed is not None and speed < floor:
+    stride_m = None if speed is None or strides is None else 60.0 * speed / strides
+    if speed is not None and speed < floor and (stride_m is None or stride_m < MIN_WALK_STRIDE_M):
+        gait = "a walk" if stride_m is None else f"strides {stride_m:.2f} m long, not a walk's"
         raise WearjaxFileError(
             path,
             f"read as {units['speed']}, its median moving speed is {speed:.2f} m/s "
-            f"({3.6 * speed:.1f} km/h), a walk; read as m/s it is a run: it looks like m/s",
+            f"({3.6 * speed:.1f} km/h), {gait}; read as m/s it is a run: it looks like m/s",
             "read this file without the speed unit (in a folder of mixed exports, give it its "
             "own folder)",
         )
-    strides = moving_median(channels["cadence"]) if "cadence" in channels else None
-    if (
-        units.get("cadence") == "steps/min"
-        and strides is not None
-        and strides < MIN_DECLARED_STRIDES
-    ):
+    if units.get("cadence") != "steps/min" or strides is None or strides >= MIN_DECLARED_STRIDES:
+        return
+    if stride_m is None or stride_m > MAX_WALK_STRIDE_M:  # no speed, or too long for a walk
+        long = "" if stride_m is None else f", strides {stride_m:.1f} m long at its speed:"
         raise WearjaxFileError(
             path,
-            f"read as steps/min, its median cadence is {2 * strides:.0f} steps/min, a stride "
-            "rate (runners take 150-190 steps a minute)",
+            f"read as steps/min, its median cadence is {2 * strides:.0f} steps/min{long or ','} a "
+            "stride rate (runners take 150-190 steps a minute)",
             "read this file as strides/min (in a folder of mixed exports, give it its own folder)",
         )

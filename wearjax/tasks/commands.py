@@ -87,7 +87,8 @@ def units(args) -> dict[str, str] | None:
 
 
 def unit_arguments(p: argparse.ArgumentParser) -> None:
-    """`--speed-unit` and `--cadence-unit`, the reader options the unit errors name."""
+    """`--speed-unit` and `--cadence-unit`, the reader options the unit errors name, and
+    `--pauses`."""
     p.add_argument(
         "--speed-unit", choices=("m/s", "km/h"),
         help="speed unit of CSV runs (default m/s; FIT and TCX are always m/s)",
@@ -96,14 +97,22 @@ def unit_arguments(p: argparse.ArgumentParser) -> None:
         "--cadence-unit", choices=("strides/min", "steps/min"),
         help="cadence unit of the recordings (default strides/min, as FIT records it)",
     )  # fmt: skip
+    p.add_argument(
+        "--pauses", choices=("stop", "hold"), default="stop",
+        help="a pause in the records over which the distance stood still: 'stop' (default) "
+        "reads speed and cadence 0 through it, 'hold' the last values (as before 2026-12-06)",
+    )  # fmt: skip
 
 
-def _recordings(data: Path, *, require_hr: bool, units: dict[str, str] | None = None):
-    """Sessions of a folder or file, on the raw channels all of them share; each skipped file
-    and dropped channel is reported on its own line."""
+def _recordings(data: Path, *, require_hr: bool, args):
+    """Sessions of a folder or file, read with the reader options of `args` (`unit_arguments`),
+    on the raw channels all of them share; each skipped file and dropped channel is reported
+    on its own line."""
     from wearjax.tasks.hr_recordings import read_recordings, shared_channels
 
-    sessions, skipped = read_recordings(data, require_hr=require_hr, units=units)
+    sessions, skipped = read_recordings(
+        data, require_hr=require_hr, units=units(args), pauses=args.pauses
+    )
     for s in skipped:
         say(f"skipped {s.path}: {s.reason}")
     reader_notes(sessions)
@@ -171,7 +180,7 @@ def cv_hr(args) -> int:
     if out is not None:
         study_state.check(out, args.resume, "cv hr study")  # before reading any file
     made = out is not None and not Path(out).exists()
-    sessions = _recordings(args.data, require_hr=True, units=units(args))
+    sessions = _recordings(args.data, require_hr=True, args=args)
     config = recordings_config(args.model, args.quick, seed=args.seed, normalise=args.normalise)
     check_segments(sessions, args.model, args.quick, 1)
     cohort, k, folds = cv_cohort(sessions, config.window)
@@ -209,7 +218,7 @@ def fit_hr(args) -> int:
     from wearjax.train.checkpoints import save_hr
 
     t0 = time.perf_counter()
-    sessions = _recordings(args.data, require_hr=True, units=units(args))
+    sessions = _recordings(args.data, require_hr=True, args=args)
     config = recordings_config(args.model, args.quick, seed=args.seed, normalise=args.normalise)
     check_segments(sessions, args.model, args.quick, 2)
     hidden, layers = config.models[0][1:]
@@ -245,13 +254,16 @@ def predict(args) -> int:
     if task in ("virtual", "vo2"):  # HR per window from wrist spectra; VO2 of CPET tests
         from wearjax.tasks import virtual_io, vo2_cli
 
-        if args.hr0 is not None or units(args):
+        if args.hr0 is not None or units(args) or args.pauses != "stop":
             kind = {"virtual": "virtual-sensing", "vo2": "VO2"}[task]
-            raise WearjaxError(f"--hr0, --speed-unit and --cadence-unit are for HR checkpoints "
-                               f"(running files); a {kind} model reads none")  # fmt: skip
+            raise WearjaxError(f"--hr0, --speed-unit, --cadence-unit and --pauses are for HR "
+                               f"checkpoints (running files); a {kind} model reads none"
+                               )  # fmt: skip
         return (virtual_io if task == "virtual" else vo2_cli).predict_command(args, say)
     model, normalizer, header = load_hr(args.model)
-    sessions, skipped = read_recordings(args.file, require_hr=False, units=units(args))
+    sessions, skipped = read_recordings(
+        args.file, require_hr=False, units=units(args), pauses=args.pauses
+    )
     for s in skipped:
         say(f"skipped {s.path}: {s.reason}")
     reader_notes(sessions)

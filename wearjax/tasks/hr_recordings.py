@@ -39,14 +39,18 @@ HEIGHT = SUBJECT_FIELDS.index("height_m")
 
 
 def read_recordings(
-    path: str | Path, *, require_hr: bool, units: dict[str, str] | None = None
+    path: str | Path,
+    *,
+    require_hr: bool,
+    units: dict[str, str] | None = None,
+    pauses: str = "stop",
 ) -> tuple[list[Session], list[Skipped]]:
-    """Sessions of a folder (with the files skipped and why) or of one file; `units` as for
-    `data.read_file`."""
+    """Sessions of a folder (with the files skipped and why) or of one file; `units` and
+    `pauses` as for `data.read_file`."""
     path = Path(path)
     if path.is_dir():
-        return load_folder(path, require_hr=require_hr, units=units)
-    sessions = read_file(path, require_hr=require_hr, units=units)
+        return load_folder(path, require_hr=require_hr, units=units, pauses=pauses)
+    sessions = read_file(path, require_hr=require_hr, units=units, pauses=pauses)
     return [replace(s, source=s.source or str(path)) for s in sessions], []
 
 
