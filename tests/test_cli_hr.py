@@ -195,7 +195,7 @@ def test_fit_lists_skipped_files_one_line_each(tmp_path, capsys):
     write_run(folder / "a.csv", 700, seed=1)
     write_run(folder / "b.csv", 700, seed=2)
     (folder / "empty.csv").write_text("")
-    (folder / "watch.gpx").write_text("<gpx/>")
+    (folder / "watch.gpx").write_text("<gpx/>")  # a GPX without a track
     ckpt = tmp_path / "m.wjx"
     argv = ["fit", "hr", "--data", str(folder), "--out", str(ckpt), "--quick"]
     # training is not what this test checks: stop it after the recordings are read
@@ -212,7 +212,7 @@ def test_fit_lists_skipped_files_one_line_each(tmp_path, capsys):
     assert code == 2
     assert len(err) == 3 and all(line.startswith("wearjax: ") for line in err)
     assert "skipped" in err[0] and "empty.csv" in err[0] and "empty" in err[0].split(":", 2)[2]
-    assert "watch.gpx" in err[1] and "unsupported" in err[1]
+    assert "watch.gpx" in err[1] and "no running track (track types: no track)" in err[1]
 
 
 def test_checkpoint_save_load_is_exact(tmp_path):

@@ -202,8 +202,8 @@ def test_a_folder_with_nothing_usable_raises_naming_it(tmp_path):
         load_folder(root, cache_dir=tmp_path / "cache")
     with pytest.raises(WearjaxFileError, match=r"nowhere: not a folder"):
         load_folder(tmp_path / "nowhere", cache_dir=tmp_path / "cache")
-    with pytest.raises(WearjaxFileError, match=r"a\.gpx: unsupported file type '\.gpx'"):
-        read_file(root / "a.gpx")
+    with pytest.raises(WearjaxFileError, match=r"a\.kml: unsupported file type '\.kml'"):
+        read_file(root / "a.kml")
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,11 @@
 
 Each format starts from a valid file that reads: a running CSV (ISO and numeric timestamps), a
 pyoxynet CPET CSV, a lab's CPET export (semicolons, units, decimal commas, m:ss times), FIT
-written with fit-tool, TCX, a sampled-signal CSV, a reference-HR sidecar, and NPZ stored and
+written with fit-tool, TCX, GPX, a sampled-signal CSV, a reference-HR sidecar, and NPZ stored and
 compressed. Its mutants are (a) its bytes flipped, truncated, inserted, deleted or repeated and
 (b) its content changed: for CSV a cell replaced by text, nothing, NaN, inf, a huge or negative
-number, rows duplicated, shuffled or deleted, a header renamed; for TCX its element texts and
-trackpoints; for NPZ its arrays, dtypes, shapes, keys and rates; for FIT its records' values and
+number, rows duplicated, shuffled or deleted, a header renamed; for TCX and GPX their element texts
+and points; for NPZ its arrays, dtypes, shapes, keys and rates; for FIT its records' values and
 timestamps. Every reader entry point gets every mutant (numpy RandomState seeds: deterministic).
 
 A reader may read a mutant, or refuse it with a `WearjaxFileError` naming the file (or its
@@ -33,11 +33,13 @@ pytest.importorskip("fit_tool", reason="writing test FIT files needs fit-tool (`
 from fit_tool.profile.profile_type import Gender  # noqa: E402
 
 from tests.data.test_garmin_fit import RUN, write_fit  # noqa: E402
+from tests.data.test_gpx import gpx_text, meridian  # noqa: E402
 from tests.data.test_readers import POINT, TCX  # noqa: E402
 from wearjax.data.cpet import load_cpet_folder, read_cpet  # noqa: E402
 from wearjax.data.csv import read_cpet_csv, read_csv, read_running_csv  # noqa: E402
 from wearjax.data.folders import load_folder, read_file  # noqa: E402
 from wearjax.data.garmin_fit import decode_fit, read_fit  # noqa: E402
+from wearjax.data.gpx import read_gpx  # noqa: E402
 from wearjax.data.readers import HR_RANGE_BPM  # noqa: E402
 from wearjax.data.sampled import read_sampled, sidecar  # noqa: E402
 from wearjax.data.tcx import read_tcx  # noqa: E402
@@ -50,13 +52,22 @@ READERS = {
     "read_fit": read_fit,
     "decode_fit": decode_fit,
     "read_tcx": read_tcx,
+    "read_gpx": read_gpx,
     "read_csv": read_csv,
     "read_running_csv": read_running_csv,
     "read_cpet_csv": read_cpet_csv,
     "read_cpet": read_cpet,
     "read_sampled": read_sampled,
 }
-ONE_HZ = {"read_fit", "read_tcx", "read_csv", "read_running_csv", "read_cpet_csv", "read_cpet"}
+ONE_HZ = {
+    "read_fit",
+    "read_tcx",
+    "read_gpx",
+    "read_csv",
+    "read_running_csv",
+    "read_cpet_csv",
+    "read_cpet",
+}
 
 T0 = datetime(2021, 3, 24, 21, 40, 55, tzinfo=UTC)
 N = 90  # seconds of the 1 Hz recordings: above the 60 s minimum
@@ -152,6 +163,13 @@ def _fit(path):
     return write_fit(path, _fit_records(), RUN, FIT_PROFILE)
 
 
+def _gpx(path):
+    points = [p | dict(hr=130 + k % 10, cad=84 + k % 3, ele=275.2 + k)
+              for k, p in enumerate(meridian(range(N)))]  # fmt: skip
+    path.write_text(gpx_text([("running", points)]), encoding="utf-8")
+    return path
+
+
 def _tcx(path):
     points = "".join(
         POINT.format(
@@ -210,6 +228,7 @@ FORMATS = {
     "lab.csv": _cpet_lab_csv,
     "run.fit": _fit,
     "run.tcx": _tcx,
+    "run.gpx": _gpx,
     "wrist.csv": _wrist_csv,
     "ppg.hr.csv": _sidecar,
     "sub.npz": _npz,
@@ -223,6 +242,7 @@ MAIN_READER = {
     "lab.csv": read_cpet,
     "run.fit": read_fit,
     "run.tcx": read_tcx,
+    "run.gpx": read_gpx,
     "wrist.csv": read_sampled,
     "ppg.hr.csv": read_sampled,
     "sub.npz": read_sampled,
@@ -318,12 +338,12 @@ def mutate_rows(rows: list[list[str]], rng) -> tuple[list[list[str]], str]:
 
 
 _TEXT = re.compile(r">([^<>]+)<")
-_POINT = re.compile(r"<Trackpoint>.*?</Trackpoint>", re.S)
+_POINT = re.compile(r"<(Trackpoint|trkpt)\b.*?</(Trackpoint|trkpt)>", re.S)
 
 
 def mutate_xml(text: str, rng) -> tuple[str, str]:
-    """One to three TCX mutations: an element's text replaced, trackpoints dropped, duplicated
-    or swapped, the sport renamed."""
+    """One to three TCX or GPX mutations: an element's text replaced, points dropped,
+    duplicated or swapped, the sport (the track's type) renamed."""
     kinds = []
     for _ in range(rng.randint(1, 4)):
         kind = ("text", "text", "text", "drop", "dup", "swap", "sport")[rng.randint(7)]
@@ -343,6 +363,7 @@ def mutate_xml(text: str, rng) -> tuple[str, str]:
             text = text[:a] + text[c:d] + text[b:c] + text[a:b] + text[d:]
         elif kind == "sport":
             text = text.replace('Sport="Running"', f'Sport="{_cell(rng, "Running")}"', 1)
+            text = text.replace("<type>running<", f"<type>{_cell(rng, 'running')}<", 1)
         kinds.append(kind)
     return text, "xml " + " ".join(kinds)
 
@@ -493,7 +514,7 @@ def _mutants(fmt: str, valid: Path, n_bytes: int, n_content: int):
             out = io.StringIO()
             csv.writer(out, delimiter=delimiter).writerows(rows)
             yield out.getvalue().encode("utf-8"), what
-        elif fmt.endswith(".tcx"):
+        elif fmt.endswith((".tcx", ".gpx")):
             text, what = mutate_xml(data.decode("utf-8"), rng)
             yield text.encode("utf-8"), what
         elif fmt.endswith(".npz"):
@@ -516,6 +537,7 @@ COUNTS = {  # (byte mutants, content mutants) per format
     "lab.csv": (30, 50),
     "run.fit": (50, 25),
     "run.tcx": (30, 50),
+    "run.gpx": (30, 50),
     "wrist.csv": (30, 50),
     "ppg.hr.csv": (20, 40),
     "sub.npz": (50, 50),

@@ -300,14 +300,10 @@ def test_tcx_times_that_cannot_be_read_are_named(tmp_path, caplog):
     one.write_text(good.replace("2021-03-24T21:40:56.000Z", "24/03/2021 21:40:56"))
     with caplog.at_level("WARNING", logger="wearjax.data.tcx"):
         (s,) = read_tcx(one, min_length_s=0)
-    assert (
-        s.length == 4 and "1 trackpoints dropped: Time unreadable (e.g. '24/03/2021" in caplog.text
-    )
+    assert s.length == 4 and "1 points dropped: time unreadable (e.g. '24/03/2021" in caplog.text
     every = tmp_path / "every.tcx"
     every.write_text(good.replace("2021-03-24T", "24.03.2021 "))
-    with pytest.raises(
-        WearjaxFileError, match=r"every\.tcx: no trackpoint Time is readable \(e\.g\."
-    ):
+    with pytest.raises(WearjaxFileError, match=r"every\.tcx: no point's time is readable \(e\.g\."):
         read_tcx(every, min_length_s=0)
 
 

@@ -347,7 +347,9 @@ def test_a_folder_of_ppg_only_recordings_is_read_for_the_settings_that_read_ppg_
     assert not s.has_acc and s.has_ppg and s.subjects == tuple(f"subject{i}" for i in range(4))
     assert not s.acc.any() and s.ppg_ok.any()
     assert [p.name for p, _ in skipped] == ["short.csv"]  # the ACC-only stub, too short
-    assert any("no recording has usable acc_x/y/z: reading PPG alone" in line for line in said), said
+    assert any("no recording has usable acc_x/y/z: reading PPG alone" in line for line in said), (
+        said
+    )
     refs = references(s, split_sessions(s, 1))
     assert set(refs) == {"ppg_peak", "train_mean"}  # no ACC for troika or the ACC ridges
     tested = s.ok & s.ppg_ok

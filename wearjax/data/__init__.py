@@ -5,6 +5,7 @@ from wearjax.data.csv import read_cpet_csv, read_csv, read_running_csv
 from wearjax.data.folders import Skipped, load_folder, read_file
 from wearjax.data.folds import leave_k_runners_out, validation_runners
 from wearjax.data.garmin_fit import read_fit
+from wearjax.data.gpx import read_gpx
 from wearjax.data.sampled import read_sampled
 from wearjax.data.signals import SignalStack, per_second, stack_signal, stack_signals
 from wearjax.data.synthetic import simulate_cohort
@@ -56,6 +57,7 @@ __all__ = [
     "read_fit",
     "read_running_csv",
     "read_sampled",
+    "read_gpx",
     "read_tcx",
     "sample_index",
     "simulate_cohort",

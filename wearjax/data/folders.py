@@ -1,6 +1,6 @@
 """Files and folders of recordings to sessions: reader dispatch, cohorts and a parse cache.
 
-`read_file` picks the reader by suffix (`.fit`, `.tcx`, `.npz` sampled signals, `.csv`: CPET
+`read_file` picks the reader by suffix (`.fit`, `.tcx`, `.gpx`, `.npz` sampled signals, `.csv`: CPET
 when the header has `VO2_I`, sampled signals when it has a time column and a sensor column such
 as `ppg` or `acc_x`, else a running export). A sampled recording's reference-HR sidecar
 `NAME.hr.csv` is read with it, not on its own. `load_folder` reads every recording under a
@@ -30,6 +30,7 @@ import numpy as np
 
 from wearjax.data.csv import decode_text, delimiter_of, read_csv
 from wearjax.data.garmin_fit import read_fit
+from wearjax.data.gpx import read_gpx
 from wearjax.data.readers import MAX_GAP_S, SUBJECT_RANGES, check_hr, read_bytes
 from wearjax.data.sampled import is_sampled_csv, is_sidecar, read_sampled, sidecar
 from wearjax.data.tcx import read_tcx
@@ -38,7 +39,7 @@ from wearjax.errors import WearjaxDataError, WearjaxFileError
 
 logger = logging.getLogger(__name__)
 
-SUFFIXES = (".fit", ".tcx", ".csv", ".npz")
+SUFFIXES = (".fit", ".tcx", ".gpx", ".csv", ".npz")
 CACHE_VERSION = 7  # 7: stops in pauses (speed and cadence 0), `stopped_s` in metadata
 """Bumped whenever a reader's output changes, so stale cache entries are not used."""
 
@@ -63,10 +64,10 @@ def read_file(
     pauses: str = "stop",
 ) -> list[Session]:
     """The sessions of one recording, with the reader its suffix names. `units` declares a
-    running export's units (`{"speed": "km/h", "cadence": "steps/min"}`; FIT and TCX speed is
-    always m/s, so only their cadence unit applies); `pauses` says how a running recording's
-    pauses are filled (`data.readers.PAUSES`: "stop" sets speed and cadence to 0 where the
-    distance stood still, "hold" holds them)."""
+    running export's units (`{"speed": "km/h", "cadence": "steps/min"}`; FIT, TCX and GPX
+    speed is always m/s, so only their cadence unit applies); `pauses` says how a running
+    recording's pauses are filled (`data.readers.PAUSES`: "stop" sets speed and cadence to 0
+    where the distance stood still, "hold" holds them)."""
     path = Path(path)
     suffix = path.suffix.lower()
     options = dict(runner=runner, max_gap_s=max_gap_s, require_hr=require_hr, pauses=pauses)
@@ -75,6 +76,8 @@ def read_file(
         return read_fit(path, **options, cadence_unit=cadence)
     if suffix == ".tcx":
         return read_tcx(path, **options, cadence_unit=cadence)
+    if suffix == ".gpx":
+        return read_gpx(path, **options, cadence_unit=cadence)
     if suffix == ".npz" or (suffix == ".csv" and is_sampled_csv(path)):
         return [read_sampled(path, runner=runner, require_hr=require_hr)]
     if suffix == ".csv":

@@ -15,14 +15,22 @@ from __future__ import annotations
 import functools
 import logging
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
 
 import numpy as np
 
 from wearjax.data.channels import needs_speed_from_distance, running_channels, speed_from_distance
-from wearjax.data.readers import MAX_GAP_S, Records, read_bytes, to_session, usable_parts
+from wearjax.data.readers import (
+    MAX_GAP_S,
+    Records,
+    check_times,
+    iso_seconds,
+    number,
+    read_bytes,
+    to_session,
+    usable_parts,
+)
 from wearjax.data.types import Session
 from wearjax.data.validate import CADENCE_UNIT_FIX, MIN_LENGTH_S, check_cadence, check_speed
 from wearjax.errors import WearjaxFileError
@@ -89,10 +97,10 @@ def read_tcx(
         if not points:
             continue
         texts = [p.findtext("{*}Time") for p in points]
-        time = np.array([_seconds(t) for t in texts])
-        _check_times(texts, time, path)
+        time = np.array([iso_seconds(t) for t in texts])
+        check_times(texts, time, path, "TCX", "export the activity again")
         fields = {
-            name: np.array([_float(p.findtext(xpath)) for p in points])
+            name: np.array([number(p.findtext(xpath)) for p in points])
             for name, xpath in TRACKPOINT_FIELDS.items()
         }
         if np.isfinite(fields["run_cadence"]).any():
@@ -123,38 +131,3 @@ def read_tcx(
             path, "its running activity has no trackpoints", "pass an activity with a track"
         )
     return sessions
-
-
-def _check_times(texts: list[str | None], time: np.ndarray, path: Path) -> None:
-    """Name `Time` values that are present but unreadable: every one refuses the file, some
-    are said (their trackpoints are dropped), where they were dropped without a word."""
-    bad = [t for t, v in zip(texts, time, strict=True) if t and t.strip() and np.isnan(v)]
-    if not bad:
-        return
-    if len(bad) == sum(bool(t and t.strip()) for t in texts):
-        raise WearjaxFileError(
-            path,
-            f"no trackpoint Time is readable (e.g. {bad[0]!r})",
-            "export the activity again: TCX times are ISO 8601, e.g. 2021-03-24T21:40:55Z",
-        )
-    logger.warning("%s: %d trackpoints dropped: Time unreadable (e.g. %r)", path, len(bad), bad[0])
-
-
-def _seconds(text: str | None) -> float:
-    """POSIX seconds of an ISO 8601 time (UTC when it names no zone); NaN when unreadable."""
-    if not text:
-        return np.nan
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        return np.nan
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
-def _float(text: str | None) -> float:
-    try:
-        return float(text) if text else np.nan
-    except ValueError:
-        return np.nan

@@ -1,0 +1,179 @@
+"""GPX files (GPS Exchange Format 1.0 and 1.1, as watches, Strava and Garmin Connect export
+runs), read with `xml.etree`.
+
+Each track (`trk`) whose `type` names a run (`running`, `run`, `trail_running`, Strava's `9`),
+or that has no `type`, becomes one `Session` (conventions in `wearjax.data.readers`); its
+segments are joined, so the gap between two is a pause like any other. Per track point
+(`trkpt`): `time` (ISO 8601; UTC when it names no zone), `ele` (m), and from its `extensions`,
+whatever their namespace (Garmin's TrackPointExtension v1 or v2, or plain), `hr` or
+`heartrate` (bpm), `cad` or `cadence` (strides/min, as Garmin and Strava write a run's; a step
+rate is refused as in every reader) and `speed` (m/s). The distance is the sum of great-circle
+(haversine) distances between consecutive points with a position, on a sphere of the Earth's
+mean radius; without any `speed`, speed is its change over the time between points, as TCX
+and CSV readers take it from their distance; it carries each GPS fix's jitter, where a
+watch's own speed is filtered. A track that cannot be used is left out when the file has
+another that can.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import xml.etree.ElementTree as ET
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+from jaxtyping import Float
+
+from wearjax.data.channels import needs_speed_from_distance, running_channels, speed_from_distance
+from wearjax.data.readers import (
+    MAX_GAP_S,
+    Records,
+    check_times,
+    iso_seconds,
+    number,
+    read_bytes,
+    to_session,
+    usable_parts,
+)
+from wearjax.data.types import Session
+from wearjax.data.validate import CADENCE_UNIT_FIX, MIN_LENGTH_S, check_cadence, check_speed
+from wearjax.errors import WearjaxFileError
+
+logger = logging.getLogger(__name__)
+
+EARTH_RADIUS_M = 6_371_008.8
+"""The Earth's mean radius (IUGG), the sphere the great-circle distances are taken on."""
+
+EXTENSION_FIELDS = {
+    "heart_rate": ("hr", "heartrate"),
+    "cadence": ("cad", "cadence"),
+    "speed": ("speed",),
+}
+"""Track point extension elements (local names, any namespace) read into FIT-named fields."""
+
+RUNNING_TYPES = ("run", "9")
+"""A track `type` names a run when, lower-cased, it contains "run" or is Strava's 9."""
+
+
+def haversine_m(
+    lat: Float[np.ndarray, " point"], lon: Float[np.ndarray, " point"]
+) -> Float[np.ndarray, " step"]:
+    """Great-circle distance (m) between consecutive points (degrees), on a sphere of
+    `EARTH_RADIUS_M`; NaN where either point lacks a position."""
+    phi, lam = np.radians(lat), np.radians(lon)
+    h = (
+        np.sin(np.diff(phi) / 2) ** 2
+        + np.cos(phi[:-1]) * np.cos(phi[1:]) * np.sin(np.diff(lam) / 2) ** 2
+    )
+    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
+
+
+def cumulative_distance(
+    lat: Float[np.ndarray, " point"], lon: Float[np.ndarray, " point"]
+) -> Float[np.ndarray, " point"]:
+    """Distance (m) run up to each point: 0 at the first point with a position, the
+    great-circle steps between consecutive points with one summed; NaN at points without."""
+    ok = np.flatnonzero(np.isfinite(lat) & np.isfinite(lon))
+    out = np.full(lat.shape, np.nan)
+    if ok.size:
+        out[ok] = np.concatenate([[0.0], np.cumsum(haversine_m(lat[ok], lon[ok]))])
+    return out
+
+
+def _is_run(track: ET.Element) -> bool:
+    kind = (track.findtext("{*}type") or "").strip().lower()
+    return not kind or "run" in kind or kind in RUNNING_TYPES
+
+
+def _extension_fields(points: list[ET.Element]) -> dict[str, np.ndarray]:
+    """FIT-named fields from each point's extensions, NaN where a point has none."""
+    out = {name: np.full(len(points), np.nan) for name in EXTENSION_FIELDS}
+    for i, point in enumerate(points):  # a parser's walk over the file's points
+        extensions = point.find("{*}extensions")
+        if extensions is None:
+            continue
+        for element in extensions.iter():
+            local = element.tag.rsplit("}", 1)[-1].lower()
+            for name, tags in EXTENSION_FIELDS.items():
+                if local in tags and np.isnan(out[name][i]):
+                    out[name][i] = number(element.text)
+    return out
+
+
+def read_gpx(
+    path: str | Path,
+    *,
+    runner: str | None = None,
+    max_gap_s: float = MAX_GAP_S,
+    require_hr: bool = False,
+    cadence_unit: str = "strides/min",
+    min_length_s: float = MIN_LENGTH_S,
+    pauses: str = "stop",
+) -> list[Session]:
+    """The running tracks of a GPX file, one `Session` each, on a 1 Hz grid.
+
+    `runner` defaults to the file's stem; `pauses` as for `data.readers.to_session`;
+    `require_hr` raises when a track has no heart rate; `cadence_unit="steps/min"` reads an
+    exporter that writes steps. Raises `WearjaxFileError` for an empty file, invalid XML, a
+    file that is not GPX, or one without a running track with timed points.
+    """
+    path = Path(path)
+    try:
+        root = ET.parse(BytesIO(read_bytes(path))).getroot()
+    except ET.ParseError as err:
+        raise WearjaxFileError(
+            path, f"not valid XML ({err})", "export the run as GPX again"
+        ) from err
+    if not root.tag.endswith("gpx"):
+        raise WearjaxFileError(
+            path, f"not a GPX file (its root element is {root.tag!r})", "pass a .gpx export"
+        )
+    tracks = root.findall("{*}trk")
+    running = [(k, t) for k, t in enumerate(tracks, start=1) if _is_run(t)]
+    if not running:
+        kinds = sorted({(t.findtext("{*}type") or "").strip() for t in tracks})
+        raise WearjaxFileError(
+            path,
+            f"no running track (track types: {', '.join(kinds) or 'no track'})",
+            "wearjax reads runs only; pass a running activity",
+        )
+    attempts = []
+    for k, track in running:
+        points = track.findall("{*}trkseg/{*}trkpt")
+        if not points:
+            continue
+        texts = [p.findtext("{*}time") for p in points]
+        time = np.array([iso_seconds(t) for t in texts])
+        check_times(texts, time, path, "GPX", "export the run again")
+        lat = np.array([number(p.get("lat")) for p in points])
+        lon = np.array([number(p.get("lon")) for p in points])
+        fields = _extension_fields(points)
+        fields["enhanced_altitude"] = np.array([number(p.findtext("{*}ele")) for p in points])
+        fields["distance"] = cumulative_distance(lat, lon)
+        if needs_speed_from_distance(fields):
+            fields["speed"] = speed_from_distance(time, fields["distance"])
+        fields = {n: v for n, v in fields.items() if np.isfinite(v).any()}
+        channels = running_channels(fields, path=path, units={"cadence": cadence_unit})
+        check_speed(fields, channels.get("speed"), path, unit="m/s", fix="GPX speed is in m/s")
+        if "cadence" in channels:
+            check_cadence(channels["cadence"], path, CADENCE_UNIT_FIX)
+        workout = path.stem if len(tracks) == 1 else f"{path.stem}#{k}"
+        records = Records(
+            time=time,
+            channels=channels,
+            hr=fields.get("heart_rate", time * np.nan),
+            distance=fields.get("distance"),
+        )
+        build = functools.partial(
+            to_session, records, path=path, runner=path.stem if runner is None else runner,
+            workout=workout, max_gap_s=max_gap_s, min_length_s=min_length_s, pauses=pauses,
+        )  # fmt: skip
+        attempts.append((workout, build))
+    sessions = usable_parts(path, attempts, require_hr=require_hr, what="running track")
+    if not sessions:
+        raise WearjaxFileError(
+            path, "its running track has no points", "pass an activity with a recorded track"
+        )
+    return sessions
