@@ -1,16 +1,21 @@
-"""The shared running CSVs written as FIT and TCX files, so the HR study runs on the formats
-watches export.
+"""The shared running CSVs written as FIT, TCX and GPX files, so the HR study runs on the
+formats watches and their apps export.
 
     python experiments/running_csv_as_fit_tcx.py [--data ../shared/data/running-csv] --out DIR
     python experiments/running_csv_hr.py --data DIR/fit --out ...
     python experiments/running_csv_hr.py --data DIR/tcx --out ...
+    python experiments/running_csv_hr.py --data DIR/gpx --out ...
 
 Each CSV row (a FIT export, one per second) becomes a FIT `record` message, written with the
 independent encoder `fit-tool` (the `test` extra) and read back by the vendor's SDK
 (`wearjax.data.garmin_fit`), and a TCX `Trackpoint` (Garmin's TrainingCenterDatabase v2 with
 the ActivityExtension `Speed` and `RunCadence`). Fields: time, heart rate, cadence (strides/min)
 + fractional cadence, distance, enhanced altitude and speed. Rows with a missing value keep the
-others (the field is left out of that record, as a watch does).
+others (the field is left out of that record, as a watch does). A GPX `trkpt` has no distance
+or speed field, and these runs have no positions: each point is placed due north of 60 N, 25 E
+at the run's distance so far (linearly interpolated across rows without one), so the reader's
+great-circle distance gives the CSV's back and its speed is the distance's change per second,
+not the watch's speed; HR and cadence (whole strides/min) in Garmin's TrackPointExtension v1.
 
 `--dynamics` also writes `DIR/fit_dynamics`: the same FIT files with running-dynamics fields a
 chest or foot pod would add (step length, vertical oscillation, vertical ratio, stance time and
@@ -139,6 +144,40 @@ def write_tcx(rows: list, path: Path) -> None:
     )
 
 
+EARTH_RADIUS_M = 6_371_008.8  # the sphere `wearjax.data.gpx` takes distances on
+
+
+def write_gpx(rows: list, path: Path) -> None:
+    ms = np.array([r[0] for r in rows], float)
+    known = np.array(["distance" in v for _, v in rows])
+    d = np.array([v.get("distance", np.nan) for _, v in rows])
+    d = np.interp(ms, ms[known], d[known]) if known.any() else np.zeros(len(rows))
+    lat = 60.0 + np.degrees(d / EARTH_RADIUS_M)
+    points = []
+    for (t, v), a in zip(rows, lat, strict=True):
+        parts = []
+        if "enhanced_altitude" in v:
+            parts.append(f"<ele>{v['enhanced_altitude']:.3f}</ele>")
+        parts.append(f"<time>{_iso(t)}</time>")
+        ext = []
+        if "heart_rate" in v:
+            ext.append(f"<gpxtpx:hr>{round(v['heart_rate'])}</gpxtpx:hr>")
+        if "cadence" in v:
+            cadence = v["cadence"] + v.get("fractional_cadence", 0.0)
+            ext.append(f"<gpxtpx:cad>{round(cadence)}</gpxtpx:cad>")
+        if ext:
+            parts.append("<extensions><gpxtpx:TrackPointExtension>" + "".join(ext)
+                         + "</gpxtpx:TrackPointExtension></extensions>")  # fmt: skip
+        points.append(f'<trkpt lat="{a:.8f}" lon="25.0">{"".join(parts)}</trkpt>')
+    path.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<gpx version="1.1" creator="wearjax" '
+        'xmlns="http://www.topografix.com/GPX/1/1" xmlns:gpxtpx="http://www.garmin.com/'
+        'xmlschemas/TrackPointExtension/v1"><trk><type>running</type><trkseg>'
+        + "".join(points)
+        + "</trkseg></trk></gpx>\n"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
@@ -151,7 +190,7 @@ def main() -> int:
     if not files:
         print(f"skipped: no running CSVs at {args.data}")
         return 0
-    kinds = ("fit", "tcx", "fit_dynamics") if args.dynamics else ("fit", "tcx")
+    kinds = ("fit", "tcx", "gpx") + (("fit_dynamics",) if args.dynamics else ())
     for kind in kinds:
         (args.out / kind).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -160,6 +199,7 @@ def main() -> int:
         stem = path.name.removesuffix(".csv").removesuffix(".fit")
         write_fit(rows, args.out / "fit" / f"{stem}.fit")
         write_tcx(rows, args.out / "tcx" / f"{stem}.tcx")
+        write_gpx(rows, args.out / "gpx" / f"{stem}.gpx")
         if args.dynamics:
             rows = [(ms, {**v, **dynamics(v, rng)}) for ms, v in rows]
             write_fit(rows, args.out / "fit_dynamics" / f"{stem}.fit")

@@ -98,6 +98,7 @@ def test_fit_then_predict_round_trip_on_synthetic_runs(trained, tmp_path, capsys
     assert (header["task"], header["kind"]) == ("hr", "hr_kalman")
     assert header["init"] == {"n_features": 4, "hidden": 32, "n_layers": 1, "window": 60}
     assert header["data"]["sessions"] == 4 and len(header["data"]["validation_sessions"]) == 1
+    assert header["pauses"] == "stop"  # how its training files were read: predict reads alike
 
     run = write_run(tmp_path / "new.csv", 1000, seed=9)  # not a multiple of the 60 s window
     rows = run.read_text().splitlines()
@@ -304,6 +305,29 @@ def test_runs_with_vertical_oscillation_and_no_height_train_and_predict(tmp_path
     a, b = (_predictions(tmp_path / "p" / f"{n}.csv") for n in ("new", "new_other"))
     assert np.all(np.isfinite(a["generative_bpm"]))
     assert np.allclose(a["generative_bpm"], b["generative_bpm"], atol=1e-2)
+
+
+def test_predict_reads_pauses_as_the_checkpoint_was_trained(trained, tmp_path, monkeypatch):
+    """A checkpoint trained on files read with --pauses hold (or one saved before stops were
+    read) predicts from files read the same way, unless --pauses says otherwise."""
+    from wearjax.tasks import hr_recordings
+
+    _, ckpt = trained
+    model, norm, header = checkpoints.load_hr(ckpt)
+    held = checkpoints.save_hr(tmp_path / "held.wjx", model, norm, header | {"pauses": "hold"})
+    run = write_run(tmp_path / "run.csv", 700, seed=3)
+    seen = []
+    read = hr_recordings.read_recordings
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["pauses"])
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(hr_recordings, "read_recordings", spy)
+    for path, extra in ((held, []), (held, ["--pauses", "stop"]), (ckpt, [])):
+        argv = ["predict", "--model", str(path), str(run), "--out", str(tmp_path / "p"), *extra]
+        assert main(argv) == 0
+    assert seen == ["hold", "stop", "stop"]
 
 
 def test_predict_names_the_channel_the_file_lacks(trained, tmp_path, capsys):

@@ -49,7 +49,7 @@ def test_cv_virtual_on_a_folder_without_wrist_files_asks_for_them(tmp_path, caps
     (tmp_path / "empty").mkdir()
     argv = ["cv", "virtual", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]
     line = _one_line_error(capsys, main(argv))
-    assert "acc_x, acc_y, acc_z and hr_ref" in line and "running recordings" not in line
+    assert "acc_x, acc_y, acc_z (or ppg) and hr_ref" in line and "running recordings" not in line
 
 
 def test_gait_prior_with_ppg_only_is_refused(tmp_path, capsys):

@@ -319,7 +319,13 @@ def test_a_treadmill_run_takes_speed_from_distance(tmp_path):
 def test_a_stop_is_read_from_the_distance(tmp_path):
     seconds = (*range(31), *range(60, 121))  # 29 s without records, the distance unchanged
     records = [
-        dict(t=t, heart_rate=150, enhanced_speed=3.0, cadence=85, distance=3.0 * min(t, 30))
+        dict(
+            t=t,
+            heart_rate=150,
+            enhanced_speed=3.0,
+            cadence=85,
+            distance=3.0 * (t if t <= 30 else t - 29),
+        )
         for t in seconds
     ]
     path = write_fit(tmp_path / "a.fit", records, RUN)

@@ -86,7 +86,7 @@ def test_a_pause_where_the_distance_stood_still_is_a_stop():
     # held as before with pauses="hold", and without a distance on both sides of the gap
     for other in (
         _grid(t, hr, distance=distance, pauses="hold", **run),
-        _grid(t, hr, distance=[0, 3, 6, 9, nan, nan, 46], **run),
+        _grid(t, hr, distance=[nan, nan, nan, nan, 13, 16, 46], **run),  # none before it
         _grid(t, hr, **run),
     ):
         np.testing.assert_array_equal(other.x[inside, :2], np.float32([[3, 86]] * inside.size))
@@ -97,6 +97,18 @@ def test_a_pause_where_the_distance_stood_still_is_a_stop():
     # a distance that goes back (reset to 0) says nothing about the pause
     reset = _grid(t, hr, distance=[100, 103, 106, 109, 0, 3, 33], **run)
     np.testing.assert_array_equal(reset.x[inside, 0], 3)
+    # a record without a distance between two gaps: neither gap can be judged on its own
+    # side (the distance advanced 36 m over both, at 3 m/s through the second)
+    both = _grid([0, 1, 2, 3, 104, 116, 117, 118], np.full(8, 150.0),
+                 distance=[0, 3, 6, 9, nan, 45, 48, 51], speed=np.full(8, 3.0))  # fmt: skip
+    np.testing.assert_array_equal(both.x[:, 0], 3.0)
+    # a distance the speed contradicts says nothing: in km (0.003 km a second at 3 m/s), or
+    # one that never advances; with it in metres, the 30 s stand is a stop
+    seconds = [*range(60), *range(90, 150)]
+    ran = np.where(np.asarray(seconds) < 60, seconds, np.asarray(seconds) - 30) * 3.0
+    for distance, stop in ((ran, True), (ran / 1000, False), (np.zeros(120), False)):
+        s = _grid(seconds, np.full(120, 150.0), distance=distance, speed=np.full(120, 3.0))
+        np.testing.assert_array_equal(s.x[60:90, 0], 0.0 if stop else 3.0)
     with pytest.raises(ValueError, match="pauses"):
         _grid(t, hr, pauses="zero", **run)
 
@@ -105,7 +117,9 @@ STOP_SECONDS = (*range(31), *range(60, 121))  # a 29 s stop after 30 s of runnin
 
 
 def test_csv_and_tcx_readers_tell_a_stop_from_the_distance(tmp_path):
-    rows = [[1_600_000_000 + t, 150, 3.0, 85, 3.0 * min(t, 30)] for t in STOP_SECONDS]
+    rows = [
+        [1_600_000_000 + t, 150, 3.0, 85, 3.0 * (t if t <= 30 else t - 29)] for t in STOP_SECONDS
+    ]
     header = ["timestamp", "heart_rate", "enhanced_speed", "cadence", "distance"]
     path = _write_csv(tmp_path / "run.csv", header, rows)
     s = read_running_csv(path)
@@ -120,7 +134,7 @@ def test_csv_and_tcx_readers_tell_a_stop_from_the_distance(tmp_path):
         POINT.format(
             time=datetime.fromtimestamp(1_600_000_000 + t, UTC).isoformat(),
             alt=100.0,
-            dist=3.0 * min(t, 30),
+            dist=3.0 * (t if t <= 30 else t - 29),
             hr=150,
             cad=85,
             speed="<ns3:Speed>3.0</ns3:Speed>",
@@ -206,18 +220,34 @@ def test_a_declared_unit_the_values_contradict_is_refused():
     np.testing.assert_allclose(mph["speed"], 6.5 * 0.44704)  # a 6.5 mph run
     standing = dict(enhanced_speed=np.zeros(5), cadence=np.zeros(5))  # no moving record
     running_channels(standing, path="mem", units={"speed": "km/h", "cadence": "steps/min"})
-    # A slow walk, 3.2 km/h at 85 steps/min: both units as declared (strides of 1.25 m)
-    walk = dict(enhanced_speed=np.full(5, 3.2), cadence=np.full(5, 85.0))
-    out = running_channels(walk, path="mem", units={"speed": "km/h", "cadence": "steps/min"})
-    np.testing.assert_allclose([out["speed"][0], out["cadence"][0]], [3.2 / 3.6, 42.5])
-    out = running_channels(dict(cadence=walk["cadence"], enhanced_speed=np.full(5, 0.89)),
+    # A slow walk (0.89 m/s at 85 steps/min, strides of 1.25 m) with one unit declared: the
+    # other channel, in its default unit, shows the walk, and the file is read as declared
+    kmh = running_channels(dict(enhanced_speed=np.full(5, 3.2), cadence=np.full(5, 42.5)),
+                           path="mem", units={"speed": "km/h"})  # fmt: skip
+    np.testing.assert_allclose(kmh["speed"], 3.2 / 3.6)
+    spm = running_channels(dict(enhanced_speed=np.full(5, 0.89), cadence=np.full(5, 85.0)),
                            path="mem", units={"cadence": "steps/min"})  # fmt: skip
-    assert out["cadence"][0] == 42.5
-    # The same walk's stride rate (42.5 strides/min) read as steps: 2.5 m strides, refused;
-    # without a cadence, a slow speed declared in km/h is refused as before
+    np.testing.assert_allclose(spm["cadence"], 42.5)
+    mph = running_channels(dict(enhanced_speed=np.full(5, 3.0), cadence=np.full(5, 55.0)),
+                           path="mem", units={"speed": "mph"})  # fmt: skip
+    np.testing.assert_allclose(mph["speed"], 3.0 * 0.44704)  # 1.34 m/s, 1.46 m strides
+    # The walk's stride rate (42.5 strides/min) read as steps: 2.5 m strides, refused
     with pytest.raises(WearjaxFileError, match=r"is 42 steps/min, strides 2\.5 m long"):
         running_channels(dict(enhanced_speed=np.full(5, 0.89), cadence=np.full(5, 42.5)),
                          path="mem", units={"cadence": "steps/min"})  # fmt: skip
+    # a run's m/s read as mph: 1.34 m/s and strides of 0.95 m, but at a runner's 85 a minute
+    with pytest.raises(WearjaxFileError, match=r"1\.34 m/s .*0\.95 m long at 85 strides/min"):
+        running_channels(run | dict(enhanced_speed=np.full(5, 3.0)), path="mem",
+                         units={"speed": "mph"})  # fmt: skip
+    # both declared on a file in m/s and strides (a folder of mixed exports): the two shrink
+    # into a walk's gait (0.83 m/s, 1.2 m strides at 42.5 a minute), so neither may vouch
+    # for the other, and the file is refused, as a slow walk declared both ways is too
+    both = {"speed": "km/h", "cadence": "steps/min"}
+    for speed in (3.0, 3.2):
+        with pytest.raises(WearjaxFileError, match=r"read as km/h, .*, a walk; read as m/s"):
+            fields = dict(enhanced_speed=np.full(5, speed), cadence=np.full(5, 85.0))
+            running_channels(fields, path="mem", units=both)
+    # without a cadence, a slow speed declared in km/h is refused as before
     with pytest.raises(WearjaxFileError, match=r"0\.78 m/s \(2\.8 km/h\), a walk; read as m/s"):
         running_channels(dict(enhanced_speed=run["enhanced_speed"]), path="mem",
                          units={"speed": "km/h"})  # fmt: skip

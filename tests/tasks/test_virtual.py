@@ -335,7 +335,9 @@ def test_cv_virtual_on_a_folder_without_ppg_runs_acc_only(tmp_path, capsys):
     assert (tmp_path / "out" / "plots" / "hr_tracks.png").is_file()
 
 
-def test_a_folder_of_ppg_only_recordings_is_read_for_the_settings_that_read_ppg_alone(tmp_path):
+def test_a_folder_of_ppg_only_recordings_is_read_for_the_settings_that_read_ppg_alone(
+    tmp_path, capsys
+):
     """Recordings with PPG and no ACC were all skipped ("no acc_x/acc_y/acc_z signal"), so
     such a folder could not be cross-validated at all; they are read for ppg_only."""
     from wearjax.errors import WearjaxError
@@ -358,6 +360,10 @@ def test_a_folder_of_ppg_only_recordings_is_read_for_the_settings_that_read_ppg_
     for setting in ("acc_only", "virtual", "fusion"):
         with pytest.raises(WearjaxError, match=f"--setting {setting} needs ACC"):
             check_setting(s, setting)
+    for flag in ("--gait", "--gait-ridge"):  # a prior from the ACC's gait: none to read
+        out = str(tmp_path / f"out{flag}")
+        assert main(["cv", "virtual", "--data", str(tmp_path / "d"), flag, "--out", out]) == 2
+        assert f"{flag} reads the gait from the ACC" in capsys.readouterr().err
     # with ACC in one subject's files, the folder is read as before: PPG-only files skipped
     _write_folder(tmp_path / "mixed", ppg=True, acc=False)
     _write_folder(tmp_path / "one", ppg=True)

@@ -4,8 +4,9 @@ Running exports (e.g. `../shared/data/running-csv`) name their columns as FIT re
 `timestamp` (required: ISO 8601, UTC when it names no zone, or seconds), `heart_rate` (bpm),
 `enhanced_speed`/`speed` (m/s), `enhanced_altitude`/`altitude` (m), `cadence` +
 `fractional_cadence` (strides/min), `stance_time_percent` (%) or `stance_time` (ms),
-`vertical_ratio` (%), `vertical_oscillation` (mm), `step_length` (mm) and `distance` (m, used
-for speed only when there is no speed column), matched whatever their case. Other columns are
+`vertical_ratio` (%), `vertical_oscillation` (mm), `step_length` (mm) and `distance` (m: the
+speed when there is no speed column, and whether a pause is a stop), matched whatever their
+case. Other columns are
 ignored. Any CSV may be UTF-8 or UTF-16 and separated by `,`, `;` or tabs (`read_table`).
 Declare other units with `units`, e.g. `{"cadence": "steps/min", "speed": "km/h"}` (see
 `UNIT_FACTORS`). Rows must run forward in time and span at least `min_length_s` (60 s);

@@ -26,7 +26,8 @@ hold for every source:
   than `max_gap_s` over which the recorded distance advanced less than `STILL_SPEED_MS` on
   average is a stop: speed and cadence are 0 inside it (the records either side keep their
   values), counted in `Session.metadata` as `stopped_s`. The running dynamics, which no step
-  defines, are held; without a distance on both sides of a gap, every channel is held.
+  defines, are held; without a distance on both sides of a gap, or with a distance the speed
+  contradicts (in km, or never advancing), every channel is held.
   `pauses="hold"` holds every channel across every gap, as the readers did until 2026-12-06.
 - **HR and VO2** are the targets: a record without a value, or with HR outside 25-250 bpm
   (the sensor sentinels 0 and 255, dropouts), is missing (NaN, `mask` False) and never
@@ -243,7 +244,8 @@ def to_session(
     columns = [_fill_channel(per_second(records.channels[c], c), max_gap_s) for c in names]
     if pauses == "stop" and records.distance is not None:
         distance = per_second(records.distance, "distance")
-        stopped = _stopped(distance, recorded, max_gap_s)
+        speed = columns[names.index("speed")] if "speed" in names else None
+        stopped = _stopped(distance, recorded, max_gap_s, speed)
         columns = [
             np.where(stopped & np.isfinite(col), 0.0, col) if c in STOPPED_CHANNELS else col
             for c, col in zip(names, columns, strict=True)
@@ -329,22 +331,42 @@ def _fill_unrecorded(
 
 
 def _stopped(
-    distance: Float[np.ndarray, " time"], recorded: np.ndarray, max_gap_s: float
+    distance: Float[np.ndarray, " time"],
+    recorded: np.ndarray,
+    max_gap_s: float,
+    speed: Float[np.ndarray, " time"] | None = None,
 ) -> np.ndarray:
     """Seconds inside a gap between records longer than `max_gap_s` over which the distance
-    (the last finite value at or before the gap, the first at or after it) advanced by 0 to
-    `STILL_SPEED_MS` m/s on average; a distance that goes back (a reset) says nothing."""
+    (the last finite value at or before the gap and the first at or after it, each from the
+    gap's own side: no nearer than the gaps beside it) advanced by 0 to `STILL_SPEED_MS` m/s on
+    average; a distance that goes back (a reset) says nothing. Nor does a distance that
+    disagrees with the recorded `speed` (held across gaps, as `_fill_channel` gives it) by more
+    than a factor of 2 over the seconds outside the gaps, once they run 100 m or more: one in
+    km, or one that never advances."""
+    n = distance.shape[0]
     seen = np.flatnonzero(np.isfinite(distance))
     gaps = np.flatnonzero(np.diff(recorded) > max_gap_s)
     if seen.size == 0 or gaps.size == 0:
-        return np.zeros(distance.shape[0], bool)
+        return np.zeros(n, bool)
     start, end = recorded[gaps], recorded[gaps + 1]
     before = seen[np.clip(np.searchsorted(seen, start, side="right") - 1, 0, seen.size - 1)]
     after = seen[np.clip(np.searchsorted(seen, end, side="left"), 0, seen.size - 1)]
-    known = (before <= start) & (after >= end)
+    side_from = np.concatenate([[recorded[0]], end[:-1]])  # the gap before this one ends
+    side_to = np.concatenate([start[1:], [recorded[-1]]])  # the gap after it starts
+    known = (side_from <= before) & (before <= start) & (end <= after) & (after <= side_to)
     advance = distance[after] - distance[before]
     still = known & (advance > -1.0) & (advance < STILL_SPEED_MS * (after - before))
-    edges = np.zeros(distance.shape[0] + 1, np.int64)  # +1 where a stop begins, -1 after it
+    edges = np.zeros(n + 1, np.int64)  # +1 where a gap's inside begins, -1 after it
+    np.add.at(edges, start + 1, 1)
+    np.add.at(edges, end, -1)
+    inside = np.cumsum(edges[:-1]) > 0
+    if speed is not None:
+        span = (np.arange(n) >= seen[0]) & (np.arange(n) <= seen[-1]) & ~inside
+        ran = float(np.nansum(np.where(span, speed, 0.0)))
+        ratio = (distance[seen[-1]] - distance[seen[0]]) / max(ran, 1e-9)
+        if ran >= 100.0 and not 0.5 <= ratio <= 2.0:
+            return np.zeros(n, bool)
+    edges = np.zeros(n + 1, np.int64)
     np.add.at(edges, start[still] + 1, 1)
     np.add.at(edges, end[still], -1)
     return np.cumsum(edges[:-1]) > 0

@@ -15,7 +15,8 @@ the reason) instead of becoming a session that later yields NaN metrics:
   rate read as a stride rate).
 - **Declared units** (`check_declared_units`): a speed declared in km/h (or mph) whose
   moving median is then slower than a walk, or a cadence declared in steps/min that is then
-  under 50 strides/min: the file is in the default unit already.
+  under 50 strides/min: the file is in the default unit already, unless the other channel,
+  undeclared, makes the gait a walk's (`is_walk`).
 - **Magnitude** (`check_magnitude`): a finite value beyond float32's range (`FLOAT32_MAX`), which
   a session would store as inf: a corrupt cell such as `1e39`.
 """
@@ -195,22 +196,28 @@ runs read as 0.6-1.25 m/s in km/h, 1.0-2.0 m/s in mph)."""
 MIN_DECLARED_STRIDES = 50.0
 """Median cadence (strides/min) under which a cadence declared in steps/min is taken to be a
 stride rate already (runners take 75-95 strides, 150-190 steps, a minute), unless the speed
-shows a walk (`MAX_WALK_STRIDE_M`)."""
-MIN_WALK_STRIDE_M = 0.9
-"""Shortest stride (m) of a walk: a run's m/s read in km/h makes its strides 0.5-0.85 m, a
-walk's are 1.0-1.8 m, so a slow speed with such strides is a walk in the declared unit."""
-MAX_WALK_STRIDE_M = 2.0
-"""Longest stride (m, median speed over median stride rate) of a walk under 100 steps a minute
-(a slow walk: 0.9 m/s at 85 steps, 1.3 m); halving a run's or a walk's stride rate makes it
-2.8 m or more."""
+shows a walk (`is_walk`)."""
+WALK_STRIDE_M = (0.9, 1.6)
+"""Strides (m: median speed over median stride rate) of a walk slow enough to meet the checks
+above (under 100 steps a minute, or 4.5 km/h): 1.0-1.5 m. A run's m/s read in km/h or mph
+makes its strides 0.5-1.2 m at a runner's stride rate, and a stride rate read as steps doubles
+a walk's stride to 1.8 m or more."""
+MAX_WALK_STRIDES = 65.0
+"""Stride rate (strides/min, 130 steps) a walk stays under; runners take 75-95."""
+
+
+def is_walk(speed: float, strides: float) -> bool:
+    """A median speed (m/s) and stride rate (strides/min) that make a walk's gait."""
+    low, high = WALK_STRIDE_M
+    return strides < MAX_WALK_STRIDES and low <= 60.0 * speed / strides <= high
 
 
 def check_declared_units(channels: Mapping[str, np.ndarray], units: Mapping[str, str],
                          path: str | Path) -> None:  # fmt: skip
     """Refuse a declared speed or cadence unit that this file's values contradict: in a folder
     of mixed exports a unit fix that one file needs would otherwise divide another's speed by
-    3.6 or halve its cadence without a word. A slow speed or cadence is accepted when the other
-    makes it a walk's (strides of `MIN_WALK_STRIDE_M` to `MAX_WALK_STRIDE_M`)."""
+    3.6 or halve its cadence without a word. A slow speed or cadence is accepted when the
+    other channel, in its default unit, makes it a walk's (`is_walk`)."""
 
     def moving_median(v):
         v = v[np.isfinite(v) & (v > 0)]
@@ -218,24 +225,31 @@ def check_declared_units(channels: Mapping[str, np.ndarray], units: Mapping[str,
 
     speed = moving_median(channels["speed"]) if "speed" in channels else None
     strides = moving_median(channels["cadence"]) if "cadence" in channels else None
+    # a slow value is a walk only by the other channel in its own unit: with both declared, a
+    # file in m/s and strides would shrink to a walk's gait, and is refused as before
+    speed_declared = units.get("speed", "m/s") != "m/s"
+    cadence_declared = units.get("cadence", "strides/min") != "strides/min"
     floor = MIN_DECLARED_SPEED_MS.get(units.get("speed", "m/s"), 0.0)
-    stride_m = None if speed is None or strides is None else 60.0 * speed / strides
-    if speed is not None and speed < floor and (stride_m is None or stride_m < MIN_WALK_STRIDE_M):
-        gait = "a walk" if stride_m is None else f"strides {stride_m:.2f} m long, not a walk's"
-        raise WearjaxFileError(
-            path,
-            f"read as {units['speed']}, its median moving speed is {speed:.2f} m/s "
-            f"({3.6 * speed:.1f} km/h), {gait}; read as m/s it is a run: it looks like m/s",
-            "read this file without the speed unit (in a folder of mixed exports, give it its "
-            "own folder)",
-        )
+    if speed is not None and speed < floor:
+        judge = strides is not None and not cadence_declared
+        if not (judge and is_walk(speed, strides)):
+            gait = (f"strides {60 * speed / strides:.2f} m long at {strides:.0f} strides/min, "
+                    "not a walk's" if judge else "a walk")  # fmt: skip
+            raise WearjaxFileError(
+                path,
+                f"read as {units['speed']}, its median moving speed is {speed:.2f} m/s "
+                f"({3.6 * speed:.1f} km/h), {gait}; read as m/s it is a run: it looks like m/s",
+                "read this file without the speed unit (in a folder of mixed exports, give it "
+                "its own folder)",
+            )
     if units.get("cadence") != "steps/min" or strides is None or strides >= MIN_DECLARED_STRIDES:
         return
-    if stride_m is None or stride_m > MAX_WALK_STRIDE_M:  # no speed, or too long for a walk
-        long = "" if stride_m is None else f", strides {stride_m:.1f} m long at its speed:"
+    judge = speed is not None and not speed_declared
+    if not (judge and is_walk(speed, strides)):
+        long = f", strides {60 * speed / strides:.1f} m long at its speed:" if judge else ","
         raise WearjaxFileError(
             path,
-            f"read as steps/min, its median cadence is {2 * strides:.0f} steps/min{long or ','} a "
+            f"read as steps/min, its median cadence is {2 * strides:.0f} steps/min{long} a "
             "stride rate (runners take 150-190 steps a minute)",
             "read this file as strides/min (in a folder of mixed exports, give it its own folder)",
         )

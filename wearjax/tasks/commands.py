@@ -98,9 +98,10 @@ def unit_arguments(p: argparse.ArgumentParser) -> None:
         help="cadence unit of the recordings (default strides/min, as FIT records it)",
     )  # fmt: skip
     p.add_argument(
-        "--pauses", choices=("stop", "hold"), default="stop",
-        help="a pause in the records over which the distance stood still: 'stop' (default) "
-        "reads speed and cadence 0 through it, 'hold' the last values (as before 2026-12-06)",
+        "--pauses", choices=("stop", "hold"),
+        help="a pause in the records over which the distance stood still: 'stop' reads speed "
+        "and cadence 0 through it, 'hold' the last values (as before 2026-12-06); default "
+        "stop, and for predict the reading the checkpoint was trained on",
     )  # fmt: skip
 
 
@@ -111,7 +112,7 @@ def _recordings(data: Path, *, require_hr: bool, args):
     from wearjax.tasks.hr_recordings import read_recordings, shared_channels
 
     sessions, skipped = read_recordings(
-        data, require_hr=require_hr, units=units(args), pauses=args.pauses
+        data, require_hr=require_hr, units=units(args), pauses=args.pauses or "stop"
     )
     for s in skipped:
         say(f"skipped {s.path}: {s.reason}")
@@ -231,7 +232,8 @@ def fit_hr(args) -> int:
         sessions, args.model, hidden, layers, config, progress=args.model,
         state_file=state_file, resume=args.resume,
     )  # fmt: skip
-    path = save_hr(args.out, trained.model, trained.normalizer, trained.header)
+    header = trained.header | {"pauses": args.pauses or "stop"}  # predict reads files alike
+    path = save_hr(args.out, trained.model, trained.normalizer, header)
     state_file.unlink(missing_ok=True)  # the run is complete: the checkpoint holds the model
     d = trained.header["data"]
     print(
@@ -254,16 +256,16 @@ def predict(args) -> int:
     if task in ("virtual", "vo2"):  # HR per window from wrist spectra; VO2 of CPET tests
         from wearjax.tasks import virtual_io, vo2_cli
 
-        if args.hr0 is not None or units(args) or args.pauses != "stop":
+        if args.hr0 is not None or units(args) or args.pauses is not None:
             kind = {"virtual": "virtual-sensing", "vo2": "VO2"}[task]
             raise WearjaxError(f"--hr0, --speed-unit, --cadence-unit and --pauses are for HR "
                                f"checkpoints (running files); a {kind} model reads none"
                                )  # fmt: skip
         return (virtual_io if task == "virtual" else vo2_cli).predict_command(args, say)
     model, normalizer, header = load_hr(args.model)
-    sessions, skipped = read_recordings(
-        args.file, require_hr=False, units=units(args), pauses=args.pauses
-    )
+    pauses = args.pauses or header.get("pauses", "stop")  # read as its training data were
+    sessions, skipped = read_recordings(args.file, require_hr=False, units=units(args),
+                                        pauses=pauses)  # fmt: skip
     for s in skipped:
         say(f"skipped {s.path}: {s.reason}")
     reader_notes(sessions)

@@ -403,6 +403,10 @@ def command_inputs(args, say) -> tuple[SpectralSessions, VirtualConfig]:
         sessions, skipped = folder_sessions(Path(args.data), say)
         for s in skipped:
             say(f"skipped {s.path}: {s.reason}")
+        if (args.gait or args.gait_ridge) and not sessions.has_acc:
+            flag = "--gait" if args.gait else "--gait-ridge"
+            raise WearjaxError(f"{flag} reads the gait from the ACC; these recordings have "
+                               f"none: leave {flag} out")  # fmt: skip
     config = VirtualConfig(seed=args.seed, gait=args.gait, gait_ridge=args.gait_ridge)
     epochs = args.epochs or (12 if args.quick else config.train.epochs)
     return sessions, config._replace(train=config.train._replace(epochs=epochs))
