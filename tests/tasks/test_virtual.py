@@ -364,16 +364,46 @@ def test_a_folder_of_ppg_only_recordings_is_read_for_the_settings_that_read_ppg_
         out = str(tmp_path / f"out{flag}")
         assert main(["cv", "virtual", "--data", str(tmp_path / "d"), flag, "--out", out]) == 2
         assert f"{flag} reads the gait from the ACC" in capsys.readouterr().err
-    # with ACC in one subject's files, the folder is read as before: PPG-only files skipped
-    _write_folder(tmp_path / "mixed", ppg=True, acc=False)
-    _write_folder(tmp_path / "one", ppg=True)
-    (tmp_path / "one" / "subject0" / "run.csv").replace(tmp_path / "mixed" / "subject0" / "a.csv")
-    (tmp_path / "one" / "subject0" / "run.hr.csv").replace(
-        tmp_path / "mixed" / "subject0" / "a.hr.csv"
-    )
-    mixed, skipped = folder_sessions(tmp_path / "mixed")
-    assert mixed.has_acc and mixed.names == ("a",)
-    assert sum("no acc_x/acc_y/acc_z" in r for _, r in skipped) == 4
+
+
+def test_in_a_folder_where_some_recordings_lack_acc_each_setting_learns_where_it_can_read(
+    tmp_path,
+):
+    """Recordings without ACC beside ones with it were skipped; they are read for their PPG:
+    the settings that read PPG train on them and are scored on them, the settings that read
+    ACC (and the ACC references) neither train on them nor score them."""
+    from wearjax.tasks.virtual import reading_split
+    from wearjax.tasks.virtual_study import _scores, folder_sessions, references
+
+    _write_folder(tmp_path / "d", ppg=True)
+    _write_folder(tmp_path / "extra", ppg=True, acc=False)  # a second file per subject
+    for i in range(4):
+        for suffix in (".csv", ".hr.csv"):
+            (tmp_path / "extra" / f"subject{i}" / f"run{suffix}").replace(
+                tmp_path / "d" / f"subject{i}" / f"wrist{suffix}"
+            )
+    said = []
+    s, _ = folder_sessions(tmp_path / "d", said.append)
+    assert s.has_acc and len(s.names) == 8
+    np.testing.assert_array_equal(s.with_acc, [n == "run" for n in s.names])
+    assert any("4 recordings without usable acc_x/y/z" in line for line in said), said
+    split = split_sessions(s, 1)
+    readers = {"acc_only": s.with_acc, "virtual": s.with_acc, "ppg_only": s.with_ppg,
+               "fusion": s.with_acc & s.with_ppg}  # fmt: skip
+    for setting, reads in readers.items():
+        r = reading_split(s, split, setting)
+        assert not ((r.train | r.validation) & ~reads).any(), setting
+        assert r.train.any(axis=1).all() and r.validation.any(axis=1).all()
+        np.testing.assert_array_equal(r.test, split.test)
+    assert (reading_split(s, split, "ppg_only").train & ~s.with_acc).any()  # PPG alone too
+    off = np.where(s.with_acc[:, None], 1.0, 50.0)  # 50 bpm off where there is no ACC
+    assert np.isclose(_scores(s.hr + off, s, split, "acc_only")["mae"], 1.0, rtol=1e-5)
+    assert _scores(s.hr + off, s, split, "ppg_only")["mae"] > 10.0
+    # relabelling a session without ACC moves no ACC reference's fit
+    r = references(s, split)
+    moved = references(s._replace(hr=np.where(~s.with_acc[:, None], s.hr + 30, s.hr)), split)
+    for name in ("acc_ridge", "acc_gait"):
+        np.testing.assert_array_equal(moved[name], r[name])
 
 
 @pytest.mark.slow

@@ -186,16 +186,25 @@ def make_folds(s: SpectralSessions, split: Split, labelled: int | None = None,
 
 PPG_SETTINGS = ("ppg_only", "fusion")
 """The learned settings that read PPG (`VirtualSensing.uses_ppg`)."""
+ACC_SETTINGS = ("acc_only", "virtual", "acc_refined", "fusion")
+"""The learned settings that read ACC (`VirtualSensing.uses_acc`)."""
 
 
 def reading_split(s: SpectralSessions, split: Split, setting: str) -> Split:
-    """`split` as `setting` can learn from it: a setting that reads PPG trains and stops early
-    on sessions with PPG only (one without reads all-zero spectra beside its HR, and is never
-    scored there); a fold left with no validation session moves its first training subject
-    with PPG there. Test sessions are kept (those without PPG are not scored)."""
-    if setting not in PPG_SETTINGS:
+    """`split` as `setting` can learn from it: a setting trains and stops early only on the
+    sessions that hold what it reads (PPG: `PPG_SETTINGS`; ACC: `ACC_SETTINGS`; one without
+    reads all-zero spectra beside its HR, and is never scored there); a fold left with no
+    validation session moves its first training subject with them there. Test sessions are
+    kept (those without are not scored)."""
+    reads = [name for name, settings in (("PPG", PPG_SETTINGS), ("ACC", ACC_SETTINGS))
+             if setting in settings]  # fmt: skip
+    has = np.ones(len(s.names), bool)
+    if "PPG" in reads:
+        has &= s.with_ppg
+    if "ACC" in reads:
+        has &= s.with_acc
+    if has.all():
         return split
-    has = np.asarray(s.ppg_ok).any(axis=1)
     train, validation = split.train & has, split.validation & has
     for k in np.flatnonzero(~validation.any(axis=1) & train.any(axis=1)):
         first = s.subject[np.flatnonzero(train[k])[0]]
@@ -203,10 +212,11 @@ def reading_split(s: SpectralSessions, split: Split, setting: str) -> Split:
         validation[k] |= moved
         train[k] &= ~moved
     if short := np.flatnonzero(~train.any(axis=1) | ~validation.any(axis=1)).tolist():
+        what = " and ".join(reads)
         raise WearjaxDataError(
-            f"{setting} reads PPG: folds {short} hold fewer than two subjects with PPG outside "
-            "their test (one to train on, one to stop early on); add PPG recordings, or run "
-            "the settings that read ACC (--setting)"
+            f"{setting} reads {what}: folds {short} hold fewer than two subjects with {what} "
+            "outside their test (one to train on, one to stop early on); add such recordings, "
+            "or run the settings the others allow (--setting)"
         )
     return Split(split.test, validation, train, split.calibrate_from)
 

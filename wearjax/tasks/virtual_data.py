@@ -47,10 +47,23 @@ class SpectralSessions(NamedTuple):
     has_ppg: bool
     acc_ok: np.ndarray | None = None  # [S, W] bool: no ACC gap in the window (None: no gaps)
     has_acc: bool = True  # False: PPG-only recordings, whose ACC spectra are zeros
+    acc_present: np.ndarray | None = None  # [S] bool: a session with ACC (None: every one)
 
     @property
     def n_windows(self) -> np.ndarray:
         return self.valid.sum(1)
+
+    @property
+    def with_acc(self) -> np.ndarray:
+        """`[S]` bool: the sessions with ACC (those without read zero ACC spectra)."""
+        if self.acc_present is None:
+            return np.full(len(self.names), self.has_acc)
+        return np.asarray(self.acc_present, bool)
+
+    @property
+    def with_ppg(self) -> np.ndarray:
+        """`[S]` bool: the sessions with PPG in some window."""
+        return np.asarray(self.ppg_ok).any(axis=1)
 
 
 def check_rate(rate: float, what: str, *, signal: bool = False) -> None:
@@ -265,4 +278,5 @@ def spectral_sessions(recordings: list[WristRecording], *,
         subjects=tuple(subjects), severity=np.asarray([r.severity for r in recordings], float),
         names=tuple(r.name for r in recordings), has_ppg=any(r.ppg is not None for r in recordings),
         acc_ok=_pad(aoks, n), has_acc=any(r.acc is not None for r in recordings),
+        acc_present=np.asarray([r.acc is not None for r in recordings]),
     )  # fmt: skip

@@ -104,43 +104,48 @@ def synthetic_sessions(
 
 
 def folder_sessions(folder: Path, say=None) -> tuple[SpectralSessions, list]:
-    """Recordings under `folder` with an `acc` signal and a reference HR; others skipped with
-    their reason (returned with the reader's own skips). Where no recording has usable ACC,
-    those with `ppg` and a reference HR, for the settings that read PPG alone (said through `say`;
-    `SpectralSessions.has_acc` False). Subjects are the subfolders; in a folder without
-    subfolders, as public PPG benchmarks ship one file per subject, each file is its own
-    subject (said through `say`)."""
+    """Recordings under `folder` with an `acc` signal or a `ppg` one, and a reference HR;
+    others skipped with their reason (returned with the reader's own skips). A recording
+    without usable ACC is read for its PPG alone (said through `say`), for the settings that
+    read PPG (`SpectralSessions.with_acc` False; `has_acc` False when no recording has ACC).
+    Subjects are the subfolders; in a folder without subfolders, as public PPG benchmarks
+    ship one file per subject, each file is its own subject (said through `say`)."""
     import dataclasses
 
     from wearjax.data.folders import Skipped, load_folder
 
     want = "add sampled-signal CSV/NPZ files with acc_x, acc_y, acc_z (or ppg) and hr_ref"
-    sessions, read_skips = load_folder(folder, fix=want)
+    sessions, skipped = load_folder(folder, fix=want)
     files = {Path(s.source) for s in sessions}
     flat = len(files) > 1 and all(f.parent == folder for f in files)
     if flat:
         sessions = [dataclasses.replace(s, runner=Path(s.source).stem) for s in sessions]
-
-    def usable(require_acc: bool):
-        recs, sources, skipped = [], [], list(read_skips)
-        for s in sessions:
+    recs, sources, ppg_alone = [], [], []
+    for s in sessions:
+        try:
             try:
-                recs.append(wrist_recording(s, require_reference=True, require_acc=require_acc))
-                sources.append(Path(s.source))
-            except WearjaxDataError as err:
-                skipped.append(Skipped(Path(s.source), str(err)))
-        return recs, sources, skipped
-
-    recs, sources, skipped = usable(require_acc=True)
-    if not recs:  # no usable ACC: the PPG alone, where it is usable
-        recs, sources, skipped = usable(require_acc=False)
-        if recs and say is not None:
-            say(f"{folder}: no recording has usable acc_x/y/z: reading PPG alone, for the "
-                "settings that read PPG without ACC (ppg_only, ppg_peak)")  # fmt: skip
+                rec = wrist_recording(s, require_reference=True)
+            except WearjaxDataError:  # no usable ACC: its PPG alone, where that is usable
+                if "ppg" not in s.signals:
+                    raise
+                rec = wrist_recording(s, require_reference=True, require_acc=False)
+                ppg_alone.append(rec.name)
+            recs.append(rec)
+            sources.append(Path(s.source))
+        except WearjaxDataError as err:
+            skipped.append(Skipped(Path(s.source), str(err)))
     if not recs:
         raise WearjaxFileError(
             folder, "no recording with acc_x/y/z (or ppg) and a reference HR", want
         )
+    if ppg_alone and say is not None:
+        names = ", ".join(ppg_alone[:5]) + (", ..." if len(ppg_alone) > 5 else "")
+        said = ("no recording has usable acc_x/y/z: reading PPG alone, for the settings that "
+                "read PPG without ACC (ppg_only, ppg_peak)") if len(ppg_alone) == len(recs) else (
+                f"{len(ppg_alone)} recordings without usable acc_x/y/z ({names}) are read for "
+                "their PPG alone: the settings that read ACC neither train on them nor score "
+                "them")  # fmt: skip
+        say(f"{folder}: {said}")
     spectral = spectral_sessions(recs)
     labelled = spectral.ok.sum(axis=1)
     if not labelled.all():  # nothing to train on or score: said, not averaged as nothing
@@ -166,6 +171,8 @@ NO_LABEL = (
 )
 READS_PPG = ("ppg_only", "fusion", "troika", "ppg_peak")
 """The settings scored only on sessions with PPG: at inference they read it."""
+READS_ACC = ("acc_only", "virtual", "acc_refined", "fusion", "troika", "acc_ridge", "acc_gait")
+"""The settings scored only on sessions with ACC."""
 PPG_ALONE = ("ppg_only",)
 """The learned settings that read no ACC: all that runs on PPG-only recordings, beside the
 `ppg_peak` and `train_mean` references."""
@@ -173,13 +180,16 @@ PPG_ALONE = ("ppg_only",)
 
 def _scores(pred, s: SpectralSessions, split: Split, name: str = "") -> dict:
     """The metrics of `pred [S, W]` on the tested windows with a reference HR (module
-    docstring); for a setting that reads PPG (`READS_PPG`), those of sessions with PPG. A
+    docstring); for a setting that reads PPG (`READS_PPG`) or ACC (`READS_ACC`), those of
+    sessions with it. A
     non-finite estimate on one of them makes every metric NaN and adds `nonfinite_windows`,
     their count (elsewhere, as in padding, it is never read)."""
     owner = split.owner
     tested = s.ok & (owner >= 0)[:, None]
     if name in READS_PPG:
-        tested = tested & np.asarray(s.ppg_ok).any(axis=1)[:, None]
+        tested = tested & s.with_ppg[:, None]
+    if name in READS_ACC:
+        tested = tested & s.with_acc[:, None]
     true = jnp.asarray(s.hr)
     bad = int((tested & ~np.isfinite(np.asarray(pred))).sum())
     p = jnp.asarray(np.nan_to_num(pred, posinf=0.0, neginf=0.0))  # NaN'd below if scored
@@ -229,7 +239,7 @@ def references(
     owner = np.maximum(split.owner, 0)
     if s.has_acc:
         acc_db = np.asarray(compress(jnp.asarray(s.acc), floor_db))
-        fit_on = (split.train | split.validation) & known
+        fit_on = (split.train | split.validation) & known & s.with_acc
         fitted = fold_ridge(acc_db.reshape(s.acc.shape[:2] + (-1,)), s.hr, s.ok, fit_on, s.subject)
         out["acc_ridge"] = fitted.pred[owner, np.arange(len(owner))].astype(np.float32)
         gait = np.asarray(gait_features(s))
