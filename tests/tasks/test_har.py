@@ -66,6 +66,41 @@ def test_every_variant_learns_the_motion_frequencies(variant, seeds):
         assert np.min(result.history["aux_k_min"]) < 1
 
 
+def test_update_modulation_scales_each_encoders_adam_step_by_its_coefficient():
+    """One step of `update_modulation` against one without modulation (the same gradients:
+    the coefficients are computed but scale nothing backward): each encoder's parameter change
+    is k_u times the plain one, every other parameter's the same."""
+    import equinox as eqx
+
+    from tests.conftest import tree_allclose
+    from wearjax.tasks.har import HARData, build_model, make_task
+    from wearjax.train.loop import init_state, make_epoch
+
+    w = _windows()
+    folds = make_folds(w, subject_split(w, subjects_out=3))
+    fold = jax.tree.map(lambda a: a[0], folds)
+    data = HARData(jnp.asarray(w.x), jnp.asarray(w.y))
+    config, plain = _config("update_modulation"), _config("no_modulation")
+    params, static = eqx.partition(build_model(config, w, jax.random.key(0)), eqx.is_inexact_array)
+    recipe = config.train._replace(epochs=1, steps_per_epoch=1).recipe()
+
+    def step(task):
+        state = init_state(params, recipe, jax.random.key(1))
+        new, (_, _, aux) = make_epoch(task, recipe, static)(state, fold, data)
+        return jax.tree.map(lambda a, b: a - b, new.params, params), aux
+
+    moved, aux = step(make_task(config))
+    plain_moved, plain_aux = step(make_task(plain))
+    k = np.asarray(aux["k"])
+    assert k.shape == (2,) and k.min() < 0.9 and k.max() == 1.0  # one modality led the batch
+    assert np.isclose(aux["ce"], plain_aux["ce"])
+    for i in range(2):
+        scaled = jax.tree.map(lambda d, i=i: k[i] * d, plain_moved.encoders[i])
+        assert tree_allclose(moved.encoders[i], scaled, rtol=1e-3, atol=1e-7)  # p + d - p
+    for name in ("to_shared", "to_specific", "head"):
+        assert tree_allclose(getattr(moved, name), getattr(plain_moved, name), rtol=1e-3, atol=1e-7)
+
+
 @pytest.mark.slow
 def test_the_edge_report_round_trips_and_int8_keeps_the_accuracy(tmp_path):
     w = _windows()

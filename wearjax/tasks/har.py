@@ -9,7 +9,9 @@ program, so the spread over seeds costs one compile. Per fold, channels are stan
 the training windows' mean and SD; training windows are augmented by a random gain per channel
 (x0.9-1.1), Gaussian noise (0.05 SD) and a random circular shift in time.
 
-Variants (`VARIANTS`): `cmd` (disentanglement + gradient modulation), the ablations
+Variants (`VARIANTS`): `cmd` (disentanglement + gradient modulation), `update_modulation`
+(the same coefficients applied to each encoder's optimiser update instead of its gradient:
+`scale_encoder_updates`, through the trainer's `Task.shape_update`), the ablations
 `no_disentangle`, `no_modulation`, `acc_only`, `gyro_only` (one modality: no alignment and no
 modulation; the orthogonality term still keeps its shared and specific parts apart), and the
 plain 1-D CNN baseline `cnn`. The baselines (`tasks.har_baselines`) fit on the training and
@@ -43,6 +45,7 @@ from wearjax.train.loop import Task, TrainConfig, validation_mean
 
 VARIANTS = {
     "cmd": {},
+    "update_modulation": {"modulate": "update"},
     "no_disentangle": {"align_weight": 0.0, "orth_weight": 0.0},
     "no_modulation": {"alpha": 0.0},
     "acc_only": {"modalities": ("acc",)},
@@ -63,6 +66,7 @@ class HARConfig(NamedTuple):
     align_weight: float = 0.1
     orth_weight: float = 0.1
     alpha: float = 0.5  # OGM's modulation strength; 0 switches it off
+    modulate: str = "gradient"  # "gradient" (OGM's) or "update" (`update_modulation`)
     augment: bool = True
     batch_size: int = 32
     seeds: int = 3
@@ -141,9 +145,10 @@ def _augment(x, key):
     return jnp.roll(x * gain + 0.05 * jax.random.normal(k2, x.shape), shift, axis=0)
 
 
-def forward(model, x, y, key, alpha: float):
+def forward(model, x, y, key, alpha: float, scale: bool = True):
     """Batch outputs and the modulation coefficients; gradient modulation applied when
-    `alpha > 0` and the model has several modalities."""
+    `alpha > 0`, the model has several modalities and `scale` (else the coefficients are only
+    computed, for `update_modulation`)."""
     keys = jax.random.split(key, (x.shape[0], 2))
     if isinstance(model, ConvNet):
         return jax.vmap(lambda xi, k: model(xi, key=k))(x, keys[:, 0]), jnp.ones(1)
@@ -152,7 +157,7 @@ def forward(model, x, y, key, alpha: float):
     k = jnp.ones(m)
     if alpha > 0 and m > 1:
         k = modulation(jax.vmap(model.heads)(jax.lax.stop_gradient(h)).modality_logits, y, alpha)
-        h = scale_gradient(h, k[None, :, None])
+        h = scale_gradient(h, k[None, :, None]) if scale else h
     return jax.vmap(model.heads)(h, keys[:, 1]), k
 
 
@@ -165,14 +170,19 @@ def make_task(config: HARConfig) -> Task:
             x = jax.vmap(_augment)(x, jax.random.split(k2, x.shape[0]))
         return x, data.y[i]
 
+    on_update = config.modulate == "update"
+    if config.modulate not in ("gradient", "update"):
+        raise ValueError(f"modulate must be 'gradient' or 'update', got {config.modulate!r}")
+
     def loss(model, batch, key, epoch):
         x, y = batch
-        out, k = forward(model, x, y, key, config.alpha)
+        out, k = forward(model, x, y, key, config.alpha, scale=not on_update)
         ce = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(out.logits, y))
         align = alignment_loss(out.shared)
         orth = orthogonality_loss(out.shared, out.specific) if out.shared.shape[-1] else ce * 0
         total = ce + config.align_weight * align + config.orth_weight * orth
-        return total, {"ce": ce, "align": align, "orth": orth, "k_min": jnp.min(k)}
+        aux = {"ce": ce, "align": align, "orth": orth, "k_min": jnp.min(k)}
+        return total, (aux | {"k": k}) if on_update else aux
 
     def validate(model, data: HARData, fold: HARFold):
         x = normalise(data.x[fold.val_idx], fold)
@@ -180,7 +190,22 @@ def make_task(config: HARConfig) -> Task:
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, data.y[fold.val_idx])
         return validation_mean(ce, fold.val_ok.astype(ce.dtype))
 
-    return Task(sample, loss, validate)
+    shape = scale_encoder_updates if on_update and config.model == "cmd" else None
+    return Task(sample, loss, validate, shape)
+
+
+def scale_encoder_updates(updates, aux):
+    """`update_modulation`: each modality's encoder update (the optimiser's direction: Adam's,
+    weight decay included) times its `k_u` (`aux["k"]`, the batch's OGM coefficients), the
+    heads' unchanged. Under Adam a gradient scale that holds over many batches mostly cancels
+    in the moments' ratio; this scales the step itself, as OGM's scale does under the SGD its
+    authors trained with."""
+    k = aux["k"]
+    if len(updates.encoders) == 1:
+        return updates
+    scaled = tuple(jax.tree.map(lambda u, i=i: u * k[i], enc)
+                   for i, enc in enumerate(updates.encoders))  # fmt: skip
+    return eqx.tree_at(lambda u: u.encoders, updates, scaled)
 
 
 def normalise(x, fold: HARFold):

@@ -1,11 +1,13 @@
 """The one training loop: a `Task` (what to learn) trained by a `Recipe` (how).
 
-A task is three pure functions:
+A task is three pure functions, and optionally a fourth:
 
     sample(data, fold, key) -> batch                 draw one training batch
     loss(model, batch, key, epoch) -> (value, aux)   training loss (key for dropout; epoch for
                                                      curricula), aux a pytree of scalars
     validate(model, data, fold) -> scalar            early-stopping criterion
+    shape_update(updates, aux) -> updates            the optimiser's direction, reshaped per
+                                                     step (e.g. scaled per module) or None
 
 `data` is shared by all folds (cohort arrays, passed as an argument so it never becomes a
 compile-time constant); `fold` is a pytree of per-fold arrays (training weights, normalisers),
@@ -44,12 +46,12 @@ logger = logging.getLogger(__name__)
 
 
 class Task(NamedTuple):
-    """What to learn: `sample(data, fold, key)`, `loss(model, batch, key, epoch) -> (value,
-    aux)` and `validate(model, data, fold) -> scalar` (lower is better)."""
+    """What to learn (module docstring; `validate` lower is better)."""
 
     sample: Callable
     loss: Callable
     validate: Callable
+    shape_update: Callable | None = None
 
 
 def validation_mean(values: Array, weights: Array) -> Float[Array, ""]:
@@ -212,6 +214,8 @@ def make_epoch(
                 grads = clip_by_global_norm(grads, recipe.clip_norm(e))
             with _strict_off():
                 updates, opt_state = recipe.optimizer.update(grads, opt_state, params)
+            if task.shape_update is not None:
+                updates = task.shape_update(updates, aux)
             params = jax.tree_util.tree_map(lambda p, u: p + scale * u, params, updates)
             return (params, opt_state, key), (value, aux)
 
@@ -422,15 +426,11 @@ def fit_steps(
     metrics show the failure (`fit` raises there, which a traced function cannot)."""
     params, static = eqx.partition(model, trainable)
     epoch = make_epoch(task, recipe, static)
-    state, _ = jax.lax.scan(
-        lambda s, _: (epoch(s, fold, data)[0], None),
-        init_state(params, recipe, key),
-        None,
-        length=recipe.epochs,
-    )
+    run = lambda s, _: (epoch(s, fold, data)[0], None)  # noqa: E731
+    state, _ = jax.lax.scan(run, init_state(params, recipe, key), None, length=recipe.epochs)
     failed = jnp.isinf(state.stop.best_val)
-    best = jax.tree_util.tree_map(lambda p: jnp.where(failed, jnp.nan, p), state.best_params)
-    return eqx.combine(best, static)
+    return eqx.combine(jax.tree.map(lambda p: jnp.where(failed, jnp.nan, p), state.best_params),
+                       static)  # fmt: skip
 
 
 def without_aux(loss: Callable) -> Callable:
