@@ -338,15 +338,16 @@ def mutate_rows(rows: list[list[str]], rng) -> tuple[list[list[str]], str]:
 
 
 _TEXT = re.compile(r">([^<>]+)<")
+_ATTRIBUTE = re.compile(r' (?:lat|lon)="([^"]*)"')
 _POINT = re.compile(r"<(Trackpoint|trkpt)\b.*?</(Trackpoint|trkpt)>", re.S)
 
 
 def mutate_xml(text: str, rng) -> tuple[str, str]:
     """One to three TCX or GPX mutations: an element's text replaced, points dropped,
-    duplicated or swapped, the sport (the track's type) renamed."""
+    duplicated or swapped, the sport (the track's type) renamed, a position (GPX) replaced."""
     kinds = []
     for _ in range(rng.randint(1, 4)):
-        kind = ("text", "text", "text", "drop", "dup", "swap", "sport")[rng.randint(7)]
+        kind = ("text", "text", "text", "drop", "dup", "swap", "sport", "attr")[rng.randint(8)]
         points = [m.span() for m in _POINT.finditer(text)]
         if kind == "text":
             spans = [m.span(1) for m in _TEXT.finditer(text) if m.group(1).strip()]
@@ -361,6 +362,11 @@ def mutate_xml(text: str, rng) -> tuple[str, str]:
             i, j = sorted(rng.choice(len(points), 2, replace=False))
             (a, b), (c, d) = points[i], points[j]
             text = text[:a] + text[c:d] + text[b:c] + text[a:b] + text[d:]
+        elif kind == "attr" and (spans := [m.span(1) for m in _ATTRIBUTE.finditer(text)]):
+            a, b = spans[rng.randint(len(spans))]  # a GPX point's position
+            new = _cell(rng, text[a:b]).replace('"', "")
+            text = text[:a] + new + text[b:]
+            kind = f"attr={new!r}"
         elif kind == "sport":
             text = text.replace('Sport="Running"', f'Sport="{_cell(rng, "Running")}"', 1)
             text = text.replace("<type>running<", f"<type>{_cell(rng, 'running')}<", 1)

@@ -11,6 +11,7 @@ import pytest
 from wearjax.data.channels import speed_from_distance
 from wearjax.data.folders import load_folder
 from wearjax.data.gpx import EARTH_RADIUS_M, cumulative_distance, haversine_m, read_gpx
+from wearjax.data.readers import iso_seconds
 from wearjax.errors import WearjaxFileError
 
 RUNNING_CSV = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "running-csv"
@@ -26,6 +27,7 @@ def gpx_text(tracks, version="1.1", extension="v1"):
     T0), `lat`, `lon` and optionally `ele`, `hr`, `cad`, `speed`; `extension` "v1"/"v2"
     (Garmin's TrackPointExtension) or "plain" (unprefixed elements)."""
     ns = f'xmlns:gpxtpx="{NS[extension]}"' if extension in NS else ""
+    ns = 'xmlns:gpxdata="http://www.cluetrust.com/XML/GPXDATA/1/0"' if extension == "1.0" else ns
     out = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         f'<gpx version="{version}" creator="test" '
@@ -37,7 +39,10 @@ def gpx_text(tracks, version="1.1", extension="v1"):
         for p in points:
             when = datetime.fromtimestamp(T0 + p["t"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             ext = "".join(f"<{pre}{k}>{p[k]}</{pre}{k}>" for k in ("hr", "cad", "speed") if k in p)
-            if ext:
+            if extension == "1.0":  # no extensions in GPX 1.0: speed and vendor elements inline
+                tag = {"hr": "gpxdata:hr", "cad": "gpxdata:cadence", "speed": "speed"}
+                ext = "".join(f"<{tag[k]}>{p[k]}</{tag[k]}>" for k in tag if k in p)
+            elif ext:
                 ext = f"<extensions><{pre}TrackPointExtension>{ext}</{pre}TrackPointExtension>"
                 ext += "</extensions>"
             ele = f"<ele>{p['ele']}</ele>" if "ele" in p else ""
@@ -89,7 +94,7 @@ def test_haversine_against_the_spherical_law_of_cosines():
 
 def test_a_run_with_heart_rate_cadence_and_elevation(tmp_path):
     points = meridian(range(120), hr=150, cad=86, ele=12.5)
-    for version, extension in (("1.1", "v1"), ("1.1", "v2"), ("1.0", "plain")):
+    for version, extension in (("1.1", "v1"), ("1.1", "v2"), ("1.1", "plain"), ("1.0", "1.0")):
         text = gpx_text([("running", points)], version=version, extension=extension)
         (s,) = read_gpx(_write(tmp_path / f"run{version}{extension}.gpx", text))
         assert s.channels == ("speed", "cadence", "altitude") and s.length == 120
@@ -154,7 +159,50 @@ def test_a_real_run_written_as_gpx_gives_the_speed_of_its_distance(tmp_path):
         for ti, a, r in zip(t, lat, rows, strict=True)
     ]
     (s,) = read_gpx(_write(tmp_path / "real.gpx", gpx_text([("running", points)])))
-    expected = speed_from_distance(t, distance)
+    expected = np.diff(distance) / np.diff(t)  # the CSV's distance, second to second
     second = np.round(t - t[0]).astype(int)
-    np.testing.assert_allclose(s.x[second[1:], 0], expected[1:], atol=0.03)
+    moving = np.diff(distance) >= 0
+    np.testing.assert_allclose(s.x[second[1:][moving], 0], expected[moving], atol=0.03)
     assert s.length == second[-1] + 1
+
+
+def test_gps_jumps_impossible_positions_and_invalid_speeds_are_left_out(tmp_path, caplog):
+    points = meridian(range(120), hr=150)
+    points[40] = points[40] | dict(lat=points[40]["lat"] + 0.05)  # one fix 5.6 km off route
+    points[80] = points[80] | dict(lat=91.5)  # no latitude at all
+    (s,) = read_gpx(_write(tmp_path / "jumps.gpx", gpx_text([("running", points)])))
+    np.testing.assert_allclose(s.x[1:, 0], 3.0, atol=0.03)  # bridged at the route's 3 m/s
+    assert "1 positions off the route, 0 steps faster than 12.5 m/s" in caplog.text
+    step = [p | dict(lat=p["lat"] + (0.01 if p["t"] >= 60 else 0)) for p in meridian(range(120))]
+    (s,) = read_gpx(_write(tmp_path / "step.gpx", gpx_text([(None, step)])))
+    assert np.nanmax(s.x[:, 0]) < 3.1  # a fix that jumped 1.1 km and stayed: no distance
+    given = [p | dict(speed=-1 if p["t"] % 10 == 0 else 3.2) for p in meridian(range(100))]
+    (s,) = read_gpx(_write(tmp_path / "neg.gpx", gpx_text([("running", given)])))
+    np.testing.assert_allclose(s.x[1:-1, 0], 3.2)  # -1 is missing, the seconds between filled
+
+
+def test_points_sharing_a_second_and_the_encodings_and_layouts_seen_in_exports(tmp_path):
+    # two points a second, their times cut to the second: 3 m/s, not half of it
+    true = np.arange(240) / 2  # the true times, 0.5 s apart
+    lat = 60.0 + np.degrees(3.0 * true / EARTH_RADIUS_M)
+    half = [dict(t=int(t), lat=float(a), lon=24.9) for t, a in zip(true, lat, strict=True)]
+    text = gpx_text([("running", half)]).replace("Z</time>", "z</time>")
+    (s,) = read_gpx(_write(tmp_path / "two_hz.gpx", text))  # and a lowercase z (RFC 3339)
+    np.testing.assert_allclose(s.x[1:, 0], 3.0, atol=0.03)
+    assert s.length == 120
+    np.testing.assert_array_equal(speed_from_distance(np.array([0, 0, 1, 1.0]),
+                                                      np.array([0, 1.5, 3, 4.5])),
+                                  [np.nan, np.nan, 3.0, 3.0])  # fmt: skip
+    # Garmin Connect's ns3 prefix, two segments (a pause between them), a time zone offset
+    run = meridian(range(200), hr=150, cad=85)
+    text = gpx_text([("running", run)]).replace("gpxtpx", "ns3")
+    text = text.replace('<trkpt lat="60.0005', '</trkseg><trkseg><trkpt lat="60.0005', 1)
+    (s,) = read_gpx(_write(tmp_path / "ns3.gpx", text))
+    assert (s.hr == 150).all() and (s.x[:, 1] == 85).all()
+    assert iso_seconds("2020-09-13T14:26:40+02:00") == T0
+    bad = '<?xml version="1.0" encoding="x-unknown"?><gpx></gpx>'
+    with pytest.raises(WearjaxFileError, match=r"enc\.gpx: not valid XML"):
+        read_gpx(_write(tmp_path / "enc.gpx", bad))
+    route = gpx_text([]).replace("</gpx>", '<rte><rtept lat="60" lon="25"/></rte></gpx>')
+    with pytest.raises(WearjaxFileError, match=r"route\.gpx: the GPX file has no track"):
+        read_gpx(_write(tmp_path / "route.gpx", route))

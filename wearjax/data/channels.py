@@ -131,15 +131,26 @@ def speed_from_distance(
 ) -> Float[np.ndarray, " record"]:
     """Speed (m/s) at each record: the change in cumulative distance (m) since the previous
     record with a time and distance, over the time between them; NaN for the first record,
-    a time that does not advance, or a distance that goes back.
+    a time that does not advance, or a distance that goes back. Records in time order that
+    share a time (several points a second, their times cut to the second) are one reading:
+    each gets the change from the last record of the previous time to the last of its own.
     """
     speed = np.full(time.shape, np.nan)
     ok = np.flatnonzero(np.isfinite(time) & np.isfinite(distance))
-    if ok.size > 1:
-        dt = np.diff(time[ok])
-        dd = np.diff(distance[ok])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            speed[ok[1:]] = np.where((dt > 0) & (dd >= 0), dd / dt, np.nan)
+    if ok.size < 2:
+        return speed
+    t, d = time[ok], distance[ok]
+    if np.all(np.diff(t) >= 0):
+        last = np.searchsorted(t, t, side="right") - 1  # the last record at this time
+        prev = np.searchsorted(t, t, side="left") - 1  # the last one at an earlier time
+        dt, dd = t - t[np.maximum(prev, 0)], d[last] - d[np.maximum(prev, 0)]
+        first = prev < 0
+    else:  # out of order (the reader keeps the longest ordered run): record to record
+        dt = np.concatenate([[0.0], np.diff(t)])
+        dd = np.concatenate([[0.0], np.diff(d)])
+        first = np.arange(t.size) == 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        speed[ok] = np.where(~first & (dt > 0) & (dd >= 0), dd / dt, np.nan)
     return speed
 
 

@@ -4,15 +4,18 @@ runs), read with `xml.etree`.
 Each track (`trk`) whose `type` names a run (`running`, `run`, `trail_running`, Strava's `9`),
 or that has no `type`, becomes one `Session` (conventions in `wearjax.data.readers`); its
 segments are joined, so the gap between two is a pause like any other. Per track point
-(`trkpt`): `time` (ISO 8601; UTC when it names no zone), `ele` (m), and from its `extensions`,
-whatever their namespace (Garmin's TrackPointExtension v1 or v2, or plain), `hr` or
-`heartrate` (bpm), `cad` or `cadence` (strides/min, as Garmin and Strava write a run's; a step
-rate is refused as in every reader) and `speed` (m/s). The distance is the sum of great-circle
+(`trkpt`): `time` (ISO 8601; UTC when it names no zone), `ele` (m), and from its `extensions`
+(GPX 1.1) or directly inside it (GPX 1.0), whatever their namespace (Garmin's
+TrackPointExtension v1 or v2, Cluetrust's gpxdata, or plain), `hr` or `heartrate` (bpm),
+`cad` or `cadence` (strides/min, as Garmin and Strava write a run's; a step rate is refused as
+in every reader) and `speed` (m/s). The distance is the sum of great-circle
 (haversine) distances between consecutive points with a position, on a sphere of the Earth's
-mean radius; without any `speed`, speed is its change over the time between points, as TCX
-and CSV readers take it from their distance; it carries each GPS fix's jitter, where a
-watch's own speed is filtered. A track that cannot be used is left out when the file has
-another that can.
+mean radius, GPS jumps left out (`cumulative_distance`); without any `speed`, speed is its
+change over the time between points, as TCX and CSV readers take it from their distance; it
+carries each GPS fix's jitter, where a watch's own speed is filtered. A negative speed
+(an exporter's "invalid") is missing. A track without a `type` is read as a run: check that
+a folder of untyped GPX holds no rides. A track that cannot be used is left out when the file
+has another that can.
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ EXTENSION_FIELDS = {
 }
 """Track point extension elements (local names, any namespace) read into FIT-named fields."""
 
+MAX_STEP_SPEED_MS = 12.5
+"""Fastest step between two positions (m/s) that counts as running: a sprinter's top speed."""
+
 RUNNING_TYPES = ("run", "9")
 """A track `type` names a run when, lower-cased, it contains "run" or is Strava's 9."""
 
@@ -71,14 +77,40 @@ def haversine_m(
 
 
 def cumulative_distance(
-    lat: Float[np.ndarray, " point"], lon: Float[np.ndarray, " point"]
+    lat: Float[np.ndarray, " point"],
+    lon: Float[np.ndarray, " point"],
+    time: Float[np.ndarray, " point"] | None = None,
+    *,
+    path: str | Path = "positions",
 ) -> Float[np.ndarray, " point"]:
     """Distance (m) run up to each point: 0 at the first point with a position, the
-    great-circle steps between consecutive points with one summed; NaN at points without."""
-    ok = np.flatnonzero(np.isfinite(lat) & np.isfinite(lon))
+    great-circle steps between consecutive points with one summed; NaN at points without
+    (a latitude beyond +-90 or a longitude beyond +-180 is no position). With `time` (s),
+    GPS jumps are left out: a point reached and left faster than `MAX_STEP_SPEED_MS` (a fix
+    off the route) loses its position, and a step faster than that (a fix that jumped and
+    stayed) adds no distance; both are counted in a warning naming `path`."""
+    ok = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90) & (np.abs(lon) <= 180)
+    idx = np.flatnonzero(ok)
     out = np.full(lat.shape, np.nan)
-    if ok.size:
-        out[ok] = np.concatenate([[0.0], np.cumsum(haversine_m(lat[ok], lon[ok]))])
+    if idx.size == 0:
+        return out
+    step = haversine_m(lat[idx], lon[idx])
+    fast = np.zeros(step.shape, bool)
+    if time is not None and idx.size > 1:
+        dt = np.maximum(np.diff(time[idx]), 1.0)  # whole-second times: at least 1 s a step
+        fast = ~(step <= MAX_STEP_SPEED_MS * dt)  # NaN times count as fast
+        spike = np.concatenate([[False], fast[:-1] & fast[1:], [False]])
+        if spike.any():  # drop the off-route fixes, then measure the bridging steps again
+            idx = idx[~spike]
+            step = haversine_m(lat[idx], lon[idx])
+            dt = np.maximum(np.diff(time[idx]), 1.0)
+            fast = ~(step <= MAX_STEP_SPEED_MS * dt)
+        if spike.any() or fast.any():
+            logger.warning(
+                "%s: GPS jumps left out: %d positions off the route, %d steps faster than %g m/s",
+                path, int(spike.sum()), int(fast.sum()), MAX_STEP_SPEED_MS,
+            )  # fmt: skip
+    out[idx] = np.concatenate([[0.0], np.cumsum(np.where(fast, 0.0, step))])
     return out
 
 
@@ -87,14 +119,12 @@ def _is_run(track: ET.Element) -> bool:
     return not kind or "run" in kind or kind in RUNNING_TYPES
 
 
-def _extension_fields(points: list[ET.Element]) -> dict[str, np.ndarray]:
-    """FIT-named fields from each point's extensions, NaN where a point has none."""
+def _point_fields(points: list[ET.Element]) -> dict[str, np.ndarray]:
+    """FIT-named fields from each point's elements, in its `extensions` (GPX 1.1) or directly
+    in the point (GPX 1.0's `speed`, vendor elements), NaN where a point has none."""
     out = {name: np.full(len(points), np.nan) for name in EXTENSION_FIELDS}
     for i, point in enumerate(points):  # a parser's walk over the file's points
-        extensions = point.find("{*}extensions")
-        if extensions is None:
-            continue
-        for element in extensions.iter():
+        for element in point.iter():
             local = element.tag.rsplit("}", 1)[-1].lower()
             for name, tags in EXTENSION_FIELDS.items():
                 if local in tags and np.isnan(out[name][i]):
@@ -122,7 +152,7 @@ def read_gpx(
     path = Path(path)
     try:
         root = ET.parse(BytesIO(read_bytes(path))).getroot()
-    except ET.ParseError as err:
+    except (ET.ParseError, LookupError) as err:  # LookupError: an unknown declared encoding
         raise WearjaxFileError(
             path, f"not valid XML ({err})", "export the run as GPX again"
         ) from err
@@ -131,12 +161,17 @@ def read_gpx(
             path, f"not a GPX file (its root element is {root.tag!r})", "pass a .gpx export"
         )
     tracks = root.findall("{*}trk")
+    if not tracks:
+        raise WearjaxFileError(
+            path, "the GPX file has no track (trk): routes and waypoints are not recordings",
+            "export the recorded activity as GPX",
+        )  # fmt: skip
     running = [(k, t) for k, t in enumerate(tracks, start=1) if _is_run(t)]
     if not running:
         kinds = sorted({(t.findtext("{*}type") or "").strip() for t in tracks})
         raise WearjaxFileError(
             path,
-            f"no running track (track types: {', '.join(kinds) or 'no track'})",
+            f"no running track (track types: {', '.join(kinds)})",
             "wearjax reads runs only; pass a running activity",
         )
     attempts = []
@@ -149,9 +184,10 @@ def read_gpx(
         check_times(texts, time, path, "GPX", "export the run again")
         lat = np.array([number(p.get("lat")) for p in points])
         lon = np.array([number(p.get("lon")) for p in points])
-        fields = _extension_fields(points)
+        fields = _point_fields(points)
+        fields["speed"] = np.where(fields["speed"] >= 0, fields["speed"], np.nan)  # -1: invalid
         fields["enhanced_altitude"] = np.array([number(p.findtext("{*}ele")) for p in points])
-        fields["distance"] = cumulative_distance(lat, lon)
+        fields["distance"] = cumulative_distance(lat, lon, time, path=path)
         if needs_speed_from_distance(fields):
             fields["speed"] = speed_from_distance(time, fields["distance"])
         fields = {n: v for n, v in fields.items() if np.isfinite(v).any()}

@@ -425,7 +425,7 @@ def iso_seconds(text: str | None) -> float:
     if not text:
         return np.nan
     try:
-        moment = datetime.fromisoformat(text.strip())
+        moment = datetime.fromisoformat(text.strip().replace("z", "Z"))  # RFC 3339 allows z
     except ValueError:
         return np.nan
     if moment.tzinfo is None:

@@ -69,7 +69,7 @@ def read_tcx(
     data = read_bytes(path)
     try:
         root = ET.parse(BytesIO(data)).getroot()
-    except ET.ParseError as err:
+    except (ET.ParseError, LookupError) as err:  # LookupError: an unknown declared encoding
         raise WearjaxFileError(
             path, f"not valid XML ({err})", "export the activity as TCX again"
         ) from err
