@@ -366,6 +366,17 @@ def test_a_folder_of_ppg_only_recordings_is_read_for_the_settings_that_read_ppg_
         assert f"{flag} reads the gait from the ACC" in capsys.readouterr().err
 
 
+def _mixed_folder(root):
+    """`_write_folder`'s four subjects, each with a second recording without ACC (wrist)."""
+    _write_folder(root, ppg=True)
+    _write_folder(root.with_name("extra"), ppg=True, acc=False)
+    for i in range(4):
+        for suffix in (".csv", ".hr.csv"):
+            (root.with_name("extra") / f"subject{i}" / f"run{suffix}").replace(
+                root / f"subject{i}" / f"wrist{suffix}"
+            )
+
+
 def test_in_a_folder_where_some_recordings_lack_acc_each_setting_learns_where_it_can_read(
     tmp_path,
 ):
@@ -373,15 +384,10 @@ def test_in_a_folder_where_some_recordings_lack_acc_each_setting_learns_where_it
     the settings that read PPG train on them and are scored on them, the settings that read
     ACC (and the ACC references) neither train on them nor score them."""
     from wearjax.tasks.virtual import reading_split
+    from wearjax.tasks.virtual_io import fit_split
     from wearjax.tasks.virtual_study import _scores, folder_sessions, references
 
-    _write_folder(tmp_path / "d", ppg=True)
-    _write_folder(tmp_path / "extra", ppg=True, acc=False)  # a second file per subject
-    for i in range(4):
-        for suffix in (".csv", ".hr.csv"):
-            (tmp_path / "extra" / f"subject{i}" / f"run{suffix}").replace(
-                tmp_path / "d" / f"subject{i}" / f"wrist{suffix}"
-            )
+    _mixed_folder(tmp_path / "d")
     said = []
     s, _ = folder_sessions(tmp_path / "d", said.append)
     assert s.has_acc and len(s.names) == 8
@@ -404,6 +410,37 @@ def test_in_a_folder_where_some_recordings_lack_acc_each_setting_learns_where_it
     moved = references(s._replace(hr=np.where(~s.with_acc[:, None], s.hr + 30, s.hr)), split)
     for name in ("acc_ridge", "acc_gait"):
         np.testing.assert_array_equal(moved[name], r[name])
+    # `fit virtual` on one subject stops early on its last session the setting can read
+    one = s._replace(subject=np.zeros(8, int), subjects=("subject0",))
+    last_acc = np.flatnonzero(one.with_acc)[-1]
+    assert fit_split(one, "acc_only").validation[0, last_acc] and last_acc < 7
+    reading_split(one, fit_split(one, "virtual"), "virtual")  # was: no training subject left
+
+
+def test_with_few_labels_the_acc_references_learn_from_the_acc_models_labelled_subjects(
+    tmp_path,
+):
+    """A subject without any ACC, one labelled subject per fold: the ACC references learn
+    from the sessions the ACC models may read (`make_folds` on their split), and from no
+    other (they drew their labelled subject among every training subject, ACC or not)."""
+    from wearjax.tasks.virtual import make_folds, reading_split
+    from wearjax.tasks.virtual_study import folder_sessions, references
+
+    _mixed_folder(tmp_path / "d")
+    for suffix in (".csv", ".hr.csv"):
+        (tmp_path / "d" / "subject3" / f"run{suffix}").unlink()
+    s, _ = folder_sessions(tmp_path / "d")
+    split = split_sessions(s, 1)
+    acc = reading_split(s, split, "acc_only")
+    readable = np.asarray(make_folds(s, acc, labelled=1).labelled) & (acc.train | acc.validation)
+    r = references(s, split, labelled=1)["acc_ridge"]
+    k = 1  # trains on subjects 0, 2 and 3 (subject 3 without ACC)
+    tested = split.test[k] & s.with_acc
+    learnt = np.flatnonzero(readable[k] & acc.train[k])
+    for i, expect in ((learnt[0], True), (np.flatnonzero(~readable[k] & split.train[k])[0], False)):
+        hr = np.where(np.arange(len(s.names))[:, None] == i, s.hr + 30, s.hr)
+        got = references(s._replace(hr=hr), split, labelled=1)["acc_ridge"]
+        assert np.any(got[tested] != r[tested]) == expect, (i, s.names[i], s.subject[i])
 
 
 @pytest.mark.slow

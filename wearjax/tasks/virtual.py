@@ -190,12 +190,8 @@ ACC_SETTINGS = ("acc_only", "virtual", "acc_refined", "fusion")
 """The learned settings that read ACC (`VirtualSensing.uses_acc`)."""
 
 
-def reading_split(s: SpectralSessions, split: Split, setting: str) -> Split:
-    """`split` as `setting` can learn from it: a setting trains and stops early only on the
-    sessions that hold what it reads (PPG: `PPG_SETTINGS`; ACC: `ACC_SETTINGS`; one without
-    reads all-zero spectra beside its HR, and is never scored there); a fold left with no
-    validation session moves its first training subject with them there. Test sessions are
-    kept (those without are not scored)."""
+def reading(s: SpectralSessions, setting: str) -> tuple[list[str], np.ndarray]:
+    """The streams `setting` reads ("PPG", "ACC") and `[S]` the sessions that hold them."""
     reads = [name for name, settings in (("PPG", PPG_SETTINGS), ("ACC", ACC_SETTINGS))
              if setting in settings]  # fmt: skip
     has = np.ones(len(s.names), bool)
@@ -203,6 +199,16 @@ def reading_split(s: SpectralSessions, split: Split, setting: str) -> Split:
         has &= s.with_ppg
     if "ACC" in reads:
         has &= s.with_acc
+    return reads, has
+
+
+def reading_split(s: SpectralSessions, split: Split, setting: str) -> Split:
+    """`split` as `setting` can learn from it: a setting trains and stops early only on the
+    sessions that hold what it reads (PPG: `PPG_SETTINGS`; ACC: `ACC_SETTINGS`; one without
+    reads all-zero spectra beside its HR, and is never scored there); a fold left with no
+    validation session moves its first training subject with them there. Test sessions are
+    kept (those without are not scored)."""
+    reads, has = reading(s, setting)
     if has.all():
         return split
     train, validation = split.train & has, split.validation & has

@@ -34,6 +34,7 @@ from wearjax.tasks.virtual import (
     make_folds,
     make_task,
     predict,
+    reading,
     reading_split,
 )
 from wearjax.tasks.virtual_data import (
@@ -83,12 +84,13 @@ def arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def fit_split(s: SpectralSessions) -> Split:
-    """One fold: the last subject validates (or, with one subject, its last session), the
-    rest trains; nothing is tested."""
+def fit_split(s: SpectralSessions, setting: str | None = None) -> Split:
+    """One fold: the last subject validates (or, with one subject, its last session that
+    holds what `setting` reads), the rest trains; nothing is tested."""
     if len(s.names) < 2:
         raise WearjaxDataError("one session: training needs another one to stop early on")
-    last = np.arange(len(s.names)) == len(s.names) - 1
+    has = reading(s, setting)[1] if setting is not None else np.ones(len(s.names), bool)
+    last = np.arange(len(s.names)) == (np.flatnonzero(has)[-1] if has.any() else -1)
     val = (s.subject == s.subject.max()) if len(s.subjects) > 1 else last
     return Split(np.zeros((1, len(s.names)), bool), val[None], ~val[None])
 
@@ -97,7 +99,7 @@ def fit_model(s: SpectralSessions, config: VirtualConfig, setting: str, *, progr
               state_file=None, resume: bool = False):  # fmt: skip
     """The trained model of `setting` and its tracker's transition variance. With a
     `state_file` the training state is saved every epoch and `resume`d from it."""
-    split = reading_split(s, fit_split(s), setting)
+    split = reading_split(s, fit_split(s, setting), setting)
     folds = make_folds(s, split, gait_ridge=config.gait_ridge)
     data = device_data(s, floor_db=config.floor_db)
     fit = fit_folds(

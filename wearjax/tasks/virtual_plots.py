@@ -15,7 +15,10 @@ from wearjax.tasks.virtual_data import HOP_S, WINDOW_S, SpectralSessions
 
 
 def _session(s: SpectralSessions, split: Split) -> int:
+    """Fold 0's most severe test session, among those with ACC and PPG where it has any."""
     rows = np.flatnonzero(split.test[0])
+    both = rows[s.with_acc[rows] & s.with_ppg[rows]]
+    rows = both if both.size else rows
     sev = np.nan_to_num(s.severity[rows], nan=-1.0)
     return int(rows[np.argmax(sev)])
 

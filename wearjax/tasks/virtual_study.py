@@ -36,6 +36,7 @@ every information setting the data allow, the non-learned references, metrics, c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -120,7 +121,7 @@ def folder_sessions(folder: Path, say=None) -> tuple[SpectralSessions, list]:
     flat = len(files) > 1 and all(f.parent == folder for f in files)
     if flat:
         sessions = [dataclasses.replace(s, runner=Path(s.source).stem) for s in sessions]
-    recs, sources, ppg_alone = [], [], []
+    recs, sources = [], []
     for s in sessions:
         try:
             try:
@@ -129,7 +130,6 @@ def folder_sessions(folder: Path, say=None) -> tuple[SpectralSessions, list]:
                 if "ppg" not in s.signals:
                     raise
                 rec = wrist_recording(s, require_reference=True, require_acc=False)
-                ppg_alone.append(rec.name)
             recs.append(rec)
             sources.append(Path(s.source))
         except WearjaxDataError as err:
@@ -138,14 +138,6 @@ def folder_sessions(folder: Path, say=None) -> tuple[SpectralSessions, list]:
         raise WearjaxFileError(
             folder, "no recording with acc_x/y/z (or ppg) and a reference HR", want
         )
-    if ppg_alone and say is not None:
-        names = ", ".join(ppg_alone[:5]) + (", ..." if len(ppg_alone) > 5 else "")
-        said = ("no recording has usable acc_x/y/z: reading PPG alone, for the settings that "
-                "read PPG without ACC (ppg_only, ppg_peak)") if len(ppg_alone) == len(recs) else (
-                f"{len(ppg_alone)} recordings without usable acc_x/y/z ({names}) are read for "
-                "their PPG alone: the settings that read ACC neither train on them nor score "
-                "them")  # fmt: skip
-        say(f"{folder}: {said}")
     spectral = spectral_sessions(recs)
     labelled = spectral.ok.sum(axis=1)
     if not labelled.all():  # nothing to train on or score: said, not averaged as nothing
@@ -154,6 +146,15 @@ def folder_sessions(folder: Path, say=None) -> tuple[SpectralSessions, list]:
         if not recs:
             raise WearjaxFileError(folder, NO_LABEL, "check the reference HR and the ACC")
         spectral = spectral_sessions(recs)
+    ppg_alone = [r.name for r in recs if r.acc is None]
+    if ppg_alone and say is not None:
+        names = ", ".join(ppg_alone[:5]) + (", ..." if len(ppg_alone) > 5 else "")
+        said = ("no recording has usable acc_x/y/z: reading PPG alone, for the settings that "
+                "read PPG without ACC (ppg_only, ppg_peak)") if len(ppg_alone) == len(recs) else (
+                f"{len(ppg_alone)} recordings without usable acc_x/y/z ({names}) are read for "
+                "their PPG alone: the settings that read ACC neither train on them nor score "
+                "them")  # fmt: skip
+        say(f"{folder}: {said}")
     if flat and say is not None:
         n = len({r.subject for r in recs})
         say(f"{folder}: no subfolders, so each of the {n} files read is one subject (put one "
@@ -222,7 +223,8 @@ def references(
     scale of the spectra the ridge reads, the models' (`VirtualConfig.floor_db`). With
     `labelled` (`VirtualConfig.labelled`, `seed` its draw's: `VirtualConfig.seed`) the learned
     references fit only on the sessions whose HR the models may read
-    (`tasks.virtual.labelled_sessions`)."""
+    (`tasks.virtual.labelled_sessions`): the ACC ridges those of the ACC models' draw, on the
+    split as they read it (`reading_split`)."""
     known = labelled_sessions(s, split, labelled, seed)  # [K, S], all True without `labelled`
     grid = np.asarray(GRID_HZ)
     raw = s.acc * s.acc_scale[:, :, None, :]  # un-normalised: a quiet axis stays quiet
@@ -238,8 +240,12 @@ def references(
         out["ppg_peak"] = np.asarray(jax.vmap(lambda p, o: track_peak(p, grid, ok=o))(ppg, ok))
     owner = np.maximum(split.owner, 0)
     if s.has_acc:
+        acc_split = split  # as the ACC models read it, with their draw of labelled subjects
+        with contextlib.suppress(WearjaxDataError):  # no ACC model runs: fit where they can
+            acc_split = reading_split(s, split, "acc_only")
+        known_acc = labelled_sessions(s, acc_split, labelled, seed)
         acc_db = np.asarray(compress(jnp.asarray(s.acc), floor_db))
-        fit_on = (split.train | split.validation) & known & s.with_acc
+        fit_on = (acc_split.train | acc_split.validation) & known_acc & s.with_acc
         fitted = fold_ridge(acc_db.reshape(s.acc.shape[:2] + (-1,)), s.hr, s.ok, fit_on, s.subject)
         out["acc_ridge"] = fitted.pred[owner, np.arange(len(owner))].astype(np.float32)
         gait = np.asarray(gait_features(s))
