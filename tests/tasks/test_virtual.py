@@ -213,7 +213,8 @@ def test_a_session_nothing_can_score_is_skipped_and_ppg_settings_score_where_the
     in every window, so no window is labelled: skipped with the reason, not averaged as
     nothing. A subject without PPG is named, and the settings that read PPG are scored on the
     other subjects' sessions only."""
-    from wearjax.tasks.virtual_study import NO_LABEL, _scores, folder_sessions
+    from wearjax.tasks.virtual_data import NO_LABEL, folder_sessions
+    from wearjax.tasks.virtual_study import _scores
 
     _write_folder(tmp_path / "d", ppg=True)
     merged = tmp_path / "d" / "subject3" / "run.csv"
@@ -245,7 +246,7 @@ def test_settings_that_read_ppg_train_and_stop_early_on_sessions_with_ppg(tmp_pa
     import shutil
 
     from wearjax.tasks.virtual import reading_split
-    from wearjax.tasks.virtual_study import folder_sessions
+    from wearjax.tasks.virtual_data import folder_sessions
 
     _write_folder(tmp_path / "d", ppg=True)
     no_ppg = tmp_path / "d" / "subject1" / "run.csv"
@@ -289,7 +290,7 @@ def test_an_acc_gap_does_not_reach_the_gait_lags_after_it():
 
 
 def test_subjects_are_the_subfolders_or_in_a_flat_folder_the_files(tmp_path):
-    from wearjax.tasks.virtual_study import folder_sessions
+    from wearjax.tasks.virtual_data import folder_sessions
 
     _write_folder(tmp_path / "nested", ppg=False, files=("a", "b"))
     s, skipped = folder_sessions(tmp_path / "nested")
@@ -341,7 +342,8 @@ def test_a_folder_of_ppg_only_recordings_is_read_for_the_settings_that_read_ppg_
     """Recordings with PPG and no ACC were all skipped ("no acc_x/acc_y/acc_z signal"), so
     such a folder could not be cross-validated at all; they are read for ppg_only."""
     from wearjax.errors import WearjaxError
-    from wearjax.tasks.virtual_study import check_setting, folder_sessions, references
+    from wearjax.tasks.virtual_data import folder_sessions
+    from wearjax.tasks.virtual_study import check_setting, references
 
     _write_folder(tmp_path / "d", ppg=True, acc=False)
     said = []
@@ -384,8 +386,9 @@ def test_in_a_folder_where_some_recordings_lack_acc_each_setting_learns_where_it
     the settings that read PPG train on them and are scored on them, the settings that read
     ACC (and the ACC references) neither train on them nor score them."""
     from wearjax.tasks.virtual import reading_split
+    from wearjax.tasks.virtual_data import folder_sessions
     from wearjax.tasks.virtual_io import fit_split
-    from wearjax.tasks.virtual_study import _scores, folder_sessions, references
+    from wearjax.tasks.virtual_study import _scores, references
 
     _mixed_folder(tmp_path / "d")
     said = []
@@ -424,7 +427,8 @@ def test_with_few_labels_the_acc_references_learn_from_the_acc_models_labelled_s
     from the sessions the ACC models may read (`make_folds` on their split), and from no
     other (they drew their labelled subject among every training subject, ACC or not)."""
     from wearjax.tasks.virtual import make_folds, reading_split
-    from wearjax.tasks.virtual_study import folder_sessions, references
+    from wearjax.tasks.virtual_data import folder_sessions
+    from wearjax.tasks.virtual_study import references
 
     _mixed_folder(tmp_path / "d")
     for suffix in (".csv", ".hr.csv"):
@@ -590,8 +594,8 @@ def test_fit_virtual_then_predict_a_file_without_ppg(prior, tmp_path, capsys):
     trained, header = load_virtual(model)
     assert header["floor_db"] == FLOOR_DB and trained.gait_prior is not None
     # the checkpoint holds the gait ridge fitted on the training subjects, not its start
+    from wearjax.tasks.virtual_data import folder_sessions
     from wearjax.tasks.virtual_io import fit_split
-    from wearjax.tasks.virtual_study import folder_sessions
 
     s = folder_sessions(tmp_path / "data")[0]
     if prior == "--gait-ridge":
@@ -872,10 +876,10 @@ def test_an_interrupted_virtual_study_resumes_to_the_same_results(tmp_path, monk
     estimates and the virtual model the plots need); `resume` trains only the rest and
     writes what an uninterrupted study writes. Other options are refused, naming them."""
     from wearjax.errors import WearjaxError
-    from wearjax.tasks import virtual_study
+    from wearjax.tasks import virtual_data, virtual_study
 
     _write_folder(tmp_path / "data", ppg=True)
-    s, _ = virtual_study.folder_sessions(tmp_path / "data", lambda line: None)
+    s, _ = virtual_data.folder_sessions(tmp_path / "data", lambda line: None)
     config = VirtualConfig()._replace(train=VirtualConfig().train._replace(epochs=1))
     settings = ["virtual", "acc_only"]
     whole = virtual_study.study(s, config, tmp_path / "whole", settings=settings)

@@ -86,7 +86,7 @@ def test_signals_too_slow_for_the_band_are_refused():
 def test_a_folder_skips_a_file_at_an_unusable_rate_or_in_the_wrong_units_and_reads_the_rest(
     tmp_path,
 ):
-    from wearjax.tasks.virtual_study import folder_sessions
+    from wearjax.tasks.virtual_data import folder_sessions
 
     _write_folder(tmp_path, ppg=True)
     (tmp_path / "subject4").mkdir()

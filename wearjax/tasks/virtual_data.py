@@ -9,11 +9,13 @@ skin contact, arm and motion). The models read them in decibels under that peak
 ACC lies about 50 dB under the gait's lines, a fraction of a percent of the peak on a linear
 scale. Reference HR per window is the mean of the reference series over the window, or, for a
 series at the hop rate (0.5 Hz: one value per window), the value at the window's start.
-Sessions are padded to the longest one's window count.
+Sessions are padded to the longest one's window count. `folder_sessions` reads a folder of
+sampled-signal recordings into them (a recording without usable ACC for its PPG alone).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import NamedTuple
 
@@ -22,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from wearjax.data.readers import HR_RANGE_BPM as HR_RANGE
-from wearjax.errors import WearjaxDataError
+from wearjax.errors import WearjaxDataError, WearjaxFileError
 from wearjax.models.virtual import GRID_HZ
 from wearjax.signal.spectra import band_spectra, normalise, window_mean
 
@@ -280,3 +282,69 @@ def spectral_sessions(recordings: list[WristRecording], *,
         acc_ok=_pad(aoks, n), has_acc=any(r.acc is not None for r in recordings),
         acc_present=np.asarray([r.acc is not None for r in recordings]),
     )  # fmt: skip
+
+
+def folder_sessions(folder: Path, say=None) -> tuple[SpectralSessions, list]:
+    """Recordings under `folder` with an `acc` signal or a `ppg` one, and a reference HR;
+    others skipped with their reason (returned with the reader's own skips). A recording
+    without usable ACC is read for its PPG alone (said through `say`), for the settings that
+    read PPG (`SpectralSessions.with_acc` False; `has_acc` False when no recording has ACC).
+    Subjects are the subfolders; in a folder without subfolders, as public PPG benchmarks
+    ship one file per subject, each file is its own subject (said through `say`)."""
+    from wearjax.data.folders import Skipped, load_folder
+
+    want = "add sampled-signal CSV/NPZ files with acc_x, acc_y, acc_z (or ppg) and hr_ref"
+    sessions, skipped = load_folder(folder, fix=want)
+    files = {Path(s.source) for s in sessions}
+    flat = len(files) > 1 and all(f.parent == folder for f in files)
+    if flat:
+        sessions = [dataclasses.replace(s, runner=Path(s.source).stem) for s in sessions]
+    recs, sources = [], []
+    for s in sessions:
+        try:
+            try:
+                rec = wrist_recording(s, require_reference=True)
+            except WearjaxDataError:  # no usable ACC: its PPG alone, where that is usable
+                if "ppg" not in s.signals:
+                    raise
+                rec = wrist_recording(s, require_reference=True, require_acc=False)
+            recs.append(rec)
+            sources.append(Path(s.source))
+        except WearjaxDataError as err:
+            skipped.append(Skipped(Path(s.source), str(err)))
+    if not recs:
+        raise WearjaxFileError(
+            folder, "no recording with acc_x/y/z (or ppg) and a reference HR", want
+        )
+    spectral = spectral_sessions(recs)
+    labelled = spectral.ok.sum(axis=1)
+    if not labelled.all():  # nothing to train on or score: said, not averaged as nothing
+        skipped += [Skipped(f, NO_LABEL) for f, n in zip(sources, labelled, strict=True) if not n]
+        recs = [r for r, n in zip(recs, labelled, strict=True) if n > 0]
+        if not recs:
+            raise WearjaxFileError(folder, NO_LABEL, "check the reference HR and the ACC")
+        spectral = spectral_sessions(recs)
+    ppg_alone = [r.name for r in recs if r.acc is None]
+    if ppg_alone and say is not None:
+        names = ", ".join(ppg_alone[:5]) + (", ..." if len(ppg_alone) > 5 else "")
+        said = ("no recording has usable acc_x/y/z: reading PPG alone, for the settings that "
+                "read PPG without ACC (ppg_only, ppg_peak)") if len(ppg_alone) == len(recs) else (
+                f"{len(ppg_alone)} recordings without usable acc_x/y/z ({names}) are read for "
+                "their PPG alone: the settings that read ACC neither train on them nor score "
+                "them")  # fmt: skip
+        say(f"{folder}: {said}")
+    if flat and say is not None:
+        n = len({r.subject for r in recs})
+        say(f"{folder}: no subfolders, so each of the {n} files read is one subject (put one "
+            "subject's files in a subfolder to keep them together)")  # fmt: skip
+    without = sorted({r.subject for r in recs} - {r.subject for r in recs if r.ppg is not None})
+    if spectral.has_ppg and without and say is not None:
+        say(f"no PPG for subject(s) {', '.join(without)}: the settings that read PPG are "
+            "scored on the other subjects' sessions")  # fmt: skip
+    return spectral, skipped
+
+
+NO_LABEL = (
+    "no 8 s window has both a reference HR and gap-free ACC (rows with acc_x/y/z empty, as in "
+    "a file that merges streams at several rates, are gaps)"
+)

@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from wearjax.cv import Split
-from wearjax.errors import TrainingInterrupted, WearjaxDataError, WearjaxError, WearjaxFileError
+from wearjax.errors import TrainingInterrupted, WearjaxDataError, WearjaxError
 from wearjax.eval import metrics as M
 from wearjax.eval.ridge import fold_ridge
 from wearjax.models.virtual import ABLATIONS, FLOOR_DB, GRID_HZ, N_GAIT, SETTINGS, compress
@@ -64,8 +64,8 @@ from wearjax.tasks.virtual import (
 from wearjax.tasks.virtual_data import (
     SpectralSessions,
     WristRecording,
+    folder_sessions,
     spectral_sessions,
-    wrist_recording,
 )
 
 SEVERITY_BANDS = {"light": (0.0, 0.6), "moderate": (0.6, 1.5), "heavy": (1.5, np.inf)}
@@ -104,72 +104,6 @@ def synthetic_sessions(
     )
 
 
-def folder_sessions(folder: Path, say=None) -> tuple[SpectralSessions, list]:
-    """Recordings under `folder` with an `acc` signal or a `ppg` one, and a reference HR;
-    others skipped with their reason (returned with the reader's own skips). A recording
-    without usable ACC is read for its PPG alone (said through `say`), for the settings that
-    read PPG (`SpectralSessions.with_acc` False; `has_acc` False when no recording has ACC).
-    Subjects are the subfolders; in a folder without subfolders, as public PPG benchmarks
-    ship one file per subject, each file is its own subject (said through `say`)."""
-    import dataclasses
-
-    from wearjax.data.folders import Skipped, load_folder
-
-    want = "add sampled-signal CSV/NPZ files with acc_x, acc_y, acc_z (or ppg) and hr_ref"
-    sessions, skipped = load_folder(folder, fix=want)
-    files = {Path(s.source) for s in sessions}
-    flat = len(files) > 1 and all(f.parent == folder for f in files)
-    if flat:
-        sessions = [dataclasses.replace(s, runner=Path(s.source).stem) for s in sessions]
-    recs, sources = [], []
-    for s in sessions:
-        try:
-            try:
-                rec = wrist_recording(s, require_reference=True)
-            except WearjaxDataError:  # no usable ACC: its PPG alone, where that is usable
-                if "ppg" not in s.signals:
-                    raise
-                rec = wrist_recording(s, require_reference=True, require_acc=False)
-            recs.append(rec)
-            sources.append(Path(s.source))
-        except WearjaxDataError as err:
-            skipped.append(Skipped(Path(s.source), str(err)))
-    if not recs:
-        raise WearjaxFileError(
-            folder, "no recording with acc_x/y/z (or ppg) and a reference HR", want
-        )
-    spectral = spectral_sessions(recs)
-    labelled = spectral.ok.sum(axis=1)
-    if not labelled.all():  # nothing to train on or score: said, not averaged as nothing
-        skipped += [Skipped(f, NO_LABEL) for f, n in zip(sources, labelled, strict=True) if not n]
-        recs = [r for r, n in zip(recs, labelled, strict=True) if n > 0]
-        if not recs:
-            raise WearjaxFileError(folder, NO_LABEL, "check the reference HR and the ACC")
-        spectral = spectral_sessions(recs)
-    ppg_alone = [r.name for r in recs if r.acc is None]
-    if ppg_alone and say is not None:
-        names = ", ".join(ppg_alone[:5]) + (", ..." if len(ppg_alone) > 5 else "")
-        said = ("no recording has usable acc_x/y/z: reading PPG alone, for the settings that "
-                "read PPG without ACC (ppg_only, ppg_peak)") if len(ppg_alone) == len(recs) else (
-                f"{len(ppg_alone)} recordings without usable acc_x/y/z ({names}) are read for "
-                "their PPG alone: the settings that read ACC neither train on them nor score "
-                "them")  # fmt: skip
-        say(f"{folder}: {said}")
-    if flat and say is not None:
-        n = len({r.subject for r in recs})
-        say(f"{folder}: no subfolders, so each of the {n} files read is one subject (put one "
-            "subject's files in a subfolder to keep them together)")  # fmt: skip
-    without = sorted({r.subject for r in recs} - {r.subject for r in recs if r.ppg is not None})
-    if spectral.has_ppg and without and say is not None:
-        say(f"no PPG for subject(s) {', '.join(without)}: the settings that read PPG are "
-            "scored on the other subjects' sessions")  # fmt: skip
-    return spectral, skipped
-
-
-NO_LABEL = (
-    "no 8 s window has both a reference HR and gap-free ACC (rows with acc_x/y/z empty, as in "
-    "a file that merges streams at several rates, are gaps)"
-)
 READS_PPG = ("ppg_only", "fusion", "troika", "ppg_peak")
 """The settings scored only on sessions with PPG: at inference they read it."""
 READS_ACC = ("acc_only", "virtual", "acc_refined", "fusion", "troika", "acc_ridge", "acc_gait")
