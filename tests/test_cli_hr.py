@@ -213,7 +213,7 @@ def test_fit_lists_skipped_files_one_line_each(tmp_path, capsys):
     assert code == 2
     assert len(err) == 3 and all(line.startswith("wearjax: ") for line in err)
     assert "skipped" in err[0] and "empty.csv" in err[0] and "empty" in err[0].split(":", 2)[2]
-    assert "watch.gpx" in err[1] and "no running track (track types: no track)" in err[1]
+    assert "watch.gpx" in err[1] and "the GPX file has no track" in err[1]
 
 
 def test_checkpoint_save_load_is_exact(tmp_path):
