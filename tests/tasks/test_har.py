@@ -66,6 +66,7 @@ def test_every_variant_learns_the_motion_frequencies(variant, seeds):
         assert np.min(result.history["aux_k_min"]) < 1
 
 
+@pytest.mark.slow  # two compiles of the HAR epoch, 20-26 s: keeps the fast suite under 10 min
 def test_update_modulation_scales_each_encoders_adam_step_by_its_coefficient():
     """One step of `update_modulation` against one without modulation (the same gradients:
     the coefficients are computed but scale nothing backward): each encoder's parameter change
@@ -86,7 +87,7 @@ def test_update_modulation_scales_each_encoders_adam_step_by_its_coefficient():
 
     def step(task):
         state = init_state(params, recipe, jax.random.key(1))
-        new, (_, _, aux) = make_epoch(task, recipe, static)(state, fold, data)
+        new, (_, _, aux) = jax.jit(make_epoch(task, recipe, static))(state, fold, data)
         return jax.tree.map(lambda a, b: a - b, new.params, params), aux
 
     moved, aux = step(make_task(config))
