@@ -11,7 +11,7 @@ import pytest
 from wearjax.data.channels import speed_from_distance
 from wearjax.data.folders import load_folder
 from wearjax.data.gpx import EARTH_RADIUS_M, cumulative_distance, haversine_m, read_gpx
-from wearjax.data.readers import iso_seconds
+from wearjax.data.xml_export import iso_seconds
 from wearjax.errors import WearjaxFileError
 
 RUNNING_CSV = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "running-csv"

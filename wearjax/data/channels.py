@@ -11,8 +11,15 @@ from pathlib import Path
 import numpy as np
 from jaxtyping import Float
 
+from wearjax.data.readers import Records
 from wearjax.data.types import CHANNEL_UNITS
-from wearjax.data.validate import check_declared_units, check_magnitude
+from wearjax.data.validate import (
+    CADENCE_UNIT_FIX,
+    check_cadence,
+    check_declared_units,
+    check_magnitude,
+    check_speed,
+)
 from wearjax.errors import WearjaxFileError
 
 # FIT record fields the readers map onto canonical channels (see `running_channels`); running
@@ -161,3 +168,30 @@ def needs_speed_from_distance(fields: Mapping[str, np.ndarray]) -> bool:
     speeds = [fields[n] for n in ("enhanced_speed", "speed") if n in fields]
     has = lambda v: bool(np.isfinite(v).any())  # noqa: E731
     return not any(has(v) for v in speeds) and "distance" in fields and has(fields["distance"])
+
+
+def point_records(
+    time: Float[np.ndarray, " record"],
+    fields: Mapping[str, Float[np.ndarray, " record"]],
+    path: str | Path,
+    *,
+    cadence_unit: str,
+    speed_fix: str,
+) -> Records:
+    """`Records` of an XML export's points (TCX, GPX): FIT-named `fields` (NaN where a point
+    lacks one; speed from the `distance` where none is recorded) on canonical channels,
+    checked (speed in m/s, refused with `speed_fix`; cadence a stride rate), with the HR and
+    the distance."""
+    if needs_speed_from_distance(fields):
+        fields = {**fields, "speed": speed_from_distance(time, fields["distance"])}
+    fields = {n: v for n, v in fields.items() if np.isfinite(v).any()}
+    channels = running_channels(fields, path=path, units={"cadence": cadence_unit})
+    check_speed(fields, channels.get("speed"), path, unit="m/s", fix=speed_fix)
+    if "cadence" in channels:
+        check_cadence(channels["cadence"], path, CADENCE_UNIT_FIX)
+    return Records(
+        time=time,
+        channels=channels,
+        hr=fields.get("heart_rate", time * np.nan),
+        distance=fields.get("distance"),
+    )

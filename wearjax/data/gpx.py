@@ -23,25 +23,20 @@ from __future__ import annotations
 import functools
 import logging
 import xml.etree.ElementTree as ET
-from io import BytesIO
 from pathlib import Path
 
 import numpy as np
 from jaxtyping import Float
 
-from wearjax.data.channels import needs_speed_from_distance, running_channels, speed_from_distance
+from wearjax.data.channels import point_records
 from wearjax.data.readers import (
     MAX_GAP_S,
-    Records,
-    check_times,
-    iso_seconds,
-    number,
-    read_bytes,
     to_session,
     usable_parts,
 )
 from wearjax.data.types import Session
-from wearjax.data.validate import CADENCE_UNIT_FIX, MIN_LENGTH_S, check_cadence, check_speed
+from wearjax.data.validate import MIN_LENGTH_S
+from wearjax.data.xml_export import check_times, iso_seconds, number, xml_root
 from wearjax.errors import WearjaxFileError
 
 logger = logging.getLogger(__name__)
@@ -150,16 +145,7 @@ def read_gpx(
     file that is not GPX, or one without a running track with timed points.
     """
     path = Path(path)
-    try:
-        root = ET.parse(BytesIO(read_bytes(path))).getroot()
-    except (ET.ParseError, LookupError) as err:  # LookupError: an unknown declared encoding
-        raise WearjaxFileError(
-            path, f"not valid XML ({err})", "export the run as GPX again"
-        ) from err
-    if not root.tag.endswith("gpx"):
-        raise WearjaxFileError(
-            path, f"not a GPX file (its root element is {root.tag!r})", "pass a .gpx export"
-        )
+    root = xml_root(path, "gpx", "export the run as GPX again", "a .gpx export")
     tracks = root.findall("{*}trk")
     if not tracks:
         raise WearjaxFileError(
@@ -188,20 +174,9 @@ def read_gpx(
         fields["speed"] = np.where(fields["speed"] >= 0, fields["speed"], np.nan)  # -1: invalid
         fields["enhanced_altitude"] = np.array([number(p.findtext("{*}ele")) for p in points])
         fields["distance"] = cumulative_distance(lat, lon, time, path=path)
-        if needs_speed_from_distance(fields):
-            fields["speed"] = speed_from_distance(time, fields["distance"])
-        fields = {n: v for n, v in fields.items() if np.isfinite(v).any()}
-        channels = running_channels(fields, path=path, units={"cadence": cadence_unit})
-        check_speed(fields, channels.get("speed"), path, unit="m/s", fix="GPX speed is in m/s")
-        if "cadence" in channels:
-            check_cadence(channels["cadence"], path, CADENCE_UNIT_FIX)
+        fix = "GPX speed is in m/s"
+        records = point_records(time, fields, path, cadence_unit=cadence_unit, speed_fix=fix)
         workout = path.stem if len(tracks) == 1 else f"{path.stem}#{k}"
-        records = Records(
-            time=time,
-            channels=channels,
-            hr=fields.get("heart_rate", time * np.nan),
-            distance=fields.get("distance"),
-        )
         build = functools.partial(
             to_session, records, path=path, runner=path.stem if runner is None else runner,
             workout=workout, max_gap_s=max_gap_s, min_length_s=min_length_s, pauses=pauses,

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
@@ -400,42 +399,3 @@ def usable_parts(path: str | Path, attempts, *, require_hr: bool, what: str) -> 
     for workout, err in refused:
         logger.warning("%s: left out %s %s: %s", path, what, workout, err.problem)
     return sessions
-
-
-def check_times(
-    texts: list[str | None], time: np.ndarray, path: str | Path, fmt: str, again: str
-) -> None:
-    """Name time texts of an XML format (`fmt`: "TCX", "GPX") that are present but unreadable
-    (`time` NaN there): every one refuses the file (`again`: how to get a good one), some are
-    said (their points are dropped)."""
-    bad = [t for t, v in zip(texts, time, strict=True) if t and t.strip() and np.isnan(v)]
-    if not bad:
-        return
-    if len(bad) == sum(bool(t and t.strip()) for t in texts):
-        raise WearjaxFileError(
-            path,
-            f"no point's time is readable (e.g. {bad[0]!r})",
-            f"{again}: {fmt} times are ISO 8601, e.g. 2021-03-24T21:40:55Z",
-        )
-    logger.warning("%s: %d points dropped: time unreadable (e.g. %r)", path, len(bad), bad[0])
-
-
-def iso_seconds(text: str | None) -> float:
-    """POSIX seconds of an ISO 8601 time (UTC when it names no zone); NaN when unreadable."""
-    if not text:
-        return np.nan
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("z", "Z"))  # RFC 3339 allows z
-    except ValueError:
-        return np.nan
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
-def number(text: str | None) -> float:
-    """A number written as text; NaN when absent or unreadable."""
-    try:
-        return float(text) if text else np.nan
-    except ValueError:
-        return np.nan

@@ -14,25 +14,19 @@ from __future__ import annotations
 
 import functools
 import logging
-import xml.etree.ElementTree as ET
-from io import BytesIO
 from pathlib import Path
 
 import numpy as np
 
-from wearjax.data.channels import needs_speed_from_distance, running_channels, speed_from_distance
+from wearjax.data.channels import point_records
 from wearjax.data.readers import (
     MAX_GAP_S,
-    Records,
-    check_times,
-    iso_seconds,
-    number,
-    read_bytes,
     to_session,
     usable_parts,
 )
 from wearjax.data.types import Session
-from wearjax.data.validate import CADENCE_UNIT_FIX, MIN_LENGTH_S, check_cadence, check_speed
+from wearjax.data.validate import MIN_LENGTH_S
+from wearjax.data.xml_export import check_times, iso_seconds, number, xml_root
 from wearjax.errors import WearjaxFileError
 
 logger = logging.getLogger(__name__)
@@ -66,19 +60,8 @@ def read_tcx(
     a file that is not TCX, or one without a running activity with trackpoints.
     """
     path = Path(path)
-    data = read_bytes(path)
-    try:
-        root = ET.parse(BytesIO(data)).getroot()
-    except (ET.ParseError, LookupError) as err:  # LookupError: an unknown declared encoding
-        raise WearjaxFileError(
-            path, f"not valid XML ({err})", "export the activity as TCX again"
-        ) from err
-    if not root.tag.endswith("TrainingCenterDatabase"):
-        raise WearjaxFileError(
-            path,
-            f"not a TCX file (its root element is {root.tag!r})",
-            "pass a Garmin Training Center (.tcx) export",
-        )
+    root = xml_root(path, "TrainingCenterDatabase", "export the activity as TCX again",
+                    "a Garmin Training Center (.tcx) export")  # fmt: skip
     activities = root.findall("{*}Activities/{*}Activity")
     running = [
         (k, a) for k, a in enumerate(activities, start=1) if a.get("Sport", "").lower() == "running"
@@ -105,21 +88,9 @@ def read_tcx(
         }
         if np.isfinite(fields["run_cadence"]).any():
             fields["cadence"] = fields["run_cadence"]
-        if needs_speed_from_distance(fields):
-            fields["speed"] = speed_from_distance(time, fields["distance"])
-        fields = {n: v for n, v in fields.items() if np.isfinite(v).any()}
-        channels = running_channels(fields, path=path, units={"cadence": cadence_unit})
         fix = "TCX speed is in m/s: export the activity again"
-        check_speed(fields, channels.get("speed"), path, unit="m/s", fix=fix)
-        if "cadence" in channels:
-            check_cadence(channels["cadence"], path, CADENCE_UNIT_FIX)
+        records = point_records(time, fields, path, cadence_unit=cadence_unit, speed_fix=fix)
         workout = stem if len(activities) == 1 else f"{stem}#{k}"
-        records = Records(
-            time=time,
-            channels=channels,
-            hr=fields.get("heart_rate", time * np.nan),
-            distance=fields.get("distance"),
-        )
         build = functools.partial(
             to_session, records, path=path, runner=stem if runner is None else runner,
             workout=workout, max_gap_s=max_gap_s, min_length_s=min_length_s, pauses=pauses,
