@@ -3,7 +3,7 @@ frequencies the module's table states, found by an FFT of the acceleration magni
 
 import numpy as np
 
-from wearjax.data.imu_synthetic import ACTIVITIES, G, simulate_activities
+from wearjax.data.imu_synthetic import ACTIVITIES, G, impact_pulse, simulate_activities
 
 
 def _dominant_hz(x, rate):
@@ -33,3 +33,20 @@ def test_subjects_differ_and_the_seed_repeats():
     a, b = simulate_activities(3, 2, seed=1), simulate_activities(3, 2, seed=1)
     np.testing.assert_array_equal(a.x, b.x)
     assert a.n_subjects == 3 and set(a.subject.tolist()) == {0, 1, 2}
+
+
+def test_the_impact_pulse_is_whole_across_the_step_boundary():
+    """Sampled densely through two steps at 3 Hz (a 0.47 rad wide pulse centred 0.3 rad after
+    each step starts), the pulse is symmetric about its centre and has no jump where the phase
+    wraps; the Gaussian of the unwrapped phase dropped its left tail (0.81 to 0) there."""
+    f = np.full(2001, 3.0)
+    phase = np.linspace(0.0, 4 * np.pi, 2001)
+    pulse = impact_pulse(phase, f)
+    delta = np.linspace(0.0, 1.2, 50)
+    for centre in (0.3, 0.3 + 2 * np.pi):
+        np.testing.assert_allclose(
+            impact_pulse(centre - delta, f[:50]), impact_pulse(centre + delta, f[:50]), atol=1e-12
+        )
+    assert np.max(np.abs(np.diff(pulse))) < 0.02
+    sd = 2 * np.pi * 0.025 * 3.0
+    np.testing.assert_allclose(impact_pulse(np.array([0.3 - sd]), f[:1]), np.exp(-0.5))

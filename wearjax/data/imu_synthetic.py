@@ -57,6 +57,15 @@ def _rotation(angles: np.ndarray) -> np.ndarray:
     return rz @ ry @ rx
 
 
+def impact_pulse(step_phase: np.ndarray, f: np.ndarray, *, width_s: float = 0.025) -> np.ndarray:
+    """A landing's unit Gaussian pulse, `width_s` seconds wide, 0.3 rad of step phase after
+    each step begins: the phase distance is taken around the circle, so a pulse whose left
+    tail crosses the step boundary is whole (the distance from the unwrapped phase cut the
+    tail off there)."""
+    d = np.mod(step_phase - 0.3 + np.pi, 2 * np.pi) - np.pi
+    return np.exp(-0.5 * (d / (2 * np.pi * width_s * np.maximum(f, 0.1))) ** 2)
+
+
 def simulate_activities(
     n_subjects: int = 10,
     windows_per_activity: int = 24,
@@ -111,10 +120,7 @@ def simulate_activities(
     angle = np.where(standing[:, None], sway + gesture, swing)
     pitch = np.where(y == ACTIVITIES.index("stairs"), np.deg2rad(rng.uniform(5, 15, n)), 0.0)
     # vertical acceleration: bounce, landing impacts, the stairs' step-up surge
-    pulse = np.exp(
-        -0.5
-        * ((np.mod(step_phase, 2 * np.pi) - 0.3) / (2 * np.pi * 0.025 * np.maximum(fi, 0.1))) ** 2
-    )
+    pulse = impact_pulse(step_phase, fi)
     surge = (
         (y == ACTIVITIES.index("stairs"))[:, None] * 1.5 * np.clip(np.sin(step_phase / 2), 0, None)
     )
