@@ -210,24 +210,31 @@ def test_a_session_nothing_can_score_is_skipped_and_ppg_settings_score_where_the
     tmp_path,
 ):
     """A file whose ACC rows alternate with empty ones (streams merged at two rates) has a gap
-    in every window, so no window is labelled: skipped with the reason, not averaged as
-    nothing. A subject without PPG is named, and the settings that read PPG are scored on the
-    other subjects' sessions only."""
+    in every window: with PPG it is read for its PPG alone; without, no window is labelled,
+    and it is skipped with the reason, not averaged as nothing. A subject without PPG is
+    named, and the settings that read PPG are scored on the other subjects' sessions only."""
     from wearjax.tasks.virtual_data import NO_LABEL, folder_sessions
     from wearjax.tasks.virtual_study import _scores
 
+    def merge(path, keep):  # every other row's ACC empty; the first `keep` columns kept
+        rows = [line.split(",")[:keep] for line in path.read_text().splitlines()]
+        for row in rows[2::2]:
+            row[1:4] = ["", "", ""]
+        path.write_text("\n".join(",".join(r) for r in rows) + "\n")
+
     _write_folder(tmp_path / "d", ppg=True)
-    merged = tmp_path / "d" / "subject3" / "run.csv"
-    lines = merged.read_text().splitlines()
-    lines[2::2] = [line.split(",")[0] + ",,,," + line.split(",")[4] for line in lines[2::2]]
-    merged.write_text("\n".join(lines) + "\n")
+    merge(tmp_path / "d" / "subject3" / "run.csv", 4)  # and no PPG: nothing to read
+    merge(tmp_path / "d" / "subject1" / "run.csv", 5)  # its PPG is read alone
     no_ppg = tmp_path / "d" / "subject2" / "run.csv"
     rows = [line.split(",")[:4] for line in no_ppg.read_text().splitlines()]
     no_ppg.write_text("\n".join(",".join(r) for r in rows) + "\n")
     said = []
     s, skipped = folder_sessions(tmp_path / "d", said.append)
     assert s.subjects == ("subject0", "subject1", "subject2")
-    assert (merged.name, NO_LABEL) in [(p.name, r) for p, r in skipped]
+    assert [(p.parent.name, r) for p, r in skipped if r == NO_LABEL] == [("subject3", NO_LABEL)]
+    assert s.with_acc.tolist() == [True, False, True] and s.with_ppg.tolist() == [1, 1, 0]
+    assert s.ok[1].sum() > 10 and not s.acc[1].any()
+    assert any("1 recording without usable acc_x/y/z (run) read" in line for line in said), said
     assert any("no PPG for subject(s) subject2" in line for line in said), said
     split = split_sessions(s, 1)
     off = np.where(s.subject[:, None] == 2, 50.0, 1.0)  # 50 bpm off where there is no PPG

@@ -290,7 +290,9 @@ def folder_sessions(folder: Path, say=None) -> tuple[SpectralSessions, list]:
     without usable ACC is read for its PPG alone (said through `say`), for the settings that
     read PPG (`SpectralSessions.with_acc` False; `has_acc` False when no recording has ACC).
     Subjects are the subfolders; in a folder without subfolders, as public PPG benchmarks
-    ship one file per subject, each file is its own subject (said through `say`)."""
+    ship one file per subject, each file is its own subject (said through `say`). A
+    recording with an ACC gap in every window is read for its PPG alone too; one with no
+    window left to score is skipped (`NO_LABEL`)."""
     from wearjax.data.folders import Skipped, load_folder
 
     want = "add sampled-signal CSV/NPZ files with acc_x, acc_y, acc_z (or ppg) and hr_ref"
@@ -318,6 +320,11 @@ def folder_sessions(folder: Path, say=None) -> tuple[SpectralSessions, list]:
         )
     spectral = spectral_sessions(recs)
     labelled = spectral.ok.sum(axis=1)
+    gappy = [not n and r.acc is not None and r.ppg is not None for r, n in zip(recs, labelled)]
+    if any(gappy):  # an ACC gap in every window: its PPG may still be read alone
+        recs = [r._replace(acc=None) if g else r for r, g in zip(recs, gappy, strict=True)]
+        spectral = spectral_sessions(recs)
+        labelled = spectral.ok.sum(axis=1)
     if not labelled.all():  # nothing to train on or score: said, not averaged as nothing
         skipped += [Skipped(f, NO_LABEL) for f, n in zip(sources, labelled, strict=True) if not n]
         recs = [r for r, n in zip(recs, labelled, strict=True) if n > 0]
@@ -329,9 +336,9 @@ def folder_sessions(folder: Path, say=None) -> tuple[SpectralSessions, list]:
         names = ", ".join(ppg_alone[:5]) + (", ..." if len(ppg_alone) > 5 else "")
         said = ("no recording has usable acc_x/y/z: reading PPG alone, for the settings that "
                 "read PPG without ACC (ppg_only, ppg_peak)") if len(ppg_alone) == len(recs) else (
-                f"{len(ppg_alone)} recordings without usable acc_x/y/z ({names}) are read for "
-                "their PPG alone: the settings that read ACC neither train on them nor score "
-                "them")  # fmt: skip
+                f"{len(ppg_alone)} recording{'s' * (len(ppg_alone) > 1)} without usable "
+                f"acc_x/y/z ({names}) read for their PPG alone: the settings that read ACC "
+                "neither train on them nor score them")  # fmt: skip
         say(f"{folder}: {said}")
     if flat and say is not None:
         n = len({r.subject for r in recs})
