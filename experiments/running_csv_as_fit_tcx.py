@@ -16,6 +16,9 @@ or speed field, and these runs have no positions: each point is placed due north
 at the run's distance so far (linearly interpolated across rows without one), so the reader's
 great-circle distance gives the CSV's back and its speed is the distance's change per second,
 not the watch's speed; HR and cadence (whole strides/min) in Garmin's TrackPointExtension v1.
+`--gps-noise M` also writes `DIR/gpx_noisy`, each fix moved by a receiver-like error that
+drifts (SD M metres north and east, correlated over 20 s: `gps_error`), as a watch's recorded
+track wanders around the true one.
 
 `--dynamics` also writes `DIR/fit_dynamics`: the same FIT files with running-dynamics fields a
 chest or foot pod would add (step length, vertical oscillation, vertical ratio, stance time and
@@ -36,6 +39,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
+from scipy.signal import lfilter
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "running-csv"
@@ -147,14 +151,28 @@ def write_tcx(rows: list, path: Path) -> None:
 EARTH_RADIUS_M = 6_371_008.8  # the sphere `wearjax.data.gpx` takes distances on
 
 
-def write_gpx(rows: list, path: Path) -> None:
+def gps_error(n: int, sd_m: float, rng, *, correlation_s: float = 20.0) -> np.ndarray:
+    """`[n, 2]` north and east position errors (m) one second apart: each a stationary AR(1)
+    process of SD `sd_m` whose correlation falls by 1/e over `correlation_s` seconds (a
+    receiver's error drifts with the satellites and the multipath rather than jumping each
+    fix; the 20 s default is our assumption, not a measured receiver's)."""
+    rho = math.exp(-1.0 / correlation_s)
+    shocks = rng.normal(0.0, sd_m * math.sqrt(1.0 - rho**2), (n, 2))
+    shocks[0] = rng.normal(0.0, sd_m, 2)
+    return lfilter([1.0], [1.0, -rho], shocks, axis=0)
+
+
+def write_gpx(rows: list, path: Path, error_m: np.ndarray | None = None) -> None:
+    """`error_m [n, 2]`: north and east errors (m) added to each fix (`gps_error`)."""
     ms = np.array([r[0] for r in rows], float)
     known = np.array(["distance" in v for _, v in rows])
     d = np.array([v.get("distance", np.nan) for _, v in rows])
     d = np.interp(ms, ms[known], d[known]) if known.any() else np.zeros(len(rows))
-    lat = 60.0 + np.degrees(d / EARTH_RADIUS_M)
+    north, east = (d, np.zeros_like(d)) if error_m is None else (d + error_m[:, 0], error_m[:, 1])
+    lat = 60.0 + np.degrees(north / EARTH_RADIUS_M)
+    lon = 25.0 + np.degrees(east / (EARTH_RADIUS_M * np.cos(np.radians(lat))))
     points = []
-    for (t, v), a in zip(rows, lat, strict=True):
+    for (t, v), a, o in zip(rows, lat, lon, strict=True):
         parts = []
         if "enhanced_altitude" in v:
             parts.append(f"<ele>{v['enhanced_altitude']:.3f}</ele>")
@@ -168,7 +186,7 @@ def write_gpx(rows: list, path: Path) -> None:
         if ext:
             parts.append("<extensions><gpxtpx:TrackPointExtension>" + "".join(ext)
                          + "</gpxtpx:TrackPointExtension></extensions>")  # fmt: skip
-        points.append(f'<trkpt lat="{a:.8f}" lon="25.0">{"".join(parts)}</trkpt>')
+        points.append(f'<trkpt lat="{a:.8f}" lon="{o:.8f}">{"".join(parts)}</trkpt>')
     path.write_text(
         '<?xml version="1.0" encoding="UTF-8"?>\n<gpx version="1.1" creator="wearjax" '
         'xmlns="http://www.topografix.com/GPX/1/1" xmlns:gpxtpx="http://www.garmin.com/'
@@ -185,21 +203,29 @@ def main() -> int:
     parser.add_argument(
         "--dynamics", action="store_true", help="also write DIR/fit_dynamics (see the docstring)"
     )
+    parser.add_argument(
+        "--gps-noise", type=float, default=0.0, metavar="M",
+        help="also write DIR/gpx_noisy: every fix off by a drifting error of SD M metres",
+    )  # fmt: skip
     args = parser.parse_args()
     files = sorted(args.data.glob("*.csv"))
     if not files:
         print(f"skipped: no running CSVs at {args.data}")
         return 0
     kinds = ("fit", "tcx", "gpx") + (("fit_dynamics",) if args.dynamics else ())
+    kinds += ("gpx_noisy",) if args.gps_noise > 0 else ()
     for kind in kinds:
         (args.out / kind).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    for path in files:
+    for i, path in enumerate(files):
         rows = _rows(path)
         stem = path.name.removesuffix(".csv").removesuffix(".fit")
         write_fit(rows, args.out / "fit" / f"{stem}.fit")
         write_tcx(rows, args.out / "tcx" / f"{stem}.tcx")
         write_gpx(rows, args.out / "gpx" / f"{stem}.gpx")
+        if args.gps_noise > 0:  # its own draw per file: the same errors with or without others
+            error = gps_error(len(rows), args.gps_noise, np.random.default_rng([1, i]))
+            write_gpx(rows, args.out / "gpx_noisy" / f"{stem}.gpx", error)
         if args.dynamics:
             rows = [(ms, {**v, **dynamics(v, rng)}) for ms, v in rows]
             write_fit(rows, args.out / "fit_dynamics" / f"{stem}.fit")

@@ -320,7 +320,8 @@ def folder_sessions(folder: Path, say=None) -> tuple[SpectralSessions, list]:
         )
     spectral = spectral_sessions(recs)
     labelled = spectral.ok.sum(axis=1)
-    gappy = [not n and r.acc is not None and r.ppg is not None for r, n in zip(recs, labelled)]
+    gappy = [not n and r.acc is not None and r.ppg is not None
+             for r, n in zip(recs, labelled, strict=True)]  # fmt: skip
     if any(gappy):  # an ACC gap in every window: its PPG may still be read alone
         recs = [r._replace(acc=None) if g else r for r, g in zip(recs, gappy, strict=True)]
         spectral = spectral_sessions(recs)
