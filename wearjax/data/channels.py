@@ -133,30 +133,47 @@ def running_channels(
     return out
 
 
+SPEED_SPAN_S = 10.0
+"""Seconds of distance each speed taken from a distance spans (`speed_from_distance`)."""
+
+
 def speed_from_distance(
-    time: Float[np.ndarray, " record"], distance: Float[np.ndarray, " record"]
+    time: Float[np.ndarray, " record"],
+    distance: Float[np.ndarray, " record"],
+    *,
+    span_s: float = SPEED_SPAN_S,
 ) -> Float[np.ndarray, " record"]:
-    """Speed (m/s) at each record: the change in cumulative distance (m) since the previous
-    record with a time and distance, over the time between them; NaN for the first record,
-    a time that does not advance, or a distance that goes back. Records in time order that
-    share a time (several points a second, their times cut to the second) are one reading:
-    each gets the change from the last record of the previous time to the last of its own.
-    """
+    """Speed (m/s) at each record from the cumulative distance (m): its change between the
+    first and the last records with a time and distance within `span_s / 2` seconds either
+    side, over the time between them. A centred difference, so a GPS fix's jitter, which a
+    difference from one second to the next passes on whole, is averaged over the span, as a
+    watch filters the speed it records; near the ends and a pause longer than half the span
+    it is one-sided. A record with no other one in its span (sparse "smart" recording) takes
+    the change since the previous record's time. Records in time order that share a time
+    (several points a second, their times cut to the second) are one reading, at the last
+    of them. NaN for a lone record, a time that does not advance, or a distance that goes
+    back."""
     speed = np.full(time.shape, np.nan)
     ok = np.flatnonzero(np.isfinite(time) & np.isfinite(distance))
     if ok.size < 2:
         return speed
     t, d = time[ok], distance[ok]
-    if np.all(np.diff(t) >= 0):
-        last = np.searchsorted(t, t, side="right") - 1  # the last record at this time
-        prev = np.searchsorted(t, t, side="left") - 1  # the last one at an earlier time
-        dt, dd = t - t[np.maximum(prev, 0)], d[last] - d[np.maximum(prev, 0)]
-        first = prev < 0
-    else:  # out of order (the reader keeps the longest ordered run): record to record
-        dt = np.concatenate([[0.0], np.diff(t)])
-        dd = np.concatenate([[0.0], np.diff(d)])
-        first = np.arange(t.size) == 0
     with np.errstate(divide="ignore", invalid="ignore"):
+        if np.all(np.diff(t) >= 0):
+            last = np.searchsorted(t, t, side="right") - 1  # the last record at this time
+            prev = np.searchsorted(t, t, side="left") - 1  # the last one at an earlier time
+            start = np.searchsorted(t, t - span_s / 2, side="left")  # first time in the span
+            start = np.searchsorted(t, t[start], side="right") - 1  # ... its last record
+            end = np.searchsorted(t, t + span_s / 2, side="right") - 1
+            dt, dd = t[end] - t[start], d[end] - d[start]
+            step_dt, step_dd = t - t[np.maximum(prev, 0)], d[last] - d[np.maximum(prev, 0)]
+            lone = dt <= 0
+            dt, dd = np.where(lone, step_dt, dt), np.where(lone, step_dd, dd)
+            first = lone & (prev < 0)
+        else:  # out of order (the reader keeps the longest ordered run): record to record
+            dt = np.concatenate([[0.0], np.diff(t)])
+            dd = np.concatenate([[0.0], np.diff(d)])
+            first = np.arange(t.size) == 0
         speed[ok] = np.where(~first & (dt > 0) & (dd >= 0), dd / dt, np.nan)
     return speed
 

@@ -40,7 +40,7 @@ from wearjax.errors import WearjaxDataError, WearjaxFileError
 logger = logging.getLogger(__name__)
 
 SUFFIXES = (".fit", ".tcx", ".gpx", ".csv", ".npz")
-CACHE_VERSION = 7  # 7: stops in pauses (speed and cadence 0), `stopped_s` in metadata
+CACHE_VERSION = 8  # 8: speed from a distance over a 10 s span; 7: stops read as stops
 """Bumped whenever a reader's output changes, so stale cache entries are not used."""
 
 MANIFEST_COLUMNS = ("file", "runner")

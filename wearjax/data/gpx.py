@@ -11,8 +11,9 @@ TrackPointExtension v1 or v2, Cluetrust's gpxdata, or plain), `hr` or `heartrate
 in every reader) and `speed` (m/s). The distance is the sum of great-circle
 (haversine) distances between consecutive points with a position, on a sphere of the Earth's
 mean radius, GPS jumps left out (`cumulative_distance`); without any `speed`, speed is its
-change over the time between points, as TCX and CSV readers take it from their distance; it
-carries each GPS fix's jitter, where a watch's own speed is filtered. A negative speed
+change over the 10 s centred on each point, as every reader takes speed from a distance
+(`channels.speed_from_distance`): a fix's jitter, which a change from one point to the next
+passes on whole, is averaged over the span, as a watch filters its own speed. A negative speed
 (an exporter's "invalid") is missing. A track without a `type` is read as a run: check that
 a folder of untyped GPX holds no rides. A track that cannot be used is left out when the file
 has another that can.
