@@ -19,6 +19,7 @@ from wearjax.data.validate import (
     check_declared_units,
     check_magnitude,
     check_speed,
+    in_time_order,
 )
 from wearjax.errors import WearjaxFileError
 
@@ -148,32 +149,33 @@ def speed_from_distance(
     side, over the time between them. A centred difference, so a GPS fix's jitter, which a
     difference from one second to the next passes on whole, is averaged over the span, as a
     watch filters the speed it records; near the ends and a pause longer than half the span
-    it is one-sided. A record with no other one in its span (sparse "smart" recording) takes
-    the change since the previous record's time. Records in time order that share a time
-    (several points a second, their times cut to the second) are one reading, at the last
-    of them. NaN for a lone record, a time that does not advance, or a distance that goes
-    back."""
+    it is one-sided. A record with no other one in its span (sparse "smart" recording), or
+    whose span holds a distance that goes back (a reset), takes the change since the previous
+    record's time instead. Records that share a time (several points a second, their times
+    cut to the second) are one reading, at the last of them. Where timestamps go back, the
+    records the readers keep (`validate.in_time_order`) are the ones read; the others get NaN.
+    NaN too for a lone record and where the distance went back since the previous time."""
+    if not span_s >= 0:
+        raise ValueError(f"span_s must be a number of seconds >= 0, got {span_s!r}")
     speed = np.full(time.shape, np.nan)
-    ok = np.flatnonzero(np.isfinite(time) & np.isfinite(distance))
+    finite = np.isfinite(time) & np.isfinite(distance)
+    ok = np.flatnonzero(finite)
+    ok = ok[in_time_order(time[ok])]  # a glitched timestamp costs its record, not the span
     if ok.size < 2:
         return speed
     t, d = time[ok], distance[ok]
+    back = np.concatenate([[0], np.cumsum(np.diff(d) < 0)])  # decreases up to each record
+    last = np.searchsorted(t, t, side="right") - 1  # the last record at this time
+    prev = np.searchsorted(t, t, side="left") - 1  # the last one at an earlier time
+    start = np.searchsorted(t, t - span_s / 2, side="left")  # the first time in the span
+    start = np.searchsorted(t, t[start], side="right") - 1  # ... its last record
+    end = np.searchsorted(t, t + span_s / 2, side="right") - 1
+    dt, dd = t[end] - t[start], d[end] - d[start]
+    step_dt, step_dd = t - t[np.maximum(prev, 0)], d[last] - d[np.maximum(prev, 0)]
+    step = (dt <= 0) | (back[end] > back[start])  # nothing else in the span, or a reset in it
+    dt, dd = np.where(step, step_dt, dt), np.where(step, step_dd, dd)
+    first = step & (prev < 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        if np.all(np.diff(t) >= 0):
-            last = np.searchsorted(t, t, side="right") - 1  # the last record at this time
-            prev = np.searchsorted(t, t, side="left") - 1  # the last one at an earlier time
-            start = np.searchsorted(t, t - span_s / 2, side="left")  # first time in the span
-            start = np.searchsorted(t, t[start], side="right") - 1  # ... its last record
-            end = np.searchsorted(t, t + span_s / 2, side="right") - 1
-            dt, dd = t[end] - t[start], d[end] - d[start]
-            step_dt, step_dd = t - t[np.maximum(prev, 0)], d[last] - d[np.maximum(prev, 0)]
-            lone = dt <= 0
-            dt, dd = np.where(lone, step_dt, dt), np.where(lone, step_dd, dd)
-            first = lone & (prev < 0)
-        else:  # out of order (the reader keeps the longest ordered run): record to record
-            dt = np.concatenate([[0.0], np.diff(t)])
-            dd = np.concatenate([[0.0], np.diff(d)])
-            first = np.arange(t.size) == 0
         speed[ok] = np.where(~first & (dt > 0) & (dd >= 0), dd / dt, np.nan)
     return speed
 

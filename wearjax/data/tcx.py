@@ -5,7 +5,8 @@ Each `Activity` whose `Sport` is `Running` becomes one `Session` (conventions in
 `HeartRateBpm/Value` (bpm), `AltitudeMeters` (m), and from the ActivityExtension v2 `TPX`
 element `Speed` (m/s) and `RunCadence` (strides/min, as Garmin writes it; `Cadence` of the
 trackpoint itself when there is no `RunCadence`). Without any `Speed`, speed is the change in
-`DistanceMeters` over the time between consecutive trackpoints. An activity that cannot be used
+`DistanceMeters` over the 10 s centred on each trackpoint (`channels.speed_from_distance`). An
+activity that cannot be used
 (out of time order, shorter than `min_length_s`: `wearjax.data.validate`) is left out when the
 file has another that can; a file without any raises that activity's error.
 """
