@@ -2,6 +2,7 @@
 principal components, and how much of each level an embedding gives back (issue 17)."""
 
 import numpy as np
+import pytest
 
 from tests.scripts import load_script
 from tests.windows import RowRecorder, two_class_set
@@ -80,6 +81,7 @@ def test_window_features_are_levels_least_squares_slopes_and_log_ratios():
     )
 
 
+@pytest.mark.slow  # ~20 s on 2 cores: keeps the fast suite under 10 minutes
 def test_ceiling_oracle_reads_classes_set_relative_to_each_subjects_peak():
     """Classes are thirds of each subject's own range, subjects' scales differ twofold or more:
     the window's level alone cannot place it, its level over its test's peak can."""

@@ -204,6 +204,9 @@ def test_an_unknown_gru_implementation_is_refused():
         build_model("kalman", 4, 8, 1, window=60, key=jax.random.key(0), gru_impl="cudnn")
 
 
+# ~30 s on 2 cores, two float64 compiles of the whole loss; the GRU layer itself is checked in
+# the fast suite (test_manual_gru_gradients_through_vmapped_folds_and_batches)
+@pytest.mark.slow
 def test_hr_models_train_to_the_same_gradients_on_either_gru(x64):
     """The whole HR training loss (both protocols, batch of 2) of the Kalman model: with
     `gru_impl="manual"` the same value and gradients as JAX's derivative, in float64 (the ODE

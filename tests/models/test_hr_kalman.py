@@ -161,6 +161,7 @@ def test_gradients_match_finite_differences(x64):
     x = jax.random.normal(jax.random.key(8), (2 * W, 3))
     target = 140.0 + 5.0 * jnp.sin(jnp.arange(2 * W, dtype=jnp.float64) / 5.0)
 
+    @jax.jit  # one compile for every evaluation below, not one per operation per call
     def loss(bias):
         m = eqx.tree_at(lambda m: m.step_head.bias, model, bias)
         return jnp.mean((m.rollout(x, jnp.asarray(130.0)).hr - target) ** 2)

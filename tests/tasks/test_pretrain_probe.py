@@ -602,6 +602,7 @@ def test_cv_probe_writes_no_auroc_where_every_test_set_holds_one_class(tmp_path,
     assert "AUROC -" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # ~25 s on 2 cores: keeps the fast suite under 10 minutes
 def test_cv_probe_runs_on_two_data_sets_into_one_folder_sit_side_by_side(tmp_path, capsys):
     """A second data set probed into the same --out with the same encoder joins the first in
     metrics.json; with another encoder it replaces them, saying so."""
@@ -918,12 +919,14 @@ def test_inpainting_hides_the_masked_columns_from_the_encoder_and_the_mixed_mask
             planes = scalogram(x, 1.0, 1.0, config.freqs)
         return sum(model.encode(planes[i], mask[i], channel_ok=ok[i]).sum() for i in range(2))
 
+    grad = jax.jit(jax.grad(tokens), static_argnums=1)  # one compile, not one per operation
     for inpaint in (True, False):
-        g = np.asarray(jax.grad(tokens)(x, inpaint))
+        g = np.asarray(grad(x, inpaint))
         leak = np.abs(g[hidden]).max()
         assert (leak == 0) if inpaint else (leak > 1e-6), (inpaint, leak)
 
 
+@pytest.mark.slow  # ~30 s cold on 2 cores; what inpainting hides is checked in the fast suite
 def test_inpainting_pretraining_loss_falls_and_refuses_a_hidden_channel():
     config = PretrainConfig(size="tiny", batch_size=8, masking="inpaint", mask_ratio=0.5)
     config = config._replace(

@@ -263,6 +263,7 @@ def test_folds_built_in_a_worker_thread_train_bit_for_bit_without_compiling_agai
     assert len(traces) == 1  # the trained model has the initial one's shapes and placement
 
 
+@pytest.mark.slow  # ~30 s cold on 2 cores: keeps the fast suite under 10 minutes
 def test_training_step_does_not_retrace_and_loss_falls(tiny_study):
     cfg, data, fold, split, init = tiny_study
     task = make_task(cfg, data.hr.shape[1])

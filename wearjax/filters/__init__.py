@@ -11,7 +11,8 @@ takes any transition and gain callables, so it drops into a user's own Equinox m
 
 All linear-Gaussian functions take `ys [T, M]` and an optional `mask [T]` (False = sensor
 dropout: the update is skipped) and return the filtered/smoothed means and covariances and
-the log-likelihood; they compose with `jit`, `grad` and `vmap`. Time convention:
+the log-likelihood; they compose with `jit`, `grad` and `vmap`, and called eagerly each runs
+as one compiled program per shape (the checks of the inputs first). Time convention:
 `x_0 ~ N(m0, P0)` is the state at the first observation, `y_t = H_t x_t + r_t`,
 `x_{t+1} = F_t x_t + b_t + q_t` (see `filters.linear`). On CPU, compile the program that runs
 them with `jax.jit(..., compiler_options=compiler_options())` (`filters.compiling`: the

@@ -309,6 +309,7 @@ def _split_in_time(params: LinearGaussianParams, names: tuple[str, ...]):
     return scanned, constant
 
 
+@jax.jit  # one program when called eagerly, not one per operation around the scans
 def _filter(params: LinearGaussianParams, ys: Array, mask: Array) -> FilterResult:
     scanned, constant = _split_in_time(params, ("F", "Q", "H", "R", "b"))
 
@@ -351,7 +352,11 @@ def kalman_smoother(
 
     `smoothed_*[t]` are the moments of p(x_t | all observed y). Arguments as `kalman_filter`.
     """
-    params, ys, mask = prepare_inputs(params, ys, mask)
+    return _smoother(*prepare_inputs(params, ys, mask))
+
+
+@jax.jit
+def _smoother(params: LinearGaussianParams, ys: Array, mask: Array) -> SmootherResult:
     filtered = _filter(params, ys, mask)
     scanned, constant = _split_in_time(params, ("F", "Q"))
     scanned = {n: v[:-1] for n, v in scanned.items()}

@@ -173,8 +173,11 @@ def _observation_log_density(
     return jnp.where(observed, log_density, jnp.zeros_like(log_density))
 
 
+@jax.jit
 def _parallel_filter(p: LinearGaussianParams, ys: Array, mask: Array) -> FilterResult:
-    """Filter with prepared parameters `p` already broadcast in time."""
+    """Filter with prepared parameters `p` already broadcast in time. Jitted, as the smoother
+    is: called eagerly, each of the scan's ~2 log2(T) levels would compile its slices and
+    combinations one operation at a time (hundreds of programs for a short series)."""
     d = p.m0.shape[0]
     a_prior = jnp.concatenate([jnp.zeros((1, d, d), p.F.dtype), p.F[:-1]])
     u = jnp.concatenate([p.m0[None], p.b[:-1]])
@@ -239,7 +242,13 @@ def parallel_kalman_smoother(
     Arguments, masking and results as `wearjax.filters.kalman_smoother`.
     """
     params, ys, mask = prepare_inputs(params, ys, mask)
-    p = broadcast_in_time(params, ys.shape[0])
+    return _parallel_smoother(broadcast_in_time(params, ys.shape[0]), ys, mask)
+
+
+@jax.jit
+def _parallel_smoother(p: LinearGaussianParams, ys: Array, mask: Array) -> SmootherResult:
+    """Smoother with prepared parameters `p` already broadcast in time (jitted: see
+    `_parallel_filter`)."""
     filtered = _parallel_filter(p, ys, mask)
     f_means, f_covs = filtered.filtered_means, filtered.filtered_covs
     d = f_means.shape[-1]
