@@ -54,6 +54,11 @@ def write_run(path, seconds, seed, *, columns=COLUMNS):
     return path
 
 
+# The tests that predict with `trained` run in the slow step: its fit takes about a minute
+# cold on 2 cores (274 XLA programs), which the fast suite cannot spare.
+FITTED = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One quick `wearjax fit hr` on a folder of synthetic CSV runs (shared by the tests)."""
@@ -85,6 +90,7 @@ def _predictions(path):
     return {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
 
 
+@FITTED
 def test_fit_then_predict_round_trip_on_synthetic_runs(trained, tmp_path, capsys):
     folder, ckpt = trained
     header = checkpoints.load_hr(ckpt).header
@@ -261,6 +267,7 @@ def _corrupt(path: Path, tmp_path: Path) -> dict[str, Path]:
     return out
 
 
+@FITTED
 def test_damaged_checkpoints_are_refused_naming_the_file(trained, tmp_path, capsys):
     folder, ckpt = trained
     problems = {
@@ -307,6 +314,7 @@ def test_runs_with_vertical_oscillation_and_no_height_train_and_predict(tmp_path
     assert np.allclose(a["generative_bpm"], b["generative_bpm"], atol=1e-2)
 
 
+@FITTED
 def test_predict_reads_pauses_as_the_checkpoint_was_trained(trained, tmp_path, monkeypatch):
     """A checkpoint trained on files read with --pauses hold (or one saved before stops were
     read) predicts from files read the same way, unless --pauses says otherwise."""
@@ -330,6 +338,7 @@ def test_predict_reads_pauses_as_the_checkpoint_was_trained(trained, tmp_path, m
     assert seen == ["hold", "stop", "stop"]
 
 
+@FITTED
 def test_predict_names_the_channel_the_file_lacks(trained, tmp_path, capsys):
     _, ckpt = trained
     run = write_run(tmp_path / "nocad.csv", 600, seed=5, columns=COLUMNS[:3] + COLUMNS[4:])
@@ -338,6 +347,7 @@ def test_predict_names_the_channel_the_file_lacks(trained, tmp_path, capsys):
     assert "nocad.csv" in line and "'cadence'" in line
 
 
+@FITTED
 def test_masked_out_of_range_hr_is_printed_not_only_logged(trained, tmp_path, capsys):
     _, ckpt = trained
     run = write_run(tmp_path / "spiky.csv", 600, seed=7)
@@ -352,6 +362,7 @@ def test_masked_out_of_range_hr_is_printed_not_only_logged(trained, tmp_path, ca
     assert err == [f"wearjax: {run}: 3 heart rates outside 25-250 bpm masked (not used)"]
 
 
+@FITTED
 def test_unit_options_named_by_the_errors_are_cli_options(trained, tmp_path, capsys):
     """A run with speed in km/h and cadence in steps/min is refused naming --speed-unit, then
     read as declared by --speed-unit and --cadence-unit."""
@@ -370,6 +381,7 @@ def test_unit_options_named_by_the_errors_are_cli_options(trained, tmp_path, cap
     assert np.all(np.isfinite(pred["generative_bpm"]))
 
 
+@FITTED
 def test_predict_without_hr_needs_hr0_and_runs_the_generative_protocol(trained, tmp_path, capsys):
     _, ckpt = trained
     run = write_run(tmp_path / "nohr.csv", 500, seed=6, columns=COLUMNS[:1] + COLUMNS[2:])
@@ -464,6 +476,7 @@ def test_cli_is_built_from_the_task_table(tmp_path, monkeypatch):
         cli._parser().parse_args(["fit", "probe", "--data", "d", "--out", "o"])
 
 
+@FITTED
 def test_predict_on_a_folder_names_outputs_by_file_and_skips_a_bad_one(trained, tmp_path, capsys):
     _, ckpt = trained
     folder = tmp_path / "new"

@@ -256,7 +256,8 @@ def _protocols(model, x, hr):
     return out
 
 
-@pytest.mark.parametrize("promotion", ["strict", "standard"])
+# standard promotion in the slow step: the six cases take about a minute cold on 2 cores
+@pytest.mark.parametrize("promotion", ["strict", pytest.param("standard", marks=pytest.mark.slow)])
 @pytest.mark.parametrize(
     ("name", "build", "inputs"),
     [

@@ -47,12 +47,17 @@ def test_training_split_holds_out_whole_subjects_and_tests_nothing():
         training_split(toy_cohort(n_runners=1), 1, seed=0)
 
 
+# The tests of the fitted study run in the slow step: its fit takes 30-45 s cold on 2 cores.
+FITTED = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def trained():
     cohort = toy_cohort(n_runners=4, t=120)
     return cohort, train_vo2_model(cohort, TINY, progress=False)
 
 
+@FITTED
 def test_prediction_is_the_studys_rollout_and_survives_the_file(trained, tmp_path):
     """`predict_vo2` on a session gives what the study's `predict` gives for it with the same
     model and normaliser, and its errors are the study's metrics over the seconds after the
@@ -88,6 +93,7 @@ def test_prediction_is_the_studys_rollout_and_survives_the_file(trained, tmp_pat
         load_vo2(save(tmp_path / "other.wjx", {"task": "hr"}, ()))
 
 
+@FITTED
 def test_a_test_without_what_the_model_reads_is_named_and_subjects_are_filled(trained):
     cohort, checkpoint = trained
     session = _session(cohort, 1)
