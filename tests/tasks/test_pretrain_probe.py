@@ -578,6 +578,7 @@ def test_cv_probe_refuses_windows_too_short_for_minirocket_before_any_probe(tmp_
     )
 
 
+@pytest.mark.slow  # ~18 s on 2 cores: keeps the fast suite under 10 minutes
 def test_cv_probe_writes_no_auroc_where_every_test_set_holds_one_class(tmp_path, capsys):
     """One class per subject and one subject per test set: accuracy is defined, AUROC is not
     (null in metrics.json, '-' on stdout), rather than a NaN in the JSON. The levels separate
