@@ -117,18 +117,20 @@ def test_an_eager_call_compiles_a_handful_of_programs_not_one_per_operation(no_p
     from wearjax.filters import LinearGaussianParams, parallel_kalman_smoother
 
     compiled = []
-    jax.monitoring.register_event_duration_secs_listener(
-        lambda event, duration, **_: (
-            compiled.append(event)
-            if event == "/jax/core/compile/backend_compile_duration"
-            else None
-        )
-    )
+
+    def count(event, duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiled.append(duration)
+
     params = LinearGaussianParams(
         m0=np.zeros(2), P0=np.eye(2), F=np.array([[1.0, 1.0], [0.0, 1.0]]), Q=0.1 * np.eye(2),
         H=np.array([[1.0, 0.0]]), R=np.eye(1),
     )  # fmt: skip
     ys = jnp.asarray(np.random.default_rng(0).normal(size=(23, 1)))  # a length no other test uses
-    result = parallel_kalman_smoother(params, ys)
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        result = parallel_kalman_smoother(params, ys)
+    finally:  # the worker's later tests are not counted
+        jax.monitoring.unregister_event_duration_listener(count)
     assert np.all(np.isfinite(np.asarray(result.smoothed_means)))
     assert 1 <= len(compiled) <= 20, len(compiled)
