@@ -74,11 +74,17 @@ def _maes(pred, true, tested, owner, n_folds):
     return err.sum() / tested.sum(), folds
 
 
+def acc_labels(saved: dict) -> np.ndarray:
+    """`[S, W]`: the windows an ACC setting is scored on (a reference HR, no ACC gap); a study
+    saved before 2026-12-07 has only `ok`, which then meant the same."""
+    return saved["acc_labels"] if "acc_labels" in saved else saved["ok"]
+
+
 def fuse(saved: dict, setting: str) -> dict:
     """Tracked estimates `[S, W]` of `setting` with the gait measurement (`fused`) and without
     it (`control`), each with its own per-fold q, and the gait variance per fold (module
     docstring)."""
-    true, ok, valid = saved["hr"], saved["ok"], saved["valid"]
+    true, ok, valid = saved["hr"], acc_labels(saved), saved["valid"]
     owner = saved["test_fold"]
     n_folds = int(owner.max()) + 1
     tested = ok & (owner >= 0)[:, None]
@@ -114,7 +120,7 @@ def stack(saved: dict, setting: str) -> np.ndarray:
     n_folds = int(owner.max()) + 1
     model, gait = np.nan_to_num(saved[f"{setting}/hr"]), saved["acc_gait/hr"]
     seen = np.isfinite(gait)
-    tested = saved["ok"] & (owner >= 0)[:, None] & seen
+    tested = acc_labels(saved) & (owner >= 0)[:, None] & seen
     other = (owner[None] != np.arange(n_folds)[:, None]) & (owner >= 0)[None]  # [K, S]
     x = np.stack([model, np.nan_to_num(gait)], -1)  # [S, W, 2]
     fitted = fold_ridge(x, true, tested, other, saved["subject"])
@@ -146,7 +152,7 @@ def main(argv=None) -> int:
         return 2
     owner, true = saved["test_fold"], saved["hr"]
     n_folds = int(owner.max()) + 1
-    tested = saved["ok"] & (owner >= 0)[:, None]
+    tested = acc_labels(saved) & (owner >= 0)[:, None]
     rows = ["| estimate | MAE (bpm) | MAE over folds |", "|---|---:|---:|"]
     notes = []
 

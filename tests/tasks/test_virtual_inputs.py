@@ -25,11 +25,12 @@ def test_fill_gaps_interpolates_each_channel_and_marks_the_rows_measured_on_ever
     np.testing.assert_array_equal(whole, [True, False, False, True, False])
 
 
-def test_an_acc_gap_is_filled_across_and_its_windows_carry_no_hr_label():
+def test_an_acc_gap_is_filled_across_and_its_windows_carry_no_hr_label_for_acc():
     """1 s of missing ACC on a wrist whose z axis (a faint beat) carries gravity (1 g): read as
     0 g the gap is a step, whose spectrum buries the beat's line; filled across, the gap's
     windows keep the spectra of the unbroken recording, their peak on the beat, and carry no
-    HR label (their ACC is partly made up)."""
+    HR label for the settings that read ACC (their ACC is partly made up); the reference is
+    still the window's (`ok`), for those that read PPG alone."""
     rec = _recording(0, "a", seconds=60)
     acc, rate = rec.acc
     acc = acc + np.array([0.0, 0.0, 1.0])  # gravity on z
@@ -39,7 +40,9 @@ def test_an_acc_gap_is_filled_across_and_its_windows_carry_no_hr_label():
     s = spectral_sessions([rec._replace(acc=(broken, rate))])
     starts = np.arange(s.acc.shape[1]) * HOP_S
     covers = (starts < 21) & (starts + WINDOW_S > 20)
-    np.testing.assert_array_equal(s.ok[0], whole.ok[0] & ~covers)
+    np.testing.assert_array_equal(s.labels()[0], whole.ok[0] & ~covers)
+    np.testing.assert_array_equal(s.ok[0], whole.ok[0])
+    np.testing.assert_array_equal(s.labels(reads_acc=False), s.ok)
     np.testing.assert_array_equal(s.acc[0, ~covers], whole.acc[0, ~covers])
     z_whole, z_filled = whole.acc[0, covers, :, 2], s.acc[0, covers, :, 2]
     zero_filled = grid_spectra(np.nan_to_num(broken).T.astype(np.float32), rate)[covers, :, 2]
@@ -47,6 +50,50 @@ def test_an_acc_gap_is_filled_across_and_its_windows_carry_no_hr_label():
     err_filled, err_zero = (np.abs(z - z_whole).mean() for z in (z_filled, zero_filled))
     assert err_filled < err_zero / 2, (err_filled, err_zero)  # 0.054 against 0.159
     assert np.sum(GRID_HZ[np.argmax(zero_filled, -1)] < 0.6) >= 3  # of 4: the step, not the beat
+
+
+def test_acc_gaps_cost_the_acc_settings_their_windows_not_the_ppg_settings():
+    """A recording whose ACC is lost after its first 10 s (two gap-free windows) and whose PPG
+    is whole: the settings that read PPG alone learn from and are scored on every window with
+    a reference, those that read ACC on those two. Until 2026-12-07 one label mask served
+    both, so the PPG settings were scored on two windows of that recording."""
+    from wearjax.tasks.virtual import device_data, split_sessions
+    from wearjax.tasks.virtual_study import _scores
+
+    recs = [_recording(i, f"subject{i}", seconds=60) for i in range(4)]
+    acc, rate = recs[0].acc
+    early = (np.arange(len(acc)) < 10 * rate)[:, None]
+    recs[0] = recs[0]._replace(acc=(np.where(early, acc, np.nan), rate))
+    s = spectral_sessions(recs)
+    assert s.ok.all() and s.labels()[0].sum() == 2 and s.labels()[1:].all()
+    for reads_acc in (True, False):
+        data = device_data(s, floor_db=FLOOR_DB, reads_acc=reads_acc)
+        np.testing.assert_array_equal(np.asarray(data.ok), s.labels(reads_acc))
+    split = split_sessions(s, 1)
+    off = np.where(s.labels(), 1.0, 20.0)  # 20 bpm off where the ACC had a gap
+    pred = s.hr + off
+    assert _scores(pred, s, split, "acc_only")["mae"] == pytest.approx(1.0, rel=1e-5)
+    ppg = _scores(pred, s, split, "ppg_only")
+    assert ppg["mae"] == pytest.approx(off.mean(), rel=1e-5) and ppg["mae"] > 5.0
+
+
+def test_predict_scores_an_acc_model_on_gap_free_windows_and_a_ppg_model_on_all(tmp_path):
+    from wearjax.data.sampled import read_sampled
+    from wearjax.tasks.virtual_io import predict_recording
+
+    rec = _recording(0, "s", seconds=60)
+    acc, rate = rec.acc
+    path = tmp_path / "gappy.npz"
+    np.savez(path, acc=np.where((np.arange(len(acc)) < 10 * rate)[:, None], acc, np.nan),
+             acc_rate_hz=rate, ppg=rec.ppg[0], ppg_rate_hz=rate, hr=rec.hr[0], hr_rate_hz=1.0)  # fmt: skip
+    header = {"context": 4, "q": 4.0, "floor_db": FLOOR_DB}
+    windows = {}
+    for setting in ("acc_only", "ppg_only"):
+        model = VirtualSensing(setting, width=8, key=jax.random.key(0))
+        got = predict_recording(model, header, read_sampled(path))
+        windows[setting] = got["metrics"]["hr"]["windows"]
+        assert np.isfinite(got["columns"]["hr_reference"]).all()  # the reference, all through
+    assert windows == {"acc_only": 2, "ppg_only": 27}
 
 
 def test_a_ppg_gap_is_filled_across_not_with_zeros():

@@ -124,12 +124,13 @@ def gait_features(s: SpectralSessions) -> jax.Array:
     return jnp.concatenate([cadence[..., None], lagged(cadence, HOP_S)], axis=-1)
 
 
-def device_data(s: SpectralSessions, *, floor_db: float | None) -> VirtualData:
-    """The sessions as the models see them: decibel spectra (`compress`), gait features."""
+def device_data(s: SpectralSessions, *, floor_db: float | None, reads_acc=True) -> VirtualData:
+    """The sessions as the models see them: decibel spectra (`compress`), gait features; `ok`
+    the windows a setting that reads ACC (or not: `reads_acc`) learns from (`s.labels`)."""
     return VirtualData(
         compress(jnp.asarray(s.acc), floor_db), compress(jnp.asarray(s.ppg), floor_db),
-        gait_features(s), jnp.asarray(s.hr), jnp.asarray(s.ok), jnp.asarray(s.ppg_ok),
-        jnp.asarray(s.valid), jnp.asarray(s.n_windows, jnp.int32),
+        gait_features(s), jnp.asarray(s.hr), jnp.asarray(s.labels(reads_acc)),
+        jnp.asarray(s.ppg_ok), jnp.asarray(s.valid), jnp.asarray(s.n_windows, jnp.int32),
     )  # fmt: skip
 
 
@@ -175,7 +176,7 @@ def make_folds(s: SpectralSessions, split: Split, labelled: int | None = None,
     val_idx, val_ok = padded_table(split.validation)
     coef = np.zeros((split.n_folds, N_GAIT + 1))
     if gait_ridge:
-        fitted = fold_ridge(np.asarray(gait_features(s)), s.hr, s.ok, w, s.subject)
+        fitted = fold_ridge(np.asarray(gait_features(s)), s.hr, s.labels(), w, s.subject)
         coef = np.concatenate([fitted.intercept[:, None], fitted.weights], axis=1)
     return VirtualFold(
         jnp.asarray(split.sampling_weights()), jnp.asarray(val_idx), jnp.asarray(val_ok),
@@ -263,8 +264,7 @@ def stretch_spectra(spec: Float[Array, "*batch freq"], a: Float[Array, ""] | flo
     the model how it was stretched, a cue no recording has)."""
     grid = jnp.asarray(GRID_HZ, spec.dtype)
     flat = spec.reshape(-1, spec.shape[-1])
-    out = jax.vmap(lambda row: jnp.interp(grid / a, grid, row))(flat)
-    return out.reshape(spec.shape)
+    return jax.vmap(lambda row: jnp.interp(grid / a, grid, row))(flat).reshape(spec.shape)
 
 
 def _stretched(config: VirtualConfig, key, acc, ppg, gait, hr, ok):
@@ -427,7 +427,7 @@ def run_setting(s: SpectralSessions, split: Split, config: VirtualConfig, settin
     held-out sessions, raw and tracked."""
     split = reading_split(s, split, setting)
     folds = make_folds(s, split, config.labelled, config.seed, config.gait_ridge)
-    data = device_data(s, floor_db=config.floor_db)
+    data = device_data(s, floor_db=config.floor_db, reads_acc=setting in ACC_SETTINGS)
     keys = jax.random.split(jax.random.key(config.seed), split.n_folds)
     fit = fit_folds(
         lambda key: build(config, setting, key), make_task(config, setting), data, folds,

@@ -40,7 +40,7 @@ class SpectralSessions(NamedTuple):
     acc_scale: np.ndarray  # [S, W, 3] each ACC spectrum's maximum before normalising
     valid: np.ndarray  # [S, W] bool: a window of the session (False for padding)
     hr: np.ndarray  # [S, W] reference HR per window (bpm; 0 where not ok)
-    ok: np.ndarray  # [S, W] bool: a window of the session with a reference HR
+    ok: np.ndarray  # [S, W] bool: a window with a reference HR (`labels`: with gap-free ACC)
     ppg_ok: np.ndarray  # [S, W] bool: PPG present over the whole window
     subject: np.ndarray  # [S] int subject index
     subjects: tuple[str, ...]  # subject names
@@ -61,6 +61,14 @@ class SpectralSessions(NamedTuple):
         if self.acc_present is None:
             return np.full(len(self.names), self.has_acc)
         return np.asarray(self.acc_present, bool)
+
+    def labels(self, reads_acc: bool = True) -> np.ndarray:
+        """`[S, W]` bool: the windows a setting trains on and is scored on, those with a
+        reference HR (`ok`); for one that reads ACC, only those among them without an ACC gap
+        (their ACC is partly made up). A setting that reads PPG alone keeps the others."""
+        if not reads_acc or self.acc_ok is None:
+            return np.asarray(self.ok, bool)
+        return np.asarray(self.ok, bool) & np.asarray(self.acc_ok, bool)
 
     @property
     def with_ppg(self) -> np.ndarray:
@@ -264,10 +272,9 @@ def spectral_sessions(recordings: list[WristRecording], *,
         values = np.asarray(values, np.float32)
         m, seen = _window_reference(values, np.isfinite(values) & (values > 0), hr_rate, w)
         whole = np.ones(w, bool)
-        if acc_whole is not None and not acc_whole.all():  # a window with an ACC gap: no label
+        if acc_whole is not None and not acc_whole.all():  # an ACC gap: no label for ACC
             frac, _ = _window_means(acc_whole.astype(np.float32), np.ones(len(a), bool), rate, w)
-            whole = frac > 1.0 - 1e-6
-            seen = seen & whole
+            whole = frac > 1.0 - 1e-6  # (`SpectralSessions.labels`); PPG keeps it
         aoks.append(whole)
         hrs.append(np.where(seen, m, 0.0).astype(np.float32))
         oks.append(seen)
@@ -319,13 +326,13 @@ def folder_sessions(folder: Path, say=None) -> tuple[SpectralSessions, list]:
             folder, "no recording with acc_x/y/z (or ppg) and a reference HR", want
         )
     spectral = spectral_sessions(recs)
-    labelled = spectral.ok.sum(axis=1)
     gappy = [not n and r.acc is not None and r.ppg is not None
-             for r, n in zip(recs, labelled, strict=True)]  # fmt: skip
-    if any(gappy):  # an ACC gap in every window: its PPG may still be read alone
+             for r, n in zip(recs, spectral.labels().sum(axis=1), strict=True)]  # fmt: skip
+    if any(gappy):  # an ACC gap in every labelled window: its PPG may still be read alone
         recs = [r._replace(acc=None) if g else r for r, g in zip(recs, gappy, strict=True)]
         spectral = spectral_sessions(recs)
-        labelled = spectral.ok.sum(axis=1)
+    # a recording with ACC must have a window its ACC settings can score; one without, any
+    labelled = np.where(spectral.with_acc, spectral.labels().sum(1), spectral.ok.sum(1))
     if not labelled.all():  # nothing to train on or score: said, not averaged as nothing
         skipped += [Skipped(f, NO_LABEL) for f, n in zip(sources, labelled, strict=True) if not n]
         recs = [r for r, n in zip(recs, labelled, strict=True) if n > 0]

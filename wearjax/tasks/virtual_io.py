@@ -27,6 +27,7 @@ from wearjax.eval import metrics as M
 from wearjax.models.virtual import GRID_HZ, track, with_gait_coef
 from wearjax.tasks.arguments import epochs
 from wearjax.tasks.virtual import (
+    ACC_SETTINGS,
     VirtualConfig,
     build,
     choose_q,
@@ -101,7 +102,7 @@ def fit_model(s: SpectralSessions, config: VirtualConfig, setting: str, *, progr
     `state_file` the training state is saved every epoch and `resume`d from it."""
     split = reading_split(s, fit_split(s, setting), setting)
     folds = make_folds(s, split, gait_ridge=config.gait_ridge)
-    data = device_data(s, floor_db=config.floor_db)
+    data = device_data(s, floor_db=config.floor_db, reads_acc=setting in ACC_SETTINGS)
     fit = fit_folds(
         lambda key: build(config, setting, key), make_task(config, setting), data, folds,
         config.train.recipe(), jax.random.split(jax.random.key(config.seed), 1),
@@ -165,7 +166,8 @@ def predict_recording(model, header: dict, session) -> dict:
             "an acc_only or virtual checkpoint"
         )
     s = spectral_sessions([rec])
-    data = device_data(s, floor_db=header.get("floor_db"))  # absent: a linear-input checkpoint
+    # no floor_db: a linear-input checkpoint
+    data = device_data(s, floor_db=header.get("floor_db"), reads_acc=model.uses_acc)
     out = predict(model, None, data, 0, context=header["context"])
     mean, var = track(out.hr, out.var, data.valid[0], header["q"])
     n = int(s.n_windows[0])
@@ -179,7 +181,7 @@ def predict_recording(model, header: dict, session) -> dict:
         cols = {"start_s": cols["start_s"], "time_s": session.start_time_s + cols["start_s"],
                 **{k: v for k, v in cols.items() if k != "start_s"}}  # fmt: skip
     metrics = {}
-    ok = jnp.asarray(s.ok[0, :n])
+    ok = data.ok[0, :n]  # for an ACC model, not the windows with an ACC gap
     if bool(ok.any()):
         for key in ("hr", "hr_tracked"):
             p = jnp.asarray(cols[key])

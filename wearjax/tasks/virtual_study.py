@@ -123,8 +123,8 @@ def _scores(pred, s: SpectralSessions, split: Split, name: str = "") -> dict:
     tested = s.ok & (owner >= 0)[:, None]
     if name in READS_PPG:
         tested = tested & s.with_ppg[:, None]
-    if name in READS_ACC:
-        tested = tested & s.with_acc[:, None]
+    if name in READS_ACC:  # nor the windows with an ACC gap (`SpectralSessions.labels`)
+        tested = tested & s.with_acc[:, None] & s.labels(reads_acc=True)
     true = jnp.asarray(s.hr)
     bad = int((tested & ~np.isfinite(np.asarray(pred))).sum())
     p = jnp.asarray(np.nan_to_num(pred, posinf=0.0, neginf=0.0))  # NaN'd below if scored
@@ -180,10 +180,13 @@ def references(
         known_acc = labelled_sessions(s, acc_split, labelled, seed)
         acc_db = np.asarray(compress(jnp.asarray(s.acc), floor_db))
         fit_on = (acc_split.train | acc_split.validation) & known_acc & s.with_acc
-        fitted = fold_ridge(acc_db.reshape(s.acc.shape[:2] + (-1,)), s.hr, s.ok, fit_on, s.subject)
+        labels = s.labels(reads_acc=True)
+        fitted = fold_ridge(
+            acc_db.reshape(s.acc.shape[:2] + (-1,)), s.hr, labels, fit_on, s.subject
+        )
         out["acc_ridge"] = fitted.pred[owner, np.arange(len(owner))].astype(np.float32)
         gait = np.asarray(gait_features(s))
-        fitted = fold_ridge(gait, s.hr, s.ok, fit_on, s.subject)
+        fitted = fold_ridge(gait, s.hr, labels, fit_on, s.subject)
         out["acc_gait"] = fitted.pred[owner, np.arange(len(owner))].astype(np.float32)
     w = (split.train & known)[:, :, None] & s.ok[None]
     with np.errstate(invalid="ignore"):  # a fold with no labelled window: NaN, not 0 bpm
@@ -268,7 +271,8 @@ def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out
                               "gait_ridge": config.gait_ridge,
                               "labelled": config.labelled, "not_run": not_run}}  # fmt: skip
     tracks: dict = {}
-    saved = {"hr": s.hr, "ok": s.ok, "valid": s.valid, "ppg_ok": s.ppg_ok, "subject": s.subject,
+    saved = {"hr": s.hr, "ok": s.ok, "acc_labels": s.labels(), "valid": s.valid,
+             "ppg_ok": s.ppg_ok, "subject": s.subject,
              "severity": s.severity, "names": np.asarray(s.names),
              "test_fold": np.asarray(split.owner)}  # fmt: skip
     first = None
