@@ -9,14 +9,18 @@ filtered speed), and its GPX copies (`gpx`: laid along a meridian at the recorde
 `gpx_noisy`: with a drifting GPS error) are read with the speed taken from the distance over
 each span (1 s: the change from one point to the next). Prints, per copy and span, the RMS
 difference (m/s) from the watch's speed, second by second (median and mean over runs), and
-the SD of the speed itself; `--pauses hold` throughout, so the seconds line up.
+the SD of the speed itself beside the watch's over the same seconds; `--pauses hold`
+throughout, so the seconds line up. A run whose copy shares no second with the watch's speed
+is left out of its row, and counted.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
@@ -49,32 +53,32 @@ def main(argv=None) -> int:
         f"Command: `python experiments/gpx_speed.py --runs {args.runs} --spans "
         f"{' '.join(f'{s:g}' for s in args.spans)}`; {len(files)} runs.",
         "",
-        "| copy | span (s) | RMS from the watch's speed, median (m/s) | mean | speed SD |",
-        "|---|---:|---:|---:|---:|",
-        f"| the watch's own speed | - | - | - | {np.mean([np.nanstd(w) for w in watch]):.3f} |",
+        "| copy | span (s) | RMS from the watch's speed, median (m/s) | mean | speed SD | "
+        "the watch's speed SD, same seconds | runs |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    defaults = channels.speed_from_distance.__kwdefaults__
-    default_span = defaults["span_s"]
-    try:
-        for kind in kinds:
-            for span in args.spans:
-                defaults["span_s"] = span  # every reader's speed from a distance, this run
-                rms, sd = [], []
+    for kind in kinds:
+        for span in args.spans:
+            # every reader that takes speed from a distance uses this span, for this row
+            spanned = functools.partial(channels.speed_from_distance, span_s=span)
+            rms, sd, sd_watch = [], [], []
+            with mock.patch.object(channels, "speed_from_distance", spanned):
                 for f, w in zip(files, watch, strict=True):
                     stem = f.name.removesuffix(".csv").removesuffix(".fit")
                     (g,) = read_gpx(args.runs / kind / f"{stem}.gpx", pauses="hold")
                     v = _speed(g)
                     n = min(len(v), len(w))
                     ok = np.isfinite(v[:n]) & np.isfinite(w[:n])
+                    if not ok.any():
+                        continue
                     rms.append(np.sqrt(np.mean((v[:n][ok] - w[:n][ok]) ** 2)))
                     sd.append(np.std(v[:n][ok]))
-                lines.append(
-                    f"| {kind} | {span:g} | {np.median(rms):.3f} | {np.mean(rms):.3f} | "
-                    f"{np.mean(sd):.3f} |"
-                )
-                print(lines[-1], flush=True)
-    finally:
-        defaults["span_s"] = default_span
+                    sd_watch.append(np.std(w[:n][ok]))
+            lines.append(
+                f"| {kind} | {span:g} | {np.median(rms):.3f} | {np.mean(rms):.3f} | "
+                f"{np.mean(sd):.3f} | {np.mean(sd_watch):.3f} | {len(rms)} of {len(files)} |"
+            )
+            print(lines[-1], flush=True)
     if args.out:
         args.out.write_text("\n".join(lines) + "\n")
     return 0
