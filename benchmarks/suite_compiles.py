@@ -9,9 +9,12 @@ Run the fast suite with it loaded, from a cold compilation cache (as CI starts):
 
 Each pytest process writes `DIR/<worker>.json`: per test id, the number of programs XLA
 compiled while it ran, their compile seconds (JAX's backend-compile event) and the test's wall
-seconds (setup, call and teardown). Programs found in the persistent cache are not counted: the
-cache is what the two workers share. Many compiles in one test usually mean operations run
-eagerly, one program each (a finite difference loop, a model built or run outside `jit`).
+seconds (setup, call and teardown), and `DIR/<worker>.programs.json`: per program name
+(`jit(_uniform)`, `jit(loss)`, ...) how many compiled and their seconds, over the whole run
+(the name JAX reports with each compile event). Programs found in the persistent cache are
+not counted: the cache is what the two workers share. Many compiles in one test usually mean
+operations run eagerly, one program each (a finite difference loop, a model built or run
+outside `jit`).
 """
 
 from __future__ import annotations
@@ -28,10 +31,16 @@ import pytest
 _EVENT = "/jax/core/compile/backend_compile_duration"
 _current: dict[str, str | None] = {"id": None}
 _stats: dict[str, list[float]] = {}
+_programs: dict[str, list[float]] = {}
 
 
-def _listener(event: str, duration: float, **_) -> None:
-    if event == _EVENT and _current["id"] is not None:
+def _listener(event: str, duration: float, fun_name: str = "?", **_) -> None:
+    if event != _EVENT:
+        return
+    program = _programs.setdefault(fun_name, [0, 0.0])
+    program[0] += 1
+    program[1] += duration
+    if _current["id"] is not None:
         entry = _stats.setdefault(_current["id"], [0, 0.0, 0.0])
         entry[0] += 1
         entry[1] += duration
@@ -59,12 +68,19 @@ def pytest_sessionfinish(session) -> None:
     if worker == "main" and not _stats:  # the xdist controller runs no tests
         return
     (folder / f"{worker}.json").write_text(json.dumps(_stats))
+    (folder / f"{worker}.programs.json").write_text(json.dumps(_programs))
 
 
 def summarise(folder: Path, top: int) -> str:
     stats: dict[str, list[float]] = {}
+    programs: dict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0])
     for path in sorted(folder.glob("*.json")):
-        stats.update(json.loads(path.read_text()))
+        if path.name.endswith(".programs.json"):
+            for name, (n, c) in json.loads(path.read_text()).items():
+                programs[name][0] += n
+                programs[name][1] += c
+        else:
+            stats.update(json.loads(path.read_text()))
     if not stats:
         raise SystemExit(f"{folder}: no <worker>.json files; run pytest with this plugin first")
     wall = sum(v[2] for v in stats.values())
@@ -88,6 +104,10 @@ def summarise(folder: Path, top: int) -> str:
     lines += ["", "| test | wall (s) | compile (s) | programs |", "|---|---:|---:|---:|"]
     for test, (n, c, w) in sorted(stats.items(), key=lambda kv: -kv[1][2])[:top]:
         lines.append(f"| {test} | {w:.1f} | {c:.1f} | {int(n)} |")
+    if programs:
+        lines += ["", "| program | compiles | compile (s) |", "|---|---:|---:|"]
+        for name, (n, c) in sorted(programs.items(), key=lambda kv: -kv[1][1])[:top]:
+            lines.append(f"| `{name}` | {int(n)} | {c:.1f} |")
     return "\n".join(lines)
 
 

@@ -221,14 +221,11 @@ def _family(name: str):
     }[name]
 
 
-# one family in the fast suite; the others (5-15 s each on 2 cores) in the slow one
+# every family in the slow step: each compiles its initialiser twice, once at XLA's default
+# level (5-18 s on 2 cores)
+@pytest.mark.slow
 @pytest.mark.parametrize(
-    "family",
-    ["kalman"]
-    + [
-        pytest.param(f, marks=pytest.mark.slow)
-        for f in ("ode", "personal", "vo2", "har", "cnn", "virtual", "fusion")
-    ],
+    "family", ["kalman", "ode", "personal", "vo2", "har", "cnn", "virtual", "fusion"]
 )
 def test_initialiser_compiled_cheaply_gives_the_same_bits(family):
     """`cv.initialise` compiles with `INIT_COMPILER_OPTIONS`: every family's parameters must

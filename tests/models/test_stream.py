@@ -146,7 +146,8 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.parametrize("kind", ["kalman", "ode"])
+# the ODE's case in the slow step: a second fresh process (~5 s on 2 cores) for the same path
+@pytest.mark.parametrize("kind", ["kalman", pytest.param("ode", marks=pytest.mark.slow)])
 def test_exported_stream_reloads_in_a_fresh_process(tmp_path, kind):
     model = _kalman() if kind == "kalman" else _ode("diffrax")
     x, hr = _session(dtype=jnp.float32)
@@ -258,17 +259,22 @@ def _protocols(model, x, hr):
 
 # standard promotion in the slow step: the six cases take about a minute cold on 2 cores
 @pytest.mark.parametrize("promotion", ["strict", pytest.param("standard", marks=pytest.mark.slow)])
+# in the fast suite both directions for the ODE and one for each of the two costlier models
+# (a float64 Kalman model on float32 data, a float32 personalised one on float64 data); their
+# other directions (~10 s cold each on 2 cores) run in the slow step
 @pytest.mark.parametrize(
-    ("name", "build", "inputs"),
+    ("name", "build", "inputs", "model_dtype", "data_dtype"),
     [
-        ("kalman", _kalman, lambda: _session()[0]),
-        ("ode, scan", lambda: _ode("scan"), lambda: _session()[0]),
-        ("personalised ode", _personal_runner, _activity),
+        ("kalman", _kalman, lambda: _session()[0], jnp.float64, jnp.float32),
+        pytest.param("kalman", _kalman, lambda: _session()[0], jnp.float32, jnp.float64,
+                     marks=pytest.mark.slow),
+        ("ode, scan", lambda: _ode("scan"), lambda: _session()[0], jnp.float64, jnp.float32),
+        ("ode, scan", lambda: _ode("scan"), lambda: _session()[0], jnp.float32, jnp.float64),
+        pytest.param("personalised ode", _personal_runner, _activity, jnp.float64, jnp.float32,
+                     marks=pytest.mark.slow),
+        ("personalised ode", _personal_runner, _activity, jnp.float32, jnp.float64),
     ],
-)
-@pytest.mark.parametrize(
-    ("model_dtype", "data_dtype"), [(jnp.float64, jnp.float32), (jnp.float32, jnp.float64)]
-)
+)  # fmt: skip
 def test_mixed_model_and_data_dtypes_compute_in_the_models(
     x64, name, build, inputs, model_dtype, data_dtype, promotion
 ):

@@ -84,8 +84,9 @@ def test_predict_scores_an_acc_model_on_gap_free_windows_and_a_ppg_model_on_all(
     rec = _recording(0, "s", seconds=60)
     acc, rate = rec.acc
     path = tmp_path / "gappy.npz"
-    np.savez(path, acc=np.where((np.arange(len(acc)) < 10 * rate)[:, None], acc, np.nan),
-             acc_rate_hz=rate, ppg=rec.ppg[0], ppg_rate_hz=rate, hr=rec.hr[0], hr_rate_hz=1.0)  # fmt: skip
+    lost = np.where((np.arange(len(acc)) < 10 * rate)[:, None], acc, np.nan)
+    np.savez(path, acc=lost, acc_rate_hz=rate, ppg=rec.ppg[0], ppg_rate_hz=rate,
+             hr=rec.hr[0], hr_rate_hz=1.0)  # fmt: skip
     header = {"context": 4, "q": 4.0, "floor_db": FLOOR_DB}
     windows = {}
     for setting in ("acc_only", "ppg_only"):
