@@ -92,8 +92,9 @@ def fuse(saved: dict, setting: str) -> dict:
     other = (owner[None] != np.arange(n_folds)[:, None]) & (owner >= 0)[None]  # [K, S]
     sq = np.where(tested & seen, np.square(np.nan_to_num(saved["acc_gait/hr"]) - true), 0.0)
     var_gait = (other @ sq.sum(1)) / (other @ (tested & seen).sum(1))  # [K]
-    steps = np.where(tested[:, 1:] & tested[:, :-1], np.square(np.diff(true, axis=1)), 0.0)
-    both = (tested[:, 1:] & tested[:, :-1]).sum(1)
+    known = saved["ok"] & (owner >= 0)[:, None]  # every reference step, as `make_folds`
+    steps = np.where(known[:, 1:] & known[:, :-1], np.square(np.diff(true, axis=1)), 0.0)
+    both = (known[:, 1:] & known[:, :-1]).sum(1)
     q0 = np.maximum((other @ steps.sum(1)) / (other @ both), 0.25)  # [K], as `make_folds`
     grid = q0[:, None] * np.asarray(Q_FACTORS)[None]  # [K, Q]
     hr = np.nan_to_num(saved[f"{setting}/hr"])

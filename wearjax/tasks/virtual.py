@@ -160,14 +160,14 @@ def labelled_sessions(
 
 def make_folds(s: SpectralSessions, split: Split, labelled: int | None = None,
                seed: int = 0, gait_ridge: bool = False) -> VirtualFold:  # fmt: skip
-    """Per fold: sampling weights, validation sessions, the tracker's starting q (the mean squared
-    HR step of the labelled training sessions) and which sessions are labelled: all, or with
-    `labelled`, only those of that many training subjects per fold (all of a fold's when it has
-    fewer), drawn with `seed` (label-scarce training: the settings that learn from HR alone
-    sample only labelled sessions; `virtual` samples every training session and learns from the
-    unlabelled ones through the VAE's reconstructions). With `gait_ridge`, each fold's ridge of
-    HR on the gait features (`gait_features`; `eval.ridge.fold_ridge`, its penalty chosen by
-    leave-one-subject-out) fitted on its labelled training sessions."""
+    """Per fold: sampling weights, validation sessions, the tracker's starting q (the mean
+    squared step of the labelled training sessions' reference HR, `s.ok`) and which are
+    labelled: all or, with `labelled`, only those of that many training subjects per fold (all
+    of a fold's when it has fewer), drawn with `seed` (label-scarce training: the settings that
+    learn from HR alone sample only labelled sessions; `virtual` samples every training session
+    and learns from the unlabelled ones through the VAE's reconstructions). With `gait_ridge`,
+    each fold's ridge of HR on the gait features (`gait_features`; `eval.ridge.fold_ridge`, its
+    penalty chosen by leave-one-subject-out) fitted on its labelled training sessions."""
     known = labelled_sessions(s, split, labelled, seed)
     pairs = s.ok[:, 1:] & s.ok[:, :-1]
     steps = (np.square(np.diff(s.hr, axis=1)) * pairs).sum(1)

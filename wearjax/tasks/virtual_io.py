@@ -175,7 +175,8 @@ def predict_recording(model, header: dict, session) -> dict:
         "start_s": np.arange(n) * HOP_S, "hr": np.asarray(out.hr)[:n],
         "sd": np.sqrt(np.asarray(out.var)[:n]), "hr_tracked": np.asarray(mean)[:n],
         "sd_tracked": np.sqrt(np.asarray(var)[:n]),
-        "hr_reference": np.where(s.ok[0, :n], s.hr[0, :n], np.nan),
+        # where the model is scored (an ACC model: not in a window with an ACC gap)
+        "hr_reference": np.where(data.ok[0, :n], s.hr[0, :n], np.nan),
     }  # fmt: skip
     if session.start_time_s is not None:  # each window's start on the file's own clock
         cols = {"start_s": cols["start_s"], "time_s": session.start_time_s + cols["start_s"],
