@@ -100,7 +100,7 @@ def half_time(hr: np.ndarray, start: int) -> float:
     return k - 1 + (0.5 - progress[k - 1]) / (progress[k] - progress[k - 1])
 
 
-@pytest.mark.slow  # ~11 s cold on 2 cores: two more cohorts simulated
+@pytest.mark.slow  # ~11 s cold on 2 cores (two more cohorts simulated): slow step only
 def test_same_key_same_cohort_other_key_other_cohort(simulated):
     cohort, physiology = simulated
     again, physiology_again = simulate_cohort(

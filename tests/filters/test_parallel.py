@@ -47,7 +47,6 @@ def test_parallel_matches_dense_posterior_and_serial(x64):
     )
 
 
-@pytest.mark.slow  # ~10 s cold on 2 cores; the serial smoother's time-varying cases are fast
 def test_parallel_smoother_time_varying_matches_dense_posterior(x64):
     # The smoother's result holds the filtered moments and the log-likelihood too.
     model, ys, mask = random_model(410, 4, 2, 10, time_varying=True)  # CASES[2]
@@ -91,7 +90,7 @@ def test_parallel_vmap_grad_equals_serial_grad(x64):
         assert tree_allclose(jax.tree_util.tree_map(lambda g, i=i: g[i], batched), single, **TOL)
 
 
-@pytest.mark.slow  # ~10 s cold on 2 cores; the serial filters' float32 check is fast
+@pytest.mark.slow  # ~10 s cold on 2 cores; the parallel filters' float32 error: slow step only
 def test_parallel_float32_is_close_to_float64(x64):
     model, ys, mask = random_model(410, 4, 2, 10, time_varying=True)  # compiled above in float64
     smoother = jax.jit(parallel_kalman_smoother)

@@ -123,7 +123,7 @@ def test_time_dependent_field_over_several_diffrax_chunks(x64, engine):
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, atol=1e-12)
 
 
-# the asymmetric field's case in the slow step (~8 s cold on 2 cores), the plain one fast
+# the asymmetric field's case in the slow step only (~8 s cold on 2 cores), the plain one fast
 @pytest.mark.parametrize(
     "field", [hr_field, pytest.param(asymmetric_hr_field, marks=pytest.mark.slow)]
 )

@@ -146,7 +146,7 @@ print(json.dumps(out))
 """
 
 
-# the ODE's case in the slow step: a second fresh process (~5 s on 2 cores) for the same path
+# the ODE's case in the slow step: a second fresh process (~5 s on 2 cores), the same export
 @pytest.mark.parametrize("kind", ["kalman", pytest.param("ode", marks=pytest.mark.slow)])
 def test_exported_stream_reloads_in_a_fresh_process(tmp_path, kind):
     model = _kalman() if kind == "kalman" else _ode("diffrax")

@@ -200,7 +200,7 @@ def test_ppg_only_takes_no_gait_prior():
     assert model.gait_prior is None
 
 
-@pytest.mark.slow  # ~13 s cold on 2 cores; the plain gait prior is tested fast
+@pytest.mark.slow  # ~13 s cold on 2 cores: slow step only (the plain gait prior is fast)
 def test_the_residual_gait_prior_starts_at_the_ridge_and_never_trains_its_fit():
     import equinox as eqx
 

@@ -163,7 +163,8 @@ def test_step_gradient_matches_finite_differences(x64):
         np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-9)
 
 
-@pytest.mark.slow  # ~10 s cold on 2 cores; the manual GRU's own gradients are tested fast
+# ~10 s cold on 2 cores: slow step only (the manual GRU layer's own gradients are tested fast)
+@pytest.mark.slow
 def test_vo2_model_on_the_manual_gru_gives_the_same_rollout_and_gradients(x64):
     """`gru_impl="manual"` reaches every layer of both directions, and the rollout's value and
     gradients equal JAX's derivative of the default layer in float64."""

@@ -169,7 +169,8 @@ def test_partners_stay_in_the_recording_within_reach_and_allowed():
     assert set(j[i == 2]) == {0, 1, 4}
 
 
-@pytest.mark.slow  # ~14 s cold on 2 cores; the partners and negatives are tested fast
+# ~14 s cold on 2 cores: slow step only (the partners and negatives are drawn in fast tests)
+@pytest.mark.slow
 def test_a_contrastive_batch_is_anchors_then_their_training_partners():
     """`sample` with the contrastive term: training anchors first, then for each its partner,
     a training window (never a validation one) of the same recording within reach; an odd
@@ -322,7 +323,7 @@ def test_channel_levels_are_each_channels_asinh_mean_and_sd():
     np.testing.assert_allclose(channel_levels(x), want, rtol=1e-5)
 
 
-@pytest.mark.slow  # ~10 s cold on 2 cores, most of it compiling the wrist simulator
+@pytest.mark.slow  # ~10 s cold on 2 cores (compiling the wrist simulator): slow step only
 def test_wrist_corpus_and_hr_windows_line_up_with_the_simulator():
     from wearjax.data.wrist_synthetic import hr_windows, simulate_wrist
     from wearjax.tasks.pretrain import WRIST, wrist_corpus

@@ -427,7 +427,9 @@ def test_in_a_folder_where_some_recordings_lack_acc_each_setting_learns_where_it
     reading_split(one, fit_split(one, "virtual"), "virtual")  # was: no training subject left
 
 
-@pytest.mark.slow  # ~9 s cold on 2 cores; the label-scarce folds themselves are tested fast
+# ~9 s cold on 2 cores: slow step only (label-scarce references on sessions that all have ACC
+# are tested fast)
+@pytest.mark.slow
 def test_with_few_labels_the_acc_references_learn_from_the_acc_models_labelled_subjects(
     tmp_path,
 ):
@@ -647,7 +649,7 @@ def test_predict_is_the_streaming_estimate_of_each_window(chunked, monkeypatch):
         np.testing.assert_allclose(got[w], float(expected), rtol=1e-5)
 
 
-@pytest.mark.slow  # ~12 s cold on 2 cores, most of it compiling the wrist simulator
+@pytest.mark.slow  # ~12 s cold on 2 cores (compiling the wrist simulator): slow step only
 def test_synthetic_sessions_simulates_the_subjects_asked_for():
     from wearjax.tasks.virtual_study import synthetic_sessions
 
@@ -742,7 +744,6 @@ def test_the_loss_and_validation_read_the_gait_prior_from_the_folds_fit():
     assert float(task.loss(model, batch, key, 0)[0]) != float(task.loss(model, moved, key, 0)[0])
 
 
-@pytest.mark.slow  # ~20 s cold on 2 cores (a model built and run op by op beside the loss)
 def test_the_virtual_loss_is_the_elbo_computed_by_hand():
     """`make_task(config, "virtual").loss` (float32) against a float64 NumPy computation from
     the model's
@@ -847,7 +848,8 @@ def test_frequency_stretch_moves_the_spectra_with_the_hr(x64):
     np.testing.assert_allclose(np.asarray(s_acc)[..., 0], np.asarray(s_ppg)[..., 0])
 
 
-@pytest.mark.slow  # ~11 s cold on 2 cores; a folder's recordings without ACC are tested fast
+# ~11 s cold on 2 cores: slow step only (a folder's recordings without ACC are tested fast)
+@pytest.mark.slow
 def test_a_ppg_only_model_reads_a_file_without_acc_as_one_with_it(tmp_path):
     """`predict` of a PPG-only checkpoint on a recording of PPG alone (a finger or ear sensor,
     heartpy's examples) gives what it gives on the same PPG beside an ACC it does not read;
