@@ -116,10 +116,15 @@ def test_alignment_and_orthogonality_losses_by_hand():
 def test_modality_shares_sum_to_the_fused_head():
     model = _model(2)
     x = jnp.asarray(np.random.default_rng(1).normal(size=(30, 6)), jnp.float32)
-    out = model(x)
+
+    @eqx.filter_jit  # one program, not one per operation
+    def run(model, x):
+        out = model(x)
+        return out, model.head(jnp.concatenate([out.shared, out.specific], axis=-1).reshape(-1))
+
+    out, head = run(model, x)
     np.testing.assert_allclose(out.modality_logits.sum(0), out.logits, rtol=1e-5, atol=1e-6)
-    z = jnp.concatenate([out.shared, out.specific], axis=-1).reshape(-1)
-    np.testing.assert_allclose(model.head(z), out.logits, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(head, out.logits, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow  # ~25 s on 2 cores

@@ -188,9 +188,11 @@ def test_hr_ode_windows_match_a_numpy_transcription(x64):
     model = eqx.tree_at(lambda m: m.rate.weight, model, jnp.ones_like(model.rate.weight))
     x, hr_init = _session()
     std, gen = eqx.filter_jit(model.predict_protocols)(x, hr_init, hr_init[0])
-    s_start, d, _, rate = model.encode(x)
-    s_start, d, rate = np.asarray(s_start), np.asarray(d), np.asarray(rate)
-    s = np.asarray(model.backbone(x)[0])
+    # one program, not one per operation
+    (s_start, d, _, rate), (s, _) = eqx.filter_jit(lambda m, x: (m.encode(x), m.backbone(x)))(
+        model, x
+    )
+    s_start, d, rate, s = np.asarray(s_start), np.asarray(d), np.asarray(rate), np.asarray(s)
     level = 140 + 30 * (s @ np.asarray(model.level.weight)[0] + float(model.level.bias[0]))
     level = np.append(level, level[-1])  # the last window's one second beyond repeats its last
     tau = np.exp(float(model.log_anchor_time))
