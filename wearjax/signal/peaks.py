@@ -35,6 +35,8 @@ the previous estimate (`track_peak`). Simplified:
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -123,7 +125,15 @@ def remove_motion_peaks(
     _check_layout(ppg_spec, acc_spec)
     if excess is not None and not excess >= 1:  # under 1 even the most motion-like line stays
         raise WearjaxDataError(f"excess={excess}: give a factor of 1 or more, or None")
-    step = step_hz(freqs)
+    options = dict(n_peaks=n_peaks, width_hz=width_hz, threshold=threshold, excess=excess)
+    return _remove_motion(ppg_spec, acc_spec, step=step_hz(freqs), per_axis=per_axis, **options)
+
+
+# the checks above run in Python; the arithmetic is one program per shape when called eagerly
+@partial(
+    jax.jit, static_argnames=("step", "n_peaks", "width_hz", "threshold", "per_axis", "excess")
+)
+def _remove_motion(ppg_spec, acc_spec, *, step, n_peaks, width_hz, threshold, per_axis, excess):
     acc = acc_spec if acc_spec.ndim == ppg_spec.ndim + 1 else acc_spec[..., None, :]
     over = (-1,) if per_axis else (-2, -1)
     acc = acc / jnp.maximum(jnp.max(acc, axis=over, keepdims=True), jnp.asarray(1e-12, acc.dtype))
@@ -179,6 +189,25 @@ def track_peak_bins(
     bpm = jnp.asarray(np.asarray(freqs, np.float64) * 60, dtype).reshape((1,) * len(lead) + (-1,))
     ok = jnp.ones(spec.shape[:-1], bool) if ok is None else ok
     prev0 = jnp.full(lead, jnp.nan if hr0_bpm is None else hr0_bpm, dtype)
+    rules = dict(search_bpm=search_bpm, widen_bpm=widen_bpm, max_search_bpm=max_search_bpm,
+                 min_snr=min_snr, harmonic_ratio=harmonic_ratio)  # fmt: skip
+    return _track(
+        spec,
+        ok,
+        bpm,
+        prev0,
+        low_hz=float(freqs[0]),
+        low_bpm=float(freqs[0] * 60),
+        step=step,
+        **rules,
+    )
+
+
+@partial(jax.jit, static_argnames=("low_hz", "low_bpm", "step", "search_bpm", "widen_bpm",
+                                   "max_search_bpm", "min_snr", "harmonic_ratio"))  # fmt: skip
+def _track(spec, ok, bpm, prev0, *, low_hz, low_bpm, step, search_bpm, widen_bpm, max_search_bpm,
+           min_snr, harmonic_ratio):  # fmt: skip
+    dtype, lead = spec.dtype, spec.shape[:-2]
 
     def one(carry, inputs):
         prev, held = carry  # [...] the last estimate (NaN before any), windows held since
@@ -190,14 +219,14 @@ def track_peak_bins(
         strong = s >= min_snr * floor
         allowed = jnp.where(started[..., None], near, True) & local_maxima(s, ends=False) & strong
         index = jnp.argmax(jnp.where(allowed, s, -jnp.inf), axis=-1)
-        top = float(freqs[0] * 60) + index.astype(dtype)[..., None] * (step * 60)
+        top = low_bpm + index.astype(dtype)[..., None] * (step * 60)
         rival = allowed & (s >= harmonic_ratio * jnp.take_along_axis(s, index[..., None], -1))
         for d in (2, 3):  # the harmonic check: a peak at 1/2, then 1/3, of the pick's frequency
             under = rival & (jnp.abs(bpm - top / d) <= HARMONIC_TOL_BPM)
             lower = jnp.argmax(jnp.where(under, s, -jnp.inf), axis=-1)
             index = jnp.where(jnp.any(under, axis=-1), lower, index)
         pick = good & jnp.any(allowed, axis=-1)
-        hz = float(freqs[0]) + (index.astype(dtype) + refine_peak(s, index)) * step
+        hz = low_hz + (index.astype(dtype) + refine_peak(s, index)) * step
         hr = jnp.where(pick, hz * 60, prev)
         held = jnp.where(pick | ~started, 0, held + 1)
         return (hr, held), (hr, jnp.where(pick, index, -1))

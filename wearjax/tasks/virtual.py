@@ -31,11 +31,10 @@ are read at f / a and its HR and cadence multiplied by a, a drawn log-uniformly 
 (`stretch_spectra`): what the same recording played a times faster would give. The per-bin
 input maps and the head's grid otherwise learn only the HR range the training set covers.
 
-Tracking: the per-window estimates go through `models.virtual.track` (a random-walk Kalman
-filter, `filters.kalman_filter`) with the head's variance as measurement
-noise over every window of the session (never told where the reference is) and a transition
-variance per fold chosen on its validation sessions (`choose_q`: the training sessions' mean
-squared HR change between windows times 1, 4, ..., 256, the one with the lowest tracked MAE).
+Tracking: `models.virtual.track` (a random-walk Kalman filter, `filters.kalman_filter`) takes
+the head's variance as measurement noise over every window (never told where the reference
+is) and a transition variance per fold chosen on its validation sessions (`choose_q`: the
+training sessions' mean squared HR change per hop times 1, 4, ..., 256, the best tracked MAE).
 """
 
 from __future__ import annotations
@@ -362,10 +361,11 @@ def predict_blocks(model: VirtualSensing, data: VirtualData, i, *, context: int 
     return jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[2:])[:n], out)
 
 
+@eqx.filter_jit  # one program per shape when called eagerly (`predict`, plots); inlined in jit
 def predict(model: VirtualSensing, fold, data: VirtualData, i, *, context: int = 16):
     """The model's `VirtualOutput` over every window of session `i` as a watch streams it: the
-    model run on the window and the `context - 1` before it (fewer at the session's start),
-    the last output kept (the models are causal, so this is exact)."""
+    model on the window and the `context - 1` before it (fewer at the session's start), the
+    last output kept (the models are causal, so this is exact). A Python int `i` is static."""
     n = data.acc.shape[1]
     w = jnp.arange(n)
     start = jnp.clip(w - context + 1, 0, max(n - context, 0))
