@@ -748,7 +748,8 @@ def test_the_virtual_loss_is_the_elbo_computed_by_hand():
     """`make_task(config, "virtual").loss` (float32) against a float64 NumPy computation from
     the model's
     own outputs: per sample, the soft-target cross-entropy of the HR head on the ACC latent
-    (windows with reference HR) and on the PPG latent (and PPG present), the four spectra's
+    (the setting's windows: reference HR, no ACC gap) and on the PPG latent (every window with
+    a reference HR, an ACC gap or not, and PPG present), the four spectra's
     MSE (ACC -> PPG and PPG -> PPG where the PPG is present, ACC -> ACC on valid windows, PPG ->
     ACC where the PPG is present), the Gaussian KL per (window, bin) cell, weighted by the
     annealed beta = kl_weight min(1, epoch / kl_warmup); the batch's mean."""
@@ -763,10 +764,12 @@ def test_the_virtual_loss_is_the_elbo_computed_by_hand():
     fold = jax.tree_util.tree_map(lambda a: a[0], make_folds(s, split_sessions(s, 1)))
     task = make_task(config, "virtual")
     batch = list(task.sample(data, fold, jax.random.key(1)))
-    acc, ppg, gait, hr, ok, ppg_ok, valid, _ = batch
-    batch[4], batch[5] = ok.at[0, 1].set(False), ppg_ok.at[1, :2].set(False)  # masks that bite
-    batch[6] = valid.at[2, 3].set(False)
-    acc, ppg, gait, hr, ok, ppg_ok, valid, _ = (np.asarray(b).astype(
+    acc, ppg, gait, hr, ok, ref, ppg_ok, valid, _ = batch
+    assert np.asarray(ref).all() and np.asarray(ok).all()  # no ACC gap in these recordings
+    # masks that bite: window 1 of sample 0 as one with an ACC gap (a reference, no ACC label)
+    batch[4], batch[6] = ok.at[0, 1].set(False), ppg_ok.at[1, :2].set(False)
+    batch[7] = valid.at[2, 3].set(False)
+    acc, ppg, gait, hr, ok, ref, ppg_ok, valid, _ = (np.asarray(b).astype(
         np.float64 if b.dtype == jnp.float32 else b.dtype) for b in batch)  # fmt: skip
     model = build(config, "virtual", jax.random.key(0))
     key = jax.random.key(2)
@@ -803,7 +806,7 @@ def test_the_virtual_loss_is_the_elbo_computed_by_hand():
             + mse(fp["acc_hat"], acc[b], ppg_ok[b])
         )
         kls = kl(fa["mu"], fa["logvar"], valid[b]) + kl(fp["mu"], fp["logvar"], ppg_ok[b])
-        ces = ce(la, hr[b], ok[b]) + ce(lp, hr[b], ok[b] & ppg_ok[b])
+        ces = ce(la, hr[b], ok[b]) + ce(lp, hr[b], ref[b] & ppg_ok[b])
         terms.append((ces, recon, kls))
     ces, recon, kls = np.asarray(terms).T
     assert np.all(recon > 0) and np.all(kls > 0)

@@ -69,6 +69,8 @@ def test_acc_gaps_cost_the_acc_settings_their_windows_not_the_ppg_settings():
     for reads_acc in (True, False):
         data = device_data(s, floor_db=FLOOR_DB, reads_acc=reads_acc)
         np.testing.assert_array_equal(np.asarray(data.ok), s.labels(reads_acc))
+        # `virtual`'s PPG path (training only) reads every window with a reference
+        np.testing.assert_array_equal(np.asarray(data.ref_ok), s.ok)
     split = split_sessions(s, 1)
     off = np.where(s.labels(), 1.0, 20.0)  # 20 bpm off where the ACC had a gap
     pred = s.hr + off

@@ -4,7 +4,7 @@ of a leave-subjects-out split in one vmapped program.
 
 Data to arrays: `tasks.virtual_data` (spectra on the model's grid, each window's peak 1;
 reference HR per window). The models read the spectra in decibels under that peak
-(`device_data`, `models.virtual.compress`, floor `VirtualConfig.floor_db`).
+(`virtual_data.device_data`, `models.virtual.compress`, floor `VirtualConfig.floor_db`).
 
 Training samples are `context` consecutive windows of a training session. A held-out session
 is predicted as a watch would stream it: each window by the model run on it and the
@@ -16,7 +16,8 @@ latents each decoding both spectra; PPG targets, and the PPG latent, only in win
 and the two KL terms (each over the windows its modality has), weighted by
 `kl_weight x min(1, epoch / kl_warmup)` (`kl_beta`; `kl_weight` throughout when `kl_warmup
 <= 0`): KL annealing. Each sample's cross-entropy is its mean over its own windows with a
-reference HR (0 for a sample with none), and the loss is the mean over the batch's samples.
+reference HR (0 for a sample with none; a setting that reads ACC skips windows with an ACC
+gap, while `virtual`'s PPG path keeps them), and the loss is the mean over the samples.
 Early stopping on the validation subjects' cross-entropy of the inference path. Label-scarce
 training (`VirtualConfig.labelled`): per fold only that many training subjects' reference HR
 enters the loss (`make_folds`, `labelled_sessions`); the settings that learn from HR alone
@@ -57,14 +58,17 @@ from wearjax.models.virtual import (
     GRID_HZ,
     N_GAIT,
     VirtualSensing,
-    compress,
     gaussian_kl,
     soft_target,
     track,
     with_gait_coef,
 )
-from wearjax.signal.gait import lagged, stride_hz
-from wearjax.tasks.virtual_data import HOP_S, SpectralSessions
+from wearjax.tasks.virtual_data import (
+    SpectralSessions,
+    VirtualData,
+    device_data,
+    gait_features,
+)
 from wearjax.train.loop import Task, TrainConfig, validation_mean
 
 PREDICT_WINDOWS = 8192  # windows (blocks x context) `predict` runs at once per session
@@ -93,43 +97,6 @@ class VirtualConfig(NamedTuple):
     train: TrainConfig = TrainConfig(
         learning_rate=2e-3, weight_decay=1e-4, epochs=40, steps_per_epoch=25,
         early_stopping_patience=12, plateau_patience=5,
-    )  # fmt: skip
-
-
-class VirtualData(NamedTuple):
-    acc: jax.Array  # [S, W, F, 3] spectra as the models read them (`device_data`)
-    ppg: jax.Array  # [S, W, F, 1] likewise
-    gait: jax.Array  # [S, W, N_GAIT] cadence (steps/min) and its lags (`gait_features`)
-    hr: jax.Array  # [S, W]
-    ok: jax.Array  # [S, W]
-    ppg_ok: jax.Array  # [S, W]
-    valid: jax.Array  # [S, W]
-    n_windows: jax.Array  # [S]
-
-
-def gait_features(s: SpectralSessions) -> jax.Array:
-    """`[S, W, N_GAIT]`: the cadence each window's ACC shows (`signal.gait.stride_hz` on its
-    power summed over the axes, in steps/min) and its first-order lags (`signal.gait.lagged`),
-    causal over each whole session. Through a window with an ACC gap (`s.acc_ok`), whose
-    filled signal shows no gait, the last gap-free window's cadence is held (before the first
-    one, the first one's), so the lags do not carry the gap into the minutes after it."""
-    power = jnp.square(jnp.asarray(s.acc) * jnp.asarray(s.acc_scale)[:, :, None, :]).sum(-1)
-    cadence = 120.0 * stride_hz(power, GRID_HZ)  # [S, W]
-    if s.acc_ok is not None and not np.all(s.acc_ok | ~s.valid):
-        ok = np.asarray(s.acc_ok)
-        last = np.maximum.accumulate(np.where(ok, np.arange(ok.shape[1]), -1), axis=1)
-        last = np.where(last < 0, np.argmax(ok, axis=1)[:, None], last)
-        cadence = jnp.take_along_axis(cadence, jnp.asarray(last), axis=1)
-    return jnp.concatenate([cadence[..., None], lagged(cadence, HOP_S)], axis=-1)
-
-
-def device_data(s: SpectralSessions, *, floor_db: float | None, reads_acc=True) -> VirtualData:
-    """The sessions as the models see them: decibel spectra (`compress`), gait features; `ok`
-    the windows a setting that reads ACC (or not: `reads_acc`) learns from (`s.labels`)."""
-    return VirtualData(
-        compress(jnp.asarray(s.acc), floor_db), compress(jnp.asarray(s.ppg), floor_db),
-        gait_features(s), jnp.asarray(s.hr), jnp.asarray(s.labels(reads_acc)),
-        jnp.asarray(s.ppg_ok), jnp.asarray(s.valid), jnp.asarray(s.n_windows, jnp.int32),
     )  # fmt: skip
 
 
@@ -266,15 +233,15 @@ def stretch_spectra(spec: Float[Array, "*batch freq"], a: Float[Array, ""] | flo
     return jax.vmap(lambda row: jnp.interp(grid / a, grid, row))(flat).reshape(spec.shape)
 
 
-def _stretched(config: VirtualConfig, key, acc, ppg, gait, hr, ok):
+def _stretched(config: VirtualConfig, key, acc, ppg, gait, hr, *masks):
     """One training batch under `stretch_spectra`, a factor per sample (log-uniform in
-    `config.stretch`); windows whose stretched HR leaves the grid are not scored."""
+    `config.stretch`); windows whose stretched HR leaves the grid are not scored (`masks`)."""
     lo, hi = np.log(config.stretch)
     a = jnp.exp(jax.random.uniform(key, (hr.shape[0],), minval=lo, maxval=hi))
     move = jax.vmap(lambda x, f: stretch_spectra(jnp.moveaxis(x, -1, -2), f).swapaxes(-1, -2))
     hr = hr * a[:, None]
-    ok = ok & (hr >= GRID_BPM[0]) & (hr <= GRID_BPM[-1])
-    return move(acc, a), move(ppg, a), gait * a[:, None, None], hr, ok
+    inside = (hr >= GRID_BPM[0]) & (hr <= GRID_BPM[-1])
+    return move(acc, a), move(ppg, a), gait * a[:, None, None], hr, *(m & inside for m in masks)
 
 
 def kl_beta(config: VirtualConfig, epoch) -> jax.Array:
@@ -298,23 +265,24 @@ def make_task(config: VirtualConfig, setting: str) -> Task:
         start = jnp.floor(jax.random.uniform(k2, (config.batch_size,)) * hi).astype(jnp.int32)
         w = start[:, None] + jnp.arange(L)[None]  # [B, L]
         take = lambda a: a[i[:, None], w]  # noqa: E731
-        ok = take(data.ok) & fold.labelled[i][:, None]
+        ok, ref = (take(m) & fold.labelled[i][:, None] for m in (data.ok, data.ref_ok))
         acc, ppg, gait, hr, ppg_ok, valid = (take(a) for a in (
             data.acc, data.ppg, data.gait, data.hr, data.ppg_ok, data.valid))  # fmt: skip
         if config.stretch is not None:  # its own key: without it the draws are unchanged
-            acc, ppg, gait, hr, ok = _stretched(
-                config, jax.random.fold_in(key, 3), acc, ppg, gait, hr, ok
+            acc, ppg, gait, hr, ok, ref = _stretched(
+                config, jax.random.fold_in(key, 3), acc, ppg, gait, hr, ok, ref
             )
-        return acc, ppg, gait, hr, ok, ppg_ok, valid, fold.gait_coef
+        return acc, ppg, gait, hr, ok, ref, ppg_ok, valid, fold.gait_coef
 
-    def one_loss(model, acc, ppg, gait, hr, ok, ppg_ok, valid, key, beta):
+    def one_loss(model, acc, ppg, gait, hr, ok, ref, ppg_ok, valid, key, beta):
         if setting != "virtual":
             return _ce(model(acc, ppg, gait).logits, hr, ok, config.target_sd), {}
         ka, kp = jax.random.split(key)
         fa = model.features(acc, None, ka)
         fp = model.features(None, ppg, kp)
         ce_a = _ce(model.hr(fa["u"], gait)[2], hr, ok, config.target_sd)
-        ce_p = _ce(model.hr(fp["u"], gait)[2], hr, ok & ppg_ok, config.target_sd)
+        # the PPG path learns from every window with a reference and PPG, ACC gap or not
+        ce_p = _ce(model.hr(fp["u"], gait)[2], hr, ref & ppg_ok, config.target_sd)
         recon = (
             _mse(fa["ppg_hat"], ppg, ppg_ok) + _mse(fp["ppg_hat"], ppg, ppg_ok)
             + _mse(fa["acc_hat"], acc, valid) + _mse(fp["acc_hat"], acc, ppg_ok)
@@ -330,12 +298,12 @@ def make_task(config: VirtualConfig, setting: str) -> Task:
         windows with a reference HR, a sample without any (unlabelled, label-scarce `virtual`)
         adding 0 yet counting in the mean, so the HR terms' weight scales with the fraction
         of labelled samples in the batch (module docstring)."""
-        acc, ppg, gait, hr, ok, ppg_ok, valid, coef = batch
+        acc, ppg, gait, hr, ok, ref, ppg_ok, valid, coef = batch
         model = with_gait_coef(model, coef)
         beta = kl_beta(config, epoch)
         keys = jax.random.split(key, hr.shape[0])
         per = jax.vmap(lambda *a: one_loss(model, *a, beta))
-        value, aux = per(acc, ppg, gait, hr, ok, ppg_ok, valid, keys)
+        value, aux = per(acc, ppg, gait, hr, ok, ref, ppg_ok, valid, keys)
         return jnp.mean(value), jax.tree_util.tree_map(jnp.mean, aux)
 
     def validate(model, data: VirtualData, fold: VirtualFold):

@@ -5,7 +5,7 @@
 model's grid (`models.virtual.GRID_HZ`, so files at any rate share one model) and divided by
 their maximum per window and channel (the peak's position carries HR; the amplitude changes with
 skin contact, arm and motion). The models read them in decibels under that peak
-(`tasks.virtual.device_data`, `models.virtual.compress`): the heart's trace in a running wrist's
+(`device_data`, `models.virtual.compress`): the heart's trace in a running wrist's
 ACC lies about 50 dB under the gait's lines, a fraction of a percent of the peak on a linear
 scale. Reference HR per window is the mean of the reference series over the window, or, for a
 series at the hop rate (0.5 Hz: one value per window), the value at the window's start.
@@ -25,7 +25,8 @@ import numpy as np
 
 from wearjax.data.readers import HR_RANGE_BPM as HR_RANGE
 from wearjax.errors import WearjaxDataError, WearjaxFileError
-from wearjax.models.virtual import GRID_HZ
+from wearjax.models.virtual import GRID_HZ, compress
+from wearjax.signal.gait import lagged, stride_hz
 from wearjax.signal.spectra import band_spectra, normalise, window_mean
 
 WINDOW_S = 8.0
@@ -74,6 +75,45 @@ class SpectralSessions(NamedTuple):
     def with_ppg(self) -> np.ndarray:
         """`[S]` bool: the sessions with PPG in some window."""
         return np.asarray(self.ppg_ok).any(axis=1)
+
+
+class VirtualData(NamedTuple):
+    acc: jax.Array  # [S, W, F, 3] spectra as the models read them (`device_data`)
+    ppg: jax.Array  # [S, W, F, 1] likewise
+    gait: jax.Array  # [S, W, N_GAIT] cadence (steps/min) and its lags (`gait_features`)
+    hr: jax.Array  # [S, W]
+    ok: jax.Array  # [S, W] the windows the setting learns from and is scored on (`labels`)
+    ref_ok: jax.Array  # [S, W] those with a reference HR, ACC gap or not (`virtual`'s PPG path)
+    ppg_ok: jax.Array  # [S, W]
+    valid: jax.Array  # [S, W]
+    n_windows: jax.Array  # [S]
+
+
+def gait_features(s: SpectralSessions) -> jax.Array:
+    """`[S, W, N_GAIT]`: the cadence each window's ACC shows (`signal.gait.stride_hz` on its
+    power summed over the axes, in steps/min) and its first-order lags (`signal.gait.lagged`),
+    causal over each whole session. Through a window with an ACC gap (`s.acc_ok`), whose
+    filled signal shows no gait, the last gap-free window's cadence is held (before the first
+    one, the first one's), so the lags do not carry the gap into the minutes after it."""
+    power = jnp.square(jnp.asarray(s.acc) * jnp.asarray(s.acc_scale)[:, :, None, :]).sum(-1)
+    cadence = 120.0 * stride_hz(power, GRID_HZ)  # [S, W]
+    if s.acc_ok is not None and not np.all(s.acc_ok | ~s.valid):
+        ok = np.asarray(s.acc_ok)
+        last = np.maximum.accumulate(np.where(ok, np.arange(ok.shape[1]), -1), axis=1)
+        last = np.where(last < 0, np.argmax(ok, axis=1)[:, None], last)
+        cadence = jnp.take_along_axis(cadence, jnp.asarray(last), axis=1)
+    return jnp.concatenate([cadence[..., None], lagged(cadence, HOP_S)], axis=-1)
+
+
+def device_data(s: SpectralSessions, *, floor_db: float | None, reads_acc=True) -> VirtualData:
+    """The sessions as the models see them: decibel spectra (`compress`), gait features; `ok`
+    the windows a setting that reads ACC (or not: `reads_acc`) learns from (`s.labels`)."""
+    return VirtualData(
+        compress(jnp.asarray(s.acc), floor_db), compress(jnp.asarray(s.ppg), floor_db),
+        gait_features(s), jnp.asarray(s.hr), jnp.asarray(s.labels(reads_acc)),
+        jnp.asarray(s.ok), jnp.asarray(s.ppg_ok), jnp.asarray(s.valid),
+        jnp.asarray(s.n_windows, jnp.int32),
+    )  # fmt: skip
 
 
 def check_rate(rate: float, what: str, *, signal: bool = False) -> None:
