@@ -247,6 +247,7 @@ def _cast(tree, dtype):
     return jax.tree_util.tree_map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, tree)
 
 
+@eqx.filter_jit  # one program per model and dtype, not one per operation; promotion is traced
 def _protocols(model, x, hr):
     """Every whole-session program of `model` and its stream, with HR measured at the window
     starts (and, for the Kalman model, assimilated every 5 s)."""

@@ -3,10 +3,10 @@ weights, channel permutation equivariance, the liaison fusion as the only path b
 channels, and the base size's parameter count and forward pass (abstractly, nothing
 allocated)."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from wearjax.models.transformer import build_transformer, n_parameters
 
@@ -16,13 +16,15 @@ def _planes(c, t=90, s=65, seed=0):
 
 
 MODEL = build_transformer("tiny", key=jax.random.key(0))
+# compiled once per shape and option, not op by op: the same maths a fraction of the time cold
+_encode = eqx.filter_jit(lambda m, x, **options: m.encode(x, **options))
+_embed = eqx.filter_jit(lambda m, x: m.embed(x))
 
 
-@pytest.mark.slow
 def test_one_set_of_weights_runs_on_any_channel_count_and_length():
     for c in (1, 3, 7):
         for t in (54, 100):  # 100 is not a multiple of the 9-step patch: the tail is cropped
-            tokens = MODEL.encode(_planes(c, t))
+            tokens = _encode(MODEL, _planes(c, t))
             assert tokens.shape == (c, 1 + 13 * (t // 9), 32)
             assert bool(jnp.all(jnp.isfinite(tokens)))
 
@@ -30,9 +32,9 @@ def test_one_set_of_weights_runs_on_any_channel_count_and_length():
 def test_permuting_channels_permutes_tokens_and_embeddings():
     x = _planes(5)
     perm = jnp.asarray([3, 0, 4, 1, 2])
-    tokens, permuted = MODEL.encode(x), MODEL.encode(x[perm])
+    tokens, permuted = _encode(MODEL, x), _encode(MODEL, x[perm])
     np.testing.assert_allclose(permuted, tokens[perm], rtol=1e-4, atol=1e-5)
-    e, ep = MODEL.embed(x), MODEL.embed(x[perm])
+    e, ep = _embed(MODEL, x), _embed(MODEL, x[perm])
     np.testing.assert_allclose(ep.reshape(-1), e[perm].reshape(-1), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(ep.mean(0), e.mean(0), rtol=1e-4, atol=1e-5)
 
@@ -40,14 +42,14 @@ def test_permuting_channels_permutes_tokens_and_embeddings():
 def test_the_liaison_fusion_is_the_only_path_between_channels():
     x = _planes(4)
     y = x.at[2].add(1.0)  # perturb one channel
-    alone, alone_y = MODEL.encode(x, fuse=False), MODEL.encode(y, fuse=False)
+    alone, alone_y = _encode(MODEL, x, fuse=False), _encode(MODEL, y, fuse=False)
     others = jnp.asarray([0, 1, 3])
     np.testing.assert_array_equal(alone[others], alone_y[others])
-    fused, fused_y = MODEL.encode(x), MODEL.encode(y)
+    fused, fused_y = _encode(MODEL, x), _encode(MODEL, y)
     assert float(jnp.max(jnp.abs(fused[others] - fused_y[others]))) > 1e-4
     # padded channels (channel_ok False) do not reach the others either
     ok = jnp.asarray([True, True, False, True])
-    a, b = MODEL.encode(x, channel_ok=ok), MODEL.encode(y, channel_ok=ok)
+    a, b = _encode(MODEL, x, channel_ok=ok), _encode(MODEL, y, channel_ok=ok)
     np.testing.assert_allclose(a[others], b[others], rtol=1e-5, atol=1e-6)
 
 
