@@ -25,7 +25,12 @@ def _tone_windows(n_classes: int, seed: int = 0, noise: float = 2.0):
     return w, Split.by_subject(subject, 6, 2, seed=0)
 
 
-@pytest.mark.parametrize("name", ["minirocket", "stats_logistic"])
+# aeon's MiniRocket compiles its numba kernels on a fresh install (53 s in a fresh-clone CI
+# run, where a warm numba cache hid it from local timings): slow step only, which CI runs
+MINIROCKET = pytest.param("minirocket", marks=pytest.mark.slow)
+
+
+@pytest.mark.parametrize("name", [MINIROCKET, "stats_logistic"])
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_baseline_scores_give_scikit_learns_auroc_and_their_own_predictions(name, n_classes):
     pytest.importorskip("aeon")
@@ -57,6 +62,7 @@ def test_baseline_scores_give_scikit_learns_auroc_and_their_own_predictions(name
     assert 0.55 < got.mean() < 1.0  # the tones are found, not perfectly: a real check
 
 
+@pytest.mark.slow  # MiniRocket's numba kernels (above)
 def test_minirocket_regression_finds_a_tone_frequency_on_held_out_subjects():
     """The tone's frequency (1, 2 or 3 Hz) as a real target: MiniRocket's ridge predicts each
     fold's test windows, far better than their training mean, and only those."""
