@@ -217,14 +217,15 @@ def test_no_second_of_a_padded_session_reads_its_padding():
     whatever the padding holds (before, the last seconds moved with the padding)."""
     model = build_vo2_model(3, (8, 2), key=jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (120, 3))
-    # one program per shape, not one per operation; `length` traced, as a cohort passes it
+    # one program per shape, not one per operation; `length` traced, as a cohort passes it,
+    # or a Python int (static here)
     rollout = eqx.filter_jit(
         lambda m, x, length=None: m.rollout(x, jnp.asarray(1500.0), length=length)
     )
     alone = rollout(model, x)
-    for fill in (0.0, 5.0):
+    for fill, length in ((0.0, jnp.asarray(120)), (5.0, 120)):  # traced, and a Python int
         padded = jnp.concatenate([x, jnp.full((60, 3), fill)])
-        got = rollout(model, padded, jnp.asarray(120))
+        got = rollout(model, padded, length)
         np.testing.assert_allclose(np.asarray(got.vo2[:120]), np.asarray(alone.vo2), rtol=1e-5)
         np.testing.assert_allclose(np.asarray(got.mu[:2]), np.asarray(alone.mu), rtol=1e-5)
     unaware = rollout(model, jnp.concatenate([x, jnp.full((60, 3), 5.0)]))
