@@ -223,10 +223,11 @@ def test_no_second_of_a_padded_session_reads_its_padding():
         lambda m, x, length=None: m.rollout(x, jnp.asarray(1500.0), length=length)
     )
     alone = rollout(model, x)
-    for fill, length in ((0.0, jnp.asarray(120)), (5.0, 120)):  # traced, and a Python int
+    for fill in (0.0, 5.0):
         padded = jnp.concatenate([x, jnp.full((60, 3), fill)])
-        got = rollout(model, padded, length)
-        np.testing.assert_allclose(np.asarray(got.vo2[:120]), np.asarray(alone.vo2), rtol=1e-5)
-        np.testing.assert_allclose(np.asarray(got.mu[:2]), np.asarray(alone.mu), rtol=1e-5)
+        for length in (jnp.asarray(120), 120):  # traced, and a Python int
+            got = rollout(model, padded, length)
+            np.testing.assert_allclose(np.asarray(got.vo2[:120]), np.asarray(alone.vo2), rtol=1e-5)
+            np.testing.assert_allclose(np.asarray(got.mu[:2]), np.asarray(alone.mu), rtol=1e-5)
     unaware = rollout(model, jnp.concatenate([x, jnp.full((60, 3), 5.0)]))
     assert float(jnp.max(jnp.abs(unaware.vo2[:120] - alone.vo2))) > 1e-3  # what length fixes

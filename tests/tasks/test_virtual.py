@@ -690,11 +690,11 @@ def test_label_scarce_folds_hide_the_hr_of_all_but_the_chosen_training_subjects(
     unlabelled = split.train[0] & ~labelled[0]
     for setting, draws_unlabelled in (("acc_refined", False), ("virtual", True)):
         batch = make_task(config, setting).sample(data, fold, jax.random.key(1))
-        hr, ok = np.asarray(batch[3]), np.asarray(batch[4])
+        hr, ok, ref = np.asarray(batch[3]), np.asarray(batch[4]), np.asarray(batch[5])
         # a sampled block whose reference HR the loss may not read has every window masked
         rows = np.isin(hr, s.hr[unlabelled]).all(1) & (hr > 0).all(1)
         assert rows.any() == draws_unlabelled
-        assert not ok[rows].any()
+        assert not ok[rows].any() and not ref[rows].any()  # `virtual`'s PPG path's mask too
         assert ok[~rows].sum() > 0
 
 
@@ -766,8 +766,10 @@ def test_the_virtual_loss_is_the_elbo_computed_by_hand():
     batch = list(task.sample(data, fold, jax.random.key(1)))
     acc, ppg, gait, hr, ok, ref, ppg_ok, valid, _ = batch
     assert np.asarray(ref).all() and np.asarray(ok).all()  # no ACC gap in these recordings
-    # masks that bite: window 1 of sample 0 as one with an ACC gap (a reference, no ACC label)
-    batch[4], batch[6] = ok.at[0, 1].set(False), ppg_ok.at[1, :2].set(False)
+    # masks that bite: window 1 of sample 0 as one with an ACC gap (a reference, no ACC
+    # label), window 0 of sample 2 as one without a reference (neither path may read it)
+    batch[4] = ok.at[0, 1].set(False).at[2, 0].set(False)
+    batch[5], batch[6] = ref.at[2, 0].set(False), ppg_ok.at[1, :2].set(False)
     batch[7] = valid.at[2, 3].set(False)
     acc, ppg, gait, hr, ok, ref, ppg_ok, valid, _ = (np.asarray(b).astype(
         np.float64 if b.dtype == jnp.float32 else b.dtype) for b in batch)  # fmt: skip
@@ -837,14 +839,16 @@ def test_frequency_stretch_moves_the_spectra_with_the_hr(x64):
     acc = np.repeat(bump, 3, axis=-1)
     gait = np.ones((32, 5, 4))
     config = VirtualConfig(stretch=(0.4, 1.5))
-    args = (jnp.asarray(a) for a in (acc, bump, gait, hr, np.ones((32, 5), bool)))
-    s_acc, s_ppg, s_gait, s_hr, ok = _stretched(config, jax.random.key(1), *args)
+    some = rng.random((32, 5)) < 0.7  # a second mask: each comes back cut to the grid
+    args = (jnp.asarray(a) for a in (acc, bump, gait, hr, np.ones((32, 5), bool), some))
+    s_acc, s_ppg, s_gait, s_hr, ok, s_some = _stretched(config, jax.random.key(1), *args)
     factor = np.asarray(s_hr) / hr
     assert np.allclose(factor, factor[:, :1]) and factor.min() >= 0.4 and factor.max() <= 1.5
     assert factor.min() < 0.7 and factor.max() > 1.2  # the draws span the range
     np.testing.assert_allclose(np.asarray(s_gait), factor[..., None] * gait)
     inside = (np.asarray(s_hr) >= GRID_BPM[0]) & (np.asarray(s_hr) <= GRID_BPM[-1])
     np.testing.assert_array_equal(np.asarray(ok), inside)
+    np.testing.assert_array_equal(np.asarray(s_some), some & inside)
     step = GRID_BPM[1] - GRID_BPM[0]
     peak = GRID_BPM[np.argmax(np.asarray(s_ppg)[..., 0], axis=-1)]
     assert np.all(np.abs(peak - np.asarray(s_hr))[inside] <= step)

@@ -121,7 +121,8 @@ def remove_motion_peaks(
     Windows come before axes: `band_spectra(acc [3, T])` gives `[3, W, F]`,
     which `jnp.moveaxis(acc_spec, -3, -2)` turns into `[W, 3, F]`. A window count (or, for one
     spectrum per window, a window or bin count) that differs from `ppg_spec`'s raises; with
-    three windows of three axes the two layouts share one shape, so move the axis first."""
+    three windows of three axes the two layouts share one shape, so move the axis first.
+    The options are Python numbers (the arithmetic compiles once per shape and options)."""
     _check_layout(ppg_spec, acc_spec)
     if excess is not None and not excess >= 1:  # under 1 even the most motion-like line stays
         raise WearjaxDataError(f"excess={excess}: give a factor of 1 or more, or None")
@@ -256,7 +257,8 @@ def track_peak(
     without a candidate in range, holds the last estimate (NaN before the first one when no
     `hr0_bpm` is given). The estimate is the picked bin's frequency plus its parabolic offset
     (`refine_peak`), times 60. `freqs`: the evenly spaced bins of `spec`. `options`:
-    `widen_bpm` (3), `max_search_bpm` (45), `min_snr` (3), `harmonic_ratio` (0.5)."""
+    `widen_bpm` (3), `max_search_bpm` (45), `min_snr` (3), `harmonic_ratio` (0.5); Python
+    numbers, as they are compiled in (`hr0_bpm` and `ok` may be arrays)."""
     options.update(hr0_bpm=hr0_bpm, search_bpm=search_bpm, ok=ok)
     return track_peak_bins(spec, freqs, **options)[0]
 

@@ -329,16 +329,21 @@ def predict_blocks(model: VirtualSensing, data: VirtualData, i, *, context: int 
     return jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[2:])[:n], out)
 
 
-@eqx.filter_jit  # one program per shape when called eagerly (`predict`, plots); inlined in jit
 def predict(model: VirtualSensing, fold, data: VirtualData, i, *, context: int = 16):
     """The model's `VirtualOutput` over every window of session `i` as a watch streams it: the
     model on the window and the `context - 1` before it (fewer at the session's start), the
-    last output kept (the models are causal, so this is exact). A Python int `i` is static."""
+    last output kept (the models are causal, so this is exact). One program per shape when
+    called eagerly (a Python int `i` is static), inlined in an outer `jit`."""
+    return _predict(model, data, i, context=context, windows=PREDICT_WINDOWS)
+
+
+@eqx.filter_jit  # `windows` an argument, not the global read while tracing: in the cache key
+def _predict(model: VirtualSensing, data: VirtualData, i, *, context: int, windows: int):
     n = data.acc.shape[1]
     w = jnp.arange(n)
     start = jnp.clip(w - context + 1, 0, max(n - context, 0))
     idx = jnp.minimum(start[:, None] + jnp.arange(context)[None], n - 1)  # [W, context]
-    chunk = max(1, PREDICT_WINDOWS // context)  # blocks at once, per session and fold
+    chunk = max(1, windows // context)  # blocks at once, per session and fold
     if n <= chunk:
         out = jax.vmap(model)(data.acc[i][idx], data.ppg[i][idx], data.gait[i][idx])
     else:  # equal chunks (one compile), gathered in the loop: memory bounded for any n
