@@ -205,8 +205,9 @@ def test_a_float64_model_rolls_out_from_float32_data(x64):
     float64 weights: the rollout runs in the model's float64 and matches float64 inputs."""
     model = build_vo2_model(3, (8, 1), key=jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (60, 3))
-    wide = model.rollout(x, jnp.asarray(1500.0))
-    narrow = model.rollout(x.astype(jnp.float32), jnp.asarray(1500.0, jnp.float32))
+    rollout = eqx.filter_jit(lambda m, x, v0: m.rollout(x, v0))  # dtypes are set when tracing
+    wide = rollout(model, x, jnp.asarray(1500.0))
+    narrow = rollout(model, x.astype(jnp.float32), jnp.asarray(1500.0, jnp.float32))
     assert narrow.vo2.dtype == jnp.float64
     np.testing.assert_allclose(np.asarray(narrow.vo2), np.asarray(wide.vo2), rtol=1e-6)
 
