@@ -117,25 +117,29 @@ def test_standard_matches_numpy_transcription(model_and_inputs):
 def test_generative_scan_equals_python_loop_over_windows(model_and_inputs):
     model, x, _ = model_and_inputs
     hr0 = jnp.asarray(131.0)
-    out = model.rollout(x, hr0)
-    s_np = np.asarray(model.backbone(x)[0]).reshape(4, W, -1)
+    jit = eqx.filter_jit  # each call one program, not one per operation (cold: a third the time)
+    out = jit(lambda m, x: m.rollout(x, hr0))(model, x)
+    s_np = np.asarray(jit(lambda m, x: m.backbone(x)[0])(model, x)).reshape(4, W, -1)
     ref_hr, ref_var = numpy_standard(model, s_np, np.full(4, 131.0), carry=True)
     np.testing.assert_allclose(out.hr, ref_hr, rtol=1e-10, atol=1e-9)
     np.testing.assert_allclose(out.var, ref_var, rtol=1e-10, atol=1e-12)
     # reference: feed each window the previous window's last prediction and variance
     first = jnp.zeros((4, W), bool).at[0, 0].set(True)
-    per_window = model._anchored(model.encode(x), jnp.where(first, hr0, 0.0), first)
+    anchored = jit(lambda m, x: m._anchored(m.encode(x), jnp.where(first, hr0, 0.0), first))
+    per_window = anchored(model, x)
+    step = jit(lambda m, window, h, v: m._filter_window(window, h, v))
     h_last, v_last, pieces = hr0, jnp.asarray(0.0), []
     for n in range(4):
         window = jax.tree_util.tree_map(lambda a, n=n: a[n], per_window)
-        hr, var, _ = model._filter_window(window, h_last, v_last)
+        hr, var, _ = step(model, window, h_last, v_last)
         pieces.append(hr)
         h_last, v_last = hr[-1], var[-1]
     np.testing.assert_allclose(out.hr, np.concatenate(pieces), rtol=1e-12, atol=1e-10)
     assert float(out.hr[0]) == 131.0
-    std, gen = model.predict_protocols(x, jnp.full(4, 120.0), hr0)
+    std, gen = jit(lambda m, x: m.predict_protocols(x, jnp.full(4, 120.0), hr0))(model, x)
     np.testing.assert_allclose(gen.hr, out.hr, rtol=1e-12)
-    np.testing.assert_allclose(std.hr, model(x, jnp.full(4, 120.0)).hr, rtol=1e-12)
+    standard = jit(lambda m, x: m(x, jnp.full(4, 120.0)))(model, x)
+    np.testing.assert_allclose(std.hr, standard.hr, rtol=1e-12)
 
 
 def test_predictions_stay_in_physiological_range(x64):
