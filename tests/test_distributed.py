@@ -79,7 +79,7 @@ def _run(processes: int, folder) -> list[dict]:
             ))  # fmt: skip
     results = []
     for p, (out, err) in zip(procs, files, strict=True):
-        assert p.wait(timeout=600) == 0, err.read_text()[-3000:]
+        assert p.wait(timeout=1200) == 0, err.read_text()[-3000:]
         results.append(json.loads(out.read_text().strip().splitlines()[-1]))
     return results
 
@@ -117,7 +117,7 @@ def test_the_cli_shares_cv_hr_between_two_processes_and_process_0_writes(tmp_pat
     command = [sys.executable, "-m", "wearjax.cli", "cv", "hr", "--data", str(runs), "--quick",
                "--devices", "1"]  # fmt: skip
     one = subprocess.run([*command, "--out", str(tmp_path / "one")], env=env, text=True,
-                         capture_output=True, timeout=600)  # fmt: skip
+                         capture_output=True, timeout=1200)  # fmt: skip
     assert one.returncode == 0, one.stderr[-3000:]
     port = _free_port()
     procs = [
@@ -136,7 +136,7 @@ def test_the_cli_shares_cv_hr_between_two_processes_and_process_0_writes(tmp_pat
         )  # fmt: skip
         for rank in range(2)
     ]
-    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    outputs = [p.communicate(timeout=1200)[0] for p in procs]  # hangs, not slow days
     assert [p.returncode for p in procs] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
     assert not (tmp_path / "p1").exists()  # only process 0 writes
     assert "process 1: process 0 writes" in outputs[1]

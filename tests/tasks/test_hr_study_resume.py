@@ -15,7 +15,7 @@ from wearjax.tasks.hr_personal import PersonalConfig
 from wearjax.tasks.hr_study import run_hr_study
 from wearjax.train.loop import TrainConfig
 
-pytestmark = pytest.mark.slow  # three small studies: ~2 min on 2 cores
+pytestmark = pytest.mark.slow  # three small studies: 2-7 min on 2 cores
 
 
 def _without_timings(tree):
