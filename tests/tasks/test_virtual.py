@@ -412,6 +412,9 @@ def test_in_a_folder_where_some_recordings_lack_acc_each_setting_learns_where_it
         assert r.train.any(axis=1).all() and r.validation.any(axis=1).all()
         np.testing.assert_array_equal(r.test, split.test)
     assert (reading_split(s, split, "ppg_only").train & ~s.with_acc).any()  # PPG alone too
+    # `virtual`'s ACC terms never read the zero spectra of a recording without ACC
+    acc_ok = np.asarray(device_data(s, floor_db=FLOOR_DB).acc_ok)
+    np.testing.assert_array_equal(acc_ok, s.valid & s.with_acc[:, None])
     off = np.where(s.with_acc[:, None], 1.0, 50.0)  # 50 bpm off where there is no ACC
     assert np.isclose(_scores(s.hr + off, s, split, "acc_only")["mae"], 1.0, rtol=1e-5)
     assert _scores(s.hr + off, s, split, "ppg_only")["mae"] > 10.0
@@ -749,10 +752,11 @@ def test_the_virtual_loss_is_the_elbo_computed_by_hand():
     the model's
     own outputs: per sample, the soft-target cross-entropy of the HR head on the ACC latent
     (the setting's windows: reference HR, no ACC gap) and on the PPG latent (every window with
-    a reference HR, an ACC gap or not, and PPG present), the four spectra's
-    MSE (ACC -> PPG and PPG -> PPG where the PPG is present, ACC -> ACC on valid windows, PPG ->
-    ACC where the PPG is present), the Gaussian KL per (window, bin) cell, weighted by the
-    annealed beta = kl_weight min(1, epoch / kl_warmup); the batch's mean."""
+    a reference HR, an ACC gap or not, and PPG present), the four spectra's MSE where the
+    input and the target were measured (ACC -> PPG: both present; PPG -> PPG: the PPG; ACC ->
+    ACC: no ACC gap; PPG -> ACC: both), the Gaussian KL per (window, bin) cell over the windows
+    its modality has, weighted by the annealed beta = kl_weight min(1, epoch / kl_warmup); the
+    batch's mean."""
     from scipy.special import logsumexp
 
     from wearjax.models.virtual import GRID_BPM
@@ -764,14 +768,16 @@ def test_the_virtual_loss_is_the_elbo_computed_by_hand():
     fold = jax.tree_util.tree_map(lambda a: a[0], make_folds(s, split_sessions(s, 1)))
     task = make_task(config, "virtual")
     batch = list(task.sample(data, fold, jax.random.key(1)))
-    acc, ppg, gait, hr, ok, ref, ppg_ok, valid, _ = batch
+    acc, ppg, gait, hr, ok, ref, ppg_ok, acc_ok, _ = batch
     assert np.asarray(ref).all() and np.asarray(ok).all()  # no ACC gap in these recordings
-    # masks that bite: window 1 of sample 0 as one with an ACC gap (a reference, no ACC
-    # label), window 0 of sample 2 as one without a reference (neither path may read it)
+    assert np.asarray(acc_ok).all() and np.asarray(ppg_ok).all()
+    # masks that bite: window 1 of sample 0 as one with an ACC gap (a reference and PPG, no
+    # ACC label, no ACC to encode or reconstruct), window 0 of sample 2 as one without a
+    # reference (neither path may read its HR), sample 1's first two windows without PPG
     batch[4] = ok.at[0, 1].set(False).at[2, 0].set(False)
     batch[5], batch[6] = ref.at[2, 0].set(False), ppg_ok.at[1, :2].set(False)
-    batch[7] = valid.at[2, 3].set(False)
-    acc, ppg, gait, hr, ok, ref, ppg_ok, valid, _ = (np.asarray(b).astype(
+    batch[7] = acc_ok.at[0, 1].set(False).at[2, 3].set(False)
+    acc, ppg, gait, hr, ok, ref, ppg_ok, acc_ok, _ = (np.asarray(b).astype(
         np.float64 if b.dtype == jnp.float32 else b.dtype) for b in batch)  # fmt: skip
     model = build(config, "virtual", jax.random.key(0))
     key = jax.random.key(2)
@@ -801,13 +807,14 @@ def test_the_virtual_loss_is_the_elbo_computed_by_hand():
         fp = {k: np.asarray(v) for k, v in features(model, None, jnp.asarray(ppg[b]), kp).items()}
         la = np.asarray(head(model, jnp.asarray(fa["u"]), jnp.asarray(gait[b])))
         lp = np.asarray(head(model, jnp.asarray(fp["u"]), jnp.asarray(gait[b])))
+        both = ppg_ok[b] & acc_ok[b]  # the input and the target measured
         recon = (
-            mse(fa["ppg_hat"], ppg[b], ppg_ok[b])
+            mse(fa["ppg_hat"], ppg[b], both)
             + mse(fp["ppg_hat"], ppg[b], ppg_ok[b])
-            + mse(fa["acc_hat"], acc[b], valid[b])
-            + mse(fp["acc_hat"], acc[b], ppg_ok[b])
+            + mse(fa["acc_hat"], acc[b], acc_ok[b])
+            + mse(fp["acc_hat"], acc[b], both)
         )
-        kls = kl(fa["mu"], fa["logvar"], valid[b]) + kl(fp["mu"], fp["logvar"], ppg_ok[b])
+        kls = kl(fa["mu"], fa["logvar"], acc_ok[b]) + kl(fp["mu"], fp["logvar"], ppg_ok[b])
         ces = ce(la, hr[b], ok[b]) + ce(lp, hr[b], ref[b] & ppg_ok[b])
         terms.append((ces, recon, kls))
     ces, recon, kls = np.asarray(terms).T

@@ -71,6 +71,9 @@ def test_acc_gaps_cost_the_acc_settings_their_windows_not_the_ppg_settings():
         np.testing.assert_array_equal(np.asarray(data.ok), s.labels(reads_acc))
         # `virtual`'s PPG path (training only) reads every window with a reference
         np.testing.assert_array_equal(np.asarray(data.ref_ok), s.ok)
+        # and its ACC terms (reconstruction, KL) only the two gap-free windows of that one
+        acc_ok = np.asarray(data.acc_ok)
+        assert acc_ok[0].sum() == 2 and acc_ok[0, :2].all() and acc_ok[1:].all()
     split = split_sessions(s, 1)
     off = np.where(s.labels(), 1.0, 20.0)  # 20 bpm off where the ACC had a gap
     pred = s.hr + off

@@ -12,8 +12,9 @@ is predicted as a watch would stream it: each window by the model run on it and 
 cheaper consecutive blocks (`predict_blocks`). The loss is the cross-entropy of the head's
 distribution against a Gaussian of `target_sd` bpm around the true HR
 (`models.virtual.soft_target`); for `virtual` it adds the four reconstructions (ACC and PPG
-latents each decoding both spectra; PPG targets, and the PPG latent, only in windows with PPG)
-and the two KL terms (each over the windows its modality has), weighted by
+latents each decoding both spectra; a PPG target or the PPG latent only in windows with PPG,
+an ACC one only in windows without an ACC gap) and the two KL terms (each over the windows its
+modality has), weighted by
 `kl_weight x min(1, epoch / kl_warmup)` (`kl_beta`; `kl_weight` throughout when `kl_warmup
 <= 0`): KL annealing. Each sample's cross-entropy is its mean over its own windows with a
 reference HR (0 for a sample with none; a setting that reads ACC skips windows with an ACC
@@ -266,15 +267,15 @@ def make_task(config: VirtualConfig, setting: str) -> Task:
         w = start[:, None] + jnp.arange(L)[None]  # [B, L]
         take = lambda a: a[i[:, None], w]  # noqa: E731
         ok, ref = (take(m) & fold.labelled[i][:, None] for m in (data.ok, data.ref_ok))
-        acc, ppg, gait, hr, ppg_ok, valid = (take(a) for a in (
-            data.acc, data.ppg, data.gait, data.hr, data.ppg_ok, data.valid))  # fmt: skip
+        acc, ppg, gait, hr, ppg_ok, acc_ok = (take(a) for a in (
+            data.acc, data.ppg, data.gait, data.hr, data.ppg_ok, data.acc_ok))  # fmt: skip
         if config.stretch is not None:  # its own key: without it the draws are unchanged
             acc, ppg, gait, hr, ok, ref = _stretched(
                 config, jax.random.fold_in(key, 3), acc, ppg, gait, hr, ok, ref
             )
-        return acc, ppg, gait, hr, ok, ref, ppg_ok, valid, fold.gait_coef
+        return acc, ppg, gait, hr, ok, ref, ppg_ok, acc_ok, fold.gait_coef
 
-    def one_loss(model, acc, ppg, gait, hr, ok, ref, ppg_ok, valid, key, beta):
+    def one_loss(model, acc, ppg, gait, hr, ok, ref, ppg_ok, acc_ok, key, beta):
         if setting != "virtual":
             return _ce(model(acc, ppg, gait).logits, hr, ok, config.target_sd), {}
         ka, kp = jax.random.split(key)
@@ -283,12 +284,15 @@ def make_task(config: VirtualConfig, setting: str) -> Task:
         ce_a = _ce(model.hr(fa["u"], gait)[2], hr, ok, config.target_sd)
         # the PPG path learns from every window with a reference and PPG, ACC gap or not
         ce_p = _ce(model.hr(fp["u"], gait)[2], hr, ref & ppg_ok, config.target_sd)
+        # a term reads a window only where its input and its target were measured: an ACC
+        # gap's filled signal is neither a spectrum to reconstruct nor one to encode from
+        both = ppg_ok & acc_ok
         recon = (
-            _mse(fa["ppg_hat"], ppg, ppg_ok) + _mse(fp["ppg_hat"], ppg, ppg_ok)
-            + _mse(fa["acc_hat"], acc, valid) + _mse(fp["acc_hat"], acc, ppg_ok)
+            _mse(fa["ppg_hat"], ppg, both) + _mse(fp["ppg_hat"], ppg, ppg_ok)
+            + _mse(fa["acc_hat"], acc, acc_ok) + _mse(fp["acc_hat"], acc, both)
         )  # fmt: skip
         cells = lambda m: jnp.broadcast_to(m[:, None], fa["mu"].shape[:2])  # noqa: E731
-        kl = (gaussian_kl(fa["mu"], fa["logvar"], cells(valid))
+        kl = (gaussian_kl(fa["mu"], fa["logvar"], cells(acc_ok))
               + gaussian_kl(fp["mu"], fp["logvar"], cells(ppg_ok)))  # fmt: skip
         total = ce_a + ce_p + config.recon_weight * recon + beta * kl
         return total, {"ce_ppg": ce_p, "recon": recon, "kl": kl}
@@ -298,12 +302,12 @@ def make_task(config: VirtualConfig, setting: str) -> Task:
         windows with a reference HR, a sample without any (unlabelled, label-scarce `virtual`)
         adding 0 yet counting in the mean, so the HR terms' weight scales with the fraction
         of labelled samples in the batch (module docstring)."""
-        acc, ppg, gait, hr, ok, ref, ppg_ok, valid, coef = batch
+        acc, ppg, gait, hr, ok, ref, ppg_ok, acc_ok, coef = batch
         model = with_gait_coef(model, coef)
         beta = kl_beta(config, epoch)
         keys = jax.random.split(key, hr.shape[0])
         per = jax.vmap(lambda *a: one_loss(model, *a, beta))
-        value, aux = per(acc, ppg, gait, hr, ok, ref, ppg_ok, valid, keys)
+        value, aux = per(acc, ppg, gait, hr, ok, ref, ppg_ok, acc_ok, keys)
         return jnp.mean(value), jax.tree_util.tree_map(jnp.mean, aux)
 
     def validate(model, data: VirtualData, fold: VirtualFold):

@@ -85,6 +85,7 @@ class VirtualData(NamedTuple):
     ok: jax.Array  # [S, W] the windows the setting learns from and is scored on (`labels`)
     ref_ok: jax.Array  # [S, W] those with a reference HR, ACC gap or not (`virtual`'s PPG path)
     ppg_ok: jax.Array  # [S, W]
+    acc_ok: jax.Array  # [S, W] windows of a session with ACC, without an ACC gap
     valid: jax.Array  # [S, W]
     n_windows: jax.Array  # [S]
 
@@ -107,11 +108,15 @@ def gait_features(s: SpectralSessions) -> jax.Array:
 
 def device_data(s: SpectralSessions, *, floor_db: float | None, reads_acc=True) -> VirtualData:
     """The sessions as the models see them: decibel spectra (`compress`), gait features; `ok`
-    the windows a setting that reads ACC (or not: `reads_acc`) learns from (`s.labels`)."""
+    the windows a setting that reads ACC (or not: `reads_acc`) learns from (`s.labels`);
+    `acc_ok` those whose ACC was measured throughout (`virtual`'s ACC terms read only them)."""
+    acc_ok = np.asarray(s.valid, bool) & s.with_acc[:, None]
+    if s.acc_ok is not None:
+        acc_ok &= np.asarray(s.acc_ok, bool)
     return VirtualData(
         compress(jnp.asarray(s.acc), floor_db), compress(jnp.asarray(s.ppg), floor_db),
         gait_features(s), jnp.asarray(s.hr), jnp.asarray(s.labels(reads_acc)),
-        jnp.asarray(s.ok), jnp.asarray(s.ppg_ok), jnp.asarray(s.valid),
+        jnp.asarray(s.ok), jnp.asarray(s.ppg_ok), jnp.asarray(acc_ok), jnp.asarray(s.valid),
         jnp.asarray(s.n_windows, jnp.int32),
     )  # fmt: skip
 
