@@ -71,3 +71,55 @@ def test_checkpoints_get_the_mode_the_umask_gives(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_transformers_fingerprint_is_the_same_in_another_process():
+    """A resume after an interruption is another process: the fingerprint of the pretraining
+    encoder's initial weights (whose Flax NNX graph holds functions, printed with their
+    memory addresses) must be the same there. Until 2026-12-07 it was not, so `wearjax fit
+    pretrain --resume` refused every real interruption's state file."""
+    import subprocess
+    import sys
+
+    from equinox import is_inexact_array, partition
+
+    from wearjax.models.transformer import build_transformer
+
+    script = (
+        "import equinox as eqx, jax\n"
+        "from wearjax.models.transformer import build_transformer\n"
+        "from wearjax.train.checkpoints import fingerprint\n"
+        "m = build_transformer('tiny', key=jax.random.key(0))\n"
+        "print(fingerprint(eqx.partition(m, eqx.is_inexact_array)[0]))\n"
+    )
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    here = build_transformer("tiny", key=jax.random.key(0))
+    assert checkpoints.fingerprint(partition(here, is_inexact_array)[0]) == run.stdout.strip()
+    # the structure still counts: another encoder layout is another fingerprint
+    other = build_transformer("tiny", key=jax.random.key(0), fuse_every=2)
+    assert checkpoints.fingerprint(partition(other, is_inexact_array)[0]) != run.stdout.strip()
+
+
+def test_a_resume_may_ask_for_more_epochs_but_no_other_setting():
+    """`run_settings` (what `fit hr`, `fit pretrain`, `fit vo2` and `fit virtual` record in a
+    training state's header): every setting, nested ones too, but the epoch count, which a
+    resumed run may raise (`training_header`). Until 2026-12-07 `fit hr` and `fit pretrain`
+    recorded it (a longer resume was refused) and `fit vo2` and `fit virtual` recorded none of
+    their settings (a resume with another weight decay or loss weight was accepted)."""
+    from wearjax.tasks.virtual import VirtualConfig
+    from wearjax.train.loop import TrainConfig
+
+    settings = checkpoints.run_settings(VirtualConfig(stretch=(0.5, 1.5), train=TrainConfig(
+        epochs=5)))  # fmt: skip
+    assert "epochs" not in settings["train"] and settings["stretch"] == [0.5, 1.5]
+    assert json.loads(json.dumps(settings)) == settings
+    longer = VirtualConfig(stretch=(0.5, 1.5), train=TrainConfig(epochs=50))
+    assert checkpoints.run_settings(longer) == settings
+    for other in (
+        VirtualConfig(stretch=(0.5, 1.5), train=TrainConfig(epochs=5, weight_decay=0.1)),
+        VirtualConfig(stretch=(0.5, 1.5), recon_weight=2.0, train=TrainConfig(epochs=5)),
+    ):
+        assert checkpoints.run_settings(other) != settings

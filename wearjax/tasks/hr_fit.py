@@ -37,6 +37,7 @@ from wearjax.tasks.hr import (
 )
 from wearjax.tasks.hr_bands import horizons
 from wearjax.tasks.hr_recordings import HEIGHT, fill_heights, select_channels
+from wearjax.train.checkpoints import run_settings
 from wearjax.train.loop import fit, split_for_fold
 
 logger = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ def train_hr(
              "generative_weight": config.generative_weight, "crps_weight": config.crps_weight,
              "seed": config.seed}  # fmt: skip
     run = {"task": "hr", "kind": kind, "hidden": hidden, "layers": layers, "study": study,
-           "gru_impl": config.gru_impl, "train": config.train._asdict(),
+           "gru_impl": config.gru_impl, "train": run_settings(config.train),
            "session_relative": list(config.session_relative),
            "sessions": [x.source for x in sessions]}  # fmt: skip
     result = fit(

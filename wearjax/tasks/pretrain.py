@@ -423,8 +423,7 @@ def pretrain(
     model = build_transformer(config.size, key=k_init)
     n_val = min(n_validation, corpus.x.shape[0] // 5)
     fold = corpus_fold(corpus.recording, n_val, config.seed, config.validation)
-    run = {"task": "pretrain", **config._replace(train=None)._asdict(),
-           "train": config.train._asdict(), "n_validation": n_val}  # fmt: skip
+    run = {"task": "pretrain", **checkpoints.run_settings(config), "n_validation": n_val}
     return fit(
         model, make_task(config), corpus, fold, config.train.recipe(), k_train, progress=progress,
         state_file=state_file, resume=resume, run=run,

@@ -107,7 +107,7 @@ def fit_model(s: SpectralSessions, config: VirtualConfig, setting: str, *, progr
         lambda key: build(config, setting, key), make_task(config, setting), data, folds,
         config.train.recipe(), jax.random.split(jax.random.key(config.seed), 1),
         progress=progress, state_file=state_file, resume=resume,
-        run={"task": "virtual", "setting": setting},
+        run={"task": "virtual", "setting": setting, "config": checkpoints.run_settings(config)},
     )  # fmt: skip
     vidx, vok = (jnp.asarray(a) for a in padded_table(split.validation))
     model = with_gait_coef(fold_model(fit.model, 0), folds.gait_coef[0])

@@ -37,7 +37,7 @@ from wearjax.tasks.vo2 import (
     smoothed_vo2,
     train_vo2,
 )
-from wearjax.train.checkpoints import load, save
+from wearjax.train.checkpoints import load, run_settings, save
 from wearjax.train.loop import fold_model
 
 VO2_FIELDS = ("task", "kind", "init", "window", "features", "channels", "first_second",
@@ -75,8 +75,9 @@ def train_vo2_model(cohort: Cohort, config: VO2StudyConfig, *, progress: bool = 
     With a `state_file` the training state is saved every epoch and `resume`d from it."""
     split = training_split(cohort, config.validation_subjects, config.seed)
     data, fold, split, names = prepare(cohort, config, split)
+    run = {"command": "fit vo2", "model": "vo2", "config": run_settings(config)}
     fit = train_vo2(data, fold, config, progress=progress, state_file=state_file, resume=resume,
-                    run={"command": "fit vo2", "model": "vo2"})  # fmt: skip
+                    run=run)  # fmt: skip
     hidden, layers = VARIANTS.get(config.variant, config.variant)
     subject = np.asarray(cohort.subject, np.float64)
     held = sorted({cohort.runner_names[r] for r in np.asarray(cohort.runner)[split.validation[0]]})

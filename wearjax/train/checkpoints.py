@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -203,12 +204,18 @@ def load_hr(path: str | Path) -> HRCheckpoint:
 # -- the whole training state, for resuming ---------------------------------------------------
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
 def fingerprint(*trees) -> str:
-    """SHA-256 of the structure and bytes of the arrays of `trees` (the data a run trains on)."""
+    """SHA-256 of the structure and bytes of the arrays of `trees` (the data a run trains on).
+    The structure is read without the memory addresses Python prints for functions and
+    objects held as static fields (a Flax NNX model's graph holds some): another process, as
+    a resume after an interruption always is, gets the same fingerprint."""
     digest = hashlib.sha256()
     for tree in trees:
         leaves, treedef = jax.tree_util.tree_flatten(tree)
-        digest.update(str(treedef).encode())
+        digest.update(_ADDRESS.sub("", str(treedef)).encode())
         for leaf in leaves:
             if isinstance(leaf, jax.Array | np.ndarray):
                 a = np.asarray(leaf)
@@ -226,6 +233,18 @@ def save_training_state(path: str | Path, state, history: dict, header: dict) ->
     run it belongs to (checked on resume) and is covered by the file's checksum."""
     record = {k: np.asarray(v).tolist() for k, v in history.items()}
     return save(path, {**header, "state": "training", "history": record}, _storable(state))
+
+
+def run_settings(config) -> dict:
+    """A settings `NamedTuple` (nested ones too) as the JSON a training header's `run` holds,
+    without its epoch count: a resumed run may train for longer (`training_header`)."""
+
+    def plain(value):
+        if hasattr(value, "_asdict"):
+            return {k: plain(v) for k, v in value._asdict().items() if k != "epochs"}
+        return [plain(v) for v in value] if isinstance(value, tuple | list) else value
+
+    return plain(config)
 
 
 def training_header(run: dict | None, recipe, fingerprint: str) -> dict:

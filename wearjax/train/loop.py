@@ -59,7 +59,7 @@ def validation_mean(values: Array, weights: Array) -> Float[Array, ""]:
     may hold NaN); NaN when every weight is 0, not a 0 loss early stopping would keep (a fold
     with no finite validation loss is refused after training)."""
     total = jnp.sum(weights)
-    value = jnp.sum(jnp.where(weights > 0, values * weights, 0.0)) / jnp.maximum(total, 1.0)
+    value = jnp.sum(jnp.where(weights > 0, values * weights, 0.0)) / jnp.where(total > 0, total, 1)
     return jnp.where(total > 0, value, jnp.nan)
 
 
