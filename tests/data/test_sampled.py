@@ -78,6 +78,20 @@ def test_bad_time_columns_raise_one_line_errors(tmp_path, times, message):
         read_sampled(path)
 
 
+def test_whole_number_times_one_apart_are_refused_unless_the_rate_is_given(tmp_path):
+    """A 1000 Hz ECG timed in milliseconds (0, 1, 2, ...) read as 1 Hz seconds would last 1000
+    times too long; until 2026-12-07 it was read so, silently. Given `rate_hz=1`, a sensor
+    that samples once a second is read; whole seconds at another step are not ambiguous."""
+    path = _write(tmp_path / "ecg.csv", ["time", "ecg"], [[k, 0.1 * k] for k in range(50)])
+    want = (r"ecg\.csv: the times are whole numbers 1 apart: 1 Hz in seconds, or 1000 Hz in "
+            r"milliseconds; give the times in seconds")  # fmt: skip
+    with pytest.raises(WearjaxFileError, match=want):
+        read_sampled(path)
+    assert read_sampled(path, rate_hz=1).signals["ecg"].rate_hz == 1.0
+    ms = _write(tmp_path / "ecg_s.csv", ["time", "ecg"], [[k / 1000, 0.1 * k] for k in range(50)])
+    assert read_sampled(ms).signals["ecg"].rate_hz == 1000.0
+
+
 def test_small_jitter_is_accepted(tmp_path):
     times = [0.0, 0.5, 1.004, 1.5, 2.0]  # 0.8% of a step
     s = read_sampled(_write(tmp_path / "ok.csv", ["t", "ppg"], [[t, 1.0] for t in times]))
@@ -100,16 +114,16 @@ def test_other_csv_errors(tmp_path):
             read_sampled(path, **kwargs)
 
     fails("a.csv", ["ppg"], [[1], [2]], r"a\.csv: no time \(s\) column \(found \['ppg'\]\)")
-    fails("b.csv", ["time", "ppg"], [[0, 1], [1, "x"]], r"line 3, column 'ppg': cannot read 'x'")
-    fails("c.csv", ["time", "hr_ref"], [[0, 90], [1, 91]], r"c\.csv: no signal")
+    fails("b.csv", ["time", "ppg"], [[0, 1], [0.5, "x"]], r"line 3, column 'ppg': cannot read 'x'")
+    fails("c.csv", ["time", "hr_ref"], [[0, 90], [0.5, 91]], r"c\.csv: no signal")
     fails("d.csv", ["time", "ppg", "hr_ref"], [[0, 1, None], [0.5, 1, 90], [1, 1, None],
           [1.5, 1, None], [2, 1, None], [2.5, 1, 91]], r"reference HR at 0.5 s is off the grid",
           hr_rate_hz=1.0)  # fmt: skip
-    fails("e.csv", ["time", "ppg", "hr_ref"], [[0, 1, None], [1, 1, 90]],
+    fails("e.csv", ["time", "ppg", "hr_ref"], [[0, 1, None], [0.5, 1, 90]],
           r"cannot tell the reference HR's rate from its times; pass hr_rate_hz")  # fmt: skip
-    fails("f.csv", ["time", "ppg", "hr_ref", "HR"], [[0, 1, 2, 3], [1, 1, 2, 3]],
+    fails("f.csv", ["time", "ppg", "hr_ref", "HR"], [[0, 1, 2, 3], [0.5, 1, 2, 3]],
           r"two reference HR columns \['hr_ref', 'HR'\]")  # fmt: skip
-    fails("g.csv", ["time", "vo2"], [[0, 1], [1, 1]], r"signal name 'vo2' is reserved")
+    fails("g.csv", ["time", "vo2"], [[0, 1], [0.5, 1]], r"signal name 'vo2' is reserved")
 
 
 def test_npz_signals_at_several_rates_with_a_reference(tmp_path):
@@ -178,7 +192,7 @@ def test_sidecar_reference_on_the_recordings_clock(tmp_path):
     _write(tmp_path / "walk.hr.csv", ["t", "bpm"], [[1000, 80], [1001, 81]])
     with pytest.raises(WearjaxFileError, match=r"walk\.hr\.csv: no reference HR column"):
         read_sampled(tmp_path / "walk.csv")
-    _write(tmp_path / "both.csv", ["time", "ppg", "hr_ref"], [[0, 1, 80], [1, 1, 81]])
+    _write(tmp_path / "both.csv", ["time", "ppg", "hr_ref"], [[0, 1, 80], [0.5, 1, 81]])
     _write(tmp_path / "both.hr.csv", ["time", "hr"], [[0, 80]])
     with pytest.raises(WearjaxFileError, match=r"both\.csv: reference HR given twice"):
         read_sampled(tmp_path / "both.csv")

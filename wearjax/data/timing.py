@@ -69,6 +69,16 @@ def sampling_rate(time: np.ndarray, decimals: int | None, rate_hz: float | None,
             if step < 1000
             else "check the unit of the time column (seconds)",
         )
+    if rate_hz is None and step == 1.0 and np.all(time == np.round(time)):
+        # whole numbers one apart: a 1 Hz sensor timed in seconds, or, far more often, a
+        # 1000 Hz one (ECG, ACC) timed in milliseconds, which read as seconds would last
+        # 1000 times too long; the file cannot say which, so the user does
+        raise WearjaxFileError(
+            path,
+            "the times are whole numbers 1 apart: 1 Hz in seconds, or 1000 Hz in milliseconds",
+            "give the times in seconds (t / 1000 for milliseconds), or pass rate_hz=1 if "
+            "the sensor samples once a second",
+        )
     if not span <= MAX_SESSION_S:
         raise WearjaxFileError(
             path,
