@@ -258,6 +258,20 @@ def test_an_unusable_sidecar_is_named_and_a_running_csv_ignores_it(tmp_path):
     assert path == "wrist.csv" and reason.startswith("wrist.hr.csv: "), reason
 
 
+def test_a_sidecar_named_in_other_case_is_read(tmp_path):
+    """`wrist.HR.csv` beside `wrist.csv`: the folder listing took it for a sidecar (and left it
+    out) while the reader looked only for `wrist.hr.csv`, so until 2026-12-07 the recording
+    was read without its reference HR and nothing said so."""
+    root = tmp_path / "runs" / "ann"
+    root.mkdir(parents=True)
+    with open(root / "wrist.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["time", "ppg"], *[[t / 32, 0.1] for t in range(32 * 70)]])
+    (root / "wrist.HR.csv").write_text("time,hr\n" + "".join(f"{t},{100 + t}\n" for t in range(70)))
+    (s,), skipped = load_folder(tmp_path / "runs", cache_dir=tmp_path / "cache")
+    assert not skipped
+    np.testing.assert_array_equal(s.hr, 100 + np.arange(70))
+
+
 def test_a_missing_package_is_not_cached_as_the_files_fault(tmp_path, monkeypatch):
     """A FIT file read without Garmin's SDK is skipped with `pip install` as the fix; once the
     SDK is installed the next read must parse it, not replay the cached error."""

@@ -180,6 +180,30 @@ def test_multisport_keeps_running_sessions(tmp_path):
     np.testing.assert_allclose(first.subject, [1.8, 70.5, 33.0, 1.0], rtol=1e-6)
 
 
+def test_a_record_on_the_boundary_of_two_sessions_is_the_later_ones(tmp_path):
+    """Sessions 0-6 s and 6-11 s: the record at 6 s starts the second and is not in the first
+    too (until 2026-12-07 both held it); a session's last record is its own when no other
+    session starts there (the first multisport test)."""
+    records = [dict(t=t, heart_rate=100 + t, enhanced_speed=3.0) for t in range(12)]
+    sessions = [(Sport.RUNNING, 0, 6), (Sport.RUNNING, 6, 11)]
+    first, second = read_short(write_fit(tmp_path / "laps.fit", records, sessions))
+    np.testing.assert_array_equal(first.hr, 100 + np.arange(6))
+    np.testing.assert_array_equal(second.hr, 100 + np.arange(6, 12))
+
+
+def test_a_watch_profile_value_out_of_range_is_left_unset_with_a_warning(tmp_path, caplog):
+    """A profile never filled in on the watch (height 0) or a corrupt one (weight 2000 kg) was
+    read as the runner's; such values are now unset (filled downstream, which says so), the
+    others kept, and the run read."""
+    records = [dict(t=t, heart_rate=120, enhanced_speed=3.0) for t in range(5)]
+    profile = dict(height=0.0, weight=2000.0, age=33, gender=Gender.FEMALE)
+    with caplog.at_level("WARNING", logger="wearjax.data.garmin_fit"):
+        (s,) = read_short(write_fit(tmp_path / "p.fit", records, RUN, profile))
+    np.testing.assert_allclose(s.subject, [np.nan, np.nan, 33.0, 0.0])
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "height_m 0, outside 0.5-2.5; left unset" in said and "weight_kg 2000" in said
+
+
 def test_files_without_running_session(tmp_path):
     records = [dict(t=t, heart_rate=100, enhanced_speed=5.0) for t in range(3)]
     ride = write_fit(tmp_path / "ride.fit", records, [(Sport.CYCLING, 0, 2)])

@@ -40,7 +40,8 @@ from wearjax.errors import WearjaxDataError, WearjaxFileError
 logger = logging.getLogger(__name__)
 
 SUFFIXES = (".fit", ".tcx", ".gpx", ".csv", ".npz")
-CACHE_VERSION = 8  # 8: speed from a distance over a 10 s span; 7: stops read as stops
+CACHE_VERSION = 9  # 9: FIT session boundaries and profiles, whole-number sampled times,
+# sidecars in other case; 8: speed from a distance over a 10 s span; 7: stops read as stops
 """Bumped whenever a reader's output changes, so stale cache entries are not used."""
 
 MANIFEST_COLUMNS = ("file", "runner")

@@ -34,6 +34,7 @@ from wearjax.data.channels import (
 )
 from wearjax.data.readers import (
     MAX_GAP_S,
+    SUBJECT_RANGES,
     Records,
     read_bytes,
     subject_vector,
@@ -93,12 +94,12 @@ def read_fit(
         fields["speed"] = speed_from_distance(time, fields["distance"])
     channels = running_channels(fields, path=path, units={"cadence": cadence_unit})
     hr = _column(records, "heart_rate")
-    subject = _subject(messages.get("user_profile_mesgs", []))
+    subject = _subject(messages.get("user_profile_mesgs", []), path)
     stem = path.stem
     windows = _running_windows(messages, path, assume_running)
     attempts = []
-    for name, start, end in windows:
-        inside = (time >= start) & (time <= end)
+    for name, start, end, closed in windows:
+        inside = (time >= start) & ((time < end) | (closed & (time == end)))
         if not inside.any():
             continue
         part = Records(
@@ -186,13 +187,15 @@ def decode_fit(path: str | Path) -> dict[str, list[dict]]:
 
 def _running_windows(
     messages: dict[str, list[dict]], path: Path, assume_running: bool
-) -> list[tuple[int | None, float, float]]:
-    """(index, start, end) in FIT seconds of each running session; index None for a lone one."""
+) -> list[tuple[int | None, float, float, bool]]:
+    """(index, start, end, closed) in FIT seconds of each running session; index None for a
+    lone one. `closed`: the session holds a record at its end time, unless another session
+    starts there (a record on the boundary of two sessions is the later one's, not both's)."""
     sessions = messages.get("session_mesgs", [])
     if not sessions:
         sports = {m.get("sport") for m in messages.get("sport_mesgs", [])}
         if RUNNING in sports or assume_running:
-            return [(None, -np.inf, np.inf)]
+            return [(None, -np.inf, np.inf, True)]
         if sports:
             raise WearjaxFileError(
                 path,
@@ -204,17 +207,20 @@ def _running_windows(
             "the file has no session message saying which sport it records",
             "pass assume_running=True if it is a run (e.g. a recording cut short)",
         )
-    windows = []
-    for k, s in enumerate(sessions, start=1):
-        if s.get("sport") != RUNNING:
-            continue
+    spans = []
+    for s in sessions:
         start, end, elapsed = s.get("start_time"), s.get("timestamp"), s.get("total_elapsed_time")
         if start is None:
             start = end - elapsed if end is not None and elapsed is not None else -np.inf
         if elapsed is not None:
             end = max(end if end is not None else -np.inf, start + elapsed)
-        end = np.inf if end is None else end
-        windows.append((k if len(sessions) > 1 else None, float(start), float(end)))
+        spans.append((float(start), float(np.inf if end is None else end)))
+    windows = []
+    for k, (s, (start, end)) in enumerate(zip(sessions, spans, strict=True), start=1):
+        if s.get("sport") != RUNNING:
+            continue
+        closed = not any(start < other <= end for j, (other, _) in enumerate(spans, 1) if j != k)
+        windows.append((k if len(sessions) > 1 else None, start, end, closed))
     if not windows:
         sports = sorted({str(s.get("sport")) for s in sessions})
         raise WearjaxFileError(
@@ -240,16 +246,20 @@ def _number(value) -> float:
     return float(value)
 
 
-def _subject(profiles: list[dict]) -> np.ndarray:
+def _subject(profiles: list[dict], path: Path) -> np.ndarray:
+    """The watch's user profile. A value outside `SUBJECT_RANGES` (0: never entered on the
+    watch, or a corrupt one) is left unset, as if the profile lacked it, with a warning: the
+    run is still usable, and an unset value is filled downstream, which says so."""
     if not profiles:
-        return subject_vector()
+        return subject_vector(path=path)
     p = profiles[0]
     gender = p.get("gender")
-    return subject_vector(
-        {
-            "height_m": p.get("height"),
-            "weight_kg": p.get("weight"),
-            "age_years": p.get("age"),
-            "sex_male": {"male": 1.0, "female": 0.0}.get(gender) if gender else None,
-        }
-    )
+    values = {"height_m": p.get("height"), "weight_kg": p.get("weight"), "age_years": p.get("age")}
+    for field, value in values.items():
+        low, high = SUBJECT_RANGES[field]
+        if value is not None and not low <= _number(value) <= high:
+            logger.warning("%s: the watch's user profile gives %s %g, outside %g-%g; left unset",
+                           path, field, _number(value), low, high)  # fmt: skip
+            values[field] = None
+    values["sex_male"] = {"male": 1.0, "female": 0.0}.get(gender) if gender else None
+    return subject_vector(values, path=path, ranges=SUBJECT_RANGES)

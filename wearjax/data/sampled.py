@@ -68,9 +68,16 @@ def is_sampled_csv(path: str | Path) -> bool:
 
 
 def sidecar(path: str | Path) -> Path:
-    """The reference-HR sidecar of a recording: `NAME.csv` or `NAME.npz` -> `NAME.hr.csv`."""
+    """The reference-HR sidecar of a recording: `NAME.csv` or `NAME.npz` -> `NAME.hr.csv`, or
+    the file beside it whose name is that but for its case (`NAME.HR.csv`, which a folder
+    listing takes for a sidecar too: `is_sidecar`)."""
     path = Path(path)
-    return path.with_name(path.stem + ".hr.csv")
+    exact = path.with_name(path.stem + ".hr.csv")
+    if exact.is_file() or not path.parent.is_dir():
+        return exact
+    want = exact.name.lower()
+    other = sorted(p for p in path.parent.iterdir() if p.name.lower() == want and p.is_file())
+    return other[0] if other else exact
 
 
 def is_sidecar(path: str | Path) -> bool:
