@@ -16,8 +16,9 @@ samples are masked. Units are labels by convention (`SIGNAL_UNITS`, or `units`),
 **Reference HR** (bpm) at any rate becomes `targets["hr"]`: an NPZ array `hr` with `hr_rate_hz`;
 a CSV column `hr_ref` (or `hr`), NaN where absent; or a sidecar `NAME.hr.csv` with columns
 `time,hr` on the recording's clock (seconds from the start for NPZ). Value k belongs to the
-time `k / hr_rate_hz` from the start (the rate inferred from the median step between reference
-times unless given). NaN and HR outside 25-250 bpm are masked. The 1 Hz `Session.hr` is the
+time `k / hr_rate_hz` from the start (the rate inferred from the shortest step between
+reference times, rounded where the times allow, unless given: a reference with gaps still has
+its own step). NaN and HR outside 25-250 bpm are masked. The 1 Hz `Session.hr` is the
 reference per second (`signals.per_second`). The 1 Hz running channels are empty:
 `x [T1, 0]` with T1 = ceil(duration in s).
 """
