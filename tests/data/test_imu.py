@@ -188,6 +188,22 @@ def test_own_windows_refuse_unknown_subjects_and_recordings_split_across(tmp_pat
         assert read_windows(_own(tmp_path, **ok)).official_train.sum() == 8
 
 
+def test_a_train_split_without_recordings_is_read_with_a_warning(tmp_path, caplog):
+    """Without `recording` the reader cannot see one recording's overlapping windows on both
+    sides of `train`, which would overstate every probe: it says so (until 2026-12-07 it read
+    the split in silence), and says nothing when the recordings are given."""
+    from wearjax.data.imu import read_windows
+
+    with caplog.at_level("WARNING", logger="wearjax.data.imu"):
+        read_windows(_own(tmp_path, train=np.tile([True, False], 6)))
+    assert "cannot be checked; give `recording`" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="wearjax.data.imu"):
+        read_windows(_own(tmp_path, train=np.repeat([True, True, False], 4),
+                          recording=np.repeat(["r0", "r1", "r2"], 4)))  # fmt: skip
+    assert "give `recording`" not in caplog.text
+
+
 def test_watch_windows_longer_than_every_recording_are_named():
     pytest.importorskip("seglearn")
     from wearjax.data.imu import watch

@@ -278,7 +278,13 @@ def read_windows(path) -> LabelledWindows:
         train = arrays["train"]
         if train.all() or not train.any():
             raise WearjaxDataError(f"{name}: train marks every window or none; mark the split")
-        if recording is not None:  # overlapping windows of one recording on both sides
+        if recording is None:
+            logger.warning(
+                "%s: a train split without a recording array, so whether one recording's "
+                "(overlapping) windows lie on both sides cannot be checked; give `recording`",
+                name,
+            )  # fmt: skip
+        else:  # overlapping windows of one recording on both sides
             both = np.intersect1d(recording[train], recording[~train])
             if both.size:
                 raise WearjaxDataError(
