@@ -198,8 +198,9 @@ def scale_encoder_updates(updates, aux):
     """`update_modulation`: each modality's encoder update (the optimiser's direction: Adam's,
     weight decay included) times its `k_u` (`aux["k"]`, the batch's OGM coefficients), the
     heads' unchanged. Under Adam a gradient scale that holds over many batches mostly cancels
-    in the moments' ratio; this scales the step itself, as OGM's scale does under the SGD its
-    authors trained with."""
+    in the moments' ratio, and the trainer's global-norm clip before it rescales a modulated
+    gradient as a whole; this scales the step itself, after both, as OGM's scale does under
+    the SGD its authors trained with."""
     k = aux["k"]
     if len(updates.encoders) == 1:
         return updates
