@@ -28,10 +28,13 @@ JSON, NPZ = "partial.json", "partial.npz"
 
 
 def fingerprint(*arrays) -> str:
-    """SHA-256 of the arrays' bytes: the same data, or not."""
+    """SHA-256 of the arrays' dtypes, shapes and bytes: the same data, or not (bytes alone
+    would take `[1, 2], [3]` for `[1], [2, 3]`, or an array for its reshape)."""
     h = hashlib.sha256()
     for a in arrays:
-        h.update(np.ascontiguousarray(np.asarray(a)).tobytes())
+        a = np.ascontiguousarray(np.asarray(a))
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
     return h.hexdigest()
 
 
