@@ -20,6 +20,7 @@ import numpy as np
 
 from wearjax.data.csv import read_cpet_csv
 from wearjax.data.folders import Skipped
+from wearjax.data.readers import HR_RANGE_BPM
 from wearjax.data.types import Session
 from wearjax.errors import WearjaxDataError, WearjaxError
 
@@ -76,8 +77,10 @@ DOMAIN_CHANNELS = ("HR_I", "VO2_I", "VCO2_I", "VE_I")
 
 def _read_test(path: Path, window_s: int, skipped: list[Skipped]) -> dict | None:
     """The columns of one test by name, or None (its reason logged and appended to `skipped`)
-    when it lacks a column of `DOMAIN_CHANNELS` or `domain`, is shorter than `window_s`, has no
-    heart rate, or a domain label outside -1, 0, 1."""
+    when it lacks a column of `DOMAIN_CHANNELS` or `domain`, is shorter than `window_s`, has
+    heart rate in `HR_RANGE_BPM` in under half its seconds, or a domain label outside -1, 0,
+    1. HR outside that range (a chest strap's dropout reads 0) is NaN, so the windows over it
+    are left out as every window with a missing value is."""
     with path.open() as f:
         names = [n.strip() for n in f.readline().split(",")]
     values = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
@@ -88,15 +91,23 @@ def _read_test(path: Path, window_s: int, skipped: list[Skipped]) -> dict | None
         reason = f"no column {missing[0]}"
     elif len(values) < window_s:
         reason = f"{len(values)} s, shorter than one {window_s} s window"
-    elif not np.any(table["HR_I"] > 25):
+    elif not np.any(table["HR_I"] > HR_RANGE_BPM[0]):
         reason = "no heart rate (all zero)"
+    elif (seen := int(np.sum(_hr_in_range(table["HR_I"])))) < 0.5 * len(values):
+        reason = f"heart rate in {HR_RANGE_BPM[0]:g}-{HR_RANGE_BPM[1]:g} bpm in only {seen} of "
+        reason += f"{len(values)} s"
     elif not np.all(np.isin(table["domain"], (-1, 0, 1))):
         reason = "a domain label outside -1, 0, 1"
     if reason:
         logger.warning("skipping %s: %s", path.name, reason)
         skipped.append(Skipped(path, reason))
         return None
+    table["HR_I"] = np.where(_hr_in_range(table["HR_I"]), table["HR_I"], np.nan)
     return table
+
+
+def _hr_in_range(hr: np.ndarray) -> np.ndarray:
+    return (hr >= HR_RANGE_BPM[0]) & (hr <= HR_RANGE_BPM[1])
 
 
 def resting_series(window_s: int = 60) -> tuple[list[np.ndarray], list[Skipped]]:
