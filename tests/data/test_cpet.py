@@ -32,13 +32,13 @@ def test_aliases_magnitude_units_and_clock_times(tmp_path):
     rows = [[f"{s // 60}:{s % 60:02d}", *(round(float(c[s]), 3) for c in columns)] for s in t]
     header = ["t", "V'O2", "heart_rate", "VCO2_I", "VE", "watts", "Speed"]
     s = read_cpet(_write(tmp_path / "ann.csv", header, rows))
-    np.testing.assert_allclose(s.vo2, vo2 * 1000, rtol=1e-6)  # L/min detected: median < 10
+    np.testing.assert_allclose(s.vo2, vo2 * 1000, rtol=1e-6)  # L/min detected: median < 5
     np.testing.assert_allclose(s.hr, hr)
     assert s.channels == ("speed", "work_rate", "vco2", "ve")
     expected = np.stack([kmh / 3.6, watts, vco2 * 1000, ve], axis=1)  # VE stays in L/min
     np.testing.assert_allclose(s.x, expected, rtol=1e-6)
     meta = dict(s.metadata)
-    assert meta["vo2_unit"] == "L/min" and meta["vo2_unit_basis"] == "detected (median 1.89 < 10)"
+    assert meta["vo2_unit"] == "L/min" and meta["vo2_unit_basis"] == "detected (median 1.89 < 5)"
     assert meta["speed_unit"] == "km/h" and meta["columns"].startswith("time=t, vo2=V'O2, hr=")
     assert (s.runner, s.workout, s.length) == ("ann", "ann", N)
     # Declared units win over the magnitude and the header; L/min declared as mL/min reads as
@@ -130,6 +130,9 @@ def test_read_cpet_errors(tmp_path):
     fails(["time", "VO2", "HR"], per_kg, r"column 'VO2' has no unit and a median of 33.9: neither "
           r"L/min nor mL/min.*mL/kg/min.*; export absolute VO2, or pass --vo2-unit "
           r"\(vo2_unit\)")  # fmt: skip
+    # a walk in mL/kg/min (median 6) was read as 6 L/min until 2026-12-07
+    walk = [[s, 4.0 + 4.0 * s / N, 100] for s in range(N)]
+    fails(["time", "VO2", "HR"], walk, r"column 'VO2' has no unit and a median of 5.98: neither")
     fails(["time", "VO2", "VO2_I"], good, r"columns \['VO2', 'VO2_I'\] all look like vo2; pass "
           r"--columns vo2=NAME \(columns=\{'vo2': NAME\}\)")  # fmt: skip
     fails(["time", "O2", "HR"], good, r"no column 'VO2x' \(columns maps vo2 to it; found",

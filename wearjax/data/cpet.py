@@ -11,10 +11,10 @@ units row under the header (text where VO2 numbers should be) gives the columns'
 
 **Units.** VO2 and VCO2 in mL/min: `vo2_unit` ("mL/min" or "L/min"; for VCO2 too where its
 header names no unit; a header unit contradicting it is refused) when given, else the column's
-unit, else by magnitude (median below 10: L/min). VO2 under `MIN_VO2_ML_MIN` is missing. VE in
+unit, else by magnitude (median below 5: L/min). VO2 under `MIN_VO2_ML_MIN` is missing. VE in
 L/min (a unit of mL/min, or a median above 500, is converted). Speed in m/s: `units={"speed":
 ...}`, else the column's unit, else km/h (treadmills). VO2 per body mass (mL/kg/min) is
-refused: by its unit, or with none by a median of 10-150. `metadata` records `vo2_unit`,
+refused: by its unit, or with none by a median of 5-150. `metadata` records `vo2_unit`,
 `vo2_unit_basis` ("declared", "column header", "detected (median ...)"), `speed_unit` and
 `columns` (field=header pairs used).
 
@@ -338,15 +338,18 @@ def _volume(values, declared, unit, column, path) -> tuple[np.ndarray, str, str]
     else:
         positive = values[np.isfinite(values) & (values > 0)]
         median = float(np.median(positive)) if positive.size else float("nan")
-        if 10 <= median < 150:  # mL/kg/min: neither L/min nor a test's mL/min (hundreds up)
+        # mL/kg/min: neither a test's mL/min (hundreds up) nor its L/min (a median over 5 L/min
+        # is beyond almost any runner, where 5-10 mL/kg/min is a rest or a walk)
+        if MAX_MEDIAN_L_MIN <= median < 150:
             raise WearjaxFileError(
                 path,
                 f"column {column!r} has no unit and a median of {median:.3g}: neither L/min nor "
                 "mL/min, but what VO2 per kg of body mass (mL/kg/min) reads",
                 "export absolute VO2, or pass --vo2-unit (vo2_unit) if it is one",
             )
-        name = "L/min" if median < 10 else "mL/min"
-        basis = f"detected (median {median:.3g} {'<' if name == 'L/min' else '>='} 10)"
+        name = "L/min" if median < MAX_MEDIAN_L_MIN else "mL/min"
+        relation = "<" if name == "L/min" else ">="
+        basis = f"detected (median {median:.3g} {relation} {MAX_MEDIAN_L_MIN:g})"
     out = values * _VOLUME[_norm_unit(name)]
     positive = out[np.isfinite(out) & (out > 0)]
     if positive.size and np.median(positive) > MAX_VO2_ML_MIN:
@@ -358,6 +361,11 @@ def _volume(values, declared, unit, column, path) -> tuple[np.ndarray, str, str]
         )
     return out, name, basis
 
+
+MAX_MEDIAN_L_MIN = 5.0
+"""A unitless VO2 or VCO2 column with a median under this is read as L/min; from it to 150, as
+mL/kg/min, refused (until 2026-12-07 the bound was 10, which read a rest or a walk in mL/kg/min
+as litres)."""
 
 LATE_HR_S = 30
 """An HR column that starts this many seconds after the first VO2 is said per file."""
