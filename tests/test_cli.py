@@ -106,12 +106,18 @@ def test_fit_may_write_over_a_checkpoint_but_no_other_file(tmp_path):
 
 
 def test_predict_never_writes_over_the_recording_it_reads(tmp_path, capsys):
+    """Nor beside it: `run.fit` predicted into its own folder would have written `run.csv`
+    and `run.png` over the user's own files of those names (until 2026-12-07)."""
     run = tmp_path / "run0.csv"
     run.write_text("second,hr\n0,120\n")
-    code = main(["predict", "--model", str(run), str(run), "--out", str(tmp_path)])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "would overwrite the recording" in err[0]
-    assert run.read_text() == "second,hr\n0,120\n"
+    fit, own = tmp_path / "run1.fit", tmp_path / "run1.csv"
+    fit.write_bytes(b"")
+    own.write_text("my own export\n")
+    for recording in (run, fit):
+        code = main(["predict", "--model", str(run), str(recording), "--out", str(tmp_path)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and "is the recording's own folder" in err[0]
+    assert run.read_text() == "second,hr\n0,120\n" and own.read_text() == "my own export\n"
 
 
 ARGPARSE_REFUSES = [

@@ -104,10 +104,11 @@ def _check_predict_out(out: Path, file: Path) -> None:
             f"--out {out} is inside the recordings' folder {file}; predictions written there "
             "would be read as recordings next time: pass another folder"
         )
-    if file.is_file() and out / f"{file.stem}.csv" == file:
+    if file.is_file() and out == file.parent:  # its CSV and PNG beside it: maybe the user's own
         raise WearjaxError(
-            f"--out {out}: the prediction {file.stem}.csv would overwrite the recording {file}; "
-            "pass another folder"
+            f"--out {out} is the recording's own folder; the prediction's {file.stem}.csv and "
+            f"{file.stem}.png there could overwrite the recording or files beside it: pass "
+            "another folder"
         )
 
 
