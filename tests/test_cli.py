@@ -86,8 +86,9 @@ def test_bad_arguments_are_one_line_before_any_work(tmp_path, capsys, argv, mess
 
 
 def test_fit_may_write_over_a_checkpoint_but_no_other_file(tmp_path):
-    """The `--out` check reads only a checkpoint's first bytes: refitting into the same file
-    is allowed, as it always was."""
+    """The `--out` check reads only a checkpoint's header: refitting into the same file is
+    allowed, as it always was; a checkpoint of another `fit` (an encoder pretrained for hours,
+    replaced by an HR model until 2026-12-07) is not written over."""
     import argparse
 
     import jax
@@ -100,6 +101,9 @@ def test_fit_may_write_over_a_checkpoint_but_no_other_file(tmp_path):
     enc = save_encoder(tmp_path / "enc.wjx", build_transformer("tiny", key=jax.random.key(0)),
                        PretrainConfig("tiny"))  # fmt: skip
     check_arguments(argparse.Namespace(out=enc, task="pretrain", resume=False), "fit")
+    for task in ("hr", "vo2", "virtual"):
+        with pytest.raises(WearjaxError, match=f"holds a `fit pretrain` checkpoint; `fit {task}`"):
+            check_arguments(argparse.Namespace(out=enc, task=task, resume=False), "fit")
     enc.write_bytes(b"time,ppg\n0,1\n")
     with pytest.raises(WearjaxError, match="exists and is not a wearjax checkpoint"):
         check_arguments(argparse.Namespace(out=enc, task="pretrain", resume=False), "fit")

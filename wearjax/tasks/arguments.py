@@ -6,6 +6,7 @@ and written nothing. `output_name` names each predicted recording's output files
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 from pathlib import Path
@@ -46,7 +47,7 @@ def check_arguments(args: argparse.Namespace, command: str) -> None:
     out = getattr(args, "out", None)
     if out is not None:
         _check_out(Path(out), wants_file=command == "fit")
-        _check_out_of_data(Path(out), getattr(args, "data", None))
+        _check_out_of_data(Path(out), getattr(args, "data", None), getattr(args, "task", None))
         if command == "predict":
             _check_predict_out(Path(out), Path(args.file))
         if command == "fit" and getattr(args, "task", None) in ("hr", "pretrain", "virtual", "vo2"):
@@ -75,9 +76,10 @@ def _check_out(out: Path, wants_file: bool) -> None:
         raise WearjaxError(f"--out {out}: the folder {where} is not writable; pass another path")
 
 
-def _check_out_of_data(out: Path, data) -> None:
+def _check_out_of_data(out: Path, data, task: str | None = None) -> None:
     """Nothing is written into the recordings' folder (the next run would read a checkpoint or
-    a prediction there as a recording), and `fit` writes its checkpoint over no other file."""
+    a prediction there as a recording), and `fit` writes its checkpoint over no other file and
+    no checkpoint of another `task` (an encoder that took hours to pretrain, say)."""
     folder = Path(data).resolve() if data is not None and Path(data).is_dir() else None
     if folder is not None and (out.resolve() == folder or folder in out.resolve().parents):
         raise WearjaxError(
@@ -93,6 +95,17 @@ def _check_out_of_data(out: Path, data) -> None:
                     f"--out {out} exists and is not a wearjax checkpoint; writing the "
                     "checkpoint would destroy it: pass a new file name"
                 )
+            f.seek(0)
+            try:
+                header = json.loads(f.readline(1 << 20))
+            except ValueError:  # a damaged header: its task cannot be told
+                header = {}
+        held = header.get("task") or ("pretrain" if header.get("kind") == "transformer" else None)
+        if task is not None and held is not None and held != task:
+            raise WearjaxError(
+                f"--out {out} holds a `fit {held}` checkpoint; `fit {task}` would replace it: "
+                "pass a new file name"
+            )
 
 
 def _check_predict_out(out: Path, file: Path) -> None:
