@@ -24,9 +24,27 @@ def test_masks_hide_the_stated_share_in_their_shape(kind):
         assert np.all(m.all(0) | ~m.any(0)) and m.any(0).sum() == 8
     if kind == "scale":  # whole rows
         assert np.all(m.all(1) | ~m.any(1)) and m.any(1).sum() == round(0.8 * rows)
-    for ratio in (0.0, 0.99, 1.5):  # nothing hidden, or nothing left to see
+    for ratio in (0.0, 0.999, 1.5, float("nan")):  # nothing hidden, or nothing left to see
         with pytest.raises(ValueError, match=f"mask_ratio={ratio} hides"):
             patch_mask(jax.random.key(1), rows, cols, ratio, kind)
+
+
+def test_a_mask_ratio_is_judged_on_what_its_masking_hides():
+    """On the wrist encoder's grid (5 scale rows), 95% of the patches can be hidden at random
+    but not 95% of the rows; until 2026-12-07 every kind was refused for the rows' sake, and
+    `fit pretrain` said so in a traceback after building the corpus."""
+    from wearjax.tasks.pretrain import WRIST, check_grid
+
+    rows, cols = 5, 22
+    kept = np.asarray(patch_mask(jax.random.key(0), rows, cols, 0.95, "random"))
+    assert kept.sum() == round(0.95 * rows * cols)
+    for kind in ("scale", "mixed"):
+        with pytest.raises(ValueError, match=r"hides 5 of 5 scale rows .* below 0\.9\b"):
+            patch_mask(jax.random.key(0), rows, cols, 0.95, kind)
+    assert len(WRIST.freqs) // 5 == rows  # the wrist grid (`models.transformer.PATCH`)
+    check_grid(WRIST._replace(mask_ratio=0.95, masking="random"), 200)  # 8 s at 25 Hz
+    with pytest.raises(ValueError, match="scale masking on a 5 x 22 grid"):
+        check_grid(WRIST._replace(mask_ratio=0.95, masking="scale"), 200)
 
 
 def _corpus(n=96, c=3, t=60, seed=0):

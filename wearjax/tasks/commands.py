@@ -344,7 +344,7 @@ def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
 def fit_pretrain(args) -> int:
     """`wearjax fit pretrain`: masked pretraining on the corpus `--corpus` names
     (`tasks.pretrain.named_corpus`); writes the encoder checkpoint."""
-    from wearjax.tasks.pretrain import named_corpus, pretrain, save_encoder
+    from wearjax.tasks.pretrain import check_grid, named_corpus, pretrain, save_encoder
 
     corpus, config = named_corpus(args.corpus, args.seed, args.quick)
     size = args.size or ("tiny" if args.quick else "small")
@@ -355,6 +355,10 @@ def fit_pretrain(args) -> int:
         validation=args.validation,
         mask_ratio=args.mask_ratio,
     )
+    try:  # before anything is compiled: the grid is the corpus's
+        check_grid(config, corpus.x.shape[-1])
+    except ValueError as err:
+        raise WearjaxError(f"--mask-ratio {args.mask_ratio:g}: {err}") from None
     epochs = args.epochs or (4 if args.quick else config.train.epochs)
     config = config._replace(train=config.train._replace(epochs=epochs))
     say(f"pretraining {config.size} at {config.nominal_rate:g} Hz on {corpus.x.shape[0]} "

@@ -73,10 +73,10 @@ from wearjax.tasks.pretrain_corpus import (
     synthetic_corpus,
     wrist_corpus,
 )
+from wearjax.tasks.pretrain_masks import MASKINGS, check_mask_ratio, patch_mask
 from wearjax.train import checkpoints
 from wearjax.train.loop import Task, TrainConfig, fit
 
-MASKINGS = ("random", "time", "scale", "mixed", "inpaint")
 LEVEL_TARGETS = ("hidden", "all")
 NEGATIVES = ("batch", "recording")
 VALIDATIONS = ("recordings", "windows")
@@ -143,28 +143,6 @@ def named_corpus(name: str, seed: int = 0, quick: bool = False) -> tuple[Corpus,
     parts = {"synthetic": ("synthetic",), "cpet": ("cpet",), "both": ("synthetic", "cpet")}
     made = [synthetic_corpus(seed=seed) if p == "synthetic" else cpet_corpus() for p in parts[name]]
     return join_corpora(*made), PretrainConfig()
-
-
-def patch_mask(key, rows: int, cols: int, ratio: float, kind: str) -> jax.Array:
-    """`[rows * cols]` bool, True where a patch is hidden (module docstring)."""
-
-    def exact(k, n):  # exactly round(ratio n) of n, uniformly
-        if not 0 < round(ratio * n) < n:  # nothing to learn from, or nothing left to see
-            raise ValueError(f"mask_ratio={ratio} hides {round(ratio * n)} of {n}: give 0-1")
-        ranks = jnp.argsort(jnp.argsort(jax.random.uniform(k, (n,))))
-        return ranks < round(ratio * n)
-
-    k_kind, k_r, k_t, k_s = jax.random.split(key, 4)
-    masks = jnp.stack([
-        exact(k_r, rows * cols),
-        jnp.broadcast_to(exact(k_t, cols)[None, :], (rows, cols)).reshape(-1),
-        jnp.broadcast_to(exact(k_s, rows)[:, None], (rows, cols)).reshape(-1),
-    ])  # fmt: skip
-    if kind == "mixed":
-        return masks[jax.random.randint(k_kind, (), 0, 3)]
-    if kind not in MASKINGS:
-        raise ValueError(f"unknown masking {kind!r}: choose one of {MASKINGS}")
-    return masks[1 if kind == "inpaint" else MASKINGS.index(kind)]  # inpaint: whole columns
 
 
 def batch_masks(key, ok, rows: int, cols: int, config: PretrainConfig):
@@ -368,6 +346,12 @@ def corpus_fold(recording, n_validation: int, seed: int = 0, by: str = "recordin
     return CorpusFold(jnp.asarray(p / p.sum()), jnp.asarray(val), jnp.asarray(pool))
 
 
+def check_grid(config: PretrainConfig, samples: int) -> None:
+    """`check_mask_ratio` on the patch grid of `samples`-long windows under `config`."""
+    rows, cols = len(config.freqs) // PATCH[0], samples // PATCH[1]
+    check_mask_ratio(config.mask_ratio, rows, cols, config.masking)
+
+
 def check_config(config: PretrainConfig) -> None:
     """Refuse a masking or level-target setting the loss does not know, or a contrastive
     term without pairs to contrast, naming the fix."""
@@ -419,6 +403,7 @@ def pretrain(
     is saved every epoch and on Ctrl-C, and `resume` continues from it (`train.fit`: the same
     weights as an uninterrupted run; other settings or another corpus are refused)."""
     check_config(config)
+    check_grid(config, corpus.x.shape[-1])
     k_init, k_train = jax.random.split(jax.random.key(config.seed))
     model = build_transformer(config.size, key=k_init)
     n_val = min(n_validation, corpus.x.shape[0] // 5)
