@@ -217,3 +217,36 @@ def _session(cohort, i):
 
 def _first(fold):
     return jax.tree_util.tree_map(lambda a: a[0], fold)
+
+
+def test_predict_overrides_only_the_reading_options_it_is_given(tmp_path, monkeypatch):
+    """`predict --columns` alone keeps the training's `--vo2-unit`, and the reverse; until
+    2026-12-07 either one given reset the other to detection."""
+    import argparse
+    from types import SimpleNamespace
+
+    import wearjax.data
+    import wearjax.tasks.vo2_fit
+    from wearjax.errors import WearjaxError
+    from wearjax.tasks.vo2_cli import predict_command
+
+    trained = {"columns": {"vo2": "VO2 abs", "hr": "HF"}, "vo2_unit": "L/min"}
+    checkpoint = SimpleNamespace(header={"read": trained})
+    monkeypatch.setattr(wearjax.tasks.vo2_fit, "load_vo2", lambda path: checkpoint)
+    seen = []
+
+    def read_cpet(path, **read):
+        seen.append(read)
+        raise WearjaxError("read")  # what predict does next is not the subject here
+
+    monkeypatch.setattr(wearjax.data, "read_cpet", read_cpet)
+    test = tmp_path / "ramp.csv"
+    test.write_text("t,VO2\n")
+    for columns, unit in ((None, None), ("vo2=VO2", None), (None, "mL/min")):
+        args = argparse.Namespace(model=tmp_path / "m.wjx", file=test, out=tmp_path / "p",
+                                  columns=columns, vo2_unit=unit)  # fmt: skip
+        with pytest.raises(WearjaxError, match="read"):
+            predict_command(args, print)
+    assert seen[0] == trained
+    assert seen[1] == {"columns": {"vo2": "VO2"}, "vo2_unit": "L/min"}
+    assert seen[2] == {"columns": trained["columns"], "vo2_unit": "mL/min"}

@@ -187,15 +187,18 @@ def predict_command(args, say) -> int:
     """`wearjax predict --model VO2.wjx TEST.csv|FOLDER`: each test's VO2 from its first second
     (`tasks.vo2_fit.predict_vo2`), a CSV and a plot each, errors where the test has VO2; the
     files are read as the checkpoint's training files were (its `--columns`, `--vo2-unit`),
-    unless `--columns` / `--vo2-unit` describe these."""
+    each unless `--columns` / `--vo2-unit` describes these (one given keeps the other's
+    training value)."""
     from wearjax.data import load_cpet_folder, read_cpet
     from wearjax.tasks.arguments import each_predicted
     from wearjax.tasks.vo2_fit import load_vo2, predict_vo2, write_vo2_prediction
 
     checkpoint = load_vo2(args.model)
     read = dict(checkpoint.header.get("read") or {"columns": None, "vo2_unit": None})
-    if args.columns or args.vo2_unit:  # these tests' own names and unit, not training's
-        read = {"columns": _parse_columns(args.columns), "vo2_unit": args.vo2_unit}
+    if args.columns:  # these tests' own names, not training's (its unit kept unless given)
+        read["columns"] = _parse_columns(args.columns)
+    if args.vo2_unit:
+        read["vo2_unit"] = args.vo2_unit
     file, out = Path(args.file), Path(args.out)
     if file.is_dir():  # each test as read, compared with the model alone (not with the others)
         sessions, skipped = load_cpet_folder(file, **read, harmonise=False)
