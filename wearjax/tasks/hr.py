@@ -33,6 +33,7 @@ from wearjax.cv import (
 )
 from wearjax.data.types import Cohort
 from wearjax.data.windows import gather_windows, window_index
+from wearjax.errors import WearjaxDataError
 from wearjax.eval.metrics import gaussian_crps
 from wearjax.eval.protocols import (
     first_observed,
@@ -280,6 +281,14 @@ def prepare(cohort: Cohort, config: HRStudyConfig, split: Split | None = None):
     vtable = window_index(lengths, width, stride=width)
     v_sess, v_start = np.asarray(vtable.session), np.asarray(vtable.start)
     val_idx, val_ok = padded_table(split.validation[:, v_sess])
+    if short := np.flatnonzero(~np.asarray(val_ok, bool).any(axis=1)).tolist():
+        runners = np.asarray(cohort.runner)[split.validation[short[0]]]
+        held = sorted({cohort.runner_names[int(r)] for r in runners})
+        raise WearjaxDataError(
+            f"fold(s) {short} have no validation segment of {width} s: their validation "
+            f"runner(s) {held} have no session that long, so early stopping would read "
+            "nothing; record longer sessions, or shorten the segments (segment_windows)"
+        )
 
     weight = jnp.asarray(train_sessions)[:, :, None] & mask[None]
     normalizer = jax.vmap(fit_normalizer, in_axes=(None, 0))(features, weight)

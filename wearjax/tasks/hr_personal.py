@@ -1,14 +1,15 @@
 """The personalised HR ODE (`models.hr_personalized`), a peer kind of the HR task: training,
 calibration of new runners, both protocols.
 
-Folds are those of `tasks.hr` (leave-k-runners-out, one validation runner per fold), all
+Folds are those of `tasks.hr` (leave-k-runners-out; a tenth of the runners, at least one,
+validate each fold), all
 trained in one vmapped program (`cv.fit_folds`). Per fold:
 
 1. training on the training runners' whole sessions: the model's shared networks and one
    embedding per training runner minimise an L2 loss on normalised HR, `((HR_hat - HR) /
    sd_HR)^2` over the seconds each protocol did not give (standard + generative), plus
    `embedding_reg * |e|^2`; sd_HR is the SD of the fold's training HR;
-2. early stopping on the validation runner with the population embedding `e = 0`;
+2. early stopping on the validation runners with the population embedding `e = 0`;
 3. a held-out runner has no learned embedding. As in Nazaret et al. (2023), where the
    embedding summarises a runner's past workouts, each held-out session is predicted with an
    embedding calibrated on one *other* session of the same runner (the next one of that runner,
