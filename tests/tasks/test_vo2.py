@@ -17,7 +17,7 @@ from wearjax.errors import WearjaxError
 from wearjax.eval.report import write_report
 from wearjax.models import HRKalman, build_vo2_model
 from wearjax.signal.features import fit_normalizer, running_features
-from wearjax.signal.metabolic import metabolic_features
+from wearjax.signal.metabolic import metabolic_feature_names, metabolic_features
 from wearjax.tasks import presets, vo2_chain
 from wearjax.tasks import vo2 as vo2_study
 
@@ -81,6 +81,20 @@ def test_hr_to_vo2_is_one_compiled_function():
     assert outs[2][0][0] == cohort.vo2[2, 0]
     # and it lowers as a single program
     assert "while" in chain.lower(jnp.asarray(0)).as_text()
+    # a VO2 model that leaves inputs out (`VO2StudyConfig.without`) reads only its own columns
+    # of the rolled-out HR's features (until 2026-12-07 the chain fed it all: a shape error)
+    few, names = vo2_study.cohort_features(cohort, without=("window_index", "elapsed_min"))
+    every = metabolic_feature_names(cohort.channels)
+    keep = tuple(every.index(n) for n in names)
+    small = build_vo2_model(few.shape[-1], (8, 1), key=jax.random.key(1))
+    small_norm = fit_normalizer(few, cohort.mask)
+    vo2_few, _ = eqx.filter_jit(vo2_chain.hr_to_vo2)(
+        hr_model, hr_norm, small, small_norm, hr_feats[2], cohort.x[2], cohort.subject[2],
+        cohort.hr[2], cohort.mask[2], cohort.valid[2], cohort.vo2[2, 0],
+        channels=cohort.channels, keep=keep,
+    )  # fmt: skip
+    want = small.rollout(small_norm.apply(f[:, list(keep)]), cohort.vo2[2, 0]).vo2
+    np.testing.assert_allclose(vo2_few, want, rtol=1e-4)
 
 
 def test_baselines_match_numpy():

@@ -16,7 +16,7 @@ import numpy as np
 from wearjax.cv import fit_folds, predict_held_out
 from wearjax.eval.protocols import given_mask
 from wearjax.signal.features import Normalizer
-from wearjax.signal.metabolic import metabolic_features
+from wearjax.signal.metabolic import metabolic_feature_names, metabolic_features
 from wearjax.tasks import hr as hr_task
 from wearjax.tasks import study_state
 from wearjax.tasks.vo2 import (
@@ -47,17 +47,21 @@ def hr_to_vo2(
     *,
     channels: tuple[str, ...],
     window: int = 60,
+    keep: tuple[int, ...] | None = None,
 ):
     """VO2 of one session from HR rolled out by the HR model: returns `(vo2 [T], hr [T])`.
 
     The HR model starts from the session's first observed HR and rolls out over the whole
     session (`rollout`, generative); its HR replaces the measured one in the VO2 features
-    (`metabolic_features`, held past the session's end like measured HR), and the VO2 model
+    (`metabolic_features`, held past the session's end like measured HR; `keep`: the columns
+    the VO2 model reads, when its `VO2StudyConfig.without` left some out), and the VO2 model
     rolls out from the first second of VO2. Pure: jit it whole (`hr_to_vo2_jit`), one program.
     """
     h0 = hr[jnp.argmax(hr_mask)]
     hr_pred = hr_model.rollout(hr_normalizer.apply(hr_features), h0).hr
     features = metabolic_features(x, channels, subject, hr_pred, valid, window=window)
+    if keep is not None:
+        features = features[:, list(keep)]
     length = jnp.sum(valid)  # the backward GRU starts at the session's end, not the padding's
     return vo2_model.rollout(vo2_normalizer.apply(features), v0, length=length).vo2, hr_pred
 
@@ -72,8 +76,9 @@ class ChainData(NamedTuple):
     cohort: object  # the `Cohort` (raw channels, HR, masks)
 
 
-def _chain_predict(model, fold, data: ChainData, i):
-    """VO2 of session `i` from true HR and from rolled-out HR, and that HR."""
+def _chain_predict(model, fold, data: ChainData, i, *, keep=None):
+    """VO2 of session `i` from true HR and from rolled-out HR, and that HR (`keep`:
+    `hr_to_vo2`'s)."""
     (hr_model, vo2_model), (hr_norm, vo2_norm) = model, fold
     cohort = data.cohort
     x, length = vo2_norm.apply(data.vo2_features[i]), jnp.sum(cohort.valid[i])
@@ -81,7 +86,7 @@ def _chain_predict(model, fold, data: ChainData, i):
     rolled, hr_pred = hr_to_vo2(
         hr_model, hr_norm, vo2_model, vo2_norm, data.hr_features[i], cohort.x[i],
         cohort.subject[i], cohort.hr[i], cohort.mask[i], cohort.valid[i], data.v0[i],
-        channels=cohort.channels, window=vo2_model.window,
+        channels=cohort.channels, window=vo2_model.window, keep=keep,
     )  # fmt: skip
     return true_hr, rolled, hr_pred
 
@@ -156,8 +161,10 @@ def run_hr_to_vo2(config: HRToVO2Config, *, progress: bool = True, state_dir=Non
                         resume=resumed)  # fmt: skip
     train_s = time.perf_counter() - t0
     runner = np.asarray(cohort.runner)
+    every = metabolic_feature_names(cohort.channels, has_hr=True)
+    keep = None if tuple(names) == every else tuple(every.index(n) for n in names)
     true_hr, rolled, hr_pred = predict_held_out(
-        _chain_predict,
+        partial(_chain_predict, keep=keep),
         (hr_fit.model, vo2_fit.model),
         (hr_fold.normalizer, fold.normalizer),
         ChainData(hr_data.features, data.features, data.v0, cohort),
