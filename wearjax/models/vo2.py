@@ -1,6 +1,8 @@
 """Dual-pathway neural Kalman model of oxygen uptake (Lab-to-Wrist, section 5, appendix B.4).
 
-Only the first second of VO2, `v_0` (mL/min), is known; the rest of the session is predicted
+Only the first second of VO2, `v_0` (mL/min), is known (the studies give the first second of
+the smoothed series by default, a cubic fitted to the first 15 s: `tasks.vo2`'s
+`first_second`); the rest of the session is predicted
 from wearable features `x_t` in one `lax.scan`. Backbone: MLP encoder -> bidirectional GRU
 (each layer a forward `GRULayer` and one run on the reversed sequence, outputs concatenated)
 -> `s_t [2H]`, which sees the whole session (offline estimation). `v_0` enters the encoder too

@@ -2,7 +2,10 @@
 
 Gas analysers report VO2 once per breath, at irregular times. The Lab-to-Wrist pipeline
 (section 5) puts them on a 1 Hz grid by zero-order hold (each second takes the last breath at or
-before it) and smooths the result with a Savitzky-Golay filter of window 15 s and order 3.
+before it: `zero_order_hold`, for users' own breath tables) and smooths the result with a
+Savitzky-Golay filter of window 15 s and order 3. wearjax's file readers
+(`data.readers.to_session`) put breaths on the grid otherwise: linearly between breaths up to
+`max_gap_s` apart, so a second between two breaths takes part of the next one.
 
 Savitzky & Golay (1964, Anal Chem 36:1627): each output is the value at the window centre of
 the least-squares polynomial of order `order` fitted to the `window` samples around it; inside

@@ -206,8 +206,11 @@ def predict_command(args, say) -> int:
             say(f"skipped {s.path}: {s.reason}")
     else:
         sessions = [read_cpet(file, **read)]
+    given = {"smoothed": " (a cubic fitted to the first 15 s)", "raw": " (as measured)"}.get(
+        checkpoint.header.get("first_second"), ""
+    )
     for _, name, pred in each_predicted(sessions, file, lambda s: predict_vo2(checkpoint, s), say):
-        line = f"{name}: {len(pred.vo2)} s from a first second of {pred.v0:.0f} mL/min"
+        line = f"{name}: {len(pred.vo2)} s from a first second of {pred.v0:.0f} mL/min{given}"
         m = pred.metrics
         if m:
             line += (f"; MAE {m['mae']:.0f} mL/min, RMSE {m['rmse']:.0f}, MAPE {m['mape']:.1f}%, "
