@@ -627,7 +627,9 @@ def test_cv_probe_writes_no_auroc_where_every_test_set_holds_one_class(tmp_path,
 @pytest.mark.slow  # ~25 s on 2 cores: keeps the fast suite under 10 minutes
 def test_cv_probe_runs_on_two_data_sets_into_one_folder_sit_side_by_side(tmp_path, capsys):
     """A second data set probed into the same --out with the same encoder joins the first in
-    metrics.json; with another encoder it replaces them, saying so."""
+    metrics.json; with another encoder (another file, or the same file retrained: the encoder
+    is known by its checksum since 2026-12-07) it replaces them, saying so; another study's
+    metrics.json is refused before any work, not replaced."""
     from wearjax.models.transformer import build_transformer
     from wearjax.tasks.pretrain import save_encoder
 
@@ -647,7 +649,18 @@ def test_cv_probe_runs_on_two_data_sets_into_one_folder_sit_side_by_side(tmp_pat
     assert {str(first), str(second)} <= set(record) and record["encoder"] == str(encoders[0])
     record = probe(encoders[1], first)
     assert str(second) not in record and record["encoder"] == str(encoders[1])
-    assert "its probes had another --encoder or --labelled" in capsys.readouterr().err
+    assert "its probes had another encoder, --labelled or --seed" in capsys.readouterr().err
+    probe(encoders[1], second)
+    save_encoder(encoders[1], build_transformer("tiny", key=jax.random.key(7)),
+                 PretrainConfig("tiny"))  # fmt: skip
+    record = probe(encoders[1], first)  # retrained at the same path: not the same encoder
+    assert str(second) not in record
+    assert "its probes had another encoder" in capsys.readouterr().err
+    (out / "metrics.json").write_text(json.dumps({"hr_kalman": {"mae": 3.0}}))
+    argv = ["cv", "probe", "--encoder", str(encoders[0]), "--data", str(first), "--out", str(out)]
+    assert main([*argv, "--no-minirocket"]) == 2
+    assert "metrics.json that `cv probe` did not write" in capsys.readouterr().err
+    assert json.loads((out / "metrics.json").read_text()) == {"hr_kalman": {"mae": 3.0}}
 
 
 def test_the_clis_probe_sets_are_the_ones_the_probe_loads():

@@ -342,6 +342,25 @@ def scarce_splits(
     return subs
 
 
+def _earlier_probes(path):
+    """The probes an earlier `cv probe` wrote to `path` ({} when none); a metrics.json it did
+    not write (another study's) is refused before any work rather than replaced."""
+    import json
+
+    if not path.exists():
+        return {}
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError):
+        earlier = None
+    if not (isinstance(earlier, dict) and "encoder" in earlier):
+        raise WearjaxDataError(
+            f"--out {path.parent} holds a metrics.json that `cv probe` did not write (another "
+            "study's?); pass another folder"
+        )
+    return earlier
+
+
 def probe_command(args, say) -> int:
     """`wearjax cv probe`: frozen-encoder logistic probe on a built-in set or a researcher's NPZ
     file (`probe_windows`), beside the statistical-feature and channel-level probes and
@@ -361,6 +380,8 @@ def probe_command(args, say) -> int:
         raise WearjaxDataError("--labelled and --draws take a number of at least 1")
     if labelled is not None and args.data == "basic_motions":  # before loading it
         raise no_subjects("basic_motions")
+    path = args.out / "metrics.json"
+    earlier = _earlier_probes(path)
     w, split = probe_windows(args.data, args.seed)
     if not args.no_minirocket and w.x.shape[1] < MINIROCKET_MIN_LENGTH:
         raise WearjaxDataError(
@@ -384,19 +405,16 @@ def probe_command(args, say) -> int:
             stats = (float(np.mean(a)), float(np.std(a))) if a.size else (None, None)
             metrics[name] |= dict(zip((field, f"{field}_sd"), stats, strict=True))
         metrics[name]["auroc_fits"] = int(np.isfinite(got.auroc).sum())  # what its mean is over
-    record = {"encoder": str(args.encoder), args.data: metrics}
+    # the encoder by its file's checksum (a path may be retrained or spelled two ways)
+    record = {"encoder": str(args.encoder), "encoder_sha256": header.get("header_sha256"),
+              "seed": args.seed, args.data: metrics}  # fmt: skip
     if labelled is not None:  # the means and SDs are over every fold of every draw
         record["labelled"] = {"subjects_per_fold": labelled, "draws": draws}
     args.out.mkdir(parents=True, exist_ok=True)
-    path, same = args.out / "metrics.json", ("encoder", "labelled")
-    try:
-        earlier = json.loads(path.read_text()) if path.exists() else {}
-    except (OSError, ValueError):
-        earlier = {}
-    if isinstance(earlier, dict) and all(earlier.get(k) == record.get(k) for k in same):
+    if all(earlier.get(k) == record.get(k) for k in ("encoder_sha256", "labelled", "seed")):
         record = earlier | record
     elif earlier:
-        say(f"replacing {path}: its probes had another --encoder or --labelled")
+        say(f"replacing {path}: its probes had another encoder, --labelled or --seed")
     path.write_text(json.dumps(record, indent=2))
     if labelled is not None:
         print(f"each fold's probes fitted on {labelled} subjects, {draws} draws; mean over the "
