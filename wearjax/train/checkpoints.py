@@ -71,10 +71,10 @@ def save(path: str | Path, header: dict, tree: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
-        umask = os.umask(0)  # read it back: the file gets the mode `open` would give (not 0600)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "wb") as f:  # closed whatever happens next
+            umask = os.umask(0)  # read it back: the file gets the mode `open` would give
+            os.umask(umask)
+            os.fchmod(f.fileno(), 0o666 & ~umask)  # (not mkstemp's 0600)
             f.write(line + payload)
             f.flush()
             os.fsync(f.fileno())  # on disk before it replaces the previous file
