@@ -26,11 +26,14 @@ the previous estimate (`track_peak`). Simplified:
   peak (`local_maxima(..., ends=False)`: not a band end, not the shoulder of a zeroed stretch)
   standing `min_snr` times above the window's median magnitude (its noise floor); a pick
   with a candidate at 1/2 or 1/3 of its frequency at least `harmonic_ratio` as high takes that
-  one (a wrist pulse is sharp: its 2nd or 3rd harmonic can outgrow the fundamental; only an
-  unrestricted first pick can see so far); a window without a candidate, or masked out, holds
-  the previous estimate; and each held window widens the next search by `widen_bpm`, up to
-  `max_search_bpm` (after a motion crossing the tracker must find the HR again, which moved
-  on meanwhile, but never as far away as its harmonic).
+  one (a wrist pulse is sharp: its 2nd or 3rd harmonic can outgrow the fundamental); a
+  window without a candidate, or masked out, holds the previous estimate; and each held window
+  widens the next search by `widen_bpm`, up to `max_search_bpm` (after a motion crossing the
+  tracker must find the HR again, which moved on meanwhile). The harmonic check runs in every
+  window, within the search's reach: at running HR (over 2 x `max_search_bpm`) only an
+  unrestricted first pick reaches half the HR, but below it a widened search does, and a
+  line at half the HR at least `harmonic_ratio` as high then halves the track (a known limit,
+  left so the published references stay reproducible).
 """
 
 from __future__ import annotations
