@@ -441,7 +441,10 @@ def test_singular_state_noise_and_inf_at_masked_steps_are_accepted(x64):
     assert np.isfinite(np.asarray(result.log_likelihood))
 
 
-@pytest.mark.parametrize("smoother", [kalman_smoother, parallel_kalman_smoother])
+# the parallel smoother's case in the slow step (~9 s cold): the serial one stays fast
+@pytest.mark.parametrize(
+    "smoother", [kalman_smoother, pytest.param(parallel_kalman_smoother, marks=pytest.mark.slow)]
+)
 def test_a_tiny_variance_gives_a_noiseless_component_exact_smoother_gradients(x64, smoother):
     """The documented way to differentiate the smoother through a noiseless component: at an
     exactly singular P0 and Q the gradient misses how F opens the null direction (the gain

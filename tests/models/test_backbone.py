@@ -167,6 +167,7 @@ def test_manual_gru_reverse_pass_agrees_with_finite_differences(x64):
     np.testing.assert_allclose(jnp.sum(g_w * d_w) + jnp.sum(g_x * d_x), fd, rtol=1e-7)
 
 
+@pytest.mark.slow  # ~8 s cold; the float64 checks of the manual GRU stay in the fast suite
 def test_manual_gru_in_float32_differs_from_the_default_by_rounding_only():
     """In float32, jitted and batched by 2 as the quick demo trains, the two implementations
     agree to rounding; the step a streaming model runs (`Backbone.step`) follows the layer's

@@ -73,6 +73,7 @@ def test_checkpoints_get_the_mode_the_umask_gives(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o644
 
 
+@pytest.mark.slow  # a second process: ~9 s of imports and building
 def test_a_transformers_fingerprint_is_the_same_in_another_process():
     """A resume after an interruption is another process: the fingerprint of the pretraining
     encoder's initial weights (whose Flax NNX graph holds functions, printed with their
