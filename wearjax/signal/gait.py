@@ -38,6 +38,9 @@ def stride_hz(
     docstring). A step line beyond `freqs[-1]` counts as zero."""
     if not 0 < lo < hi:
         raise ValueError(f"the stride's search range needs 0 < lo < hi, got {lo} and {hi}")
+    if lo < freqs[0]:  # below the grid a candidate would read the lowest bin's power
+        raise ValueError(f"lo={lo} Hz lies below the spectra's grid (from {freqs[0]:g} Hz): "
+                         "give lo within it")  # fmt: skip
     power = jnp.asarray(power)
     f0 = jnp.asarray(np.arange(lo, hi + step / 2, step), power.dtype)
     grid = jnp.asarray(freqs, power.dtype)
