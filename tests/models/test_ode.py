@@ -331,3 +331,14 @@ def test_model_gradient_matches_finite_differences(x64):
     eps = 1e-6
     fd = (loss(w + eps * direction) - loss(w - eps * direction)) / (2 * eps)
     np.testing.assert_allclose(jnp.sum(g * direction), fd, rtol=1e-6)
+
+
+def test_another_engine_keeps_the_models_checkpoints_and_adjoint_unless_given(x64):
+    """`with_engine` kept the adjoint but reset `checkpoints` to one per step until 2026-12-07
+    (the same values, more memory); both are now kept unless given."""
+    for model in (HRODE(5, 8, 1, key=jax.random.key(0)), _personal()):
+        model = model.with_engine("scan", checkpoints=4)
+        moved = model.with_engine("diffrax")
+        assert moved.engine == "diffrax" and moved.checkpoints == 4
+        assert moved.adjoint == model.adjoint
+        assert moved.with_engine("scan", checkpoints=2).checkpoints == 2

@@ -183,9 +183,11 @@ class HRODE(AbstractHRModel):
     def with_engine(
         self, engine: Engine, adjoint: Adjoint | None = None, checkpoints: int | None = None
     ) -> HRODE:
-        """The same model solved by another engine (adjoint, checkpoints: `models.ode.solve`)."""
+        """The same model solved by another engine (adjoint, checkpoints: `models.ode.solve`;
+        each kept from this model unless given)."""
+        kept = self.checkpoints if checkpoints is None else checkpoints
         return replace_static(
-            self, engine=engine, adjoint=adjoint or self.adjoint, checkpoints=checkpoints
+            self, engine=engine, adjoint=adjoint or self.adjoint, checkpoints=kept
         )
 
     @property
