@@ -20,7 +20,7 @@ import numpy as np
 
 from wearjax.data.csv import read_cpet_csv
 from wearjax.data.folders import Skipped
-from wearjax.data.readers import HR_RANGE_BPM
+from wearjax.data.readers import HR_RANGE_BPM, hr_in_range
 from wearjax.data.types import Session
 from wearjax.errors import WearjaxDataError, WearjaxError
 
@@ -93,7 +93,7 @@ def _read_test(path: Path, window_s: int, skipped: list[Skipped]) -> dict | None
         reason = f"{len(values)} s, shorter than one {window_s} s window"
     elif not np.any(table["HR_I"] > HR_RANGE_BPM[0]):
         reason = "no heart rate (all zero)"
-    elif (seen := int(np.sum(_hr_in_range(table["HR_I"])))) < 0.5 * len(values):
+    elif (seen := int(np.sum(hr_in_range(table["HR_I"])))) < 0.5 * len(values):
         reason = f"heart rate in {HR_RANGE_BPM[0]:g}-{HR_RANGE_BPM[1]:g} bpm in only {seen} of "
         reason += f"{len(values)} s"
     elif not np.all(np.isin(table["domain"], (-1, 0, 1))):
@@ -102,12 +102,8 @@ def _read_test(path: Path, window_s: int, skipped: list[Skipped]) -> dict | None
         logger.warning("skipping %s: %s", path.name, reason)
         skipped.append(Skipped(path, reason))
         return None
-    table["HR_I"] = np.where(_hr_in_range(table["HR_I"]), table["HR_I"], np.nan)
+    table["HR_I"] = np.where(hr_in_range(table["HR_I"]), table["HR_I"], np.nan)
     return table
-
-
-def _hr_in_range(hr: np.ndarray) -> np.ndarray:
-    return (hr >= HR_RANGE_BPM[0]) & (hr <= HR_RANGE_BPM[1])
 
 
 def resting_series(window_s: int = 60) -> tuple[list[np.ndarray], list[Skipped]]:

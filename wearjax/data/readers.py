@@ -103,6 +103,11 @@ HR_RANGE_BPM = (25.0, 250.0)
 """Heart rates outside this range are missing: the sentinels 0 and 255, and sensor dropouts."""
 
 
+def hr_in_range(hr: np.ndarray) -> np.ndarray:
+    """`hr` (bpm, any shape) within `HR_RANGE_BPM`: False for NaN and what is missing."""
+    return (hr >= HR_RANGE_BPM[0]) & (hr <= HR_RANGE_BPM[1])
+
+
 class Records(NamedTuple):
     """Samples as a source wrote them: `time [R]` in seconds (any epoch), `channels` named as
     in `SESSION_CHANNEL_UNITS` and in its units, `hr [R]` in bpm and `vo2 [R]` in mL/min, NaN
@@ -225,8 +230,7 @@ def to_session(
         return _mean_per_second(v[keep], second, length)
 
     hr_values = np.asarray(records.hr, np.float64)
-    low, high = HR_RANGE_BPM
-    in_range = (hr_values >= low) & (hr_values <= high)
+    in_range = hr_in_range(hr_values)
     out_of_range = int(np.sum(np.isfinite(hr_values) & ~in_range))
     metadata = ((START_TIME, repr(float(t[0]))),)  # second 0 on the file's clock
     metadata += (("hr_out_of_range", str(out_of_range)),) if out_of_range else ()
@@ -234,7 +238,7 @@ def to_session(
     if out_of_range:
         logger.info(  # also in the metadata, which the CLI prints once (reader_notes)
             "%s: %d heart rates outside %g-%g bpm are masked (not used)",
-            path, out_of_range, low, high,
+            path, out_of_range, *HR_RANGE_BPM,
         )  # fmt: skip
     hr_values = np.where(in_range, hr_values, np.nan)
     hr = _fill_unrecorded(per_second(hr_values, "heart rate"), recorded, max_gap_s)

@@ -165,7 +165,7 @@ def masked_loss(model, x, ok, key, config: PretrainConfig, allowed=None):
     """The masked-reconstruction MSE of a batch `x [B, C, T]` (module docstring), plus the
     contrastive term when it is on (`allowed`: its negatives, `contrast_loss`)."""
     r = config.nominal_rate
-    rows, cols = len(config.freqs) // PATCH[0], x.shape[-1] // PATCH[1]
+    rows, cols = patch_grid(config, x.shape[-1])
     b, c = x.shape[:2]
     mask, hide = batch_masks(key, ok, rows, cols, config)
     module = model.module
@@ -346,10 +346,14 @@ def corpus_fold(recording, n_validation: int, seed: int = 0, by: str = "recordin
     return CorpusFold(jnp.asarray(p / p.sum()), jnp.asarray(val), jnp.asarray(pool))
 
 
+def patch_grid(config: PretrainConfig, samples: int) -> tuple[int, int]:
+    """`(rows, cols)`: the scale rows and time columns of patches of a `samples`-long window."""
+    return len(config.freqs) // PATCH[0], samples // PATCH[1]
+
+
 def check_grid(config: PretrainConfig, samples: int) -> None:
     """`check_mask_ratio` on the patch grid of `samples`-long windows under `config`."""
-    rows, cols = len(config.freqs) // PATCH[0], samples // PATCH[1]
-    check_mask_ratio(config.mask_ratio, rows, cols, config.masking)
+    check_mask_ratio(config.mask_ratio, *patch_grid(config, samples), config.masking)
 
 
 def check_config(config: PretrainConfig) -> None:
