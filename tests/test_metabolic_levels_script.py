@@ -44,6 +44,7 @@ def test_level_r2_is_near_one_for_an_embedding_that_mixes_the_levels_and_near_ze
     assert np.all(ids < 0.05)
 
 
+@pytest.mark.slow  # 6-16 s cold on 2 cores: the slow step (2026-12-07)
 def test_probe_prepare_is_fitted_per_fold_on_its_training_windows_only():
     n_subjects = 10
     features, w, subject = two_class_set(np.random.default_rng(2), n_subjects, 10, 5, 0.5)

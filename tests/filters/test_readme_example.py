@@ -6,6 +6,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -15,6 +16,7 @@ def readme_block() -> str:
     return re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
 
 
+@pytest.mark.slow  # 6-16 s cold on 2 cores: the slow step (2026-12-07)
 def test_readme_example_recovers_the_noise_variances(capsys):
     code = readme_block()
     assert "kalman_filter" in code and "optax" in code

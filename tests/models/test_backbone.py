@@ -234,6 +234,7 @@ def test_hr_models_train_to_the_same_gradients_on_either_gru(x64):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.slow  # 6-16 s cold on 2 cores: the slow step (2026-12-07)
 def test_manual_gru_gradients_through_vmapped_folds_and_batches(x64):
     """As `cv` trains: folds vmapped with their own weights over a loss vmapped over a batch.
     The hand-written pass against per-fold gradients of a plain loop over the batch (no

@@ -264,17 +264,19 @@ def _protocols(model, x, hr):
 
 # standard promotion in the slow step: the six cases take about a minute cold on 2 cores
 @pytest.mark.parametrize("promotion", ["strict", pytest.param("standard", marks=pytest.mark.slow)])
-# in the fast suite both directions for the ODE and one for each of the two costlier models
-# (a float64 Kalman model on float32 data, a float32 personalised one on float64 data); their
-# other directions (~10 s cold each on 2 cores) run in the slow step
+# in the fast suite one direction for each of the Kalman and personalised models (a float64
+# Kalman model on float32 data, a float32 personalised one on float64 data); the other
+# directions (~10 s cold each on 2 cores) and the ODE's (4-5 s each) run in the slow step
 @pytest.mark.parametrize(
     ("name", "build", "inputs", "model_dtype", "data_dtype"),
     [
         ("kalman", _kalman, lambda: _session()[0], jnp.float64, jnp.float32),
         pytest.param("kalman", _kalman, lambda: _session()[0], jnp.float32, jnp.float64,
                      marks=pytest.mark.slow),
-        ("ode, scan", lambda: _ode("scan"), lambda: _session()[0], jnp.float64, jnp.float32),
-        ("ode, scan", lambda: _ode("scan"), lambda: _session()[0], jnp.float32, jnp.float64),
+        pytest.param("ode, scan", lambda: _ode("scan"), lambda: _session()[0], jnp.float64,
+                     jnp.float32, marks=pytest.mark.slow),
+        pytest.param("ode, scan", lambda: _ode("scan"), lambda: _session()[0], jnp.float32,
+                     jnp.float64, marks=pytest.mark.slow),
         pytest.param("personalised ode", _personal_runner, _activity, jnp.float64, jnp.float32,
                      marks=pytest.mark.slow),
         ("personalised ode", _personal_runner, _activity, jnp.float32, jnp.float64),

@@ -212,6 +212,7 @@ def test_a_float64_model_rolls_out_from_float32_data(x64):
     np.testing.assert_allclose(np.asarray(narrow.vo2), np.asarray(wide.vo2), rtol=1e-6)
 
 
+@pytest.mark.slow  # 6-16 s cold on 2 cores: the slow step (2026-12-07)
 def test_no_second_of_a_padded_session_reads_its_padding():
     """A cohort pads every test to its longest: with the session's `length`, the backward GRU
     starts at the session's last second, so its seconds equal those of the unpadded session

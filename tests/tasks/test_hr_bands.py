@@ -7,6 +7,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from wearjax.cv import Split
 from wearjax.eval.calibration import Calibration, fit_calibration
@@ -67,6 +68,7 @@ def _calibrated_on(used, tested, pred, data, protocol):
     return cal.variance(jnp.zeros((len(tested), T)), horizon[jnp.asarray(tested)])
 
 
+@pytest.mark.slow  # 6-16 s cold on 2 cores: the slow step (2026-12-07)
 def test_a_fold_calibrates_on_the_other_folds_test_sessions_never_its_own():
     """Fold 0 tests sessions 0-1 (error SD 2), fold 1 tests 3-4 (SD 10): each fold's band is
     `fit_calibration` on the *other* fold's test sessions, so fold 0's is the wide one. The

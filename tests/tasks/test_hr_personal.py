@@ -176,6 +176,7 @@ def test_metrics_cover_only_the_sessions_a_fold_tests():
     assert result.entry["standard"]["mae"] < 40.0  # the untested sessions' 0 bpm would be ~140
 
 
+@pytest.mark.slow  # 6-16 s cold on 2 cores: the slow step (2026-12-07)
 def test_a_runners_only_session_gets_the_population_embedding():
     """`calibration == -1` (a runner with one session) gives e = 0, whatever the session's HR;
     another calibration session gives a fitted, nonzero embedding."""

@@ -110,6 +110,7 @@ def test_contrast_mask_keeps_other_times_of_the_same_recording():
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.slow  # 6-16 s cold on 2 cores: the slow step (2026-12-07)
 def test_negatives_within_a_recording_come_in_groups_of_one_recording():
     """`contrast_negatives="recording"`: anchors in groups of `contrast_group` training windows
     of one recording (distinct where the recording has enough), each with a training partner
@@ -499,6 +500,7 @@ def test_probe_auroc_is_scikit_learns_per_fold_and_a_class_never_fitted_scores_o
     assert any(8 in subject[split.test[k]] for k in range(split.n_folds))  # the case arises
 
 
+@pytest.mark.slow  # 6-16 s cold on 2 cores: the slow step (2026-12-07)
 def test_a_label_scarce_probe_fits_on_n_whole_subjects_of_each_folds_pool():
     """Which windows every fit saw (recorded by a `prepare` step): exactly `n` subjects' windows
     from the fold's training and validation subjects, never a test subject; the same draws for
@@ -720,6 +722,7 @@ def test_cv_probe_refuses_what_it_cannot_fold_before_any_work(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow  # 6-16 s cold on 2 cores: the slow step (2026-12-07)
 def test_hide_channel_hides_every_patch_of_the_hidden_levels_channel_only():
     from wearjax.tasks.pretrain import batch_masks
 
@@ -736,6 +739,7 @@ def test_hide_channel_hides_every_patch_of_the_hidden_levels_channel_only():
     assert np.all(np.asarray(mask).sum(-1) == 6)  # without it, half of every channel's patches
 
 
+@pytest.mark.slow  # 6-16 s cold on 2 cores: the slow step (2026-12-07)
 def test_with_two_or_three_labelled_subjects_the_penalty_is_chosen_leaving_one_out(caplog):
     """3 windows per class and subject: too few for 4 stratified folds, so the probe used to
     fall back to C = 1; with subject ids it now leaves one subject out, as scikit-learn's own
@@ -927,6 +931,7 @@ def test_visible_planes_read_only_the_visible_samples_and_equal_signal_planes_wh
     np.testing.assert_allclose(sa[0], [v.mean(), v.std()], rtol=1e-5)
 
 
+@pytest.mark.slow  # 6-16 s cold on 2 cores: the slow step (2026-12-07)
 def test_inpainting_hides_the_masked_columns_from_the_encoder_and_the_mixed_masks_do_not():
     """The gradient of the encoder's tokens with respect to the signal is zero on the columns
     `inpaint` hides; under the NormWear-style masks the visible patches' wavelets read every

@@ -386,6 +386,7 @@ def _mixed_folder(root):
             )
 
 
+@pytest.mark.slow  # 6-16 s cold on 2 cores: the slow step (2026-12-07)
 def test_in_a_folder_where_some_recordings_lack_acc_each_setting_learns_where_it_can_read(
     tmp_path,
 ):
@@ -666,6 +667,7 @@ def test_synthetic_sessions_simulates_the_subjects_asked_for():
     assert int(s.n_windows.max()) == int((6 * 60 - WINDOW_S) // HOP_S) + 1
 
 
+@pytest.mark.slow  # 6-16 s cold on 2 cores: the slow step (2026-12-07)
 def test_label_scarce_folds_hide_the_hr_of_all_but_the_chosen_training_subjects():
     s = spectral_sessions([_recording(i, f"sub{i % 6}", seconds=30) for i in range(12)])
     split = split_sessions(s, 1)

@@ -82,6 +82,7 @@ def test_acc_gaps_cost_the_acc_settings_their_windows_not_the_ppg_settings():
     assert ppg["mae"] == pytest.approx(off.mean(), rel=1e-5) and ppg["mae"] > 5.0
 
 
+@pytest.mark.slow  # 6-16 s cold on 2 cores: the slow step (2026-12-07)
 def test_predict_scores_an_acc_model_on_gap_free_windows_and_a_ppg_model_on_all(tmp_path):
     """The file's reference column holds the windows the printed MAE scores: for an ACC model
     those without an ACC gap, for a PPG-only model (which does not read the ACC) every one."""

@@ -28,6 +28,7 @@ def _sessions(n: int = 12, seconds: int = 30, ppg: bool = False):
     )
 
 
+@pytest.mark.slow  # 6-16 s cold on 2 cores: the slow step (2026-12-07)
 def test_label_scarce_references_fit_on_the_labelled_subjects_only():
     """With `labelled`, `train_mean` is the mean HR of the fold's labelled training subjects'
     windows and the ridges are fitted on the sessions the models may read (the labelled
