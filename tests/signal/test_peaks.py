@@ -235,6 +235,38 @@ def test_refine_peak_and_local_maxima():
     rising = jnp.asarray([[1.0, 2.0, 3.0], [0.0, 2.0, 1.0]], jnp.float32)
     np.testing.assert_array_equal(np.asarray(local_maxima(rising)), [[0, 0, 1], [0, 1, 0]])
     np.testing.assert_array_equal(np.asarray(local_maxima(rising, ends=False)), 0)
+    # a flat step on a slope is no peak, a flat top is one, whatever its width
+    steps = jnp.asarray([[4.0, 3.0, 3.0, 3.0, 1.0], [1.0, 3.0, 3.0, 3.0, 1.0]], jnp.float32)
+    np.testing.assert_array_equal(
+        np.asarray(local_maxima(steps)), [[1, 0, 0, 0, 0], [0, 0, 0, 1, 0]]
+    )
+    # without ends, a flat top that starts next to a zeroed stretch is its shoulder
+    shoulder = jnp.asarray([[0.0, 2.0, 2.0, 1.0, 0.5], [0.5, 2.0, 2.0, 1.0, 0.5]], jnp.float32)
+    got = np.asarray(local_maxima(shoulder, ends=False))
+    np.testing.assert_array_equal(got, [[0, 0, 0, 0, 0], [0, 0, 1, 0, 0]])
+    # against a plain loop over random spectra with ties
+    rng = np.random.default_rng(3)
+    many = rng.integers(0, 4, size=(200, 9)).astype(np.float32)
+    for ends in (True, False):
+        got = np.asarray(local_maxima(jnp.asarray(many), ends=ends))
+        np.testing.assert_array_equal(got, [_loop_maxima(row, ends) for row in many])
+
+
+def _loop_maxima(row, ends):
+    """The peaks of one spectrum by walking it: a run of equal bins higher than both of its
+    neighbouring bins (an end's missing neighbour -inf with ends, 0 without) marks its last."""
+    pad = -np.inf if ends else 0.0
+    out, i = np.zeros(row.size, bool), 0
+    while i < row.size:
+        j = i
+        while j + 1 < row.size and row[j + 1] == row[i]:
+            j += 1
+        before = row[i - 1] if i > 0 else pad
+        after = row[j + 1] if j + 1 < row.size else pad
+        high = row[i] > before and row[i] > after
+        out[j] = high and (ends or (before > 0 and after > 0))
+        i = j + 1
+    return out
 
 
 def test_remove_motion_peaks():

@@ -61,15 +61,20 @@ def step_hz(freqs: np.ndarray) -> float:
 def local_maxima(
     spec: Float[Array, "*batch freq"], ends: bool = True
 ) -> Bool[Array, "*batch freq"]:
-    """Bins no lower than their left neighbour and higher than their right one: one bin per
-    peak, also on a flat top. With `ends` an end bin compares with its one neighbour; without,
-    neither end bin nor a bin next to a 0 is a peak (`track_peak`'s candidates: a slope running
-    out of the band is no peak, nor is the shoulder of a zeroed motion stretch)."""
+    """Bins higher than their right neighbour whose run of equal bins (the bin alone, or a
+    flat top) starts above the bin before it: one bin per peak, a flat top's last. A flat step
+    on a falling slope is no peak (until 2026-12-07 its last bin was). With `ends` an end bin
+    compares with its one neighbour; without, neither end bin nor a bin next to a 0 is a peak
+    (`track_peak`'s candidates: a slope running out of the band is no peak, nor is the
+    shoulder of a zeroed motion stretch)."""
     pad = jnp.full(spec.shape[:-1] + (1,), -jnp.inf if ends else 0.0, spec.dtype)
     left = jnp.concatenate([pad, spec[..., :-1]], axis=-1)
     right = jnp.concatenate([spec[..., 1:], pad], axis=-1)
-    peak = (spec >= left) & (spec > right)
-    return peak if ends else peak & (left > 0) & (right > 0)
+    index = jnp.arange(spec.shape[-1])
+    start = jax.lax.cummax(jnp.where(spec != left, index, 0), axis=spec.ndim - 1)
+    before = jnp.take_along_axis(left, start, axis=-1)  # the bin before the run of equal bins
+    peak = (spec > before) & (spec > right)
+    return peak if ends else peak & (before > 0) & (right > 0)
 
 
 def _check_layout(ppg_spec, acc_spec) -> None:
