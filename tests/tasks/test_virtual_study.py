@@ -19,7 +19,7 @@ from wearjax.tasks.virtual import (
     split_sessions,
 )
 from wearjax.tasks.virtual_data import spectral_sessions
-from wearjax.tasks.virtual_study import _scores, cost, latency_device, references
+from wearjax.tasks.virtual_study import _scores, cost, latency_device, references, study
 
 
 def _sessions(n: int = 12, seconds: int = 30, ppg: bool = False):
@@ -65,6 +65,22 @@ def test_label_scarce_references_fit_on_the_labelled_subjects_only():
     every = references(s, split, labelled=len(s.subjects), seed=3)
     for name, hr in full.items():
         np.testing.assert_array_equal(every[name], hr)
+
+
+def test_a_study_with_no_learned_setting_scores_the_references(tmp_path):
+    """`settings=()` (`virtual_sensing.py --references-only`) trains nothing and scores the
+    references; from 2026-12-06 to 12-07 it was refused as 'no setting can run'."""
+    s = _sessions(6, ppg=True)
+    metrics = study(s, VirtualConfig(), tmp_path / "o", settings=(), say=lambda _: None)
+    split = split_sessions(s, 1)
+    scored = s.labels() & (np.asarray(split.owner) >= 0)[:, None]
+    want = references(s, split)["train_mean"][scored]
+    np.testing.assert_allclose(
+        metrics["train_mean"]["raw"]["mae"], np.abs(want - s.hr[scored]).mean(), rtol=1e-5
+    )
+    assert {"troika", "ppg_peak", "acc_ridge", "acc_gait"} <= set(metrics)
+    assert not {"acc_only", "virtual", "ppg_only", "fusion"} & set(metrics)
+    assert (tmp_path / "o" / "table.md").exists()
 
 
 def test_the_kl_weight_is_full_from_the_first_epoch_without_warmup():

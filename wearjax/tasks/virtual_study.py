@@ -262,7 +262,7 @@ def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out
             not_run[name] = str(err)
             settings.remove(name)
             say(f"not run: {err}")
-    if not settings:
+    if not settings and not_run:  # none asked for (settings=()) runs the references alone
         raise WearjaxDataError(f"no setting can run: {'; '.join(not_run.values())}")
     metrics: dict = {"data": {"sessions": len(s.names), "subjects": len(s.subjects),
                               "windows": int(s.ok.sum()), "folds": split.n_folds,
