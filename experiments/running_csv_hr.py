@@ -55,7 +55,11 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=10, help="optimiser steps per epoch")
     parser.add_argument("--batch", type=int, default=8, help="training segments per step")
     parser.add_argument("--segment-windows", type=int, default=10, help="60 s windows a segment")
-    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument(
+        "--folds", type=int, default=5,
+        help="sessions held out per fold: their number over this, rounded up (so ceil(n/k) "
+        "folds, which can be fewer than asked: 4 from 12 sessions)",
+    )  # fmt: skip
     parser.add_argument(
         "--split",
         choices=("sessions", "chronological"),

@@ -169,6 +169,18 @@ def test_even_batches_pad_to_whole_batches_of_at_most_the_given_size():
         assert size is None or m <= size or width % size == 0
 
 
+def test_the_folds_spread_over_the_most_devices_that_share_them_evenly():
+    """`default_mesh`'s count: every divisor of the folds up to the devices is a candidate,
+    not only the common ones (4 folds on 3 devices: 2; their gcd gave 1)."""
+    from wearjax.sharding import fold_devices
+
+    for n_folds in range(1, 13):
+        for n_devices in range(1, 9):
+            want = [d for d in range(1, n_devices + 1) if n_folds % d == 0][-1]
+            assert fold_devices(n_folds, n_devices) == want, (n_folds, n_devices)
+    assert fold_devices(4, 3) == 2 and fold_devices(6, 4) == 3 and fold_devices(5, 2) == 1
+
+
 def test_a_process_takes_its_contiguous_share_of_the_folds(monkeypatch):
     """Under jax.distributed with 2 processes, process 1 trains folds 2-3 of 4 (the split
     restricted to them, calibration sources included); 5 folds cannot be shared."""

@@ -32,7 +32,8 @@ SCRIPT = textwrap.dedent(
     # the CLI's default: folds over as many CPU devices as divide their number
     assert default_mesh(4) is None  # only inside spread_folds
     with spread_folds():
-        assert default_mesh(5) is None and default_mesh(6).shape["fold"] == 2
+        assert default_mesh(1) is None and default_mesh(6).shape["fold"] == 6
+        assert default_mesh(12).shape["fold"] == 6  # the most of the 8 that share 12 evenly
         assert dict(default_mesh(4).shape) == {"fold": 4, "data": 1}
     out = {}
     for name, shape in (("single", None), ("fold4_data2", (4, 2)), ("spread", "cpus")):

@@ -73,6 +73,13 @@ def test_plots_skip_sessions_with_no_observed_hr(tmp_path):
     paths = plot_sessions(predictions, tmp_path, n=3)
     assert [p.name for p in paths] == ["session_000.png", "session_002.png"]
     assert all(p.stat().st_size > 0 for p in paths)
+    # a split that tests only session 2 (a chronological one): session 0, the longest, was
+    # trained on and predicted as 0 bpm, so it is not plotted
+    scored = np.zeros_like(mask)
+    scored[2, 5:60] = True
+    predictions["scored"] = {"standard": scored, "generative": scored}
+    paths = plot_sessions(predictions, tmp_path / "held_out", n=3)
+    assert [p.name for p in paths] == ["session_002.png"]
 
 
 def test_a_diverged_model_prints_nan_and_an_empty_subset_the_dash():

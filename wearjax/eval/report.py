@@ -161,8 +161,10 @@ def _finite_or_none(obj):
 
 
 def plot_sessions(predictions: dict, folder: Path, *, n: int = 3) -> list[Path]:
-    """True vs predicted HR for `n` sessions (longest first), both protocols, with the
-    filter's 2-SD band."""
+    """True vs predicted HR for `n` held-out sessions (the most scored seconds first), both
+    protocols, with the filter's 2-SD band. Where `predictions` has `scored` (a split that
+    tests only some sessions, a chronological one), a session no fold tests is never plotted:
+    its prediction is 0 bpm (until 2026-12-07 such a session could be)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -174,9 +176,9 @@ def plot_sessions(predictions: dict, folder: Path, *, n: int = 3) -> list[Path]:
         return []
     model = models[0]
     hr, mask = predictions["hr"], predictions["mask"]
-    observed = mask.sum(1)
-    # longest first, and only sessions with observed HR (an empty one has nothing to plot)
-    order = [s for s in np.argsort(-observed)[:n] if observed[s] > 0]
+    observed = np.asarray(predictions.get("scored", {}).get("standard", mask)).sum(1)
+    # longest first, and only sessions with scored HR (an empty one has nothing to plot)
+    order = [s for s in np.argsort(-observed, kind="stable")[:n] if observed[s] > 0]
     paths = []
     for s in order:
         t = np.flatnonzero(mask[s])
