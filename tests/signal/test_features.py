@@ -84,7 +84,7 @@ def test_bad_channel_lists_raise(channels, message):
         running_features(x, channels, jnp.asarray(SUBJECT, jnp.float32))
 
 
-@pytest.mark.parametrize("height", [0.0, -1.7, np.nan])
+@pytest.mark.parametrize("height", [0.0, -1.7, np.nan, np.inf])
 def test_bad_height_raises_when_vertical_oscillation_is_used(height):
     subject = jnp.asarray([height, 60.0, 30.0, 1.0], jnp.float32)
     with pytest.raises(WearjaxDataError, match="height_m"):

@@ -62,6 +62,8 @@ def test_lags_equal_a_float64_loop():
 def test_bad_lags_and_search_ranges_are_refused():
     with pytest.raises(ValueError, match="time constants"):
         lagged(jnp.ones((3, 5)), 2.0, (10.0, 0.0))
+    with pytest.raises(ValueError, match="at least one window"):  # not an IndexError
+        lagged(jnp.zeros((2, 0)), 2.0)
     with pytest.raises(ValueError, match="0 < lo < hi"):
         stride_hz(jnp.ones((2, 64)), np.linspace(0.5, 4.0, 64), lo=2.0, hi=1.0)
     # below the grid a candidate read the lowest bin's power (until 2026-12-07: accepted)

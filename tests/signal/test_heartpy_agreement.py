@@ -10,7 +10,11 @@ median over the windows where heartpy reports a bpm in the band (30-240). Measur
 | ------- | --------- | ------- | -------- | --------------- | ---- | ------------ |
 | 0       | 100       | 9       | 9        | 0.76            | 1.53 | 100%         |
 | 1       | 117.0     | 61      | 45       | 0.87            | 9.79 | 87%          |
-| 2       | 100.4     | 337     | 337      | 2.21            | 4.40 | 79%          |
+| 2       | 100.4     | 337     | 337      | 2.12            | 4.34 | 80%          |
+
+(Example 2 read 2.21, 4.40 and 79% before the tracker's two fixes of 2026-12-07: a flat step
+on a falling slope is no peak, and a line at a third of the pick no longer replaces the root
+found at half of it.)
 
 Example 1 begins with a sensor dropout (the signal falls to 0 near 18 s), where heartpy's
 per-window bpm range from 67 to 395 and our tracker finds no peak in the first 9 windows

@@ -227,6 +227,19 @@ def test_the_first_pick_takes_the_fundamental(harmonic):
     np.testing.assert_allclose(off, harmonic * hr, atol=0.5)
 
 
+def test_a_root_found_at_half_the_pick_is_not_replaced_by_a_line_at_a_third():
+    """The pick is the pulse's 2nd harmonic, its root at 1/2 is found; a stride line at 2/3 of
+    the HR (1/3 of the pick) must not then take the track (it did until 2026-12-07, and the
+    search never reached the HR again)."""
+    rate, hr = 25.0, 100.0
+    t = np.arange(round(60 * rate)) / rate
+    f0 = hr / 60
+    x = 0.6 * np.sin(2 * np.pi * f0 * t) + np.sin(2 * np.pi * 2 * f0 * t)
+    x = x + 0.7 * np.sin(2 * np.pi * 2 * f0 / 3 * t + 1.0)
+    spec, freqs = band_spectra(jnp.asarray(x, jnp.float32), rate)
+    np.testing.assert_allclose(np.asarray(track_peak(spec, freqs)), hr, atol=0.5)
+
+
 def test_refine_peak_and_local_maxima():
     x = jnp.asarray([[0.0, 1.0, 3.0, 2.0, 0.5], [1.0, 2.0, 2.0, 1.0, 0.0]], jnp.float32)
     np.testing.assert_allclose(np.asarray(refine_peak(x, jnp.asarray([2, 0]))), [1 / 6, 0.0])

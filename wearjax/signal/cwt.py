@@ -119,9 +119,12 @@ def signal_planes(
     x: Float[Array, "*batch time"], rate: float, nominal: float
 ) -> Float[Array, "*batch 3 out"]:
     """The signal resampled to `nominal` Hz and its first and second differences, each
-    standardised over time. A plane whose SD is at the signal's rounding level (under 1e-5
-    of its largest magnitude: a constant channel, whose float mean misses its value by an ulp
-    and whose resampling rings by a few) stays zero rather than blowing that noise up to 1."""
+    standardised over time. A plane whose SD is under 1e-5 of the signal's largest magnitude
+    stays zero rather than blowing noise up to 1: a constant channel, whose float mean misses
+    its value by an ulp and whose resampling rings by a few. The floor is that fixed fraction
+    in float32 and float64 alike, about 80 float32 ulps, so it also zeroes real but tiny
+    variation on a large offset (an altitude of 2,000 m that moves by millimetres per sample
+    gives zero difference planes); left so, as every encoder here was trained with it."""
     x = resample(x, rate, nominal)
     d1 = jnp.diff(x, axis=-1, prepend=x[..., :1])
     d2 = jnp.diff(d1, axis=-1, prepend=d1[..., :1])

@@ -95,12 +95,13 @@ def feature_names(channels: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _check_height(height: Array) -> None:
-    """Raise on a non-positive or NaN height when its value is known (not under tracing)."""
+    """Raise on a non-positive, infinite or NaN height when its value is known (not under
+    tracing)."""
     try:
         h = np.asarray(height)
     except jax.errors.TracerArrayConversionError:
         return
-    bad = ~(h > 0)
+    bad = ~(np.isfinite(h) & (h > 0))  # an infinite height would scale the channel to 0
     if np.any(bad):
         raise WearjaxDataError(
             f"subject field 'height_m' must be positive and finite to scale channel "

@@ -63,6 +63,8 @@ def lagged(
     if min(taus_s, default=0.0) <= 0 or hop_s <= 0:
         raise ValueError(f"lags need time constants and a hop > 0, got {taus_s} and {hop_s}")
     x = jnp.asarray(x)
+    if x.ndim == 0 or x.shape[-1] == 0:
+        raise ValueError(f"lags need at least one window on the last axis, got shape {x.shape}")
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.float32)  # integer counts: the lags are fractional
     xs = jnp.moveaxis(x, -1, 0)  # [W, ...]

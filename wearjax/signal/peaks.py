@@ -230,10 +230,14 @@ def _track(spec, ok, bpm, prev0, *, low_hz, low_bpm, step, search_bpm, widen_bpm
         index = jnp.argmax(jnp.where(allowed, s, -jnp.inf), axis=-1)
         top = low_bpm + index.astype(dtype)[..., None] * (step * 60)
         rival = allowed & (s >= harmonic_ratio * jnp.take_along_axis(s, index[..., None], -1))
-        for d in (2, 3):  # the harmonic check: a peak at 1/2, then 1/3, of the pick's frequency
-            under = rival & (jnp.abs(bpm - top / d) <= HARMONIC_TOL_BPM)
-            lower = jnp.argmax(jnp.where(under, s, -jnp.inf), axis=-1)
-            index = jnp.where(jnp.any(under, axis=-1), lower, index)
+        # the harmonic check: a peak at 1/2 of the pick's frequency, else one at 1/3 (until
+        # 2026-12-07 a line at 1/3 also replaced a root found at 1/2)
+        found = jnp.zeros(index.shape, bool)
+        for d in (2, 3):
+            under = rival & (jnp.abs(bpm - top / d) <= HARMONIC_TOL_BPM) & ~found[..., None]
+            hit = jnp.any(under, axis=-1)
+            index = jnp.where(hit, jnp.argmax(jnp.where(under, s, -jnp.inf), axis=-1), index)
+            found = found | hit
         pick = good & jnp.any(allowed, axis=-1)
         hz = low_hz + (index.astype(dtype) + refine_peak(s, index)) * step
         hr = jnp.where(pick, hz * 60, prev)
