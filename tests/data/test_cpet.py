@@ -258,3 +258,28 @@ def test_warm_up_zeros_are_no_first_vo2_and_vco2_keeps_its_own_unit(tmp_path):
     assert meta["vo2_below_floor_masked"] == "8" and meta["seconds_before_first_vo2_dropped"] == "8"
     assert s.vo2[0] == pytest.approx(1508.0) and s.length == N - 8
     np.testing.assert_allclose(s.x[:2, s.channels.index("vco2")], [1208, 1209])  # mL/min as named
+
+
+def test_a_ramp_test_with_no_whole_window_is_skipped_and_the_subjects_stay_numbered(
+    tmp_path, monkeypatch
+):
+    """A test whose HR drops out in every 60 s stretch (yet reads in over half its seconds)
+    has no window without a missing value: it is skipped with that reason, and the other
+    tests' subjects are numbered 0..n-1 (until 2026-12-07 it took an id and left a hole
+    that the subject-wise split refused)."""
+    from wearjax.data import pyoxynet
+
+    t = np.arange(200)
+    for i in range(4):
+        hr = 100 + 0.3 * t
+        if i == 1:
+            hr = np.where(t % 50 == 0, 0.0, hr)  # a dropout every 50 s
+        rows = np.stack([hr, 1500 + 5 * t, 1400 + 5 * t, 40 + 0.2 * t, (t > 100) * 1.0], 1)
+        lines = ["HR_I,VO2_I,VCO2_I,VE_I,domain"] + [",".join(map(str, r)) for r in rows]
+        (tmp_path / f"ramp_real_test_{i}.csv").write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(pyoxynet, "pyoxynet_data_folder", lambda: tmp_path)
+    w, skipped = pyoxynet.domain_windows()
+    assert [(s.path.name, s.reason) for s in skipped] == [
+        ("ramp_real_test_1.csv", "no 60 s window without a missing value")
+    ]
+    assert sorted(set(w.subject.tolist())) == [0, 1, 2] and w.n_subjects == 3

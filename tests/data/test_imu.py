@@ -204,6 +204,21 @@ def test_a_train_split_without_recordings_is_read_with_a_warning(tmp_path, caplo
     assert "give `recording`" not in caplog.text
 
 
+def test_a_train_split_with_subjects_on_both_sides_is_read_with_a_warning(tmp_path, caplog):
+    """A `train` split that puts one person's windows on both sides is read (a split by
+    session may mean to), with a line saying the probe is scored on people it was fitted on;
+    a split by subject reads in silence."""
+    from wearjax.data.imu import read_windows
+
+    rec = np.repeat(["r0", "r1", "r2", "r3", "r4", "r5"], 2)
+    with caplog.at_level("WARNING", logger="wearjax.data.imu"):
+        read_windows(_own(tmp_path, train=np.repeat([True, False], 6), recording=rec))
+    assert "both sides of train" not in caplog.text
+    with caplog.at_level("WARNING", logger="wearjax.data.imu"):
+        read_windows(_own(tmp_path, train=np.tile([True, True, False], 4), recording=None))
+    assert "4 subject(s) have windows on both sides of train" in caplog.text
+
+
 def test_watch_windows_longer_than_every_recording_are_named():
     pytest.importorskip("seglearn")
     from wearjax.data.imu import watch

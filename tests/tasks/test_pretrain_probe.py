@@ -862,6 +862,45 @@ def test_logistic_probe_without_subjects_chooses_its_penalty_by_stratified_inner
     assert got.accuracy[0] == pytest.approx(np.mean(by_hand.predict(features[60:]) == y[60:]))
 
 
+def test_without_subjects_the_inner_folds_keep_each_recording_whole(caplog):
+    """Windows that share recordings (overlapping windows of 8 recordings, no subject ids, or
+    one subject under --labelled 1): the inner folds group by recording, as a
+    `LogisticRegressionCV` over GroupKFold by recording chooses; one recording: C = 1."""
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.model_selection import GroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from tests.windows import label_only_windows
+    from wearjax.cv import Split
+    from wearjax.tasks.probe import PROBE_CS, probe_scores
+
+    rng = np.random.default_rng(6)
+    recording = np.repeat(np.arange(8), 10).astype(np.int32)
+    y = np.tile([0, 1], 40).astype(np.int32)
+    features = rng.normal(size=(80, 30)) + 0.3 * y[:, None] + rng.normal(size=(8, 30))[recording]
+    w = label_only_windows(y, np.full(80, -1, np.int32))._replace(recording=recording)
+    test = np.zeros((1, 80), bool)
+    test[0, 60:] = True
+    split = Split(test, np.zeros_like(test), ~test)
+    with caplog.at_level("WARNING", logger="wearjax.tasks.probe"):
+        got = probe_scores(features, w, split)
+    assert "uses C = 1" not in caplog.text
+    folds = list(GroupKFold(4).split(features[:60], y[:60], recording[:60]))
+    probe = LogisticRegressionCV(Cs=list(PROBE_CS), cv=folds, max_iter=5000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        by_hand = make_pipeline(StandardScaler(), probe).fit(features[:60], y[:60])
+    assert got.accuracy[0] == pytest.approx(np.mean(by_hand.predict(features[60:]) == y[60:]))
+    one = np.zeros((1, 80), bool)
+    one[0, :10] = True  # fitted on recording 0 alone
+    with caplog.at_level("WARNING", logger="wearjax.tasks.probe"):
+        alone = probe_scores(features, w, Split(test, np.zeros_like(test), one))
+    assert "uses C = 1" in caplog.text
+    fixed = probe_scores(features, w, Split(test, np.zeros_like(test), one), cs=[1.0])
+    np.testing.assert_array_equal(alone[0], fixed[0])
+
+
 def test_a_researchers_file_whose_fold_fits_on_one_class_is_refused_before_the_work(tmp_path):
     from wearjax.errors import WearjaxDataError
     from wearjax.tasks.probe import probe_windows

@@ -292,6 +292,15 @@ def read_windows(path) -> LabelledWindows:
                     f"(e.g. {recordings[int(both[0])]!r}): a probe scored on windows of "
                     "recordings it trained on overstates itself; split by recording"
                 )
+        shared = np.intersect1d(subject[train], subject[~train])
+        shared = shared[shared >= 0]
+        if shared.size:  # allowed (an official split may be by session), but said
+            logger.warning(
+                "%s: %d subject(s) have windows on both sides of train: the probe is scored on "
+                "subjects it was fitted on, which overstates it for new people; split by "
+                "subject (or drop train and give subject for subject-wise folds)",
+                name, shared.size,
+            )  # fmt: skip
     return LabelledWindows(
         x, y, subject, np.arange(n, dtype=np.int32) if recording is None else recording,
         classes, channels, {"all": tuple(range(x.shape[2]))}, hz, train,

@@ -142,6 +142,9 @@ def domain_windows(window_s: int = 60, hop_s: int = 15):
         w = windows(series, window_s, hop_s)
         end = np.arange(len(w)) * hop_s + window_s - 1
         keep = np.all(np.isfinite(w), axis=(1, 2))
+        if not keep.any():  # else it takes a subject id and leaves the numbering a hole
+            skipped.append(Skipped(path, f"no {window_s} s window without a missing value"))
+            continue
         xs.append(w[keep])
         ys.append(table["domain"][end][keep].astype(np.int32) + 1)
         subjects += [len(xs) - 1] * int(keep.sum())

@@ -98,9 +98,11 @@ def probe_scores(
     happens to suit it, and a 768-dimensional embedding needs another than 54 statistics.
     With 2 to `inner - 1` subjects (a label-scarce probe) the inner folds leave one subject out
     each; with one class per subject they score the log-loss, not accuracy (`_inner_scoring`);
-    where the windows have no subject ids (an official split without them), the inner
-    folds are stratified by class instead, and where a class has fewer than `inner` windows
-    even for that, the probe falls back to C = 1 and says so. `prepare`, a scikit-learn
+    where the fitting windows hold one subject or none known (`--labelled 1`, an official
+    split without subjects), the inner folds keep each recording whole when windows share
+    recordings (overlapping windows on both sides would favour a weak penalty), else they
+    are stratified by class; where that leaves fewer than two recordings, or a class with
+    fewer than `inner` windows, the probe falls back to C = 1 and says so. `prepare`, a scikit-learn
     transformer (e.g. a PCA of some columns), is fitted per fold on the windows the probe is
     fitted on (training and validation), before the standardisation."""
     from sklearn.base import clone
@@ -121,10 +123,19 @@ def probe_scores(
         probe = LogisticRegression(C=float(cs[0]), max_iter=5000)
         n_groups = len(np.unique(groups))
         by_subject = bool(n_groups >= 2 and groups.min() >= 0)  # subject ids known
-        if len(cs) > 1 and not by_subject and np.unique(y, return_counts=True)[1].min() < inner:
+        recordings = windows.recording[fit_on]
+        if not by_subject and len(np.unique(recordings)) < len(fit_on):
+            # one subject (--labelled 1) or none known, but windows of one recording overlap:
+            # the inner folds keep each recording whole (until 2026-12-07 they split windows)
+            groups, n_groups = recordings, len(np.unique(recordings))
+            by_subject = n_groups >= 2
+            too_few = not by_subject
+        else:
+            too_few = not by_subject and np.unique(y, return_counts=True)[1].min() < inner
+        if len(cs) > 1 and too_few:
             logger.warning(
-                "fold %d: too few subjects and windows per class for %d inner folds; the "
-                "logistic probe uses C = 1", k, inner,
+                "fold %d: too few subjects, recordings or windows per class for %d inner folds; "
+                "the logistic probe uses C = 1", k, inner,
             )  # fmt: skip
             probe = LogisticRegression(C=1.0, max_iter=5000)
         elif len(cs) > 1:
@@ -233,9 +244,11 @@ def auroc_scores(score: np.ndarray, windows: LabelledWindows, split: Split) -> n
 
 def channel_levels(x: np.ndarray) -> np.ndarray:
     """`[N, 2C]` from windows `x [N, T, C]`: `asinh` of each channel's mean and SD over the
-    window (`signal.cwt.levels`),
-    the numbers the encoder's tokeniser standardises away and hands to each channel's [CLS]
-    token. On pyoxynet's metabolic domains these 8 numbers alone outscore every encoder probe
+    window at its own rate (`signal.cwt.levels`), the numbers the encoder's tokeniser
+    standardises away and hands to each channel's [CLS] token when the windows are at the
+    encoder's rate (at another, the tokeniser takes the SD after resampling, which drops
+    what lies above the encoder's band). On pyoxynet's metabolic domains, at the encoder's
+    1 Hz, these 8 numbers alone outscore every encoder probe
     (`experiments/metabolic_levels.py`), so the CLI reports them beside the encoder."""
     per_channel = jnp.asarray(x, jnp.float32).transpose(0, 2, 1)  # [N, C, T]
     return np.asarray(levels(per_channel, 1.0, 1.0)).reshape(len(x), -1)
