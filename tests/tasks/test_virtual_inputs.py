@@ -161,6 +161,24 @@ def test_a_folder_skips_a_file_at_an_unusable_rate_or_in_the_wrong_units_and_rea
     assert "acc is sampled at 5 Hz, too slow" in reasons["slow.npz"]
 
 
+def test_a_file_with_good_acc_beside_an_unusable_ppg_is_read_for_its_acc(tmp_path):
+    """PPG at 5 Hz beside good ACC and reference: the ACC settings read the file (as
+    `predict` with an ACC model does), with a line that says why; until 2026-12-07 the file
+    was skipped as if it had no ACC."""
+    from wearjax.tasks.virtual_data import folder_sessions
+
+    for i in range(2):
+        rec = _recording(i, f"subject{i}")
+        (tmp_path / rec.subject).mkdir()
+        np.savez(tmp_path / rec.subject / "run.npz", acc=rec.acc[0], acc_rate_hz=25.0,
+                 ppg=rec.ppg[0][::5], ppg_rate_hz=5.0, hr=rec.hr[0], hr_rate_hz=1.0)  # fmt: skip
+    said = []
+    s, skipped = folder_sessions(tmp_path, say=said.append)
+    assert not skipped and s.subjects == ("subject0", "subject1")
+    assert s.has_acc and not s.has_ppg and s.acc_present.all()
+    assert sum("ppg is sampled at 5 Hz" in x and "ACC alone" in x for x in said) == 2
+
+
 def test_predict_leaves_out_what_the_model_does_not_read(tmp_path):
     """An ACC-only model on a file whose PPG is at 5 Hz (unusable) and whose reference is
     at 0.25 Hz: it predicts from the ACC, says the reference was left out, and gives what it

@@ -389,8 +389,14 @@ def track(
     variance `q` per hop, each estimate observed with its predicted variance `var` (windows
     where `ok` is False are skipped), from a flat prior (`PRIOR`: the grid's middle, SD 100
     bpm). Built on `filters.kalman_filter`; returns the filtered mean and variance per window,
-    as a watch would report them online."""
+    as a watch would report them online. A non-finite estimate or variance on a window where
+    `ok` is True is not taken as a measurement, and the tracked value there is NaN, so it is
+    counted as the raw one is (until 2026-12-07 the filter refused it and the study stopped)."""
     dtype = hr.dtype
+    finite = jnp.isfinite(hr) & jnp.isfinite(var)
+    bad = ok & ~finite
+    ok = ok & finite
+    hr, var = jnp.where(ok, hr, 0.0), jnp.where(ok, var, 1.0)
     params = LinearGaussianParams(
         m0=jnp.full((1,), PRIOR[0], dtype),
         P0=jnp.full((1, 1), PRIOR[1] ** 2, dtype),
@@ -400,4 +406,4 @@ def track(
         R=var.reshape(-1, 1, 1),
     )
     res = kalman_filter(params, hr.reshape(-1, 1), ok)
-    return res.filtered_means[:, 0], res.filtered_covs[:, 0, 0]
+    return jnp.where(bad, jnp.nan, res.filtered_means[:, 0]), res.filtered_covs[:, 0, 0]

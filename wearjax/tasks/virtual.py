@@ -266,9 +266,13 @@ def make_task(config: VirtualConfig, setting: str) -> Task:
         start = jnp.floor(jax.random.uniform(k2, (config.batch_size,)) * hi).astype(jnp.int32)
         w = start[:, None] + jnp.arange(L)[None]  # [B, L]
         take = lambda a: a[i[:, None], w]  # noqa: E731
-        ok, ref = (take(m) & fold.labelled[i][:, None] for m in (data.ok, data.ref_ok))
+        # past a session's end: its padding, or where every session is shorter than L (under
+        # 38 s) a clamped gather repeating the last window, which must not count L times
+        inside = w < data.n_windows[i][:, None]
+        ok, ref = (take(m) & fold.labelled[i][:, None] & inside for m in (data.ok, data.ref_ok))
         acc, ppg, gait, hr, ppg_ok, acc_ok = (take(a) for a in (
             data.acc, data.ppg, data.gait, data.hr, data.ppg_ok, data.acc_ok))  # fmt: skip
+        ppg_ok, acc_ok = ppg_ok & inside, acc_ok & inside
         if config.stretch is not None:  # its own key: without it the draws are unchanged
             acc, ppg, gait, hr, ok, ref = _stretched(
                 config, jax.random.fold_in(key, 3), acc, ppg, gait, hr, ok, ref
@@ -380,6 +384,14 @@ class SettingResult(NamedTuple):
 Q_FACTORS = (1.0, 4.0, 16.0, 64.0, 256.0)
 
 
+def tracked_windows(data: VirtualData, reads_acc: bool) -> jax.Array:
+    """`[S, W]` the windows whose estimates the HR tracker takes as measurements: every
+    window of a setting that reads PPG alone; for one that reads ACC, those without an ACC
+    gap, whose filled ACC is input the model never learned from, so the filter holds through
+    them (until 2026-12-07 it took them, and their errors reached the scored windows after)."""
+    return data.acc_ok if reads_acc else data.valid
+
+
 @jax.jit
 def choose_q(hr, var, valid, true, ok, q0):
     """Per fold, the transition variance among `q0 x Q_FACTORS` whose tracked estimates of the
@@ -420,8 +432,9 @@ def run_setting(s: SpectralSessions, split: Split, config: VirtualConfig, settin
     val, vidx, vok = predict_per_fold(
         per_session, fit.model, folds, data, split, batch=4, which="validation"
     )
-    q = choose_q(*val, data.valid[vidx], data.hr[vidx], data.ok[vidx] & vok[..., None], folds.q)
+    measured = tracked_windows(data, setting in ACC_SETTINGS)
+    q = choose_q(*val, measured[vidx], data.hr[vidx], data.ok[vidx] & vok[..., None], folds.q)
     folds = folds._replace(q=q)
-    tracked = jax.vmap(jax.vmap(track, in_axes=(0, 0, 0, None)))(hr, var, data.valid[idx], q)
+    tracked = jax.vmap(jax.vmap(track, in_axes=(0, 0, 0, None)))(hr, var, measured[idx], q)
     full = [scatter(a, idx, ok, len(s.names)) for a in (hr, var, *tracked)]
     return SettingResult(*full, fit.history, fit.model, folds)

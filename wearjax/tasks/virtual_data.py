@@ -316,7 +316,8 @@ def spectral_sessions(recordings: list[WristRecording], *,
         values, hr_rate = rec.hr
         values = np.asarray(values, np.float32)
         m, seen = _window_reference(values, np.isfinite(values) & (values > 0), hr_rate, w)
-        whole = np.ones(w, bool)
+        # no ACC at all: no window an ACC setting may read (until 2026-12-07 all of them)
+        whole = np.full(w, acc_whole is not None)
         if acc_whole is not None and not acc_whole.all():  # an ACC gap: no label for ACC
             frac, _ = _window_means(acc_whole.astype(np.float32), np.ones(len(a), bool), rate, w)
             whole = frac > 1.0 - 1e-6  # (`SpectralSessions.labels`); PPG keeps it
@@ -354,18 +355,19 @@ def folder_sessions(folder: Path, say=None) -> tuple[SpectralSessions, list]:
     if flat:
         sessions = [dataclasses.replace(s, runner=Path(s.source).stem) for s in sessions]
     recs, sources = [], []
+    acc_alone = []
     for s in sessions:
         try:
-            try:
-                rec = wrist_recording(s, require_reference=True)
-            except WearjaxDataError:  # no usable ACC: its PPG alone, where that is usable
-                if "ppg" not in s.signals:
-                    raise
-                rec = wrist_recording(s, require_reference=True, require_acc=False)
-            recs.append(rec)
-            sources.append(Path(s.source))
-        except WearjaxDataError as err:
-            skipped.append(Skipped(Path(s.source), str(err)))
+            rec = wrist_recording(s, require_reference=True)
+        except WearjaxDataError as err:  # its PPG alone, else its ACC alone, where usable
+            rec = _one_stream(s) if "ppg" in s.signals else None
+            if rec is None:
+                skipped.append(Skipped(Path(s.source), str(err)))
+                continue
+            if rec.acc is not None:
+                acc_alone.append(f"{err}; read for its ACC alone")
+        recs.append(rec)
+        sources.append(Path(s.source))
     if not recs:
         raise WearjaxFileError(
             folder, "no recording with acc_x/y/z (or ppg) and a reference HR", want
@@ -384,6 +386,8 @@ def folder_sessions(folder: Path, say=None) -> tuple[SpectralSessions, list]:
         if not recs:
             raise WearjaxFileError(folder, NO_LABEL, "check the reference HR and the ACC")
         spectral = spectral_sessions(recs)
+    for said in acc_alone if say is not None else ():
+        say(said)
     ppg_alone = [r.name for r in recs if r.acc is None]
     if ppg_alone and say is not None:
         names = ", ".join(ppg_alone[:5]) + (", ..." if len(ppg_alone) > 5 else "")
@@ -402,6 +406,18 @@ def folder_sessions(folder: Path, say=None) -> tuple[SpectralSessions, list]:
         say(f"no PPG for subject(s) {', '.join(without)}: the settings that read PPG are "
             "scored on the other subjects' sessions")  # fmt: skip
     return spectral, skipped
+
+
+def _one_stream(session) -> WristRecording | None:
+    """A recording whose ACC and PPG together are unusable, read for its PPG alone, else for
+    its ACC alone (an empty or too slow ppg column beside good ACC; until 2026-12-07 such a
+    file was skipped, though `predict` with an ACC model reads it); None when neither is."""
+    for only in ({"require_acc": False}, {"use_ppg": False}):
+        try:
+            return wrist_recording(session, require_reference=True, **only)
+        except WearjaxDataError:
+            pass
+    return None
 
 
 NO_LABEL = (

@@ -37,6 +37,7 @@ from wearjax.tasks.virtual import (
     predict,
     reading,
     reading_split,
+    tracked_windows,
 )
 from wearjax.tasks.virtual_data import (
     HOP_S,
@@ -118,8 +119,9 @@ def fit_model(s: SpectralSessions, config: VirtualConfig, setting: str, *, progr
 
     hr, var = jax.vmap(session)(vidx[0])
     ok = data.ok[vidx[0]] & vok[0][:, None]
-    q = choose_q(hr[None], var[None], data.valid[vidx[0]][None], data.hr[vidx[0]][None],
-                 ok[None], folds.q)  # fmt: skip
+    measured = tracked_windows(data, setting in ACC_SETTINGS)[vidx[0]]
+    q = choose_q(hr[None], var[None], measured[None], data.hr[vidx[0]][None], ok[None],
+                 folds.q)  # fmt: skip
     return model, float(q[0])
 
 
@@ -169,7 +171,7 @@ def predict_recording(model, header: dict, session) -> dict:
     # no floor_db: a linear-input checkpoint
     data = device_data(s, floor_db=header.get("floor_db"), reads_acc=model.uses_acc)
     out = predict(model, None, data, 0, context=header["context"])
-    mean, var = track(out.hr, out.var, data.valid[0], header["q"])
+    mean, var = track(out.hr, out.var, tracked_windows(data, model.uses_acc)[0], header["q"])
     n = int(s.n_windows[0])
     cols = {
         "start_s": np.arange(n) * HOP_S, "hr": np.asarray(out.hr)[:n],
