@@ -832,66 +832,63 @@ def test_level_targets_all_scores_every_real_channels_levels_from_its_cls_token(
         pretrain(data, config._replace(masking="diagonal"))
 
 
-def test_logistic_probe_without_subjects_chooses_its_penalty_by_stratified_inner_folds(caplog):
-    """No subject ids and 30 windows per class: the penalty is chosen by 4 stratified inner
-    folds, as a scikit-learn `LogisticRegressionCV` over the same folds chooses it."""
+def _probe_against_scikit_learn(features, w, folds_of, caplog):
+    """Fit on windows 0-59, test on 60-79: the probe's accuracy must be that of scikit-learn's
+    `LogisticRegressionCV` over the inner folds `folds_of(x, y)` gives, with no C = 1 fallback."""
     from sklearn.linear_model import LogisticRegressionCV
-    from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from tests.windows import label_only_windows
     from wearjax.cv import Split
     from wearjax.tasks.probe import PROBE_CS, probe_scores
+
+    test = np.zeros((1, 80), bool)
+    test[0, 60:] = True
+    with caplog.at_level("WARNING", logger="wearjax.tasks.probe"):
+        got = probe_scores(features, w, Split(test, np.zeros_like(test), ~test))
+    assert "uses C = 1" not in caplog.text
+    probe = LogisticRegressionCV(Cs=list(PROBE_CS), cv=folds_of(features[:60], w.y[:60]),
+                                 max_iter=5000)  # fmt: skip
+    with warnings.catch_warnings():  # scikit-learn announces new defaults, as in the probe
+        warnings.simplefilter("ignore", FutureWarning)
+        by_hand = make_pipeline(StandardScaler(), probe).fit(features[:60], w.y[:60])
+    assert got.accuracy[0] == pytest.approx(np.mean(by_hand.predict(features[60:]) == w.y[60:]))
+
+
+def test_logistic_probe_without_subjects_chooses_its_penalty_by_stratified_inner_folds(caplog):
+    """No subject ids and 30 windows per class: the penalty is chosen by 4 stratified inner
+    folds, as a scikit-learn `LogisticRegressionCV` over the same folds chooses it."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from tests.windows import label_only_windows
 
     rng = np.random.default_rng(5)
     y = np.tile([0, 1], 40).astype(np.int32)
     features = rng.normal(size=(80, 30)) + 0.4 * y[:, None]
     w = label_only_windows(y, np.full(80, -1, np.int32))
-    test = np.zeros((1, 80), bool)
-    test[0, 60:] = True
-    split = Split(test, np.zeros_like(test), ~test)
-    with caplog.at_level("WARNING", logger="wearjax.tasks.probe"):
-        got = probe_scores(features, w, split)
-    assert "uses C = 1" not in caplog.text
-    folds = list(StratifiedKFold(4, shuffle=True, random_state=0).split(features[:60], y[:60]))
-    probe = LogisticRegressionCV(Cs=list(PROBE_CS), cv=folds, max_iter=5000)
-    with warnings.catch_warnings():  # scikit-learn announces new defaults, as in the probe
-        warnings.simplefilter("ignore", FutureWarning)
-        by_hand = make_pipeline(StandardScaler(), probe).fit(features[:60], y[:60])
-    assert got.accuracy[0] == pytest.approx(np.mean(by_hand.predict(features[60:]) == y[60:]))
+    inner = StratifiedKFold(4, shuffle=True, random_state=0)
+    _probe_against_scikit_learn(features, w, lambda x, y: list(inner.split(x, y)), caplog)
 
 
 def test_without_subjects_the_inner_folds_keep_each_recording_whole(caplog):
     """Windows that share recordings (overlapping windows of 8 recordings, no subject ids, or
     one subject under --labelled 1): the inner folds group by recording, as a
     `LogisticRegressionCV` over GroupKFold by recording chooses; one recording: C = 1."""
-    from sklearn.linear_model import LogisticRegressionCV
     from sklearn.model_selection import GroupKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     from tests.windows import label_only_windows
     from wearjax.cv import Split
-    from wearjax.tasks.probe import PROBE_CS, probe_scores
+    from wearjax.tasks.probe import probe_scores
 
     rng = np.random.default_rng(6)
     recording = np.repeat(np.arange(8), 10).astype(np.int32)
     y = np.tile([0, 1], 40).astype(np.int32)
     features = rng.normal(size=(80, 30)) + 0.3 * y[:, None] + rng.normal(size=(8, 30))[recording]
     w = label_only_windows(y, np.full(80, -1, np.int32))._replace(recording=recording)
+    by_recording = lambda x, y: list(GroupKFold(4).split(x, y, recording[:60]))  # noqa: E731
+    _probe_against_scikit_learn(features, w, by_recording, caplog)
     test = np.zeros((1, 80), bool)
     test[0, 60:] = True
-    split = Split(test, np.zeros_like(test), ~test)
-    with caplog.at_level("WARNING", logger="wearjax.tasks.probe"):
-        got = probe_scores(features, w, split)
-    assert "uses C = 1" not in caplog.text
-    folds = list(GroupKFold(4).split(features[:60], y[:60], recording[:60]))
-    probe = LogisticRegressionCV(Cs=list(PROBE_CS), cv=folds, max_iter=5000)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        by_hand = make_pipeline(StandardScaler(), probe).fit(features[:60], y[:60])
-    assert got.accuracy[0] == pytest.approx(np.mean(by_hand.predict(features[60:]) == y[60:]))
     one = np.zeros((1, 80), bool)
     one[0, :10] = True  # fitted on recording 0 alone
     with caplog.at_level("WARNING", logger="wearjax.tasks.probe"):
