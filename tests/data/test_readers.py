@@ -768,3 +768,24 @@ def test_speed_from_distance_is_a_centred_difference_over_its_span():
     for bad in (-4.0, np.nan):
         with pytest.raises(ValueError, match="span_s"):
             speed_from_distance(t, d, span_s=bad)
+
+
+def test_an_unreadable_cell_names_its_line_in_the_file_after_blank_lines(tmp_path):
+    """Blank lines are skipped when reading, but the line an error names is the one a user
+    sees in an editor (until 2026-12-07 it counted rows, two short here), for the running
+    CSV, sampled-signal and CPET readers alike, a units row under the header included."""
+    from wearjax.data.cpet import read_cpet
+    from wearjax.data.sampled import read_sampled
+
+    def fails(name, text, reader, message):
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(WearjaxFileError, match=message):
+            reader(path)
+
+    fails("run.csv", "timestamp,heart_rate\n\n0,120\n\n1,high\n", read_running_csv,
+          r"run\.csv: line 5, column 'heart_rate'")  # fmt: skip
+    fails("wrist.csv", "time,ppg\n0,1\n\n\n0.5,x\n", read_sampled,
+          r"wrist\.csv: line 5, column 'ppg': cannot read 'x'")  # fmt: skip
+    cpet = "time,VO2,HR\ns,mL/min,bpm\n\n" + "".join(f"{s},1500,{120 + s}\n" for s in range(5))
+    fails("ann.csv", cpet + "\n5,1500,n/a\n", read_cpet, r"line 10, column 'HR': cannot")

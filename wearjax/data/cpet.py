@@ -108,7 +108,7 @@ def read_cpet(
     if not is_number(at(rows[0], found["vo2"]), comma):  # a units row under the header
         for field, j in found.items():
             unit_of[field] = unit_of[field] or at(rows[0], j)
-        rows, first_line = rows[1:], 3
+        rows, first_line = rows.after_header(), 3
         if not rows:
             raise WearjaxFileError(path, "the CSV has a header but no rows", "export it again")
 

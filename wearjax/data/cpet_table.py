@@ -3,13 +3,11 @@ times; every unreadable cell one error naming its line and column."""
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
 
-from wearjax.data.csv import decode_text, delimiter_of
+from wearjax.data.csv import decode_text, delimiter_of, line_of, split_rows
 from wearjax.data.readers import read_bytes
 from wearjax.errors import WearjaxFileError
 
@@ -19,14 +17,10 @@ def read_rows(path: Path) -> tuple[list[str], list[list[str]], bool]:
     text = decode_text(read_bytes(path), path, fallback="cp1252")
     first = text.split("\n", 1)[0]
     delimiter = delimiter_of(first)
-    try:
-        rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
-    except csv.Error as err:
-        raise WearjaxFileError(path, f"not a readable CSV file ({err})", "export it again") from err
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    rows = split_rows(text, delimiter, path)
     if len(rows) < 2:
         raise WearjaxFileError(path, "the CSV has no rows under a header", "export the test again")
-    return [cell.strip() for cell in rows[0]], rows[1:], delimiter != ","
+    return [cell.strip() for cell in rows[0]], rows.after_header(), delimiter != ","
 
 
 def at(row: list[str], j: int) -> str:
@@ -53,7 +47,7 @@ def cells(rows, j, name, path, comma, first_line, parse) -> np.ndarray:
         except ValueError as err:
             raise WearjaxFileError(
                 path,
-                f"line {i + first_line}, column {name!r}: cannot read {cell!r}",
+                f"line {line_of(rows, i, first_line)}, column {name!r}: cannot read {cell!r}",
                 "times are seconds or m:ss; values are numbers (empty for missing)",
             ) from err
     return out

@@ -208,11 +208,7 @@ def read_table(path: str | Path) -> tuple[list[str], list[list[str]]]:
     read as points). A column name given twice is refused: which one holds the data?"""
     text = decode_text(read_bytes(path), path)
     delimiter = delimiter_of(text.split("\n", 1)[0])
-    try:
-        rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
-    except csv.Error as err:
-        raise WearjaxFileError(path, f"not a readable CSV file ({err})", "export it again") from err
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    rows = split_rows(text, delimiter, path)
     if not rows:
         raise WearjaxFileError(path, "the file has no lines", "export the recording again")
     header = [cell.strip() for cell in rows[0]]
@@ -224,10 +220,43 @@ def read_table(path: str | Path) -> tuple[list[str], list[list[str]]]:
         raise WearjaxFileError(
             path, f"the column {twice!r} appears twice in the header", "rename or drop one of them"
         )
+    data = rows.after_header()
     if delimiter != ",":
-        rows = [[_DECIMAL_COMMA.sub(r"\1.\2", cell) for cell in r] for r in rows[1:]]
-        return header, rows
-    return header, rows[1:]
+        data = Rows([[_DECIMAL_COMMA.sub(r"\1.\2", c) for c in r] for r in data], data.lines)
+    return header, data
+
+
+class Rows(list):
+    """A CSV's data rows (`read_table`) with `lines`, each row's line number in the file
+    (1 = the first line), so an error names the line a user sees after blank lines."""
+
+    def __init__(self, rows, lines):
+        super().__init__(rows)
+        self.lines = list(lines)
+
+    def after_header(self) -> Rows:
+        """The rows after the first, with their lines (a plain slice would drop them)."""
+        return Rows(self[1:], self.lines[1:])
+
+
+def split_rows(text: str, delimiter: str, path) -> Rows:
+    """A CSV text's rows, blank lines dropped, each with its line in the file."""
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    rows, lines = [], []
+    try:
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                rows.append(row)
+                lines.append(reader.line_num)
+    except csv.Error as err:
+        raise WearjaxFileError(path, f"not a readable CSV file ({err})", "export it again") from err
+    return Rows(rows, lines)
+
+
+def line_of(rows, i: int, first: int = 2) -> int:
+    """The file line of row `i`: from `Rows.lines` where known, else `first + i`."""
+    lines = getattr(rows, "lines", None)
+    return lines[i] if lines is not None and len(lines) == len(rows) else first + i
 
 
 def decode_text(data: bytes, path: str | Path, fallback: str | None = None) -> str:
@@ -293,7 +322,7 @@ def _column(header, rows, name, path, parse=None) -> np.ndarray:
         except ValueError as err:
             raise WearjaxFileError(
                 path,
-                f"line {i + 2}, column {name!r}: cannot read {cell!r} as a "
+                f"line {line_of(rows, i)}, column {name!r}: cannot read {cell!r} as a "
                 + ("time" if parse is _seconds else "number"),
                 "times are ISO 8601 (2021-03-24 21:40:55+00:00) or seconds; values are numbers"
                 if parse is _seconds

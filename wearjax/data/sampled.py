@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wearjax.data.csv import read_header, read_table
+from wearjax.data.csv import line_of, read_header, read_table
 from wearjax.data.readers import MAX_SESSION_S, check_hr, read_bytes, subject_vector
 from wearjax.data.signals import per_second
 from wearjax.data.timing import reference_hr, reference_signal, sampling_rate
@@ -340,7 +340,7 @@ def _numbers(header: list[str], rows: list[list[str]], name: str, path) -> np.nd
             except ValueError as err:
                 raise WearjaxFileError(
                     path,
-                    f"line {i + 2}, column {name!r}: cannot read {cell!r} as a number",
+                    f"line {line_of(rows, i)}, column {name!r}: cannot read {cell!r} as a number",
                     "values must be numbers (empty for missing)",
                 ) from err
         raise
