@@ -153,3 +153,18 @@ def test_a_non_finite_variance_prints_nan_in_the_band_table():
     rows = [r for r in _rows(table, "Kalman (8, 2)") if r[1] in ("standard", "generative")]
     assert rows and all(r[2:6] == ["NaN"] * 4 and r[6] == DASH for r in rows), table
     assert "training diverged" in table
+
+
+def test_the_environment_names_the_packages_that_computed_a_result(tmp_path):
+    """`environment.json` beside metrics.json: the installed versions (here against the
+    modules' own), the platform and JAX's devices; a package not installed is null."""
+    import jax
+    import scipy
+
+    from wearjax.eval.report import environment, write_environment
+
+    env = json.loads(write_environment(tmp_path).read_text())
+    assert env == json.loads(json.dumps(environment()))
+    assert env["packages"]["jax"] == jax.__version__ and env["packages"]["numpy"] == np.__version__
+    assert env["packages"]["scipy"] == scipy.__version__
+    assert env["devices"] == [str(d) for d in jax.devices()] and env["python"].count(".") == 2

@@ -81,6 +81,7 @@ def test_a_study_with_no_learned_setting_scores_the_references(tmp_path):
     assert {"troika", "ppg_peak", "acc_ridge", "acc_gait"} <= set(metrics)
     assert not {"acc_only", "virtual", "ppg_only", "fusion"} & set(metrics)
     assert (tmp_path / "o" / "table.md").exists()
+    assert (tmp_path / "o" / "environment.json").exists()  # the packages that computed it
 
 
 def test_the_kl_weight_is_full_from_the_first_epoch_without_warmup():

@@ -19,6 +19,49 @@ LABELS = {
 KIND_LABELS = {"kalman": "Kalman", "ode": "ODE", "ode_fixed_rate": "ODE, fixed 60 s rate"}
 
 
+PACKAGES = (
+    "jax",
+    "jaxlib",
+    "equinox",
+    "diffrax",
+    "optax",
+    "flax",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+)
+
+
+def environment() -> dict:
+    """What computed a result besides the code: Python, the packages whose float rounding
+    reaches trained models (a trained model is a chaotic function of its rounding: a change
+    in the fifth digit of one epoch's loss grows into another model), the platform and JAX's
+    devices."""
+    import platform
+    from importlib import metadata
+
+    import jax
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    devices = [str(d) for d in jax.devices()]
+    return {"python": platform.python_version(), "packages": versions,
+            "platform": platform.platform(), "devices": devices}  # fmt: skip
+
+
+def write_environment(out: Path) -> Path:
+    """`out/environment.json` beside a study's `metrics.json` (`environment`): a figure that
+    does not reproduce to the digit can then be traced to the code or to the packages (since
+    2026-12-07; earlier results do not have it)."""
+    path = Path(out) / "environment.json"
+    path.write_text(json.dumps(environment(), indent=2) + "\n")
+    return path
+
+
 def model_label(name: str) -> str:
     if name in LABELS:
         return LABELS[name]
@@ -131,7 +174,7 @@ def cohort_line(results: dict) -> str:
 def write_outputs(results: dict, predictions: dict, out: Path, *, n_plots: int = 3) -> list[Path]:
     """Write `metrics.json`, `report.md` and `plots/*.png`; returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
-    written = [out / "metrics.json", out / "report.md"]
+    written = [out / "metrics.json", out / "report.md", write_environment(out)]
     (out / "metrics.json").write_text(json.dumps(_finite_or_none(results), indent=2))
     plots = plot_sessions(predictions, out / "plots", n=n_plots)
     written += plots
@@ -237,6 +280,7 @@ def write_report(results: dict, out: Path, title: str) -> str:
     """`out/metrics.json` and `out/report.md`; returns the markdown table."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(_finite_or_none(results), indent=2) + "\n")
+    write_environment(out)
     table = report_table(results)
     c = results["cohort"]
     head = (

@@ -25,6 +25,7 @@ import numpy as np
 from wearjax.data.imu import LabelledWindows, basic_motions, watch
 from wearjax.data.imu_synthetic import simulate_activities
 from wearjax.errors import TrainingInterrupted, WearjaxError
+from wearjax.eval.report import write_environment
 from wearjax.sharding import check_fold_layout
 from wearjax.tasks.har import VARIANTS, HARConfig, normalise, official_split, run, subject_split
 from wearjax.tasks.har_baselines import BASELINES, baseline_predictions
@@ -150,6 +151,7 @@ def _earlier(path: Path, config: dict) -> dict:
 def _write(path: Path, metrics: dict) -> None:
     """Replace `path` atomically: an interrupted write never leaves half a file to resume."""
     replace_file(path, lambda p: p.write_text(json.dumps(metrics, indent=2)))
+    write_environment(path.parent)
 
 
 def markdown_table(metrics: dict) -> str:

@@ -27,6 +27,7 @@ from wearjax.cv import Split
 from wearjax.data.imu import LabelledWindows
 from wearjax.errors import WearjaxDataError
 from wearjax.eval.classification import accuracy, macro_auroc, macro_f1
+from wearjax.eval.report import write_environment
 from wearjax.models.transformer import PATCH
 from wearjax.signal.cwt import levels, scale_grid, scalogram
 
@@ -429,6 +430,7 @@ def probe_command(args, say) -> int:
     elif earlier:
         say(f"replacing {path}: its probes had another encoder, --labelled or --seed")
     path.write_text(json.dumps(record, indent=2))
+    write_environment(args.out)
     if labelled is not None:
         print(f"each fold's probes fitted on {labelled} subjects, {draws} draws; mean over the "
               f"{split.n_folds} folds x {draws} draws")  # fmt: skip

@@ -48,6 +48,7 @@ import numpy as np
 from wearjax.cv import Split
 from wearjax.errors import TrainingInterrupted, WearjaxDataError, WearjaxError
 from wearjax.eval import metrics as M
+from wearjax.eval.report import write_environment
 from wearjax.eval.ridge import fold_ridge
 from wearjax.models.virtual import ABLATIONS, FLOOR_DB, GRID_HZ, N_GAIT, SETTINGS, compress
 from wearjax.signal.peaks import track_peak, troika_hr
@@ -310,6 +311,7 @@ def study(s: SpectralSessions, config: VirtualConfig, out: Path, *, subjects_out
         saved[f"{name}/hr"] = np.asarray(hr)
     np.savez_compressed(out / "predictions.npz", **saved)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_environment(out)
     (out / "table.md").write_text(markdown_table(metrics) + "\n")
     from wearjax.tasks.virtual_plots import plot_session
 
