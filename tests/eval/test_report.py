@@ -2,6 +2,7 @@
 skip sessions with no observed HR."""
 
 import json
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -168,3 +169,8 @@ def test_the_environment_names_the_packages_that_computed_a_result(tmp_path):
     assert env["packages"]["jax"] == jax.__version__ and env["packages"]["numpy"] == np.__version__
     assert env["packages"]["scipy"] == scipy.__version__
     assert env["devices"] == [str(d) for d in jax.devices()] and env["python"].count(".") == 2
+    info = Path("/proc/cpuinfo")
+    if info.exists():  # Linux: the model name and vector extensions, as the file has them
+        first = info.read_text().split("\n\n", 1)[0]
+        assert env["cpu"]["model"] and env["cpu"]["model"] in first
+        assert all(f" {flag}" in first for flag in env["cpu"]["simd"])

@@ -50,7 +50,23 @@ def environment() -> dict:
             versions[name] = None
     devices = [str(d) for d in jax.devices()]
     return {"python": platform.python_version(), "packages": versions,
-            "platform": platform.platform(), "devices": devices}  # fmt: skip
+            "platform": platform.platform(), "cpu": cpu(), "devices": devices}  # fmt: skip
+
+
+def cpu() -> dict:
+    """The CPU's model name and vector extensions (Linux's /proc/cpuinfo; empty elsewhere): XLA
+    compiles for the CPU it runs on, so another one rounds differently."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    fields = dict(
+        line.split(":", 1) for line in text.split("\n\n", 1)[0].splitlines() if ":" in line
+    )
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = fields.get("flags", "").split()
+    simd = sorted(f for f in flags if f.startswith(("avx", "fma", "sse4", "amx")))
+    return {"model": fields.get("model name"), "simd": simd}
 
 
 def write_environment(out: Path) -> Path:
