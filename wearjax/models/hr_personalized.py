@@ -42,8 +42,9 @@ A, B in [-3, 5]; alpha, beta in [0.1, 3]; HRmin in [40, 90]; HRmax in [140, 210]
 
 Solved with RK4 at 1 s (`models.ode`, either engine). The published equations are in minutes; in
 seconds, a relaxation rate above 2.78 /s makes RK4 at 1 s unstable, so the two rates are capped at
-`MAX_RATE` = 2 /s (a time constant of 0.5 s, far quicker than any heart-rate response; only
-reached at A or B near their upper bounds). Outside [HRmin, HRmax] the restoring term adds
+`MAX_RATE` = 2 /s (a time constant of 0.5 s, far quicker than any heart-rate response;
+reached by the HR rate from A of about 2.7 with steep shapes, alpha and beta near 3, whatever
+the bounds, and by the recovery rate only with B near its upper bound). Outside [HRmin, HRmax] the restoring term adds
 `RESTORE_RATE`, so there a capped HR rate gives 3 /s, where RK4 at 1 s overshoots (a known
 limit, left so the trained figures stay reproducible: it needs A near 4 or more and HR held
 below HRmin, e.g. a measured resting HR in the standard protocol). The intensity depends on
