@@ -44,12 +44,12 @@ Solved with RK4 at 1 s (`models.ode`, either engine). The published equations ar
 seconds, a relaxation rate above 2.78 /s makes RK4 at 1 s unstable, so the two rates are capped at
 `MAX_RATE` = 2 /s (a time constant of 0.5 s, far quicker than any heart-rate response;
 reached by the HR rate from A of about 2.7 with steep shapes, alpha and beta near 3, whatever
-the bounds, and by the recovery rate only with B near its upper bound). Outside [HRmin, HRmax] the restoring term adds
-`RESTORE_RATE`, so there a capped HR rate gives 3 /s, where RK4 at 1 s overshoots (a known
-limit, left so the trained figures stay reproducible: it needs A near 4 or more and HR held
-below HRmin, e.g. a measured resting HR in the standard protocol). The intensity depends on
-the inputs and `e` only, so it is computed for all seconds before the solver runs; between
-seconds it is linear.
+the bounds, and by the recovery rate only with B near its upper bound). Outside [HRmin, HRmax]
+the restoring term adds `RESTORE_RATE`, so there a capped HR rate gives 3 /s, where RK4 at
+1 s overshoots (a known limit, left so the trained figures stay reproducible: it needs A near
+4 or more and HR held below HRmin, e.g. a measured resting HR in the standard protocol). The
+intensity depends on the inputs and `e` only, so it is computed for all seconds before the
+solver runs; between seconds it is linear.
 
 Protocols as for the other HR models: generative, one solve of the whole session from its first
 second (D starts equal to HR, a runner at steady state); standard, 60 s windows solved one after
