@@ -35,8 +35,8 @@ PACKAGES = (
 def environment() -> dict:
     """What computed a result besides the code: Python, the packages whose float rounding
     reaches trained models (a trained model is a chaotic function of its rounding: a change
-    in the fifth digit of one epoch's loss grows into another model), the platform and JAX's
-    devices."""
+    in the fifth digit of one epoch's loss grows into another model), the platform, the CPU
+    (`cpu`) and JAX's devices."""
     import platform
     from importlib import metadata
 
@@ -71,8 +71,8 @@ def cpu() -> dict:
 
 def write_environment(out: Path) -> Path:
     """`out/environment.json` beside a study's `metrics.json` (`environment`): a figure that
-    does not reproduce to the digit can then be traced to the code or to the packages (since
-    2026-12-07; earlier results do not have it)."""
+    does not reproduce to the digit can then be traced to the code, the packages or the
+    machine (since 2026-12-07; earlier results do not have it)."""
     path = Path(out) / "environment.json"
     path.write_text(json.dumps(environment(), indent=2) + "\n")
     return path
