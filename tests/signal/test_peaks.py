@@ -144,13 +144,16 @@ def _reference_track(spec, freqs, ok, hr0=None, search=15.0, widen=3.0, most=45.
                 candidates.append(k)
         if ok[w] and candidates:
             top = best = max(candidates, key=lambda k: s[k])  # the first of equals, as argmax
-            for d in (2, 3):  # the harmonic check
+            jumped = not started or abs(freqs[top] * 60 - prev) > search
+            for d in (2, 3) if jumped else ():  # the harmonic check
                 under = [
                     k
                     for k in candidates
                     if s[k] >= 0.5 * s[top] and abs(freqs[k] - freqs[top] / d) * 60 <= 3.0
                 ]
-                best = max(under, key=lambda k: s[k]) if under else best
+                if under:  # a root at 1/2 ends the check; 1/3 is tried only without one
+                    best = max(under, key=lambda k: s[k])
+                    break
             a, b, c = s[best - 1], s[best], s[best + 1]
             offset = np.clip(0.5 * (a - c) / (a - 2 * b + c), -0.5, 0.5) if a - 2 * b + c < 0 else 0
             prev, held, bins[w] = (freqs[0] + (best + offset) * step) * 60, 0, best
@@ -225,6 +228,51 @@ def test_the_first_pick_takes_the_fundamental(harmonic):
     np.testing.assert_allclose(np.asarray(track_peak(spec, freqs)), hr, atol=0.2)
     off = np.asarray(track_peak(spec, freqs, harmonic_ratio=2.0))  # the check disabled
     np.testing.assert_allclose(off, harmonic * hr, atol=0.5)
+
+
+@pytest.mark.parametrize("held", [6, 7])
+def test_a_widened_search_does_not_halve_a_resting_track(held):
+    """At 72 bpm a pulse with a large 2nd harmonic and a line at half the HR: the first pick
+    is the harmonic and goes back to its root; after 7 held windows the search reaches 36
+    bpm, and until 2026-12-07 the harmonic check then moved the track there for good."""
+    rate, hr = 25.0, 72.0
+    t = np.arange(round(120 * rate)) / rate
+    beat = 2 * np.pi * hr / 60 * t
+    noise = 0.2 * np.random.default_rng(0).normal(size=t.size)
+    x = np.sin(beat) + 1.3 * np.sin(2 * beat + 1.0) + 0.6 * np.sin(beat / 2) + noise
+    spec, freqs = band_spectra(jnp.asarray(x, jnp.float32), rate)
+    ok = np.ones(spec.shape[0], bool)
+    ok[10 : 10 + held] = False
+    hr_est, bins = track_peak_bins(spec, freqs, ok=jnp.asarray(ok))
+    hr_est, bins = np.asarray(hr_est), np.asarray(bins)
+    np.testing.assert_allclose(hr_est, hr, atol=1.0)
+    assert (bins == -1).sum() == held
+    want_hr, want_bins = _reference_track(np.asarray(spec), freqs, ok)
+    np.testing.assert_array_equal(bins, want_bins)
+    # the line at half the HR is a candidate the widened search reaches
+    s = np.asarray(spec)[10 + held]
+    half, pulse = (s[np.abs(freqs * 60 - f) <= 3].max() for f in (hr / 2, hr))
+    assert half >= 0.5 * pulse and (15 + 3 * held >= hr / 2 - 1) == (held == 7)
+
+
+def test_a_widened_search_that_lands_on_the_2nd_harmonic_goes_to_its_root():
+    """A track at 120 bpm held through a gap while the HR falls to 80: the widened search's
+    pick is the 160 bpm harmonic, more than `search_bpm` away, so the check takes its root."""
+    rate = 25.0
+    t = np.arange(round(8 * rate)) / rate
+
+    def pulse(hr):
+        beat = 2 * np.pi * hr / 60 * t
+        return np.sin(beat) + 1.6 * np.sin(2 * beat + 1.0)
+
+    x = np.stack([pulse(120.0)] * 4 + [pulse(80.0)] * 12)  # [windows, samples]
+    spec = jax.vmap(lambda w: band_spectra(w, rate)[0][0])(jnp.asarray(x, jnp.float32))
+    freqs = band_spectra(jnp.asarray(x[0], jnp.float32), rate)[1]
+    ok = np.ones(len(x), bool)
+    ok[4:15] = False  # 11 held windows: a reach of 45 bpm from 120 covers 80 and 160
+    hr_est = np.asarray(track_peak(spec, freqs, hr0_bpm=120.0, ok=jnp.asarray(ok)))
+    np.testing.assert_allclose(hr_est[:4], 120.0, atol=1.0)
+    np.testing.assert_allclose(hr_est[15], 80.0, atol=1.0)
 
 
 def test_a_root_found_at_half_the_pick_is_not_replaced_by_a_line_at_a_third():

@@ -29,11 +29,13 @@ the previous estimate (`track_peak`). Simplified:
   one (a wrist pulse is sharp: its 2nd or 3rd harmonic can outgrow the fundamental); a
   window without a candidate, or masked out, holds the previous estimate; and each held window
   widens the next search by `widen_bpm`, up to `max_search_bpm` (after a motion crossing the
-  tracker must find the HR again, which moved on meanwhile). The harmonic check runs in every
-  window, within the search's reach: at running HR (over 2 x `max_search_bpm`) only an
-  unrestricted first pick reaches half the HR, but below it a widened search does, and a
-  line at half the HR at least `harmonic_ratio` as high then halves the track (a known limit,
-  left so the published references stay reproducible).
+  tracker must find the HR again, which moved on meanwhile). The harmonic check runs on the
+  first pick and on a pick more than `search_bpm` from the last estimate (a widened search
+  that lands on the pulse's 2nd harmonic is taken back to its root), not on a pick that
+  continues the track. Until 2026-12-07 it ran in every window, and at rest a widened search
+  reached half the HR: after 7 held windows at 72 bpm a line at 36 bpm half the pulse's
+  height halved the track for good. The change can touch only tracks under 111 bpm
+  (2 x `max_search_bpm` + `search_bpm` + twice the 3 bpm tolerance).
 """
 
 from __future__ import annotations
@@ -229,9 +231,14 @@ def _track(spec, ok, bpm, prev0, *, low_hz, low_bpm, step, search_bpm, widen_bpm
         allowed = jnp.where(started[..., None], near, True) & local_maxima(s, ends=False) & strong
         index = jnp.argmax(jnp.where(allowed, s, -jnp.inf), axis=-1)
         top = low_bpm + index.astype(dtype)[..., None] * (step * 60)
-        rival = allowed & (s >= harmonic_ratio * jnp.take_along_axis(s, index[..., None], -1))
-        # the harmonic check: a peak at 1/2 of the pick's frequency, else one at 1/3 (until
-        # 2026-12-07 a line at 1/3 also replaced a root found at 1/2)
+        # the harmonic check, on a first pick or one that jumps beyond `search_bpm` from the
+        # last estimate (a pick near it continues a track already checked; until 2026-12-07
+        # every window was checked, so a widened search could halve a track below 111 bpm):
+        # a peak at 1/2 of the pick's frequency, else one at 1/3 (until 2026-12-07 a line at
+        # 1/3 also replaced a root found at 1/2)
+        check = ~started | (jnp.abs(top[..., 0] - prev) > search_bpm)
+        height = jnp.take_along_axis(s, index[..., None], -1)
+        rival = allowed & (s >= harmonic_ratio * height) & check[..., None]
         found = jnp.zeros(index.shape, bool)
         for d in (2, 3):
             under = rival & (jnp.abs(bpm - top / d) <= HARMONIC_TOL_BPM) & ~found[..., None]
@@ -260,17 +267,17 @@ def track_peak(
 ) -> Float[Array, "*batch window"]:
     """HR (bpm) per window by spectral peak tracking over the windows in order (`lax.scan`).
 
-    Candidates are the window's peaks (`local_maxima` without ends) at least `min_snr` times
-    its median magnitude over the bins above 0 (zeroed bins are removed, not quiet). The first
-    window takes the largest candidate of the band (given `hr0_bpm`, the largest within
-    `search_bpm` of it), or its fundamental by the harmonic check (module docstring); every
-    later one the largest within `min(search_bpm + widen_bpm n, max_search_bpm)` of the last
-    estimate, `n` the windows held since the last pick. A window that `ok` masks out, or
-    without a candidate in range, holds the last estimate (NaN before the first one when no
-    `hr0_bpm` is given). The estimate is the picked bin's frequency plus its parabolic offset
-    (`refine_peak`), times 60. `freqs`: the evenly spaced bins of `spec`. `options`:
-    `widen_bpm` (3), `max_search_bpm` (45), `min_snr` (3), `harmonic_ratio` (0.5); Python
-    numbers, as they are compiled in (`hr0_bpm` and `ok` may be arrays)."""
+    Candidates are the window's peaks (`local_maxima` without ends) at least `min_snr` times its
+    median magnitude over the bins above 0 (zeroed bins are removed, not quiet). The first
+    window takes the largest candidate of the band, or its fundamental by the harmonic check
+    (module docstring; given `hr0_bpm`, the largest within `search_bpm` of it, as a continued
+    track takes it); every later one the largest within `min(search_bpm + widen_bpm n,
+    max_search_bpm)` of the last estimate, `n` the windows held since the last pick. A window
+    that `ok` masks out, or without a candidate in range, holds the last estimate (NaN before
+    the first one when no `hr0_bpm` is given). The estimate is the picked bin's frequency plus
+    its parabolic offset (`refine_peak`), times 60. `freqs`: the evenly spaced bins of `spec`.
+    `options`: `widen_bpm` (3), `max_search_bpm` (45), `min_snr` (3), `harmonic_ratio` (0.5);
+    Python numbers, as they are compiled in (`hr0_bpm` and `ok` may be arrays)."""
     options.update(hr0_bpm=hr0_bpm, search_bpm=search_bpm, ok=ok)
     return track_peak_bins(spec, freqs, **options)[0]
 
