@@ -31,3 +31,22 @@ def test_a_fold_whose_validation_runners_hold_no_segment_is_refused_before_train
         prepare(cohort, config, refused)
     _, folded, _, _ = prepare(cohort, config, Split(fold(other), fold(long), fold(long)))
     assert float(folded.val_weight.sum()) > 0
+
+
+def test_a_fold_whose_training_runners_hold_no_segment_is_refused_with_their_names():
+    """Until 2026-12-07 this was a plain ValueError, which `wearjax cv hr` printed as a
+    traceback: a folder with one long run passes the CLI's check of one training segment,
+    and a fold that holds that run out has none left to train on."""
+    cohort = simulate_cohort(jax.random.key(0), n_runners=3, sessions_per_runner=2,
+                             min_minutes=5.0, max_minutes=20.0, bucket=60)  # fmt: skip
+    lengths, runner = np.asarray(cohort.lengths), np.asarray(cohort.runner)
+    longest = np.asarray([lengths[runner == r].max() for r in range(3)])
+    short, long = int(np.argmin(longest)), int(np.argmax(longest))
+    config = HRStudyConfig(segment_windows=int(longest[short]) // 60 + 1)
+    other = 3 - short - long
+    fold = lambda r: (runner == r)[None]  # noqa: E731
+    refused = Split(test=fold(other), validation=fold(long), train=fold(short))
+    named = cohort.runner_names[short]
+    want = rf"fold\(s\) \[0\] have no training segment of \d+ s: .* runner\(s\) \['{named}'\]"
+    with pytest.raises(WearjaxDataError, match=want):
+        prepare(cohort, config, refused)

@@ -271,10 +271,13 @@ def prepare(cohort: Cohort, config: HRStudyConfig, split: Split | None = None):
     table = window_index(lengths, width, stride=config.window)
     t_sess = np.asarray(table.session)
     p = train_sessions[:, t_sess].astype(np.float32)
-    if np.any(p.sum(1) == 0):
-        raise ValueError(
-            f"a fold has no training segment of {width} s: sessions are too short for "
-            f"segment_windows={config.segment_windows}"
+    if empty := np.flatnonzero(p.sum(1) == 0).tolist():
+        runners = np.asarray(cohort.runner)[train_sessions[empty[0]]]
+        names = sorted({cohort.runner_names[int(r)] for r in runners})
+        raise WearjaxDataError(
+            f"fold(s) {empty} have no training segment of {width} s: their training "
+            f"runner(s) {names} have no session that long; record longer sessions, hold out "
+            "fewer, or shorten the segments (segment_windows)"
         )
     p /= p.sum(1, keepdims=True)
 
