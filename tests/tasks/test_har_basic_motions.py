@@ -3,6 +3,7 @@ the full model reaches the accuracy the issue asks (>= 0.975 on the official tes
 the edge report's exported program reloads in a fresh process with identical outputs."""
 
 import json
+import types
 
 import pytest
 
@@ -89,3 +90,35 @@ def test_report_har_resume_refuses_other_settings_and_a_damaged_file(tmp_path, m
         har_study.har_study(tmp_path, quick=True, epochs=2, resume=True, progress=True)
     assert trained == [f"basic_motions {har_study.QUICK_VARIANTS[1]}"]
     assert json.loads(path.read_text())["basic_motions"][first] == done
+
+
+def test_report_har_keeps_an_unfinished_study_unless_told_to_resume_it(tmp_path, monkeypatch):
+    """Until 2026-12-07 a rerun without `--resume` wrote its first model's metrics over an
+    interrupted study's, and `--resume` with nothing to resume started a new one silently."""
+    from wearjax.errors import WearjaxError
+    from wearjax.tasks import har_study
+
+    class Stop(Exception):
+        pass
+
+    def first_model(windows, split, config, progress=False):
+        raise Stop
+
+    monkeypatch.setattr(har_study, "run", first_model)
+    one_fold = types.SimpleNamespace(n_folds=1)
+    monkeypatch.setattr(har_study, "datasets", lambda q: {"basic_motions": (None, one_fold, 1)})
+    path = tmp_path / "metrics.json"
+    with pytest.raises(WearjaxError, match=r"metrics\.json does not exist, so there is no"):
+        har_study.har_study(tmp_path, quick=True, epochs=2, resume=True)
+    config = {"quick": True, "epochs": 2, "variants": list(har_study.QUICK_VARIANTS)}
+    done = {m: {"accuracy": 0.5} for m in (*har_study.QUICK_VARIANTS, *har_study.BASELINES)}
+    first = har_study.QUICK_VARIANTS[0]
+    path.write_text(json.dumps({"config": config, "basic_motions": {first: done[first]}}))
+    before = path.read_text()
+    with pytest.raises(WearjaxError, match=r"unfinished study \(missing: basic_motions cnn, "):
+        har_study.har_study(tmp_path, quick=True, epochs=2)
+    assert path.read_text() == before  # nothing written over it
+    for finished in ({"config": config, "basic_motions": done, "edge": {}}, ["not", "a study"]):
+        path.write_text(json.dumps(finished))  # a finished study, or another file: replaced
+        with pytest.raises(Stop):
+            har_study.har_study(tmp_path, quick=True, epochs=2)

@@ -55,8 +55,12 @@ def _baseline_scores(name, windows: LabelledWindows, split, seed: int):
     return scores(baseline_predictions(name, windows, split, seed), windows, split)
 
 
+DATASETS = {True: ("basic_motions",), False: ("basic_motions", "watch", "synthetic")}
+"""The datasets of the quick and the full study, in the order they run."""
+
+
 def datasets(quick: bool) -> dict:
-    """Name -> (windows, split, seeds) of the study."""
+    """Name -> (windows, split, seeds) of the study (`DATASETS[quick]`)."""
     bm = basic_motions()
     out = {"basic_motions": (bm, official_split(bm), 1 if quick else 3)}
     if not quick:
@@ -74,7 +78,8 @@ def har_study(
     """Run the study (module docstring), write `out/metrics.json` and `out/edge/`; return the
     metrics. `out/metrics.json` is rewritten after every model, so an interrupted study keeps
     what it finished; `resume` skips the entries an earlier run with the same settings wrote
-    (the full model on BasicMotions is trained again when the edge report is missing). `seed`
+    (the full model on BasicMotions is trained again when the edge report is missing), and
+    without it an unfinished study in `out` is refused, not written over. `seed`
     draws the models' initialisation and training and MiniRocket's kernels; the folds stay
     those of the study."""
     out = Path(out)
@@ -88,8 +93,19 @@ def har_study(
     if seed:  # only then: a seed-0 run resumes the metrics of runs that had no seed option
         metrics["config"]["seed"] = seed
     path = out / "metrics.json"
-    if resume and path.exists():
+    if resume:
+        if not path.exists():
+            raise WearjaxError(
+                f"--resume: {path} does not exist, so there is no study to continue; run "
+                "without --resume"
+            )
         metrics = _earlier(path, metrics["config"])
+    elif missing := _unfinished(path):
+        raise WearjaxError(
+            f"{path} holds an unfinished study (missing: {', '.join(missing[:3])}"
+            f"{', ...' if len(missing) > 3 else ''}); continue it with --resume, or delete it "
+            "or pass another --out to start again"
+        )
     sets = datasets(quick)
     for _, split, seeds in sets.values():  # a --mesh that cannot split one: refused up front
         check_fold_layout(split.n_folds * seeds)
@@ -124,6 +140,24 @@ def har_study(
         metrics["edge"] = edge_report(model, x, windows.y[test], out / "edge")
     _write(path, metrics)
     return metrics
+
+
+def _unfinished(path: Path) -> list[str]:
+    """The entries an earlier study's `path` lacks (dataset and model, the edge report); none
+    when there is no such file or it is not a study's metrics, which a new study replaces."""
+    try:
+        earlier = json.loads(path.read_text())
+        config = earlier["config"]
+        quick, variants = bool(config["quick"]), list(config["variants"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    models = (*variants, *BASELINES)
+    tables = {name: earlier.get(name) for name in DATASETS[quick]}
+    missing = [f"{name} {model}" for name, table in tables.items() for model in models
+               if not isinstance(table, dict) or model not in table]  # fmt: skip
+    if "cmd" in variants and "edge" not in earlier:
+        missing.append("the edge report")
+    return missing
 
 
 def _earlier(path: Path, config: dict) -> dict:
