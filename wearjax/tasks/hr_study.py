@@ -225,7 +225,7 @@ def run_hr_study(
         runs.append(partial(_personal, cohort, split, config))
         builders.append(partial(hr_personal.personal_program, cohort, split, config.window,
                                 config.seed, config.personal, mesh))  # fmt: skip
-    progress_of = _Progress(out, resume, cohort, results, labels)
+    progress_of = _Progress(out, resume, cohort, results, labels, config)
     for name, (entry, pred) in progress_of.finished.items():  # by an interrupted study
         results["models"][name], predictions[name] = entry, pred
     todo = [i for i, name in enumerate(labels) if name not in progress_of.finished]
@@ -261,14 +261,19 @@ def _personal(cohort: Cohort, split: Split, config: HRStudyConfig, **kw):
 class _Progress:
     """An HR study's finished models in `out` (`tasks.study_state`), when it has an `out`."""
 
-    def __init__(self, out, resume: bool, cohort: Cohort, results: dict, labels: list[str]):
+    def __init__(self, out, resume: bool, cohort: Cohort, results: dict, labels: list[str],
+                 config: HRStudyConfig):  # fmt: skip
         self.out, self.resume, self.finished = out, resume, {}
         if out is None:
             return
+        # what a model's training depends on (the seed and the losses' weights since
+        # 2026-12-07: before, another --seed whose folds came out the same was resumed)
         self.key = {
             "study": "cv hr", "models": labels, "config": results["config"],
             "folds": results["folds"], "features": results["cohort"]["features"],
             "data": study_state.fingerprint(cohort.x, cohort.hr, cohort.mask, cohort.valid),
+            "seed": config.seed, "personal": repr(config.personal),
+            "losses": [config.generative_weight, config.crps_weight, config.ridge],
         }  # fmt: skip
         if not resume:
             study_state.check(out, False, "cv hr study")
