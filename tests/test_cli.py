@@ -272,3 +272,16 @@ def test_the_cli_makes_one_cpu_device_per_core_unless_the_user_set_a_count(xla_f
     assert out.returncode == 0, out.stderr
     devices, cores = (int(n) for n in out.stdout.split())
     assert devices == (cores if expected == "cores" else expected)
+
+
+@pytest.mark.parametrize("value", ["nan", "1.5", "0", "-0.2", "half"])
+def test_fit_pretrain_refuses_a_mask_ratio_outside_0_1_before_building_its_corpus(
+    value, tmp_path, capsys
+):
+    """Until 2026-12-07 `--mask-ratio` was any float, refused only after the corpus was
+    simulated or read."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", "pretrain", "--mask-ratio", value, "--out", str(tmp_path / "e.wjx")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2
+    assert f"--mask-ratio: {value!r} is not a number between 0 and 1" in err[-1]

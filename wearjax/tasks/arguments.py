@@ -25,6 +25,18 @@ def epochs(text: str) -> int:
     return int(text)
 
 
+def share(text: str) -> float:
+    """A share such as `--mask-ratio`: a number strictly between 0 and 1, else argparse's
+    one-line error (the grid's own limits are checked once the corpus is known)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number between 0 and 1")
+    return value
+
+
 def seed(text: str) -> int:
     """A `--seed` value: a whole number from 0 to 2^32 - 1, else argparse's one-line error."""
     if not text.isdigit() or int(text) >= MAX_SEED:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from wearjax.errors import TrainingInterrupted, WearjaxError
-from wearjax.tasks.arguments import each_predicted, epochs
+from wearjax.tasks.arguments import each_predicted, epochs, share
 
 
 class Command(NamedTuple):
@@ -335,7 +335,7 @@ def _pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--masking", choices=("random", "time", "scale", "mixed", "inpaint"),
                    default="mixed", help="hide patches at random, time columns, scale rows, a mix "
                    "of those, or time columns in the signal itself (no leak)")  # fmt: skip
-    p.add_argument("--mask-ratio", type=float, default=0.8, help="share of patches hidden")
+    p.add_argument("--mask-ratio", type=share, default=0.8, help="share of patches hidden")
     p.add_argument("--validation", choices=("recordings", "windows"), default="recordings",
                    help="stop early on held-out recordings, or random windows (old)")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue from OUT.state")
