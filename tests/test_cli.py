@@ -285,3 +285,21 @@ def test_fit_pretrain_refuses_a_mask_ratio_outside_0_1_before_building_its_corpu
     err = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2
     assert f"--mask-ratio: {value!r} is not a number between 0 and 1" in err[-1]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["cv", "vo2", "--data", "basic_motions"],
+        ["cv", "virtual", "--data", "pyoxynet"],
+        ["cv", "probe", "--encoder", "e.wjx", "--data", "synthetic"],
+    ],
+)
+def test_another_tasks_built_in_data_name_is_a_missing_path_before_any_work(argv, tmp_path, capsys):
+    """Until 2026-12-07 every task took every built-in name, and `cv vo2` made OUT and its
+    study state before it failed on one it does not know."""
+    out = tmp_path / "o"
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such file or folder (cv " in err[0] and "knows" in err[0], err
+    assert not out.exists()

@@ -666,10 +666,11 @@ def test_cv_probe_runs_on_two_data_sets_into_one_folder_sit_side_by_side(tmp_pat
 
 
 def test_the_clis_probe_sets_are_the_ones_the_probe_loads():
+    from wearjax.tasks.arguments import BUILT_IN_DATA
     from wearjax.tasks.commands import PROBE_DATA
     from wearjax.tasks.probe import BUILT_IN
 
-    assert PROBE_DATA == BUILT_IN
+    assert PROBE_DATA == BUILT_IN == BUILT_IN_DATA["probe"]
 
 
 def test_the_clis_pretraining_choices_are_the_ones_pretraining_knows():

@@ -14,7 +14,12 @@ from pathlib import Path
 from wearjax.errors import WearjaxError
 
 HR0_RANGE = (25.0, 250.0)  # bpm: a first-second HR outside this is a typo, not a runner
-BUILT_IN_DATA = ("synthetic", "pyoxynet", "pyoxynet_domain", "basic_motions", "watch")
+# the names `--data` takes for a built-in dataset, per task (anything else is a path)
+BUILT_IN_DATA = {
+    "vo2": ("synthetic", "pyoxynet"),
+    "virtual": ("synthetic",),
+    "probe": ("pyoxynet_domain", "basic_motions", "watch"),
+}
 MAX_SEED = 2**32  # what NumPy's and JAX's generators take
 
 
@@ -50,12 +55,15 @@ def check_arguments(args: argparse.Namespace, command: str) -> None:
     folder, or where `predict` would write over the recordings it reads; a `fit` that would
     overwrite an interrupted run's state, or `--resume` without one;
     `--hr0` that is not a finite HR."""
+    task = getattr(args, "task", None)
+    built_in = BUILT_IN_DATA.get(task, ())
     for name in ("data", "file", "model", "encoder"):
         path = getattr(args, name, None)
-        if isinstance(path, Path) or (name == "data" and path not in (None, *BUILT_IN_DATA)):
+        if isinstance(path, Path) or (name == "data" and path not in (None, *built_in)):
             if not Path(path).exists():
                 label = "recording" if name == "file" else f"--{name}"
-                raise WearjaxError(f"{label} {path}: no such file or folder; check the path")
+                names = f" ({command} {task} knows {', '.join(built_in)})" * bool(built_in)
+                raise WearjaxError(f"{label} {path}: no such file or folder{names}; check the path")
     out = getattr(args, "out", None)
     if out is not None:
         _check_out(Path(out), wants_file=command == "fit")
