@@ -50,8 +50,10 @@ def check(out: Path, resume: bool, command: str) -> None:
     if not resume and exists(out):
         raise WearjaxError(
             f"{out} holds an interrupted {command} ({JSON}): pass --resume to continue it, or "
-            f"delete {Path(out) / JSON} to start again"
+            f"delete its partial* files ({Path(out) / 'partial*'}) to start again"
         )
+    if not resume:  # a new study: what a study whose partial.json was deleted left is stale
+        clear(out)
 
 
 def replace_file(path: Path, write: Callable[[Path], None]) -> None:
