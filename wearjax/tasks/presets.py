@@ -127,7 +127,7 @@ def cpet_config(quick: bool = False, seed: int = 0, **changes) -> VO2StudyConfig
     a (32, 2) biGRU: the published (256, 2) and (128, 4) do not train 10 folds in 15 minutes on
     two CPU cores (pass `variant=` for them). 70 epochs end the third cosine cycle.
     `quick` (the first 30 tests, `wearjax cv vo2 --data pyoxynet --quick`) beats both baselines
-    in about 20 s: 15.9 / 13.7 / 11.9% MAPE for seeds 0 / 1 / 2 against 20.0-20.8% and 30.5%.
+    in about 20 s: 15.9 / 13.8 / 11.9% MAPE for seeds 0 / 1 / 2 against 20.0-20.8% and 30.5%.
     """
     base = VO2StudyConfig()
     config = VO2StudyConfig(
