@@ -222,6 +222,25 @@ def test_a_test_starts_at_its_first_vo2_value(tmp_path):
     assert s.start_time_s == 20.0  # second 0 is the file's second 20
 
 
+@pytest.mark.parametrize("every", [3, 10, 11])
+def test_breaths_between_hr_rows_are_interpolated_up_to_the_gap_limit(every, tmp_path):
+    """An export that gives HR every second on its own rows and VO2 on its breaths' rows:
+    the seconds between two breaths at most 10 s apart are filled linearly, as a second
+    with no row at all is. Until 2026-12-07 an HR row in them kept them missing, and the VO2
+    task held the last breath there."""
+    rows = [[s, 1500 + 10 * s if s % every == 0 else "", 100 + s / 10] for s in range(N)]
+    s = read_cpet(_write(tmp_path / "split.csv", ["time", "VO2", "HR"], rows))
+    breath = np.arange(N) % every == 0
+    np.testing.assert_allclose(s.vo2[breath[: s.length]], 1500 + 10 * np.arange(N)[breath])
+    last = (N - 1) // every * every  # the last breath: the series ends there
+    if every <= 10:
+        assert s.vo2_mask[: last + 1].all() and not s.vo2_mask[last + 1 :].any()
+        np.testing.assert_allclose(s.vo2[: last + 1], 1500 + 10 * np.arange(last + 1), rtol=1e-6)
+    else:  # breaths 11 s apart: a gap, not filled
+        np.testing.assert_array_equal(s.vo2_mask[: last + 1], breath[: last + 1])
+    assert s.mask.all()  # HR on every second
+
+
 def test_subject_values_out_of_range_refuse_the_file(tmp_path):
     """A height in mm (1750 -> 17.5 m after the cm rule) or a year of birth as the age was
     read as it stood; the manifest's ranges now hold for CPET files too."""

@@ -36,7 +36,10 @@ hold for every source:
   inside a short gap: when the records either side are at most `max_gap_s` apart and both
   have a value, linearly between them, counting as observed (`mask` True; a device recording
   every few seconds). Across a longer gap (a pause) HR and VO2 are NaN with `mask`/`vo2_mask`
-  False.
+  False. VO2 comes breath by breath, so its gaps are between breaths: a second without a VO2
+  value between two breaths at most `max_gap_s` apart is filled linearly even where another
+  record (an HR row of the same export) fell in it (until 2026-12-07 such seconds stayed
+  missing, and the VO2 task held the last breath there).
 - **Cadence** is stored in strides/min (one stride = two steps; FIT's running cadence), with
   FIT's `fractional_cadence` added. A source in steps/min is halved; a session declared in
   strides/min whose median cadence exceeds 130 is refused as probably in steps/min.
@@ -242,7 +245,9 @@ def to_session(
         )  # fmt: skip
     hr_values = np.where(in_range, hr_values, np.nan)
     hr = _fill_unrecorded(per_second(hr_values, "heart rate"), recorded, max_gap_s)
-    vo2 = _fill_unrecorded(per_second(records.vo2, "VO2"), recorded, max_gap_s)
+    vo2 = per_second(records.vo2, "VO2")
+    if breaths := np.flatnonzero(np.isfinite(vo2)).tolist():  # VO2's own records: its breaths
+        vo2 = _fill_unrecorded(vo2, np.asarray(breaths), max_gap_s)
     names = [c for c in SESSION_CHANNEL_UNITS if c in records.channels]
     columns = [_fill_channel(per_second(records.channels[c], c), max_gap_s) for c in names]
     if pauses == "stop" and records.distance is not None:
