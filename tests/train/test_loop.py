@@ -409,6 +409,34 @@ def test_a_real_sigint_finishes_the_running_epoch_then_saves_and_stops():
     assert signal.getsignal(signal.SIGINT) is before
 
 
+def test_a_sigint_in_the_epoch_that_stops_early_is_not_dropped():
+    """Until 2026-12-07 an early stop's `break` came before the check for a deferred
+    Ctrl-C, so training returned as if never interrupted and a study went on to its next
+    model; at the last of the asked epochs it was raised. Both now stop the same way."""
+    import os
+    import signal
+    import threading
+
+    from wearjax.train.loop import init_state, run_epochs
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers can only be set on the main thread")
+    calls, saved = [], []
+
+    def epoch(state, fold, data):
+        calls.append(1)
+        stop = state.stop
+        if len(calls) == 3:  # Ctrl-C in the epoch early stopping ends
+            os.kill(os.getpid(), signal.SIGINT)
+            stop = stop._replace(stopped=jnp.asarray(True))
+        return state._replace(epoch=state.epoch + 1, stop=stop), (jnp.ones(()), jnp.ones(()), ())
+
+    state = init_state({"w": jnp.zeros(())}, Recipe(optax.identity()), jax.random.key(0))
+    with pytest.raises(TrainingInterrupted, match="interrupted after epoch 3"):
+        run_epochs(epoch, state, None, None, 10, on_epoch=lambda s, h: saved.append((s, h)))
+    assert len(calls) == 3 and bool(saved[-1][0].stop.stopped)
+
+
 @pytest.mark.slow  # ~60 s on 2 cores: keeps the fast suite under 10 minutes
 def test_cross_validation_resumes_bit_for_bit(tiny_study, tmp_path):
     cfg, data, fold, split, init = tiny_study

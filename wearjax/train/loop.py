@@ -319,10 +319,10 @@ def run_epochs(
             last = bool(np.all(row["stopped"])) or i + 1 == epochs
             if on_epoch is not None and ((i + 1) % every == 0 or last):
                 on_epoch(*saved)
+            if restore is not None and restore.requested:  # before an early stop's break too
+                raise KeyboardInterrupt
             if np.all(row["stopped"]):
                 break
-            if restore is not None and restore.requested:
-                raise KeyboardInterrupt
     except KeyboardInterrupt:
         if on_epoch is None:
             raise
