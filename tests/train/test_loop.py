@@ -513,11 +513,42 @@ def test_a_non_finite_training_loss_stops_the_fold_and_keeps_its_last_finite_bes
     train = np.asarray(result.history["train_loss"])
     assert len(train) == 4 and np.isfinite(train[:3]).all() and np.isnan(train[3])
     assert bool(result.history["stopped"][-1])
-    assert "fold(s) [0]: the training loss is not finite at epoch 4" in caplog.text
+    assert "fold(s) [0]: the training loss or weights are not finite at epoch 4" in caplog.text
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(result.model))
     # the kept model is epoch 3's: the same as training 3 epochs without any NaN
     three = fit(start, _nan_from(99), None, None, recipe._replace(epochs=3), jax.random.key(0))
     tree_allclose(result.model, three.model, rtol=0, atol=0)
+
+
+def test_nan_weights_after_a_finite_loss_and_a_nan_validation_loss_are_said(caplog):
+    """Until 2026-12-07 weights turned NaN by an epoch's last step, whose loss was still
+    finite, stopped the fold without a word, its history showing a finite training loss; a
+    non-finite validation loss was counted as an epoch without improvement silently."""
+    recipe = Recipe(optax.scale_by_adam(), 0.1, early_stopping_patience=3, epochs=20,
+                    steps_per_epoch=1)  # fmt: skip
+
+    def loss(m, batch, key, epoch):  # from epoch 2: sqrt(e) at e = 0, a finite value, inf slope
+        on = epoch >= 2
+        root = jnp.where(on, jnp.sqrt(jnp.where(on, m.e[0], 1.0)), 0.0)  # no NaN slope before
+        return jnp.sum((m.w - 1.0) ** 2) + root, ()
+
+    valid = lambda m, d, f: jnp.sum((m.w - 1.0) ** 2)  # noqa: E731
+    start = _Pair(jnp.zeros(2), jnp.zeros(2))
+    result = fit(start, Task(lambda d, f, k: None, loss, valid), None, None, recipe,
+                 jax.random.key(0))  # fmt: skip
+    train = np.asarray(result.history["train_loss"])
+    assert len(train) == 3 and np.isfinite(train[:2]).all() and np.isnan(train[2])
+    assert "fold(s) [0]: the training loss or weights are not finite at epoch 3" in caplog.text
+    caplog.clear()
+    blind = lambda m, d, f: jnp.where(m.w[0] > 0.15, jnp.nan, valid(m, d, f))  # noqa: E731
+    task = Task(lambda d, f, k: None, lambda m, b, k, e: (valid(m, b, f=None), ()), blind)
+    result = fit(start, task, None, None, recipe, jax.random.key(0))
+    val = np.asarray(result.history["val_loss"])
+    first = int(np.argmax(~np.isfinite(val)))
+    assert first >= 1 and len(val) == first + 3  # 3 epochs without improvement: stopped
+    said = [r.message for r in caplog.records if "validation loss is not finite" in r.message]
+    assert said == [f"fold(s) [0]: the validation loss is not finite at epoch {first + 1}, an "
+                    "epoch without improvement (check the validation data)"]  # fmt: skip
 
 
 def test_a_fold_with_no_validation_data_is_refused():

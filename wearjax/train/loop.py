@@ -40,7 +40,11 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from wearjax.errors import TrainingInterrupted, WearjaxDataError
 from wearjax.train.interrupt import defer_ctrl_c
-from wearjax.train.schedules import plateau
+
+# `train.loop` names the recipe, its settings and `plateau` as before they moved out
+from wearjax.train.recipe import Recipe
+from wearjax.train.recipe import TrainConfig as TrainConfig
+from wearjax.train.schedules import plateau as plateau
 
 logger = logging.getLogger(__name__)
 
@@ -61,62 +65,6 @@ def validation_mean(values: Array, weights: Array) -> Float[Array, ""]:
     total = jnp.sum(weights)
     value = jnp.sum(jnp.where(weights > 0, values * weights, 0.0)) / jnp.where(total > 0, total, 1)
     return jnp.where(total > 0, value, jnp.nan)
-
-
-class Recipe(NamedTuple):
-    """How to learn it.
-
-    `optimizer` gives the update direction without the step size (e.g. clip, weight decay,
-    Adam moments); the step applies `-learning_rate(epoch) * plateau_scale` to it.
-    `learning_rate` is a float or an optax schedule of the epoch index; `clip_norm`, if set, an
-    optax schedule of the epoch clipping the gradient's global norm before the optimiser;
-    `plateau` an `optax.contrib.reduce_on_plateau` fed the validation loss once per epoch.
-    """
-
-    optimizer: optax.GradientTransformation
-    learning_rate: float | Callable[[Array], Array] = 1e-3
-    clip_norm: Callable[[Array], Array] | None = None
-    plateau: optax.GradientTransformationExtraArgs | None = None
-    early_stopping_patience: int = 20
-    epochs: int = 100
-    steps_per_epoch: int = 50
-
-
-class TrainConfig(NamedTuple):
-    """Settings of the default recipe (the Lab-to-Wrist HR Kalman one): clipped, L2-decayed
-    Adam with reduce-on-plateau (torch's `ReduceLROnPlateau` semantics) and early stopping."""
-
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-5  # L2 added to the gradient before Adam, as torch.optim.Adam
-    clip_norm: float = 1.0
-    plateau_factor: float = 0.5
-    plateau_patience: int = 10
-    plateau_cooldown: int = 0
-    plateau_threshold: float = 1e-4  # relative improvement that resets the plateau counter
-    min_learning_rate: float = 0.0
-    early_stopping_patience: int = 20
-    epochs: int = 100
-    steps_per_epoch: int = 50
-
-    def recipe(self) -> Recipe:
-        return Recipe(
-            optimizer=optax.chain(
-                optax.clip_by_global_norm(self.clip_norm),
-                optax.add_decayed_weights(self.weight_decay),
-                optax.scale_by_adam(),
-            ),
-            learning_rate=self.learning_rate,
-            plateau=plateau(
-                self.plateau_factor,
-                self.plateau_patience,
-                cooldown=self.plateau_cooldown,
-                threshold=self.plateau_threshold,
-                min_scale=self.min_learning_rate / self.learning_rate,
-            ),
-            early_stopping_patience=self.early_stopping_patience,
-            epochs=self.epochs,
-            steps_per_epoch=self.steps_per_epoch,
-        )
 
 
 class EarlyStopping(NamedTuple):
@@ -228,7 +176,7 @@ def make_epoch(
         # kept (never one with NaN weights, which a validation loss that reads only some of
         # them could otherwise pick), and its history shows the non-finite training loss
         finite = jnp.isfinite(jnp.mean(losses)) & _all_finite(params)
-        val = jnp.where(finite, val, jnp.inf)
+        val, losses = jnp.where(finite, val, jnp.inf), jnp.where(finite, losses, jnp.nan)
         plateau_state = state.plateau_state
         if recipe.plateau is not None:
             with _strict_off():
@@ -290,7 +238,7 @@ def run_epochs(
         bar = tqdm(total=epochs, initial=done, desc=f"{desc} (compiling)")
     # `saved` is the last consistent (state, history) pair, replaced by one assignment, so a
     # Ctrl-C between two statements never pairs an epoch's state with another's history
-    saved = (state, history)
+    saved, warned = (state, history), set()
     restore = defer_ctrl_c() if on_epoch is not None else None
     try:
         for i in range(done, epochs if not finished else done):
@@ -302,14 +250,22 @@ def run_epochs(
                 **{name: np.asarray(v) for name, v in _flat_aux(aux).items()},
                 "stopped": np.asarray(new.stop.stopped),
             }
-            diverged = ~np.isfinite(row["train_loss"]) & ~np.asarray(saved[0].stop.stopped)
-            if diverged.any():
+            running = ~np.asarray(saved[0].stop.stopped)
+            diverged = ~np.isfinite(row["train_loss"]) & running
+            if diverged.any():  # NaN weights show as a NaN training loss (since 2026-12-07)
                 logger.warning(
-                    "fold(s) %s: the training loss is not finite at epoch %d; their training "
-                    "stops there, keeping the best model before it (lower the learning rate, "
-                    "or check the inputs for extreme values)",
+                    "fold(s) %s: the training loss or weights are not finite at epoch %d; their "
+                    "training stops there, keeping the best model before it (lower the learning "
+                    "rate, or check the inputs for extreme values)",
                     np.flatnonzero(np.atleast_1d(diverged)).tolist(), i + 1,
                 )  # fmt: skip
+            blind = set(np.flatnonzero(np.atleast_1d(~np.isfinite(row["val_loss"]) & running
+                                                     & ~diverged)).tolist()) - warned  # fmt: skip
+            if blind:  # once per fold: counted as an epoch without improvement
+                warned |= blind
+                logger.warning("fold(s) %s: the validation loss is not finite at epoch %d, an "
+                               "epoch without improvement (check the validation data)",
+                               sorted(blind), i + 1)  # fmt: skip
             saved = (new, {k: [*saved[1].get(k, []), v] for k, v in row.items()})
             if bar is not None:
                 if i == done:
