@@ -13,6 +13,7 @@ import pytest
 
 from tests.tasks.test_vo2 import toy_cohort, write_cpet_folder
 from wearjax.cli import main as wearjax
+from wearjax.data import read_cpet
 from wearjax.data.types import SUBJECT_FIELDS
 from wearjax.errors import WearjaxDataError, WearjaxFileError
 from wearjax.eval.metrics import mae, mape
@@ -156,7 +157,18 @@ def test_cli_fit_vo2_on_a_lab_folder_then_predict_a_new_test(tmp_path, capsys):
     line = capsys.readouterr().out.splitlines()[0]
     assert line.startswith("ramp: 300 s from a first second of") and "MAPE" in line
     rows = (tmp_path / "p" / "ramp.csv").read_text().splitlines()
-    assert rows[0] == "second,vo2_pred_ml_min,vo2_ml_min" and len(rows) == 301
+    assert rows[0] == "second,time_s,vo2_pred_ml_min,vo2_ml_min" and len(rows) == 301
+    start = read_cpet(test, **header["read"]).start_time_s
+    assert [float(r.split(",")[1]) for r in rows[1:3]] == [start, start + 1]  # the file's clock
+    # a test with VO2 at its start alone (a calibration minute) is predicted, its 10 s scored
+    lines = test.read_text().splitlines()  # Zeit;VO2 abs;HF;Last
+    blank = lambda r: ";".join(c if j != 1 else "" for j, c in enumerate(r.split(";")))  # noqa: E731
+    cut = [lines[0], *lines[1:11], *map(blank, lines[11:])]
+    (tmp_path / "calibration").mkdir()
+    (tmp_path / "calibration" / "ramp.csv").write_text("\n".join(cut) + "\n")
+    assert wearjax(["predict", "--model", str(model), str(tmp_path / "calibration" / "ramp.csv"),
+                    "--out", str(tmp_path / "pc")]) == 0  # fmt: skip
+    assert "over 9 s" in capsys.readouterr().out.splitlines()[0]
     clockless = tmp_path / "noclock.wjx"
     assert wearjax([*argv[:-1], str(clockless), "--without-clock"]) == 0
     features = json.loads(clockless.read_bytes().partition(b"\n")[0])["features"]
@@ -247,6 +259,7 @@ def test_predict_overrides_only_the_reading_options_it_is_given(tmp_path, monkey
                                   columns=columns, vo2_unit=unit)  # fmt: skip
         with pytest.raises(WearjaxError, match="read"):
             predict_command(args, print)
-    assert seen[0] == trained
-    assert seen[1] == {"columns": {"vo2": "VO2"}, "vo2_unit": "L/min"}
-    assert seen[2] == {"columns": trained["columns"], "vo2_unit": "mL/min"}
+    one = {"min_length_s": 1}  # a test needs only the first second of VO2 (the model's)
+    assert seen[0] == {**trained, **one}
+    assert seen[1] == {"columns": {"vo2": "VO2"}, "vo2_unit": "L/min", **one}
+    assert seen[2] == {"columns": trained["columns"], "vo2_unit": "mL/min", **one}

@@ -200,6 +200,7 @@ def predict_command(args, say) -> int:
     if args.vo2_unit:
         read["vo2_unit"] = args.vo2_unit
     file, out = Path(args.file), Path(args.out)
+    read["min_length_s"] = 1  # the model needs the first second of VO2; the rest is scored
     if file.is_dir():  # each test as read, compared with the model alone (not with the others)
         sessions, skipped = load_cpet_folder(file, **read, harmonise=False)
         for s in skipped:

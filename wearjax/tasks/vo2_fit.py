@@ -140,6 +140,7 @@ class VO2Predicted(NamedTuple):
     scored: np.ndarray  # [T] bool: measured seconds after the first
     v0: float  # the first second given to the model
     metrics: dict  # mae, rmse, mape (%), pearson_r, n over `scored`; empty when none
+    start_s: float | None = None  # the first second on the file's clock (`Session.start_time_s`)
 
 
 def _as_trained(session: Session, header: dict) -> Session:
@@ -200,21 +201,24 @@ def predict_vo2(checkpoint: VO2Checkpoint, session: Session) -> VO2Predicted:
         p, t, m = jnp.asarray(pred), jnp.asarray(np.nan_to_num(measured)), jnp.asarray(scored)
         fns = {"mae": mae, "rmse": rmse, "mape": mape, "pearson_r": pearson_r}
         metrics = {k: float(f(p, t, m)) for k, f in fns.items()} | {"n": int(scored.sum())}
-    return VO2Predicted(pred, measured, scored, float(v0), metrics)
+    return VO2Predicted(pred, measured, scored, float(v0), metrics, session.start_time_s)
 
 
 def write_vo2_prediction(pred: VO2Predicted, csv: Path, png: Path, title: str) -> list[Path]:
-    """One row per second (`second, vo2_pred_ml_min, vo2_ml_min`: the test's smoothed VO2,
-    empty where it has none) and a plot of both."""
+    """One row per second (`second` from the first VO2, `time_s` on the file's own clock
+    where it has one, `vo2_pred_ml_min, vo2_ml_min`: the test's smoothed VO2, empty where it
+    has none) and a plot of both."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     csv.parent.mkdir(parents=True, exist_ok=True)
-    rows = ["second,vo2_pred_ml_min,vo2_ml_min"]
+    clock = pred.start_s is not None
+    rows = ["second," + "time_s," * clock + "vo2_pred_ml_min,vo2_ml_min"]
     for t, (p, v) in enumerate(zip(pred.vo2, pred.measured, strict=True)):
-        rows.append(f"{t},{p:.1f},{'' if np.isnan(v) else f'{v:.1f}'}")
+        at = f"{pred.start_s + t:.3f}," if clock else ""
+        rows.append(f"{t},{at}{p:.1f},{'' if np.isnan(v) else f'{v:.1f}'}")
     csv.write_text("\n".join(rows) + "\n")
     fig, ax = plt.subplots(figsize=(10, 4))
     minutes = np.arange(len(pred.vo2)) / 60
