@@ -241,6 +241,22 @@ def test_breaths_between_hr_rows_are_interpolated_up_to_the_gap_limit(every, tmp
     assert s.mask.all()  # HR on every second
 
 
+def test_a_resting_test_in_ml_per_kg_without_a_unit_is_refused_as_ambiguous(tmp_path):
+    """VO2 3.2-3.8 (mL/kg/min at rest) at HR 65-75: read as L/min it was 3.5 L/min, ten
+    times a resting body's uptake; the same values with HR 150-170 stay litres (exercise)."""
+    rng = np.random.default_rng(0)
+    vo2 = 3.5 + rng.uniform(-0.3, 0.3, N)
+    rows = [[s, f"{vo2[s]:.2f}", 70 + s % 5] for s in range(N)]
+    with pytest.raises(WearjaxFileError, match=r"read as L/min it is a median 3\.5\d L/min at a "
+                       r"median HR of 7\d bpm.*mL/kg/min at rest"):  # fmt: skip
+        read_cpet(_write(tmp_path / "rest.csv", ["time", "VO2", "HR"], rows))
+    declared = read_cpet(tmp_path / "rest.csv", vo2_unit="L/min")  # told: as it is told
+    assert float(np.nanmedian(declared.vo2)) == pytest.approx(3500, rel=0.1)
+    hard = [[s, v, 160 + s % 10] for s, v, _ in rows]
+    s = read_cpet(_write(tmp_path / "hard.csv", ["time", "VO2", "HR"], hard))
+    assert dict(s.metadata)["vo2_unit"] == "L/min"
+
+
 def test_subject_values_out_of_range_refuse_the_file(tmp_path):
     """A height in mm (1750 -> 17.5 m after the cm rule) or a year of birth as the age was
     read as it stood; the manifest's ranges now hold for CPET files too."""

@@ -120,6 +120,8 @@ def read_cpet(
 
     vo2_column = header[found["vo2"]]
     vo2, vo2_source, basis = _volume(column("vo2"), declared, unit_of["vo2"], vo2_column, path)
+    if basis.startswith("detected") and vo2_source == "L/min" and "hr" in found:
+        _check_rest_per_kg(vo2, column("hr"), vo2_column, path)
     channels: dict[str, np.ndarray] = {}
     metadata = [("vo2_unit", vo2_source), ("vo2_unit_basis", basis)]
     low = np.isfinite(vo2) & (vo2 < MIN_VO2_ML_MIN)  # an analyser's warm-up rows, exported as 0
@@ -360,6 +362,24 @@ def _volume(values, declared, unit, column, path) -> tuple[np.ndarray, str, str]
             "leave out --vo2-unit, or give the unit the file is in",
         )
     return out, name, basis
+
+
+def _check_rest_per_kg(vo2: np.ndarray, hr: np.ndarray, column: str, path) -> None:
+    """A unitless VO2 read as L/min whose median is over 2 L/min at a median HR under 100
+    bpm: a body at that HR takes up 0.3-1.5 L/min, and a resting test in mL/kg/min (3-5)
+    reads so. Refused as ambiguous (until 2026-12-07 read as litres, 10x its uptake)."""
+    v, h = vo2[np.isfinite(vo2) & (vo2 > 0)], hr[np.isfinite(hr) & (hr > 0)]
+    if v.size and h.size and np.median(v) > REST_MAX_ML_MIN and np.median(h) < REST_HR_BPM:
+        raise WearjaxFileError(
+            path,
+            f"column {column!r} has no unit; read as L/min it is a median "
+            f"{np.median(v) / 1000:.2f} L/min at a median HR of {np.median(h):.0f} bpm, more "
+            "than a body takes up at that HR: it looks like mL/kg/min at rest",
+            "export absolute VO2, or pass --vo2-unit (vo2_unit) with the unit it is in",
+        )
+
+
+REST_MAX_ML_MIN, REST_HR_BPM = 2000.0, 100.0  # `_check_rest_per_kg`'s bounds
 
 
 MAX_MEDIAN_L_MIN = 5.0
