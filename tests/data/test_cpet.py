@@ -257,6 +257,22 @@ def test_a_resting_test_in_ml_per_kg_without_a_unit_is_refused_as_ambiguous(tmp_
     assert dict(s.metadata)["vo2_unit"] == "L/min"
 
 
+def test_a_test_whose_hr_strap_failed_early_is_refused_and_skipped_in_a_folder(tmp_path):
+    """HR in 5 of 90 s: the VO2 model would read one held value for the rest (until
+    2026-12-07 kept without a word); HR in 60% of the seconds is kept."""
+    t, vo2, hr = _ramp()[:3]
+    few = [[s, vo2[s], hr[s] if s < 5 else ""] for s in t]
+    _write(tmp_path / "lab" / "a.csv", ["time", "VO2", "HR"], few)
+    with pytest.raises(WearjaxFileError, match=r"HR in only 5 of its 90 s .* leave out the HR"):
+        read_cpet(tmp_path / "lab" / "a.csv")
+    most = [[s, vo2[s], hr[s] if s < 54 else ""] for s in t]
+    _write(tmp_path / "lab" / "b.csv", ["time", "VO2", "HR"], most)
+    assert int(read_cpet(tmp_path / "lab" / "b.csv").mask.sum()) == 54
+    sessions, skipped = load_cpet_folder(tmp_path / "lab")
+    assert [s.workout for s in sessions] == ["b"]
+    assert [p.path.name for p in skipped] == ["a.csv"] and "HR in only 5" in skipped[0].reason
+
+
 def test_subject_values_out_of_range_refuse_the_file(tmp_path):
     """A height in mm (1750 -> 17.5 m after the cm rule) or a year of birth as the age was
     read as it stood; the manifest's ranges now hold for CPET files too."""

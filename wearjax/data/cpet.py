@@ -205,6 +205,14 @@ def read_cpet(
             kept += ((START_TIME, repr(float(start) + k)),)
         session = dataclasses.replace(session, **cut, metadata=kept)
         metadata.append(("seconds_before_first_vo2_dropped", str(k)))
+    seen_hr = int(np.sum(session.mask))
+    if "hr" in found and 0 < seen_hr < MIN_HR_SHARE * session.length:  # a strap that failed
+        raise WearjaxFileError(
+            path,
+            f"HR in only {seen_hr} of its {session.length} s (from the first VO2): the model "
+            "would read one held value for the rest",
+            "check the HR recording, or leave out the HR column to use the test without HR",
+        )
     late = int(np.argmax(session.mask)) if session.mask.any() else 0
     if late > LATE_HR_S:  # the VO2 model is given the first HR where the test starts
         logger.warning("%s: HR starts %d s after the first VO2; its first reading stands for "
@@ -386,6 +394,10 @@ MAX_MEDIAN_L_MIN = 5.0
 """A unitless VO2 or VCO2 column with a median under this is read as L/min; from it to 150, as
 mL/kg/min, refused (until 2026-12-07 the bound was 10, which read a rest or a walk in mL/kg/min
 as litres)."""
+
+MIN_HR_SHARE = 0.5
+"""A test with an HR column needs HR in this share of its seconds (as `data.pyoxynet`'s reader
+asks of its files); until 2026-12-07 any HR at all was kept."""
 
 LATE_HR_S = 30
 """An HR column that starts this many seconds after the first VO2 is said per file."""
