@@ -273,6 +273,16 @@ def test_a_test_whose_hr_strap_failed_early_is_refused_and_skipped_in_a_folder(t
     assert [p.path.name for p in skipped] == ["a.csv"] and "HR in only 5" in skipped[0].reason
 
 
+@pytest.mark.parametrize("marker", ["NA", "n/a", "-"])
+def test_a_missing_marker_in_the_first_row_is_data_refused_by_its_line_not_a_unit(marker, tmp_path):
+    """Until 2026-12-07 a first row with VO2 `NA` was read as a units row: "unknown unit
+    'NA'", or with a Speed column "unknown speed unit '8.5'", naming no line."""
+    rows = [[s, marker if s == 0 else 1500 + s, 100, 8.5] for s in range(N)]
+    path = _write(tmp_path / "na.csv", ["time", "VO2", "HR", "Speed"], rows)
+    with pytest.raises(WearjaxFileError, match=rf"line 2, column 'VO2': cannot read '{marker}'"):
+        read_cpet(path)
+
+
 def test_subject_values_out_of_range_refuse_the_file(tmp_path):
     """A height in mm (1750 -> 17.5 m after the cm rule) or a year of birth as the age was
     read as it stood; the manifest's ranges now hold for CPET files too."""

@@ -105,7 +105,10 @@ def read_cpet(
             )
     unit_of = {field: _split(header[j])[1] for field, j in found.items()}
     first_line = 2
-    if not is_number(at(rows[0], found["vo2"]), comma):  # a units row under the header
+    first_vo2 = at(rows[0], found["vo2"])
+    # a units row under the header; a missing-value marker there is data, refused by its line
+    # (until 2026-12-07 `NA` was read as VO2's unit, and the line it dropped was not named)
+    if not is_number(first_vo2, comma) and first_vo2.strip().lower() not in MISSING_MARKERS:
         for field, j in found.items():
             unit_of[field] = unit_of[field] or at(rows[0], j)
         rows, first_line = rows.after_header(), 3
@@ -394,6 +397,9 @@ MAX_MEDIAN_L_MIN = 5.0
 """A unitless VO2 or VCO2 column with a median under this is read as L/min; from it to 150, as
 mL/kg/min, refused (until 2026-12-07 the bound was 10, which read a rest or a walk in mL/kg/min
 as litres)."""
+
+MISSING_MARKERS = ("na", "n/a", "nan", "-", "--", "null", "none")
+"""Cells that mean no value in some exports: no unit, so never the start of a units row."""
 
 MIN_HR_SHARE = 0.5
 """A test with an HR column needs HR in this share of its seconds (as `data.pyoxynet`'s reader
