@@ -398,8 +398,7 @@ MAX_MEDIAN_L_MIN = 5.0
 mL/kg/min, refused (until 2026-12-07 the bound was 10, which read a rest or a walk in mL/kg/min
 as litres)."""
 
-MISSING_MARKERS = ("na", "n/a", "nan", "-", "--", "null", "none")
-"""Cells that mean no value in some exports: no unit, so never the start of a units row."""
+MISSING_MARKERS = ("na", "n/a", "nan", "-", "--", "null", "none")  # no value: never a unit
 
 MIN_HR_SHARE = 0.5
 """A test with an HR column needs HR in this share of its seconds (as `data.pyoxynet`'s reader
