@@ -54,6 +54,19 @@ WRITTEN_BY = {
 }  # a checkpoint's task (or kind) and the command that writes it
 
 
+def _umask() -> int:
+    """The process's umask, from /proc where Linux gives it: reading it through `os.umask`
+    means setting it, which for a moment would give files that another thread creates (a
+    compile worker's, say) mode 0666."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        umask = os.umask(0)
+        os.umask(umask)
+        return umask
+
+
 def save(path: str | Path, header: dict, tree: Any) -> Path:
     """Write `header` (JSON-serialisable) and the leaves of `tree` to `path`, atomically."""
     path = Path(path)
@@ -72,9 +85,7 @@ def save(path: str | Path, header: dict, tree: Any) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:  # closed whatever happens next
-            umask = os.umask(0)  # read it back: the file gets the mode `open` would give
-            os.umask(umask)
-            os.fchmod(f.fileno(), 0o666 & ~umask)  # (not mkstemp's 0600)
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # the mode `open` gives (not mkstemp's 0600)
             f.write(line + payload)
             f.flush()
             os.fsync(f.fileno())  # on disk before it replaces the previous file
