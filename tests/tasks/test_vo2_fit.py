@@ -263,3 +263,23 @@ def test_predict_overrides_only_the_reading_options_it_is_given(tmp_path, monkey
     assert seen[0] == {**trained, **one}
     assert seen[1] == {"columns": {"vo2": "VO2"}, "vo2_unit": "L/min", **one}
     assert seen[2] == {"columns": trained["columns"], "vo2_unit": "mL/min", **one}
+
+
+def test_predict_with_a_vo2_model_refuses_a_watch_file_naming_what_it_needs(tmp_path, monkeypatch):
+    """Until 2026-12-07 a .fit file went to the CSV reader and came back as 'no time column'
+    with its binary bytes for a header."""
+    import argparse
+    from types import SimpleNamespace
+
+    import wearjax.tasks.vo2_fit
+    from wearjax.errors import WearjaxError
+    from wearjax.tasks.vo2_cli import predict_command
+
+    monkeypatch.setattr(wearjax.tasks.vo2_fit, "load_vo2", lambda p: SimpleNamespace(header={}))
+    run = tmp_path / "run.fit"
+    run.write_bytes(b"\x0e\x10binary")
+    args = argparse.Namespace(model=tmp_path / "m.wjx", file=run, out=tmp_path / "p",
+                              columns=None, vo2_unit=None)  # fmt: skip
+    want = r"run\.fit: a VO2 model predicts a CPET export \(\.csv, \.tsv, \.txt\) .* not a \.fit"
+    with pytest.raises(WearjaxError, match=want + r" file; .* with an HR model"):
+        predict_command(args, print)

@@ -190,6 +190,7 @@ def predict_command(args, say) -> int:
     each unless `--columns` / `--vo2-unit` describes these (one given keeps the other's
     training value)."""
     from wearjax.data import load_cpet_folder, read_cpet
+    from wearjax.data.cpet import CPET_SUFFIXES
     from wearjax.tasks.arguments import each_predicted
     from wearjax.tasks.vo2_fit import load_vo2, predict_vo2, write_vo2_prediction
 
@@ -206,6 +207,12 @@ def predict_command(args, say) -> int:
         for s in skipped:
             say(f"skipped {s.path}: {s.reason}")
     else:
+        if file.suffix.lower() not in CPET_SUFFIXES:  # a watch's file: no VO2 to start from
+            raise WearjaxError(
+                f"{file}: a VO2 model predicts a CPET export ({', '.join(CPET_SUFFIXES)}) from "
+                f"the VO2 of its first second, not a {file.suffix or 'suffixless'} file; "
+                "predict a watch's recording with an HR model"
+            )
         sessions = [read_cpet(file, **read)]
     given = {"smoothed": " (a cubic fitted to the first 15 s)", "raw": " (as measured)"}.get(
         checkpoint.header.get("first_second"), ""
