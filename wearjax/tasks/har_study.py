@@ -61,14 +61,12 @@ DATASETS = {True: ("basic_motions",), False: ("basic_motions", "watch", "synthet
 
 def datasets(quick: bool) -> dict:
     """Name -> (windows, split, seeds) of the study (`DATASETS[quick]`)."""
-    bm = basic_motions()
-    out = {"basic_motions": (bm, official_split(bm), 1 if quick else 3)}
-    if not quick:
-        w = watch()
-        out["watch"] = (w, subject_split(w), 1)
-        s = simulate_activities()
-        out["synthetic"] = (s, subject_split(s), 1)
-    return out
+    loaders = {
+        "basic_motions": lambda: (bm := basic_motions(), official_split(bm), 1 if quick else 3),
+        "watch": lambda: (w := watch(), subject_split(w), 1),
+        "synthetic": lambda: (s := simulate_activities(), subject_split(s), 1),
+    }
+    return {name: loaders[name]() for name in DATASETS[quick]}
 
 
 def har_study(
