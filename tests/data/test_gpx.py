@@ -209,3 +209,26 @@ def test_points_sharing_a_second_and_the_encodings_and_layouts_seen_in_exports(t
     route = gpx_text([]).replace("</gpx>", '<rte><rtept lat="60" lon="25"/></rte></gpx>')
     with pytest.raises(WearjaxFileError, match=r"route\.gpx: the GPX file has no track"):
         read_gpx(_write(tmp_path / "route.gpx", route))
+
+
+@pytest.mark.parametrize("encoding", ["GBK", "Shift_JIS", "GB2312"])
+def test_a_multi_byte_declared_encoding_is_decoded_and_a_folder_keeps_its_other_files(
+    encoding, tmp_path
+):
+    """XML's parser reads no multi-byte declared encoding; until 2026-12-07 its ValueError
+    escaped the reader and stopped a whole folder. The file is decoded by Python's codec of
+    the declared name; one that does not decode so is skipped with its reason."""
+    text = gpx_text([("running", meridian(range(120), hr=150))])
+    text = text.replace('encoding="UTF-8"', f'encoding="{encoding}"', 1)
+    assert f'encoding="{encoding}"' in text
+    path = tmp_path / "runs" / "run.gpx"
+    path.parent.mkdir()
+    path.write_bytes(text.encode(encoding))
+    (s,) = read_gpx(path)
+    assert (s.hr == 150).all()
+    (tmp_path / "runs" / "bad.gpx").write_bytes(
+        f'<?xml version="1.0" encoding="{encoding}"?><gpx>'.encode() + b"\xff\xff</gpx>"
+    )
+    sessions, skipped = load_folder(tmp_path / "runs", cache_dir=tmp_path / "cache")
+    assert [p.path.name for p in skipped] == ["bad.gpx"] and len(sessions) == 1
+    assert "not valid XML" in skipped[0].reason

@@ -4,6 +4,7 @@ element, ISO 8601 times and numbers written as text."""
 from __future__ import annotations
 
 import logging
+import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from io import BytesIO
@@ -21,8 +22,11 @@ def xml_root(path: Path, tag: str, again: str, export: str) -> ET.Element:
     """The root element of an XML file whose root is `tag` (any namespace). `WearjaxFileError`
     for invalid XML (an unknown declared encoding too), with `again` as the fix, or for
     another root, naming `export` as what to pass."""
+    data = read_bytes(path)
     try:
-        root = ET.parse(BytesIO(read_bytes(path))).getroot()
+        root = ET.parse(BytesIO(data)).getroot()
+    except ValueError:  # expat reads no multi-byte declared encoding (GBK, Shift_JIS): decode
+        root = _decoded_root(data, path, again)  # it here (until 2026-12-07 a raw ValueError)
     except (ET.ParseError, LookupError) as err:  # LookupError: an unknown declared encoding
         raise WearjaxFileError(path, f"not valid XML ({err})", again) from err
     if not root.tag.endswith(tag):
@@ -31,6 +35,19 @@ def xml_root(path: Path, tag: str, again: str, export: str) -> ET.Element:
             path, f"not a {fmt} file (its root element is {root.tag!r})", f"pass {export}"
         )
     return root
+
+
+def _decoded_root(data: bytes, path: Path, again: str) -> ET.Element:
+    """The root of XML whose declaration names an encoding expat cannot read, decoded by
+    Python's codec of that name and parsed without the declaration."""
+    declared = re.match(rb"\s*<\?xml[^>]*encoding=[\"']([A-Za-z0-9._-]+)[\"'][^>]*\?>", data)
+    try:
+        if declared is None:
+            raise ValueError("no encoding declared")
+        text = data[declared.end() :].decode(declared.group(1).decode("ascii"))
+        return ET.fromstring(text)
+    except (ValueError, LookupError, ET.ParseError) as err:  # UnicodeDecodeError is a ValueError
+        raise WearjaxFileError(path, f"not valid XML ({err})", again) from err
 
 
 def check_times(
