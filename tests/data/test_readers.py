@@ -346,6 +346,28 @@ def _write_csv(path, header, rows):
     return path
 
 
+def test_a_speed_in_mph_or_a_distance_in_km_read_as_metric_is_refused_naming_the_unit(tmp_path):
+    """A 9 min/mile run exported in mph (6.7) read as m/s: strides 4.7 m at 85 strides/min;
+    a distance in km: a speed of 0.003 m/s. Until 2026-12-07 both were kept: the only check
+    was a median over 8 m/s."""
+    header = ["timestamp", "heart_rate", "speed", "cadence"]
+    stamp = lambda t: f"2021-03-24 21:{40 + t // 60:02d}:{t % 60:02d}+00:00"  # noqa: E731
+    rows = [[stamp(t), 150, 6.7, 85] for t in range(600)]
+    path = _write_csv(tmp_path / "mph.csv", header, rows)
+    with pytest.raises(WearjaxFileError, match=r"mph\.csv: a median 6\.70 m/s at 85 strides/min "
+                       r"makes strides 4\.7 m long.*--speed-unit mph"):  # fmt: skip
+        read_running_csv(path)
+    s = read_running_csv(path, units={"speed": "mph"})
+    np.testing.assert_allclose(s.x[:, 0], 6.7 * 0.44704, rtol=1e-6)
+    elite = [[stamp(t), 170, 5.7, 93] for t in range(600)]  # a marathon record's pace: kept
+    read_running_csv(_write_csv(tmp_path / "elite.csv", header, elite))
+    km = [[stamp(t), 150, 0.003 * t, 85] for t in range(600)]
+    path = _write_csv(tmp_path / "km.csv", ["timestamp", "heart_rate", "distance", "cadence"], km)
+    with pytest.raises(WearjaxFileError, match=r"km\.csv: median moving speed is 0\.003 m/s .* "
+                       r"distance in km read as metres.*in metres"):  # fmt: skip
+        read_running_csv(path)
+
+
 def test_running_csv_units_and_missing_values(tmp_path):
     header = ["", "timestamp", "heart_rate", "speed", "cadence", "stance_time", "power"]
     rows = [

@@ -17,6 +17,7 @@ from wearjax.data.validate import (
     CADENCE_UNIT_FIX,
     check_cadence,
     check_declared_units,
+    check_gait,
     check_magnitude,
     check_speed,
     in_time_order,
@@ -131,6 +132,7 @@ def running_channels(
     if altitude is not None:
         out["altitude"] = altitude * factors["altitude"]
     check_declared_units(out, units or {}, path)
+    check_gait(out, path)
     return out
 
 

@@ -11,6 +11,9 @@ the reason) instead of becoming a session that later yields NaN metrics:
   the same time) is refused; CPET tests apply the same minimum to their span of VO2.
 - **Speed** (`check_speed`): negative speeds, and a moving median above `MAX_SPEED_MS`
   (speed in km/h read as m/s).
+- **Gait** (`check_gait`): a median stride (speed over stride rate) above `MAX_STRIDE_M` (a
+  speed in mph or km/h read as m/s), or a moving median under `MIN_SPEED_MS` (a distance in
+  km read as metres).
 - **Cadence** (`check_cadence`): a median in strides/min above `MAX_STRIDES_PER_MIN` (a step
   rate read as a stride rate).
 - **Declared units** (`check_declared_units`): a speed declared in km/h (or mph) whose
@@ -161,6 +164,47 @@ def check_speed(
             f"median speed while moving is {median:.1f} m/s ({3.6 * median:.0f} km/h), faster "
             f"than any runner (above {MAX_SPEED_MS:g} m/s): {looks}",
             fix,
+        )
+
+
+MAX_STRIDE_M = 4.0
+"""Median stride (m: 60 x median moving speed / median stride rate) no runner exceeds over a
+session: an elite marathon pace is 5.7 m/s at 92-95 strides/min, 3.6-3.7 m. A run's speed
+in mph read as m/s makes 2.24x its stride (a 10 min/mile run at 80 strides/min: 4.5 m), in
+km/h 3.6x."""
+MIN_SPEED_MS = 0.3
+"""Median moving speed (m/s) under which a session is no walk or run: a distance in km read
+as metres makes its speed 1000x too small."""
+
+
+def check_gait(channels: Mapping[str, np.ndarray], path: str | Path) -> None:
+    """Refuse a speed (m/s) that the cadence (strides/min) makes longer strides than any
+    runner's (`MAX_STRIDE_M`: mph or km/h read as m/s), or a median moving speed under
+    `MIN_SPEED_MS` (a distance in km), naming the unit to declare."""
+    speed = channels.get("speed")
+    if speed is None:
+        return
+    moving = speed[np.isfinite(speed) & (speed > 0)]
+    if not moving.size:
+        return
+    median = float(np.median(moving))
+    if median < MIN_SPEED_MS:
+        raise WearjaxFileError(
+            path,
+            f"median moving speed is {median:.3g} m/s ({3.6 * median:.2g} km/h), slower than "
+            "any walk: a distance in km read as metres makes this",
+            "export the distance in metres (or the speed in m/s)",
+        )
+    cadence = channels.get("cadence")
+    strides = cadence[np.isfinite(cadence) & (cadence > 0)] if cadence is not None else []
+    if len(strides) and 60.0 * median / float(np.median(strides)) > MAX_STRIDE_M:
+        rate = float(np.median(strides))
+        raise WearjaxFileError(
+            path,
+            f"a median {median:.2f} m/s at {rate:.0f} strides/min makes strides "
+            f"{60 * median / rate:.1f} m long, longer than any runner's (over {MAX_STRIDE_M:g} m): "
+            f"the speed looks like mph ({0.44704 * median:.2f} m/s) or km/h read as m/s",
+            'declare its unit: units={"speed": "mph"} (--speed-unit mph or km/h)',
         )
 
 

@@ -90,7 +90,7 @@ def unit_arguments(p: argparse.ArgumentParser) -> None:
     """`--speed-unit` and `--cadence-unit`, the reader options the unit errors name, and
     `--pauses`."""
     p.add_argument(
-        "--speed-unit", choices=("m/s", "km/h"),
+        "--speed-unit", choices=("m/s", "km/h", "mph"),
         help="speed unit of CSV runs (default m/s; FIT and TCX are always m/s)",
     )  # fmt: skip
     p.add_argument(
