@@ -290,6 +290,23 @@ def _tcx(path, with_speed=True, cadence=(84, 85, 86)):
     return path
 
 
+def test_a_multisport_tcx_gives_its_running_activity(tmp_path):
+    """TCX v2 nests a brick's or duathlon's activities in a MultiSportSession."""
+    text = _tcx(tmp_path / "run.tcx").read_text()
+    head, rest = text.split("<Activities>")
+    bike, run = rest.split("</Activities>")[0].split("</Activity>", 1)
+    run = run.rsplit("</Activity>", 1)[0]
+    nested = (f"{head}<Activities><MultiSportSession><Id>2021-03-24T20:00:00Z</Id>"
+              f"<FirstSport>{bike}</Activity></FirstSport><NextSport>{run}</Activity></NextSport>"
+              "</MultiSportSession></Activities></TrainingCenterDatabase>\n")  # fmt: skip
+    (tmp_path / "brick.tcx").write_text(nested)
+    (s,) = read_tcx(tmp_path / "brick.tcx", min_length_s=0)
+    (want,) = read_tcx(tmp_path / "run.tcx", min_length_s=0)
+    assert s.workout == "brick#2"
+    np.testing.assert_array_equal(s.x, want.x)
+    np.testing.assert_array_equal(s.hr, want.hr)
+
+
 def test_tcx_running_activity(tmp_path):
     (s,) = read_tcx(_tcx(tmp_path / "run.tcx"), min_length_s=0)
     assert s.workout == "run#2" and s.channels == ("speed", "cadence", "altitude")

@@ -63,7 +63,9 @@ def read_tcx(
     path = Path(path)
     root = xml_root(path, "TrainingCenterDatabase", "export the activity as TCX again",
                     "a Garmin Training Center (.tcx) export")  # fmt: skip
-    activities = root.findall("{*}Activities/{*}Activity")
+    # an Activity directly under Activities, or in a MultiSportSession's FirstSport/NextSport
+    # (a brick or duathlon; until 2026-12-07 those read as "no running activity")
+    activities = root.findall("{*}Activities//{*}Activity")
     running = [
         (k, a) for k, a in enumerate(activities, start=1) if a.get("Sport", "").lower() == "running"
     ]
