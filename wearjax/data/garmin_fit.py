@@ -205,7 +205,8 @@ def _running_windows(
         raise WearjaxFileError(
             path,
             "the file has no session message saying which sport it records",
-            "pass assume_running=True if it is a run (e.g. a recording cut short)",
+            "if it is a run (a recording cut short, say), read it in Python with "
+            "wearjax.data.garmin_fit.read_fit(path, assume_running=True)",
         )
     spans = []
     for s in sessions:
