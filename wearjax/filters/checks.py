@@ -81,6 +81,9 @@ def check_values(params, ys: Array, mask: Array):
             if bad(np, a.astype(np.promote_types(a.dtype, np.float32)), m):
                 raise WearjaxDataError(message)
         return params, ys, mask
+    # on the parameters too: a caller that reads only covariances, which do not depend on
+    # `ys`, would otherwise let XLA drop the checks as dead code (until 2026-12-07)
     for value, bad, message in checks:
-        ys = eqx.error_if(ys, bad(jnp, jax.lax.stop_gradient(value), mask), message)
+        pred = bad(jnp, jax.lax.stop_gradient(value), mask)
+        params, ys = eqx.error_if((params, ys), pred, message)
     return params, ys, mask
