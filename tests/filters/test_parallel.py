@@ -137,3 +137,31 @@ def test_an_eager_call_compiles_a_handful_of_programs_not_one_per_operation(no_p
         jax.monitoring.unregister_event_duration_listener(count)
     assert np.all(np.isfinite(np.asarray(result.smoothed_means)))
     assert 1 <= len(compiled) <= 20, len(compiled)
+
+
+def test_a_singular_process_noise_runs_the_serial_scan_where_the_elements_overflow():
+    """Q = 0 with a damped velocity: the smoother's gains along it are F^-1, and their product
+    over a stretch overflows float32 within T = 1000 (363 NaN smoothed means until 2026-12-07);
+    Q = 0 with F = 1.1 lost the filter's covariance in float32 (log-likelihood -2210.56 against
+    the serial -2255.93 at T = 1500). Both now equal the serial scan exactly."""
+    from wearjax.filters import LinearGaussianParams
+    from wearjax.filters.parallel import noiseless
+
+    rng = np.random.default_rng(0)
+    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    damped = LinearGaussianParams(
+        m0=f32([0.0, 0.0]), P0=f32(np.eye(2)), F=f32([[1.0, 1.0], [0.0, 0.9]]),
+        H=f32([[1.0, 0.0]]), Q=f32(np.zeros((2, 2))), R=f32([[1e-2]]),
+    )  # fmt: skip
+    ys = f32(rng.normal(size=(1000, 1)))
+    got, want = parallel_kalman_smoother(damped, ys), kalman_smoother(damped, ys)
+    tree_allclose(got, want, rtol=0, atol=0)
+    growing = LinearGaussianParams(m0=f32([0.0]), P0=f32([[1.0]]), F=f32([[1.1]]), H=f32([[1.0]]),
+                                   Q=f32([[0.0]]), R=f32([[1.0]]))  # fmt: skip
+    ys = f32(rng.normal(size=(1500, 1)))
+    tree_allclose(parallel_kalman_filter(growing, ys), kalman_filter(growing, ys), rtol=0, atol=0)
+    # judged per scale: an HR variance beside a tiny drift's is no singular noise
+    assert not noiseless(jnp.diag(f32([100.0, 1e-8])))
+    assert noiseless(jnp.diag(f32([0.5, 0.0]))) and noiseless(f32([[1.0, 1.0], [1.0, 1.0]]))
+    varying = jnp.stack([jnp.eye(2), jnp.eye(2), jnp.diag(jnp.array([1.0, 0.0]))])
+    assert noiseless(varying) and not noiseless(varying[:2])

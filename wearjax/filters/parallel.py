@@ -27,9 +27,18 @@ O(log T), the work O(T) combinations of D x D matrices, each a few times the cos
 step: it is meant for parallel hardware (GPU/TPU) and long sequences. On CPU the serial scan is
 1.5-13x faster, and `associative_scan` unrolls ~2 log2(T) levels into the program, so this
 compiles in 5-33 s where the serial scan takes ~1 s (benchmarks/README.md).
+
+Where a step's process noise Q is singular (a component with no process noise), both functions
+run the serial scan instead (`noiseless`, a `lax.cond`): the smoother's elements then carry
+gains of F^-1 along that component, whose products over a stretch overflow where F contracts
+(NaN smoothed means at T = 7200 in float64 with a damped velocity, at T = 1000 in float32),
+and the filter's elements lose the covariance in float32 where F expands (a log-likelihood off
+by 45 at T = 1500). Until 2026-12-07 they ran the associative scan there too.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +48,8 @@ from wearjax.filters.linear import (
     FilterResult,
     LinearGaussianParams,
     SmootherResult,
+    _filter,
+    _smoother,
     broadcast_in_time,
     innovation_log_density,
     kalman_predict,
@@ -205,7 +216,7 @@ def parallel_kalman_filter(
     the elements.
     """
     params, ys, mask = prepare_inputs(params, ys, mask)
-    return _parallel_filter(broadcast_in_time(params, ys.shape[0]), ys, mask)
+    return _parallel_unless_noiseless(params, ys, mask, smooth=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,7 +253,25 @@ def parallel_kalman_smoother(
     Arguments, masking and results as `wearjax.filters.kalman_smoother`.
     """
     params, ys, mask = prepare_inputs(params, ys, mask)
-    return _parallel_smoother(broadcast_in_time(params, ys.shape[0]), ys, mask)
+    return _parallel_unless_noiseless(params, ys, mask, smooth=True)
+
+
+def noiseless(Q: Float[Array, "*time state state"]) -> Bool[Array, ""]:
+    """Whether some step's process noise is singular: a zero variance, or a correlation form
+    whose smallest eigenvalue is rounding (judged per scale, as the input checks are)."""
+    d = jnp.diagonal(Q, axis1=-2, axis2=-1)
+    scale = jnp.sqrt(jnp.where(d > 0, d, 1.0))
+    low = jnp.linalg.eigvalsh(Q / (scale[..., :, None] * scale[..., None, :]))[..., 0]
+    return jnp.any(d <= 0) | jnp.any(low <= 16 * jnp.finfo(Q.dtype).eps)
+
+
+@functools.partial(jax.jit, static_argnames="smooth")
+def _parallel_unless_noiseless(params, ys, mask, smooth: bool):
+    """The associative scan, or the serial one where a used step's Q is singular (module
+    docstring: the parallel elements overflow there)."""
+    p = broadcast_in_time(params, ys.shape[0])
+    serial, parallel = (_smoother, _parallel_smoother) if smooth else (_filter, _parallel_filter)
+    return jax.lax.cond(noiseless(p.Q[:-1]), serial, parallel, p, ys, mask)
 
 
 @jax.jit
