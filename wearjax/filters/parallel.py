@@ -38,10 +38,9 @@ by 45 at T = 1500). Until 2026-12-07 they ran the associative scan there too.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Bool, Float
 
 from wearjax.filters.linear import (
@@ -52,6 +51,7 @@ from wearjax.filters.linear import (
     _smoother,
     broadcast_in_time,
     innovation_log_density,
+    is_time_varying,
     kalman_predict,
     prepare_inputs,
     smoother_cov,
@@ -256,22 +256,35 @@ def parallel_kalman_smoother(
     return _parallel_unless_noiseless(params, ys, mask, smooth=True)
 
 
-def noiseless(Q: Float[Array, "*time state state"]) -> Bool[Array, ""]:
+def noiseless(Q: Float[Array | np.ndarray, "*time state state"]) -> bool | Bool[Array, ""]:
     """Whether some step's process noise is singular: a zero variance, or a correlation form
-    whose smallest eigenvalue is rounding (judged per scale, as the input checks are)."""
-    d = jnp.diagonal(Q, axis1=-2, axis2=-1)
-    scale = jnp.sqrt(jnp.where(d > 0, d, 1.0))
-    low = jnp.linalg.eigvalsh(Q / (scale[..., :, None] * scale[..., None, :]))[..., 0]
-    return jnp.any(d <= 0) | jnp.any(low <= 16 * jnp.finfo(Q.dtype).eps)
+    whose smallest eigenvalue is rounding (judged per scale, as the input checks are). NumPy
+    arrays are judged in NumPy, traced ones in JAX."""
+    xp = jnp if isinstance(Q, jax.core.Tracer) else np
+    Q = xp.asarray(Q)
+    d = xp.diagonal(Q, axis1=-2, axis2=-1)
+    scale = xp.sqrt(xp.where(d > 0, d, 1.0))
+    corr = Q / (scale[..., :, None] * scale[..., None, :])
+    low = xp.linalg.eigvalsh(corr)[..., 0] if corr.size else xp.zeros((0,))
+    found = xp.any(d <= 0) | xp.any(low <= 16 * np.finfo(Q.dtype).eps)
+    return found if xp is jnp else bool(found)
 
 
-@functools.partial(jax.jit, static_argnames="smooth")
 def _parallel_unless_noiseless(params, ys, mask, smooth: bool):
     """The associative scan, or the serial one where a used step's Q is singular (module
-    docstring: the parallel elements overflow there)."""
-    p = broadcast_in_time(params, ys.shape[0])
-    serial, parallel = (_smoother, _parallel_smoother) if smooth else (_filter, _parallel_filter)
-    return jax.lax.cond(noiseless(p.Q[:-1]), serial, parallel, p, ys, mask)
+    docstring: the parallel elements overflow there). A concrete Q is judged here, so the
+    program holds one of them; a traced one by a `lax.cond` (both compiled)."""
+    Q = params.Q[:-1] if is_time_varying(params, "Q") else params.Q
+
+    def parallel(p, y, m):
+        return (_parallel_smoother if smooth else _parallel_filter)(
+            broadcast_in_time(p, y.shape[0]), y, m
+        )
+
+    serial = _smoother if smooth else _filter
+    if not isinstance(Q, jax.core.Tracer):
+        return (serial if noiseless(Q) else parallel)(params, ys, mask)
+    return jax.lax.cond(noiseless(Q), serial, parallel, params, ys, mask)
 
 
 @jax.jit
