@@ -10,10 +10,10 @@ from wearjax.errors import WearjaxDataError
 from wearjax.tasks.hr import HRStudyConfig, prepare
 
 
-def test_a_fold_whose_validation_runners_hold_no_segment_is_refused_before_training():
-    """Validation segments tile sessions at least one segment long; a fold whose validation
-    runners have none validated nothing, and until 2026-12-07 trained until early stopping
-    gave up, then failed the whole study with no finite validation loss."""
+def _three_runners():
+    """Three runners whose longest sessions differ, and segments just longer than the shortest
+    runner's longest session: `(cohort, config, fold, short, long, other)`, `fold(r)` one
+    fold holding runner r."""
     cohort = simulate_cohort(jax.random.key(0), n_runners=3, sessions_per_runner=2,
                              min_minutes=5.0, max_minutes=20.0, bucket=60)  # fmt: skip
     lengths, runner = np.asarray(cohort.lengths), np.asarray(cohort.runner)
@@ -22,8 +22,15 @@ def test_a_fold_whose_validation_runners_hold_no_segment_is_refused_before_train
     assert longest[short] < longest[long]
     config = HRStudyConfig(segment_windows=int(longest[short]) // 60 + 1)  # 60 s windows
     assert config.window * config.segment_windows <= longest[long]
-    other = 3 - short - long
     fold = lambda r: (runner == r)[None]  # noqa: E731
+    return cohort, config, fold, short, long, 3 - short - long
+
+
+def test_a_fold_whose_validation_runners_hold_no_segment_is_refused_before_training():
+    """Validation segments tile sessions at least one segment long; a fold whose validation
+    runners have none validated nothing, and until 2026-12-07 trained until early stopping
+    gave up, then failed the whole study with no finite validation loss."""
+    cohort, config, fold, short, long, other = _three_runners()
     refused = Split(test=fold(other), validation=fold(short), train=fold(long))
     named = cohort.runner_names[short]
     want = rf"fold\(s\) \[0\] have no validation segment of \d+ s: .* runner\(s\) \['{named}'\]"
@@ -37,14 +44,7 @@ def test_a_fold_whose_training_runners_hold_no_segment_is_refused_with_their_nam
     """Until 2026-12-07 this was a plain ValueError, which `wearjax cv hr` printed as a
     traceback: a folder with one long run passes the CLI's check of one training segment,
     and a fold that holds that run out has none left to train on."""
-    cohort = simulate_cohort(jax.random.key(0), n_runners=3, sessions_per_runner=2,
-                             min_minutes=5.0, max_minutes=20.0, bucket=60)  # fmt: skip
-    lengths, runner = np.asarray(cohort.lengths), np.asarray(cohort.runner)
-    longest = np.asarray([lengths[runner == r].max() for r in range(3)])
-    short, long = int(np.argmin(longest)), int(np.argmax(longest))
-    config = HRStudyConfig(segment_windows=int(longest[short]) // 60 + 1)
-    other = 3 - short - long
-    fold = lambda r: (runner == r)[None]  # noqa: E731
+    cohort, config, fold, short, long, other = _three_runners()
     refused = Split(test=fold(other), validation=fold(long), train=fold(short))
     named = cohort.runner_names[short]
     want = rf"fold\(s\) \[0\] have no training segment of \d+ s: .* runner\(s\) \['{named}'\]"
