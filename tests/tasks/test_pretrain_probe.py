@@ -1001,8 +1001,10 @@ def test_inpainting_hides_the_masked_columns_from_the_encoder_and_the_mixed_mask
     grad = jax.jit(jax.grad(tokens), static_argnums=1)  # one compile, not one per operation
     for inpaint in (True, False):
         g = np.asarray(grad(x, inpaint))[0]
-        leak = np.abs(g[hidden[0]]).max()
-        assert (leak == 0) if inpaint else (leak > 1e-6), (inpaint, leak)
+        leak, seen = np.abs(g[hidden[0]]).max(), np.abs(g[~hidden[0]]).max()
+        # relative to the visible samples' (the tiny encoder's are ~5e-6: an absolute 1e-6,
+        # until 2026-12-07, failed on an AVX-512 CPU whose leak came out 8.7e-7, 19% of them)
+        assert seen > 0 and ((leak == 0) if inpaint else (leak > 0.05 * seen)), (leak, seen)
 
 
 @pytest.mark.slow  # ~30 s cold on 2 cores; what inpainting hides is checked in the fast suite
