@@ -26,27 +26,20 @@ def _three_runners():
     return cohort, config, fold, short, long, 3 - short - long
 
 
-def test_a_fold_whose_validation_runners_hold_no_segment_is_refused_before_training():
+@pytest.mark.parametrize("side", ["validation", "training"])
+def test_a_fold_whose_validation_or_training_runners_hold_no_segment_is_refused(side):
     """Validation segments tile sessions at least one segment long; a fold whose validation
     runners have none validated nothing, and until 2026-12-07 trained until early stopping
-    gave up, then failed the whole study with no finite validation loss."""
+    gave up, then failed the whole study with no finite validation loss. A fold with no
+    training segment was a plain ValueError, which `wearjax cv hr` printed as a traceback (a
+    folder with one long run passes the CLI's check of one segment, and a fold that holds that
+    run out has none left)."""
     cohort, config, fold, short, long, other = _three_runners()
-    refused = Split(test=fold(other), validation=fold(short), train=fold(long))
+    validation, train = (short, long) if side == "validation" else (long, short)
+    refused = Split(test=fold(other), validation=fold(validation), train=fold(train))
     named = cohort.runner_names[short]
-    want = rf"fold\(s\) \[0\] have no validation segment of \d+ s: .* runner\(s\) \['{named}'\]"
+    want = rf"fold\(s\) \[0\] have no {side} segment of \d+ s: .* runner\(s\) \['{named}'\]"
     with pytest.raises(WearjaxDataError, match=want):
         prepare(cohort, config, refused)
     _, folded, _, _ = prepare(cohort, config, Split(fold(other), fold(long), fold(long)))
     assert float(folded.val_weight.sum()) > 0
-
-
-def test_a_fold_whose_training_runners_hold_no_segment_is_refused_with_their_names():
-    """Until 2026-12-07 this was a plain ValueError, which `wearjax cv hr` printed as a
-    traceback: a folder with one long run passes the CLI's check of one training segment,
-    and a fold that holds that run out has none left to train on."""
-    cohort, config, fold, short, long, other = _three_runners()
-    refused = Split(test=fold(other), validation=fold(long), train=fold(short))
-    named = cohort.runner_names[short]
-    want = rf"fold\(s\) \[0\] have no training segment of \d+ s: .* runner\(s\) \['{named}'\]"
-    with pytest.raises(WearjaxDataError, match=want):
-        prepare(cohort, config, refused)
