@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
+from wearjax.filters.checks import _bad_covariance
 from wearjax.filters.linear import (
     FilterResult,
     LinearGaussianParams,
@@ -257,16 +258,13 @@ def parallel_kalman_smoother(
 
 
 def noiseless(Q: Float[Array | np.ndarray, "*time state state"]) -> bool | Bool[Array, ""]:
-    """Whether some step's process noise is singular: a zero variance, or a correlation form
-    whose smallest eigenvalue is rounding (judged per scale, as the input checks are). NumPy
-    arrays are judged in NumPy, traced ones in JAX."""
+    """Whether some step's process noise is singular: not positive definite by the strict test
+    the input checks give R (`checks._bad_covariance`, per scale). NumPy arrays are judged in
+    NumPy, traced ones in JAX."""
     xp = jnp if isinstance(Q, jax.core.Tracer) else np
-    Q = xp.asarray(Q)
-    d = xp.diagonal(Q, axis1=-2, axis2=-1)
-    scale = xp.sqrt(xp.where(d > 0, d, 1.0))
-    corr = Q / (scale[..., :, None] * scale[..., None, :])
-    low = xp.linalg.eigvalsh(corr)[..., 0] if corr.size else xp.zeros((0,))
-    found = xp.any(d <= 0) | xp.any(low <= 16 * np.finfo(Q.dtype).eps)
+    if not Q.size:  # no step uses one (T = 1)
+        return False
+    found = _bad_covariance(xp.asarray(Q), True, xp)
     return found if xp is jnp else bool(found)
 
 
