@@ -246,8 +246,9 @@ def to_session(
     hr_values = np.where(in_range, hr_values, np.nan)
     hr = _fill_unrecorded(per_second(hr_values, "heart rate"), recorded, max_gap_s)
     vo2 = per_second(records.vo2, "VO2")
-    if breaths := np.flatnonzero(np.isfinite(vo2)).tolist():  # VO2's own records: its breaths
-        vo2 = _fill_unrecorded(vo2, np.asarray(breaths), max_gap_s)
+    breaths = np.flatnonzero(np.isfinite(vo2))  # VO2's own records, not every row's
+    if breaths.size:
+        vo2 = _fill_unrecorded(vo2, breaths, max_gap_s)
     names = [c for c in SESSION_CHANNEL_UNITS if c in records.channels]
     columns = [_fill_channel(per_second(records.channels[c], c), max_gap_s) for c in names]
     if pauses == "stop" and records.distance is not None:

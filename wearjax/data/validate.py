@@ -204,7 +204,8 @@ def check_gait(channels: Mapping[str, np.ndarray], path: str | Path) -> None:
             f"a median {median:.2f} m/s at {rate:.0f} strides/min makes strides "
             f"{60 * median / rate:.1f} m long, longer than any runner's (over {MAX_STRIDE_M:g} m): "
             f"the speed looks like mph ({0.44704 * median:.2f} m/s) or km/h read as m/s",
-            'declare its unit: units={"speed": "mph"} (--speed-unit mph or km/h)',
+            'declare a CSV\'s speed unit (units={"speed": "mph"}; --speed-unit mph or km/h), '
+            "give a distance in metres, or check that a FIT or TCX file (m/s) records a run",
         )
 
 
